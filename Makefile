@@ -1,0 +1,50 @@
+# SentiOps — one entry point for set-up, the main job, tests and benchmarks.
+# `make run` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WORKDIR ?= .sentiops
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export SENTIOPS_HOME ?= $(CURDIR)/$(WORKDIR)
+
+.PHONY: help install run test test-unit lint typecheck bench-quality clean
+
+help:
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]' 2>&1 \
+		| grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c "import sentiops, torch, transformers, kfp, mlflow, kserve" \
+		|| { echo "install failed: see pip output above" >&2; exit 1; }
+	@touch $(STAMP)
+
+install: $(STAMP) ## create the virtualenv with pinned dependencies (idempotent)
+
+run: install ## main job: data -> validate -> train baseline + transformer -> evaluate -> compare
+	$(BIN)/sentiops quickstart --workdir $(WORKDIR)
+
+test: install ## all tests: unit + integration (real S3, MLflow, HTTP servers)
+	$(BIN)/pytest -q tests
+
+test-unit: install ## fast unit tests only
+	$(BIN)/pytest -q -m "not integration and not slow" tests
+
+lint: install ## ruff + mypy on the core
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+typecheck: install
+	$(BIN)/mypy
+
+bench-quality: install ## macro-F1 of both models on the vader-tweets test split
+	$(BIN)/python benchmarks/quality.py --workdir $(WORKDIR)
+
+clean:
+	rm -rf $(WORKDIR) .pytest_cache .mypy_cache .ruff_cache
+
+-include mk/*.mk

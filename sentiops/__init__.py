@@ -1,0 +1,2 @@
+"""SentiOps core library."""
+__version__ = "0.1.0"

@@ -1,0 +1,58 @@
+"""Typed failures. Every error says what was wrong and how to fix it.
+
+The CLI, the KFP components and the KServe predictor map these to exit codes / HTTP statuses in
+one place each, so the core raises them and never prints.
+"""
+
+from __future__ import annotations
+
+
+class SentiOpsError(Exception):
+    """Base class: `message` says what went wrong, `hint` how to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message}\n  hint: {hint}" if hint else message)
+
+
+class DataError(SentiOpsError):
+    """The input data cannot be read or does not have the expected shape."""
+
+    exit_code = 2
+
+
+class ValidationFailed(SentiOpsError):
+    """Validation found problems that make training meaningless; `report` names the rows."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, report: dict, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.report = report
+
+
+class ModelError(SentiOpsError):
+    """A model directory is missing, incomplete, corrupt or of an unknown type."""
+
+    exit_code = 4
+
+
+class InvalidInput(SentiOpsError):
+    """A prediction request is malformed (empty text, oversized batch, wrong schema)."""
+
+    exit_code = 5
+
+
+class StorageError(SentiOpsError):
+    """The artifact store (local or S3) cannot be reached or returned bad data."""
+
+    exit_code = 6
+
+
+class TrackingError(SentiOpsError):
+    """MLflow cannot be reached or refused a write."""
+
+    exit_code = 7

@@ -1,0 +1,156 @@
+"""Evaluation: accuracy, macro-F1, per-class P/R/F1, confusion matrix (JSON + PNG), expected
+calibration error, throughput, and a small behavioural suite (negation, intensifiers,
+invariance to names / URLs / handles)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from sentiops.data import LABELS
+from sentiops.models import LoadedModel
+
+
+def expected_calibration_error(proba: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE over equal-width confidence bins of the top-class probability."""
+    conf = proba.max(axis=1)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        mask = (conf > lo) & (conf <= hi)
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
+    return float(ece)
+
+
+def metrics_from_predictions(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class metrics and the confusion matrix over `labels`."""
+    present = set(y_true) | set(y_pred)
+    labs = [lab for lab in (labels or LABELS) if lab in present] or sorted(present)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labs, zero_division=0)
+    return {
+        "n": len(y_true),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labs, average="macro", zero_division=0)),
+        "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                            "support": int(s[i])} for i, lab in enumerate(labs)},
+        "confusion_matrix": {"labels": labs,
+                             "matrix": confusion_matrix(y_true, y_pred, labels=labs).tolist()},
+    }
+
+
+BEHAVIOURAL: dict[str, list[tuple[str, str]]] = {
+    # (original, perturbed): negation should move a positive text away from positive
+    "negation": [
+        ("The service was good.", "The service was not good."),
+        ("I love this phone.", "I do not love this phone."),
+        ("This movie is great.", "This movie is not great."),
+        ("The update works well.", "The update does not work well."),
+        ("Their support team is helpful.", "Their support team is not helpful."),
+        ("What a nice day.", "What a day, not nice at all."),
+    ],
+    # intensifiers should not weaken the sentiment's probability
+    "intensifier": [
+        ("The food was good.", "The food was extremely good."),
+        ("The delivery was bad.", "The delivery was really bad."),
+        ("I like the new design.", "I really like the new design."),
+        ("The battery life is poor.", "The battery life is incredibly poor."),
+        ("Great job on the launch.", "Great job on the launch!!!"),
+        ("The app is slow.", "The app is very slow."),
+    ],
+    # names, URLs and handles should not change the prediction
+    "invariance": [
+        ("Alice said the hotel was lovely.", "Mohammed said the hotel was lovely."),
+        ("Check out the new release, it is awful", "Check out the new release https://t.co/x1, it is awful"),
+        ("@jane_doe thanks, the fix worked!", "@b0b thanks, the fix worked!"),
+        ("Flight delayed again, terrible.", "Flight delayed again, terrible. http://example.com/a"),
+        ("Talked to John about the refund, still waiting.", "Talked to Priya about the refund, still waiting."),
+        ("@acme your store in Paris is fantastic", "@acme your store in Lagos is fantastic"),
+    ],
+}
+
+
+def behavioural_suite(model: LoadedModel) -> dict[str, Any]:
+    """Pass rate per test type; each case compares a text with a perturbed copy."""
+    labels = model.labels
+    pos = labels.index("positive") if "positive" in labels else None
+    results: dict[str, Any] = {}
+    for kind, cases in BEHAVIOURAL.items():
+        a = model.predict_proba([x for x, _ in cases])
+        b = model.predict_proba([y for _, y in cases])
+        passed = []
+        for i in range(len(cases)):
+            ka = int(a[i].argmax())
+            if kind == "negation":
+                ok = pos is not None and b[i][pos] < a[i][pos]
+            elif kind == "intensifier":
+                ok = b[i][ka] >= a[i][ka] - 0.05
+            else:
+                ok = int(b[i].argmax()) == ka
+            passed.append(bool(ok))
+        results[kind] = {"pass_rate": float(np.mean(passed)), "passed": int(sum(passed)),
+                         "n": len(cases),
+                         "failed": [cases[i][1] for i, ok in enumerate(passed) if not ok]}
+    return results
+
+
+def evaluate(
+    model: LoadedModel, texts: Sequence[str], labels: Sequence[str], behavioural: bool = True
+) -> dict[str, Any]:
+    """All metrics of `model` on (texts, labels); includes per-example predictions."""
+    texts = list(texts)
+    start = time.perf_counter()
+    proba = model.predict_proba(texts)
+    elapsed = time.perf_counter() - start
+    names = model.labels
+    pred = [names[i] for i in proba.argmax(axis=1)]
+    result = metrics_from_predictions(labels, pred)
+    correct = np.array([p == t for p, t in zip(pred, labels, strict=True)])
+    result["ece"] = expected_calibration_error(proba, correct)
+    result["texts_per_sec"] = float(len(texts) / elapsed) if elapsed > 0 else float("inf")
+    result["model_type"] = model.manifest.get("model_type")
+    result["model_version"] = model.version
+    result["predictions"] = pred
+    if behavioural:
+        result["behavioural"] = behavioural_suite(model)
+    return result
+
+
+def plot_confusion(result: dict[str, Any], path: Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.array(result["confusion_matrix"]["matrix"])
+    labs = result["confusion_matrix"]["labels"]
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labs)), labs, rotation=30)
+    ax.set_yticks(range(len(labs)), labs)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(labs)):
+        for j in range(len(labs)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_title(title or f"macro-F1 {result['macro_f1']:.3f}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(result: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    return path

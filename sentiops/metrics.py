@@ -1,0 +1,91 @@
+"""Prometheus metrics exported by the SentiOps predictor and drift sidecar.
+
+Plain module-level prometheus_client objects on the default registry: KServe's ModelServer
+serves that registry on ``/metrics`` of its HTTP port, and the drift sidecar serves it on
+``:8081/metrics``. Import the objects, never redefine them::
+
+    from sentiops import metrics
+    metrics.PREDICTIONS.labels(model_name="sentiment", model_version="3", label="positive").inc()
+
+Alert rules (``monitoring/rules``) and the Grafana dashboard (``monitoring/dashboards``) may only
+use the sample families listed in :data:`EXPORTED_METRICS` and :data:`KSERVE_METRICS` (plus
+recording rules defined from them); ``tests/cluster/test_monitoring.py`` enforces that.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+#: Buckets for a probability in [0.5, 1] (binary) or [1/3, 1] (three classes).
+CONFIDENCE_BUCKETS = (0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
+
+PREDICTIONS = Counter(
+    "sentiops_predictions",
+    "Predictions served, by predicted label.",
+    ["model_name", "model_version", "label"],
+)
+PREDICTION_CONFIDENCE = Histogram(
+    "sentiops_prediction_confidence",
+    "Probability of the predicted label.",
+    ["model_name", "model_version"],
+    buckets=CONFIDENCE_BUCKETS,
+)
+REQUEST_ERRORS = Counter(
+    "sentiops_request_errors",
+    "Requests that failed, by reason (invalid_input, inference_error, model_not_ready, ...).",
+    ["model_name", "reason"],
+)
+DRIFT_P_VALUE = Gauge(
+    "sentiops_drift_p_value",
+    "p-value of the last drift test over the current window (low = drift).",
+    ["detector"],
+)
+DRIFT_DETECTED = Gauge(
+    "sentiops_drift_detected",
+    "1 if the last drift test flagged drift, else 0.",
+    ["detector"],
+)
+DRIFT_WINDOW_SIZE = Gauge(
+    "sentiops_drift_window_size",
+    "Number of logged requests in the drift detector's current window.",
+)
+LIVE_ACCURACY = Gauge(
+    "sentiops_live_accuracy",
+    "Accuracy on the labelled feedback received for live predictions.",
+    ["model_name", "model_version"],
+)
+RETRAIN_TRIGGERS = Counter(
+    "sentiops_retrain_triggers",
+    "Retraining runs triggered by the drift sidecar.",
+)
+
+#: Sample families the SentiOps code exposes (names as they appear on ``/metrics``).
+EXPORTED_METRICS: tuple[str, ...] = (
+    "sentiops_predictions_total",
+    "sentiops_prediction_confidence_bucket",
+    "sentiops_prediction_confidence_sum",
+    "sentiops_prediction_confidence_count",
+    "sentiops_request_errors_total",
+    "sentiops_drift_p_value",
+    "sentiops_drift_detected",
+    "sentiops_drift_window_size",
+    "sentiops_live_accuracy",
+    "sentiops_retrain_triggers_total",
+)
+
+#: Histograms KServe's ModelServer (0.20) exports on the same ``/metrics`` endpoint, each with
+#: the label ``model_name`` (see FACTS.md); their ``_bucket``/``_sum``/``_count`` families.
+KSERVE_HISTOGRAMS: tuple[str, ...] = (
+    "request_preprocess_seconds",
+    "request_predict_seconds",
+    "request_postprocess_seconds",
+    "request_explain_seconds",
+)
+KSERVE_METRICS: tuple[str, ...] = tuple(
+    f"{name}{suffix}" for name in KSERVE_HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")
+)
+
+#: Series every Prometheus scrape adds itself; usable in rules (e.g. model-not-ready alerts).
+SCRAPE_METRICS: tuple[str, ...] = ("up", "scrape_duration_seconds", "scrape_samples_scraped")
+
+ALL_METRICS: frozenset[str] = frozenset(EXPORTED_METRICS + KSERVE_METRICS + SCRAPE_METRICS)

@@ -80,7 +80,7 @@ class SentimentPyfunc:
 
         self.model = load_model(context.artifacts["model_dir"])
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+    def predict(self, context: Any, model_input: list[str], params: Any = None) -> Any:
         import pandas as pd
 
         from sentiops.models import predict

@@ -12,6 +12,7 @@ import copy
 import math
 import os
 import random
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,8 @@ class TransformerModel:
         self = cls(model, tokenizer, classes, max_length)
         y = np.array([classes.index(lab) for lab in labels])
         enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+        # we pad pre-tokenized batches on purpose; silence transformers' advice about it
+        tokenizer.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
         weight = None
         if class_weights:
             counts = np.bincount(y, minlength=len(classes)).astype(np.float64)
@@ -170,7 +173,8 @@ class TransformerModel:
         sched = get_linear_schedule_with_warmup(optim, int(warmup_ratio * total), total)
         rng = np.random.default_rng(seed)
         best_f1, best_state, bad_epochs = -1.0, None, 0
-        bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress)
+        bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress,
+                   mininterval=1.0 if sys.stderr.isatty() else 15.0)
         for epoch in range(epochs):
             model.train()
             order = rng.permutation(len(y))
@@ -187,7 +191,7 @@ class TransformerModel:
                 optim.step()
                 sched.step()
                 optim.zero_grad()
-                running += float(loss)
+                running += loss.item()
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{running / (step + 1):.3f}")
             record = {"epoch": epoch + 1, "train_loss": running / steps_per_epoch}

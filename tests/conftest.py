@@ -1,0 +1,73 @@
+"""Shared fixtures: an isolated SENTIOPS_HOME, small synthetic labelled tables, CLI runners."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sentiops.cli import app
+
+POS = ["love", "great", "excellent", "amazing", "wonderful", "happy", "fantastic", "good"]
+NEG = ["hate", "awful", "terrible", "horrible", "bad", "sad", "angry", "worst"]
+NEU = ["okay", "average", "fine", "normal", "usual", "standard", "plain", "so-so"]
+THINGS = ["phone", "service", "movie", "flight", "app", "coffee", "update", "store", "team"]
+
+
+def make_frame(n_per_class: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Synthetic but learnable sentiment data: each class has its own cue words."""
+    rng = random.Random(seed)
+    rows = []
+    for label, words in (("positive", POS), ("negative", NEG), ("neutral", NEU)):
+        for i in range(n_per_class):
+            w1, w2 = rng.sample(words, 2)
+            thing = rng.choice(THINGS)
+            rows.append((f"the {thing} was {w1} and {w2} #{seed}-{label}-{i}", label))
+    rng.shuffle(rows)
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
+@pytest.fixture(autouse=True)
+def sentiops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("SENTIOPS_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SENTIOPS_S3_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def vader_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One download of the vaderSentiment sdist per test session (shared cache dir)."""
+    return tmp_path_factory.mktemp("vader-cache")
+
+
+@pytest.fixture
+def csv_data(tmp_path: Path) -> Path:
+    path = tmp_path / "reviews.csv"
+    make_frame(40).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def invoke(runner: CliRunner, *args: str):
+    """Run the CLI in-process; returns the click Result (exit_code, output)."""
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real `sentiops` entry point in a subprocess (real exit code, real stderr)."""
+    exe = Path(sys.executable).with_name("sentiops")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)

@@ -1,0 +1,114 @@
+"""One model directory format for every model type: round trips, checksums, atomic writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentiops import modeldir
+from sentiops.errors import InvalidInput, ModelError
+from sentiops.models import MAX_BATCH, load_model, predict
+from sentiops.models.tfidf import TfidfModel
+from sentiops.models.transformer import TINY, TransformerModel
+from tests.conftest import make_frame
+
+
+def _tfidf_dir(tmp_path: Path, labels=("negative", "neutral", "positive")) -> Path:
+    df = make_frame(30)
+    df = df[df.label.isin(labels)]
+    model = TfidfModel.fit(df.text, df.label)
+    return modeldir.write(tmp_path / "tfidf", model.save,
+                          {"model_type": "tfidf-logreg", "labels": model.labels})
+
+
+def test_tfidf_round_trip(tmp_path: Path) -> None:
+    folder = _tfidf_dir(tmp_path)
+    manifest = json.loads((folder / "model.json").read_text())
+    assert set(manifest["files"]) == {"pipeline.joblib", "label_map.json", "metrics.json"}
+    assert len(manifest["version"]) == 12
+    loaded = load_model(folder)
+    preds = predict(loaded, ["the app was love and great", "the app was hate and awful"])
+    assert [p.label for p in preds] == ["positive", "negative"]
+    assert abs(sum(preds[0].scores.values()) - 1) < 1e-6
+
+
+def test_two_label_model_still_predicts(tmp_path: Path) -> None:
+    loaded = load_model(_tfidf_dir(tmp_path, labels=("negative", "positive")))
+    assert loaded.labels == ["negative", "positive"]
+    assert predict(loaded, ["the store was great and good"])[0].label == "positive"
+
+
+def test_tiny_distilbert_trains_saves_and_loads(tmp_path: Path) -> None:
+    df = make_frame(30)
+    model = TransformerModel.fit(df.text, df.label, val_texts=df.text[:20],
+                                 val_labels=df.label[:20], base_model=TINY, epochs=4, lr=3e-3,
+                                 batch_size=16, max_length=32, progress=False)
+    assert model.model.config.model_type == "distilbert"
+    folder = modeldir.write(tmp_path / "tiny", model.save,
+                            {"model_type": "transformer", "labels": model.labels,
+                             "params": {"max_length": 32}})
+    assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
+    loaded = load_model(folder)
+    before = model.predict_proba(list(df.text[:10]))
+    after = loaded.predict_proba(list(df.text[:10]))
+    np.testing.assert_allclose(before, after, atol=1e-5)
+    acc = np.mean(np.array(loaded.labels)[after.argmax(1)] == df.label[:10].to_numpy())
+    assert acc >= 0.8  # cue words are trivially learnable
+    assert [h["epoch"] for h in model.history][0] == 1
+
+
+def test_corrupt_model_is_refused(tmp_path: Path) -> None:
+    folder = _tfidf_dir(tmp_path)
+    blob = folder / "pipeline.joblib"
+    blob.write_bytes(blob.read_bytes()[:-10])
+    with pytest.raises(ModelError, match=r"corrupt model directory .*pipeline.joblib \(checksum"):
+        load_model(folder)
+
+
+def test_missing_file_and_not_a_model_dir(tmp_path: Path) -> None:
+    folder = _tfidf_dir(tmp_path)
+    (folder / "label_map.json").unlink()
+    with pytest.raises(ModelError, match="label_map.json \\(missing\\)"):
+        load_model(folder)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="not a SentiOps model directory"):
+        load_model(tmp_path / "empty")
+    with pytest.raises(ModelError, match="model directory not found"):
+        load_model(tmp_path / "nope")
+
+
+def test_unknown_model_type(tmp_path: Path) -> None:
+    folder = modeldir.write(tmp_path / "m", lambda d: None, {"model_type": "xgb", "labels": ["a"]})
+    with pytest.raises(ModelError, match="unknown model type 'xgb'"):
+        load_model(folder)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    good = _tfidf_dir(tmp_path)
+    before = (good / "model.json").read_text()
+
+    def explode(folder: Path) -> None:
+        (folder / "half.bin").write_bytes(b"x")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        modeldir.write(good, explode, {"model_type": "tfidf-logreg", "labels": ["a"]})
+    assert (good / "model.json").read_text() == before  # the old model is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tfidf"]
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ([], "empty batch"),
+    ("just a string", "expected a list of strings"),
+    (["ok", "  "], "items [1] are empty"),
+    (["ok", 3], "items [1] are not strings"),
+    (["x"] * (MAX_BATCH + 1), f"exceeds the limit of {MAX_BATCH}"),
+    (["x" * 6000], "longer than 5000 characters"),
+])
+def test_predict_rejects_bad_input(tmp_path: Path, bad, needle: str) -> None:
+    loaded = load_model(_tfidf_dir(tmp_path))
+    with pytest.raises(InvalidInput, match=__import__("re").escape(needle)):
+        predict(loaded, bad)

@@ -84,6 +84,9 @@ class S3Store:
                 "check the bucket/key and the credentials (SENTIOPS_S3_ACCESS_KEY / "
                 "AWS_ACCESS_KEY_ID, SENTIOPS_S3_SECRET_KEY / AWS_SECRET_ACCESS_KEY)",
             )
+        if isinstance(exc, ValueError):
+            return StorageError(f"could not {what}: {exc}",
+                                "bucket names are 3-63 lowercase letters, digits, '-' or '.'")
         return StorageError(
             f"could not {what}: S3 endpoint {self.endpoint} unreachable after "
             f"{self.settings.s3_retries} retries ({type(exc).__name__}: {exc})",

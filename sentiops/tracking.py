@@ -12,6 +12,7 @@ import contextlib
 import os
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,11 +132,15 @@ def log_model_dir(model_dir: Path, register_as: str | None = REGISTERED_MODEL,
     """Log the model directory as a pyfunc model; register it and set `alias` if asked."""
     mlflow = _mlflow()
     try:
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=_pyfunc_model(),
-            artifacts={"model_dir": str(model_dir)}, pip_requirements=PYFUNC_REQUIREMENTS,
-            registered_model_name=register_as,
-        )
+        with warnings.catch_warnings():
+            # MLflow advises on type hints of the wrapper; the wrapper checks its input itself
+            warnings.filterwarnings("ignore", category=UserWarning, message=".*type hint")
+            warnings.filterwarnings("ignore", category=UserWarning, message="Decorate your")
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=_pyfunc_model(),
+                artifacts={"model_dir": str(model_dir)}, pip_requirements=PYFUNC_REQUIREMENTS,
+                registered_model_name=register_as,
+            )
     except Exception as exc:  # noqa: BLE001
         raise TrackingError(f"MLflow could not log/register the model: {exc}",
                             "check the tracking server and its artifact store") from exc

@@ -1,0 +1,53 @@
+"""Fixtures for the cluster verification (rendered manifests, a real kube-apiserver)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .harness import REPO, ApiServer, apiserver, run, tool
+
+OVERLAYS = ("kind", "cloud")
+CHART = REPO / "helm" / "sentiops"
+
+
+def load_docs(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.fixture(scope="session")
+def helm_default() -> str:
+    """`helm template` of the chart with default values (namespace sentiops)."""
+    return run([tool("helm"), "template", "sentiops", str(CHART), "--namespace", "sentiops"]).stdout
+
+
+@pytest.fixture(scope="session")
+def helm_docs(helm_default: str) -> list[dict]:
+    return load_docs(helm_default)
+
+
+@pytest.fixture(scope="session")
+def overlay_yaml() -> dict[str, str]:
+    """`kubectl kustomize` of every overlay."""
+    return {
+        name: run(
+            [tool("kubectl"), "kustomize", str(REPO / "manifests" / "overlays" / name)]
+        ).stdout
+        for name in OVERLAYS
+    }
+
+
+@pytest.fixture(scope="session")
+def overlay_docs(overlay_yaml: dict[str, str]) -> dict[str, list[dict]]:
+    return {name: load_docs(text) for name, text in overlay_yaml.items()}
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """A real etcd + kube-apiserver on loopback, stopped by PID at the end of the session."""
+    workdir: Path = tmp_path_factory.mktemp("kube")
+    with apiserver(workdir) as api:
+        yield api

@@ -1,0 +1,301 @@
+"""Tools and loopback servers for the cluster verification: etcd, kube-apiserver, Prometheus.
+
+Every server binds 127.0.0.1 on a free port, lives in a temp dir, runs in its own process
+group and is stopped by PID (SIGTERM, then SIGKILL) by the fixture that started it.
+A missing tool FAILS the test with a pointer to `make cluster-tools`; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS_BIN = (
+    Path(
+        os.environ.get(
+            "SENTIOPS_TOOLS_DIR",
+            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sentiops-tools",
+        )
+    )
+    / "bin"
+)
+
+
+def crds_dir() -> Path:
+    """KServe CRDs: $SENTIOPS_CRDS_DIR, else <repo>/../shared/crds (CI clones shared/ beside)."""
+    path = Path(os.environ.get("SENTIOPS_CRDS_DIR", REPO.parent / "shared" / "crds"))
+    if not (path / "serving.kserve.io_inferenceservices.yaml").is_file():
+        pytest.fail(
+            f"KServe CRDs not found in {path}: set SENTIOPS_CRDS_DIR or put shared/crds beside "
+            "the repository",
+            pytrace=False,
+        )
+    return path
+
+
+def crd_for_apiserver_1_20(path: Path) -> str:
+    """A KServe CRD as JSON, minus its `default: ""` entries.
+
+    The test kube-apiserver is 1.20 (what Debian's source package builds); it rejects empty-
+    string defaults in CRD schemas ("must be of type string: null"), which newer API servers
+    accept. Only those defaults are dropped; schema validation in test_manifests uses the
+    unmodified CRD.
+    """
+
+    def strip(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("default") == "":
+                del node["default"]
+            for value in node.values():
+                strip(value)
+        elif isinstance(node, list):
+            for value in node:
+                strip(value)
+
+    doc = yaml.safe_load(path.read_text())
+    strip(doc)
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def tool(name: str) -> str:
+    """Path of a verification tool: the sentiops-tools cache first, then PATH."""
+    cached = TOOLS_BIN / name
+    if cached.is_file() and os.access(cached, os.X_OK):
+        return str(cached)
+    found = shutil.which(name)
+    if found:
+        return found
+    pytest.fail(
+        f"{name} not found (looked in {TOOLS_BIN} and PATH): run make cluster-tools", pytrace=False
+    )
+
+
+def run(
+    args: Sequence[str],
+    *,
+    check: bool = True,
+    input: str | None = None,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command quietly; on failure, fail the test with its output."""
+    proc = subprocess.run(
+        list(args),
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"command failed ({proc.returncode}): {' '.join(args)}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}",
+            pytrace=False,
+        )
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A child process in its own process group, with its log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, n: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+
+def start(name: str, args: Sequence[str], workdir: Path) -> Server:
+    log = workdir / f"{name}.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            list(args),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+            start_new_session=True,  # own process group: killpg stops it and its children
+        )
+    return Server(name, proc, log)
+
+
+def wait_until(check, server: Server, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            pytest.fail(
+                f"{server.name} exited ({server.proc.returncode}) before {what}:\n{server.tail()}",
+                pytrace=False,
+            )
+        if check():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{server.name}: {what} not reached in {timeout}s:\n{server.tail()}", pytrace=False)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class ApiServer:
+    """etcd + kube-apiserver on loopback, an admin kubeconfig, and kubectl/helm helpers."""
+
+    workdir: Path
+    kubeconfig: Path
+    url: str
+    servers: list[Server] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["HELM_CACHE_HOME"] = str(self.workdir / "helm-cache")
+        env["HELM_CONFIG_HOME"] = str(self.workdir / "helm-config")
+        env["HELM_DATA_HOME"] = str(self.workdir / "helm-data")
+        return env
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return run(
+            [tool("kubectl"), *args], check=check, input=input, env=self.env, timeout=timeout
+        )
+
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        return run([tool("helm"), *args], check=check, env=self.env, timeout=timeout)
+
+    def can_i(self, user: str, verb: str, resource: str, namespace: str | None) -> bool:
+        args = ["auth", "can-i", verb, resource, f"--as={user}"]
+        args += [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
+        proc = self.kubectl(*args, check=False)
+        answer = proc.stdout.strip().splitlines()[-1:] or [""]
+        if answer[0] not in ("yes", "no"):
+            pytest.fail(
+                f"kubectl auth can-i gave no answer: {proc.stdout} {proc.stderr}", pytrace=False
+            )
+        return answer[0] == "yes"
+
+
+@contextlib.contextmanager
+def apiserver(workdir: Path) -> Iterator[ApiServer]:
+    """Start etcd and kube-apiserver (RBAC, token auth) on free loopback ports."""
+    etcd_bin, apiserver_bin, openssl = tool("etcd"), tool("kube-apiserver"), tool("openssl")
+    tool("kubectl")
+    certs = workdir / "certs"
+    certs.mkdir()
+    run([openssl, "genrsa", "-out", str(certs / "sa.key"), "2048"])
+    run([openssl, "rsa", "-in", str(certs / "sa.key"), "-pubout", "-out", str(certs / "sa.pub")])
+    token = os.urandom(16).hex()
+    (workdir / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
+
+    servers: list[Server] = []
+    try:
+        client, peer = free_port(), free_port()
+        etcd = start(
+            "etcd",
+            [
+                etcd_bin,
+                "--name=default",
+                f"--data-dir={workdir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{client}",
+                f"--advertise-client-urls=http://127.0.0.1:{client}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{peer}",
+                "--max-request-bytes=16777216",  # the InferenceService CRD is ~2 MB
+                "--log-level=warn",
+            ],
+            workdir,
+        )
+        servers.append(etcd)
+        wait_until(lambda: port_open(client), etcd, 30, "client port open")
+
+        port = free_port()
+        kas = start(
+            "kube-apiserver",
+            [
+                apiserver_bin,
+                f"--etcd-servers=http://127.0.0.1:{client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                "--insecure-port=0",
+                f"--cert-dir={certs}",
+                f"--token-auth-file={workdir / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={certs / 'sa.pub'}",
+                f"--service-account-signing-key-file={certs / 'sa.key'}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                # no controller-manager runs: the ServiceAccount admission would wait for tokens
+                "--disable-admission-plugins=ServiceAccount",
+                "--v=0",
+            ],
+            workdir,
+        )
+        servers.append(kas)
+        url = f"https://127.0.0.1:{port}"
+        kubeconfig = workdir / "kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: t\n  cluster:\n    server: {url}\n"
+            "    insecure-skip-tls-verify: true\n"
+            f"users:\n- name: admin\n  user:\n    token: {token}\n"
+            "contexts:\n- name: t\n  context:\n    cluster: t\n    user: admin\n"
+            "current-context: t\n"
+        )
+        api = ApiServer(workdir=workdir, kubeconfig=kubeconfig, url=url, servers=servers)
+
+        def ready() -> bool:
+            proc = api.kubectl("get", "--raw=/readyz", check=False, timeout=10)
+            return proc.returncode == 0 and proc.stdout.strip() == "ok"
+
+        wait_until(ready, kas, 90, "/readyz ok")
+        yield api
+    finally:
+        for server in reversed(servers):
+            server.stop()

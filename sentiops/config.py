@@ -1,14 +1,11 @@
 """One settings object for paths, endpoints and credentials (env vars override defaults).
 
-| setting            | env var(s)                                         | default                   |
-|--------------------|----------------------------------------------------|---------------------------|
-| home               | SENTIOPS_HOME                                      | ./.sentiops               |
-| mlflow_tracking_uri| MLFLOW_TRACKING_URI                                | sqlite:///<home>/mlflow.db |
-| s3_endpoint        | SENTIOPS_S3_ENDPOINT, S3_ENDPOINT, MINIO_ENDPOINT  | localhost:9000            |
-| s3_access_key      | SENTIOPS_S3_ACCESS_KEY, AWS_ACCESS_KEY_ID          | (none)                    |
-| s3_secret_key      | SENTIOPS_S3_SECRET_KEY, AWS_SECRET_ACCESS_KEY      | (none)                    |
-| s3_secure          | SENTIOPS_S3_SECURE                                 | false                     |
-| s3_region          | SENTIOPS_S3_REGION, AWS_REGION                     | us-east-1                 |
+- home: SENTIOPS_HOME (default ./.sentiops)
+- mlflow_tracking_uri: MLFLOW_TRACKING_URI (default sqlite:///<home>/mlflow.db)
+- s3_endpoint: SENTIOPS_S3_ENDPOINT, S3_ENDPOINT or MINIO_ENDPOINT (default localhost:9000)
+- s3_access_key / s3_secret_key: SENTIOPS_S3_ACCESS_KEY / SENTIOPS_S3_SECRET_KEY, or
+  AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+- s3_secure: SENTIOPS_S3_SECURE (default false); s3_region: SENTIOPS_S3_REGION or AWS_REGION
 """
 
 from __future__ import annotations
@@ -44,9 +41,7 @@ class Settings(BaseSettings):
             "SENTIOPS_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "s3_secret_key"
         ),
     )
-    s3_secure: bool = Field(
-        False, validation_alias=AliasChoices("SENTIOPS_S3_SECURE", "s3_secure")
-    )
+    s3_secure: bool = Field(False, validation_alias=AliasChoices("SENTIOPS_S3_SECURE", "s3_secure"))
     s3_region: str = Field(
         "us-east-1", validation_alias=AliasChoices("SENTIOPS_S3_REGION", "AWS_REGION", "s3_region")
     )

@@ -54,12 +54,24 @@ def _vader_sdist(settings: Settings) -> Path:
     if path.exists() and sha256_file(path) == VADER_SDIST_SHA256:
         return path
     cache.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary",
-           ":all:", "-d", str(cache), VADER_SDIST]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "-d",
+        str(cache),
+        VADER_SDIST,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not path.exists():
         raise DataError(
-            f"could not download {VADER_SDIST} from the package index: {proc.stderr.strip()[-400:]}",
+            f"could not download {VADER_SDIST} from the package index: "
+            f"{proc.stderr.strip()[-400:]}",
             "check network access to PyPI (pip config list), or copy the sdist to " + str(path),
         )
     digest = sha256_file(path)
@@ -102,7 +114,9 @@ def fetch_builtin(name: str, settings: Settings | None = None) -> pd.DataFrame:
 
 
 def read_table(
-    path: str | Path, text_column: str = TEXT, label_column: str | None = LABEL,
+    path: str | Path,
+    text_column: str = TEXT,
+    label_column: str | None = LABEL,
 ) -> pd.DataFrame:
     """Read CSV / JSONL / Parquet (local or s3://) into columns text, label, _source, _row.
 
@@ -111,26 +125,38 @@ def read_table(
     name = str(path)
     local = get_file(path)
     if not local.exists():
-        raise DataError(f"data file not found: {name}", "check the path or use a built-in "
-                        f"dataset name: {', '.join(sorted(BUILTIN))}")
+        raise DataError(
+            f"data file not found: {name}",
+            f"check the path or use a built-in dataset name: {', '.join(sorted(BUILTIN))}",
+        )
     suffix = "".join(local.suffixes[-2:]).lower() if local.suffix == ".gz" else local.suffix.lower()
     try:
         if suffix in (".csv", ".csv.gz", ".tsv"):
-            df = pd.read_csv(local, dtype=str, keep_default_na=False, encoding="utf-8",
-                             encoding_errors="surrogateescape", sep="\t" if suffix == ".tsv" else ",")
+            df = pd.read_csv(
+                local,
+                dtype=str,
+                keep_default_na=False,
+                encoding="utf-8",
+                encoding_errors="surrogateescape",
+                sep="\t" if suffix == ".tsv" else ",",
+            )
         elif suffix in (".jsonl", ".json", ".ndjson", ".jsonl.gz"):
-            df = pd.read_json(local, lines=True, dtype=False, encoding="utf-8",
-                              encoding_errors="surrogateescape")
+            df = pd.read_json(
+                local, lines=True, dtype=False, encoding="utf-8", encoding_errors="surrogateescape"
+            )
         elif suffix in (".parquet", ".pq"):
             df = pd.read_parquet(local)
         else:
-            raise DataError(f"unsupported file type {suffix!r} for {name}",
-                            "use .csv, .tsv, .jsonl or .parquet")
+            raise DataError(
+                f"unsupported file type {suffix!r} for {name}", "use .csv, .tsv, .jsonl or .parquet"
+            )
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - parser errors become DataError
-        raise DataError(f"could not parse {name}: {type(exc).__name__}: {exc}",
-                        "check that the file is well-formed CSV/JSONL/Parquet") from exc
+        raise DataError(
+            f"could not parse {name}: {type(exc).__name__}: {exc}",
+            "check that the file is well-formed CSV/JSONL/Parquet",
+        ) from exc
     wanted = [text_column] + ([label_column] if label_column else [])
     missing = [c for c in wanted if c not in df.columns]
     if missing:
@@ -147,7 +173,9 @@ def read_table(
 
 
 def load(
-    specs: list[str], text_column: str = TEXT, label_column: str = LABEL,
+    specs: list[str],
+    text_column: str = TEXT,
+    label_column: str = LABEL,
     settings: Settings | None = None,
 ) -> pd.DataFrame:
     """Load and concatenate datasets: built-in names or CSV/JSONL/Parquet paths / s3:// URIs."""
@@ -162,8 +190,10 @@ def load(
         elif is_s3(spec) or Path(spec).exists() or Path(spec).suffix:
             df = read_table(spec, text_column, label_column)
         else:
-            raise DataError(f"{spec!r} is neither a file nor a built-in dataset",
-                            f"built-in datasets: {', '.join(sorted(BUILTIN))}")
+            raise DataError(
+                f"{spec!r} is neither a file nor a built-in dataset",
+                f"built-in datasets: {', '.join(sorted(BUILTIN))}",
+            )
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
 
@@ -209,9 +239,13 @@ def snapshot(df: pd.DataFrame, name: str, source: list[str], root: Path) -> Mani
     df[cols].to_parquet(tmp / "data.parquet", index=False)
     counts = df[LABEL].value_counts()
     manifest = Manifest(
-        name=name, version=version, source=source, rows=len(df),
+        name=name,
+        version=version,
+        source=source,
+        rows=len(df),
         label_counts={str(k): int(v) for k, v in counts.sort_index().items()},
-        sha256=digest, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        sha256=digest,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         path=str(folder),
     )
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))

@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 from sentiops.data import LABELS
 from sentiops.models import LoadedModel
@@ -40,10 +45,19 @@ def metrics_from_predictions(
         "n": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labs, average="macro", zero_division=0)),
-        "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                            "support": int(s[i])} for i, lab in enumerate(labs)},
-        "confusion_matrix": {"labels": labs,
-                             "matrix": confusion_matrix(y_true, y_pred, labels=labs).tolist()},
+        "per_class": {
+            lab: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+            for i, lab in enumerate(labs)
+        },
+        "confusion_matrix": {
+            "labels": labs,
+            "matrix": confusion_matrix(y_true, y_pred, labels=labs).tolist(),
+        },
     }
 
 
@@ -69,10 +83,16 @@ BEHAVIOURAL: dict[str, list[tuple[str, str]]] = {
     # names, URLs and handles should not change the prediction
     "invariance": [
         ("Alice said the hotel was lovely.", "Mohammed said the hotel was lovely."),
-        ("Check out the new release, it is awful", "Check out the new release https://t.co/x1, it is awful"),
+        (
+            "Check out the new release, it is awful",
+            "Check out the new release https://t.co/x1, it is awful",
+        ),
         ("@jane_doe thanks, the fix worked!", "@b0b thanks, the fix worked!"),
         ("Flight delayed again, terrible.", "Flight delayed again, terrible. http://example.com/a"),
-        ("Talked to John about the refund, still waiting.", "Talked to Priya about the refund, still waiting."),
+        (
+            "Talked to John about the refund, still waiting.",
+            "Talked to Priya about the refund, still waiting.",
+        ),
         ("@acme your store in Paris is fantastic", "@acme your store in Lagos is fantastic"),
     ],
 }
@@ -96,9 +116,12 @@ def behavioural_suite(model: LoadedModel) -> dict[str, Any]:
             else:
                 ok = int(b[i].argmax()) == ka
             passed.append(bool(ok))
-        results[kind] = {"pass_rate": float(np.mean(passed)), "passed": int(sum(passed)),
-                         "n": len(cases),
-                         "failed": [cases[i][1] for i, ok in enumerate(passed) if not ok]}
+        results[kind] = {
+            "pass_rate": float(np.mean(passed)),
+            "passed": int(sum(passed)),
+            "n": len(cases),
+            "failed": [cases[i][1] for i, ok in enumerate(passed) if not ok],
+        }
     return results
 
 
@@ -140,8 +163,14 @@ def plot_confusion(result: dict[str, Any], path: Path, title: str = "") -> Path:
     ax.set_ylabel("true")
     for i in range(len(labs)):
         for j in range(len(labs)):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+            )
     ax.set_title(title or f"macro-F1 {result['macro_f1']:.3f}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

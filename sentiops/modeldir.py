@@ -42,13 +42,20 @@ def write(
     try:
         save_files(tmp)
         labels = list(info["labels"])
-        (tmp / "label_map.json").write_text(json.dumps(
-            {"labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)}}, indent=2))
+        (tmp / "label_map.json").write_text(
+            json.dumps(
+                {"labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)}}, indent=2
+            )
+        )
         (tmp / "metrics.json").write_text(json.dumps(info.get("metrics", {}), indent=2))
-        files = {p.relative_to(tmp).as_posix(): sha256_file(p)
-                 for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = {
+            p.relative_to(tmp).as_posix(): sha256_file(p)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
         version = hashlib.sha256(
-            "".join(f"{k}:{v}\n" for k, v in files.items()).encode()).hexdigest()[:12]
+            "".join(f"{k}:{v}\n" for k, v in files.items()).encode()
+        ).hexdigest()[:12]
         manifest = {
             "format_version": FORMAT_VERSION,
             "version": version,
@@ -78,15 +85,21 @@ def read_manifest(folder: Path, verify: bool = True) -> dict[str, Any]:
     if not folder.is_dir():
         raise ModelError(f"model directory not found: {folder}", "check --model / the storage URI")
     if not path.exists():
-        raise ModelError(f"{folder} is not a SentiOps model directory (no {MANIFEST})",
-                         "point to a directory written by `sentiops train`")
+        raise ModelError(
+            f"{folder} is not a SentiOps model directory (no {MANIFEST})",
+            "point to a directory written by `sentiops train`",
+        )
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ModelError(f"{path} is not valid JSON: {exc}", "retrain or re-download the model") from exc
+        raise ModelError(
+            f"{path} is not valid JSON: {exc}", "retrain or re-download the model"
+        ) from exc
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{folder}: unsupported model format {manifest.get('format_version')!r}",
-                         f"this SentiOps reads format {FORMAT_VERSION}; retrain the model")
+        raise ModelError(
+            f"{folder}: unsupported model format {manifest.get('format_version')!r}",
+            f"this SentiOps reads format {FORMAT_VERSION}; retrain the model",
+        )
     if verify:
         bad = []
         for rel, digest in manifest.get("files", {}).items():
@@ -96,6 +109,8 @@ def read_manifest(folder: Path, verify: bool = True) -> dict[str, Any]:
             elif sha256_file(f) != digest:
                 bad.append(f"{rel} (checksum mismatch)")
         if bad:
-            raise ModelError(f"corrupt model directory {folder}: {', '.join(bad[:5])}",
-                             "the files were altered or truncated; re-download or retrain")
+            raise ModelError(
+                f"corrupt model directory {folder}: {', '.join(bad[:5])}",
+                "the files were altered or truncated; re-download or retrain",
+            )
     return manifest

@@ -34,20 +34,44 @@ class Row:
 
 def comparison_table(rows: list[Row], title: str) -> Table:
     table = Table(title=title)
-    for col in ("model", "type", "macro-F1", "accuracy", "ECE", "texts/s", "train s",
-                "behavioural", "version"):
+    for col in (
+        "model",
+        "type",
+        "macro-F1",
+        "accuracy",
+        "ECE",
+        "texts/s",
+        "train s",
+        "behavioural",
+        "version",
+    ):
         table.add_column(col, justify="left" if col in ("model", "type", "version") else "right")
     for r in rows:
-        table.add_row(r.model, r.model_type, f"{r.macro_f1:.3f}", f"{r.accuracy:.3f}",
-                      f"{r.ece:.3f}", f"{r.texts_per_sec:.0f}", f"{r.train_seconds:.0f}",
-                      f"{r.behavioural:.2f}", r.version)
+        table.add_row(
+            r.model,
+            r.model_type,
+            f"{r.macro_f1:.3f}",
+            f"{r.accuracy:.3f}",
+            f"{r.ece:.3f}",
+            f"{r.texts_per_sec:.0f}",
+            f"{r.train_seconds:.0f}",
+            f"{r.behavioural:.2f}",
+            r.version,
+        )
     return table
 
 
 def run(
-    workdir: Path, dataset: str = "vader-tweets", base_model: str = "offline", epochs: int = 3,
-    max_length: int = 64, batch_size: int = 32, lr: float = 5e-5,
-    max_train_examples: int | None = None, track: bool = True, seed: int = 42,
+    workdir: Path,
+    dataset: str = "vader-tweets",
+    base_model: str = "offline",
+    epochs: int = 3,
+    max_length: int = 64,
+    batch_size: int = 32,
+    lr: float = 5e-5,
+    max_train_examples: int | None = None,
+    track: bool = True,
+    seed: int = 42,
     console: Console | None = None,
 ) -> list[Row]:
     con = console or Console()
@@ -60,22 +84,35 @@ def run(
     con.rule("2/5 validate")
     common: dict[str, Any] = {"data": [dataset], "seed": seed, "track": track}
     prep = prepare(TrainConfig(output=workdir / "unused", **common), workdir / "reports", settings)
-    con.print(f"dataset version {prep.manifest.version}: {prep.report.rows_out} rows kept; "
-              f"report {workdir / 'reports' / 'validation.md'}")
+    con.print(
+        f"dataset version {prep.manifest.version}: {prep.report.rows_out} rows kept; "
+        f"report {workdir / 'reports' / 'validation.md'}"
+    )
     for f in prep.report.findings:
         con.print(f"  [{f.severity}] {f.check}: {f.count} — {f.message}")
     models = {
-        "baseline": TrainConfig(output=workdir / "models" / "baseline", model_type="tfidf-logreg",
-                                **common),
-        "transformer": TrainConfig(output=workdir / "models" / "transformer",
-                                   model_type="transformer", base_model=base_model, epochs=epochs,
-                                   max_length=max_length, batch_size=batch_size, lr=lr,
-                                   max_train_examples=max_train_examples, **common),
+        "baseline": TrainConfig(
+            output=workdir / "models" / "baseline", model_type="tfidf-logreg", **common
+        ),
+        "transformer": TrainConfig(
+            output=workdir / "models" / "transformer",
+            model_type="transformer",
+            base_model=base_model,
+            epochs=epochs,
+            max_length=max_length,
+            batch_size=batch_size,
+            lr=lr,
+            max_train_examples=max_train_examples,
+            **common,
+        ),
     }
     con.rule("3/5 train")
     seconds = {}
     for name, cfg in models.items():
-        con.print(f"training {name} ({cfg.model_type}, base={cfg.base_model if name != 'baseline' else '-'})")
+        con.print(
+            f"training {name} ({cfg.model_type}"
+            + (f", base model {cfg.base_model})" if cfg.model_type == "transformer" else ")")
+        )
         start = time.perf_counter()
         train(cfg, settings)
         seconds[name] = time.perf_counter() - start
@@ -88,10 +125,19 @@ def run(
         write_report(result, workdir / "eval" / f"{name}.json")
         plot_confusion(result, workdir / "eval" / f"{name}-confusion.png", f"{name} on {dataset}")
         beh = result["behavioural"]
-        rows.append(Row(name, cfg.model_type, result["macro_f1"], result["accuracy"],
-                        result["ece"], result["texts_per_sec"], seconds[name],
-                        sum(b["passed"] for b in beh.values()) / sum(b["n"] for b in beh.values()),
-                        model.version))
+        rows.append(
+            Row(
+                name,
+                cfg.model_type,
+                result["macro_f1"],
+                result["accuracy"],
+                result["ece"],
+                result["texts_per_sec"],
+                seconds[name],
+                sum(b["passed"] for b in beh.values()) / sum(b["n"] for b in beh.values()),
+                model.version,
+            )
+        )
     con.rule("5/5 compare")
     con.print(comparison_table(rows, f"{dataset} test split (n={len(test)})"))
     (workdir / "comparison.json").write_text(json.dumps([r.__dict__ for r in rows], indent=2))

@@ -16,15 +16,23 @@ def split(
 ) -> dict[str, pd.DataFrame]:
     """Stratified by label; the same rows and seed always give the same split."""
     if not 0 < val_frac < 1 or not 0 < test_frac < 1 or val_frac + test_frac >= 1:
-        raise DataError(f"bad split fractions val={val_frac} test={test_frac}",
-                        "both must be in (0, 1) and sum to less than 1")
+        raise DataError(
+            f"bad split fractions val={val_frac} test={test_frac}",
+            "both must be in (0, 1) and sum to less than 1",
+        )
     try:
-        rest, test = train_test_split(df, test_size=test_frac, random_state=seed,
-                                      stratify=df[LABEL])
-        train, val = train_test_split(rest, test_size=val_frac / (1 - test_frac),
-                                      random_state=seed, stratify=rest[LABEL])
+        rest, test = train_test_split(
+            df, test_size=test_frac, random_state=seed, stratify=df[LABEL]
+        )
+        train, val = train_test_split(
+            rest, test_size=val_frac / (1 - test_frac), random_state=seed, stratify=rest[LABEL]
+        )
     except ValueError as exc:
-        raise DataError(f"cannot split {len(df)} rows stratified by label: {exc}",
-                        "add examples to the smallest class or lower the split fractions") from exc
-    return {name: part.reset_index(drop=True)
-            for name, part in zip(SPLITS, (train, val, test), strict=True)}
+        raise DataError(
+            f"cannot split {len(df)} rows stratified by label: {exc}",
+            "add examples to the smallest class or lower the split fractions",
+        ) from exc
+    return {
+        name: part.reset_index(drop=True)
+        for name, part in zip(SPLITS, (train, val, test), strict=True)
+    }

@@ -85,8 +85,10 @@ class S3Store:
                 "AWS_ACCESS_KEY_ID, SENTIOPS_S3_SECRET_KEY / AWS_SECRET_ACCESS_KEY)",
             )
         if isinstance(exc, ValueError):
-            return StorageError(f"could not {what}: {exc}",
-                                "bucket names are 3-63 lowercase letters, digits, '-' or '.'")
+            return StorageError(
+                f"could not {what}: {exc}",
+                "bucket names are 3-63 lowercase letters, digits, '-' or '.'",
+            )
         return StorageError(
             f"could not {what}: S3 endpoint {self.endpoint} unreachable after "
             f"{self.settings.s3_retries} retries ({type(exc).__name__}: {exc})",
@@ -153,7 +155,9 @@ class S3Store:
         bucket, prefix = parse_s3(uri.rstrip("/") + "/")
         keys = list(self.list_keys(f"s3://{bucket}/{prefix}"))
         if not keys:
-            raise StorageError(f"nothing found under {uri}", "check the prefix (list it with mc ls)")
+            raise StorageError(
+                f"nothing found under {uri}", "check the prefix (list it with mc ls)"
+            )
         digests = {}
         for key in keys:
             rel = key[len(prefix) :]
@@ -167,7 +171,9 @@ def put_dir(local_dir: Path, dest: str | Path, settings: Settings | None = None)
         S3Store(settings).upload_dir(local_dir, str(dest))
         return str(dest).rstrip("/") + "/"
     target = Path(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=".put-", dir=target.parent if target.parent.exists() else None))
+    tmp = Path(
+        tempfile.mkdtemp(prefix=".put-", dir=target.parent if target.parent.exists() else None)
+    )
     try:
         shutil.copytree(local_dir, tmp / "d")
         if target.exists():

@@ -22,8 +22,15 @@ from sentiops.errors import TrackingError
 
 EXPERIMENT = "sentiops"
 REGISTERED_MODEL = "sentiops-sentiment"
-PYFUNC_REQUIREMENTS = ["sentiops", "mlflow==3.17.2", "torch==2.13.0", "transformers==4.57.6",
-                       "scikit-learn", "numpy==1.26.4", "pandas"]
+PYFUNC_REQUIREMENTS = [
+    "sentiops",
+    "mlflow==3.17.2",
+    "torch==2.13.0",
+    "transformers==4.57.6",
+    "scikit-learn",
+    "numpy==1.26.4",
+    "pandas",
+]
 
 
 def _mlflow() -> Any:
@@ -40,8 +47,9 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
             if resp.status != 200:
-                raise TrackingError(f"MLflow at {uri} answered {resp.status} on /health",
-                                    "check the server logs")
+                raise TrackingError(
+                    f"MLflow at {uri} answered {resp.status} on /health", "check the server logs"
+                )
     except (urllib.error.URLError, OSError) as exc:
         raise TrackingError(
             f"MLflow tracking server {uri} is unreachable: {exc}",
@@ -68,8 +76,10 @@ def configure(settings: Settings | None = None, experiment: str = EXPERIMENT) ->
             mlflow.create_experiment(experiment, artifact_location=location)
         mlflow.set_experiment(experiment)
     except Exception as exc:  # noqa: BLE001
-        raise TrackingError(f"MLflow at {uri} refused to set up experiment {experiment!r}: {exc}",
-                            "check MLFLOW_TRACKING_URI and the server's permissions") from exc
+        raise TrackingError(
+            f"MLflow at {uri} refused to set up experiment {experiment!r}: {exc}",
+            "check MLFLOW_TRACKING_URI and the server's permissions",
+        ) from exc
     return uri
 
 
@@ -86,16 +96,24 @@ class SentimentPyfunc:
 
         from sentiops.models import predict
 
-        texts = (model_input.iloc[:, 0].tolist() if isinstance(model_input, pd.DataFrame)
-                 else list(model_input))
-        return pd.DataFrame([{"label": p.label, "confidence": p.confidence}
-                             for p in predict(self.model, texts, max_batch=len(texts) or 1)])
+        texts = (
+            model_input.iloc[:, 0].tolist()
+            if isinstance(model_input, pd.DataFrame)
+            else list(model_input)
+        )
+        return pd.DataFrame(
+            [
+                {"label": p.label, "confidence": p.confidence}
+                for p in predict(self.model, texts, max_batch=len(texts) or 1)
+            ]
+        )
 
 
 def _pyfunc_model() -> Any:
-    mlflow = _mlflow()
+    _mlflow()
+    from mlflow.pyfunc import PythonModel
 
-    class _Wrapped(SentimentPyfunc, mlflow.pyfunc.PythonModel):
+    class _Wrapped(SentimentPyfunc, PythonModel):
         pass
 
     return _Wrapped()
@@ -103,7 +121,10 @@ def _pyfunc_model() -> Any:
 
 @contextlib.contextmanager
 def run(
-    name: str, params: dict[str, Any], tags: dict[str, str] | None = None, nested: bool = False,
+    name: str,
+    params: dict[str, Any],
+    tags: dict[str, str] | None = None,
+    nested: bool = False,
     settings: Settings | None = None,
 ) -> Iterator[Any]:
     """An MLflow run that is marked FAILED (and registers nothing) if the body raises."""
@@ -122,13 +143,17 @@ def run(
 
 def log_metrics(metrics: dict[str, Any], prefix: str = "") -> None:
     mlflow = _mlflow()
-    flat = {f"{prefix}{k}": float(v) for k, v in metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)}
+    flat = {
+        f"{prefix}{k}": float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
     mlflow.log_metrics(flat)
 
 
-def log_model_dir(model_dir: Path, register_as: str | None = REGISTERED_MODEL,
-                  alias: str | None = "challenger") -> dict[str, Any]:
+def log_model_dir(
+    model_dir: Path, register_as: str | None = REGISTERED_MODEL, alias: str | None = "challenger"
+) -> dict[str, Any]:
     """Log the model directory as a pyfunc model; register it and set `alias` if asked."""
     mlflow = _mlflow()
     try:
@@ -137,13 +162,17 @@ def log_model_dir(model_dir: Path, register_as: str | None = REGISTERED_MODEL,
             warnings.filterwarnings("ignore", category=UserWarning, message=".*type hint")
             warnings.filterwarnings("ignore", category=UserWarning, message="Decorate your")
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=_pyfunc_model(),
-                artifacts={"model_dir": str(model_dir)}, pip_requirements=PYFUNC_REQUIREMENTS,
+                name="model",
+                python_model=_pyfunc_model(),
+                artifacts={"model_dir": str(model_dir)},
+                pip_requirements=PYFUNC_REQUIREMENTS,
                 registered_model_name=register_as,
             )
     except Exception as exc:  # noqa: BLE001
-        raise TrackingError(f"MLflow could not log/register the model: {exc}",
-                            "check the tracking server and its artifact store") from exc
+        raise TrackingError(
+            f"MLflow could not log/register the model: {exc}",
+            "check the tracking server and its artifact store",
+        ) from exc
     out = {"model_uri": info.model_uri, "registered_version": None}
     if register_as and info.registered_model_version is not None:
         version = str(info.registered_model_version)

@@ -62,10 +62,23 @@ class TrainConfig(DataConfig):
     tags: dict[str, str] = Field(default_factory=dict)
 
     def model_params(self) -> dict[str, Any]:
-        keys = (["c", "ngram_max", "min_df", "char_ngrams", "class_weights", "seed"]
-                if self.model_type == "tfidf-logreg" else
-                ["base_model", "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio",
-                 "max_length", "patience", "threads", "class_weights", "seed"])
+        keys = (
+            ["c", "ngram_max", "min_df", "char_ngrams", "class_weights", "seed"]
+            if self.model_type == "tfidf-logreg"
+            else [
+                "base_model",
+                "epochs",
+                "batch_size",
+                "lr",
+                "weight_decay",
+                "warmup_ratio",
+                "max_length",
+                "patience",
+                "threads",
+                "class_weights",
+                "seed",
+            ]
+        )
         return {k: getattr(self, k) for k in keys}
 
 
@@ -77,8 +90,9 @@ class Prepared:
     report_paths: tuple[Path, Path] | None = None
 
 
-def prepare(cfg: DataConfig, report_dir: Path | None = None,
-            settings: Settings | None = None) -> Prepared:
+def prepare(
+    cfg: DataConfig, report_dir: Path | None = None, settings: Settings | None = None
+) -> Prepared:
     """Load, validate (raising ValidationFailed on fatal problems), snapshot and split."""
     s = settings or get_settings()
     raw = data_mod.load(cfg.data, cfg.text_column, cfg.label_column, s)
@@ -93,12 +107,18 @@ def prepare(cfg: DataConfig, report_dir: Path | None = None,
     if report_dir is not None:
         paths = report.write(report_dir)
     if not report.ok:
-        errs = "; ".join(f"{f.check}: {f.message} (e.g. rows {', '.join(f.rows[:5])})"
-                         if f.rows else f"{f.check}: {f.message}" for f in report.errors)
+        errs = "; ".join(
+            f"{f.check}: {f.message} (e.g. rows {', '.join(f.rows[:5])})"
+            if f.rows
+            else f"{f.check}: {f.message}"
+            for f in report.errors
+        )
         where = f" Full report: {paths[1]}" if paths else ""
-        raise ValidationFailed(f"data validation failed: {errs}.{where}", report.to_dict(),
-                               "fix the rows named above, or pass --drop-invalid to drop "
-                               "row-level problems")
+        raise ValidationFailed(
+            f"data validation failed: {errs}.{where}",
+            report.to_dict(),
+            "fix the rows named above, or pass --drop-invalid to drop row-level problems",
+        )
     return Prepared(splits, manifest, report, paths)
 
 
@@ -106,13 +126,16 @@ def _subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     if not n or len(df) <= n:
         return df
     frac = n / len(df)
-    parts = [g.sample(max(1, round(len(g) * frac)), random_state=seed)
-             for _, g in df.groupby(LABEL, sort=True)]
+    parts = [
+        g.sample(max(1, round(len(g) * frac)), random_state=seed)
+        for _, g in df.groupby(LABEL, sort=True)
+    ]
     return pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
-def fit(cfg: TrainConfig, train_df: pd.DataFrame, val_df: pd.DataFrame,
-        progress: bool = True) -> SentimentModel:
+def fit(
+    cfg: TrainConfig, train_df: pd.DataFrame, val_df: pd.DataFrame, progress: bool = True
+) -> SentimentModel:
     texts, labels = train_df[TEXT].tolist(), train_df[LABEL].tolist()
     if cfg.model_type == "tfidf-logreg":
         from sentiops.models.tfidf import TfidfModel
@@ -120,9 +143,14 @@ def fit(cfg: TrainConfig, train_df: pd.DataFrame, val_df: pd.DataFrame,
         return TfidfModel.fit(texts, labels, **cfg.model_params())
     from sentiops.models.transformer import TransformerModel
 
-    return TransformerModel.fit(texts, labels, val_texts=val_df[TEXT].tolist(),
-                                val_labels=val_df[LABEL].tolist(), progress=progress,
-                                **cfg.model_params())
+    return TransformerModel.fit(
+        texts,
+        labels,
+        val_texts=val_df[TEXT].tolist(),
+        val_labels=val_df[LABEL].tolist(),
+        progress=progress,
+        **cfg.model_params(),
+    )
 
 
 @dataclass
@@ -153,24 +181,37 @@ def train(cfg: TrainConfig, settings: Settings | None = None, progress: bool = T
     start = time.perf_counter()
     model = fit(cfg, train_df, val_df, progress)
     seconds = time.perf_counter() - start
-    info: dict[str, Any] = {"model_type": cfg.model_type, "labels": list(model.labels),
-                            "params": cfg.model_params() | {"max_length": cfg.max_length},
-                            "dataset": {"version": prep.manifest.version, "source": cfg.data,
-                                        "rows": prep.manifest.rows},
-                            "train_rows": len(train_df), "train_seconds": round(seconds, 2)}
+    info: dict[str, Any] = {
+        "model_type": cfg.model_type,
+        "labels": list(model.labels),
+        "params": cfg.model_params() | {"max_length": cfg.max_length},
+        "dataset": {
+            "version": prep.manifest.version,
+            "source": cfg.data,
+            "rows": prep.manifest.rows,
+        },
+        "train_rows": len(train_df),
+        "train_seconds": round(seconds, 2),
+    }
     loaded = LoadedModel(model, {**info, "version": "pending"}, cfg.output)
     val_m = _strip(evaluate(loaded, val_df[TEXT], val_df[LABEL], behavioural=False))
     test_m = _strip(evaluate(loaded, test_df[TEXT], test_df[LABEL], behavioural=True))
-    metrics = {"validation": val_m, "test": test_m,
-               "history": getattr(model, "history", [])}
+    metrics = {"validation": val_m, "test": test_m, "history": getattr(model, "history", [])}
     info["metrics"] = metrics
     modeldir.write(cfg.output, model.save, info)
     result = TrainResult(cfg.output, metrics, prep.manifest, prep.report, seconds)
     if cfg.track:
         tags = {"model_type": cfg.model_type, "dataset_version": prep.manifest.version} | cfg.tags
-        with tracking.run(f"train-{cfg.model_type}", cfg.model_params() | {
-                "data": ",".join(cfg.data), "dataset_version": prep.manifest.version,
-                "train_rows": len(train_df)}, tags=tags):
+        with tracking.run(
+            f"train-{cfg.model_type}",
+            cfg.model_params()
+            | {
+                "data": ",".join(cfg.data),
+                "dataset_version": prep.manifest.version,
+                "train_rows": len(train_df),
+            },
+            tags=tags,
+        ):
             tracking.log_metrics({k: v for k, v in val_m.items()}, "val_")
             tracking.log_metrics({k: v for k, v in test_m.items()}, "test_")
             tracking.log_metrics({"train_seconds": seconds})

@@ -46,18 +46,29 @@ class Report:
 
     def to_dict(self) -> dict:
         return {
-            "ok": self.ok, "rows_in": self.rows_in, "rows_out": self.rows_out,
+            "ok": self.ok,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
             "label_counts": self.label_counts,
             "findings": [f.__dict__ for f in self.findings],
         }
 
     def to_markdown(self) -> str:
         status = "PASSED" if self.ok else "FAILED"
-        lines = [f"# Data validation: {status}", "",
-                 f"Rows in: {self.rows_in}, rows kept: {self.rows_out}", "",
-                 "| label | count |", "|---|---|"]
+        lines = [
+            f"# Data validation: {status}",
+            "",
+            f"Rows in: {self.rows_in}, rows kept: {self.rows_out}",
+            "",
+            "| label | count |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {v} |" for k, v in self.label_counts.items()]
-        lines += ["", "| check | severity | count | message | first rows |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| check | severity | count | message | first rows |",
+            "|---|---|---|---|---|",
+        ]
         for f in self.findings:
             rows = ", ".join(f.rows[:SHOW_ROWS])
             lines.append(f"| {f.check} | {f.severity} | {f.count} | {f.message} | {rows} |")
@@ -95,12 +106,24 @@ def validate(
         return df, Report(False, rows_in, 0, {}, findings)
 
     row_checks = [
-        ("empty_text", df[TEXT].str.strip() == "",
-         "empty or whitespace-only text", "remove these rows or fill in the text"),
-        ("non_utf8", df[TEXT].map(lambda t: bool(_SURROGATE.search(t))),
-         "text is not valid UTF-8", "re-encode the file as UTF-8"),
-        ("unknown_label", ~df[LABEL].isin(labels),
-         f"label outside {list(labels)}", "map your labels to negative/neutral/positive"),
+        (
+            "empty_text",
+            df[TEXT].str.strip() == "",
+            "empty or whitespace-only text",
+            "remove these rows or fill in the text",
+        ),
+        (
+            "non_utf8",
+            df[TEXT].map(lambda t: bool(_SURROGATE.search(t))),
+            "text is not valid UTF-8",
+            "re-encode the file as UTF-8",
+        ),
+        (
+            "unknown_label",
+            ~df[LABEL].isin(labels),
+            f"label outside {list(labels)}",
+            "map your labels to negative/neutral/positive",
+        ),
     ]
     keep = pd.Series(True, index=df.index)
     for name, mask, message, hint in row_checks:
@@ -110,21 +133,41 @@ def validate(
             if name == "unknown_label":
                 extra = f" (seen: {sorted(set(df.loc[mask, LABEL]))[:10]})"
             sev = "warning" if drop_invalid else "error"
-            findings.append(Finding(name, sev, f"{message}{extra}; {hint}"
-                                    + ("; rows dropped" if drop_invalid else ""), n, _where(df, mask)))
+            findings.append(
+                Finding(
+                    name,
+                    sev,
+                    f"{message}{extra}; {hint}" + ("; rows dropped" if drop_invalid else ""),
+                    n,
+                    _where(df, mask),
+                )
+            )
             keep &= ~mask
     clean = df[keep]
 
     dup = clean.duplicated(subset=[TEXT, LABEL], keep="first")
     if int(dup.sum()):
-        findings.append(Finding("duplicates", "warning", "exact duplicate (text, label) rows dropped",
-                                int(dup.sum()), _where(clean, dup)))
+        findings.append(
+            Finding(
+                "duplicates",
+                "warning",
+                "exact duplicate (text, label) rows dropped",
+                int(dup.sum()),
+                _where(clean, dup),
+            )
+        )
         clean = clean[~dup]
     conflict = clean.duplicated(subset=[TEXT], keep=False)
     if int(conflict.sum()):
-        findings.append(Finding("conflicting_labels", "warning",
-                                "the same text carries different labels; all copies dropped",
-                                int(conflict.sum()), _where(clean, conflict)))
+        findings.append(
+            Finding(
+                "conflicting_labels",
+                "warning",
+                "the same text carries different labels; all copies dropped",
+                int(conflict.sum()),
+                _where(clean, conflict),
+            )
+        )
         clean = clean[~conflict]
 
     counts = clean[LABEL].value_counts()
@@ -134,13 +177,24 @@ def validate(
     else:
         small = {lab: n for lab, n in label_counts.items() if n < min_per_class}
         if small:
-            findings.append(Finding(
-                "class_too_small", "error",
-                f"fewer than {min_per_class} examples for {small}; add data, drop the class, "
-                "or lower --min-per-class", len(small)))
+            findings.append(
+                Finding(
+                    "class_too_small",
+                    "error",
+                    f"fewer than {min_per_class} examples for {small}; add data, drop the class, "
+                    "or lower --min-per-class",
+                    len(small),
+                )
+            )
         if len(label_counts) < 2:
-            findings.append(Finding("single_class", "error",
-                                    f"need at least two labels, found {list(label_counts)}", 1))
+            findings.append(
+                Finding(
+                    "single_class",
+                    "error",
+                    f"need at least two labels, found {list(label_counts)}",
+                    1,
+                )
+            )
     ok = not any(f.severity == "error" for f in findings)
     report = Report(ok, rows_in, len(clean), label_counts, findings)
     return clean.reset_index(drop=True), report
@@ -159,6 +213,10 @@ def check_overlap(splits: dict[str, pd.DataFrame]) -> Finding | None:
     shared = [t for t, names in seen.items() if len(names) > 1]
     if not shared:
         return None
-    return Finding("split_overlap", "warning",
-                   "near-identical texts appear in more than one split (case/whitespace only)",
-                   len(shared), [repr(t[:60]) for t in shared[:SHOW_ROWS]])
+    return Finding(
+        "split_overlap",
+        "warning",
+        "near-identical texts appear in more than one split (case/whitespace only)",
+        len(shared),
+        [repr(t[:60]) for t in shared[:SHOW_ROWS]],
+    )

@@ -69,5 +69,10 @@ def invoke(runner: CliRunner, *args: str):
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the real `sentiops` entry point in a subprocess (real exit code, real stderr)."""
     exe = Path(sys.executable).with_name("sentiops")
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [str(exe), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )

@@ -58,9 +58,22 @@ def s3_server(root: Path, key: str = "testkey", secret: str = "testsecret123") -
     root.mkdir(parents=True, exist_ok=True)
     log = open(root.parent / f"rclone-{port}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(exe), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{key},{secret}",
-         "--config", "/dev/null", str(root)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(exe),
+            "serve",
+            "s3",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--auth-key",
+            f"{key},{secret}",
+            "--config",
+            "/dev/null",
+            str(root),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: _port_open(port), 20, "rclone serve s3", proc)
         yield {"endpoint": f"127.0.0.1:{port}", "key": key, "secret": secret, "root": root}
@@ -77,14 +90,32 @@ def mlflow_server(root: Path) -> Iterator[str]:
     exe = Path(sys.executable).with_name("mlflow")
     log = open(root / "mlflow.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(exe), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(exe),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: urllib.request.urlopen(url + "/health", timeout=1).status == 200, 90,
-                 "mlflow server", proc)
+        wait_for(
+            lambda: urllib.request.urlopen(url + "/health", timeout=1).status == 200,
+            90,
+            "mlflow server",
+            proc,
+        )
         yield url
     finally:
         stop(proc)

@@ -15,15 +15,36 @@ def test_train_and_evaluate_unseen_csv(runner, tmp_path: Path) -> None:
     make_frame(25, seed=1).to_csv(train_csv, index=False)
     make_frame(25, seed=2).rename(columns={"text": "body"}).to_csv(other_csv, index=False)
     out = tmp_path / "model"
-    res = invoke(runner, "train", "--data", train_csv, "--model-type", "tfidf-logreg",
-                 "--output", out, "--no-track")
+    res = invoke(
+        runner,
+        "train",
+        "--data",
+        train_csv,
+        "--model-type",
+        "tfidf-logreg",
+        "--output",
+        out,
+        "--no-track",
+    )
     assert res.exit_code == 0, res.output
     assert "macro-F1" in res.output and (out / "model.json").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["macro_f1"] > 0.9
     eval_json = tmp_path / "eval.json"
-    res = invoke(runner, "evaluate", "--model", out, "--data", other_csv, "--text-column", "body",
-                 "--output-json", eval_json, "--plot", tmp_path / "cm.png")
+    res = invoke(
+        runner,
+        "evaluate",
+        "--model",
+        out,
+        "--data",
+        other_csv,
+        "--text-column",
+        "body",
+        "--output-json",
+        eval_json,
+        "--plot",
+        tmp_path / "cm.png",
+    )
     assert res.exit_code == 0, res.output
     result = json.loads(eval_json.read_text())
     assert {"macro_f1", "accuracy", "per_class", "n"} <= set(result)
@@ -38,8 +59,19 @@ def test_data_flag_repeats_and_concatenates(runner, tmp_path: Path) -> None:
     make_frame(10, seed=1).to_csv(a, index=False)
     make_frame(10, seed=2).to_json(b, orient="records", lines=True)
     out = tmp_path / "m"
-    res = invoke(runner, "train", "--data", a, "--data", b, "--model-type", "tfidf-logreg",
-                 "--output", out, "--no-track")
+    res = invoke(
+        runner,
+        "train",
+        "--data",
+        a,
+        "--data",
+        b,
+        "--model-type",
+        "tfidf-logreg",
+        "--output",
+        out,
+        "--no-track",
+    )
     assert res.exit_code == 0, res.output
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["dataset"]["rows"] == 60 and manifest["dataset"]["source"] == [str(a), str(b)]
@@ -49,10 +81,32 @@ def test_evaluate_test_split_matches_training(runner, tmp_path: Path) -> None:
     csv = tmp_path / "a.csv"
     make_frame(30).to_csv(csv, index=False)
     out = tmp_path / "m"
-    assert invoke(runner, "train", "--data", csv, "--model-type", "tfidf-logreg", "--output", out,
-                  "--no-track").exit_code == 0
-    res = invoke(runner, "evaluate", "--model", out, "--data", csv, "--split", "test",
-                 "--output-json", tmp_path / "e.json")
+    assert (
+        invoke(
+            runner,
+            "train",
+            "--data",
+            csv,
+            "--model-type",
+            "tfidf-logreg",
+            "--output",
+            out,
+            "--no-track",
+        ).exit_code
+        == 0
+    )
+    res = invoke(
+        runner,
+        "evaluate",
+        "--model",
+        out,
+        "--data",
+        csv,
+        "--split",
+        "test",
+        "--output-json",
+        tmp_path / "e.json",
+    )
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "e.json").read_text())
     trained = json.loads((out / "metrics.json").read_text())["test"]
@@ -64,8 +118,12 @@ def test_corrupt_model_exit_code(tmp_path: Path) -> None:
     csv = tmp_path / "a.csv"
     make_frame(15).to_csv(csv, index=False)
     out = tmp_path / "m"
-    assert run_cli("train", "--data", csv, "--model-type", "tfidf-logreg", "--output", out,
-                   "--no-track").returncode == 0
+    assert (
+        run_cli(
+            "train", "--data", csv, "--model-type", "tfidf-logreg", "--output", out, "--no-track"
+        ).returncode
+        == 0
+    )
     (out / "pipeline.joblib").write_bytes(b"garbage")
     proc = run_cli("evaluate", "--model", out, "--data", csv, "--output-json", tmp_path / "e.json")
     assert proc.returncode == 4
@@ -74,11 +132,28 @@ def test_corrupt_model_exit_code(tmp_path: Path) -> None:
 
 
 def test_unknown_model_type_and_missing_file(runner, tmp_path: Path) -> None:
-    res = invoke(runner, "train", "--data", tmp_path / "x.csv", "--model-type", "svm",
-                 "--output", tmp_path / "m", "--no-track")
+    res = invoke(
+        runner,
+        "train",
+        "--data",
+        tmp_path / "x.csv",
+        "--model-type",
+        "svm",
+        "--output",
+        tmp_path / "m",
+        "--no-track",
+    )
     assert res.exit_code == 2 and "unknown --model-type 'svm'" in res.output
-    proc = run_cli("train", "--data", tmp_path / "x.csv", "--model-type", "tfidf-logreg",
-                   "--output", tmp_path / "m", "--no-track")
+    proc = run_cli(
+        "train",
+        "--data",
+        tmp_path / "x.csv",
+        "--model-type",
+        "tfidf-logreg",
+        "--output",
+        tmp_path / "m",
+        "--no-track",
+    )
     assert proc.returncode == 2 and "data file not found" in proc.stderr
 
 
@@ -86,8 +161,17 @@ def test_predict_command(runner, tmp_path: Path) -> None:
     csv = tmp_path / "a.csv"
     make_frame(15).to_csv(csv, index=False)
     out = tmp_path / "m"
-    invoke(runner, "train", "--data", csv, "--model-type", "tfidf-logreg", "--output", out,
-           "--no-track")
+    invoke(
+        runner,
+        "train",
+        "--data",
+        csv,
+        "--model-type",
+        "tfidf-logreg",
+        "--output",
+        out,
+        "--no-track",
+    )
     res = invoke(runner, "predict", "--model", out, "the coffee was awful and bad")
     assert res.exit_code == 0 and res.output.startswith("negative")
 
@@ -98,8 +182,19 @@ def test_config_file_and_explicit_flags(runner, tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"c": 0.5, "seed": 3, "model_type": "transformer"}))
     out = tmp_path / "m"
-    res = invoke(runner, "train", "--data", csv, "--model-type", "tfidf-logreg", "--output", out,
-                 "--no-track", "--config", cfg)
+    res = invoke(
+        runner,
+        "train",
+        "--data",
+        csv,
+        "--model-type",
+        "tfidf-logreg",
+        "--output",
+        out,
+        "--no-track",
+        "--config",
+        cfg,
+    )
     assert res.exit_code == 0, res.output
     params = json.loads((out / "model.json").read_text())["params"]
     assert params["c"] == 0.5 and params["seed"] == 3  # from the file

@@ -12,9 +12,18 @@ from sentiops.errors import DataError
 from tests.conftest import invoke, make_frame
 
 
-@pytest.mark.parametrize("score,label", [(0.5, "positive"), (3.2, "positive"),
-                                         (0.49, "neutral"), (-0.49, "neutral"), (0.0, "neutral"),
-                                         (-0.5, "negative"), (-4.0, "negative")])
+@pytest.mark.parametrize(
+    "score,label",
+    [
+        (0.5, "positive"),
+        (3.2, "positive"),
+        (0.49, "neutral"),
+        (-0.49, "neutral"),
+        (0.0, "neutral"),
+        (-0.5, "negative"),
+        (-4.0, "negative"),
+    ],
+)
 def test_label_rule(score: float, label: str) -> None:
     assert data.label_from_score(score) == label
 
@@ -25,8 +34,11 @@ def test_builtin_vader_datasets(vader_cache: Path) -> None:
     movies = data.fetch_builtin("vader-movies", s)
     assert len(tweets) == 4200
     assert len(movies) == 10605
-    assert tweets["label"].value_counts().to_dict() == {"positive": 2345, "negative": 1087,
-                                                         "neutral": 768}
+    assert tweets["label"].value_counts().to_dict() == {
+        "positive": 2345,
+        "negative": 1087,
+        "neutral": 768,
+    }
     assert set(movies["label"]) == {"negative", "neutral", "positive"}
     assert (vader_cache / "cache" / "vader" / data.VADER_SDIST_FILE).exists()
 
@@ -65,7 +77,9 @@ def test_read_table_formats(tmp_path: Path, suffix: str) -> None:
 def test_read_table_missing_column(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     pd.DataFrame({"tweet": ["a"], "label": ["positive"]}).to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"missing column\(s\) \['text'\]; found \['tweet', 'label'\]"):
+    with pytest.raises(
+        DataError, match=r"missing column\(s\) \['text'\]; found \['tweet', 'label'\]"
+    ):
         data.read_table(path)
 
 

@@ -20,8 +20,9 @@ def _tfidf_dir(tmp_path: Path, labels=("negative", "neutral", "positive")) -> Pa
     df = make_frame(30)
     df = df[df.label.isin(labels)]
     model = TfidfModel.fit(df.text, df.label)
-    return modeldir.write(tmp_path / "tfidf", model.save,
-                          {"model_type": "tfidf-logreg", "labels": model.labels})
+    return modeldir.write(
+        tmp_path / "tfidf", model.save, {"model_type": "tfidf-logreg", "labels": model.labels}
+    )
 
 
 def test_tfidf_round_trip(tmp_path: Path) -> None:
@@ -43,13 +44,24 @@ def test_two_label_model_still_predicts(tmp_path: Path) -> None:
 
 def test_tiny_distilbert_trains_saves_and_loads(tmp_path: Path) -> None:
     df = make_frame(30)
-    model = TransformerModel.fit(df.text, df.label, val_texts=df.text[:20],
-                                 val_labels=df.label[:20], base_model=TINY, epochs=4, lr=3e-3,
-                                 batch_size=16, max_length=32, progress=False)
+    model = TransformerModel.fit(
+        df.text,
+        df.label,
+        val_texts=df.text[:20],
+        val_labels=df.label[:20],
+        base_model=TINY,
+        epochs=4,
+        lr=3e-3,
+        batch_size=16,
+        max_length=32,
+        progress=False,
+    )
     assert model.model.config.model_type == "distilbert"
-    folder = modeldir.write(tmp_path / "tiny", model.save,
-                            {"model_type": "transformer", "labels": model.labels,
-                             "params": {"max_length": 32}})
+    folder = modeldir.write(
+        tmp_path / "tiny",
+        model.save,
+        {"model_type": "transformer", "labels": model.labels, "params": {"max_length": 32}},
+    )
     assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
     loaded = load_model(folder)
     before = model.predict_proba(list(df.text[:10]))
@@ -100,14 +112,17 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tfidf"]
 
 
-@pytest.mark.parametrize("bad,needle", [
-    ([], "empty batch"),
-    ("just a string", "expected a list of strings"),
-    (["ok", "  "], "items [1] are empty"),
-    (["ok", 3], "items [1] are not strings"),
-    (["x"] * (MAX_BATCH + 1), f"exceeds the limit of {MAX_BATCH}"),
-    (["x" * 6000], "longer than 5000 characters"),
-])
+@pytest.mark.parametrize(
+    "bad,needle",
+    [
+        ([], "empty batch"),
+        ("just a string", "expected a list of strings"),
+        (["ok", "  "], "items [1] are empty"),
+        (["ok", 3], "items [1] are not strings"),
+        (["x"] * (MAX_BATCH + 1), f"exceeds the limit of {MAX_BATCH}"),
+        (["x" * 6000], "longer than 5000 characters"),
+    ],
+)
 def test_predict_rejects_bad_input(tmp_path: Path, bad, needle: str) -> None:
     loaded = load_model(_tfidf_dir(tmp_path))
     with pytest.raises(InvalidInput, match=__import__("re").escape(needle)):

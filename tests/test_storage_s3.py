@@ -62,11 +62,13 @@ def test_missing_prefix_and_bad_credentials(s3, tmp_path: Path, monkeypatch) -> 
 
 
 def test_unreachable_endpoint_fails_with_hint(tmp_path: Path) -> None:
-    settings = Settings(s3_endpoint=f"127.0.0.1:{free_port()}", s3_access_key="k",
-                        s3_secret_key="s", s3_retries=1)
+    settings = Settings(
+        s3_endpoint=f"127.0.0.1:{free_port()}", s3_access_key="k", s3_secret_key="s", s3_retries=1
+    )
     with pytest.raises(StorageError) as info:
         storage.put_dir(tmp_path, "s3://bkt/x", settings)
-    assert "unreachable" in info.value.message, info.value.message and "SENTIOPS_S3_ENDPOINT" in info.value.hint
+    assert "unreachable" in info.value.message, info.value.message
+    assert "SENTIOPS_S3_ENDPOINT" in info.value.hint
 
 
 def test_train_reads_s3_data_and_model_round_trips(s3, tmp_path: Path) -> None:
@@ -76,8 +78,16 @@ def test_train_reads_s3_data_and_model_round_trips(s3, tmp_path: Path) -> None:
     store.ensure_bucket("data")
     store.upload_file(csv, "s3://data/in/d.csv")
     out = tmp_path / "model"
-    proc = run_cli("train", "--data", "s3://data/in/d.csv", "--model-type", "tfidf-logreg",
-                   "--output", out, "--no-track")
+    proc = run_cli(
+        "train",
+        "--data",
+        "s3://data/in/d.csv",
+        "--model-type",
+        "tfidf-logreg",
+        "--output",
+        out,
+        "--no-track",
+    )
     assert proc.returncode == 0, proc.stderr
     uri = storage.put_dir(out, "s3://models/sentiment/1")
     back = storage.get_dir(uri, tmp_path / "back")

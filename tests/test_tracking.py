@@ -43,8 +43,16 @@ def test_training_run_is_logged_and_registered(tmp_path: Path, sentiops_home: Pa
 def test_unreachable_mlflow_fails_before_training(tmp_path: Path) -> None:
     csv = tmp_path / "d.csv"
     make_frame(20).to_csv(csv, index=False)
-    proc = run_cli("train", "--data", csv, "--model-type", "tfidf-logreg", "--output",
-                   tmp_path / "m", env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"})
+    proc = run_cli(
+        "train",
+        "--data",
+        csv,
+        "--model-type",
+        "tfidf-logreg",
+        "--output",
+        tmp_path / "m",
+        env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"},
+    )
     assert proc.returncode == 7, proc.stderr
     assert "unreachable" in proc.stderr and "--no-track" in proc.stderr
     assert not (tmp_path / "m").exists()

@@ -23,9 +23,17 @@ def test_offline_alias_resolves_to_shipped_checkpoint() -> None:
 def test_fine_tune_minilm_briefly(tmp_path: Path) -> None:
     csv = tmp_path / "d.csv"
     make_frame(16).to_csv(csv, index=False)
-    cfg = TrainConfig(data=[str(csv)], output=tmp_path / "m", model_type="transformer",
-                      base_model="offline", epochs=1, max_length=24, batch_size=16,
-                      min_per_class=5, track=False)
+    cfg = TrainConfig(
+        data=[str(csv)],
+        output=tmp_path / "m",
+        model_type="transformer",
+        base_model="offline",
+        epochs=1,
+        max_length=24,
+        batch_size=16,
+        min_per_class=5,
+        track=False,
+    )
     result = train(cfg, progress=False)
     loaded = load_model(result.model_dir)
     assert loaded.model.model.config.model_type == "bert"
@@ -38,8 +46,14 @@ def test_hub_id_without_network_says_what_to_do(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     csv = tmp_path / "d.csv"
     make_frame(12).to_csv(csv, index=False)
-    cfg = TrainConfig(data=[str(csv)], output=tmp_path / "m", model_type="transformer",
-                      base_model="distilbert-base-uncased", track=False, min_per_class=5)
+    cfg = TrainConfig(
+        data=[str(csv)],
+        output=tmp_path / "m",
+        model_type="transformer",
+        base_model="distilbert-base-uncased",
+        track=False,
+        min_per_class=5,
+    )
     with pytest.raises(ModelError, match="cannot load base model 'distilbert-base-uncased'") as e:
         train(cfg, progress=False)
     assert "--base-model offline" in e.value.hint

@@ -20,8 +20,16 @@ def _write(tmp_path: Path, df: pd.DataFrame, name: str = "bad.csv") -> Path:
 
 
 def _train_args(path: Path, out: Path) -> list[str]:
-    return ["train", "--data", str(path), "--model-type", "tfidf-logreg", "--output", str(out),
-            "--no-track"]
+    return [
+        "train",
+        "--data",
+        str(path),
+        "--model-type",
+        "tfidf-logreg",
+        "--output",
+        str(out),
+        "--no-track",
+    ]
 
 
 def test_clean_data_passes() -> None:
@@ -55,13 +63,16 @@ def test_overlap_between_splits_is_reported() -> None:
     assert check_overlap({"train": a, "test": a.iloc[1:0]}) is None
 
 
-@pytest.mark.parametrize("case,exit_code,needle", [
-    ("empty_text", 3, "empty_text"),
-    ("unknown_label", 3, "unknown_label"),
-    ("class_too_small", 3, "fewer than 10 examples"),
-    ("non_utf8", 3, "non_utf8"),
-    ("missing_column", 2, "missing column(s) ['label']"),
-])
+@pytest.mark.parametrize(
+    "case,exit_code,needle",
+    [
+        ("empty_text", 3, "empty_text"),
+        ("unknown_label", 3, "unknown_label"),
+        ("class_too_small", 3, "fewer than 10 examples"),
+        ("non_utf8", 3, "non_utf8"),
+        ("missing_column", 2, "missing column(s) ['label']"),
+    ],
+)
 def test_bad_input_stops_training(tmp_path: Path, case: str, exit_code: int, needle: str) -> None:
     df = make_frame(20)
     path = tmp_path / "bad.csv"
@@ -89,8 +100,11 @@ def test_bad_input_stops_training(tmp_path: Path, case: str, exit_code: int, nee
         assert "bad.csv:5" in proc.stderr and "bad.csv:8" in proc.stderr  # 1-based data rows
         report = json.loads((tmp_path / "model-reports" / "validation.json").read_text())
         assert report["ok"] is False
-        assert (tmp_path / "model-reports" / "validation.md").read_text().startswith(
-            "# Data validation: FAILED")
+        assert (
+            (tmp_path / "model-reports" / "validation.md")
+            .read_text()
+            .startswith("# Data validation: FAILED")
+        )
     if case == "unknown_label":
         assert "bad.csv:3" in proc.stderr and "'meh'" in proc.stderr
 

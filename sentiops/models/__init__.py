@@ -70,8 +70,10 @@ def load_model(folder: str | Path, verify: bool = True) -> LoadedModel:
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - any loader failure means a broken directory
-        raise ModelError(f"cannot load {kind} model from {path}: {type(exc).__name__}: {exc}",
-                         "the directory is incomplete or corrupt; retrain or re-download") from exc
+        raise ModelError(
+            f"cannot load {kind} model from {path}: {type(exc).__name__}: {exc}",
+            "the directory is incomplete or corrupt; retrain or re-download",
+        ) from exc
     return LoadedModel(model, manifest, path)
 
 
@@ -82,8 +84,10 @@ def check_texts(texts: Any, max_batch: int = MAX_BATCH, max_chars: int = MAX_CHA
     if len(texts) == 0:
         raise InvalidInput("empty batch", "send at least one text")
     if len(texts) > max_batch:
-        raise InvalidInput(f"batch of {len(texts)} texts exceeds the limit of {max_batch}",
-                           f"split the request into batches of at most {max_batch}")
+        raise InvalidInput(
+            f"batch of {len(texts)} texts exceeds the limit of {max_batch}",
+            f"split the request into batches of at most {max_batch}",
+        )
     bad_type = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad_type:
         raise InvalidInput(f"items {bad_type[:10]} are not strings", "send only strings")
@@ -92,8 +96,10 @@ def check_texts(texts: Any, max_batch: int = MAX_BATCH, max_chars: int = MAX_CHA
         raise InvalidInput(f"items {empty[:10]} are empty or whitespace", "remove empty texts")
     long = [i for i, t in enumerate(texts) if len(t) > max_chars]
     if long:
-        raise InvalidInput(f"items {long[:10]} are longer than {max_chars} characters",
-                           "truncate long texts before sending them")
+        raise InvalidInput(
+            f"items {long[:10]} are longer than {max_chars} characters",
+            "truncate long texts before sending them",
+        )
     return list(texts)
 
 
@@ -112,6 +118,11 @@ def predict(model: LoadedModel, texts: Any, max_batch: int = MAX_BATCH) -> list[
     out = []
     for row in proba:
         k = int(np.argmax(row))
-        out.append(Prediction(labels[k], float(row[k]),
-                              {lab: float(p) for lab, p in zip(labels, row, strict=True)}))
+        out.append(
+            Prediction(
+                labels[k],
+                float(row[k]),
+                {lab: float(p) for lab, p in zip(labels, row, strict=True)},
+            )
+        )
     return out

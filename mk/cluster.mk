@@ -5,6 +5,7 @@
 #   make verify-cluster  kustomize/helm/schema/promtool checks + a real kube-apiserver
 #   make manifests       regenerate manifests/base/generated and the chart's dashboard copy
 #   make kind-up images deploy pipeline-submit port-forward    (need Docker + kind; not in CI)
+#   make images-push IMAGE_PREFIX=REGISTRY/sentiops IMAGE_TAG=0.1.0   (cloud clusters)
 
 SENTIOPS_TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/sentiops-tools
 export SENTIOPS_TOOLS_DIR
@@ -30,8 +31,8 @@ PIPELINE_PACKAGE ?= pipelines/compiled/sentiops.yaml
 KFP_HOST ?= http://localhost:8888
 S3_ENV_FILE ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/sentiops/s3.env
 
-.PHONY: cluster-tools verify-cluster manifests kind-up kind-down images deploy \
-	deploy-helm s3-secret pipeline-submit port-forward
+.PHONY: cluster-tools verify-cluster manifests kind-up kind-down images images-build \
+	images-push deploy deploy-helm s3-secret pipeline-submit port-forward
 
 cluster-tools: ## install promtool/etcd/helm/kube-apiserver for the cluster checks (cached, idempotent)
 	@bash scripts/cluster/install-tools.sh
@@ -54,13 +55,20 @@ kind-up: ## kind cluster + cert-manager, Istio, Knative, KServe, KFP, kube-prome
 kind-down: ## delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
-images: ## docker build serving, drift and components images and load them into kind
+images-build: ## docker build the serving, drift and components images (IMAGE_PREFIX, IMAGE_TAG)
 	$(DOCKER) build -f $(SERVING_DOCKERFILE) -t $(IMAGE_PREFIX)/serving:$(IMAGE_TAG) .
 	$(DOCKER) build -f $(DRIFT_DOCKERFILE) -t $(IMAGE_PREFIX)/drift:$(IMAGE_TAG) .
 	$(DOCKER) build -f $(COMPONENTS_DOCKERFILE) -t $(IMAGE_PREFIX)/components:$(IMAGE_TAG) .
+
+images: images-build ## build the images and load them into the kind cluster
 	$(KIND) load docker-image --name $(KIND_CLUSTER) \
 		$(IMAGE_PREFIX)/serving:$(IMAGE_TAG) $(IMAGE_PREFIX)/drift:$(IMAGE_TAG) \
 		$(IMAGE_PREFIX)/components:$(IMAGE_TAG)
+
+images-push: images-build ## build and push the images to a registry (cloud clusters)
+	$(DOCKER) push $(IMAGE_PREFIX)/serving:$(IMAGE_TAG)
+	$(DOCKER) push $(IMAGE_PREFIX)/drift:$(IMAGE_TAG)
+	$(DOCKER) push $(IMAGE_PREFIX)/components:$(IMAGE_TAG)
 
 s3-secret: ## create/refresh Secret sentiops-s3 (random credentials kept in S3_ENV_FILE)
 	NAMESPACE=$(NAMESPACE) S3_ENV_FILE=$(S3_ENV_FILE) bash scripts/cluster/create-s3-secret.sh

@@ -103,8 +103,11 @@ if ! have_bin kube-apiserver; then
   build="$TOOLS_DIR/build"
   rm -rf "$build" && mkdir -p "$build"
   log "apt-get source kubernetes (into $build)"
-  (cd "$build" && apt-get source -qq --download-only kubernetes >/dev/null 2>&1 \
-     && dpkg-source -x --no-check ./kubernetes_*.dsc src >/dev/null)
+  # apt verifies the files against the signed Sources index; run as root it warns that the
+  # download is unsandboxed, which is expected here.
+  (cd "$build" && apt-get source -qq --download-only kubernetes >"$build/source.log" 2>&1 \
+     && dpkg-source -x --no-check ./kubernetes_*.dsc src >>"$build/source.log" 2>&1) \
+    || { tail -20 "$build/source.log" >&2; log "apt-get source kubernetes failed"; exit 1; }
   src="$build/src"
   reflect2=/usr/share/gocode/src/github.com/modern-go/reflect2
   [ -d "$reflect2" ] || { log "missing $reflect2 (golang-github-modern-go-reflect2-dev)"; exit 1; }

@@ -15,5 +15,5 @@ fwd "$NAMESPACE" minio 9001:9001 "MinIO console  http://localhost:9001"
 fwd monitoring kube-prometheus-stack-grafana 3000:80 "Grafana        http://localhost:3000"
 fwd monitoring kube-prometheus-stack-prometheus 9090:9090 "Prometheus     http://localhost:9090"
 fwd istio-system istio-ingressgateway 8080:80 \
-  "Ingress        http://localhost:8080 (Host: sentiment-${NAMESPACE}.example.com)"
+  "Ingress        http://localhost:8080 (Host header: kubectl -n $NAMESPACE get isvc sentiment -o jsonpath='{.status.url}')"
 wait

@@ -1,0 +1,57 @@
+"""KFP v2 components: one thin adapter per pipeline stage over `sentiops.stages`.
+
+Each module holds one plain function (the component body). Its imports live inside the body,
+because KFP ships the function's source into the container; the container image
+(`components/Dockerfile`) already has SentiOps and kfp installed, so nothing is pip-installed
+at run time (`install_kfp_package=False`, no `packages_to_install`). The same functions run
+under `kfp.local.SubprocessRunner(use_venv=False)` with the current interpreter.
+
+The image is `$SENTIOPS_COMPONENT_IMAGE`, else `sentiops/components:<version>`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from kfp import dsl
+
+from components.evaluate import evaluate
+from components.gate import gate
+from components.ingest import ingest
+from components.register import register
+from components.split import split
+from components.train import train
+from components.validate import validate
+from sentiops import __version__
+
+IMAGE_ENV = "SENTIOPS_COMPONENT_IMAGE"
+DEFAULT_IMAGE = f"sentiops/components:{__version__}"
+
+
+def default_image() -> str:
+    return os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
+
+
+@dataclass(frozen=True)
+class Components:
+    ingest: Any
+    validate: Any
+    split: Any
+    train: Any
+    evaluate: Any
+    gate: Any
+    register: Any
+
+
+def build(image: str | None = None) -> Components:
+    """The seven components, all running from `image` (default: `default_image()`)."""
+    img = image or default_image()
+
+    def make(fn: Any) -> Any:
+        return dsl.component(fn, base_image=img, install_kfp_package=False)
+
+    return Components(ingest=make(ingest), validate=make(validate), split=make(split),
+                      train=make(train), evaluate=make(evaluate), gate=make(gate),
+                      register=make(register))

@@ -1,0 +1,179 @@
+"""Run the training pipeline: locally with kfp.local, or on a KFP backend with kfp.Client.
+
+The pipeline definition (`pipelines/training.py`) and the components (`components/`) sit in the
+repository next to the package; they are loaded from there. Local runs use
+`kfp.local.SubprocessRunner(use_venv=False)`: every component runs in a subprocess of this
+interpreter, offline, and writes its artifacts under `<SENTIOPS_HOME>/pipeline-runs/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import re
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sentiops.config import Settings, get_settings
+from sentiops.errors import SentiOpsError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMPILED = REPO_ROOT / "pipelines" / "compiled" / "training.yaml"
+EXPERIMENT = "sentiops"
+
+
+class PipelineError(SentiOpsError):
+    """The pipeline could not be built, run or submitted."""
+
+    exit_code = 8
+
+
+def load_pipeline(image: str | None = None) -> Any:
+    """`pipelines.training.build(image)`, imported from the repository checkout."""
+    if not (REPO_ROOT / "pipelines" / "training.py").exists():
+        raise PipelineError(f"pipeline definition not found under {REPO_ROOT / 'pipelines'}",
+                            "run from a SentiOps checkout (pip install -e .), or submit "
+                            "pipelines/compiled/training.yaml")
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    return importlib.import_module("pipelines.training").build(image)
+
+
+def compile_pipeline(output: Path = COMPILED, image: str | None = None) -> Path:
+    """Compile to YAML (what `make pipeline` writes to pipelines/compiled/)."""
+    from kfp import compiler
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(load_pipeline(image), str(output))
+    return output
+
+
+def local_arguments(settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
+    """Pipeline arguments for a local run: this machine's MLflow store and S3 endpoint, and a
+    local model store (`<SENTIOPS_HOME>/store`) unless `model_store` is given."""
+    s = settings or get_settings()
+    args: dict[str, Any] = {
+        "mlflow_tracking_uri": s.tracking_uri,
+        "s3_endpoint": s.s3_endpoint,
+        "model_store": str((s.home / "store").resolve()),
+    }
+    args.update({k: v for k, v in overrides.items() if v is not None})
+    return args
+
+
+@dataclass
+class LocalRun:
+    run_dir: Path
+    decision: dict[str, Any]
+    storage_uri: str | None = None
+    log: Path | None = None
+
+    @property
+    def approved(self) -> bool:
+        return bool(self.decision.get("approved"))
+
+
+@contextlib.contextmanager
+def _task_logs(log: Path | None) -> Iterator[None]:
+    """kfp.local echoes every task's output (executor input JSON included) on stdout; send it
+    to `log` unless verbose. kfp's own task start/finish lines (logging) still show."""
+    with warnings.catch_warnings():
+        # the component image is not a python:* image; the subprocess runner warns about that
+        warnings.filterwarnings("ignore", category=RuntimeWarning, message=".*non-Python base")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        # resource requests are for the cluster; the local runner says it ignores them
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*no effect in the")
+        if log is None:
+            yield
+            return
+        with open(log, "a") as fh, contextlib.redirect_stdout(fh):
+            yield
+
+
+_ERROR_LINE = re.compile(r"^\s*[\w.]+(Error|Failed|Exception|Rejected|Exit)\b.*")
+
+
+def _last_error(log: Path) -> str | None:
+    """The last exception line a task printed (e.g. `sentiops.errors.DataError: ...`)."""
+    if not log.exists():
+        return None
+    hits = [m.group(0).strip() for m in map(_ERROR_LINE.match, log.read_text().splitlines()) if m]
+    return hits[-1][:500] if hits else None
+
+
+def _task_output(run_dir: Path, task: str, name: str = "Output") -> Any:
+    path = run_dir / task / "executor_output.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("parameterValues", {}).get(name)
+
+
+def run_local(arguments: dict[str, Any], pipeline_root: Path | None = None,
+              image: str | None = None, verbose: bool = False) -> LocalRun:
+    """Run the whole pipeline with kfp.local's SubprocessRunner under this interpreter."""
+    from kfp import local
+
+    root = pipeline_root or (get_settings().home / "pipeline-runs")
+    root.mkdir(parents=True, exist_ok=True)
+    pipeline = load_pipeline(image)
+    log = None if verbose else root / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    with _task_logs(log):
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+        try:
+            task = pipeline(**arguments)
+        except RuntimeError as exc:
+            where = f"the task logs are in {log}" if log else "the failing task's log is above"
+            cause = _last_error(log) if log else None
+            raise PipelineError(f"local pipeline run failed: {exc}"
+                                + (f"\n  cause: {cause}" if cause else ""),
+                                f"{where}; artifacts are under {root}") from exc
+    decision_path = Path(task.output.path)
+    run_dir = decision_path.parent.parent
+    decision = json.loads(decision_path.read_text())
+    return LocalRun(run_dir, decision, _task_output(run_dir, "register"), log)
+
+
+def submit(host: str, arguments: dict[str, Any], experiment: str = EXPERIMENT,
+           run_name: str | None = None, schedule: str | None = None,
+           package: Path | None = None, image: str | None = None,
+           namespace: str | None = None, token: str | None = None) -> dict[str, Any]:
+    """Submit a run (or, with a cron `schedule`, a recurring run) to a KFP backend.
+
+    `package` is a compiled YAML; by default the pipeline is compiled now with `image`.
+    """
+    import kfp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = package or compile_pipeline(Path(tmp) / "training.yaml", image)
+        name = run_name or "sentiops-training"
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=FutureWarning)
+                client = kfp.Client(host=host, namespace=namespace or "kubeflow",
+                                    existing_token=token)
+            if schedule:
+                exp = client.create_experiment(experiment, namespace=namespace)
+                job = client.create_recurring_run(
+                    experiment_id=exp.experiment_id, job_name=name, cron_expression=schedule,
+                    pipeline_package_path=str(path), params=arguments, max_concurrency=1,
+                    no_catchup=True)
+                return {"recurring_run_id": job.recurring_run_id, "experiment": experiment,
+                        "experiment_id": exp.experiment_id, "schedule": schedule}
+            result = client.create_run_from_pipeline_package(
+                str(path), arguments=arguments, run_name=name, experiment_name=experiment,
+                namespace=namespace)
+        except Exception as exc:  # noqa: BLE001 - API and connection errors alike
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PipelineError(f"KFP at {host} refused the submission: {first}",
+                                "check --host (the ml-pipeline API or UI URL), the namespace "
+                                "and the token; kubectl port-forward svc/ml-pipeline-ui works "
+                                "for a quick test") from exc
+        return {"run_id": result.run_id, "experiment": experiment, "run_name": name,
+                "url": f"{host.rstrip('/')}/#/runs/details/{result.run_id}"}

@@ -269,3 +269,19 @@ def test_dashboard_configmap_carries_the_dashboard(helm_docs) -> None:
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     source = json.loads(Path(REPO / "monitoring" / "dashboards" / "sentiops.json").read_text())
     assert json.loads(cm["data"]["sentiops.json"]) == source
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "inferenceService.logger.mode=sometimes",
+        "inferenceService.canary.steps={5,250}",
+        "inferenceService.deploymentMode=Serverful",
+        "alerts.errorRatio=5",
+        "alerts.latencyFor=ten",
+        "inferenceServic.name=typo",
+    ],
+)
+def test_values_schema_rejects_bad_values(bad: str) -> None:
+    proc = run([tool("helm"), "template", "x", str(CHART), "--set", bad], check=False)
+    assert proc.returncode != 0 and "values don't meet the specifications" in proc.stderr, bad

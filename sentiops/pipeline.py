@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from sentiops.config import Settings, get_settings
 from sentiops.errors import SentiOpsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COMPILED = REPO_ROOT / "pipelines" / "compiled" / "training.yaml"
+COMPILED = REPO_ROOT / "pipelines" / "compiled" / "sentiops.yaml"
 EXPERIMENT = "sentiops"
 
 
@@ -40,7 +40,7 @@ def load_pipeline(image: str | None = None) -> Any:
     if not (REPO_ROOT / "pipelines" / "training.py").exists():
         raise PipelineError(f"pipeline definition not found under {REPO_ROOT / 'pipelines'}",
                             "run from a SentiOps checkout (pip install -e .), or submit "
-                            "pipelines/compiled/training.yaml")
+                            "pipelines/compiled/sentiops.yaml")
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     return importlib.import_module("pipelines.training").build(image)
@@ -177,3 +177,23 @@ def submit(host: str, arguments: dict[str, Any], experiment: str = EXPERIMENT,
                                 "for a quick test") from exc
         return {"run_id": result.run_id, "experiment": experiment, "run_name": name,
                 "url": f"{host.rstrip('/')}/#/runs/details/{result.run_id}"}
+
+
+def champion_challenger(
+    datasets: list[str], base_model: str = "offline",
+    hyperparameters: dict[str, Any] | None = None, pipeline_root: Path | None = None,
+    verbose: bool = False, progress: Callable[[str], Any] = print,
+    settings: Settings | None = None, **overrides: Any,
+) -> tuple[LocalRun, LocalRun]:
+    """The local pipeline twice (`make run`): the TF-IDF baseline, gated only by the
+    first-champion bar, becomes champion; then a transformer challenges it."""
+    common = {"datasets": list(datasets), **overrides}
+    progress("run 1/2: TF-IDF baseline (gated as a first champion: min_macro_f1)")
+    first = run_local(local_arguments(settings, model_type="tfidf-logreg", champion="none",
+                                      hyperparameters={}, **common), pipeline_root,
+                      verbose=verbose)
+    progress(f"run 2/2: transformer ({base_model}) vs the registry's champion")
+    second = run_local(local_arguments(settings, model_type="transformer", base_model=base_model,
+                                       hyperparameters=hyperparameters or {}, champion="",
+                                       **common), pipeline_root, verbose=verbose)
+    return first, second

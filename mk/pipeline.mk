@@ -1,0 +1,13 @@
+# KFP training pipeline (issue 3). Included by the main Makefile, which defines BIN.
+#   make pipeline        compile pipelines/compiled/sentiops.yaml (a test fails when it is stale)
+#   make pipeline-local  run the pipeline here with kfp.local, twice: baseline, then transformer
+# Another component image: SENTIOPS_COMPONENT_IMAGE=registry/sentiops/components:tag make pipeline
+# (`make pipeline-submit` lives in mk/cluster.mk; `sentiops pipeline submit --host URL` also works.)
+
+.PHONY: pipeline pipeline-local
+
+pipeline: install ## compile the KFP pipeline to pipelines/compiled/sentiops.yaml
+	$(BIN)/sentiops pipeline compile
+
+pipeline-local: install ## run the KFP pipeline locally twice: baseline champion, transformer challenger
+	$(BIN)/sentiops pipeline demo

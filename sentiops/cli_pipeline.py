@@ -1,0 +1,304 @@
+"""`sentiops gate` and `sentiops pipeline {run,demo,submit,compile}`.
+
+Registered on the main app in sentiops/cli.py with:
+    from sentiops.cli_pipeline import register_commands  # noqa: E402
+    register_commands(app)
+
+Contract (options may be added, these stay):
+  sentiops gate --champion DIR --challenger DIR --data PATH --output-json FILE
+      writes {"approved": bool, "delta_macro_f1": float, "reasons": [str, ...], ...}; exit 0
+      whether or not the challenger is approved (non-zero only for errors).
+  sentiops pipeline run --local [...]          kfp.local SubprocessRunner, this interpreter
+  sentiops pipeline submit --host URL [...]    kfp.Client; --schedule CRON for a recurring run
+  sentiops pipeline compile                    pipelines/compiled/sentiops.yaml
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console()
+err = Console(stderr=True)
+
+pipeline_app = typer.Typer(no_args_is_help=True,
+                           help="The KFP training pipeline: run locally, submit, compile.")
+
+
+def handled(fn: F) -> F:
+    """sentiops.cli.handle_errors, imported when the command runs (no import cycle)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sentiops.cli import handle_errors
+
+        return handle_errors(fn)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def register_commands(app: typer.Typer) -> None:
+    """Add `gate` and the `pipeline` sub-app to the main `sentiops` app."""
+    app.command("gate")(gate)
+    app.add_typer(pipeline_app, name="pipeline")
+
+
+# ---------------------------------------------------------------- options shared by commands
+Data = Annotated[list[str] | None, typer.Option(
+    "--data", help="CSV/JSONL/Parquet path, s3:// URI or built-in name (vader-tweets, "
+                   "vader-movies); repeat to concatenate")]
+MinDelta = Annotated[float | None, typer.Option(help="smallest macro-F1 gain that counts "
+                                                     "(default 0.0)")]
+Confidence = Annotated[float | None, typer.Option(help="one-sided bootstrap confidence "
+                                                       "(default 0.95)")]
+Resamples = Annotated[int | None, typer.Option(help="paired bootstrap resamples (>= 1000) "
+                                                    "(default 2000)")]
+RecallDrop = Annotated[float | None, typer.Option(help="largest allowed per-class recall drop "
+                                                       "(default 0.05)")]
+Latency = Annotated[float | None, typer.Option(help="p95 single-text latency budget in ms "
+                                                    "(default 1000)")]
+Size = Annotated[float | None, typer.Option(help="model size budget in MB (default 2000)")]
+MinF1 = Annotated[float | None, typer.Option(help="macro-F1 the first champion needs "
+                                                  "(default 0.5)")]
+ModelType = Annotated[str | None, typer.Option(help="tfidf-logreg | transformer")]
+BaseModel = Annotated[str | None, typer.Option(
+    help="hub id, local dir, s3:// prefix, 'offline' (all-MiniLM-L6-v2 from PyPI) or "
+         "'tiny-distilbert' (random, for tests)")]
+Hyper = Annotated[str | None, typer.Option(
+    help='JSON object of TrainConfig fields, e.g. \'{"epochs": 1, "lr": 3e-3}\'')]
+Champion = Annotated[str | None, typer.Option(
+    help="'' = the registry alias 'champion' (none on the first run), 'none', or a model "
+         "directory / s3:// prefix")]
+Store = Annotated[str | None, typer.Option(help="s3://bucket or a local directory; models go "
+                                                "to <store>/models/<name>/<version>/")]
+Sets = Annotated[list[str] | None, typer.Option(
+    "--set", help="any other pipeline parameter as KEY=VALUE (VALUE parsed as JSON if it can "
+                  "be); repeatable")]
+Image = Annotated[str | None, typer.Option(help="component image (default "
+                                                "$SENTIOPS_COMPONENT_IMAGE or "
+                                                "sentiops/components:<version>)")]
+
+
+def _gate_thresholds(**given: Any) -> dict[str, Any]:
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _pipeline_arguments(data: list[str] | None, model_type: str | None,
+                        base_model: str | None, hyperparameters: str | None,
+                        champion: str | None, model_store: str | None,
+                        sets: list[str] | None, **gate: Any) -> dict[str, Any]:
+    """Pipeline arguments from the options that were given (the rest keep their defaults)."""
+    args: dict[str, Any] = {"datasets": data or None, "model_type": model_type,
+                            "base_model": base_model, "champion": champion,
+                            "model_store": model_store}
+    if hyperparameters:
+        try:
+            args["hyperparameters"] = json.loads(hyperparameters)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"--hyperparameters is not JSON: {exc}") from exc
+    args |= _gate_thresholds(**gate)
+    for item in sets or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--set {item!r}: use KEY=VALUE")
+        try:
+            args[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            args[key] = raw
+    return {k: v for k, v in args.items() if v is not None}
+
+
+def print_decision(decision: dict[str, Any], title: str = "promotion gate") -> None:
+    verdict = "[bold green]APPROVED[/]" if decision["approved"] else "[bold red]REJECTED[/]"
+    ch, cp = decision["challenger"], decision.get("champion")
+    table = Table(title=f"{title}: challenger {ch.get('model_type')} {ch.get('version')} vs "
+                        + (f"champion {cp.get('model_type')} {cp.get('version')}" if cp
+                           else "no champion"))
+    for col in ("check", "result", "detail"):
+        table.add_column(col)
+    for c in decision["checks"]:
+        table.add_row(c["name"], "pass" if c["passed"] else "[red]FAIL[/]", c["message"])
+    console.print(table)
+    console.print(f"{verdict}  delta macro-F1 {decision['delta_macro_f1']:+.4f}", highlight=False)
+
+
+# ------------------------------------------------------------------------------ sentiops gate
+@handled
+def gate(
+    challenger: Annotated[Path, typer.Option(help="challenger model directory")],
+    data: Annotated[list[str], typer.Option(
+        "--data", help="labelled held-out data (path, s3:// URI or built-in name); repeatable")],
+    output_json: Annotated[Path, typer.Option(help="decision record JSON to write")],
+    champion: Annotated[Path | None, typer.Option(
+        help="champion model directory; omit when there is none yet")] = None,
+    split: Annotated[str, typer.Option(help="all | test (the test split `train` used, rebuilt "
+                                            "from --seed)")] = "all",
+    report_md: Annotated[Path | None, typer.Option(help="also write the Markdown record")] = None,
+    min_delta: MinDelta = None, confidence: Confidence = None, n_resamples: Resamples = None,
+    max_class_recall_drop: RecallDrop = None, max_p95_latency_ms: Latency = None,
+    max_model_size_mb: Size = None, min_macro_f1: MinF1 = None,
+    seed: Annotated[int, typer.Option(help="seed of the split and the bootstrap")] = 42,
+    text_column: str = "text", label_column: str = "label",
+    registered_model: Annotated[str, typer.Option(help="MLflow registered model")] = (
+        "sentiops-sentiment"),
+    challenger_version: Annotated[str | None, typer.Option(
+        help="the challenger's MLflow registry version: tag it with the decision and, if "
+             "approved, move the alias 'champion' to it")] = None,
+) -> None:
+    """Gate a challenger against the champion on the same labelled data (exit 0 either way)."""
+    import pandas as pd
+
+    from sentiops import tracking
+    from sentiops.data import LABEL, TEXT
+    from sentiops.gate import GateConfig, decide, promote, record
+    from sentiops.models import load_model
+    from sentiops.train import DataConfig, prepare
+
+    if split not in ("all", "test"):
+        raise typer.BadParameter(f"--split {split!r}: use all or test")
+    cfg = GateConfig(seed=seed, **_gate_thresholds(
+        min_delta=min_delta, confidence=confidence, n_resamples=n_resamples,
+        max_class_recall_drop=max_class_recall_drop, max_p95_latency_ms=max_p95_latency_ms,
+        max_model_size_mb=max_model_size_mb, min_macro_f1=min_macro_f1))
+    challenger_model = load_model(challenger)
+    champion_model = load_model(champion) if champion else None
+    prep = prepare(DataConfig(data=data, text_column=text_column, label_column=label_column,
+                              seed=seed, min_per_class=1 if split == "all" else 2))
+    df = pd.concat(prep.splits.values(), ignore_index=True) if split == "all" else (
+        prep.splits["test"])
+    decision = decide(challenger_model, df[TEXT], df[LABEL], champion_model, cfg,
+                      prep.manifest.version, challenger_version)
+    decision.write_json(output_json)
+    if report_md:
+        report_md.write_text(decision.to_markdown())
+    if challenger_version:
+        tracking.configure()
+        record(decision, registered_model, challenger_version)
+        if decision.approved:
+            promote(decision, registered_model, challenger_version)
+    print_decision(decision.to_dict())
+    console.print(f"decision record: {output_json}")
+
+
+# ----------------------------------------------------------------------- sentiops pipeline ...
+@pipeline_app.command("run")
+@handled
+def pipeline_run(
+    local: Annotated[bool, typer.Option("--local", help="run with kfp.local's "
+                                                        "SubprocessRunner (required)")] = False,
+    data: Data = None, model_type: ModelType = None, base_model: BaseModel = None,
+    hyperparameters: Hyper = None, champion: Champion = None, model_store: Store = None,
+    min_delta: MinDelta = None, confidence: Confidence = None, n_resamples: Resamples = None,
+    max_class_recall_drop: RecallDrop = None, max_p95_latency_ms: Latency = None,
+    max_model_size_mb: Size = None, min_macro_f1: MinF1 = None, sets: Sets = None,
+    pipeline_root: Annotated[Path | None, typer.Option(
+        help="where task artifacts go (default $SENTIOPS_HOME/pipeline-runs)")] = None,
+    output_json: Annotated[Path | None, typer.Option(help="copy of the decision record")] = None,
+    verbose: Annotated[bool, typer.Option(help="show every task's output")] = False,
+) -> None:
+    """Run the whole pipeline here: ingest -> validate -> split -> train -> evaluate -> gate
+    -> register (if approved). MLflow and S3 settings come from the environment."""
+    from sentiops.pipeline import local_arguments, run_local
+
+    if not local:
+        err.print("[bold red]error:[/] pass --local, or use `sentiops pipeline submit --host "
+                  "URL` to run on a Kubeflow Pipelines cluster")
+        raise typer.Exit(2)
+    args = local_arguments(**_pipeline_arguments(
+        data, model_type, base_model, hyperparameters, champion, model_store, sets,
+        min_delta=min_delta, confidence=confidence, n_resamples=n_resamples,
+        max_class_recall_drop=max_class_recall_drop, max_p95_latency_ms=max_p95_latency_ms,
+        max_model_size_mb=max_model_size_mb, min_macro_f1=min_macro_f1))
+    run = run_local(args, pipeline_root, verbose=verbose)
+    _report_run(run, output_json)
+
+
+def _report_run(run: Any, output_json: Path | None, title: str = "promotion gate") -> None:
+    print_decision(run.decision, title)
+    if run.storage_uri:
+        console.print(f"registered as champion: {run.storage_uri}", highlight=False)
+    console.print(f"artifacts: {run.run_dir}" + (f"  task logs: {run.log}" if run.log else ""),
+                  highlight=False)
+    if output_json:
+        output_json.write_text(json.dumps(run.decision, indent=2))
+
+
+@pipeline_app.command("demo")
+@handled
+def pipeline_demo(
+    data: Data = None,
+    base_model: Annotated[str, typer.Option(help="the transformer's base model")] = "offline",
+    hyperparameters: Annotated[str, typer.Option(help="the transformer's TrainConfig fields "
+                                                      "(JSON)")] = (
+        '{"epochs": 1, "max_length": 64, "batch_size": 32, "lr": 5e-5}'),
+    output_json: Annotated[Path | None, typer.Option(help="the second decision record")] = None,
+    verbose: bool = False,
+) -> None:
+    """Run the local pipeline twice: the TF-IDF baseline becomes champion, then a transformer
+    challenges it and the gate decides."""
+    from sentiops.pipeline import champion_challenger
+
+    try:
+        hyper = json.loads(hyperparameters)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--hyperparameters is not JSON: {exc}") from exc
+    first, second = champion_challenger(data or ["vader-tweets"], base_model, hyper,
+                                        verbose=verbose, progress=console.print)
+    _report_run(first, None, "run 1: baseline")
+    _report_run(second, output_json, "run 2: transformer vs champion")
+
+
+@pipeline_app.command("submit")
+@handled
+def pipeline_submit(
+    host: Annotated[str, typer.Option(help="KFP API/UI URL, e.g. http://localhost:8080")],
+    experiment: Annotated[str, typer.Option(help="KFP experiment")] = "sentiops",
+    run_name: Annotated[str | None, typer.Option(help="run (or recurring run) name")] = None,
+    schedule: Annotated[str | None, typer.Option(
+        help="cron expression (6 fields, seconds first: '0 0 3 * * *') for a recurring run")
+    ] = None,
+    package: Annotated[Path | None, typer.Option(
+        help="compiled YAML to submit (default: compile now with --image)")] = None,
+    image: Image = None,
+    namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user)")] = None,
+    token: Annotated[str | None, typer.Option(envvar="KFP_TOKEN",
+                                              help="bearer token (env KFP_TOKEN)")] = None,
+    data: Data = None, model_type: ModelType = None, base_model: BaseModel = None,
+    hyperparameters: Hyper = None, champion: Champion = None, model_store: Store = None,
+    min_delta: MinDelta = None, confidence: Confidence = None, n_resamples: Resamples = None,
+    max_class_recall_drop: RecallDrop = None, max_p95_latency_ms: Latency = None,
+    max_model_size_mb: Size = None, min_macro_f1: MinF1 = None, sets: Sets = None,
+) -> None:
+    """Submit the pipeline to Kubeflow Pipelines (credentials: Secret sentiops-s3)."""
+    from sentiops.pipeline import submit
+
+    args = _pipeline_arguments(
+        data, model_type, base_model, hyperparameters, champion, model_store, sets,
+        min_delta=min_delta, confidence=confidence, n_resamples=n_resamples,
+        max_class_recall_drop=max_class_recall_drop, max_p95_latency_ms=max_p95_latency_ms,
+        max_model_size_mb=max_model_size_mb, min_macro_f1=min_macro_f1)
+    result = submit(host, args, experiment, run_name, schedule, package, image, namespace, token)
+    for key, value in result.items():
+        console.print(f"{key}: {value}", highlight=False)
+
+
+@pipeline_app.command("compile")
+@handled
+def pipeline_compile(
+    output: Annotated[Path | None, typer.Option(
+        help="YAML to write (default pipelines/compiled/sentiops.yaml)")] = None,
+    image: Image = None,
+) -> None:
+    """Compile the pipeline to YAML (what `make pipeline` does)."""
+    from sentiops.pipeline import COMPILED, compile_pipeline
+
+    path = compile_pipeline(output or COMPILED, image)
+    console.print(f"wrote {path}", highlight=False)

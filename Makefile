@@ -27,15 +27,14 @@ install: $(STAMP) ## create the virtualenv with pinned dependencies (idempotent)
 run: install ## main job: data -> validate -> train baseline + transformer -> evaluate -> compare
 	$(BIN)/sentiops quickstart --workdir $(WORKDIR)
 
-test: install ## all tests: unit + integration (real S3, MLflow, HTTP servers)
+test: install cluster-tools ## all tests: unit + integration (real S3, MLflow, kube-apiserver, Prometheus)
 	$(BIN)/pytest -q tests
 
-test-unit: install ## fast unit tests only
+test-unit: install cluster-tools ## fast unit tests only
 	$(BIN)/pytest -q -m "not integration and not slow" tests
 
 lint: install ## ruff + mypy on the core
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 typecheck: install

@@ -33,24 +33,46 @@ def main() -> None:
     args = ap.parse_args()
     con = Console()
     start = time.perf_counter()
-    rows = quickstart.run(args.workdir / "bench", dataset=args.dataset,
-                          base_model=args.base_model, epochs=args.epochs,
-                          max_length=args.max_length, lr=args.lr, track=False, console=con)
+    rows = quickstart.run(
+        args.workdir / "bench",
+        dataset=args.dataset,
+        base_model=args.base_model,
+        epochs=args.epochs,
+        max_length=args.max_length,
+        lr=args.lr,
+        track=False,
+        console=con,
+    )
     total = time.perf_counter() - start
     args.results.mkdir(parents=True, exist_ok=True)
-    record = {"dataset": args.dataset, "split": "test (20%, seed 42)", "epochs": args.epochs,
-              "max_length": args.max_length, "lr": args.lr, "base_model": args.base_model,
-              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
-              "total_seconds": round(total, 1), "rows": [r.__dict__ for r in rows]}
+    record = {
+        "dataset": args.dataset,
+        "split": "test (20%, seed 42)",
+        "epochs": args.epochs,
+        "max_length": args.max_length,
+        "lr": args.lr,
+        "base_model": args.base_model,
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "total_seconds": round(total, 1),
+        "rows": [r.__dict__ for r in rows],
+    }
     (args.results / "quality.json").write_text(json.dumps(record, indent=2))
-    lines = ["| model | macro-F1 | accuracy | ECE | train s | texts/s |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r.model} ({r.model_type}) | {r.macro_f1:.3f} | {r.accuracy:.3f} | {r.ece:.3f} "
-              f"| {r.train_seconds:.0f} | {r.texts_per_sec:.0f} |" for r in rows]
+    lines = [
+        "| model | macro-F1 | accuracy | ECE | train s | texts/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.model} ({r.model_type}) | {r.macro_f1:.3f} | {r.accuracy:.3f} | {r.ece:.3f} "
+        f"| {r.train_seconds:.0f} | {r.texts_per_sec:.0f} |"
+        for r in rows
+    ]
     (args.results / "quality.md").write_text("\n".join(lines) + "\n")
     tf = next(r for r in rows if r.model_type == "transformer")
     verdict = "meets" if tf.macro_f1 >= TARGET_TRANSFORMER_F1 else "misses"
-    con.print(f"transformer macro-F1 {tf.macro_f1:.3f} {verdict} the target "
-              f"{TARGET_TRANSFORMER_F1:.2f}; total {total:.0f}s")
+    con.print(
+        f"transformer macro-F1 {tf.macro_f1:.3f} {verdict} the target "
+        f"{TARGET_TRANSFORMER_F1:.2f}; total {total:.0f}s"
+    )
 
 
 if __name__ == "__main__":

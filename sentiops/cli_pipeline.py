@@ -88,7 +88,19 @@ Image = Annotated[str | None, typer.Option(help="component image (default "
 
 
 def _gate_thresholds(**given: Any) -> dict[str, Any]:
-    return {k: v for k, v in given.items() if v is not None}
+    """The thresholds that were given, checked against GateConfig's bounds."""
+    from pydantic import ValidationError
+
+    from sentiops.gate import GateConfig
+
+    chosen = {k: v for k, v in given.items() if v is not None}
+    try:
+        GateConfig(**{k: v for k, v in chosen.items() if k in GateConfig.model_fields})
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                             for e in exc.errors())
+        raise typer.BadParameter(problems) from None
+    return chosen
 
 
 def _pipeline_arguments(data: list[str] | None, model_type: str | None,

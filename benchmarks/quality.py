@@ -29,6 +29,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument(
+        "--train-extra",
+        action="append",
+        default=[],
+        help="training-only extra data, e.g. vader-movies (repeatable)",
+    )
     ap.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     con = Console()
@@ -40,6 +46,7 @@ def main() -> None:
         epochs=args.epochs,
         max_length=args.max_length,
         lr=args.lr,
+        train_extra=args.train_extra,
         track=False,
         console=con,
     )
@@ -52,6 +59,7 @@ def main() -> None:
         "max_length": args.max_length,
         "lr": args.lr,
         "base_model": args.base_model,
+        "train_extra": args.train_extra,
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
         "total_seconds": round(total, 1),
         "rows": [r.__dict__ for r in rows],

@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets.")
 app.add_typer(data_app, name="data")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,6 +153,10 @@ def train(
     c: Annotated[float, typer.Option("--c", help="tfidf-logreg inverse regularisation")] = 4.0,
     max_train_examples: Annotated[int | None, typer.Option(help="stratified subsample")] = None,
     min_per_class: int = 10,
+    train_extra: Annotated[
+        list[str] | None,
+        typer.Option(help="extra data for the train split only (repeatable; leaks removed)"),
+    ] = None,
     drop_invalid: bool = False,
     track: Annotated[bool, typer.Option(help="log to MLflow and register the model")] = True,
     register_name: str = "sentiops-sentiment",
@@ -192,6 +196,7 @@ def train(
             max_train_examples=max_train_examples,
             min_per_class=min_per_class,
             drop_invalid=drop_invalid,
+            train_extra=train_extra or [],
             track=track,
             register_name=register_name,
         ).items()
@@ -362,6 +367,9 @@ def quickstart(
     epochs: int = 3,
     max_length: int = 64,
     max_train_examples: int | None = None,
+    train_extra: Annotated[
+        list[str] | None, typer.Option(help="training-only extra data, e.g. vader-movies")
+    ] = None,
     track: bool = True,
 ) -> None:
     """The main job: data -> validate -> train baseline + transformer -> evaluate -> compare."""
@@ -374,6 +382,7 @@ def quickstart(
         epochs=epochs,
         max_length=max_length,
         max_train_examples=max_train_examples,
+        train_extra=train_extra or [],
         track=track,
         console=console,
     )

@@ -70,6 +70,7 @@ def run(
     batch_size: int = 32,
     lr: float = 5e-5,
     max_train_examples: int | None = None,
+    train_extra: list[str] | None = None,
     track: bool = True,
     seed: int = 42,
     console: Console | None = None,
@@ -82,7 +83,12 @@ def run(
         df = fetch_builtin(name, settings)
         con.print(f"{name}: {len(df)} rows, labels {df[LABEL].value_counts().to_dict()}")
     con.rule("2/5 validate")
-    common: dict[str, Any] = {"data": [dataset], "seed": seed, "track": track}
+    common: dict[str, Any] = {
+        "data": [dataset],
+        "seed": seed,
+        "track": track,
+        "train_extra": train_extra or [],
+    }
     prep = prepare(TrainConfig(output=workdir / "unused", **common), workdir / "reports", settings)
     con.print(
         f"dataset version {prep.manifest.version}: {prep.report.rows_out} rows kept; "

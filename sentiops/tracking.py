@@ -9,6 +9,7 @@ with a clear error instead of minutes of retries.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -36,6 +37,7 @@ PYFUNC_REQUIREMENTS = [
 def _mlflow() -> Any:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     return mlflow
@@ -161,6 +163,8 @@ def log_model_dir(
             # MLflow advises on type hints of the wrapper; the wrapper checks its input itself
             warnings.filterwarnings("ignore", category=UserWarning, message=".*type hint")
             warnings.filterwarnings("ignore", category=UserWarning, message="Decorate your")
+            # the cloudpickle notice: our wrapper is importable code, the weights stay files
+            logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=_pyfunc_model(),

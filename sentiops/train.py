@@ -19,7 +19,7 @@ from sentiops.evaluate import evaluate
 from sentiops.models import LoadedModel, SentimentModel
 from sentiops.models.transformer import DEFAULT_BASE_MODEL
 from sentiops.split import split
-from sentiops.validate import Report, check_overlap, validate
+from sentiops.validate import Finding, Report, check_overlap, normalize_text, validate
 
 
 class DataConfig(BaseModel):
@@ -31,6 +31,9 @@ class DataConfig(BaseModel):
     test_frac: float = 0.2
     min_per_class: int = 10
     drop_invalid: bool = False
+    # extra labelled data used for training only (never in validation/test); texts that also
+    # occur in validation/test are removed from it so nothing leaks
+    train_extra: list[str] = Field(default_factory=list)
 
 
 class TrainConfig(DataConfig):
@@ -104,6 +107,8 @@ def prepare(
         overlap = check_overlap(splits)
         if overlap:
             report.findings.append(overlap)
+        if cfg.train_extra:
+            manifest = _add_train_extra(cfg, clean, splits, report, s) or manifest
     if report_dir is not None:
         paths = report.write(report_dir)
     if not report.ok:
@@ -120,6 +125,44 @@ def prepare(
             "fix the rows named above, or pass --drop-invalid to drop row-level problems",
         )
     return Prepared(splits, manifest, report, paths)
+
+
+def _add_train_extra(
+    cfg: DataConfig,
+    clean: pd.DataFrame,
+    splits: dict[str, pd.DataFrame],
+    report: Report,
+    settings: Settings,
+) -> Manifest | None:
+    """Validate `cfg.train_extra` and append it to the train split (in place), without leaks."""
+    raw = data_mod.load(cfg.train_extra, cfg.text_column, cfg.label_column, settings)
+    extra, extra_report = validate(raw, LABELS, 1, cfg.drop_invalid)
+    for f in extra_report.findings:
+        f.check = f"train_extra.{f.check}"
+        report.findings.append(f)
+    if not extra_report.ok:
+        report.ok = False
+        return None
+    held_out = {normalize_text(t) for name in ("validation", "test") for t in splits[name][TEXT]}
+    leak = extra[TEXT].map(normalize_text).isin(held_out)
+    kept = extra[~leak]
+    report.findings.append(
+        Finding(
+            "train_extra",
+            "info",
+            f"{len(kept)} training-only rows added from {cfg.train_extra}; "
+            f"{int(leak.sum())} dropped because the same text is in validation/test",
+            len(kept),
+        )
+    )
+    splits["train"] = (
+        pd.concat([splits["train"], kept], ignore_index=True)
+        .sample(frac=1.0, random_state=cfg.seed)
+        .reset_index(drop=True)
+    )
+    combined = pd.concat([clean, kept], ignore_index=True)
+    sources = list(cfg.data) + [f"train-only:{x}" for x in cfg.train_extra]
+    return data_mod.snapshot(combined, "dataset", sources, settings.datasets_dir)
 
 
 def _subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:

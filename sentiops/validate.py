@@ -26,7 +26,7 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 @dataclass
 class Finding:
     check: str
-    severity: str  # "error" | "warning"
+    severity: str  # "error" | "warning" | "info"
     message: str
     count: int
     rows: list[str] = field(default_factory=list)
@@ -200,7 +200,8 @@ def validate(
     return clean.reset_index(drop=True), report
 
 
-def _norm(text: str) -> str:
+def normalize_text(text: str) -> str:
+    """Lower-case, whitespace-collapsed text: what counts as 'the same text' across splits."""
     return " ".join(text.lower().split())
 
 
@@ -209,7 +210,7 @@ def check_overlap(splits: dict[str, pd.DataFrame]) -> Finding | None:
     seen: dict[str, set[str]] = {}
     for name, part in splits.items():
         for t in part[TEXT]:
-            seen.setdefault(_norm(t), set()).add(name)
+            seen.setdefault(normalize_text(t), set()).add(name)
     shared = [t for t, names in seen.items() if len(names) > 1]
     if not shared:
         return None

@@ -200,3 +200,22 @@ def test_config_file_and_explicit_flags(runner, tmp_path: Path) -> None:
     assert params["c"] == 0.5 and params["seed"] == 3  # from the file
     assert json.loads((out / "model.json").read_text())["model_type"] == "tfidf-logreg"  # flag
     assert pd.read_csv(csv).shape[0] == 45
+
+
+def test_train_extra_goes_to_training_only_without_leaks(tmp_path: Path) -> None:
+    from sentiops.train import DataConfig, prepare
+
+    main, extra = tmp_path / "main.csv", tmp_path / "extra.csv"
+    df = make_frame(20, seed=1)
+    df.to_csv(main, index=False)
+    base = prepare(DataConfig(data=[str(main)]))
+    leaked = base.splits["test"].iloc[:2][["text", "label"]]
+    leaked = leaked.assign(text=leaked["text"].str.upper())  # same text up to case
+    pd.concat([make_frame(10, seed=9), leaked]).to_csv(extra, index=False)
+    prep = prepare(DataConfig(data=[str(main)], train_extra=[str(extra)]))
+    assert len(prep.splits["train"]) == len(base.splits["train"]) + 30
+    assert list(prep.splits["test"]["text"]) == list(base.splits["test"]["text"])
+    info = next(f for f in prep.report.findings if f.check == "train_extra")
+    assert "30 training-only rows" in info.message and "2 dropped" in info.message
+    assert prep.manifest.version != base.manifest.version
+    assert any(s.startswith("train-only:") for s in prep.manifest.source)

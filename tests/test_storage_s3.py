@@ -97,3 +97,25 @@ def test_train_reads_s3_data_and_model_round_trips(s3, tmp_path: Path) -> None:
 def test_invalid_bucket_name(s3) -> None:
     with pytest.raises(StorageError, match="invalid bucket name"):
         storage.S3Store().ensure_bucket("b")
+
+
+def test_cli_unreachable_s3_exit_code(tmp_path: Path) -> None:
+    proc = run_cli(
+        "train",
+        "--data",
+        "s3://data/in/d.csv",
+        "--model-type",
+        "tfidf-logreg",
+        "--output",
+        tmp_path / "m",
+        "--no-track",
+        env={
+            "SENTIOPS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
+            "AWS_ACCESS_KEY_ID": "k",
+            "AWS_SECRET_ACCESS_KEY": "s",
+            "SENTIOPS_S3_RETRIES": "1",
+        },
+    )
+    assert proc.returncode == 6, proc.stderr
+    assert "unreachable" in proc.stderr and "SENTIOPS_S3_ENDPOINT" in proc.stderr
+    assert not (tmp_path / "m").exists()

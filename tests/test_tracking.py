@@ -68,3 +68,18 @@ def test_remote_mlflow_server(tmp_path: Path, monkeypatch) -> None:
         client = mlflow.MlflowClient()
         mv = client.get_model_version_by_alias(tracking.REGISTERED_MODEL, "challenger")
         assert client.get_run(mv.run_id).data.params["c"] == "4.0"
+
+
+def test_failed_training_registers_nothing(tmp_path: Path) -> None:
+    csv = tmp_path / "d.csv"
+    df = make_frame(20)
+    df.loc[3, "label"] = "meh"
+    df.to_csv(csv, index=False)
+    proc = run_cli(
+        "train", "--data", csv, "--model-type", "tfidf-logreg", "--output", tmp_path / "m"
+    )
+    assert proc.returncode == 3
+    tracking.configure()
+    client = mlflow.MlflowClient()
+    assert client.search_registered_models() == []
+    assert not (tmp_path / "m").exists()

@@ -1,0 +1,191 @@
+"""The training pipeline: compiled YAML (fresh, loads back, condition, images, secrets, caching)
+and local end-to-end runs with kfp.local's SubprocessRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+from kfp import components as kfp_components
+from typer.testing import CliRunner
+
+import components
+from sentiops import pipeline, storage, tracking
+from sentiops.cli_pipeline import register_commands
+from sentiops.errors import SentiOpsError
+from sentiops.models import load_model
+from tests.conftest import make_frame
+from tests.servers import s3_server
+
+CONDITION = "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
+
+
+def _docs(path: Path) -> list[dict]:
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    register_commands(app)
+    return app
+
+
+@pytest.fixture
+def csv(tmp_path: Path) -> Path:
+    path = tmp_path / "d.csv"
+    make_frame(60).to_csv(path, index=False)
+    return path
+
+
+# ------------------------------------------------------------------------------ compiled YAML
+def test_compiled_yaml_is_fresh(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(components.IMAGE_ENV, raising=False)
+    fresh = pipeline.compile_pipeline(tmp_path / "sentiops.yaml")
+    assert _docs(fresh) == _docs(pipeline.COMPILED), (
+        f"{pipeline.COMPILED} is stale: run `make pipeline` and commit it")
+
+
+def test_compiled_yaml_loads_back_with_condition_images_and_secrets() -> None:
+    spec, platform = _docs(pipeline.COMPILED)
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"ingest", "validate", "split", "train", "evaluate", "gate",
+                          "condition-1"}
+    branch = tasks["condition-1"]
+    assert branch["triggerPolicy"]["condition"] == CONDITION
+    assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"register"}
+    # every step runs from the component image, with nothing pip-installed at run time
+    executors = spec["deploymentSpec"]["executors"]
+    assert len(executors) == 7
+    for name, ex in executors.items():
+        assert ex["container"]["image"] == components.DEFAULT_IMAGE, name
+        assert "pip install" not in " ".join(ex["container"]["command"]), name
+    # caching off for the training steps, on for the pure data steps
+    for name in ("ingest", "train", "evaluate", "gate"):
+        assert not tasks[name].get("cachingOptions", {}).get("enableCache"), name
+    assert tasks["validate"]["cachingOptions"]["enableCache"] is True
+    # S3 credentials from the Secret on the cluster
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(k8s) == {"exec-ingest", "exec-train", "exec-gate", "exec-register"}
+    for cfg in k8s.values():
+        (secret,) = cfg["secretAsEnv"]
+        assert secret["secretName"] == "sentiops-s3"
+        assert {k["envVar"] for k in secret["keyToEnv"]} == {"AWS_ACCESS_KEY_ID",
+                                                              "AWS_SECRET_ACCESS_KEY"}
+    # and KFP itself reads it back as a component
+    loaded = kfp_components.load_component_from_file(str(pipeline.COMPILED))
+    assert loaded.name == "sentiops-training"
+    assert {"datasets", "model_type", "base_model", "hyperparameters", "min_delta",
+            "confidence", "max_class_recall_drop", "model_store", "s3_endpoint",
+            "mlflow_tracking_uri"} <= set(loaded.component_spec.inputs)
+
+
+def test_compile_with_another_image(tmp_path: Path, cli) -> None:
+    out = tmp_path / "p.yaml"
+    res = CliRunner().invoke(cli, ["pipeline", "compile", "--output", str(out), "--image",
+                                   "reg.example/sentiops/components:1.2"])
+    assert res.exit_code == 0, res.output
+    images = {ex["container"]["image"]
+              for ex in _docs(out)[0]["deploymentSpec"]["executors"].values()}
+    assert images == {"reg.example/sentiops/components:1.2"}
+
+
+# -------------------------------------------------------------------------------- CLI checks
+def test_run_needs_local_and_checks_thresholds(cli) -> None:
+    runner = CliRunner()
+    res = runner.invoke(cli, ["pipeline", "run"])
+    assert res.exit_code == 2 and "pipeline submit --host" in res.output
+    res = runner.invoke(cli, ["pipeline", "run", "--local", "--confidence", "1.5"])
+    assert res.exit_code == 2 and "--confidence" in res.output
+    res = runner.invoke(cli, ["pipeline", "run", "--local", "--hyperparameters", "{epochs"])
+    assert res.exit_code == 2 and "not JSON" in res.output
+
+
+def test_local_arguments_use_this_machine(sentiops_home: Path) -> None:
+    args = pipeline.local_arguments(datasets=["x.csv"], model_type=None)
+    assert args["mlflow_tracking_uri"].startswith("sqlite:///")
+    assert args["model_store"] == str((sentiops_home / "store").resolve())
+    assert args["datasets"] == ["x.csv"] and "model_type" not in args
+
+
+# --------------------------------------------------------------------------- local end to end
+def test_local_run_failure_names_the_cause(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nfine,positive\n,negative\n")
+    with pytest.raises(SentiOpsError) as info:
+        pipeline.run_local(pipeline.local_arguments(datasets=[str(bad)]))
+    assert "validate" in info.value.message and "empty_text" in info.value.message
+    assert "task logs" in info.value.hint
+
+
+def _run(cli, *args: str) -> dict:
+    res = CliRunner().invoke(cli, ["pipeline", "run", "--local", "--n-resamples", "1000",
+                                   "--model-store", "s3://sentiops", *args])
+    assert res.exit_code == 0, res.output
+    out = Path(args[args.index("--output-json") + 1])
+    return {"decision": json.loads(out.read_text()), "output": res.output}
+
+
+@pytest.mark.integration
+def test_pipeline_run_local_twice_with_real_s3(tmp_path: Path, csv: Path, cli,
+                                               monkeypatch) -> None:
+    """`sentiops pipeline run --local` end to end, twice: a TF-IDF first champion pushed to a
+    real S3 server, then a tiny DistilBERT challenger gated against it from the registry."""
+    with s3_server(tmp_path / "s3") as srv:
+        for var, value in (("SENTIOPS_S3_ENDPOINT", srv["endpoint"]),
+                           ("AWS_ACCESS_KEY_ID", srv["key"]),
+                           ("AWS_SECRET_ACCESS_KEY", srv["secret"])):
+            monkeypatch.setenv(var, value)
+        first = _run(cli, "--data", str(csv), "--model-type", "tfidf-logreg", "--champion",
+                     "none", "--output-json", str(tmp_path / "first.json"))
+        decision = first["decision"]
+        assert decision["approved"] is True and decision["champion"] is None
+        assert "registered as champion: s3://sentiops/models/sentiment/1/" in first["output"]
+        keys = set(storage.S3Store().list_keys("s3://sentiops/models/sentiment/1/"))
+        back = load_model(storage.get_dir("s3://sentiops/models/sentiment/1/",
+                                          tmp_path / "back"))  # checksums verified
+        assert keys == {f"models/sentiment/1/{f}" for f in [*back.manifest["files"],
+                                                             "model.json"]}
+        assert back.version == decision["challenger"]["version"]
+
+        second = _run(cli, "--data", str(csv), "--model-type", "transformer", "--base-model",
+                      "tiny-distilbert", "--hyperparameters",
+                      '{"epochs": 2, "lr": 3e-3, "batch_size": 16, "max_length": 32}',
+                      "--output-json", str(tmp_path / "second.json"))
+        decision = second["decision"]
+        assert decision["challenger"]["model_type"] == "transformer"
+        assert decision["challenger"]["registry_version"] == "2"
+        assert decision["champion"]["registry_version"] == "1"  # from the registry alias
+        assert decision["champion"]["version"] == back.version
+        assert decision["dataset"]["version"] and decision["bootstrap"]["n_resamples"] == 1000
+        pushed = list(storage.S3Store().list_keys("s3://sentiops/models/sentiment/2/"))
+        assert bool(pushed) == decision["approved"]
+    tracking.configure()
+    champion = tracking.get_alias_version(tracking.REGISTERED_MODEL, "champion")
+    assert champion == ("2" if decision["approved"] else "1")
+
+
+def test_champion_challenger_is_two_local_runs(monkeypatch, cli) -> None:
+    """`sentiops pipeline demo` (what `make run` calls): baseline first, then transformer."""
+    calls: list[dict] = []
+
+    def fake_run(args, root=None, image=None, verbose=False):  # noqa: ANN001, ANN202
+        calls.append(args)
+        record = {"approved": True, "delta_macro_f1": 0.0, "reasons": ["ok"],
+                  "checks": [{"name": "min_macro_f1", "passed": True, "message": "ok"}],
+                  "challenger": {"model_type": args["model_type"], "version": "v"},
+                  "champion": None}
+        return pipeline.LocalRun(Path("/runs/x"), record, "s3://b/models/sentiment/1/")
+
+    monkeypatch.setattr(pipeline, "run_local", fake_run)
+    res = CliRunner().invoke(cli, ["pipeline", "demo", "--data", "d.csv", "--base-model",
+                                   "tiny-distilbert"])
+    assert res.exit_code == 0, res.output
+    assert [c["model_type"] for c in calls] == ["tfidf-logreg", "transformer"]
+    assert [c["champion"] for c in calls] == ["none", ""]
+    assert calls[1]["base_model"] == "tiny-distilbert" and calls[1]["hyperparameters"]["epochs"]
+    assert all(c["datasets"] == ["d.csv"] for c in calls)
+    assert "run 2: transformer vs champion" in res.output

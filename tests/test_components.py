@@ -188,3 +188,10 @@ def test_components_chain_under_kfp_local(tmp_path: Path, csv: Path) -> None:
     assert len(test.metadata["dataset_version"]) == 12
     report = next((tmp_path / "r").glob("chain-*/validate/report"))
     assert "PASSED" in report.read_text()
+
+
+def test_dockerfile_runs_non_root_without_run_time_installs() -> None:
+    text = (Path(components.__file__).parent / "Dockerfile").read_text()
+    final = text[text.rindex("\nFROM "):]  # the runtime stage
+    assert "pip install" not in final and "USER 10001" in final
+    assert "-c requirements.lock" in text and "sentiops data fetch" in text

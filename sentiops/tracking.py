@@ -93,7 +93,9 @@ class SentimentPyfunc:
 
         self.model = load_model(context.artifacts["model_dir"])
 
-    def predict(self, context: Any, model_input: list[str], params: Any = None) -> Any:
+    # No annotations on purpose: MLflow derives a model signature from predict()'s type hints
+    # and warns about any it cannot check; this wrapper validates its input itself.
+    def predict(self, context, model_input, params=None):
         import pandas as pd
 
         from sentiops.models import predict

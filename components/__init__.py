@@ -52,6 +52,12 @@ def build(image: str | None = None) -> Components:
     def make(fn: Any) -> Any:
         return dsl.component(fn, base_image=img, install_kfp_package=False)
 
-    return Components(ingest=make(ingest), validate=make(validate), split=make(split),
-                      train=make(train), evaluate=make(evaluate), gate=make(gate),
-                      register=make(register))
+    return Components(
+        ingest=make(ingest),
+        validate=make(validate),
+        split=make(split),
+        train=make(train),
+        evaluate=make(evaluate),
+        gate=make(gate),
+        register=make(register),
+    )

@@ -32,14 +32,27 @@ def gate(
     from sentiops.gate import GateConfig
 
     stages.use_endpoints(s3_endpoint, mlflow_tracking_uri)
-    cfg = GateConfig(min_delta=min_delta, confidence=confidence, n_resamples=n_resamples,
-                     seed=seed, max_class_recall_drop=max_class_recall_drop,
-                     max_p95_latency_ms=max_p95_latency_ms, max_model_size_mb=max_model_size_mb,
-                     min_macro_f1=min_macro_f1)
+    cfg = GateConfig(
+        min_delta=min_delta,
+        confidence=confidence,
+        n_resamples=n_resamples,
+        seed=seed,
+        max_class_recall_drop=max_class_recall_drop,
+        max_p95_latency_ms=max_p95_latency_ms,
+        max_model_size_mb=max_model_size_mb,
+        min_macro_f1=min_macro_f1,
+    )
     with tempfile.TemporaryDirectory() as work:
-        result = stages.gate(Path(challenger.path), Path(test_data.path), cfg, champion,
-                             Path(work), test_data.metadata.get("dataset_version"),
-                             registered_model, challenger.metadata.get("registered_version"))
+        result = stages.gate(
+            Path(challenger.path),
+            Path(test_data.path),
+            cfg,
+            champion,
+            Path(work),
+            test_data.metadata.get("dataset_version"),
+            registered_model,
+            challenger.metadata.get("registered_version"),
+        )
     result.write_json(Path(decision.path))
     Path(report.path).write_text(result.to_markdown())
     print(result.to_markdown())
@@ -48,7 +61,11 @@ def gate(
     gate_metrics.log_metric("challenger_macro_f1", result.challenger.macro_f1)
     if result.bootstrap is not None:
         gate_metrics.log_metric("confidence", result.bootstrap.confidence)
-    decision.metadata.update({"approved": result.approved,
-                              "delta_macro_f1": result.delta_macro_f1,
-                              "reasons": result.reasons})
+    decision.metadata.update(
+        {
+            "approved": result.approved,
+            "delta_macro_f1": result.delta_macro_f1,
+            "reasons": result.reasons,
+        }
+    )
     return result.approved

@@ -20,7 +20,13 @@ def register(
     from sentiops import stages
 
     stages.use_endpoints(s3_endpoint, mlflow_tracking_uri)
-    info = stages.register(Path(model.path), json.loads(Path(decision.path).read_text()), store,
-                           model_name, registered_model, model.metadata.get("registered_version"))
+    info = stages.register(
+        Path(model.path),
+        json.loads(Path(decision.path).read_text()),
+        store,
+        model_name,
+        registered_model,
+        model.metadata.get("registered_version"),
+    )
     print(f"registered {registered_model} v{info['version']} at {info['uri']}")
     return info["uri"]

@@ -18,9 +18,15 @@ def split(
     from sentiops import stages
 
     outs = {"train": train_data, "validation": validation_data, "test": test_data}
-    info = stages.split(Path(clean.path), {k: Path(v.path) for k, v in outs.items()},
-                        seed, val_frac, test_frac)
+    info = stages.split(
+        Path(clean.path), {k: Path(v.path) for k, v in outs.items()}, seed, val_frac, test_frac
+    )
     for name, artifact in outs.items():
-        artifact.metadata.update({"split": name, "rows": info["rows"][name],
-                                  "dataset_version": clean.metadata.get("dataset_version"),
-                                  "overlap_with_other_splits": info["overlap"]})
+        artifact.metadata.update(
+            {
+                "split": name,
+                "rows": info["rows"][name],
+                "dataset_version": clean.metadata.get("dataset_version"),
+                "overlap_with_other_splits": info["overlap"],
+            }
+        )

@@ -25,6 +25,13 @@ def train(
     stages.use_endpoints(s3_endpoint, mlflow_tracking_uri)
     out = Path(model.path)
     cfg = stages.train_config(model_type, base_model, hyperparameters, seed, out)
-    info = stages.train(Path(train_data.path), Path(validation_data.path), out, cfg,
-                        train_data.metadata.get("dataset_version"), registered_model, track)
+    info = stages.train(
+        Path(train_data.path),
+        Path(validation_data.path),
+        out,
+        cfg,
+        train_data.metadata.get("dataset_version"),
+        registered_model,
+        track,
+    )
     model.metadata.update(info | {"dataset_version": train_data.metadata.get("dataset_version")})

@@ -19,8 +19,9 @@ def validate(
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            result, version = stages.validate(Path(raw.path), Path(clean.path), Path(tmp),
-                                              min_per_class, drop_invalid)
+            result, version = stages.validate(
+                Path(raw.path), Path(clean.path), Path(tmp), min_per_class, drop_invalid
+            )
         finally:
             md = Path(tmp) / "validation.md"
             if md.exists():
@@ -29,5 +30,6 @@ def validate(
     stats.log_metric("rows_in", result.rows_in)
     stats.log_metric("rows_out", result.rows_out)
     stats.log_metric("warnings", len(result.findings))
-    clean.metadata.update({"dataset_version": version, "rows": result.rows_out,
-                           "label_counts": result.label_counts})
+    clean.metadata.update(
+        {"dataset_version": version, "rows": result.rows_out, "label_counts": result.label_counts}
+    )

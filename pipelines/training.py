@@ -16,11 +16,16 @@ import components
 
 PIPELINE_NAME = "sentiops-training"
 S3_SECRET = "sentiops-s3"
-SECRET_ENV = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
-              "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+SECRET_ENV = {
+    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+}
 # in-cluster endpoints of the Helm chart (helm/sentiops); override per run
 CLUSTER_MLFLOW = "http://mlflow.sentiops.svc.cluster.local:5000"
 CLUSTER_S3 = "http://minio.sentiops.svc.cluster.local:9000"
+# KFP parameter defaults (JSON in the compiled YAML; never mutated)
+DEFAULT_DATASETS = ["vader-tweets"]
+DEFAULT_HYPERPARAMETERS = {"epochs": 3, "lr": 5e-5, "batch_size": 32, "max_length": 64}
 
 
 def _with_s3_secret(task: Any) -> Any:
@@ -31,10 +36,13 @@ def build(image: str | None = None) -> Any:
     """The pipeline with every component running from `image` (see components.default_image)."""
     c = components.build(image)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="SentiOps: train a sentiment model, gate it "
-                  "against the champion, register it on approval.")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="SentiOps: train a sentiment model, gate it "
+        "against the champion, register it on approval.",
+    )
     def training(
-        datasets: list[str] = ["vader-tweets"],  # noqa: B006 - a KFP default, never mutated
+        datasets: list[str] = DEFAULT_DATASETS,
         text_column: str = "text",
         label_column: str = "label",
         min_per_class: int = 10,
@@ -44,8 +52,7 @@ def build(image: str | None = None) -> Any:
         test_frac: float = 0.2,
         model_type: str = "transformer",
         base_model: str = "distilbert-base-uncased",
-        hyperparameters: dict = {"epochs": 3, "lr": 5e-5, "batch_size": 32,  # noqa: B006
-                                 "max_length": 64},
+        hyperparameters: dict = DEFAULT_HYPERPARAMETERS,
         champion: str = "",
         min_delta: float = 0.0,
         confidence: float = 0.95,
@@ -61,35 +68,59 @@ def build(image: str | None = None) -> Any:
         mlflow_tracking_uri: str = CLUSTER_MLFLOW,
     ) -> dsl.Artifact:
         endpoints = {"s3_endpoint": s3_endpoint, "mlflow_tracking_uri": mlflow_tracking_uri}
-        ingest = c.ingest(datasets=datasets, text_column=text_column, label_column=label_column,
-                          s3_endpoint=s3_endpoint).set_display_name("ingest")
+        ingest = c.ingest(
+            datasets=datasets,
+            text_column=text_column,
+            label_column=label_column,
+            s3_endpoint=s3_endpoint,
+        ).set_display_name("ingest")
         ingest.set_caching_options(False)  # the sources may change under the same names
-        validate = c.validate(raw=ingest.outputs["raw"], min_per_class=min_per_class,
-                              drop_invalid=drop_invalid)
-        split = c.split(clean=validate.outputs["clean"], seed=seed, val_frac=val_frac,
-                        test_frac=test_frac)
-        train = c.train(train_data=split.outputs["train_data"],
-                        validation_data=split.outputs["validation_data"], model_type=model_type,
-                        base_model=base_model, hyperparameters=hyperparameters, seed=seed,
-                        registered_model=registered_model, **endpoints)
+        validate = c.validate(
+            raw=ingest.outputs["raw"], min_per_class=min_per_class, drop_invalid=drop_invalid
+        )
+        split = c.split(
+            clean=validate.outputs["clean"], seed=seed, val_frac=val_frac, test_frac=test_frac
+        )
+        train = c.train(
+            train_data=split.outputs["train_data"],
+            validation_data=split.outputs["validation_data"],
+            model_type=model_type,
+            base_model=base_model,
+            hyperparameters=hyperparameters,
+            seed=seed,
+            registered_model=registered_model,
+            **endpoints,
+        )
         train.set_caching_options(False)
         train.set_cpu_request("1").set_memory_request("2Gi").set_memory_limit("6Gi")
         evaluate = c.evaluate(model=train.outputs["model"], test_data=split.outputs["test_data"])
         evaluate.set_caching_options(False)
-        gate = c.gate(challenger=train.outputs["model"], test_data=split.outputs["test_data"],
-                      champion=champion, min_delta=min_delta, confidence=confidence,
-                      n_resamples=n_resamples, seed=seed,
-                      max_class_recall_drop=max_class_recall_drop,
-                      max_p95_latency_ms=max_p95_latency_ms,
-                      max_model_size_mb=max_model_size_mb, min_macro_f1=min_macro_f1,
-                      registered_model=registered_model, **endpoints)
+        gate = c.gate(
+            challenger=train.outputs["model"],
+            test_data=split.outputs["test_data"],
+            champion=champion,
+            min_delta=min_delta,
+            confidence=confidence,
+            n_resamples=n_resamples,
+            seed=seed,
+            max_class_recall_drop=max_class_recall_drop,
+            max_p95_latency_ms=max_p95_latency_ms,
+            max_model_size_mb=max_model_size_mb,
+            min_macro_f1=min_macro_f1,
+            registered_model=registered_model,
+            **endpoints,
+        )
         gate.set_caching_options(False)  # the champion lives outside the run
         gate.after(evaluate)
         with dsl.If(gate.outputs["Output"] == True, name="approved"):  # noqa: E712
-            register = c.register(model=train.outputs["model"],
-                                  decision=gate.outputs["decision"], store=model_store,
-                                  model_name=model_name, registered_model=registered_model,
-                                  **endpoints)
+            register = c.register(
+                model=train.outputs["model"],
+                decision=gate.outputs["decision"],
+                store=model_store,
+                model_name=model_name,
+                registered_model=registered_model,
+                **endpoints,
+            )
             register.set_caching_options(False)
             _with_s3_secret(register)
         for task in (ingest, train, gate):

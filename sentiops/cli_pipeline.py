@@ -29,8 +29,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
 err = Console(stderr=True)
 
-pipeline_app = typer.Typer(no_args_is_help=True,
-                           help="The KFP training pipeline: run locally, submit, compile.")
+pipeline_app = typer.Typer(
+    no_args_is_help=True, help="The KFP training pipeline: run locally, submit, compile."
+)
 
 
 def handled(fn: F) -> F:
@@ -52,39 +53,72 @@ def register_commands(app: typer.Typer) -> None:
 
 
 # ---------------------------------------------------------------- options shared by commands
-Data = Annotated[list[str] | None, typer.Option(
-    "--data", help="CSV/JSONL/Parquet path, s3:// URI or built-in name (vader-tweets, "
-                   "vader-movies); repeat to concatenate")]
-MinDelta = Annotated[float | None, typer.Option(help="smallest macro-F1 gain that counts "
-                                                     "(default 0.0)")]
-Confidence = Annotated[float | None, typer.Option(help="one-sided bootstrap confidence "
-                                                       "(default 0.95)")]
-Resamples = Annotated[int | None, typer.Option(help="paired bootstrap resamples (>= 1000) "
-                                                    "(default 2000)")]
-RecallDrop = Annotated[float | None, typer.Option(help="largest allowed per-class recall drop "
-                                                       "(default 0.05)")]
-Latency = Annotated[float | None, typer.Option(help="p95 single-text latency budget in ms "
-                                                    "(default 1000)")]
+Data = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--data",
+        help="CSV/JSONL/Parquet path, s3:// URI or built-in name (vader-tweets, "
+        "vader-movies); repeat to concatenate",
+    ),
+]
+MinDelta = Annotated[
+    float | None, typer.Option(help="smallest macro-F1 gain that counts (default 0.0)")
+]
+Confidence = Annotated[
+    float | None, typer.Option(help="one-sided bootstrap confidence (default 0.95)")
+]
+Resamples = Annotated[
+    int | None, typer.Option(help="paired bootstrap resamples (>= 1000) (default 2000)")
+]
+RecallDrop = Annotated[
+    float | None, typer.Option(help="largest allowed per-class recall drop (default 0.05)")
+]
+Latency = Annotated[
+    float | None, typer.Option(help="p95 single-text latency budget in ms (default 1000)")
+]
 Size = Annotated[float | None, typer.Option(help="model size budget in MB (default 2000)")]
-MinF1 = Annotated[float | None, typer.Option(help="macro-F1 the first champion needs "
-                                                  "(default 0.5)")]
+MinF1 = Annotated[
+    float | None, typer.Option(help="macro-F1 the first champion needs (default 0.5)")
+]
 ModelType = Annotated[str | None, typer.Option(help="tfidf-logreg | transformer")]
-BaseModel = Annotated[str | None, typer.Option(
-    help="hub id, local dir, s3:// prefix, 'offline' (all-MiniLM-L6-v2 from PyPI) or "
-         "'tiny-distilbert' (random, for tests)")]
-Hyper = Annotated[str | None, typer.Option(
-    help='JSON object of TrainConfig fields, e.g. \'{"epochs": 1, "lr": 3e-3}\'')]
-Champion = Annotated[str | None, typer.Option(
-    help="'' = the registry alias 'champion' (none on the first run), 'none', or a model "
-         "directory / s3:// prefix")]
-Store = Annotated[str | None, typer.Option(help="s3://bucket or a local directory; models go "
-                                                "to <store>/models/<name>/<version>/")]
-Sets = Annotated[list[str] | None, typer.Option(
-    "--set", help="any other pipeline parameter as KEY=VALUE (VALUE parsed as JSON if it can "
-                  "be); repeatable")]
-Image = Annotated[str | None, typer.Option(help="component image (default "
-                                                "$SENTIOPS_COMPONENT_IMAGE or "
-                                                "sentiops/components:<version>)")]
+BaseModel = Annotated[
+    str | None,
+    typer.Option(
+        help="hub id, local dir, s3:// prefix, 'offline' (all-MiniLM-L6-v2 from PyPI) or "
+        "'tiny-distilbert' (random, for tests)"
+    ),
+]
+Hyper = Annotated[
+    str | None,
+    typer.Option(help='JSON object of TrainConfig fields, e.g. \'{"epochs": 1, "lr": 3e-3}\''),
+]
+Champion = Annotated[
+    str | None,
+    typer.Option(
+        help="'' = the registry alias 'champion' (none on the first run), 'none', or a model "
+        "directory / s3:// prefix"
+    ),
+]
+Store = Annotated[
+    str | None,
+    typer.Option(
+        help="s3://bucket or a local directory; models go to <store>/models/<name>/<version>/"
+    ),
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="any other pipeline parameter as KEY=VALUE (VALUE parsed as JSON if it can "
+        "be); repeatable",
+    ),
+]
+Image = Annotated[
+    str | None,
+    typer.Option(
+        help="component image (default $SENTIOPS_COMPONENT_IMAGE or sentiops/components:<version>)"
+    ),
+]
 
 
 def _gate_thresholds(**given: Any) -> dict[str, Any]:
@@ -97,20 +131,31 @@ def _gate_thresholds(**given: Any) -> dict[str, Any]:
     try:
         GateConfig(**{k: v for k, v in chosen.items() if k in GateConfig.model_fields})
     except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(
+            f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
+        )
         raise typer.BadParameter(problems) from None
     return chosen
 
 
-def _pipeline_arguments(data: list[str] | None, model_type: str | None,
-                        base_model: str | None, hyperparameters: str | None,
-                        champion: str | None, model_store: str | None,
-                        sets: list[str] | None, **gate: Any) -> dict[str, Any]:
+def _pipeline_arguments(
+    data: list[str] | None,
+    model_type: str | None,
+    base_model: str | None,
+    hyperparameters: str | None,
+    champion: str | None,
+    model_store: str | None,
+    sets: list[str] | None,
+    **gate: Any,
+) -> dict[str, Any]:
     """Pipeline arguments from the options that were given (the rest keep their defaults)."""
-    args: dict[str, Any] = {"datasets": data or None, "model_type": model_type,
-                            "base_model": base_model, "champion": champion,
-                            "model_store": model_store}
+    args: dict[str, Any] = {
+        "datasets": data or None,
+        "model_type": model_type,
+        "base_model": base_model,
+        "champion": champion,
+        "model_store": model_store,
+    }
     if hyperparameters:
         try:
             args["hyperparameters"] = json.loads(hyperparameters)
@@ -131,9 +176,10 @@ def _pipeline_arguments(data: list[str] | None, model_type: str | None,
 def print_decision(decision: dict[str, Any], title: str = "promotion gate") -> None:
     verdict = "[bold green]APPROVED[/]" if decision["approved"] else "[bold red]REJECTED[/]"
     ch, cp = decision["challenger"], decision.get("champion")
-    table = Table(title=f"{title}: challenger {ch.get('model_type')} {ch.get('version')} vs "
-                        + (f"champion {cp.get('model_type')} {cp.get('version')}" if cp
-                           else "no champion"))
+    table = Table(
+        title=f"{title}: challenger {ch.get('model_type')} {ch.get('version')} vs "
+        + (f"champion {cp.get('model_type')} {cp.get('version')}" if cp else "no champion")
+    )
     for col in ("check", "result", "detail"):
         table.add_column(col)
     for c in decision["checks"]:
@@ -146,24 +192,40 @@ def print_decision(decision: dict[str, Any], title: str = "promotion gate") -> N
 @handled
 def gate(
     challenger: Annotated[Path, typer.Option(help="challenger model directory")],
-    data: Annotated[list[str], typer.Option(
-        "--data", help="labelled held-out data (path, s3:// URI or built-in name); repeatable")],
+    data: Annotated[
+        list[str],
+        typer.Option(
+            "--data", help="labelled held-out data (path, s3:// URI or built-in name); repeatable"
+        ),
+    ],
     output_json: Annotated[Path, typer.Option(help="decision record JSON to write")],
-    champion: Annotated[Path | None, typer.Option(
-        help="champion model directory; omit when there is none yet")] = None,
-    split: Annotated[str, typer.Option(help="all | test (the test split `train` used, rebuilt "
-                                            "from --seed)")] = "all",
+    champion: Annotated[
+        Path | None, typer.Option(help="champion model directory; omit when there is none yet")
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="all | test (the test split `train` used, rebuilt from --seed)")
+    ] = "all",
     report_md: Annotated[Path | None, typer.Option(help="also write the Markdown record")] = None,
-    min_delta: MinDelta = None, confidence: Confidence = None, n_resamples: Resamples = None,
-    max_class_recall_drop: RecallDrop = None, max_p95_latency_ms: Latency = None,
-    max_model_size_mb: Size = None, min_macro_f1: MinF1 = None,
+    min_delta: MinDelta = None,
+    confidence: Confidence = None,
+    n_resamples: Resamples = None,
+    max_class_recall_drop: RecallDrop = None,
+    max_p95_latency_ms: Latency = None,
+    max_model_size_mb: Size = None,
+    min_macro_f1: MinF1 = None,
     seed: Annotated[int, typer.Option(help="seed of the split and the bootstrap")] = 42,
-    text_column: str = "text", label_column: str = "label",
+    text_column: str = "text",
+    label_column: str = "label",
     registered_model: Annotated[str, typer.Option(help="MLflow registered model")] = (
-        "sentiops-sentiment"),
-    challenger_version: Annotated[str | None, typer.Option(
-        help="the challenger's MLflow registry version: tag it with the decision and, if "
-             "approved, move the alias 'champion' to it")] = None,
+        "sentiops-sentiment"
+    ),
+    challenger_version: Annotated[
+        str | None,
+        typer.Option(
+            help="the challenger's MLflow registry version: tag it with the decision and, if "
+            "approved, move the alias 'champion' to it"
+        ),
+    ] = None,
 ) -> None:
     """Gate a challenger against the champion on the same labelled data (exit 0 either way)."""
     import pandas as pd
@@ -176,18 +238,43 @@ def gate(
 
     if split not in ("all", "test"):
         raise typer.BadParameter(f"--split {split!r}: use all or test")
-    cfg = GateConfig(seed=seed, **_gate_thresholds(
-        min_delta=min_delta, confidence=confidence, n_resamples=n_resamples,
-        max_class_recall_drop=max_class_recall_drop, max_p95_latency_ms=max_p95_latency_ms,
-        max_model_size_mb=max_model_size_mb, min_macro_f1=min_macro_f1))
+    cfg = GateConfig(
+        seed=seed,
+        **_gate_thresholds(
+            min_delta=min_delta,
+            confidence=confidence,
+            n_resamples=n_resamples,
+            max_class_recall_drop=max_class_recall_drop,
+            max_p95_latency_ms=max_p95_latency_ms,
+            max_model_size_mb=max_model_size_mb,
+            min_macro_f1=min_macro_f1,
+        ),
+    )
     challenger_model = load_model(challenger)
     champion_model = load_model(champion) if champion else None
-    prep = prepare(DataConfig(data=data, text_column=text_column, label_column=label_column,
-                              seed=seed, min_per_class=1 if split == "all" else 2))
-    df = pd.concat(prep.splits.values(), ignore_index=True) if split == "all" else (
-        prep.splits["test"])
-    decision = decide(challenger_model, df[TEXT], df[LABEL], champion_model, cfg,
-                      prep.manifest.version, challenger_version)
+    prep = prepare(
+        DataConfig(
+            data=data,
+            text_column=text_column,
+            label_column=label_column,
+            seed=seed,
+            min_per_class=1 if split == "all" else 2,
+        )
+    )
+    df = (
+        pd.concat(prep.splits.values(), ignore_index=True)
+        if split == "all"
+        else (prep.splits["test"])
+    )
+    decision = decide(
+        challenger_model,
+        df[TEXT],
+        df[LABEL],
+        champion_model,
+        cfg,
+        prep.manifest.version,
+        challenger_version,
+    )
     decision.write_json(output_json)
     if report_md:
         report_md.write_text(decision.to_markdown())
@@ -204,15 +291,27 @@ def gate(
 @pipeline_app.command("run")
 @handled
 def pipeline_run(
-    local: Annotated[bool, typer.Option("--local", help="run with kfp.local's "
-                                                        "SubprocessRunner (required)")] = False,
-    data: Data = None, model_type: ModelType = None, base_model: BaseModel = None,
-    hyperparameters: Hyper = None, champion: Champion = None, model_store: Store = None,
-    min_delta: MinDelta = None, confidence: Confidence = None, n_resamples: Resamples = None,
-    max_class_recall_drop: RecallDrop = None, max_p95_latency_ms: Latency = None,
-    max_model_size_mb: Size = None, min_macro_f1: MinF1 = None, sets: Sets = None,
-    pipeline_root: Annotated[Path | None, typer.Option(
-        help="where task artifacts go (default $SENTIOPS_HOME/pipeline-runs)")] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="run with kfp.local's SubprocessRunner (required)")
+    ] = False,
+    data: Data = None,
+    model_type: ModelType = None,
+    base_model: BaseModel = None,
+    hyperparameters: Hyper = None,
+    champion: Champion = None,
+    model_store: Store = None,
+    min_delta: MinDelta = None,
+    confidence: Confidence = None,
+    n_resamples: Resamples = None,
+    max_class_recall_drop: RecallDrop = None,
+    max_p95_latency_ms: Latency = None,
+    max_model_size_mb: Size = None,
+    min_macro_f1: MinF1 = None,
+    sets: Sets = None,
+    pipeline_root: Annotated[
+        Path | None,
+        typer.Option(help="where task artifacts go (default $SENTIOPS_HOME/pipeline-runs)"),
+    ] = None,
     output_json: Annotated[Path | None, typer.Option(help="copy of the decision record")] = None,
     verbose: Annotated[bool, typer.Option(help="show every task's output")] = False,
 ) -> None:
@@ -221,14 +320,29 @@ def pipeline_run(
     from sentiops.pipeline import local_arguments, run_local
 
     if not local:
-        err.print("[bold red]error:[/] pass --local, or use `sentiops pipeline submit --host "
-                  "URL` to run on a Kubeflow Pipelines cluster")
+        err.print(
+            "[bold red]error:[/] pass --local, or use `sentiops pipeline submit --host "
+            "URL` to run on a Kubeflow Pipelines cluster"
+        )
         raise typer.Exit(2)
-    args = local_arguments(**_pipeline_arguments(
-        data, model_type, base_model, hyperparameters, champion, model_store, sets,
-        min_delta=min_delta, confidence=confidence, n_resamples=n_resamples,
-        max_class_recall_drop=max_class_recall_drop, max_p95_latency_ms=max_p95_latency_ms,
-        max_model_size_mb=max_model_size_mb, min_macro_f1=min_macro_f1))
+    args = local_arguments(
+        **_pipeline_arguments(
+            data,
+            model_type,
+            base_model,
+            hyperparameters,
+            champion,
+            model_store,
+            sets,
+            min_delta=min_delta,
+            confidence=confidence,
+            n_resamples=n_resamples,
+            max_class_recall_drop=max_class_recall_drop,
+            max_p95_latency_ms=max_p95_latency_ms,
+            max_model_size_mb=max_model_size_mb,
+            min_macro_f1=min_macro_f1,
+        )
+    )
     run = run_local(args, pipeline_root, verbose=verbose)
     _report_run(run, output_json)
 
@@ -237,8 +351,10 @@ def _report_run(run: Any, output_json: Path | None, title: str = "promotion gate
     print_decision(run.decision, title)
     if run.storage_uri:
         console.print(f"registered as champion: {run.storage_uri}", highlight=False)
-    console.print(f"artifacts: {run.run_dir}" + (f"  task logs: {run.log}" if run.log else ""),
-                  highlight=False)
+    console.print(
+        f"artifacts: {run.run_dir}" + (f"  task logs: {run.log}" if run.log else ""),
+        highlight=False,
+    )
     if output_json:
         output_json.write_text(json.dumps(run.decision, indent=2))
 
@@ -248,9 +364,9 @@ def _report_run(run: Any, output_json: Path | None, title: str = "promotion gate
 def pipeline_demo(
     data: Data = None,
     base_model: Annotated[str, typer.Option(help="the transformer's base model")] = "offline",
-    hyperparameters: Annotated[str, typer.Option(help="the transformer's TrainConfig fields "
-                                                      "(JSON)")] = (
-        '{"epochs": 1, "max_length": 64, "batch_size": 32, "lr": 5e-5}'),
+    hyperparameters: Annotated[
+        str, typer.Option(help="the transformer's TrainConfig fields (JSON)")
+    ] = ('{"epochs": 1, "max_length": 64, "batch_size": 32, "lr": 5e-5}'),
     output_json: Annotated[Path | None, typer.Option(help="the second decision record")] = None,
     verbose: bool = False,
 ) -> None:
@@ -262,8 +378,9 @@ def pipeline_demo(
         hyper = json.loads(hyperparameters)
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--hyperparameters is not JSON: {exc}") from exc
-    first, second = champion_challenger(data or ["vader-tweets"], base_model, hyper,
-                                        verbose=verbose, progress=console.print)
+    first, second = champion_challenger(
+        data or ["vader-tweets"], base_model, hyper, verbose=verbose, progress=console.print
+    )
     _report_run(first, None, "run 1: baseline")
     _report_run(second, output_json, "run 2: transformer vs champion")
 
@@ -274,29 +391,55 @@ def pipeline_submit(
     host: Annotated[str, typer.Option(help="KFP API/UI URL, e.g. http://localhost:8080")],
     experiment: Annotated[str, typer.Option(help="KFP experiment")] = "sentiops",
     run_name: Annotated[str | None, typer.Option(help="run (or recurring run) name")] = None,
-    schedule: Annotated[str | None, typer.Option(
-        help="cron expression (6 fields, seconds first: '0 0 3 * * *') for a recurring run")
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="cron expression (6 fields, seconds first: '0 0 3 * * *') for a recurring run"
+        ),
     ] = None,
-    package: Annotated[Path | None, typer.Option(
-        help="compiled YAML to submit (default: compile now with --image)")] = None,
+    package: Annotated[
+        Path | None,
+        typer.Option(help="compiled YAML to submit (default: compile now with --image)"),
+    ] = None,
     image: Image = None,
     namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user)")] = None,
-    token: Annotated[str | None, typer.Option(envvar="KFP_TOKEN",
-                                              help="bearer token (env KFP_TOKEN)")] = None,
-    data: Data = None, model_type: ModelType = None, base_model: BaseModel = None,
-    hyperparameters: Hyper = None, champion: Champion = None, model_store: Store = None,
-    min_delta: MinDelta = None, confidence: Confidence = None, n_resamples: Resamples = None,
-    max_class_recall_drop: RecallDrop = None, max_p95_latency_ms: Latency = None,
-    max_model_size_mb: Size = None, min_macro_f1: MinF1 = None, sets: Sets = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="KFP_TOKEN", help="bearer token (env KFP_TOKEN)")
+    ] = None,
+    data: Data = None,
+    model_type: ModelType = None,
+    base_model: BaseModel = None,
+    hyperparameters: Hyper = None,
+    champion: Champion = None,
+    model_store: Store = None,
+    min_delta: MinDelta = None,
+    confidence: Confidence = None,
+    n_resamples: Resamples = None,
+    max_class_recall_drop: RecallDrop = None,
+    max_p95_latency_ms: Latency = None,
+    max_model_size_mb: Size = None,
+    min_macro_f1: MinF1 = None,
+    sets: Sets = None,
 ) -> None:
     """Submit the pipeline to Kubeflow Pipelines (credentials: Secret sentiops-s3)."""
     from sentiops.pipeline import submit
 
     args = _pipeline_arguments(
-        data, model_type, base_model, hyperparameters, champion, model_store, sets,
-        min_delta=min_delta, confidence=confidence, n_resamples=n_resamples,
-        max_class_recall_drop=max_class_recall_drop, max_p95_latency_ms=max_p95_latency_ms,
-        max_model_size_mb=max_model_size_mb, min_macro_f1=min_macro_f1)
+        data,
+        model_type,
+        base_model,
+        hyperparameters,
+        champion,
+        model_store,
+        sets,
+        min_delta=min_delta,
+        confidence=confidence,
+        n_resamples=n_resamples,
+        max_class_recall_drop=max_class_recall_drop,
+        max_p95_latency_ms=max_p95_latency_ms,
+        max_model_size_mb=max_model_size_mb,
+        min_macro_f1=min_macro_f1,
+    )
     result = submit(host, args, experiment, run_name, schedule, package, image, namespace, token)
     for key, value in result.items():
         console.print(f"{key}: {value}", highlight=False)
@@ -305,8 +448,9 @@ def pipeline_submit(
 @pipeline_app.command("compile")
 @handled
 def pipeline_compile(
-    output: Annotated[Path | None, typer.Option(
-        help="YAML to write (default pipelines/compiled/sentiops.yaml)")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="YAML to write (default pipelines/compiled/sentiops.yaml)")
+    ] = None,
     image: Image = None,
 ) -> None:
     """Compile the pipeline to YAML (what `make pipeline` does)."""

@@ -38,9 +38,11 @@ class PipelineError(SentiOpsError):
 def load_pipeline(image: str | None = None) -> Any:
     """`pipelines.training.build(image)`, imported from the repository checkout."""
     if not (REPO_ROOT / "pipelines" / "training.py").exists():
-        raise PipelineError(f"pipeline definition not found under {REPO_ROOT / 'pipelines'}",
-                            "run from a SentiOps checkout (pip install -e .), or submit "
-                            "pipelines/compiled/sentiops.yaml")
+        raise PipelineError(
+            f"pipeline definition not found under {REPO_ROOT / 'pipelines'}",
+            "run from a SentiOps checkout (pip install -e .), or submit "
+            "pipelines/compiled/sentiops.yaml",
+        )
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     return importlib.import_module("pipelines.training").build(image)
@@ -115,8 +117,12 @@ def _task_output(run_dir: Path, task: str, name: str = "Output") -> Any:
     return json.loads(path.read_text()).get("parameterValues", {}).get(name)
 
 
-def run_local(arguments: dict[str, Any], pipeline_root: Path | None = None,
-              image: str | None = None, verbose: bool = False) -> LocalRun:
+def run_local(
+    arguments: dict[str, Any],
+    pipeline_root: Path | None = None,
+    image: str | None = None,
+    verbose: bool = False,
+) -> LocalRun:
     """Run the whole pipeline with kfp.local's SubprocessRunner under this interpreter."""
     from kfp import local
 
@@ -131,19 +137,27 @@ def run_local(arguments: dict[str, Any], pipeline_root: Path | None = None,
         except RuntimeError as exc:
             where = f"the task logs are in {log}" if log else "the failing task's log is above"
             cause = _last_error(log) if log else None
-            raise PipelineError(f"local pipeline run failed: {exc}"
-                                + (f"\n  cause: {cause}" if cause else ""),
-                                f"{where}; artifacts are under {root}") from exc
+            raise PipelineError(
+                f"local pipeline run failed: {exc}" + (f"\n  cause: {cause}" if cause else ""),
+                f"{where}; artifacts are under {root}",
+            ) from exc
     decision_path = Path(task.output.path)
     run_dir = decision_path.parent.parent
     decision = json.loads(decision_path.read_text())
     return LocalRun(run_dir, decision, _task_output(run_dir, "register"), log)
 
 
-def submit(host: str, arguments: dict[str, Any], experiment: str = EXPERIMENT,
-           run_name: str | None = None, schedule: str | None = None,
-           package: Path | None = None, image: str | None = None,
-           namespace: str | None = None, token: str | None = None) -> dict[str, Any]:
+def submit(
+    host: str,
+    arguments: dict[str, Any],
+    experiment: str = EXPERIMENT,
+    run_name: str | None = None,
+    schedule: str | None = None,
+    package: Path | None = None,
+    image: str | None = None,
+    namespace: str | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:
     """Submit a run (or, with a cron `schedule`, a recurring run) to a KFP backend.
 
     `package` is a compiled YAML; by default the pipeline is compiled now with `image`.
@@ -156,44 +170,81 @@ def submit(host: str, arguments: dict[str, Any], experiment: str = EXPERIMENT,
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=FutureWarning)
-                client = kfp.Client(host=host, namespace=namespace or "kubeflow",
-                                    existing_token=token)
+                client = kfp.Client(
+                    host=host, namespace=namespace or "kubeflow", existing_token=token
+                )
             if schedule:
                 exp = client.create_experiment(experiment, namespace=namespace)
                 job = client.create_recurring_run(
-                    experiment_id=exp.experiment_id, job_name=name, cron_expression=schedule,
-                    pipeline_package_path=str(path), params=arguments, max_concurrency=1,
-                    no_catchup=True)
-                return {"recurring_run_id": job.recurring_run_id, "experiment": experiment,
-                        "experiment_id": exp.experiment_id, "schedule": schedule}
+                    experiment_id=exp.experiment_id,
+                    job_name=name,
+                    cron_expression=schedule,
+                    pipeline_package_path=str(path),
+                    params=arguments,
+                    max_concurrency=1,
+                    no_catchup=True,
+                )
+                return {
+                    "recurring_run_id": job.recurring_run_id,
+                    "experiment": experiment,
+                    "experiment_id": exp.experiment_id,
+                    "schedule": schedule,
+                }
             result = client.create_run_from_pipeline_package(
-                str(path), arguments=arguments, run_name=name, experiment_name=experiment,
-                namespace=namespace)
+                str(path),
+                arguments=arguments,
+                run_name=name,
+                experiment_name=experiment,
+                namespace=namespace,
+            )
         except Exception as exc:  # noqa: BLE001 - API and connection errors alike
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise PipelineError(f"KFP at {host} refused the submission: {first}",
-                                "check --host (the ml-pipeline API or UI URL), the namespace "
-                                "and the token; kubectl port-forward svc/ml-pipeline-ui works "
-                                "for a quick test") from exc
-        return {"run_id": result.run_id, "experiment": experiment, "run_name": name,
-                "url": f"{host.rstrip('/')}/#/runs/details/{result.run_id}"}
+            raise PipelineError(
+                f"KFP at {host} refused the submission: {first}",
+                "check --host (the ml-pipeline API or UI URL), the namespace "
+                "and the token; kubectl port-forward svc/ml-pipeline-ui works "
+                "for a quick test",
+            ) from exc
+        return {
+            "run_id": result.run_id,
+            "experiment": experiment,
+            "run_name": name,
+            "url": f"{host.rstrip('/')}/#/runs/details/{result.run_id}",
+        }
 
 
 def champion_challenger(
-    datasets: list[str], base_model: str = "offline",
-    hyperparameters: dict[str, Any] | None = None, pipeline_root: Path | None = None,
-    verbose: bool = False, progress: Callable[[str], Any] = print,
-    settings: Settings | None = None, **overrides: Any,
+    datasets: list[str],
+    base_model: str = "offline",
+    hyperparameters: dict[str, Any] | None = None,
+    pipeline_root: Path | None = None,
+    verbose: bool = False,
+    progress: Callable[[str], Any] = print,
+    settings: Settings | None = None,
+    **overrides: Any,
 ) -> tuple[LocalRun, LocalRun]:
     """The local pipeline twice (`make run`): the TF-IDF baseline, gated only by the
     first-champion bar, becomes champion; then a transformer challenges it."""
     common = {"datasets": list(datasets), **overrides}
     progress("run 1/2: TF-IDF baseline (gated as a first champion: min_macro_f1)")
-    first = run_local(local_arguments(settings, model_type="tfidf-logreg", champion="none",
-                                      hyperparameters={}, **common), pipeline_root,
-                      verbose=verbose)
+    first = run_local(
+        local_arguments(
+            settings, model_type="tfidf-logreg", champion="none", hyperparameters={}, **common
+        ),
+        pipeline_root,
+        verbose=verbose,
+    )
     progress(f"run 2/2: transformer ({base_model}) vs the registry's champion")
-    second = run_local(local_arguments(settings, model_type="transformer", base_model=base_model,
-                                       hyperparameters=hyperparameters or {}, champion="",
-                                       **common), pipeline_root, verbose=verbose)
+    second = run_local(
+        local_arguments(
+            settings,
+            model_type="transformer",
+            base_model=base_model,
+            hyperparameters=hyperparameters or {},
+            champion="",
+            **common,
+        ),
+        pipeline_root,
+        verbose=verbose,
+    )
     return first, second

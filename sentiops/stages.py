@@ -48,16 +48,18 @@ def _write_table(df: pd.DataFrame, path: Path) -> None:
     df.to_parquet(path, index=False)
 
 
-def ingest(datasets: list[str], out: Path, text_column: str = TEXT,
-           label_column: str = LABEL) -> dict[str, Any]:
+def ingest(
+    datasets: list[str], out: Path, text_column: str = TEXT, label_column: str = LABEL
+) -> dict[str, Any]:
     """Read built-in names, files or s3:// URIs into one table."""
     df = data_mod.load(list(datasets), text_column, label_column)
     _write_table(df, out)
     return {"rows": len(df), "sources": list(datasets)}
 
 
-def validate(inp: Path, out: Path, report_dir: Path, min_per_class: int = 10,
-             drop_invalid: bool = False) -> tuple[Report, str]:
+def validate(
+    inp: Path, out: Path, report_dir: Path, min_per_class: int = 10, drop_invalid: bool = False
+) -> tuple[Report, str]:
     """Validate and clean; writes the report first, then raises ValidationFailed if fatal.
 
     Returns the report and the dataset version (content hash, as `data.snapshot` names it).
@@ -68,15 +70,19 @@ def validate(inp: Path, out: Path, report_dir: Path, min_per_class: int = 10,
     report.write(report_dir)
     if not report.ok:
         errs = "; ".join(f"{f.check}: {f.message}" for f in report.errors)
-        raise ValidationFailed(f"data validation failed: {errs}", report.to_dict(),
-                               "fix the rows named in the validation report, or set "
-                               "drop_invalid to drop row-level problems")
+        raise ValidationFailed(
+            f"data validation failed: {errs}",
+            report.to_dict(),
+            "fix the rows named in the validation report, or set "
+            "drop_invalid to drop row-level problems",
+        )
     _write_table(clean, out)
     return report, data_mod.content_hash(clean)[:12]
 
 
-def split(inp: Path, outs: dict[str, Path], seed: int = 42, val_frac: float = 0.1,
-          test_frac: float = 0.2) -> dict[str, Any]:
+def split(
+    inp: Path, outs: dict[str, Path], seed: int = 42, val_frac: float = 0.1, test_frac: float = 0.2
+) -> dict[str, Any]:
     """Stratified train/validation/test tables; reports texts shared across splits."""
     from sentiops.split import split as run_split
     from sentiops.validate import check_overlap
@@ -85,28 +91,54 @@ def split(inp: Path, outs: dict[str, Path], seed: int = 42, val_frac: float = 0.
     for name, part in parts.items():
         _write_table(part, outs[name])
     overlap = check_overlap(parts)
-    return {"rows": {k: len(v) for k, v in parts.items()},
-            "overlap": overlap.count if overlap else 0}
+    return {
+        "rows": {k: len(v) for k, v in parts.items()},
+        "overlap": overlap.count if overlap else 0,
+    }
 
 
-def train_config(model_type: str, base_model: str, hyperparameters: dict[str, Any],
-                 seed: int, output: Path) -> TrainConfig:
+def train_config(
+    model_type: str, base_model: str, hyperparameters: dict[str, Any], seed: int, output: Path
+) -> TrainConfig:
     """A TrainConfig from pipeline parameters; unknown hyperparameter names are an error."""
     from sentiops.train import TrainConfig
 
-    allowed = set(TrainConfig.model_fields) - {"data", "output", "model_type", "base_model",
-                                                "seed", "track", "report_dir", "tags"}
+    allowed = set(TrainConfig.model_fields) - {
+        "data",
+        "output",
+        "model_type",
+        "base_model",
+        "seed",
+        "track",
+        "report_dir",
+        "tags",
+    }
     unknown = sorted(set(hyperparameters) - allowed)
     if unknown:
-        raise SentiOpsError(f"unknown hyperparameter(s) {unknown}",
-                            f"use TrainConfig fields: {', '.join(sorted(allowed))}")
-    return TrainConfig(data=["(pipeline split)"], output=output, model_type=model_type,
-                       base_model=base_model, seed=seed, track=False, **hyperparameters)
+        raise SentiOpsError(
+            f"unknown hyperparameter(s) {unknown}",
+            f"use TrainConfig fields: {', '.join(sorted(allowed))}",
+        )
+    return TrainConfig(
+        data=["(pipeline split)"],
+        output=output,
+        model_type=model_type,
+        base_model=base_model,
+        seed=seed,
+        track=False,
+        **hyperparameters,
+    )
 
 
-def train(train_path: Path, val_path: Path, out: Path, cfg: TrainConfig,
-          dataset_version: str | None, register_name: str | None = tracking.REGISTERED_MODEL,
-          track: bool = True) -> dict[str, Any]:
+def train(
+    train_path: Path,
+    val_path: Path,
+    out: Path,
+    cfg: TrainConfig,
+    dataset_version: str | None,
+    register_name: str | None = tracking.REGISTERED_MODEL,
+    track: bool = True,
+) -> dict[str, Any]:
     """Fit on the train table, score the validation table, write the model directory and
     (with `track`) log the run and register the model with the alias `challenger`."""
     from sentiops.evaluate import evaluate as run_evaluate
@@ -120,25 +152,42 @@ def train(train_path: Path, val_path: Path, out: Path, cfg: TrainConfig,
     model = fit(cfg, train_df, val_df, progress=False)
     seconds = time.perf_counter() - start
     info: dict[str, Any] = {
-        "model_type": cfg.model_type, "labels": list(model.labels),
+        "model_type": cfg.model_type,
+        "labels": list(model.labels),
         "params": cfg.model_params() | {"max_length": cfg.max_length},
         "dataset": {"version": dataset_version, "source": "pipeline", "rows": len(train_df)},
-        "train_rows": len(train_df), "train_seconds": round(seconds, 2)}
-    scored = run_evaluate(LoadedModel(model, {**info, "version": "pending"}, out),
-                          val_df[TEXT], val_df[LABEL], behavioural=False)
+        "train_rows": len(train_df),
+        "train_seconds": round(seconds, 2),
+    }
+    scored = run_evaluate(
+        LoadedModel(model, {**info, "version": "pending"}, out),
+        val_df[TEXT],
+        val_df[LABEL],
+        behavioural=False,
+    )
     val_metrics = {k: v for k, v in scored.items() if k != "predictions"}
     info["metrics"] = {"validation": val_metrics, "history": getattr(model, "history", [])}
     modeldir.write(out, model.save, info)
     version = modeldir.read_manifest(out)["version"]
-    result: dict[str, Any] = {"version": version, "model_type": cfg.model_type,
-                              "val_macro_f1": val_metrics["macro_f1"],
-                              "train_seconds": round(seconds, 2), "registered_version": "",
-                              "run_id": ""}
+    result: dict[str, Any] = {
+        "version": version,
+        "model_type": cfg.model_type,
+        "val_macro_f1": val_metrics["macro_f1"],
+        "train_seconds": round(seconds, 2),
+        "registered_version": "",
+        "run_id": "",
+    }
     if track:
-        params = cfg.model_params() | {"dataset_version": dataset_version,
-                                       "train_rows": len(train_df), "source": "pipeline"}
-        tags = {"model_type": cfg.model_type, "dataset_version": str(dataset_version),
-                "model_version": version}
+        params = cfg.model_params() | {
+            "dataset_version": dataset_version,
+            "train_rows": len(train_df),
+            "source": "pipeline",
+        }
+        tags = {
+            "model_type": cfg.model_type,
+            "dataset_version": str(dataset_version),
+            "model_version": version,
+        }
         with tracking.run(f"pipeline-train-{cfg.model_type}", params, tags=tags) as run:
             tracking.log_metrics(val_metrics, "val_")
             tracking.log_metrics({"train_seconds": seconds})
@@ -166,9 +215,12 @@ def evaluation_html(result: dict[str, Any], title: str) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(lab)}</td><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"
         f"<td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>"
-        for lab, m in result["per_class"].items())
-    beh = "".join(f"<li>{html.escape(k)}: {b['passed']}/{b['n']} passed</li>"
-                  for k, b in result.get("behavioural", {}).items())
+        for lab, m in result["per_class"].items()
+    )
+    beh = "".join(
+        f"<li>{html.escape(k)}: {b['passed']}/{b['n']} passed</li>"
+        for k, b in result.get("behavioural", {}).items()
+    )
     return (
         f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
         f"<h1>{html.escape(title)}</h1>"
@@ -178,20 +230,25 @@ def evaluation_html(result: dict[str, Any], title: str) -> str:
         "<table border='1' cellpadding='4'><tr><th>class</th><th>precision</th><th>recall</th>"
         f"<th>F1</th><th>support</th></tr>{rows}</table>"
         f"<h2>Confusion matrix</h2><img src='data:image/png;base64,{img}'/>"
-        f"<h2>Behavioural tests</h2><ul>{beh}</ul></body></html>")
+        f"<h2>Behavioural tests</h2><ul>{beh}</ul></body></html>"
+    )
 
 
 def _model_dir_in(folder: Path) -> Path:
     for manifest in sorted(folder.rglob(modeldir.MANIFEST)):
         if (manifest.parent / "label_map.json").exists():
             return manifest.parent
-    raise ModelError(f"no SentiOps model directory inside {folder}",
-                     "the registered MLflow model was not logged by SentiOps")
+    raise ModelError(
+        f"no SentiOps model directory inside {folder}",
+        "the registered MLflow model was not logged by SentiOps",
+    )
 
 
-def resolve_champion(source: str, dest: Path,
-                     registered_model: str = tracking.REGISTERED_MODEL,
-                     ) -> tuple[LoadedModel | None, str | None]:
+def resolve_champion(
+    source: str,
+    dest: Path,
+    registered_model: str = tracking.REGISTERED_MODEL,
+) -> tuple[LoadedModel | None, str | None]:
     """The champion to beat and its registry version.
 
     `source`: "" = the registry's `champion` alias (none on the first run), "none" = no
@@ -208,30 +265,51 @@ def resolve_champion(source: str, dest: Path,
     import mlflow
 
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{registered_model}/{version}", dst_path=str(dest))
+        artifact_uri=f"models:/{registered_model}/{version}", dst_path=str(dest)
+    )
     return load_model(_model_dir_in(Path(local))), version
 
 
-def gate(challenger_dir: Path, test_path: Path, cfg: GateConfig, champion_source: str,
-         work: Path, dataset_version: str | None = None,
-         registered_model: str = tracking.REGISTERED_MODEL,
-         challenger_registry_version: str | None = None) -> Decision:
+def gate(
+    challenger_dir: Path,
+    test_path: Path,
+    cfg: GateConfig,
+    champion_source: str,
+    work: Path,
+    dataset_version: str | None = None,
+    registered_model: str = tracking.REGISTERED_MODEL,
+    challenger_registry_version: str | None = None,
+) -> Decision:
     """Decide on the test table; with a registry version, record the decision in MLflow."""
     from sentiops.gate import decide, record
 
-    champion, champion_version = resolve_champion(champion_source, work / "champion",
-                                                  registered_model)
+    champion, champion_version = resolve_champion(
+        champion_source, work / "champion", registered_model
+    )
     test = pd.read_parquet(test_path)
-    decision = decide(load_model(challenger_dir), test[TEXT], test[LABEL], champion, cfg,
-                      dataset_version, challenger_registry_version or None, champion_version)
+    decision = decide(
+        load_model(challenger_dir),
+        test[TEXT],
+        test[LABEL],
+        champion,
+        cfg,
+        dataset_version,
+        challenger_registry_version or None,
+        champion_version,
+    )
     if challenger_registry_version:
         record(decision, registered_model, challenger_registry_version)
     return decision
 
 
-def register(model_dir: Path, decision: dict[str, Any], store: str, model_name: str,
-             registered_model: str = tracking.REGISTERED_MODEL,
-             registry_version: str | None = None) -> dict[str, str]:
+def register(
+    model_dir: Path,
+    decision: dict[str, Any],
+    store: str,
+    model_name: str,
+    registered_model: str = tracking.REGISTERED_MODEL,
+    registry_version: str | None = None,
+) -> dict[str, str]:
     """Push an approved model to `<store>/models/<name>/<version>/` and make it champion.
 
     `store` is `s3://bucket` (MinIO on the cluster) or a local directory. The model directory's
@@ -241,8 +319,10 @@ def register(model_dir: Path, decision: dict[str, Any], store: str, model_name: 
     from sentiops.gate import promote
 
     if not decision.get("approved"):
-        raise SentiOpsError("refusing to register a model the gate did not approve",
-                            "register runs only when the gate approves")
+        raise SentiOpsError(
+            "refusing to register a model the gate did not approve",
+            "register runs only when the gate approves",
+        )
     manifest = modeldir.read_manifest(model_dir)
     version = registry_version or str(manifest["version"])
     uri = storage.put_dir(model_dir, f"{store.rstrip('/')}/models/{model_name}/{version}")

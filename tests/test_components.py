@@ -40,11 +40,19 @@ def tables(tmp_path: Path, csv: Path) -> dict[str, dsl.Dataset]:
     raw = art(dsl.Dataset, tmp_path / "raw")
     ingest(datasets=[str(csv)], raw=raw)
     clean = art(dsl.Dataset, tmp_path / "clean")
-    validate(raw=raw, clean=clean, report=art(dsl.Markdown, tmp_path / "report.md"),
-             stats=art(dsl.Metrics, tmp_path / "stats"))
+    validate(
+        raw=raw,
+        clean=clean,
+        report=art(dsl.Markdown, tmp_path / "report.md"),
+        stats=art(dsl.Metrics, tmp_path / "stats"),
+    )
     outs = {k: art(dsl.Dataset, tmp_path / k) for k in ("train", "validation", "test")}
-    split(clean=clean, train_data=outs["train"], validation_data=outs["validation"],
-          test_data=outs["test"])
+    split(
+        clean=clean,
+        train_data=outs["train"],
+        validation_data=outs["validation"],
+        test_data=outs["test"],
+    )
     return {"raw": raw, "clean": clean, **outs}
 
 
@@ -65,29 +73,38 @@ def test_validate_cleans_reports_and_versions(tables, tmp_path: Path) -> None:
 def test_validate_fails_with_report(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"text": ["fine", " ", "ok"], "label": ["positive", "negative", "meh"]}).to_csv(
-        bad, index=False)
+        bad, index=False
+    )
     raw = art(dsl.Dataset, tmp_path / "raw")
     ingest(datasets=[str(bad)], raw=raw)
     report = art(dsl.Markdown, tmp_path / "report.md")
     with pytest.raises(ValidationFailed, match="empty_text"):
-        validate(raw=raw, clean=art(dsl.Dataset, tmp_path / "clean"), report=report,
-                 stats=art(dsl.Metrics, tmp_path / "stats"), min_per_class=1)
+        validate(
+            raw=raw,
+            clean=art(dsl.Dataset, tmp_path / "clean"),
+            report=report,
+            stats=art(dsl.Metrics, tmp_path / "stats"),
+            min_per_class=1,
+        )
     assert "FAILED" in Path(report.path).read_text()
 
 
 def test_split(tables) -> None:
     rows = {k: tables[k].metadata["rows"] for k in ("train", "validation", "test")}
     assert rows == {"train": 63, "validation": 9, "test": 18}
-    assert tables["test"].metadata["dataset_version"] == tables["clean"].metadata[
-        "dataset_version"]
+    assert tables["test"].metadata["dataset_version"] == tables["clean"].metadata["dataset_version"]
     assert len(pd.read_parquet(tables["test"].path)) == 18
 
 
-def _train(tables, tmp_path: Path, name: str = "model", track: bool = False,
-           **kw) -> dsl.Model:
+def _train(tables, tmp_path: Path, name: str = "model", track: bool = False, **kw) -> dsl.Model:
     model = art(dsl.Model, tmp_path / name)
-    train(train_data=tables["train"], validation_data=tables["validation"], model=model,
-          track=track, **kw)
+    train(
+        train_data=tables["train"],
+        validation_data=tables["validation"],
+        model=model,
+        track=track,
+        **kw,
+    )
     return model
 
 
@@ -103,9 +120,13 @@ def test_train_writes_a_model_directory(tables, tmp_path: Path) -> None:
 
 
 def test_train_transformer_tiny_distilbert(tables, tmp_path: Path) -> None:
-    model = _train(tables, tmp_path, model_type="transformer", base_model="tiny-distilbert",
-                   hyperparameters={"epochs": 1.0, "lr": 3e-3, "batch_size": 16.0,
-                                    "max_length": 32.0})  # KFP hands JSON numbers as floats
+    model = _train(
+        tables,
+        tmp_path,
+        model_type="transformer",
+        base_model="tiny-distilbert",
+        hyperparameters={"epochs": 1.0, "lr": 3e-3, "batch_size": 16.0, "max_length": 32.0},
+    )  # KFP hands JSON numbers as floats
     assert load_model(model.path).manifest["model_type"] == "transformer"
 
 
@@ -114,22 +135,27 @@ def test_evaluate_logs_metrics_confusion_and_html(tables, tmp_path: Path) -> Non
     metrics = art(dsl.Metrics, tmp_path / "metrics")
     confusion = art(dsl.ClassificationMetrics, tmp_path / "cm")
     report = art(dsl.HTML, tmp_path / "eval.html")
-    evaluate(model=model, test_data=tables["test"], metrics=metrics, confusion=confusion,
-             report=report)
+    evaluate(
+        model=model, test_data=tables["test"], metrics=metrics, confusion=confusion, report=report
+    )
     assert metrics.metadata["macro_f1"] > 0.8 and "recall_negative" in metrics.metadata
     cm = confusion.metadata["confusionMatrix"]
-    assert [a["displayName"] for a in cm["annotationSpecs"]] == ["negative", "neutral",
-                                                                 "positive"]
+    assert [a["displayName"] for a in cm["annotationSpecs"]] == ["negative", "neutral", "positive"]
     assert sum(map(sum, (r["row"] for r in cm["rows"]))) == 18
     assert "data:image/png;base64," in Path(report.path).read_text()
 
 
 def _gate(tables, tmp_path: Path, model: dsl.Model, champion: str, tag: str) -> tuple:
     decision = art(dsl.Artifact, tmp_path / f"decision-{tag}.json")
-    approved = gate(challenger=model, test_data=tables["test"], decision=decision,
-                    report=art(dsl.Markdown, tmp_path / f"gate-{tag}.md"),
-                    gate_metrics=art(dsl.Metrics, tmp_path / f"gm-{tag}"), champion=champion,
-                    n_resamples=1000)
+    approved = gate(
+        challenger=model,
+        test_data=tables["test"],
+        decision=decision,
+        report=art(dsl.Markdown, tmp_path / f"gate-{tag}.md"),
+        gate_metrics=art(dsl.Metrics, tmp_path / f"gm-{tag}"),
+        champion=champion,
+        n_resamples=1000,
+    )
     return approved, decision
 
 
@@ -192,6 +218,6 @@ def test_components_chain_under_kfp_local(tmp_path: Path, csv: Path) -> None:
 
 def test_dockerfile_runs_non_root_without_run_time_installs() -> None:
     text = (Path(components.__file__).parent / "Dockerfile").read_text()
-    final = text[text.rindex("\nFROM "):]  # the runtime stage
+    final = text[text.rindex("\nFROM ") :]  # the runtime stage
     assert "pip install" not in final and "USER 10001" in final
     assert "-c requirements.lock" in text and "sentiops data fetch" in text

@@ -50,13 +50,22 @@ def test_bootstrap_delta_is_the_macro_f1_difference_and_seeded(y) -> None:
 
 
 def test_clearly_better_challenger_is_approved_and_record_is_complete(y) -> None:
-    d = compare(list(y), list(_noisy(y, 0.8, 2)), list(_noisy(y, 0.6, 1)), FAST,
-                dataset_version="abc123")
+    d = compare(
+        list(y), list(_noisy(y, 0.8, 2)), list(_noisy(y, 0.6, 1)), FAST, dataset_version="abc123"
+    )
     assert d.approved and d.delta_macro_f1 > 0.05
     assert [c.name for c in d.checks] == ["improvement", "confidence", "class_recall"]
     record = json.loads(json.dumps(d.to_dict()))
-    assert {"approved", "delta_macro_f1", "reasons", "thresholds", "dataset", "challenger",
-            "champion", "bootstrap"} <= set(record)
+    assert {
+        "approved",
+        "delta_macro_f1",
+        "reasons",
+        "thresholds",
+        "dataset",
+        "challenger",
+        "champion",
+        "bootstrap",
+    } <= set(record)
     assert record["dataset"] == {"version": "abc123", "n": 600}
     assert record["thresholds"]["n_resamples"] == 1000
     assert "APPROVED" in d.to_markdown() and "| confidence | pass |" in d.to_markdown()
@@ -105,10 +114,13 @@ def test_class_recall_guardrail(y) -> None:
     assert compare(list(y), list(chall), list(champ), loose).approved
 
 
-@pytest.mark.parametrize("summary, check", [
-    (ModelSummary(p95_latency_ms=1500.0, size_mb=10.0), "latency_p95"),
-    (ModelSummary(p95_latency_ms=5.0, size_mb=5000.0), "model_size"),
-])
+@pytest.mark.parametrize(
+    "summary, check",
+    [
+        (ModelSummary(p95_latency_ms=1500.0, size_mb=10.0), "latency_p95"),
+        (ModelSummary(p95_latency_ms=5.0, size_mb=5000.0), "model_size"),
+    ],
+)
 def test_latency_and_size_budgets(y, summary: ModelSummary, check: str) -> None:
     chall, champ = _noisy(y, 0.9, 2), _noisy(y, 0.6, 1)
     d = compare(list(y), list(chall), list(champ), FAST, challenger=summary)
@@ -155,8 +167,9 @@ def test_never_approves_a_challenger_that_scores_worse(data, min_delta, conf, se
     labels = sorted(set(y) | set(champion) | set(challenger))
     ours = f1_score(y, challenger, labels=labels, average="macro", zero_division=0)
     theirs = f1_score(y, champion, labels=labels, average="macro", zero_division=0)
-    cfg = GateConfig(n_resamples=1000, min_delta=min_delta, confidence=conf, seed=seed,
-                     max_class_recall_drop=1.0)
+    cfg = GateConfig(
+        n_resamples=1000, min_delta=min_delta, confidence=conf, seed=seed, max_class_recall_drop=1.0
+    )
     d = compare(y, challenger, champion, cfg)
     if ours <= theirs:
         assert not d.approved, d.reasons
@@ -182,8 +195,9 @@ def test_never_approves_a_challenger_that_breaks_correct_predictions(data, draw)
 def _tfidf(folder: Path, n_per_class: int, seed: int = 0) -> Path:
     df = make_frame(n_per_class, seed=seed)
     model = TfidfModel.fit(df.text, df.label, char_ngrams=False)
-    return modeldir.write(folder, model.save, {"model_type": "tfidf-logreg",
-                                               "labels": model.labels})
+    return modeldir.write(
+        folder, model.save, {"model_type": "tfidf-logreg", "labels": model.labels}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +207,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
     weak_df = make_frame(40, seed=5)
     weak_df.loc[weak_df.label == "negative", "label"] = "neutral"  # never says negative
     weak = TfidfModel.fit(weak_df.text, weak_df.label, char_ngrams=False)
-    weak_dir = modeldir.write(root / "weak", weak.save,
-                              {"model_type": "tfidf-logreg", "labels": weak.labels})
+    weak_dir = modeldir.write(
+        root / "weak", weak.save, {"model_type": "tfidf-logreg", "labels": weak.labels}
+    )
     test = make_frame(30, seed=9)
     test_csv = root / "test.csv"
     test.to_csv(test_csv, index=False)
@@ -224,8 +239,9 @@ def test_promote_moves_champion_only_on_approval(models, tmp_path: Path) -> None
     gate.record(first, tracking.REGISTERED_MODEL, v1)
     gate.promote(first, tracking.REGISTERED_MODEL, v1)
     assert tracking.get_alias_version(tracking.REGISTERED_MODEL, "champion") == v1
-    rejected = gate.decide(load_model(models["weak"]), test.text, test.label,
-                           load_model(models["strong"]), FAST)
+    rejected = gate.decide(
+        load_model(models["weak"]), test.text, test.label, load_model(models["strong"]), FAST
+    )
     with pytest.raises(GateRejected):
         gate.promote(rejected, tracking.REGISTERED_MODEL, v2)
     assert tracking.get_alias_version(tracking.REGISTERED_MODEL, "champion") == v1
@@ -248,10 +264,24 @@ def test_gate_cli_writes_decision_and_exits_zero_either_way(cli, models, tmp_pat
     runner = CliRunner()
     for chall, champ, approved in (("strong", "weak", True), ("weak", "strong", False)):
         out = tmp_path / f"{chall}.json"
-        res = runner.invoke(cli, ["gate", "--champion", str(models[champ]), "--challenger",
-                                  str(models[chall]), "--data", str(models["test"]),
-                                  "--output-json", str(out), "--n-resamples", "1000",
-                                  "--report-md", str(tmp_path / "d.md")])
+        res = runner.invoke(
+            cli,
+            [
+                "gate",
+                "--champion",
+                str(models[champ]),
+                "--challenger",
+                str(models[chall]),
+                "--data",
+                str(models["test"]),
+                "--output-json",
+                str(out),
+                "--n-resamples",
+                "1000",
+                "--report-md",
+                str(tmp_path / "d.md"),
+            ],
+        )
         assert res.exit_code == 0, res.output
         record = json.loads(out.read_text())
         assert record["approved"] is approved
@@ -263,10 +293,31 @@ def test_gate_cli_writes_decision_and_exits_zero_either_way(cli, models, tmp_pat
 
 def test_gate_cli_errors_have_exit_codes(cli, models, tmp_path: Path) -> None:
     runner = CliRunner()
-    res = runner.invoke(cli, ["gate", "--challenger", str(tmp_path / "missing"), "--data",
-                              str(models["test"]), "--output-json", str(tmp_path / "o.json")])
+    res = runner.invoke(
+        cli,
+        [
+            "gate",
+            "--challenger",
+            str(tmp_path / "missing"),
+            "--data",
+            str(models["test"]),
+            "--output-json",
+            str(tmp_path / "o.json"),
+        ],
+    )
     assert res.exit_code == 4 and "model directory not found" in res.output
-    res = runner.invoke(cli, ["gate", "--challenger", str(models["strong"]), "--data",
-                              str(models["test"]), "--output-json", str(tmp_path / "o.json"),
-                              "--n-resamples", "10"])
+    res = runner.invoke(
+        cli,
+        [
+            "gate",
+            "--challenger",
+            str(models["strong"]),
+            "--data",
+            str(models["test"]),
+            "--output-json",
+            str(tmp_path / "o.json"),
+            "--n-resamples",
+            "10",
+        ],
+    )
     assert res.exit_code != 0 and not (tmp_path / "o.json").exists()

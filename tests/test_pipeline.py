@@ -46,14 +46,14 @@ def test_compiled_yaml_is_fresh(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv(components.IMAGE_ENV, raising=False)
     fresh = pipeline.compile_pipeline(tmp_path / "sentiops.yaml")
     assert _docs(fresh) == _docs(pipeline.COMPILED), (
-        f"{pipeline.COMPILED} is stale: run `make pipeline` and commit it")
+        f"{pipeline.COMPILED} is stale: run `make pipeline` and commit it"
+    )
 
 
 def test_compiled_yaml_loads_back_with_condition_images_and_secrets() -> None:
     spec, platform = _docs(pipeline.COMPILED)
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"ingest", "validate", "split", "train", "evaluate", "gate",
-                          "condition-1"}
+    assert set(tasks) == {"ingest", "validate", "split", "train", "evaluate", "gate", "condition-1"}
     branch = tasks["condition-1"]
     assert branch["triggerPolicy"]["condition"] == CONDITION
     assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"register"}
@@ -73,23 +73,44 @@ def test_compiled_yaml_loads_back_with_condition_images_and_secrets() -> None:
     for cfg in k8s.values():
         (secret,) = cfg["secretAsEnv"]
         assert secret["secretName"] == "sentiops-s3"
-        assert {k["envVar"] for k in secret["keyToEnv"]} == {"AWS_ACCESS_KEY_ID",
-                                                              "AWS_SECRET_ACCESS_KEY"}
+        assert {k["envVar"] for k in secret["keyToEnv"]} == {
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        }
     # and KFP itself reads it back as a component
     loaded = kfp_components.load_component_from_file(str(pipeline.COMPILED))
     assert loaded.name == "sentiops-training"
-    assert {"datasets", "model_type", "base_model", "hyperparameters", "min_delta",
-            "confidence", "max_class_recall_drop", "model_store", "s3_endpoint",
-            "mlflow_tracking_uri"} <= set(loaded.component_spec.inputs)
+    assert {
+        "datasets",
+        "model_type",
+        "base_model",
+        "hyperparameters",
+        "min_delta",
+        "confidence",
+        "max_class_recall_drop",
+        "model_store",
+        "s3_endpoint",
+        "mlflow_tracking_uri",
+    } <= set(loaded.component_spec.inputs)
 
 
 def test_compile_with_another_image(tmp_path: Path, cli) -> None:
     out = tmp_path / "p.yaml"
-    res = CliRunner().invoke(cli, ["pipeline", "compile", "--output", str(out), "--image",
-                                   "reg.example/sentiops/components:1.2"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "pipeline",
+            "compile",
+            "--output",
+            str(out),
+            "--image",
+            "reg.example/sentiops/components:1.2",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    images = {ex["container"]["image"]
-              for ex in _docs(out)[0]["deploymentSpec"]["executors"].values()}
+    images = {
+        ex["container"]["image"] for ex in _docs(out)[0]["deploymentSpec"]["executors"].values()
+    }
     assert images == {"reg.example/sentiops/components:1.2"}
 
 
@@ -122,39 +143,69 @@ def test_local_run_failure_names_the_cause(tmp_path: Path) -> None:
 
 
 def _run(cli, *args: str) -> dict:
-    res = CliRunner().invoke(cli, ["pipeline", "run", "--local", "--n-resamples", "1000",
-                                   "--model-store", "s3://sentiops", *args])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "pipeline",
+            "run",
+            "--local",
+            "--n-resamples",
+            "1000",
+            "--model-store",
+            "s3://sentiops",
+            *args,
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = Path(args[args.index("--output-json") + 1])
     return {"decision": json.loads(out.read_text()), "output": res.output}
 
 
 @pytest.mark.integration
-def test_pipeline_run_local_twice_with_real_s3(tmp_path: Path, csv: Path, cli,
-                                               monkeypatch) -> None:
+def test_pipeline_run_local_twice_with_real_s3(tmp_path: Path, csv: Path, cli, monkeypatch) -> None:
     """`sentiops pipeline run --local` end to end, twice: a TF-IDF first champion pushed to a
     real S3 server, then a tiny DistilBERT challenger gated against it from the registry."""
     with s3_server(tmp_path / "s3") as srv:
-        for var, value in (("SENTIOPS_S3_ENDPOINT", srv["endpoint"]),
-                           ("AWS_ACCESS_KEY_ID", srv["key"]),
-                           ("AWS_SECRET_ACCESS_KEY", srv["secret"])):
+        for var, value in (
+            ("SENTIOPS_S3_ENDPOINT", srv["endpoint"]),
+            ("AWS_ACCESS_KEY_ID", srv["key"]),
+            ("AWS_SECRET_ACCESS_KEY", srv["secret"]),
+        ):
             monkeypatch.setenv(var, value)
-        first = _run(cli, "--data", str(csv), "--model-type", "tfidf-logreg", "--champion",
-                     "none", "--output-json", str(tmp_path / "first.json"))
+        first = _run(
+            cli,
+            "--data",
+            str(csv),
+            "--model-type",
+            "tfidf-logreg",
+            "--champion",
+            "none",
+            "--output-json",
+            str(tmp_path / "first.json"),
+        )
         decision = first["decision"]
         assert decision["approved"] is True and decision["champion"] is None
         assert "registered as champion: s3://sentiops/models/sentiment/1/" in first["output"]
         keys = set(storage.S3Store().list_keys("s3://sentiops/models/sentiment/1/"))
-        back = load_model(storage.get_dir("s3://sentiops/models/sentiment/1/",
-                                          tmp_path / "back"))  # checksums verified
-        assert keys == {f"models/sentiment/1/{f}" for f in [*back.manifest["files"],
-                                                             "model.json"]}
+        back = load_model(
+            storage.get_dir("s3://sentiops/models/sentiment/1/", tmp_path / "back")
+        )  # checksums verified
+        assert keys == {f"models/sentiment/1/{f}" for f in [*back.manifest["files"], "model.json"]}
         assert back.version == decision["challenger"]["version"]
 
-        second = _run(cli, "--data", str(csv), "--model-type", "transformer", "--base-model",
-                      "tiny-distilbert", "--hyperparameters",
-                      '{"epochs": 2, "lr": 3e-3, "batch_size": 16, "max_length": 32}',
-                      "--output-json", str(tmp_path / "second.json"))
+        second = _run(
+            cli,
+            "--data",
+            str(csv),
+            "--model-type",
+            "transformer",
+            "--base-model",
+            "tiny-distilbert",
+            "--hyperparameters",
+            '{"epochs": 2, "lr": 3e-3, "batch_size": 16, "max_length": 32}',
+            "--output-json",
+            str(tmp_path / "second.json"),
+        )
         decision = second["decision"]
         assert decision["challenger"]["model_type"] == "transformer"
         assert decision["challenger"]["registry_version"] == "2"
@@ -174,15 +225,20 @@ def test_champion_challenger_is_two_local_runs(monkeypatch, cli) -> None:
 
     def fake_run(args, root=None, image=None, verbose=False):  # noqa: ANN001, ANN202
         calls.append(args)
-        record = {"approved": True, "delta_macro_f1": 0.0, "reasons": ["ok"],
-                  "checks": [{"name": "min_macro_f1", "passed": True, "message": "ok"}],
-                  "challenger": {"model_type": args["model_type"], "version": "v"},
-                  "champion": None}
+        record = {
+            "approved": True,
+            "delta_macro_f1": 0.0,
+            "reasons": ["ok"],
+            "checks": [{"name": "min_macro_f1", "passed": True, "message": "ok"}],
+            "challenger": {"model_type": args["model_type"], "version": "v"},
+            "champion": None,
+        }
         return pipeline.LocalRun(Path("/runs/x"), record, "s3://b/models/sentiment/1/")
 
     monkeypatch.setattr(pipeline, "run_local", fake_run)
-    res = CliRunner().invoke(cli, ["pipeline", "demo", "--data", "d.csv", "--base-model",
-                                   "tiny-distilbert"])
+    res = CliRunner().invoke(
+        cli, ["pipeline", "demo", "--data", "d.csv", "--base-model", "tiny-distilbert"]
+    )
     assert res.exit_code == 0, res.output
     assert [c["model_type"] for c in calls] == ["tfidf-logreg", "transformer"]
     assert [c["champion"] for c in calls] == ["none", ""]

@@ -17,8 +17,11 @@ from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
-IDS = {"experiments": {"experiment_id": "exp-1"}, "runs": {"run_id": "run-1"},
-       "recurringruns": {"recurring_run_id": "job-1"}}
+IDS = {
+    "experiments": {"experiment_id": "exp-1"},
+    "runs": {"run_id": "run-1"},
+    "recurringruns": {"recurring_run_id": "job-1"},
+}
 
 
 @pytest.fixture
@@ -65,17 +68,42 @@ def cli() -> typer.Typer:
 
 
 def _posts(calls: list, kind: str) -> list[dict]:
-    return [body for method, path, body in calls
-            if method == "POST" and path.startswith(f"/apis/v2beta1/{kind}")]
+    return [
+        body
+        for method, path, body in calls
+        if method == "POST" and path.startswith(f"/apis/v2beta1/{kind}")
+    ]
 
 
 def test_submit_run_with_experiment_name_and_parameters(kfp_api, cli) -> None:
     host, calls = kfp_api
-    res = CliRunner().invoke(cli, [
-        "pipeline", "submit", "--host", host, "--experiment", "nightly", "--run-name", "try-1",
-        "--image", "reg.example/sentiops/components:2", "--data", "s3://data/reviews.csv",
-        "--model-type", "transformer", "--base-model", "offline", "--hyperparameters",
-        '{"epochs": 1}', "--min-delta", "0.01", "--set", "model_name=sentiment-b"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "pipeline",
+            "submit",
+            "--host",
+            host,
+            "--experiment",
+            "nightly",
+            "--run-name",
+            "try-1",
+            "--image",
+            "reg.example/sentiops/components:2",
+            "--data",
+            "s3://data/reviews.csv",
+            "--model-type",
+            "transformer",
+            "--base-model",
+            "offline",
+            "--hyperparameters",
+            '{"epochs": 1}',
+            "--min-delta",
+            "0.01",
+            "--set",
+            "model_name=sentiment-b",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "run_id: run-1" in res.output and f"{host}/#/runs/details/run-1" in res.output
     (exp,) = _posts(calls, "experiments")
@@ -83,9 +111,14 @@ def test_submit_run_with_experiment_name_and_parameters(kfp_api, cli) -> None:
     (run,) = _posts(calls, "runs")
     assert run["display_name"] == "try-1" and run["experiment_id"] == "exp-1"
     params = run["runtime_config"]["parameters"]
-    assert params == {"datasets": ["s3://data/reviews.csv"], "model_type": "transformer",
-                      "base_model": "offline", "hyperparameters": {"epochs": 1},
-                      "min_delta": 0.01, "model_name": "sentiment-b"}
+    assert params == {
+        "datasets": ["s3://data/reviews.csv"],
+        "model_type": "transformer",
+        "base_model": "offline",
+        "hyperparameters": {"epochs": 1},
+        "min_delta": 0.01,
+        "model_name": "sentiment-b",
+    }
     spec = run["pipeline_spec"]
     spec = spec.get("pipeline_spec", spec)  # KFP wraps the spec when a platform spec exists
     assert spec["pipelineInfo"]["name"] == "sentiops-training"
@@ -96,8 +129,19 @@ def test_submit_run_with_experiment_name_and_parameters(kfp_api, cli) -> None:
 
 def test_submit_recurring_run(kfp_api, cli) -> None:
     host, calls = kfp_api
-    res = CliRunner().invoke(cli, ["pipeline", "submit", "--host", host, "--schedule",
-                                   "0 0 3 * * *", "--run-name", "nightly-retrain"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "pipeline",
+            "submit",
+            "--host",
+            host,
+            "--schedule",
+            "0 0 3 * * *",
+            "--run-name",
+            "nightly-retrain",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "recurring_run_id: job-1" in res.output
     (job,) = _posts(calls, "recurringruns")
@@ -108,7 +152,8 @@ def test_submit_recurring_run(kfp_api, cli) -> None:
 
 
 def test_submit_to_unreachable_host_fails_cleanly(cli) -> None:
-    res = CliRunner().invoke(cli, ["pipeline", "submit", "--host",
-                                   f"http://127.0.0.1:{free_port()}"])
+    res = CliRunner().invoke(
+        cli, ["pipeline", "submit", "--host", f"http://127.0.0.1:{free_port()}"]
+    )
     assert res.exit_code == 8
     assert "refused the submission" in res.output and "--host" in res.output

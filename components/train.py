@@ -8,7 +8,7 @@ def train(
     validation_data: Input[Dataset],
     model: Output[Model],
     model_type: str = "tfidf-logreg",
-    base_model: str = "distilbert-base-uncased",
+    base_model: str = "offline",
     hyperparameters: dict = {},  # noqa: B006 - KFP parameters are JSON; never mutated
     seed: int = 42,
     track: bool = True,

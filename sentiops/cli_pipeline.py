@@ -138,31 +138,33 @@ def _gate_thresholds(**given: Any) -> dict[str, Any]:
     return chosen
 
 
-def _pipeline_arguments(
-    data: list[str] | None,
-    model_type: str | None,
-    base_model: str | None,
-    hyperparameters: str | None,
-    champion: str | None,
-    model_store: str | None,
-    sets: list[str] | None,
-    **gate: Any,
-) -> dict[str, Any]:
-    """Pipeline arguments from the options that were given (the rest keep their defaults)."""
+GATE_OPTIONS = (
+    "min_delta",
+    "confidence",
+    "n_resamples",
+    "max_class_recall_drop",
+    "max_p95_latency_ms",
+    "max_model_size_mb",
+    "min_macro_f1",
+)
+
+
+def _pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
+    """Pipeline arguments from the options given (`ctx.params`); the rest keep the defaults."""
     args: dict[str, Any] = {
-        "datasets": data or None,
-        "model_type": model_type,
-        "base_model": base_model,
-        "champion": champion,
-        "model_store": model_store,
+        "datasets": params.get("data") or None,
+        "model_type": params.get("model_type"),
+        "base_model": params.get("base_model"),
+        "champion": params.get("champion"),
+        "model_store": params.get("model_store"),
     }
-    if hyperparameters:
+    if params.get("hyperparameters"):
         try:
-            args["hyperparameters"] = json.loads(hyperparameters)
+            args["hyperparameters"] = json.loads(params["hyperparameters"])
         except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"--hyperparameters is not JSON: {exc}") from exc
-    args |= _gate_thresholds(**gate)
-    for item in sets or []:
+    args |= _gate_thresholds(**{k: params.get(k) for k in GATE_OPTIONS})
+    for item in params.get("sets") or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"--set {item!r}: use KEY=VALUE")
@@ -191,6 +193,7 @@ def print_decision(decision: dict[str, Any], title: str = "promotion gate") -> N
 # ------------------------------------------------------------------------------ sentiops gate
 @handled
 def gate(
+    ctx: typer.Context,
     challenger: Annotated[Path, typer.Option(help="challenger model directory")],
     data: Annotated[
         list[str],
@@ -238,18 +241,7 @@ def gate(
 
     if split not in ("all", "test"):
         raise typer.BadParameter(f"--split {split!r}: use all or test")
-    cfg = GateConfig(
-        seed=seed,
-        **_gate_thresholds(
-            min_delta=min_delta,
-            confidence=confidence,
-            n_resamples=n_resamples,
-            max_class_recall_drop=max_class_recall_drop,
-            max_p95_latency_ms=max_p95_latency_ms,
-            max_model_size_mb=max_model_size_mb,
-            min_macro_f1=min_macro_f1,
-        ),
-    )
+    cfg = GateConfig(seed=seed, **_gate_thresholds(**{k: ctx.params[k] for k in GATE_OPTIONS}))
     challenger_model = load_model(challenger)
     champion_model = load_model(champion) if champion else None
     prep = prepare(
@@ -291,6 +283,7 @@ def gate(
 @pipeline_app.command("run")
 @handled
 def pipeline_run(
+    ctx: typer.Context,
     local: Annotated[
         bool, typer.Option("--local", help="run with kfp.local's SubprocessRunner (required)")
     ] = False,
@@ -325,24 +318,7 @@ def pipeline_run(
             "URL` to run on a Kubeflow Pipelines cluster"
         )
         raise typer.Exit(2)
-    args = local_arguments(
-        **_pipeline_arguments(
-            data,
-            model_type,
-            base_model,
-            hyperparameters,
-            champion,
-            model_store,
-            sets,
-            min_delta=min_delta,
-            confidence=confidence,
-            n_resamples=n_resamples,
-            max_class_recall_drop=max_class_recall_drop,
-            max_p95_latency_ms=max_p95_latency_ms,
-            max_model_size_mb=max_model_size_mb,
-            min_macro_f1=min_macro_f1,
-        )
-    )
+    args = local_arguments(**_pipeline_arguments(ctx.params))
     run = run_local(args, pipeline_root, verbose=verbose)
     _report_run(run, output_json)
 
@@ -388,6 +364,7 @@ def pipeline_demo(
 @pipeline_app.command("submit")
 @handled
 def pipeline_submit(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="KFP API/UI URL, e.g. http://localhost:8080")],
     experiment: Annotated[str, typer.Option(help="KFP experiment")] = "sentiops",
     run_name: Annotated[str | None, typer.Option(help="run (or recurring run) name")] = None,
@@ -424,22 +401,7 @@ def pipeline_submit(
     """Submit the pipeline to Kubeflow Pipelines (credentials: Secret sentiops-s3)."""
     from sentiops.pipeline import submit
 
-    args = _pipeline_arguments(
-        data,
-        model_type,
-        base_model,
-        hyperparameters,
-        champion,
-        model_store,
-        sets,
-        min_delta=min_delta,
-        confidence=confidence,
-        n_resamples=n_resamples,
-        max_class_recall_drop=max_class_recall_drop,
-        max_p95_latency_ms=max_p95_latency_ms,
-        max_model_size_mb=max_model_size_mb,
-        min_macro_f1=min_macro_f1,
-    )
+    args = _pipeline_arguments(ctx.params)
     result = submit(host, args, experiment, run_name, schedule, package, image, namespace, token)
     for key, value in result.items():
         console.print(f"{key}: {value}", highlight=False)

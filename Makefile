@@ -9,7 +9,7 @@ WORKDIR ?= .sentiops
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SENTIOPS_HOME ?= $(CURDIR)/$(WORKDIR)
 
-.PHONY: help install run test test-unit lint typecheck bench-quality clean
+.PHONY: help install run quickstart test test-unit lint typecheck bench-quality clean
 
 help:
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -24,7 +24,13 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) ## create the virtualenv with pinned dependencies (idempotent)
 
-run: install ## main job: data -> validate -> train baseline + transformer -> evaluate -> compare
+RUN_HYPERPARAMETERS ?= {"epochs": 3, "max_length": 64, "batch_size": 32, "lr": 5e-5}
+
+run: install ## main job: the local KFP pipeline twice (baseline champion, then transformer vs gate)
+	$(BIN)/sentiops pipeline demo --hyperparameters '$(RUN_HYPERPARAMETERS)' \
+		--output-json $(WORKDIR)/decision.json
+
+quickstart: install ## no pipeline: train + evaluate both models in-process, print a comparison
 	$(BIN)/sentiops quickstart --workdir $(WORKDIR)
 
 test: install cluster-tools ## all tests: unit + integration (real S3, MLflow, kube-apiserver, Prometheus)

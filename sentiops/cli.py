@@ -388,5 +388,9 @@ def quickstart(
     )
 
 
+from sentiops.cli_pipeline import register_commands  # noqa: E402  (gate, pipeline ...)
+
+register_commands(app)
+
 if __name__ == "__main__":  # pragma: no cover
     app()

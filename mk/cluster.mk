@@ -27,7 +27,6 @@ KUBE_PROMETHEUS_STACK_VERSION ?= 83.4.0
 SERVING_DOCKERFILE ?= serving/Dockerfile
 COMPONENTS_DOCKERFILE ?= components/Dockerfile
 DRIFT_DOCKERFILE ?= drift/Dockerfile
-PIPELINE_PACKAGE ?= pipelines/compiled/sentiops.yaml
 KFP_HOST ?= http://localhost:8888
 S3_ENV_FILE ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/sentiops/s3.env
 
@@ -89,9 +88,8 @@ deploy-helm: s3-secret cluster-tools ## same with Helm (values: helm/sentiops/va
 		--set 'pipeline.extraSubjects[0].name=pipeline-runner' \
 		--set 'pipeline.extraSubjects[0].namespace=kubeflow'
 
-pipeline-submit: install ## submit the compiled pipeline to KFP (run `make port-forward` first)
-	$(BIN)/python scripts/cluster/submit_pipeline.py --host $(KFP_HOST) \
-		--package $(PIPELINE_PACKAGE)
+pipeline-submit: install ## compile with this cluster's image and submit to KFP (`make port-forward` first)
+	$(BIN)/sentiops pipeline submit --host $(KFP_HOST) --image $(IMAGE_PREFIX)/components:$(IMAGE_TAG)
 
 port-forward: ## KFP UI/API :8888, MLflow :5000, MinIO :9000/:9001, Grafana :3000, Prometheus :9090, ingress :8080
 	bash scripts/cluster/port-forward.sh $(NAMESPACE)

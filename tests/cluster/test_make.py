@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 import yaml
@@ -32,7 +31,8 @@ def make_n(*targets: str) -> str:
                     "manifests/overlays/kind",
                     "wait --for=condition=Ready isvc/sentiment"]),
         ("deploy-helm", ["upgrade --install sentiops helm/sentiops -n sentiops"]),
-        ("pipeline-submit", ["scripts/cluster/submit_pipeline.py --host http://localhost:8888"]),
+        ("pipeline-submit", ["sentiops pipeline submit --host http://localhost:8888 "
+                             "--image dev.local/sentiops/components:dev"]),
         ("port-forward", ["bash scripts/cluster/port-forward.sh sentiops"]),
         ("verify-cluster", ["pytest tests/cluster -q"]),
     ],
@@ -61,7 +61,3 @@ def test_shell_scripts_parse(script) -> None:
     assert "set -euo pipefail" in script.read_text()
     assert os.access(script, os.X_OK)
 
-
-def test_submit_pipeline_cli_help() -> None:
-    out = run([sys.executable, str(REPO / "scripts" / "cluster" / "submit_pipeline.py"), "-h"])
-    assert "--package" in out.stdout

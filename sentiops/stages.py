@@ -13,7 +13,6 @@ import base64
 import html
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,60 +140,29 @@ def train(
 ) -> dict[str, Any]:
     """Fit on the train table, score the validation table, write the model directory and
     (with `track`) log the run and register the model with the alias `challenger`."""
-    from sentiops.evaluate import evaluate as run_evaluate
-    from sentiops.train import _subsample, fit
+    from sentiops.train import train_on_splits
 
-    if track:
-        tracking.configure()  # fail before training when MLflow is unreachable
-    train_df = _subsample(pd.read_parquet(train_path), cfg.max_train_examples, cfg.seed)
-    val_df = pd.read_parquet(val_path)
-    start = time.perf_counter()
-    model = fit(cfg, train_df, val_df, progress=False)
-    seconds = time.perf_counter() - start
-    info: dict[str, Any] = {
-        "model_type": cfg.model_type,
-        "labels": list(model.labels),
-        "params": cfg.model_params() | {"max_length": cfg.max_length},
-        "dataset": {"version": dataset_version, "source": "pipeline", "rows": len(train_df)},
-        "train_rows": len(train_df),
-        "train_seconds": round(seconds, 2),
-    }
-    scored = run_evaluate(
-        LoadedModel(model, {**info, "version": "pending"}, out),
-        val_df[TEXT],
-        val_df[LABEL],
-        behavioural=False,
+    cfg = cfg.model_copy(
+        update={
+            "output": out,
+            "track": track,
+            "register_name": register_name,
+            "tags": cfg.tags | {"source": "pipeline"},
+        }
     )
-    val_metrics = {k: v for k, v in scored.items() if k != "predictions"}
-    info["metrics"] = {"validation": val_metrics, "history": getattr(model, "history", [])}
-    modeldir.write(out, model.save, info)
-    version = modeldir.read_manifest(out)["version"]
-    result: dict[str, Any] = {
-        "version": version,
+    train_df = pd.read_parquet(train_path)
+    dataset = {"version": dataset_version, "source": ["pipeline"], "rows": len(train_df)}
+    fitted = train_on_splits(
+        cfg, train_df, pd.read_parquet(val_path), None, dataset, progress=False
+    )
+    return {
+        "version": fitted.version,
         "model_type": cfg.model_type,
-        "val_macro_f1": val_metrics["macro_f1"],
-        "train_seconds": round(seconds, 2),
-        "registered_version": "",
-        "run_id": "",
+        "val_macro_f1": fitted.metrics["validation"]["macro_f1"],
+        "train_seconds": round(fitted.seconds, 2),
+        "registered_version": fitted.tracking.get("registered_version") or "",
+        "run_id": fitted.tracking.get("run_id", ""),
     }
-    if track:
-        params = cfg.model_params() | {
-            "dataset_version": dataset_version,
-            "train_rows": len(train_df),
-            "source": "pipeline",
-        }
-        tags = {
-            "model_type": cfg.model_type,
-            "dataset_version": str(dataset_version),
-            "model_version": version,
-        }
-        with tracking.run(f"pipeline-train-{cfg.model_type}", params, tags=tags) as run:
-            tracking.log_metrics(val_metrics, "val_")
-            tracking.log_metrics({"train_seconds": seconds})
-            logged = tracking.log_model_dir(out, register_name)
-            result["run_id"] = run.info.run_id
-        result["registered_version"] = logged["registered_version"] or ""
-    return result
 
 
 def evaluate(model_dir: Path, test_path: Path) -> dict[str, Any]:

@@ -197,6 +197,17 @@ def fit(
 
 
 @dataclass
+class Fitted:
+    """A trained model directory with its metrics and (when tracked) its MLflow records."""
+
+    model_dir: Path
+    version: str
+    metrics: dict[str, Any]
+    seconds: float
+    tracking: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TrainResult:
     model_dir: Path
     metrics: dict[str, Any]
@@ -210,17 +221,23 @@ def _strip(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k != "predictions"}
 
 
-def train(cfg: TrainConfig, settings: Settings | None = None, progress: bool = True) -> TrainResult:
-    """Train one model end to end and write its model directory atomically."""
+def train_on_splits(
+    cfg: TrainConfig,
+    train_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    test_df: pd.DataFrame | None,
+    dataset: dict[str, Any],
+    settings: Settings | None = None,
+    progress: bool = True,
+) -> Fitted:
+    """Fit on `train_df`, score validation (and test, with the behavioural suite, if given),
+    write `cfg.output` atomically and, with `cfg.track`, log the run and register the model
+    (alias `challenger`). Shared by `train()` and the pipeline's train stage."""
     from sentiops import tracking
 
-    s = settings or get_settings()
     if cfg.track:
-        tracking.configure(s)  # fail fast on an unreachable MLflow, before any training
-    report_dir = cfg.report_dir or cfg.output.parent / f"{cfg.output.name}-reports"
-    prep = prepare(cfg, report_dir, s)
-    train_df = _subsample(prep.splits["train"], cfg.max_train_examples, cfg.seed)
-    val_df, test_df = prep.splits["validation"], prep.splits["test"]
+        tracking.configure(settings)  # fail fast on an unreachable MLflow, before any training
+    train_df = _subsample(train_df, cfg.max_train_examples, cfg.seed)
     start = time.perf_counter()
     model = fit(cfg, train_df, val_df, progress)
     seconds = time.perf_counter() - start
@@ -228,35 +245,66 @@ def train(cfg: TrainConfig, settings: Settings | None = None, progress: bool = T
         "model_type": cfg.model_type,
         "labels": list(model.labels),
         "params": cfg.model_params() | {"max_length": cfg.max_length},
-        "dataset": {
-            "version": prep.manifest.version,
-            "source": cfg.data,
-            "rows": prep.manifest.rows,
-        },
+        "dataset": dataset,
         "train_rows": len(train_df),
         "train_seconds": round(seconds, 2),
     }
     loaded = LoadedModel(model, {**info, "version": "pending"}, cfg.output)
-    val_m = _strip(evaluate(loaded, val_df[TEXT], val_df[LABEL], behavioural=False))
-    test_m = _strip(evaluate(loaded, test_df[TEXT], test_df[LABEL], behavioural=True))
-    metrics = {"validation": val_m, "test": test_m, "history": getattr(model, "history", [])}
+    metrics: dict[str, Any] = {
+        "validation": _strip(evaluate(loaded, val_df[TEXT], val_df[LABEL], behavioural=False))
+    }
+    if test_df is not None:
+        metrics["test"] = _strip(evaluate(loaded, test_df[TEXT], test_df[LABEL]))
+    metrics["history"] = getattr(model, "history", [])
     info["metrics"] = metrics
     modeldir.write(cfg.output, model.save, info)
-    result = TrainResult(cfg.output, metrics, prep.manifest, prep.report, seconds)
+    version = str(modeldir.read_manifest(cfg.output, verify=False)["version"])
+    fitted = Fitted(cfg.output, version, metrics, seconds)
     if cfg.track:
-        tags = {"model_type": cfg.model_type, "dataset_version": prep.manifest.version} | cfg.tags
-        with tracking.run(
-            f"train-{cfg.model_type}",
-            cfg.model_params()
-            | {
-                "data": ",".join(cfg.data),
-                "dataset_version": prep.manifest.version,
-                "train_rows": len(train_df),
-            },
-            tags=tags,
-        ):
-            tracking.log_metrics({k: v for k, v in val_m.items()}, "val_")
-            tracking.log_metrics({k: v for k, v in test_m.items()}, "test_")
+        tags = {
+            "model_type": cfg.model_type,
+            "dataset_version": str(dataset.get("version")),
+            "model_version": version,
+        } | cfg.tags
+        params = cfg.model_params() | {
+            "data": ",".join(map(str, dataset.get("source") or [])),
+            "dataset_version": dataset.get("version"),
+            "train_rows": len(train_df),
+        }
+        with tracking.run(f"train-{cfg.model_type}", params, tags=tags) as run:
+            for split_name, prefix in (("validation", "val_"), ("test", "test_")):
+                if split_name in metrics:
+                    tracking.log_metrics(metrics[split_name], prefix)
             tracking.log_metrics({"train_seconds": seconds})
-            result.tracking = tracking.log_model_dir(cfg.output, cfg.register_name)
-    return result
+            fitted.tracking = tracking.log_model_dir(cfg.output, cfg.register_name)
+            fitted.tracking["run_id"] = run.info.run_id
+    return fitted
+
+
+def train(cfg: TrainConfig, settings: Settings | None = None, progress: bool = True) -> TrainResult:
+    """Train one model end to end: prepare the data, then `train_on_splits`."""
+    from sentiops import tracking
+
+    s = settings or get_settings()
+    if cfg.track:
+        tracking.configure(s)  # fail fast on an unreachable MLflow, before reading any data
+    report_dir = cfg.report_dir or cfg.output.parent / f"{cfg.output.name}-reports"
+    prep = prepare(cfg, report_dir, s)
+    dataset = {"version": prep.manifest.version, "source": cfg.data, "rows": prep.manifest.rows}
+    fitted = train_on_splits(
+        cfg,
+        prep.splits["train"],
+        prep.splits["validation"],
+        prep.splits["test"],
+        dataset,
+        s,
+        progress,
+    )
+    return TrainResult(
+        fitted.model_dir,
+        fitted.metrics,
+        prep.manifest,
+        prep.report,
+        fitted.seconds,
+        fitted.tracking,
+    )

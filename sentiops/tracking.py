@@ -194,8 +194,19 @@ def set_alias(name: str, alias: str, version: str) -> None:
 
 
 def get_alias_version(name: str, alias: str) -> str | None:
+    """The registry version behind `alias`, or None when the model or alias does not exist.
+
+    Any other failure (an unreachable server, a refused request) raises TrackingError, so an
+    outage is never mistaken for "no champion yet"."""
     mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException
+
     try:
         return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
-    except Exception:  # noqa: BLE001 - alias or model not there yet
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise TrackingError(
+            f"MLflow could not resolve {name}@{alias}: {exc}",
+            "check MLFLOW_TRACKING_URI and the server",
+        ) from exc

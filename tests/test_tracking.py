@@ -9,6 +9,7 @@ import pytest
 
 from sentiops import tracking
 from sentiops.config import get_settings
+from sentiops.errors import TrackingError
 from sentiops.train import TrainConfig, train
 from tests.conftest import make_frame, run_cli
 from tests.servers import free_port, mlflow_server
@@ -83,3 +84,15 @@ def test_failed_training_registers_nothing(tmp_path: Path) -> None:
     client = mlflow.MlflowClient()
     assert client.search_registered_models() == []
     assert not (tmp_path / "m").exists()
+
+
+def test_alias_lookup_distinguishes_missing_from_outage(tmp_path: Path, monkeypatch) -> None:
+    tracking.configure()
+    assert tracking.get_alias_version("no-such-model", "champion") is None
+    train(_cfg(tmp_path), progress=False)
+    assert tracking.get_alias_version(tracking.REGISTERED_MODEL, "champion") is None
+    assert tracking.get_alias_version(tracking.REGISTERED_MODEL, "challenger") == "1"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(TrackingError, match="could not resolve"):
+        tracking.get_alias_version(tracking.REGISTERED_MODEL, "champion")

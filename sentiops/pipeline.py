@@ -130,6 +130,8 @@ def run_local(
     root.mkdir(parents=True, exist_ok=True)
     pipeline = load_pipeline(image)
     log = None if verbose else root / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    if log is not None:
+        print(f"  task output (training progress included): tail -f {log}", file=sys.stderr)
     with _task_logs(log):
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
         try:

@@ -152,9 +152,7 @@ def train(
     )
     train_df = pd.read_parquet(train_path)
     dataset = {"version": dataset_version, "source": ["pipeline"], "rows": len(train_df)}
-    fitted = train_on_splits(
-        cfg, train_df, pd.read_parquet(val_path), None, dataset, progress=False
-    )
+    fitted = train_on_splits(cfg, train_df, pd.read_parquet(val_path), None, dataset, progress=True)
     return {
         "version": fitted.version,
         "model_type": cfg.model_type,

@@ -186,8 +186,33 @@ def print_decision(decision: dict[str, Any], title: str = "promotion gate") -> N
         table.add_column(col)
     for c in decision["checks"]:
         table.add_row(c["name"], "pass" if c["passed"] else "[red]FAIL[/]", c["message"])
+    console.print(comparison_table(ch, cp, decision.get("dataset") or {}))
     console.print(table)
     console.print(f"{verdict}  delta macro-F1 {decision['delta_macro_f1']:+.4f}", highlight=False)
+
+
+def comparison_table(ch: dict[str, Any], cp: dict[str, Any] | None, dataset: dict) -> Table:
+    """Challenger and champion side by side on the same held-out test set."""
+    table = Table(title=f"held-out test set: dataset {dataset.get('version')} n={dataset.get('n')}")
+    table.add_column("metric")
+    table.add_column(f"challenger ({ch.get('model_type')})", justify="right")
+    table.add_column(f"champion ({cp.get('model_type')})" if cp else "champion", justify="right")
+
+    def num(m: dict[str, Any] | None, key: str, fmt: str = ".4f") -> str:
+        value = (m or {}).get(key)
+        return "-" if value is None else format(value, fmt)
+
+    table.add_row("macro-F1", num(ch, "macro_f1"), num(cp, "macro_f1"))
+    table.add_row("accuracy", num(ch, "accuracy"), num(cp, "accuracy"))
+    for label in sorted(set(ch.get("recall", {})) | set((cp or {}).get("recall", {}))):
+        table.add_row(
+            f"recall {label}", num(ch.get("recall"), label), num((cp or {}).get("recall"), label)
+        )
+    table.add_row(
+        "p95 latency (ms)", num(ch, "p95_latency_ms", ".1f"), num(cp, "p95_latency_ms", ".1f")
+    )
+    table.add_row("size (MB)", num(ch, "size_mb", ".1f"), num(cp, "size_mb", ".1f"))
+    return table
 
 
 # ------------------------------------------------------------------------------ sentiops gate

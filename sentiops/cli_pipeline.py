@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -26,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 F = TypeVar("F", bound=Callable[..., Any])
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 
 pipeline_app = typer.Typer(

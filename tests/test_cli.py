@@ -10,6 +10,22 @@ import pandas as pd
 from tests.conftest import invoke, make_frame, run_cli
 
 
+def train_tfidf(runner, csv: Path, out: Path, *extra: str):
+    """`sentiops train` of the baseline without tracking; returns the click Result."""
+    return invoke(
+        runner,
+        "train",
+        "--data",
+        csv,
+        "--model-type",
+        "tfidf-logreg",
+        "--output",
+        out,
+        "--no-track",
+        *extra,
+    )
+
+
 def test_train_and_evaluate_unseen_csv(runner, tmp_path: Path) -> None:
     train_csv, other_csv = tmp_path / "a.csv", tmp_path / "b.csv"
     make_frame(25, seed=1).to_csv(train_csv, index=False)
@@ -81,20 +97,7 @@ def test_evaluate_test_split_matches_training(runner, tmp_path: Path) -> None:
     csv = tmp_path / "a.csv"
     make_frame(30).to_csv(csv, index=False)
     out = tmp_path / "m"
-    assert (
-        invoke(
-            runner,
-            "train",
-            "--data",
-            csv,
-            "--model-type",
-            "tfidf-logreg",
-            "--output",
-            out,
-            "--no-track",
-        ).exit_code
-        == 0
-    )
+    assert train_tfidf(runner, csv, out).exit_code == 0
     res = invoke(
         runner,
         "evaluate",
@@ -161,17 +164,7 @@ def test_predict_command(runner, tmp_path: Path) -> None:
     csv = tmp_path / "a.csv"
     make_frame(15).to_csv(csv, index=False)
     out = tmp_path / "m"
-    invoke(
-        runner,
-        "train",
-        "--data",
-        csv,
-        "--model-type",
-        "tfidf-logreg",
-        "--output",
-        out,
-        "--no-track",
-    )
+    train_tfidf(runner, csv, out)
     res = invoke(runner, "predict", "--model", out, "the coffee was awful and bad")
     assert res.exit_code == 0 and res.output.startswith("negative")
 

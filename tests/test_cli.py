@@ -175,19 +175,7 @@ def test_config_file_and_explicit_flags(runner, tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"c": 0.5, "seed": 3, "model_type": "transformer"}))
     out = tmp_path / "m"
-    res = invoke(
-        runner,
-        "train",
-        "--data",
-        csv,
-        "--model-type",
-        "tfidf-logreg",
-        "--output",
-        out,
-        "--no-track",
-        "--config",
-        cfg,
-    )
+    res = train_tfidf(runner, csv, out, "--config", cfg)
     assert res.exit_code == 0, res.output
     params = json.loads((out / "model.json").read_text())["params"]
     assert params["c"] == 0.5 and params["seed"] == 3  # from the file

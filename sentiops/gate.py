@@ -332,26 +332,21 @@ def compare(
                 f"{cfg.max_class_recall_drop}",
             )
         )
-    if ch.p95_latency_ms is not None:
-        checks.append(
-            Check(
-                "latency_p95",
-                ch.p95_latency_ms <= cfg.max_p95_latency_ms,
-                ch.p95_latency_ms,
-                cfg.max_p95_latency_ms,
-                f"p95 latency {ch.p95_latency_ms:.1f} ms; budget {cfg.max_p95_latency_ms} ms",
+    budgets = (
+        ("latency_p95", "p95 latency", ch.p95_latency_ms, cfg.max_p95_latency_ms, "ms"),
+        ("model_size", "model size", ch.size_mb, cfg.max_model_size_mb, "MB"),
+    )
+    for name, what, value, budget, unit in budgets:
+        if value is not None:
+            checks.append(
+                Check(
+                    name,
+                    value <= budget,
+                    value,
+                    budget,
+                    f"{what} {value:.1f} {unit}; budget {budget} {unit}",
+                )
             )
-        )
-    if ch.size_mb is not None:
-        checks.append(
-            Check(
-                "model_size",
-                ch.size_mb <= cfg.max_model_size_mb,
-                ch.size_mb,
-                cfg.max_model_size_mb,
-                f"model size {ch.size_mb:.1f} MB; budget {cfg.max_model_size_mb} MB",
-            )
-        )
     approved = all(c.passed for c in checks)
     reasons = [("ok: " if c.passed else "FAIL: ") + f"{c.name}: {c.message}" for c in checks]
     return Decision(

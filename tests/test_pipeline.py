@@ -245,3 +245,29 @@ def test_champion_challenger_is_two_local_runs(monkeypatch, cli) -> None:
     assert calls[1]["base_model"] == "tiny-distilbert" and calls[1]["hyperparameters"]["epochs"]
     assert all(c["datasets"] == ["d.csv"] for c in calls)
     assert "run 2: transformer vs champion" in res.output
+
+
+GATE_THRESHOLDS = (
+    "min_delta",
+    "confidence",
+    "n_resamples",
+    "max_class_recall_drop",
+    "max_p95_latency_ms",
+    "max_model_size_mb",
+    "min_macro_f1",
+)
+
+
+def test_gate_defaults_are_the_same_everywhere() -> None:
+    """KFP needs literal defaults in the component and pipeline signatures; they must stay equal
+    to GateConfig's, the one place the thresholds are defined."""
+    import inspect
+
+    from components.gate import gate as gate_component
+    from sentiops.gate import GateConfig
+
+    expected = {name: GateConfig.model_fields[name].default for name in GATE_THRESHOLDS}
+    params = inspect.signature(gate_component).parameters
+    assert {name: params[name].default for name in GATE_THRESHOLDS} == expected
+    root = _docs(pipeline.COMPILED)[0]["root"]["inputDefinitions"]["parameters"]
+    assert {name: root[name]["defaultValue"] for name in GATE_THRESHOLDS} == expected

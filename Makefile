@@ -16,7 +16,7 @@ help:
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]' 2>&1 \
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[all,dev]' 2>&1 \
 		| grep -v "^WARNING: Location" || true
 	@$(BIN)/python -c "import sentiops, torch, transformers, kfp, mlflow, kserve" \
 		|| { echo "install failed: see pip output above" >&2; exit 1; }

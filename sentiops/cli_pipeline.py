@@ -20,11 +20,16 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from sentiops.config import BASE_MODEL_PIPELINE, DATASET, REGISTERED_MODEL, SEED
+
+if TYPE_CHECKING:
+    from sentiops.params import GateConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -122,23 +127,6 @@ Image = Annotated[
 ]
 
 
-def _gate_thresholds(**given: Any) -> dict[str, Any]:
-    """The thresholds that were given, checked against GateConfig's bounds."""
-    from pydantic import ValidationError
-
-    from sentiops.gate import GateConfig
-
-    chosen = {k: v for k, v in given.items() if v is not None}
-    try:
-        GateConfig(**{k: v for k, v in chosen.items() if k in GateConfig.model_fields})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
-        )
-        raise typer.BadParameter(problems) from None
-    return chosen
-
-
 GATE_OPTIONS = (
     "min_delta",
     "confidence",
@@ -148,6 +136,18 @@ GATE_OPTIONS = (
     "max_model_size_mb",
     "min_macro_f1",
 )
+
+
+def _gate_config(params: dict[str, Any], **fixed: Any) -> GateConfig:
+    """GateConfig from the gate options that were given (the rest keep their defaults)."""
+    from sentiops.errors import ConfigError
+    from sentiops.params import GateConfig, parse
+
+    chosen = {k: params[k] for k in GATE_OPTIONS if params.get(k) is not None}
+    try:
+        return parse(GateConfig, chosen | fixed, "gate options")
+    except ConfigError as exc:
+        raise typer.BadParameter(exc.message) from None
 
 
 def _pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +164,8 @@ def _pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
             args["hyperparameters"] = json.loads(params["hyperparameters"])
         except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"--hyperparameters is not JSON: {exc}") from exc
-    args |= _gate_thresholds(**{k: params.get(k) for k in GATE_OPTIONS})
+    if any(params.get(k) is not None for k in GATE_OPTIONS):
+        args["gate"] = _gate_config(params).model_dump()
     for item in params.get("sets") or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -242,67 +243,75 @@ def gate(
     max_p95_latency_ms: Latency = None,
     max_model_size_mb: Size = None,
     min_macro_f1: MinF1 = None,
-    seed: Annotated[int, typer.Option(help="seed of the split and the bootstrap")] = 42,
+    seed: Annotated[int, typer.Option(help="seed of the split and the bootstrap")] = SEED,
     text_column: str = "text",
     label_column: str = "label",
-    registered_model: Annotated[str, typer.Option(help="MLflow registered model")] = (
-        "sentiops-sentiment"
-    ),
+    registered_model: Annotated[
+        str, typer.Option(help="MLflow registered model")
+    ] = REGISTERED_MODEL,
     challenger_version: Annotated[
         str | None,
         typer.Option(
             help="the challenger's MLflow registry version: tag it with the decision and, if "
-            "approved, move the alias 'champion' to it"
+            "approved, push it to --store and make it the registry's candidate"
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="with --challenger-version: s3://bucket or a directory (default: the local "
+            "store under $SENTIOPS_HOME)"
         ),
     ] = None,
 ) -> None:
     """Gate a challenger against the champion on the same labelled data (exit 0 either way)."""
-    import pandas as pd
+    import tempfile
 
-    from sentiops import tracking
+    from sentiops.config import get_settings
     from sentiops.data import LABEL, TEXT
-    from sentiops.gate import GateConfig, decide, promote, record
-    from sentiops.models import load_model
-    from sentiops.train import DataConfig, prepare
+    from sentiops.params import DataConfig
+    from sentiops.prepare import labelled_split
+    from sentiops.promotion import NO_CHAMPION, gate_challenger, register
 
-    if split not in ("all", "test"):
-        raise typer.BadParameter(f"--split {split!r}: use all or test")
-    cfg = GateConfig(seed=seed, **_gate_thresholds(**{k: ctx.params[k] for k in GATE_OPTIONS}))
-    challenger_model = load_model(challenger)
-    champion_model = load_model(champion) if champion else None
-    prep = prepare(
+    cfg = _gate_config(ctx.params, seed=seed)
+    df, manifest = labelled_split(
         DataConfig(
             data=data,
             text_column=text_column,
             label_column=label_column,
             seed=seed,
-            min_per_class=1 if split == "all" else 2,
+            min_per_class=1,
+        ),
+        split,
+    )
+    with tempfile.TemporaryDirectory() as work:
+        decision = gate_challenger(
+            challenger,
+            df[TEXT].tolist(),
+            df[LABEL].tolist(),
+            cfg,
+            str(champion) if champion else NO_CHAMPION,
+            Path(work),
+            manifest.version,
+            registered_model,
+            challenger_version,
         )
-    )
-    df = (
-        pd.concat(prep.splits.values(), ignore_index=True)
-        if split == "all"
-        else (prep.splits["test"])
-    )
-    decision = decide(
-        challenger_model,
-        df[TEXT],
-        df[LABEL],
-        champion_model,
-        cfg,
-        prep.manifest.version,
-        challenger_version,
-    )
     decision.write_json(output_json)
     if report_md:
-        report_md.write_text(decision.to_markdown())
-    if challenger_version:
-        tracking.configure()
-        record(decision, registered_model, challenger_version)
-        if decision.approved:
-            promote(decision, registered_model, challenger_version)
+        from sentiops.reports import decision_markdown
+
+        report_md.write_text(decision_markdown(decision))
     print_decision(decision.to_dict())
     console.print(f"decision record: {output_json}")
+    if challenger_version and decision.approved:
+        pushed = register(
+            challenger,
+            decision,
+            store or str(get_settings().local_store),
+            registered_model=registered_model,
+            registry_version=challenger_version,
+        )
+        console.print(f"candidate: v{challenger_version} at {pushed['uri']}", highlight=False)
 
 
 # ----------------------------------------------------------------------- sentiops pipeline ...
@@ -365,7 +374,9 @@ def _report_run(run: Any, output_json: Path | None, title: str = "promotion gate
 @handled
 def pipeline_demo(
     data: Data = None,
-    base_model: Annotated[str, typer.Option(help="the transformer's base model")] = "offline",
+    base_model: Annotated[
+        str, typer.Option(help="the transformer's base model")
+    ] = BASE_MODEL_PIPELINE,
     hyperparameters: Annotated[
         str, typer.Option(help="the transformer's TrainConfig fields (JSON)")
     ] = ('{"epochs": 1, "max_length": 64, "batch_size": 32, "lr": 5e-5}'),
@@ -381,7 +392,7 @@ def pipeline_demo(
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--hyperparameters is not JSON: {exc}") from exc
     first, second = champion_challenger(
-        data or ["vader-tweets"], base_model, hyper, verbose=verbose, progress=console.print
+        data or [DATASET], base_model, hyper, verbose=verbose, progress=console.print
     )
     _report_run(first, None, "run 1: baseline")
     _report_run(second, output_json, "run 2: transformer vs champion")

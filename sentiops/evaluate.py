@@ -1,6 +1,6 @@
-"""Evaluation: accuracy, macro-F1, per-class P/R/F1, confusion matrix (JSON + PNG), expected
-calibration error, throughput, and a small behavioural suite (negation, intensifiers,
-invariance to names / URLs / handles)."""
+"""Evaluation: accuracy, macro-F1, per-class P/R/F1, confusion matrix (JSON + PNG; metrics from
+`sentiops.scoring`), expected calibration error, throughput, single-text p95 latency, model size,
+and a small behavioural suite (negation, intensifiers, invariance to names / URLs / handles)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
 
-from sentiops.data import LABELS
 from sentiops.models import LoadedModel
+from sentiops.scoring import classification_metrics, labels_from_proba, scored_labels
+
+MB = 1_000_000
 
 
 def expected_calibration_error(proba: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
@@ -34,31 +30,21 @@ def expected_calibration_error(proba: np.ndarray, correct: np.ndarray, bins: int
     return float(ece)
 
 
-def metrics_from_predictions(
-    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str] | None = None
-) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class metrics and the confusion matrix over `labels`."""
-    present = set(y_true) | set(y_pred)
-    labs = [lab for lab in (labels or LABELS) if lab in present] or sorted(present)
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labs, zero_division=0)
-    return {
-        "n": len(y_true),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labs, average="macro", zero_division=0)),
-        "per_class": {
-            lab: {
-                "precision": float(p[i]),
-                "recall": float(r[i]),
-                "f1": float(f[i]),
-                "support": int(s[i]),
-            }
-            for i, lab in enumerate(labs)
-        },
-        "confusion_matrix": {
-            "labels": labs,
-            "matrix": confusion_matrix(y_true, y_pred, labels=labs).tolist(),
-        },
-    }
+def p95_latency_ms(model: LoadedModel, texts: Sequence[str], samples: int = 50) -> float:
+    """p95 wall time of single-text predictions (what one online request costs)."""
+    pool = list(texts[:samples]) or ["ok"]
+    model.predict_proba(pool[:1])  # warm-up: lazy init, caches
+    times = []
+    for t in pool:
+        start = time.perf_counter()
+        model.predict_proba([t])
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.percentile(times, 95))
+
+
+def size_mb(folder: Path) -> float:
+    """Size of a model directory in MB (10^6 bytes): what the predictor downloads and loads."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / MB
 
 
 BEHAVIOURAL: dict[str, list[tuple[str, str]]] = {
@@ -133,9 +119,9 @@ def evaluate(
     start = time.perf_counter()
     proba = model.predict_proba(texts)
     elapsed = time.perf_counter() - start
-    names = model.labels
-    pred = [names[i] for i in proba.argmax(axis=1)]
-    result = metrics_from_predictions(labels, pred)
+    labels = list(labels)
+    pred = labels_from_proba(proba, model.labels)
+    result = classification_metrics(labels, pred, scored_labels(model.labels, labels, pred))
     correct = np.array([p == t for p, t in zip(pred, labels, strict=True)])
     result["ece"] = expected_calibration_error(proba, correct)
     result["texts_per_sec"] = float(len(texts) / elapsed) if elapsed > 0 else float("inf")

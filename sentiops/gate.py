@@ -21,7 +21,6 @@ itself, it takes `LoadedModel`s of any type, measures them and calls `compare()`
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -29,34 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
-from sklearn.metrics import f1_score
 
-from sentiops import tracking
-from sentiops.errors import SentiOpsError, TrackingError
-from sentiops.evaluate import metrics_from_predictions
+from sentiops.data import LABELS
+from sentiops.evaluate import p95_latency_ms, size_mb
 from sentiops.models import LoadedModel
+from sentiops.params import GateConfig
+from sentiops.scoring import classification_metrics, macro_f1_weighted, one_hot, scored_labels
 
-BATCH = 64
-MB = 1_000_000
-
-
-class GateRejected(SentiOpsError):
-    """Something tried to promote a model the gate did not approve."""
-
-
-class GateConfig(BaseModel):
-    """Gate thresholds; the CLI, the KFP gate component and the tests all build this."""
-
-    min_delta: float = Field(0.0, ge=0.0, description="smallest macro-F1 gain that counts")
-    confidence: float = Field(0.95, gt=0.0, lt=1.0, description="one-sided bootstrap confidence")
-    n_resamples: int = Field(2000, ge=1000, description="paired bootstrap resamples")
-    seed: int = 0
-    max_class_recall_drop: float = Field(0.05, ge=0.0, le=1.0)
-    max_p95_latency_ms: float = Field(1000.0, gt=0.0, description="single-text p95 budget")
-    max_model_size_mb: float = Field(2000.0, gt=0.0)
-    min_macro_f1: float = Field(0.5, ge=0.0, le=1.0, description="bar for the first champion")
-    latency_samples: int = Field(50, ge=5, description="texts timed one by one for the p95")
+__all__ = ["Bootstrap", "Check", "Decision", "GateConfig", "ModelSummary", "compare", "decide"]
 
 
 @dataclass
@@ -117,90 +96,6 @@ class Decision:
         path.write_text(json.dumps(self.to_dict(), indent=2))
         return path
 
-    def to_markdown(self) -> str:
-        verdict = "APPROVED" if self.approved else "REJECTED"
-        ch, cp = self.challenger, self.champion
-        lines = [
-            f"# Promotion gate: {verdict}",
-            "",
-            f"Dataset {self.dataset.get('version')} (n={self.dataset.get('n')}), "
-            f"decided {self.decided_at}.",
-            "",
-            "| | challenger | champion |",
-            "|---|---|---|",
-            f"| model | {ch.model_type} {ch.version} | "
-            + (f"{cp.model_type} {cp.version} |" if cp else "none yet |"),
-            f"| registry version | {ch.registry_version or '-'} | "
-            f"{(cp.registry_version or '-') if cp else '-'} |",
-            f"| macro-F1 | {ch.macro_f1:.4f} | {f'{cp.macro_f1:.4f}' if cp else '-'} |",
-            f"| accuracy | {ch.accuracy:.4f} | {f'{cp.accuracy:.4f}' if cp else '-'} |",
-        ]
-        for lab in sorted(set(ch.recall) | set(cp.recall if cp else {})):
-            theirs = f"{cp.recall.get(lab, 0.0):.4f}" if cp else "-"
-            lines.append(f"| recall {lab} | {ch.recall.get(lab, 0.0):.4f} | {theirs} |")
-        lines += [
-            f"| p95 latency (ms) | {_fmt(ch.p95_latency_ms)} | "
-            f"{_fmt(cp.p95_latency_ms) if cp else '-'} |",
-            f"| size (MB) | {_fmt(ch.size_mb)} | {_fmt(cp.size_mb) if cp else '-'} |",
-            "",
-        ]
-        if self.bootstrap:
-            b = self.bootstrap
-            lines += [
-                f"Paired bootstrap ({b.n_resamples} resamples, seed {b.seed}): "
-                f"delta macro-F1 {b.delta:+.4f}, 95% CI [{b.ci_low:+.4f}, {b.ci_high:+.4f}], "
-                f"P(delta > min_delta) = {b.confidence:.3f}.",
-                "",
-            ]
-        lines += ["| check | result | value | threshold | |", "|---|---|---|---|---|"]
-        for c in self.checks:
-            lines.append(
-                f"| {c.name} | {'pass' if c.passed else '**FAIL**'} | {_fmt(c.value)} "
-                f"| {_fmt(c.threshold)} | {c.message} |"
-            )
-        lines += ["", "Thresholds: " + ", ".join(f"{k}={v}" for k, v in self.thresholds.items())]
-        return "\n".join(lines) + "\n"
-
-    def mlflow_tags(self) -> dict[str, str]:
-        """Flat `gate.*` tags for the challenger's model version and run."""
-        tags = {
-            "gate.approved": str(self.approved).lower(),
-            "gate.delta_macro_f1": f"{self.delta_macro_f1:.6f}",
-            "gate.challenger_macro_f1": f"{self.challenger.macro_f1:.6f}",
-            "gate.champion_version": str(self.champion.version if self.champion else "none"),
-            "gate.champion_registry_version": str(
-                (self.champion.registry_version if self.champion else None) or "none"
-            ),
-            "gate.challenger_version": str(self.challenger.version),
-            "gate.dataset_version": str(self.dataset.get("version")),
-            "gate.decided_at": self.decided_at,
-            "gate.reasons": "; ".join(self.reasons)[:4900],
-        }
-        if self.bootstrap:
-            tags["gate.confidence"] = f"{self.bootstrap.confidence:.4f}"
-            tags["gate.ci_low"] = f"{self.bootstrap.ci_low:.6f}"
-            tags["gate.ci_high"] = f"{self.bootstrap.ci_high:.6f}"
-        for c in self.checks:
-            tags[f"gate.check.{c.name}"] = "pass" if c.passed else "fail"
-        tags |= {f"gate.threshold.{k}": str(v) for k, v in self.thresholds.items()}
-        return tags
-
-
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4g}"
-
-
-def _onehot(codes: np.ndarray, k: int) -> np.ndarray:
-    return np.eye(k, dtype=np.float64)[codes]
-
-
-def _macro_f1(w: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Macro-F1 under example weights `w` (rows = resamples); F1 = 0 for an absent class."""
-    tp = w @ (truth * pred)
-    denom = w @ truth + w @ pred  # |true_k| + |pred_k| = 2TP + FP + FN
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return np.asarray(f1.mean(axis=-1))
-
 
 def paired_bootstrap(
     y_true: Sequence[str],
@@ -213,27 +108,23 @@ def paired_bootstrap(
 ) -> Bootstrap:
     """Bootstrap distribution of macro-F1(challenger) - macro-F1(champion) on shared resamples.
 
-    Classes are those in the truth or either prediction on the full test set, so every
-    resample scores both models over the same classes (as sklearn does with `labels=`).
+    Classes are those in the truth or either prediction on the full test set
+    (`scoring.scored_labels`), so every resample scores both models over the same classes.
     """
     n = len(y_true)
     if n == 0 or len(champion_pred) != n or len(challenger_pred) != n:
         raise ValueError("y_true and both predictions must be non-empty and of equal length")
-    labels = sorted(set(y_true) | set(champion_pred) | set(challenger_pred))
-    code = {lab: i for i, lab in enumerate(labels)}
-    truth, a, b = (
-        _onehot(np.array([code[x] for x in seq]), len(labels))
-        for seq in (y_true, champion_pred, challenger_pred)
-    )
+    labels = scored_labels(LABELS, y_true, champion_pred, challenger_pred)
+    truth, a, b = (one_hot(seq, labels) for seq in (y_true, champion_pred, challenger_pred))
     ones = np.ones((1, n))
-    delta = float(_macro_f1(ones, truth, b)[0] - _macro_f1(ones, truth, a)[0])
+    delta = float(macro_f1_weighted(ones, truth, b)[0] - macro_f1_weighted(ones, truth, a)[0])
     rng = np.random.default_rng(seed)
     deltas = np.empty(n_resamples)
     chunk = max(1, 2_000_000 // n)
     for start in range(0, n_resamples, chunk):
         m = min(chunk, n_resamples - start)
         w = rng.multinomial(n, np.full(n, 1.0 / n), size=m).astype(np.float64)
-        deltas[start : start + m] = _macro_f1(w, truth, b) - _macro_f1(w, truth, a)
+        deltas[start : start + m] = macro_f1_weighted(w, truth, b) - macro_f1_weighted(w, truth, a)
     return Bootstrap(
         delta=delta,
         confidence=float(np.mean(deltas > min_delta + 1e-12)),
@@ -248,12 +139,10 @@ def paired_bootstrap(
 def _summary(
     y_true: Sequence[str], pred: Sequence[str], labels: list[str], base: ModelSummary | None
 ) -> ModelSummary:
-    m = metrics_from_predictions(list(y_true), list(pred), labels)
+    m = classification_metrics(y_true, pred, labels)
     s = base or ModelSummary()
     # macro-F1 over the shared class list, so challenger - champion equals the bootstrap delta
-    s.macro_f1 = float(
-        f1_score(list(y_true), list(pred), labels=labels, average="macro", zero_division=0)
-    )
+    s.macro_f1 = m["macro_f1"]
     s.accuracy = m["accuracy"]
     s.recall = {lab: v["recall"] for lab, v in m["per_class"].items() if v["support"] > 0}
     return s
@@ -270,7 +159,7 @@ def compare(
 ) -> Decision:
     """The decision from predictions on one test set (plus latency/size in the summaries)."""
     cfg = config or GateConfig()
-    labels = sorted(set(y_true) | set(challenger_pred) | set(champion_pred or []))
+    labels = scored_labels(LABELS, y_true, challenger_pred, champion_pred or [])
     ch = _summary(y_true, challenger_pred, labels, challenger)
     checks: list[Check] = []
     boot = None
@@ -362,31 +251,6 @@ def compare(
     )
 
 
-def predict_labels(model: LoadedModel, texts: Sequence[str]) -> list[str]:
-    labels = model.labels
-    out: list[str] = []
-    for start in range(0, len(texts), BATCH):
-        proba = model.predict_proba(list(texts[start : start + BATCH]))
-        out += [labels[i] for i in np.asarray(proba).argmax(axis=1)]
-    return out
-
-
-def p95_latency_ms(model: LoadedModel, texts: Sequence[str], samples: int = 50) -> float:
-    """p95 wall time of single-text predictions (what one online request costs)."""
-    pool = list(texts[:samples]) or ["ok"]
-    model.predict_proba(pool[:1])  # warm-up: lazy init, caches
-    times = []
-    for t in pool:
-        start = time.perf_counter()
-        model.predict_proba([t])
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.percentile(times, 95))
-
-
-def size_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / MB
-
-
 def summarize(
     model: LoadedModel, texts: Sequence[str], cfg: GateConfig, registry_version: str | None = None
 ) -> ModelSummary:
@@ -419,49 +283,10 @@ def decide(
     )
     return compare(
         list(labels),
-        predict_labels(challenger, texts),
-        predict_labels(champion, texts) if champion is not None else None,
+        challenger.predict_labels(texts),
+        champion.predict_labels(texts) if champion is not None else None,
         cfg,
         ch,
         cp,
         dataset_version,
     )
-
-
-def record(decision: Decision, registered_model: str, version: str) -> None:
-    """Write the decision as `gate.*` tags on the challenger's model version and its run."""
-    mlflow = tracking._mlflow()
-    client = mlflow.MlflowClient()
-    try:
-        tags = decision.mlflow_tags()
-        for key, value in tags.items():
-            client.set_model_version_tag(registered_model, version, key, value)
-        run_id = client.get_model_version(registered_model, version).run_id
-        if run_id:
-            for key, value in tags.items():
-                client.set_tag(run_id, key, value)
-    except Exception as exc:  # noqa: BLE001
-        raise TrackingError(
-            f"MLflow refused the gate tags for {registered_model} v{version}: {exc}",
-            "check MLFLOW_TRACKING_URI and the version",
-        ) from exc
-
-
-def promote(
-    decision: dict[str, Any] | Decision,
-    registered_model: str,
-    version: str,
-    storage_uri: str | None = None,
-    alias: str = "champion",
-) -> None:
-    """Move `alias` to `version`: only for an approved decision (raises otherwise)."""
-    approved = decision.approved if isinstance(decision, Decision) else decision.get("approved")
-    if approved is not True:
-        raise GateRejected(
-            f"{registered_model} v{version} was not approved by the gate",
-            f"the alias {alias!r} moves only on approval",
-        )
-    client = tracking._mlflow().MlflowClient()
-    if storage_uri:
-        client.set_model_version_tag(registered_model, version, "storage_uri", storage_uri)
-    tracking.set_alias(registered_model, alias, version)

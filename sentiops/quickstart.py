@@ -12,11 +12,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sentiops.config import get_settings
+from sentiops.config import BASE_MODEL_PIPELINE, DATASET, EPOCHS, SEED, get_settings
 from sentiops.data import BUILTIN, LABEL, TEXT, fetch_builtin
 from sentiops.evaluate import evaluate, plot_confusion, write_report
 from sentiops.models import load_model
-from sentiops.train import TrainConfig, prepare, train
+from sentiops.params import TrainConfig
+from sentiops.prepare import prepare
+from sentiops.train import train
 
 
 @dataclass
@@ -32,7 +34,8 @@ class Row:
     version: str
 
 
-def comparison_table(rows: list[Row], title: str) -> Table:
+def results_table(rows: list[Row], title: str) -> Table:
+    """One row per trained model: quality, calibration, speed, behavioural pass rate."""
     table = Table(title=title)
     for col in (
         "model",
@@ -63,16 +66,16 @@ def comparison_table(rows: list[Row], title: str) -> Table:
 
 def run(
     workdir: Path,
-    dataset: str = "vader-tweets",
-    base_model: str = "offline",
-    epochs: int = 3,
+    dataset: str = DATASET,
+    base_model: str = BASE_MODEL_PIPELINE,
+    epochs: int = EPOCHS,
     max_length: int = 64,
     batch_size: int = 32,
     lr: float = 5e-5,
     max_train_examples: int | None = None,
     train_extra: list[str] | None = None,
     track: bool = True,
-    seed: int = 42,
+    seed: int = SEED,
     console: Console | None = None,
 ) -> list[Row]:
     con = console or Console()
@@ -145,7 +148,7 @@ def run(
             )
         )
     con.rule("5/5 compare")
-    con.print(comparison_table(rows, f"{dataset} test split (n={len(test)})"))
+    con.print(results_table(rows, f"{dataset} test split (n={len(test)})"))
     (workdir / "comparison.json").write_text(json.dumps([r.__dict__ for r in rows], indent=2))
     con.print(f"reports, plots and models under {workdir}")
     return rows

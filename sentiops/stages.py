@@ -9,37 +9,27 @@ unit tests. Tables travel between stages as Parquet (columns text, label, _sourc
 
 from __future__ import annotations
 
-import base64
-import html
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from sentiops import data as data_mod
-from sentiops import modeldir, storage, tracking
+from sentiops.config import REGISTERED_MODEL, Settings
 from sentiops.data import LABEL, LABELS, TEXT
-from sentiops.errors import ModelError, SentiOpsError, ValidationFailed
-from sentiops.models import LoadedModel, load_model
+from sentiops.errors import ConfigError, ValidationFailed
+from sentiops.models import load_model
 
 if TYPE_CHECKING:  # heavy modules (torch, MLflow) load only in the stages that use them
-    from sentiops.gate import Decision, GateConfig
-    from sentiops.train import TrainConfig
+    from sentiops.gate import Decision
+    from sentiops.params import GateConfig, TrainConfig
     from sentiops.validate import Report
 
-CHAMPION = "champion"
-NO_CHAMPION = "none"
 
-
-def use_endpoints(s3_endpoint: str = "", mlflow_tracking_uri: str = "") -> None:
-    """Point this process at the given endpoints; empty values keep the environment's."""
-    if s3_endpoint:
-        os.environ["SENTIOPS_S3_ENDPOINT"] = s3_endpoint
-    if mlflow_tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+def endpoints(s3_endpoint: str = "", mlflow_tracking_uri: str = "") -> Settings:
+    """Settings from the environment with a run's endpoints (empty = keep the environment's)."""
+    overrides = {"s3_endpoint": s3_endpoint, "mlflow_tracking_uri": mlflow_tracking_uri}
+    return Settings.from_env(**{k: v for k, v in overrides.items() if v})
 
 
 def _write_table(df: pd.DataFrame, path: Path) -> None:
@@ -48,10 +38,14 @@ def _write_table(df: pd.DataFrame, path: Path) -> None:
 
 
 def ingest(
-    datasets: list[str], out: Path, text_column: str = TEXT, label_column: str = LABEL
+    datasets: list[str],
+    out: Path,
+    text_column: str = TEXT,
+    label_column: str = LABEL,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Read built-in names, files or s3:// URIs into one table."""
-    df = data_mod.load(list(datasets), text_column, label_column)
+    df = data_mod.load(list(datasets), text_column, label_column, settings)
     _write_table(df, out)
     return {"rows": len(df), "sources": list(datasets)}
 
@@ -99,33 +93,31 @@ def split(
 def train_config(
     model_type: str, base_model: str, hyperparameters: dict[str, Any], seed: int, output: Path
 ) -> TrainConfig:
-    """A TrainConfig from pipeline parameters; unknown hyperparameter names are an error."""
-    from sentiops.train import TrainConfig
+    """A TrainConfig from pipeline parameters. `hyperparameters` may set the model type's
+    hyperparameters and the training knobs (`max_train_examples`, `max_length`,
+    `class_weights`, ...); anything else is an error naming what is allowed."""
+    from sentiops.models import hyperparameters as known
+    from sentiops.params import PIPELINE_OWNED, TrainConfig, parse
 
-    allowed = set(TrainConfig.model_fields) - {
-        "data",
-        "output",
-        "model_type",
-        "base_model",
-        "seed",
-        "track",
-        "report_dir",
-        "tags",
-    }
+    allowed = (set(known(model_type)) | {"max_train_examples", "max_length"}) - set(PIPELINE_OWNED)
     unknown = sorted(set(hyperparameters) - allowed)
     if unknown:
-        raise SentiOpsError(
-            f"unknown hyperparameter(s) {unknown}",
-            f"use TrainConfig fields: {', '.join(sorted(allowed))}",
+        raise ConfigError(
+            f"unknown hyperparameter(s) {unknown} for model type {model_type}",
+            f"{model_type} takes: {', '.join(sorted(allowed))}",
         )
-    return TrainConfig(
-        data=["(pipeline split)"],
-        output=output,
-        model_type=model_type,
-        base_model=base_model,
-        seed=seed,
-        track=False,
-        **hyperparameters,
+    return parse(
+        TrainConfig,
+        {
+            "data": ["(pipeline split)"],
+            "output": output,
+            "model_type": model_type,
+            "base_model": base_model,
+            "seed": seed,
+            "track": False,
+            **hyperparameters,
+        },
+        "hyperparameters",
     )
 
 
@@ -135,8 +127,9 @@ def train(
     out: Path,
     cfg: TrainConfig,
     dataset_version: str | None,
-    register_name: str | None = tracking.REGISTERED_MODEL,
+    register_name: str | None = REGISTERED_MODEL,
     track: bool = True,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Fit on the train table, score the validation table, write the model directory and
     (with `track`) log the run and register the model with the alias `challenger`."""
@@ -152,7 +145,9 @@ def train(
     )
     train_df = pd.read_parquet(train_path)
     dataset = {"version": dataset_version, "source": ["pipeline"], "rows": len(train_df)}
-    fitted = train_on_splits(cfg, train_df, pd.read_parquet(val_path), None, dataset, progress=True)
+    fitted = train_on_splits(
+        cfg, train_df, pd.read_parquet(val_path), None, dataset, settings, progress=True
+    )
     return {
         "version": fitted.version,
         "model_type": cfg.model_type,
@@ -171,71 +166,6 @@ def evaluate(model_dir: Path, test_path: Path) -> dict[str, Any]:
     return run_evaluate(load_model(model_dir), test[TEXT], test[LABEL])
 
 
-def evaluation_html(result: dict[str, Any], title: str) -> str:
-    """A self-contained HTML report: headline metrics, per-class table, confusion matrix."""
-    from sentiops.evaluate import plot_confusion
-
-    with tempfile.TemporaryDirectory() as tmp:
-        png = plot_confusion(result, Path(tmp) / "cm.png", title)
-        img = base64.b64encode(png.read_bytes()).decode()
-    rows = "".join(
-        f"<tr><td>{html.escape(lab)}</td><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"
-        f"<td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>"
-        for lab, m in result["per_class"].items()
-    )
-    beh = "".join(
-        f"<li>{html.escape(k)}: {b['passed']}/{b['n']} passed</li>"
-        for k, b in result.get("behavioural", {}).items()
-    )
-    return (
-        f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-        f"<h1>{html.escape(title)}</h1>"
-        f"<p>n={result['n']}, macro-F1 <b>{result['macro_f1']:.4f}</b>, accuracy "
-        f"{result['accuracy']:.4f}, ECE {result['ece']:.4f}, "
-        f"{result['texts_per_sec']:.0f} texts/s</p>"
-        "<table border='1' cellpadding='4'><tr><th>class</th><th>precision</th><th>recall</th>"
-        f"<th>F1</th><th>support</th></tr>{rows}</table>"
-        f"<h2>Confusion matrix</h2><img src='data:image/png;base64,{img}'/>"
-        f"<h2>Behavioural tests</h2><ul>{beh}</ul></body></html>"
-    )
-
-
-def _model_dir_in(folder: Path) -> Path:
-    for manifest in sorted(folder.rglob(modeldir.MANIFEST)):
-        if (manifest.parent / "label_map.json").exists():
-            return manifest.parent
-    raise ModelError(
-        f"no SentiOps model directory inside {folder}",
-        "the registered MLflow model was not logged by SentiOps",
-    )
-
-
-def resolve_champion(
-    source: str,
-    dest: Path,
-    registered_model: str = tracking.REGISTERED_MODEL,
-) -> tuple[LoadedModel | None, str | None]:
-    """The champion to beat and its registry version.
-
-    `source`: "" = the registry's `champion` alias (none on the first run), "none" = no
-    champion, anything else = a model directory or an s3:// prefix.
-    """
-    if source == NO_CHAMPION:
-        return None, None
-    if source:
-        return load_model(storage.get_dir(source, dest)), None
-    tracking.configure()  # raises when MLflow is unreachable: never mistake that for "no alias"
-    version = tracking.get_alias_version(registered_model, CHAMPION)
-    if version is None:
-        return None, None
-    import mlflow
-
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{registered_model}/{version}", dst_path=str(dest)
-    )
-    return load_model(_model_dir_in(Path(local))), version
-
-
 def gate(
     challenger_dir: Path,
     test_path: Path,
@@ -243,29 +173,26 @@ def gate(
     champion_source: str,
     work: Path,
     dataset_version: str | None = None,
-    registered_model: str = tracking.REGISTERED_MODEL,
+    registered_model: str = REGISTERED_MODEL,
     challenger_registry_version: str | None = None,
+    settings: Settings | None = None,
 ) -> Decision:
-    """Decide on the test table; with a registry version, record the decision in MLflow."""
-    from sentiops.gate import decide, record
+    """`promotion.gate_challenger` on the test table."""
+    from sentiops.promotion import gate_challenger
 
-    champion, champion_version = resolve_champion(
-        champion_source, work / "champion", registered_model
-    )
     test = pd.read_parquet(test_path)
-    decision = decide(
-        load_model(challenger_dir),
-        test[TEXT],
-        test[LABEL],
-        champion,
+    return gate_challenger(
+        challenger_dir,
+        test[TEXT].tolist(),
+        test[LABEL].tolist(),
         cfg,
+        champion_source,
+        work,
         dataset_version,
-        challenger_registry_version or None,
-        champion_version,
+        registered_model,
+        challenger_registry_version,
+        settings,
     )
-    if challenger_registry_version:
-        record(decision, registered_model, challenger_registry_version)
-    return decision
 
 
 def register(
@@ -273,26 +200,13 @@ def register(
     decision: dict[str, Any],
     store: str,
     model_name: str,
-    registered_model: str = tracking.REGISTERED_MODEL,
+    registered_model: str = REGISTERED_MODEL,
     registry_version: str | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, str]:
-    """Push an approved model to `<store>/models/<name>/<version>/` and make it champion.
+    """`promotion.register`: push an approved model to the store; it becomes the candidate."""
+    from sentiops.promotion import register as push
 
-    `store` is `s3://bucket` (MinIO on the cluster) or a local directory. The model directory's
-    checksums are verified before upload and every object carries its sha256. The version is
-    the MLflow registry version when there is one, else the model directory's content version.
-    """
-    from sentiops.gate import promote
-
-    if not decision.get("approved"):
-        raise SentiOpsError(
-            "refusing to register a model the gate did not approve",
-            "register runs only when the gate approves",
-        )
-    manifest = modeldir.read_manifest(model_dir)
-    version = registry_version or str(manifest["version"])
-    uri = storage.put_dir(model_dir, f"{store.rstrip('/')}/models/{model_name}/{version}")
-    if registry_version:
-        tracking.configure()
-        promote(decision, registered_model, registry_version, storage_uri=uri)
-    return {"uri": uri, "version": version, "model_version": str(manifest["version"])}
+    return push(
+        model_dir, decision, store, model_name, registered_model, registry_version, settings
+    )

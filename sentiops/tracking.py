@@ -1,8 +1,9 @@
 """MLflow tracking: sqlite file under SENTIOPS_HOME by default, MLFLOW_TRACKING_URI overrides.
 
 A training run logs params, metrics, the dataset version and the model directory, and registers
-the model (an MLflow pyfunc wrapping our model directory) with the alias `challenger`; the gate
-moves `champion`. A remote server is health-checked first so an unreachable MLflow fails fast
+the model (an MLflow pyfunc wrapping our model directory); `sentiops.registry` owns the aliases
+(challenger -> candidate -> champion, previous) on top of the low-level calls here.
+A remote server is health-checked first so an unreachable MLflow fails fast
 with a clear error instead of minutes of retries.
 """
 
@@ -18,11 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sentiops.config import Settings, get_settings
+from sentiops.config import EXPERIMENT, REGISTERED_MODEL, Settings, get_settings
 from sentiops.errors import TrackingError
 
-EXPERIMENT = "sentiops"
-REGISTERED_MODEL = "sentiops-sentiment"
+__all__ = ["EXPERIMENT", "REGISTERED_MODEL", "configure", "log_training", "run"]
 PYFUNC_REQUIREMENTS = [
     "sentiops",
     "mlflow==3.17.2",
@@ -41,6 +41,19 @@ def _mlflow() -> Any:
     import mlflow
 
     return mlflow
+
+
+def client() -> Any:
+    """An MlflowClient for the configured store (call `configure()` first)."""
+    return _mlflow().MlflowClient()
+
+
+def download_artifacts(uri: str, dest: Path) -> Path:
+    """Download `uri` (runs:/..., models:/...) under `dest`."""
+    try:
+        return Path(_mlflow().artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    except Exception as exc:  # noqa: BLE001
+        raise TrackingError(f"MLflow could not download {uri}: {exc}", "check the URI") from exc
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
@@ -155,10 +168,8 @@ def log_metrics(metrics: dict[str, Any], prefix: str = "") -> None:
     mlflow.log_metrics(flat)
 
 
-def log_model_dir(
-    model_dir: Path, register_as: str | None = REGISTERED_MODEL, alias: str | None = "challenger"
-) -> dict[str, Any]:
-    """Log the model directory as a pyfunc model; register it and set `alias` if asked."""
+def log_model_dir(model_dir: Path, register_as: str | None = REGISTERED_MODEL) -> dict[str, Any]:
+    """Log the model directory as a pyfunc model and register it (if `register_as`)."""
     mlflow = _mlflow()
     try:
         with warnings.catch_warnings():
@@ -181,10 +192,33 @@ def log_model_dir(
         ) from exc
     out = {"model_uri": info.model_uri, "registered_version": None}
     if register_as and info.registered_model_version is not None:
-        version = str(info.registered_model_version)
-        out["registered_version"] = version
-        if alias:
-            set_alias(register_as, alias, version)
+        out["registered_version"] = str(info.registered_model_version)
+    return out
+
+
+METRIC_PREFIX = {"validation": "val_"}
+
+
+def log_training(
+    model_dir: Path,
+    run_name: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    metrics: dict[str, dict[str, Any]],
+    register_as: str | None = REGISTERED_MODEL,
+) -> dict[str, Any]:
+    """One training run: params, tags, metrics per split (`val_*`, `test_*`, `train_*`), the
+    model directory; registered as a new version that becomes the `challenger`. A failure
+    inside marks the run FAILED and registers nothing."""
+    with run(run_name, params, tags=tags) as active:
+        for split_name, values in metrics.items():
+            log_metrics(values, METRIC_PREFIX.get(split_name, f"{split_name}_"))
+        out = log_model_dir(model_dir, register_as)
+        out["run_id"] = active.info.run_id
+    if register_as and out.get("registered_version"):
+        from sentiops import registry
+
+        registry.mark_challenger(out["registered_version"], register_as)
     return out
 
 

@@ -9,7 +9,9 @@ from sentiops.config import Settings, get_settings
 from sentiops.data import LABEL, TEXT
 from sentiops.evaluate import evaluate
 from sentiops.models import LoadedModel
-from sentiops.train import TrainConfig, fit, prepare
+from sentiops.params import TrainConfig
+from sentiops.prepare import prepare
+from sentiops.train import fit
 
 
 def search_space(trial: Any, model_type: str) -> dict[str, Any]:

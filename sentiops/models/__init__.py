@@ -10,7 +10,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from sentiops import modeldir
-from sentiops.errors import InvalidInput, ModelError
+from sentiops.errors import ConfigError, InvalidInput, ModelError
+from sentiops.scoring import labels_from_proba
 
 MAX_BATCH = 256
 MAX_CHARS = 5000
@@ -25,16 +26,62 @@ class SentimentModel(Protocol):
     def save(self, folder: Path) -> None: ...
 
 
-def _registry() -> dict[str, Any]:
-    from sentiops.models.tfidf import MODEL_TYPE as TFIDF
-    from sentiops.models.tfidf import TfidfModel
-    from sentiops.models.transformer import MODEL_TYPE as TRANSFORMER
-    from sentiops.models.transformer import TransformerModel
+#: The one registry of model types: name -> "module:class". A model type is a class with
+#: `model_type`, `labels`, `predict_proba(texts)`, `save(dir)`, classmethods `load(dir, manifest)`
+#: and `fit(texts, labels, *, <hyperparameters>, val_texts=(), val_labels=(), progress=True)`.
+#: Its hyperparameters are the keyword-only arguments of `fit` (minus the FIT_CONTEXT ones).
+MODEL_TYPES: dict[str, str] = {
+    "tfidf-logreg": "sentiops.models.tfidf:TfidfModel",
+    "transformer": "sentiops.models.transformer:TransformerModel",
+}
+FIT_CONTEXT = ("val_texts", "val_labels", "progress", "label_set")
 
-    return {TFIDF: TfidfModel, TRANSFORMER: TransformerModel}
+
+def model_class(model_type: str) -> Any:
+    """The class of a registered model type (imported on first use: torch only if needed)."""
+    import importlib
+
+    target = MODEL_TYPES.get(str(model_type))
+    if target is None:
+        raise ConfigError(
+            f"unknown model type {model_type!r}", f"use one of: {', '.join(MODEL_TYPES)}"
+        )
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-MODEL_TYPES = ("tfidf-logreg", "transformer")
+def hyperparameters(model_type: str) -> dict[str, Any]:
+    """A model type's hyperparameters and their defaults (from its `fit` signature)."""
+    import inspect
+
+    sig = inspect.signature(model_class(model_type).fit)
+    return {
+        name: p.default
+        for name, p in sig.parameters.items()
+        if p.kind is p.KEYWORD_ONLY and name not in FIT_CONTEXT
+    }
+
+
+def fit_model(
+    model_type: str,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    params: dict[str, Any],
+    **context: Any,
+) -> SentimentModel:
+    """Fit a model type with exactly `params`; an unknown parameter is an error, never dropped."""
+    known = hyperparameters(model_type)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{model_type} has no hyperparameter(s) {unknown}",
+            f"{model_type} takes: {', '.join(sorted(known))}",
+        )
+    extra = sorted(set(context) - set(FIT_CONTEXT))
+    if extra:  # a programming error, not a user's: FIT_CONTEXT lists what fit() may get
+        raise TypeError(f"unknown fit context {extra}; allowed: {FIT_CONTEXT}")
+    model: SentimentModel = model_class(model_type).fit(texts, labels, **params, **context)
+    return model
 
 
 @dataclass
@@ -56,15 +103,27 @@ class LoadedModel:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self.model.predict_proba(texts)
 
+    def predict_labels(self, texts: Sequence[str], batch_size: int = 256) -> list[str]:
+        """The most probable label of every text (any number of texts, in batches)."""
+        texts = list(texts)
+        out: list[str] = []
+        for start in range(0, len(texts), batch_size):
+            out += labels_from_proba(
+                self.predict_proba(texts[start : start + batch_size]), self.labels
+            )
+        return out
+
 
 def load_model(folder: str | Path, verify: bool = True) -> LoadedModel:
     """Load any SentiOps model directory (checksums verified first)."""
     path = Path(folder)
     manifest = modeldir.read_manifest(path, verify=verify)
     kind = manifest.get("model_type")
-    cls = _registry().get(str(kind))
-    if cls is None:
-        raise ModelError(f"{path}: unknown model type {kind!r}", f"known types: {MODEL_TYPES}")
+    if kind not in MODEL_TYPES:
+        raise ModelError(
+            f"{path}: unknown model type {kind!r}", f"known types: {', '.join(MODEL_TYPES)}"
+        )
+    cls = model_class(str(kind))
     try:
         model = cls.load(path, manifest)
     except ModelError:
@@ -115,14 +174,9 @@ def predict(model: LoadedModel, texts: Any, max_batch: int = MAX_BATCH) -> list[
     batch = check_texts(texts, max_batch=max_batch)
     proba = model.predict_proba(batch)
     labels = model.labels
-    out = []
-    for row in proba:
-        k = int(np.argmax(row))
-        out.append(
-            Prediction(
-                labels[k],
-                float(row[k]),
-                {lab: float(p) for lab, p in zip(labels, row, strict=True)},
-            )
+    return [
+        Prediction(
+            label, float(row.max()), {lab: float(p) for lab, p in zip(labels, row, strict=True)}
         )
-    return out
+        for label, row in zip(labels_from_proba(proba, labels), proba, strict=True)
+    ]

@@ -12,6 +12,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from sentiops.config import SEED
+
 MODEL_TYPE = "tfidf-logreg"
 WEIGHTS = "pipeline.joblib"
 
@@ -33,9 +35,12 @@ class TfidfModel:
         ngram_max: int = 2,
         min_df: int = 1,
         char_ngrams: bool = True,
-        class_weight: bool = True,
-        seed: int = 42,
-        **_: Any,
+        class_weights: bool = True,
+        seed: int = SEED,
+        val_texts: Sequence[str] = (),  # fit context every model type takes; a linear model
+        val_labels: Sequence[str] = (),  # has no early stopping, so it does not use these
+        label_set: Sequence[str] | None = None,
+        progress: bool = False,
     ) -> TfidfModel:
         features: list[tuple[str, Any]] = [
             (
@@ -63,7 +68,7 @@ class TfidfModel:
                         C=c,
                         max_iter=2000,
                         random_state=seed,
-                        class_weight="balanced" if class_weight else None,
+                        class_weight="balanced" if class_weights else None,
                     ),
                 ),
             ]

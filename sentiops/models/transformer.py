@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
+from sentiops.config import BASE_MODEL_ONLINE, EPOCHS, SEED
 from sentiops.errors import ModelError
+from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
 
 MODEL_TYPE = "transformer"
-DEFAULT_BASE_MODEL = "distilbert-base-uncased"
 OFFLINE_ALIASES = ("offline", "all-minilm-l6-v2")
 TINY = "tiny-distilbert"
 
@@ -158,10 +158,8 @@ class TransformerModel:
         texts: Sequence[str],
         labels: Sequence[str],
         *,
-        val_texts: Sequence[str] = (),
-        val_labels: Sequence[str] = (),
-        base_model: str = DEFAULT_BASE_MODEL,
-        epochs: int = 3,
+        base_model: str = BASE_MODEL_ONLINE,
+        epochs: int = EPOCHS,
         batch_size: int = 32,
         lr: float = 5e-5,
         weight_decay: float = 0.01,
@@ -170,10 +168,11 @@ class TransformerModel:
         patience: int = 2,
         class_weights: bool = True,
         threads: int | None = None,
-        seed: int = 42,
+        seed: int = SEED,
+        val_texts: Sequence[str] = (),
+        val_labels: Sequence[str] = (),
         label_set: Sequence[str] | None = None,
         progress: bool = True,
-        **_: Any,
     ) -> TransformerModel:
         from transformers import get_linear_schedule_with_warmup
 
@@ -239,17 +238,8 @@ class TransformerModel:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{running / (step + 1):.3f}", refresh=False)
             record = {"epoch": epoch + 1, "train_loss": running / steps_per_epoch}
             if len(val_texts):
-                pred = self.predict_proba(val_texts).argmax(axis=1)
-                truth = [classes.index(v) if v in classes else -1 for v in val_labels]
-                f1 = float(
-                    f1_score(
-                        truth,
-                        pred,
-                        average="macro",
-                        labels=list(range(len(classes))),
-                        zero_division=0,
-                    )
-                )
+                pred = labels_from_proba(self.predict_proba(val_texts), classes)
+                f1 = macro_f1(val_labels, pred, scored_labels(classes, val_labels, pred))
                 record["val_macro_f1"] = f1
                 if f1 > best_f1:
                     best_f1, bad_epochs = f1, 0

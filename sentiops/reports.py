@@ -1,0 +1,117 @@
+"""What people read: the gate's decision record (Markdown, MLflow tags) and the evaluation
+report (self-contained HTML). Rendering only: the numbers come from gate/evaluate."""
+
+from __future__ import annotations
+
+import base64
+import html
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sentiops.gate import Decision
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def decision_markdown(decision: Decision) -> str:
+    """The gate's decision record as Markdown (KFP Markdown artifact, `--report-md`)."""
+    verdict = "APPROVED" if decision.approved else "REJECTED"
+    ch, cp = decision.challenger, decision.champion
+    lines = [
+        f"# Promotion gate: {verdict}",
+        "",
+        f"Dataset {decision.dataset.get('version')} (n={decision.dataset.get('n')}), "
+        f"decided {decision.decided_at}.",
+        "",
+        "| | challenger | champion |",
+        "|---|---|---|",
+        f"| model | {ch.model_type} {ch.version} | "
+        + (f"{cp.model_type} {cp.version} |" if cp else "none yet |"),
+        f"| registry version | {ch.registry_version or '-'} | "
+        f"{(cp.registry_version or '-') if cp else '-'} |",
+        f"| macro-F1 | {ch.macro_f1:.4f} | {f'{cp.macro_f1:.4f}' if cp else '-'} |",
+        f"| accuracy | {ch.accuracy:.4f} | {f'{cp.accuracy:.4f}' if cp else '-'} |",
+    ]
+    for lab in sorted(set(ch.recall) | set(cp.recall if cp else {})):
+        theirs = f"{cp.recall.get(lab, 0.0):.4f}" if cp else "-"
+        lines.append(f"| recall {lab} | {ch.recall.get(lab, 0.0):.4f} | {theirs} |")
+    lines += [
+        f"| p95 latency (ms) | {_fmt(ch.p95_latency_ms)} | "
+        f"{_fmt(cp.p95_latency_ms) if cp else '-'} |",
+        f"| size (MB) | {_fmt(ch.size_mb)} | {_fmt(cp.size_mb) if cp else '-'} |",
+        "",
+    ]
+    if decision.bootstrap:
+        b = decision.bootstrap
+        lines += [
+            f"Paired bootstrap ({b.n_resamples} resamples, seed {b.seed}): "
+            f"delta macro-F1 {b.delta:+.4f}, 95% CI [{b.ci_low:+.4f}, {b.ci_high:+.4f}], "
+            f"P(delta > min_delta) = {b.confidence:.3f}.",
+            "",
+        ]
+    lines += ["| check | result | value | threshold | |", "|---|---|---|---|---|"]
+    for c in decision.checks:
+        lines.append(
+            f"| {c.name} | {'pass' if c.passed else '**FAIL**'} | {_fmt(c.value)} "
+            f"| {_fmt(c.threshold)} | {c.message} |"
+        )
+    lines += ["", "Thresholds: " + ", ".join(f"{k}={v}" for k, v in decision.thresholds.items())]
+    return "\n".join(lines) + "\n"
+
+
+def gate_tags(decision: Decision) -> dict[str, str]:
+    """Flat `gate.*` tags for the challenger's model version and run."""
+    tags = {
+        "gate.approved": str(decision.approved).lower(),
+        "gate.delta_macro_f1": f"{decision.delta_macro_f1:.6f}",
+        "gate.challenger_macro_f1": f"{decision.challenger.macro_f1:.6f}",
+        "gate.champion_version": str(decision.champion.version if decision.champion else "none"),
+        "gate.champion_registry_version": str(
+            (decision.champion.registry_version if decision.champion else None) or "none"
+        ),
+        "gate.challenger_version": str(decision.challenger.version),
+        "gate.dataset_version": str(decision.dataset.get("version")),
+        "gate.decided_at": decision.decided_at,
+        "gate.reasons": "; ".join(decision.reasons)[:4900],
+    }
+    if decision.bootstrap:
+        tags["gate.confidence"] = f"{decision.bootstrap.confidence:.4f}"
+        tags["gate.ci_low"] = f"{decision.bootstrap.ci_low:.6f}"
+        tags["gate.ci_high"] = f"{decision.bootstrap.ci_high:.6f}"
+    for c in decision.checks:
+        tags[f"gate.check.{c.name}"] = "pass" if c.passed else "fail"
+    tags |= {f"gate.threshold.{k}": str(v) for k, v in decision.thresholds.items()}
+    return tags
+
+
+def evaluation_html(result: dict[str, Any], title: str) -> str:
+    """A self-contained HTML report: headline metrics, per-class table, confusion matrix."""
+    from sentiops.evaluate import plot_confusion
+
+    with tempfile.TemporaryDirectory() as tmp:
+        png = plot_confusion(result, Path(tmp) / "cm.png", title)
+        img = base64.b64encode(png.read_bytes()).decode()
+    rows = "".join(
+        f"<tr><td>{html.escape(lab)}</td><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"
+        f"<td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>"
+        for lab, m in result["per_class"].items()
+    )
+    beh = "".join(
+        f"<li>{html.escape(k)}: {b['passed']}/{b['n']} passed</li>"
+        for k, b in result.get("behavioural", {}).items()
+    )
+    return (
+        f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        f"<p>n={result['n']}, macro-F1 <b>{result['macro_f1']:.4f}</b>, accuracy "
+        f"{result['accuracy']:.4f}, ECE {result['ece']:.4f}, "
+        f"{result['texts_per_sec']:.0f} texts/s</p>"
+        "<table border='1' cellpadding='4'><tr><th>class</th><th>precision</th><th>recall</th>"
+        f"<th>F1</th><th>support</th></tr>{rows}</table>"
+        f"<h2>Confusion matrix</h2><img src='data:image/png;base64,{img}'/>"
+        f"<h2>Behavioural tests</h2><ul>{beh}</ul></body></html>"
+    )

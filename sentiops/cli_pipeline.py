@@ -10,7 +10,7 @@ Contract (options may be added, these stay):
       whether or not the challenger is approved (non-zero only for errors).
   sentiops pipeline run --local [...]          kfp.local SubprocessRunner, this interpreter
   sentiops pipeline submit --host URL [...]    kfp.Client; --schedule CRON for a recurring run
-  sentiops pipeline compile                    pipelines/compiled/sentiops.yaml
+  sentiops pipeline compile [--output FILE]    the pipeline as KFP YAML (default ./sentiops.yaml)
 """
 
 from __future__ import annotations
@@ -361,7 +361,12 @@ def pipeline_run(
 def _report_run(run: Any, output_json: Path | None, title: str = "promotion gate") -> None:
     print_decision(run.decision, title)
     if run.storage_uri:
-        console.print(f"registered as champion: {run.storage_uri}", highlight=False)
+        console.print(f"pushed to the store as the candidate: {run.storage_uri}", highlight=False)
+    if run.promoted:
+        console.print(
+            f"registry: v{run.promoted} promoted candidate -> champion (local run, no canary)",
+            highlight=False,
+        )
     console.print(
         f"artifacts: {run.run_dir}" + (f"  task logs: {run.log}" if run.log else ""),
         highlight=False,
@@ -448,12 +453,12 @@ def pipeline_submit(
 @handled
 def pipeline_compile(
     output: Annotated[
-        Path | None, typer.Option(help="YAML to write (default pipelines/compiled/sentiops.yaml)")
-    ] = None,
+        Path, typer.Option(help="YAML to write (`make pipeline` writes the packaged copy)")
+    ] = Path("sentiops.yaml"),
     image: Image = None,
 ) -> None:
     """Compile the pipeline to YAML (what `make pipeline` does)."""
-    from sentiops.pipeline import COMPILED, compile_pipeline
+    from sentiops.pipeline import compile_pipeline
 
-    path = compile_pipeline(output or COMPILED, image)
+    path = compile_pipeline(output, image)
     console.print(f"wrote {path}", highlight=False)

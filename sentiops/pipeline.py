@@ -1,15 +1,15 @@
 """Run the training pipeline: locally with kfp.local, or on a KFP backend with kfp.Client.
 
-The pipeline definition (`pipelines/training.py`) and the components (`components/`) sit in the
-repository next to the package; they are loaded from there. Local runs use
-`kfp.local.SubprocessRunner(use_venv=False)`: every component runs in a subprocess of this
-interpreter, offline, and writes its artifacts under `<SENTIOPS_HOME>/pipeline-runs/`.
+The pipeline definition and its components ship in the package (`sentiops.kubeflow`). Local runs
+use `kfp.local.SubprocessRunner(use_venv=False)`: every component runs in a subprocess of this
+interpreter, offline, and writes its artifacts under `<SENTIOPS_HOME>/pipeline-runs/`. With no
+canary rollout in a local run, an approved candidate is promoted to champion in one explicit
+step afterwards (`promotion.promote_local`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import re
 import sys
@@ -21,35 +21,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sentiops.config import Settings, get_settings
-from sentiops.errors import SentiOpsError
+from sentiops.config import (
+    BASE_MODEL_PIPELINE,
+    EXPERIMENT,
+    REGISTERED_MODEL,
+    Settings,
+    get_settings,
+)
+from sentiops.errors import PipelineError
+from sentiops.kubeflow import COMPILED
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-COMPILED = REPO_ROOT / "pipelines" / "compiled" / "sentiops.yaml"
-EXPERIMENT = "sentiops"
-
-
-class PipelineError(SentiOpsError):
-    """The pipeline could not be built, run or submitted."""
-
-    exit_code = 8
+__all__ = ["COMPILED", "PipelineError", "compile_pipeline", "run_local", "submit"]
 
 
 def load_pipeline(image: str | None = None) -> Any:
-    """`pipelines.training.build(image)`, imported from the repository checkout."""
-    if not (REPO_ROOT / "pipelines" / "training.py").exists():
-        raise PipelineError(
-            f"pipeline definition not found under {REPO_ROOT / 'pipelines'}",
-            "run from a SentiOps checkout (pip install -e .), or submit "
-            "pipelines/compiled/sentiops.yaml",
-        )
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    return importlib.import_module("pipelines.training").build(image)
+    """The training pipeline with every component running from `image`."""
+    from sentiops.kubeflow.training import build
+
+    return build(image)
 
 
-def compile_pipeline(output: Path = COMPILED, image: str | None = None) -> Path:
-    """Compile to YAML (what `make pipeline` writes to pipelines/compiled/)."""
+def compile_pipeline(output: Path, image: str | None = None) -> Path:
+    """Compile to YAML (`make pipeline` writes the packaged sentiops/kubeflow/compiled/)."""
     from kfp import compiler
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +57,7 @@ def local_arguments(settings: Settings | None = None, **overrides: Any) -> dict[
     args: dict[str, Any] = {
         "mlflow_tracking_uri": s.tracking_uri,
         "s3_endpoint": s.s3_endpoint,
-        "model_store": str((s.home / "store").resolve()),
+        "model_store": str(s.local_store),
     }
     args.update({k: v for k, v in overrides.items() if v is not None})
     return args
@@ -76,6 +69,7 @@ class LocalRun:
     decision: dict[str, Any]
     storage_uri: str | None = None
     log: Path | None = None
+    promoted: str | None = None  # registry version promoted candidate -> champion
 
     @property
     def approved(self) -> bool:
@@ -122,8 +116,10 @@ def run_local(
     pipeline_root: Path | None = None,
     image: str | None = None,
     verbose: bool = False,
+    promote: bool = True,
 ) -> LocalRun:
-    """Run the whole pipeline with kfp.local's SubprocessRunner under this interpreter."""
+    """Run the whole pipeline with kfp.local's SubprocessRunner under this interpreter; then,
+    with `promote`, make an approved candidate the champion (no canary in a local run)."""
     from kfp import local
 
     root = pipeline_root or (get_settings().home / "pipeline-runs")
@@ -146,7 +142,14 @@ def run_local(
     decision_path = Path(task.output.path)
     run_dir = decision_path.parent.parent
     decision = json.loads(decision_path.read_text())
-    return LocalRun(run_dir, decision, _task_output(run_dir, "register"), log)
+    run = LocalRun(run_dir, decision, _task_output(run_dir, "register"), log)
+    version = (decision.get("challenger") or {}).get("registry_version")
+    if promote and run.approved and version:
+        from sentiops.promotion import promote_local
+
+        promote_local(version, arguments.get("registered_model") or REGISTERED_MODEL)
+        run.promoted = version
+    return run
 
 
 def submit(
@@ -217,7 +220,7 @@ def submit(
 
 def champion_challenger(
     datasets: list[str],
-    base_model: str = "offline",
+    base_model: str = BASE_MODEL_PIPELINE,
     hyperparameters: dict[str, Any] | None = None,
     pipeline_root: Path | None = None,
     verbose: bool = False,

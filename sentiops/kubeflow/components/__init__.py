@@ -1,10 +1,12 @@
 """KFP v2 components: one thin adapter per pipeline stage over `sentiops.stages`.
 
 Each module holds one plain function (the component body). Its imports live inside the body,
-because KFP ships the function's source into the container; the container image
-(`components/Dockerfile`) already has SentiOps and kfp installed, so nothing is pip-installed
-at run time (`install_kfp_package=False`, no `packages_to_install`). The same functions run
-under `kfp.local.SubprocessRunner(use_venv=False)` with the current interpreter.
+because KFP ships the function's source into the container; for the same reason no parameter
+default repeats a setting: the pipeline (`sentiops.kubeflow.training`) passes every value, and
+the defaults live in `sentiops.config` / `sentiops.params`. The component image
+(`components/Dockerfile` at the repository root) has SentiOps and kfp installed, so nothing is
+pip-installed at run time (`install_kfp_package=False`, no `packages_to_install`). The same
+functions run under `kfp.local.SubprocessRunner(use_venv=False)` with the current interpreter.
 
 The image is `$SENTIOPS_COMPONENT_IMAGE`, else `sentiops/components:<version>`.
 """
@@ -17,14 +19,14 @@ from typing import Any
 
 from kfp import dsl
 
-from components.evaluate import evaluate
-from components.gate import gate
-from components.ingest import ingest
-from components.register import register
-from components.split import split
-from components.train import train
-from components.validate import validate
 from sentiops import __version__
+from sentiops.kubeflow.components.evaluate import evaluate
+from sentiops.kubeflow.components.gate import gate
+from sentiops.kubeflow.components.ingest import ingest
+from sentiops.kubeflow.components.register import register
+from sentiops.kubeflow.components.split import split
+from sentiops.kubeflow.components.train import train
+from sentiops.kubeflow.components.validate import validate
 
 IMAGE_ENV = "SENTIOPS_COMPONENT_IMAGE"
 DEFAULT_IMAGE = f"sentiops/components:{__version__}"

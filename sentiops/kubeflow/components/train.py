@@ -7,22 +7,24 @@ def train(
     train_data: Input[Dataset],
     validation_data: Input[Dataset],
     model: Output[Model],
-    model_type: str = "tfidf-logreg",
-    base_model: str = "offline",
-    hyperparameters: dict = {},  # noqa: B006 - KFP parameters are JSON; never mutated
-    seed: int = 42,
+    model_type: str,
+    base_model: str,
+    hyperparameters: dict,
+    seed: int,
+    registered_model: str,
     track: bool = True,
-    registered_model: str = "sentiops-sentiment",
     mlflow_tracking_uri: str = "",
     s3_endpoint: str = "",
 ) -> None:
-    """`hyperparameters` takes TrainConfig fields (epochs, lr, batch_size, max_length, c, ...).
-    With `track`, the run goes to MLflow and the model is registered as `challenger`."""
+    """`hyperparameters`: the model type's hyperparameters (tfidf-logreg: c, ngram_max, ...;
+    transformer: epochs, lr, batch_size, ...) plus max_length / max_train_examples; anything
+    else fails the step naming what is allowed. With `track`, the run goes to MLflow and the
+    model is registered as the `challenger`."""
     from pathlib import Path
 
     from sentiops import stages
 
-    stages.use_endpoints(s3_endpoint, mlflow_tracking_uri)
+    settings = stages.endpoints(s3_endpoint, mlflow_tracking_uri)
     out = Path(model.path)
     cfg = stages.train_config(model_type, base_model, hyperparameters, seed, out)
     info = stages.train(
@@ -33,5 +35,6 @@ def train(
         train_data.metadata.get("dataset_version"),
         registered_model,
         track,
+        settings,
     )
     model.metadata.update(info | {"dataset_version": train_data.metadata.get("dataset_version")})

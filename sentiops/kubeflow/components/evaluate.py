@@ -14,6 +14,7 @@ def evaluate(
     from pathlib import Path
 
     from sentiops import stages
+    from sentiops.reports import evaluation_html
 
     result = stages.evaluate(Path(model.path), Path(test_data.path))
     for key in ("macro_f1", "accuracy", "ece", "texts_per_sec"):
@@ -24,4 +25,4 @@ def evaluate(
     cm = result["confusion_matrix"]
     confusion.log_confusion_matrix(cm["labels"], cm["matrix"])
     title = f"{result['model_type']} {result['model_version']} on the test split"
-    Path(report.path).write_text(stages.evaluation_html(result, title))
+    Path(report.path).write_text(evaluation_html(result, title))

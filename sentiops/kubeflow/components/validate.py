@@ -8,8 +8,8 @@ def validate(
     clean: Output[Dataset],
     report: Output[Markdown],
     stats: Output[Metrics],
-    min_per_class: int = 10,
-    drop_invalid: bool = False,
+    min_per_class: int,
+    drop_invalid: bool,
 ) -> None:
     """Fails the run (naming the rows) when training would be meaningless."""
     import tempfile

@@ -8,9 +8,9 @@ def split(
     train_data: Output[Dataset],
     validation_data: Output[Dataset],
     test_data: Output[Dataset],
-    seed: int = 42,
-    val_frac: float = 0.1,
-    test_frac: float = 0.2,
+    seed: int,
+    val_frac: float,
+    test_frac: float,
 ) -> None:
     """The same rows and seed always give the same split."""
     from pathlib import Path

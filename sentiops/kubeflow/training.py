@@ -1,4 +1,5 @@
 """The training pipeline (it only wires components; the stages live in sentiops.stages).
+Defaults come from sentiops.config / sentiops.params; the pipeline passes every value on.
 
     ingest -> validate -> split -> train -> evaluate
                                        \\-> gate -> dsl.If(approved) -> register
@@ -12,7 +13,16 @@ from typing import Any
 
 from kfp import dsl, kubernetes
 
-import components
+from sentiops.config import (
+    BASE_MODEL_PIPELINE,
+    DATASET,
+    EPOCHS,
+    MODEL_NAME,
+    REGISTERED_MODEL,
+    SEED,
+)
+from sentiops.kubeflow import components
+from sentiops.params import DataConfig, GateConfig
 
 PIPELINE_NAME = "sentiops-training"
 S3_SECRET = "sentiops-s3"
@@ -24,8 +34,10 @@ SECRET_ENV = {
 CLUSTER_MLFLOW = "http://mlflow.sentiops.svc.cluster.local:5000"
 CLUSTER_S3 = "http://minio.sentiops.svc.cluster.local:9000"
 # KFP parameter defaults (JSON in the compiled YAML; never mutated)
-DEFAULT_DATASETS = ["vader-tweets"]
-DEFAULT_HYPERPARAMETERS = {"epochs": 3, "lr": 5e-5, "batch_size": 32, "max_length": 64}
+DEFAULT_DATASETS = [DATASET]
+DEFAULT_HYPERPARAMETERS = {"epochs": EPOCHS, "lr": 5e-5, "batch_size": 32, "max_length": 64}
+DEFAULT_GATE = GateConfig().model_dump()
+_DATA = DataConfig(data=DEFAULT_DATASETS)
 
 
 def _with_s3_secret(task: Any) -> Any:
@@ -43,26 +55,20 @@ def build(image: str | None = None) -> Any:
     )
     def training(
         datasets: list[str] = DEFAULT_DATASETS,
-        text_column: str = "text",
-        label_column: str = "label",
-        min_per_class: int = 10,
-        drop_invalid: bool = False,
-        seed: int = 42,
-        val_frac: float = 0.1,
-        test_frac: float = 0.2,
+        text_column: str = _DATA.text_column,
+        label_column: str = _DATA.label_column,
+        min_per_class: int = _DATA.min_per_class,
+        drop_invalid: bool = _DATA.drop_invalid,
+        seed: int = SEED,
+        val_frac: float = _DATA.val_frac,
+        test_frac: float = _DATA.test_frac,
         model_type: str = "transformer",
-        base_model: str = "offline",  # all-MiniLM-L6-v2, installed in the image (air-gapped)
+        base_model: str = BASE_MODEL_PIPELINE,  # all-MiniLM-L6-v2 in the image (air-gapped)
         hyperparameters: dict = DEFAULT_HYPERPARAMETERS,
         champion: str = "",
-        min_delta: float = 0.0,
-        confidence: float = 0.95,
-        n_resamples: int = 2000,
-        max_class_recall_drop: float = 0.05,
-        max_p95_latency_ms: float = 1000.0,
-        max_model_size_mb: float = 2000.0,
-        min_macro_f1: float = 0.5,
-        registered_model: str = "sentiops-sentiment",
-        model_name: str = "sentiment",
+        gate: dict = DEFAULT_GATE,
+        registered_model: str = REGISTERED_MODEL,
+        model_name: str = MODEL_NAME,
         model_store: str = "s3://sentiops",
         s3_endpoint: str = CLUSTER_S3,
         mlflow_tracking_uri: str = CLUSTER_MLFLOW,
@@ -95,27 +101,21 @@ def build(image: str | None = None) -> Any:
         train.set_cpu_request("1").set_memory_request("2Gi").set_memory_limit("6Gi")
         evaluate = c.evaluate(model=train.outputs["model"], test_data=split.outputs["test_data"])
         evaluate.set_caching_options(False)
-        gate = c.gate(
+        decide = c.gate(
             challenger=train.outputs["model"],
             test_data=split.outputs["test_data"],
             champion=champion,
-            min_delta=min_delta,
-            confidence=confidence,
-            n_resamples=n_resamples,
-            seed=seed,
-            max_class_recall_drop=max_class_recall_drop,
-            max_p95_latency_ms=max_p95_latency_ms,
-            max_model_size_mb=max_model_size_mb,
-            min_macro_f1=min_macro_f1,
+            gate=gate,
             registered_model=registered_model,
             **endpoints,
         )
-        gate.set_caching_options(False)  # the champion lives outside the run
-        gate.after(evaluate)
-        with dsl.If(gate.outputs["Output"] == True, name="approved"):  # noqa: E712
+        decide.set_display_name("gate")
+        decide.set_caching_options(False)  # the champion lives outside the run
+        decide.after(evaluate)
+        with dsl.If(decide.outputs["Output"] == True, name="approved"):  # noqa: E712
             register = c.register(
                 model=train.outputs["model"],
-                decision=gate.outputs["decision"],
+                decision=decide.outputs["decision"],
                 store=model_store,
                 model_name=model_name,
                 registered_model=registered_model,
@@ -123,8 +123,8 @@ def build(image: str | None = None) -> Any:
             )
             register.set_caching_options(False)
             _with_s3_secret(register)
-        for task in (ingest, train, gate):
+        for task in (ingest, train, decide):
             _with_s3_secret(task)
-        return gate.outputs["decision"]
+        return decide.outputs["decision"]
 
     return training

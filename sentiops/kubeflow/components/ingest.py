@@ -6,8 +6,8 @@ from kfp.dsl import Dataset, Output
 def ingest(
     datasets: list[str],
     raw: Output[Dataset],
-    text_column: str = "text",
-    label_column: str = "label",
+    text_column: str,
+    label_column: str,
     s3_endpoint: str = "",
 ) -> None:
     """Read built-in datasets (vader-tweets, vader-movies), CSV/JSONL/Parquet files or s3://
@@ -16,5 +16,7 @@ def ingest(
 
     from sentiops import stages
 
-    stages.use_endpoints(s3_endpoint)
-    raw.metadata.update(stages.ingest(datasets, Path(raw.path), text_column, label_column))
+    settings = stages.endpoints(s3_endpoint)
+    raw.metadata.update(
+        stages.ingest(datasets, Path(raw.path), text_column, label_column, settings)
+    )

@@ -1,4 +1,5 @@
-"""register (only on approval): push the model to the store and move the `champion` alias."""
+"""register (only on approval): push the model to the store; it becomes the registry's
+`candidate` (the rollout, not this step, makes it `champion`)."""
 
 from kfp.dsl import Artifact, Input, Model
 
@@ -7,8 +8,8 @@ def register(
     model: Input[Model],
     decision: Input[Artifact],
     store: str,
-    model_name: str = "sentiment",
-    registered_model: str = "sentiops-sentiment",
+    model_name: str,
+    registered_model: str,
     mlflow_tracking_uri: str = "",
     s3_endpoint: str = "",
 ) -> str:
@@ -19,7 +20,7 @@ def register(
 
     from sentiops import stages
 
-    stages.use_endpoints(s3_endpoint, mlflow_tracking_uri)
+    settings = stages.endpoints(s3_endpoint, mlflow_tracking_uri)
     info = stages.register(
         Path(model.path),
         json.loads(Path(decision.path).read_text()),
@@ -27,6 +28,7 @@ def register(
         model_name,
         registered_model,
         model.metadata.get("registered_version"),
+        settings,
     )
     print(f"registered {registered_model} v{info['version']} at {info['uri']}")
     return info["uri"]

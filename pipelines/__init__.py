@@ -1,1 +1,0 @@
-"""KFP pipeline definitions; compiled YAML lives in pipelines/compiled/."""

@@ -139,15 +139,20 @@ GATE_OPTIONS = (
 
 
 def _gate_config(params: dict[str, Any], **fixed: Any) -> GateConfig:
-    """GateConfig from the gate options that were given (the rest keep their defaults)."""
-    from sentiops.errors import ConfigError
-    from sentiops.params import GateConfig, parse
+    """GateConfig from the gate options that were given (the rest keep their defaults); a bad
+    value is a usage error naming the option."""
+    from pydantic import ValidationError
+
+    from sentiops.params import GateConfig
 
     chosen = {k: params[k] for k in GATE_OPTIONS if params.get(k) is not None}
     try:
-        return parse(GateConfig, chosen | fixed, "gate options")
-    except ConfigError as exc:
-        raise typer.BadParameter(exc.message) from None
+        return GateConfig.model_validate(chosen | fixed)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
+        )
+        raise typer.BadParameter(problems) from None
 
 
 def _pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:

@@ -60,4 +60,3 @@ def test_shell_scripts_parse(script) -> None:
     assert script.read_text().startswith("#!/usr/bin/env bash\n")
     assert "set -euo pipefail" in script.read_text()
     assert os.access(script, os.X_OK)
-

@@ -9,18 +9,26 @@ import pandas as pd
 import pytest
 from kfp import dsl, local
 
-import components
-from components.evaluate import evaluate
-from components.gate import gate
-from components.ingest import ingest
-from components.register import register
-from components.split import split
-from components.train import train
-from components.validate import validate
-from sentiops import tracking
-from sentiops.errors import ValidationFailed
+from sentiops import registry
+from sentiops.config import MODEL_NAME, REGISTERED_MODEL, SEED
+from sentiops.errors import ConfigError, ValidationFailed
+from sentiops.kubeflow import components
+from sentiops.kubeflow.components.evaluate import evaluate
+from sentiops.kubeflow.components.gate import gate
+from sentiops.kubeflow.components.ingest import ingest
+from sentiops.kubeflow.components.register import register
+from sentiops.kubeflow.components.split import split
+from sentiops.kubeflow.components.train import train
+from sentiops.kubeflow.components.validate import validate
 from sentiops.models import load_model
+from sentiops.params import DataConfig
+from sentiops.promotion import promote_local
 from tests.conftest import make_frame
+
+DATA = DataConfig(data=["unused"])
+COLUMNS = {"text_column": DATA.text_column, "label_column": DATA.label_column}
+CHECKS = {"min_per_class": DATA.min_per_class, "drop_invalid": DATA.drop_invalid}
+SPLIT = {"seed": SEED, "val_frac": DATA.val_frac, "test_frac": DATA.test_frac}
 
 
 def art(cls, path: Path, **metadata):  # noqa: ANN001, ANN201
@@ -38,13 +46,14 @@ def csv(tmp_path: Path) -> Path:
 def tables(tmp_path: Path, csv: Path) -> dict[str, dsl.Dataset]:
     """ingest -> validate -> split, through the component functions."""
     raw = art(dsl.Dataset, tmp_path / "raw")
-    ingest(datasets=[str(csv)], raw=raw)
+    ingest(datasets=[str(csv)], raw=raw, **COLUMNS)
     clean = art(dsl.Dataset, tmp_path / "clean")
     validate(
         raw=raw,
         clean=clean,
         report=art(dsl.Markdown, tmp_path / "report.md"),
         stats=art(dsl.Metrics, tmp_path / "stats"),
+        **CHECKS,
     )
     outs = {k: art(dsl.Dataset, tmp_path / k) for k in ("train", "validation", "test")}
     split(
@@ -52,13 +61,14 @@ def tables(tmp_path: Path, csv: Path) -> dict[str, dsl.Dataset]:
         train_data=outs["train"],
         validation_data=outs["validation"],
         test_data=outs["test"],
+        **SPLIT,
     )
     return {"raw": raw, "clean": clean, **outs}
 
 
 def test_ingest(tmp_path: Path, csv: Path) -> None:
     raw = art(dsl.Dataset, tmp_path / "raw")
-    ingest(datasets=[str(csv), str(csv)], raw=raw)
+    ingest(datasets=[str(csv), str(csv)], raw=raw, **COLUMNS)
     df = pd.read_parquet(raw.path)
     assert len(df) == 180 and raw.metadata["rows"] == 180
     assert list(df.columns) == ["text", "label", "_source", "_row"]
@@ -76,7 +86,7 @@ def test_validate_fails_with_report(tmp_path: Path) -> None:
         bad, index=False
     )
     raw = art(dsl.Dataset, tmp_path / "raw")
-    ingest(datasets=[str(bad)], raw=raw)
+    ingest(datasets=[str(bad)], raw=raw, **COLUMNS)
     report = art(dsl.Markdown, tmp_path / "report.md")
     with pytest.raises(ValidationFailed, match="empty_text"):
         validate(
@@ -85,6 +95,7 @@ def test_validate_fails_with_report(tmp_path: Path) -> None:
             report=report,
             stats=art(dsl.Metrics, tmp_path / "stats"),
             min_per_class=1,
+            drop_invalid=False,
         )
     assert "FAILED" in Path(report.path).read_text()
 
@@ -96,14 +107,26 @@ def test_split(tables) -> None:
     assert len(pd.read_parquet(tables["test"].path)) == 18
 
 
-def _train(tables, tmp_path: Path, name: str = "model", track: bool = False, **kw) -> dsl.Model:
+def _train(
+    tables,
+    tmp_path: Path,
+    name: str = "model",
+    track: bool = False,
+    model_type: str = "tfidf-logreg",
+    base_model: str = "tiny-distilbert",
+    hyperparameters: dict | None = None,
+) -> dsl.Model:
     model = art(dsl.Model, tmp_path / name)
     train(
         train_data=tables["train"],
         validation_data=tables["validation"],
         model=model,
+        model_type=model_type,
+        base_model=base_model,
+        hyperparameters=hyperparameters or {},
+        seed=SEED,
+        registered_model=REGISTERED_MODEL,
         track=track,
-        **kw,
     )
     return model
 
@@ -115,8 +138,20 @@ def test_train_writes_a_model_directory(tables, tmp_path: Path) -> None:
     assert loaded.manifest["params"]["c"] == 2.0
     assert loaded.manifest["dataset"]["version"] == tables["clean"].metadata["dataset_version"]
     assert model.metadata["registered_version"] == ""
-    with pytest.raises(Exception, match="unknown hyperparameter"):
+    with pytest.raises(ConfigError, match=r"unknown hyperparameter\(s\) \['epoch'\]"):
         _train(tables, tmp_path, "bad", hyperparameters={"epoch": 1})
+    # a transformer-only hyperparameter is unknown to the baseline: an error, never dropped
+    with pytest.raises(ConfigError, match="tfidf-logreg takes: "):
+        _train(tables, tmp_path, "bad", hyperparameters={"epochs": 3})
+
+
+def test_train_passes_class_weights_to_the_baseline(tables, tmp_path: Path) -> None:
+    """`class_weights` used to be recorded in model.json but never reach the model."""
+    for flag, expected in ((False, None), (True, "balanced")):
+        model = _train(tables, tmp_path, f"cw-{flag}", hyperparameters={"class_weights": flag})
+        loaded = load_model(model.path)
+        assert loaded.manifest["params"]["class_weights"] is flag
+        assert loaded.model.pipeline.named_steps["clf"].class_weight == expected
 
 
 def test_train_transformer_tiny_distilbert(tables, tmp_path: Path) -> None:
@@ -154,7 +189,8 @@ def _gate(tables, tmp_path: Path, model: dsl.Model, champion: str, tag: str) -> 
         report=art(dsl.Markdown, tmp_path / f"gate-{tag}.md"),
         gate_metrics=art(dsl.Metrics, tmp_path / f"gm-{tag}"),
         champion=champion,
-        n_resamples=1000,
+        gate={"n_resamples": 1000},
+        registered_model=REGISTERED_MODEL,
     )
     return approved, decision
 
@@ -171,17 +207,46 @@ def test_gate_returns_approved_and_writes_the_record(tables, tmp_path: Path) -> 
     assert approved is False and "FAIL: improvement" in Path(decision.path).read_text()
 
 
-def test_register_pushes_the_model_and_moves_champion(tables, tmp_path: Path) -> None:
+def test_gate_rejects_unknown_or_out_of_range_thresholds(tables, tmp_path: Path) -> None:
+    model = _train(tables, tmp_path)
+    for bad, field in (({"min_detla": 0.1}, "min_detla"), ({"confidence": 1.5}, "confidence")):
+        with pytest.raises(ConfigError, match=field):
+            gate(
+                challenger=model,
+                test_data=tables["test"],
+                decision=art(dsl.Artifact, tmp_path / "d.json"),
+                report=art(dsl.Markdown, tmp_path / "g.md"),
+                gate_metrics=art(dsl.Metrics, tmp_path / "gm"),
+                champion="none",
+                gate=bad,
+                registered_model=REGISTERED_MODEL,
+            )
+
+
+def test_register_pushes_the_candidate_and_only_promotion_moves_champion(
+    tables, tmp_path: Path
+) -> None:
     model = _train(tables, tmp_path, model_type="tfidf-logreg", track=True)
     assert model.metadata["registered_version"] == "1"
+    assert registry.version_of(registry.CHALLENGER) == "1"
     _, decision = _gate(tables, tmp_path, model, "", "first")
     store = tmp_path / "store"
-    uri = register(model=model, decision=decision, store=str(store))
-    assert Path(uri) == store / "models" / "sentiment" / "1"
+    uri = register(
+        model=model,
+        decision=decision,
+        store=str(store),
+        model_name=MODEL_NAME,
+        registered_model=REGISTERED_MODEL,
+    )
+    assert Path(uri) == store / "models" / MODEL_NAME / "1"
     assert load_model(uri).version == model.metadata["version"]
-    assert tracking.get_alias_version(tracking.REGISTERED_MODEL, "champion") == "1"
-    mv = mlflow.MlflowClient().get_model_version(tracking.REGISTERED_MODEL, "1")
+    assert registry.version_of(registry.CANDIDATE) == "1"
+    assert registry.version_of(registry.CHAMPION) is None  # nothing serves it yet
+    mv = mlflow.MlflowClient().get_model_version(REGISTERED_MODEL, "1")
     assert mv.tags["storage_uri"] == uri and mv.tags["gate.approved"] == "true"
+    assert promote_local("1") is None
+    assert registry.version_of(registry.CHAMPION) == "1"
+    assert registry.version_of(registry.CANDIDATE) is None
 
 
 def test_component_image_is_configurable(monkeypatch) -> None:
@@ -204,9 +269,9 @@ def test_components_chain_under_kfp_local(tmp_path: Path, csv: Path) -> None:
 
     @dsl.pipeline(name="chain")
     def chain(datasets: list[str]) -> dsl.Dataset:
-        raw = c.ingest(datasets=datasets).outputs["raw"]
-        clean = c.validate(raw=raw).outputs["clean"]
-        return c.split(clean=clean).outputs["test_data"]
+        raw = c.ingest(datasets=datasets, **COLUMNS).outputs["raw"]
+        clean = c.validate(raw=raw, **CHECKS).outputs["clean"]
+        return c.split(clean=clean, **SPLIT).outputs["test_data"]
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "r"))
     test = chain(datasets=[str(csv)]).output
@@ -214,10 +279,3 @@ def test_components_chain_under_kfp_local(tmp_path: Path, csv: Path) -> None:
     assert len(test.metadata["dataset_version"]) == 12
     report = next((tmp_path / "r").glob("chain-*/validate/report"))
     assert "PASSED" in report.read_text()
-
-
-def test_dockerfile_runs_non_root_without_run_time_installs() -> None:
-    text = (Path(components.__file__).parent / "Dockerfile").read_text()
-    final = text[text.rindex("\nFROM ") :]  # the runtime stage
-    assert "pip install" not in final and "USER 10001" in final
-    assert "-c requirements.lock" in text and "sentiops data fetch" in text

@@ -12,10 +12,10 @@ import yaml
 from kfp import components as kfp_components
 from typer.testing import CliRunner
 
-import components
-from sentiops import pipeline, storage, tracking
+from sentiops import pipeline, registry, storage, tracking
 from sentiops.cli_pipeline import register_commands
 from sentiops.errors import SentiOpsError
+from sentiops.kubeflow import components
 from sentiops.models import load_model
 from tests.conftest import make_frame
 from tests.servers import s3_server
@@ -85,9 +85,7 @@ def test_compiled_yaml_loads_back_with_condition_images_and_secrets() -> None:
         "model_type",
         "base_model",
         "hyperparameters",
-        "min_delta",
-        "confidence",
-        "max_class_recall_drop",
+        "gate",
         "model_store",
         "s3_endpoint",
         "mlflow_tracking_uri",
@@ -185,7 +183,8 @@ def test_pipeline_run_local_twice_with_real_s3(tmp_path: Path, csv: Path, cli, m
         )
         decision = first["decision"]
         assert decision["approved"] is True and decision["champion"] is None
-        assert "registered as champion: s3://sentiops/models/sentiment/1/" in first["output"]
+        assert "as the candidate: s3://sentiops/models/sentiment/1/" in first["output"]
+        assert "v1 promoted candidate -> champion" in first["output"]
         keys = set(storage.S3Store().list_keys("s3://sentiops/models/sentiment/1/"))
         back = load_model(
             storage.get_dir("s3://sentiops/models/sentiment/1/", tmp_path / "back")
@@ -215,15 +214,17 @@ def test_pipeline_run_local_twice_with_real_s3(tmp_path: Path, csv: Path, cli, m
         pushed = list(storage.S3Store().list_keys("s3://sentiops/models/sentiment/2/"))
         assert bool(pushed) == decision["approved"]
     tracking.configure()
-    champion = tracking.get_alias_version(tracking.REGISTERED_MODEL, "champion")
+    champion = registry.version_of(registry.CHAMPION)
     assert champion == ("2" if decision["approved"] else "1")
+    assert registry.version_of(registry.PREVIOUS) == ("1" if decision["approved"] else None)
+    assert registry.version_of(registry.CANDIDATE) is None  # promoted or never approved
 
 
 def test_champion_challenger_is_two_local_runs(monkeypatch, cli) -> None:
     """`sentiops pipeline demo` (what `make run` calls): baseline first, then transformer."""
     calls: list[dict] = []
 
-    def fake_run(args, root=None, image=None, verbose=False):  # noqa: ANN001, ANN202
+    def fake_run(args, root=None, image=None, verbose=False, promote=True):  # noqa: ANN001, ANN202
         calls.append(args)
         record = {
             "approved": True,
@@ -247,27 +248,85 @@ def test_champion_challenger_is_two_local_runs(monkeypatch, cli) -> None:
     assert "run 2: transformer vs champion" in res.output
 
 
-GATE_THRESHOLDS = (
-    "min_delta",
-    "confidence",
-    "n_resamples",
-    "max_class_recall_drop",
-    "max_p95_latency_ms",
-    "max_model_size_mb",
-    "min_macro_f1",
-)
-
-
-def test_gate_defaults_are_the_same_everywhere() -> None:
-    """KFP needs literal defaults in the component and pipeline signatures; they must stay equal
-    to GateConfig's, the one place the thresholds are defined."""
+def test_gate_thresholds_travel_as_one_validated_dict() -> None:
+    """GateConfig is the one place the thresholds are defined: the pipeline's `gate` default is
+    its dump, the component takes the dict and validates it, the CLI options build it."""
     import inspect
 
-    from components.gate import gate as gate_component
-    from sentiops.gate import GateConfig
+    from sentiops.kubeflow.components.gate import gate as gate_component
+    from sentiops.params import GateConfig
 
-    expected = {name: GateConfig.model_fields[name].default for name in GATE_THRESHOLDS}
-    params = inspect.signature(gate_component).parameters
-    assert {name: params[name].default for name in GATE_THRESHOLDS} == expected
     root = _docs(pipeline.COMPILED)[0]["root"]["inputDefinitions"]["parameters"]
-    assert {name: root[name]["defaultValue"] for name in GATE_THRESHOLDS} == expected
+    assert root["gate"]["defaultValue"] == GateConfig().model_dump()
+    params = inspect.signature(gate_component).parameters
+    assert params["gate"].default is inspect.Parameter.empty
+    assert not {"min_delta", "confidence", "seed"} & set(params)
+    args = pipeline_arguments_from_cli(["--min-delta", "0.02"])
+    assert args["gate"] == GateConfig(min_delta=0.02).model_dump()
+
+
+def pipeline_arguments_from_cli(argv: list[str]) -> dict:
+    from sentiops.cli_pipeline import _pipeline_arguments
+
+    keys = ("min_delta", "confidence", "n_resamples", "max_class_recall_drop")
+    params = {k: None for k in keys} | {"min_delta": float(argv[1])}
+    return _pipeline_arguments(params)
+
+
+def test_wheel_ships_the_pipeline_and_compiles_outside_the_checkout(tmp_path: Path) -> None:
+    """`pip wheel --no-deps .` holds the components, the pipeline and the compiled YAML, and
+    `sentiops pipeline compile` works from the installed wheel in another directory."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[2]
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(root),
+        ],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("sentiops-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {
+        "sentiops/kubeflow/training.py",
+        "sentiops/kubeflow/components/gate.py",
+        "sentiops/kubeflow/compiled/sentiops.yaml",
+    } <= names
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    code = (
+        "import sys, sentiops; print(sentiops.__file__); from sentiops.cli import app; "
+        "sys.argv = ['sentiops', 'pipeline', 'compile', '--output', 'p.yaml']; app()"
+    )
+    # -S: no site-packages, so neither the checkout's editable install nor anything else
+    # can stand in for the wheel; the wheel's dependencies come from the venv's site-packages
+    import sysconfig
+
+    deps = sysconfig.get_paths()["purelib"]
+    env = {"PYTHONPATH": f"{site}:{deps}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    res = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0].startswith(str(site)), res.stdout
+    assert _docs(work / "p.yaml")[0]["pipelineInfo"]["name"] == "sentiops-training"

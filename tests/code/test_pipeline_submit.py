@@ -13,6 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from sentiops.cli_pipeline import register_commands
+from sentiops.params import GateConfig
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -116,7 +117,7 @@ def test_submit_run_with_experiment_name_and_parameters(kfp_api, cli) -> None:
         "model_type": "transformer",
         "base_model": "offline",
         "hyperparameters": {"epochs": 1},
-        "min_delta": 0.01,
+        "gate": GateConfig(min_delta=0.01).model_dump(),
         "model_name": "sentiment-b",
     }
     spec = run["pipeline_spec"]

@@ -112,6 +112,25 @@ def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> Non
     assert rollout["data"]["canarySteps"] == "10,50,100"
 
 
+def test_chart_model_uris_follow_the_core_layout(helm_docs) -> None:
+    """The rollout ConfigMap's template and the predictor's STORAGE_URI use the layout the
+    pipeline's register step writes (`sentiops.config.model_uri`), never a copy of it."""
+    from sentiops.config import model_uri
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    bucket, isvc = f"s3://{values['s3']['bucket']}", values["inferenceService"]
+    rollout = one(helm_docs, "ConfigMap", "sentiops-rollout")
+    template = rollout["data"]["modelUriTemplate"]
+    assert template.rstrip("/") == model_uri(bucket, "{version}", isvc["name"])
+    env = {
+        e["name"]: e.get("value")
+        for c in one(helm_docs, "InferenceService", isvc["name"])["spec"]["predictor"]["containers"]
+        for e in c.get("env", [])
+    }
+    version = str(isvc["modelVersion"])
+    assert env["STORAGE_URI"].rstrip("/") == model_uri(bucket, version, isvc["name"])
+
+
 def test_helm_values_drive_the_render() -> None:
     out = run([
         tool("helm"), "template", "x", str(CHART), "-n", "prod",

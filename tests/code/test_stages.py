@@ -1,0 +1,82 @@
+"""The pipeline's stages as the plain functions they are (files in, files out), without KFP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sentiops import registry, stages
+from sentiops.config import SEED, Settings
+from sentiops.errors import ConfigError, GateRejected, ValidationFailed
+from sentiops.models import load_model
+from sentiops.params import GateConfig
+from tests.conftest import make_frame
+
+
+@pytest.fixture
+def splits(tmp_path: Path) -> dict[str, Path]:
+    csv = tmp_path / "d.csv"
+    make_frame(30).to_csv(csv, index=False)
+    stages.ingest([str(csv)], tmp_path / "raw.parquet")
+    _, version = stages.validate(tmp_path / "raw.parquet", tmp_path / "clean.parquet", tmp_path)
+    outs = {k: tmp_path / f"{k}.parquet" for k in ("train", "validation", "test")}
+    info = stages.split(tmp_path / "clean.parquet", outs, seed=SEED)
+    assert info == {"rows": {"train": 63, "validation": 9, "test": 18}, "overlap": 0}
+    return outs | {"version": Path(version)}
+
+
+def test_validate_writes_the_report_before_failing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"text": ["ok", " "], "label": ["positive", "negative"]}).to_parquet(bad)
+    with pytest.raises(ValidationFailed, match="empty_text"):
+        stages.validate(bad, tmp_path / "clean.parquet", tmp_path / "report", min_per_class=1)
+    assert "FAILED" in (tmp_path / "report" / "validation.md").read_text()
+    assert not (tmp_path / "clean.parquet").exists()
+
+
+def test_train_config_names_what_is_allowed(tmp_path: Path) -> None:
+    cfg = stages.train_config(
+        "tfidf-logreg", "offline", {"c": 2, "class_weights": False}, 1, tmp_path
+    )
+    assert cfg.model_params()["c"] == 2 and cfg.model_params()["class_weights"] is False
+    with pytest.raises(ConfigError, match=r"(?s)\['lr'\].*tfidf-logreg takes: .*c, char_ngrams"):
+        stages.train_config("tfidf-logreg", "offline", {"lr": 0.1}, 1, tmp_path)
+    with pytest.raises(ConfigError, match=r"\['seed'\]"):  # the pipeline owns the seed
+        stages.train_config("transformer", "offline", {"seed": 3}, 1, tmp_path)
+    with pytest.raises(ConfigError, match="epochs"):  # out of range: a clear error too
+        stages.train_config("transformer", "offline", {"epochs": 0}, 1, tmp_path)
+
+
+def test_train_evaluate_gate_register(splits: dict[str, Path], tmp_path: Path) -> None:
+    settings = stages.endpoints()
+    assert isinstance(settings, Settings)
+    cfg = stages.train_config("tfidf-logreg", "offline", {}, SEED, tmp_path / "m")
+    info = stages.train(
+        splits["train"], splits["validation"], tmp_path / "m", cfg, "ds1", track=True
+    )
+    assert info["registered_version"] == "1" and info["val_macro_f1"] > 0.8
+    result = stages.evaluate(tmp_path / "m", splits["test"])
+    assert result["n"] == 18 and len(result["predictions"]) == 18
+    decision = stages.gate(
+        tmp_path / "m",
+        splits["test"],
+        GateConfig(n_resamples=1000),
+        "none",
+        tmp_path / "w",
+        "ds1",
+        challenger_registry_version="1",
+    )
+    assert decision.approved and registry.tags_of("1")["gate.approved"] == "true"
+    with pytest.raises(GateRejected):
+        stages.register(tmp_path / "m", {"approved": False}, str(tmp_path / "store"), "sentiment")
+    pushed = stages.register(
+        tmp_path / "m",
+        decision.to_dict(),
+        str(tmp_path / "store"),
+        "sentiment",
+        registry_version="1",
+    )
+    assert load_model(pushed["uri"]).version == info["version"]
+    assert registry.version_of(registry.CANDIDATE) == "1"

@@ -16,7 +16,6 @@ from kfp import dsl, kubernetes
 from sentiops.config import (
     BASE_MODEL_PIPELINE,
     DATASET,
-    EPOCHS,
     MODEL_NAME,
     REGISTERED_MODEL,
     SEED,
@@ -35,7 +34,9 @@ CLUSTER_MLFLOW = "http://mlflow.sentiops.svc.cluster.local:5000"
 CLUSTER_S3 = "http://minio.sentiops.svc.cluster.local:9000"
 # KFP parameter defaults (JSON in the compiled YAML; never mutated)
 DEFAULT_DATASETS = [DATASET]
-DEFAULT_HYPERPARAMETERS = {"epochs": EPOCHS, "lr": 5e-5, "batch_size": 32, "max_length": 64}
+# {} = the model type's own defaults (TrainConfig: transformer 3 epochs, lr 5e-5, batch 32,
+# max length 64); a transformer-only value here would be an error for tfidf-logreg runs
+DEFAULT_HYPERPARAMETERS: dict = {}
 DEFAULT_GATE = GateConfig().model_dump()
 _DATA = DataConfig(data=DEFAULT_DATASETS)
 

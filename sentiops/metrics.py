@@ -33,7 +33,16 @@ PREDICTION_CONFIDENCE = Histogram(
 REQUEST_ERRORS = Counter(
     "sentiops_request_errors",
     "Requests that failed, by reason (invalid_input, inference_error, model_not_ready, ...).",
-    ["model_name", "reason"],
+    ["model_name", "model_version", "reason"],
+)
+#: Latency buckets (seconds) of one prediction request, from 1 ms to 10 s.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+REQUEST_LATENCY = Histogram(
+    "sentiops_request_duration_seconds",
+    "Wall time of a prediction request inside the predictor, by model version (the canary "
+    "judge compares versions on it; KServe's own histograms carry no version).",
+    ["model_name", "model_version"],
+    buckets=LATENCY_BUCKETS,
 )
 DRIFT_P_VALUE = Gauge(
     "sentiops_drift_p_value",
@@ -66,6 +75,9 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "sentiops_prediction_confidence_sum",
     "sentiops_prediction_confidence_count",
     "sentiops_request_errors_total",
+    "sentiops_request_duration_seconds_bucket",
+    "sentiops_request_duration_seconds_sum",
+    "sentiops_request_duration_seconds_count",
     "sentiops_drift_p_value",
     "sentiops_drift_detected",
     "sentiops_drift_window_size",

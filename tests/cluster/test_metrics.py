@@ -39,7 +39,8 @@ def test_required_metrics_and_labels() -> None:
     expected = {
         metrics.PREDICTIONS: ("counter", ("model_name", "model_version", "label")),
         metrics.PREDICTION_CONFIDENCE: ("histogram", ("model_name", "model_version")),
-        metrics.REQUEST_ERRORS: ("counter", ("model_name", "reason")),
+        metrics.REQUEST_ERRORS: ("counter", ("model_name", "model_version", "reason")),
+        metrics.REQUEST_LATENCY: ("histogram", ("model_name", "model_version")),
         metrics.DRIFT_P_VALUE: ("gauge", ("detector",)),
         metrics.DRIFT_DETECTED: ("gauge", ("detector",)),
         metrics.DRIFT_WINDOW_SIZE: ("gauge", ()),

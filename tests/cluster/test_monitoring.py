@@ -217,7 +217,7 @@ EXPORTER = textwrap.dedent(
         m.PREDICTIONS.labels("sentiment", version, "positive").inc(n)
         m.PREDICTION_CONFIDENCE.labels("sentiment", version).observe(0.9)
         m.LIVE_ACCURACY.labels("sentiment", version).set(acc)
-    m.REQUEST_ERRORS.labels("sentiment", "invalid_input").inc()
+    m.REQUEST_ERRORS.labels("sentiment", "1", "invalid_input").inc()
     m.DRIFT_P_VALUE.labels("mmd").set(0.001)
     m.DRIFT_DETECTED.labels("mmd").set(1)
     m.DRIFT_WINDOW_SIZE.set(500)

@@ -216,6 +216,7 @@ EXPORTER = textwrap.dedent(
     for version, n, acc in (("3", 90, 0.9), ("4", 10, 0.7)):
         m.PREDICTIONS.labels("sentiment", version, "positive").inc(n)
         m.PREDICTION_CONFIDENCE.labels("sentiment", version).observe(0.9)
+        m.REQUEST_LATENCY.labels("sentiment", version).observe(0.01)
         m.LIVE_ACCURACY.labels("sentiment", version).set(acc)
     m.REQUEST_ERRORS.labels("sentiment", "1", "invalid_input").inc()
     m.DRIFT_P_VALUE.labels("mmd").set(0.001)

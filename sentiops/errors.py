@@ -81,3 +81,14 @@ class PipelineError(SentiOpsError):
     """The pipeline could not be built, run or submitted."""
 
     exit_code = 8
+
+
+class RolloutError(SentiOpsError):
+    """A rollout could not finish (the canary was rolled back), or cannot start; `record` holds
+    the decision record so far when there is one."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, hint: str = "", record: object | None = None) -> None:
+        super().__init__(message, hint)
+        self.record = record

@@ -1,0 +1,532 @@
+"""Canary rollout: the statistical judge and the step loop (plain functions over adapters).
+
+Per step the canary (new model version) and the stable version serve side by side; at the end
+of the step the judge compares what each served, metric by metric, in the manner of Kayenta's
+NetflixACAJudge: a statistical test *and* an effect-size margin must both say "worse" before a
+metric fails, too little traffic makes it inconclusive, never a pass.
+
+    metric         data (per version, step)   test (one-sided: canary worse)      effect
+    error_rate     errors / requests          Fisher exact                         rate difference
+    latency        request-latency histogram  Mann-Whitney U, binned latencies     p95 ratio - 1
+    confidence     confidence histogram       Mann-Whitney U (canary lower)        mean drop
+    label_mix      predicted-label counts     chi-square homogeneity (two-sided)   Jensen-Shannon
+    live_accuracy  feedback correct / total   Fisher exact (canary lower)          accuracy drop
+
+A metric fails when p < a *and* the effect exceeds its margin (`max_error_rate_increase`,
+`max_latency_increase`, `max_confidence_drop`, `max_label_js`, `max_accuracy_drop`).
+`a` = `alpha` / (number of metrics judged): a Bonferroni correction, so a canary that is the
+same model as stable is rolled back for noise in at most `alpha` of the steps (property-tested).
+
+One decision per step: `rollback` if any metric fails; `hold` if any is inconclusive (the step
+is observed again, at most `max_holds` times, then rolled back: an unjudgeable canary is not
+promoted); otherwise `continue`, or `promote` after the last step. Every number goes into the
+decision record (JSON + Markdown), shaped like the gate's (checks with value, threshold, message).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from sentiops.errors import RolloutError
+
+__all__ = ["JudgeConfig", "Observed", "Plan", "Record", "RolloutError", "judge_metrics", "run"]
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+CONTINUE, HOLD, PROMOTE, ROLLBACK = "continue", "hold", "promote", "rollback"
+PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
+
+
+# ------------------------------------------------------------------------------ settings
+@dataclass
+class JudgeConfig:
+    """Thresholds of the canary judge (the chart's `sentiops-rollout` ConfigMap sets them)."""
+
+    alpha: float = 0.05
+    min_requests: int = 50
+    min_feedback: int = 30
+    max_error_rate_increase: float = 0.01
+    max_latency_increase: float = 0.5
+    max_confidence_drop: float = 0.05
+    max_label_js: float = 0.1
+    max_accuracy_drop: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        for name in ("min_requests", "min_feedback"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+
+@dataclass
+class Plan:
+    """What to roll out and how: traffic steps (percent of requests to the canary)."""
+
+    canary_version: str
+    stable_version: str | None
+    steps: list[int] = field(default_factory=lambda: [10, 50, 100])
+    step_seconds: float = 600.0
+    max_holds: int = 2
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+    def __post_init__(self) -> None:
+        if not self.steps or any(not 0 < s <= 100 for s in self.steps):
+            raise ValueError(f"steps must be percentages in (0, 100], got {self.steps}")
+        if list(self.steps) != sorted(self.steps):
+            raise ValueError(f"steps must not decrease, got {self.steps}")
+        if self.step_seconds <= 0:
+            raise ValueError("step_seconds must be > 0")
+
+
+# ------------------------------------------------------------------------------ observations
+@dataclass
+class Observed:
+    """What one model version served over one step (counts are increases over the step).
+
+    Histograms are Prometheus-style: upper bound (`le`, inf last) -> cumulative count."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    latency_buckets: dict[float, float] = field(default_factory=dict)
+    confidence_buckets: dict[float, float] = field(default_factory=dict)
+    confidence_sum: float = 0.0
+    confidence_count: float = 0.0
+    labels: dict[str, float] = field(default_factory=dict)
+    feedback_correct: float = 0.0
+    feedback_total: float = 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests > 0 else 0.0
+
+    @property
+    def mean_confidence(self) -> float | None:
+        return self.confidence_sum / self.confidence_count if self.confidence_count else None
+
+
+def _counts(cumulative: dict[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(bucket representative values, non-cumulative counts) of a cumulative histogram. A
+    bucket is represented by its upper bound; the +Inf bucket by twice the largest bound."""
+    if not cumulative:
+        return np.zeros(0), np.zeros(0)
+    bounds = sorted(cumulative)
+    cum = np.maximum.accumulate(np.array([max(cumulative[b], 0.0) for b in bounds]))
+    counts = np.diff(np.concatenate([[0.0], cum]))
+    finite = [b for b in bounds if math.isfinite(b)]
+    top = 2 * max(finite) if finite else 1.0
+    values = np.array([b if math.isfinite(b) else top for b in bounds])
+    return values, counts
+
+
+def quantile(cumulative: dict[float, float], q: float) -> float | None:
+    """The q-quantile of a cumulative histogram, linearly interpolated inside the bucket
+    (what PromQL's histogram_quantile does)."""
+    bounds = sorted(cumulative)
+    if not bounds or cumulative[bounds[-1]] <= 0:
+        return None
+    total = cumulative[bounds[-1]]
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for b in bounds:
+        if cumulative[b] >= rank:
+            if not math.isfinite(b):
+                return lower
+            inside = cumulative[b] - below
+            return lower + (b - lower) * ((rank - below) / inside if inside > 0 else 1.0)
+        lower, below = b, cumulative[b]
+    return lower
+
+
+def _mwu_binned(
+    canary: dict[float, float], stable: dict[float, float], alternative: str, cap: int = 20000
+) -> float:
+    """Mann-Whitney U p-value on binned samples (ties handled by scipy). Large counts are
+    scaled down to at most `cap` observations per side, keeping the shape."""
+    values_c, counts_c = _counts(canary)
+    values_s, counts_s = _counts(stable)
+
+    def expand(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        total = counts.sum()
+        scale = min(1.0, cap / total) if total > 0 else 1.0
+        return np.repeat(values, np.round(counts * scale).astype(int))
+
+    a, b = expand(values_c, counts_c), expand(values_s, counts_s)
+    if len(a) == 0 or len(b) == 0:
+        return 1.0
+    return float(stats.mannwhitneyu(a, b, alternative=alternative).pvalue)
+
+
+# ------------------------------------------------------------------------------ verdicts
+@dataclass
+class Verdict:
+    """One metric's verdict at one step (same fields as a gate check, plus the statistics)."""
+
+    name: str
+    result: str  # pass | fail | inconclusive
+    value: float | None  # effect size (canary vs stable; positive = canary worse)
+    threshold: float | None
+    p_value: float | None
+    canary: float | None
+    stable: float | None
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.result == PASS
+
+
+def _verdict(
+    name: str,
+    p: float,
+    effect: float,
+    margin: float,
+    alpha: float,
+    canary: float | None,
+    stable: float | None,
+    what: str,
+) -> Verdict:
+    worse = p < alpha and effect > margin
+    result = FAIL if worse else PASS
+    message = (
+        f"{what}: canary {_fmt(canary)} vs stable {_fmt(stable)} (effect {effect:+.4g}, "
+        f"margin {margin}; p={p:.3g}, alpha {alpha:.3g})"
+    )
+    return Verdict(name, result, effect, margin, p, canary, stable, message)
+
+
+def _inconclusive(name: str, why: str, threshold: float | None = None) -> Verdict:
+    return Verdict(name, INCONCLUSIVE, None, threshold, None, None, None, why)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def judge_metrics(canary: Observed, stable: Observed, cfg: JudgeConfig) -> list[Verdict]:
+    """Every metric's verdict for one step."""
+    have_feedback = canary.feedback_total > 0 or stable.feedback_total > 0
+    n_metrics = 4 + (1 if have_feedback else 0)
+    alpha = cfg.alpha / n_metrics
+    low = [
+        f"{side} served {obs.requests:.0f} requests"
+        for side, obs in (("canary", canary), ("stable", stable))
+        if obs.requests < cfg.min_requests
+    ]
+    if low:
+        why = f"too little traffic to judge ({'; '.join(low)}; need {cfg.min_requests} each)"
+        names = ["error_rate", "latency", "confidence", "label_mix"]
+        out = [_inconclusive(n, why) for n in names]
+        if have_feedback:
+            out.append(_inconclusive("live_accuracy", why))
+        return out
+
+    verdicts = []
+    # error rate: Fisher exact, one-sided (canary has more errors)
+    ce, cn = round(canary.errors), max(round(canary.requests), round(canary.errors))
+    se, sn = round(stable.errors), max(round(stable.requests), round(stable.errors))
+    p = float(stats.fisher_exact([[ce, cn - ce], [se, sn - se]], alternative="greater").pvalue)
+    verdicts.append(
+        _verdict(
+            "error_rate", p, canary.error_rate - stable.error_rate,
+            cfg.max_error_rate_increase, alpha, canary.error_rate, stable.error_rate,
+            "error rate",
+        )
+    )  # fmt: skip
+    # latency: binned Mann-Whitney U (canary slower), effect = relative p95 increase
+    c95, s95 = quantile(canary.latency_buckets, 0.95), quantile(stable.latency_buckets, 0.95)
+    if c95 is None or s95 is None:
+        verdicts.append(_inconclusive("latency", "no latency histogram for one side"))
+    else:
+        p = _mwu_binned(canary.latency_buckets, stable.latency_buckets, "greater")
+        effect = c95 / s95 - 1.0 if s95 > 0 else 0.0
+        verdicts.append(
+            _verdict(
+                "latency", p, effect, cfg.max_latency_increase, alpha, c95, s95, "p95 latency (s)"
+            )
+        )
+    # confidence: binned Mann-Whitney U (canary less confident), effect = mean drop
+    cm, sm = canary.mean_confidence, stable.mean_confidence
+    if cm is None or sm is None:
+        verdicts.append(_inconclusive("confidence", "no confidence histogram for one side"))
+    else:
+        p = _mwu_binned(canary.confidence_buckets, stable.confidence_buckets, "less")
+        verdicts.append(
+            _verdict(
+                "confidence", p, sm - cm, cfg.max_confidence_drop, alpha, cm, sm, "mean confidence"
+            )
+        )
+    # label mix: chi-square homogeneity, effect = Jensen-Shannon distance (base 2, in [0, 1])
+    names = sorted(set(canary.labels) | set(stable.labels))
+    table = np.array([[canary.labels.get(n, 0.0) for n in names],
+                      [stable.labels.get(n, 0.0) for n in names]])  # fmt: skip
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        verdicts.append(
+            Verdict(
+                "label_mix",
+                PASS,
+                0.0,
+                cfg.max_label_js,
+                1.0,
+                None,
+                None,
+                "label mix: one label only on both sides",
+            )  # fmt: skip
+        )
+    else:
+        p = float(stats.chi2_contingency(table).pvalue)
+        js = float(jensenshannon(table[0], table[1], base=2))
+        mix = ", ".join(
+            f"{n} {c / table[0].sum():.0%}/{s / table[1].sum():.0%}"
+            for n, c, s in zip(names, table[0], table[1], strict=False)
+        )
+        v = _verdict("label_mix", p, js, cfg.max_label_js, alpha, None, None, "label mix")
+        v.message = f"label mix canary/stable: {mix} (JS distance {js:.3f}, margin " \
+                    f"{cfg.max_label_js}; p={p:.3g}, alpha {alpha:.3g})"  # fmt: skip
+        verdicts.append(v)
+    # live accuracy from labelled feedback, when there is any
+    if have_feedback:
+        if canary.feedback_total < cfg.min_feedback or stable.feedback_total < cfg.min_feedback:
+            verdicts.append(
+                _inconclusive(
+                    "live_accuracy",
+                    f"too few labels (canary {canary.feedback_total:.0f}, stable "
+                    f"{stable.feedback_total:.0f}; need {cfg.min_feedback} each)",
+                )
+            )
+        else:
+            cc, ct = round(canary.feedback_correct), round(canary.feedback_total)
+            sc, st = round(stable.feedback_correct), round(stable.feedback_total)
+            p = float(stats.fisher_exact([[cc, ct - cc], [sc, st - sc]], alternative="less").pvalue)
+            ca, sa = cc / ct, sc / st
+            verdicts.append(
+                _verdict(
+                    "live_accuracy",
+                    p,
+                    sa - ca,
+                    cfg.max_accuracy_drop,
+                    alpha,
+                    ca,
+                    sa,
+                    "live accuracy",
+                )  # fmt: skip
+            )
+    return verdicts
+
+
+@dataclass
+class Step:
+    traffic: int
+    verdict: str  # continue | hold | promote | rollback
+    checks: list[Verdict]
+    score: float  # share of metrics that passed, 0-100
+    canary: dict[str, Any]
+    stable: dict[str, Any]
+    started_at: str
+    ended_at: str
+
+
+def decide_step(
+    checks: Sequence[Verdict], last_step: bool, holds: int, max_holds: int
+) -> tuple[str, list[str]]:
+    """The step's decision and its reasons."""
+    failed = [c for c in checks if c.result == FAIL]
+    if failed:
+        return ROLLBACK, [f"{c.name}: {c.message}" for c in failed]
+    unsure = [c for c in checks if c.result == INCONCLUSIVE]
+    if unsure:
+        if holds >= max_holds:
+            return ROLLBACK, [
+                f"{c.name}: still inconclusive after {holds} hold(s): {c.message}" for c in unsure
+            ]
+        return HOLD, [f"{c.name}: {c.message}" for c in unsure]
+    return (PROMOTE if last_step else CONTINUE), []
+
+
+def score(checks: Sequence[Verdict]) -> float:
+    return 100.0 * sum(c.passed for c in checks) / len(checks) if checks else 0.0
+
+
+# ------------------------------------------------------------------------------ the record
+@dataclass
+class Record:
+    decision: str  # promoted | rolled_back
+    canary_version: str
+    stable_version: str | None
+    steps: list[Step]
+    reasons: list[str]
+    thresholds: dict[str, Any]
+    started_at: str
+    ended_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write_json(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+    def to_markdown(self) -> str:
+        verdict = "PROMOTED" if self.decision == PROMOTED else "ROLLED BACK"
+        lines = [
+            f"# Canary rollout: {verdict}",
+            "",
+            f"Canary v{self.canary_version} vs stable v{self.stable_version or '-'}, "
+            f"{self.started_at} - {self.ended_at}.",
+            "",
+        ]
+        for i, s in enumerate(self.steps, 1):
+            lines += [
+                f"## Step {i}: {s.traffic}% to the canary -> {s.verdict} (score {s.score:.0f})",
+                "",
+                "| metric | result | effect | margin | p-value | canary | stable |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for c in s.checks:
+                result = c.result if c.result != FAIL else "**fail**"
+                lines.append(
+                    f"| {c.name} | {result} | {_fmt(c.value)} | {_fmt(c.threshold)} | "
+                    f"{_fmt(c.p_value)} | {_fmt(c.canary)} | {_fmt(c.stable)} |"
+                )
+            lines.append("")
+        if self.reasons:
+            lines += ["Reasons:", ""] + [f"- {r}" for r in self.reasons] + [""]
+        lines.append("Thresholds: " + ", ".join(f"{k}={v}" for k, v in self.thresholds.items()))
+        return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ the loop
+class Executor(Protocol):
+    """Moves traffic: a KServe InferenceService, or two local predictors behind a split."""
+
+    def start(self, traffic: int) -> None:
+        """Deploy the canary next to stable with `traffic` % of requests; wait until ready."""
+
+    def set_traffic(self, traffic: int) -> None: ...
+
+    def promote(self) -> None:
+        """The canary takes 100 % and becomes the stable version."""
+
+    def rollback(self) -> None:
+        """All traffic back to stable; the previous spec is restored."""
+
+
+class MetricSource(Protocol):
+    def observe(self, version: str, seconds: float) -> Observed:
+        """What `version` served over the last `seconds`."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _observed_summary(o: Observed) -> dict[str, Any]:
+    return {
+        "requests": o.requests,
+        "errors": o.errors,
+        "error_rate": o.error_rate,
+        "p95_latency_s": quantile(o.latency_buckets, 0.95),
+        "mean_confidence": o.mean_confidence,
+        "labels": dict(o.labels),
+        "feedback_total": o.feedback_total,
+    }
+
+
+def run(
+    plan: Plan,
+    executor: Executor,
+    source: MetricSource,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[str], Any] = print,
+    on_step: Callable[[Step], Any] | None = None,
+) -> Record:
+    """Walk the traffic steps; judge each from `source`; promote or roll back by itself.
+
+    With no stable version (the first deployment) there is nothing to compare: the model is
+    deployed at 100 % and promoted."""
+    record = Record(
+        ROLLED_BACK,
+        plan.canary_version,
+        plan.stable_version,
+        [],
+        [],
+        asdict(plan.judge)
+        | {
+            "steps": plan.steps,
+            "step_seconds": plan.step_seconds,
+            "max_holds": plan.max_holds,
+        },  # fmt: skip
+        _now(),
+    )
+    if plan.stable_version is None:
+        executor.start(100)
+        executor.promote()
+        record.decision = PROMOTED
+        record.reasons = ["first deployment: no stable version to compare with"]
+        record.ended_at = _now()
+        return record
+    try:
+        executor.start(plan.steps[0])
+        i, holds = 0, 0
+        while True:
+            traffic = plan.steps[i]
+            started = _now()
+            progress(f"step {i + 1}/{len(plan.steps)}: {traffic}% to v{plan.canary_version} "
+                     f"for {plan.step_seconds:.0f}s")  # fmt: skip
+            sleep(plan.step_seconds)
+            canary = source.observe(plan.canary_version, plan.step_seconds)
+            stable = source.observe(plan.stable_version, plan.step_seconds)
+            checks = judge_metrics(canary, stable, plan.judge)
+            last = i == len(plan.steps) - 1
+            verdict, reasons = decide_step(checks, last, holds, plan.max_holds)
+            step = Step(traffic, verdict, checks, score(checks), _observed_summary(canary),
+                        _observed_summary(stable), started, _now())  # fmt: skip
+            record.steps.append(step)
+            if on_step:
+                on_step(step)
+            progress(
+                f"  -> {verdict} (score {step.score:.0f})" + "".join(f"\n     {r}" for r in reasons)
+            )
+            if verdict == ROLLBACK:
+                executor.rollback()
+                record.reasons = reasons
+                break
+            if verdict == HOLD:
+                holds += 1
+                continue
+            holds = 0
+            if verdict == PROMOTE:
+                executor.promote()
+                record.decision = PROMOTED
+                record.reasons = [f"every metric passed at {len(plan.steps)} step(s)"]
+                break
+            i += 1
+            executor.set_traffic(plan.steps[i])
+    except BaseException as exc:
+        # whatever broke (the cluster, the metrics, Ctrl-C), never leave a canary half-rolled
+        record.reasons = [f"rollout aborted: {type(exc).__name__}: {exc}"]
+        record.decision = ROLLED_BACK
+        record.ended_at = _now()
+        try:
+            executor.rollback()
+        finally:
+            record.ended_at = _now()
+        raise RolloutError(
+            "; ".join(record.reasons),
+            "the canary was rolled back; fix the cause and run the rollout again",
+            record,
+        ) from exc
+    record.ended_at = _now()
+    return record

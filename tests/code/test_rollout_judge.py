@@ -1,0 +1,204 @@
+"""The canary judge on simulated traffic: a canary identical to stable is rolled back for noise
+in at most `alpha` of the steps; a clearly worse one (errors, latency, label mix, confidence,
+live accuracy) is never promoted; too little traffic is inconclusive, then a rollback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentiops import rollout
+from sentiops.metrics import CONFIDENCE_BUCKETS, LATENCY_BUCKETS
+
+LABELS = ("negative", "neutral", "positive")
+MIX = (0.3, 0.2, 0.5)
+
+
+def _hist(samples: np.ndarray, bounds: tuple[float, ...]) -> dict[float, float]:
+    edges = [*bounds, float("inf")]
+    return {b: float((samples <= b).sum()) for b in edges}
+
+
+def serve(
+    rng: np.random.Generator,
+    n: int,
+    error_rate: float = 0.01,
+    latency_ms: float = 20.0,
+    confidence: float = 0.8,
+    mix: tuple[float, ...] = MIX,
+    accuracy: float | None = None,
+) -> rollout.Observed:
+    """What a predictor with these properties serves to `n` requests."""
+    latency = rng.lognormal(np.log(latency_ms / 1000), 0.4, n)
+    conf = np.clip(rng.normal(confidence, 0.1, n), 0.34, 1.0)
+    labels = rng.choice(len(LABELS), n, p=mix)
+    obs = rollout.Observed(
+        requests=n,
+        errors=float(rng.binomial(n, error_rate)),
+        latency_buckets=_hist(latency, LATENCY_BUCKETS),
+        confidence_buckets=_hist(conf, CONFIDENCE_BUCKETS),
+        confidence_sum=float(conf.sum()),
+        confidence_count=float(n),
+        labels={lab: float((labels == i).sum()) for i, lab in enumerate(LABELS)},
+    )
+    if accuracy is not None:
+        k = n // 2
+        obs.feedback_total, obs.feedback_correct = k, float(rng.binomial(k, accuracy))
+    return obs
+
+
+CFG = rollout.JudgeConfig()
+
+
+def _verdict(canary: rollout.Observed, stable: rollout.Observed) -> str:
+    checks = rollout.judge_metrics(canary, stable, CFG)
+    return rollout.decide_step(checks, last_step=True, holds=0, max_holds=2)[0]
+
+
+def test_identical_canary_false_alarm_rate_is_below_alpha() -> None:
+    rng = np.random.default_rng(0)
+    trials = 400
+    alarms = sum(
+        _verdict(serve(rng, 400, accuracy=0.8), serve(rng, 2000, accuracy=0.8)) == rollout.ROLLBACK
+        for _ in range(trials)
+    )
+    assert alarms / trials <= CFG.alpha, f"{alarms}/{trials} rolled back for noise"
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(200, 3000))
+def test_same_model_is_never_rolled_back_beyond_noise(seed: int, n: int) -> None:
+    """Same distribution, any traffic: the margins keep noise from ever failing a metric by a
+    wide margin, so what can fail must be within the stated alpha (checked above); here every
+    failing metric must at least be a small effect."""
+    rng = np.random.default_rng(seed)
+    for c in rollout.judge_metrics(serve(rng, n), serve(rng, n), CFG):
+        assert c.result != rollout.INCONCLUSIVE
+        if c.result == rollout.FAIL:
+            assert c.value is not None and c.value < 3 * (c.threshold or 0) + 0.05
+
+
+@pytest.mark.parametrize(
+    ("worse", "metric"),
+    [
+        ({"error_rate": 0.12}, "error_rate"),
+        ({"latency_ms": 120.0}, "latency"),
+        ({"mix": (0.1, 0.1, 0.8)}, "label_mix"),
+        ({"confidence": 0.6}, "confidence"),
+        ({"accuracy": 0.6}, "live_accuracy"),
+    ],
+)
+def test_clearly_worse_canary_is_rolled_back_for_the_right_reason(worse: dict, metric: str) -> None:
+    rng = np.random.default_rng(1)
+    others = 0
+    for _ in range(20):
+        canary = serve(rng, 300, **({"accuracy": 0.85} | worse))
+        stable = serve(rng, 1500, accuracy=0.85)
+        checks = rollout.judge_metrics(canary, stable, CFG)
+        verdict, reasons = rollout.decide_step(checks, True, 0, 2)
+        assert verdict == rollout.ROLLBACK
+        failed = {c.name for c in checks if c.result == rollout.FAIL}
+        assert metric in failed and any(r.startswith(metric) for r in reasons)
+        others += len(failed - {metric})
+    assert others <= 2  # the healthy metrics fail only at the noise rate
+
+
+def test_too_little_traffic_holds_then_rolls_back() -> None:
+    rng = np.random.default_rng(2)
+    checks = rollout.judge_metrics(serve(rng, 10), serve(rng, 500), CFG)
+    assert {c.result for c in checks} == {rollout.INCONCLUSIVE}
+    assert "canary served 10 requests" in checks[0].message
+    assert rollout.decide_step(checks, False, 0, 2)[0] == rollout.HOLD
+    verdict, reasons = rollout.decide_step(checks, False, 2, 2)
+    assert verdict == rollout.ROLLBACK and "after 2 hold(s)" in reasons[0]
+
+
+def test_quantile_matches_histogram_quantile() -> None:
+    hist = {0.1: 50.0, 0.2: 90.0, 0.5: 100.0, float("inf"): 100.0}
+    assert rollout.quantile(hist, 0.5) == pytest.approx(0.1)
+    assert rollout.quantile(hist, 0.95) == pytest.approx(0.2 + 0.3 * 0.5)
+    assert rollout.quantile({}, 0.9) is None
+
+
+class FakeExecutor:
+    """Records the traffic moves the loop asks for (the real executors are tested against a
+    real kube-apiserver and real local predictors)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def start(self, traffic: int) -> None:
+        self.calls.append(f"start {traffic}")
+
+    def set_traffic(self, traffic: int) -> None:
+        self.calls.append(f"traffic {traffic}")
+
+    def promote(self) -> None:
+        self.calls.append("promote")
+
+    def rollback(self) -> None:
+        self.calls.append("rollback")
+
+
+class Simulated:
+    def __init__(self, canary: dict, seed: int = 3) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.canary = canary
+
+    def observe(self, version: str, seconds: float) -> rollout.Observed:
+        if version == "2":
+            return serve(self.rng, 400, **self.canary)
+        return serve(self.rng, 1600)
+
+
+def test_loop_promotes_a_healthy_canary_step_by_step() -> None:
+    ex = FakeExecutor()
+    plan = rollout.Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
+    record = rollout.run(plan, ex, Simulated({}), sleep=lambda s: None, progress=lambda m: None)
+    assert record.decision == rollout.PROMOTED
+    assert ex.calls == ["start 10", "traffic 50", "traffic 100", "promote"]
+    assert [s.verdict for s in record.steps] == ["continue", "continue", "promote"]
+    assert "# Canary rollout: PROMOTED" in record.to_markdown()
+
+
+def test_loop_rolls_back_a_skewed_canary_at_the_first_step() -> None:
+    ex = FakeExecutor()
+    plan = rollout.Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
+    record = rollout.run(
+        plan,
+        ex,
+        Simulated({"mix": (0.05, 0.05, 0.9)}),
+        sleep=lambda s: None,
+        progress=lambda m: None,
+    )
+    assert record.decision == rollout.ROLLED_BACK and ex.calls == ["start 10", "rollback"]
+    assert record.reasons and record.reasons[0].startswith("label_mix")
+    assert record.to_dict()["steps"][0]["checks"][3]["name"] == "label_mix"
+
+
+def test_loop_rolls_back_when_it_breaks_midway() -> None:
+    class Broken(Simulated):
+        def observe(self, version: str, seconds: float) -> rollout.Observed:
+            raise ConnectionError("prometheus is down")
+
+    ex = FakeExecutor()
+    with pytest.raises(rollout.RolloutError, match="prometheus is down") as info:
+        rollout.run(rollout.Plan("2", "1", step_seconds=1), ex, Broken({}), sleep=lambda s: None,
+                    progress=lambda m: None)  # fmt: skip
+    assert ex.calls == ["start 10", "rollback"]
+    assert info.value.record.decision == rollout.ROLLED_BACK
+
+
+def test_first_deployment_goes_straight_to_100() -> None:
+    ex = FakeExecutor()
+    record = rollout.run(rollout.Plan("1", None), ex, Simulated({}), sleep=lambda s: None)
+    assert record.decision == rollout.PROMOTED and ex.calls == ["start 100", "promote"]
+
+
+def test_plan_rejects_bad_steps() -> None:
+    with pytest.raises(ValueError, match="must not decrease"):
+        rollout.Plan("2", "1", steps=[50, 10])
+    with pytest.raises(ValueError, match="percentages"):
+        rollout.Plan("2", "1", steps=[0, 100])

@@ -178,6 +178,17 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+#: Users with a static token besides admin: (user name, groups). The pipeline's ServiceAccount
+#: in the namespace the rollout test installs the chart into, to run the rollout as it.
+ROLLOUT_NAMESPACE = "sentiops-rollout"
+TOKEN_USERS = {
+    "pipeline": (
+        f"system:serviceaccount:{ROLLOUT_NAMESPACE}:sentiops-pipeline",
+        f"system:serviceaccounts,system:serviceaccounts:{ROLLOUT_NAMESPACE}",
+    ),
+}
+
+
 @dataclass
 class ApiServer:
     """etcd + kube-apiserver on loopback, an admin kubeconfig, and kubectl/helm helpers."""
@@ -186,6 +197,20 @@ class ApiServer:
     kubeconfig: Path
     url: str
     servers: list[Server] = field(default_factory=list)
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def kubeconfig_for(self, who: str) -> Path:
+        """A kubeconfig that authenticates with `who`'s static token (see TOKEN_USERS)."""
+        path = self.workdir / f"kubeconfig-{who}"
+        path.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: t\n  cluster:\n    server: {self.url}\n"
+            "    insecure-skip-tls-verify: true\n"
+            f"users:\n- name: {who}\n  user:\n    token: {self.tokens[who]}\n"
+            f"contexts:\n- name: t\n  context:\n    cluster: t\n    user: {who}\n"
+            "current-context: t\n"
+        )
+        return path
 
     @property
     def env(self) -> dict[str, str]:
@@ -230,7 +255,14 @@ def apiserver(workdir: Path) -> Iterator[ApiServer]:
     run([openssl, "genrsa", "-out", str(certs / "sa.key"), "2048"])
     run([openssl, "rsa", "-in", str(certs / "sa.key"), "-pubout", "-out", str(certs / "sa.pub")])
     token = os.urandom(16).hex()
-    (workdir / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
+    tokens = {who: os.urandom(16).hex() for who in TOKEN_USERS}
+    (workdir / "tokens.csv").write_text(
+        f'{token},admin,admin-uid,"system:masters"\n'
+        + "".join(
+            f'{tokens[who]},{user},{who}-uid,"{groups}"\n'
+            for who, (user, groups) in TOKEN_USERS.items()
+        )
+    )
 
     servers: list[Server] = []
     try:
@@ -288,7 +320,9 @@ def apiserver(workdir: Path) -> Iterator[ApiServer]:
             "contexts:\n- name: t\n  context:\n    cluster: t\n    user: admin\n"
             "current-context: t\n"
         )
-        api = ApiServer(workdir=workdir, kubeconfig=kubeconfig, url=url, servers=servers)
+        api = ApiServer(
+            workdir=workdir, kubeconfig=kubeconfig, url=url, servers=servers, tokens=tokens
+        )
 
         def ready() -> bool:
             proc = api.kubectl("get", "--raw=/readyz", check=False, timeout=10)

@@ -10,44 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentiops import rollout
-from sentiops.metrics import CONFIDENCE_BUCKETS, LATENCY_BUCKETS
-
-LABELS = ("negative", "neutral", "positive")
-MIX = (0.3, 0.2, 0.5)
-
-
-def _hist(samples: np.ndarray, bounds: tuple[float, ...]) -> dict[float, float]:
-    edges = [*bounds, float("inf")]
-    return {b: float((samples <= b).sum()) for b in edges}
-
-
-def serve(
-    rng: np.random.Generator,
-    n: int,
-    error_rate: float = 0.01,
-    latency_ms: float = 20.0,
-    confidence: float = 0.8,
-    mix: tuple[float, ...] = MIX,
-    accuracy: float | None = None,
-) -> rollout.Observed:
-    """What a predictor with these properties serves to `n` requests."""
-    latency = rng.lognormal(np.log(latency_ms / 1000), 0.4, n)
-    conf = np.clip(rng.normal(confidence, 0.1, n), 0.34, 1.0)
-    labels = rng.choice(len(LABELS), n, p=mix)
-    obs = rollout.Observed(
-        requests=n,
-        errors=float(rng.binomial(n, error_rate)),
-        latency_buckets=_hist(latency, LATENCY_BUCKETS),
-        confidence_buckets=_hist(conf, CONFIDENCE_BUCKETS),
-        confidence_sum=float(conf.sum()),
-        confidence_count=float(n),
-        labels={lab: float((labels == i).sum()) for i, lab in enumerate(LABELS)},
-    )
-    if accuracy is not None:
-        k = n // 2
-        obs.feedback_total, obs.feedback_correct = k, float(rng.binomial(k, accuracy))
-    return obs
-
+from tests.traffic import Simulated, serve
 
 CFG = rollout.JudgeConfig()
 
@@ -140,17 +103,6 @@ class FakeExecutor:
 
     def rollback(self) -> None:
         self.calls.append("rollback")
-
-
-class Simulated:
-    def __init__(self, canary: dict, seed: int = 3) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.canary = canary
-
-    def observe(self, version: str, seconds: float) -> rollout.Observed:
-        if version == "2":
-            return serve(self.rng, 400, **self.canary)
-        return serve(self.rng, 1600)
 
 
 def test_loop_promotes_a_healthy_canary_step_by_step() -> None:

@@ -1,0 +1,171 @@
+"""The KServe rollout executor against a real kube-apiserver with the real KServe CRD, running
+as the pipeline's ServiceAccount with only the chart's RBAC. No KServe controller runs here, so
+a thread plays it: it writes `status` (Ready, observed generation, Knative revisions) for every
+new generation and records the predictor spec it saw, i.e. the patch sequence."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from sentiops import rollout
+from sentiops.errors import RolloutError
+from sentiops.rollout_kserve import (
+    GROUP,
+    PLURAL,
+    PREVIOUS_ANNOTATION,
+    KServeExecutor,
+    api_client,
+    load_settings,
+)
+from tests.traffic import Simulated
+
+from .harness import REPO, ROLLOUT_NAMESPACE, ApiServer, crd_for_apiserver_1_20, crds_dir
+
+pytestmark = pytest.mark.integration
+NS, NAME = ROLLOUT_NAMESPACE, "sentiment"
+
+
+@pytest.fixture(scope="module")
+def release(kube: ApiServer) -> ApiServer:
+    for crd in sorted(crds_dir().glob("serving.kserve.io_*.yaml")):
+        kube.kubectl("apply", "--server-side", "-f", "-", input=crd_for_apiserver_1_20(crd))
+    kube.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/inferenceservices.serving.kserve.io",
+    )  # fmt: skip
+    kube.helm(
+        "install", "sentiops", str(REPO / "helm" / "sentiops"), f"--namespace={NS}",
+        "--create-namespace", "--no-hooks", "--timeout=120s",
+        "--set=monitoring.podMonitor.enabled=false", "--set=monitoring.prometheusRule.enabled=false",
+    )  # fmt: skip
+    return kube
+
+
+class Controller(threading.Thread):
+    """Plays KServe: every new generation gets a ready status; each spec seen is recorded."""
+
+    def __init__(self, kube: ApiServer) -> None:
+        super().__init__(daemon=True)
+        from kubernetes import client
+
+        self.api = client.CustomObjectsApi(api_client(str(kube.kubeconfig)))
+        self.seen: list[dict] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            isvc = self.api.get_namespaced_custom_object(GROUP, "v1beta1", NS, PLURAL, NAME)
+            gen = isvc["metadata"]["generation"]
+            if (isvc.get("status") or {}).get("observedGeneration") != gen:
+                self.seen.append(copy.deepcopy(isvc["spec"]["predictor"]))
+                revision = f"{NAME}-predictor-{gen:05d}"
+                self.api.patch_namespaced_custom_object_status(
+                    GROUP, "v1beta1", NS, PLURAL, NAME,
+                    {"status": {
+                        "observedGeneration": gen,
+                        "conditions": [{"type": "Ready", "status": "True"}],
+                        "components": {"predictor": {"latestCreatedRevision": revision,
+                                                     "latestReadyRevision": revision}},
+                    }},
+                )  # fmt: skip
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def controller(release: ApiServer) -> Iterator[Controller]:
+    c = Controller(release)
+    c.start()
+    yield c
+    c.stop.set()
+    c.join(5)
+
+
+def _env(predictor: dict) -> dict[str, str]:
+    (container,) = [c for c in predictor["containers"] if c["name"] == "kserve-container"]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def _executor(kube: ApiServer, version: str) -> KServeExecutor:
+    """The executor as the pipeline's ServiceAccount would run it (its token, its RBAC)."""
+    sa = api_client(str(kube.kubeconfig_for("pipeline")))
+    settings = load_settings(sa, NS)
+    return KServeExecutor(
+        sa, NS, settings.inference_service, settings.model_uri(version), version,
+        ready_timeout=30, poll_seconds=0.1,
+    )  # fmt: skip
+
+
+def _plan(version: str, stable: str) -> rollout.Plan:
+    return rollout.Plan(version, stable, steps=[10, 50, 100], step_seconds=1)
+
+
+def test_promotion_patch_sequence_as_the_pipeline_service_account(
+    release: ApiServer, controller: Controller
+) -> None:
+    ex = _executor(release, "2")
+    before = ex.get()
+    assert before is not None and before["spec"]["predictor"]["labels"] == {
+        "sentiops.io/model-version": "1"
+    }
+    record = rollout.run(_plan("2", "1"), ex, Simulated({}), sleep=lambda s: None,
+                         progress=lambda m: None)  # fmt: skip
+    assert record.decision == rollout.PROMOTED
+    time.sleep(0.3)
+    seen = controller.seen[-4:]
+    assert [p.get("canaryTrafficPercent") for p in seen] == [10, 50, 100, None]
+    for p in seen:
+        assert p["labels"]["sentiops.io/model-version"] == "2"
+        assert _env(p)["STORAGE_URI"] == "s3://sentiops/models/sentiment/2/"
+        assert _env(p)["SENTIOPS_MODEL_VERSION"] == "2"
+    after = ex.get()
+    assert after is not None and PREVIOUS_ANNOTATION not in (
+        after["metadata"].get("annotations") or {}
+    )
+    # everything but the model and the traffic stays as the chart rendered it
+    for key in ("logger", "serviceAccountName", "securityContext", "minReplicas"):
+        assert after["spec"]["predictor"][key] == before["spec"]["predictor"][key]
+
+
+def test_rollback_restores_the_previous_spec(release: ApiServer, controller: Controller) -> None:
+    ex = _executor(release, "3")
+    before = ex.get()
+    assert before is not None
+    stable = before["spec"]["predictor"]["labels"]["sentiops.io/model-version"]
+    skewed = Simulated({"mix": (0.05, 0.05, 0.9)}, canary_version="3")
+    record = rollout.run(_plan("3", stable), ex, skewed, sleep=lambda s: None,
+                         progress=lambda m: None)  # fmt: skip
+    assert record.decision == rollout.ROLLED_BACK and record.reasons[0].startswith("label_mix")
+    time.sleep(0.3)
+    start, zero, restored = controller.seen[-3:]
+    assert start["canaryTrafficPercent"] == 10 and _env(start)["SENTIOPS_MODEL_VERSION"] == "3"
+    assert zero["canaryTrafficPercent"] == 0  # traffic back first ...
+    assert restored == before["spec"]["predictor"]  # ... then the previous spec, exactly
+    after = ex.get()
+    assert after is not None and after["spec"]["predictor"] == before["spec"]["predictor"]
+    assert PREVIOUS_ANNOTATION not in (after["metadata"].get("annotations") or {})
+
+
+def test_pipeline_service_account_has_nothing_more(release: ApiServer) -> None:
+    sa = "system:serviceaccount:sentiops-rollout:sentiops-pipeline"
+    assert release.can_i(sa, "patch", "inferenceservices.serving.kserve.io", NS)
+    assert not release.can_i(sa, "delete", "inferenceservices.serving.kserve.io", NS)
+    status = release.kubectl(
+        "auth", "can-i", "patch", "inferenceservices.serving.kserve.io", "--subresource=status",
+        f"--as={sa}", f"--namespace={NS}", check=False,
+    )  # fmt: skip
+    assert status.stdout.strip() == "no"  # only the controller writes status
+    assert not release.can_i(sa, "patch", "inferenceservices.serving.kserve.io", "default")
+    assert not release.can_i(sa, "list", "secrets", NS)
+
+
+def test_not_ready_revision_times_out_with_the_reason(release: ApiServer) -> None:
+    """No controller: the new generation is never observed, so the rollout stops and says why."""
+    ex = _executor(release, "4")
+    ex.ready_timeout = 1.0
+    with pytest.raises(RolloutError, match="not ready after 1s: status not yet observed"):
+        ex.set_traffic(10)

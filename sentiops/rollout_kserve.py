@@ -125,10 +125,9 @@ def with_model(predictor: dict[str, Any], storage_uri: str, version: str) -> dic
     """The predictor spec serving another model version (nothing else changes)."""
     out = copy.deepcopy(predictor)
     container = _container(out)
-    env = [e for e in container.get("env", []) if e["name"] not in ("STORAGE_URI",
-                                                                     "SENTIOPS_MODEL_VERSION")]  # fmt: skip
-    env = [{"name": "STORAGE_URI", "value": storage_uri},
-           {"name": "SENTIOPS_MODEL_VERSION", "value": version}, *env]  # fmt: skip
+    ours = {"STORAGE_URI": storage_uri, "SENTIOPS_MODEL_VERSION": version}
+    env = [e for e in container.get("env", []) if e["name"] not in ours]
+    env = [{"name": k, "value": v} for k, v in ours.items()] + env
     container["env"] = env
     out["containers"] = [container if c.get("name") == CONTAINER else c for c in out["containers"]]
     out["labels"] = {**out.get("labels", {}), VERSION_LABEL: version}

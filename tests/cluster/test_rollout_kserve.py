@@ -41,7 +41,8 @@ def release(kube: ApiServer) -> ApiServer:
     kube.helm(
         "install", "sentiops", str(REPO / "helm" / "sentiops"), f"--namespace={NS}",
         "--create-namespace", "--no-hooks", "--timeout=120s",
-        "--set=monitoring.podMonitor.enabled=false", "--set=monitoring.prometheusRule.enabled=false",
+        "--set=monitoring.podMonitor.enabled=false",
+        "--set=monitoring.prometheusRule.enabled=false",
     )  # fmt: skip
     return kube
 

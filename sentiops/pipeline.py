@@ -58,6 +58,7 @@ def local_arguments(settings: Settings | None = None, **overrides: Any) -> dict[
         "mlflow_tracking_uri": s.tracking_uri,
         "s3_endpoint": s.s3_endpoint,
         "model_store": str(s.local_store),
+        "rollout": "none",  # no cluster: the candidate is promoted right after the run
     }
     args.update({k: v for k, v in overrides.items() if v is not None})
     return args

@@ -210,3 +210,55 @@ def register(
     return push(
         model_dir, decision, store, model_name, registered_model, registry_version, settings
     )
+
+
+SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def rollout(
+    storage_uri: str,
+    version: str,
+    namespace: str = "",
+    prometheus_url: str = "",
+    registered_model: str = REGISTERED_MODEL,
+    settings: Settings | None = None,
+    kubeconfig: str | None = None,
+) -> Any:
+    """Canary-roll the model at `storage_uri` (registry `version`) into the cluster's
+    InferenceService with the settings of the `sentiops-rollout` ConfigMap, then settle the
+    registry (`promotion.roll_out`). Returns the rollout record."""
+    from sentiops.canary_metrics import PrometheusSource
+    from sentiops.promotion import roll_out
+    from sentiops.rollout import Plan
+    from sentiops.rollout_kserve import KServeExecutor, api_client, load_settings, served_version
+
+    if not namespace and SA_NAMESPACE.exists():
+        namespace = SA_NAMESPACE.read_text().strip()
+    if not namespace:
+        raise ConfigError("no namespace for the rollout", "pass namespace (e.g. sentiops)")
+    api = api_client(kubeconfig)
+    cfg = load_settings(api, namespace)
+    url = prometheus_url or cfg.prometheus_url
+    if not url:
+        raise ConfigError(
+            "no Prometheus URL for the canary judge",
+            "set inferenceService.canary.prometheusUrl in the chart or pass prometheus_url",
+        )
+    executor = KServeExecutor(api, namespace, cfg.inference_service, storage_uri, version)
+    current = executor.get()
+    plan = Plan(
+        canary_version=version,
+        stable_version=served_version(current) if current else None,
+        steps=cfg.steps,
+        step_seconds=cfg.step_seconds,
+        max_holds=cfg.max_holds,
+        judge=cfg.judge,
+    )
+    return roll_out(
+        plan,
+        executor,
+        PrometheusSource(url, cfg.inference_service),
+        version,
+        registered_model,
+        settings,
+    )

@@ -71,6 +71,9 @@ def build(image: str | None = None) -> Any:
         registered_model: str = REGISTERED_MODEL,
         model_name: str = MODEL_NAME,
         model_store: str = "s3://sentiops",
+        rollout: str = "kserve",  # kserve: canary + judge in the cluster; none: stop at register
+        namespace: str = "sentiops",
+        prometheus_url: str = "",  # "" = the sentiops-rollout ConfigMap's prometheusUrl
         s3_endpoint: str = CLUSTER_S3,
         mlflow_tracking_uri: str = CLUSTER_MLFLOW,
     ) -> dsl.Artifact:
@@ -124,6 +127,16 @@ def build(image: str | None = None) -> Any:
             )
             register.set_caching_options(False)
             _with_s3_secret(register)
+            with dsl.If(rollout == "kserve", name="canary"):
+                canary = c.rollout(
+                    model=train.outputs["model"],
+                    storage_uri=register.output,
+                    namespace=namespace,
+                    registered_model=registered_model,
+                    prometheus_url=prometheus_url,
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                )
+                canary.set_caching_options(False)
         for task in (ingest, train, decide):
             _with_s3_secret(task)
         return decide.outputs["decision"]

@@ -131,6 +131,21 @@ def test_chart_model_uris_follow_the_core_layout(helm_docs) -> None:
     assert env["STORAGE_URI"].rstrip("/") == model_uri(bucket, version, isvc["name"])
 
 
+def test_rollout_configmap_parses_to_the_judge_defaults(helm_docs) -> None:
+    """The chart's rollout settings are what the executor reads, and its judge thresholds
+    are JudgeConfig's defaults (the one place they are defined)."""
+    from dataclasses import asdict
+
+    from sentiops.rollout import JudgeConfig
+    from sentiops.rollout_kserve import RolloutSettings
+
+    data = one(helm_docs, "ConfigMap", "sentiops-rollout")["data"]
+    settings = RolloutSettings.from_configmap(data)
+    assert asdict(settings.judge) == asdict(JudgeConfig())
+    assert settings.steps == [10, 50, 100] and settings.prometheus_url.startswith("http://")
+    assert settings.model_uri("7") == "s3://sentiops/models/sentiment/7/"
+
+
 def test_helm_values_drive_the_render() -> None:
     out = run([
         tool("helm"), "template", "x", str(CHART), "-n", "prod",

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from sentiops import rollout
-from sentiops.errors import RolloutError
+from sentiops.errors import ConfigError, RolloutError
 from sentiops.rollout_kserve import (
     GROUP,
     PLURAL,
@@ -170,3 +170,125 @@ def test_not_ready_revision_times_out_with_the_reason(release: ApiServer) -> Non
     ex.ready_timeout = 1.0
     with pytest.raises(RolloutError, match="not ready after 1s: status not yet observed"):
         ex.set_traffic(10)
+
+
+# ------------------------------------------- the pipeline's rollout step, end to end
+EXPORTER = """
+import sys, time
+import numpy as np
+from prometheus_client import start_http_server
+from sentiops import metrics as m
+
+version, skew = sys.argv[2], sys.argv[3] == "skewed"
+rng = np.random.default_rng(int(version))
+mix = [0.05, 0.05, 0.9] if skew else [0.3, 0.2, 0.5]
+start_http_server(int(sys.argv[1]), addr="127.0.0.1")
+while True:  # 100 requests a second, like a predictor under replayed traffic
+    for _ in range(10):
+        label = ["negative", "neutral", "positive"][rng.choice(3, p=mix)]
+        m.REQUEST_LATENCY.labels("sentiment", version).observe(rng.lognormal(-4.0, 0.3))
+        m.PREDICTIONS.labels("sentiment", version, label).inc()
+        m.PREDICTION_CONFIDENCE.labels("sentiment", version).observe(min(1, rng.normal(0.8, 0.1)))
+    time.sleep(0.1)
+"""
+
+
+@pytest.fixture
+def prometheus(tmp_path) -> Iterator[tuple[str, list]]:
+    """A real Prometheus scraping two metric exporters: stable v1 and a skewed canary v2."""
+    import sys
+
+    import yaml
+
+    from .harness import free_port, port_open, start, tool, wait_until
+
+    (tmp_path / "exporter.py").write_text(EXPORTER)
+    ports = {"1": free_port(), "2": free_port()}
+    exporters = [
+        start(
+            f"exporter-{v}",
+            [
+                sys.executable,
+                str(tmp_path / "exporter.py"),
+                str(p),
+                v,
+                "skewed" if v == "2" else "healthy",
+            ],
+            tmp_path,
+        )  # fmt: skip
+        for v, p in ports.items()
+    ]
+    prom_port = free_port()
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [{"job_name": "predictors", "static_configs": [
+            {"targets": [f"127.0.0.1:{p}" for p in ports.values()]}]}],
+    }))  # fmt: skip
+    servers = list(exporters)
+    try:
+        for e, p in zip(exporters, ports.values(), strict=True):
+            wait_until(lambda p=p: port_open(p), e, 30, "exporter listening")
+        prom = start("prometheus", [
+            tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn",
+        ], tmp_path)  # fmt: skip
+        servers.append(prom)
+        wait_until(lambda: port_open(prom_port), prom, 30, "prometheus listening")
+        yield f"http://127.0.0.1:{prom_port}", servers
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_rollout_step_reads_the_configmap_judges_from_prometheus_and_settles_the_registry(
+    release: ApiServer, controller: Controller, prometheus: tuple[str, list], tmp_path
+) -> None:
+    """`stages.rollout` as the KFP component calls it: settings from the chart's ConfigMap,
+    metrics from a real Prometheus, the executor as the pipeline's ServiceAccount, and the
+    registry told the outcome (the skewed canary is rejected, the champion stays)."""
+    from sentiops import modeldir, registry, stages, tracking
+    from sentiops.models.tfidf import TfidfModel
+    from tests.conftest import make_frame
+
+    url, _ = prometheus
+    # a short, fast plan: one 4 s step at 10 %
+    release.kubectl("-n", NS, "patch", "configmap", "sentiops-rollout", "--type=merge", "-p",
+                    '{"data": {"canarySteps": "10", "stepIntervalSeconds": "4", '
+                    '"min_requests": "100"}}')  # fmt: skip
+    # the registry: v1 champion, v2 the gate-approved candidate (a real sqlite MLflow)
+    tracking.configure()
+    df = make_frame(20)
+    model = TfidfModel.fit(df.text, df.label, char_ngrams=False)
+    out = modeldir.write(tmp_path / "m", model.save, {"model_type": "tfidf-logreg",
+                                                      "labels": model.labels})  # fmt: skip
+    for _ in range(2):
+        tracking.log_training(out, "t", {}, {}, {})
+    registry.mark_candidate("1", "s3://sentiops/models/sentiment/1/", {"approved": True})
+    registry.promote("1", "first")
+    registry.mark_candidate("2", "s3://sentiops/models/sentiment/2/", {"approved": True})
+    # the InferenceService serves v1 (as the first rollout left it)
+    ex = _executor(release, "1")
+    ex.start(100)
+    ex.promote()
+    before = ex.get()
+    assert before is not None
+    release.kubectl("-n", NS, "patch", "configmap", "sentiops-rollout", "--type=merge", "-p",
+                    '{"data": {"prometheusUrl": ""}}')  # fmt: skip
+    with pytest.raises(ConfigError, match="no Prometheus URL"):
+        stages.rollout("s3://x/2/", "2", NS, "", kubeconfig=str(release.kubeconfig_for("pipeline")))
+    release.kubectl("-n", NS, "patch", "configmap", "sentiops-rollout", "--type=merge", "-p",
+                    f'{{"data": {{"prometheusUrl": "{url}"}}}}')  # fmt: skip
+    record = stages.rollout(
+        "s3://sentiops/models/sentiment/2/", "2", NS,
+        kubeconfig=str(release.kubeconfig_for("pipeline")),
+    )  # fmt: skip
+    assert record.decision == "rolled_back", record.to_markdown()
+    (step,) = record.steps
+    assert step.traffic == 10 and step.canary["requests"] >= 100
+    assert [c.name for c in step.checks if c.result == "fail"] == ["label_mix"]
+    after = ex.get()
+    assert after is not None and after["spec"]["predictor"] == before["spec"]["predictor"]
+    assert registry.version_of(registry.CHAMPION) == "1"
+    assert registry.version_of(registry.CANDIDATE) is None
+    assert registry.tags_of("2")["lifecycle.stage"] == "rejected"

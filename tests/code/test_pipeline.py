@@ -56,10 +56,16 @@ def test_compiled_yaml_loads_back_with_condition_images_and_secrets() -> None:
     assert set(tasks) == {"ingest", "validate", "split", "train", "evaluate", "gate", "condition-1"}
     branch = tasks["condition-1"]
     assert branch["triggerPolicy"]["condition"] == CONDITION
-    assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"register"}
+    approved = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert set(approved) == {"register", "condition-2"}
+    # the canary rollout runs after register, only on a cluster (rollout == "kserve")
+    assert approved["condition-2"]["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--rollout'] == 'kserve'"
+    )
+    assert set(spec["components"]["comp-condition-2"]["dag"]["tasks"]) == {"rollout"}
     # every step runs from the component image, with nothing pip-installed at run time
     executors = spec["deploymentSpec"]["executors"]
-    assert len(executors) == 7
+    assert len(executors) == 8
     for name, ex in executors.items():
         assert ex["container"]["image"] == components.DEFAULT_IMAGE, name
         assert "pip install" not in " ".join(ex["container"]["command"]), name

@@ -24,6 +24,7 @@ from sentiops.kubeflow.components.evaluate import evaluate
 from sentiops.kubeflow.components.gate import gate
 from sentiops.kubeflow.components.ingest import ingest
 from sentiops.kubeflow.components.register import register
+from sentiops.kubeflow.components.rollout import rollout
 from sentiops.kubeflow.components.split import split
 from sentiops.kubeflow.components.train import train
 from sentiops.kubeflow.components.validate import validate
@@ -45,10 +46,11 @@ class Components:
     evaluate: Any
     gate: Any
     register: Any
+    rollout: Any
 
 
 def build(image: str | None = None) -> Components:
-    """The seven components, all running from `image` (default: `default_image()`)."""
+    """The eight components, all running from `image` (default: `default_image()`)."""
     img = image or default_image()
 
     def make(fn: Any) -> Any:
@@ -62,4 +64,5 @@ def build(image: str | None = None) -> Components:
         evaluate=make(evaluate),
         gate=make(gate),
         register=make(register),
+        rollout=make(rollout),
     )

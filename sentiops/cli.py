@@ -401,9 +401,10 @@ def quickstart(
     )
 
 
-from sentiops.cli_pipeline import register_commands  # noqa: E402  (gate, pipeline ...)
+from sentiops import cli_pipeline, cli_rollout  # noqa: E402  (gate, pipeline, rollout)
 
-register_commands(app)
+cli_pipeline.register_commands(app)
+cli_rollout.register_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

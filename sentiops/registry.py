@@ -13,6 +13,7 @@ Transitions, each recorded as tags on the model version (`lifecycle.stage`,
     mark_candidate(v, uri, ...)     only if the gate approved v; remembers the storage URI
     promote(v, reason)              v must be the candidate: champion -> previous, v -> champion
     reject(v, reasons)              v must be the candidate: champion stays where it was
+    revert(reason)                  champion <-> previous (a person's rollback after promotion)
 
 Only the rollout (or, where there is none, the local pipeline's explicit promote step) calls
 `promote`/`reject`, so the registry's champion is always the model that serves.
@@ -148,6 +149,22 @@ def reject(version: str, reasons: list[str], name: str = REGISTERED_MODEL) -> No
     _require_candidate(version, name, "reject")
     _delete_alias(CANDIDATE, name)
     _transition(version, REJECTED, "; ".join(reasons) or "rolled back", name)
+
+
+def revert(reason: str, name: str = REGISTERED_MODEL) -> tuple[str, str]:
+    """Serve the previous champion again: `previous` becomes `champion` and the reverted
+    champion becomes `previous`. Returns (reverted version, version now serving)."""
+    back, current = version_of(PREVIOUS, name), version_of(CHAMPION, name)
+    if back is None or current is None:
+        raise RegistryError(
+            "nothing to revert to: " + ("no champion" if current is None else "no previous"),
+            "a revert needs a champion that replaced an earlier one",
+        )
+    tracking.set_alias(name, CHAMPION, back)
+    tracking.set_alias(name, PREVIOUS, current)
+    _transition(back, CHAMPION, f"reverted to: {reason}", name)
+    _transition(current, "reverted", reason, name)
+    return current, back
 
 
 def _delete_alias(alias: str, name: str) -> None:

@@ -292,3 +292,58 @@ def test_rollout_step_reads_the_configmap_judges_from_prometheus_and_settles_the
     assert registry.version_of(registry.CHAMPION) == "1"
     assert registry.version_of(registry.CANDIDATE) is None
     assert registry.tags_of("2")["lifecycle.stage"] == "rejected"
+
+
+def test_people_see_and_stop_a_canary(release: ApiServer, controller: Controller, tmp_path) -> None:
+    """`sentiops rollout status` shows a canary in progress; `rollback` stops it (traffic back,
+    previous spec, candidate rejected); `rollback --to-previous` reverts a promotion."""
+    from typer.testing import CliRunner
+
+    from sentiops import modeldir, registry, tracking
+    from sentiops.cli import app
+    from sentiops.models.tfidf import TfidfModel
+    from tests.conftest import make_frame
+
+    tracking.configure()
+    df = make_frame(20)
+    model = TfidfModel.fit(df.text, df.label, char_ngrams=False)
+    out = modeldir.write(tmp_path / "m", model.save, {"model_type": "tfidf-logreg",
+                                                      "labels": model.labels})  # fmt: skip
+    for v in ("1", "2", "3"):
+        tracking.log_training(out, "t", {}, {}, {})
+        registry.mark_candidate(v, f"s3://sentiops/models/sentiment/{v}/", {"approved": True})
+        if v != "3":
+            registry.promote(v, "canary healthy")
+    kubeconfig = str(release.kubeconfig_for("pipeline"))
+    ex = _executor(release, "2")
+    ex.start(100)
+    ex.promote()
+    serving = ex.get()
+    canary = _executor(release, "3")
+    canary.start(10)
+    runner = CliRunner()
+    res = runner.invoke(app, ["rollout", "status", "--namespace", NS, "--kubeconfig", kubeconfig])
+    assert res.exit_code == 0, res.output
+    assert "model version 3, canary in progress at 10%" in res.output
+    assert "candidate" in res.output and "champion" in res.output
+    res = runner.invoke(app, ["rollout", "rollback", "--namespace", NS, "--kubeconfig", kubeconfig,
+                              "--reason", "customers complain"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "canary v3 rolled back; serving v2" in res.output
+    after = ex.get()
+    assert serving is not None and after is not None
+    assert after["spec"]["predictor"] == serving["spec"]["predictor"]
+    assert "customers complain" in registry.tags_of("3")["lifecycle.rejected_reason"]
+    res = runner.invoke(app, ["rollout", "rollback", "--namespace", NS, "--kubeconfig", kubeconfig])
+    assert res.exit_code == 10 and "--to-previous" in res.output
+    res = runner.invoke(app, ["rollout", "rollback", "--namespace", NS, "--kubeconfig", kubeconfig,
+                              "--to-previous", "--reason", "v2 drops neutral"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "v2 reverted; serving v1" in res.output
+    assert registry.version_of(registry.CHAMPION) == "1"
+    assert registry.version_of(registry.PREVIOUS) == "2"
+    reverted = ex.get()
+    assert (
+        reverted is not None
+        and _env(reverted["spec"]["predictor"])["SENTIOPS_MODEL_VERSION"] == "1"
+    )

@@ -286,7 +286,16 @@ def test_wheel_ships_the_pipeline_and_compiles_outside_the_checkout(tmp_path: Pa
     import sys
     import zipfile
 
+    import shutil
+
     root = Path(__file__).resolve().parents[2]
+    # build from a copy: setuptools writes build/ and *.egg-info next to the sources
+    src = tmp_path / "src"
+    shutil.copytree(
+        root / "sentiops", src / "sentiops", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
     wheels = tmp_path / "wheels"
     subprocess.run(
         [
@@ -299,7 +308,7 @@ def test_wheel_ships_the_pipeline_and_compiles_outside_the_checkout(tmp_path: Pa
             "-q",
             "-w",
             str(wheels),
-            str(root),
+            str(src),
         ],
         check=True,
         timeout=300,

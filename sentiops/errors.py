@@ -92,3 +92,9 @@ class RolloutError(SentiOpsError):
     def __init__(self, message: str, hint: str = "", record: object | None = None) -> None:
         super().__init__(message, hint)
         self.record = record
+
+
+class StackError(SentiOpsError):
+    """A local server (predictor, Prometheus, traffic split) did not start or stopped."""
+
+    exit_code = 11

@@ -1,0 +1,342 @@
+"""The embedded default's servers on loopback: predictors, a traffic split in front of them,
+and Debian's Prometheus scraping them. Used by the local rollout (and `make run` / `make up`);
+the same predictor, metrics and judge as on a cluster, only the plumbing differs.
+
+Every server is a child process or a thread bound to 127.0.0.1 and is stopped by `close()` /
+the context manager, also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentiops.config import MODEL_NAME
+from sentiops.errors import StackError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def find_tool(name: str) -> str:
+    """A tool from PATH or the project's tool cache (`make cluster-tools` installs there)."""
+    cache = Path(
+        os.environ.get("SENTIOPS_TOOLS_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sentiops-tools"
+    )
+    for candidate in (shutil.which(name), cache / "bin" / name, Path("/usr/bin") / name):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    raise StackError(f"{name} not found", f"run `make cluster-tools` (installs {name})")
+
+
+@dataclass
+class Process:
+    """A child process with its log file; stopped by its process group."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, n: int = 2000) -> str:
+        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def start_process(
+    name: str, args: list[str], workdir: Path, env: dict[str, str] | None = None
+) -> Process:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{name}.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            args, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+    return Process(name, proc, log)
+
+
+def wait_http(url: str, process: Process | None, timeout: float, what: str) -> None:
+    """Until `url` answers 200; fails early (with the log's tail) if the process exits."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if process is not None and not process.alive():
+            raise StackError(
+                f"{process.name} exited ({process.proc.returncode}) before {what}",
+                f"its log ({process.log}) ends with:\n{process.tail()}",
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback)
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    log = f"; log {process.log}:\n{process.tail()}" if process else ""
+    raise StackError(f"{what}: no answer from {url} after {timeout:.0f}s ({last})", log)
+
+
+# ------------------------------------------------------------------------------ predictor
+@dataclass
+class Predictor:
+    """`python -m serving` on a model directory (the image's command, on loopback)."""
+
+    model_dir: Path
+    version: str
+    workdir: Path
+    name: str = MODEL_NAME
+    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, timeout: float = 180.0) -> Predictor:
+        args = [
+            sys.executable, "-m", "serving", f"--model_name={self.name}",
+            f"--model_dir={self.model_dir}", f"--http_port={self.http_port}",
+            f"--grpc_port={self.grpc_port}", *self.extra_args,
+        ]  # fmt: skip
+        self.process = start_process(
+            f"predictor-{self.version}", args, self.workdir,
+            {"SENTIOPS_MODEL_VERSION": self.version},
+        )  # fmt: skip
+        wait_http(f"{self.url}/v2/models/{self.name}/ready", self.process, timeout,
+                  f"predictor v{self.version} ready")  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+# ------------------------------------------------------------------------------ prometheus
+@dataclass
+class Prometheus:
+    """Debian's Prometheus on loopback, scraping `targets` (host:port) every `interval`."""
+
+    workdir: Path
+    targets: list[str]
+    interval: str = "1s"
+    port: int = field(default_factory=free_port)
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(
+            {
+                "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},
+                "scrape_configs": [
+                    {
+                        "job_name": "sentiops-predictor",
+                        "static_configs": [{"targets": list(self.targets)}],
+                    }  # fmt: skip
+                ],
+            }
+        )
+
+    def start(self, timeout: float = 60.0) -> Prometheus:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "prometheus.yml").write_text(self.config())
+        self.process = start_process(
+            "prometheus",
+            [
+                find_tool("prometheus"), f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+                "--log.level=warn",
+            ],
+            self.workdir,
+        )  # fmt: skip
+        wait_http(f"{self.url}/-/ready", self.process, timeout, "prometheus ready")
+        return self
+
+    def set_targets(self, targets: list[str]) -> None:
+        """Scrape other targets from now on (config rewritten, then reloaded)."""
+        self.targets = list(targets)
+        (self.workdir / "prometheus.yml").write_text(self.config())
+        req = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+        with urllib.request.urlopen(req, timeout=10):  # noqa: S310 (loopback)
+            pass
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+# ------------------------------------------------------------------------------ traffic split
+class TrafficSplit:
+    """A reverse proxy on loopback that sends `canary_percent` % of requests to the canary
+    and the rest to stable (per request, at random) — the local stand-in for Knative's split.
+    Every path and method is forwarded as is."""
+
+    def __init__(self, stable: str, port: int | None = None, seed: int = 0) -> None:
+        self.stable, self.canary = stable, ""
+        self.canary_percent = 0
+        self.port = port or free_port()
+        self.counts = {"stable": 0, "canary": 0}
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def route(self, canary: str, percent: int) -> None:
+        with self._lock:
+            self.canary, self.canary_percent = canary, percent
+
+    def _pick(self) -> tuple[str, str]:
+        with self._lock:
+            if self.canary and self._rng.random() * 100 < self.canary_percent:
+                self.counts["canary"] += 1
+                return "canary", self.canary
+            self.counts["stable"] += 1
+            return "stable", self.stable
+
+    def app(self) -> Any:
+        import httpx
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        client = httpx.AsyncClient(timeout=30.0)
+
+        async def forward(request: Request) -> Response:
+            _, upstream = self._pick()
+            try:
+                resp = await client.request(
+                    request.method,
+                    upstream + request.url.path,
+                    params=request.query_params,
+                    content=await request.body(),
+                    headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+                )
+            except httpx.HTTPError as exc:
+                return Response(f'{{"error": "upstream {upstream}: {exc}"}}', status_code=502,
+                                media_type="application/json")  # fmt: skip
+            drop = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+            headers = {k: v for k, v in resp.headers.items() if k.lower() not in drop}
+            return Response(resp.content, status_code=resp.status_code, headers=headers)
+
+        methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"]
+        return Starlette(routes=[Route("/{path:path}", forward, methods=methods)])
+
+    def start(self) -> TrafficSplit:
+        import uvicorn
+
+        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="off")  # fmt: skip
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not getattr(self._server, "started", False):
+            if time.monotonic() > deadline:
+                raise StackError("traffic split did not start", "")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+# ------------------------------------------------------------------------------ replay
+class Replay(threading.Thread):
+    """Replays texts as live traffic: one v1 request per text to `url`, `rate` a second, in a
+    loop until stopped. Counts answers by status (a 5xx is a served error, not a crash)."""
+
+    def __init__(
+        self,
+        url: str,
+        texts: list[str],
+        rate: float = 50.0,
+        name: str = MODEL_NAME,
+        on_response: Callable[[str, dict[str, Any]], Any] | None = None,
+    ) -> None:
+        super().__init__(daemon=True)
+        if not texts:
+            raise StackError("no texts to replay", "pass a file with a text column")
+        self.url = f"{url}/v1/models/{name}:predict"
+        self.texts, self.rate = texts, rate
+        self.on_response = on_response
+        self.stop_event = threading.Event()
+        self.status: dict[int, int] = {}
+
+    def run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=30.0) as client:
+            i = 0
+            while not self.stop_event.is_set():
+                text = self.texts[i % len(self.texts)]
+                i += 1
+                started = time.monotonic()
+                try:
+                    resp = client.post(self.url, json={"instances": [text]})
+                    self.status[resp.status_code] = self.status.get(resp.status_code, 0) + 1
+                    if self.on_response is not None and resp.status_code == 200:
+                        self.on_response(text, resp.json())
+                except httpx.HTTPError:
+                    self.status[0] = self.status.get(0, 0) + 1
+                self.stop_event.wait(max(0.0, 1.0 / self.rate - (time.monotonic() - started)))
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(10)
+
+
+@contextlib.contextmanager
+def closing_all(*items: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for item in reversed(items):
+            with contextlib.suppress(Exception):
+                item.stop()

@@ -20,7 +20,6 @@ itself, it takes `LoadedModel`s of any type, measures them and calls `compare()`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -92,9 +91,9 @@ class Decision:
         return asdict(self)
 
     def write_json(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        from sentiops.reports import write_json
+
+        return write_json(self.to_dict(), path)
 
 
 def paired_bootstrap(

@@ -81,7 +81,8 @@ def start_process(
     log = workdir / f"{name}.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            args, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
+            args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
+            start_new_session=True,  # own process group: killpg stops it and its children
             env={**os.environ, **(env or {})},
         )  # fmt: skip
     return Process(name, proc, log)

@@ -13,6 +13,15 @@ if TYPE_CHECKING:
     from sentiops.gate import Decision
 
 
+def write_json(record: dict[str, Any], path: Path) -> Path:
+    """A decision record as JSON (parents created)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
+    return path
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 

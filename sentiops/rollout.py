@@ -25,7 +25,6 @@ decision record (JSON + Markdown), shaped like the gate's (checks with value, th
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -374,9 +373,9 @@ class Record:
         return asdict(self)
 
     def write_json(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        from sentiops.reports import write_json
+
+        return write_json(self.to_dict(), path)
 
     def to_markdown(self) -> str:
         verdict = "PROMOTED" if self.decision == PROMOTED else "ROLLED BACK"

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from sentiops.localstack import Process, free_port, start_process
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_BIN = (
@@ -111,51 +112,12 @@ def run(
     return proc
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Server:
-    """A child process in its own process group, with its log file."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, n: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def stop(self, grace: float = 10.0) -> None:
-        if self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+# one implementation of child servers for the product and its tests: sentiops.localstack
+Server = Process
 
 
 def start(name: str, args: Sequence[str], workdir: Path) -> Server:
-    log = workdir / f"{name}.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            list(args),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=workdir,
-            start_new_session=True,  # own process group: killpg stops it and its children
-        )
-    return Server(name, proc, log)
+    return start_process(name, list(args), workdir)
 
 
 def wait_until(check, server: Server, timeout: float, what: str) -> None:

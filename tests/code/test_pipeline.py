@@ -282,11 +282,10 @@ def pipeline_arguments_from_cli(argv: list[str]) -> dict:
 def test_wheel_ships_the_pipeline_and_compiles_outside_the_checkout(tmp_path: Path) -> None:
     """`pip wheel --no-deps .` holds the components, the pipeline and the compiled YAML, and
     `sentiops pipeline compile` works from the installed wheel in another directory."""
+    import shutil
     import subprocess
     import sys
     import zipfile
-
-    import shutil
 
     root = Path(__file__).resolve().parents[2]
     # build from a copy: setuptools writes build/ and *.egg-info next to the sources

@@ -6,6 +6,7 @@ Registered on the main app in sentiops/cli.py (`register_commands(app)`). The pi
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,7 +14,10 @@ from rich.table import Table
 
 from sentiops.cli_pipeline import console, handled
 
-rollout_app = typer.Typer(no_args_is_help=True, help="Canary rollouts: status and rollback.")
+rollout_app = typer.Typer(
+    invoke_without_command=True,
+    help="Canary rollouts: run one locally (--local), show the status, roll back.",
+)
 
 Namespace = Annotated[
     str | None,
@@ -26,6 +30,63 @@ Kubeconfig = Annotated[
 
 def register_commands(app: typer.Typer) -> None:
     app.add_typer(rollout_app, name="rollout")
+
+
+@rollout_app.callback()
+@handled
+def local(
+    ctx: typer.Context,
+    local: Annotated[
+        bool, typer.Option("--local", help="two predictors on loopback + Prometheus (no cluster)")
+    ] = False,
+    stable: Annotated[Path | None, typer.Option(help="the serving model directory")] = None,
+    canary: Annotated[Path | None, typer.Option(help="the candidate model directory")] = None,
+    traffic: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="texts replayed as live traffic (file with a text column, s3:// or "
+            "built-in name; repeatable)"
+        ),
+    ] = None,
+    steps: Annotated[str, typer.Option(help="traffic percentages, e.g. 10,50,100")] = "10,50,100",
+    step_seconds: Annotated[float, typer.Option(help="seconds per step")] = 30.0,
+    rate: Annotated[float, typer.Option(help="replayed requests per second")] = 50.0,
+    min_requests: Annotated[int, typer.Option(help="per version per step, else hold")] = 50,
+    output_json: Annotated[Path | None, typer.Option(help="the decision record")] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="logs and Prometheus data (default $SENTIOPS_HOME/rollout)")
+    ] = None,
+) -> None:
+    """`sentiops rollout --local --stable DIR --canary DIR --traffic PATH`: replay the texts
+    through a traffic split while the canary is rolled out and judged from Prometheus."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not local:
+        console.print(ctx.get_help())
+        raise typer.Exit(2)
+    missing = [n for n, v in (("--stable", stable), ("--canary", canary), ("--traffic", traffic))
+               if not v]  # fmt: skip
+    if missing:
+        raise typer.BadParameter(f"--local needs {', '.join(missing)}")
+    assert stable is not None and canary is not None and traffic
+    try:
+        plan_steps = [int(s) for s in steps.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--steps {steps!r}: use percentages like 10,50,100") from None
+    from sentiops.config import get_settings
+    from sentiops.data import TEXT, load
+    from sentiops.rollout import JudgeConfig
+    from sentiops.rollout_local import local_rollout
+
+    texts = [t for t in load(list(traffic), TEXT, None)[TEXT].tolist() if t.strip()]
+    record, _ = local_rollout(
+        stable, canary, texts, workdir or get_settings().home / "rollout", plan_steps,
+        step_seconds, rate, JudgeConfig(min_requests=min_requests), progress=console.print,
+    )  # fmt: skip
+    console.print(record.to_markdown(), highlight=False)
+    if output_json:
+        record.write_json(output_json)
+        console.print(f"decision record: {output_json}", highlight=False)
 
 
 def _executor(namespace: str, kubeconfig: str | None):  # noqa: ANN202

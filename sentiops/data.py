@@ -175,10 +175,11 @@ def read_table(
 def load(
     specs: list[str],
     text_column: str = TEXT,
-    label_column: str = LABEL,
+    label_column: str | None = LABEL,
     settings: Settings | None = None,
 ) -> pd.DataFrame:
-    """Load and concatenate datasets: built-in names or CSV/JSONL/Parquet paths / s3:// URIs."""
+    """Load and concatenate datasets: built-in names or CSV/JSONL/Parquet paths / s3:// URIs.
+    `label_column=None`: unlabelled texts (e.g. traffic to replay); files need no label."""
     if not specs:
         raise DataError("no data given", "pass --data PATH (repeatable) or a built-in name")
     frames = []

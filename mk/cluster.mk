@@ -24,13 +24,10 @@ KSERVE_VERSION ?= v0.20.0
 KFP_VERSION ?= 2.14.3
 CERT_MANAGER_VERSION ?= v1.17.0
 KUBE_PROMETHEUS_STACK_VERSION ?= 83.4.0
-SERVING_DOCKERFILE ?= serving/Dockerfile
-COMPONENTS_DOCKERFILE ?= components/Dockerfile
-DRIFT_DOCKERFILE ?= drift/Dockerfile
 KFP_HOST ?= http://localhost:8888
 S3_ENV_FILE ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/sentiops/s3.env
 
-.PHONY: cluster-tools verify-cluster manifests kind-up kind-down images images-build \
+.PHONY: cluster-tools verify-cluster manifests kind-up kind-down images images-build images-buildah \
 	images-push deploy deploy-helm s3-secret pipeline-submit port-forward
 
 cluster-tools: ## install promtool/etcd/helm/kube-apiserver for the cluster checks (cached, idempotent)
@@ -54,10 +51,11 @@ kind-up: ## kind cluster + cert-manager, Istio, Knative, KServe, KFP, kube-prome
 kind-down: ## delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
-images-build: ## docker build the serving, drift and components images (IMAGE_PREFIX, IMAGE_TAG)
-	$(DOCKER) build -f $(SERVING_DOCKERFILE) -t $(IMAGE_PREFIX)/serving:$(IMAGE_TAG) .
-	$(DOCKER) build -f $(DRIFT_DOCKERFILE) -t $(IMAGE_PREFIX)/drift:$(IMAGE_TAG) .
-	$(DOCKER) build -f $(COMPONENTS_DOCKERFILE) -t $(IMAGE_PREFIX)/components:$(IMAGE_TAG) .
+images-build: install ## build the serving, drift and components images with Docker (air-gapped wheelhouse)
+	BUILDER=docker IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_TAG=$(IMAGE_TAG) bash scripts/images/build.sh
+
+images-buildah: install cluster-tools ## the same without a daemon: buildah + an mmdebstrap base (what CI runs)
+	BUILDER=buildah IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_TAG=$(IMAGE_TAG) bash scripts/images/build.sh
 
 images: images-build ## build the images and load them into the kind cluster
 	$(KIND) load docker-image --name $(KIND_CLUSTER) \

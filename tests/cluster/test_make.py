@@ -9,7 +9,7 @@ import yaml
 
 from .harness import REPO, run
 
-SCRIPTS = sorted((REPO / "scripts" / "cluster").glob("*.sh"))
+SCRIPTS = sorted((REPO / "scripts").glob("*/*.sh"))
 
 
 def make_n(*targets: str) -> str:
@@ -22,9 +22,11 @@ def make_n(*targets: str) -> str:
     [
         ("kind-up", ["kind create cluster --config kind-config.yaml --name sentiops",
                      "bash scripts/cluster/kind-up.sh"]),
-        ("images", ["docker build -f serving/Dockerfile -t dev.local/sentiops/serving:dev .",
-                    "docker build -f drift/Dockerfile -t dev.local/sentiops/drift:dev .",
+        ("images", ["BUILDER=docker IMAGE_PREFIX=dev.local/sentiops IMAGE_TAG=dev bash "
+                    "scripts/images/build.sh",
                     "kind load docker-image --name sentiops"]),
+        ("images-buildah", ["BUILDER=buildah IMAGE_PREFIX=dev.local/sentiops IMAGE_TAG=dev "
+                            "bash scripts/images/build.sh"]),
         ("images-push", ["docker push dev.local/sentiops/serving:dev"]),
         ("deploy", ["bash scripts/cluster/create-s3-secret.sh",
                     "kubectl apply --server-side --field-manager=sentiops -k "

@@ -44,6 +44,18 @@ REQUEST_LATENCY = Histogram(
     ["model_name", "model_version"],
     buckets=LATENCY_BUCKETS,
 )
+BATCH_SIZE = Histogram(
+    "sentiops_batch_size",
+    "Texts per forward pass of the predictor's adaptive batcher.",
+    ["model_name"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+INPUT_LENGTH = Histogram(
+    "sentiops_input_length_chars",
+    "Length of each text the predictor classified, in characters.",
+    ["model_name"],
+    buckets=(10, 25, 50, 100, 200, 280, 500, 1000, 2500, 5000),
+)
 DRIFT_P_VALUE = Gauge(
     "sentiops_drift_p_value",
     "p-value of the last drift test over the current window (low = drift).",
@@ -78,6 +90,12 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "sentiops_request_duration_seconds_bucket",
     "sentiops_request_duration_seconds_sum",
     "sentiops_request_duration_seconds_count",
+    "sentiops_batch_size_bucket",
+    "sentiops_batch_size_sum",
+    "sentiops_batch_size_count",
+    "sentiops_input_length_chars_bucket",
+    "sentiops_input_length_chars_sum",
+    "sentiops_input_length_chars_count",
     "sentiops_drift_p_value",
     "sentiops_drift_detected",
     "sentiops_drift_window_size",

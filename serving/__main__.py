@@ -1,0 +1,36 @@
+"""`python -m serving --model_name sentiment --model_dir /mnt/models [--http_port 8080]`.
+
+KServe's own flags (`kserve.model_server.parser`: --http_port, --grpc_port, --workers, ...)
+plus ours. The model directory may be a local path (KServe's storage-initializer downloaded it
+to /mnt/models) or an s3:// prefix (downloaded here, checksums verified)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from serving.server import run
+
+
+def parser() -> argparse.ArgumentParser:
+    from kserve import model_server
+
+    p = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
+    p.add_argument("--model_dir", required=True, help="model directory or s3:// prefix")
+    p.add_argument("--max_batch_size", type=int, default=256, help="most texts in one request")
+    p.add_argument("--max_chars", type=int, default=5000, help="longest text accepted")
+    p.add_argument(
+        "--batch_window_ms",
+        type=float,
+        default=5.0,
+        help="how long a forward pass waits for concurrent requests to join it",
+    )
+    p.add_argument("--forward_batch", type=int, default=64, help="most texts in one forward pass")
+    p.add_argument("--logger_url", default="", help="post requests/responses as CloudEvents here")
+    p.add_argument("--logger_mode", default="all", choices=["all", "request", "response"])
+    return p
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    run(parser().parse_args())

@@ -1,0 +1,127 @@
+"""Inference log: every request and its response posted as CloudEvents in the shape of
+KServe's agent logger (binary mode; ce-type org.kubeflow.serving.inference.request /
+.response; one ce-id for both; extensions inferenceservicename, namespace, component,
+endpoint; a response is logged only when it was a 200).
+
+On a cluster KServe's agent does this; locally the predictor does it itself, so the drift
+detector receives exactly the same events. Events go through a bounded queue to a background
+sender: a slow or absent receiver never slows or fails a prediction (what does not fit is
+dropped and counted)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import uuid
+from typing import Any
+
+from prometheus_client import Counter
+
+logger = logging.getLogger("sentiops.serving.logger")
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+LOGGED = Counter(
+    "sentiops_inference_log_events",
+    "Inference-log CloudEvents by outcome (sent, dropped, failed).",
+    ["outcome"],
+)
+
+
+class Sender(threading.Thread):
+    def __init__(self, url: str, maxsize: int = 10_000, timeout: float = 5.0) -> None:
+        super().__init__(daemon=True, name="sentiops-inference-log")
+        self.url, self.timeout = url, timeout
+        self.queue: queue.Queue[tuple[dict[str, str], bytes]] = queue.Queue(maxsize)
+
+    def offer(self, headers: dict[str, str], body: bytes) -> None:
+        try:
+            self.queue.put_nowait((headers, body))
+        except queue.Full:
+            LOGGED.labels("dropped").inc()
+
+    def run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=self.timeout) as client:
+            while True:
+                headers, body = self.queue.get()
+                try:
+                    resp = client.post(self.url, headers=headers, content=body)
+                    LOGGED.labels("sent" if resp.status_code < 300 else "failed").inc()
+                    if resp.status_code >= 300:
+                        logger.warning("inference log: %s answered %s", self.url, resp.status_code)
+                except Exception as exc:  # noqa: BLE001 - logging never breaks serving
+                    LOGGED.labels("failed").inc()
+                    logger.warning("inference log: %s unreachable: %s", self.url, exc)
+
+
+def event(kind: str, event_id: str, body: bytes, model: Any, endpoint: str) -> tuple[dict, bytes]:
+    """Binary-mode CloudEvent headers + body (the cloudevents library builds them)."""
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
+
+    attrs = {
+        "type": kind,
+        "source": f"http://localhost/{model.name}",
+        "id": event_id,
+        "datacontenttype": "application/json",
+        "inferenceservicename": model.name,
+        "namespace": os.environ.get("POD_NAMESPACE", "default"),
+        "component": "predictor",
+        "endpoint": endpoint,
+        "modelversion": model.version,
+    }
+    headers, data = to_binary(CloudEvent(attrs, body))
+    return dict(headers), data if isinstance(data, bytes) else bytes(data or b"")
+
+
+class LoggerMiddleware:
+    """ASGI middleware: copies predict/infer request and response bodies into the sender."""
+
+    PATHS = (":predict", "/infer")
+
+    def __init__(self, app: Any, model: Any, sender: Sender, mode: str, endpoint: str) -> None:
+        self.app, self.model, self.sender = app, model, sender
+        self.mode, self.endpoint = mode, endpoint
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").endswith(self.PATHS):
+            await self.app(scope, receive, send)
+            return
+        event_id = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode() or str(
+            uuid.uuid4()
+        )
+        request_body, response_body = bytearray(), bytearray()
+        status = 0
+
+        async def tap_receive() -> dict:
+            message = await receive()
+            request_body.extend(message.get("body", b""))
+            return dict(message)
+
+        async def tap_send(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                response_body.extend(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, tap_receive, tap_send)
+        if self.mode in ("all", "request"):
+            self.sender.offer(*event(REQUEST_TYPE, event_id, bytes(request_body), self.model,
+                                     self.endpoint))  # fmt: skip
+        if self.mode in ("all", "response") and status == 200:
+            self.sender.offer(*event(RESPONSE_TYPE, event_id, bytes(response_body), self.model,
+                                     self.endpoint))  # fmt: skip
+
+
+def install(app: Any, model: Any, url: str, mode: str = "all", endpoint: str = "") -> Sender:
+    sender = Sender(url)
+    sender.start()
+    endpoint = endpoint or os.environ.get("SENTIOPS_ENDPOINT", "default")
+    app.add_middleware(LoggerMiddleware, model=model, sender=sender, mode=mode, endpoint=endpoint)
+    logger.info("inference log: %s events to %s", mode, url)
+    return sender

@@ -1,0 +1,241 @@
+"""The SentiOps predictor: one `kserve.Model` over the core's model directory and prediction.
+
+    load()     checksums verified (`sentiops.models.load_model`); a corrupt or tampered model
+               never becomes ready, and the log says why
+    predict()  v1 {"instances": ["text", ...]} -> {"predictions": [{label, score, probabilities}]}
+               v2 input `text` BYTES [N] -> outputs `label` BYTES [N], `probabilities` FP32 [N, C]
+               (REST and gRPC); the response id echoes the request id
+    explain()  per-token attributions for the predicted label (serving.explain)
+
+Every client mistake is a `kserve.errors.InvalidInput` (HTTP 400 with {"error": ...}) that
+names the problem and the limit; the core's checks (`sentiops.models.check_texts`) are the
+one place the limits live.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from sentiops import metrics
+from sentiops.errors import InvalidInput as CoreInvalidInput
+from sentiops.errors import SentiOpsError
+from sentiops.models import MAX_BATCH, MAX_CHARS, LoadedModel, check_texts, load_model
+from sentiops.scoring import labels_from_proba
+from serving.batcher import Batcher
+
+logger = logging.getLogger("sentiops.serving")
+VERSION_ENV = "SENTIOPS_MODEL_VERSION"
+INPUT = "text"
+
+
+def _invalid(message: str, hint: str = "") -> InvalidInput:
+    return InvalidInput(f"{message}{f'; {hint}' if hint else ''}")
+
+
+class SentimentModel(Model):
+    def __init__(
+        self,
+        name: str,
+        model_dir: str | Path,
+        max_batch_size: int = MAX_BATCH,
+        max_chars: int = MAX_CHARS,
+        batch_window_ms: float = 5.0,
+        forward_batch: int = 64,
+        version: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.model_dir = str(model_dir)
+        self.max_batch_size = max_batch_size
+        self.max_chars = max_chars
+        self.batch_window_ms = batch_window_ms
+        self.forward_batch = forward_batch
+        self.version = version or os.environ.get(VERSION_ENV) or ""
+        self.model: LoadedModel | None = None
+        self.batcher: Batcher | None = None
+        self.not_ready_reason = "not loaded"
+
+    # -------------------------------------------------------------------------- lifecycle
+    def load(self) -> bool:
+        try:
+            self.model = load_model(self.model_dir)
+        except SentiOpsError as exc:
+            self.ready = False
+            self.not_ready_reason = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+            logger.error("model %s is NOT ready: %s", self.name, self.not_ready_reason)
+            return False
+        self.version = self.version or self.model.version
+        self.batcher = Batcher(
+            self.model.predict_proba,
+            max_batch_size=max(self.forward_batch, 1),
+            max_latency_ms=self.batch_window_ms,
+            model_name=self.name,
+        )
+        self.ready = True
+        logger.info(
+            "model %s ready: %s %s (version %s, labels %s)", self.name,
+            self.model.manifest.get("model_type"), self.model_dir, self.version, self.model.labels,
+        )  # fmt: skip
+        return True
+
+    @property
+    def labels(self) -> list[str]:
+        return self.model.labels if self.model is not None else []
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}]
+
+    def metadata(self) -> dict[str, Any]:
+        """Open Inference Protocol model metadata, plus the label order and model version."""
+        return {
+            "name": self.name,
+            "versions": [self.version] if self.version else [],
+            "platform": f"sentiops-{(self.model.manifest if self.model else {}).get('model_type')}",
+            "inputs": self.get_input_types(),
+            "outputs": self.get_output_types(),
+            "parameters": {"labels": self.labels, "model_version": self.version},
+        }
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.labels)]},
+        ]
+
+    # -------------------------------------------------------------------------- decoding
+    def texts_of(self, payload: Any) -> list[str]:
+        """The texts of a v1 dict or a v2 request, checked against the limits."""
+        if isinstance(payload, bytes | bytearray):  # a JSON body sent without its content type
+            import json
+
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                raise _invalid("the body is not JSON", 'send {"instances": ["text", ...]} with '
+                               "Content-Type: application/json") from None  # fmt: skip
+        if isinstance(payload, InferRequest):
+            texts = self._v2_texts(payload)
+        elif isinstance(payload, dict):
+            if "instances" not in payload:
+                raise _invalid(
+                    'missing "instances"',
+                    'send {"instances": ["text", ...]} (v1) or POST /v2/models/'
+                    f"{self.name}/infer with an input named {INPUT!r}",
+                )
+            texts = payload["instances"]
+            # {"instances": [{"text": "..."}]} is accepted too (KServe's examples send objects)
+            if isinstance(texts, list):
+                texts = [t.get(INPUT) if isinstance(t, dict) else t for t in texts]
+        else:
+            raise _invalid(f"unsupported request body of type {type(payload).__name__}")
+        try:
+            return check_texts(texts, max_batch=self.max_batch_size, max_chars=self.max_chars)
+        except CoreInvalidInput as exc:
+            raise _invalid(exc.message, exc.hint) from None
+
+    def _v2_texts(self, request: InferRequest) -> list[Any]:
+        inputs = [i for i in request.inputs if i.name == INPUT]
+        if len(request.inputs) != 1 or not inputs:
+            names = [i.name for i in request.inputs]
+            raise _invalid(f"expected exactly one input named {INPUT!r}, got {names}",
+                           'send {"inputs": [{"name": "text", "datatype": "BYTES", '
+                           '"shape": [N], "data": ["..."]}]}')  # fmt: skip
+        inp = inputs[0]
+        if inp.datatype != "BYTES":
+            raise _invalid(f"input {INPUT!r} has datatype {inp.datatype}", "use BYTES (UTF-8 text)")
+        shape = list(inp.shape or [])
+        if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
+            raise _invalid(f"input {INPUT!r} has shape {shape}", "use [N] (one text per row)")
+        try:
+            raw = inp.as_numpy().reshape(-1).tolist()
+        except Exception as exc:  # noqa: BLE001 - a malformed tensor is the client's
+            raise _invalid(f"input {INPUT!r} cannot be read as text: {exc}") from None
+        if len(raw) != shape[0]:
+            raise _invalid(f"shape {shape} says {shape[0]} texts but the data has {len(raw)}",
+                           "make the shape agree with the data")  # fmt: skip
+        texts = []
+        for i, item in enumerate(raw):
+            if isinstance(item, bytes):
+                try:
+                    item = item.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _invalid(f"item {i} is not UTF-8", "send UTF-8 text") from None
+            texts.append(item)
+        return texts
+
+    # -------------------------------------------------------------------------- predict
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        start = time.perf_counter()
+        try:
+            texts = self.texts_of(payload)
+            assert self.batcher is not None and self.model is not None
+            proba = np.asarray(await self.batcher.submit(texts), dtype=np.float64)
+        except InvalidInput:
+            metrics.REQUEST_ERRORS.labels(self.name, self.version, "invalid_input").inc()
+            metrics.REQUEST_LATENCY.labels(self.name, self.version).observe(
+                time.perf_counter() - start
+            )
+            raise
+        except Exception:
+            metrics.REQUEST_ERRORS.labels(self.name, self.version, "inference_error").inc()
+            metrics.REQUEST_LATENCY.labels(self.name, self.version).observe(
+                time.perf_counter() - start
+            )
+            raise
+        labels = labels_from_proba(proba, self.labels)
+        self._observe(texts, labels, proba, time.perf_counter() - start)
+        if isinstance(payload, InferRequest):
+            return self._v2_response(payload, labels, proba)
+        return {
+            "predictions": [
+                {
+                    "label": label,
+                    "score": float(row.max()),
+                    "probabilities": {k: float(p) for k, p in zip(self.labels, row, strict=True)},
+                }
+                for label, row in zip(labels, proba, strict=True)
+            ]
+        }
+
+    def _observe(self, texts: list[str], labels: list[str], proba: np.ndarray, secs: float) -> None:
+        metrics.REQUEST_LATENCY.labels(self.name, self.version).observe(secs)
+        confidence = metrics.PREDICTION_CONFIDENCE.labels(self.name, self.version)
+        length = metrics.INPUT_LENGTH.labels(self.name)
+        for text, label, row in zip(texts, labels, proba, strict=True):
+            metrics.PREDICTIONS.labels(self.name, self.version, label).inc()
+            confidence.observe(float(row.max()))
+            length.observe(len(text))
+
+    def _v2_response(
+        self, request: InferRequest, labels: list[str], proba: np.ndarray
+    ) -> InferResponse:
+        label_out = InferOutput("label", [len(labels)], "BYTES")
+        label_out.set_data_from_numpy(np.array(labels, dtype=np.object_), binary_data=False)
+        prob_out = InferOutput("probabilities", list(proba.shape), "FP32")
+        prob_out.set_data_from_numpy(proba.astype(np.float32), binary_data=False)
+        return InferResponse(
+            response_id=request.id or str(uuid.uuid4()),
+            model_name=self.name,
+            model_version=self.version,
+            infer_outputs=[label_out, prob_out],
+            use_binary_outputs=False,
+            from_grpc=request.from_grpc,
+        )
+
+    async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        from serving.explain import explain
+
+        texts = self.texts_of(payload)
+        if len(texts) > 8:
+            raise _invalid(f"{len(texts)} texts to explain", "explain at most 8 texts a request")
+        assert self.model is not None
+        return {"explanations": [explain(self.model, t) for t in texts]}

@@ -1,0 +1,161 @@
+"""Start the predictor: threads sized to the container's CPU limit, the model loaded (and
+downloaded from s3:// if needed), request-size limits and error accounting on the REST app,
+then `kserve.ModelServer` (REST v1/v2 and gRPC v2)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from sentiops import metrics
+from serving.model import SentimentModel
+
+logger = logging.getLogger("sentiops.serving")
+MAX_BODY_BYTES = 2_000_000
+
+
+def cpu_limit() -> int:
+    """CPUs this container may use: cgroup v2 cpu.max quota, else the affinity mask."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            return max(1, int(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def set_threads() -> int:
+    n = cpu_limit()
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+        torch.set_num_interop_threads(1)
+    except (ImportError, RuntimeError):
+        pass
+    return n
+
+
+def local_model_dir(model_dir: str) -> str:
+    """An s3:// model is downloaded (checksummed objects) like KServe's storage-initializer."""
+    if not model_dir.startswith("s3://"):
+        return model_dir
+    from sentiops.storage import get_dir
+
+    dest = (
+        Path(os.environ.get("TMPDIR", "/tmp"))
+        / "models"
+        / hashlib.sha256(model_dir.encode()).hexdigest()[:16]
+    )
+    return str(get_dir(model_dir, dest))
+
+
+class Guard:
+    """ASGI middleware: refuses bodies over `limit` bytes with 413 (before they are read) and
+    counts errors KServe answers before the model runs (unknown model 404, not ready 503)."""
+
+    def __init__(self, app: Any, model: SentimentModel, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.model, self.limit = app, model, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            error = (
+                f"request body of {int(length)} bytes exceeds the limit of {self.limit} bytes; "
+                "send fewer or shorter texts"
+            )
+            await self._reply(send, 413, error)
+            return
+        received = 0
+
+        async def limited() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge()
+            return dict(message)
+
+        async def counting_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                reason = {503: "model_not_ready", 404: "model_not_found"}.get(message["status"])
+                path = scope.get("path", "")
+                if reason and (path.endswith((":predict", ":explain", "/infer"))):
+                    metrics.REQUEST_ERRORS.labels(self.model.name, self.model.version, reason).inc()
+            await send(message)
+
+        try:
+            await self.app(scope, limited, counting_send)
+        except _TooLarge:
+            await self._reply(send, 413, f"request body exceeds the limit of {self.limit} bytes")
+
+    @staticmethod
+    async def _reply(send: Any, status: int, error: str) -> None:
+        import json
+
+        body = json.dumps({"error": error}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def add_metadata_route(app: Any, model: SentimentModel) -> None:
+    """GET /v2/models/{name} with the label order and version (KServe's own route drops
+    fields its schema does not know); registered before KServe's, so it answers first."""
+    from fastapi.responses import JSONResponse
+
+    @app.get("/v2/models/{model_name}")
+    async def metadata(model_name: str) -> JSONResponse:
+        if model_name != model.name:
+            return JSONResponse({"error": f"model {model_name!r} not found; this server serves "
+                                 f"{model.name!r}"}, status_code=404)  # fmt: skip
+        if not model.ready:
+            return JSONResponse({"error": f"model {model.name} is not ready: "
+                                 f"{model.not_ready_reason}"}, status_code=503)  # fmt: skip
+        return JSONResponse(model.metadata())
+
+
+def run(args: argparse.Namespace) -> None:
+    from kserve import ModelServer
+    from kserve import model_server as ks
+
+    threads = set_threads()
+    model = SentimentModel(
+        args.model_name,
+        local_model_dir(args.model_dir),
+        max_batch_size=args.max_batch_size,
+        max_chars=args.max_chars,
+        batch_window_ms=args.batch_window_ms,
+        forward_batch=args.forward_batch,
+    )
+    model.load()
+    logger.info("threads: %d; model ready: %s", threads, model.ready)
+    ks.app.add_middleware(Guard, model=model)
+    add_metadata_route(ks.app, model)
+    if args.logger_url:
+        from serving.logger import install
+
+        install(ks.app, model, args.logger_url, args.logger_mode)
+    server = ModelServer(
+        http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
+        enable_grpc=args.enable_grpc,
+    )  # fmt: skip
+    # registered even when not ready: the server stays up, readiness answers 503 and the log
+    # above says why (KServe would exit with NoModelReady instead)
+    server.register_model(model)
+    model.start()
+    server.start([])

@@ -56,6 +56,11 @@ INPUT_LENGTH = Histogram(
     ["model_name"],
     buckets=(10, 25, 50, 100, 200, 280, 500, 1000, 2500, 5000),
 )
+INFERENCE_LOG_EVENTS = Counter(
+    "sentiops_inference_log_events",
+    "Inference-log CloudEvents the predictor posted, by outcome (sent, dropped, failed).",
+    ["outcome"],
+)
 DRIFT_P_VALUE = Gauge(
     "sentiops_drift_p_value",
     "p-value of the last drift test over the current window (low = drift).",
@@ -96,6 +101,7 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "sentiops_input_length_chars_bucket",
     "sentiops_input_length_chars_sum",
     "sentiops_input_length_chars_count",
+    "sentiops_inference_log_events_total",
     "sentiops_drift_p_value",
     "sentiops_drift_detected",
     "sentiops_drift_window_size",

@@ -47,6 +47,31 @@ def write(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    return _finish(out, tmp, save_files, info)
+
+
+def extend(
+    folder: Path, add_files: Callable[[Path], None], updates: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Add files to an existing (verified) model directory and merge `updates` into its
+    manifest, atomically: the copy is extended, re-checksummed (a new `version`) and renamed
+    into place. Used for what is packaged with a model after training (its optimized serving
+    form, its drift detector) so that it lives under the same checksums. Returns the new
+    manifest."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    info = {k: v for k, v in manifest.items() if k not in _COMPUTED} | (updates or {})
+    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(folder, tmp)
+    (tmp / MANIFEST).unlink()
+    _finish(folder, tmp, add_files, info)
+    return read_manifest(folder, verify=False)
+
+
+_COMPUTED = ("format_version", "version", "sentiops_version", "created_at", "files")
+
+
+def _finish(out: Path, tmp: Path, save_files: Callable[[Path], None], info: dict[str, Any]) -> Path:
     try:
         save_files(tmp)
         labels = list(info["labels"])

@@ -17,16 +17,11 @@ import threading
 import uuid
 from typing import Any
 
-from prometheus_client import Counter
+from sentiops.metrics import INFERENCE_LOG_EVENTS as LOGGED
 
 logger = logging.getLogger("sentiops.serving.logger")
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
-LOGGED = Counter(
-    "sentiops_inference_log_events",
-    "Inference-log CloudEvents by outcome (sent, dropped, failed).",
-    ["outcome"],
-)
 
 
 class Sender(threading.Thread):

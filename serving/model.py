@@ -87,6 +87,9 @@ class SentimentModel(Model):
         )  # fmt: skip
         return True
 
+    def start(self) -> None:
+        """KServe's default marks every model ready here; readiness is `load()`'s verdict."""
+
     @property
     def labels(self) -> list[str]:
         return self.model.labels if self.model is not None else []
@@ -155,10 +158,15 @@ class SentimentModel(Model):
         shape = list(inp.shape or [])
         if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
             raise _invalid(f"input {INPUT!r} has shape {shape}", "use [N] (one text per row)")
-        try:
-            raw = inp.as_numpy().reshape(-1).tolist()
-        except Exception as exc:  # noqa: BLE001 - a malformed tensor is the client's
-            raise _invalid(f"input {INPUT!r} cannot be read as text: {exc}") from None
+        # REST JSON data (possibly nested one level) is read as is; raw tensor bytes (gRPC,
+        # or REST's binary extension) and typed gRPC contents go through KServe's decoder
+        if isinstance(inp.data, list) and inp._raw_data is None:
+            raw = [x for item in inp.data for x in (item if isinstance(item, list) else [item])]
+        else:
+            try:  # gRPC: raw tensor bytes or typed contents
+                raw = inp.as_numpy().reshape(-1).tolist()
+            except Exception as exc:  # noqa: BLE001 - a malformed tensor is the client's
+                raise _invalid(f"input {INPUT!r} cannot be read as text: {exc}") from None
         if len(raw) != shape[0]:
             raise _invalid(f"shape {shape} says {shape[0]} texts but the data has {len(raw)}",
                            "make the shape agree with the data")  # fmt: skip
@@ -218,16 +226,22 @@ class SentimentModel(Model):
     def _v2_response(
         self, request: InferRequest, labels: list[str], proba: np.ndarray
     ) -> InferResponse:
+        # gRPC answers carry raw tensor bytes (what Triton's and KServe's gRPC clients read);
+        # REST answers carry JSON data
+        binary = bool(request.from_grpc)
         label_out = InferOutput("label", [len(labels)], "BYTES")
-        label_out.set_data_from_numpy(np.array(labels, dtype=np.object_), binary_data=False)
+        label_out.set_data_from_numpy(
+            np.array([x.encode() for x in labels] if binary else labels, dtype=np.object_),
+            binary_data=binary,
+        )
         prob_out = InferOutput("probabilities", list(proba.shape), "FP32")
-        prob_out.set_data_from_numpy(proba.astype(np.float32), binary_data=False)
+        prob_out.set_data_from_numpy(proba.astype(np.float32), binary_data=binary)
         return InferResponse(
             response_id=request.id or str(uuid.uuid4()),
             model_name=self.name,
             model_version=self.version,
             infer_outputs=[label_out, prob_out],
-            use_binary_outputs=False,
+            use_binary_outputs=binary,
             from_grpc=request.from_grpc,
         )
 

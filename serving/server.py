@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fastapi.responses import JSONResponse
+
 from sentiops import metrics
 from serving.model import SentimentModel
 
@@ -57,8 +59,9 @@ def local_model_dir(model_dir: str) -> str:
 
 
 class Guard:
-    """ASGI middleware: refuses bodies over `limit` bytes with 413 (before they are read) and
-    counts errors KServe answers before the model runs (unknown model 404, not ready 503)."""
+    """ASGI middleware: refuses bodies over `limit` bytes with 413 (before they are read),
+    closes KServe's model repository API (load/unload), and counts errors KServe answers
+    before the model runs (unknown model 404, not ready 503)."""
 
     def __init__(self, app: Any, model: SentimentModel, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.model, self.limit = app, model, limit
@@ -67,7 +70,38 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        if scope.get("path", "").startswith("/v2/repository/"):
+            # KServe's model repository API would let any client unload the model
+            await self._reply(send, 404, "the model repository API is disabled on this server")
+            return
+        scope = self._without_version(scope)
+        if scope.get("status"):
+            await self._reply(send, scope["status"], scope["error"])
+            return
+        if not self.model.ready and self._about_the_model(scope.get("path", "")):
+            # answered here with the reason (KServe would log a traceback on every probe)
+            path = scope.get("path", "")
+            if path.endswith((":predict", ":explain", "/infer")):
+                metrics.REQUEST_ERRORS.labels(
+                    self.model.name, self.model.version, "model_not_ready"
+                ).inc()
+            await self._reply(
+                send, 503, f"model {self.model.name} is not ready: {self.model.not_ready_reason}"
+            )
+            return
+        headers = dict(scope.get("headers") or [])
+        if (
+            scope.get("path", "").endswith("/infer")
+            and b"content-type" not in headers
+            and b"inference-header-content-length" not in headers
+        ):
+            # Triton's HTTP client sends its JSON without a content type; KServe would read it
+            # as binary tensor data and refuse it
+            scope = {
+                **scope,
+                "headers": [*scope["headers"], (b"content-type", b"application/json")],
+            }
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             error = (
                 f"request body of {int(length)} bytes exceeds the limit of {self.limit} bytes; "
@@ -98,6 +132,32 @@ class Guard:
         except _TooLarge:
             await self._reply(send, 413, f"request body exceeds the limit of {self.limit} bytes")
 
+    def _about_the_model(self, path: str) -> bool:
+        name = self.model.name
+        return path in ("/v2/health/ready", f"/v1/models/{name}", f"/v2/models/{name}") or \
+            path.startswith((f"/v1/models/{name}:", f"/v2/models/{name}/"))  # fmt: skip
+
+    def _without_version(self, scope: dict) -> dict:
+        """`/v2/models/<name>/versions/<v>/...` and `?model_version=<v>` name a version: the one
+        this server serves is answered as if unversioned, any other is a 404 (KServe itself
+        answers 501 to every versioned request)."""
+        from urllib.parse import parse_qsl, urlencode
+
+        path = scope.get("path", "")
+        query = dict(parse_qsl(scope.get("query_string", b"").decode(errors="replace")))
+        asked = query.pop("model_version", None)
+        parts = path.split("/")
+        if len(parts) >= 6 and parts[1:3] == ["v2", "models"] and parts[4] == "versions":
+            asked, path = parts[5], "/".join(parts[:4] + parts[6:])
+        if asked is None:
+            return scope
+        if asked != self.model.version:
+            error = f"model version {asked!r} is not served here; this server serves " \
+                    f"{self.model.name} version {self.model.version!r}"  # fmt: skip
+            return {**scope, "status": 404, "error": error}
+        return {**scope, "path": path, "raw_path": path.encode(),
+                "query_string": urlencode(query).encode()}  # fmt: skip
+
     @staticmethod
     async def _reply(send: Any, status: int, error: str) -> None:
         import json
@@ -116,9 +176,8 @@ class _TooLarge(Exception):
 def add_metadata_route(app: Any, model: SentimentModel) -> None:
     """GET /v2/models/{name} with the label order and version (KServe's own route drops
     fields its schema does not know); registered before KServe's, so it answers first."""
-    from fastapi.responses import JSONResponse
 
-    @app.get("/v2/models/{model_name}")
+    @app.get("/v2/models/{model_name}", response_model=None)
     async def metadata(model_name: str) -> JSONResponse:
         if model_name != model.name:
             return JSONResponse({"error": f"model {model_name!r} not found; this server serves "

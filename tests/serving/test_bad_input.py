@@ -1,0 +1,121 @@
+"""Bad input never costs a 5xx: every client mistake is a 4xx with {"error": ...} naming the
+problem (and the limit); a schemathesis run over the server's OpenAPI finds no 5xx."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from sentiops.errors import StackError
+from sentiops.localstack import Predictor
+
+pytestmark = pytest.mark.integration
+
+
+def _v2(data: object, shape: object = None, datatype: str = "BYTES", name: str = "text") -> dict:
+    n = len(data) if isinstance(data, list) else 1
+    return {"inputs": [{"name": name, "datatype": datatype, "shape": shape or [n], "data": data}]}
+
+
+V1 = "/v1/models/sentiment:predict"
+V2 = "/v2/models/sentiment/infer"
+CASES = [
+    ("v1 missing instances", V1, {"texts": ["x"]}, 'missing "instances"'),
+    ("v1 empty list", V1, {"instances": []}, "empty batch"),
+    ("v1 whitespace", V1, {"instances": ["ok", "   "]}, "items [1] are empty"),
+    ("v1 not strings", V1, {"instances": ["ok", 3, None]}, "items [1, 2] are not strings"),
+    ("v1 a string", V1, {"instances": "just text"}, '"instances" to be a list'),
+    ("v1 over max batch", V1, {"instances": ["a"] * 5}, "exceeds the limit of 4"),
+    ("v1 text too long", V1, {"instances": ["x" * 201]}, "longer than 200 characters"),
+    ("v2 wrong datatype", V2, _v2([1, 2], datatype="INT32"), "datatype INT32"),
+    ("v2 wrong input name", V2, _v2(["a"], name="sentence"), "input named 'text'"),
+    ("v2 wrong shape", V2, _v2(["a", "b"], shape=[1, 2]), "shape [1, 2]"),
+    ("v2 shape disagrees", V2, _v2(["a", "b"], shape=[3]), "says 3 texts but the data has 2"),
+    ("v2 empty text", V2, _v2([""]), "items [0] are empty"),
+    ("v2 over max batch", V2, _v2(["a"] * 5), "exceeds the limit of 4"),
+]
+
+
+@pytest.mark.parametrize(("what", "path", "body", "message"), CASES, ids=[c[0] for c in CASES])
+def test_client_mistakes_are_4xx_naming_the_problem(
+    server: Predictor, what: str, path: str, body: dict, message: str
+) -> None:
+    r = httpx.post(server.url + path, json=body)
+    assert 400 <= r.status_code < 500, (what, r.status_code, r.text)
+    assert message in r.json()["error"], r.text
+
+
+def test_invalid_json_unknown_model_and_oversized_body(server: Predictor) -> None:
+    r = httpx.post(
+        server.url + V1, content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert 400 <= r.status_code < 500 and "error" in r.json() or "detail" in r.json()
+    r = httpx.post(server.url + "/v1/models/nope:predict", json={"instances": ["hi"]})
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+    r = httpx.get(server.url + "/v2/models/nope")
+    assert r.status_code == 404 and "sentiment" in r.json()["error"]
+    r = httpx.post(server.url + "/v2/repository/models/sentiment/unload")
+    assert r.status_code == 404 and "disabled" in r.json()["error"]
+    r = httpx.post(server.url + V1, json={"instances": ["x" * 100] * 30_000})
+    assert r.status_code == 413 and "exceeds the limit" in r.json()["error"]
+    # the server still serves after all of that
+    r = httpx.post(server.url + V1, json={"instances": ["great"]})
+    assert r.status_code == 200
+
+
+def test_errors_are_counted_by_reason_and_version(server: Predictor) -> None:
+    httpx.post(server.url + V1, json={"instances": []})
+    metrics = httpx.get(server.url + "/metrics").text
+    assert (
+        'sentiops_request_errors_total{model_name="sentiment",model_version="7",'
+        'reason="invalid_input"}' in metrics
+    )
+
+
+def test_schemathesis_finds_no_server_error(server: Predictor) -> None:
+    """Property-based requests against the server's own OpenAPI (bounded)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    failures: list[str] = []
+    for op in schema.get_all_operations():
+        operation = op.ok()
+        if operation.method.upper() not in ("GET", "POST"):
+            continue
+
+        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def check(case) -> None:  # noqa: ANN001
+            response = case.call(base_url=server.url, timeout=30)
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.formatted_path}: {response.status_code} "
+                                f"{response.text[:200]}")  # fmt: skip
+
+        check()
+    assert not failures, "\n".join(failures[:10])
+
+
+def test_tampered_model_is_never_ready(model_dir, tmp_path) -> None:  # noqa: ANN001
+    import shutil
+
+    bad = tmp_path / "tampered"
+    shutil.copytree(model_dir, bad)
+    (bad / "pipeline.joblib").write_bytes(b"not the weights")
+    p = Predictor(bad, "9", tmp_path / "run")
+    with pytest.raises(StackError, match="predictor v9 ready"):
+        p.start(timeout=25)
+    try:
+        assert httpx.get(f"{p.url}/v2/health/live").status_code == 200
+        for path in ("/v2/models/sentiment/ready", "/v2/health/ready", "/v1/models/sentiment"):
+            r = httpx.get(p.url + path)
+            assert r.status_code == 503 and "checksum mismatch" in r.json()["error"], path
+        r = httpx.post(p.url + V1, json={"instances": ["hi"]})
+        assert r.status_code == 503 and "pipeline.joblib" in r.json()["error"]
+        assert 'reason="model_not_ready"' in httpx.get(p.url + "/metrics").text
+        assert p.process is not None
+        log = p.process.log.read_text()
+        assert "NOT ready" in log and "checksum mismatch" in log
+        assert "Traceback" not in log  # probes of a broken model are answered, not crashed
+    finally:
+        p.stop()

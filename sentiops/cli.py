@@ -401,10 +401,11 @@ def quickstart(
     )
 
 
-from sentiops import cli_pipeline, cli_rollout  # noqa: E402  (gate, pipeline, rollout)
+from sentiops import cli_drift, cli_pipeline, cli_rollout  # noqa: E402  (gate, pipeline, ...)
 
 cli_pipeline.register_commands(app)
 cli_rollout.register_commands(app)
+cli_drift.register_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

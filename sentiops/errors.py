@@ -98,3 +98,10 @@ class StackError(SentiOpsError):
     """A local server (predictor, Prometheus, traffic split) did not start or stopped."""
 
     exit_code = 11
+
+
+class DriftError(SentiOpsError):
+    """A drift detector cannot be fitted, loaded or run (bad input, missing or corrupt detector,
+    or Alibi Detect missing from this environment)."""
+
+    exit_code = 12

@@ -1,0 +1,33 @@
+# Drift sidecar (issue 9). Included by the main Makefile, which defines PYTHON and BIN.
+#   make drift-install   .venv-drift: alibi-detect 0.11.4 (pydantic<2) + sentiops core/models
+#                        (drift/requirements.txt under requirements.lock); part of `make install`
+#   make drift-serve     the sidecar on loopback (DRIFT_DETECTOR=<model dir>, port 9081)
+#   make bench-drift     false alarms / power / time per window -> benchmarks/results/drift.md
+
+DRIFT_VENV ?= .venv-drift
+DRIFT_BIN := $(DRIFT_VENV)/bin
+DRIFT_STAMP := $(DRIFT_VENV)/.installed
+DRIFT_CONSTRAINTS := $(DRIFT_VENV)/constraints.txt
+export SENTIOPS_DRIFT_PYTHON ?= $(CURDIR)/$(DRIFT_BIN)/python
+
+.PHONY: drift-install drift-serve bench-drift
+
+# requirements.lock minus every package drift/requirements.txt pins itself (numpy, scipy,
+# pydantic, Pillow, ...): the rest of the sidecar's environment matches the main one.
+$(DRIFT_STAMP): pyproject.toml requirements.lock drift/requirements.txt mk/drift.mk
+	@test -x $(DRIFT_BIN)/python || $(PYTHON) -m venv $(DRIFT_VENV)
+	@awk -F'[=<>!~;[ ]' \
+		'NR==FNR { if ($$0 ~ /^[A-Za-z0-9]/ && $$0 ~ /[=<>!~]/) { n=tolower($$1); gsub(/_/,"-",n); p[n]=1 }; next } \
+		 /^[A-Za-z0-9]/ { n=tolower($$1); gsub(/_/,"-",n); if (n in p) next } { print }' \
+		drift/requirements.txt requirements.lock > $(DRIFT_CONSTRAINTS)
+	$(DRIFT_BIN)/pip install --quiet --disable-pip-version-check -c $(DRIFT_CONSTRAINTS) \
+		-r drift/requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(DRIFT_BIN)/pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 \
+		| grep -v "^WARNING: Location" || true
+	@$(DRIFT_BIN)/python -c "import sentiops.drift, drift, alibi_detect, pydantic, starlette, uvicorn, cloudevents; assert pydantic.VERSION.startswith('1.')" \
+		|| { echo "drift install failed: see pip output above" >&2; exit 1; }
+	@touch $(DRIFT_STAMP)
+
+drift-install: $(DRIFT_STAMP) ## the drift sidecar's own venv (.venv-drift; alibi-detect 0.11.4, pydantic<2)
+
+install: drift-install

@@ -2,7 +2,7 @@
 
 Plain module-level prometheus_client objects on the default registry: KServe's ModelServer
 serves that registry on ``/metrics`` of its HTTP port, and the drift sidecar serves it on
-``:8081/metrics``. Import the objects, never redefine them::
+``:9081/metrics``. Import the objects, never redefine them::
 
     from sentiops import metrics
     metrics.PREDICTIONS.labels(model_name="sentiment", model_version="3", label="positive").inc()
@@ -61,19 +61,70 @@ INFERENCE_LOG_EVENTS = Counter(
     "Inference-log CloudEvents the predictor posted, by outcome (sent, dropped, failed).",
     ["outcome"],
 )
+# ------------------------------------------------------------------ drift sidecar (drift/)
+#: One series per model version, so a canary's drift is told apart from the stable model's.
+DRIFT_LABELS = ["model_name", "model_version"]
 DRIFT_P_VALUE = Gauge(
     "sentiops_drift_p_value",
-    "p-value of the last drift test over the current window (low = drift).",
-    ["detector"],
+    "p-value of the last tested window (low = drift): test=combined is the Bonferroni-corrected "
+    "window p-value, the others are the raw p-values of embedding (MMD), label_mix, confidence.",
+    [*DRIFT_LABELS, "test"],
 )
 DRIFT_DETECTED = Gauge(
     "sentiops_drift_detected",
-    "1 if the last drift test flagged drift, else 0.",
-    ["detector"],
+    "1 if the last tested window was flagged as drift, else 0.",
+    DRIFT_LABELS,
+)
+DRIFT_CONSECUTIVE = Gauge(
+    "sentiops_drift_consecutive_windows",
+    "Consecutive drifting windows so far (the labelling queue fills at K).",
+    DRIFT_LABELS,
 )
 DRIFT_WINDOW_SIZE = Gauge(
     "sentiops_drift_window_size",
-    "Number of logged requests in the drift detector's current window.",
+    "Predictions in the drift detector's current (open) window.",
+    DRIFT_LABELS,
+)
+DRIFT_WINDOWS = Counter(
+    "sentiops_drift_windows",
+    "Windows closed, by result (drift, no_drift, skipped = tester busy, error).",
+    [*DRIFT_LABELS, "result"],
+)
+DRIFT_TEST_SECONDS = Histogram(
+    "sentiops_drift_test_seconds",
+    "Wall time of testing one window (embedding + the three tests).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+DRIFT_EVENTS = Counter(
+    "sentiops_drift_events",
+    "Inference-log CloudEvents the drift sidecar received, by outcome: accepted, dropped (queue "
+    "full), bad (see sentiops_drift_bad_events_total), unmatched (no partner within the join "
+    "timeout).",
+    ["outcome"],
+)
+DRIFT_BAD_EVENTS = Counter(
+    "sentiops_drift_bad_events",
+    "Events the drift sidecar rejected, by reason (not_cloudevent, unknown_type, not_json, "
+    "protocol, no_text, mismatch).",
+    ["reason"],
+)
+PREDICTION_LOG_ROWS = Counter(
+    "sentiops_prediction_log_rows",
+    "Predictions in the prediction log, by outcome (written, dropped = buffer full).",
+    ["outcome"],
+)
+PREDICTION_LOG_ERRORS = Counter(
+    "sentiops_prediction_log_errors",
+    "Failed flushes of the prediction log to the store (retried with back-off).",
+)
+PREDICTION_LOG_BUFFERED = Gauge(
+    "sentiops_prediction_log_buffered_rows",
+    "Predictions waiting in memory for the next flush (lost on a crash).",
+)
+LABELLING_QUEUED = Counter(
+    "sentiops_labelling_queued",
+    "Texts written to the labelling queue after persistent drift.",
+    DRIFT_LABELS,
 )
 LIVE_ACCURACY = Gauge(
     "sentiops_live_accuracy",
@@ -82,7 +133,9 @@ LIVE_ACCURACY = Gauge(
 )
 RETRAIN_TRIGGERS = Counter(
     "sentiops_retrain_triggers",
-    "Retraining runs triggered by the drift sidecar.",
+    "Retraining decisions of the drift sidecar, by outcome (triggered, cooldown, active_run, "
+    "no_labels, failed) and reason (drift_with_labels).",
+    ["model_name", "outcome", "reason"],
 )
 
 #: Sample families the SentiOps code exposes (names as they appear on ``/metrics``).
@@ -104,7 +157,18 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "sentiops_inference_log_events_total",
     "sentiops_drift_p_value",
     "sentiops_drift_detected",
+    "sentiops_drift_consecutive_windows",
     "sentiops_drift_window_size",
+    "sentiops_drift_windows_total",
+    "sentiops_drift_test_seconds_bucket",
+    "sentiops_drift_test_seconds_sum",
+    "sentiops_drift_test_seconds_count",
+    "sentiops_drift_events_total",
+    "sentiops_drift_bad_events_total",
+    "sentiops_prediction_log_rows_total",
+    "sentiops_prediction_log_errors_total",
+    "sentiops_prediction_log_buffered_rows",
+    "sentiops_labelling_queued_total",
     "sentiops_live_accuracy",
     "sentiops_retrain_triggers_total",
 )

@@ -1,0 +1,47 @@
+"""`python -m drift [--port 9081] [--detector MODEL_DIR] [--store DIR|s3://bucket] ...`"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    from drift.monitor import Monitor
+    from drift.predlog import PredictionLog
+    from drift.retrain import Retrainer, make_trigger
+    from drift.server import create_app
+    from drift.settings import from_args
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )  # fmt: skip
+    settings = from_args(argv)
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    log = (
+        PredictionLog(settings.store, settings.flush_rows, settings.flush_seconds)
+        if settings.prediction_log
+        else None
+    )
+    retrainer = Retrainer(
+        settings.store, settings.model_name, make_trigger(settings), settings.retrain_datasets,
+        settings.retrain_cooldown, settings.retrain_min_labels,
+    )  # fmt: skip
+    monitor = Monitor(settings, log=log, retrainer=retrainer).start()
+    logging.getLogger("sentiops.drift").info(
+        "drift sidecar on %s:%d: detector %s, store %s, window %d (max %.0fs), K=%d, retrain %s",
+        settings.host, settings.port, settings.detector or "per model version from the store",
+        settings.store, settings.window_size, settings.window_seconds, settings.consecutive,
+        settings.retrain_mode if settings.retrain_enabled else "off",
+    )  # fmt: skip
+    uvicorn.run(
+        create_app(monitor), host=settings.host, port=settings.port, log_level="warning",
+        access_log=False,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,405 @@
+"""The sidecar's work, off the request path.
+
+    POST /  -> parse (cheap) -> bounded queue -> [joiner thread] request + response by ce-id
+            -> prediction log (buffered Parquet) + the model version's open window
+            -> window full or too old -> [tester thread] embed + three tests -> metrics
+            -> K drifting windows in a row -> labelling queue + retraining decision
+
+One window per model version (stable and canary are told apart). A closed window waits for the
+tester in a queue of two; when the tester is still busy with older windows it is skipped and
+counted (sentiops_drift_windows_total{result="skipped"}), so the sidecar never falls behind
+without saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drift.events import BadEvent, Event, Joiner, Prediction
+from drift.predlog import PredictionLog
+from drift.retrain import Retrainer, write_labelling
+from drift.settings import Settings
+from sentiops import metrics
+
+logger = logging.getLogger("sentiops.drift")
+
+
+@dataclass
+class Window:
+    version: str
+    opened: float = field(default_factory=time.monotonic)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+@dataclass
+class VersionState:
+    """What the sidecar knows about one model version."""
+
+    window: Window
+    consecutive: int = 0
+    drift_since: datetime | None = None
+    drifting: deque[tuple[Window, float]] = field(default_factory=lambda: deque(maxlen=64))
+    last: dict[str, Any] | None = None
+    windows: int = 0
+
+
+class DetectorSource:
+    """The detector for a model version: one fixed model directory (`detector`), or the
+    model's directory in the store, `config.model_uri(store, version)`, fetched on first use.
+    All testers share one sentence encoder."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.testers: dict[str, Any] = {}
+        self.missing: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self._embedder: Any = None
+        self.fixed: Any = None
+
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from sentiops.drift import Embedder
+
+            self._embedder = Embedder()
+        return self._embedder
+
+    def _tester(self, path: Path) -> Any:
+        from sentiops import drift
+
+        det = drift.load(path)
+        if self.settings.alpha is not None:
+            det.config["alpha"] = float(self.settings.alpha)
+        tester = drift.WindowTester(det, self.embedder())
+        _ = tester.mmd  # build Alibi's detector now, not on the first window
+        return tester
+
+    def load_fixed(self) -> None:
+        if self.settings.detector and self.fixed is None:
+            self.fixed = self._tester(Path(self.settings.detector))
+            logger.info(
+                "detector %s loaded (model version %s, labels %s, alpha %s)",
+                self.settings.detector, self.fixed.detector.version, self.fixed.detector.labels,
+                self.fixed.detector.alpha,
+            )  # fmt: skip
+
+    def get(self, version: str) -> Any:
+        if self.settings.detector:
+            self.load_fixed()
+            return self.fixed
+        with self.lock:
+            if version in self.testers:
+                return self.testers[version]
+            if version in self.missing:
+                return None
+            try:
+                tester = self._tester(self._fetch(version))
+            except Exception as exc:  # noqa: BLE001 - reported once per version, then skipped
+                self.missing[version] = str(exc)
+                logger.error("no drift detector for model version %s: %s", version, exc)
+                return None
+            self.testers[version] = tester
+            return tester
+
+    def _fetch(self, version: str) -> Path:
+        from sentiops import traffic_store as layout
+        from sentiops.config import model_uri
+        from sentiops.storage import is_s3
+
+        uri = model_uri(self.settings.store, version, self.settings.model_name)
+        if not is_s3(uri):
+            return Path(uri)
+        from sentiops.drift import DETECTOR_DIR
+
+        local = self.settings.workdir / "models" / version
+        (local / DETECTOR_DIR).mkdir(parents=True, exist_ok=True)
+        for f in layout.list_files(f"{uri}/{DETECTOR_DIR}"):
+            rel = f.uri[len(uri) + 1 :]
+            (local / rel).write_bytes(layout.get_bytes(f.uri))
+        (local / "model.json").write_bytes(layout.get_bytes(f"{uri}/model.json"))
+        return local
+
+
+class Monitor:
+    def __init__(
+        self,
+        settings: Settings,
+        detectors: DetectorSource | None = None,
+        log: PredictionLog | None = None,
+        retrainer: Retrainer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.detectors = detectors or DetectorSource(settings)
+        self.log = log
+        self.retrainer = retrainer
+        self.events: queue.Queue[Event] = queue.Queue(settings.queue_size)
+        self.closed: queue.Queue[Window] = queue.Queue(2)
+        self.joiner = Joiner(settings.join_timeout)
+        self.states: dict[str, VersionState] = {}
+        self.stopping = threading.Event()
+        self.ready_reason = "loading the detector"
+        self.ready = False
+        self._predictor_version: tuple[float, str] | None = None
+        self.threads = [
+            threading.Thread(target=self._join_loop, daemon=True, name="drift-joiner"),
+            threading.Thread(target=self._test_loop, daemon=True, name="drift-tester"),
+        ]
+
+    # ------------------------------------------------------------------------- lifecycle
+    def start(self) -> Monitor:
+        for t in self.threads:
+            t.start()
+        if self.log is not None:
+            self.log.start()
+        threading.Thread(target=self._load, daemon=True, name="drift-load").start()
+        return self
+
+    def _load(self) -> None:
+        try:
+            self.detectors.load_fixed()
+            if not self.settings.detector:
+                self.detectors.embedder()._load()
+                from sentiops.drift import _need_alibi
+
+                _need_alibi()
+            self.ready, self.ready_reason = True, "ready"
+        except Exception as exc:  # noqa: BLE001 - the reason is served on /readyz
+            self.ready_reason = f"detector failed to load: {exc}"
+            logger.error("%s", self.ready_reason)
+
+    def close(self) -> None:
+        self.stopping.set()
+        if self.log is not None:
+            self.log.close()
+
+    def offer(self, event: Event) -> bool:
+        try:
+            self.events.put_nowait(event)
+        except queue.Full:
+            metrics.DRIFT_EVENTS.labels("dropped").inc()
+            return False
+        metrics.DRIFT_EVENTS.labels("accepted").inc()
+        return True
+
+    # ------------------------------------------------------------------------- joiner
+    def version_of(self, pred: Prediction) -> str:
+        if pred.model_version:
+            return pred.model_version
+        if self.settings.predictor_url:
+            cached = self._predictor_version
+            if cached is None or time.monotonic() - cached[0] > 30:
+                self._predictor_version = (time.monotonic(), self._ask_predictor())
+            if self._predictor_version[1]:
+                return self._predictor_version[1]
+        if self.settings.model_version:
+            return self.settings.model_version
+        fixed = self.detectors.fixed
+        return fixed.detector.version if fixed is not None else "unknown"
+
+    def _ask_predictor(self) -> str:
+        import json
+        import urllib.request
+
+        url = f"{self.settings.predictor_url.rstrip('/')}/v2/models/{self.settings.model_name}"  # type: ignore[union-attr]
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - localhost
+                versions = json.loads(resp.read()).get("versions") or []
+                return str(versions[0]) if versions else ""
+        except Exception:  # noqa: BLE001 - fall back to the configured version
+            return ""
+
+    def _join_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                event = self.events.get(timeout=0.5)
+            except queue.Empty:
+                event = None
+            if event is not None:
+                try:
+                    preds = self.joiner.add(event)
+                except BadEvent as exc:
+                    metrics.DRIFT_BAD_EVENTS.labels(exc.reason).inc()
+                    metrics.DRIFT_EVENTS.labels("bad").inc()
+                    logger.warning("bad event pair: %s", exc)
+                    preds = []
+                if preds:
+                    self._add(preds)
+            expired = self.joiner.expire()
+            if expired:
+                metrics.DRIFT_EVENTS.labels("unmatched").inc(expired)
+            self._close_old_windows()
+
+    def _row(self, pred: Prediction, version: str) -> dict[str, Any]:
+        classes: list[str]
+        tester = self.detectors.testers.get(version) or self.detectors.fixed
+        labels = tester.detector.labels if tester is not None else None
+        if isinstance(pred.probabilities, dict):
+            classes = labels or list(pred.probabilities)
+            probs = [float(pred.probabilities.get(c, 0.0)) for c in classes]
+        else:
+            probs = [float(p) for p in pred.probabilities]
+            classes = labels if labels and len(labels) == len(probs) else []
+        return {
+            "id": pred.id, "request_id": pred.request_id, "index": pred.index,
+            "time": pred.time, "model_name": self.settings.model_name,
+            "model_version": version, "text": pred.text, "label": pred.label,
+            "confidence": max(probs) if probs else None, "probabilities": probs,
+            "classes": classes,
+        }  # fmt: skip
+
+    def _add(self, preds: list[Prediction]) -> None:
+        rows = []
+        for pred in preds:
+            version = self.version_of(pred)
+            row = self._row(pred, version)
+            rows.append(row)
+            state = self.states.get(version)
+            if state is None:
+                state = self.states[version] = VersionState(Window(version))
+            state.window.rows.append(row)
+            if len(state.window.rows) >= self.settings.window_size:
+                self._close(state)
+            metrics.DRIFT_WINDOW_SIZE.labels(self.settings.model_name, version).set(
+                len(state.window.rows)
+            )
+        if self.log is not None:
+            self.log.add(rows)
+
+    def _close_old_windows(self) -> None:
+        now = time.monotonic()
+        for state in self.states.values():
+            w = state.window
+            if (
+                now - w.opened >= self.settings.window_seconds
+                and len(w.rows) >= self.settings.min_window
+            ):
+                self._close(state)
+
+    def _close(self, state: VersionState) -> None:
+        window, state.window = state.window, Window(state.window.version)
+        metrics.DRIFT_WINDOW_SIZE.labels(self.settings.model_name, window.version).set(0)
+        try:
+            self.closed.put_nowait(window)
+        except queue.Full:
+            metrics.DRIFT_WINDOWS.labels(self.settings.model_name, window.version, "skipped").inc()
+            logger.warning(
+                "window of %d predictions of model %s skipped: the tester is busy",
+                len(window.rows), window.version,
+            )  # fmt: skip
+
+    # ------------------------------------------------------------------------- tester
+    def _test_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                window = self.closed.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self.test(window)
+            except Exception as exc:  # noqa: BLE001 - one bad window never stops the sidecar
+                metrics.DRIFT_WINDOWS.labels(
+                    self.settings.model_name, window.version, "error"
+                ).inc()
+                logger.exception("testing window %s failed: %s", window.id, exc)
+
+    def test(self, window: Window) -> dict[str, Any] | None:
+        name, version = self.settings.model_name, window.version
+        tester = self.detectors.get(version)
+        if tester is None:
+            metrics.DRIFT_WINDOWS.labels(name, version, "error").inc()
+            return None
+        labels = tester.detector.labels
+        probs = np.array(
+            [
+                r["probabilities"]
+                if r["classes"] == labels
+                else [
+                    dict(zip(r["classes"], r["probabilities"], strict=False)).get(c, 0.0)
+                    for c in labels
+                ]  # fmt: skip
+                for r in window.rows
+            ],
+            dtype=np.float64,
+        )
+        result = tester.test([r["text"] for r in window.rows], probs)
+        metrics.DRIFT_TEST_SECONDS.observe(result.seconds)
+        metrics.DRIFT_P_VALUE.labels(name, version, "combined").set(result.p_value)
+        for test, values in result.tests.items():
+            metrics.DRIFT_P_VALUE.labels(name, version, test).set(float(values["p_value"]))
+        metrics.DRIFT_DETECTED.labels(name, version).set(1 if result.is_drift else 0)
+        metrics.DRIFT_WINDOWS.labels(
+            name, version, "drift" if result.is_drift else "no_drift"
+        ).inc()
+        state = self.states.setdefault(version, VersionState(Window(version)))
+        state.windows += 1
+        summary = {
+            "window_id": window.id, "size": result.size, "p_value": result.p_value,
+            "is_drift": result.is_drift,
+            "tests": {t: v["p_value"] for t, v in result.tests.items()},
+            "seconds": round(result.seconds, 3),
+        }  # fmt: skip
+        state.last = summary
+        logger.info(
+            "model %s window %s (%d): p=%.3g %s %s", version, window.id, result.size,
+            result.p_value, "DRIFT" if result.is_drift else "ok", summary["tests"],
+        )  # fmt: skip
+        if not result.is_drift:
+            state.consecutive, state.drift_since = 0, None
+            state.drifting.clear()
+        else:
+            state.consecutive += 1
+            if state.drift_since is None:
+                state.drift_since = window.rows[0]["time"]
+            state.drifting.append((window, result.p_value))
+            if state.consecutive >= self.settings.consecutive:
+                self._persistent(state, version)
+        metrics.DRIFT_CONSECUTIVE.labels(name, version).set(state.consecutive)
+        return summary
+
+    def _persistent(self, state: VersionState, version: str) -> None:
+        """K drifting windows in a row: queue their texts for labelling (each window once),
+        then ask the retrainer."""
+        while state.drifting:
+            window, p_value = state.drifting.popleft()
+            try:
+                uri = write_labelling(
+                    self.settings.store, version, window.rows, window.id, p_value,
+                    self.settings.labelling_per_window,
+                )  # fmt: skip
+                logger.warning(
+                    "drift for %d consecutive windows (model %s): window %s queued for "
+                    "labelling at %s", state.consecutive, version, window.id, uri,
+                )  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - the store may be down; alert still fires
+                logger.error("labelling queue: cannot write window %s: %s", window.id, exc)
+        if self.retrainer is not None and state.drift_since is not None:
+            self.retrainer.consider(version, state.drift_since, state.consecutive)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "reason": self.ready_reason,
+            "queue": self.events.qsize(),
+            "pending_joins": len(self.joiner.pending),
+            "versions": {
+                v: {
+                    "open_window": len(s.window.rows),
+                    "windows": s.windows,
+                    "consecutive_drift": s.consecutive,
+                    "last": s.last,
+                }  # fmt: skip
+                for v, s in self.states.items()
+            },
+            "retrain": self.retrainer.history[-5:] if self.retrainer else [],
+        }

@@ -1,0 +1,312 @@
+"""Persistent drift -> labelling queue -> retraining.
+
+Retraining on drift only helps with new labelled data to learn from. When K consecutive windows
+drift, their texts go to the labelling queue in the store (most uncertain first: smallest margin
+between the top two probabilities). When labelled data written since the drift began exists in
+`<store>/labels/` (at least `min_labels` rows), a retraining run is triggered whose training
+data is the original datasets plus those label files, unless the last trigger is within the
+cooldown or a run is still active. Every decision is a metric (sentiops_retrain_triggers_total
+{outcome, reason}) and a log line; every trigger is a JSON record in `<store>/retrain/triggers/`
+(which also carries the cooldown over restarts and replicas).
+
+Adapters: `KfpTrigger` (a cluster: `kfp.Client`, the compiled pipeline shipped in the package,
+active = a run of the experiment in PENDING/RUNNING/PAUSED/CANCELING) and `CommandTrigger`
+(locally: a configured command, e.g. `sentiops pipeline run --local {data_args}`, active = the
+process recorded in `<store>/retrain/active.json` is alive).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from sentiops import metrics
+from sentiops import traffic_store as layout
+
+logger = logging.getLogger("sentiops.drift.retrain")
+REASON = "drift_with_labels"
+
+
+class Trigger(Protocol):
+    def active(self) -> str | None:
+        """A description of the active run, or None."""
+
+    def submit(self, datasets: list[str], reason: str) -> dict[str, Any]: ...
+
+
+# ------------------------------------------------------------------------------ adapters
+class CommandTrigger:
+    """Runs `command` (a template; `{data_args}` -> `--data X --data Y ...`, `{datasets}` ->
+    comma-separated) as a child process; the run in progress is `<store>/retrain/active.json`."""
+
+    def __init__(self, command: str, store: str, workdir: Path) -> None:
+        self.command, self.store, self.workdir = command, store, Path(workdir)
+        from sentiops.storage import is_s3
+
+        shared = not is_s3(store)  # a local store: every local sidecar sees the same marker
+        self.marker = (
+            Path(layout.join(store, layout.RETRAIN, "active.json"))
+            if shared
+            else self.workdir / "retrain-active.json"
+        )
+        self.process: Any = None
+
+    def active(self) -> str | None:
+        if not self.marker.exists():
+            return None
+        try:
+            info = json.loads(self.marker.read_text())
+            pid = int(info["pid"])
+        except (OSError, ValueError, KeyError):
+            return None
+        if _alive(pid):
+            return f"local run pid {pid} since {info.get('started')}"
+        self.marker.unlink(missing_ok=True)  # stale: the process is gone
+        return None
+
+    def submit(self, datasets: list[str], reason: str) -> dict[str, Any]:
+        from sentiops.localstack import start_process
+
+        data_args = " ".join(f"--data {shlex.quote(d)}" for d in datasets)
+        line = self.command.format(data_args=data_args, datasets=",".join(datasets))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.process = start_process(
+            f"retrain-{stamp}", shlex.split(line), self.workdir,
+            {"SENTIOPS_RETRAIN_REASON": reason},
+        )  # fmt: skip
+        pid = self.process.proc.pid
+        layout.put_json({"pid": pid, "started": stamp, "command": line}, str(self.marker))
+        threading.Thread(target=self._reap, args=(pid,), daemon=True).start()
+        return {"adapter": "command", "pid": pid, "command": line, "log": str(self.process.log)}
+
+    def _reap(self, pid: int) -> None:
+        code = self.process.proc.wait()
+        logger.info("retraining run pid %d finished with exit code %s", pid, code)
+        try:
+            if json.loads(self.marker.read_text()).get("pid") == pid:
+                self.marker.unlink(missing_ok=True)
+        except (OSError, ValueError):
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():  # a zombie is not a run
+        try:
+            return stat.read_text().split(") ", 1)[1][0] != "Z"
+        except (OSError, IndexError):
+            return True
+    return True
+
+
+class KfpTrigger:
+    """Submits the compiled pipeline (`sentiops.kubeflow.COMPILED`) to KFP with `kfp.Client`."""
+
+    ACTIVE = ("PENDING", "RUNNING", "PAUSED", "CANCELING")
+
+    def __init__(
+        self, host: str, experiment: str, namespace: str | None = None, client: Any = None
+    ) -> None:
+        self.host, self.experiment, self.namespace = host, experiment, namespace
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import kfp
+
+            self._client = kfp.Client(host=self.host, namespace=self.namespace or "kubeflow")
+        return self._client
+
+    def active(self) -> str | None:
+        try:
+            exp = self.client.get_experiment(experiment_name=self.experiment)
+        except Exception:  # noqa: BLE001 - no experiment yet: no run
+            return None
+        resp = self.client.list_runs(
+            experiment_id=exp.experiment_id, page_size=100, sort_by="created_at desc"
+        )
+        for run in resp.runs or []:
+            if str(run.state) in self.ACTIVE:
+                return f"KFP run {run.run_id} ({run.state})"
+        return None
+
+    def submit(self, datasets: list[str], reason: str) -> dict[str, Any]:
+        from sentiops.kubeflow import COMPILED
+
+        name = f"retrain-{reason}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        result = self.client.create_run_from_pipeline_package(
+            str(COMPILED),
+            arguments={"datasets": datasets},
+            run_name=name,
+            experiment_name=self.experiment,
+            namespace=self.namespace,
+        )
+        return {"adapter": "kfp", "run_id": result.run_id, "run_name": name, "host": self.host}
+
+
+# ------------------------------------------------------------------------------ policy
+def count_rows(files: list[layout.StoredFile], settings: Any = None) -> int:
+    from sentiops.data import read_table
+
+    n = 0
+    for f in files:
+        try:
+            n += len(read_table(f.uri, label_column="label"))
+        except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not counted
+            logger.warning("labels: cannot read %s: %s", f.uri, str(exc).splitlines()[0])
+    return n
+
+
+class Retrainer:
+    def __init__(
+        self,
+        store: str,
+        model_name: str,
+        trigger: Trigger | None,
+        datasets: list[str],
+        cooldown: float,
+        min_labels: int,
+        storage_settings: Any = None,
+    ) -> None:
+        self.store, self.model_name, self.trigger = store, model_name, trigger
+        self.datasets, self.cooldown, self.min_labels = datasets, cooldown, min_labels
+        self.settings = storage_settings
+        self.lock = threading.Lock()
+        self.history: list[dict[str, Any]] = []
+
+    def _outcome(self, outcome: str, message: str, **extra: Any) -> dict[str, Any]:
+        metrics.RETRAIN_TRIGGERS.labels(self.model_name, outcome, REASON).inc()
+        level = logging.WARNING if outcome in ("triggered", "failed") else logging.INFO
+        logger.log(level, "retraining %s: %s", outcome, message)
+        record = {"outcome": outcome, "message": message, **extra}
+        self.history.append(record)
+        return record
+
+    def last_trigger(self) -> datetime | None:
+        files = layout.list_files(
+            layout.join(self.store, layout.RETRAIN, "triggers"), self.settings
+        )
+        return max((f.modified for f in files), default=None)
+
+    def consider(self, version: str, drift_since: datetime, windows: int) -> dict[str, Any]:
+        """Trigger a retraining run if labels for the drifting traffic exist, outside the
+        cooldown and with no run active. Never raises."""
+        with self.lock:
+            try:
+                return self._consider(version, drift_since, windows)
+            except Exception as exc:  # noqa: BLE001 - a failed trigger never stops the sidecar
+                return self._outcome("failed", f"{type(exc).__name__}: {exc}")
+
+    def _consider(self, version: str, drift_since: datetime, windows: int) -> dict[str, Any]:
+        if self.trigger is None:
+            return {"outcome": "disabled"}
+        files = layout.label_files(self.store, since=drift_since, settings=self.settings)
+        rows = count_rows(files, self.settings)
+        if rows < self.min_labels:
+            return self._outcome(
+                "no_labels",
+                f"model {version}: drift for {windows} windows since {drift_since:%H:%M:%S}, "
+                f"but only {rows} labelled rows in {layout.join(self.store, layout.LABELS)} "
+                f"since then (need {self.min_labels})",
+            )
+        last = self.last_trigger()
+        now = datetime.now(UTC)
+        if last is not None and now - last < timedelta(seconds=self.cooldown):
+            return self._outcome(
+                "cooldown",
+                f"last trigger at {last:%Y-%m-%d %H:%M:%S}Z, cooldown {self.cooldown:.0f}s",
+            )
+        active = self.trigger.active()
+        if active:
+            return self._outcome("active_run", f"not starting another: {active}")
+        datasets = [*self.datasets, *(f.uri for f in files)]
+        reason = (
+            f"model {version}: drift for {windows} consecutive windows since "
+            f"{drift_since:%Y-%m-%d %H:%M:%S}Z; {rows} new labelled rows in {len(files)} files"
+        )
+        run = self.trigger.submit(datasets, REASON)
+        record = {
+            "time": now.isoformat(), "model_name": self.model_name, "model_version": version,
+            "reason": REASON, "message": reason, "datasets": datasets, "labelled_rows": rows,
+            "run": run,
+        }  # fmt: skip
+        layout.put_json(record, layout.trigger_record(self.store, now), self.settings)
+        return self._outcome("triggered", f"{reason}; run {run}", record=record)
+
+
+def make_trigger(settings: Any) -> Trigger | None:
+    if not settings.retrain_enabled:
+        return None
+    if settings.retrain_mode == "command":
+        if not settings.retrain_command:
+            raise SystemExit("error: SENTIOPS_RETRAIN_MODE=command needs SENTIOPS_RETRAIN_COMMAND")
+        return CommandTrigger(settings.retrain_command, settings.store, settings.workdir)
+    if settings.retrain_mode == "kfp":
+        if not settings.kfp_host:
+            raise SystemExit("error: SENTIOPS_RETRAIN_MODE=kfp needs SENTIOPS_KFP_HOST")
+        return KfpTrigger(settings.kfp_host, settings.kfp_experiment)
+    print(f"error: unknown SENTIOPS_RETRAIN_MODE {settings.retrain_mode!r}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def uncertainty_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Most uncertain first: the smallest margin between the top two probabilities."""
+    out = []
+    for r in rows:
+        probs = sorted((float(p) for p in r.get("probabilities") or []), reverse=True)
+        margin = probs[0] - probs[1] if len(probs) > 1 else (probs[0] if probs else 1.0)
+        out.append({**r, "margin": margin})
+    out.sort(key=lambda r: r["margin"])
+    for rank, r in enumerate(out):
+        r["rank"] = rank
+    return out
+
+
+def write_labelling(
+    store: str,
+    version: str,
+    rows: list[dict[str, Any]],
+    window_id: str,
+    p_value: float,
+    limit: int,
+    settings: Any = None,
+) -> str:
+    import pyarrow as pa
+
+    from drift.predlog import COLUMNS
+
+    ordered = uncertainty_order(rows)[:limit]
+    now = datetime.now(UTC)
+    table = pa.Table.from_pylist(
+        [
+            {
+                **{c: r.get(c) for c in COLUMNS},
+                "margin": r["margin"],
+                "rank": r["rank"],
+                "window_id": window_id,
+                "window_p_value": p_value,
+                "queued_at": now,
+            }  # fmt: skip
+            for r in ordered
+        ]
+    )
+    uri = layout.labelling_part(store, version, now)
+    layout.put_bytes(layout.parquet_bytes(table), uri, settings)
+    metrics.LABELLING_QUEUED.labels(str(rows[0].get("model_name") if rows else ""), version).inc(
+        len(ordered)
+    )
+    return uri

@@ -1,0 +1,89 @@
+"""HTTP: POST / (CloudEvents), GET /metrics, /healthz (alive), /readyz (detector loaded),
+/status (JSON per model version). Starlette on uvicorn (no pydantic: runs beside alibi-detect's
+pydantic<2)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from drift.events import BadEvent, parse
+from drift.monitor import Monitor
+from sentiops import metrics
+
+logger = logging.getLogger("sentiops.drift.server")
+MAX_BODY = 8 * 1024 * 1024  # a request of 256 texts of 5000 characters fits
+
+
+def create_app(monitor: Monitor) -> Starlette:
+    bad_seen: Counter[str] = Counter()
+
+    def bad(reason: str, message: str, status: int = 400) -> JSONResponse:
+        metrics.DRIFT_BAD_EVENTS.labels(reason).inc()
+        metrics.DRIFT_EVENTS.labels("bad").inc()
+        bad_seen[reason] += 1
+        if bad_seen[reason] <= 10 or bad_seen[reason] % 100 == 0:  # logged, not flooded
+            logger.warning("bad event (%s, #%d): %s", reason, bad_seen[reason], message)
+        return JSONResponse({"error": message, "reason": reason}, status_code=status)
+
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return bad("too_large", f"event body of {len(body)} bytes > {MAX_BODY}", 413)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            event = parse(headers, body)
+        except BadEvent as exc:
+            return bad(exc.reason, str(exc))
+        if not monitor.offer(event):
+            return JSONResponse(
+                {"error": "the drift sidecar's queue is full; event dropped"}, status_code=503
+            )
+        return JSONResponse({"status": "accepted", "id": event.id}, status_code=202)
+
+    async def prometheus(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(request: Request) -> Response:
+        ok = monitor.ready
+        return JSONResponse(
+            {"ready": ok, "reason": monitor.ready_reason}, status_code=200 if ok else 503
+        )
+
+    async def status(request: Request) -> Response:
+        return JSONResponse(_jsonable(monitor.status()))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        monitor.close()  # SIGTERM: flush the prediction log
+
+    return Starlette(
+        routes=[
+            Route("/", receive, methods=["POST"]),
+            Route("/metrics", prometheus, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/status", status, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(obj, default=str))

@@ -1,0 +1,106 @@
+"""The real sidecar over HTTP: in-domain traffic is quiet, shifted traffic drifts, bad events
+are counted with a 4xx, the prediction log is readable Parquet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from tests.drift.conftest import (
+    REQUEST,
+    RESPONSE,
+    Corpus,
+    cloudevent,
+    predictions,
+    shifted_texts,
+)
+
+pytestmark = pytest.mark.integration
+WINDOW = ["--window-size", "40", "--min-window", "20", "--flush-seconds", "1"]
+
+
+def test_in_domain_is_quiet_then_shift_drifts(sidecar_factory, detector_model: Path,
+                                              corpus: Corpus) -> None:  # fmt: skip
+    s = sidecar_factory(detector_model, *WINDOW, "--consecutive", "5")
+    s.post_texts(detector_model, corpus.traffic[:80], per_request=2)
+    s.wait_for(lambda: s.windows("7", "no_drift") + s.windows("7", "drift") >= 2, what="2 windows")
+    assert s.windows("7", "no_drift") == 2, s.metrics()
+    assert s.sample("sentiops_drift_detected", model_version="7") == 0
+    combined = s.sample("sentiops_drift_p_value", model_version="7", test="combined")
+    assert combined >= 0.05
+
+    s.post_texts(detector_model, shifted_texts(80), per_request=4)
+    s.wait_for(lambda: s.windows("7", "drift") >= 2, what="2 drifting windows")
+    assert s.sample("sentiops_drift_detected", model_version="7") == 1
+    assert s.sample("sentiops_drift_p_value", model_version="7", test="embedding") < 0.05
+    assert s.sample("sentiops_drift_consecutive_windows", model_version="7") == 2
+    assert s.sample("sentiops_drift_events_total", outcome="accepted") == 2 * (40 + 20)
+    status = httpx.get(s.url + "/status").json()
+    assert status["versions"]["7"]["last"]["is_drift"] is True
+
+
+def test_bad_events_are_4xx_and_counted(sidecar_factory, detector_model: Path) -> None:
+    s = sidecar_factory(detector_model, *WINDOW)
+    ok_req = json.dumps({"instances": ["a text"]}).encode()
+
+    def post(headers: dict, body: bytes) -> httpx.Response:
+        return httpx.post(s.url + "/", headers=headers, content=body)
+
+    cases = {
+        "not_cloudevent": ({"content-type": "application/json"}, ok_req),
+        "unknown_type": cloudevent("com.example.other", "b1", ok_req, "7"),
+        "not_json": cloudevent(REQUEST, "b2", b"{not json", "7"),
+        "no_text": cloudevent(REQUEST, "b3", json.dumps({"instances": [""]}).encode(), "7"),
+        "protocol": cloudevent(REQUEST, "b4", json.dumps({"rows": [1]}).encode(), "7"),
+    }
+    v2_floats = {"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": [1.0]}]}
+    cases["protocol_v2"] = cloudevent(REQUEST, "b5", json.dumps(v2_floats).encode(), "7")
+    for reason, (headers, body) in cases.items():
+        r = post(headers, body)
+        assert r.status_code == 400, (reason, r.text)
+        assert r.json()["reason"] == reason.removesuffix("_v2"), r.json()
+        assert r.json()["error"]
+    for reason in ("not_cloudevent", "unknown_type", "not_json", "no_text"):
+        assert s.sample("sentiops_drift_bad_events_total", reason=reason) == 1
+    assert s.sample("sentiops_drift_bad_events_total", reason="protocol") == 2
+    # a response whose predictions do not match its request's texts: counted when joined
+    h, b = cloudevent(REQUEST, "m1", json.dumps({"instances": ["one", "two"]}).encode(), "7")
+    assert post(h, b).status_code == 202
+    resp = {"predictions": [{"label": "positive", "probabilities": {"positive": 1.0}}]}
+    h, b = cloudevent(RESPONSE, "m1", json.dumps(resp).encode(), "7")
+    assert post(h, b).status_code == 202
+    s.wait_for(lambda: s.sample("sentiops_drift_bad_events_total", reason="mismatch") == 1,
+               30, "mismatch counted")  # fmt: skip
+    assert s.process.alive()
+    assert httpx.get(s.url + "/healthz").status_code == 200
+
+
+def test_prediction_log_is_parquet_by_date_and_version(sidecar_factory, detector_model: Path,
+                                                       corpus: Corpus, tmp_path: Path) -> None:  # fmt: skip
+    store = tmp_path / "plog-store"
+    s = sidecar_factory(detector_model, *WINDOW, store=store)
+    texts = corpus.traffic[:6]
+    probs = predictions(detector_model, texts)
+    s.post_pair(texts[:1], probs[:1], version="7")  # one text: id = the request id
+    s.post_pair(texts[1:3], probs[1:3], version="7")  # two: <request id>:<index>
+    s.post_pair(texts[3:6], probs[3:6], version="8", protocol="v2")  # version from the body
+    s.wait_for(lambda: s.sample("sentiops_prediction_log_rows_total", outcome="written") == 6,
+               30, "6 rows written")  # fmt: skip
+    parts = sorted(store.glob("predictions/date=*/model_version=*/part-*.parquet"))
+    assert {p.parent.name for p in parts} == {"model_version=7", "model_version=8"}
+    df = pd.concat([pd.read_parquet(p) for p in parts]).sort_values("id")
+    assert list(df.columns) == [
+        "id", "request_id", "index", "time", "model_name", "model_version", "text", "label",
+        "confidence", "probabilities", "classes",
+    ]  # fmt: skip
+    assert set(df.id) == {"req-1", "req-2:0", "req-2:1", "req-3:0", "req-3:1", "req-3:2"}
+    assert sorted(df.text) == sorted(texts)
+    row = df[df.id == "req-1"].iloc[0]
+    assert list(row.classes) == ["negative", "neutral", "positive"]
+    assert row.probabilities[list(row.classes).index(row.label)] == pytest.approx(row.confidence)
+    assert set(df[df.model_version == "8"].id) == {"req-3:0", "req-3:1", "req-3:2"}
+    assert str(df.time.dtype).startswith("datetime64")

@@ -153,7 +153,9 @@ class Sidecar:
             assert r.status_code == 202, r.text
         return event_id
 
-    def post_texts(self, model_dir: Path, texts: list[str], per_request: int = 1, **kw: Any) -> None:
+    def post_texts(
+        self, model_dir: Path, texts: list[str], per_request: int = 1, **kw: Any
+    ) -> None:
         probs = predictions(model_dir, texts)
         with httpx.Client() as client:
             for i in range(0, len(texts), per_request):
@@ -186,9 +188,7 @@ class Sidecar:
         raise AssertionError(f"timed out waiting for {what}\n{self.process.tail(4000)}")
 
     def windows(self, version: str, result: str) -> float:
-        return self.sample(
-            "sentiops_drift_windows_total", model_version=version, result=result
-        )
+        return self.sample("sentiops_drift_windows_total", model_version=version, result=result)
 
 
 def start_sidecar(

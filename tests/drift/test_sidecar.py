@@ -23,8 +23,9 @@ pytestmark = pytest.mark.integration
 WINDOW = ["--window-size", "40", "--min-window", "20", "--flush-seconds", "1"]
 
 
-def test_in_domain_is_quiet_then_shift_drifts(sidecar_factory, detector_model: Path,
-                                              corpus: Corpus) -> None:  # fmt: skip
+def test_in_domain_is_quiet_then_shift_drifts(
+    sidecar_factory, detector_model: Path, corpus: Corpus
+) -> None:
     s = sidecar_factory(detector_model, *WINDOW, "--consecutive", "5")
     s.post_texts(detector_model, corpus.traffic[:80], per_request=2)
     s.wait_for(lambda: s.windows("7", "no_drift") + s.windows("7", "drift") >= 2, what="2 windows")
@@ -79,8 +80,9 @@ def test_bad_events_are_4xx_and_counted(sidecar_factory, detector_model: Path) -
     assert httpx.get(s.url + "/healthz").status_code == 200
 
 
-def test_prediction_log_is_parquet_by_date_and_version(sidecar_factory, detector_model: Path,
-                                                       corpus: Corpus, tmp_path: Path) -> None:  # fmt: skip
+def test_prediction_log_is_parquet_by_date_and_version(
+    sidecar_factory, detector_model: Path, corpus: Corpus, tmp_path: Path
+) -> None:
     store = tmp_path / "plog-store"
     s = sidecar_factory(detector_model, *WINDOW, store=store)
     texts = corpus.traffic[:6]

@@ -1,0 +1,136 @@
+"""Persistent drift -> labelling queue -> a retraining run once labels exist, once under the
+cooldown, never while a run is active (the local command adapter, for real)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from drift.retrain import CommandTrigger, Retrainer, uncertainty_order
+from sentiops import traffic_store
+from tests.drift.conftest import shifted_texts
+
+RECORDER = """
+import json, pathlib, sys, time
+pathlib.Path(sys.argv[1]).open("a").write(json.dumps(sys.argv[2:]) + "\\n")
+time.sleep(float(sys.argv[2]) if sys.argv[2:3] and sys.argv[2][0].isdigit() else 0)
+"""
+
+
+def recorder(tmp_path: Path, sleep: float = 0.0) -> tuple[str, Path]:
+    script, runs = tmp_path / "record.py", tmp_path / "runs.jsonl"
+    script.write_text(RECORDER)
+    return f"{sys.executable} {script} {runs} {sleep} {{data_args}}", runs
+
+
+@pytest.mark.integration
+def test_drift_queues_texts_then_triggers_once_under_cooldown(
+    sidecar_factory, detector_model: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    command, runs = recorder(tmp_path)
+    s = sidecar_factory(
+        detector_model, "--window-size", "40", "--min-window", "20", "--consecutive", "2",
+        "--retrain-enabled", "true", "--retrain-mode", "command", "--retrain-command", command,
+        "--retrain-cooldown", "3600", "--retrain-min-labels", "10",
+        "--retrain-datasets", "vader-tweets", store=store,
+    )  # fmt: skip
+    texts = shifted_texts(160, seed=3)
+    s.post_texts(detector_model, texts[:80], per_request=4)
+    s.wait_for(lambda: s.windows("7", "drift") >= 2, what="2 drifting windows")
+    s.wait_for(
+        lambda: s.sample("sentiops_retrain_triggers_total", outcome="no_labels") >= 1,
+        30, "no-labels decision",
+    )  # fmt: skip
+    queued = sorted(store.glob("labelling/date=*/model_version=7/window-*.parquet"))
+    assert len(queued) == 2  # each drifting window once
+    q = pd.read_parquet(queued[0])
+    assert len(q) == 40 and list(q["rank"]) == list(range(40))
+    assert q["margin"].is_monotonic_increasing  # most uncertain first
+    assert set(q.text) <= set(texts[:80])
+    assert s.sample("sentiops_labelling_queued_total", model_version="7") == 80
+    assert s.sample("sentiops_retrain_triggers_total", outcome="triggered") == 0
+
+    # annotators label the queued texts
+    labels = store / "labels" / "batch-1.csv"
+    labels.parent.mkdir(parents=True)
+    pd.DataFrame({"text": q.text[:20], "label": ["neutral"] * 20}).to_csv(labels, index=False)
+    s.post_texts(detector_model, texts[80:120], per_request=4)
+    s.wait_for(lambda: runs.exists(), 60, "the retraining command ran")
+    s.wait_for(
+        lambda: s.sample("sentiops_retrain_triggers_total", outcome="triggered") == 1,
+        30, "trigger metric",
+    )  # fmt: skip
+    records = list(store.glob("retrain/triggers/*.json"))
+    assert len(records) == 1
+    run = runs.read_text().splitlines()
+    assert len(run) == 1
+    assert json.loads(run[0])[1:] == ["--data", "vader-tweets", "--data", str(labels)]
+
+    # drift goes on: the cooldown holds, no second run
+    s.post_texts(detector_model, texts[120:160], per_request=4)
+    s.wait_for(
+        lambda: s.sample("sentiops_retrain_triggers_total", outcome="cooldown") >= 1,
+        60, "cooldown decision",
+    )  # fmt: skip
+    assert s.sample("sentiops_retrain_triggers_total", outcome="triggered") == 1
+    assert len(list(store.glob("retrain/triggers/*.json"))) == 1
+    assert len(runs.read_text().splitlines()) == 1
+    assert "retraining triggered" in s.process.tail(20000)
+
+
+def test_no_second_run_while_one_is_active(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    labels = store / "labels" / "l.csv"
+    labels.parent.mkdir(parents=True)
+    pd.DataFrame({"text": [f"t{i}" for i in range(12)], "label": ["positive"] * 12}).to_csv(
+        labels, index=False
+    )
+    command, runs = recorder(tmp_path, sleep=30)
+    trigger = CommandTrigger(command, str(store), tmp_path / "work")
+    retrainer = Retrainer(str(store), "sentiment", trigger, ["vader-tweets"], 0, 10)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    first = retrainer.consider("7", since, 3)
+    assert first["outcome"] == "triggered", first
+    assert trigger.active() and (store / "retrain" / "active.json").exists()
+    time.sleep(1.1)  # past the zero cooldown
+    second = retrainer.consider("7", since, 4)
+    assert second["outcome"] == "active_run", second
+    assert len(list(store.glob("retrain/triggers/*.json"))) == 1
+    trigger.process.stop()
+    deadline = time.monotonic() + 10
+    while trigger.active() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert trigger.active() is None  # the marker goes with the process
+    assert retrainer.consider("7", since, 5)["outcome"] == "triggered"
+    trigger.process.stop()
+
+
+def test_labels_before_the_drift_do_not_count(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    old = store / "labels" / "old.csv"
+    old.parent.mkdir(parents=True)
+    pd.DataFrame({"text": ["a"] * 20, "label": ["positive"] * 20}).to_csv(old, index=False)
+    command, runs = recorder(tmp_path)
+    retrainer = Retrainer(
+        str(store), "sentiment", CommandTrigger(command, str(store), tmp_path), ["x"], 0, 10
+    )
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    assert retrainer.consider("7", later, 3)["outcome"] == "no_labels"
+    assert not runs.exists()
+    assert traffic_store.label_files(str(store)) and not traffic_store.label_files(
+        str(store), since=later
+    )
+
+
+def test_uncertainty_order_is_by_margin() -> None:
+    rows = [{"id": "a", "probabilities": [0.9, 0.05, 0.05]},
+            {"id": "b", "probabilities": [0.4, 0.35, 0.25]},
+            {"id": "c", "probabilities": [0.6, 0.3, 0.1]}]  # fmt: skip
+    assert [r["id"] for r in uncertainty_order(rows)] == ["b", "c", "a"]

@@ -125,7 +125,7 @@ def v2_pair(texts: list[str], probs: list[dict[str, float]], version: str) -> tu
 @dataclass
 class Sidecar:
     url: str
-    store: Path
+    store: Path | str
     process: Process
     counter: list[int] = field(default_factory=lambda: [0])
 
@@ -192,7 +192,7 @@ class Sidecar:
 
 
 def start_sidecar(
-    workdir: Path, detector: Path | None, store: Path, *args: str, env: dict | None = None
+    workdir: Path, detector: Path | None, store: Path | str, *args: str, env: dict | None = None
 ) -> Sidecar:
     port = free_port()
     argv = [
@@ -215,7 +215,9 @@ def start_sidecar(
 def sidecar_factory(tmp_path: Path) -> Iterator[Callable[..., Sidecar]]:
     started: list[Sidecar] = []
 
-    def make(detector: Path | None, *args: str, store: Path | None = None, **kw: Any) -> Sidecar:
+    def make(
+        detector: Path | None, *args: str, store: Path | str | None = None, **kw: Any
+    ) -> Sidecar:
         s = start_sidecar(
             tmp_path / f"sidecar-{len(started)}", detector, store or tmp_path / "store", *args,
             **kw,

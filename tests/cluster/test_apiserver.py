@@ -82,6 +82,11 @@ def installed(kube: ApiServer) -> ApiServer:
         "--no-hooks",
         "--timeout=120s",
     )
+    # The same chart with the drift detector as a Service (drift.mode: service).
+    kube.helm(
+        "install", "sentiops-svc", str(REPO / "helm" / "sentiops"), "--namespace=sentiops-svc",
+        "--create-namespace", "--no-hooks", "--timeout=120s", "--set=drift.mode=service",
+    )  # fmt: skip
     # The overlays, as `make deploy` applies them: kind into its namespace "sentiops"; cloud
     # into "sentiops-cloud" through a wrapper kustomization (same objects, other namespace).
     overlays = REPO / "manifests" / "overlays"
@@ -107,15 +112,26 @@ def test_helm_release_objects_stored(installed: ApiServer) -> None:
     pred = isvc["spec"]["predictor"]
     assert pred["canaryTrafficPercent"] == 10
     assert pred["logger"]["mode"] == "all"
-    assert pred["logger"]["url"].startswith("http://sentiops-drift.sentiops-helm.svc")
-    container = pred["containers"][0]
-    assert container["name"] == "kserve-container"
+    # the drift detector is a sidecar of the predictor pod, behind the logger on localhost
+    assert pred["logger"]["url"] == "http://localhost:9081/"
+    container, drift = pred["containers"]
+    assert container["name"] == "kserve-container" and drift["name"] == "drift"
     assert {"name": "STORAGE_URI", "value": "s3://sentiops/models/sentiment/1/"} in container["env"]
-    # the drift detector behind the logger URL exists in the same release
-    svc = get(installed, "-n", "sentiops-helm", "service", "sentiops-drift")
-    assert svc["spec"]["ports"][0]["port"] == 8081
+    assert "ports" not in drift and drift["livenessProbe"]["httpGet"]["port"] == 9081
     status = installed.helm("status", "sentiops", "-n", "sentiops-helm", "-o", "json")
     assert json.loads(status.stdout)["info"]["status"] == "deployed"
+
+
+def test_helm_release_in_service_mode_stored(installed: ApiServer) -> None:
+    isvc = get(installed, "-n", "sentiops-svc", "inferenceservice", "sentiment")
+    pred = isvc["spec"]["predictor"]
+    assert pred["logger"]["url"] == "http://sentiops-drift.sentiops-svc.svc.cluster.local:9081/"
+    assert [c["name"] for c in pred["containers"]] == ["kserve-container"]
+    svc = get(installed, "-n", "sentiops-svc", "service", "sentiops-drift")
+    assert svc["spec"]["ports"][0]["port"] == 9081
+    deploy = get(installed, "-n", "sentiops-svc", "deployment", "sentiops-drift")
+    (c,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert c["ports"][0]["containerPort"] == 9081 and c["readinessProbe"]["httpGet"]["path"]
 
 
 def test_overlay_objects_stored(installed: ApiServer) -> None:
@@ -130,8 +146,8 @@ def test_overlay_objects_stored(installed: ApiServer) -> None:
     for expected in (
         "deployment.apps/minio",
         "deployment.apps/mlflow",
-        "deployment.apps/sentiops-drift",
         "inferenceservice.serving.kserve.io/sentiment",
+        "podmonitor.monitoring.coreos.com/sentiops-drift",
         "job.batch/minio-create-buckets",
         "podmonitor.monitoring.coreos.com/sentiops-predictor",
         "prometheusrule.monitoring.coreos.com/sentiops",

@@ -80,11 +80,8 @@ def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> Non
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
     pred = isvc["spec"]["predictor"]
     assert pred["canaryTrafficPercent"] == 10
-    assert pred["logger"] == {
-        "mode": "all",
-        "url": "http://sentiops-drift.sentiops.svc.cluster.local:8081/",
-    }
-    (container,) = pred["containers"]
+    assert pred["logger"] == {"mode": "all", "url": "http://localhost:9081/"}
+    container, drift = pred["containers"]
     assert container["name"] == "kserve-container"  # KServe injects storage for this name
     assert container["image"] == "sentiops/serving:0.1.0"
     assert container["command"] == ["python", "-m", "serving"]
@@ -98,18 +95,50 @@ def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> Non
     assert pred["serviceAccountName"] == "sentiops-predictor"
     sa = one(helm_docs, "ServiceAccount", "sentiops-predictor")
     assert sa["secrets"] == [{"name": "sentiops-s3"}]
-    # the logger's target: the drift detector Deployment + Service on :8081
-    svc = one(helm_docs, "Service", "sentiops-drift")
-    assert svc["spec"]["ports"][0]["port"] == 8081
-    drift = one(helm_docs, "Deployment", "sentiops-drift")
-    assert (
-        svc["spec"]["selector"].items() <= drift["spec"]["template"]["metadata"]["labels"].items()
-    )
-    (dc,) = drift["spec"]["template"]["spec"]["containers"]
-    assert dc["image"] == "sentiops/drift:0.1.0"
-    assert dc["ports"][0]["containerPort"] == 8081
+    # the logger's target: the drift sidecar in the same pod, on a port of its own
+    assert drift["name"] == "drift" and drift["image"] == "sentiops/drift:0.1.0"
+    assert drift["command"] == ["python", "-m", "drift"]
+    denv = {e["name"]: e.get("value") for e in drift["env"]}
+    assert denv["SENTIOPS_DRIFT_PORT"] == "9081" and denv["SENTIOPS_STORE"] == "s3://sentiops"
+    assert denv["SENTIOPS_PREDICTOR_URL"] == "http://localhost:8080"
+    assert "ports" not in drift  # Knative: only the serving container declares ports
+    assert "readinessProbe" not in drift  # drift never takes serving down
+    assert drift["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 9081}
+    assert {m["mountPath"] for m in drift["volumeMounts"]} == {"/tmp"}
+    assert not [d for d in helm_docs if d["metadata"]["name"] == "sentiops-drift"
+                and d["kind"] in ("Deployment", "Service")]  # fmt: skip
+    # Prometheus scrapes the sidecar through the predictor pods' target, readdressed
+    pm = one(helm_docs, "PodMonitor", "sentiops-drift")
+    selector = pm["spec"]["selector"]["matchLabels"]
+    assert selector == {"serving.kserve.io/inferenceservice": "sentiment"}
+    (ep,) = pm["spec"]["podMetricsEndpoints"]
+    assert {"sourceLabels": ["__meta_kubernetes_pod_ip"], "targetLabel": "__address__",
+            "replacement": "$1:9081"} in ep["relabelings"]  # fmt: skip
     rollout = one(helm_docs, "ConfigMap", "sentiops-rollout")
     assert rollout["data"]["canarySteps"] == "10,50,100"
+
+
+def test_helm_drift_service_mode() -> None:
+    docs = load_docs(run([tool("helm"), "template", "x", str(CHART), "-n", "prod",
+                          "--set", "drift.mode=service"]).stdout)  # fmt: skip
+    pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
+    assert pred["logger"]["url"] == "http://sentiops-drift.prod.svc.cluster.local:9081/"
+    assert [c["name"] for c in pred["containers"]] == ["kserve-container"]
+    svc = one(docs, "Service", "sentiops-drift")
+    drift = one(docs, "Deployment", "sentiops-drift")
+    assert svc["spec"]["ports"][0]["port"] == 9081
+    pod_labels = drift["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    (dc,) = drift["spec"]["template"]["spec"]["containers"]
+    assert dc["ports"][0]["containerPort"] == 9081
+    assert dc["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert "SENTIOPS_PREDICTOR_URL" not in {e["name"] for e in dc["env"]}
+    pm = one(docs, "PodMonitor", "sentiops-drift")
+    assert pm["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "sentiops-drift"}
+    for port in (8080, 8081):  # the predictor's HTTP and gRPC ports are refused
+        bad = run([tool("helm"), "template", "x", str(CHART), "--set", f"drift.port={port}"],
+                  check=False)  # fmt: skip
+        assert bad.returncode != 0 and "drift/port" in bad.stderr
 
 
 def test_chart_model_uris_follow_the_core_layout(helm_docs) -> None:
@@ -163,7 +192,7 @@ def test_helm_values_drive_the_render() -> None:
     c = pred["containers"][0]
     assert c["image"] == "reg.io/s:v7"
     assert {"name": "STORAGE_URI", "value": "s3://models/models/sentiment/7/"} in c["env"]
-    assert pred["logger"]["url"].startswith("http://sentiops-drift.prod.svc")
+    assert pred["logger"]["url"] == "http://localhost:9081/"
     rule = one(docs, "PrometheusRule", "sentiops")
     exprs = [r.get("expr", "") for g in rule["spec"]["groups"] for r in g["rules"]]
     assert "sentiops:request_predict_seconds:p95_5m > 0.25" in exprs
@@ -202,7 +231,7 @@ def test_builtin_kinds_validate(helm_docs, overlay_docs, version: str) -> None:
             except kubernetes_validate.ValidationError as exc:
                 errors.append(f"{render} {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
     assert not errors, "\n".join(errors)
-    assert checked >= 3 * 15
+    assert checked >= 3 * 14
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +270,7 @@ def test_workloads_are_locked_down(helm_docs, overlay_docs) -> None:
     problems = []
     for render, docs in all_renders(helm_docs, overlay_docs).items():
         workloads = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
-        assert len(workloads) == 5, render  # minio, mlflow, drift, bucket job, isvc
+        assert len(workloads) == 4, render  # minio, mlflow, bucket job, isvc (+ drift sidecar)
         for doc in workloads:
             where = f"{render} {doc['kind']}/{doc['metadata']['name']}"
             for spec in pod_specs(doc):

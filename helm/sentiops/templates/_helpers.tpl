@@ -31,7 +31,63 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{- define "sentiops.loggerUrl" -}}
+{{- if eq .Values.drift.mode "sidecar" -}}
+{{- default (printf "http://localhost:%v/" .Values.drift.port) .Values.inferenceService.logger.url -}}
+{{- else -}}
 {{- default (printf "http://sentiops-drift.%s.svc.cluster.local:%v/" .Release.Namespace .Values.drift.port) .Values.inferenceService.logger.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The drift detector's environment (sidecar and service mode). */}}
+{{- define "sentiops.driftEnv" -}}
+- name: SENTIOPS_DRIFT_PORT
+  value: {{ .Values.drift.port | quote }}
+- name: SENTIOPS_STORE
+  value: {{ printf "s3://%s" .Values.s3.bucket | quote }}
+- name: SENTIOPS_MODEL_NAME
+  value: {{ .Values.inferenceService.name | quote }}
+- name: SENTIOPS_MODEL_VERSION
+  value: {{ .Values.inferenceService.modelVersion | quote }}
+- name: SENTIOPS_DRIFT_WINDOW_SIZE
+  value: {{ .Values.drift.windowSize | quote }}
+- name: SENTIOPS_DRIFT_WINDOW_SECONDS
+  value: {{ .Values.drift.windowSeconds | quote }}
+- name: SENTIOPS_DRIFT_MIN_WINDOW
+  value: {{ .Values.drift.minWindow | quote }}
+- name: SENTIOPS_DRIFT_P_VALUE
+  value: {{ .Values.drift.pValueThreshold | quote }}
+- name: SENTIOPS_DRIFT_CONSECUTIVE
+  value: {{ .Values.drift.consecutive | quote }}
+- name: SENTIOPS_PREDICTION_LOG
+  value: {{ .Values.drift.predictionLog | quote }}
+- name: SENTIOPS_RETRAIN_ENABLED
+  value: {{ .Values.drift.retrain.enabled | quote }}
+- name: SENTIOPS_RETRAIN_MODE
+  value: kfp
+- name: SENTIOPS_KFP_HOST
+  value: {{ .Values.drift.retrain.kfpHost | quote }}
+- name: SENTIOPS_KFP_EXPERIMENT
+  value: {{ .Values.drift.retrain.experiment | quote }}
+- name: SENTIOPS_RETRAIN_COOLDOWN
+  value: {{ .Values.drift.retrain.cooldownSeconds | quote }}
+- name: SENTIOPS_RETRAIN_MIN_LABELS
+  value: {{ .Values.drift.retrain.minLabels | quote }}
+- name: SENTIOPS_RETRAIN_DATASETS
+  value: {{ join "," .Values.drift.retrain.datasets | quote }}
+- name: SENTIOPS_DRIFT_WORKDIR
+  value: /tmp/sentiops-drift
+- name: SENTIOPS_S3_ENDPOINT
+  value: {{ include "sentiops.s3Url" . | quote }}
+- name: SENTIOPS_S3_REGION
+  value: {{ .Values.s3.region | quote }}
+{{ include "sentiops.s3Env" . }}
+- name: HOME
+  value: /tmp
+- name: HF_HOME
+  value: /tmp/hf
+{{- with .Values.drift.env }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* S3 credentials from the user-created Secret. */}}

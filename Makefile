@@ -9,7 +9,7 @@ WORKDIR ?= .sentiops
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SENTIOPS_HOME ?= $(CURDIR)/$(WORKDIR)
 
-.PHONY: help install run quickstart test test-unit lint typecheck bench-quality clean
+.PHONY: help install run quickstart test test-unit lint typecheck bench-quality bench-serving clean
 
 help:
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -48,6 +48,9 @@ typecheck: install
 
 bench-quality: install ## macro-F1 of both models on the vader-tweets test split
 	$(BIN)/python benchmarks/quality.py --workdir $(WORKDIR)
+
+bench-serving: install ## our predictor vs a transformers pipeline behind FastAPI (locust), table
+	$(BIN)/python benchmarks/serving.py --workdir $(WORKDIR) $(if $(MODEL),--model $(MODEL))
 
 clean:
 	rm -rf $(WORKDIR) .pytest_cache .mypy_cache .ruff_cache

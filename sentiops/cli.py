@@ -401,9 +401,10 @@ def quickstart(
     )
 
 
-from sentiops import cli_drift, cli_pipeline, cli_rollout  # noqa: E402  (gate, pipeline, ...)
+from sentiops import cli_drift, cli_pipeline, cli_rollout, cli_serve  # noqa: E402
 
 cli_pipeline.register_commands(app)
+cli_serve.register_commands(app)
 cli_rollout.register_commands(app)
 cli_drift.register_commands(app)
 

@@ -406,6 +406,53 @@ def pipeline_demo(
     )
     _report_run(first, None, "run 1: baseline")
     _report_run(second, output_json, "run 2: transformer vs champion")
+    champion = second.storage_uri if second.promoted else first.storage_uri
+    if champion:
+        serve_round_trip(champion)
+
+
+ROUND_TRIP_TEXTS = ["I love the new update, it is so fast!", "worst customer service ever",
+                    "the store opens at 9am"]  # fmt: skip
+
+
+def serve_round_trip(model_uri: str, texts: list[str] = ROUND_TRIP_TEXTS) -> None:
+    """Serve the champion on loopback (`python -m serving`, the image's command), print one
+    v1 and one v2 round trip, stop the server."""
+    import tempfile
+
+    from rich.table import Table
+
+    from sentiops.localstack import Predictor, round_trip
+    from sentiops.modeldir import read_manifest
+    from sentiops.storage import local_model
+
+    model_dir = local_model(model_uri)
+    version = str(read_manifest(model_dir)["version"])
+    with tempfile.TemporaryDirectory(prefix="sentiops-serve-") as work:
+        predictor = Predictor(model_dir, version, Path(work))
+        console.print(f"serving the champion v{version} on {predictor.url} ...", highlight=False)
+        try:
+            predictor.start()
+            answers = round_trip(predictor.url, texts)
+        finally:
+            predictor.stop()
+    v2 = {o["name"]: o for o in answers["v2"]["outputs"]}
+    table = Table(title=f"champion v{version} served: v1 :predict and v2 /infer (OIP)")
+    for col in ("text", "v1 label", "v1 score", "v2 label", "v2 probabilities"):
+        table.add_column(col)
+    labels = answers["metadata"]["parameters"]["labels"]
+    rows = zip(texts, answers["v1"]["predictions"], v2["label"]["data"],
+               _rows(v2["probabilities"]["data"], len(labels)), strict=True)  # fmt: skip
+    for text, p1, label2, probs in rows:
+        shown = ", ".join(f"{k} {p:.2f}" for k, p in zip(labels, probs, strict=True))
+        table.add_row(text, p1["label"], f"{p1['score']:.3f}", label2, shown)
+    console.print(table)
+    console.print(f"server stopped (v2 response id {answers['v2']['id']!r}, model_version "
+                  f"{answers['v2'].get('model_version')!r})", highlight=False)  # fmt: skip
+
+
+def _rows(flat: list[float], width: int) -> list[list[float]]:
+    return [flat[i : i + width] for i in range(0, len(flat), width)]
 
 
 @pipeline_app.command("submit")

@@ -341,3 +341,19 @@ def closing_all(*items: Any) -> Iterator[None]:
         for item in reversed(items):
             with contextlib.suppress(Exception):
                 item.stop()
+
+
+def round_trip(url: str, texts: list[str], name: str = MODEL_NAME) -> dict[str, Any]:
+    """One v1 predict and one v2 (Open Inference Protocol) infer with `texts` against a
+    predictor: what `make run` prints to show the served champion answering."""
+    import httpx
+
+    v1 = httpx.post(f"{url}/v1/models/{name}:predict", json={"instances": texts}, timeout=30)
+    body = {"id": "make-run", "inputs": [{"name": "text", "datatype": "BYTES",
+                                           "shape": [len(texts)], "data": texts}]}  # fmt: skip
+    v2 = httpx.post(f"{url}/v2/models/{name}/infer", json=body, timeout=30)
+    meta = httpx.get(f"{url}/v2/models/{name}", timeout=30)
+    for r in (v1, v2, meta):
+        if r.status_code != 200:
+            raise StackError(f"{r.request.url} answered {r.status_code}: {r.text[:300]}", "")
+    return {"v1": v1.json(), "v2": v2.json(), "metadata": meta.json()}

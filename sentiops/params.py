@@ -59,6 +59,10 @@ class TrainConfig(DataConfig):
     max_length: int = Field(64, ge=8)
     patience: int = Field(2, ge=1)
     threads: int | None = Field(None, ge=1)
+    # serving form made when the model is packaged (sentiops.models.serving_form): "auto" =
+    # the fastest form within `serving_tolerance` macro-F1 of PyTorch fp32 on validation
+    serving_form: str = "auto"
+    serving_tolerance: float = Field(0.005, ge=0.0, le=1.0)
     # both
     class_weights: bool = True
     # tracking
@@ -74,6 +78,14 @@ class TrainConfig(DataConfig):
 
         if value not in MODEL_TYPES:
             raise ValueError(f"unknown model type {value!r}; use one of {list(MODEL_TYPES)}")
+        return value
+
+    @field_validator("serving_form")
+    @classmethod
+    def _known_form(cls, value: str) -> str:
+        forms = ("auto", "onnx-int8", "onnx-fp32", "pytorch")
+        if value not in forms:
+            raise ValueError(f"unknown serving form {value!r}; use one of {list(forms)}")
         return value
 
     def model_params(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sentiops.canary_metrics import PrometheusSource
 from sentiops.config import MODEL_NAME
+from sentiops.errors import RolloutError
 from sentiops.localstack import Predictor, Prometheus, Replay, TrafficSplit
 from sentiops.modeldir import read_manifest
 from sentiops.rollout import JudgeConfig, Plan, Record, run
@@ -67,14 +68,23 @@ def local_rollout(
     canary_version: str | None = None,
     progress: Callable[[str], Any] = print,
     keep_serving: bool = False,
+    stable_args: list[str] | None = None,
+    canary_args: list[str] | None = None,
 ) -> tuple[Record, Any]:
     """Serve `stable_dir`, replay `texts` through the split while the canary `canary_dir` is
     rolled out step by step and judged from Prometheus. Returns the record and, with
-    `keep_serving`, the running (split, predictor, prometheus) for the caller to stop."""
+    `keep_serving`, the running (split, predictor, prometheus) for the caller to stop.
+    `stable_args` / `canary_args` are extra predictor flags (`python -m serving --help`): a
+    rollout may change the predictor's configuration as well as, or instead of, the model."""
     sv = stable_version or version_of(stable_dir)
     cv = canary_version or version_of(canary_dir)
-    stable = Predictor(stable_dir, sv, workdir / "stable", name)
-    canary = Predictor(canary_dir, cv, workdir / "canary", name)
+    if sv == cv:
+        raise RolloutError(
+            f"stable and canary are the same version {sv}",
+            "roll out a different model (or give the canary its own version)",
+        )
+    stable = Predictor(stable_dir, sv, workdir / "stable", name, extra_args=stable_args or [])
+    canary = Predictor(canary_dir, cv, workdir / "canary", name, extra_args=canary_args or [])
     prometheus = Prometheus(workdir / "prometheus", [])
     split = TrafficSplit(stable.url)
     replay: Replay | None = None

@@ -196,3 +196,19 @@ def get_file(src: str | Path, settings: Settings | None = None) -> Path:
     local = s.cache_dir / "s3" / bucket / key
     S3Store(s).download_file(str(src), local)
     return local
+
+
+def local_model(uri: str | Path, settings: Settings | None = None) -> Path:
+    """A model directory on local disk: a local path as is; an `s3://` prefix downloaded
+    (every object's sha256 verified) under $TMPDIR/models/<hash of the URI> — what KServe's
+    storage-initializer does for a pod, for `sentiops serve` and the predictor."""
+    if not is_s3(uri):
+        return Path(uri)
+    import hashlib
+    import os
+
+    digest = hashlib.sha256(str(uri).encode()).hexdigest()[:16]
+    dest = Path(os.environ.get("TMPDIR", "/tmp")) / "models" / digest
+    if dest.exists():
+        shutil.rmtree(dest)
+    return get_dir(uri, dest, settings)

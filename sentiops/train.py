@@ -17,7 +17,7 @@ from sentiops import modeldir
 from sentiops.config import Settings, get_settings
 from sentiops.data import LABEL, TEXT, Manifest
 from sentiops.evaluate import evaluate
-from sentiops.models import LoadedModel, SentimentModel, fit_model
+from sentiops.models import SentimentModel, fit_model, load_model
 from sentiops.params import DataConfig, TrainConfig
 from sentiops.prepare import prepare
 from sentiops.validate import Report
@@ -106,16 +106,23 @@ def train_on_splits(
         "train_rows": len(train_df),
         "train_seconds": round(seconds, 2),
     }
-    loaded = LoadedModel(model, {**info, "version": "pending"}, cfg.output)
+    modeldir.write(cfg.output, model.save, info)
+    package = getattr(type(model), "package", None)
+    if package is not None and cfg.serving_form != "pytorch":
+        # the serving form is made before any scoring: what is evaluated (here, and by the
+        # evaluate step and the gate) is what the predictor will serve
+        forms = None if cfg.serving_form == "auto" else (cfg.serving_form, "pytorch")
+        package(cfg.output, val_df[TEXT].tolist(), val_df[LABEL].tolist(),
+                cfg.serving_tolerance, forms)  # fmt: skip
+    loaded = load_model(cfg.output)
     metrics: dict[str, Any] = {
         "validation": _strip(evaluate(loaded, val_df[TEXT], val_df[LABEL], behavioural=False))
     }
     if test_df is not None:
         metrics["test"] = _strip(evaluate(loaded, test_df[TEXT], test_df[LABEL]))
     metrics["history"] = getattr(model, "history", [])
-    info["metrics"] = metrics
-    modeldir.write(cfg.output, model.save, info)
-    version = str(modeldir.read_manifest(cfg.output, verify=False)["version"])
+    manifest = modeldir.extend(cfg.output, lambda _: None, {"metrics": metrics})
+    version = str(manifest["version"])
     fitted = Fitted(cfg.output, version, metrics, seconds)
     if cfg.track:
         from sentiops import tracking

@@ -66,8 +66,10 @@ class SentimentModel(Model):
 
     # -------------------------------------------------------------------------- lifecycle
     def load(self) -> bool:
-        try:
-            self.model = load_model(self.model_dir)
+        from sentiops.storage import local_model
+
+        try:  # an s3:// model is downloaded first, like KServe's storage-initializer
+            self.model = load_model(local_model(self.model_dir))
         except SentiOpsError as exc:
             self.ready = False
             self.not_ready_reason = f"{exc.message} ({exc.hint})" if exc.hint else exc.message

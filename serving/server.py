@@ -5,7 +5,6 @@ then `kserve.ModelServer` (REST v1/v2 and gRPC v2)."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -42,20 +41,6 @@ def set_threads() -> int:
     except (ImportError, RuntimeError):
         pass
     return n
-
-
-def local_model_dir(model_dir: str) -> str:
-    """An s3:// model is downloaded (checksummed objects) like KServe's storage-initializer."""
-    if not model_dir.startswith("s3://"):
-        return model_dir
-    from sentiops.storage import get_dir
-
-    dest = (
-        Path(os.environ.get("TMPDIR", "/tmp"))
-        / "models"
-        / hashlib.sha256(model_dir.encode()).hexdigest()[:16]
-    )
-    return str(get_dir(model_dir, dest))
 
 
 class Guard:
@@ -195,7 +180,7 @@ def run(args: argparse.Namespace) -> None:
     threads = set_threads()
     model = SentimentModel(
         args.model_name,
-        local_model_dir(args.model_dir),
+        args.model_dir,
         max_batch_size=args.max_batch_size,
         max_chars=args.max_chars,
         batch_window_ms=args.batch_window_ms,

@@ -142,14 +142,38 @@ def _build(base: str, labels: list[str], texts: Sequence[str], max_length: int) 
 
 
 class TransformerModel:
+    """A fine-tuned classifier. Prediction runs the serving form recorded in the manifest
+    (`sentiops.models.serving_form`): an ONNX Runtime session, or the PyTorch weights."""
+
     model_type = MODEL_TYPE
 
-    def __init__(self, model: Any, tokenizer: Any, labels: list[str], max_length: int) -> None:
-        self.model = model
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        labels: list[str],
+        max_length: int,
+        session: Any = None,
+        folder: Path | None = None,
+    ) -> None:
+        self._net = model
         self.tokenizer = tokenizer
         self.labels = labels
         self.max_length = max_length
+        self.session = session
+        self.folder = folder
         self.history: list[dict[str, float]] = []
+
+    @property
+    def model(self) -> Any:
+        """The PyTorch network (loaded on first use when the serving form is ONNX: only
+        explanations and packaging need it)."""
+        if self._net is None:
+            from transformers import AutoModelForSequenceClassification
+
+            assert self.folder is not None
+            self._net = AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
+        return self._net
 
     # -- training ---------------------------------------------------------------------------
     @classmethod
@@ -262,25 +286,58 @@ class TransformerModel:
 
     # -- inference --------------------------------------------------------------------------
     @torch.inference_mode()
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        self.model.eval()
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = 64, session: Any = None,
+        pytorch: bool = False,
+    ) -> np.ndarray:  # fmt: skip
+        """Class probabilities; texts are sorted by length and padded per batch (length
+        buckets: little padding). `session` (an ONNX Runtime session) or `pytorch=True`
+        override the serving form (packaging and its tests compare forms)."""
+        session = None if pytorch else (session if session is not None else self.session)
         texts = list(texts)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
-        order = np.argsort([len(t) for t in texts])  # similar lengths -> less padding
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        net = None if session is not None else self.model.eval()
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
+            tensors = "np" if session is not None else "pt"
             batch = self.tokenizer(
                 [texts[i] for i in idx],
                 truncation=True,
                 padding=True,
                 max_length=self.max_length,
-                return_tensors="pt",
+                return_tensors=tensors,
             )
-            logits = self.model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).logits
-            out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
+            if session is not None:
+                feed = {k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+                logits = session.run(["logits"], feed)[0].astype(np.float64)
+                logits -= logits.max(axis=1, keepdims=True)
+                e = np.exp(logits)
+                out[idx] = e / e.sum(axis=1, keepdims=True)
+            else:
+                assert net is not None
+                logits = net(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits
+                out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
         return out
+
+    @staticmethod
+    def package(
+        folder: Path,
+        val_texts: Sequence[str],
+        val_labels: Sequence[str],
+        tolerance: float | None = None,
+        forms: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Make the serving form in the written model directory (see serving_form)."""
+        from sentiops.models import serving_form
+
+        return serving_form.package(
+            folder, val_texts, val_labels,
+            serving_form.TOLERANCE if tolerance is None else tolerance,
+            forms or serving_form.FORMS,
+        )  # fmt: skip
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
@@ -289,10 +346,24 @@ class TransformerModel:
 
     @classmethod
     def load(cls, folder: Path, manifest: dict[str, Any]) -> TransformerModel:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(folder)
+        max_length = int(manifest.get("params", {}).get("max_length", 128))
+        labels = list(manifest["labels"])
+        serving = manifest.get("serving") or {}
+        if serving.get("runtime") == "onnxruntime":
+            try:
+                from sentiops.models.serving_form import session
+            except ImportError as exc:  # pragma: no cover - onnxruntime is in the models extra
+                raise ModelError(
+                    f"{folder} is served with ONNX Runtime ({serving.get('form')})",
+                    "pip install 'sentiops[models]' (it brings onnxruntime)",
+                ) from exc
+            sess = session(Path(folder) / str(serving["file"]))
+            return cls(None, tokenizer, labels, max_length, session=sess, folder=Path(folder))
+        from transformers import AutoModelForSequenceClassification
+
         model = AutoModelForSequenceClassification.from_pretrained(folder)
         model.eval()
-        max_length = int(manifest.get("params", {}).get("max_length", 128))
-        return cls(model, tokenizer, list(manifest["labels"]), max_length)
+        return cls(model, tokenizer, labels, max_length, folder=Path(folder))

@@ -1,0 +1,103 @@
+"""The local rollout end to end: two real predictors on loopback behind the traffic split,
+Debian's Prometheus scraping both, replayed traffic, the same judge as on a cluster.
+
+A healthy canary is promoted; a canary that returns errors, one that is slow, and one that
+answers fast and without errors but with a skewed label mix are each rolled back, with the
+metric that failed named in the reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sentiops import modeldir
+from sentiops.models.tfidf import TfidfModel
+from sentiops.rollout import JudgeConfig
+from sentiops.rollout_local import local_rollout
+from tests.conftest import make_frame
+
+pytestmark = pytest.mark.integration
+TRAFFIC = make_frame(40, seed=5).text.tolist()
+STEPS, STEP_SECONDS, RATE = [50, 100], 4.0, 40.0
+JUDGE = JudgeConfig(min_requests=40)
+
+
+def _model(folder: Path, relabel: dict[str, str] | None = None, c: float = 4.0) -> Path:
+    df = make_frame(40)
+    labels = df.label.replace(relabel or {})
+    model = TfidfModel.fit(df.text, labels, c=c, char_ngrams=False)
+    return modeldir.write(
+        folder,
+        model.save,
+        {"model_type": "tfidf-logreg", "labels": model.labels, "params": {"c": c}},
+    )
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("rollout-models")
+    return {
+        "stable": _model(root / "stable"),
+        "retrained": _model(root / "retrained", c=3.0),
+        # answers every text, fast, without errors, but never "neutral": 2/3 "positive"
+        "skewed": _model(root / "skewed", {"neutral": "positive"}),
+    }
+
+
+def _rollout(stable: Path, canary: Path, work: Path, **kw):  # noqa: ANN003, ANN202
+    record, _ = local_rollout(
+        stable,
+        canary,
+        TRAFFIC,
+        work,
+        STEPS,
+        STEP_SECONDS,
+        RATE,
+        JUDGE,
+        progress=lambda _: None,
+        **kw,
+    )
+    failed = {c.name for step in record.steps for c in step.checks if c.result == "fail"}
+    return record, failed
+
+
+def test_a_healthy_canary_is_promoted(models: dict[str, Path], tmp_path: Path) -> None:
+    record, failed = _rollout(models["stable"], models["retrained"], tmp_path)
+    assert record.decision == "promoted", record.to_markdown()
+    assert not failed
+    assert [s.traffic for s in record.steps if s.verdict != "hold"] == STEPS
+    assert all(s.canary["requests"] > 0 and s.stable["requests"] > 0 for s in record.steps[:1])
+
+
+def test_a_canary_that_returns_errors_is_rolled_back(models, tmp_path) -> None:  # noqa: ANN001
+    # the new predictor configuration rejects texts over 30 characters: most of the traffic
+    record, failed = _rollout(
+        models["stable"],
+        models["stable"],
+        tmp_path,
+        canary_version="strict",
+        canary_args=["--max_chars=30"],
+    )
+    assert record.decision == "rolled_back", record.to_markdown()
+    assert "error_rate" in failed and any("error_rate" in r for r in record.reasons)
+
+
+def test_a_slow_canary_is_rolled_back(models, tmp_path) -> None:  # noqa: ANN001
+    # the same model, but a batching window of 80 ms: every sparse request waits for company
+    record, failed = _rollout(
+        models["stable"],
+        models["stable"],
+        tmp_path,
+        canary_version="slow",
+        canary_args=["--batch_window_ms=80"],
+    )
+    assert record.decision == "rolled_back", record.to_markdown()
+    assert "latency" in failed and not failed & {"error_rate", "label_mix"}
+
+
+def test_a_fast_error_free_canary_with_a_skewed_label_mix_is_rolled_back(models, tmp_path):  # noqa: ANN001, ANN201
+    record, failed = _rollout(models["stable"], models["skewed"], tmp_path)
+    assert record.decision == "rolled_back", record.to_markdown()
+    assert "label_mix" in failed and "error_rate" not in failed
+    assert any("label_mix" in r for r in record.reasons)

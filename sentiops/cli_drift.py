@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -64,7 +63,7 @@ def fit(
     text_column: TextCol = "text",
     reference_size: Annotated[int, typer.Option(help="reference texts embedded")] = 1000,
     alpha: Annotated[float, typer.Option(help="false-alarm rate per window")] = 0.05,
-    permutations: Annotated[int, typer.Option(help="MMD permutations")] = 300,
+    permutations: Annotated[int, typer.Option(help="MMD permutations")] = 200,
 ) -> None:
     """Fit the drift detector on the model's training data and store it in the model
     directory (`<output>/drift/`, under the model's checksums)."""
@@ -89,12 +88,12 @@ def fit(
     )
 
 
-def _delegate(python: Path) -> None:
-    """Run this very command with the drift environment's `sentiops`."""
+def _delegate(python: Path, args: list[str]) -> None:
+    """Run `sentiops <args>` with the drift environment's `sentiops`."""
     exe = python.with_name("sentiops")
-    args = [str(exe)] if exe.exists() else [str(python), "-m", "sentiops.cli"]
+    cmd = [str(exe)] if exe.exists() else [str(python), "-m", "sentiops.cli"]
     env = {**os.environ, "SENTIOPS_DRIFT_DELEGATED": "1"}
-    proc = subprocess.run([*args, *sys.argv[1:]], env=env, check=False)
+    proc = subprocess.run([*cmd, *args], env=env, check=False)
     raise typer.Exit(proc.returncode)
 
 
@@ -116,7 +115,9 @@ def check(
     if not drift.alibi_available():
         python = drift.drift_python()
         if python is not None and not os.environ.get("SENTIOPS_DRIFT_DELEGATED"):
-            _delegate(python)
+            args = ["drift", "check", "--detector", str(detector), "--window", str(window)]
+            args += [x for d in data for x in ("--data", d)] + ["--text-column", text_column]
+            _delegate(python, args + (["--output-json", str(output_json)] if output_json else []))
         drift._need_alibi()  # raises DriftError with the hint
     texts = _texts(data, text_column)
     result = drift.check(detector, texts, window)

@@ -44,3 +44,14 @@ def test_evaluation_and_gate_do_not_import_torch(module: str) -> None:
 
 def test_cli_starts_without_the_heavy_stack() -> None:
     assert not (HEAVY | {"torch"}) & _loaded("import sentiops.cli")
+
+
+def test_drift_modules_import_nothing_heavy() -> None:
+    """The drift detector's core and the sidecar import no torch, transformers, alibi-detect,
+    pydantic, kfp, kserve or mlflow until they run: the CLI can say "run this in the drift
+    environment", and the pipeline's fit step needs no alibi."""
+    loaded = _loaded(
+        "import sentiops.drift, sentiops.traffic_store, sentiops.cli_drift, drift.events, "
+        "drift.settings, drift.predlog, drift.retrain, drift.monitor, drift.server"
+    )
+    assert not (HEAVY | {"torch", "transformers", "alibi_detect", "pydantic"}) & loaded

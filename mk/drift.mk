@@ -31,3 +31,13 @@ $(DRIFT_STAMP): pyproject.toml requirements.lock drift/requirements.txt mk/drift
 drift-install: $(DRIFT_STAMP) ## the drift sidecar's own venv (.venv-drift; alibi-detect 0.11.4, pydantic<2)
 
 install: drift-install
+
+DRIFT_DETECTOR ?=
+DRIFT_PORT ?= 9081
+
+drift-serve: drift-install ## the drift sidecar on loopback (DRIFT_DETECTOR=<model dir with drift/>)
+	$(DRIFT_BIN)/python -m drift --host 127.0.0.1 --port $(DRIFT_PORT) \
+		$(if $(DRIFT_DETECTOR),--detector $(DRIFT_DETECTOR))
+
+bench-drift: drift-install ## drift detector: false alarms / power at windows 50,100,200 -> benchmarks/results/drift.md
+	nice -n 10 $(DRIFT_BIN)/python benchmarks/drift.py --workdir $(WORKDIR)/bench-drift

@@ -14,10 +14,10 @@ Protocols: v1 `{"instances": ["text" | {"text": "..."}]}` -> `{"predictions": [{
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from time import monotonic
 from typing import Any
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
@@ -43,7 +43,7 @@ class Event:
     texts: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     probabilities: list[Any] = field(default_factory=list)  # per row: dict label->p or list
-    received: float = field(default_factory=time.monotonic)
+    received: float = field(default_factory=monotonic)
 
 
 @dataclass
@@ -226,7 +226,7 @@ class Joiner:
         ]
 
     def expire(self, now: float | None = None) -> int:
-        now = time.monotonic() if now is None else now
+        now = monotonic() if now is None else now
         n = 0
         while self.pending:
             key, oldest = next(iter(self.pending.items()))

@@ -199,9 +199,9 @@ class Monitor:
         if self.settings.predictor_url:
             cached = self._predictor_version
             if cached is None or time.monotonic() - cached[0] > 30:
-                self._predictor_version = (time.monotonic(), self._ask_predictor())
-            if self._predictor_version[1]:
-                return self._predictor_version[1]
+                cached = self._predictor_version = (time.monotonic(), self._ask_predictor())
+            if cached[1]:
+                return cached[1]
         if self.settings.model_version:
             return self.settings.model_version
         fixed = self.detectors.fixed

@@ -134,3 +134,41 @@ def test_uncertainty_order_is_by_margin() -> None:
             {"id": "b", "probabilities": [0.4, 0.35, 0.25]},
             {"id": "c", "probabilities": [0.6, 0.3, 0.1]}]  # fmt: skip
     assert [r["id"] for r in uncertainty_order(rows)] == ["b", "c", "a"]
+
+
+def test_kfp_trigger_submits_the_compiled_pipeline_and_sees_active_runs(tmp_path: Path) -> None:
+    """The cluster adapter against a stand-in for kfp.Client (the real API needs a KFP
+    backend): submit = the shipped compiled pipeline with the datasets; active = a run of the
+    experiment that has not finished."""
+    from types import SimpleNamespace as NS
+
+    from drift.retrain import KfpTrigger
+    from sentiops.kubeflow import COMPILED
+
+    class Client:
+        def __init__(self) -> None:
+            self.runs: list = []
+            self.submitted: list = []
+
+        def get_experiment(self, experiment_name: str):
+            return NS(experiment_id=f"exp-{experiment_name}")
+
+        def list_runs(self, experiment_id: str, page_size: int, sort_by: str):
+            assert experiment_id == "exp-sentiops"
+            return NS(runs=self.runs)
+
+        def create_run_from_pipeline_package(self, path, arguments, run_name, experiment_name,
+                                             namespace):  # fmt: skip
+            self.submitted.append((path, arguments, experiment_name))
+            return NS(run_id="r1")
+
+    client = Client()
+    trigger = KfpTrigger("http://kfp", "sentiops", client=client)
+    assert trigger.active() is None
+    client.runs = [NS(run_id="old", state="SUCCEEDED"), NS(run_id="r0", state="RUNNING")]
+    assert "r0" in (trigger.active() or "")
+    out = trigger.submit(["vader-tweets", "s3://b/labels/x.parquet"], "drift_with_labels")
+    assert out["run_id"] == "r1"
+    path, args, exp = client.submitted[0]
+    assert Path(path) == COMPILED and exp == "sentiops"
+    assert args == {"datasets": ["vader-tweets", "s3://b/labels/x.parquet"]}

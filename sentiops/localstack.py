@@ -289,9 +289,11 @@ class TrafficSplit:
 
 
 # ------------------------------------------------------------------------------ replay
-class Replay(threading.Thread):
-    """Replays texts as live traffic: one v1 request per text to `url`, `rate` a second, in a
-    loop until stopped. Counts answers by status (a 5xx is a served error, not a crash)."""
+class Replay:
+    """Replays texts as live traffic: one v1 request per text to `url` at `rate` a second
+    (open loop: `concurrency` clients take the next send slot, so one slow answer does not
+    slow the others down), in a loop until stopped. Counts answers by status (a 5xx is a
+    served error, not a crash); `on_response(text, body, request_id)` sees every 200."""
 
     def __init__(
         self,
@@ -299,38 +301,69 @@ class Replay(threading.Thread):
         texts: list[str],
         rate: float = 50.0,
         name: str = MODEL_NAME,
-        on_response: Callable[[str, dict[str, Any]], Any] | None = None,
+        on_response: Callable[[str, dict[str, Any], str], Any] | None = None,
+        concurrency: int = 8,
     ) -> None:
-        super().__init__(daemon=True)
         if not texts:
             raise StackError("no texts to replay", "pass a file with a text column")
         self.url = f"{url}/v1/models/{name}:predict"
-        self.texts, self.rate = texts, rate
+        self.texts, self.rate = list(texts), rate
         self.on_response = on_response
         self.stop_event = threading.Event()
         self.status: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._t0 = 0.0
+        self._threads = [
+            threading.Thread(target=self._client, daemon=True, name=f"replay-{i}")
+            for i in range(max(1, concurrency))
+        ]
 
-    def run(self) -> None:
+    def start(self) -> Replay:
+        self._t0 = time.monotonic()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def set_texts(self, texts: list[str]) -> None:
+        """Replay other texts from now on (a traffic shift)."""
+        if not texts:
+            raise StackError("no texts to replay", "pass a file with a text column")
+        with self._lock:
+            self.texts = list(texts)
+
+    def _next(self) -> tuple[float, str]:
+        with self._lock:
+            k = self._sent
+            self._sent += 1
+            return self._t0 + k / self.rate, self.texts[k % len(self.texts)]
+
+    def _client(self) -> None:
+        import uuid
+
         import httpx
 
         with httpx.Client(timeout=30.0) as client:
-            i = 0
             while not self.stop_event.is_set():
-                text = self.texts[i % len(self.texts)]
-                i += 1
-                started = time.monotonic()
+                at, text = self._next()
+                if self.stop_event.wait(max(0.0, at - time.monotonic())):
+                    return
+                request_id = uuid.uuid4().hex
                 try:
-                    resp = client.post(self.url, json={"instances": [text]})
-                    self.status[resp.status_code] = self.status.get(resp.status_code, 0) + 1
-                    if self.on_response is not None and resp.status_code == 200:
-                        self.on_response(text, resp.json())
+                    resp = client.post(self.url, json={"instances": [text]},
+                                       headers={"x-request-id": request_id})  # fmt: skip
+                    code = resp.status_code
+                    if self.on_response is not None and code == 200:
+                        self.on_response(text, resp.json(), request_id)
                 except httpx.HTTPError:
-                    self.status[0] = self.status.get(0, 0) + 1
-                self.stop_event.wait(max(0.0, 1.0 / self.rate - (time.monotonic() - started)))
+                    code = 0
+                with self._lock:
+                    self.status[code] = self.status.get(code, 0) + 1
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.join(10)
+        for t in self._threads:
+            t.join(10)
 
 
 @contextlib.contextmanager

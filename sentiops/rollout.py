@@ -19,7 +19,10 @@ same model as stable is rolled back for noise in at most `alpha` of the steps (p
 
 One decision per step: `rollback` if any metric fails; `hold` if any is inconclusive (the step
 is observed again, at most `max_holds` times, then rolled back: an unjudgeable canary is not
-promoted); otherwise `continue`, or `promote` after the last step. Every number goes into the
+promoted); otherwise `continue`, or `promote` after the last step. At a 100 % step the stable
+version serves nothing, so the canary is compared with the stable traffic of the last step
+that had enough of it (the step record says so; at twice the load, latency is judged
+conservatively there). Every number goes into the
 decision record (JSON + Markdown), shaped like the gate's (checks with value, threshold, message).
 """
 
@@ -334,6 +337,9 @@ class Step:
     stable: dict[str, Any]
     started_at: str
     ended_at: str
+    # "live": stable's traffic in this step; else which earlier step's stable traffic the
+    # canary was compared with (at 100 % the stable version serves nothing)
+    baseline: str = "live"
 
 
 def decide_step(
@@ -390,6 +396,7 @@ class Record:
             lines += [
                 f"## Step {i}: {s.traffic}% to the canary -> {s.verdict} (score {s.score:.0f})",
                 "",
+                *([f"Compared with {s.baseline}.", ""] if s.baseline != "live" else []),
                 "| metric | result | effect | margin | p-value | canary | stable |",
                 "|---|---|---|---|---|---|---|",
             ]
@@ -479,6 +486,7 @@ def run(
     try:
         executor.start(plan.steps[0])
         i, holds = 0, 0
+        last_stable: tuple[Observed, int] | None = None
         while True:
             traffic = plan.steps[i]
             started = _now()
@@ -487,11 +495,18 @@ def run(
             sleep(plan.step_seconds)
             canary = source.observe(plan.canary_version, plan.step_seconds)
             stable = source.observe(plan.stable_version, plan.step_seconds)
+            baseline = "live"
+            if stable.requests >= plan.judge.min_requests:
+                last_stable = (stable, traffic)
+            elif traffic == 100 and last_stable is not None:
+                # all traffic on the canary: judge it against what stable served last
+                stable = last_stable[0]
+                baseline = f"the stable traffic of the {last_stable[1]}% step"
             checks = judge_metrics(canary, stable, plan.judge)
             last = i == len(plan.steps) - 1
             verdict, reasons = decide_step(checks, last, holds, plan.max_holds)
             step = Step(traffic, verdict, checks, score(checks), _observed_summary(canary),
-                        _observed_summary(stable), started, _now())  # fmt: skip
+                        _observed_summary(stable), started, _now(), baseline)  # fmt: skip
             record.steps.append(step)
             if on_step:
                 on_step(step)

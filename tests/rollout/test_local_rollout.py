@@ -67,7 +67,9 @@ def test_a_healthy_canary_is_promoted(models: dict[str, Path], tmp_path: Path) -
     assert record.decision == "promoted", record.to_markdown()
     assert not failed
     assert [s.traffic for s in record.steps if s.verdict != "hold"] == STEPS
-    assert all(s.canary["requests"] > 0 and s.stable["requests"] > 0 for s in record.steps[:1])
+    first = next(s for s in record.steps if s.verdict != "hold")
+    assert first.canary["requests"] > 0 and first.stable["requests"] > 0, record.to_markdown()
+    assert record.steps[-1].baseline.startswith("the stable traffic of the 50% step")
 
 
 def test_a_canary_that_returns_errors_is_rolled_back(models, tmp_path) -> None:  # noqa: ANN001
@@ -93,7 +95,7 @@ def test_a_slow_canary_is_rolled_back(models, tmp_path) -> None:  # noqa: ANN001
         canary_args=["--batch_window_ms=80"],
     )
     assert record.decision == "rolled_back", record.to_markdown()
-    assert "latency" in failed and not failed & {"error_rate", "label_mix"}
+    assert "latency" in failed and not failed & {"error_rate", "label_mix"}, record.to_markdown()
 
 
 def test_a_fast_error_free_canary_with_a_skewed_label_mix_is_rolled_back(models, tmp_path):  # noqa: ANN001, ANN201

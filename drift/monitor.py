@@ -67,6 +67,7 @@ class DetectorSource:
         self.lock = threading.Lock()
         self._embedder: Any = None
         self.fixed: Any = None
+        self.fixed_error = ""
 
     def embedder(self) -> Any:
         if self._embedder is None:
@@ -86,8 +87,19 @@ class DetectorSource:
         return tester
 
     def load_fixed(self) -> None:
-        if self.settings.detector and self.fixed is None:
-            self.fixed = self._tester(Path(self.settings.detector))
+        with self.lock:
+            if self.settings.detector and self.fixed is None:
+                if self.fixed_error:
+                    raise RuntimeError(self.fixed_error)
+                try:
+                    self.fixed = self._tester(Path(self.settings.detector))
+                except Exception as exc:
+                    self.fixed_error = str(exc)  # not retried on every event
+                    raise
+                self._log_fixed()
+
+    def _log_fixed(self) -> None:
+        if self.fixed is not None:
             logger.info(
                 "detector %s loaded (model version %s, labels %s, alpha %s)",
                 self.settings.detector, self.fixed.detector.version, self.fixed.detector.labels,
@@ -96,7 +108,10 @@ class DetectorSource:
 
     def get(self, version: str) -> Any:
         if self.settings.detector:
-            self.load_fixed()
+            try:
+                self.load_fixed()
+            except Exception as exc:  # noqa: BLE001 - served on /readyz, windows count errors
+                logger.error("drift detector %s: %s", self.settings.detector, exc)
             return self.fixed
         with self.lock:
             if version in self.testers:
@@ -243,6 +258,8 @@ class Monitor:
     def _row(self, pred: Prediction, version: str) -> dict[str, Any]:
         classes: list[str]
         tester = self.detectors.testers.get(version) or self.detectors.fixed
+        if tester is None and not isinstance(pred.probabilities, dict):
+            tester = self.detectors.get(version)  # v2 rows need the label order (once)
         labels = tester.detector.labels if tester is not None else None
         if isinstance(pred.probabilities, dict):
             classes = labels or list(pred.probabilities)
@@ -324,6 +341,7 @@ class Monitor:
             [
                 r["probabilities"]
                 if r["classes"] == labels
+                or (not r["classes"] and len(r["probabilities"]) == len(labels))
                 else [
                     dict(zip(r["classes"], r["probabilities"], strict=False)).get(c, 0.0)
                     for c in labels

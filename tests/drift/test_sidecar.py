@@ -106,3 +106,23 @@ def test_prediction_log_is_parquet_by_date_and_version(
     assert row.probabilities[list(row.classes).index(row.label)] == pytest.approx(row.confidence)
     assert set(df[df.model_version == "8"].id) == {"req-3:0", "req-3:1", "req-3:2"}
     assert str(df.time.dtype).startswith("datetime64")
+
+
+def test_detector_per_model_version_from_the_store(
+    sidecar_factory, detector_model: Path, corpus: Corpus, tmp_path: Path
+) -> None:
+    """Without --detector, each version's detector is its registered model directory in the
+    store (config.model_uri); a version without one is reported, never fatal."""
+    import shutil
+
+    from sentiops.config import model_uri
+
+    store = tmp_path / "registry-store"
+    shutil.copytree(detector_model, model_uri(str(store), "7"))
+    s = sidecar_factory(None, *WINDOW, store=store)
+    s.post_texts(detector_model, corpus.traffic[:40], per_request=4, version="7")
+    s.post_texts(detector_model, corpus.traffic[40:80], per_request=4, version="9")
+    s.wait_for(lambda: s.windows("7", "no_drift") == 1, what="version 7 tested")
+    s.wait_for(lambda: s.windows("9", "error") == 1, what="version 9 without a detector")
+    assert "no drift detector for model version 9" in s.process.tail(20000)
+    assert s.process.alive()

@@ -18,7 +18,9 @@ def write_json(record: dict[str, Any], path: Path) -> Path:
     import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(path)  # readers (the console) never see half a file
     return path
 
 

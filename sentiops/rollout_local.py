@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,11 @@ from sentiops.config import MODEL_NAME
 from sentiops.errors import RolloutError
 from sentiops.localstack import Predictor, Prometheus, Replay, TrafficSplit
 from sentiops.modeldir import read_manifest
+from sentiops.reports import write_json
 from sentiops.rollout import JudgeConfig, Plan, Record, run
+
+#: Files in the rollout's workdir: the steps of a rollout in progress, the last decision.
+PROGRESS, DECISION = "progress.json", "decision.json"
 
 
 class LocalExecutor:
@@ -102,7 +107,24 @@ def local_rollout(
         started.append(canary)
         plan = Plan(cv, sv, steps, step_seconds, max_holds, judge or JudgeConfig())
         time.sleep(2 * 1.0)  # two scrapes of the stable predictor before the first step
-        record = run(plan, executor, PrometheusSource(prometheus.url, name), progress=progress)
+        steps_so_far: list[Any] = []
+
+        def on_step(step: Any) -> None:  # what the console and `sentiops status` show live
+            steps_so_far.append(asdict(step))
+            write_json({"canary_version": cv, "stable_version": sv, "plan": steps,
+                        "steps": steps_so_far}, workdir / PROGRESS)  # fmt: skip
+
+        (workdir / PROGRESS).unlink(missing_ok=True)
+        try:
+            record = run(plan, executor, PrometheusSource(prometheus.url, name),
+                         progress=progress, on_step=on_step)  # fmt: skip
+        except RolloutError as exc:
+            if isinstance(exc.record, Record):
+                exc.record.write_json(workdir / DECISION)
+            raise
+        finally:
+            (workdir / PROGRESS).unlink(missing_ok=True)
+        record.write_json(workdir / DECISION)
         record_counts = dict(split.counts)
         progress(f"requests through the split: {record_counts}; answers by status {replay.status}")
         if keep_serving:

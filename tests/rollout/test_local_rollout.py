@@ -7,6 +7,7 @@ metric that failed named in the reasons."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,9 @@ def test_a_healthy_canary_is_promoted(models: dict[str, Path], tmp_path: Path) -
     first = next(s for s in record.steps if s.verdict != "hold")
     assert first.canary["requests"] > 0 and first.stable["requests"] > 0, record.to_markdown()
     assert record.steps[-1].baseline.startswith("the stable traffic of the 50% step")
+    # the record people and the console read: the last decision, no rollout in progress
+    assert json.loads((tmp_path / "decision.json").read_text())["decision"] == "promoted"
+    assert not (tmp_path / "progress.json").exists()
 
 
 def test_a_canary_that_returns_errors_is_rolled_back(models, tmp_path) -> None:  # noqa: ANN001

@@ -63,6 +63,10 @@ class TrainConfig(DataConfig):
     # the fastest form within `serving_tolerance` macro-F1 of PyTorch fp32 on validation
     serving_form: str = "auto"
     serving_tolerance: float = Field(0.005, ge=0.0, le=1.0)
+    # fit the drift detector (sentiops.drift) on the training split and store it in the model
+    # directory, so the sidecar loads it from where the model is (needs >= 20 train and
+    # validation texts; skipped, and recorded as skipped, below that)
+    drift_detector: bool = True
     # both
     class_weights: bool = True
     # tracking

@@ -114,6 +114,8 @@ def train_on_splits(
         forms = None if cfg.serving_form == "auto" else (cfg.serving_form, "pytorch")
         package(cfg.output, val_df[TEXT].tolist(), val_df[LABEL].tolist(),
                 cfg.serving_tolerance, forms)  # fmt: skip
+    if cfg.drift_detector:
+        fit_drift_detector(cfg.output, train_df[TEXT].tolist(), val_df[TEXT].tolist())
     loaded = load_model(cfg.output)
     metrics: dict[str, Any] = {
         "validation": _strip(evaluate(loaded, val_df[TEXT], val_df[LABEL], behavioural=False))
@@ -147,6 +149,20 @@ def train_on_splits(
             register_as=cfg.register_name,
         )
     return fitted
+
+
+def fit_drift_detector(model_dir: Path, train_texts: list[str], val_texts: list[str]) -> None:
+    """The pipeline's drift step, part of packaging: the detector is fitted on the training
+    texts (label-mix and confidence references from the validation texts) and stored in the
+    model directory under its checksums before the model is evaluated, registered and gated —
+    the model that is gated ships the detector that will watch it."""
+    from sentiops import drift
+    from sentiops.errors import DriftError
+
+    try:
+        drift.fit_model_dir(model_dir, train_texts, holdout_texts=val_texts)
+    except DriftError as exc:  # too little data for a detector: the model is still usable
+        modeldir.extend(model_dir, lambda _: None, {"drift": {"skipped": exc.message}})
 
 
 def train(cfg: TrainConfig, settings: Settings | None = None, progress: bool = True) -> TrainResult:

@@ -80,3 +80,23 @@ def test_train_evaluate_gate_register(splits: dict[str, Path], tmp_path: Path) -
     )
     assert load_model(pushed["uri"]).version == info["version"]
     assert registry.version_of(registry.CANDIDATE) == "1"
+
+
+def test_train_ships_the_drift_detector_with_the_model(tmp_path: Path) -> None:
+    """The drift step is part of packaging: the detector is in the model directory, under its
+    checksums, before the model is evaluated, registered or gated."""
+    import json
+
+    csv = tmp_path / "d.csv"
+    make_frame(80).to_csv(csv, index=False)
+    stages.ingest([str(csv)], tmp_path / "raw.parquet")
+    stages.validate(tmp_path / "raw.parquet", tmp_path / "clean.parquet", tmp_path)
+    outs = {k: tmp_path / f"{k}.parquet" for k in ("train", "validation", "test")}
+    stages.split(tmp_path / "clean.parquet", outs, seed=SEED)
+    cfg = stages.train_config("tfidf-logreg", "offline", {}, SEED, tmp_path / "m")
+    info = stages.train(outs["train"], outs["validation"], tmp_path / "m", cfg, "ds1", track=False)
+    manifest = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert manifest["version"] == info["version"]
+    assert {"drift/detector.json", "drift/reference.npy"} <= set(manifest["files"])
+    assert manifest["drift"]["reference_size"] == 168 and manifest["drift"]["holdout_size"] == 24
+    assert load_model(tmp_path / "m").version == info["version"]  # checksums hold

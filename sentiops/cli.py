@@ -407,6 +407,9 @@ cli_pipeline.register_commands(app)
 cli_serve.register_commands(app)
 cli_rollout.register_commands(app)
 cli_drift.register_commands(app)
+from sentiops import cli_console  # noqa: E402  (sentiops status, sentiops console)
+
+cli_console.register_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

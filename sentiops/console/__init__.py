@@ -1,0 +1,18 @@
+"""The web console (`sentiops console`): one page over the sources `sentiops status` reads.
+
+FastAPI serves a static page (`static/index.html`, plain JavaScript, uPlot for the charts,
+vendored from npm with its licence) and a small JSON API the page calls:
+
+    GET  /api/config                  the URLs the console was started with, links to MLflow
+    POST /api/predict {"text": ...}   label, probabilities, token attributions (the predictor's
+                                      :predict and :explain), model version, request id
+    GET  /api/status                  sentiops.status.gather() as JSON (registry, rollout,
+                                      traffic, drift, live accuracy; each may be unavailable)
+    GET  /api/series?kind=K&minutes=M one chart (K = drift | accuracy | traffic) from
+                                      Prometheus' query_range
+    GET  /healthz
+
+Every client mistake is a 4xx JSON `{"error": ..., "hint": ...}`; a source that is down is a
+502/503/504 naming it; never a traceback. `sentiops.console.app.create_app(ConsoleConfig(...))`
+builds the ASGI app (imported lazily: the CLI imports no FastAPI until the console runs).
+"""

@@ -1,0 +1,282 @@
+"""The console's ASGI app: the page, its static files and the JSON API (see the package doc)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sentiops import status
+from sentiops.config import MODEL_NAME, REGISTERED_MODEL, get_settings
+
+STATIC = Path(__file__).parent / "static"
+#: Longest text the console sends (the predictor's own default limit, sentiops.models).
+MAX_CHARS = 5000
+#: Largest request body the API reads.
+MAX_BODY_BYTES = 64 * 1024
+#: Longest chart window (7 days) and its default.
+MAX_MINUTES, DEFAULT_MINUTES = 7 * 24 * 60, 30
+log = logging.getLogger("sentiops.console")
+
+
+@dataclass
+class ConsoleConfig:
+    predictor_url: str | None = None
+    prometheus_url: str | None = None
+    mlflow_url: str | None = None
+    rollout_dir: Path | None = None
+    model_name: str = MODEL_NAME
+    registered_model: str = REGISTERED_MODEL
+    timeout: float = 10.0
+    max_chars: int = MAX_CHARS
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, error: str, hint: str = "") -> None:
+        super().__init__(error)
+        self.status_code, self.error, self.hint = status_code, error, hint
+
+
+def _error(status_code: int, error: str, hint: str = "", **extra: Any) -> JSONResponse:
+    body = {"error": error, **({"hint": hint} if hint else {}), **extra}
+    return JSONResponse(body, status_code=status_code)
+
+
+def _warm_up() -> None:
+    """Import MLflow off the request path (seconds), so the first status is quick."""
+    with contextlib.suppress(ImportError):
+        import mlflow  # noqa: F401
+
+
+def create_app(cfg: ConsoleConfig) -> FastAPI:
+    client = httpx.AsyncClient(timeout=cfg.timeout)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        warm = asyncio.get_running_loop().run_in_executor(None, _warm_up)
+        yield
+        await client.aclose()
+        await warm
+
+    app = FastAPI(title="SentiOps console", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)  # fmt: skip
+    cfg.predictor_url = cfg.predictor_url.rstrip("/") if cfg.predictor_url else None
+    cfg.prometheus_url = cfg.prometheus_url.rstrip("/") if cfg.prometheus_url else None
+    cfg.mlflow_url = cfg.mlflow_url.rstrip("/") if cfg.mlflow_url else None
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status_code, exc.error, exc.hint)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        what = {404: f"no such page or endpoint: {request.url.path}",
+                405: f"{request.method} is not allowed on {request.url.path}"}  # fmt: skip
+        return _error(exc.status_code, what.get(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(400, f"invalid request: {where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("console request failed")
+        return _error(500, f"the console failed: {type(exc).__name__}", "see the console's log")
+
+    @app.middleware("http")
+    async def body_limit(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return _error(413, f"request body of {length} bytes is over {MAX_BODY_BYTES}")
+        return await call_next(request)
+
+    # ------------------------------------------------------------------ page
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.get("/api/config")
+    async def config() -> dict[str, Any]:
+        return {
+            "predictor_url": cfg.predictor_url,
+            "prometheus_url": cfg.prometheus_url,
+            "mlflow_url": cfg.mlflow_url,
+            "tracking_uri": get_settings().tracking_uri,
+            "model_name": cfg.model_name,
+            "registered_model": cfg.registered_model,
+            "max_chars": cfg.max_chars,
+            "series": {k: v["title"] for k, v in status.SERIES.items()},
+        }
+
+    # ------------------------------------------------------------------ predict + explain
+    @app.post("/api/predict")
+    async def predict(request: Request) -> dict[str, Any]:
+        text = _text_of(await _json_body(request), cfg.max_chars)
+        if not cfg.predictor_url:
+            raise ApiError(503, "no predictor configured",
+                           "start the console with --predictor-url http://HOST:PORT")  # fmt: skip
+        base, name = cfg.predictor_url, cfg.model_name
+        request_id = uuid.uuid4().hex
+        results: tuple[Any, ...] = await asyncio.gather(
+            _call(client, "POST", f"{base}/v1/models/{name}:predict",
+                  {"instances": [text]}, {"x-request-id": request_id}),
+            _call(client, "POST", f"{base}/v1/models/{name}:explain", {"instances": [text]}),
+            _call(client, "GET", f"{base}/v2/models/{name}"),
+            return_exceptions=True,
+        )  # fmt: skip
+        pred, expl, meta = results
+        if isinstance(pred, BaseException):
+            raise pred
+        try:
+            first = pred["predictions"][0]
+            out: dict[str, Any] = {
+                "text": text,
+                "label": str(first["label"]),
+                "score": float(first["score"]),
+                "probabilities": {str(k): float(v) for k, v in first["probabilities"].items()},
+            }
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise ApiError(502, f"the predictor at {base} answered an unexpected body "
+                           f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
+        out["request_id"] = request_id
+        out["model_version"] = None
+        if isinstance(meta, dict):
+            out["model_version"] = (meta.get("parameters") or {}).get("model_version") or next(
+                iter(meta.get("versions") or []), None
+            )
+        out["attributions"], out["method"], out["explain_error"] = None, None, None
+        if isinstance(expl, BaseException):
+            out["explain_error"] = expl.error if isinstance(expl, ApiError) else str(expl)
+        else:
+            try:
+                e = expl["explanations"][0]
+                out["method"] = e.get("method")
+                out["attributions"] = [
+                    {"token": str(a["token"]), "attribution": float(a["attribution"])}
+                    for a in e.get("attributions") or []
+                    if math.isfinite(float(a["attribution"]))
+                ]
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                out["explain_error"] = f"unexpected explanation body ({exc})"
+        return out
+
+    # ------------------------------------------------------------------ status + charts
+    @app.get("/api/status")
+    async def status_all() -> dict[str, Any]:
+        sections = await run_in_threadpool(
+            status.gather, cfg.prometheus_url, cfg.rollout_dir, None, cfg.model_name,
+            cfg.registered_model, cfg.mlflow_url,
+        )  # fmt: skip
+        return status.to_json(sections)
+
+    @app.get("/api/series")
+    async def series(kind: str = "", minutes: str = str(DEFAULT_MINUTES)) -> dict[str, Any]:
+        if kind not in status.SERIES:
+            raise ApiError(400, f"unknown chart kind {kind!r}",
+                           f"use one of: {', '.join(status.SERIES)}")  # fmt: skip
+        try:
+            window = float(minutes)
+        except ValueError:
+            window = math.nan
+        if not (math.isfinite(window) and 1 <= window <= MAX_MINUTES):
+            raise ApiError(400, f"minutes={minutes!r} is not a number from 1 to {MAX_MINUTES}")
+        if not cfg.prometheus_url:
+            raise ApiError(503, "no Prometheus configured",
+                           "start the console with --prometheus-url http://HOST:9090")  # fmt: skip
+        prom = status.PrometheusClient(cfg.prometheus_url)
+        try:
+            return await run_in_threadpool(status.series, prom, kind, window, cfg.model_name)
+        except status.Unavailable as exc:
+            raise ApiError(503, str(exc), "check that Prometheus runs (--prometheus-url)") from exc
+
+    return app
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, f"request body of {len(raw)} bytes is over {MAX_BODY_BYTES}")
+    import json
+
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the body is not JSON ({exc})", 'send {"text": "..."}') from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object", 'send {"text": "..."}')
+    return body
+
+
+def _text_of(body: dict[str, Any], max_chars: int) -> str:
+    text = body.get("text")
+    if text is None:
+        raise ApiError(400, 'no "text" in the body', 'send {"text": "..."}')
+    if not isinstance(text, str):
+        raise ApiError(400, f'"text" must be a string, not {type(text).__name__}')
+    if not text.strip():
+        raise ApiError(400, "the text is empty", "type a sentence to classify")
+    if len(text) > max_chars:
+        raise ApiError(413, f"the text has {len(text)} characters; at most {max_chars}",
+                       "shorten it")  # fmt: skip
+    return text
+
+
+async def _call(
+    client: httpx.AsyncClient, method: str, url: str, body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Any:  # fmt: skip
+    """One predictor call; its failures become ApiErrors that say what happened."""
+    try:
+        resp = await client.request(method, url, json=body, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise ApiError(504, f"the predictor did not answer {url} in time ({type(exc).__name__})",
+                       "it may be overloaded; try again") from exc  # fmt: skip
+    except httpx.HTTPError as exc:
+        raise ApiError(502, f"the predictor is unreachable at {url} ({exc or type(exc).__name__})",
+                       "start it or pass the right --predictor-url") from exc  # fmt: skip
+    if resp.status_code == 200:
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise ApiError(502, f"the predictor answered no JSON on {url}") from exc
+    detail = _detail(resp)
+    if resp.status_code in (400, 413, 422):
+        raise ApiError(resp.status_code, f"the predictor refused the text: {detail}")
+    if resp.status_code == 503:
+        raise ApiError(503, f"the predictor is not ready: {detail}", "wait for it to load")
+    if resp.status_code == 404:
+        raise ApiError(502, f"the predictor has no {url.rsplit('/', 1)[-1]}: {detail}",
+                       "check --predictor-url and the model name")  # fmt: skip
+    raise ApiError(502, f"the predictor failed ({resp.status_code}): {detail}")
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+        if isinstance(body, dict):
+            return str(body.get("error") or body.get("detail") or body)[:500]
+    except ValueError:
+        pass
+    return resp.text[:500] or resp.reason_phrase

@@ -1,0 +1,436 @@
+"""What the platform is doing now, from the sources that know: the model registry (what
+serves, what is the candidate, the gate's decisions), the local rollout's records (the canary
+in progress or the last decision) and Prometheus (traffic, drift p-values and live accuracy per
+model version). `sentiops status` prints it; the web console (`sentiops.console`) shows the
+same sections and charts the same series.
+
+Every source is optional and fails soft: a section that cannot be read carries
+`error = "unavailable: <why>"` and the others are still shown. Nothing here writes (an absent
+sqlite registry is reported, never created).
+
+    sections = gather(prometheus_url="http://127.0.0.1:9090")
+    sections["drift"].data    # [{"model_version": "3", "combined": 0.41, ..., "drift": False}]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentiops.config import MODEL_NAME, REGISTERED_MODEL, Settings, get_settings
+
+#: Environment defaults of `--prometheus-url` / `--predictor-url` / `--mlflow-url`.
+PROMETHEUS_URL_ENV = "SENTIOPS_PROMETHEUS_URL"
+PREDICTOR_URL_ENV = "SENTIOPS_PREDICTOR_URL"
+MLFLOW_URL_ENV = "SENTIOPS_MLFLOW_URL"
+#: The local rollout's files (sentiops.rollout_local writes them under $SENTIOPS_HOME/rollout).
+PROGRESS, DECISION = "progress.json", "decision.json"
+#: Model versions listed beside the aliases (newest first).
+VERSIONS_SHOWN = 10
+#: Drift tests in the order they are shown (sentiops.metrics.DRIFT_P_VALUE's `test` label).
+DRIFT_TESTS = ("combined", "embedding", "label_mix", "confidence")
+
+
+class Unavailable(Exception):
+    """A source that cannot be read now; the message says why (shown to people as is)."""
+
+
+@dataclass
+class Section:
+    """One source's view. `data` is JSON-able; `error` is set when the source is unavailable."""
+
+    name: str
+    source: str
+    data: Any = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"ok": self.ok}
+
+
+def _unavailable(name: str, source: str, why: str) -> Section:
+    return Section(name, source, None, f"unavailable: {why}")
+
+
+def env_url(value: str | None, env: str) -> str | None:
+    """An explicit URL, else the environment's, without a trailing slash (None if neither)."""
+    url = value or os.environ.get(env) or None
+    return url.rstrip("/") if url else None
+
+
+# ------------------------------------------------------------------------------ Prometheus
+class PrometheusClient:
+    """The Prometheus HTTP API (instant and range queries) with short timeouts; every failure
+    is an `Unavailable` that names the server and the reason."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
+        url = f"{self.url}{path}?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as resp:  # noqa: S310
+                body = json.load(resp)
+        except urllib.error.HTTPError as exc:
+            detail = _error_of(exc)
+            raise Unavailable(f"Prometheus at {self.url} answered {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise Unavailable(f"Prometheus at {self.url} is unreachable ({reason})") from exc
+        except json.JSONDecodeError as exc:
+            raise Unavailable(f"Prometheus at {self.url} answered no JSON ({exc})") from exc
+        if body.get("status") != "success":
+            raise Unavailable(f"Prometheus at {self.url} refused the query: {body.get('error')}")
+        return body["data"]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/query", {"query": promql})["result"])
+
+    def query_range(
+        self, promql: str, start: float, end: float, step: float
+    ) -> list[dict[str, Any]]:
+        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step}
+        return list(self._get("/api/v1/query_range", params)["result"])
+
+    def instant(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        """(labels, value) of each series, non-finite values dropped."""
+        out = []
+        for series in self.query(promql):
+            value = float(series["value"][1])
+            if math.isfinite(value):
+                out.append((dict(series["metric"]), value))
+        return out
+
+
+def _error_of(exc: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(exc.read()).get("error") or exc.reason)
+    except (ValueError, OSError, AttributeError):
+        return str(exc.reason)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _selector(model_name: str) -> str:
+    return f"{{model_name={_quote(model_name)}}}"
+
+
+# ------------------------------------------------------------------------------ registry
+def registry_section(
+    name: str = REGISTERED_MODEL, settings: Settings | None = None, mlflow_url: str | None = None
+) -> Section:
+    """The aliases (champion, candidate, previous, challenger) with each version's lifecycle
+    stage, reason and gate decision, and the newest versions (rejected ones included)."""
+    s = settings or get_settings()
+    uri = s.tracking_uri
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        if not db.exists():
+            return _unavailable(
+                "registry", uri, f"no registry yet ({db} does not exist; `make run` trains and "
+                "registers the first models)",
+            )  # fmt: skip
+    try:
+        from sentiops import registry, tracking
+        from sentiops.errors import SentiOpsError
+
+        tracking.client()  # mlflow installed?
+    except ImportError as exc:
+        return _unavailable("registry", uri, f"MLflow is not installed ({exc}); install "
+                            "sentiops[train]")  # fmt: skip
+    try:
+        import mlflow
+
+        tracking.check_reachable(uri, timeout=3.0)
+        mlflow.set_tracking_uri(uri)
+        entries = registry.status(name)
+        versions = _versions(name)
+    except SentiOpsError as exc:
+        return _unavailable("registry", uri, exc.message)
+    except Exception as exc:  # noqa: BLE001 - any MLflow failure: show it, keep the rest
+        return _unavailable("registry", uri, f"MLflow at {uri} failed: {exc}")
+    aliases = [
+        {"alias": e.alias, "version": e.version, **_describe(e.tags), "storage_uri": e.storage_uri}
+        for e in entries
+    ]
+    data = {"model": name, "aliases": aliases, "versions": versions,
+            "mlflow_url": mlflow_url or (uri if uri.startswith("http") else None)}  # fmt: skip
+    notes = [] if aliases else [f"no alias is set on {name} yet"]
+    return Section("registry", uri, data, None, notes)
+
+
+def _describe(tags: dict[str, str]) -> dict[str, Any]:
+    stage = tags.get("lifecycle.stage")
+    approved = tags.get("gate.approved")
+    return {
+        "stage": stage,
+        "since": tags.get(f"lifecycle.{stage}_at") if stage else None,
+        "reason": tags.get(f"lifecycle.{stage}_reason") if stage else None,
+        "gate": {"true": "approved", "false": "rejected"}.get(approved or ""),
+        "gate_delta_macro_f1": _float(tags.get("gate.delta_macro_f1")),
+        "gate_confidence": _float(tags.get("gate.confidence")),
+        "gate_reasons": tags.get("gate.reasons") or None,
+        "gate_champion_version": tags.get("gate.champion_registry_version"),
+    }
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "", "none") else None
+    except ValueError:
+        return None
+
+
+def _versions(name: str) -> list[dict[str, Any]]:
+    from sentiops import tracking
+
+    found = tracking.client().search_model_versions(f"name='{name}'")
+    found = sorted(found, key=lambda v: int(v.version), reverse=True)[:VERSIONS_SHOWN]
+    return [
+        {"version": str(v.version), "aliases": sorted(getattr(v, "aliases", []) or []),
+         "created": _ms_iso(v.creation_timestamp), **_describe(dict(v.tags or {}))}
+        for v in found
+    ]  # fmt: skip
+
+
+def _ms_iso(ms: int | None) -> str | None:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else None
+
+
+# ------------------------------------------------------------------------------ rollout
+def rollout_section(workdir: Path | None = None, now: float | None = None) -> Section:
+    """The local rollout in progress (`progress.json`: steps so far) and the last decision
+    (`decision.json`: sentiops.rollout.Record), from the rollout's workdir."""
+    folder = workdir or get_settings().home / "rollout"
+    now = time.time() if now is None else now
+    data: dict[str, Any] = {"in_progress": None, "last": None}
+    notes = []
+    for key, fname in (("in_progress", PROGRESS), ("last", DECISION)):
+        path = folder / fname
+        if not path.exists():
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _unavailable("rollout", str(folder), f"cannot read {path}: {exc}")
+        if not isinstance(record, dict):
+            return _unavailable("rollout", str(folder), f"{path} holds no JSON object")
+        record["updated_seconds_ago"] = round(now - path.stat().st_mtime, 1)
+        record["steps"] = [_step(s) for s in record.get("steps") or [] if isinstance(s, dict)]
+        data[key] = record
+    if data["in_progress"] is None and data["last"] is None:
+        notes.append(f"no local rollout recorded in {folder}")
+    return Section("rollout", str(folder), data, None, notes)
+
+
+def _step(step: dict[str, Any]) -> dict[str, Any]:
+    checks = [c for c in step.get("checks") or [] if isinstance(c, dict)]
+    return {
+        "traffic": step.get("traffic"),
+        "verdict": step.get("verdict"),
+        "score": step.get("score"),
+        "baseline": step.get("baseline", "live"),
+        "started_at": step.get("started_at"),
+        "ended_at": step.get("ended_at"),
+        "checks": [
+            {k: c.get(k) for k in ("name", "result", "value", "threshold", "p_value", "canary",
+                                   "stable", "message")}  # fmt: skip
+            for c in checks
+        ],
+        "failed": [c.get("name") for c in checks if c.get("result") == "fail"],
+    }
+
+
+# ------------------------------------------------------------------------------ Prometheus views
+def traffic_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -> Section:
+    """Predictions a second per model version over the last minute (who serves, the canary's
+    share) and the scrape targets that are up."""
+    if prom is None:
+        return _no_prometheus("traffic")
+    sel = _selector(model_name)
+    try:
+        rates = prom.instant(
+            f"sum by (model_version) (rate(sentiops_predictions_total{sel}[1m]))"
+        )
+        errors = dict(
+            (m.get("model_version", ""), v)
+            for m, v in prom.instant(
+                f"sum by (model_version) (rate(sentiops_request_errors_total{sel}[1m]))"
+            )
+        )
+        up = prom.instant("up")
+    except Unavailable as exc:
+        return _unavailable("traffic", prom.url, str(exc))
+    total = sum(v for _, v in rates) or 0.0
+    rows = [
+        {"model_version": m.get("model_version", ""), "predictions_per_s": v,
+         "share": (v / total) if total else None,
+         "errors_per_s": errors.get(m.get("model_version", ""), 0.0)}
+        for m, v in sorted(rates, key=lambda mv: -mv[1])
+    ]  # fmt: skip
+    targets = [{"job": m.get("job"), "instance": m.get("instance"), "up": v == 1.0} for m, v in up]
+    notes = [] if rows else ["no predictions in the last minute"]
+    return Section("traffic", prom.url, {"versions": rows, "targets": targets}, None, notes)
+
+
+def drift_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -> Section:
+    """The last tested window per model version: p-value of each test, the drift flag and the
+    run of drifting windows (the drift sidecar's gauges)."""
+    if prom is None:
+        return _no_prometheus("drift")
+    sel = _selector(model_name)
+    try:
+        pvalues = prom.instant(f"min by (model_version, test) (sentiops_drift_p_value{sel})")
+        flags = prom.instant(f"max by (model_version) (sentiops_drift_detected{sel})")
+        runs = prom.instant(f"max by (model_version) (sentiops_drift_consecutive_windows{sel})")
+        sizes = prom.instant(f"max by (model_version) (sentiops_drift_window_size{sel})")
+    except Unavailable as exc:
+        return _unavailable("drift", prom.url, str(exc))
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(labels: dict[str, str]) -> dict[str, Any]:
+        v = labels.get("model_version", "")
+        return rows.setdefault(v, {"model_version": v, **dict.fromkeys(DRIFT_TESTS),
+                                   "drift": None, "consecutive_windows": None,
+                                   "open_window": None})  # fmt: skip
+
+    for labels, value in pvalues:
+        row(labels)[labels.get("test", "combined")] = value
+    for labels, value in flags:
+        row(labels)["drift"] = value >= 1.0
+    for labels, value in runs:
+        row(labels)["consecutive_windows"] = int(value)
+    for labels, value in sizes:
+        row(labels)["open_window"] = int(value)
+    data = sorted(rows.values(), key=lambda r: _version_key(r["model_version"]))
+    notes = [] if data else ["no drift window tested yet (the drift sidecar exports after its "
+                             "first full window)"]  # fmt: skip
+    return Section("drift", prom.url, data, None, notes)
+
+
+def accuracy_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -> Section:
+    """Live accuracy per model version from labelled feedback (`sentiops_live_accuracy`),
+    with every other `sentiops_live_*` gauge the feedback API exports (e.g. macro-F1)."""
+    if prom is None:
+        return _no_prometheus("live_accuracy")
+    sel = f'{{__name__=~"sentiops_live_.+",model_name={_quote(model_name)}}}'
+    try:
+        found = prom.instant(f"avg by (__name__, model_version) ({sel})")
+    except Unavailable as exc:
+        return _unavailable("live_accuracy", prom.url, str(exc))
+    rows: dict[str, dict[str, Any]] = {}
+    for labels, value in found:
+        v = labels.get("model_version", "")
+        metric = labels.get("__name__", "sentiops_live_accuracy").removeprefix("sentiops_live_")
+        rows.setdefault(v, {"model_version": v})[metric] = value
+    data = sorted(rows.values(), key=lambda r: _version_key(r["model_version"]))
+    notes = [] if data else ["no labelled feedback yet (live accuracy needs labels for earlier "
+                             "predictions)"]  # fmt: skip
+    return Section("live_accuracy", prom.url, data, None, notes)
+
+
+def _no_prometheus(name: str) -> Section:
+    return _unavailable(name, "-", f"no Prometheus URL (pass --prometheus-url or set "
+                        f"{PROMETHEUS_URL_ENV})")  # fmt: skip
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 62, version)
+
+
+# ------------------------------------------------------------------------------ time series
+#: Charted series: (title, PromQL with {SEL} for the model selector, legend label, unit).
+SERIES: dict[str, dict[str, str]] = {
+    "drift": {
+        "title": "drift p-value per model version (low = drift)",
+        "promql": "min by (model_version, test) (sentiops_drift_p_value{SEL})",
+        "legend": "v{model_version} {test}",
+    },
+    "accuracy": {
+        "title": "live accuracy per model version",
+        "promql": "avg by (model_version) (sentiops_live_accuracy{SEL})",
+        "legend": "v{model_version}",
+    },
+    "traffic": {
+        "title": "predictions per second per model version",
+        "promql": "sum by (model_version) (rate(sentiops_predictions_total{SEL}[1m]))",
+        "legend": "v{model_version}",
+    },
+}
+MAX_POINTS = 240
+
+
+def series(
+    prom: PrometheusClient, kind: str, minutes: float, model_name: str = MODEL_NAME,
+    end: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One chart's data on a common time axis: {"title", "t": [unix s], "series": [{"label",
+    "values": [float | None]}]}, at most MAX_POINTS points. Raises Unavailable / KeyError."""
+    spec = SERIES[kind]
+    end = time.time() if end is None else end
+    start = end - minutes * 60
+    step = max(1.0, math.ceil(minutes * 60 / MAX_POINTS))
+    promql = spec["promql"].replace("{SEL}", _selector(model_name))
+    result = prom.query_range(promql, start, end, step)
+    stamps = sorted({float(t) for s in result for t, _ in s["values"]})
+    index = {t: i for i, t in enumerate(stamps)}
+    out = []
+    for s in sorted(result, key=lambda s: _legend(spec["legend"], s["metric"])):
+        values: list[float | None] = [None] * len(stamps)
+        for t, v in s["values"]:
+            x = float(v)
+            values[index[float(t)]] = x if math.isfinite(x) else None
+        out.append({"label": _legend(spec["legend"], s["metric"]), "values": values})
+    return {"kind": kind, "title": spec["title"], "promql": promql, "t": stamps, "series": out,
+            "start": start, "end": end, "step": step}  # fmt: skip
+
+
+def _legend(template: str, labels: dict[str, str]) -> str:
+    class Missing(dict[str, str]):
+        def __missing__(self, key: str) -> str:
+            return "?"
+
+    return template.format_map(Missing(labels))
+
+
+# ------------------------------------------------------------------------------ everything
+def gather(
+    prometheus_url: str | None = None,
+    rollout_dir: Path | None = None,
+    settings: Settings | None = None,
+    model_name: str = MODEL_NAME,
+    registered_model: str = REGISTERED_MODEL,
+    mlflow_url: str | None = None,
+) -> dict[str, Section]:
+    """Every section, each failing on its own."""
+    prom = PrometheusClient(prometheus_url) if prometheus_url else None
+    s = settings or get_settings()
+    return {
+        "registry": registry_section(registered_model, s, mlflow_url),
+        "rollout": rollout_section(rollout_dir or s.home / "rollout"),
+        "traffic": traffic_section(prom, model_name),
+        "drift": drift_section(prom, model_name),
+        "live_accuracy": accuracy_section(prom, model_name),
+    }
+
+
+def to_json(sections: dict[str, Section]) -> dict[str, Any]:
+    return {name: section.to_dict() for name, section in sections.items()}

@@ -1,0 +1,45 @@
+"""A stand-in for the drift sidecar's and the feedback API's gauges in the console tests:
+serves `sentiops.metrics`' own DRIFT_* and LIVE_ACCURACY objects on /metrics (the names and
+labels the real components export) with values that move over time — drift p-values falling
+towards drift for the champion, live accuracy dropping — so the charts have lines to draw.
+
+    python -m tests.console.exporter --port P --version V [--version V2 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+from prometheus_client import start_http_server
+
+from sentiops import metrics
+from sentiops.config import MODEL_NAME
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--version", action="append", required=True)
+    args = p.parse_args()
+    start_http_server(args.port, addr="127.0.0.1")
+    t0 = time.monotonic()
+    while True:
+        t = time.monotonic() - t0
+        for i, version in enumerate(args.version):
+            labels = {"model_name": MODEL_NAME, "model_version": version}
+            combined = max(0.001, 0.6 * math.exp(-t / 20) + 0.05 * math.sin(t + i))
+            for test, scale in (("combined", 1.0), ("embedding", 0.8), ("label_mix", 1.3),
+                                ("confidence", 1.1)):  # fmt: skip
+                metrics.DRIFT_P_VALUE.labels(**labels, test=test).set(min(1.0, combined * scale))
+            drifting = combined < 0.05
+            metrics.DRIFT_DETECTED.labels(**labels).set(1 if drifting else 0)
+            metrics.DRIFT_CONSECUTIVE.labels(**labels).set(int(t // 5) if drifting else 0)
+            metrics.DRIFT_WINDOW_SIZE.labels(**labels).set(int(t * 10) % 200)
+            metrics.LIVE_ACCURACY.labels(**labels).set(0.9 - 0.1 * i - 0.2 * (1 - math.exp(-t / 30)))
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    main()

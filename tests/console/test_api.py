@@ -1,0 +1,142 @@
+"""The console's JSON API over a real socket (the console started by its CLI, the real
+predictor, Prometheus and registry of tests/console/conftest.py): answers, and a clear 4xx
+JSON error for every client mistake, a 502/503/504 naming the source when one is down, never a
+traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sentiops.localstack import free_port
+from tests.console.conftest import Stack, start_console
+
+pytestmark = pytest.mark.integration
+
+
+def _post(url: str, **kwargs: object) -> httpx.Response:
+    return httpx.post(url + "/api/predict", timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def test_predict_gives_label_probabilities_and_attributions(stack: Stack) -> None:
+    r = _post(stack.console_url, json={"text": "awful app, terrible update, i hate it"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["label"] == "negative"
+    assert set(body["probabilities"]) == {"negative", "neutral", "positive"}
+    assert abs(sum(body["probabilities"].values()) - 1) < 1e-4
+    assert body["score"] == max(body["probabilities"].values())
+    assert body["model_version"] == stack.champion
+    assert body["method"] and body["attributions"]
+    top = max(body["attributions"], key=lambda a: a["attribution"])
+    assert top["token"] in ("awful", "terrible", "hate")
+    assert len(body["request_id"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "says"),
+    [
+        ({"json": {"text": ""}}, 400, "empty"),
+        ({"json": {"text": "  \n\t "}}, 400, "empty"),
+        ({"json": {}}, 400, 'no "text"'),
+        ({"json": {"text": 42}}, 400, "must be a string"),
+        ({"json": ["a list"]}, 400, "JSON object"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400,
+         "not JSON"),
+        ({"content": b"\xff\xfe\x00", "headers": {"content-type": "application/json"}}, 400,
+         "not JSON"),
+        ({"json": {"text": "a" * 5001}}, 413, "5001 characters"),
+        ({"content": b"x" * 70_000}, 413, "over"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_a_clear_4xx(stack: Stack, kwargs: dict, status: int, says: str) -> None:
+    r = _post(stack.console_url, **kwargs)
+    assert r.status_code == status, r.text
+    assert says in r.json()["error"]
+
+
+def test_other_client_mistakes(stack: Stack) -> None:
+    url = stack.console_url
+    r = httpx.get(url + "/api/series", params={"kind": "nope"})
+    assert r.status_code == 400 and "unknown chart kind" in r.json()["error"]
+    assert "drift" in r.json()["hint"]
+    for minutes in ("abc", "0", "-5", "nan", "inf", "999999"):
+        r = httpx.get(url + "/api/series", params={"kind": "drift", "minutes": minutes})
+        assert r.status_code == 400 and "minutes" in r.json()["error"], minutes
+    r = httpx.get(url + "/api/nothing-here")
+    assert r.status_code == 404 and "no such page" in r.json()["error"]
+    r = httpx.get(url + "/api/predict")
+    assert r.status_code == 405 and "not allowed" in r.json()["error"]
+
+
+def test_series_and_status(stack: Stack) -> None:
+    r = httpx.get(stack.console_url + "/api/series", params={"kind": "accuracy", "minutes": 5})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert {s["label"] for s in d["series"]} == {f"v{stack.champion}", f"v{stack.previous}"}
+    assert all(len(s["values"]) == len(d["t"]) for s in d["series"])
+    s = httpx.get(stack.console_url + "/api/status", timeout=60).json()
+    assert all(section["ok"] for section in s.values()), s
+    aliases = {a["alias"]: a for a in s["registry"]["data"]["aliases"]}
+    assert aliases["champion"]["version"] == stack.champion
+    assert aliases["champion"]["gate"] == "approved"
+    versions = {v["version"]: v for v in s["registry"]["data"]["versions"]}
+    assert versions[stack.rejected]["stage"] == "rejected"
+    assert "error_rate" in versions[stack.rejected]["reason"]
+    assert s["rollout"]["data"]["last"]["decision"] == "promoted"
+
+
+def test_sources_down_are_named_not_crashed(stack: Stack, tmp_path: Path) -> None:
+    """A console whose predictor and Prometheus are down answers with the reason: 502 for an
+    unreachable predictor, 503 for no predictor or no Prometheus; /api/status still answers
+    with each section's "unavailable: why"."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc, url = start_console(stack.home, tmp_path, "--predictor-url", dead,
+                              "--prometheus-url", dead)  # fmt: skip
+    try:
+        r = _post(url, json={"text": "hello"})
+        assert r.status_code == 502 and "unreachable" in r.json()["error"], r.text
+        assert "--predictor-url" in r.json()["hint"]
+        r = httpx.get(url + "/api/series", params={"kind": "drift"})
+        assert r.status_code == 503 and "unreachable" in r.json()["error"], r.text
+        s = httpx.get(url + "/api/status", timeout=60)
+        assert s.status_code == 200
+        sections = s.json()
+        assert sections["registry"]["ok"]  # the registry is still there
+        for name in ("traffic", "drift", "live_accuracy"):
+            assert sections[name]["error"].startswith("unavailable: Prometheus at"), name
+        assert _post(url, json={"text": ""}).status_code == 400  # validated before the call
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.tail()
+
+    proc, url = start_console(stack.home, tmp_path)
+    try:
+        r = _post(url, json={"text": "hello"})
+        assert r.status_code == 503 and "no predictor configured" in r.json()["error"]
+        r = httpx.get(url + "/api/series", params={"kind": "traffic"})
+        assert r.status_code == 503 and "no Prometheus configured" in r.json()["error"]
+        assert httpx.get(url + "/api/config").json()["mlflow_url"] is None
+    finally:
+        proc.stop()
+
+
+def test_predictor_refusals_pass_through_as_4xx(stack: Stack, tmp_path: Path) -> None:
+    """The predictor's own limit (--max_chars) is lower than the console's: its 400 reaches
+    the client as a 400 with the predictor's reason."""
+    from sentiops.localstack import Predictor
+
+    p = Predictor(stack.predictor.model_dir, "8", tmp_path / "p", extra_args=["--max_chars=20"])
+    p.start(timeout=120)
+    proc, url = start_console(stack.home, tmp_path, "--predictor-url", p.url)
+    try:
+        r = _post(url, json={"text": "a text longer than twenty characters"})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"].startswith("the predictor refused the text")
+        r = _post(url, json={"text": "short and great"})
+        assert r.status_code == 200 and r.json()["model_version"] == "8"
+    finally:
+        proc.stop()
+        p.stop()

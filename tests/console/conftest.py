@@ -27,6 +27,7 @@ from sentiops.localstack import (
     Predictor,
     Process,
     Prometheus,
+    Replay,
     free_port,
     start_process,
     wait_http,
@@ -58,6 +59,7 @@ class Stack:
     previous: str
     rejected: str
     console: Process
+    warm_up_seconds: float
 
     @property
     def env(self) -> dict[str, str]:
@@ -132,12 +134,23 @@ def start_console(home: Path, work: Path, *args: str) -> tuple[Process, str]:
     return proc, url
 
 
+def wait_warm(url: str, timeout: float = 90) -> float:
+    """Until the console has imported MLflow and read the registry once; its warm-up time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = httpx.get(url + "/healthz", timeout=10).json()
+        if health["warm"]:
+            return float(health["warm_up_seconds"])
+        time.sleep(0.2)
+    raise AssertionError(f"the console at {url} did not warm up in {timeout}s")
+
+
 def wait_for_series(prom_url: str, promql: str, points: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         now = time.time()
-        r = httpx.get(f"{prom_url}/api/v1/query_range",
-                      params={"query": promql, "start": now - 120, "end": now, "step": 1})  # fmt: skip
+        params = {"query": promql, "start": now - 120, "end": now, "step": 1}
+        r = httpx.get(f"{prom_url}/api/v1/query_range", params=params)
         result = r.json()["data"]["result"] if r.status_code == 200 else []
         if result and all(len(s["values"]) >= points for s in result):
             return
@@ -149,7 +162,6 @@ def wait_for_series(prom_url: str, promql: str, points: int, timeout: float = 60
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("console-stack")
     home = work / "home"
-    items: list[object] = []
     with pytest.MonkeyPatch.context() as mp, contextlib.ExitStack() as stop:
         mp.setenv("SENTIOPS_HOME", str(home))
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -187,14 +199,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "--mlflow-url", mlflow_url,
         )  # fmt: skip
         stop.callback(console.stop)
-        for i in range(40):  # live traffic for the traffic chart
-            httpx.post(f"{predictor.url}/v1/models/sentiment:predict",
-                       json={"instances": [TEXTS[i % len(TEXTS)]]}, timeout=30)  # fmt: skip
+        replay = Replay(predictor.url, TEXTS, rate=4.0, concurrency=1).start()  # live traffic
+        stop.callback(replay.stop)
         wait_for_series(prometheus.url, "sentiops_live_accuracy", 3)
-        wait_for_series(prometheus.url, "sentiops_predictions_total", 3)
-        items.append(console)
+        wait_for_series(prometheus.url, "rate(sentiops_predictions_total[1m])", 3)
+        warm_up = wait_warm(url)
         yield Stack(home, url, predictor, prometheus, mlflow_url, v["champion"], v["previous"],
-                    v["rejected"], console)  # fmt: skip
+                    v["rejected"], console, warm_up)  # fmt: skip
         log = console.tail()
         assert "Traceback" not in log, f"the console logged a traceback:\n{log}"
 

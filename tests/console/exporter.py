@@ -37,7 +37,8 @@ def main() -> None:
             metrics.DRIFT_DETECTED.labels(**labels).set(1 if drifting else 0)
             metrics.DRIFT_CONSECUTIVE.labels(**labels).set(int(t // 5) if drifting else 0)
             metrics.DRIFT_WINDOW_SIZE.labels(**labels).set(int(t * 10) % 200)
-            metrics.LIVE_ACCURACY.labels(**labels).set(0.9 - 0.1 * i - 0.2 * (1 - math.exp(-t / 30)))
+            accuracy = 0.9 - 0.1 * i - 0.2 * (1 - math.exp(-t / 30))
+            metrics.LIVE_ACCURACY.labels(**labels).set(accuracy)
         time.sleep(0.5)
 
 

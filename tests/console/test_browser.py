@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,10 +25,10 @@ SHOTS = REPO / "build" / "screenshots"
 LOAD_BOUND_MS = 5000
 
 
-def _wait(driver: Any, script: str, timeout: float = 30.0, what: str = "") -> Any:
+def _wait(driver: Any, script: str, timeout: float = 30.0, what: str = "", *args: Any) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = driver.execute_script(script)
+        value = driver.execute_script(script, *args)
         if value:
             return value
         time.sleep(0.1)
@@ -40,19 +39,25 @@ def test_console_in_a_browser(stack: Stack, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
     driver = browser
-    driver.get(stack.console_url + "/")
-    timing = _wait(driver, """
-        const n = performance.getEntriesByType('navigation')[0];
-        return n && n.loadEventEnd > 0 ? {load: n.loadEventEnd, dom: n.domContentLoadedEventEnd,
-            response: n.responseEnd, transfer: n.transferSize} : null;""", what="load event")
-    ready_ms = _wait(driver, "return window.sentiops && window.sentiops.readyAt", 60,
-                     "all panels and charts filled")  # fmt: skip
-    timing["panels_filled"] = ready_ms
+    timing = {"console_warm_up_s": stack.warm_up_seconds}
+    for visit in ("first", "again"):  # a new browser profile, then a reload
+        driver.get(stack.console_url + "/")
+        t = _wait(driver, """
+            const n = performance.getEntriesByType('navigation')[0];
+            return n && n.loadEventEnd > 0 ? {load_ms: n.loadEventEnd,
+                dom_content_loaded_ms: n.domContentLoadedEventEnd, response_end_ms: n.responseEnd,
+                transfer_bytes: n.transferSize} : null;""", what="the load event")
+        t["panels_filled_ms"] = _wait(driver, "return window.sentiops && window.sentiops.readyAt",
+                                      60, "all panels and charts filled")  # fmt: skip
+        timing[visit] = t
     SHOTS.mkdir(parents=True, exist_ok=True)
     (SHOTS / "console-timing.json").write_text(json.dumps(timing, indent=2))
-    print(f"\nconsole page: load event {timing['load']:.0f} ms, DOMContentLoaded "
-          f"{timing['dom']:.0f} ms, every panel and chart filled at {ready_ms:.0f} ms")  # fmt: skip
-    assert timing["load"] < LOAD_BOUND_MS, timing
+    for visit in ("first", "again"):
+        t = timing[visit]
+        print(f"\nconsole page ({visit} visit): load event {t['load_ms']:.0f} ms, "
+              f"DOMContentLoaded {t['dom_content_loaded_ms']:.0f} ms, every panel and chart "
+              f"filled at {t['panels_filled_ms']:.0f} ms")  # fmt: skip
+    assert timing["first"]["load_ms"] < LOAD_BOUND_MS, timing
 
     # registry: the champion, the previous one, the gate's decisions, links to MLflow's UI
     registry = driver.find_element(By.ID, "registry").text
@@ -99,7 +104,10 @@ def test_console_in_a_browser(stack: Stack, browser: Any) -> None:
     # the charts: a canvas per chart with points from Prometheus
     for kind in ("drift", "accuracy", "traffic"):
         chart = driver.find_element(By.ID, f"chart-{kind}")
-        points = int(chart.get_attribute("data-points") or 0)
+        # charts refresh every 10 s; a young stack may have two points at first
+        points = _wait(driver, "const n = +document.getElementById(arguments[0]).dataset.points;"
+                       "return n >= 3 ? n : 0;", 45, f"3 points on the {kind} chart",
+                       f"chart-{kind}")  # fmt: skip
         assert points >= 3, (kind, points, chart.text)
         assert chart.find_elements(By.CSS_SELECTOR, ".plot canvas"), kind
         drawn = driver.execute_script(

@@ -23,6 +23,8 @@ function el(tag, attrs, ...children) {
 const fmt = (x, d = 3) => (x === null || x === undefined || Number.isNaN(x)) ? "–" :
   (typeof x === "number" ? x.toFixed(d) : String(x));
 const pct = (x) => (x === null || x === undefined) ? "–" : `${(100 * x).toFixed(0)}%`;
+const when = (iso) => iso ? el("td", { class: "nowrap", title: iso },
+  iso.replace("T", " ").slice(0, 16) + " UTC") : "–";
 const badge = (text, cls) => el("span", { class: `badge ${cls || text}` }, text);
 
 async function api(path, options) {
@@ -131,7 +133,7 @@ function renderRegistry(s) {
   if (!s.ok) return fill("registry", unavailable(s));
   const d = s.data;
   const aliasRows = d.aliases.map((a) => [badge(a.alias), mlflowLink(`models/${d.model}/versions/${a.version}`, `v${a.version}`),
-    a.gate ? badge(a.gate) : "–", num(a.gate_delta_macro_f1, 4), a.since || "–", (a.reason || "").slice(0, 90)]);
+    a.gate ? badge(a.gate) : "–", num(a.gate_delta_macro_f1, 4), when(a.since), (a.reason || "").slice(0, 90)]);
   const versionRows = d.versions.map((v) => [mlflowLink(`models/${d.model}/versions/${v.version}`, `v${v.version}`),
     v.aliases.map((a) => badge(a)), v.stage ? badge(v.stage) : "–", v.gate ? badge(v.gate) : "–",
     num(v.gate_delta_macro_f1, 4), (v.gate_reasons || v.reason || "").slice(0, 90)]);
@@ -223,11 +225,18 @@ async function refreshChart(box) {
     box.dataset.points = String(points);
     note.textContent = points ? d.promql : `no data in the last ${minutes} min (${d.promql})`;
     const data = [d.t, ...d.series.map((s) => s.values)];
+    // one colour per model version; drift's four tests of a version differ by dash
+    const versions = [...new Set(d.series.map((s) => s.label.split(" ")[0]))];
+    const DASH = { combined: undefined, embedding: [6, 3], label_mix: [2, 3], confidence: [8, 3, 2, 3] };
     const opts = {
       width: Math.max(300, plot.clientWidth || box.clientWidth), height: 200,
       scales: { x: { time: true }, y: kind === "traffic" ? {} : { range: [0, 1] } },
-      series: [{}, ...d.series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length],
-        width: s.label.endsWith("combined") || kind !== "drift" ? 2 : 1, spanGaps: false }))],
+      series: [{}, ...d.series.map((s) => {
+        const [version, test] = s.label.split(" ");
+        return { label: s.label, stroke: COLORS[versions.indexOf(version) % COLORS.length],
+          width: !test || test === "combined" ? 2 : 1, dash: test ? DASH[test] : undefined,
+          spanGaps: false };
+      })],
       axes: [{}, { size: 45 }],
       legend: { live: false },
     };

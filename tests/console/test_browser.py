@@ -129,8 +129,9 @@ def test_console_in_a_browser(stack: Stack, browser: Any) -> None:
     driver.find_element(By.ID, "classify").click()
     _wait(driver, "return !document.getElementById('result').hidden", what="a label")
     driver.execute_script("window.scrollTo(0, 0)")
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, max(900, min(2400, int(height) + 40)))
+    height = driver.execute_script(
+        "return document.querySelector('footer').getBoundingClientRect().bottom")
+    driver.set_window_size(1400, max(700, min(2400, int(height) + 10)))
     time.sleep(0.3)
     shot = SHOTS / "console.png"
     assert driver.save_screenshot(str(shot))

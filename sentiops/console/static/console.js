@@ -165,7 +165,8 @@ function renderRollout(s) {
   const d = s.data.last;
   if (d) {
     nodes.push(el("div", { id: "rollout-last" }, el("strong", {}, "last decision: "),
-      badge(d.decision), ` canary v${d.canary_version} vs stable v${d.stable_version || "–"}, ended ${d.ended_at || "–"}`));
+      badge(d.decision), ` canary v${d.canary_version} vs stable v${d.stable_version || "–"}, ended `,
+      d.ended_at ? d.ended_at.replace("T", " ").slice(0, 16) + " UTC" : "–"));
     if (d.reasons && d.reasons.length) nodes.push(el("ul", { class: "small" }, d.reasons.map((r) => el("li", {}, r))));
     nodes.push(stepsTable(d.steps));
   }
@@ -186,9 +187,10 @@ function renderTraffic(s) {
 function renderDrift(s) {
   if (!s.ok) return fill("drift", unavailable(s));
   if (!s.data.length) return fill("drift", el("div", { class: "muted" }, s.notes.join("; ")));
-  fill("drift", table(["model version", "combined p", "embedding", "label mix", "confidence", "drift", "run"],
+  fill("drift", table(["version", "combined", "embedding", "label mix", "confidence", "flag", "run"],
     s.data.map((r) => [`v${r.model_version}`, num(r.combined), num(r.embedding), num(r.label_mix), num(r.confidence),
-      r.drift === null ? "–" : (r.drift ? badge("drift") : badge("no drift", "pass")), fmt(r.consecutive_windows, 0)])));
+      r.drift === null ? "–" : (r.drift ? badge("drift") : badge("ok", "pass")), fmt(r.consecutive_windows, 0)])),
+    el("div", { class: "muted small" }, "p-values of the last tested window (low = drift); run = drifting windows in a row"));
 }
 
 function renderAccuracy(s) {

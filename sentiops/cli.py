@@ -401,10 +401,11 @@ def quickstart(
     )
 
 
-from sentiops import cli_drift, cli_pipeline, cli_rollout, cli_serve  # noqa: E402
+from sentiops import cli_drift, cli_feedback, cli_pipeline, cli_rollout, cli_serve  # noqa: E402
 
 cli_pipeline.register_commands(app)
 cli_serve.register_commands(app)
+cli_feedback.register_commands(app)
 cli_rollout.register_commands(app)
 cli_drift.register_commands(app)
 from sentiops import cli_console  # noqa: E402  (sentiops status, sentiops console)

@@ -105,3 +105,18 @@ class DriftError(SentiOpsError):
     or Alibi Detect missing from this environment)."""
 
     exit_code = 12
+
+
+class FeedbackError(SentiOpsError):
+    """Labels for earlier predictions were refused: malformed, an unknown label or prediction
+    id, or a duplicate. `status` is the HTTP status the feedback endpoint answers with and
+    `problems` names every refused item (nothing of a refused request is stored)."""
+
+    exit_code = 13
+
+    def __init__(
+        self, message: str, hint: str = "", status: int = 400, problems: list | None = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.problems = list(problems or [])

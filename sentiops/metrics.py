@@ -131,6 +131,22 @@ LIVE_ACCURACY = Gauge(
     "Accuracy on the labelled feedback received for live predictions.",
     ["model_name", "model_version"],
 )
+LIVE_MACRO_F1 = Gauge(
+    "sentiops_live_macro_f1",
+    "Macro-F1 on the labelled feedback received for live predictions.",
+    ["model_name", "model_version"],
+)
+LIVE_LABELS = Gauge(
+    "sentiops_live_labels",
+    "Labels received so far for the predictions of each model version (all replicas).",
+    ["model_name", "model_version"],
+)
+FEEDBACK = Counter(
+    "sentiops_feedback",
+    "Labels accepted by this process for earlier predictions, by whether the prediction was "
+    "right (the canary judge's live accuracy per step).",
+    ["model_name", "model_version", "correct"],
+)
 RETRAIN_TRIGGERS = Counter(
     "sentiops_retrain_triggers",
     "Retraining decisions of the drift sidecar, by outcome (triggered, cooldown, active_run, "
@@ -170,6 +186,9 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "sentiops_prediction_log_buffered_rows",
     "sentiops_labelling_queued_total",
     "sentiops_live_accuracy",
+    "sentiops_live_macro_f1",
+    "sentiops_live_labels",
+    "sentiops_feedback_total",
     "sentiops_retrain_triggers_total",
 )
 

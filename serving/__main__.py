@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from serving.server import run
 
@@ -28,6 +29,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--forward_batch", type=int, default=64, help="most texts in one forward pass")
     p.add_argument("--logger_url", default="", help="post requests/responses as CloudEvents here")
     p.add_argument("--logger_mode", default="all", choices=["all", "request", "response"])
+    p.add_argument(
+        "--feedback_store",
+        default=os.environ.get("SENTIOPS_FEEDBACK_STORE", ""),
+        help="store (dir or s3://bucket) of the prediction log and labels: enables "
+        "POST /v1/models/<name>:feedback and live accuracy (env SENTIOPS_FEEDBACK_STORE)",
+    )
     return p
 
 

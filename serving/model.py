@@ -63,6 +63,8 @@ class SentimentModel(Model):
         self.model: LoadedModel | None = None
         self.batcher: Batcher | None = None
         self.not_ready_reason = "not loaded"
+        # called with every answered request's rows (sentiops.feedback.PredictionIndex)
+        self.on_predicted: Any = None
 
     # -------------------------------------------------------------------------- lifecycle
     def load(self) -> bool:
@@ -203,6 +205,8 @@ class SentimentModel(Model):
             raise
         labels = labels_from_proba(proba, self.labels)
         self._observe(texts, labels, proba, time.perf_counter() - start)
+        if self.on_predicted is not None:
+            self._remember(payload, headers, texts, labels, proba)
         if isinstance(payload, InferRequest):
             return self._v2_response(payload, labels, proba)
         return {
@@ -224,6 +228,17 @@ class SentimentModel(Model):
             metrics.PREDICTIONS.labels(self.name, self.version, label).inc()
             confidence.observe(float(row.max()))
             length.observe(len(text))
+
+    def _remember(self, payload: Any, headers: dict[str, str] | None, texts: list[str],
+                  labels: list[str], proba: np.ndarray) -> None:  # fmt: skip
+        from serving.feedback import prediction_rows
+
+        rid = (headers or {}).get("x-request-id") or (
+            payload.id if isinstance(payload, InferRequest) else None
+        )
+        if rid:
+            conf = [float(row.max()) for row in proba]
+            self.on_predicted(prediction_rows(rid, texts, labels, conf, self.name, self.version))
 
     def _v2_response(
         self, request: InferRequest, labels: list[str], proba: np.ndarray

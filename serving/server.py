@@ -173,6 +173,22 @@ def add_metadata_route(app: Any, model: SentimentModel) -> None:
         return JSONResponse(model.metadata())
 
 
+def feedback_for(model: SentimentModel, store: str) -> Any:
+    """Label feedback over `store` (the prediction log the drift sidecar writes, and where
+    labels go), or None when no store is configured."""
+    if not store:
+        return None
+    from sentiops.feedback import Feedback, PredictionIndex
+    from serving.feedback import Refresher
+
+    index = PredictionIndex(store)
+    model.on_predicted = index.remember
+    feedback = Feedback(store, index=index, model_name=model.name)
+    Refresher(feedback).start()
+    logger.info("feedback: labels to %s", store)
+    return feedback
+
+
 def run(args: argparse.Namespace) -> None:
     from kserve import ModelServer
     from kserve import model_server as ks
@@ -190,10 +206,14 @@ def run(args: argparse.Namespace) -> None:
     logger.info("threads: %d; model ready: %s", threads, model.ready)
     ks.app.add_middleware(Guard, model=model)
     add_metadata_route(ks.app, model)
+    from serving.feedback import RequestId, add_feedback_route
+
+    add_feedback_route(ks.app, model, feedback_for(model, args.feedback_store))
     if args.logger_url:
         from serving.logger import install
 
         install(ks.app, model, args.logger_url, args.logger_mode)
+    ks.app.add_middleware(RequestId)  # outermost: the logger and the model see the same id
     server = ModelServer(
         http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
         enable_grpc=args.enable_grpc,

@@ -41,11 +41,13 @@ def test_required_metrics_and_labels() -> None:
         metrics.PREDICTION_CONFIDENCE: ("histogram", ("model_name", "model_version")),
         metrics.REQUEST_ERRORS: ("counter", ("model_name", "model_version", "reason")),
         metrics.REQUEST_LATENCY: ("histogram", ("model_name", "model_version")),
-        metrics.DRIFT_P_VALUE: ("gauge", ("detector",)),
-        metrics.DRIFT_DETECTED: ("gauge", ("detector",)),
-        metrics.DRIFT_WINDOW_SIZE: ("gauge", ()),
+        metrics.DRIFT_P_VALUE: ("gauge", ("model_name", "model_version", "test")),
+        metrics.DRIFT_DETECTED: ("gauge", ("model_name", "model_version")),
+        metrics.DRIFT_WINDOW_SIZE: ("gauge", ("model_name", "model_version")),
         metrics.LIVE_ACCURACY: ("gauge", ("model_name", "model_version")),
-        metrics.RETRAIN_TRIGGERS: ("counter", ()),
+        metrics.LIVE_MACRO_F1: ("gauge", ("model_name", "model_version")),
+        metrics.FEEDBACK: ("counter", ("model_name", "model_version", "correct")),
+        metrics.RETRAIN_TRIGGERS: ("counter", ("model_name", "outcome", "reason")),
     }
     for obj, (kind, labels) in expected.items():
         assert obj._type == kind, obj

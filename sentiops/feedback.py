@@ -1,0 +1,327 @@
+"""Label feedback for earlier predictions, and live accuracy per model version.
+
+People (or a labelling tool) send `{"id": ..., "label": ...}`, one or many, where `id` is the
+prediction's request id (the `x-request-id` the predictor answered with, or the v2 request
+`id`; `<request id>:<index>` for the index-th text of a batch). Each label is joined with the
+prediction it is about and stored as labelled training data:
+
+    <store>/labels/feedback/date=YYYY-MM-DD/part-<HHMMSS>-<uuid8>.parquet
+        id, text, label (the person's), predicted_label, confidence, model_name,
+        model_version, predicted_at, labelled_at, source
+
+(`sentiops.traffic_store` owns the store's other layouts; retraining reads `<store>/labels/`.)
+
+The prediction is found in this process's own recent predictions or in the prediction log the
+drift sidecar writes to the store (any replica, any revision, days later). A request is
+accepted whole or refused whole, before anything is written: a malformed item or an unknown
+label is a 400, an id no prediction has is a 404, a second label for the same id is a 409 —
+each naming every refused item. An accepted request is one Parquet part written before the
+answer, so a restart loses nothing. Two replicas labelling the same id in the same instant can
+both accept it; readers keep the first label of an id (`read_labels`).
+
+Live accuracy and macro-F1 per model version are computed from every stored label (so every
+replica exports the same numbers) and exported as gauges; each accepted label also counts in
+`sentiops_feedback_total{correct}`, which the canary judge reads per step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sentiops import traffic_store as layout
+from sentiops.config import MODEL_NAME, Settings
+from sentiops.errors import FeedbackError
+
+FEEDBACK = "feedback"
+#: Most labels one request may carry.
+MAX_ITEMS = 1000
+#: How far back the prediction log is searched for the prediction a label is about.
+LOOKBACK_DAYS = 30
+#: Labels the platform knows (a model trained on two of them can still get the third).
+LABELS = ("negative", "neutral", "positive")
+COLUMNS = (
+    "id",
+    "text",
+    "label",
+    "predicted_label",
+    "confidence",
+    "model_name",
+    "model_version",
+    "predicted_at",
+    "labelled_at",
+    "source",
+)
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    label: str
+
+
+def feedback_prefix(store: str) -> str:
+    return layout.join(store, layout.LABELS, FEEDBACK)
+
+
+def _part(store: str, now: datetime) -> str:
+    return layout.join(
+        feedback_prefix(store),
+        f"date={now:%Y-%m-%d}",
+        f"part-{now:%H%M%S}-{uuid.uuid4().hex[:8]}.parquet",
+    )
+
+
+# ------------------------------------------------------------------------------ parsing
+def parse_items(body: Any, max_items: int = MAX_ITEMS) -> list[Item]:
+    """`{"id", "label"}`, a list of them, or `{"feedback": [...]}` -> items; FeedbackError
+    (400) naming every malformed item."""
+    raw = body.get("feedback", body) if isinstance(body, dict) else body
+    raw = [raw] if isinstance(raw, dict) else raw
+    example = '{"id": "<request id>", "label": "positive"} or a list of them'
+    if not isinstance(raw, list) or not raw:
+        raise FeedbackError("expected a label or a non-empty list of labels", f"send {example}")
+    if len(raw) > max_items:
+        raise FeedbackError(
+            f"{len(raw)} labels in one request exceed the limit of {max_items}",
+            f"send at most {max_items} per request",
+        )
+    problems, items = [], []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            problems.append({"index": i, "error": "not an object"})
+            continue
+        rid, label = entry.get("id"), entry.get("label")
+        if not isinstance(rid, str) or not rid.strip():
+            problems.append({"index": i, "error": 'missing or empty "id" (a string)'})
+        elif not isinstance(label, str) or label not in LABELS:
+            problems.append(
+                {"index": i, "id": rid, "error": f"label {label!r} is not one of {list(LABELS)}"}
+            )
+        else:
+            items.append(Item(rid.strip(), label))
+    if problems:
+        shown = "; ".join(
+            f"item {p['index']}{' (id ' + p['id'] + ')' if 'id' in p else ''}: {p['error']}"
+            for p in problems[:3]
+        )
+        raise FeedbackError(
+            f"{len(problems)} of {len(raw)} labels are malformed: {shown}",
+            f"send {example}",
+            400,
+            problems,
+        )
+    return items
+
+
+# ------------------------------------------------------------------------------ lookups
+class PredictionIndex:
+    """id -> the prediction (text, label, model version, ...): this process's own recent
+    predictions (`remember`) and the prediction log in the store, read incrementally (parts
+    are written once; only new ones are read)."""
+
+    def __init__(
+        self,
+        store: str,
+        settings: Settings | None = None,
+        lookback_days: int = LOOKBACK_DAYS,
+        capacity: int = 1_000_000,
+        min_refresh_seconds: float = 1.0,
+    ) -> None:
+        self.store, self.settings = store, settings
+        self.lookback_days, self.capacity = lookback_days, capacity
+        self.min_refresh = min_refresh_seconds
+        self.rows: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.seen: set[str] = set()
+        self.lock = threading.Lock()
+        self._refreshed = 0.0
+
+    def remember(self, rows: Iterable[dict[str, Any]]) -> None:
+        with self.lock:
+            for row in rows:
+                self.rows[str(row["id"])] = row
+                self.rows.move_to_end(str(row["id"]))
+            while len(self.rows) > self.capacity:
+                self.rows.popitem(last=False)
+
+    def refresh(self) -> int:
+        """Read prediction-log parts not read yet (of the last `lookback_days` days)."""
+        import pyarrow.parquet as pq
+
+        from sentiops.storage import get_file
+
+        self._refreshed = time.monotonic()
+        today = datetime.now(UTC).date()
+        dates = {f"date={today - timedelta(days=d):%Y-%m-%d}" for d in range(self.lookback_days)}
+        new = 0
+        for f in layout.list_files(layout.join(self.store, layout.PREDICTIONS), self.settings):
+            if f.uri in self.seen or not f.uri.endswith(".parquet"):
+                continue
+            if not any(f"/{d}/" in f.uri for d in dates):
+                continue
+            cols = ["id", "text", "label", "confidence", "model_name", "model_version", "time"]
+            table = pq.read_table(get_file(f.uri, self.settings), columns=cols)
+            self.remember(table.to_pylist())
+            self.seen.add(f.uri)
+            new += table.num_rows
+        return new
+
+    def find(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            found = {i: self.rows[i] for i in ids if i in self.rows}
+        if len(found) < len(set(ids)) and time.monotonic() - self._refreshed >= self.min_refresh:
+            self.refresh()
+            with self.lock:
+                found = {i: self.rows[i] for i in ids if i in self.rows}
+        return found
+
+
+def read_labels(store: str, settings: Settings | None = None) -> Any:
+    """Every stored feedback label as one DataFrame (COLUMNS; the first label of an id)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from sentiops.storage import get_file
+
+    files = [
+        f for f in layout.list_files(feedback_prefix(store), settings) if f.uri.endswith(".parquet")
+    ]
+    if not files:
+        return pd.DataFrame(columns=list(COLUMNS))
+    frames = [pq.read_table(get_file(f.uri, settings)).to_pandas() for f in files]
+    df = pd.concat(frames, ignore_index=True).sort_values("labelled_at", kind="stable")
+    return df.drop_duplicates("id", keep="first").reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------ the store
+class Feedback:
+    """Takes labels (validated whole, stored durably) and keeps live accuracy per version."""
+
+    def __init__(
+        self,
+        store: str,
+        settings: Settings | None = None,
+        index: PredictionIndex | None = None,
+        model_name: str = MODEL_NAME,
+    ) -> None:
+        self.store, self.settings, self.model_name = store, settings, model_name
+        self.index = index or PredictionIndex(store, settings)
+        self.labelled: set[str] = set()
+        self._label_parts: set[str] = set()
+        self.lock = threading.Lock()
+
+    def _refresh_labelled(self) -> None:
+        """Ids labelled so far, by any replica (new feedback parts read incrementally)."""
+        import pyarrow.parquet as pq
+
+        from sentiops.storage import get_file
+
+        for f in layout.list_files(feedback_prefix(self.store), self.settings):
+            if f.uri in self._label_parts or not f.uri.endswith(".parquet"):
+                continue
+            table = pq.read_table(get_file(f.uri, self.settings), columns=["id"])
+            self.labelled.update(str(x) for x in table.column("id").to_pylist())
+            self._label_parts.add(f.uri)
+
+    def record(self, items: Sequence[Item], source: str = "api") -> dict[str, Any]:
+        """Store labels for earlier predictions (all or none); FeedbackError (404 unknown id,
+        409 duplicate) names every refused item."""
+        import pyarrow as pa
+
+        from sentiops import metrics
+
+        with self.lock:
+            ids = [i.id for i in items]
+            found = self.index.find(ids)
+            unknown = [i for i in ids if i not in found]
+            if unknown:
+                raise FeedbackError(
+                    f"{len(unknown)} of {len(ids)} ids match no logged prediction: {unknown[:10]}",
+                    "an id is the x-request-id (or v2 request id) of a prediction, with "
+                    "':<index>' for the index-th text of a batch; a prediction from the last "
+                    "few seconds may not be in the prediction log yet: retry shortly",
+                    404,
+                    [{"id": i, "error": "unknown prediction id"} for i in unknown],
+                )
+            self._refresh_labelled()
+            seen: set[str] = set()
+            dups = []
+            for i in ids:
+                if i in self.labelled or i in seen:
+                    dups.append(i)
+                seen.add(i)
+            if dups:
+                raise FeedbackError(
+                    f"{len(dups)} of {len(ids)} ids already have a label: {dups[:10]}",
+                    "each prediction takes one label; send only new ids",
+                    409,
+                    [{"id": i, "error": "already labelled"} for i in dups],
+                )
+            now = datetime.now(UTC)
+            rows: list[dict[str, Any]] = []
+            for item in items:
+                p = found[item.id]
+                rows.append(
+                    {
+                        "id": item.id,
+                        "text": str(p.get("text", "")),
+                        "label": item.label,
+                        "predicted_label": str(p.get("label", "")),
+                        "confidence": float(p.get("confidence") or 0.0),
+                        "model_name": str(p.get("model_name") or self.model_name),
+                        "model_version": str(p.get("model_version", "")),
+                        "predicted_at": str(p.get("time", "")),
+                        "labelled_at": now.isoformat(),
+                        "source": source,
+                    }
+                )
+            uri = _part(self.store, now)
+            table = pa.Table.from_pylist(
+                rows,
+                schema=pa.schema(
+                    [(c, pa.string()) if c != "confidence" else (c, pa.float32()) for c in COLUMNS]
+                ),
+            )
+            layout.put_bytes(layout.parquet_bytes(table), uri, self.settings)
+            self.labelled.update(ids)
+            self._label_parts.add(uri)
+        by_version: dict[str, dict[str, int]] = {}
+        for r in rows:
+            correct = r["label"] == r["predicted_label"]
+            metrics.FEEDBACK.labels(r["model_name"], r["model_version"], str(correct).lower()).inc()
+            v = by_version.setdefault(str(r["model_version"]), {"labels": 0, "correct": 0})
+            v["labels"] += 1
+            v["correct"] += int(correct)
+        self.export_live_metrics()
+        return {"accepted": len(rows), "stored": uri, "by_version": by_version}
+
+    def live_metrics(self) -> dict[str, dict[str, float]]:
+        """Accuracy and macro-F1 of each model version on every stored label."""
+        from sentiops.scoring import macro_f1
+
+        df = read_labels(self.store, self.settings)
+        out: dict[str, dict[str, float]] = {}
+        for version, g in df.groupby("model_version"):
+            gold, pred = g["label"].tolist(), g["predicted_label"].tolist()
+            out[str(version)] = {
+                "labels": float(len(g)),
+                "accuracy": float((g["label"] == g["predicted_label"]).mean()),
+                "macro_f1": macro_f1(gold, pred, sorted(set(gold) | set(pred))),
+            }
+        return out
+
+    def export_live_metrics(self) -> dict[str, dict[str, float]]:
+        from sentiops import metrics
+
+        live = self.live_metrics()
+        for version, m in live.items():
+            metrics.LIVE_ACCURACY.labels(self.model_name, version).set(m["accuracy"])
+            metrics.LIVE_MACRO_F1.labels(self.model_name, version).set(m["macro_f1"])
+            metrics.LIVE_LABELS.labels(self.model_name, version).set(m["labels"])
+        return live

@@ -1,0 +1,151 @@
+"""Request ids and label feedback on the predictor.
+
+- `RequestId` (ASGI, outermost): every predict/infer/explain request carries `x-request-id` —
+  the client's, else the v2 body's `id`, else a new one — and every answer returns it. The
+  inference log's `ce-id`, the prediction log's `id` and feedback all use this one id.
+- `POST /v1/models/<name>:feedback` with `{"id": ..., "label": ...}` (one or a list): the
+  labels are joined with the predictions they are about and stored (`sentiops.feedback`);
+  4xx with `{"error", "problems"}` names every refused item, nothing of a refused request is
+  stored. Live accuracy per model version is re-exported every `refresh_seconds` from the
+  store (labels given to any replica count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import uuid
+from typing import Any
+
+from fastapi import Request  # at module level: FastAPI resolves the route's annotations here
+from fastapi.responses import JSONResponse
+
+logger = logging.getLogger("sentiops.serving.feedback")
+PATHS = (":predict", ":explain", "/infer")
+
+
+class RequestId:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").endswith(PATHS):
+            await self.app(scope, receive, send)
+            return
+        headers = list(scope.get("headers") or [])
+        rid = dict(headers).get(b"x-request-id", b"").decode(errors="replace").strip()
+        replay: list[dict] = []
+        if not rid and scope.get("path", "").endswith("/infer"):
+            # a v2 body's id names the request (bounded by the body limit of the Guard)
+            more = True
+            while more:
+                message = await receive()
+                replay.append(message)
+                more = message.get("more_body", False) and message["type"] == "http.request"
+            body = b"".join(m.get("body", b"") for m in replay)
+            try:
+                value = json.loads(body).get("id") if body[:1] == b"{" else None
+                rid = value if isinstance(value, str) and value.strip() else ""
+            except ValueError:
+                rid = ""
+        rid = rid or uuid.uuid4().hex
+        headers = [(k, v) for k, v in headers if k != b"x-request-id"]
+        scope = {**scope, "headers": [*headers, (b"x-request-id", rid.encode())]}
+
+        async def replaying() -> dict:
+            return replay.pop(0) if replay else await receive()
+
+        async def with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())],
+                }
+            await send(message)
+
+        await self.app(scope, replaying, with_id)
+
+
+def prediction_rows(
+    request_id: str,
+    texts: list[str],
+    labels: list[str],
+    confidences: list[float],
+    model_name: str,
+    model_version: str,
+) -> list[dict[str, Any]]:
+    """What the predictor remembers of a request for feedback: the prediction log's ids
+    (`<request id>` for one text, `<request id>:<i>` for the i-th of several)."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat()
+    one = len(texts) == 1
+    return [
+        {
+            "id": request_id if one else f"{request_id}:{i}",
+            "text": t,
+            "label": lab,
+            "confidence": c,
+            "model_name": model_name,
+            "model_version": model_version,
+            "time": now,
+        }
+        for i, (t, lab, c) in enumerate(zip(texts, labels, confidences, strict=True))
+    ]
+
+
+class Refresher(threading.Thread):
+    """Re-exports live accuracy from the store every `seconds` (labels from any replica)."""
+
+    def __init__(self, feedback: Any, seconds: float = 30.0) -> None:
+        super().__init__(daemon=True, name="sentiops-live-accuracy")
+        self.feedback, self.seconds = feedback, seconds
+
+    def run(self) -> None:
+        while True:
+            try:
+                self.feedback.export_live_metrics()
+            except Exception as exc:  # noqa: BLE001 - the store may be down for a while
+                logger.warning("live accuracy: store unreadable: %s", exc)
+            threading.Event().wait(self.seconds)
+
+
+def add_feedback_route(app: Any, model: Any, feedback: Any | None) -> None:
+    from sentiops.errors import FeedbackError, SentiOpsError
+    from sentiops.feedback import parse_items
+
+    @app.post(f"/v1/models/{model.name}:feedback", response_model=None)
+    async def post_feedback(request: Request) -> JSONResponse:
+        if feedback is None:
+            return JSONResponse(
+                {
+                    "error": "feedback is not enabled on this predictor; start it "
+                    "with --feedback_store DIR|s3://bucket"
+                },
+                status_code=404,
+            )
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse(
+                {
+                    "error": 'the body is not JSON; send {"id": "<request id>", '
+                    '"label": "positive"} or a list of them'
+                },
+                status_code=400,
+            )
+        try:
+            items = parse_items(body)
+            result = await asyncio.get_running_loop().run_in_executor(None, feedback.record, items)
+        except FeedbackError as exc:
+            return JSONResponse(
+                {"error": f"{exc.message}; {exc.hint}", "problems": exc.problems},
+                status_code=exc.status,
+            )
+        except SentiOpsError as exc:  # the store is unreachable: nothing was stored
+            return JSONResponse(
+                {"error": f"{exc.message}; nothing was stored, retry later"}, status_code=503
+            )
+        return JSONResponse(result)

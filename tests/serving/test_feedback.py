@@ -1,0 +1,140 @@
+"""Label feedback against real servers: two replicas of one model version and a second
+revision, all logging to the real drift sidecar, which writes the prediction log to the store;
+labels given to any replica for predictions made by another, after a restart, and in bulk from
+the CLI; live accuracy per version from the store. Nothing is lost, nothing is silently
+dropped: unknown ids, unknown labels and duplicates are 4xx naming the items."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from sentiops.feedback import read_labels
+from sentiops.localstack import Predictor
+from tests.conftest import run_cli
+from tests.drift.conftest import start_sidecar
+from tests.serving.conftest import tfidf_dir
+
+pytestmark = pytest.mark.integration
+POS = "the service was great and wonderful"
+NEG = "the coffee was awful and terrible"
+
+
+def _predict(p: Predictor, texts: list[str]) -> tuple[str, list[str]]:
+    rid = uuid.uuid4().hex
+    r = httpx.post(f"{p.url}/v1/models/sentiment:predict", json={"instances": texts},
+                   headers={"x-request-id": rid}, timeout=30)  # fmt: skip
+    assert r.status_code == 200 and r.headers["x-request-id"] == rid
+    return rid, [x["label"] for x in r.json()["predictions"]]
+
+
+def _feedback(p: Predictor, body: object) -> httpx.Response:
+    return httpx.post(f"{p.url}/v1/models/sentiment:feedback", json=body, timeout=30)
+
+
+def _until_stored(p: Predictor, body: object, timeout: float = 30) -> httpx.Response:
+    """Labels for another replica's predictions are accepted once the sidecar has flushed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = _feedback(p, body)
+        if r.status_code != 404 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.5)
+
+
+def _sample(p: Predictor, name: str, version: str) -> float:
+    for line in httpx.get(f"{p.url}/metrics").text.splitlines():
+        if line.startswith(name + "{") and f'model_version="{version}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return float("nan")
+
+
+@pytest.fixture
+def stack(model_dir: Path, tmp_path: Path):  # noqa: ANN201
+    store = tmp_path / "store"
+    sidecar = start_sidecar(tmp_path / "sidecar", None, store, "--flush-seconds", "0.5",
+                            "--model-name", "sentiment")  # fmt: skip
+    other = tfidf_dir(tmp_path / "v2-model")
+    args = [f"--logger_url={sidecar.url}/", f"--feedback_store={store}"]
+    replicas = {
+        "a": Predictor(model_dir, "1", tmp_path / "a", extra_args=args),
+        "b": Predictor(model_dir, "1", tmp_path / "b", extra_args=args),
+        "v2": Predictor(other, "2", tmp_path / "v2", extra_args=args),
+    }
+    for p in replicas.values():
+        p.start()
+    yield replicas, store, tmp_path
+    for p in replicas.values():
+        p.stop()
+    sidecar.process.stop()
+
+
+def test_labels_join_across_replicas_revisions_and_restarts(stack) -> None:  # noqa: ANN001
+    replicas, store, work = stack
+    a, b, v2 = replicas["a"], replicas["b"], replicas["v2"]
+    rid_pos, _ = _predict(a, [POS])  # replica a, version 1
+    rid_batch, labels = _predict(a, [POS, NEG])  # a batch: ids <rid>:0 and <rid>:1
+    assert labels == ["positive", "negative"]
+    rid_v2, _ = _predict(v2, [NEG])  # the other revision
+
+    # replica a knows its own prediction at once; the label is stored before the answer
+    r = _feedback(a, {"id": rid_pos, "label": "positive"})
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    # replica b finds a's batch and v2's prediction in the prediction log (the sidecar's)
+    body = [{"id": f"{rid_batch}:0", "label": "positive"}, {"id": f"{rid_batch}:1",
+            "label": "positive"}, {"id": rid_v2, "label": "negative"}]  # fmt: skip
+    r = _until_stored(b, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["by_version"] == {"1": {"labels": 2, "correct": 1},
+                                      "2": {"labels": 1, "correct": 1}}  # fmt: skip
+
+    # refused requests name the items and store nothing
+    stored = len(read_labels(str(store)))
+    r = _feedback(b, [{"id": "no-such-prediction", "label": "positive"}])
+    assert r.status_code == 404 and r.json()["problems"][0]["id"] == "no-such-prediction"
+    r = _feedback(b, {"id": rid_pos, "label": "ecstatic"})
+    assert r.status_code == 400 and "'ecstatic' is not one of" in r.json()["error"]
+    r = _feedback(b, {"id": rid_pos, "label": "negative"})  # labelled on replica a already
+    assert r.status_code == 409 and r.json()["problems"] == [{"id": rid_pos,
+                                                              "error": "already labelled"}]  # fmt: skip
+    r = httpx.post(f"{b.url}/v1/models/sentiment:feedback", content=b"{nope", timeout=10)
+    assert r.status_code == 400 and "not JSON" in r.json()["error"]
+    assert len(read_labels(str(store))) == stored == 4
+
+    # a restart loses nothing: labels and duplicates are known from the store
+    b.stop()
+    b.start()
+    assert _feedback(b, {"id": rid_v2, "label": "neutral"}).status_code == 409
+    deadline = time.monotonic() + 40  # live accuracy is exported from every stored label
+    while _sample(b, "sentiops_live_labels", "1") != 3 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _sample(b, "sentiops_live_accuracy", "1") == pytest.approx(2 / 3)
+    assert _sample(b, "sentiops_live_accuracy", "2") == 1.0
+
+    # late labels in bulk from a file, through the CLI
+    rid_late, _ = _predict(v2, [POS])
+    labels_csv = work / "labels.csv"
+    pd.DataFrame({"id": [rid_late], "label": ["positive"]}).to_csv(labels_csv, index=False)
+    deadline = time.monotonic() + 30
+    while True:
+        result = run_cli("feedback", "--file", labels_csv, "--url", a.url)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert result.returncode == 0, result.stderr
+    again = run_cli("feedback", "--file", labels_csv, "--url", a.url)
+    assert again.returncode == 13 and "already have a label" in again.stderr
+    df = read_labels(str(store))
+    assert len(df) == 5 and set(df.model_version) == {"1", "2"}
+    row = df.set_index("id").loc[rid_late]
+    assert row.text == POS and row.predicted_label == "positive" and row.source == "api"
+
+
+def test_a_predictor_without_a_store_says_how_to_enable_feedback(server: Predictor) -> None:
+    r = _feedback(server, {"id": "x", "label": "positive"})
+    assert r.status_code == 404 and "--feedback_store" in r.json()["error"]

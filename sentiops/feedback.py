@@ -107,10 +107,7 @@ def parse_items(body: Any, max_items: int = MAX_ITEMS) -> list[Item]:
         else:
             items.append(Item(rid.strip(), label))
     if problems:
-        shown = "; ".join(
-            f"item {p['index']}{' (id ' + p['id'] + ')' if 'id' in p else ''}: {p['error']}"
-            for p in problems[:3]
-        )
+        shown = "; ".join(_describe(p) for p in problems[:3])
         raise FeedbackError(
             f"{len(problems)} of {len(raw)} labels are malformed: {shown}",
             f"send {example}",
@@ -118,6 +115,13 @@ def parse_items(body: Any, max_items: int = MAX_ITEMS) -> list[Item]:
             problems,
         )
     return items
+
+
+def _describe(problem: dict[str, Any]) -> str:
+    where = f"item {problem['index']}"
+    if "id" in problem:
+        where += f" (id {problem['id']})"
+    return f"{where}: {problem['error']}"
 
 
 # ------------------------------------------------------------------------------ lookups

@@ -100,8 +100,8 @@ def test_labels_join_across_replicas_revisions_and_restarts(stack) -> None:  # n
     r = _feedback(b, {"id": rid_pos, "label": "ecstatic"})
     assert r.status_code == 400 and "'ecstatic' is not one of" in r.json()["error"]
     r = _feedback(b, {"id": rid_pos, "label": "negative"})  # labelled on replica a already
-    assert r.status_code == 409 and r.json()["problems"] == [{"id": rid_pos,
-                                                              "error": "already labelled"}]  # fmt: skip
+    dup = [{"id": rid_pos, "error": "already labelled"}]
+    assert r.status_code == 409 and r.json()["problems"] == dup
     r = httpx.post(f"{b.url}/v1/models/sentiment:feedback", content=b"{nope", timeout=10)
     assert r.status_code == 400 and "not JSON" in r.json()["error"]
     assert len(read_labels(str(store))) == stored == 4

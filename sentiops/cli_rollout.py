@@ -79,7 +79,7 @@ def local(
     from sentiops.rollout_local import local_rollout
 
     texts = [t for t in load(list(traffic), TEXT, None)[TEXT].tolist() if t.strip()]
-    record, _ = local_rollout(
+    record = local_rollout(
         stable, canary, texts, workdir or get_settings().home / "rollout", plan_steps,
         step_seconds, rate, JudgeConfig(min_requests=min_requests), progress=console.print,
     )  # fmt: skip

@@ -1,6 +1,12 @@
-"""Rollout executor for the embedded default: two real predictors on loopback behind a
-traffic split that the rollout controls, and a real Prometheus scraping both. The judge and
-the step loop are the cluster's (`sentiops.rollout`); only the traffic plumbing differs."""
+"""Rollout executor for the embedded default: real predictors on loopback behind a traffic
+split that the rollout controls, and a real Prometheus scraping them. The judge and the step
+loop are the cluster's (`sentiops.rollout`); only the traffic plumbing differs.
+
+`LocalStack` is the long-lived version (what `make run` / `make up` keep running: the serving
+predictor, Prometheus, the split, replayed traffic, optionally the drift sidecar); each
+`LocalStack.rollout()` starts a canary next to the serving predictor and promotes or rolls it
+back. `local_rollout()` is one rollout on a stack of its own (`sentiops rollout --local`).
+"""
 
 from __future__ import annotations
 
@@ -16,46 +22,168 @@ from sentiops.errors import RolloutError
 from sentiops.localstack import Predictor, Prometheus, Replay, TrafficSplit
 from sentiops.modeldir import read_manifest
 from sentiops.reports import write_json
-from sentiops.rollout import JudgeConfig, Plan, Record, run
+from sentiops.rollout import PROMOTED, JudgeConfig, Plan, Record, run
 
 #: Files in the rollout's workdir: the steps of a rollout in progress, the last decision.
 PROGRESS, DECISION = "progress.json", "decision.json"
 
 
 class LocalExecutor:
-    """Moves the split between a running stable predictor and a canary it starts."""
+    """Moves the split between the serving predictor and a canary it starts."""
 
-    def __init__(
-        self, stable: Predictor, canary: Predictor, split: TrafficSplit, prometheus: Prometheus
-    ) -> None:
-        self.stable, self.canary = stable, canary
-        self.split, self.prometheus = split, prometheus
+    def __init__(self, stable: Predictor, canary: Predictor, stack: LocalStack) -> None:
+        self.stable, self.canary, self.stack = stable, canary, stack
         self.serving = stable
-
-    def _target(self, p: Predictor) -> str:
-        return f"127.0.0.1:{p.http_port}"
 
     def start(self, traffic: int) -> None:
         self.canary.start()
-        self.prometheus.set_targets([self._target(self.stable), self._target(self.canary)])
-        self.split.route(self.canary.url, traffic)
+        self.stack.scrape([self.stable, self.canary])
+        self.stack.split.route(self.canary.url, traffic)
 
     def set_traffic(self, traffic: int) -> None:
-        self.split.route(self.canary.url, traffic)
+        self.stack.split.route(self.canary.url, traffic)
 
     def promote(self) -> None:
-        self.split.stable = self.canary.url
-        self.split.route("", 0)
+        self.stack.split.stable = self.canary.url
+        self.stack.split.route("", 0)
         self.serving = self.canary
         self.stable.stop()
+        self.stack.scrape([self.canary])
 
     def rollback(self) -> None:
-        self.split.route("", 0)
+        self.stack.split.route("", 0)
         self.canary.stop()
+        self.stack.scrape([self.stable])
 
 
 def version_of(model_dir: Path) -> str:
     return str(read_manifest(model_dir)["version"])
+
+
+class LocalStack:
+    """The serving side of the embedded default on loopback.
+
+    `predictor_args` go to every predictor it starts (e.g. the inference-log URL of the drift
+    sidecar and the feedback store); `extra_targets` are scraped too (the sidecar)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        name: str = MODEL_NAME,
+        predictor_args: list[str] | None = None,
+        extra_targets: list[str] | None = None,
+        progress: Callable[[str], Any] = print,
+    ) -> None:
+        self.workdir, self.name = Path(workdir), name
+        self.predictor_args = list(predictor_args or [])
+        self.extra_targets = list(extra_targets or [])
+        self.progress = progress
+        self.prometheus = Prometheus(self.workdir / "prometheus", list(self.extra_targets))
+        self.split: TrafficSplit = TrafficSplit("")
+        self.serving: Predictor | None = None
+        self.replay: Replay | None = None
+        self._started: list[Any] = []
+
+    def predictor(self, model_dir: Path, version: str, role: str, args: list[str]) -> Predictor:
+        return Predictor(
+            Path(model_dir),
+            version,
+            self.workdir / f"{role}-{version}",
+            self.name,
+            extra_args=[*self.predictor_args, *args],
+        )
+
+    def scrape(self, predictors: list[Predictor]) -> None:
+        self.prometheus.set_targets(
+            [f"127.0.0.1:{p.http_port}" for p in predictors] + self.extra_targets
+        )
+
+    def start(
+        self, model_dir: Path, version: str | None = None, args: list[str] | None = None
+    ) -> LocalStack:
+        """Serve `model_dir` behind the split, with Prometheus scraping it."""
+        v = version or version_of(model_dir)
+        self.serving = self.predictor(model_dir, v, "serving", args or [])
+        self.progress(f"serving v{v} on {self.serving.url}")
+        self._started.append(self.prometheus.start())
+        self.serving.start()
+        self.scrape([self.serving])
+        self.split.stable = self.serving.url
+        self._started.append(self.split.start())
+        return self
+
+    def replay_texts(self, texts: list[str], rate: float, **kw: Any) -> Replay:
+        """Replay `texts` as live traffic through the split (replaces what was replayed)."""
+        if self.replay is None:
+            self.replay = Replay(self.split.url, texts, rate, self.name, **kw).start()
+            self.progress(f"replaying {len(texts)} texts at {rate:.0f}/s through {self.split.url}")
+        else:
+            self.replay.set_texts(texts)
+        return self.replay
+
+    def rollout(
+        self,
+        canary_dir: Path,
+        steps: list[int],
+        step_seconds: float,
+        judge: JudgeConfig | None = None,
+        max_holds: int = 2,
+        canary_version: str | None = None,
+        canary_args: list[str] | None = None,
+    ) -> Record:
+        """Roll `canary_dir` out next to the serving predictor; it serves afterwards if the
+        judge promotes it. The record is written to `<workdir>/decision.json`."""
+        assert self.serving is not None, "start() the stack first"
+        sv = self.serving.version
+        cv = canary_version or version_of(canary_dir)
+        if sv == cv:
+            raise RolloutError(
+                f"stable and canary are the same version {sv}",
+                "roll out a different model (or give the canary its own version)",
+            )
+        canary = self.predictor(canary_dir, cv, "canary", canary_args or [])
+        executor = LocalExecutor(self.serving, canary, self)
+        plan = Plan(cv, sv, steps, step_seconds, max_holds, judge or JudgeConfig())
+        time.sleep(2.0)  # two scrapes of the serving predictor before the first step
+        steps_so_far: list[Any] = []
+
+        def on_step(step: Any) -> None:  # what the console and `sentiops status` show live
+            steps_so_far.append(asdict(step))
+            write_json(
+                {"canary_version": cv, "stable_version": sv, "plan": steps, "steps": steps_so_far},
+                self.workdir / PROGRESS,
+            )
+
+        (self.workdir / PROGRESS).unlink(missing_ok=True)
+        try:
+            record = run(
+                plan,
+                executor,
+                PrometheusSource(self.prometheus.url, self.name),
+                progress=self.progress,
+                on_step=on_step,
+            )
+        except RolloutError as exc:
+            if isinstance(exc.record, Record):
+                exc.record.write_json(self.workdir / DECISION)
+            raise
+        finally:
+            (self.workdir / PROGRESS).unlink(missing_ok=True)
+            self.serving = executor.serving
+        record.write_json(self.workdir / DECISION)
+        status = self.replay.status if self.replay else {}
+        self.progress(
+            f"requests through the split: {dict(self.split.counts)}; answers by status {status}"
+        )
+        return record
+
+    def stop(self) -> None:
+        if self.replay is not None:
+            self.replay.stop()
+        if self.serving is not None:
+            self.serving.stop()
+        for item in reversed(self._started):
+            item.stop()
 
 
 def local_rollout(
@@ -72,13 +200,11 @@ def local_rollout(
     stable_version: str | None = None,
     canary_version: str | None = None,
     progress: Callable[[str], Any] = print,
-    keep_serving: bool = False,
     stable_args: list[str] | None = None,
     canary_args: list[str] | None = None,
-) -> tuple[Record, Any]:
+) -> Record:
     """Serve `stable_dir`, replay `texts` through the split while the canary `canary_dir` is
-    rolled out step by step and judged from Prometheus. Returns the record and, with
-    `keep_serving`, the running (split, predictor, prometheus) for the caller to stop.
+    rolled out step by step and judged from Prometheus; every server is stopped at the end.
     `stable_args` / `canary_args` are extra predictor flags (`python -m serving --help`): a
     rollout may change the predictor's configuration as well as, or instead of, the model."""
     sv = stable_version or version_of(stable_dir)
@@ -88,51 +214,13 @@ def local_rollout(
             f"stable and canary are the same version {sv}",
             "roll out a different model (or give the canary its own version)",
         )
-    stable = Predictor(stable_dir, sv, workdir / "stable", name, extra_args=stable_args or [])
-    canary = Predictor(canary_dir, cv, workdir / "canary", name, extra_args=canary_args or [])
-    prometheus = Prometheus(workdir / "prometheus", [])
-    split = TrafficSplit(stable.url)
-    replay: Replay | None = None
-    started: list[Any] = []
+    stack = LocalStack(workdir, name, progress=progress)
     try:
-        progress(f"serving stable v{sv} on {stable.url}")
-        started.append(stable.start())
-        started.append(prometheus.start())
-        prometheus.set_targets([f"127.0.0.1:{stable.http_port}"])
-        started.append(split.start())
-        replay = Replay(split.url, texts, rate, name)
-        replay.start()
-        progress(f"replaying {len(texts)} texts at {rate:.0f}/s through {split.url}")
-        executor = LocalExecutor(stable, canary, split, prometheus)
-        started.append(canary)
-        plan = Plan(cv, sv, steps, step_seconds, max_holds, judge or JudgeConfig())
-        time.sleep(2 * 1.0)  # two scrapes of the stable predictor before the first step
-        steps_so_far: list[Any] = []
-
-        def on_step(step: Any) -> None:  # what the console and `sentiops status` show live
-            steps_so_far.append(asdict(step))
-            write_json({"canary_version": cv, "stable_version": sv, "plan": steps,
-                        "steps": steps_so_far}, workdir / PROGRESS)  # fmt: skip
-
-        (workdir / PROGRESS).unlink(missing_ok=True)
-        try:
-            record = run(plan, executor, PrometheusSource(prometheus.url, name),
-                         progress=progress, on_step=on_step)  # fmt: skip
-        except RolloutError as exc:
-            if isinstance(exc.record, Record):
-                exc.record.write_json(workdir / DECISION)
-            raise
-        finally:
-            (workdir / PROGRESS).unlink(missing_ok=True)
-        record.write_json(workdir / DECISION)
-        record_counts = dict(split.counts)
-        progress(f"requests through the split: {record_counts}; answers by status {replay.status}")
-        if keep_serving:
-            return record, (split, executor.serving, prometheus, replay)
-        return record, None
+        stack.start(stable_dir, sv, stable_args)
+        stack.replay_texts(texts, rate)
+        return stack.rollout(canary_dir, steps, step_seconds, judge, max_holds, cv, canary_args)
     finally:
-        if not keep_serving:
-            if replay is not None:
-                replay.stop()
-            for item in reversed(started):
-                item.stop()
+        stack.stop()
+
+
+__all__ = ["DECISION", "PROGRESS", "PROMOTED", "LocalStack", "local_rollout"]

@@ -47,7 +47,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _rollout(stable: Path, canary: Path, work: Path, **kw):  # noqa: ANN003, ANN202
-    record, _ = local_rollout(
+    record = local_rollout(
         stable,
         canary,
         TRAFFIC,

@@ -154,3 +154,22 @@ def test_plan_rejects_bad_steps() -> None:
         rollout.Plan("2", "1", steps=[50, 10])
     with pytest.raises(ValueError, match="percentages"):
         rollout.Plan("2", "1", steps=[0, 100])
+
+
+def test_a_different_label_mix_passes_when_live_accuracy_shows_the_canary_is_right() -> None:
+    """A model retrained for drifted traffic predicts another mix: with labels saying it is
+    more accurate, that is not a reason to roll it back; without labels it is."""
+    rng = np.random.default_rng(11)
+    shifted = {"mix": (0.6, 0.1, 0.3)}
+    canary = serve(rng, 600, accuracy=0.9, **shifted)
+    stable = serve(rng, 600, accuracy=0.7)
+    checks = {v.name: v for v in rollout.judge_metrics(canary, stable, rollout.JudgeConfig())}
+    assert checks["live_accuracy"].result == "pass"
+    assert checks["label_mix"].result == "pass" and "more accurate" in checks["label_mix"].message
+    unlabelled = {v.name: v for v in rollout.judge_metrics(
+        serve(rng, 600, **shifted), serve(rng, 600), rollout.JudgeConfig())}  # fmt: skip
+    assert unlabelled["label_mix"].result == "fail"
+    worse = {v.name: v for v in rollout.judge_metrics(
+        serve(rng, 600, accuracy=0.6, **shifted), serve(rng, 600, accuracy=0.7),
+        rollout.JudgeConfig())}  # fmt: skip
+    assert worse["label_mix"].result == "fail"

@@ -61,9 +61,11 @@ def gate_challenger(
     registered_model: str = REGISTERED_MODEL,
     challenger_registry_version: str | None = None,
     settings: Settings | None = None,
+    test_sources: dict[str, int] | None = None,
 ) -> Decision:
     """Decide challenger vs champion on (texts, labels); with a registry version, record the
-    decision on it (`gate.*` tags)."""
+    decision on it (`gate.*` tags). `test_sources` (rows of the test set per data source) goes
+    into the record: which data the decision was made on."""
     champion, champion_version = resolve_champion(
         champion_source, work / "champion", registered_model, settings
     )
@@ -77,6 +79,8 @@ def gate_challenger(
         challenger_registry_version or None,
         champion_version,
     )
+    if test_sources:
+        decision.dataset["test_sources"] = dict(test_sources)
     if challenger_registry_version:
         tracking.configure(settings)
         registry.record_gate(decision, challenger_registry_version, registered_model)

@@ -38,6 +38,11 @@ def decision_markdown(decision: Decision) -> str:
         f"Dataset {decision.dataset.get('version')} (n={decision.dataset.get('n')}), "
         f"decided {decision.decided_at}.",
         "",
+        *(
+            ["Test rows by source: " + ", ".join(
+                f"{k} ({v})" for k, v in decision.dataset["test_sources"].items()), ""]
+            if decision.dataset.get("test_sources") else []
+        ),  # fmt: skip
         "| | challenger | champion |",
         "|---|---|---|",
         f"| model | {ch.model_type} {ch.version} | "

@@ -16,7 +16,7 @@ import pandas as pd
 
 from sentiops import data as data_mod
 from sentiops.config import REGISTERED_MODEL, Settings
-from sentiops.data import LABEL, LABELS, TEXT
+from sentiops.data import LABEL, LABELS, SOURCE, TEXT
 from sentiops.errors import ConfigError, ValidationFailed
 from sentiops.models import load_model
 
@@ -181,6 +181,11 @@ def gate(
     from sentiops.promotion import gate_challenger
 
     test = pd.read_parquet(test_path)
+    sources = (
+        {str(k): int(v) for k, v in test[SOURCE].value_counts().items()}
+        if SOURCE in test.columns
+        else None
+    )
     return gate_challenger(
         challenger_dir,
         test[TEXT].tolist(),
@@ -192,6 +197,7 @@ def gate(
         registered_model,
         challenger_registry_version,
         settings,
+        sources,
     )
 
 

@@ -69,6 +69,7 @@ def test_train_evaluate_gate_register(splits: dict[str, Path], tmp_path: Path) -
         challenger_registry_version="1",
     )
     assert decision.approved and registry.tags_of("1")["gate.approved"] == "true"
+    assert decision.dataset["test_sources"] == {str(tmp_path / "d.csv"): 18}  # which data
     with pytest.raises(GateRejected):
         stages.register(tmp_path / "m", {"approved": False}, str(tmp_path / "store"), "sentiment")
     pushed = stages.register(

@@ -157,7 +157,7 @@ def _traffic(section: Any) -> None:
 def _drift(section: Any) -> None:
     if not section.data:
         return
-    table = Table(title="drift, last tested window (p-values; low = drift)")
+    table = Table(title="drift, last tested window (p-values; low = drift)", min_width=60)
     for col in ("model version", "combined", "embedding", "label mix", "confidence", "drift",
                 "drifting windows"):  # fmt: skip
         table.add_column(col, justify="right")
@@ -173,7 +173,7 @@ def _accuracy(section: Any) -> None:
     if not section.data:
         return
     metrics = sorted({k for r in section.data for k in r if k != "model_version"})
-    table = Table(title="live accuracy from labelled feedback")
+    table = Table(title="live accuracy (labelled feedback)", min_width=40)
     table.add_column("model version", justify="right")
     for m in metrics:
         table.add_column(m.replace("_", " "), justify="right")

@@ -147,18 +147,16 @@ def registry_section(
                 "registers the first models)",
             )  # fmt: skip
     try:
-        from sentiops import registry, tracking
-        from sentiops.errors import SentiOpsError
-
-        tracking.client()  # mlflow installed?
+        import mlflow  # noqa: F401  (the train extra)
     except ImportError as exc:
         return _unavailable("registry", uri, f"MLflow is not installed ({exc}); install "
                             "sentiops[train]")  # fmt: skip
-    try:
-        import mlflow
+    from sentiops import registry, tracking
+    from sentiops.errors import SentiOpsError
 
+    try:
         tracking.check_reachable(uri, timeout=3.0)
-        mlflow.set_tracking_uri(uri)
+        tracking._mlflow().set_tracking_uri(uri)  # before any client: else MLflow's default
         entries = registry.status(name)
         versions = _versions(name)
     except SentiOpsError as exc:

@@ -42,6 +42,7 @@ from tests.conftest import make_frame
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("SENTIOPS_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("SENTIOPS_CHROMEDRIVER", "/usr/bin/chromedriver"))
+PREDICTOR_MAX_CHARS = 1000
 TEXTS = [
     "the service was great and amazing", "awful app, terrible update", "the flight was okay",
     "i love this phone", "worst coffee ever, so bad", "a normal average store",
@@ -124,12 +125,17 @@ def write_rollout(folder: Path, canary: str, stable: str) -> None:
     write_json(record.to_dict(), folder / "decision.json")
 
 
-def start_console(home: Path, work: Path, *args: str) -> tuple[Process, str]:
+def spawn_console(home: Path, work: Path, *args: str) -> tuple[Process, str]:
+    """`sentiops console ...` as a child process (not waited for)."""
     port = free_port()
     exe = Path(sys.executable).with_name("sentiops")
     proc = start_process(f"console-{port}", [str(exe), "console", "--port", str(port), *args],
                          work, {"SENTIOPS_HOME": str(home)})  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start_console(home: Path, work: Path, *args: str) -> tuple[Process, str]:
+    proc, url = spawn_console(home, work, *args)
     wait_http(url + "/healthz", proc, 60, "console ready")
     return proc, url
 
@@ -158,16 +164,17 @@ def wait_for_series(prom_url: str, promql: str, points: int, timeout: float = 60
     raise AssertionError(f"Prometheus has no {points} points of {promql} after {timeout}s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack for every console test of the session (it takes about a minute to start)."""
     work = tmp_path_factory.mktemp("console-stack")
     home = work / "home"
-    with pytest.MonkeyPatch.context() as mp, contextlib.ExitStack() as stop:
+    with pytest.MonkeyPatch.context() as mp:  # the registry is made in this process
         mp.setenv("SENTIOPS_HOME", str(home))
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         champion_dir, v = seed_registry(work)
-        write_rollout(home / "rollout", v["champion"], v["previous"])
-
+    write_rollout(home / "rollout", v["champion"], v["previous"])
+    with contextlib.ExitStack() as stop:
         mlflow_port = free_port()
         mlflow = start_process(
             "mlflow-ui",
@@ -177,7 +184,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             work,
         )  # fmt: skip
         stop.callback(mlflow.stop)
-        predictor = Predictor(champion_dir, v["champion"], work / "predictor")
+        # a lower text limit than the console's (5000): the predictor's own 400 passes through
+        predictor = Predictor(champion_dir, v["champion"], work / "predictor",
+                              extra_args=[f"--max_chars={PREDICTOR_MAX_CHARS}"])  # fmt: skip
         stop.callback(predictor.stop)
         predictor.start(timeout=120)
         exporter_port = free_port()
@@ -208,6 +217,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     v["rejected"], console, warm_up)  # fmt: skip
         log = console.tail()
         assert "Traceback" not in log, f"the console logged a traceback:\n{log}"
+        # MLflow's own default (./mlflow.db in the working directory) is never touched
+        assert not (work / "mlflow.db").exists()
 
 
 def chromium_paths() -> tuple[Path, Path]:

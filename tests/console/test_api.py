@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentiops.localstack import free_port
-from tests.console.conftest import Stack, start_console
+from sentiops.localstack import free_port, wait_http
+from tests.console.conftest import PREDICTOR_MAX_CHARS, Stack, spawn_console
 
 pytestmark = pytest.mark.integration
 
@@ -88,14 +88,27 @@ def test_series_and_status(stack: Stack) -> None:
     assert s["rollout"]["data"]["last"]["decision"] == "promoted"
 
 
+def test_predictor_refusals_pass_through_as_4xx(stack: Stack) -> None:
+    """The stack's predictor accepts fewer characters than the console (--max_chars): its
+    400 reaches the client as a 400 with the predictor's reason."""
+    r = _post(stack.console_url, json={"text": "good " * (PREDICTOR_MAX_CHARS // 5 + 10)})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("the predictor refused the text")
+    assert str(PREDICTOR_MAX_CHARS) in r.json()["error"]
+
+
 def test_sources_down_are_named_not_crashed(stack: Stack, tmp_path: Path) -> None:
     """A console whose predictor and Prometheus are down answers with the reason: 502 for an
     unreachable predictor, 503 for no predictor or no Prometheus; /api/status still answers
     with each section's "unavailable: why"."""
     dead = f"http://127.0.0.1:{free_port()}"
-    proc, url = start_console(stack.home, tmp_path, "--predictor-url", dead,
-                              "--prometheus-url", dead)  # fmt: skip
+    down, down_url = spawn_console(stack.home, tmp_path, "--predictor-url", dead,
+                                   "--prometheus-url", dead)  # fmt: skip
+    bare, bare_url = spawn_console(stack.home, tmp_path)
     try:
+        wait_http(down_url + "/healthz", down, 60, "console ready")
+        wait_http(bare_url + "/healthz", bare, 60, "console ready")
+        url = down_url
         r = _post(url, json={"text": "hello"})
         assert r.status_code == 502 and "unreachable" in r.json()["error"], r.text
         assert "--predictor-url" in r.json()["hint"]
@@ -108,35 +121,15 @@ def test_sources_down_are_named_not_crashed(stack: Stack, tmp_path: Path) -> Non
         for name in ("traffic", "drift", "live_accuracy"):
             assert sections[name]["error"].startswith("unavailable: Prometheus at"), name
         assert _post(url, json={"text": ""}).status_code == 400  # validated before the call
-    finally:
-        proc.stop()
-    assert "Traceback" not in proc.tail()
 
-    proc, url = start_console(stack.home, tmp_path)
-    try:
+        url = bare_url
         r = _post(url, json={"text": "hello"})
         assert r.status_code == 503 and "no predictor configured" in r.json()["error"]
         r = httpx.get(url + "/api/series", params={"kind": "traffic"})
         assert r.status_code == 503 and "no Prometheus configured" in r.json()["error"]
         assert httpx.get(url + "/api/config").json()["mlflow_url"] is None
     finally:
-        proc.stop()
-
-
-def test_predictor_refusals_pass_through_as_4xx(stack: Stack, tmp_path: Path) -> None:
-    """The predictor's own limit (--max_chars) is lower than the console's: its 400 reaches
-    the client as a 400 with the predictor's reason."""
-    from sentiops.localstack import Predictor
-
-    p = Predictor(stack.predictor.model_dir, "8", tmp_path / "p", extra_args=["--max_chars=20"])
-    p.start(timeout=120)
-    proc, url = start_console(stack.home, tmp_path, "--predictor-url", p.url)
-    try:
-        r = _post(url, json={"text": "a text longer than twenty characters"})
-        assert r.status_code == 400, r.text
-        assert r.json()["error"].startswith("the predictor refused the text")
-        r = _post(url, json={"text": "short and great"})
-        assert r.status_code == 200 and r.json()["model_version"] == "8"
-    finally:
-        proc.stop()
-        p.stop()
+        down.stop()
+        bare.stop()
+    assert "Traceback" not in down.tail() + bare.tail()
+    assert not (tmp_path / "mlflow.db").exists()  # the consoles' working directory

@@ -23,7 +23,8 @@ def test_status_json_against_the_stack(stack: Stack) -> None:
     assert r.returncode == 0, r.stderr + r.stdout
     s = json.loads(r.stdout)
     aliases = {a["alias"]: a["version"] for a in s["registry"]["data"]["aliases"]}
-    assert aliases == {"champion": stack.champion, "previous": stack.previous}
+    assert aliases == {"champion": stack.champion, "previous": stack.previous,
+                       "challenger": stack.champion}  # the last trained, now promoted
     last = s["rollout"]["data"]["last"]
     assert last["decision"] == "promoted" and [s["traffic"] for s in last["steps"]] == [10, 50, 100]
     assert last["canary_version"] == stack.champion and last["steps"][2]["failed"] == []
@@ -45,7 +46,7 @@ def test_status_tables_against_the_stack(stack: Stack) -> None:
     out = r.stdout
     for text in ("serving: registry sentiops-sentiment", "champion", "previous", "approved",
                  "PROMOTED", "last rollout's steps", "drift, last tested window",
-                 "live accuracy from labelled feedback", f"v{stack.champion}",
+                 "live accuracy (labelled feedback)", f"v{stack.champion}",
                  "scrape targets up 2/2"):  # fmt: skip
         assert text in out, (text, out)
 

@@ -187,10 +187,10 @@ function renderTraffic(s) {
 function renderDrift(s) {
   if (!s.ok) return fill("drift", unavailable(s));
   if (!s.data.length) return fill("drift", el("div", { class: "muted" }, s.notes.join("; ")));
-  fill("drift", table(["version", "combined", "embedding", "label mix", "confidence", "flag", "run"],
+  fill("drift", table(["version", "combined", "embedding", "label mix", "confidence", "flag"],
     s.data.map((r) => [`v${r.model_version}`, num(r.combined), num(r.embedding), num(r.label_mix), num(r.confidence),
-      r.drift === null ? "–" : (r.drift ? badge("drift") : badge("ok", "pass")), fmt(r.consecutive_windows, 0)])),
-    el("div", { class: "muted small" }, "p-values of the last tested window (low = drift); run = drifting windows in a row"));
+      r.drift === null ? "–" : (r.drift ? badge(`drift ×${r.consecutive_windows || 1}`, "drift") : badge("ok", "pass"))])),
+    el("div", { class: "muted small" }, "p-values of the last tested window (low = drift); drift ×N = N drifting windows in a row"));
 }
 
 function renderAccuracy(s) {

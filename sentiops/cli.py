@@ -401,11 +401,19 @@ def quickstart(
     )
 
 
-from sentiops import cli_drift, cli_feedback, cli_pipeline, cli_rollout, cli_serve  # noqa: E402
+from sentiops import (  # noqa: E402
+    cli_drift,
+    cli_feedback,
+    cli_loop,
+    cli_pipeline,
+    cli_rollout,
+    cli_serve,
+)
 
 cli_pipeline.register_commands(app)
 cli_serve.register_commands(app)
 cli_feedback.register_commands(app)
+cli_loop.register_commands(app)
 cli_rollout.register_commands(app)
 cli_drift.register_commands(app)
 from sentiops import cli_console  # noqa: E402  (sentiops status, sentiops console)

@@ -347,6 +347,11 @@ def pipeline_run(
     ] = None,
     output_json: Annotated[Path | None, typer.Option(help="copy of the decision record")] = None,
     verbose: Annotated[bool, typer.Option(help="show every task's output")] = False,
+    promote: Annotated[
+        bool,
+        typer.Option(help="make an approved candidate the champion right after the run (no "
+                     "canary); --no-promote leaves it the candidate for a rollout"),
+    ] = True,
 ) -> None:
     """Run the whole pipeline here: ingest -> validate -> split -> train -> evaluate -> gate
     -> register (if approved). MLflow and S3 settings come from the environment."""
@@ -359,7 +364,7 @@ def pipeline_run(
         )
         raise typer.Exit(2)
     args = local_arguments(**_pipeline_arguments(ctx.params))
-    run = run_local(args, pipeline_root, verbose=verbose)
+    run = run_local(args, pipeline_root, verbose=verbose, promote=promote)
     _report_run(run, output_json)
 
 

@@ -146,6 +146,48 @@ class Predictor:
             self.process.stop()
 
 
+# ------------------------------------------------------------------------------ drift sidecar
+@dataclass
+class DriftSidecar:
+    """The drift sidecar (`python -m drift`, in the drift environment's interpreter) on
+    loopback: it takes the predictors' inference log on POST /, writes the prediction log and
+    the labelling queue to `store`, exports /metrics and may trigger retraining.
+    `args` are its flags (`python -m drift --help`)."""
+
+    workdir: Path
+    store: str
+    args: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 240.0) -> DriftSidecar:
+        from sentiops.drift import drift_python
+
+        python = drift_python()
+        if python is None:
+            raise StackError(
+                "the drift environment is missing (.venv-drift or $SENTIOPS_DRIFT_PYTHON)",
+                "run `make install` (it builds .venv-drift)",
+            )
+        argv = [str(python), "-m", "drift", "--host", "127.0.0.1", "--port", str(self.port),
+                "--store", str(self.store), "--workdir", str(self.workdir), *self.args]  # fmt: skip
+        self.process = start_process(f"drift-{self.port}", argv, self.workdir)
+        wait_http(f"{self.url}/readyz", self.process, timeout, "drift sidecar ready")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
 # ------------------------------------------------------------------------------ prometheus
 @dataclass
 class Prometheus:
@@ -313,6 +355,7 @@ class Replay:
         self.status: dict[int, int] = {}
         self._lock = threading.Lock()
         self._sent = 0
+        self._base = 0
         self._t0 = 0.0
         self._threads = [
             threading.Thread(target=self._client, daemon=True, name=f"replay-{i}")
@@ -332,11 +375,18 @@ class Replay:
         with self._lock:
             self.texts = list(texts)
 
+    def set_rate(self, rate: float) -> None:
+        """Requests per second from now on."""
+        if rate <= 0:
+            raise StackError(f"replay rate {rate} must be > 0", "use e.g. 20")
+        with self._lock:
+            self._t0, self._base, self.rate = time.monotonic(), self._sent, rate
+
     def _next(self) -> tuple[float, str]:
         with self._lock:
             k = self._sent
             self._sent += 1
-            return self._t0 + k / self.rate, self.texts[k % len(self.texts)]
+            return self._t0 + (k - self._base) / self.rate, self.texts[k % len(self.texts)]
 
     def _client(self) -> None:
         import uuid

@@ -1,0 +1,87 @@
+"""`sentiops loop`: the whole closed loop on this machine (`make run`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register_commands(app: typer.Typer) -> None:
+    from sentiops.cli import handle_errors
+
+    app.command("loop")(handle_errors(loop))
+
+
+def loop(
+    quick: Annotated[
+        bool, typer.Option(help="the short variant (TF-IDF models, small steps)")
+    ] = False,
+    epochs: Annotated[int | None, typer.Option(help="transformer epochs (default 1)")] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="logs of every server (default $SENTIOPS_HOME/loop)")
+    ] = None,
+) -> None:
+    """Train -> gate -> serve -> canary -> drift -> labels -> retrain -> gate -> canary, with
+    real servers on loopback (kfp.local, KServe's ModelServer, the drift sidecar, Prometheus,
+    MLflow on sqlite), printed as a story; every server is stopped at the end."""
+    import time
+
+    from rich.table import Table
+
+    from sentiops.cli import console
+    from sentiops.cli_pipeline import print_decision
+    from sentiops.loop import LoopConfig, run_loop
+
+    cfg = LoopConfig.quick() if quick else LoopConfig()
+    if epochs is not None:
+        cfg.hyperparameters = {**cfg.hyperparameters, "epochs": epochs}
+
+    def show(kind: str, data: Any) -> None:
+        if kind == "decision":
+            decision, title = data
+            print_decision(decision, title)
+        elif kind == "rollout":
+            console.print(data.to_markdown(), highlight=False)
+        elif kind == "accuracy":
+            rows, title = data
+            table = Table(title=title)
+            for col in ("model version", "domain", "labels", "accuracy", "macro-F1"):
+                table.add_column(
+                    col, justify="left" if col in ("model version", "domain") else "right"
+                )
+            for r in rows:
+                table.add_row(
+                    r["model_version"],
+                    r["domain"],
+                    str(r["labels"]),
+                    f"{r['accuracy']:.3f}",
+                    f"{r['macro_f1']:.3f}",
+                )
+            console.print(table)
+
+    import signal
+    import sys
+
+    # a TERM (CI's timeout, `kill`) unwinds like Ctrl-C: every server is stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    start = time.monotonic()
+    story = run_loop(cfg, workdir, progress=lambda m: console.print(m, highlight=False), show=show)
+    table = Table(title=f"the loop in {time.monotonic() - start:.0f}s")
+    table.add_column("chapter")
+    table.add_column("s", justify="right")
+    table.add_column("what happened")
+    for ch in story["chapters"]:
+        facts = ch["facts"]
+        summary = {
+            k: v
+            for k, v in facts.items()
+            if k not in ("live_accuracy", "gate", "baseline", "challenger", "datasets")
+        }
+        table.add_row(
+            ch["title"],
+            f"{ch['seconds']:.0f}",
+            ", ".join(f"{k}={v}" for k, v in summary.items())[:300],
+        )
+    console.print(table)

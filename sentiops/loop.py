@@ -1,0 +1,597 @@
+"""The whole loop on one machine (`make run`): train -> gate -> serve -> canary -> drift ->
+labels -> retrain -> gate -> canary, on the embedded default with real servers on loopback.
+
+    1 train     the KFP pipeline (kfp.local) twice: the TF-IDF baseline becomes the first
+                champion; a transformer is trained, gated against it and becomes the candidate
+    2 serve     the champion behind the traffic split, logging to the drift sidecar, scraped by
+                Prometheus; tweets replayed as live traffic
+    3 canary    the candidate rolled out step by step, judged from Prometheus, promoted (or
+                rolled back) by the judge; the registry follows
+    4 shift     the traffic turns to another domain (movie-review snippets); annotators (the
+                demo plays them from the dataset's ground truth) label a share of live
+                predictions through the feedback API: live accuracy shows the drop
+    5 drift     the sidecar flags drift window after window and queues texts for labelling;
+                the annotators label the queue
+    6 retrain   with drift and new labels, the sidecar triggers a retraining run (the same
+                pipeline, original data + the labels); its gate tests on a held-out share of
+                the new labels too
+    7 canary    the retrained candidate rolled out under the new traffic, judged with live
+                accuracy from the labels; promoted, it serves
+    8 report    live accuracy on the new domain before and after; every server stopped
+
+The same code runs on a cluster with other adapters (KFP backend, KServe, the KServe agent's
+logger); nothing here is mocked. `quick=True` is the short variant for tests (TF-IDF models,
+smaller windows and steps).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentiops.config import BASE_MODEL_PIPELINE, MODEL_NAME, REGISTERED_MODEL, get_settings
+from sentiops.errors import StackError
+
+TWEETS, MOVIES = "vader-tweets", "vader-movies"
+
+
+@dataclass
+class LoopConfig:
+    """Every knob of the loop; `LoopConfig.quick()` is the test variant."""
+
+    dataset: str = TWEETS
+    shifted: str = MOVIES
+    challenger_type: str = "transformer"
+    base_model: str = BASE_MODEL_PIPELINE
+    hyperparameters: dict[str, Any] = field(
+        default_factory=lambda: {"epochs": 1, "max_length": 64, "batch_size": 32, "lr": 5e-5}
+    )
+    baseline_hyperparameters: dict[str, Any] = field(default_factory=dict)
+    rate: float = 40.0  # replayed requests per second
+    steps: list[int] = field(default_factory=lambda: [20, 50, 100])
+    step_seconds: float = 15.0
+    window: int = 100  # drift window (predictions)
+    consecutive: int = 2  # drifting windows before the labelling queue
+    min_labels: int = 300  # new labelled rows before retraining
+    sample_share: float = 0.3  # share of live predictions the annotators label
+    shifted_texts: int = 3000
+    timeout: float = 900.0  # longest wait for drift, labels, retraining
+
+    @classmethod
+    def quick(cls) -> LoopConfig:
+        return cls(
+            challenger_type="tfidf-logreg",
+            hyperparameters={},
+            baseline_hyperparameters={"max_train_examples": 800},
+            rate=30.0,
+            steps=[50, 100],
+            step_seconds=6.0,
+            window=50,
+            min_labels=300,
+            sample_share=0.5,
+            shifted_texts=1500,
+            timeout=600.0,
+        )
+
+
+# ------------------------------------------------------------------------------ annotators
+class Annotators:
+    """People labelling predictions, played from the datasets' ground truth: a share of live
+    predictions (late, in batches) and, after drift, the labelling queue. Labels go through the
+    feedback API (the traffic split forwards them to any predictor)."""
+
+    def __init__(self, url: str, truth: dict[str, str], name: str = MODEL_NAME) -> None:
+        self.url = f"{url}/v1/models/{name}:feedback"
+        self.truth = truth
+        self.share = 0.0
+        self.pending: list[tuple[float, str, str]] = []  # (not before, id, label)
+        self.done: set[str] = set()
+        self.sent = 0
+        self.refused: dict[int, int] = {}
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.rng = random.Random(7)
+        self.thread = threading.Thread(target=self._run, daemon=True, name="annotators")
+
+    def start(self) -> Annotators:
+        self.thread.start()
+        return self
+
+    def on_response(self, text: str, body: dict[str, Any], request_id: str) -> None:
+        """Replay callback: label a share of what was predicted, a few seconds later."""
+        label = self.truth.get(text)
+        if label is not None and self.rng.random() < self.share:
+            with self.lock:
+                self.pending.append((time.monotonic() + 3.0, request_id, label))
+
+    def label_queue(self, rows: list[dict[str, Any]]) -> int:
+        """Label queued texts (id, text) whose ground truth is known."""
+        n = 0
+        with self.lock:
+            for row in rows:
+                label = self.truth.get(str(row.get("text")))
+                if label is not None and str(row["id"]) not in self.done:
+                    self.pending.append((time.monotonic(), str(row["id"]), label))
+                    n += 1
+        return n
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=30.0) as client:
+            while not self.stop_event.wait(1.0):
+                now = time.monotonic()
+                with self.lock:
+                    due = [p for p in self.pending if p[0] <= now and p[1] not in self.done]
+                    self.pending = [p for p in self.pending if p[0] > now]
+                    self.done.update(p[1] for p in due)
+                for start in range(0, len(due), 200):
+                    self._send(client, due[start : start + 200])
+
+    def _send(self, client: Any, batch: list[tuple[float, str, str]]) -> None:
+        body = [{"id": i, "label": lab} for _, i, lab in batch]
+        try:
+            r = client.post(self.url, json=body)
+        except Exception:  # noqa: BLE001 - retried: the labels wait for the next round
+            r = None
+        if r is not None and r.status_code == 200:
+            self.sent += len(batch)
+            return
+        code = r.status_code if r is not None else 0
+        self.refused[code] = self.refused.get(code, 0) + 1
+        problems = {
+            p.get("id"): p.get("error")
+            for p in (
+                r.json().get("problems", [])
+                if r is not None
+                and r.headers.get("content-type", "").startswith("application/json")
+                else []
+            )
+        }
+        retry = [
+            (time.monotonic() + 3.0, i, lab)
+            for _, i, lab in batch
+            if problems.get(i) != "already labelled"
+        ]
+        if code == 404 or code in (0, 502, 503):  # not flushed yet / a predictor restarting
+            # only the unknown ids wait; the others of the batch go again with them
+            with self.lock:
+                self.done.difference_update(i for _, i, _ in retry)
+                self.pending += retry
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(10)
+
+
+# ------------------------------------------------------------------------------ the story
+@dataclass
+class Chapter:
+    title: str
+    seconds: float
+    facts: dict[str, Any]
+
+
+@dataclass
+class Story:
+    chapters: list[Chapter] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, title: str, started: float, **facts: Any) -> Chapter:
+        ch = Chapter(title, round(time.monotonic() - started, 1), facts)
+        self.chapters.append(ch)
+        return ch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": round(time.monotonic() - self.started, 1),
+            "chapters": [c.__dict__ for c in self.chapters],
+        }
+
+
+def _truth(datasets: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """text -> ground-truth label, text -> dataset, for the built-in datasets."""
+    from sentiops.data import LABEL, TEXT, load
+
+    truth: dict[str, str] = {}
+    domain: dict[str, str] = {}
+    for name in datasets:
+        df = load([name])
+        for text, label in zip(df[TEXT], df[LABEL], strict=True):
+            truth.setdefault(str(text), str(label))
+            domain.setdefault(str(text), name)
+    return truth, domain
+
+
+def _test_texts(dataset: str) -> list[str]:
+    from sentiops.data import TEXT
+    from sentiops.params import DataConfig
+    from sentiops.prepare import labelled_split
+
+    test, _ = labelled_split(DataConfig(data=[dataset]), "test")
+    return [str(t) for t in test[TEXT]]
+
+
+def _wait(check: Callable[[], Any], timeout: float, what: str, stack: Any = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(1.0)
+    raise StackError(
+        f"timed out after {timeout:.0f}s waiting for {what}",
+        "the logs of every server are under the loop's workdir",
+    )
+
+
+def _metric(url: str, name: str, **labels: str) -> float | None:
+    import re
+
+    import httpx
+
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    except Exception:  # noqa: BLE001 - a server still starting
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def live_accuracy_by_domain(store: str, domain: dict[str, str]) -> list[dict[str, Any]]:
+    """Accuracy of each model version on the labels of each domain (from the stored labels)."""
+    from sentiops.feedback import read_labels
+    from sentiops.scoring import macro_f1
+
+    df = read_labels(store)
+    if df.empty:
+        return []
+    df["domain"] = [domain.get(t, "other") for t in df["text"]]
+    rows = []
+    for (version, dom), g in df.groupby(["model_version", "domain"]):
+        gold, pred = g["label"].tolist(), g["predicted_label"].tolist()
+        rows.append(
+            {
+                "model_version": str(version),
+                "domain": str(dom),
+                "labels": len(g),
+                "accuracy": round(float((g["label"] == g["predicted_label"]).mean()), 3),
+                "macro_f1": round(macro_f1(gold, pred, sorted(set(gold) | set(pred))), 3),
+            }
+        )
+    return rows
+
+
+def _settle(record: Any, registry_version: str | None, name: str) -> str:
+    """The registry follows the rollout: promote -> champion (old champion -> previous);
+    rollback -> the candidate is tagged rejected, the champion stays."""
+    from sentiops import registry
+
+    if not registry_version:
+        return "no registry version"
+    if record.decision == "promoted":
+        registry.promote(registry_version, f"canary promoted at {record.ended_at}", name)
+        return f"v{registry_version} champion"
+    registry.reject(registry_version, list(record.reasons), name)
+    return f"v{registry_version} rejected"
+
+
+def run_loop(
+    cfg: LoopConfig | None = None,
+    workdir: Path | None = None,
+    progress: Callable[[str], Any] = print,
+    show: Callable[[str, Any], Any] | None = None,
+) -> dict[str, Any]:
+    """The whole story; returns what happened (also written to <workdir>/story.json).
+    `progress` gets one line per event, `show(kind, data)` the tables (`decision`,
+    `rollout`, `accuracy`)."""
+    from sentiops import registry
+    from sentiops.localstack import DriftSidecar
+    from sentiops.pipeline import local_arguments, run_local
+    from sentiops.rollout import JudgeConfig
+    from sentiops.rollout_local import LocalStack
+    from sentiops.storage import local_model
+
+    cfg = cfg or LoopConfig()
+    settings = get_settings()
+    work = (workdir or settings.home / "loop").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    store = str(settings.local_store)
+    show = show or (lambda kind, data: None)
+    story = Story()
+
+    # 1 ------------------------------------------------------------------------- train
+    t = time.monotonic()
+    progress(f"[1/8] train: the pipeline on {cfg.dataset}, baseline first (kfp.local)")
+    first = run_local(
+        local_arguments(
+            settings,
+            model_type="tfidf-logreg",
+            champion="none",
+            datasets=[cfg.dataset],
+            hyperparameters=cfg.baseline_hyperparameters,
+        )
+    )
+    show("decision", (first.decision, "run 1: the baseline (first champion)"))
+    if not first.approved or not first.storage_uri:
+        raise StackError("the baseline did not pass the first-champion bar", str(first.run_dir))
+    progress(f"[1/8] train: {cfg.challenger_type} vs the champion")
+    second = run_local(
+        local_arguments(
+            settings,
+            model_type=cfg.challenger_type,
+            base_model=cfg.base_model,
+            champion="",
+            datasets=[cfg.dataset],
+            hyperparameters=cfg.hyperparameters,
+        ),
+        promote=False,
+    )
+    show("decision", (second.decision, f"run 2: {cfg.challenger_type} vs the champion"))
+    candidate_version = (second.decision.get("challenger") or {}).get("registry_version")
+    story.add(
+        "train",
+        t,
+        baseline=first.decision["challenger"],
+        challenger=second.decision["challenger"],
+        approved=second.approved,
+    )
+
+    # 2 ------------------------------------------------------------------------- serve
+    t = time.monotonic()
+    truth, domain = _truth([cfg.dataset, cfg.shifted])
+    exe = Path(sys.executable).with_name("sentiops")
+    hyper = json.dumps(cfg.hyperparameters).replace("{", "{{").replace("}", "}}")
+    retrain = (
+        f"{shlex.quote(str(exe))} pipeline run --local --no-promote "
+        f"--model-type {cfg.challenger_type} --base-model {cfg.base_model} "
+        f"--hyperparameters {shlex.quote(hyper)} {{data_args}}"
+    )
+    sidecar = DriftSidecar(
+        work / "drift",
+        store,
+        [
+            "--window-size",
+            str(cfg.window),
+            "--min-window",
+            str(min(cfg.window, 30)),
+            "--window-seconds",
+            "30",
+            "--consecutive",
+            str(cfg.consecutive),
+            "--flush-seconds",
+            "2",
+            "--labelling-per-window",
+            str(cfg.window),
+            "--retrain-enabled",
+            "true",
+            "--retrain-mode",
+            "command",
+            "--retrain-command",
+            retrain,
+            "--retrain-datasets",
+            cfg.dataset,
+            "--retrain-cooldown",
+            "3600",
+            "--retrain-min-labels",
+            str(cfg.min_labels),
+        ],
+    )
+    stack = LocalStack(
+        work / "rollout",
+        MODEL_NAME,
+        predictor_args=[f"--logger_url={sidecar.url}/", f"--feedback_store={store}"],
+        extra_targets=[sidecar.target],
+        progress=progress,
+    )
+    annotators: Annotators | None = None
+    try:
+        progress("[2/8] serve: the champion, the drift sidecar, Prometheus, the traffic split")
+        sidecar.start()
+        # every server names a model by its registry version: the store's layout
+        # (<store>/models/<name>/<version>), the sidecar's detectors and the labels agree
+        champion_version = (first.decision.get("challenger") or {}).get("registry_version")
+        stack.start(local_model(first.storage_uri), champion_version)
+        annotators = Annotators(stack.split.url, truth).start()
+        tweets = _test_texts(cfg.dataset)
+        stack.replay_texts(tweets, cfg.rate, on_response=annotators.on_response)
+        assert stack.serving is not None
+        story.add(
+            "serve",
+            t,
+            champion=stack.serving.version,
+            prometheus=stack.prometheus.url,
+            split=stack.split.url,
+            sidecar=sidecar.url,
+        )
+
+        # 3 --------------------------------------------------------------------- canary
+        t = time.monotonic()
+        judge = JudgeConfig(min_requests=30, min_feedback=30)
+        if second.approved and second.storage_uri:
+            progress("[3/8] canary: the candidate under replayed tweets")
+            record = stack.rollout(
+                local_model(second.storage_uri),
+                cfg.steps,
+                cfg.step_seconds,
+                judge,
+                canary_version=candidate_version,
+            )
+            show("rollout", record)
+            settled = _settle(record, candidate_version, REGISTERED_MODEL)
+            story.add(
+                "canary", t, decision=record.decision, reasons=record.reasons, registry=settled
+            )
+        else:
+            story.add("canary", t, decision="skipped: the gate rejected the candidate")
+        before = stack.serving.version
+
+        # 4 --------------------------------------------------------------------- shift
+        t = time.monotonic()
+        progress(
+            f"[4/8] shift: annotators label {cfg.sample_share:.0%} of live predictions; "
+            f"tweets for a while, then {cfg.shifted}"
+        )
+        annotators.share = cfg.sample_share
+        time.sleep(max(8.0, 200 / cfg.rate))
+        rng = random.Random(3)
+        shifted = [t for t, d in domain.items() if d == cfg.shifted]
+        shifted = rng.sample(shifted, min(cfg.shifted_texts, len(shifted)))
+        stack.replay_texts(shifted, cfg.rate)
+        story.add("shift", t, replayed=cfg.shifted, texts=len(shifted))
+
+        # 5 --------------------------------------------------------------------- drift
+        t = time.monotonic()
+        progress("[5/8] drift: waiting for the sidecar to flag it")
+        _wait(
+            lambda: (
+                (_metric(sidecar.url, "sentiops_drift_detected", model_version=before) or 0) >= 1
+            ),
+            cfg.timeout,
+            "drift on the serving model",
+        )
+        p_values = {
+            test: _metric(sidecar.url, "sentiops_drift_p_value", model_version=before, test=test)
+            for test in ("combined", "embedding", "label_mix", "confidence")
+        }
+        progress(f"  drift flagged for v{before}: p-values {p_values}")
+        queued = _wait(lambda: _labelling_rows(store), cfg.timeout, "the labelling queue")
+        n = annotators.label_queue(queued)
+        progress(f"  labelling queue: {len(queued)} texts; annotators label {n}")
+        story.add("drift", t, model_version=before, p_values=p_values, queued=len(queued))
+        show("accuracy", (live_accuracy_by_domain(store, domain), "live accuracy so far"))
+
+        # 6 --------------------------------------------------------------------- retrain
+        t = time.monotonic()
+        progress("[6/8] retrain: the sidecar triggers a run once enough new labels exist")
+        seen = set(_triggers(store))
+
+        def new_trigger() -> list[dict[str, Any]]:
+            annotators.label_queue(_labelling_rows(store))  # the queue keeps growing
+            return [_read_json(u) for u in _triggers(store) if u not in seen]
+
+        triggers = _wait(new_trigger, cfg.timeout, "a retraining trigger")
+        trigger = triggers[0]
+        progress(f"  triggered: {trigger.get('message')}")
+        if stack.replay:  # make room on the CPU for the training run
+            stack.replay.set_rate(min(cfg.rate, 5.0))
+        annotators.share = 1.0
+        old_candidate = registry.version_of(registry.CANDIDATE)
+        _wait(lambda: _run_finished(store), cfg.timeout * 2, "the retraining run")
+        new_candidate = registry.version_of(registry.CANDIDATE)
+        gate = registry.tags_of(new_candidate) if new_candidate else {}
+        approved = bool(
+            new_candidate and new_candidate != old_candidate and gate.get("gate.approved") == "true"
+        )
+        retrain_facts = {
+            "trigger": trigger.get("message"),
+            "datasets": trigger.get("datasets"),
+            "labelled_rows": trigger.get("labelled_rows"),
+            "candidate": new_candidate if approved else None,
+            "gate": {k: v for k, v in gate.items() if k.startswith("gate.")},
+        }
+        story.add("retrain", t, **retrain_facts)
+        progress(
+            f"  retraining run done: gate {'APPROVED' if approved else 'REJECTED'} "
+            f"(registry v{new_candidate}); {gate.get('gate.reasons', '')}"
+        )
+
+        # 7 --------------------------------------------------------------------- canary 2
+        t = time.monotonic()
+        after = before
+        if approved and new_candidate:
+            uri = registry.tags_of(new_candidate).get(registry.STORAGE_URI_TAG)
+            progress(
+                f"[7/8] canary: the retrained v{new_candidate} under {cfg.shifted} traffic, "
+                "judged with live accuracy from the labels"
+            )
+            if stack.replay:
+                stack.replay.set_rate(cfg.rate)
+            record = stack.rollout(
+                local_model(str(uri)),
+                cfg.steps,
+                cfg.step_seconds,
+                judge,
+                canary_version=new_candidate,
+            )
+            show("rollout", record)
+            settled = _settle(record, new_candidate, REGISTERED_MODEL)
+            after = stack.serving.version
+            story.add(
+                "canary-2", t, decision=record.decision, reasons=record.reasons, registry=settled
+            )
+        else:
+            story.add("canary-2", t, decision="skipped: no approved retrained candidate")
+        time.sleep(max(6.0, 100 / cfg.rate))  # labels for the new champion's predictions
+
+        # 8 --------------------------------------------------------------------- report
+        t = time.monotonic()
+        table = live_accuracy_by_domain(store, domain)
+        show(
+            "accuracy",
+            (
+                table,
+                f"live accuracy by model version and domain (v{before} before, v{after} after)",
+            ),
+        )
+        on_shifted = {r["model_version"]: r for r in table if r["domain"] == cfg.shifted}
+        story.add(
+            "report",
+            t,
+            live_accuracy=table,
+            shifted_before=on_shifted.get(before),
+            shifted_after=on_shifted.get(after),
+            labels_sent=annotators.sent,
+        )
+    finally:
+        progress("stopping every server")
+        if annotators is not None:
+            annotators.stop()
+        stack.stop()
+        sidecar.stop()
+    result = story.to_dict()
+    (work / "story.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def _labelling_rows(store: str) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    from sentiops import traffic_store as layout
+    from sentiops.storage import get_file
+
+    rows: list[dict[str, Any]] = []
+    for f in layout.list_files(layout.join(store, layout.LABELLING)):
+        if f.uri.endswith(".parquet"):
+            rows += pq.read_table(get_file(f.uri), columns=["id", "text"]).to_pylist()
+    return rows
+
+
+def _triggers(store: str) -> list[str]:
+    from sentiops import traffic_store as layout
+
+    return [f.uri for f in layout.list_files(layout.join(store, layout.RETRAIN, "triggers"))]
+
+
+def _read_json(uri: str) -> dict[str, Any]:
+    from sentiops import traffic_store as layout
+
+    return dict(json.loads(layout.get_bytes(uri)))
+
+
+def _run_finished(store: str) -> bool:
+    from sentiops import traffic_store as layout
+
+    return not Path(layout.join(store, layout.RETRAIN, "active.json")).exists()

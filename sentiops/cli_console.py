@@ -74,6 +74,10 @@ def _f(x: Any, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _when(iso: str | None) -> str:
+    return iso.replace("T", " ")[:16] + " UTC" if iso else "-"
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
@@ -97,8 +101,8 @@ def _registry(section: Any) -> None:
     for col in ("alias", "version", "stage", "gate", "Δ macro-F1", "since", "reason"):
         table.add_column(col)
     for a in d["aliases"]:
-        table.add_row(a["alias"], a["version"], a["stage"] or "-", a["gate"] or "-",
-                      _f(a["gate_delta_macro_f1"], 4), a["since"] or "-",
+        table.add_row(a["alias"], f"v{a['version']}", a["stage"] or "-", a["gate"] or "-",
+                      _f(a["gate_delta_macro_f1"], 4), _when(a["since"]),
                       (a["reason"] or "")[:70])  # fmt: skip
     console.print(table)
 
@@ -132,7 +136,7 @@ def _rollout(section: Any) -> None:
         )
         console.print(
             f"[bold]last rollout[/]: {verdict} canary v{d.get('canary_version')} vs stable "
-            f"v{d.get('stable_version')}, ended {d.get('ended_at') or '-'}", highlight=False,
+            f"v{d.get('stable_version')}, ended {_when(d.get('ended_at'))}", highlight=False,
         )  # fmt: skip
         for reason in d.get("reasons") or []:
             console.print(f"  - {reason}", highlight=False)

@@ -1,11 +1,19 @@
-"""Deterministic stratified train / validation / test split."""
+"""Deterministic train / validation / test split that adding data never disturbs.
+
+The rows of the first data source (the original dataset) are split stratified by label with
+the seed, exactly as they would be on their own. Rows of any other source (labels collected
+from live traffic, added for retraining) go to a split by a hash of their text: the same text
+always lands in the same split, whatever else is added. So a retraining run's test set holds
+the original test rows (none of which any earlier model trained on) plus a held-out share of
+the new labels, and a text never moves from one split to another between runs.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from sentiops.data import LABEL
+from sentiops.data import LABEL, SOURCE, TEXT
 from sentiops.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -14,12 +22,41 @@ SPLITS = ("train", "validation", "test")
 def split(
     df: pd.DataFrame, seed: int = 42, val_frac: float = 0.1, test_frac: float = 0.2
 ) -> dict[str, pd.DataFrame]:
-    """Stratified by label; the same rows and seed always give the same split."""
+    """The first source stratified by label with `seed`; the others by text hash."""
     if not 0 < val_frac < 1 or not 0 < test_frac < 1 or val_frac + test_frac >= 1:
         raise DataError(
             f"bad split fractions val={val_frac} test={test_frac}",
             "both must be in (0, 1) and sum to less than 1",
         )
+    if SOURCE in df.columns and len(df) and df[SOURCE].nunique() > 1:
+        first = df[SOURCE].iloc[0]
+        anchor, added = df[df[SOURCE] == first], df[df[SOURCE] != first]
+        parts = _stratified(anchor, seed, val_frac, test_frac)
+        extra = _by_hash(added, val_frac, test_frac)
+        return {
+            name: pd.concat([parts[name], extra[name]], ignore_index=True) for name in SPLITS
+        }
+    return _stratified(df, seed, val_frac, test_frac)
+
+
+def _by_hash(df: pd.DataFrame, val_frac: float, test_frac: float) -> dict[str, pd.DataFrame]:
+    import hashlib
+
+    from sentiops.validate import normalize_text
+
+    def bucket(text: str) -> float:
+        digest = hashlib.sha256(normalize_text(str(text)).encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    u = df[TEXT].map(bucket)
+    masks = {"test": u < test_frac, "validation": (u >= test_frac) & (u < test_frac + val_frac),
+             "train": u >= test_frac + val_frac}  # fmt: skip
+    return {name: df[masks[name]].reset_index(drop=True) for name in SPLITS}
+
+
+def _stratified(
+    df: pd.DataFrame, seed: int, val_frac: float, test_frac: float
+) -> dict[str, pd.DataFrame]:
     try:
         rest, test = train_test_split(
             df, test_size=test_frac, random_state=seed, stratify=df[LABEL]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from sentiops.errors import DataError
@@ -24,3 +25,27 @@ def test_split_is_deterministic_stratified_and_disjoint() -> None:
 def test_bad_fractions() -> None:
     with pytest.raises(DataError, match="bad split fractions"):
         split(make_frame(10), val_frac=0.5, test_frac=0.5)
+
+
+def test_added_sources_never_move_the_original_rows_or_each_other() -> None:
+    """Retraining adds labelled traffic: the original rows keep their split (so no earlier
+    model's training rows reach the new test set), and each added text has one split for good."""
+    from sentiops.data import SOURCE
+
+    original = make_frame(40)
+    original[SOURCE] = "vader-tweets"
+    alone = split(original, seed=42)
+    batch1 = make_frame(30, seed=8)
+    batch1[SOURCE] = "labels/part-1.parquet"
+    batch2 = make_frame(30, seed=9)
+    batch2[SOURCE] = "labels/part-2.parquet"
+    once = split(pd.concat([original, batch1], ignore_index=True), seed=42)
+    twice = split(pd.concat([original, batch1, batch2], ignore_index=True), seed=42)
+    for name in ("train", "validation", "test"):
+        for parts in (once, twice):
+            kept = parts[name][parts[name][SOURCE] == "vader-tweets"]
+            assert kept.text.tolist() == alone[name].text.tolist()
+        first = set(once[name][once[name][SOURCE] == "labels/part-1.parquet"].text)
+        assert first == set(twice[name][twice[name][SOURCE] == "labels/part-1.parquet"].text)
+    added_test = (twice["test"][SOURCE] != "vader-tweets").sum()
+    assert 0 < added_test < 60  # a held-out share of the new labels is in the test set

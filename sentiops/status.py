@@ -33,6 +33,9 @@ PREDICTOR_URL_ENV = "SENTIOPS_PREDICTOR_URL"
 MLFLOW_URL_ENV = "SENTIOPS_MLFLOW_URL"
 #: The local rollout's files (sentiops.rollout_local writes them under $SENTIOPS_HOME/rollout).
 PROGRESS, DECISION = "progress.json", "decision.json"
+#: Where local rollouts write them, under $SENTIOPS_HOME: `sentiops rollout --local`, and the
+#: loop of `make run` / `make up` (sentiops.loop). Without --rollout-dir the newest one is read.
+ROLLOUT_DIRS = ("rollout", "loop/rollout")
 #: Model versions listed beside the aliases (newest first).
 VERSIONS_SHOWN = 10
 #: Drift tests in the order they are shown (sentiops.metrics.DRIFT_P_VALUE's `test` label).
@@ -214,10 +217,21 @@ def _ms_iso(ms: int | None) -> str | None:
 
 
 # ------------------------------------------------------------------------------ rollout
+def find_rollout_dir(home: Path) -> Path:
+    """Of ROLLOUT_DIRS under `home`, the one whose records were written last."""
+
+    def newest(folder: Path) -> float:
+        times = [p.stat().st_mtime for p in (folder / PROGRESS, folder / DECISION) if p.exists()]
+        return max(times, default=-1.0)
+
+    return max((home / d for d in ROLLOUT_DIRS), key=newest)
+
+
 def rollout_section(workdir: Path | None = None, now: float | None = None) -> Section:
     """The local rollout in progress (`progress.json`: steps so far) and the last decision
-    (`decision.json`: sentiops.rollout.Record), from the rollout's workdir."""
-    folder = workdir or get_settings().home / "rollout"
+    (`decision.json`: sentiops.rollout.Record), from the rollout's workdir (default: the
+    newest of ROLLOUT_DIRS under $SENTIOPS_HOME)."""
+    folder = workdir or find_rollout_dir(get_settings().home)
     now = time.time() if now is None else now
     data: dict[str, Any] = {"in_progress": None, "last": None}
     notes = []
@@ -423,7 +437,7 @@ def gather(
     s = settings or get_settings()
     return {
         "registry": registry_section(registered_model, s, mlflow_url),
-        "rollout": rollout_section(rollout_dir or s.home / "rollout"),
+        "rollout": rollout_section(rollout_dir or find_rollout_dir(s.home)),
         "traffic": traffic_section(prom, model_name),
         "drift": drift_section(prom, model_name),
         "live_accuracy": accuracy_section(prom, model_name),

@@ -6,6 +6,8 @@ vendored from npm with its licence) and a small JSON API the page calls:
     GET  /api/config                  the URLs the console was started with, links to MLflow
     POST /api/predict {"text": ...}   label, probabilities, token attributions (the predictor's
                                       :predict and :explain), model version, request id
+    POST /api/feedback {"id", "label"} a person's label for that prediction, sent to the
+                                      predictor's feedback API (stored, counted in live accuracy)
     GET  /api/status                  sentiops.status.gather() as JSON (registry, rollout,
                                       traffic, drift, live accuracy; each may be unavailable)
     GET  /api/series?kind=K&minutes=M one chart (K = drift | accuracy | traffic) from

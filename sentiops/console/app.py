@@ -189,6 +189,28 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
                 out["explain_error"] = f"unexpected explanation body ({exc})"
         return out
 
+    # ------------------------------------------------------------------ label feedback
+    @app.post("/api/feedback")
+    async def feedback(request: Request) -> dict[str, Any]:
+        """A person's label for an earlier prediction (its request id), sent to the
+        predictor's feedback API (`:feedback`), which stores it and counts it in live accuracy."""
+        body = await _json_body(request)
+        rid, label = body.get("id"), body.get("label")
+        if not isinstance(rid, str) or not rid.strip() or len(rid) > 200:
+            raise ApiError(400, '"id" must be the prediction\'s request id (a non-empty string '
+                           "of at most 200 characters)", "classify a text first")  # fmt: skip
+        if not isinstance(label, str) or not label.strip() or len(label) > 50:
+            raise ApiError(400, '"label" must be a label name such as "positive"')
+        if not cfg.predictor_url:
+            raise ApiError(503, "no predictor configured",
+                           "start the console with --predictor-url http://HOST:PORT")  # fmt: skip
+        url = f"{cfg.predictor_url}/v1/models/{cfg.model_name}:feedback"
+        result = await _call(client, "POST", url, {"id": rid.strip(), "label": label},
+                             passthrough=(400, 404, 409))  # fmt: skip
+        accepted = result.get("accepted") if isinstance(result, dict) else None
+        return {"id": rid.strip(), "label": label, "accepted": accepted,
+                "by_version": result.get("by_version") if isinstance(result, dict) else None}
+
     # ------------------------------------------------------------------ status + charts
     @app.get("/api/status")
     async def status_all() -> dict[str, Any]:
@@ -252,9 +274,10 @@ def _text_of(body: dict[str, Any], max_chars: int) -> str:
 
 async def _call(
     client: httpx.AsyncClient, method: str, url: str, body: Any = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, passthrough: tuple[int, ...] = (),
 ) -> Any:  # fmt: skip
-    """One predictor call; its failures become ApiErrors that say what happened."""
+    """One predictor call; its failures become ApiErrors that say what happened (statuses in
+    `passthrough` reach the client as they are, with the predictor's reason)."""
     try:
         resp = await client.request(method, url, json=body, headers=headers)
     except httpx.TimeoutException as exc:
@@ -269,6 +292,8 @@ async def _call(
         except ValueError as exc:
             raise ApiError(502, f"the predictor answered no JSON on {url}") from exc
     detail = _detail(resp)
+    if resp.status_code in passthrough:
+        raise ApiError(resp.status_code, f"the predictor refused it: {detail}")
     if resp.status_code in (400, 413, 422):
         raise ApiError(resp.status_code, f"the predictor refused the text: {detail}")
     if resp.status_code == 503:

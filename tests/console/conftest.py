@@ -43,10 +43,14 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("SENTIOPS_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("SENTIOPS_CHROMEDRIVER", "/usr/bin/chromedriver"))
 PREDICTOR_MAX_CHARS = 1000
-TEXTS = [
-    "the service was great and amazing", "awful app, terrible update", "the flight was okay",
-    "i love this phone", "worst coffee ever, so bad", "a normal average store",
-]  # fmt: skip
+#: Replayed live traffic and what an annotator says about each text (the feedback API gets it).
+TRUTH = {
+    "the service was great and amazing": "positive", "awful app, terrible update": "negative",
+    "the flight was okay": "neutral", "i love this phone": "positive",
+    "worst coffee ever, so bad": "negative", "a normal average store": "neutral",
+    "not bad at all, i guess": "positive", "the update is fine but slow": "negative",
+}  # fmt: skip
+TEXTS = list(TRUTH)
 
 
 @dataclass
@@ -186,14 +190,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stop.callback(mlflow.stop)
         # a lower text limit than the console's (5000): the predictor's own 400 passes through
         predictor = Predictor(champion_dir, v["champion"], work / "predictor",
-                              extra_args=[f"--max_chars={PREDICTOR_MAX_CHARS}"])  # fmt: skip
+                              extra_args=[f"--max_chars={PREDICTOR_MAX_CHARS}",
+                                          f"--feedback_store={work / 'store'}"])  # fmt: skip
         stop.callback(predictor.stop)
         predictor.start(timeout=120)
         exporter_port = free_port()
         exporter = start_process(
             "exporter",
             [sys.executable, "-m", "tests.console.exporter", "--port", str(exporter_port),
-             "--version", v["champion"], "--version", v["previous"]],
+             "--version", v["champion"], "--version", v["previous"],
+             "--accuracy", v["previous"]],
             work, {"PYTHONPATH": str(REPO)},
         )  # fmt: skip
         stop.callback(exporter.stop)
@@ -208,8 +214,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "--mlflow-url", mlflow_url,
         )  # fmt: skip
         stop.callback(console.stop)
-        replay = Replay(predictor.url, TEXTS, rate=4.0, concurrency=1).start()  # live traffic
+        # live traffic, labelled by an "annotator" through the predictor's feedback API
+        feedback_url = f"{predictor.url}/v1/models/sentiment:feedback"
+
+        def annotate(text: str, _: object, request_id: str) -> None:
+            httpx.post(feedback_url, json={"id": request_id, "label": TRUTH[text]}, timeout=30)
+
+        replay = Replay(predictor.url, TEXTS, rate=4.0, concurrency=1, on_response=annotate)
         stop.callback(replay.stop)
+        replay.start()
+        # the serving version's live accuracy: the predictor re-exports it from the store
+        # every 30 s, so this waits up to about half a minute
+        served = f'sentiops_live_accuracy{{model_version="{v["champion"]}"}}'
+        wait_for_series(prometheus.url, served, 3, timeout=120)
         wait_for_series(prometheus.url, "sentiops_live_accuracy", 3)
         wait_for_series(prometheus.url, "rate(sentiops_predictions_total[1m])", 3)
         warm_up = wait_warm(url)

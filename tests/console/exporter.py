@@ -1,9 +1,10 @@
-"""A stand-in for the drift sidecar's and the feedback API's gauges in the console tests:
-serves `sentiops.metrics`' own DRIFT_* and LIVE_ACCURACY objects on /metrics (the names and
-labels the real components export) with values that move over time — drift p-values falling
-towards drift for the champion, live accuracy dropping — so the charts have lines to draw.
+"""A stand-in for the drift sidecar's gauges (and, for versions that no longer serve, the
+feedback API's live accuracy) in the console tests: serves `sentiops.metrics`' own DRIFT_* and
+LIVE_ACCURACY objects on /metrics (the names and labels the real components export) with
+values that move over time, so the charts have lines to draw. The serving version's live
+accuracy comes from the real predictor's feedback API instead.
 
-    python -m tests.console.exporter --port P --version V [--version V2 ...]
+    python -m tests.console.exporter --port P --version V [--version V2 ...] [--accuracy V2]
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from sentiops.config import MODEL_NAME
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--version", action="append", required=True)
+    p.add_argument("--version", action="append", required=True, help="drift gauges for it")
+    p.add_argument("--accuracy", action="append", default=[], help="live accuracy for it")
     args = p.parse_args()
     start_http_server(args.port, addr="127.0.0.1")
     t0 = time.monotonic()
@@ -37,8 +39,9 @@ def main() -> None:
             metrics.DRIFT_DETECTED.labels(**labels).set(1 if drifting else 0)
             metrics.DRIFT_CONSECUTIVE.labels(**labels).set(int(t // 5) if drifting else 0)
             metrics.DRIFT_WINDOW_SIZE.labels(**labels).set(int(t * 10) % 200)
-            accuracy = 0.9 - 0.1 * i - 0.2 * (1 - math.exp(-t / 30))
-            metrics.LIVE_ACCURACY.labels(**labels).set(accuracy)
+            if version in args.accuracy:
+                accuracy = 0.9 - 0.1 * i - 0.2 * (1 - math.exp(-t / 30))
+                metrics.LIVE_ACCURACY.labels(**labels).set(accuracy)
         time.sleep(0.5)
 
 

@@ -35,6 +35,28 @@ def test_predict_gives_label_probabilities_and_attributions(stack: Stack) -> Non
     assert len(body["request_id"]) == 32
 
 
+def test_feedback_goes_to_the_predictors_feedback_api(stack: Stack) -> None:
+    """A label for a prediction made through the console: stored by the predictor's feedback
+    API; its refusals (duplicate 409, unknown id 404, unknown label 400) come back as they are."""
+    rid = _post(stack.console_url, json={"text": "i love this phone"}).json()["request_id"]
+    url = stack.console_url + "/api/feedback"
+    r = httpx.post(url, json={"id": rid, "label": "positive"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 1
+    assert r.json()["by_version"] == {stack.champion: {"labels": 1, "correct": 1}}
+    r = httpx.post(url, json={"id": rid, "label": "positive"}, timeout=30)
+    assert r.status_code == 409 and "the predictor refused it" in r.json()["error"], r.text
+    r = httpx.post(url, json={"id": "no-such-request", "label": "positive"}, timeout=30)
+    assert r.status_code == 404, r.text
+    rid2 = _post(stack.console_url, json={"text": "awful"}).json()["request_id"]
+    r = httpx.post(url, json={"id": rid2, "label": "great"}, timeout=30)
+    assert r.status_code == 400 and "great" in r.json()["error"], r.text
+    for body, says in (({"label": "positive"}, '"id"'), ({"id": rid2}, '"label"'),
+                       ({"id": "x" * 201, "label": "positive"}, '"id"')):  # fmt: skip
+        r = httpx.post(url, json=body, timeout=30)
+        assert r.status_code == 400 and says in r.json()["error"], (body, r.text)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "status", "says"),
     [
@@ -128,6 +150,8 @@ def test_sources_down_are_named_not_crashed(stack: Stack, tmp_path: Path) -> Non
         r = httpx.get(url + "/api/series", params={"kind": "traffic"})
         assert r.status_code == 503 and "no Prometheus configured" in r.json()["error"]
         assert httpx.get(url + "/api/config").json()["mlflow_url"] is None
+        r = httpx.post(url + "/api/feedback", json={"id": "abc", "label": "positive"})
+        assert r.status_code == 503 and "no predictor configured" in r.json()["error"]
     finally:
         down.stop()
         bare.stop()

@@ -101,6 +101,11 @@ def test_console_in_a_browser(stack: Stack, browser: Any) -> None:
     tokens = driver.find_elements(By.CSS_SELECTOR, "#attributions .token")
     assert tokens and any(t.text in ("great", "amazing", "love") for t in tokens)
     assert f"model v{stack.champion}" in driver.find_element(By.ID, "version").text
+    # a person's label for it goes to the predictor's feedback API
+    driver.find_element(By.CSS_SELECTOR, '#feedback-buttons button[data-label="positive"]').click()
+    stored = _wait(driver, "const e = document.getElementById('feedback-ok');"
+                   "return e && e.textContent;", what="the label stored")  # fmt: skip
+    assert 'label "positive" stored' in stored
 
     # the charts: a canvas per chart with points from Prometheus
     for kind in ("drift", "accuracy", "traffic"):

@@ -33,8 +33,10 @@ def test_status_json_against_the_stack(stack: Stack) -> None:
     row = drift[stack.champion]
     assert 0 < row["combined"] <= 1 and isinstance(row["drift"], bool)
     assert all(row[t] is not None for t in status.DRIFT_TESTS)
-    acc = {r["model_version"]: r["accuracy"] for r in s["live_accuracy"]["data"]}
-    assert set(acc) == {stack.champion, stack.previous} and acc[stack.champion] > 0.5
+    acc = {r["model_version"]: r for r in s["live_accuracy"]["data"]}
+    assert set(acc) == {stack.champion, stack.previous}
+    served = acc[stack.champion]  # from the predictor's feedback API (the replay's labels)
+    assert 0 < served["accuracy"] <= 1 and 0 < served["macro_f1"] <= 1 and served["labels"] >= 1
     traffic = s["traffic"]["data"]
     assert all(t["up"] for t in traffic["targets"]) and len(traffic["targets"]) == 2
 
@@ -97,3 +99,20 @@ def test_prometheus_errors_are_unavailable() -> None:
         assert not section.ok and "unreachable" in (section.error or "")
     with pytest.raises(status.Unavailable, match="unreachable"):
         status.series(prom, "drift", 5)
+
+
+def test_the_newest_rollout_records_are_read(tmp_path: Path) -> None:
+    """`sentiops rollout --local` writes under $SENTIOPS_HOME/rollout, the loop of make run /
+    make up under $SENTIOPS_HOME/loop/rollout: without --rollout-dir the newer one is shown."""
+    import os
+
+    assert status.find_rollout_dir(tmp_path) == tmp_path / "rollout"  # neither: the default
+    for i, sub in enumerate(("rollout", "loop/rollout")):
+        folder = tmp_path / sub
+        folder.mkdir(parents=True)
+        (folder / "decision.json").write_text(json.dumps({"decision": "promoted", "steps": [],
+                                                          "canary_version": str(i)}))
+        os.utime(folder / "decision.json", (1000 + i, 1000 + i))
+    assert status.find_rollout_dir(tmp_path) == tmp_path / "loop" / "rollout"
+    os.utime(tmp_path / "rollout" / "decision.json", (5000, 5000))
+    assert status.find_rollout_dir(tmp_path) == tmp_path / "rollout"

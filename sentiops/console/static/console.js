@@ -124,7 +124,32 @@ function renderPrediction(r) {
     box.replaceChildren();
     method.textContent = r.explain_error ? `no attributions: ${r.explain_error}` : "no attributions";
   }
+  renderFeedback(r);
   document.getElementById("result").hidden = false;
+}
+
+function renderFeedback(r) {
+  const out = document.getElementById("feedback-result");
+  out.replaceChildren();
+  const buttons = Object.keys(r.probabilities).sort().map((label) => {
+    const b = el("button", { type: "button", "data-label": label }, label);
+    b.addEventListener("click", async () => {
+      for (const other of buttons) other.disabled = true;
+      try {
+        const f = await api("/api/feedback", { method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ id: r.request_id, label }) });
+        b.classList.add("given");
+        out.replaceChildren(el("span", { class: "ok", id: "feedback-ok" },
+          `label "${label}" stored for request ${f.id}; live accuracy counts it`));
+      } catch (e) {
+        for (const other of buttons) other.disabled = false;
+        out.replaceChildren(el("span", { class: "error", id: "feedback-error" }, e.message));
+      }
+    });
+    return b;
+  });
+  document.getElementById("feedback-buttons").replaceChildren(...buttons);
 }
 
 // ------------------------------------------------------------------ status panels

@@ -176,13 +176,16 @@ def _drift(section: Any) -> None:
 def _accuracy(section: Any) -> None:
     if not section.data:
         return
-    metrics = sorted({k for r in section.data for k in r if k != "model_version"})
+    order = ["accuracy", "macro_f1", "labels"]
+    metrics = sorted({k for r in section.data for k in r if k != "model_version"},
+                     key=lambda m: (order.index(m) if m in order else len(order), m))  # fmt: skip
     table = Table(title="live accuracy (labelled feedback)", min_width=40)
     table.add_column("model version", justify="right")
     for m in metrics:
         table.add_column(m.replace("_", " "), justify="right")
     for r in section.data:
-        table.add_row(f"v{r['model_version']}", *(_f(r.get(m)) for m in metrics))
+        table.add_row(f"v{r['model_version']}",
+                      *(_f(r.get(m), 0 if m == "labels" else 3) for m in metrics))  # fmt: skip
     console.print(table)
 
 

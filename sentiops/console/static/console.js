@@ -221,9 +221,13 @@ function renderDrift(s) {
 function renderAccuracy(s) {
   if (!s.ok) return fill("live_accuracy", unavailable(s));
   if (!s.data.length) return fill("live_accuracy", el("div", { class: "muted" }, s.notes.join("; ")));
-  const metrics = [...new Set(s.data.flatMap((r) => Object.keys(r).filter((k) => k !== "model_version")))].sort();
-  fill("live_accuracy", table(["model version", ...metrics],
-    s.data.map((r) => [`v${r.model_version}`, ...metrics.map((m) => num(r[m]))])));
+  const ORDER = ["accuracy", "macro_f1", "labels"];
+  const rank = (m) => (ORDER.indexOf(m) + 1 || ORDER.length + 1);
+  const metrics = [...new Set(s.data.flatMap((r) => Object.keys(r).filter((k) => k !== "model_version")))]
+    .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  fill("live_accuracy", table(["model version", ...metrics.map((m) => m.replace("_", "-"))],
+    s.data.map((r) => [`v${r.model_version}`, ...metrics.map((m) => num(r[m], m === "labels" ? 0 : 3))])),
+    el("div", { class: "muted small" }, "from people's labels for earlier predictions (feedback API)"));
 }
 
 async function refreshStatus() {

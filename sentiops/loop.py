@@ -56,7 +56,9 @@ class LoopConfig:
     )
     baseline_hyperparameters: dict[str, Any] = field(default_factory=dict)
     rate: float = 40.0  # replayed requests per second
-    steps: list[int] = field(default_factory=lambda: [20, 50, 100])
+    # the last step below 100: canary and stable are judged at the same time under the same
+    # load (promotion then moves the remaining traffic), as Flagger's maxWeight does
+    steps: list[int] = field(default_factory=lambda: [20, 50])
     step_seconds: float = 15.0
     window: int = 100  # drift window (predictions)
     consecutive: int = 2  # drifting windows before the labelling queue
@@ -72,7 +74,7 @@ class LoopConfig:
             hyperparameters={},
             baseline_hyperparameters={"max_train_examples": 800},
             rate=30.0,
-            steps=[50, 100],
+            steps=[30, 60],
             step_seconds=6.0,
             window=50,
             min_labels=300,
@@ -397,6 +399,7 @@ def run_loop(
         progress=progress,
     )
     annotators: Annotators | None = None
+    earlier_triggers = set(_triggers(store))  # a trigger may come any time after this
     try:
         progress("[2/8] serve: the champion, the drift sidecar, Prometheus, the traffic split")
         sidecar.start()
@@ -476,11 +479,9 @@ def run_loop(
         # 6 --------------------------------------------------------------------- retrain
         t = time.monotonic()
         progress("[6/8] retrain: the sidecar triggers a run once enough new labels exist")
-        seen = set(_triggers(store))
-
         def new_trigger() -> list[dict[str, Any]]:
             annotators.label_queue(_labelling_rows(store))  # the queue keeps growing
-            return [_read_json(u) for u in _triggers(store) if u not in seen]
+            return [_read_json(u) for u in _triggers(store) if u not in earlier_triggers]
 
         triggers = _wait(new_trigger, cfg.timeout, "a retraining trigger")
         trigger = triggers[0]

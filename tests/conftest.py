@@ -66,7 +66,9 @@ def invoke(runner: CliRunner, *args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run the real `sentiops` entry point in a subprocess (real exit code, real stderr)."""
     exe = Path(sys.executable).with_name("sentiops")
     return subprocess.run(
@@ -74,5 +76,5 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
-        timeout=600,
+        timeout=timeout,
     )

@@ -1,0 +1,53 @@
+"""The whole loop, short variant, exactly as `make run` runs it (`sentiops loop --quick`):
+the real CLI in its own process with its own SENTIOPS_HOME; every server real, on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+
+def _refused(url: str) -> bool:
+    parts = urlparse(url)
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((parts.hostname or "127.0.0.1", parts.port or 80)) != 0
+
+
+def test_the_loop_trains_serves_notices_drift_collects_labels_and_retrains(
+    sentiops_home: Path,
+) -> None:
+    result = run_cli("loop", "--quick", env={"SENTIOPS_HOME": str(sentiops_home)}, timeout=1500)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    story = json.loads((sentiops_home / "loop" / "story.json").read_text())
+    chapters = {c["title"]: c["facts"] for c in story["chapters"]}
+    assert list(chapters) == ["train", "serve", "canary", "shift", "drift", "retrain",
+                              "canary-2", "report"]  # fmt: skip
+    assert chapters["train"]["approved"] is True
+    assert chapters["canary"]["decision"] in ("promoted", "rolled_back")
+    assert chapters["drift"]["queued"] > 0 and chapters["drift"]["p_values"]["combined"] < 0.05
+    retrain = chapters["retrain"]
+    assert retrain["labelled_rows"] >= 300
+    assert any("labels/feedback" in d for d in retrain["datasets"])  # trained on the labels
+    assert retrain["candidate"], retrain  # the gate approved the retrained model
+    assert chapters["canary-2"]["decision"] == "promoted", chapters["canary-2"]
+    report = chapters["report"]
+    before, after = report["shifted_before"], report["shifted_after"]
+    assert after["model_version"] != before["model_version"]
+    assert after["accuracy"] > before["accuracy"]  # better on the new domain
+    # exactly one retraining run under the cooldown
+    triggers = list((sentiops_home / "store" / "retrain" / "triggers").glob("*.json"))
+    assert len(triggers) == 1
+    # every server stopped
+    serve = chapters["serve"]
+    for url in (serve["prometheus"], serve["split"], serve["sidecar"]):
+        assert _refused(url), url
+    assert "the loop in" in result.stdout

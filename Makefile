@@ -9,7 +9,7 @@ WORKDIR ?= .sentiops
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SENTIOPS_HOME ?= $(CURDIR)/$(WORKDIR)
 
-.PHONY: help install run quickstart test test-unit lint typecheck bench-quality bench-serving clean
+.PHONY: help install stack-tools run up quickstart test test-unit lint typecheck bench-quality bench-serving clean
 
 help:
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -24,11 +24,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) ## create the virtualenv with pinned dependencies (idempotent)
 
-RUN_HYPERPARAMETERS ?= {"epochs": 3, "max_length": 64, "batch_size": 32, "lr": 5e-5}
+stack-tools: ## Debian's Prometheus for the local stack (idempotent)
+	@bash scripts/stack-tools.sh
 
-run: install ## main job: the local KFP pipeline twice (baseline champion, then transformer vs gate)
-	$(BIN)/sentiops pipeline demo --hyperparameters '$(RUN_HYPERPARAMETERS)' \
-		--output-json $(WORKDIR)/decision.json
+run: install stack-tools ## main job: the whole loop on this machine (train, gate, serve, canary, drift, labels, retrain)
+	$(BIN)/sentiops loop
+
+up: install stack-tools ## the local stack until Ctrl-C: champion + drift sidecar + Prometheus + MLflow UI + console
+	$(BIN)/sentiops up
 
 quickstart: install ## no pipeline: train + evaluate both models in-process, print a comparison
 	$(BIN)/sentiops quickstart --workdir $(WORKDIR)

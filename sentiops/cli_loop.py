@@ -12,6 +12,29 @@ def register_commands(app: typer.Typer) -> None:
     from sentiops.cli import handle_errors
 
     app.command("loop")(handle_errors(loop))
+    app.command("up")(handle_errors(up))
+
+
+def up(
+    rate: Annotated[float, typer.Option(help="tweets replayed per second")] = 5.0,
+    console_port: Annotated[int, typer.Option(help="the web console's port")] = 8501,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow UI's port")] = 5000,
+) -> None:
+    """The local stack until Ctrl-C (`make up`): the champion served with its drift sidecar,
+    Prometheus, MLflow's UI and the web console."""
+    import signal
+    import sys
+
+    from sentiops.cli import console
+    from sentiops.loop import up as run_up
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    run_up(
+        rate=rate,
+        console_port=console_port,
+        mlflow_port=mlflow_port,
+        progress=lambda m: console.print(m, highlight=False),
+    )
 
 
 def loop(

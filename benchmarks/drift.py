@@ -73,6 +73,7 @@ def sidecar_memory(model_dir: Path, texts: list[str], proba: np.ndarray, work: P
          "--detector", str(model_dir), "--store", str(work / "store"), "--workdir", str(work),
          "--window-size", "200", "--prediction-log", "false"],
         work,
+        {"MALLOC_ARENA_MAX": "2"},  # as in the drift image
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

@@ -36,7 +36,7 @@ DRIFT_DETECTOR ?=
 DRIFT_PORT ?= 9081
 
 drift-serve: drift-install ## the drift sidecar on loopback (DRIFT_DETECTOR=<model dir with drift/>)
-	$(DRIFT_BIN)/python -m drift --host 127.0.0.1 --port $(DRIFT_PORT) \
+	MALLOC_ARENA_MAX=2 $(DRIFT_BIN)/python -m drift --host 127.0.0.1 --port $(DRIFT_PORT) \
 		$(if $(DRIFT_DETECTOR),--detector $(DRIFT_DETECTOR))
 
 bench-drift: drift-install ## drift detector: false alarms / power at windows 50,100,200 -> benchmarks/results/drift.md

@@ -201,7 +201,7 @@ def start_sidecar(
     ]  # fmt: skip
     if detector is not None:
         argv += ["--detector", str(detector)]
-    proc = start_process(f"drift-{port}", argv, workdir, env)
+    proc = start_process(f"drift-{port}", argv, workdir, {"MALLOC_ARENA_MAX": "2", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/readyz", proc, 180, "drift sidecar ready")

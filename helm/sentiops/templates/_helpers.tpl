@@ -76,6 +76,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   value: {{ join "," .Values.drift.retrain.datasets | quote }}
 - name: SENTIOPS_DRIFT_WORKDIR
   value: /tmp/sentiops-drift
+- name: MALLOC_ARENA_MAX
+  value: "2"
 - name: SENTIOPS_S3_ENDPOINT
   value: {{ include "sentiops.s3Url" . | quote }}
 - name: SENTIOPS_S3_REGION

@@ -75,7 +75,7 @@ class LoopConfig:
             baseline_hyperparameters={"max_train_examples": 800},
             rate=30.0,
             steps=[30, 60],
-            step_seconds=6.0,
+            step_seconds=10.0,
             window=50,
             min_labels=300,
             sample_share=0.5,

@@ -11,7 +11,8 @@ metric fails, too little traffic makes it inconclusive, never a pass.
     confidence     confidence histogram       Mann-Whitney U (canary lower)        mean drop
     label_mix      predicted-label counts     chi-square homogeneity (two-sided)   Jensen-Shannon
                    (a different mix passes when the labels show the canary significantly more
-                   accurate: then the mix differs because the canary is right)
+                   accurate: then the mix differs because the canary is right; while labels
+                   are arriving but too few, a mix failure alone holds the step)
     live_accuracy  feedback correct / total   Fisher exact (canary lower)          accuracy drop
 
 A metric fails when p < a *and* the effect exceeds its margin (`max_error_rate_increase`,
@@ -326,7 +327,7 @@ def judge_metrics(canary: Observed, stable: Observed, cfg: JudgeConfig) -> list[
                     "live accuracy",
                 )  # fmt: skip
             )
-    return _label_mix_explained(verdicts, canary, stable, alpha)
+    return _label_mix_explained(verdicts, canary, stable, cfg.alpha)
 
 
 def _label_mix_explained(
@@ -334,8 +335,8 @@ def _label_mix_explained(
 ) -> list[Verdict]:
     """A different label mix is the proxy for "wrong" while there are no labels. When live
     accuracy passes *and* the labels show the canary significantly more accurate (one-sided
-    Fisher, same alpha), a different mix is what a better model does (e.g. one retrained for
-    drifted traffic): reported, not failed."""
+    Fisher at the judge's alpha: a confirmation, not a failure test), a different mix is what a
+    better model does (e.g. one retrained for drifted traffic): reported, not failed."""
     acc = next((v for v in verdicts if v.name == "live_accuracy"), None)
     mix = next((v for v in verdicts if v.name == "label_mix"), None)
     if acc is None or mix is None or acc.result != PASS or mix.result != FAIL:
@@ -375,6 +376,15 @@ def decide_step(
 ) -> tuple[str, list[str]]:
     """The step's decision and its reasons."""
     failed = [c for c in checks if c.result == FAIL]
+    accuracy = next((c for c in checks if c.name == "live_accuracy"), None)
+    if (
+        [c.name for c in failed] == ["label_mix"]
+        and accuracy is not None
+        and accuracy.result == INCONCLUSIVE
+        and holds < max_holds
+    ):
+        # labels are arriving: they, not the mix, say whether a different mix is wrong
+        return HOLD, [f"label_mix: {failed[0].message}; waiting for labels ({accuracy.message})"]
     if failed:
         return ROLLBACK, [f"{c.name}: {c.message}" for c in failed]
     unsure = [c for c in checks if c.result == INCONCLUSIVE]

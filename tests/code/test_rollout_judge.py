@@ -173,3 +173,15 @@ def test_a_different_label_mix_passes_when_live_accuracy_shows_the_canary_is_rig
         serve(rng, 600, accuracy=0.6, **shifted), serve(rng, 600, accuracy=0.7),
         rollout.JudgeConfig())}  # fmt: skip
     assert worse["label_mix"].result == "fail"
+
+
+def test_a_label_mix_failure_waits_for_arriving_labels_then_stands() -> None:
+    rng = np.random.default_rng(12)
+    canary = serve(rng, 600, mix=(0.6, 0.1, 0.3))
+    stable = serve(rng, 600, accuracy=0.7)  # labels arrive, but none yet for the canary
+    checks = rollout.judge_metrics(canary, stable, rollout.JudgeConfig())
+    by = {c.name: c.result for c in checks}
+    assert by["label_mix"] == "fail" and by["live_accuracy"] == "inconclusive"
+    verdict, reasons = rollout.decide_step(checks, False, 0, 2)
+    assert verdict == rollout.HOLD and "waiting for labels" in reasons[0]
+    assert rollout.decide_step(checks, False, 2, 2)[0] == rollout.ROLLBACK

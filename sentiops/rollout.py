@@ -10,9 +10,9 @@ metric fails, too little traffic makes it inconclusive, never a pass.
     latency        request-latency histogram  Mann-Whitney U, binned latencies     p95 ratio - 1
     confidence     confidence histogram       Mann-Whitney U (canary lower)        mean drop
     label_mix      predicted-label counts     chi-square homogeneity (two-sided)   Jensen-Shannon
-                   (a different mix passes when the labels show the canary significantly more
-                   accurate: then the mix differs because the canary is right; while labels
-                   are arriving but too few, a mix failure alone holds the step)
+                   (labels outrank this proxy: with live accuracy judged and the canary at
+                   least as accurate, a different mix passes; while labels are arriving but
+                   too few, a mix failure alone holds the step)
     live_accuracy  feedback correct / total   Fisher exact (canary lower)          accuracy drop
 
 A metric fails when p < a *and* the effect exceeds its margin (`max_error_rate_increase`,
@@ -327,31 +327,25 @@ def judge_metrics(canary: Observed, stable: Observed, cfg: JudgeConfig) -> list[
                     "live accuracy",
                 )  # fmt: skip
             )
-    return _label_mix_explained(verdicts, canary, stable, cfg.alpha)
+    return _label_mix_explained(verdicts)
 
 
-def _label_mix_explained(
-    verdicts: list[Verdict], canary: Observed, stable: Observed, alpha: float
-) -> list[Verdict]:
-    """A different label mix is the proxy for "wrong" while there are no labels. When live
-    accuracy passes *and* the labels show the canary significantly more accurate (one-sided
-    Fisher at the judge's alpha: a confirmation, not a failure test), a different mix is what a
-    better model does (e.g. one retrained for drifted traffic): reported, not failed."""
+def _label_mix_explained(verdicts: list[Verdict]) -> list[Verdict]:
+    """A different label mix is the proxy for "wrong" while accuracy cannot be measured. Once
+    live accuracy is judged on enough labels (it passed) and the canary is at least as accurate
+    as stable on them, a different mix is what a better model does (e.g. one retrained for
+    drifted traffic): reported, not failed. Without labels, or with the canary less accurate,
+    the mix failure stands."""
     acc = next((v for v in verdicts if v.name == "live_accuracy"), None)
     mix = next((v for v in verdicts if v.name == "label_mix"), None)
     if acc is None or mix is None or acc.result != PASS or mix.result != FAIL:
         return verdicts
-    cc, ct = round(canary.feedback_correct), round(canary.feedback_total)
-    sc, st = round(stable.feedback_correct), round(stable.feedback_total)
-    p_better = float(
-        stats.fisher_exact([[cc, ct - cc], [sc, st - sc]], alternative="greater").pvalue
-    )
-    if p_better >= alpha:
+    if acc.canary is None or acc.stable is None or acc.canary < acc.stable:
         return verdicts
     mix.result = PASS
     mix.message += (
-        f"; passed: the labels show the canary more accurate ({cc / ct:.3f} vs {sc / st:.3f}, "
-        f"p={p_better:.3g})"
+        f"; passed: on the labels the canary is at least as accurate ({acc.canary:.3f} vs "
+        f"{acc.stable:.3f})"
     )
     return verdicts
 

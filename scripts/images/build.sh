@@ -60,12 +60,20 @@ wheelhouse() {  # build/images/<image>/wheels: every wheel the image installs, f
   local image=$1 dir=build/images/$1/wheels extra
   extra=$(extra_of "$image")
   rm -rf "$dir" && mkdir -p "$dir"
-  log "$image: wheelhouse (sentiops[$extra] from requirements.lock)"
-  "$PY" -m pip wheel --quiet --disable-pip-version-check -c requirements.lock \
-    -w "$dir" ".[$extra]" 2>&1 | grep -v "^WARNING: Location" || true
   if [ -f "$image/requirements.txt" ]; then
-    "$PY" -m pip wheel --quiet --disable-pip-version-check -w "$dir" -r "$image/requirements.txt" \
+    # its own pins (the drift sidecar: alibi-detect 0.11.4, pydantic<2, numpy<1.25) under the
+    # lock minus what they pin (the constraints `make drift-install` writes), sentiops --no-deps
+    local constraints=.venv-drift/constraints.txt
+    [ -s "$constraints" ] || { log "$image: run \`make drift-install\` first ($constraints)"; exit 2; }
+    log "$image: wheelhouse ($image/requirements.txt under $constraints)"
+    "$PY" -m pip wheel --quiet --disable-pip-version-check -c "$constraints" -w "$dir" \
+      -r "$image/requirements.txt" 2>&1 | grep -v "^WARNING: Location" || true
+    "$PY" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$dir" . \
       2>&1 | grep -v "^WARNING: Location" || true
+  else
+    log "$image: wheelhouse (sentiops[$extra] from requirements.lock)"
+    "$PY" -m pip wheel --quiet --disable-pip-version-check -c requirements.lock \
+      -w "$dir" ".[$extra]" 2>&1 | grep -v "^WARNING: Location" || true
   fi
   if [ "$image" = components ]; then  # the built-in datasets, fetched once at build time here
     rm -rf build/images/components/home

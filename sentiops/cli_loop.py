@@ -54,7 +54,7 @@ def loop(
     from rich.table import Table
 
     from sentiops.cli import console
-    from sentiops.cli_pipeline import print_decision
+    from sentiops.cli_pipeline import print_decision, print_round_trip
     from sentiops.loop import LoopConfig, run_loop
 
     cfg = LoopConfig.quick() if quick else LoopConfig()
@@ -65,6 +65,11 @@ def loop(
         if kind == "decision":
             decision, title = data
             print_decision(decision, title)
+        elif kind == "round_trip":
+            from sentiops.loop import ROUND_TRIP_TEXTS
+
+            answers, version = data
+            print_round_trip(answers, ROUND_TRIP_TEXTS, version)
         elif kind == "rollout":
             console.print(data.to_markdown(), highlight=False)
         elif kind == "accuracy":

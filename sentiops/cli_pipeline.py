@@ -416,21 +416,17 @@ def pipeline_demo(
         serve_round_trip(champion)
 
 
-ROUND_TRIP_TEXTS = ["I love the new update, it is so fast!", "worst customer service ever",
-                    "the store opens at 9am"]  # fmt: skip
-
-
-def serve_round_trip(model_uri: str, texts: list[str] = ROUND_TRIP_TEXTS) -> None:
+def serve_round_trip(model_uri: str, texts: list[str] | None = None) -> None:
     """Serve the champion on loopback (`python -m serving`, the image's command), print one
     v1 and one v2 round trip, stop the server."""
     import tempfile
 
-    from rich.table import Table
-
     from sentiops.localstack import Predictor, round_trip
+    from sentiops.loop import ROUND_TRIP_TEXTS
     from sentiops.modeldir import read_manifest
     from sentiops.storage import local_model
 
+    texts = texts or ROUND_TRIP_TEXTS
     model_dir = local_model(model_uri)
     version = str(read_manifest(model_dir)["version"])
     with tempfile.TemporaryDirectory(prefix="sentiops-serve-") as work:
@@ -441,6 +437,14 @@ def serve_round_trip(model_uri: str, texts: list[str] = ROUND_TRIP_TEXTS) -> Non
             answers = round_trip(predictor.url, texts)
         finally:
             predictor.stop()
+    print_round_trip(answers, texts, version)
+    console.print("server stopped")
+
+
+def print_round_trip(answers: dict[str, Any], texts: list[str], version: str) -> None:
+    """One v1 and one v2 answer for the same texts, side by side."""
+    from rich.table import Table
+
     v2 = {o["name"]: o for o in answers["v2"]["outputs"]}
     table = Table(title=f"champion v{version} served: v1 :predict and v2 /infer (OIP)")
     for col in ("text", "v1 label", "v1 score", "v2 label", "v2 probabilities"):
@@ -452,8 +456,8 @@ def serve_round_trip(model_uri: str, texts: list[str] = ROUND_TRIP_TEXTS) -> Non
         shown = ", ".join(f"{k} {p:.2f}" for k, p in zip(labels, probs, strict=True))
         table.add_row(text, p1["label"], f"{p1['score']:.3f}", label2, shown)
     console.print(table)
-    console.print(f"server stopped (v2 response id {answers['v2']['id']!r}, model_version "
-                  f"{answers['v2'].get('model_version')!r})", highlight=False)  # fmt: skip
+    console.print(f"v2 response id {answers['v2']['id']!r}, model_version "
+                  f"{answers['v2'].get('model_version')!r}", highlight=False)  # fmt: skip
 
 
 def _rows(flat: list[float], width: int) -> list[list[float]]:

@@ -41,6 +41,12 @@ from sentiops.config import BASE_MODEL_PIPELINE, MODEL_NAME, REGISTERED_MODEL, g
 from sentiops.errors import StackError
 
 TWEETS, MOVIES = "vader-tweets", "vader-movies"
+#: What the serve chapter sends through v1 and v2 to show the champion answering.
+ROUND_TRIP_TEXTS = [
+    "I love the new update, it is so fast!",
+    "worst customer service ever",
+    "the store opens at 9am",
+]
 
 
 @dataclass
@@ -411,6 +417,9 @@ def run_loop(
         tweets = _test_texts(cfg.dataset)
         stack.replay_texts(tweets, cfg.rate, on_response=annotators.on_response)
         assert stack.serving is not None
+        from sentiops.localstack import round_trip
+
+        show("round_trip", (round_trip(stack.split.url, ROUND_TRIP_TEXTS), stack.serving.version))
         story.add(
             "serve",
             t,

@@ -180,7 +180,7 @@ def main() -> None:
     con = Console(width=None if sys.stdout.isatty() else 140)
     work = (args.workdir / "bench" / "serving").resolve()
     work.mkdir(parents=True, exist_ok=True)
-    model = ensure_model(args.workdir.resolve() / "bench", args.model, con)
+    model = ensure_model(args.workdir.resolve() / "bench", args.model, con).resolve()
     manifest = read_manifest(model)
     test, _ = labelled_split(DataConfig(data=["vader-tweets"]), "test")
     texts, gold = test.text.tolist(), test.label.tolist()

@@ -27,6 +27,12 @@ def parser() -> argparse.ArgumentParser:
         help="how long a forward pass waits for concurrent requests to join it",
     )
     p.add_argument("--forward_batch", type=int, default=64, help="most texts in one forward pass")
+    p.add_argument(
+        "--forward_workers",
+        type=int,
+        default=0,
+        help="forward passes at once, each with CPU limit / workers threads (0: one per CPU)",
+    )
     p.add_argument("--logger_url", default="", help="post requests/responses as CloudEvents here")
     p.add_argument("--logger_mode", default="all", choices=["all", "request", "response"])
     p.add_argument(
@@ -35,6 +41,14 @@ def parser() -> argparse.ArgumentParser:
         help="store (dir or s3://bucket) of the prediction log and labels: enables "
         "POST /v1/models/<name>:feedback and live accuracy (env SENTIOPS_FEEDBACK_STORE)",
     )
+    p.add_argument(
+        "--access_log",
+        default=False,
+        type=lambda x: str(x).lower() in ("1", "true", "yes"),
+        help="log a line per request (uvicorn's access log; off: Prometheus has the numbers)",
+    )
+    # a log line per request costs more CPU than a short text's inference: off unless asked
+    p.set_defaults(enable_latency_logging=False)
     return p
 
 

@@ -52,6 +52,7 @@ class SentimentModel(Model):
         batch_window_ms: float = 5.0,
         forward_batch: int = 64,
         version: str | None = None,
+        workers: int = 1,
     ) -> None:
         super().__init__(name)
         self.model_dir = str(model_dir)
@@ -59,6 +60,7 @@ class SentimentModel(Model):
         self.max_chars = max_chars
         self.batch_window_ms = batch_window_ms
         self.forward_batch = forward_batch
+        self.workers = workers
         self.version = version or os.environ.get(VERSION_ENV) or ""
         self.model: LoadedModel | None = None
         self.batcher: Batcher | None = None
@@ -83,6 +85,7 @@ class SentimentModel(Model):
             max_batch_size=max(self.forward_batch, 1),
             max_latency_ms=self.batch_window_ms,
             model_name=self.name,
+            workers=self.workers,
         )
         self.ready = True
         logger.info(

@@ -30,8 +30,9 @@ def cpu_limit() -> int:
     return len(os.sched_getaffinity(0)) or 1
 
 
-def set_threads() -> int:
-    n = cpu_limit()
+def set_threads(workers: int) -> int:
+    """Threads per forward pass: the CPU limit shared by `workers` concurrent passes."""
+    n = max(1, cpu_limit() // max(1, workers))
     os.environ.setdefault("OMP_NUM_THREADS", str(n))
     try:
         import torch
@@ -193,7 +194,8 @@ def run(args: argparse.Namespace) -> None:
     from kserve import ModelServer
     from kserve import model_server as ks
 
-    threads = set_threads()
+    workers = args.forward_workers or cpu_limit()
+    threads = set_threads(workers)
     model = SentimentModel(
         args.model_name,
         args.model_dir,
@@ -201,9 +203,11 @@ def run(args: argparse.Namespace) -> None:
         max_chars=args.max_chars,
         batch_window_ms=args.batch_window_ms,
         forward_batch=args.forward_batch,
+        workers=workers,
     )
     model.load()
-    logger.info("threads: %d; model ready: %s", threads, model.ready)
+    logger.info("%d forward worker(s) x %d thread(s); model ready: %s", workers, threads,
+                model.ready)  # fmt: skip
     ks.app.add_middleware(Guard, model=model)
     add_metadata_route(ks.app, model)
     from serving.feedback import RequestId, add_feedback_route
@@ -216,8 +220,11 @@ def run(args: argparse.Namespace) -> None:
     ks.app.add_middleware(RequestId)  # outermost: the logger and the model see the same id
     server = ModelServer(
         http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
-        enable_grpc=args.enable_grpc,
+        enable_grpc=args.enable_grpc, enable_latency_logging=args.enable_latency_logging,
     )  # fmt: skip
+    if not args.access_log:  # after KServe configured logging
+        for name in ("uvicorn.access", "kserve.trace"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     # registered even when not ready: the server stays up, readiness answers 503 and the log
     # above says why (KServe would exit with NoModelReady instead)
     server.register_model(model)

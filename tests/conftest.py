@@ -78,3 +78,21 @@ def run_cli(
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+def train_transformer(
+    folder: Path, base_model: str, n_per_class: int = 30, **fields: object
+) -> Path:
+    """A small transformer trained through the real training path (`sentiops.train.train`:
+    fit, serving form, drift detector, scoring) on learnable synthetic data; `fields` are
+    TrainConfig fields (epochs, max_length, ...)."""
+    from sentiops.train import TrainConfig, train
+
+    folder.mkdir(parents=True, exist_ok=True)
+    csv = folder / "d.csv"
+    make_frame(n_per_class).to_csv(csv, index=False)
+    cfg = TrainConfig.model_validate(
+        {"data": [str(csv)], "output": folder / "m", "model_type": "transformer",
+         "base_model": base_model, "min_per_class": 5, "track": False, **fields}
+    )  # fmt: skip
+    return train(cfg, progress=False).model_dir

@@ -138,3 +138,29 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: floa
                 return
         time.sleep(0.3)
     raise TimeoutError(f"port {port} not open after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def hygiene(name: str, package: str, python: str = "python3") -> dict[str, object]:
+    """What an image must not hold, read inside it: pip, a compiler, test folders next to the
+    installed `package`, a pip cache; plus pydantic's major version and which of the other
+    images' stacks (kfp, kserve, mlflow, optuna, alibi_detect) are importable."""
+    import json
+
+    script = (
+        "import importlib.util as u, json, pathlib, shutil\n"
+        f"import {package}\n"
+        f"site = pathlib.Path({package}.__file__).parents[1]\n"
+        "pyd = u.find_spec('pydantic')\n"
+        "print(json.dumps({'pip': u.find_spec('pip') is not None,\n"
+        "  'compilers': [c for c in ('gcc', 'cc', 'g++', 'make') if shutil.which(c)],\n"
+        "  'test_data': sorted(str(p) for p in site.glob('tests'))\n"
+        "    + sorted(str(p) for p in pathlib.Path('/').glob('root/.cache/pip')),\n"
+        "  'pydantic': __import__('pydantic').VERSION.split('.')[0] if pyd else None,\n"
+        "  'stacks': [m for m in ('kfp', 'kserve', 'mlflow', 'optuna', 'alibi_detect')\n"
+        "             if u.find_spec(m)]}))\n"
+    )
+    with container(name) as c:
+        proc = c.run([python, "-c", script])
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))

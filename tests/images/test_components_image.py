@@ -80,18 +80,9 @@ def test_validate_component_runs_from_the_compiled_pipeline(built: str, tmp_path
 
 
 def test_image_holds_no_pip_compiler_or_test_data(built: str) -> None:
-    script = (
-        "import importlib.util as u, shutil, pathlib, sentiops, sys\n"
-        "print(u.find_spec('pip') is not None)\n"
-        "print([c for c in ('gcc', 'cc', 'g++', 'make') if shutil.which(c)])\n"
-        "site = pathlib.Path(sentiops.__file__).parents[1]\n"
-        "print(sorted(str(p) for p in site.glob('tests')) + "
-        "sorted(str(p) for p in pathlib.Path('/').glob('root/.cache/pip')))\n"
-        "print(sorted(p.name for p in pathlib.Path('/opt/sentiops/datasets').iterdir()))\n"
-    )
+    found = oci.hygiene("components", "sentiops")
+    assert not found["pip"] and found["compilers"] == [] and found["test_data"] == []
+    assert "kfp" in found["stacks"] and "kserve" not in found["stacks"]
     with oci.container("components") as c:
-        proc = c.run(["python3", "-c", script])
-    assert proc.returncode == 0, proc.stderr
-    has_pip, compilers, test_dirs, datasets = proc.stdout.strip().splitlines()
-    assert has_pip == "False" and compilers == "[]" and test_dirs == "[]"
-    assert "vader-tweets" in datasets
+        datasets = c.run(["ls", "/opt/sentiops/datasets"]).stdout.split()
+    assert "vader-tweets" in datasets  # the built-in data is baked in

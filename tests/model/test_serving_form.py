@@ -15,29 +15,14 @@ from sentiops.errors import ModelError
 from sentiops.models import load_model
 from sentiops.models.serving_form import FILES, package
 from sentiops.scoring import labels_from_proba, macro_f1
-from sentiops.train import TrainConfig, train
-from tests.conftest import make_frame
+from tests.conftest import make_frame, train_transformer
 
 
 @pytest.fixture(scope="module")
 def minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """all-MiniLM-L6-v2 fine-tuned for two short epochs on learnable synthetic data."""
-    tmp = tmp_path_factory.mktemp("form")
-    csv = tmp / "d.csv"
-    make_frame(30).to_csv(csv, index=False)
-    cfg = TrainConfig(
-        data=[str(csv)],
-        output=tmp / "m",
-        model_type="transformer",
-        base_model="offline",
-        epochs=2,
-        max_length=24,
-        batch_size=16,
-        min_per_class=5,
-        track=False,
-        seed=1,
-    )
-    return train(cfg, progress=False).model_dir
+    return train_transformer(tmp_path_factory.mktemp("form"), "offline", epochs=2,
+                             max_length=24, batch_size=16, seed=1)  # fmt: skip
 
 
 def test_training_packages_the_fastest_form_within_tolerance(minilm: Path) -> None:

@@ -11,7 +11,7 @@ from sentiops.errors import ModelError
 from sentiops.models import load_model
 from sentiops.models.transformer import offline_model_path, resolve_base_model
 from sentiops.train import TrainConfig, train
-from tests.conftest import make_frame
+from tests.conftest import make_frame, train_transformer
 
 
 def test_offline_alias_resolves_to_shipped_checkpoint() -> None:
@@ -21,21 +21,9 @@ def test_offline_alias_resolves_to_shipped_checkpoint() -> None:
 
 
 def test_fine_tune_minilm_briefly(tmp_path: Path) -> None:
-    csv = tmp_path / "d.csv"
-    make_frame(16).to_csv(csv, index=False)
-    cfg = TrainConfig(
-        data=[str(csv)],
-        output=tmp_path / "m",
-        model_type="transformer",
-        base_model="offline",
-        epochs=1,
-        max_length=24,
-        batch_size=16,
-        min_per_class=5,
-        track=False,
-    )
-    result = train(cfg, progress=False)
-    loaded = load_model(result.model_dir)
+    model_dir = train_transformer(tmp_path, "offline", n_per_class=16, epochs=1, max_length=24,
+                                  batch_size=16)  # fmt: skip
+    loaded = load_model(model_dir)
     assert loaded.model.model.config.model_type == "bert"
     assert loaded.model.model.config.num_hidden_layers == 6
     assert loaded.labels == ["negative", "neutral", "positive"]

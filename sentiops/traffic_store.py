@@ -11,7 +11,7 @@ the feedback API and the retraining run read them):
         window_p_value, queued_at
     <store>/labels/...            labelled texts (CSV / JSONL / Parquet with text, label and
                                   optionally id): dropped in by people or written by the
-                                  feedback API as labels/date=YYYY-MM-DD/part-*.parquet
+                                  feedback API as labels/feedback/date=YYYY-MM-DD/part-*.parquet
     <store>/retrain/triggers/<UTC time>-<uuid8>.json   one record per retraining trigger
     <store>/retrain/active.json   the local retraining run in progress (pid), if any
 

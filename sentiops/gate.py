@@ -11,8 +11,16 @@ Approve only if every check passes:
   class_recall    no class's recall drops by more than `max_class_recall_drop`
   latency_p95     the challenger's p95 single-text latency <= `max_p95_latency_ms`
   model_size      the challenger's model directory <= `max_model_size_mb`
+  group_drop      (with groups) no group's own macro-F1 drops by more than `max_group_drop`
 No champion yet: `min_macro_f1` (challenger macro-F1 >= `min_macro_f1`) replaces the first three;
 the latency and size budgets still apply, since they protect serving whatever came before.
+
+Groups (`balance_sources`): a retraining run's test set holds the original test rows plus a
+held-out share of the labels collected from live traffic, often a few dozen next to
+thousands. Counted row by row, a model that is much better on today's traffic and as good on
+the original data looks no better. With groups, each group weighs the same: every metric is
+computed with row weights n / (k * n_group), and the bootstrap resamples within each group.
+The record keeps each group's own macro-F1 for both models.
 
 `compare()` works on predictions only (the property tests drive it); `decide()` loads nothing
 itself, it takes `LoadedModel`s of any type, measures them and calls `compare()`.
@@ -32,7 +40,13 @@ from sentiops.data import LABELS
 from sentiops.evaluate import p95_latency_ms, size_mb
 from sentiops.models import LoadedModel
 from sentiops.params import GateConfig
-from sentiops.scoring import classification_metrics, macro_f1_weighted, one_hot, scored_labels
+from sentiops.scoring import (
+    classification_metrics,
+    macro_f1,
+    macro_f1_weighted,
+    one_hot,
+    scored_labels,
+)
 
 __all__ = ["Bootstrap", "Check", "Decision", "GateConfig", "ModelSummary", "compare", "decide"]
 
@@ -104,25 +118,38 @@ def paired_bootstrap(
     seed: int = 0,
     min_delta: float = 0.0,
     confidence: float = 0.95,
+    groups: Sequence[str] | None = None,
 ) -> Bootstrap:
     """Bootstrap distribution of macro-F1(challenger) - macro-F1(champion) on shared resamples.
 
     Classes are those in the truth or either prediction on the full test set
     (`scoring.scored_labels`), so every resample scores both models over the same classes.
+    With `groups` (one per row), each group weighs the same (`group_weights`) and each
+    resample draws within each group, so every resample keeps the groups' sizes.
     """
     n = len(y_true)
     if n == 0 or len(champion_pred) != n or len(challenger_pred) != n:
         raise ValueError("y_true and both predictions must be non-empty and of equal length")
     labels = scored_labels(LABELS, y_true, champion_pred, challenger_pred)
     truth, a, b = (one_hot(seq, labels) for seq in (y_true, champion_pred, challenger_pred))
-    ones = np.ones((1, n))
-    delta = float(macro_f1_weighted(ones, truth, b)[0] - macro_f1_weighted(ones, truth, a)[0])
+    base = np.ones(n) if groups is None else group_weights(groups)
+    members = (
+        [np.arange(n)]
+        if groups is None
+        else [np.flatnonzero(np.asarray(groups) == g) for g in dict.fromkeys(groups)]
+    )
+    full = base[None, :]
+    delta = float(macro_f1_weighted(full, truth, b)[0] - macro_f1_weighted(full, truth, a)[0])
     rng = np.random.default_rng(seed)
     deltas = np.empty(n_resamples)
     chunk = max(1, 2_000_000 // n)
     for start in range(0, n_resamples, chunk):
         m = min(chunk, n_resamples - start)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=m).astype(np.float64)
+        w = np.zeros((m, n))
+        for idx in members:
+            k = len(idx)
+            w[:, idx] = rng.multinomial(k, np.full(k, 1.0 / k), size=m)
+        w *= base
         deltas[start : start + m] = macro_f1_weighted(w, truth, b) - macro_f1_weighted(w, truth, a)
     return Bootstrap(
         delta=delta,
@@ -135,10 +162,21 @@ def paired_bootstrap(
     )
 
 
+def group_weights(groups: Sequence[str]) -> np.ndarray:
+    """Row weights n / (k * n_group): each of the k groups weighs the same, the total stays n."""
+    values = np.asarray(list(groups), dtype=object)
+    names, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    return np.asarray(len(values) / (len(names) * counts[inverse]), dtype=np.float64)
+
+
 def _summary(
-    y_true: Sequence[str], pred: Sequence[str], labels: list[str], base: ModelSummary | None
+    y_true: Sequence[str],
+    pred: Sequence[str],
+    labels: list[str],
+    base: ModelSummary | None,
+    weights: np.ndarray | None = None,
 ) -> ModelSummary:
-    m = classification_metrics(y_true, pred, labels)
+    m = classification_metrics(y_true, pred, labels, weights)
     s = base or ModelSummary()
     # macro-F1 over the shared class list, so challenger - champion equals the bootstrap delta
     s.macro_f1 = m["macro_f1"]
@@ -155,11 +193,21 @@ def compare(
     challenger: ModelSummary | None = None,
     champion: ModelSummary | None = None,
     dataset_version: str | None = None,
+    groups: Sequence[str] | None = None,
 ) -> Decision:
-    """The decision from predictions on one test set (plus latency/size in the summaries)."""
+    """The decision from predictions on one test set (plus latency/size in the summaries).
+    `groups` (one name per row, e.g. "original" / "added"): see the module docstring."""
     cfg = config or GateConfig()
-    labels = scored_labels(LABELS, y_true, challenger_pred, champion_pred or [])
-    ch = _summary(y_true, challenger_pred, labels, challenger)
+    labels = scored_labels(
+        LABELS, y_true, challenger_pred, champion_pred if champion_pred is not None else []
+    )
+    if groups is not None and len(groups) != len(y_true):
+        raise ValueError(f"{len(y_true)} test rows but {len(groups)} group names")
+    balanced = list(groups) if groups is not None and len(set(groups)) > 1 else None
+    if not cfg.balance_sources:
+        balanced = None
+    weights = group_weights(balanced) if balanced else None
+    ch = _summary(y_true, challenger_pred, labels, challenger, weights)
     checks: list[Check] = []
     boot = None
     cp = None
@@ -176,7 +224,7 @@ def compare(
             )
         )
     else:
-        cp = _summary(y_true, champion_pred, labels, champion)
+        cp = _summary(y_true, champion_pred, labels, champion, weights)
         boot = paired_bootstrap(
             y_true,
             champion_pred,
@@ -185,6 +233,7 @@ def compare(
             cfg.seed,
             cfg.min_delta,
             cfg.confidence,
+            balanced,
         )
         delta = boot.delta
         checks.append(
@@ -220,6 +269,23 @@ def compare(
                 f"{cfg.max_class_recall_drop}",
             )
         )
+    by_group = _by_group(groups, y_true, challenger_pred, champion_pred, labels, bool(balanced))
+    if balanced and champion_pred is not None:
+        drops = {
+            name: g["champion_macro_f1"] - g["challenger_macro_f1"]
+            for name, g in by_group["groups"].items()
+        }
+        worst = max(drops, key=lambda k: drops[k])
+        checks.append(
+            Check(
+                "group_drop",
+                drops[worst] <= cfg.max_group_drop + 1e-12,
+                drops[worst],
+                cfg.max_group_drop,
+                f"largest macro-F1 drop on one group {drops[worst]:+.4f} ({worst}); allowed "
+                f"{cfg.max_group_drop}",
+            )
+        )
     budgets = (
         ("latency_p95", "p95 latency", ch.p95_latency_ms, cfg.max_p95_latency_ms, "ms"),
         ("model_size", "model size", ch.size_mb, cfg.max_model_size_mb, "MB"),
@@ -246,8 +312,39 @@ def compare(
         cp,
         boot,
         cfg.model_dump(),
-        {"version": dataset_version, "n": len(y_true)},
+        {
+            "version": dataset_version,
+            "n": len(y_true),
+            **by_group,
+        },
     )
+
+
+def _by_group(
+    groups: Sequence[str] | None,
+    y_true: Sequence[str],
+    challenger_pred: Sequence[str],
+    champion_pred: Sequence[str] | None,
+    labels: list[str],
+    balanced: bool,
+) -> dict[str, Any]:
+    """Each group's rows, weight and both models' macro-F1 on it alone (for the record)."""
+    if groups is None:
+        return {}
+    names = list(dict.fromkeys(groups))
+    out: dict[str, Any] = {}
+    for g in names:
+        idx = [i for i, x in enumerate(groups) if x == g]
+        truth = [y_true[i] for i in idx]
+        row: dict[str, Any] = {
+            "n": len(idx),
+            "weight": round(1 / len(names), 4) if balanced else round(len(idx) / len(groups), 4),
+            "challenger_macro_f1": macro_f1(truth, [challenger_pred[i] for i in idx], labels),
+        }
+        if champion_pred is not None:
+            row["champion_macro_f1"] = macro_f1(truth, [champion_pred[i] for i in idx], labels)
+        out[g] = row
+    return {"groups": out, "balanced": balanced}
 
 
 def summarize(
@@ -272,6 +369,7 @@ def decide(
     dataset_version: str | None = None,
     challenger_registry_version: str | None = None,
     champion_registry_version: str | None = None,
+    groups: Sequence[str] | None = None,
 ) -> Decision:
     """Gate any two model directories (any model types) on the same labelled test set."""
     cfg = config or GateConfig()
@@ -288,4 +386,5 @@ def decide(
         ch,
         cp,
         dataset_version,
+        groups,
     )

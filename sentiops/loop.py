@@ -505,9 +505,13 @@ def run_loop(
         old_candidate = registry.version_of(registry.CANDIDATE)
         _wait(lambda: _run_finished(store), cfg.timeout * 2, "the retraining run")
         new_candidate = registry.version_of(registry.CANDIDATE)
-        gate = registry.tags_of(new_candidate) if new_candidate else {}
+        retrained = registry.latest_version()  # the run's model, approved or not
+        gate = registry.tags_of(retrained) if retrained else {}
         approved = bool(
-            new_candidate and new_candidate != old_candidate and gate.get("gate.approved") == "true"
+            new_candidate
+            and new_candidate != old_candidate
+            and new_candidate == retrained
+            and gate.get("gate.approved") == "true"
         )
         retrain_facts = {
             "trigger": trigger.get("message"),
@@ -519,7 +523,7 @@ def run_loop(
         story.add("retrain", t, **retrain_facts)
         progress(
             f"  retraining run done: gate {'APPROVED' if approved else 'REJECTED'} "
-            f"(registry v{new_candidate}); {gate.get('gate.reasons', '')}"
+            f"(registry v{retrained}); {gate.get('gate.reasons', '')}"
         )
 
         # 7 --------------------------------------------------------------------- canary 2

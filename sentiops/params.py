@@ -139,6 +139,14 @@ class GateConfig(_Strict):
     max_model_size_mb: float = Field(2000.0, gt=0.0)
     min_macro_f1: float = Field(0.5, ge=0.0, le=1.0, description="bar for the first champion")
     latency_samples: int = Field(50, ge=5, description="texts timed one by one for the p95")
+    balance_sources: bool = Field(
+        True,
+        description="a test set of the original data plus added data (labels from live "
+        "traffic): both halves weigh the same in the metrics and the bootstrap",
+    )
+    max_group_drop: float = Field(
+        0.05, ge=0.0, le=1.0, description="largest macro-F1 drop allowed on any one group"
+    )
 
 
 def parse(cls: type[M], values: dict[str, Any] | None, what: str = "") -> M:

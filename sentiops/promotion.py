@@ -62,10 +62,12 @@ def gate_challenger(
     challenger_registry_version: str | None = None,
     settings: Settings | None = None,
     test_sources: dict[str, int] | None = None,
+    groups: Sequence[str] | None = None,
 ) -> Decision:
     """Decide challenger vs champion on (texts, labels); with a registry version, record the
     decision on it (`gate.*` tags). `test_sources` (rows of the test set per data source) goes
-    into the record: which data the decision was made on."""
+    into the record: which data the decision was made on; `groups` (one per row, see
+    `split.groups`) weigh the original and the added data the same (`gate.decide`)."""
     champion, champion_version = resolve_champion(
         champion_source, work / "champion", registered_model, settings
     )
@@ -78,6 +80,7 @@ def gate_challenger(
         dataset_version,
         challenger_registry_version or None,
         champion_version,
+        groups,
     )
     if test_sources:
         decision.dataset["test_sources"] = dict(test_sources)

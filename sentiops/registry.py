@@ -77,6 +77,16 @@ def version_of(alias: str, name: str = REGISTERED_MODEL) -> str | None:
     return tracking.get_alias_version(name, alias)
 
 
+def latest_version(name: str = REGISTERED_MODEL) -> str | None:
+    """The newest registered version (None before the first)."""
+    try:
+        versions = tracking.client().search_model_versions(f"name='{name}'")
+    except Exception as exc:  # noqa: BLE001
+        raise TrackingError(f"cannot list the versions of {name}: {exc}", "check MLflow") from exc
+    newest = max((int(v.version) for v in versions), default=None)
+    return None if newest is None else str(newest)
+
+
 def tags_of(version: str, name: str = REGISTERED_MODEL) -> dict[str, str]:
     try:
         return dict(tracking.client().get_model_version(name, version).tags)

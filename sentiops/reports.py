@@ -28,6 +28,20 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
+def _group_lines(decision: Decision) -> list[str]:
+    groups = decision.dataset.get("groups")
+    if not groups:
+        return []
+    how = ("each group weighs the same in every metric below and in the bootstrap"
+           if decision.dataset.get("balanced") else "rows count equally")  # fmt: skip
+    lines = [f"Test set groups ({how}):", "", "| group | rows | weight | challenger macro-F1 "
+             "| champion macro-F1 |", "|---|---|---|---|---|"]  # fmt: skip
+    for name, g in groups.items():
+        lines.append(f"| {name} | {g['n']} | {g['weight']:.3g} | {g['challenger_macro_f1']:.4f} "
+                     f"| {_fmt(g.get('champion_macro_f1'))} |")  # fmt: skip
+    return [*lines, ""]
+
+
 def decision_markdown(decision: Decision) -> str:
     """The gate's decision record as Markdown (KFP Markdown artifact, `--report-md`)."""
     verdict = "APPROVED" if decision.approved else "REJECTED"
@@ -39,10 +53,15 @@ def decision_markdown(decision: Decision) -> str:
         f"decided {decision.decided_at}.",
         "",
         *(
-            ["Test rows by source: " + ", ".join(
-                f"{k} ({v})" for k, v in decision.dataset["test_sources"].items()), ""]
-            if decision.dataset.get("test_sources") else []
+            [
+                "Test rows by source: "
+                + ", ".join(f"{k} ({v})" for k, v in decision.dataset["test_sources"].items()),
+                "",
+            ]
+            if decision.dataset.get("test_sources")
+            else []
         ),  # fmt: skip
+        *_group_lines(decision),
         "| | challenger | champion |",
         "|---|---|---|",
         f"| model | {ch.model_type} {ch.version} | "

@@ -65,28 +65,35 @@ def macro_f1(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
 
 
 def classification_metrics(
-    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    labels: Sequence[str],
+    sample_weight: Sequence[float] | np.ndarray | None = None,
 ) -> dict[str, Any]:
     """n, accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix
-    (rows = true, columns = predicted) over `labels`."""
+    (rows = true, columns = predicted) over `labels`. With `sample_weight`, accuracy and the
+    per-class scores are weighted; `n`, `support` and the matrix stay counts of rows."""
     y_true, y_pred = list(y_true), list(y_pred)
     if len(y_true) != len(y_pred):
         raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
+    n = len(y_true)
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"{n} rows but {w.size} sample weights")
     labs = list(labels)
     truth, pred = one_hot(y_true, labs), one_hot(y_pred, labs)
     matrix = (truth.T @ pred).astype(int)
-    tp = np.diag(matrix).astype(np.float64)
+    weighted = (truth * w[:, None]).T @ pred
+    tp = np.diag(weighted).astype(np.float64)
+    true_k, pred_k = w @ truth, w @ pred
+    precision = np.divide(tp, pred_k, out=np.zeros_like(tp), where=pred_k > 0)
+    recall = np.divide(tp, true_k, out=np.zeros_like(tp), where=true_k > 0)
+    f1 = f1_per_class(w[None, :], truth, pred)[0] if n else np.zeros(len(labs))
+    correct = np.array([t == p for t, p in zip(y_true, y_pred, strict=True)], dtype=np.float64)
     support = truth.sum(axis=0)
-    predicted = pred.sum(axis=0)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    f1 = f1_per_class(np.ones((1, len(y_true))), truth, pred)[0] if y_true else np.zeros(len(labs))
-    n = len(y_true)
     return {
         "n": n,
-        "accuracy": float(sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / n)
-        if n
-        else 0.0,
+        "accuracy": float(w @ correct / w.sum()) if n and w.sum() > 0 else 0.0,
         "macro_f1": float(f1.mean()) if len(labs) else 0.0,
         "per_class": {
             lab: {

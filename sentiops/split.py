@@ -33,10 +33,20 @@ def split(
         anchor, added = df[df[SOURCE] == first], df[df[SOURCE] != first]
         parts = _stratified(anchor, seed, val_frac, test_frac)
         extra = _by_hash(added, val_frac, test_frac)
-        return {
-            name: pd.concat([parts[name], extra[name]], ignore_index=True) for name in SPLITS
-        }
+        return {name: pd.concat([parts[name], extra[name]], ignore_index=True) for name in SPLITS}
     return _stratified(df, seed, val_frac, test_frac)
+
+
+ORIGINAL, ADDED = "original", "added"
+
+
+def groups(df: pd.DataFrame) -> list[str] | None:
+    """Each row's group for the gate: "original" (the first source, whose rows `split` puts
+    first in every part) or "added" (every other source); None for one source only."""
+    if SOURCE not in df.columns or not len(df) or df[SOURCE].nunique() < 2:
+        return None
+    first = df[SOURCE].iloc[0]
+    return [ORIGINAL if s == first else ADDED for s in df[SOURCE]]
 
 
 def _by_hash(df: pd.DataFrame, val_frac: float, test_frac: float) -> dict[str, pd.DataFrame]:

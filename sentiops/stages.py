@@ -179,6 +179,7 @@ def gate(
 ) -> Decision:
     """`promotion.gate_challenger` on the test table."""
     from sentiops.promotion import gate_challenger
+    from sentiops.split import groups as split_groups
 
     test = pd.read_parquet(test_path)
     sources = (
@@ -198,6 +199,7 @@ def gate(
         challenger_registry_version,
         settings,
         sources,
+        split_groups(test),
     )
 
 

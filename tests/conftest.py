@@ -37,9 +37,12 @@ def make_frame(n_per_class: int = 40, seed: int = 0) -> pd.DataFrame:
 def sentiops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("SENTIOPS_HOME", str(home))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SENTIOPS_S3_ENDPOINT"):
-        monkeypatch.delenv(var, raising=False)
+    # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI (for subprocesses): set, then
+    # delete, so monkeypatch records "absent" and removes what a test's MLflow calls leave behind
+    for var in ("MLFLOW_TRACKING_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "SENTIOPS_S3_ENDPOINT"):  # fmt: skip
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     return home
 
 

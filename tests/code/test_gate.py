@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import typer
 from hypothesis import HealthCheck, given, settings
@@ -302,3 +303,70 @@ def test_gate_cli_errors_have_exit_codes(cli, models, tmp_path: Path) -> None:
         ],
     )
     assert res.exit_code != 0 and not (tmp_path / "o.json").exists()
+
+
+def _retraining_test_set() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """A retraining run's test set: 900 original rows (both models about as good, each with its
+    own mistakes) and 60 rows of labels from live traffic (champion poor, challenger good)."""
+    y = np.array(LABELS)[np.random.default_rng(3).integers(0, 3, 960)]
+    champion, challenger = _noisy(y, 0.6, 5), _noisy(y, 0.6, 63)
+    challenger[900:] = _noisy(y[900:], 0.75, 6)
+    champion[900:] = _noisy(y[900:], 0.35, 7)
+    return y, champion, challenger, ["original"] * 900 + ["added"] * 60
+
+
+def test_groups_weigh_the_labels_from_live_traffic_as_much_as_the_original_rows() -> None:
+    y, champion, challenger, groups = _retraining_test_set()
+    counted = compare(y, challenger, champion, FAST)
+    balanced = compare(y, challenger, champion, FAST, groups=groups)
+    assert not counted.approved  # 60 rows among 960: the gain drowns in the original rows
+    assert balanced.approved, balanced.reasons
+    assert balanced.delta_macro_f1 > 3 * counted.delta_macro_f1
+    g = balanced.dataset["groups"]
+    assert g["original"]["n"] == 900 and g["added"]["n"] == 60 and balanced.dataset["balanced"]
+    assert g["added"]["challenger_macro_f1"] > g["added"]["champion_macro_f1"] + 0.15
+    assert abs(g["original"]["challenger_macro_f1"] - g["original"]["champion_macro_f1"]) < 0.03
+    assert "| added | 60 | 0.5 |" in decision_markdown(balanced)
+    # switched off: rows count equally again, and the record says so
+    off = compare(y, challenger, champion, GateConfig(n_resamples=1000, balance_sources=False),
+                  groups=groups)  # fmt: skip
+    assert off.delta_macro_f1 == pytest.approx(counted.delta_macro_f1)
+    assert off.dataset["balanced"] is False and off.dataset["groups"]["added"]["weight"] == 0.0625
+
+
+def test_groups_do_not_hide_a_regression_on_the_original_data() -> None:
+    """Better on the new traffic but much worse on the original data: rejected."""
+    y, champion, challenger, groups = _retraining_test_set()
+    challenger[:900] = _noisy(y[:900], 0.45, 5)
+    decision = compare(y, challenger, champion, FAST, groups=groups)
+    assert not decision.approved
+    checks = {c.name: c for c in decision.checks}
+    assert checks["improvement"].passed and not checks["group_drop"].passed  # gains overall
+    g = decision.dataset["groups"]["original"]
+    assert g["challenger_macro_f1"] < g["champion_macro_f1"] - 0.05
+
+
+def test_group_weights_and_bad_groups() -> None:
+    w = gate.group_weights(["a"] * 3 + ["b"])
+    assert w.tolist() == pytest.approx([4 / 6] * 3 + [2.0]) and w.sum() == pytest.approx(4)
+    y = np.array(LABELS * 4)
+    with pytest.raises(ValueError, match="12 test rows but 3 group names"):
+        compare(y, y, y, FAST, groups=["a", "b", "c"])
+    one = compare(y, y, _noisy(y, 0.5, 0), FAST, groups=["a"] * 12)  # one group: plain counting
+    assert one.dataset["balanced"] is False and one.dataset["groups"]["a"]["weight"] == 1.0
+
+
+def test_the_split_names_the_original_and_the_added_rows() -> None:
+    from sentiops.data import SOURCE
+    from sentiops.split import groups, split
+
+    df = make_frame(20)
+    df[SOURCE] = "tweets"
+    added = make_frame(10, seed=7)
+    added[SOURCE] = "labels/feedback/part-1.parquet"
+    parts = split(pd.concat([df, added], ignore_index=True))
+    test_groups = groups(parts["test"])
+    assert test_groups is not None and test_groups[0] == "original"
+    assert set(test_groups) == {"original", "added"}
+    assert test_groups.count("added") == (parts["test"][SOURCE] != "tweets").sum()
+    assert groups(df) is None  # one source only

@@ -12,7 +12,7 @@ import yaml
 from kfp import components as kfp_components
 from typer.testing import CliRunner
 
-from sentiops import pipeline, registry, storage, tracking
+from sentiops import cli_pipeline, pipeline, registry, storage, tracking
 from sentiops.cli_pipeline import register_commands
 from sentiops.errors import SentiOpsError
 from sentiops.kubeflow import components
@@ -242,11 +242,14 @@ def test_champion_challenger_is_two_local_runs(monkeypatch, cli) -> None:
         }
         return pipeline.LocalRun(Path("/runs/x"), record, "s3://b/models/sentiment/1/")
 
+    served: list[str] = []
     monkeypatch.setattr(pipeline, "run_local", fake_run)
+    monkeypatch.setattr(cli_pipeline, "serve_round_trip", served.append)
     res = CliRunner().invoke(
         cli, ["pipeline", "demo", "--data", "d.csv", "--base-model", "tiny-distilbert"]
     )
     assert res.exit_code == 0, res.output
+    assert served == ["s3://b/models/sentiment/1/"]  # the champion, served once at the end
     assert [c["model_type"] for c in calls] == ["tfidf-logreg", "transformer"]
     assert [c["champion"] for c in calls] == ["none", ""]
     assert calls[1]["base_model"] == "tiny-distilbert" and calls[1]["hyperparameters"]["epochs"]

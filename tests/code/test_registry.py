@@ -38,7 +38,9 @@ def _approved(model_dir: Path):  # noqa: ANN202
 
 def test_lifecycle_promote_and_reject(tmp_path: Path) -> None:
     tracking.configure()
+    assert registry.latest_version() is None
     first, v1 = _trained(tmp_path / "m1", 1)
+    assert registry.latest_version() == v1
     assert registry.version_of(registry.CHALLENGER) == v1
     assert registry.tags_of(v1)["lifecycle.stage"] == "challenger"
     with pytest.raises(RegistryError, match="candidate is not set"):
@@ -55,6 +57,7 @@ def test_lifecycle_promote_and_reject(tmp_path: Path) -> None:
     assert registry.tags_of(v1)["lifecycle.champion_reason"] == "canary healthy"
 
     second, v2 = _trained(tmp_path / "m2", 2)
+    assert registry.latest_version() == v2 == "2"
     registry.mark_candidate(v2, "s3://b/models/sentiment/2", _approved(second))
     with pytest.raises(RegistryError, match=f"the candidate is v{v2}"):
         registry.promote(v1, "wrong version")

@@ -71,3 +71,20 @@ def test_two_label_data_evaluate_gate_and_bootstrap_agree() -> None:
 def test_length_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="2 true labels but 1 predictions"):
         scoring.macro_f1(["a", "b"], ["a"], ["a", "b"])
+
+
+def test_a_weight_of_two_counts_like_the_row_twice() -> None:
+    y = ["positive", "negative", "neutral", "positive", "negative"]
+    p = ["positive", "neutral", "neutral", "negative", "negative"]
+    labels = ["negative", "neutral", "positive"]
+    weighted = scoring.classification_metrics(y, p, labels, [1, 2, 1, 1, 1])
+    doubled = scoring.classification_metrics(y + [y[1]], p + [p[1]], labels)
+    assert weighted["accuracy"] == pytest.approx(doubled["accuracy"])
+    assert weighted["macro_f1"] == pytest.approx(doubled["macro_f1"])
+    for lab in labels:
+        assert weighted["per_class"][lab]["recall"] == pytest.approx(
+            doubled["per_class"][lab]["recall"]
+        )
+    assert weighted["n"] == 5 and weighted["confusion_matrix"]["matrix"][0] == [1, 1, 0]
+    with pytest.raises(ValueError, match="5 rows but 2 sample weights"):
+        scoring.classification_metrics(y, p, labels, [1, 2])

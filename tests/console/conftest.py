@@ -175,7 +175,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = work / "home"
     with pytest.MonkeyPatch.context() as mp:  # the registry is made in this process
         mp.setenv("SENTIOPS_HOME", str(home))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.setenv("MLFLOW_TRACKING_URI", "")  # recorded as absent: MLflow's export is undone
+        mp.delenv("MLFLOW_TRACKING_URI")
         champion_dir, v = seed_registry(work)
     write_rollout(home / "rollout", v["champion"], v["previous"])
     with contextlib.ExitStack() as stop:
@@ -203,8 +204,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             work, {"PYTHONPATH": str(REPO)},
         )  # fmt: skip
         stop.callback(exporter.stop)
-        prometheus = Prometheus(work / "prometheus",
-                                [f"127.0.0.1:{predictor.http_port}", f"127.0.0.1:{exporter_port}"])
+        prometheus = Prometheus(
+            work / "prometheus", [f"127.0.0.1:{predictor.http_port}", f"127.0.0.1:{exporter_port}"]
+        )
         stop.callback(prometheus.stop)
         prometheus.start()
         mlflow_url = f"http://127.0.0.1:{mlflow_port}"

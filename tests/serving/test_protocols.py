@@ -62,17 +62,41 @@ def test_tritonclient_http(server: Predictor) -> None:
     assert result.get_response()["id"] == "t-1"
 
 
-def test_tritonclient_grpc(server: Predictor) -> None:
-    import tritonclient.grpc as tg
+TRITON_GRPC_CLIENT = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as tg
 
-    client = tg.InferenceServerClient(url=f"127.0.0.1:{server.grpc_port}")
-    assert client.is_server_live() and client.is_model_ready("sentiment")
-    inp = tg.InferInput("text", [2], "BYTES")
-    inp.set_data_from_numpy(np.array([t.encode() for t in TEXTS], dtype=np.object_))
-    result = client.infer("sentiment", [inp], request_id="g-1")
-    assert [x.decode() for x in result.as_numpy("label")] == ["positive", "negative"]
-    assert result.as_numpy("probabilities").shape == (2, 3)
-    assert result.get_response().id == "g-1"
+grpc_port, texts = sys.argv[1], json.loads(sys.argv[2])
+client = tg.InferenceServerClient(url=f"127.0.0.1:{grpc_port}")
+inp = tg.InferInput("text", [2], "BYTES")
+inp.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
+result = client.infer("sentiment", [inp], request_id="g-1")
+print(json.dumps({"live": client.is_server_live(), "ready": client.is_model_ready("sentiment"),
+                  "id": result.get_response().id,
+                  "labels": [x.decode() for x in result.as_numpy("label")],
+                  "shape": list(result.as_numpy("probabilities").shape)}))
+"""
+
+
+def _own_process(script: str, *args: str) -> str:
+    """A client script in its own interpreter: KServe's and Triton's gRPC stubs define the
+    same protobuf package (`inference`), and the test process has KServe's loaded."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_tritonclient_grpc(server: Predictor) -> None:
+    import json
+
+    out = json.loads(_own_process(TRITON_GRPC_CLIENT, str(server.grpc_port), json.dumps(TEXTS)))
+    assert out == {"live": True, "ready": True, "id": "g-1",
+                   "labels": ["positive", "negative"], "shape": [2, 3]}  # fmt: skip
 
 
 KSERVE_CLIENTS = """
@@ -106,19 +130,11 @@ asyncio.run(call())
 
 
 def test_kserve_rest_and_grpc_clients(server: Predictor) -> None:
-    """KServe's own clients (in their own process: KServe's and Triton's gRPC stubs define
-    the same protobuf package and cannot share one)."""
+    """KServe's own clients (in their own process, like Triton's gRPC client)."""
     import json
-    import subprocess
-    import sys
 
-    proc = subprocess.run(
-        [sys.executable, "-c", KSERVE_CLIENTS, server.url, str(server.grpc_port),
-         json.dumps(TEXTS)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rest, grpc = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _own_process(KSERVE_CLIENTS, server.url, str(server.grpc_port), json.dumps(TEXTS))
+    rest, grpc = json.loads(out)
     for resp, rid in ((rest, "k-1"), (grpc, "k-2")):
         assert resp == {"id": rid, "labels": ["positive", "negative"], "shape": [2, 3]}
 

@@ -706,6 +706,7 @@ def up(
             )
         )
         wait_http(f"{console_url}/healthz", children[-1], 120, "console ready")
+        wait_http(f"{mlflow_url}/health", children[0], 120, "MLflow UI ready")
         urls = {
             "console": console_url,
             "predictor (through the split)": stack.split.url,

@@ -1,0 +1,57 @@
+"""`make up` (`sentiops.loop.up`): with no champion the pipeline trains the baseline, then the
+whole local stack answers until `wait()` returns, and every server stops after."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from sentiops.localstack import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+def _refused(url: str) -> bool:
+    parts = urlparse(url)
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((parts.hostname or "127.0.0.1", parts.port or 80)) != 0
+
+
+def test_up_trains_a_first_champion_serves_it_and_stops_everything(
+    sentiops_home: Path, tmp_path: Path
+) -> None:
+    from sentiops import registry
+    from sentiops.loop import up
+
+    seen: dict[str, object] = {}
+    lines: list[str] = []
+    console_port, mlflow_port = free_port(), free_port()
+
+    def while_up() -> None:
+        base = f"http://127.0.0.1:{console_port}"
+        seen["health"] = httpx.get(base + "/healthz", timeout=30).json()
+        seen["status"] = httpx.get(base + "/api/status", timeout=60).json()
+        predictor = next(line.split()[-1] for line in lines if "predictor" in line)
+        r = httpx.post(f"{predictor}/v1/models/sentiment:predict",
+                       json={"instances": ["the flight was great"]}, timeout=30)  # fmt: skip
+        seen["predict"] = (r.status_code, r.json())
+        seen["mlflow"] = httpx.get(f"http://127.0.0.1:{mlflow_port}/health", timeout=60).status_code
+
+    urls = up(tmp_path / "up", rate=2.0, console_port=console_port, mlflow_port=mlflow_port,
+              progress=lines.append, wait=while_up)  # fmt: skip
+    champion = registry.version_of(registry.CHAMPION)
+    assert champion == "1" and any("no champion yet" in line for line in lines)
+    code, body = seen["predict"]  # type: ignore[misc]
+    assert code == 200 and body["predictions"][0]["label"] in ("negative", "neutral", "positive")
+    assert seen["mlflow"] == 200
+    status = seen["status"]
+    assert isinstance(status, dict)
+    aliases = {a["alias"]: a["version"] for a in status["registry"]["data"]["aliases"]}
+    assert aliases["champion"] == champion
+    for url in urls.values():
+        assert _refused(url), url

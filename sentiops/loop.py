@@ -435,20 +435,21 @@ def run_loop(
         # window tests, a training run): the loop's judge allows p95 twice stable's; the
         # cluster's default margin is 0.5 (the rollout ConfigMap sets it)
         judge = JudgeConfig(min_requests=30, min_feedback=30, max_latency_increase=1.0)
-        if second.approved and second.storage_uri:
-            progress("[3/8] canary: the candidate under replayed tweets")
+
+        def canary(chapter: str, started: float, uri: str, version: str) -> None:
+            """Roll `version` out step by step, settle the registry, tell the story."""
             record = stack.rollout(
-                local_model(second.storage_uri),
-                cfg.steps,
-                cfg.step_seconds,
-                judge,
-                canary_version=candidate_version,
+                local_model(uri), cfg.steps, cfg.step_seconds, judge, canary_version=version
             )
             show("rollout", record)
-            settled = _settle(record, candidate_version, REGISTERED_MODEL)
+            settled = _settle(record, version, REGISTERED_MODEL)
             story.add(
-                "canary", t, decision=record.decision, reasons=record.reasons, registry=settled
+                chapter, started, decision=record.decision, reasons=record.reasons, registry=settled
             )
+
+        if second.approved and second.storage_uri:
+            progress("[3/8] canary: the candidate under replayed tweets")
+            canary("canary", t, second.storage_uri, str(candidate_version))
         else:
             story.add("canary", t, decision="skipped: the gate rejected the candidate")
         before = stack.serving.version
@@ -537,19 +538,8 @@ def run_loop(
             )
             if stack.replay:
                 stack.replay.set_rate(cfg.rate)
-            record = stack.rollout(
-                local_model(str(uri)),
-                cfg.steps,
-                cfg.step_seconds,
-                judge,
-                canary_version=new_candidate,
-            )
-            show("rollout", record)
-            settled = _settle(record, new_candidate, REGISTERED_MODEL)
+            canary("canary-2", t, str(uri), new_candidate)
             after = stack.serving.version
-            story.add(
-                "canary-2", t, decision=record.decision, reasons=record.reasons, registry=settled
-            )
         else:
             story.add("canary-2", t, decision="skipped: no approved retrained candidate")
         time.sleep(max(6.0, 100 / cfg.rate))  # labels for the new champion's predictions

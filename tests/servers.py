@@ -11,7 +11,17 @@ from pathlib import Path
 
 from sentiops.localstack import free_port, start_process, wait_http
 
-__all__ = ["free_port", "mlflow_server", "s3_server"]
+__all__ = ["free_port", "mlflow_server", "refused", "s3_server"]
+
+
+def refused(url: str) -> bool:
+    """Nothing listens at `url`'s host and port any more (a stopped server)."""
+    from urllib.parse import urlparse
+
+    parts = urlparse(url)
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((parts.hostname or "127.0.0.1", parts.port or 80)) != 0
 
 
 def _port_open(port: int) -> bool:

@@ -4,22 +4,14 @@ the real CLI in its own process with its own SENTIOPS_HOME; every server real, o
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.servers import refused
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
-
-
-def _refused(url: str) -> bool:
-    parts = urlparse(url)
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex((parts.hostname or "127.0.0.1", parts.port or 80)) != 0
 
 
 def test_the_loop_trains_serves_notices_drift_collects_labels_and_retrains(
@@ -49,5 +41,5 @@ def test_the_loop_trains_serves_notices_drift_collects_labels_and_retrains(
     # every server stopped
     serve = chapters["serve"]
     for url in (serve["prometheus"], serve["split"], serve["sidecar"]):
-        assert _refused(url), url
+        assert refused(url), url
     assert "the loop in" in result.stdout

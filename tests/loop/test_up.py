@@ -3,23 +3,15 @@ whole local stack answers until `wait()` returns, and every server stops after."
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
 
 from sentiops.localstack import free_port
+from tests.servers import refused
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
-
-
-def _refused(url: str) -> bool:
-    parts = urlparse(url)
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex((parts.hostname or "127.0.0.1", parts.port or 80)) != 0
 
 
 def test_up_trains_a_first_champion_serves_it_and_stops_everything(
@@ -54,4 +46,4 @@ def test_up_trains_a_first_champion_serves_it_and_stops_everything(
     aliases = {a["alias"]: a["version"] for a in status["registry"]["data"]["aliases"]}
     assert aliases["champion"] == champion
     for url in urls.values():
-        assert _refused(url), url
+        assert refused(url), url

@@ -394,7 +394,7 @@ def pipeline_demo(
     ] = BASE_MODEL_PIPELINE,
     hyperparameters: Annotated[
         str, typer.Option(help="the transformer's TrainConfig fields (JSON)")
-    ] = ('{"epochs": 1, "max_length": 64, "batch_size": 32, "lr": 5e-5}'),
+    ] = ('{"epochs": 1, "max_length": 64, "batch_size": 32, "lr": 1e-4}'),
     output_json: Annotated[Path | None, typer.Option(help="the second decision record")] = None,
     verbose: bool = False,
 ) -> None:

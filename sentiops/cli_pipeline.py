@@ -273,7 +273,6 @@ def gate(
     import tempfile
 
     from sentiops.config import get_settings
-    from sentiops.data import LABEL, TEXT
     from sentiops.params import DataConfig
     from sentiops.prepare import labelled_split
     from sentiops.promotion import NO_CHAMPION, gate_challenger, register
@@ -292,8 +291,7 @@ def gate(
     with tempfile.TemporaryDirectory() as work:
         decision = gate_challenger(
             challenger,
-            df[TEXT].tolist(),
-            df[LABEL].tolist(),
+            df,
             cfg,
             str(champion) if champion else NO_CHAMPION,
             Path(work),

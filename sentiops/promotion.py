@@ -11,9 +11,8 @@ stages and the tests all call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentiops import modeldir, registry, storage, tracking
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, Settings, model_uri
@@ -21,6 +20,9 @@ from sentiops.errors import GateRejected
 from sentiops.gate import Decision, decide
 from sentiops.models import LoadedModel, load_model
 from sentiops.params import GateConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NO_CHAMPION = "none"
 FROM_REGISTRY = ""
@@ -52,8 +54,7 @@ def resolve_champion(
 
 def gate_challenger(
     challenger: Path,
-    texts: Sequence[str],
-    labels: Sequence[str],
+    test: pd.DataFrame,
     cfg: GateConfig,
     champion_source: str,
     work: Path,
@@ -61,26 +62,32 @@ def gate_challenger(
     registered_model: str = REGISTERED_MODEL,
     challenger_registry_version: str | None = None,
     settings: Settings | None = None,
-    test_sources: dict[str, int] | None = None,
-    groups: Sequence[str] | None = None,
 ) -> Decision:
-    """Decide challenger vs champion on (texts, labels); with a registry version, record the
-    decision on it (`gate.*` tags). `test_sources` (rows of the test set per data source) goes
-    into the record: which data the decision was made on; `groups` (one per row, see
-    `split.groups`) weigh the original and the added data the same (`gate.decide`)."""
+    """Decide challenger vs champion on the labelled `test` table (text, label, and the data
+    source of each row when there is one); with a registry version, record the decision on it
+    (`gate.*` tags). The record lists the test rows per source (`dataset.test_sources`); with
+    more than one source, the original and the added rows weigh the same (`split.groups`)."""
+    from sentiops.data import LABEL, SOURCE, TEXT
+    from sentiops.split import groups
+
+    test_sources = (
+        {str(k): int(v) for k, v in test[SOURCE].value_counts().items()}
+        if SOURCE in test.columns
+        else None
+    )
     champion, champion_version = resolve_champion(
         champion_source, work / "champion", registered_model, settings
     )
     decision = decide(
         load_model(challenger),
-        texts,
-        labels,
+        test[TEXT].tolist(),
+        test[LABEL].tolist(),
         champion,
         cfg,
         dataset_version,
         challenger_registry_version or None,
         champion_version,
-        groups,
+        groups(test),
     )
     if test_sources:
         decision.dataset["test_sources"] = dict(test_sources)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from sentiops import data as data_mod
 from sentiops.config import REGISTERED_MODEL, Settings
-from sentiops.data import LABEL, LABELS, SOURCE, TEXT
+from sentiops.data import LABEL, LABELS, TEXT
 from sentiops.errors import ConfigError, ValidationFailed
 from sentiops.models import load_model
 
@@ -179,18 +179,10 @@ def gate(
 ) -> Decision:
     """`promotion.gate_challenger` on the test table."""
     from sentiops.promotion import gate_challenger
-    from sentiops.split import groups as split_groups
 
-    test = pd.read_parquet(test_path)
-    sources = (
-        {str(k): int(v) for k, v in test[SOURCE].value_counts().items()}
-        if SOURCE in test.columns
-        else None
-    )
     return gate_challenger(
         challenger_dir,
-        test[TEXT].tolist(),
-        test[LABEL].tolist(),
+        pd.read_parquet(test_path),
         cfg,
         champion_source,
         work,
@@ -198,8 +190,6 @@ def gate(
         registered_model,
         challenger_registry_version,
         settings,
-        sources,
-        split_groups(test),
     )
 
 

@@ -273,6 +273,24 @@ def test_gate_cli_writes_decision_and_exits_zero_either_way(cli, models, tmp_pat
     assert "Promotion gate" in (tmp_path / "d.md").read_text()
 
 
+def test_gate_cli_with_added_data_weighs_both_halves(cli, models, tmp_path: Path) -> None:
+    """`sentiops gate --data original --data added`: the same groups as the pipeline's gate."""
+    added = tmp_path / "labels.csv"
+    make_frame(8, seed=11).to_csv(added, index=False)
+    out = tmp_path / "g.json"
+    res = CliRunner().invoke(cli, ["gate", "--champion", str(models["weak"]), "--challenger",
+                                   str(models["strong"]), "--data", str(models["test"]),
+                                   "--data", str(added), "--output-json", str(out),
+                                   "--n-resamples", "1000"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    record = json.loads(out.read_text())
+    assert record["dataset"]["balanced"] is True
+    groups = record["dataset"]["groups"]
+    assert set(groups) == {"original", "added"} and groups["added"]["weight"] == 0.5
+    assert sum(g["n"] for g in groups.values()) == record["dataset"]["n"]
+    assert set(record["dataset"]["test_sources"]) == {str(models["test"]), str(added)}
+
+
 def test_gate_cli_errors_have_exit_codes(cli, models, tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(

@@ -218,10 +218,13 @@ class Feedback:
         self.index = index or PredictionIndex(store, settings)
         self.labelled: set[str] = set()
         self._label_parts: set[str] = set()
+        self._frames: list[Any] = []  # label parts read or written, not yet in _labels
+        self._labels: Any = None  # every label part so far, one DataFrame
         self.lock = threading.Lock()
 
     def _refresh_labelled(self) -> None:
-        """Ids labelled so far, by any replica (new feedback parts read incrementally)."""
+        """Labels so far, by any replica: only feedback parts not read yet are read (parts
+        are written once), so a label costs the same with ten or ten thousand parts."""
         import pyarrow.parquet as pq
 
         from sentiops.storage import get_file
@@ -229,9 +232,25 @@ class Feedback:
         for f in layout.list_files(feedback_prefix(self.store), self.settings):
             if f.uri in self._label_parts or not f.uri.endswith(".parquet"):
                 continue
-            table = pq.read_table(get_file(f.uri, self.settings), columns=["id"])
-            self.labelled.update(str(x) for x in table.column("id").to_pylist())
-            self._label_parts.add(f.uri)
+            self._add_part(f.uri, pq.read_table(get_file(f.uri, self.settings)).to_pandas())
+
+    def _add_part(self, uri: str, frame: Any) -> None:
+        self._label_parts.add(uri)
+        self.labelled.update(str(x) for x in frame["id"])
+        self._frames.append(frame)
+
+    def _all_labels(self) -> Any:
+        """Every label (the first of an id), from the parts read so far (call under the lock)."""
+        import pandas as pd
+
+        if self._frames:
+            parts = [self._labels, *self._frames] if self._labels is not None else self._frames
+            self._labels = pd.concat(parts, ignore_index=True)
+            self._frames = []
+        if self._labels is None:
+            return pd.DataFrame(columns=list(COLUMNS))
+        df = self._labels.sort_values("labelled_at", kind="stable")
+        return df.drop_duplicates("id", keep="first").reset_index(drop=True)
 
     def record(self, items: Sequence[Item], source: str = "api") -> dict[str, Any]:
         """Store labels for earlier predictions (all or none); FeedbackError (404 unknown id,
@@ -293,8 +312,7 @@ class Feedback:
                 ),
             )
             layout.put_bytes(layout.parquet_bytes(table), uri, self.settings)
-            self.labelled.update(ids)
-            self._label_parts.add(uri)
+            self._add_part(uri, table.to_pandas())
         by_version: dict[str, dict[str, int]] = {}
         for r in rows:
             correct = r["label"] == r["predicted_label"]
@@ -302,14 +320,18 @@ class Feedback:
             v = by_version.setdefault(str(r["model_version"]), {"labels": 0, "correct": 0})
             v["labels"] += 1
             v["correct"] += int(correct)
-        self.export_live_metrics()
+        self.export_live_metrics(refresh=False)
         return {"accepted": len(rows), "stored": uri, "by_version": by_version}
 
-    def live_metrics(self) -> dict[str, dict[str, float]]:
-        """Accuracy and macro-F1 of each model version on every stored label."""
+    def live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
+        """Accuracy and macro-F1 of each model version on every stored label (`refresh`:
+        first read the parts other replicas wrote since the last call)."""
         from sentiops.scoring import macro_f1
 
-        df = read_labels(self.store, self.settings)
+        with self.lock:
+            if refresh:
+                self._refresh_labelled()
+            df = self._all_labels()
         out: dict[str, dict[str, float]] = {}
         for version, g in df.groupby("model_version"):
             gold, pred = g["label"].tolist(), g["predicted_label"].tolist()
@@ -320,10 +342,10 @@ class Feedback:
             }
         return out
 
-    def export_live_metrics(self) -> dict[str, dict[str, float]]:
+    def export_live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
         from sentiops import metrics
 
-        live = self.live_metrics()
+        live = self.live_metrics(refresh)
         for version, m in live.items():
             metrics.LIVE_ACCURACY.labels(self.model_name, version).set(m["accuracy"])
             metrics.LIVE_MACRO_F1.labels(self.model_name, version).set(m["macro_f1"])

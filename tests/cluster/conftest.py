@@ -45,9 +45,9 @@ def overlay_docs(overlay_yaml: dict[str, str]) -> dict[str, list[dict]]:
     return {name: load_docs(text) for name, text in overlay_yaml.items()}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    """A real etcd + kube-apiserver on loopback, stopped by PID at the end of the session."""
+    """A real etcd + kube-apiserver on loopback, stopped by PID after the cluster tests."""
     workdir: Path = tmp_path_factory.mktemp("kube")
     with apiserver(workdir) as api:
         yield api

@@ -168,9 +168,10 @@ def wait_for_series(prom_url: str, promql: str, points: int, timeout: float = 60
     raise AssertionError(f"Prometheus has no {points} points of {promql} after {timeout}s")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One stack for every console test of the session (it takes about a minute to start)."""
+    """One stack for every console test (it takes about a minute to start), stopped after
+    the last of them: its replayed traffic must not run beside the rest of the suite."""
     work = tmp_path_factory.mktemp("console-stack")
     home = work / "home"
     with pytest.MonkeyPatch.context() as mp:  # the registry is made in this process

@@ -199,7 +199,12 @@ def read_labels(store: str, settings: Settings | None = None) -> Any:
     if not files:
         return pd.DataFrame(columns=list(COLUMNS))
     frames = [pq.read_table(get_file(f.uri, settings)).to_pandas() for f in files]
-    df = pd.concat(frames, ignore_index=True).sort_values("labelled_at", kind="stable")
+    return _first_label_per_id(pd.concat(frames, ignore_index=True))
+
+
+def _first_label_per_id(df: Any) -> Any:
+    """One row per prediction id: the earliest label (a later one for the same id is ignored)."""
+    df = df.sort_values("labelled_at", kind="stable")
     return df.drop_duplicates("id", keep="first").reset_index(drop=True)
 
 
@@ -249,8 +254,7 @@ class Feedback:
             self._frames = []
         if self._labels is None:
             return pd.DataFrame(columns=list(COLUMNS))
-        df = self._labels.sort_values("labelled_at", kind="stable")
-        return df.drop_duplicates("id", keep="first").reset_index(drop=True)
+        return _first_label_per_id(self._labels)
 
     def record(self, items: Sequence[Item], source: str = "api") -> dict[str, Any]:
         """Store labels for earlier predictions (all or none); FeedbackError (404 unknown id,

@@ -57,10 +57,14 @@ def fit(
         list[str] | None,
         typer.Option(
             help="texts the model was NOT trained on (e.g. the validation split): the label-mix "
-            "and confidence reference; default: --data"
+            "and confidence reference; default: the validation + test split that training made "
+            "of --data (which must then be the model's training data)"
         ),
     ] = None,
     text_column: TextCol = "text",
+    label_column: Annotated[
+        str, typer.Option(help="column holding the label (to re-make the training split)")
+    ] = "label",
     reference_size: Annotated[int, typer.Option(help="reference texts embedded")] = 1000,
     alpha: Annotated[float, typer.Option(help="false-alarm rate per window")] = 0.05,
     permutations: Annotated[int, typer.Option(help="MMD permutations")] = 200,
@@ -69,13 +73,16 @@ def fit(
     directory (`<output>/drift/`, under the model's checksums)."""
     from sentiops import drift
 
-    texts = _texts(data, text_column)
-    hold = _texts(holdout, text_column) if holdout else None
+    if holdout:
+        texts, hold, name = _texts(data, text_column), _texts(holdout, text_column), "given"
+    else:
+        texts, hold, name = drift.texts_for_fit(model, data, text_column, label_column)
     manifest = drift.fit_model_dir(
         model,
         texts,
         hold,
         output=output,
+        holdout_name=name,
         reference_size=reference_size,
         alpha=alpha,
         permutations=permutations,

@@ -34,6 +34,8 @@ VADER_INNER = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz
 BUILTIN: dict[str, str] = {
     "vader-tweets": "hutto_ICWSM_2014/tweets_GroundTruth.txt",
     "vader-movies": "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",
+    "vader-amazon": "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt",
+    "vader-nyt": "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt",
 }
 POSITIVE_AT, NEGATIVE_AT = 0.5, -0.5
 

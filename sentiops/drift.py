@@ -188,6 +188,7 @@ def fit(
     texts: Sequence[str],
     holdout_texts: Sequence[str] | None = None,
     *,
+    holdout_name: str | None = None,
     reference_size: int = REFERENCE_SIZE,
     holdout_size: int = HOLDOUT_SIZE,
     alpha: float = ALPHA,
@@ -240,11 +241,59 @@ def fit(
         "encoder": {**embedder.identity, "max_length": embedder.max_length, "pooling": "mean"},
         "reference_size": len(ref),
         "holdout_size": len(hold),
-        "holdout": "given" if holdout_texts is not None else "training texts",
+        "holdout": holdout_name or ("given" if holdout_texts is not None else "training texts"),
         "model_type": manifest.get("model_type"),
         "fit_seconds": round(time.perf_counter() - start, 2),
     }
     return Detector(config, reference, proba)
+
+
+def texts_for_fit(
+    model_dir: Path,
+    specs: list[str],
+    text_column: str = "text",
+    label_column: str = "label",
+    settings: Any = None,
+) -> tuple[list[str], list[str], str]:
+    """Reference and held-out texts when no hold-out is given: `specs` must be the data the
+    model was trained on (its dataset version is in the model's manifest); the split that
+    training made is made again (same seed and fractions), the train part is the reference and
+    the validation + test parts, which the model never saw, are the label-mix / confidence
+    reference. Anything else is refused: on its own training texts a model is over-confident,
+    and a detector built on them flags every window of new in-domain traffic."""
+    from sentiops import modeldir
+    from sentiops.errors import DataError, ValidationFailed
+    from sentiops.params import DataConfig
+    from sentiops.prepare import prepare
+
+    manifest = modeldir.read_manifest(Path(model_dir), verify=False)
+    ds = manifest.get("dataset") or {}
+    fix = (
+        "pass --holdout PATH with texts the model was never trained on (e.g. its validation "
+        "split; the same file as --data if the model never saw --data)"
+    )
+    split = {k: ds["split"][k] for k in ("seed", "val_frac", "test_frac") if k in
+             (ds.get("split") or {})}  # fmt: skip
+    try:
+        cfg = DataConfig(data=list(specs), text_column=text_column, label_column=label_column,
+                         **split)  # fmt: skip
+        prep = prepare(cfg, settings=settings)
+    except (DataError, ValidationFailed) as exc:
+        raise DriftError(
+            f"no --holdout, and --data cannot be split as the model's training run split it "
+            f"({exc.message})",
+            fix,
+        ) from exc
+    if not ds.get("version") or prep.manifest.version != ds["version"]:
+        raise DriftError(
+            f"no --holdout, and --data (dataset version {prep.manifest.version}) is not the "
+            f"data this model was trained on (dataset version {ds.get('version') or 'unknown'}),"
+            " so which of its texts the model saw is unknown",
+            fix,
+        )
+    parts = prep.splits
+    held = parts["validation"]["text"].tolist() + parts["test"]["text"].tolist()
+    return parts["train"]["text"].tolist(), held, "validation + test split of --data"
 
 
 def save(detector: Detector, folder: Path) -> Path:
@@ -285,7 +334,7 @@ def fit_model_dir(
             shutil.rmtree(tmp / DETECTOR_DIR)
         save(detector, tmp / DETECTOR_DIR)
 
-    summary = {k: detector.config[k] for k in ("alpha", "reference_size", "holdout_size")}
+    summary = {k: detector.config[k] for k in ("alpha", "reference_size", "holdout_size", "holdout")}
     return modeldir.extend(target, add, {"drift": {"path": DETECTOR_DIR, **summary}})
 
 

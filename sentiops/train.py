@@ -174,7 +174,10 @@ def train(cfg: TrainConfig, settings: Settings | None = None, progress: bool = T
         tracking.configure(s)  # fail fast on an unreachable MLflow, before reading any data
     report_dir = cfg.report_dir or cfg.output.parent / f"{cfg.output.name}-reports"
     prep = prepare(cfg, report_dir, s)
-    dataset = {"version": prep.manifest.version, "source": cfg.data, "rows": prep.manifest.rows}
+    dataset = {
+        "version": prep.manifest.version, "source": cfg.data, "rows": prep.manifest.rows,
+        "split": {"seed": cfg.seed, "val_frac": cfg.val_frac, "test_frac": cfg.test_frac},
+    }  # fmt: skip
     fitted = train_on_splits(
         cfg,
         prep.splits["train"],

@@ -34,7 +34,7 @@ MODEL_TYPES: dict[str, str] = {
     "tfidf-logreg": "sentiops.models.tfidf:TfidfModel",
     "transformer": "sentiops.models.transformer:TransformerModel",
 }
-FIT_CONTEXT = ("val_texts", "val_labels", "progress", "label_set")
+FIT_CONTEXT = ("val_texts", "val_labels", "progress", "label_set", "scores")
 
 
 def model_class(model_type: str) -> Any:

@@ -40,7 +40,8 @@ class TfidfModel:
         val_texts: Sequence[str] = (),  # fit context every model type takes; a linear model
         val_labels: Sequence[str] = (),  # has no early stopping, so it does not use these
         label_set: Sequence[str] | None = None,
-        progress: bool = False,
+        scores: Sequence[float] | None = None,  # raters' mean scores: a linear model on hard
+        progress: bool = False,  # labels does not use them
     ) -> TfidfModel:
         features: list[tuple[str, Any]] = [
             (

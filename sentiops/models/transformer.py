@@ -160,6 +160,32 @@ def length_buckets(lengths: Sequence[int], batch_size: int, slack: int = BUCKET_
     return buckets
 
 
+#: Soft targets: a text whose raters' mean score lies near a class boundary is taught both
+#: classes. p(positive) = Phi((score - 0.5) / width), p(negative) = Phi((-0.5 - score) / width),
+#: p(neutral) = the rest (score on the raters' -4..+4 scale; thresholds of the label rule).
+SOFT_WIDTH = 0.35
+
+
+def soft_targets(scores: Sequence[float], hard: np.ndarray, classes: Sequence[str],
+                 width: float = SOFT_WIDTH) -> np.ndarray:  # fmt: skip
+    """[n, C] training targets: one-hot `hard` labels, softened by the raters' mean `scores`
+    where they exist (NaN = none, or classes other than negative/neutral/positive: one-hot)."""
+    from scipy.stats import norm
+
+    from sentiops.data import NEGATIVE_AT, POSITIVE_AT
+
+    out = np.eye(len(classes))[hard]
+    score = np.asarray(scores, dtype=np.float64)
+    if width <= 0 or list(classes) != ["negative", "neutral", "positive"] or not len(score):
+        return out
+    ok = np.isfinite(score)
+    pos = norm.cdf((score[ok] - POSITIVE_AT) / width)
+    neg = norm.cdf((NEGATIVE_AT - score[ok]) / width)
+    out[ok] = np.stack([neg, np.clip(1.0 - pos - neg, 0.0, 1.0), pos], axis=1)
+    out[ok] /= out[ok].sum(axis=1, keepdims=True)
+    return out
+
+
 class TransformerModel:
     """A fine-tuned classifier. Prediction runs the serving form recorded in the manifest
     (`sentiops.models.serving_form`): an ONNX Runtime session, or the PyTorch weights."""
@@ -210,11 +236,13 @@ class TransformerModel:
         max_length: int = 64,
         patience: int = 2,
         class_weights: bool = True,
+        soft_width: float = SOFT_WIDTH,
         threads: int | None = None,
         seed: int = SEED,
         val_texts: Sequence[str] = (),
         val_labels: Sequence[str] = (),
         label_set: Sequence[str] | None = None,
+        scores: Sequence[float] | None = None,
         progress: bool = True,
     ) -> TransformerModel:
         from transformers import get_linear_schedule_with_warmup
@@ -233,7 +261,18 @@ class TransformerModel:
             counts = np.bincount(y, minlength=len(classes)).astype(np.float64)
             w = np.where(counts > 0, len(y) / (len(classes) * np.maximum(counts, 1)), 0.0)
             weight = torch.tensor(w, dtype=torch.float32)
-        loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        # soft targets from the raters' mean scores (one-hot where there are none), each row
+        # weighted by its hard label's class weight
+        target = torch.tensor(
+            soft_targets(scores if scores is not None else [], y, classes, soft_width)
+            if scores is not None else np.eye(len(classes))[y], dtype=torch.float32,
+        )  # fmt: skip
+        row_weight = weight[torch.as_tensor(y)] if weight is not None else torch.ones(len(y))
+
+        def loss_fn(logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+            t, w = target[idx], row_weight[idx]
+            return (-(t * torch.log_softmax(logits, dim=-1)).sum(dim=1) * w).sum() / w.sum()
+
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
         groups = [
             {
@@ -270,7 +309,7 @@ class TransformerModel:
                 logits = model(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
                 ).logits
-                loss = loss_fn(logits, torch.as_tensor(y[idx]))
+                loss = loss_fn(logits, idx)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optim.step()

@@ -15,6 +15,7 @@ from drift.events import BadEvent, Event, Joiner, request_texts, response_predic
 from drift.settings import DEFAULT_PORT, from_args, from_env
 from sentiops import drift
 from sentiops.errors import DriftError
+from sentiops.models import load_model
 from sentiops.metrics import EXPORTED_METRICS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,3 +155,46 @@ def test_drift_metrics_are_exported_names() -> None:
                  "sentiops_drift_events_total", "sentiops_prediction_log_rows_total",
                  "sentiops_labelling_queued_total", "sentiops_retrain_triggers_total"):  # fmt: skip
         assert name in EXPORTED_METRICS
+
+
+def test_cli_fit_without_holdout_holds_out_what_training_held_out(runner, tmp_path: Path) -> None:
+    """`drift fit --model M --data TRAIN.csv` (no --holdout) on the data M was trained on: the
+    label-mix / confidence references come from the validation + test split that training made,
+    so windows of unseen same-distribution tweets stay within the false-alarm rate (with the
+    training texts as the reference, every window of 200 was flagged: rate 1.0)."""
+    from sentiops.data import fetch_builtin
+    from sentiops.params import TrainConfig
+    from sentiops.train import train
+    from tests.conftest import invoke
+
+    tweets = fetch_builtin("vader-tweets").sample(frac=1.0, random_state=1)
+    half = len(tweets) // 2
+    seen, unseen = tweets.iloc[:half], tweets.iloc[half:]
+    data = tmp_path / "train.csv"
+    seen[["text", "label"]].to_csv(data, index=False)
+    model = tmp_path / "m"
+    train(TrainConfig(data=[str(data)], output=model, track=False, drift_detector=False),
+          progress=False)  # fmt: skip
+    result = invoke(runner, "drift", "fit", "--model", model, "--data", data,
+                    "--reference-size", "50")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    det = drift.load(model)
+    assert det.config["holdout"] == "validation + test split of --data"
+    assert det.config["holdout_size"] == 630  # 30 % of 2,100 rows the model never trained on
+    loaded = load_model(model)
+    rng = np.random.default_rng(0)
+    alarms = 0
+    for _ in range(40):
+        window = unseen.text.iloc[rng.choice(len(unseen), 200, replace=False)].tolist()
+        proba = loaded.predict_proba(window)
+        counts = np.bincount(proba.argmax(1), minlength=len(det.labels))
+        p_mix = drift.label_mix_test(det.reference_label_counts, counts)[1]
+        p_conf = drift.confidence_test(det.reference_confidence, proba.max(1))[1]
+        alarms += min(1.0, 3 * min(p_mix, p_conf)) < det.alpha
+    assert alarms / 40 <= 0.15, f"{alarms} of 40 in-domain windows flagged"
+    # other data than the model's, and no --holdout: refused, naming the fix
+    other = tmp_path / "other.csv"
+    unseen[["text", "label"]].to_csv(other, index=False)
+    refused = invoke(runner, "drift", "fit", "--model", model, "--data", other)
+    assert refused.exit_code == 12 and "--holdout" in refused.output
+    assert "not the data this model was trained on" in refused.output

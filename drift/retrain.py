@@ -2,12 +2,15 @@
 
 Retraining on drift only helps with new labelled data to learn from. When K consecutive windows
 drift, their texts go to the labelling queue in the store (most uncertain first: smallest margin
-between the top two probabilities). When labelled data written since the drift began exists in
-`<store>/labels/` (at least `min_labels` rows), a retraining run is triggered whose training
-data is the original datasets plus those label files, unless the last trigger is within the
-cooldown or a run is still active. Every decision is a metric (sentiops_retrain_triggers_total
-{outcome, reason}) and a log line; every trigger is a JSON record in `<store>/retrain/triggers/`
-(which also carries the cooldown over restarts and replicas).
+between the top two probabilities), except the predictions of the random evaluation sample
+(`sentiops.feedback.in_eval_sample`): those are labelled as a sample, never chosen for their
+uncertainty, so their labels stay an unbiased estimate of live accuracy. When labelled data
+written since the drift began exists in `<store>/labels/` (at least `min_labels` rows), a
+retraining run is triggered whose training data is the original datasets plus those label
+files, unless the last trigger is within the cooldown or a run is still active. Every decision
+is a metric (sentiops_retrain_triggers_total{outcome, reason}) and a log line; every trigger is
+a JSON record in `<store>/retrain/triggers/` (which also carries the cooldown over restarts and
+replicas).
 
 Adapters: `KfpTrigger` (a cluster: `kfp.Client`, the compiled pipeline shipped in the package,
 active = a run of the experiment in PENDING/RUNNING/PAUSED/CANCELING) and `CommandTrigger`
@@ -288,7 +291,9 @@ def write_labelling(
     import pyarrow as pa
 
     from drift.predlog import COLUMNS
+    from sentiops.feedback import in_eval_sample
 
+    rows = [r for r in rows if not in_eval_sample(str(r.get("id")))]
     ordered = uncertainty_order(rows)[:limit]
     now = datetime.now(UTC)
     table = pa.Table.from_pylist(

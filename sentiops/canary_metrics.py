@@ -26,7 +26,8 @@ QUERIES = {
     "confidence_sum": "sum(increase(sentiops_prediction_confidence_sum{SEL}[W]))",
     "confidence_count": "sum(increase(sentiops_prediction_confidence_count{SEL}[W]))",
     "labels": "sum by (label) (increase(sentiops_predictions_total{SEL}[W]))",
-    "feedback": "sum by (correct) (increase(sentiops_feedback_total{SEL}[W]))",
+    # only the random evaluation sample estimates accuracy (labels chosen for training do not)
+    "feedback": "sum by (correct) (increase(sentiops_feedback_total{SEL_RANDOM}[W]))",
 }
 
 
@@ -71,10 +72,12 @@ class PrometheusSource:
         return out
 
     def observe(self, version: str, seconds: float) -> Observed:
-        selector = f"{{model_name={_quote(self.model_name)},model_version={_quote(version)}}}"
+        labels = f"model_name={_quote(self.model_name)},model_version={_quote(version)}"
         window = f"{max(1, round(seconds))}s"
         q = {
-            k: v.replace("{SEL}", selector).replace("[W]", f"[{window}]")
+            k: v.replace("{SEL}", f"{{{labels}}}")
+            .replace("{SEL_RANDOM}", f'{{{labels},sample="random"}}')
+            .replace("[W]", f"[{window}]")
             for k, v in QUERIES.items()
         }
         feedback = self._by(q["feedback"], "correct")

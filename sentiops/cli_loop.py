@@ -75,7 +75,8 @@ def loop(
         elif kind == "accuracy":
             rows, title = data
             table = Table(title=title)
-            for col in ("model version", "domain", "labels", "accuracy", "macro-F1"):
+            for col in ("model version", "domain", "labels (random sample)", "accuracy",
+                        "95 % interval", "macro-F1"):  # fmt: skip
                 table.add_column(
                     col, justify="left" if col in ("model version", "domain") else "right"
                 )
@@ -85,9 +86,12 @@ def loop(
                     r["domain"],
                     str(r["labels"]),
                     f"{r['accuracy']:.3f}",
+                    "{:.3f}-{:.3f}".format(*r["accuracy_95"]),
                     f"{r['macro_f1']:.3f}",
                 )
             console.print(table)
+        elif kind == "verdict":
+            console.print(data, highlight=False)
 
     import signal
     import sys

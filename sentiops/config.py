@@ -39,6 +39,30 @@ BASE_MODEL_PIPELINE = "offline"
 BASE_MODEL_TEST = "tiny-distilbert"
 #: Built-in dataset of the demo and the pipeline's default.
 DATASET = "vader-tweets"
+#: Share of predictions in the random evaluation sample (by a hash of the request id; see
+#: `sentiops.feedback.in_eval_sample`): only their labels estimate live accuracy, the gate's
+#: live test share and the canary's. Environment: SENTIOPS_EVAL_SAMPLE_RATE.
+EVAL_SAMPLE_RATE = 0.1
+EVAL_SAMPLE_ENV = "SENTIOPS_EVAL_SAMPLE_RATE"
+
+
+def eval_sample_rate() -> float:
+    """The evaluation sample's rate from the environment (default EVAL_SAMPLE_RATE)."""
+    raw = os.environ.get(EVAL_SAMPLE_ENV, "")
+    if not raw.strip():
+        return EVAL_SAMPLE_RATE
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        from sentiops.errors import ConfigError
+
+        raise ConfigError(
+            f"{EVAL_SAMPLE_ENV}={raw!r} is not a share between 0 and 1",
+            f"set it to e.g. {EVAL_SAMPLE_RATE} (a tenth of all predictions)",
+        )
+    return rate
 
 
 def model_uri(store: str, version: str, name: str = MODEL_NAME) -> str:

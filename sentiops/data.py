@@ -26,6 +26,12 @@ from sentiops.storage import get_file, is_s3, sha256_file
 
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 TEXT, LABEL, SOURCE, ROW = "text", "label", "_source", "_row"
+#: Optional: the raters' mean score (-4..+4 for the built-in data) behind a label; the
+#: transformer learns soft targets from it (`sentiops.models.transformer.soft_targets`).
+SCORE = "score"
+#: Optional: which sample a live label belongs to (`sentiops.feedback`: random = the evaluation
+#: sample, targeted = chosen for training); the split keeps targeted rows out of the test set.
+SAMPLE = "sample"
 
 VADER_SDIST = "vaderSentiment==3.3.2"
 VADER_SDIST_FILE = "vaderSentiment-3.3.2.tar.gz"
@@ -169,6 +175,10 @@ def read_table(
     out = pd.DataFrame({TEXT: df[text_column].map(lambda v: "" if v is None else str(v))})
     if label_column:
         out[LABEL] = df[label_column].map(lambda v: "" if v is None else str(v).strip().lower())
+    if SCORE in df.columns:  # optional; what is not a number is no score
+        out[SCORE] = pd.to_numeric(df[SCORE], errors="coerce").astype("float64")
+    if SAMPLE in df.columns:
+        out[SAMPLE] = df[SAMPLE].map(lambda v: "" if v is None else str(v))
     out[SOURCE] = name
     out[ROW] = range(1, len(out) + 1)
     return out
@@ -187,7 +197,7 @@ def load(
     frames = []
     for spec in specs:
         if spec in BUILTIN:
-            df = fetch_builtin(spec, settings)[[TEXT, LABEL]].copy()
+            df = fetch_builtin(spec, settings)[[TEXT, LABEL, SCORE]].copy()
             df[SOURCE] = spec
             df[ROW] = range(1, len(df) + 1)
         elif is_s3(spec) or Path(spec).exists() or Path(spec).suffix:
@@ -238,7 +248,7 @@ def snapshot(df: pd.DataFrame, name: str, source: list[str], root: Path) -> Mani
         return Manifest(**json.loads(manifest_path.read_text()))
     tmp = root / name / f".{version}.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    cols = [c for c in (TEXT, LABEL, SOURCE, ROW) if c in df.columns]
+    cols = [c for c in (TEXT, LABEL, SCORE, SAMPLE, SOURCE, ROW) if c in df.columns]
     df[cols].to_parquet(tmp / "data.parquet", index=False)
     counts = df[LABEL].value_counts()
     manifest = Manifest(

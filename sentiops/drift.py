@@ -334,7 +334,8 @@ def fit_model_dir(
             shutil.rmtree(tmp / DETECTOR_DIR)
         save(detector, tmp / DETECTOR_DIR)
 
-    summary = {k: detector.config[k] for k in ("alpha", "reference_size", "holdout_size", "holdout")}
+    keys = ("alpha", "reference_size", "holdout_size", "holdout")
+    summary = {k: detector.config[k] for k in keys}
     return modeldir.extend(target, add, {"drift": {"path": DETECTOR_DIR, **summary}})
 
 

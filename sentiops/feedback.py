@@ -7,7 +7,7 @@ prediction it is about and stored as labelled training data:
 
     <store>/labels/feedback/date=YYYY-MM-DD/part-<HHMMSS>-<uuid8>.parquet
         id, text, label (the person's), predicted_label, confidence, model_name,
-        model_version, predicted_at, labelled_at, source
+        model_version, predicted_at, labelled_at, source, sample
 
 (`sentiops.traffic_store` owns the store's other layouts; retraining reads `<store>/labels/`.)
 
@@ -19,13 +19,21 @@ each naming every refused item. An accepted request is one Parquet part written 
 answer, so a restart loses nothing. Two replicas labelling the same id in the same instant can
 both accept it; readers keep the first label of an id (`read_labels`).
 
-Live accuracy and macro-F1 per model version are computed from every stored label (so every
-replica exports the same numbers) and exported as gauges; each accepted label also counts in
-`sentiops_feedback_total{correct}`, which the canary judge reads per step.
+Two kinds of label, told apart by `sample`: a prediction whose request id falls in the
+**random evaluation sample** (`in_eval_sample`: a hash of the id below the rate, so every
+model version and every hour is sampled alike, and no labeller chooses which texts are in it)
+is `random`; every other label (e.g. the drift sidecar's queue of the most uncertain texts,
+chosen to teach the next model) is `targeted`. Only `random` labels estimate how well a model
+does on live traffic: live accuracy and macro-F1 per model version (computed from every stored
+label, so every replica exports the same numbers, and exported as gauges), the canary judge's
+per-step `sentiops_feedback_total{correct, sample="random"}` and the gate's live test share.
+`targeted` labels are training data only. The sidecar leaves the evaluation sample out of its
+labelling queue, so what is labelled of the sample is not chosen by uncertainty either.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import uuid
@@ -36,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sentiops import traffic_store as layout
-from sentiops.config import MODEL_NAME, Settings
+from sentiops.config import MODEL_NAME, Settings, eval_sample_rate
 from sentiops.errors import FeedbackError
 
 FEEDBACK = "feedback"
@@ -57,7 +65,25 @@ COLUMNS = (
     "predicted_at",
     "labelled_at",
     "source",
+    "sample",
 )
+RANDOM, TARGETED = "random", "targeted"
+
+
+def in_eval_sample(request_id: str, rate: float | None = None) -> bool:
+    """Is this prediction in the random evaluation sample? A hash of its id, uniform in [0, 1),
+    below `rate` (default: SENTIOPS_EVAL_SAMPLE_RATE): the same answer in every process, and
+    independent of the text, the model and the time."""
+    rate = eval_sample_rate() if rate is None else rate
+    digest = hashlib.sha256(str(request_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+def random_sample(df: Any) -> Any:
+    """The labels of the random evaluation sample (older parts without `sample`: none)."""
+    if "sample" not in df.columns:
+        return df.iloc[0:0]
+    return df[df["sample"] == RANDOM]
 
 
 @dataclass(frozen=True)
@@ -202,6 +228,26 @@ def read_labels(store: str, settings: Settings | None = None) -> Any:
     return _first_label_per_id(pd.concat(frames, ignore_index=True))
 
 
+def live_metrics(labels: Any) -> dict[str, dict[str, float]]:
+    """Per model version, from the random evaluation sample of `labels` (COLUMNS): labels
+    (the sample size), accuracy and its 95 % Wilson interval, macro-F1."""
+    from sentiops.scoring import macro_f1, wilson_interval
+
+    out: dict[str, dict[str, float]] = {}
+    for version, g in random_sample(labels).groupby("model_version"):
+        gold, pred = g["label"].tolist(), g["predicted_label"].tolist()
+        correct = int((g["label"] == g["predicted_label"]).sum())
+        low, high = wilson_interval(correct, len(g))
+        out[str(version)] = {
+            "labels": float(len(g)),
+            "accuracy": correct / len(g),
+            "accuracy_low": low,
+            "accuracy_high": high,
+            "macro_f1": macro_f1(gold, pred, sorted(set(gold) | set(pred))),
+        }
+    return out
+
+
 def _first_label_per_id(df: Any) -> Any:
     """One row per prediction id: the earliest label (a later one for the same id is ignored)."""
     df = df.sort_values("labelled_at", kind="stable")
@@ -220,6 +266,7 @@ class Feedback:
         model_name: str = MODEL_NAME,
     ) -> None:
         self.store, self.settings, self.model_name = store, settings, model_name
+        self.rate = eval_sample_rate()
         self.index = index or PredictionIndex(store, settings)
         self.labelled: set[str] = set()
         self._label_parts: set[str] = set()
@@ -306,6 +353,7 @@ class Feedback:
                         "predicted_at": str(p.get("time", "")),
                         "labelled_at": now.isoformat(),
                         "source": source,
+                        "sample": RANDOM if in_eval_sample(item.id, self.rate) else TARGETED,
                     }
                 )
             uri = _part(self.store, now)
@@ -320,31 +368,27 @@ class Feedback:
         by_version: dict[str, dict[str, int]] = {}
         for r in rows:
             correct = r["label"] == r["predicted_label"]
-            metrics.FEEDBACK.labels(r["model_name"], r["model_version"], str(correct).lower()).inc()
-            v = by_version.setdefault(str(r["model_version"]), {"labels": 0, "correct": 0})
+            metrics.FEEDBACK.labels(
+                r["model_name"], r["model_version"], str(correct).lower(), r["sample"]
+            ).inc()
+            v = by_version.setdefault(
+                str(r["model_version"]), {"labels": 0, "correct": 0, RANDOM: 0}
+            )
             v["labels"] += 1
             v["correct"] += int(correct)
+            v[RANDOM] += int(r["sample"] == RANDOM)
         self.export_live_metrics(refresh=False)
         return {"accepted": len(rows), "stored": uri, "by_version": by_version}
 
     def live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
-        """Accuracy and macro-F1 of each model version on every stored label (`refresh`:
-        first read the parts other replicas wrote since the last call)."""
-        from sentiops.scoring import macro_f1
-
+        """Accuracy (with its 95 % Wilson interval) and macro-F1 of each model version on the
+        stored labels of the random evaluation sample (`refresh`: first read the parts other
+        replicas wrote since the last call)."""
         with self.lock:
             if refresh:
                 self._refresh_labelled()
             df = self._all_labels()
-        out: dict[str, dict[str, float]] = {}
-        for version, g in df.groupby("model_version"):
-            gold, pred = g["label"].tolist(), g["predicted_label"].tolist()
-            out[str(version)] = {
-                "labels": float(len(g)),
-                "accuracy": float((g["label"] == g["predicted_label"]).mean()),
-                "macro_f1": macro_f1(gold, pred, sorted(set(gold) | set(pred))),
-            }
-        return out
+        return live_metrics(df)
 
     def export_live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
         from sentiops import metrics

@@ -27,6 +27,7 @@ smaller windows and steps).
 from __future__ import annotations
 
 import json
+import os
 import random
 import shlex
 import sys
@@ -37,7 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sentiops.config import BASE_MODEL_PIPELINE, MODEL_NAME, REGISTERED_MODEL, get_settings
+from sentiops.config import (
+    BASE_MODEL_PIPELINE,
+    EVAL_SAMPLE_ENV,
+    MODEL_NAME,
+    REGISTERED_MODEL,
+    get_settings,
+)
 from sentiops.errors import StackError
 
 TWEETS, MOVIES = "vader-tweets", "vader-movies"
@@ -72,7 +79,9 @@ class LoopConfig:
     window: int = 100  # drift window (predictions)
     consecutive: int = 2  # drifting windows before the labelling queue
     min_labels: int = 300  # new labelled rows before retraining
-    sample_share: float = 0.3  # share of live predictions the annotators label
+    # the random evaluation sample (SENTIOPS_EVAL_SAMPLE_RATE for every server of the loop):
+    # the annotators label all of it; only these labels estimate live accuracy (gate, canary)
+    sample_share: float = 0.5
     shifted_texts: int = 3000
     timeout: float = 900.0  # longest wait for drift, labels, retraining
 
@@ -95,21 +104,21 @@ class LoopConfig:
 
 # ------------------------------------------------------------------------------ annotators
 class Annotators:
-    """People labelling predictions, played from the datasets' ground truth: a share of live
-    predictions (late, in batches) and, after drift, the labelling queue. Labels go through the
-    feedback API (the traffic split forwards them to any predictor)."""
+    """People labelling predictions, played from the datasets' ground truth: the random
+    evaluation sample of live predictions (late, in batches; once `labelling` is on) and,
+    after drift, the labelling queue. Labels go through the feedback API (the traffic split
+    forwards them to any predictor), which records which sample each label belongs to."""
 
     def __init__(self, url: str, truth: dict[str, str], name: str = MODEL_NAME) -> None:
         self.url = f"{url}/v1/models/{name}:feedback"
         self.truth = truth
-        self.share = 0.0
+        self.labelling = False
         self.pending: list[tuple[float, str, str]] = []  # (not before, id, label)
         self.done: set[str] = set()
         self.sent = 0
         self.refused: dict[int, int] = {}
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
-        self.rng = random.Random(7)
         self.thread = threading.Thread(target=self._run, daemon=True, name="annotators")
 
     def start(self) -> Annotators:
@@ -117,9 +126,12 @@ class Annotators:
         return self
 
     def on_response(self, text: str, body: dict[str, Any], request_id: str) -> None:
-        """Replay callback: label a share of what was predicted, a few seconds later."""
+        """Replay callback: label the evaluation sample of what was predicted, a few seconds
+        later (all of it: which texts are labelled is not the annotators' choice)."""
+        from sentiops.feedback import in_eval_sample
+
         label = self.truth.get(text)
-        if label is not None and self.rng.random() < self.share:
+        if label is not None and self.labelling and in_eval_sample(request_id):
             with self.lock:
                 self.pending.append((time.monotonic() + 3.0, request_id, label))
 
@@ -262,27 +274,48 @@ def _metric(url: str, name: str, **labels: str) -> float | None:
 
 
 def live_accuracy_by_domain(store: str, domain: dict[str, str]) -> list[dict[str, Any]]:
-    """Accuracy of each model version on the labels of each domain (from the stored labels)."""
-    from sentiops.feedback import read_labels
-    from sentiops.scoring import macro_f1
+    """Accuracy (95 % Wilson interval) and macro-F1 of each model version on each domain,
+    from the stored labels of the random evaluation sample only (`sentiops.feedback`)."""
+    from sentiops.feedback import live_metrics, random_sample, read_labels
 
-    df = read_labels(store)
+    df = random_sample(read_labels(store))
     if df.empty:
         return []
-    df["domain"] = [domain.get(t, "other") for t in df["text"]]
+    df = df.assign(domain=[domain.get(t, "other") for t in df["text"]])
     rows = []
-    for (version, dom), g in df.groupby(["model_version", "domain"]):
-        gold, pred = g["label"].tolist(), g["predicted_label"].tolist()
-        rows.append(
-            {
-                "model_version": str(version),
-                "domain": str(dom),
-                "labels": len(g),
-                "accuracy": round(float((g["label"] == g["predicted_label"]).mean()), 3),
-                "macro_f1": round(macro_f1(gold, pred, sorted(set(gold) | set(pred))), 3),
-            }
-        )
-    return rows
+    for dom, g in df.groupby("domain"):
+        for version, m in live_metrics(g).items():
+            rows.append(
+                {
+                    "model_version": version,
+                    "domain": str(dom),
+                    "labels": int(m["labels"]),
+                    "accuracy": round(m["accuracy"], 3),
+                    "accuracy_95": [round(m["accuracy_low"], 3), round(m["accuracy_high"], 3)],
+                    "macro_f1": round(m["macro_f1"], 3),
+                    "sample": "random",
+                }
+            )
+    return sorted(rows, key=lambda r: (r["model_version"], r["domain"]))
+
+
+def verdict(before: dict[str, Any] | None, after: dict[str, Any] | None, domain: str) -> str:
+    """What a person needs to believe the loop: live accuracy on the new domain before and
+    after, from the random evaluation sample, with 95 % intervals and sample sizes."""
+
+    def one(r: dict[str, Any]) -> str:
+        low, high = r["accuracy_95"]
+        return (f"v{r['model_version']} {r['accuracy']:.3f} (95 % {low:.3f}-{high:.3f}, "
+                f"n={r['labels']})")  # fmt: skip
+
+    if not before or not after:
+        return f"live accuracy on {domain}: too few labels of the random sample to compare"
+    if before["model_version"] == after["model_version"]:
+        return f"live accuracy on {domain}: {one(before)}; the model did not change"
+    word = "better" if after["accuracy"] > before["accuracy"] else "not better"
+    if after["accuracy_95"][0] > before["accuracy_95"][1]:
+        word += " (the intervals do not overlap)"
+    return f"live accuracy on {domain} (random sample): {one(before)} -> {one(after)}: {word}"
 
 
 def _settle(record: Any, registry_version: str | None, name: str) -> str:
@@ -307,7 +340,26 @@ def run_loop(
 ) -> dict[str, Any]:
     """The whole story; returns what happened (also written to <workdir>/story.json).
     `progress` gets one line per event, `show(kind, data)` the tables (`decision`,
-    `rollout`, `accuracy`)."""
+    `rollout`, `accuracy`). Every server of the loop (and this process) samples predictions
+    for evaluation at `cfg.sample_share`."""
+    cfg = cfg or LoopConfig()
+    before = os.environ.get(EVAL_SAMPLE_ENV)
+    os.environ[EVAL_SAMPLE_ENV] = str(cfg.sample_share)
+    try:
+        return _run_loop(cfg, workdir, progress, show)
+    finally:
+        if before is None:
+            os.environ.pop(EVAL_SAMPLE_ENV, None)
+        else:
+            os.environ[EVAL_SAMPLE_ENV] = before
+
+
+def _run_loop(
+    cfg: LoopConfig,
+    workdir: Path | None,
+    progress: Callable[[str], Any],
+    show: Callable[[str, Any], Any] | None,
+) -> dict[str, Any]:
     from sentiops import registry
     from sentiops.localstack import DriftSidecar
     from sentiops.pipeline import local_arguments, run_local
@@ -315,7 +367,6 @@ def run_loop(
     from sentiops.rollout_local import LocalStack
     from sentiops.storage import local_model
 
-    cfg = cfg or LoopConfig()
     settings = get_settings()
     work = (workdir or settings.home / "loop").resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -460,10 +511,11 @@ def run_loop(
         # 4 --------------------------------------------------------------------- shift
         t = time.monotonic()
         progress(
-            f"[4/8] shift: annotators label {cfg.sample_share:.0%} of live predictions; "
+            f"[4/8] shift: annotators label the random evaluation sample ({cfg.sample_share:.0%} "
+            "of live predictions); "
             f"tweets for a while, then {cfg.shifted}"
         )
-        annotators.share = cfg.sample_share
+        annotators.labelling = True
         time.sleep(max(8.0, 200 / cfg.rate))
         rng = random.Random(3)
         shifted = [t for t, d in domain.items() if d == cfg.shifted]
@@ -505,7 +557,6 @@ def run_loop(
         progress(f"  triggered: {trigger.get('message')}")
         if stack.replay:  # make room on the CPU for the training run
             stack.replay.set_rate(min(cfg.rate, 5.0))
-        annotators.share = 1.0
         old_candidate = registry.version_of(registry.CANDIDATE)
         _wait(lambda: _run_finished(store), cfg.timeout * 2, "the retraining run")
         new_candidate = registry.version_of(registry.CANDIDATE)
@@ -558,6 +609,7 @@ def run_loop(
             ),
         )
         on_shifted = {r["model_version"]: r for r in table if r["domain"] == cfg.shifted}
+        show("verdict", verdict(on_shifted.get(before), on_shifted.get(after), cfg.shifted))
         story.add(
             "report",
             t,

@@ -128,24 +128,27 @@ LABELLING_QUEUED = Counter(
 )
 LIVE_ACCURACY = Gauge(
     "sentiops_live_accuracy",
-    "Accuracy on the labelled feedback received for live predictions.",
+    "Accuracy on the labels of the random evaluation sample of live predictions (labels of "
+    "texts chosen for training, e.g. the most uncertain, never count here).",
     ["model_name", "model_version"],
 )
 LIVE_MACRO_F1 = Gauge(
     "sentiops_live_macro_f1",
-    "Macro-F1 on the labelled feedback received for live predictions.",
+    "Macro-F1 on the labels of the random evaluation sample of live predictions.",
     ["model_name", "model_version"],
 )
 LIVE_LABELS = Gauge(
     "sentiops_live_labels",
-    "Labels received so far for the predictions of each model version (all replicas).",
+    "Labels of the random evaluation sample so far, per model version (all replicas): the "
+    "sample size behind sentiops_live_accuracy.",
     ["model_name", "model_version"],
 )
 FEEDBACK = Counter(
     "sentiops_feedback",
     "Labels accepted by this process for earlier predictions, by whether the prediction was "
-    "right (the canary judge's live accuracy per step).",
-    ["model_name", "model_version", "correct"],
+    "right and by sample (random: the evaluation sample, which the canary judge reads per "
+    "step; targeted: chosen for training).",
+    ["model_name", "model_version", "correct", "sample"],
 )
 RETRAIN_TRIGGERS = Counter(
     "sentiops_retrain_triggers",

@@ -67,7 +67,7 @@ def gate_challenger(
     source of each row when there is one); with a registry version, record the decision on it
     (`gate.*` tags). The record lists the test rows per source (`dataset.test_sources`); with
     more than one source, the original and the added rows weigh the same (`split.groups`)."""
-    from sentiops.data import LABEL, SOURCE, TEXT
+    from sentiops.data import LABEL, SAMPLE, SOURCE, TEXT
     from sentiops.split import groups
 
     test_sources = (
@@ -91,6 +91,14 @@ def gate_challenger(
     )
     if test_sources:
         decision.dataset["test_sources"] = dict(test_sources)
+    if SAMPLE in test.columns:  # live labels: which sample the test rows came from
+        samples = test[SAMPLE].fillna("").replace("", "not live labels")
+        counts = samples.value_counts().items()
+        decision.dataset["test_samples"] = {str(k): int(v) for k, v in counts}
+        decision.dataset["test_samples_note"] = (
+            "live labels test only when they are of the random evaluation sample (an unbiased "
+            "sample of the traffic); labels chosen for training (targeted) never test"
+        )
     if challenger_registry_version:
         tracking.configure(settings)
         registry.record_gate(decision, challenger_registry_version, registered_model)

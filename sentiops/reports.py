@@ -61,6 +61,16 @@ def decision_markdown(decision: Decision) -> str:
             if decision.dataset.get("test_sources")
             else []
         ),  # fmt: skip
+        *(
+            [
+                "Test rows by sample: "
+                + ", ".join(f"{k} ({v})" for k, v in decision.dataset["test_samples"].items())
+                + f" ({decision.dataset.get('test_samples_note', '')}).",
+                "",
+            ]
+            if decision.dataset.get("test_samples")
+            else []
+        ),  # fmt: skip
         *_group_lines(decision),
         "| | challenger | champion |",
         "|---|---|---|",

@@ -300,14 +300,16 @@ def judge_metrics(canary: Observed, stable: Observed, cfg: JudgeConfig) -> list[
         v.message = f"label mix canary/stable: {mix} (JS distance {js:.3f}, margin " \
                     f"{cfg.max_label_js}; p={p:.3g}, alpha {alpha:.3g})"  # fmt: skip
         verdicts.append(v)
-    # live accuracy from labelled feedback, when there is any
+    # live accuracy from the labels of the random evaluation sample (the metric source reads
+    # only those), when there are any
     if have_feedback:
         if canary.feedback_total < cfg.min_feedback or stable.feedback_total < cfg.min_feedback:
             verdicts.append(
                 _inconclusive(
                     "live_accuracy",
-                    f"too few labels (canary {canary.feedback_total:.0f}, stable "
-                    f"{stable.feedback_total:.0f}; need {cfg.min_feedback} each)",
+                    f"too few labels of the random evaluation sample (canary "
+                    f"{canary.feedback_total:.0f}, stable {stable.feedback_total:.0f}; need "
+                    f"{cfg.min_feedback} each)",
                 )
             )
         else:
@@ -315,18 +317,10 @@ def judge_metrics(canary: Observed, stable: Observed, cfg: JudgeConfig) -> list[
             sc, st = round(stable.feedback_correct), round(stable.feedback_total)
             p = float(stats.fisher_exact([[cc, ct - cc], [sc, st - sc]], alternative="less").pvalue)
             ca, sa = cc / ct, sc / st
-            verdicts.append(
-                _verdict(
-                    "live_accuracy",
-                    p,
-                    sa - ca,
-                    cfg.max_accuracy_drop,
-                    alpha,
-                    ca,
-                    sa,
-                    "live accuracy",
-                )  # fmt: skip
-            )
+            v = _verdict("live_accuracy", p, sa - ca, cfg.max_accuracy_drop, alpha, ca, sa,
+                         "live accuracy")  # fmt: skip
+            v.message += f" (random evaluation sample: canary n={ct}, stable n={st})"
+            verdicts.append(v)
     return _label_mix_explained(verdicts)
 
 

@@ -10,6 +10,7 @@ out; a class that occurs but one side never predicts scores F1 = 0 for that side
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -106,3 +107,13 @@ def classification_metrics(
         },
         "confusion_matrix": {"labels": labs, "matrix": matrix.tolist()},
     }
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95 % by default); (0, 1) for n = 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -5,7 +5,10 @@ the seed, exactly as they would be on their own. Rows of any other source (label
 from live traffic, added for retraining) go to a split by a hash of their text: the same text
 always lands in the same split, whatever else is added. So a retraining run's test set holds
 the original test rows (none of which any earlier model trained on) plus a held-out share of
-the new labels, and a text never moves from one split to another between runs.
+the new labels, and a text never moves from one split to another between runs. Only labels of
+the random evaluation sample (`sample` = random, see `sentiops.feedback`) may be test rows:
+labels chosen for training (the most uncertain texts) are no sample of the traffic, so their
+test share goes to training instead, and the gate's live test share estimates live accuracy.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from sentiops.data import LABEL, SOURCE, TEXT
+from sentiops.data import LABEL, SAMPLE, SOURCE, TEXT
 from sentiops.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -59,8 +62,12 @@ def _by_hash(df: pd.DataFrame, val_frac: float, test_frac: float) -> dict[str, p
         return int.from_bytes(digest[:8], "big") / 2**64
 
     u = df[TEXT].map(bucket)
-    masks = {"test": u < test_frac, "validation": (u >= test_frac) & (u < test_frac + val_frac),
-             "train": u >= test_frac + val_frac}  # fmt: skip
+    # a row that is not from the random evaluation sample never tests (a source without the
+    # column is taken as a sample of its own, as before)
+    chosen = (df[SAMPLE].fillna("") == "targeted") if SAMPLE in df.columns else u < 0
+    test = (u < test_frac) & ~chosen
+    masks = {"test": test, "validation": (u >= test_frac) & (u < test_frac + val_frac),
+             "train": (u >= test_frac + val_frac) | ((u < test_frac) & chosen)}  # fmt: skip
     return {name: df[masks[name]].reset_index(drop=True) for name in SPLITS}
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from sentiops import modeldir
 from sentiops.config import Settings, get_settings
-from sentiops.data import LABEL, TEXT, Manifest
+from sentiops.data import LABEL, SCORE, TEXT, Manifest
 from sentiops.evaluate import evaluate
 from sentiops.models import SentimentModel, fit_model, load_model
 from sentiops.params import DataConfig, TrainConfig
@@ -48,6 +48,7 @@ def fit(
         cfg.model_params(),
         val_texts=val_df[TEXT].tolist(),
         val_labels=val_df[LABEL].tolist(),
+        scores=train_df[SCORE].tolist() if SCORE in train_df.columns else None,
         progress=progress,
     )
 

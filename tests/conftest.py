@@ -14,6 +14,10 @@ from typer.testing import CliRunner
 
 from sentiops.cli import app
 
+# every prediction in the random evaluation sample unless a test says otherwise, for servers
+# that session- and package-scoped fixtures start too (tests of the sampling set their rate)
+os.environ["SENTIOPS_EVAL_SAMPLE_RATE"] = "1"
+
 POS = ["love", "great", "excellent", "amazing", "wonderful", "happy", "fantastic", "good"]
 NEG = ["hate", "awful", "terrible", "horrible", "bad", "sad", "angry", "worst"]
 NEU = ["okay", "average", "fine", "normal", "usual", "standard", "plain", "so-so"]
@@ -43,6 +47,9 @@ def sentiops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 "SENTIOPS_S3_ENDPOINT"):  # fmt: skip
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
+    # every prediction in the random evaluation sample unless a test says otherwise (tests of
+    # the sampling set their own rate; the labelling-queue tests set 0)
+    monkeypatch.setenv("SENTIOPS_EVAL_SAMPLE_RATE", "1")
     return home
 
 

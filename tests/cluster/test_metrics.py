@@ -46,7 +46,7 @@ def test_required_metrics_and_labels() -> None:
         metrics.DRIFT_WINDOW_SIZE: ("gauge", ("model_name", "model_version")),
         metrics.LIVE_ACCURACY: ("gauge", ("model_name", "model_version")),
         metrics.LIVE_MACRO_F1: ("gauge", ("model_name", "model_version")),
-        metrics.FEEDBACK: ("counter", ("model_name", "model_version", "correct")),
+        metrics.FEEDBACK: ("counter", ("model_name", "model_version", "correct", "sample")),
         metrics.RETRAIN_TRIGGERS: ("counter", ("model_name", "outcome", "reason")),
     }
     for obj, (kind, labels) in expected.items():

@@ -220,7 +220,7 @@ EXPORTER = textwrap.dedent(
         m.LIVE_ACCURACY.labels("sentiment", version).set(acc)
         m.LIVE_MACRO_F1.labels("sentiment", version).set(acc - 0.05)
         m.LIVE_LABELS.labels("sentiment", version).set(100)
-        m.FEEDBACK.labels("sentiment", version, "true").inc(80)
+        m.FEEDBACK.labels("sentiment", version, "true", "random").inc(80)
     m.REQUEST_ERRORS.labels("sentiment", "1", "invalid_input").inc()
     m.BATCH_SIZE.labels("sentiment").observe(8)
     m.INPUT_LENGTH.labels("sentiment").observe(80)

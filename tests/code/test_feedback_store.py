@@ -34,7 +34,8 @@ def test_each_label_part_is_read_once_and_every_label_counts(
     monkeypatch.setattr(pq, "read_table", lambda *a, **k: reads.append(a) or real(*a, **k))
     live = here.live_metrics()
     assert live["1"]["labels"] == 20 and live["1"]["accuracy"] == pytest.approx(0.5)
-    assert live["2"] == {"labels": 2.0, "accuracy": 0.5, "macro_f1": pytest.approx(1 / 3)}
+    assert {k: live["2"][k] for k in ("labels", "accuracy", "macro_f1")} == {
+        "labels": 2.0, "accuracy": 0.5, "macro_f1": pytest.approx(1 / 3)}  # fmt: skip
     assert len(reads) == 1  # only the other replica's part; its own 20 were never re-read
     here.record([Item("r21", "positive")])
     assert here.live_metrics()["1"]["labels"] == 21 and len(reads) == 1
@@ -43,3 +44,37 @@ def test_each_label_part_is_read_once_and_every_label_counts(
     assert exc.value.status == 409
     fresh = Feedback(store, index=index)  # a restarted replica reads everything once
     assert fresh.live_metrics() == here.live_metrics()
+
+
+def test_only_the_random_evaluation_sample_estimates_live_accuracy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Labels of ids outside the evaluation sample (e.g. the most uncertain texts, queued for
+    training) are stored as `targeted` and never count in live accuracy; the sample's labels
+    are `random` and come with their size and a 95 % interval."""
+    from sentiops.feedback import in_eval_sample, read_labels
+
+    monkeypatch.setenv("SENTIOPS_EVAL_SAMPLE_RATE", "0.5")
+    store = str(tmp_path / "store")
+    index = _index(store, 30)
+    fb = Feedback(store, index=index)
+    sampled = [f"r{i}" for i in range(30) if in_eval_sample(f"r{i}", 0.5)]
+    assert 5 < len(sampled) < 25  # a hash of the id: about half
+    # targeted labels all wrong (the model said positive), the sample's all right
+    fb.record([Item(f"r{i}", "positive" if f"r{i}" in sampled else "negative")
+               for i in range(30)])  # fmt: skip
+    stored = read_labels(store)
+    assert dict(zip(stored.id, stored["sample"], strict=True)) == {
+        f"r{i}": "random" if f"r{i}" in sampled else "targeted" for i in range(30)}  # fmt: skip
+    live = fb.live_metrics()["1"]
+    assert live["labels"] == len(sampled) and live["accuracy"] == 1.0
+    assert 0.6 < live["accuracy_low"] < 1.0 and live["accuracy_high"] == pytest.approx(1.0)
+
+
+def test_wilson_interval() -> None:
+    from sentiops.scoring import wilson_interval
+
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-3) and high == pytest.approx(0.5962, abs=1e-3)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)

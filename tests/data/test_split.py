@@ -3,6 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from sentiops.data import SOURCE
 from sentiops.errors import DataError
 from sentiops.split import split
 from tests.conftest import make_frame
@@ -49,3 +50,23 @@ def test_added_sources_never_move_the_original_rows_or_each_other() -> None:
         assert first == set(twice[name][twice[name][SOURCE] == "labels/part-1.parquet"].text)
     added_test = (twice["test"][SOURCE] != "vader-tweets").sum()
     assert 0 < added_test < 60  # a held-out share of the new labels is in the test set
+
+
+def test_labels_chosen_for_training_never_test() -> None:
+    """Live labels of the random evaluation sample may test; targeted ones (chosen for their
+    uncertainty) go to training instead of the test set, whatever their text hash says."""
+    from sentiops.data import SAMPLE
+
+    original = make_frame(30, seed=0)
+    original[SOURCE] = "vader-tweets"
+    live = make_frame(60, seed=5)
+    live[SOURCE] = "labels.parquet"
+    live[SAMPLE] = ["random" if i % 2 else "targeted" for i in range(len(live))]
+    parts = split(pd.concat([original, live], ignore_index=True), seed=42)
+    test_live = parts["test"][parts["test"][SOURCE] == "labels.parquet"]
+    assert len(test_live) > 5 and set(test_live[SAMPLE]) == {"random"}
+    assert sum(len(p) for p in parts.values()) == len(original) + len(live)
+    # a targeted row whose hash puts it in the test share trains instead
+    alone = split(pd.concat([original, live.assign(**{SAMPLE: "random"})], ignore_index=True))
+    moved = set(alone["test"].text) & set(live[live[SAMPLE] == "targeted"].text)
+    assert moved and moved <= set(parts["train"].text)

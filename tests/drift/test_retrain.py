@@ -14,6 +14,7 @@ import pytest
 
 from drift.retrain import CommandTrigger, Retrainer, uncertainty_order
 from sentiops import traffic_store
+from sentiops.feedback import in_eval_sample
 from tests.drift.conftest import shifted_texts
 
 RECORDER = """
@@ -40,6 +41,7 @@ def test_drift_queues_texts_then_triggers_once_under_cooldown(
         "--retrain-enabled", "true", "--retrain-mode", "command", "--retrain-command", command,
         "--retrain-cooldown", "3600", "--retrain-min-labels", "10",
         "--retrain-datasets", "vader-tweets", store=store,
+        env={"SENTIOPS_EVAL_SAMPLE_RATE": "0.25"},
     )  # fmt: skip
     texts = shifted_texts(160, seed=3)
     s.post_texts(detector_model, texts[:80], per_request=4)
@@ -51,10 +53,13 @@ def test_drift_queues_texts_then_triggers_once_under_cooldown(
     queued = sorted(store.glob("labelling/date=*/model_version=7/window-*.parquet"))
     assert len(queued) == 2  # each drifting window once
     q = pd.read_parquet(queued[0])
-    assert len(q) == 40 and list(q["rank"]) == list(range(40))
+    # the random evaluation sample (a quarter of the ids) is never queued for its uncertainty
+    assert 20 <= len(q) < 40 and list(q["rank"]) == list(range(len(q)))
+    assert not any(in_eval_sample(i, 0.25) for i in q.id)
     assert q["margin"].is_monotonic_increasing  # most uncertain first
     assert set(q.text) <= set(texts[:80])
-    assert s.sample("sentiops_labelling_queued_total", model_version="7") == 80
+    both = sum(len(pd.read_parquet(f)) for f in queued)
+    assert s.sample("sentiops_labelling_queued_total", model_version="7") == both
     assert s.sample("sentiops_retrain_triggers_total", outcome="triggered") == 0
 
     # annotators label the queued texts

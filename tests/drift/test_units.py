@@ -15,8 +15,8 @@ from drift.events import BadEvent, Event, Joiner, request_texts, response_predic
 from drift.settings import DEFAULT_PORT, from_args, from_env
 from sentiops import drift
 from sentiops.errors import DriftError
-from sentiops.models import load_model
 from sentiops.metrics import EXPORTED_METRICS
+from sentiops.models import load_model
 
 REPO = Path(__file__).resolve().parents[2]
 

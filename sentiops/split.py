@@ -1,7 +1,7 @@
 """Deterministic train / validation / test split that adding data never disturbs.
 
-The rows of the first data source (the original dataset) are split stratified by label with
-the seed, exactly as they would be on their own. Rows of any other source (labels collected
+The rows of each original source (the first data source, and every built-in dataset) are split
+stratified by label with the seed, each exactly as it would be on its own. Rows of any other source (labels collected
 from live traffic, added for retraining) go to a split by a hash of their text: the same text
 always lands in the same split, whatever else is added. So a retraining run's test set holds
 the original test rows (none of which any earlier model trained on) plus a held-out share of
@@ -25,31 +25,45 @@ SPLITS = ("train", "validation", "test")
 def split(
     df: pd.DataFrame, seed: int = 42, val_frac: float = 0.1, test_frac: float = 0.2
 ) -> dict[str, pd.DataFrame]:
-    """The first source stratified by label with `seed`; the others by text hash."""
+    """Each original source (the first one, and every built-in dataset) stratified by label
+    with `seed` on its own; the others by text hash."""
     if not 0 < val_frac < 1 or not 0 < test_frac < 1 or val_frac + test_frac >= 1:
         raise DataError(
             f"bad split fractions val={val_frac} test={test_frac}",
             "both must be in (0, 1) and sum to less than 1",
         )
     if SOURCE in df.columns and len(df) and df[SOURCE].nunique() > 1:
-        first = df[SOURCE].iloc[0]
-        anchor, added = df[df[SOURCE] == first], df[df[SOURCE] != first]
-        parts = _stratified(anchor, seed, val_frac, test_frac)
-        extra = _by_hash(added, val_frac, test_frac)
-        return {name: pd.concat([parts[name], extra[name]], ignore_index=True) for name in SPLITS}
+        original = _original(df)
+        parts = [
+            _stratified(df[df[SOURCE] == src], seed, val_frac, test_frac)
+            for src in dict.fromkeys(df.loc[original, SOURCE])
+        ]
+        parts.append(_by_hash(df[~original], val_frac, test_frac))
+        return {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in SPLITS}
     return _stratified(df, seed, val_frac, test_frac)
 
 
 ORIGINAL, ADDED = "original", "added"
 
 
+def _original(df: pd.DataFrame) -> pd.Series:
+    """Rows of an original source: the first source, or a built-in dataset (several built-in
+    datasets are each split as they would be alone, so each one's test rows stay the same)."""
+    from sentiops.data import BUILTIN
+
+    return (df[SOURCE] == df[SOURCE].iloc[0]) | df[SOURCE].isin(list(BUILTIN))
+
+
 def groups(df: pd.DataFrame) -> list[str] | None:
-    """Each row's group for the gate: "original" (the first source, whose rows `split` puts
-    first in every part) or "added" (every other source); None for one source only."""
+    """Each row's group for the gate: "original" (the original sources, whose rows `split`
+    puts first in every part) or "added" (every other source, e.g. live labels); None when
+    there is only one group."""
     if SOURCE not in df.columns or not len(df) or df[SOURCE].nunique() < 2:
         return None
-    first = df[SOURCE].iloc[0]
-    return [ORIGINAL if s == first else ADDED for s in df[SOURCE]]
+    original = _original(df)
+    if original.all():
+        return None
+    return [ORIGINAL if o else ADDED for o in original]
 
 
 def _by_hash(df: pd.DataFrame, val_frac: float, test_frac: float) -> dict[str, pd.DataFrame]:

@@ -70,3 +70,25 @@ def test_labels_chosen_for_training_never_test() -> None:
     alone = split(pd.concat([original, live.assign(**{SAMPLE: "random"})], ignore_index=True))
     moved = set(alone["test"].text) & set(live[live[SAMPLE] == "targeted"].text)
     assert moved and moved <= set(parts["train"].text)
+
+
+def test_several_built_in_datasets_are_each_split_as_alone() -> None:
+    """`--data vader-tweets --data vader-amazon`: both are original data, each split as it
+    would be on its own (the tweets' test rows stay the same), and no gate groups."""
+    from sentiops.split import groups
+
+    tweets, amazon = make_frame(30, seed=0), make_frame(20, seed=1)
+    tweets[SOURCE], amazon[SOURCE] = "vader-tweets", "vader-amazon"
+    both = split(pd.concat([tweets, amazon], ignore_index=True), seed=42)
+    alone = {"vader-tweets": split(tweets, seed=42), "vader-amazon": split(amazon, seed=42)}
+    for name, parts in alone.items():
+        for part in ("train", "validation", "test"):
+            mine = both[part][both[part][SOURCE] == name]
+            assert list(mine.text) == list(parts[part].text)
+    assert groups(both["test"]) is None
+    live = make_frame(20, seed=2).assign(**{SOURCE: "labels.parquet"})
+    with_live = split(pd.concat([tweets, amazon, live], ignore_index=True), seed=42)
+    g = groups(with_live["test"])
+    assert g is not None and set(g) == {"original", "added"}
+    assert g.count("original") == len(alone["vader-tweets"]["test"]) + len(
+        alone["vader-amazon"]["test"])  # fmt: skip

@@ -90,8 +90,8 @@ def test_labels_join_across_replicas_revisions_and_restarts(stack) -> None:  # n
             "label": "positive"}, {"id": rid_v2, "label": "negative"}]  # fmt: skip
     r = _until_stored(b, body)
     assert r.status_code == 200, r.text
-    assert r.json()["by_version"] == {"1": {"labels": 2, "correct": 1},
-                                      "2": {"labels": 1, "correct": 1}}  # fmt: skip
+    assert r.json()["by_version"] == {"1": {"labels": 2, "correct": 1, "random": 2},
+                                      "2": {"labels": 1, "correct": 1, "random": 1}}  # fmt: skip
 
     # refused requests name the items and store nothing
     stored = len(read_labels(str(store)))

@@ -114,7 +114,8 @@ class Settings:
     s3_retries: int = 3
 
     def __post_init__(self) -> None:
-        self.home = Path(self.home)
+        # resolved once, here: servers started in their own folders get absolute paths
+        self.home = Path(self.home).expanduser().resolve()
         self.s3_retries = int(self.s3_retries)
         if isinstance(self.s3_secure, str):
             self.s3_secure = _flag(self.s3_secure)

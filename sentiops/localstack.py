@@ -123,6 +123,9 @@ class Predictor:
     extra_args: list[str] = field(default_factory=list)
     process: Process | None = None
 
+    def __post_init__(self) -> None:  # it runs in its own folder: paths resolved here
+        self.model_dir, self.workdir = Path(self.model_dir).resolve(), Path(self.workdir).resolve()
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
@@ -158,6 +161,12 @@ class DriftSidecar:
     store: str
     args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
+
+    def __post_init__(self) -> None:  # it runs in its own folder: paths resolved here
+        from sentiops.storage import is_s3
+
+        self.workdir = Path(self.workdir).resolve()
+        self.store = self.store if is_s3(self.store) else str(Path(self.store).resolve())
     process: Process | None = None
 
     @property
@@ -198,6 +207,9 @@ class Prometheus:
     interval: str = "1s"
     port: int = field(default_factory=free_port)
     process: Process | None = None
+
+    def __post_init__(self) -> None:  # it runs in its own folder: paths resolved here
+        self.workdir = Path(self.workdir).resolve()
 
     @property
     def url(self) -> str:

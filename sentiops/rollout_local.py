@@ -74,7 +74,7 @@ class LocalStack:
         extra_targets: list[str] | None = None,
         progress: Callable[[str], Any] = print,
     ) -> None:
-        self.workdir, self.name = Path(workdir), name
+        self.workdir, self.name = Path(workdir).resolve(), name
         self.predictor_args = list(predictor_args or [])
         self.extra_targets = list(extra_targets or [])
         self.progress = progress

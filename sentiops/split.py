@@ -1,14 +1,15 @@
 """Deterministic train / validation / test split that adding data never disturbs.
 
 The rows of each original source (the first data source, and every built-in dataset) are split
-stratified by label with the seed, each exactly as it would be on its own. Rows of any other source (labels collected
-from live traffic, added for retraining) go to a split by a hash of their text: the same text
-always lands in the same split, whatever else is added. So a retraining run's test set holds
-the original test rows (none of which any earlier model trained on) plus a held-out share of
-the new labels, and a text never moves from one split to another between runs. Only labels of
-the random evaluation sample (`sample` = random, see `sentiops.feedback`) may be test rows:
-labels chosen for training (the most uncertain texts) are no sample of the traffic, so their
-test share goes to training instead, and the gate's live test share estimates live accuracy.
+stratified by label with the seed, each exactly as it would be on its own. Rows of any other
+source (labels collected from live traffic, added for retraining) go to a split by a hash of
+their text: the same text always lands in the same split, whatever else is added. So a
+retraining run's test set holds the original test rows (none of which any earlier model trained
+on) plus a held-out share of the new labels, and a text never moves from one split to another
+between runs. Only labels of the random evaluation sample (`sample` = random, see
+`sentiops.feedback`) may be test rows: labels chosen for training (the most uncertain texts)
+are no sample of the traffic, so their test share goes to training instead, and the gate's
+live test share estimates live accuracy.
 """
 
 from __future__ import annotations

@@ -107,3 +107,33 @@ def test_a_fast_error_free_canary_with_a_skewed_label_mix_is_rolled_back(models,
     assert record.decision == "rolled_back", record.to_markdown()
     assert "label_mix" in failed and "error_rate" not in failed
     assert any("label_mix" in r for r in record.reasons)
+
+
+def test_the_readme_command_with_a_relative_home_in_a_fresh_directory(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    """`sentiops rollout --local ...` typed as the README shows it, in a fresh directory with
+    the default relative SENTIOPS_HOME (./.sentiops) and relative paths: every server starts
+    in its own folder, so paths must be resolved at the edge (Prometheus once failed with
+    "open .sentiops/rollout/prometheus/prometheus.yml: no such file")."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    user = tmp_path / "checkout"
+    user.mkdir()
+    shutil.copytree(models["stable"], user / "stable")
+    shutil.copytree(models["retrained"], user / "canary")
+    (user / "traffic.csv").write_text("text\n" + "\n".join(json.dumps(t) for t in TRAFFIC))
+    env = {k: v for k, v in os.environ.items() if k != "SENTIOPS_HOME"}
+    exe = Path(sys.executable).with_name("sentiops")
+    proc = subprocess.run(
+        [str(exe), "rollout", "--local", "--stable", "stable", "--canary", "canary",
+         "--traffic", "traffic.csv", "--steps", "50", "--step-seconds", "4", "--rate", "40",
+         "--min-requests", "40", "--output-json", "decision.json"],
+        cwd=user, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((user / "decision.json").read_text())["decision"] == "promoted"
+    assert (user / ".sentiops" / "rollout" / "prometheus" / "prometheus.yml").exists()

@@ -34,7 +34,7 @@ def split(
             "both must be in (0, 1) and sum to less than 1",
         )
     if SOURCE in df.columns and len(df) and df[SOURCE].nunique() > 1:
-        original = _original(df)
+        original = original_rows(df)
         parts = [
             _stratified(df[df[SOURCE] == src], seed, val_frac, test_frac)
             for src in dict.fromkeys(df.loc[original, SOURCE])
@@ -47,7 +47,7 @@ def split(
 ORIGINAL, ADDED = "original", "added"
 
 
-def _original(df: pd.DataFrame) -> pd.Series:
+def original_rows(df: pd.DataFrame) -> pd.Series:
     """Rows of an original source: the first source, or a built-in dataset (several built-in
     datasets are each split as they would be alone, so each one's test rows stay the same)."""
     from sentiops.data import BUILTIN
@@ -61,7 +61,7 @@ def groups(df: pd.DataFrame) -> list[str] | None:
     there is only one group."""
     if SOURCE not in df.columns or not len(df) or df[SOURCE].nunique() < 2:
         return None
-    original = _original(df)
+    original = original_rows(df)
     if original.all():
         return None
     return [ORIGINAL if o else ADDED for o in original]

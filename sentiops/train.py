@@ -26,12 +26,19 @@ __all__ = ["DataConfig", "Fitted", "TrainConfig", "TrainResult", "fit", "train",
 
 
 def _subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """At most `n` rows, stratified by label; rows of added sources (live labels, see
+    `sentiops.split`) are always kept, only the original data is thinned out."""
     if not n or len(df) <= n:
         return df
-    frac = n / len(df)
-    parts = [
+    from sentiops.data import SOURCE
+    from sentiops.split import original_rows
+
+    original = original_rows(df) if SOURCE in df.columns else pd.Series(True, index=df.index)
+    keep, pool = df[~original], df[original]
+    frac = max(n - len(keep), 1) / max(len(pool), 1)
+    parts = [keep] + [
         g.sample(max(1, round(len(g) * frac)), random_state=seed)
-        for _, g in df.groupby(LABEL, sort=True)
+        for _, g in pool.groupby(LABEL, sort=True)
     ]
     return pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 

@@ -92,3 +92,17 @@ def test_several_built_in_datasets_are_each_split_as_alone() -> None:
     assert g is not None and set(g) == {"original", "added"}
     assert g.count("original") == len(alone["vader-tweets"]["test"]) + len(
         alone["vader-amazon"]["test"])  # fmt: skip
+
+
+def test_max_train_examples_thins_out_only_the_original_data() -> None:
+    """A retraining run capped at n rows keeps every new live label; the original data is
+    thinned out (stratified by label) to make room."""
+    from sentiops.train import _subsample
+
+    original = make_frame(100, seed=0).assign(**{SOURCE: "vader-tweets"})
+    live = make_frame(20, seed=4).assign(**{SOURCE: "labels.parquet"})
+    out = _subsample(pd.concat([original, live], ignore_index=True), 120, seed=42)
+    assert set(live.text) <= set(out.text)
+    assert 110 <= len(out) <= 130
+    kept = out[out[SOURCE] == "vader-tweets"].label.value_counts()
+    assert kept.max() - kept.min() <= 1  # stratified: the classes stay balanced

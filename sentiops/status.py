@@ -339,7 +339,8 @@ def drift_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -
 
 
 def accuracy_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -> Section:
-    """Live accuracy per model version from labelled feedback (`sentiops_live_accuracy`),
+    """Live accuracy per model version from the labels of the random evaluation sample
+    (`sentiops_live_accuracy`),
     with every other `sentiops_live_*` gauge the feedback API exports (e.g. macro-F1)."""
     if prom is None:
         return _no_prometheus("live_accuracy")

@@ -7,7 +7,8 @@ prediction it is about and stored as labelled training data:
 
     <store>/labels/feedback/date=YYYY-MM-DD/part-<HHMMSS>-<uuid8>.parquet
         id, text, label (the person's), predicted_label, confidence, model_name,
-        model_version, predicted_at, labelled_at, source, sample
+        model_version, predicted_at, labelled_at, source, sample, labelled_by (the name of
+        the token the label came with, when writes need one: who labelled what)
 
 (`sentiops.traffic_store` owns the store's other layouts; retraining reads `<store>/labels/`.)
 
@@ -66,6 +67,7 @@ COLUMNS = (
     "labelled_at",
     "source",
     "sample",
+    "labelled_by",
 )
 RANDOM, TARGETED = "random", "targeted"
 
@@ -303,7 +305,9 @@ class Feedback:
             return pd.DataFrame(columns=list(COLUMNS))
         return _first_label_per_id(self._labels)
 
-    def record(self, items: Sequence[Item], source: str = "api") -> dict[str, Any]:
+    def record(
+        self, items: Sequence[Item], source: str = "api", labelled_by: str = ""
+    ) -> dict[str, Any]:
         """Store labels for earlier predictions (all or none); FeedbackError (404 unknown id,
         409 duplicate) names every refused item."""
         import pyarrow as pa
@@ -354,6 +358,7 @@ class Feedback:
                         "labelled_at": now.isoformat(),
                         "source": source,
                         "sample": RANDOM if in_eval_sample(item.id, self.rate) else TARGETED,
+                        "labelled_by": labelled_by,
                     }
                 )
             uri = _part(self.store, now)

@@ -416,7 +416,9 @@ class Replay:
                                        headers={"x-request-id": request_id})  # fmt: skip
                     code = resp.status_code
                     if self.on_response is not None and code == 200:
-                        self.on_response(text, resp.json(), request_id)
+                        # the id the predictor answered with (it replaces a used one)
+                        answered = resp.headers.get("x-request-id", request_id)
+                        self.on_response(text, resp.json(), answered)
                 except httpx.HTTPError:
                     code = 0
                 with self._lock:

@@ -42,6 +42,18 @@ def parser() -> argparse.ArgumentParser:
         "POST /v1/models/<name>:feedback and live accuracy (env SENTIOPS_FEEDBACK_STORE)",
     )
     p.add_argument(
+        "--auth_token_file",
+        default=os.environ.get("SENTIOPS_AUTH_TOKEN_FILE", ""),
+        help="tokens (a `name:token` line file or a directory of files, e.g. a mounted "
+        "Secret): feedback needs `Authorization: Bearer <token>` (env SENTIOPS_AUTH_TOKEN_FILE)",
+    )
+    p.add_argument(
+        "--auth_reads",
+        default=False,
+        type=lambda x: str(x).lower() in ("1", "true", "yes"),
+        help="predict/infer/explain/metadata need a token too (health, /metrics stay open)",
+    )
+    p.add_argument(
         "--access_log",
         default=False,
         type=lambda x: str(x).lower() in ("1", "true", "yes"),

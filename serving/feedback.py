@@ -2,7 +2,14 @@
 
 - `RequestId` (ASGI, outermost): every predict/infer/explain request carries `x-request-id` —
   the client's, else the v2 body's `id`, else a new one — and every answer returns it. The
-  inference log's `ce-id`, the prediction log's `id` and feedback all use this one id.
+  inference log's `ce-id`, the prediction log's `id` and feedback all use this one id. A
+  client's id must be 1-128 characters of `A-Z a-z 0-9 . _ -` and new to this predictor:
+  otherwise it is replaced by a new one and the answer says so (`x-request-id-replaced`), so
+  a label can only ever join the prediction it was given for.
+- Writes need a token when `--auth_token_file` is set (`sentiops.auth`): feedback without
+  a valid `Authorization: Bearer` is 401/403 and stores nothing; each stored label records
+  the token's name (`labelled_by`). `--auth_reads` closes predict/infer/explain/metadata too
+  (health and /metrics stay open for probes and Prometheus).
 - `POST /v1/models/<name>:feedback` with `{"id": ..., "label": ...}` (one or a list): the
   labels are joined with the predictions they are about and stored (`sentiops.feedback`);
   4xx with `{"error", "problems"}` names every refused item, nothing of a refused request is
@@ -15,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request  # at module level: FastAPI resolves the route's annotations here
@@ -24,11 +33,23 @@ from fastapi.responses import JSONResponse
 
 logger = logging.getLogger("sentiops.serving.feedback")
 PATHS = (":predict", ":explain", "/infer")
+#: What a client-chosen request id may be (no ':' : `<id>:<i>` names the i-th text of a batch).
+CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def client_id_problem(rid: str, known: Callable[[str], bool] | None) -> str:
+    """Why a client's request id cannot be used ('' if it can)."""
+    if not CLIENT_ID.fullmatch(rid):
+        return "not 1-128 characters of A-Z a-z 0-9 . _ -"
+    if known is not None and known(rid):
+        return "already used by an earlier prediction"
+    return ""
 
 
 class RequestId:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, known: Callable[[str], bool] | None = None) -> None:
         self.app = app
+        self.known = known
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope.get("path", "").endswith(PATHS):
@@ -50,6 +71,10 @@ class RequestId:
                 rid = value if isinstance(value, str) and value.strip() else ""
             except ValueError:
                 rid = ""
+        replaced = client_id_problem(rid, self.known) if rid else ""
+        if replaced:
+            logger.info("request id replaced: %s", replaced)
+            rid = ""
         rid = rid or uuid.uuid4().hex
         headers = [(k, v) for k, v in headers if k != b"x-request-id"]
         scope = {**scope, "headers": [*headers, (b"x-request-id", rid.encode())]}
@@ -59,10 +84,11 @@ class RequestId:
 
         async def with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())],
-                }
+                extra = [(b"x-request-id", rid.encode())]
+                if replaced:
+                    extra.append((b"x-request-id-replaced",
+                                  f"your x-request-id was {replaced}; use this one".encode()))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         await self.app(scope, replaying, with_id)
@@ -112,12 +138,58 @@ class Refresher(threading.Thread):
             threading.Event().wait(self.seconds)
 
 
-def add_feedback_route(app: Any, model: Any, feedback: Any | None) -> None:
+def refused(exc: Any) -> JSONResponse:
+    """401/403 for a request without a valid token (nothing was done)."""
+    headers = {"WWW-Authenticate": 'Bearer realm="sentiops"'} if exc.status == 401 else {}
+    return JSONResponse({"error": f"{exc.message}; {exc.hint}"}, status_code=exc.status,
+                        headers=headers)  # fmt: skip
+
+
+class BearerReads:
+    """`--auth_reads`: predict/infer/explain/metadata need a token too (ASGI). Readiness
+    (`/v2/models/<name>/ready`, `GET /v1/models/<name>`: the probes), `/v2/health/*` and
+    `/metrics` stay open."""
+
+    def __init__(self, app: Any, tokens: Any) -> None:
+        self.app, self.tokens = app, tokens
+
+    @staticmethod
+    def _closed(method: str, path: str) -> bool:
+        if not path.startswith(("/v1/models/", "/v2/models/")) or path.endswith(
+            (":feedback", "/ready")
+        ):
+            return False
+        probe = method == "GET" and path.startswith("/v1/models/") and path.count("/") == 3
+        return not probe
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path and self._closed(scope.get("method", "GET"), path):
+            from sentiops.auth import AuthError
+
+            auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode(
+                errors="replace")  # fmt: skip
+            try:
+                self.tokens.check(auth)
+            except AuthError as exc:
+                await refused(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def add_feedback_route(app: Any, model: Any, feedback: Any | None, tokens: Any = None) -> None:
+    from sentiops.auth import AuthError
     from sentiops.errors import FeedbackError, SentiOpsError
     from sentiops.feedback import parse_items
 
     @app.post(f"/v1/models/{model.name}:feedback", response_model=None)
     async def post_feedback(request: Request) -> JSONResponse:
+        labelled_by = ""
+        if tokens is not None:
+            try:
+                labelled_by = tokens.check(request.headers.get("authorization"))
+            except AuthError as exc:
+                return refused(exc)
         if feedback is None:
             return JSONResponse(
                 {
@@ -138,7 +210,9 @@ def add_feedback_route(app: Any, model: Any, feedback: Any | None) -> None:
             )
         try:
             items = parse_items(body)
-            result = await asyncio.get_running_loop().run_in_executor(None, feedback.record, items)
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: feedback.record(items, labelled_by=labelled_by)
+            )
         except FeedbackError as exc:
             return JSONResponse(
                 {"error": f"{exc.message}; {exc.hint}", "problems": exc.problems},

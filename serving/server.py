@@ -210,14 +210,29 @@ def run(args: argparse.Namespace) -> None:
                 model.ready)  # fmt: skip
     ks.app.add_middleware(Guard, model=model)
     add_metadata_route(ks.app, model)
-    from serving.feedback import RequestId, add_feedback_route
+    from sentiops.auth import Tokens
+    from serving.feedback import BearerReads, RequestId, add_feedback_route
 
-    add_feedback_route(ks.app, model, feedback_for(model, args.feedback_store))
+    tokens = Tokens.load(args.auth_token_file) if args.auth_token_file else None
+    if tokens is not None:
+        logger.info("writes need a token (%d: %s)%s", len(tokens.names), ", ".join(tokens.names),
+                    "; reads too" if args.auth_reads else "")  # fmt: skip
+    elif args.auth_reads:
+        raise SystemExit("error: --auth_reads needs --auth_token_file")
+    feedback = feedback_for(model, args.feedback_store)
+    add_feedback_route(ks.app, model, feedback, tokens)
     if args.logger_url:
         from serving.logger import install
 
         install(ks.app, model, args.logger_url, args.logger_mode)
-    ks.app.add_middleware(RequestId)  # outermost: the logger and the model see the same id
+    if tokens is not None and args.auth_reads:
+        ks.app.add_middleware(BearerReads, tokens=tokens)
+    known = None
+    if feedback is not None:
+        rows = feedback.index.rows
+        known = lambda rid: rid in rows or f"{rid}:0" in rows  # noqa: E731
+    # outermost: the logger and the model see the same id
+    ks.app.add_middleware(RequestId, known=known)
     server = ModelServer(
         http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
         enable_grpc=args.enable_grpc, enable_latency_logging=args.enable_latency_logging,

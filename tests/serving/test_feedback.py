@@ -138,3 +138,56 @@ def test_labels_join_across_replicas_revisions_and_restarts(stack) -> None:  # n
 def test_a_predictor_without_a_store_says_how_to_enable_feedback(server: Predictor) -> None:
     r = _feedback(server, {"id": "x", "label": "positive"})
     assert r.status_code == 404 and "--feedback_store" in r.json()["error"]
+
+
+def test_writes_need_a_token_and_request_ids_cannot_be_hijacked(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """A predictor with a token file (two annotator teams) and reads closed too: feedback
+    without a token is 401, with a wrong one 403 — nothing stored, never a 5xx; a valid token
+    stores the label with its team's name. A client id already used (or malformed) is
+    replaced and the answer says so, so a label joins only the prediction it was given for."""
+    from sentiops.auth import generate
+
+    tokens = generate(tmp_path / "tokens", ("team-a", "team-b"))
+    store = tmp_path / "store"
+    p = Predictor(model_dir, "1", tmp_path / "p", extra_args=[
+        f"--feedback_store={store}", f"--auth_token_file={tmp_path / 'tokens'}",
+        "--auth_reads=true"])  # fmt: skip
+    p.start()
+    try:
+        url = f"{p.url}/v1/models/sentiment"
+        team_a = {"Authorization": f"Bearer {tokens['team-a']}"}
+
+        def predict(text: str, rid: str, headers: dict | None = None) -> httpx.Response:
+            return httpx.post(f"{url}:predict", json={"instances": [text]}, timeout=30,
+                              headers={"x-request-id": rid, **(headers or {})})  # fmt: skip
+
+        assert predict(POS, "mine-1").status_code == 401  # reads closed: a token is needed
+        assert httpx.get(f"{p.url}/metrics").status_code == 200  # Prometheus still scrapes
+        assert httpx.get(f"{p.url}/v2/health/ready").status_code == 200
+        first = predict(POS, "mine-1", team_a)
+        assert first.status_code == 200 and first.headers["x-request-id"] == "mine-1"
+        again = predict(NEG, "mine-1", team_a)  # the same id for another text
+        assert again.status_code == 200 and again.headers["x-request-id"] != "mine-1"
+        assert "already used" in again.headers["x-request-id-replaced"]
+        bad = predict(NEG, "x" * 200, team_a)
+        assert bad.headers["x-request-id"] != "x" * 200 and "x-request-id-replaced" in bad.headers
+
+        body = {"id": "mine-1", "label": "positive"}
+        none = httpx.post(f"{url}:feedback", json=body, timeout=30)
+        assert none.status_code == 401 and none.headers["www-authenticate"].startswith("Bearer")
+        assert "Authorization: Bearer" in none.json()["error"]
+        wrong = httpx.post(f"{url}:feedback", json=body, timeout=30,
+                           headers={"Authorization": "Bearer " + "z" * 32})  # fmt: skip
+        assert wrong.status_code == 403
+        assert len(read_labels(str(store))) == 0  # nothing stored
+        ok = httpx.post(f"{url}:feedback", json=body, headers=team_a, timeout=30)
+        assert ok.status_code == 200, ok.text
+        stored = read_labels(str(store))
+        assert list(stored.text) == [POS]  # the first prediction's text, not the second's
+        assert list(stored.labelled_by) == ["team-a"]
+        log = (tmp_path / "p").glob("*.log")
+        assert not any(tokens["team-a"] in f.read_text() for f in log)  # never logged
+    finally:
+        p.stop()

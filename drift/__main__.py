@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
+
+logger = logging.getLogger("sentiops.drift")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,9 +41,19 @@ def main(argv: list[str] | None = None) -> None:
         settings.retrain_mode if settings.retrain_enabled else "off",
     )  # fmt: skip
     uvicorn.run(
-        create_app(monitor), host=settings.host, port=settings.port, log_level="warning",
-        access_log=False,
+        create_app(monitor, _tokens(settings)), host=settings.host, port=settings.port,
+        log_level="warning", access_log=False,
     )  # fmt: skip
+
+
+def _tokens(settings: Any) -> Any:
+    if not settings.auth_token_file:
+        return None
+    from sentiops.auth import Tokens
+
+    tokens = Tokens.load(settings.auth_token_file)
+    logger.info("POST / needs a token (%s)", ", ".join(tokens.names))
+    return tokens
 
 
 if __name__ == "__main__":

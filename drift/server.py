@@ -1,6 +1,6 @@
-"""HTTP: POST / (CloudEvents), GET /metrics, /healthz (alive), /readyz (detector loaded),
-/status (JSON per model version). Starlette on uvicorn (no pydantic: runs beside alibi-detect's
-pydantic<2)."""
+"""HTTP: POST / (CloudEvents; with a bearer token when the sidecar has a token file),
+GET /metrics, /healthz (alive), /readyz (detector loaded), /status (JSON per model version).
+Starlette on uvicorn (no pydantic: runs beside alibi-detect's pydantic<2)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ logger = logging.getLogger("sentiops.drift.server")
 MAX_BODY = 8 * 1024 * 1024  # a request of 256 texts of 5000 characters fits
 
 
-def create_app(monitor: Monitor) -> Starlette:
+def create_app(monitor: Monitor, tokens: Any = None) -> Starlette:
+    """`tokens` (`sentiops.auth.Tokens`): POST / needs one of them (401/403 otherwise)."""
     bad_seen: Counter[str] = Counter()
 
     def bad(reason: str, message: str, status: int = 400) -> JSONResponse:
@@ -35,6 +36,16 @@ def create_app(monitor: Monitor) -> Starlette:
         return JSONResponse({"error": message, "reason": reason}, status_code=status)
 
     async def receive(request: Request) -> Response:
+        if tokens is not None:
+            from sentiops.auth import AuthError
+
+            try:
+                tokens.check(request.headers.get("authorization"))
+            except AuthError as exc:
+                reply = bad("unauthorized", f"{exc.message}; {exc.hint}", exc.status)
+                if exc.status == 401:
+                    reply.headers["WWW-Authenticate"] = 'Bearer realm="sentiops"'
+                return reply
         body = await request.body()
         if len(body) > MAX_BODY:
             return bad("too_large", f"event body of {len(body)} bytes > {MAX_BODY}", 413)

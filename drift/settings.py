@@ -50,6 +50,9 @@ class Settings:
     retrain_command: str | None = None
     retrain_datasets: list[str] = field(default_factory=lambda: [DATASET])
     workdir: Path = Path("/tmp/sentiops-drift")  # noqa: S108 - the container's emptyDir
+    # tokens (`sentiops.auth`): when set, POST / (events that become the prediction log, which
+    # labels join and retraining reads) needs `Authorization: Bearer <token>`
+    auth_token_file: str | None = None
 
     def __post_init__(self) -> None:
         if not self.store:
@@ -89,6 +92,7 @@ ENV: dict[str, str] = {
     "retrain_command": "SENTIOPS_RETRAIN_COMMAND",
     "retrain_datasets": "SENTIOPS_RETRAIN_DATASETS",
     "workdir": "SENTIOPS_DRIFT_WORKDIR",
+    "auth_token_file": "SENTIOPS_AUTH_TOKEN_FILE",
 }
 
 

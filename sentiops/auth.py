@@ -127,6 +127,16 @@ def from_env() -> Tokens | None:
     return Tokens.load(path) if path else None
 
 
+def token_from_file(path: str | Path) -> str:
+    """The token a client presents, from a file in the same format (the first one)."""
+    lines = [ln.split("#", 1)[0].strip() for ln in Path(path).read_text().splitlines()]
+    first = next((ln for ln in lines if ln), "")
+    token = first.rpartition(":")[2].strip()
+    if len(token) < MIN_LENGTH:
+        raise AuthError(f"no token in {path}", "put `name:token` (or the token) on a line")
+    return token
+
+
 def generate(path: str | Path, names: tuple[str, ...] = (DEFAULT_NAME,)) -> dict[str, str]:
     """Write a new token per name to `path` (`name:token` lines, mode 0600); returns them."""
     path = Path(path)

@@ -109,6 +109,43 @@ def wait_http(url: str, process: Process | None, timeout: float, what: str) -> N
     raise StackError(f"{what}: no answer from {url} after {timeout:.0f}s ({last})", log)
 
 
+# ------------------------------------------------------------------------------ tokens
+@dataclass
+class StackTokens:
+    """Tokens made for one run of the local stack (`sentiops.auth`, files of mode 0600 in its
+    folder, never printed): the annotators' token for label feedback, and the predictors'
+    token for the inference log they send the drift sidecar."""
+
+    folder: Path
+    annotators: str = ""
+
+    def __post_init__(self) -> None:
+        from sentiops.auth import generate
+
+        self.folder = Path(self.folder).resolve()
+        self.annotators = generate(self.token_file, ("annotators",))["annotators"]
+        generate(self.logger_token_file, ("predictor",))
+
+    @property
+    def token_file(self) -> Path:
+        return self.folder / "tokens"
+
+    @property
+    def logger_token_file(self) -> Path:
+        return self.folder / "logger-token"
+
+    def predictor_args(self) -> list[str]:
+        return [f"--auth_token_file={self.token_file}",
+                f"--logger_token_file={self.logger_token_file}"]  # fmt: skip
+
+    def sidecar_args(self) -> list[str]:
+        return ["--auth-token-file", str(self.logger_token_file)]
+
+    @property
+    def header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.annotators}"}
+
+
 # ------------------------------------------------------------------------------ predictor
 @dataclass
 class Predictor:

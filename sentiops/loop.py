@@ -116,8 +116,10 @@ class Annotators:
     after drift, the labelling queue. Labels go through the feedback API (the traffic split
     forwards them to any predictor), which records which sample each label belongs to."""
 
-    def __init__(self, url: str, truth: dict[str, str], name: str = MODEL_NAME) -> None:
+    def __init__(self, url: str, truth: dict[str, str], name: str = MODEL_NAME,
+                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
         self.url = f"{url}/v1/models/{name}:feedback"
+        self.headers = dict(headers or {})  # the annotators' token
         self.truth = truth
         self.labelling = False
         self.pending: list[tuple[float, str, str]] = []  # (not before, id, label)
@@ -169,7 +171,7 @@ class Annotators:
     def _send(self, client: Any, batch: list[tuple[float, str, str]]) -> None:
         body = [{"id": i, "label": lab} for _, i, lab in batch]
         try:
-            r = client.post(self.url, json=body)
+            r = client.post(self.url, json=body, headers=self.headers)
         except Exception:  # noqa: BLE001 - retried: the labels wait for the next round
             r = None
         if r is not None and r.status_code == 200:
@@ -368,7 +370,7 @@ def _run_loop(
     show: Callable[[str, Any], Any] | None,
 ) -> dict[str, Any]:
     from sentiops import registry
-    from sentiops.localstack import DriftSidecar
+    from sentiops.localstack import DriftSidecar, StackTokens
     from sentiops.pipeline import local_arguments, run_local
     from sentiops.rollout import JudgeConfig
     from sentiops.rollout_local import LocalStack
@@ -428,10 +430,12 @@ def _run_loop(
         f"--model-type {cfg.challenger_type} --base-model {cfg.base_model} "
         f"--hyperparameters {shlex.quote(hyper)} {{data_args}}"
     )
+    tokens = StackTokens(work)  # writes need a token: labels and the inference log
     sidecar = DriftSidecar(
         work / "drift",
         store,
         [
+            *tokens.sidecar_args(),
             "--window-size",
             str(cfg.window),
             "--min-window",
@@ -461,7 +465,8 @@ def _run_loop(
     stack = LocalStack(
         work / "rollout",
         MODEL_NAME,
-        predictor_args=[f"--logger_url={sidecar.url}/", f"--feedback_store={store}"],
+        predictor_args=[f"--logger_url={sidecar.url}/", f"--feedback_store={store}",
+                        *tokens.predictor_args()],  # fmt: skip
         extra_targets=[sidecar.target],
         progress=progress,
     )
@@ -474,7 +479,7 @@ def _run_loop(
         # (<store>/models/<name>/<version>), the sidecar's detectors and the labels agree
         champion_version = (first.decision.get("challenger") or {}).get("registry_version")
         stack.start(local_model(first.storage_uri), champion_version)
-        annotators = Annotators(stack.split.url, truth).start()
+        annotators = Annotators(stack.split.url, truth, headers=tokens.header).start()
         tweets = _test_texts(cfg.dataset)
         stack.replay_texts(tweets, cfg.rate, on_response=annotators.on_response)
         assert stack.serving is not None
@@ -681,7 +686,7 @@ def up(
     MLflow's UI, the web console, and tweets replayed at `rate`/s so there is something to see.
     With no champion yet, the pipeline trains the baseline first. Returns the URLs."""
     from sentiops import registry, tracking
-    from sentiops.localstack import DriftSidecar, start_process, wait_http
+    from sentiops.localstack import DriftSidecar, StackTokens, start_process, wait_http
     from sentiops.pipeline import local_arguments, run_local
     from sentiops.rollout_local import LocalStack
     from sentiops.storage import local_model
@@ -703,11 +708,13 @@ def up(
             f"champion v{version} has no storage URI",
             "promote a model that the pipeline registered (make run)",
         )
-    sidecar = DriftSidecar(work / "drift", store, ["--flush-seconds", "5"])
+    tokens = StackTokens(work)  # writes need a token: labels and the inference log
+    sidecar = DriftSidecar(work / "drift", store, ["--flush-seconds", "5", *tokens.sidecar_args()])
     stack = LocalStack(
         work / "rollout",
         MODEL_NAME,
-        predictor_args=[f"--logger_url={sidecar.url}/", f"--feedback_store={store}"],
+        predictor_args=[f"--logger_url={sidecar.url}/", f"--feedback_store={store}",
+                        *tokens.predictor_args()],  # fmt: skip
         extra_targets=[sidecar.target],
         progress=progress,
     )
@@ -768,6 +775,8 @@ def up(
         }
         for name, url in urls.items():
             progress(f"  {name:30s} {url}")
+        progress(f"  labels need the annotators' token: it is in {tokens.token_file} (after "
+                 "`annotators:`); the console asks for it once per tab")  # fmt: skip
         progress(f"champion v{version} serving; tweets replayed at {rate:.0f}/s; Ctrl-C stops all")
         (wait or _until_interrupted)()
         return urls

@@ -36,6 +36,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--logger_url", default="", help="post requests/responses as CloudEvents here")
     p.add_argument("--logger_mode", default="all", choices=["all", "request", "response"])
     p.add_argument(
+        "--logger_token_file",
+        default=os.environ.get("SENTIOPS_LOGGER_TOKEN_FILE", ""),
+        help="a token the inference log presents to the drift sidecar (`name:token`)",
+    )
+    p.add_argument(
         "--feedback_store",
         default=os.environ.get("SENTIOPS_FEEDBACK_STORE", ""),
         help="store (dir or s3://bucket) of the prediction log and labels: enables "

@@ -25,9 +25,11 @@ RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 
 
 class Sender(threading.Thread):
-    def __init__(self, url: str, maxsize: int = 10_000, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, maxsize: int = 10_000, timeout: float = 5.0,
+                 token: str = "") -> None:  # fmt: skip
         super().__init__(daemon=True, name="sentiops-inference-log")
         self.url, self.timeout = url, timeout
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.queue: queue.Queue[tuple[dict[str, str], bytes]] = queue.Queue(maxsize)
 
     def offer(self, headers: dict[str, str], body: bytes) -> None:
@@ -43,7 +45,7 @@ class Sender(threading.Thread):
             while True:
                 headers, body = self.queue.get()
                 try:
-                    resp = client.post(self.url, headers=headers, content=body)
+                    resp = client.post(self.url, headers={**headers, **self.auth}, content=body)
                     LOGGED.labels("sent" if resp.status_code < 300 else "failed").inc()
                     if resp.status_code >= 300:
                         logger.warning("inference log: %s answered %s", self.url, resp.status_code)
@@ -113,8 +115,9 @@ class LoggerMiddleware:
                                      self.endpoint))  # fmt: skip
 
 
-def install(app: Any, model: Any, url: str, mode: str = "all", endpoint: str = "") -> Sender:
-    sender = Sender(url)
+def install(app: Any, model: Any, url: str, mode: str = "all", endpoint: str = "",
+            token: str = "") -> Sender:  # fmt: skip
+    sender = Sender(url, token=token)
     sender.start()
     endpoint = endpoint or os.environ.get("SENTIOPS_ENDPOINT", "default")
     app.add_middleware(LoggerMiddleware, model=model, sender=sender, mode=mode, endpoint=endpoint)

@@ -222,9 +222,11 @@ def run(args: argparse.Namespace) -> None:
     feedback = feedback_for(model, args.feedback_store)
     add_feedback_route(ks.app, model, feedback, tokens)
     if args.logger_url:
+        from sentiops.auth import token_from_file
         from serving.logger import install
 
-        install(ks.app, model, args.logger_url, args.logger_mode)
+        token = token_from_file(args.logger_token_file) if args.logger_token_file else ""
+        install(ks.app, model, args.logger_url, args.logger_mode, token=token)
     if tokens is not None and args.auth_reads:
         ks.app.add_middleware(BearerReads, tokens=tokens)
     known = None

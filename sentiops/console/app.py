@@ -205,8 +205,12 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
             raise ApiError(503, "no predictor configured",
                            "start the console with --predictor-url http://HOST:PORT")  # fmt: skip
         url = f"{cfg.predictor_url}/v1/models/{cfg.model_name}:feedback"
+        # the person's token (the page keeps it in its session only) goes to the predictor,
+        # which checks it; the console stores none
+        auth = request.headers.get("authorization")
         result = await _call(client, "POST", url, {"id": rid.strip(), "label": label},
-                             passthrough=(400, 404, 409))  # fmt: skip
+                             {"Authorization": auth} if auth else None,
+                             passthrough=(400, 401, 403, 404, 409))  # fmt: skip
         accepted = result.get("accepted") if isinstance(result, dict) else None
         return {"id": rid.strip(), "label": label, "accepted": accepted,
                 "by_version": result.get("by_version") if isinstance(result, dict) else None}

@@ -43,7 +43,7 @@ def test_feedback_goes_to_the_predictors_feedback_api(stack: Stack) -> None:
     r = httpx.post(url, json={"id": rid, "label": "positive"}, timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["accepted"] == 1
-    assert r.json()["by_version"] == {stack.champion: {"labels": 1, "correct": 1}}
+    assert r.json()["by_version"] == {stack.champion: {"labels": 1, "correct": 1, "random": 1}}
     r = httpx.post(url, json={"id": rid, "label": "positive"}, timeout=30)
     assert r.status_code == 409 and "the predictor refused it" in r.json()["error"], r.text
     r = httpx.post(url, json={"id": "no-such-request", "label": "positive"}, timeout=30)

@@ -126,3 +126,28 @@ def test_detector_per_model_version_from_the_store(
     s.wait_for(lambda: s.windows("9", "error") == 1, what="version 9 without a detector")
     assert "no drift detector for model version 9" in s.process.tail(20000)
     assert s.process.alive()
+
+
+def test_with_a_token_file_unauthenticated_events_are_refused(
+    sidecar_factory, detector_model: Path, tmp_path: Path
+) -> None:
+    """Events become the prediction log that labels join and retraining reads: with a token
+    file, an event without a token is 401, with a wrong one 403 (counted, nothing queued,
+    never a 5xx); with a valid token it is accepted."""
+    from sentiops.auth import generate
+
+    tokens = generate(tmp_path / "tokens", ("predictor",))
+    s = sidecar_factory(detector_model, *WINDOW, env={
+        "SENTIOPS_AUTH_TOKEN_FILE": str(tmp_path / "tokens")})  # fmt: skip
+    h, b = cloudevent(REQUEST, "t1", json.dumps({"instances": ["a text"]}).encode(), "7")
+    none = httpx.post(s.url + "/", headers=h, content=b)
+    assert none.status_code == 401 and none.json()["reason"] == "unauthorized"
+    assert none.headers["www-authenticate"].startswith("Bearer")
+    wrong = httpx.post(s.url + "/", headers={**h, "Authorization": "Bearer " + "w" * 30},
+                       content=b)  # fmt: skip
+    assert wrong.status_code == 403
+    assert s.sample("sentiops_drift_bad_events_total", reason="unauthorized") == 2
+    assert s.sample("sentiops_drift_events_total", outcome="accepted") == 0
+    ok = httpx.post(s.url + "/", headers={**h, "Authorization": f"Bearer {tokens['predictor']}"},
+                    content=b)  # fmt: skip
+    assert ok.status_code == 202, ok.text

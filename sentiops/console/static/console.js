@@ -136,14 +136,22 @@ function renderFeedback(r) {
     b.addEventListener("click", async () => {
       for (const other of buttons) other.disabled = true;
       try {
-        const f = await api("/api/feedback", { method: "POST",
-          headers: { "content-type": "application/json" },
+        // labels need the annotators' token when the predictor asks for one: typed once,
+        // kept only in this tab's session (sessionStorage), sent to the predictor
+        const input = document.getElementById("token");
+        const token = input.value.trim() || sessionStorage.getItem("sentiops-token") || "";
+        if (input.value.trim()) sessionStorage.setItem("sentiops-token", token);
+        input.value = "";
+        const headers = { "content-type": "application/json" };
+        if (token) headers.authorization = `Bearer ${token}`;
+        const f = await api("/api/feedback", { method: "POST", headers,
           body: JSON.stringify({ id: r.request_id, label }) });
         b.classList.add("given");
         out.replaceChildren(el("span", { class: "ok", id: "feedback-ok" },
           `label "${label}" stored for request ${f.id}; live accuracy counts it`));
       } catch (e) {
         for (const other of buttons) other.disabled = false;
+        if (e.status === 401 || e.status === 403) sessionStorage.removeItem("sentiops-token");
         out.replaceChildren(el("span", { class: "error", id: "feedback-error" }, e.message));
       }
     });

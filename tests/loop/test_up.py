@@ -32,6 +32,14 @@ def test_up_trains_a_first_champion_serves_it_and_stops_everything(
         r = httpx.post(f"{predictor}/v1/models/sentiment:predict",
                        json={"instances": ["the flight was great"]}, timeout=30)  # fmt: skip
         seen["predict"] = (r.status_code, r.json())
+        # labels need the run's annotators' token (through the console, as a person sends it)
+        rid = httpx.post(base + "/api/predict", json={"text": "the flight was great"},
+                         timeout=60).json()["request_id"]  # fmt: skip
+        label = {"id": rid, "label": "positive"}
+        seen["no_token"] = httpx.post(base + "/api/feedback", json=label, timeout=30).status_code
+        token = (tmp_path / "up" / "tokens").read_text().split("annotators:", 1)[1].strip()
+        seen["token"] = httpx.post(base + "/api/feedback", json=label, timeout=30,
+                                   headers={"Authorization": f"Bearer {token}"}).status_code
         seen["mlflow"] = httpx.get(f"http://127.0.0.1:{mlflow_port}/health", timeout=60).status_code
 
     urls = up(tmp_path / "up", rate=2.0, console_port=console_port, mlflow_port=mlflow_port,
@@ -41,9 +49,15 @@ def test_up_trains_a_first_champion_serves_it_and_stops_everything(
     code, body = seen["predict"]  # type: ignore[misc]
     assert code == 200 and body["predictions"][0]["label"] in ("negative", "neutral", "positive")
     assert seen["mlflow"] == 200
+    assert (seen["no_token"], seen["token"]) == (401, 200)
+    assert not any(token_text(tmp_path) in line for line in lines)  # never printed
     status = seen["status"]
     assert isinstance(status, dict)
     aliases = {a["alias"]: a["version"] for a in status["registry"]["data"]["aliases"]}
     assert aliases["champion"] == champion
     for url in urls.values():
         assert refused(url), url
+
+
+def token_text(tmp_path: Path) -> str:
+    return (tmp_path / "up" / "tokens").read_text().split("annotators:", 1)[1].strip()

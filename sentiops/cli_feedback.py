@@ -26,6 +26,11 @@ def feedback(
     ] = "",
     name: Annotated[str, typer.Option(help="model name in the URL")] = MODEL_NAME,
     batch: Annotated[int, typer.Option(help="labels per request")] = 500,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="your team's token (`name:token` or the token) for a predictor "
+                     "whose writes need one; env SENTIOPS_TOKEN_FILE"),  # fmt: skip
+    ] = None,
 ) -> None:
     """Send labels for earlier predictions (`id` = the prediction's request id). Each batch is
     accepted whole or refused whole; a refused batch stops the upload and names every
@@ -56,6 +61,12 @@ def feedback(
             f"{file} has no column(s) {missing}", f"columns found: {list(df.columns)}"
         )
     rows = [{"id": str(r["id"]), "label": str(r["label"])} for r in df.to_dict("records")]
+    import os
+
+    from sentiops.auth import token_from_file
+
+    token_path = token_file or os.environ.get("SENTIOPS_TOKEN_FILE") or None
+    headers = {"Authorization": f"Bearer {token_from_file(token_path)}"} if token_path else {}
     sink = Feedback(store) if store else None
     done = 0
     for start in range(0, len(rows), batch):
@@ -64,7 +75,7 @@ def feedback(
             if sink is not None:
                 sink.record(parse_items(part), source="file")
             else:
-                _post(url, name, part)
+                _post(url, name, part, headers)
         except FeedbackError as exc:
             raise FeedbackError(
                 f"rows {start + 1}-{start + len(part)} refused ({done} labels stored before): "
@@ -77,13 +88,14 @@ def feedback(
         typer.echo(f"{done}/{len(rows)} labels stored")
 
 
-def _post(url: str, name: str, items: list[dict[str, str]]) -> None:
+def _post(url: str, name: str, items: list[dict[str, str]], headers: dict[str, str]) -> None:
     import httpx
 
     from sentiops.errors import FeedbackError, StorageError
 
     try:
-        r = httpx.post(f"{url.rstrip('/')}/v1/models/{name}:feedback", json=items, timeout=60)
+        r = httpx.post(f"{url.rstrip('/')}/v1/models/{name}:feedback", json=items,
+                       headers=headers, timeout=60)  # fmt: skip
     except httpx.HTTPError as exc:
         raise StorageError(f"{url} unreachable: {exc}", "check --url (the predictor)") from exc
     if r.status_code != 200:

@@ -187,6 +187,15 @@ def test_writes_need_a_token_and_request_ids_cannot_be_hijacked(
         stored = read_labels(str(store))
         assert list(stored.text) == [POS]  # the first prediction's text, not the second's
         assert list(stored.labelled_by) == ["team-a"]
+        # the CLI as an annotator team uses it: refused without the token, stored with it
+        labels = tmp_path / "labels.csv"
+        labels.write_text(f"id,label\n{again.headers['x-request-id']},negative\n")
+        refused_cli = run_cli("feedback", "--file", labels, "--url", p.url)
+        assert refused_cli.returncode == 13 and "needs a token" in refused_cli.stderr
+        stored_cli = run_cli("feedback", "--file", labels, "--url", p.url,
+                             "--token-file", tmp_path / "tokens")  # fmt: skip
+        assert stored_cli.returncode == 0, stored_cli.stderr
+        assert len(read_labels(str(store))) == 2
         log = (tmp_path / "p").glob("*.log")
         assert not any(tokens["team-a"] in f.read_text() for f in log)  # never logged
     finally:

@@ -9,17 +9,15 @@ Errors print what was wrong and how to fix it, and exit non-zero (see sentiops.e
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from sentiops.cli_common import console, err, handle_errors
 from sentiops.config import (
     BASE_MODEL_ONLINE,
     BASE_MODEL_PIPELINE,
@@ -29,7 +27,6 @@ from sentiops.config import (
     REGISTERED_MODEL,
     SEED,
 )
-from sentiops.errors import SentiOpsError
 
 app = typer.Typer(
     add_completion=False,
@@ -38,9 +35,6 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets.")
 app.add_typer(data_app, name="data")
-console = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
 
 DataOpt = Annotated[
     list[str],
@@ -53,20 +47,6 @@ DataOpt = Annotated[
 TextCol = Annotated[str, typer.Option(help="column holding the text")]
 LabelCol = Annotated[str, typer.Option(help="column holding the label")]
 Seed = Annotated[int, typer.Option(help="seed for splitting and training")]
-
-
-def handle_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SentiOpsError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-            if exc.hint:
-                err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @data_app.command("fetch")

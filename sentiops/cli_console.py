@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sentiops.cli_pipeline import console, handled
+from sentiops.cli_common import console, handled
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL
 
 PrometheusUrl = Annotated[

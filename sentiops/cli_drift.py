@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sentiops.cli_pipeline import console, handled
+from sentiops.cli_common import console, handled
 
 drift_app = typer.Typer(
     no_args_is_help=True,

@@ -9,7 +9,7 @@ import typer
 
 
 def register_commands(app: typer.Typer) -> None:
-    from sentiops.cli import handle_errors
+    from sentiops.cli_common import handle_errors
 
     app.command("loop")(handle_errors(loop))
     app.command("up")(handle_errors(up))
@@ -25,7 +25,7 @@ def up(
     import signal
     import sys
 
-    from sentiops.cli import console
+    from sentiops.cli_common import console
     from sentiops.loop import up as run_up
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -53,7 +53,7 @@ def loop(
 
     from rich.table import Table
 
-    from sentiops.cli import console
+    from sentiops.cli_common import console
     from sentiops.cli_pipeline import print_decision, print_round_trip
     from sentiops.loop import LoopConfig, run_loop
 

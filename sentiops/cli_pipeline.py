@@ -15,41 +15,22 @@ Contract (options may be added, these stay):
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from sentiops.cli_common import console, err, handled
 from sentiops.config import BASE_MODEL_PIPELINE, DATASET, REGISTERED_MODEL, SEED
 
 if TYPE_CHECKING:
     from sentiops.params import GateConfig
 
-F = TypeVar("F", bound=Callable[..., Any])
-console = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True)
-
 pipeline_app = typer.Typer(
     no_args_is_help=True, help="The KFP training pipeline: run locally, submit, compile."
 )
-
-
-def handled(fn: F) -> F:
-    """sentiops.cli.handle_errors, imported when the command runs (no import cycle)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from sentiops.cli import handle_errors
-
-        return handle_errors(fn)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def register_commands(app: typer.Typer) -> None:

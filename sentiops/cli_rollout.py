@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sentiops.cli_pipeline import console, handled
+from sentiops.cli_common import console, handled
 
 rollout_app = typer.Typer(
     invoke_without_command=True,

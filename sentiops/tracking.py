@@ -208,17 +208,13 @@ def log_training(
     register_as: str | None = REGISTERED_MODEL,
 ) -> dict[str, Any]:
     """One training run: params, tags, metrics per split (`val_*`, `test_*`, `train_*`), the
-    model directory; registered as a new version that becomes the `challenger`. A failure
-    inside marks the run FAILED and registers nothing."""
+    model directory; registered as a new version (`registry.log_training` then makes it the
+    `challenger`). A failure inside marks the run FAILED and registers nothing."""
     with run(run_name, params, tags=tags) as active:
         for split_name, values in metrics.items():
             log_metrics(values, METRIC_PREFIX.get(split_name, f"{split_name}_"))
         out = log_model_dir(model_dir, register_as)
         out["run_id"] = active.info.run_id
-    if register_as and out.get("registered_version"):
-        from sentiops import registry
-
-        registry.mark_challenger(out["registered_version"], register_as)
     return out
 
 

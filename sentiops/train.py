@@ -135,9 +135,9 @@ def train_on_splits(
     version = str(manifest["version"])
     fitted = Fitted(cfg.output, version, metrics, seconds)
     if cfg.track:
-        from sentiops import tracking
+        from sentiops import registry
 
-        fitted.tracking = tracking.log_training(
+        fitted.tracking = registry.log_training(
             cfg.output,
             run_name=f"train-{cfg.model_type}",
             params=params

@@ -263,7 +263,7 @@ def test_rollout_step_reads_the_configmap_judges_from_prometheus_and_settles_the
     out = modeldir.write(tmp_path / "m", model.save, {"model_type": "tfidf-logreg",
                                                       "labels": model.labels})  # fmt: skip
     for _ in range(2):
-        tracking.log_training(out, "t", {}, {}, {})
+        registry.log_training(out, "t", {}, {}, {})
     registry.mark_candidate("1", "s3://sentiops/models/sentiment/1/", {"approved": True})
     registry.promote("1", "first")
     registry.mark_candidate("2", "s3://sentiops/models/sentiment/2/", {"approved": True})
@@ -310,7 +310,7 @@ def test_people_see_and_stop_a_canary(release: ApiServer, controller: Controller
     out = modeldir.write(tmp_path / "m", model.save, {"model_type": "tfidf-logreg",
                                                       "labels": model.labels})  # fmt: skip
     for v in ("1", "2", "3"):
-        tracking.log_training(out, "t", {}, {}, {})
+        registry.log_training(out, "t", {}, {}, {})
         registry.mark_candidate(v, f"s3://sentiops/models/sentiment/{v}/", {"approved": True})
         if v != "3":
             registry.promote(v, "canary healthy")

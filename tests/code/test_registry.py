@@ -23,7 +23,7 @@ def _trained(folder: Path, seed: int) -> tuple[Path, str]:
     df = make_frame(30, seed=seed)
     model = TfidfModel.fit(df.text, df.label, char_ngrams=False)
     out = modeldir.write(folder, model.save, {"model_type": "tfidf-logreg", "labels": model.labels})
-    fitted = tracking.log_training(
+    fitted = registry.log_training(
         out, f"train-{seed}", {"seed": seed}, {}, {"validation": {"macro_f1": 0.9}}
     )
     return out, fitted["registered_version"]

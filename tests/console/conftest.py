@@ -76,7 +76,7 @@ def _trained(folder: Path, seed: int, n: int = 30, classes: int = 3) -> tuple[Pa
     df = df[df.label.isin(["positive", "negative", "neutral"][:classes])]
     model = TfidfModel.fit(df.text, df.label, char_ngrams=False)
     out = modeldir.write(folder, model.save, {"model_type": "tfidf-logreg", "labels": model.labels})
-    fitted = tracking.log_training(out, f"train-{seed}", {"seed": seed}, {},
+    fitted = registry.log_training(out, f"train-{seed}", {"seed": seed}, {},
                                    {"validation": {"macro_f1": 0.9}})  # fmt: skip
     return out, fitted["registered_version"]
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sentiops.config import BASE_MODEL_ONLINE, EPOCHS, REGISTERED_MODEL, SEED
+from sentiops.config import BASE_MODEL_ONLINE, EPOCHS, REGISTERED_MODEL, SEED, SOFT_WIDTH
 from sentiops.data import LABEL, TEXT
 from sentiops.errors import ConfigError
 
@@ -58,6 +58,9 @@ class TrainConfig(DataConfig):
     warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
     max_length: int = Field(64, ge=8)
     patience: int = Field(2, ge=1)
+    # soft targets from the raters' mean scores (0: hard labels only), see
+    # sentiops.models.transformer.soft_targets and benchmarks/quality.py
+    soft_width: float = Field(SOFT_WIDTH, ge=0.0)
     threads: int | None = Field(None, ge=1)
     # serving form made when the model is packaged (sentiops.models.serving_form): "auto" =
     # the fastest form within `serving_tolerance` macro-F1 of PyTorch fp32 on validation

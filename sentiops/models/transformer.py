@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sentiops.config import BASE_MODEL_ONLINE, EPOCHS, SEED
+from sentiops.config import BASE_MODEL_ONLINE, EPOCHS, SEED, SOFT_WIDTH
 from sentiops.errors import ModelError
 from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
 
@@ -163,7 +163,6 @@ def length_buckets(lengths: Sequence[int], batch_size: int, slack: int = BUCKET_
 #: Soft targets: a text whose raters' mean score lies near a class boundary is taught both
 #: classes. p(positive) = Phi((score - 0.5) / width), p(negative) = Phi((-0.5 - score) / width),
 #: p(neutral) = the rest (score on the raters' -4..+4 scale; thresholds of the label rule).
-SOFT_WIDTH = 0.35
 
 
 def soft_targets(scores: Sequence[float], hard: np.ndarray, classes: Sequence[str],

@@ -163,24 +163,41 @@ class PredictionIndex:
         store: str,
         settings: Settings | None = None,
         lookback_days: int = LOOKBACK_DAYS,
-        capacity: int = 1_000_000,
+        capacity: int = 200_000,
+        max_bytes: int = 256 * 1024 * 1024,
         min_refresh_seconds: float = 1.0,
     ) -> None:
         self.store, self.settings = store, settings
-        self.lookback_days, self.capacity = lookback_days, capacity
+        self.lookback_days, self.capacity, self.max_bytes = lookback_days, capacity, max_bytes
+        self.bytes = 0
         self.min_refresh = min_refresh_seconds
         self.rows: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.seen: set[str] = set()
         self.lock = threading.Lock()
         self._refreshed = 0.0
 
+    @staticmethod
+    def _size(row: dict[str, Any]) -> int:
+        """Estimated bytes of a remembered prediction (its strings plus the dict's overhead)."""
+        return 240 + sum(len(v) for v in row.values() if isinstance(v, str))
+
     def remember(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Keep predictions for feedback to join: at most `capacity` rows and `max_bytes`
+        (oldest out first; they are still found in the prediction log in the store)."""
+        from sentiops import metrics
+
         with self.lock:
             for row in rows:
-                self.rows[str(row["id"])] = row
-                self.rows.move_to_end(str(row["id"]))
-            while len(self.rows) > self.capacity:
-                self.rows.popitem(last=False)
+                rid = str(row["id"])
+                old = self.rows.pop(rid, None)
+                if old is not None:
+                    self.bytes -= self._size(old)
+                self.rows[rid] = row
+                self.bytes += self._size(row)
+            while self.rows and (len(self.rows) > self.capacity or self.bytes > self.max_bytes):
+                self.bytes -= self._size(self.rows.popitem(last=False)[1])
+            metrics.PREDICTION_MEMORY_ROWS.set(len(self.rows))
+            metrics.PREDICTION_MEMORY_BYTES.set(self.bytes)
 
     def refresh(self) -> int:
         """Read prediction-log parts not read yet (of the last `lookback_days` days)."""

@@ -150,6 +150,15 @@ FEEDBACK = Counter(
     "step; targeted: chosen for training).",
     ["model_name", "model_version", "correct", "sample"],
 )
+PREDICTION_MEMORY_ROWS = Gauge(
+    "sentiops_prediction_memory_rows",
+    "Recent predictions this predictor keeps in memory for feedback to join (bounded).",
+)
+PREDICTION_MEMORY_BYTES = Gauge(
+    "sentiops_prediction_memory_bytes",
+    "Estimated bytes of the recent predictions kept in memory (bounded; older ones are in the "
+    "prediction log in the store).",
+)
 RETRAIN_TRIGGERS = Counter(
     "sentiops_retrain_triggers",
     "Retraining decisions of the drift sidecar, by outcome (triggered, cooldown, active_run, "
@@ -193,6 +202,8 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "sentiops_live_labels",
     "sentiops_feedback_total",
     "sentiops_retrain_triggers_total",
+    "sentiops_prediction_memory_rows",
+    "sentiops_prediction_memory_bytes",
 )
 
 #: Histograms KServe's ModelServer (0.20) exports on the same ``/metrics`` endpoint, each with

@@ -78,3 +78,16 @@ def test_wilson_interval() -> None:
     assert low == pytest.approx(0.4038, abs=1e-3) and high == pytest.approx(0.5962, abs=1e-3)
     assert wilson_interval(0, 0) == (0.0, 1.0)
     assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_the_memory_of_recent_predictions_is_bounded_in_rows_and_bytes(tmp_path: Path) -> None:
+    from sentiops import metrics
+
+    index = PredictionIndex(str(tmp_path), capacity=100, max_bytes=40_000)
+    index.remember({"id": f"r{i}", "text": "x" * 10} for i in range(150))  # the row bound
+    assert len(index.rows) == 100 and "r149" in index.rows and "r49" not in index.rows
+    index.remember({"id": f"long{i}", "text": "y" * 1000} for i in range(40))  # ~1.2 kB each
+    assert index.bytes <= 40_000 and "long39" in index.rows  # the byte bound: oldest out
+    assert not any(k.startswith("r") for k in index.rows) and "long0" not in index.rows
+    assert metrics.PREDICTION_MEMORY_ROWS._value.get() == len(index.rows)
+    assert metrics.PREDICTION_MEMORY_BYTES._value.get() == index.bytes

@@ -59,6 +59,15 @@ def parser() -> argparse.ArgumentParser:
         help="predict/infer/explain/metadata need a token too (health, /metrics stay open)",
     )
     p.add_argument(
+        "--rate_limit",
+        type=float,
+        default=float(os.environ.get("SENTIOPS_RATE_LIMIT", "0") or 0),
+        help="requests a second per client on the model's endpoints (0: no limit); over it 429 "
+        "with Retry-After (env SENTIOPS_RATE_LIMIT)",
+    )
+    p.add_argument("--rate_burst", type=float, default=0.0,
+                   help="burst per client (default: one second's worth)")  # fmt: skip
+    p.add_argument(
         "--access_log",
         default=False,
         type=lambda x: str(x).lower() in ("1", "true", "yes"),

@@ -145,6 +145,38 @@ def refused(exc: Any) -> JSONResponse:
                         headers=headers)  # fmt: skip
 
 
+class RateLimit:
+    """ASGI: at most `--rate_limit` requests a second per client (bursts of `--rate_burst`) on
+    the model's endpoints and feedback; over it, 429 with `Retry-After` (never a 5xx). The
+    client is its peer address (a proxy in front should set `--rate_limit` per its own
+    clients). Health, readiness and /metrics are never limited."""
+
+    def __init__(self, app: Any, limiter: Any, model: Any) -> None:
+        self.app, self.limiter, self.model = app, limiter, model
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith(("/v1/models/", "/v2/models/")) and not path.endswith("/ready"):
+            from sentiops import metrics
+            from sentiops.ratelimit import retry_after
+
+            client = (scope.get("client") or ("unknown", 0))[0]
+            wait = self.limiter.allow(str(client))
+            if wait > 0:
+                metrics.REQUEST_ERRORS.labels(
+                    self.model.name, self.model.version, "rate_limited"
+                ).inc()
+                reply = JSONResponse(
+                    {"error": f"too many requests from {client}: the limit is "
+                     f"{self.limiter.rate:g}/s (bursts of {self.limiter.burst:g}); "
+                     f"retry after {retry_after(wait)} s"},
+                    status_code=429, headers={"Retry-After": retry_after(wait)},
+                )  # fmt: skip
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class BearerReads:
     """`--auth_reads`: predict/infer/explain/metadata need a token too (ASGI). Readiness
     (`/v2/models/<name>/ready`, `GET /v1/models/<name>`: the probes), `/v2/health/*` and

@@ -235,6 +235,12 @@ def run(args: argparse.Namespace) -> None:
         known = lambda rid: rid in rows or f"{rid}:0" in rows  # noqa: E731
     # outermost: the logger and the model see the same id
     ks.app.add_middleware(RequestId, known=known)
+    if args.rate_limit > 0:  # before anything else: a flood costs as little as possible
+        from sentiops.ratelimit import RateLimiter
+        from serving.feedback import RateLimit
+
+        limiter = RateLimiter(args.rate_limit, args.rate_burst or None)
+        ks.app.add_middleware(RateLimit, limiter=limiter, model=model)
     server = ModelServer(
         http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
         enable_grpc=args.enable_grpc, enable_latency_logging=args.enable_latency_logging,

@@ -200,3 +200,30 @@ def test_writes_need_a_token_and_request_ids_cannot_be_hijacked(
         assert not any(tokens["team-a"] in f.read_text() for f in log)  # never logged
     finally:
         p.stop()
+
+
+def test_a_flood_from_one_client_gets_429s_while_another_is_served(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """--rate_limit per client address: a client sending far over its rate gets 429 with
+    Retry-After (never a 5xx) while a client from another address is still served; health and
+    /metrics are never limited."""
+    p = Predictor(model_dir, "1", tmp_path / "p", extra_args=["--rate_limit=5", "--rate_burst=5"])
+    p.start()
+    try:
+        url = f"{p.url}/v1/models/sentiment:predict"
+        flood = [httpx.post(url, json={"instances": [POS]}, timeout=30) for _ in range(40)]
+        codes = [r.status_code for r in flood]
+        assert codes.count(429) >= 25 and set(codes) <= {200, 429}, codes
+        limited = next(r for r in flood if r.status_code == 429)
+        assert int(limited.headers["retry-after"]) >= 1 and "limit is 5/s" in limited.json()["error"]
+        other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        with other:
+            served = [other.post(url, json={"instances": [NEG]}, timeout=30).status_code
+                      for _ in range(3)]  # fmt: skip
+        assert served == [200, 200, 200]
+        assert httpx.get(f"{p.url}/v2/health/ready").status_code == 200
+        assert httpx.get(f"{p.url}/metrics").status_code == 200
+        assert 'reason="rate_limited"' in httpx.get(f"{p.url}/metrics").text
+    finally:
+        p.stop()

@@ -87,6 +87,17 @@ def installed(kube: ApiServer) -> ApiServer:
         "install", "sentiops-svc", str(REPO / "helm" / "sentiops"), "--namespace=sentiops-svc",
         "--create-namespace", "--no-hooks", "--timeout=120s", "--set=drift.mode=service",
     )  # fmt: skip
+    # Service mode with the write protection on: token Secret mounted, reads closed, rate
+    # limit, a client allowed through the predictor's NetworkPolicy. (The Istio
+    # AuthorizationPolicy is not installed: no Istio CRD in shared/crds; test_manifests checks
+    # its shape.)
+    kube.helm(
+        "install", "sentiops-auth", str(REPO / "helm" / "sentiops"), "--namespace=sentiops-auth",
+        "--create-namespace", "--no-hooks", "--timeout=120s",
+        "--set=drift.mode=service,auth.existingSecret=sentiops-annotator-tokens",
+        "--set=auth.readsNeedToken=true,inferenceService.rateLimit=20",
+        "--set=networkPolicy.clients[0].matchLabels.app=rollout",
+    )  # fmt: skip
     # The overlays, as `make deploy` applies them: kind into its namespace "sentiops"; cloud
     # into "sentiops-cloud" through a wrapper kustomization (same objects, other namespace).
     overlays = REPO / "manifests" / "overlays"
@@ -250,3 +261,69 @@ def test_predictor_and_workloads_have_no_rbac(installed: ApiServer) -> None:
         user = f"system:serviceaccount:sentiops:{sa}"
         assert not installed.can_i(user, "get", "inferenceservices.serving.kserve.io", "sentiops")
         assert not installed.can_i(user, "get", "secrets", "sentiops")
+
+
+def test_network_policies_stored(installed: ApiServer) -> None:
+    """The predictor's policy in every install; the drift Deployment's in service mode."""
+    for ns in ("sentiops", "sentiops-cloud", "sentiops-helm", "sentiops-svc", "sentiops-auth"):
+        np = get(installed, "-n", ns, "networkpolicy", "sentiops-predictor")["spec"]
+        assert np["podSelector"]["matchLabels"] == {
+            "serving.kserve.io/inferenceservice": "sentiment"
+        }, ns
+        assert np["policyTypes"] == ["Ingress"], ns
+        requests, metrics = np["ingress"]
+        assert [p["port"] for p in requests["ports"]] == [8012, 8013, 9090], ns
+        assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+                } in metrics["from"], ns  # fmt: skip
+    clients = get(installed, "-n", "sentiops-auth", "networkpolicy", "sentiops-predictor")
+    assert {"podSelector": {"matchLabels": {"app": "rollout"}}} in clients["spec"]["ingress"][0][
+        "from"
+    ]
+    for ns in ("sentiops-svc", "sentiops-auth"):
+        drift = get(installed, "-n", ns, "networkpolicy", "sentiops-drift")["spec"]
+        (rule,) = drift["ingress"]
+        assert [p["port"] for p in rule["ports"]] == [9081]
+        assert rule["from"][0] == {
+            "podSelector": {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment"}}
+        }
+    names = installed.kubectl("get", "networkpolicy", "-n", "sentiops-helm", "-o", "name").stdout
+    assert names.split() == ["networkpolicy.networking.k8s.io/sentiops-predictor"]
+
+
+def test_token_secret_mounted_into_the_stored_predictor(installed: ApiServer) -> None:
+    pred = get(installed, "-n", "sentiops-auth", "inferenceservice", "sentiment")["spec"][
+        "predictor"
+    ]
+    (container,) = pred["containers"]
+    assert "--auth_token_file=/var/run/sentiops/tokens" in container["args"]
+    assert "--auth_reads=true" in container["args"] and "--rate_limit=20" in container["args"]
+    assert {"name": "auth-tokens", "mountPath": "/var/run/sentiops/tokens",
+            "readOnly": True} in container["volumeMounts"]  # fmt: skip
+    assert {"name": "auth-tokens", "secret": {"secretName": "sentiops-annotator-tokens",
+            "defaultMode": 0o440}} in pred["volumes"]  # fmt: skip
+    # the chart created no Secret (the user does); the default install mounts none
+    secrets = installed.kubectl("get", "secrets", "-n", "sentiops-auth", "-o", "name").stdout
+    assert "secret/sentiops-annotator-tokens" not in secrets.split()
+    default = get(installed, "-n", "sentiops-helm", "inferenceservice", "sentiment")
+    assert "auth-tokens" not in {v["name"] for v in default["spec"]["predictor"]["volumes"]}
+    # NOTES.txt: a warning without the Secret, the Secret's name with it
+    notes = {
+        release: installed.helm("get", "notes", release, "-n", ns).stdout
+        for release, ns in (("sentiops", "sentiops-helm"), ("sentiops-auth", "sentiops-auth"))
+    }
+    assert "WARNING: auth.existingSecret is empty" in notes["sentiops"]
+    assert "WARNING" not in notes["sentiops-auth"]
+    assert "needs a token from Secret sentiops-annotator-tokens" in notes["sentiops-auth"]
+
+
+def test_pods_without_api_access_mount_no_token(installed: ApiServer) -> None:
+    for name in ("minio", "mlflow"):
+        spec = get(installed, "-n", "sentiops", "deployment", name)["spec"]["template"]["spec"]
+        assert spec["automountServiceAccountToken"] is False, name
+    drift = get(installed, "-n", "sentiops-svc", "deployment", "sentiops-drift")
+    assert drift["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    for sa, mounted in (("sentiops-predictor", False), ("sentiops-workload", False),
+                        ("sentiops-pipeline", True)):  # fmt: skip
+        account = get(installed, "-n", "sentiops", "serviceaccount", sa)
+        assert account["automountServiceAccountToken"] is mounted, sa

@@ -20,7 +20,7 @@ import yaml
 from .conftest import CHART, load_docs
 from .harness import REPO, crds_dir, run, tool
 
-CRD_GROUPS = ("serving.kserve.io", "monitoring.coreos.com")
+CRD_GROUPS = ("serving.kserve.io", "monitoring.coreos.com", "security.istio.io")
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 WORKLOAD_KINDS = ("Deployment", "Job", "InferenceService")
 
@@ -271,9 +271,17 @@ def test_workloads_are_locked_down(helm_docs, overlay_docs) -> None:
     for render, docs in all_renders(helm_docs, overlay_docs).items():
         workloads = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
         assert len(workloads) == 4, render  # minio, mlflow, bucket job, isvc (+ drift sidecar)
+        accounts = {d["metadata"]["name"]: d for d in by_kind(docs, "ServiceAccount")}
         for doc in workloads:
             where = f"{render} {doc['kind']}/{doc['metadata']['name']}"
             for spec in pod_specs(doc):
+                # none of these pods talks to the Kubernetes API: no token in the pod (the pod
+                # field, else its ServiceAccount's; KServe/Knative pods: the SA's)
+                sa = accounts[spec["serviceAccountName"]]
+                automount = spec.get("automountServiceAccountToken",
+                                     sa.get("automountServiceAccountToken", True))  # fmt: skip
+                if automount is not False:
+                    problems.append(f"{where}: mounts a ServiceAccount token")
                 psc = spec.get("securityContext", {})
                 if psc.get("runAsNonRoot") is not True or psc.get("runAsUser", 0) == 0:
                     problems.append(f"{where}: pod may run as root")
@@ -295,6 +303,20 @@ def test_workloads_are_locked_down(helm_docs, overlay_docs) -> None:
                     }
                     problems += [f"{where}/{c['name']}: {n}" for n, ok in checks.items() if not ok]
     assert not problems, "\n".join(problems)
+
+
+def test_only_the_pipeline_account_mounts_a_token(helm_docs, overlay_docs) -> None:
+    """The rollout/register steps need the API (their Role); nothing else gets a token."""
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        automount = {
+            d["metadata"]["name"]: d.get("automountServiceAccountToken", True)
+            for d in by_kind(docs, "ServiceAccount")
+        }
+        assert automount == {
+            "sentiops-pipeline": True, "sentiops-predictor": False, "sentiops-workload": False,
+        }, render  # fmt: skip
+        for doc in by_kind(docs, "Deployment") + by_kind(docs, "Job"):
+            assert doc["spec"]["template"]["spec"]["automountServiceAccountToken"] is False, render
 
 
 SECRET_ENV = re.compile(r"(SECRET|PASSWORD|ACCESS_KEY|TOKEN)", re.I)
@@ -334,6 +356,219 @@ def test_dashboard_configmap_carries_the_dashboard(helm_docs) -> None:
     assert json.loads(cm["data"]["sentiops.json"]) == source
 
 
+# ---------------------------------------------------------------- network + write access
+
+
+def helm_template(*sets: str) -> list[dict]:
+    args = [a for value in sets for a in ("--set", value)]
+    return load_docs(run([tool("helm"), "template", "x", str(CHART), "-n", "prod", *args]).stdout)
+
+
+def _peers(rule: dict) -> list[dict]:
+    return rule["from"]
+
+
+def _ports(rule: dict) -> list[int]:
+    assert all(p["protocol"] == "TCP" for p in rule["ports"])
+    return [p["port"] for p in rule["ports"]]
+
+
+GATEWAYS = [
+    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "knative-serving"}}},
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}},
+        "podSelector": {"matchLabels": {"istio": "ingressgateway"}},
+    },
+]
+PROMETHEUS = [
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+]
+
+
+def test_predictor_network_policy(helm_docs, overlay_docs) -> None:
+    """Every render: the predictor pods (all revisions) take requests from the gateways only
+    (Knative mode: at the queue-proxy), and /metrics (model server + drift sidecar) from
+    Prometheus only; the drift Deployment's policy exists only in service mode."""
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        np = one(docs, "NetworkPolicy", "sentiops-predictor")
+        assert np["apiVersion"] == "networking.k8s.io/v1", render
+        spec = np["spec"]
+        # the label KServe puts on every predictor pod, as the PodMonitor selects them
+        pm = one(docs, "PodMonitor", "sentiops-predictor")["spec"]["selector"]
+        assert (
+            spec["podSelector"]
+            == pm
+            == {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment"}}
+        ), render
+        assert spec["policyTypes"] == ["Ingress"], render
+        requests, metrics = spec["ingress"]
+        assert _peers(requests) == GATEWAYS and _ports(requests) == [8012, 8013, 9090], render
+        assert _peers(metrics) == PROMETHEUS and _ports(metrics) == [8080, 9081], render
+        assert not by_kind(docs, "NetworkPolicy", "sentiops-drift"), render
+        assert not by_kind(docs, "AuthorizationPolicy"), render
+
+
+def test_network_policies_follow_the_values() -> None:
+    docs = helm_template(
+        "drift.mode=service", "inferenceService.deploymentMode=Standard",
+        "networkPolicy.clients[0].matchLabels.app\\.kubernetes\\.io/name=sentiops-rollout",
+        "networkPolicy.prometheus[0].namespaceSelector.matchLabels.name=observability",
+    )  # fmt: skip
+    prom = [{"namespaceSelector": {"matchLabels": {"name": "observability"}}}]
+    requests, metrics = one(docs, "NetworkPolicy", "sentiops-predictor")["spec"]["ingress"]
+    client = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "sentiops-rollout"}}}
+    assert _peers(requests) == [*GATEWAYS, client]
+    assert "namespaceSelector" not in client  # a bare podSelector: this namespace only
+    assert _ports(requests) == [9081]  # Standard mode + logger: the KServe agent's port
+    assert _peers(metrics) == prom and _ports(metrics) == [8080]  # no sidecar in service mode
+    # the drift Deployment: CloudEvents from the predictor pods, /metrics from Prometheus
+    drift_np = one(docs, "NetworkPolicy", "sentiops-drift")["spec"]
+    pod_labels = one(docs, "Deployment", "sentiops-drift")["spec"]["template"]["metadata"]
+    assert drift_np["podSelector"]["matchLabels"].items() <= pod_labels["labels"].items()
+    assert drift_np["policyTypes"] == ["Ingress"]
+    (rule,) = drift_np["ingress"]
+    isvc_pods = {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment"}}
+    predictor = {"podSelector": isvc_pods}
+    assert _peers(rule) == [predictor, *prom] and _ports(rule) == [9081]
+
+    raw = helm_template("inferenceService.deploymentMode=RawDeployment",
+                        "inferenceService.logger.enabled=false")  # fmt: skip
+    requests, _ = one(raw, "NetworkPolicy", "sentiops-predictor")["spec"]["ingress"]
+    assert _ports(requests) == [8080]  # no agent in front: the model server itself
+    pinned = helm_template("networkPolicy.predictorPorts={8012}")
+    requests, _ = one(pinned, "NetworkPolicy", "sentiops-predictor")["spec"]["ingress"]
+    assert _ports(requests) == [8012]
+    off = helm_template("networkPolicy.enabled=false", "drift.mode=service")
+    assert not by_kind(off, "NetworkPolicy")
+    closed = helm_template("networkPolicy.gateways=null", "networkPolicy.prometheus=null")
+    assert one(closed, "NetworkPolicy", "sentiops-predictor")["spec"]["ingress"] == []
+
+
+AUTH_SET = ("auth.existingSecret=sentiops-annotator-tokens", "auth.readsNeedToken=true",
+            "inferenceService.rateLimit=20", "inferenceService.rateBurst=40")  # fmt: skip
+
+
+def test_token_secret_is_mounted_as_a_directory() -> None:
+    docs = helm_template(*AUTH_SET)
+    pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
+    container, drift = pred["containers"]
+    assert container["args"][3:] == [
+        "--auth_token_file=/var/run/sentiops/tokens",
+        "--auth_reads=true",
+        "--rate_limit=20",
+        "--rate_burst=40",
+    ]
+    assert {"name": "auth-tokens", "mountPath": "/var/run/sentiops/tokens",
+            "readOnly": True} in container["volumeMounts"]  # fmt: skip
+    (volume,) = [v for v in pred["volumes"] if v["name"] == "auth-tokens"]
+    assert volume["secret"] == {"secretName": "sentiops-annotator-tokens", "defaultMode": 0o440}
+    # only the model server reads the tokens; the Secret is the user's, never rendered
+    assert "auth-tokens" not in {m["name"] for m in drift["volumeMounts"]}
+    assert not by_kind(docs, "Secret")
+    # the objects are still valid with the volume (the CRD + built-in schemas run on the
+    # default render; this one is checked by the apiserver test)
+    assert {"name": "tmp", "emptyDir": {}} in pred["volumes"]
+
+
+def test_without_a_token_secret_nothing_is_mounted(helm_docs, overlay_docs) -> None:
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
+        args = [a for c in pred["containers"] for a in c.get("args", [])]
+        assert not [a for a in args if a.startswith(("--auth", "--rate"))], render
+        assert "auth-tokens" not in {v["name"] for v in pred["volumes"]}, render
+    proc = run([tool("helm"), "template", "x", str(CHART), "--set", "auth.readsNeedToken=true"],
+               check=False)  # fmt: skip
+    assert proc.returncode != 0 and "auth.readsNeedToken needs auth.existingSecret" in proc.stderr
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    assert "WARNING: auth.existingSecret is empty" in notes
+
+
+# what `openssl rand -hex 24` / `sentiops auth token` make: 24+ characters of hex or
+# urlsafe base64 with several digits in them (names and identifiers have none or few)
+TOKENISH = re.compile(r"(?<![\w./-])(?=(?:[\w-]*\d){4})[\w-]{24,}(?![\w./-])|Bearer [A-Za-z0-9]")
+
+
+def test_no_token_literal_anywhere(helm_default, overlay_yaml) -> None:
+    """No token in values, templates or any render (a token is 16+ random characters: no
+    long hex/base64 run may appear, nor a Bearer value); the chart only names the Secret."""
+    import secrets
+
+    assert TOKENISH.search(f"team-a: {secrets.token_hex(24)}")  # what the docs tell users
+    assert TOKENISH.search("Authorization: Bearer x")
+    with_auth = run([tool("helm"), "template", "x", str(CHART),
+                     *[a for v in AUTH_SET for a in ("--set", v)]]).stdout  # fmt: skip
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["auth"] == {"existingSecret": "", "readsNeedToken": False}
+    texts = {"helm": helm_default, "helm+auth": with_auth, **overlay_yaml}
+    for path in [*(CHART / "templates").iterdir(), CHART / "values.yaml"]:
+        texts[str(path.relative_to(REPO))] = path.read_text()
+    for where, text in texts.items():
+        found = [m.group(0) for m in TOKENISH.finditer(text)]
+        assert not found, f"{where}: token-like {found}"
+        assert "kind: Secret\n" not in text, where
+
+
+def test_authorization_policy_only_when_enabled(helm_docs) -> None:
+    assert not by_kind(helm_docs, "AuthorizationPolicy")
+    docs = helm_template("istio.authorizationPolicy.enabled=true")
+    ap = one(docs, "AuthorizationPolicy", "sentiops-predictor")
+    assert ap["apiVersion"] == "security.istio.io/v1"
+    spec = ap["spec"]
+    assert set(spec) == {"selector", "action", "rules"} and spec["action"] == "ALLOW"
+    assert spec["selector"] == {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment"}}
+    write, reads, system = spec["rules"]
+    # a write: POST to this model's :feedback, only with a bearer Authorization header
+    assert write["to"] == [
+        {"operation": {"methods": ["POST"], "paths": ["/v1/models/sentiment:feedback"]}}
+    ]
+    assert write["when"] == [{"key": "request.headers[authorization]",
+                              "values": ["Bearer *", "bearer *"]}]  # fmt: skip
+    (op,) = [t["operation"] for t in reads["to"]]
+    assert "when" not in reads and "from" not in reads
+    assert "/v1/models/*" in op["paths"] and "/v2/health/*" in op["paths"]
+    assert op["notPaths"] == ["*:feedback"]  # the read paths never cover the write
+    assert system["from"] == [{"source": {"namespaces": ["knative-serving"]}}]
+    assert system["to"] == [{"operation": {"notPaths": ["*:feedback"]}}]
+    # Istio's own shape rules: paths exact, prefix (x*), suffix (*x) or presence (*) only;
+    # keys from its condition list; operation/source fields from the v1 API
+    ops = [t["operation"] for rule in spec["rules"] for t in rule["to"]]
+    for o in ops:
+        assert set(o) <= {"methods", "paths", "notPaths", "hosts", "ports", "notMethods"}
+        for path in o.get("paths", []) + o.get("notPaths", []):
+            assert path == "*" or path.count("*") <= 1 and not path.strip("*").count("*"), path
+            assert path.startswith(("/", "*")), path
+    for rule in spec["rules"]:
+        assert set(rule) <= {"from", "to", "when"}
+        for cond in rule.get("when", []):
+            assert re.fullmatch(r"request\.headers\[[a-z0-9-]+\]|request\.auth\.\w+",
+                                cond["key"]) and cond["values"]  # fmt: skip
+    bad = run([tool("helm"), "template", "x", str(CHART), "--set",
+               "istio.authorizationPolicy.enabled=true,istio.authorizationPolicy.readPaths=null"],
+              check=False)  # fmt: skip
+    assert bad.returncode != 0
+
+
+def test_everything_switched_on_still_validates() -> None:
+    """NetworkPolicies, token volume and flags: strictly valid built-in kinds and an
+    InferenceService the real CRD schema accepts, with the policy features all on."""
+    docs = helm_template(*AUTH_SET, "drift.mode=service", "istio.authorizationPolicy.enabled=true",
+                         "networkPolicy.clients[0].matchLabels.app=x")  # fmt: skip
+    crd = yaml.safe_load((crds_dir() / "serving.kserve.io_inferenceservices.yaml").read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
+    assert validate_isvc(one(docs, "InferenceService", "sentiment"),
+                         version["schema"]["openAPIV3Schema"]) == []  # fmt: skip
+    for doc in docs:
+        if doc["apiVersion"].split("/")[0] not in CRD_GROUPS:
+            kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    assert len(by_kind(docs, "NetworkPolicy")) == 2
+    run([tool("helm"), "lint", "--strict", str(CHART),
+         *[a for v in AUTH_SET for a in ("--set", v)],
+         "--set", "drift.mode=service,istio.authorizationPolicy.enabled=true"])  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -343,6 +578,11 @@ def test_dashboard_configmap_carries_the_dashboard(helm_docs) -> None:
         "alerts.errorRatio=5",
         "alerts.latencyFor=ten",
         "inferenceServic.name=typo",
+        "auth.existingSecret=Not_A_Name",
+        "auth.token=abc",
+        "networkPolicy.predictorPorts={0}",
+        "networkPolicy.gateways[0].ipBlock.cidr=0.0.0.0/0",
+        "inferenceService.rateLimit=-1",
     ],
 )
 def test_values_schema_rejects_bad_values(bad: str) -> None:

@@ -107,3 +107,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - name: AWS_DEFAULT_REGION
   value: {{ .Values.s3.region | quote }}
 {{- end -}}
+
+{{/* Ports of the predictor pods that carry requests (a YAML list; networkPolicy.predictorPorts
+     overrides): Knative -> queue-proxy 8012 (HTTP/1), 8013 (h2c), 9090 (autoscaler metrics);
+     Standard/RawDeployment -> the KServe agent (9081) when the logger is on, else httpPort. */}}
+{{- define "sentiops.predictorPorts" -}}
+{{- $isvc := .Values.inferenceService -}}
+{{- if .Values.networkPolicy.predictorPorts -}}
+{{- toYaml .Values.networkPolicy.predictorPorts -}}
+{{- else if has $isvc.deploymentMode (list "Knative" "Serverless") -}}
+{{- toYaml (list 8012 8013 9090) -}}
+{{- else if $isvc.logger.enabled -}}
+{{- toYaml (list 9081) -}}
+{{- else -}}
+{{- toYaml (list $isvc.httpPort) -}}
+{{- end -}}
+{{- end -}}

@@ -127,3 +127,21 @@ def test_predict_rejects_bad_input(tmp_path: Path, bad, needle: str) -> None:
     loaded = load_model(_tfidf_dir(tmp_path))
     with pytest.raises(InvalidInput, match=__import__("re").escape(needle)):
         predict(loaded, bad)
+
+
+def test_soft_targets_spread_only_texts_near_a_class_boundary() -> None:
+    import numpy as np
+
+    from sentiops.models.transformer import soft_targets
+
+    classes = ["negative", "neutral", "positive"]
+    hard = np.array([2, 1, 0, 2])
+    t = soft_targets([3.0, 0.5, -0.5, float("nan")], hard, classes, width=0.35)
+    assert t[0] == pytest.approx([0, 0, 1], abs=1e-6)  # far from a boundary: one-hot
+    assert t[1][1] == pytest.approx(0.5, abs=1e-2) and t[1][2] == pytest.approx(0.5, abs=1e-2)
+    assert t[2][0] == pytest.approx(0.5, abs=1e-2) and t[2][1] == pytest.approx(0.5, abs=1e-2)
+    assert list(t[3]) == [0, 0, 1]  # no score: the hard label
+    assert np.allclose(t.sum(axis=1), 1.0)
+    assert (soft_targets([0.5], np.array([2]), classes, width=0.0) == [[0, 0, 1]]).all()
+    two = soft_targets([0.5], np.array([1]), ["negative", "positive"], width=0.35)
+    assert list(two[0]) == [0, 1]  # other label sets: one-hot

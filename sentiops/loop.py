@@ -84,7 +84,9 @@ class LoopConfig:
     step_seconds: float = 15.0
     window: int = 100  # drift window (predictions)
     consecutive: int = 2  # drifting windows before the labelling queue
-    min_labels: int = 300  # new labelled rows before retraining
+    # new labelled rows before retraining: a fifth of the random sample's labels test the
+    # retrained model (never the uncertain ones), so the gate needs a few hundred of them
+    min_labels: int = 800
     # the random evaluation sample (SENTIOPS_EVAL_SAMPLE_RATE for every server of the loop):
     # the annotators label all of it; only these labels estimate live accuracy (gate, canary)
     sample_share: float = 0.5
@@ -102,7 +104,7 @@ class LoopConfig:
             steps=[30, 60],
             step_seconds=10.0,
             window=50,
-            min_labels=300,
+            min_labels=600,
             sample_share=0.5,
             shifted_texts=1500,
             timeout=600.0,

@@ -27,7 +27,7 @@ def test_the_loop_trains_serves_notices_drift_collects_labels_and_retrains(
     assert chapters["canary"]["decision"] in ("promoted", "rolled_back")
     assert chapters["drift"]["queued"] > 0 and chapters["drift"]["p_values"]["combined"] < 0.05
     retrain = chapters["retrain"]
-    assert retrain["labelled_rows"] >= 300
+    assert retrain["labelled_rows"] >= 600
     assert any("labels/feedback" in d for d in retrain["datasets"])  # trained on the labels
     assert retrain["candidate"], retrain  # the gate approved the retrained model
     assert chapters["canary-2"]["decision"] == "promoted", chapters["canary-2"]

@@ -49,7 +49,7 @@ lint: install ## ruff + mypy on the core
 typecheck: install
 	$(BIN)/mypy
 
-bench-quality: install ## macro-F1 of both models on the vader-tweets test split
+bench-quality: install ## macro-F1 in and out of domain (four VADER domains) beside the VADER lexicon
 	$(BIN)/python benchmarks/quality.py --workdir $(WORKDIR)
 
 bench-serving: install ## our predictor vs a transformers pipeline behind FastAPI (locust), table

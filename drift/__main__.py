@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         settings.retrain_mode if settings.retrain_enabled else "off",
     )  # fmt: skip
     uvicorn.run(
-        create_app(monitor, _tokens(settings)), host=settings.host, port=settings.port,
+        create_app(monitor, _tokens(settings), _limiter(settings)), host=settings.host,
+        port=settings.port,
         log_level="warning", access_log=False,
     )  # fmt: skip
 
@@ -54,6 +55,14 @@ def _tokens(settings: Any) -> Any:
     tokens = Tokens.load(settings.auth_token_file)
     logger.info("POST / needs a token (%s)", ", ".join(tokens.names))
     return tokens
+
+
+def _limiter(settings: Any) -> Any:
+    if settings.rate_limit <= 0:
+        return None
+    from sentiops.ratelimit import RateLimiter
+
+    return RateLimiter(settings.rate_limit)
 
 
 if __name__ == "__main__":

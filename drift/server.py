@@ -23,8 +23,9 @@ logger = logging.getLogger("sentiops.drift.server")
 MAX_BODY = 8 * 1024 * 1024  # a request of 256 texts of 5000 characters fits
 
 
-def create_app(monitor: Monitor, tokens: Any = None) -> Starlette:
-    """`tokens` (`sentiops.auth.Tokens`): POST / needs one of them (401/403 otherwise)."""
+def create_app(monitor: Monitor, tokens: Any = None, limiter: Any = None) -> Starlette:
+    """`tokens` (`sentiops.auth.Tokens`): POST / needs one of them (401/403 otherwise);
+    `limiter` (`sentiops.ratelimit.RateLimiter`): events a second per client (429 over it)."""
     bad_seen: Counter[str] = Counter()
 
     def bad(reason: str, message: str, status: int = 400) -> JSONResponse:
@@ -36,6 +37,16 @@ def create_app(monitor: Monitor, tokens: Any = None) -> Starlette:
         return JSONResponse({"error": message, "reason": reason}, status_code=status)
 
     async def receive(request: Request) -> Response:
+        if limiter is not None:
+            from sentiops.ratelimit import retry_after
+
+            client = request.client.host if request.client else "unknown"
+            wait = limiter.allow(client)
+            if wait > 0:
+                reply = bad("rate_limited", f"too many events from {client}: the limit is "
+                            f"{limiter.rate:g}/s; retry after {retry_after(wait)} s", 429)
+                reply.headers["Retry-After"] = retry_after(wait)
+                return reply  # fmt: skip
         if tokens is not None:
             from sentiops.auth import AuthError
 

@@ -53,6 +53,8 @@ class Settings:
     # tokens (`sentiops.auth`): when set, POST / (events that become the prediction log, which
     # labels join and retraining reads) needs `Authorization: Bearer <token>`
     auth_token_file: str | None = None
+    # events a second per client address on POST / (0: no limit); over it 429 + Retry-After
+    rate_limit: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.store:
@@ -93,6 +95,7 @@ ENV: dict[str, str] = {
     "retrain_datasets": "SENTIOPS_RETRAIN_DATASETS",
     "workdir": "SENTIOPS_DRIFT_WORKDIR",
     "auth_token_file": "SENTIOPS_AUTH_TOKEN_FILE",
+    "rate_limit": "SENTIOPS_DRIFT_RATE_LIMIT",
 }
 
 

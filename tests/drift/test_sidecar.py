@@ -151,3 +151,19 @@ def test_with_a_token_file_unauthenticated_events_are_refused(
     ok = httpx.post(s.url + "/", headers={**h, "Authorization": f"Bearer {tokens['predictor']}"},
                     content=b)  # fmt: skip
     assert ok.status_code == 202, ok.text
+
+
+def test_a_flood_of_events_from_one_client_gets_429s(
+    sidecar_factory, detector_model: Path
+) -> None:
+    """--rate-limit per client address: a flood gets 429 with Retry-After (counted, never a
+    5xx) while another address is still served."""
+    s = sidecar_factory(detector_model, *WINDOW, "--rate-limit", "5")
+    h, b = cloudevent(REQUEST, "f", json.dumps({"instances": ["a text"]}).encode(), "7")
+    codes = [httpx.post(s.url + "/", headers={**h, "ce-id": f"f{i}"}, content=b).status_code
+             for i in range(30)]  # fmt: skip
+    assert codes.count(429) >= 15 and set(codes) <= {202, 429}, codes
+    assert s.sample("sentiops_drift_bad_events_total", reason="rate_limited") == codes.count(429)
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as other:
+        r = other.post(s.url + "/", headers={**h, "ce-id": "other"}, content=b)
+    assert r.status_code == 202, r.text

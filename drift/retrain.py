@@ -163,15 +163,29 @@ class KfpTrigger:
 
 # ------------------------------------------------------------------------------ policy
 def count_rows(files: list[layout.StoredFile], settings: Any = None) -> int:
-    from sentiops.data import read_table
+    return len(read_labels(files, settings))
 
-    n = 0
+
+def read_labels(files: list[layout.StoredFile], settings: Any = None) -> Any:
+    """Every readable label row of `files` (feedback parts keep their provenance columns)."""
+    import pandas as pd
+
+    from sentiops.data import read_table
+    from sentiops.storage import get_file
+
+    frames = []
     for f in files:
         try:
-            n += len(read_table(f.uri, label_column="label"))
+            df = read_table(f.uri, label_column="label")
+            if f.uri.endswith(".parquet"):  # a feedback part: who labelled, what was predicted
+                raw = pd.read_parquet(get_file(f.uri, settings))
+                for col in ("labelled_by", "predicted_label"):
+                    if col in raw.columns:
+                        df[col] = raw[col].to_numpy()
+            frames.append(df)
         except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not counted
             logger.warning("labels: cannot read %s: %s", f.uri, str(exc).splitlines()[0])
-    return n
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["label"])
 
 
 class Retrainer:
@@ -184,9 +198,11 @@ class Retrainer:
         cooldown: float,
         min_labels: int,
         storage_settings: Any = None,
+        max_token_share: float = 1.0,
     ) -> None:
         self.store, self.model_name, self.trigger = store, model_name, trigger
         self.datasets, self.cooldown, self.min_labels = datasets, cooldown, min_labels
+        self.max_token_share = max_token_share
         self.settings = storage_settings
         self.lock = threading.Lock()
         self.history: list[dict[str, Any]] = []
@@ -217,8 +233,11 @@ class Retrainer:
     def _consider(self, version: str, drift_since: datetime, windows: int) -> dict[str, Any]:
         if self.trigger is None:
             return {"outcome": "disabled"}
+        from sentiops.feedback import review_burst
+
         files = layout.label_files(self.store, since=drift_since, settings=self.settings)
-        rows = count_rows(files, self.settings)
+        labels = read_labels(files, self.settings)
+        rows = len(labels)
         if rows < self.min_labels:
             return self._outcome(
                 "no_labels",
@@ -236,6 +255,13 @@ class Retrainer:
         active = self.trigger.active()
         if active:
             return self._outcome("active_run", f"not starting another: {active}")
+        review = review_burst(labels, self.max_token_share)
+        if review["hold"]:  # the poisoning guard: a person looks before anything learns it
+            record = {"time": now.isoformat(), "model_version": version, "files": [
+                f.uri for f in files], **review}  # fmt: skip
+            layout.put_json(record, layout.join(self.store, layout.RETRAIN, "held",
+                            f"{now:%Y%m%dT%H%M%S}.json"), self.settings)  # fmt: skip
+            return self._outcome("held_for_review", "; ".join(review["hold"]), record=record)
         datasets = [*self.datasets, *(f.uri for f in files)]
         reason = (
             f"model {version}: drift for {windows} consecutive windows since "
@@ -245,7 +271,7 @@ class Retrainer:
         record = {
             "time": now.isoformat(), "model_name": self.model_name, "model_version": version,
             "reason": REASON, "message": reason, "datasets": datasets, "labelled_rows": rows,
-            "run": run,
+            "labels_by_token": review["tokens"], "run": run,
         }  # fmt: skip
         layout.put_json(record, layout.trigger_record(self.store, now), self.settings)
         return self._outcome("triggered", f"{reason}; run {run}", record=record)

@@ -45,6 +45,9 @@ class Settings:
     retrain_mode: str = "kfp"
     retrain_cooldown: float = 6 * 3600.0
     retrain_min_labels: int = 50
+    # the poisoning guard (sentiops.feedback.review_burst): a burst of labels more than this
+    # share of which comes from one token is held for review (1.0: off; e.g. 0.9 with teams)
+    retrain_max_token_share: float = 1.0
     kfp_host: str | None = None
     kfp_experiment: str = EXPERIMENT
     retrain_command: str | None = None
@@ -89,6 +92,7 @@ ENV: dict[str, str] = {
     "retrain_mode": "SENTIOPS_RETRAIN_MODE",
     "retrain_cooldown": "SENTIOPS_RETRAIN_COOLDOWN",
     "retrain_min_labels": "SENTIOPS_RETRAIN_MIN_LABELS",
+    "retrain_max_token_share": "SENTIOPS_RETRAIN_MAX_TOKEN_SHARE",
     "kfp_host": "SENTIOPS_KFP_HOST",
     "kfp_experiment": "SENTIOPS_KFP_EXPERIMENT",
     "retrain_command": "SENTIOPS_RETRAIN_COMMAND",

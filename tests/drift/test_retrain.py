@@ -177,3 +177,51 @@ def test_kfp_trigger_submits_the_compiled_pipeline_and_sees_active_runs(tmp_path
     path, args, exp = client.submitted[0]
     assert Path(path) == COMPILED and exp == "sentiops"
     assert args == {"datasets": ["vader-tweets", "s3://b/labels/x.parquet"]}
+
+
+def _feedback_part(store: Path, name: str, token: str, n: int, wrong: int) -> None:
+    """A feedback part as the predictor writes it: `wrong` of `n` labels disagree."""
+    part = store / "labels" / "feedback" / "date=2026-12-02" / f"part-{name}.parquet"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({
+        "id": [f"{name}{i}" for i in range(n)], "text": [f"{name} text {i}" for i in range(n)],
+        "label": ["negative" if i < wrong else "positive" for i in range(n)],
+        "predicted_label": ["positive"] * n, "labelled_by": [token] * n, "sample": "random",
+    }).to_parquet(part)  # fmt: skip
+
+
+def test_a_burst_that_disagrees_far_more_or_comes_from_one_token_is_held(tmp_path: Path) -> None:
+    """The poisoning guard: labels of one token that disagree with the model far more than
+    the other tokens' on the same traffic (or, with a share limit, nearly all labels from one
+    token) are held for review: no run, a record naming why; a run records which tokens'
+    labels it used."""
+    store = tmp_path / "store"
+    command, runs = recorder(tmp_path)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    _feedback_part(store, "a", "team-a", 60, 12)  # 20 % disagree
+    _feedback_part(store, "b", "team-b", 60, 54)  # 90 % disagree: poisoned
+    guard = Retrainer(str(store), "sentiment", CommandTrigger(command, str(store), tmp_path),
+                      ["vader-tweets"], 0, 10)  # fmt: skip
+    held = guard.consider("7", since, 3)
+    assert held["outcome"] == "held_for_review", held
+    assert "team-b" in held["message"] and not runs.exists()
+    record = json.loads(next(store.glob("retrain/held/*.json")).read_text())
+    assert record["tokens"]["team-b"] == {"labels": 60, "disagreement": 0.9}
+
+    clean = tmp_path / "clean"
+    _feedback_part(clean, "a", "team-a", 60, 12)
+    _feedback_part(clean, "b", "team-b", 60, 15)
+    ok = Retrainer(str(clean), "sentiment", CommandTrigger(command, str(clean), tmp_path / "w"),
+                   ["vader-tweets"], 0, 10)  # fmt: skip
+    result = ok.consider("7", since, 3)
+    assert result["outcome"] == "triggered", result
+    assert set(result["record"]["labels_by_token"]) == {"team-a", "team-b"}
+    ok.trigger.process.stop()  # type: ignore[union-attr]
+
+    one = tmp_path / "one"
+    _feedback_part(one, "a", "team-a", 95, 20)
+    _feedback_part(one, "b", "team-b", 5, 1)
+    share = Retrainer(str(one), "sentiment", CommandTrigger(command, str(one), tmp_path / "x"),
+                      ["vader-tweets"], 0, 10, max_token_share=0.9)  # fmt: skip
+    outcome = share.consider("7", since, 3)
+    assert outcome["outcome"] == "held_for_review" and "one token" in outcome["message"]

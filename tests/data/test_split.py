@@ -106,3 +106,18 @@ def test_max_train_examples_thins_out_only_the_original_data() -> None:
     assert 110 <= len(out) <= 130
     kept = out[out[SOURCE] == "vader-tweets"].label.value_counts()
     assert kept.max() - kept.min() <= 1  # stratified: the classes stay balanced
+
+
+def test_the_drift_reference_stands_for_the_traffic_not_the_training_mix() -> None:
+    """A run on tweets + product reviews + live labels: the detector's reference is the tweets
+    and the live labels (the traffic), never the other built-in domains it learnt from."""
+    from sentiops.train import traffic_like
+
+    tweets = make_frame(10, seed=0).assign(**{SOURCE: "vader-tweets"})
+    amazon = make_frame(10, seed=1).assign(**{SOURCE: "vader-amazon"})
+    live = make_frame(5, seed=2).assign(**{SOURCE: "labels.parquet"})
+    mixed = pd.concat([amazon, tweets, live], ignore_index=True).sample(frac=1, random_state=0)
+    kept = traffic_like(mixed, "vader-tweets")
+    assert set(kept[SOURCE]) == {"vader-tweets", "labels.parquet"} and len(kept) == 45
+    alone = make_frame(10, seed=3).assign(**{SOURCE: "vader-amazon"})
+    assert len(traffic_like(alone)) == 30  # one source: all of it

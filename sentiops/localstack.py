@@ -177,8 +177,12 @@ class Predictor:
             f"predictor-{self.version}", args, self.workdir,
             {"SENTIOPS_MODEL_VERSION": self.version},
         )  # fmt: skip
-        wait_http(f"{self.url}/v2/models/{self.name}/ready", self.process, timeout,
-                  f"predictor v{self.version} ready")  # fmt: skip
+        try:
+            wait_http(f"{self.url}/v2/models/{self.name}/ready", self.process, timeout,
+                      f"predictor v{self.version} ready")  # fmt: skip
+        except BaseException:  # never leave a predictor behind that did not get ready
+            self.process.stop()
+            raise
         return self
 
     def stop(self) -> None:

@@ -162,27 +162,18 @@ class KfpTrigger:
 
 
 # ------------------------------------------------------------------------------ policy
-def count_rows(files: list[layout.StoredFile], settings: Any = None) -> int:
-    return len(read_labels(files, settings))
-
-
 def read_labels(files: list[layout.StoredFile], settings: Any = None) -> Any:
-    """Every readable label row of `files` (feedback parts keep their provenance columns)."""
+    """Every readable label row of `files`; feedback parts keep who labelled (`labelled_by`)
+    and what the model had said (`predicted_label`) for the poisoning guard."""
     import pandas as pd
 
     from sentiops.data import read_table
-    from sentiops.storage import get_file
 
     frames = []
     for f in files:
         try:
-            df = read_table(f.uri, label_column="label")
-            if f.uri.endswith(".parquet"):  # a feedback part: who labelled, what was predicted
-                raw = pd.read_parquet(get_file(f.uri, settings))
-                for col in ("labelled_by", "predicted_label"):
-                    if col in raw.columns:
-                        df[col] = raw[col].to_numpy()
-            frames.append(df)
+            frames.append(read_table(f.uri, label_column="label",
+                                     keep=("labelled_by", "predicted_label")))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not counted
             logger.warning("labels: cannot read %s: %s", f.uri, str(exc).splitlines()[0])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["label"])

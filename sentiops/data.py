@@ -125,6 +125,7 @@ def read_table(
     path: str | Path,
     text_column: str = TEXT,
     label_column: str | None = LABEL,
+    keep: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Read CSV / JSONL / Parquet (local or s3://) into columns text, label, _source, _row.
 
@@ -179,6 +180,9 @@ def read_table(
         out[SCORE] = pd.to_numeric(df[SCORE], errors="coerce").astype("float64")
     if SAMPLE in df.columns:
         out[SAMPLE] = df[SAMPLE].map(lambda v: "" if v is None else str(v))
+    for col in keep:  # further columns a caller wants, when the file has them
+        if col in df.columns and col not in out.columns:
+            out[col] = df[col].to_numpy()
     out[SOURCE] = name
     out[ROW] = range(1, len(out) + 1)
     return out

@@ -290,9 +290,9 @@ def _metric(url: str, name: str, **labels: str) -> float | None:
 def live_accuracy_by_domain(store: str, domain: dict[str, str]) -> list[dict[str, Any]]:
     """Accuracy (95 % Wilson interval) and macro-F1 of each model version on each domain,
     from the stored labels of the random evaluation sample only (`sentiops.feedback`)."""
-    from sentiops.feedback import live_metrics, random_sample, read_labels
+    from sentiops.feedback import live_metrics, read_labels
 
-    df = random_sample(read_labels(store))
+    df = read_labels(store)  # live_metrics keeps the random sample only
     if df.empty:
         return []
     df = df.assign(domain=[domain.get(t, "other") for t in df["text"]])

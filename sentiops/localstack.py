@@ -167,7 +167,8 @@ class Predictor:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self, timeout: float = 180.0) -> Predictor:
+    def launch(self) -> Process:
+        """Start the process without waiting for it to become ready."""
         args = [
             sys.executable, "-m", "serving", f"--model_name={self.name}",
             f"--model_dir={self.model_dir}", f"--http_port={self.http_port}",
@@ -177,6 +178,11 @@ class Predictor:
             f"predictor-{self.version}", args, self.workdir,
             {"SENTIOPS_MODEL_VERSION": self.version},
         )  # fmt: skip
+        return self.process
+
+    def start(self, timeout: float = 180.0) -> Predictor:
+        """Launch and wait until ready; a predictor that never gets ready is stopped."""
+        self.process = self.launch()
         try:
             wait_http(f"{self.url}/v2/models/{self.name}/ready", self.process, timeout,
                       f"predictor v{self.version} ready")  # fmt: skip

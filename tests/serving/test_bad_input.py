@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from sentiops.errors import StackError
-from sentiops.localstack import Predictor
+from sentiops.localstack import Predictor, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -102,11 +102,14 @@ def test_tampered_model_is_never_ready(model_dir, tmp_path) -> None:  # noqa: AN
     bad = tmp_path / "tampered"
     shutil.copytree(model_dir, bad)
     (bad / "pipeline.joblib").write_bytes(b"not the weights")
-    p = Predictor(bad, "9", tmp_path / "run")
+    never = Predictor(bad, "9", tmp_path / "never")
     with pytest.raises(StackError, match="predictor v9 ready"):
-        p.start(timeout=25)
+        never.start(timeout=25)
+    assert never.process is not None and not never.process.alive()  # not left behind
+    p = Predictor(bad, "9", tmp_path / "run")
+    p.launch()  # the process itself stays up and answers its probes
     try:
-        assert httpx.get(f"{p.url}/v2/health/live").status_code == 200
+        wait_http(f"{p.url}/v2/health/live", p.process, 60, "predictor v9 live")
         for path in ("/v2/models/sentiment/ready", "/v2/health/ready", "/v1/models/sentiment"):
             r = httpx.get(p.url + path)
             assert r.status_code == 503 and "checksum mismatch" in r.json()["error"], path

@@ -128,9 +128,9 @@ class DetectorSource:
             return tester
 
     def _fetch(self, version: str) -> Path:
-        from sentiops import traffic_store as layout
         from sentiops.config import model_uri
-        from sentiops.storage import is_s3
+        from sentiops.store import layout
+        from sentiops.store.storage import is_s3
 
         uri = model_uri(self.settings.store, version, self.settings.model_name)
         if not is_s3(uri):

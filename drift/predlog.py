@@ -1,5 +1,5 @@
 """The prediction log: every logged prediction appended to the store as Parquet, partitioned by
-date and model version (layout: sentiops.traffic_store).
+date and model version (layout: sentiops.store.layout).
 
 Rows are buffered in memory and flushed by a background thread when `flush_rows` are waiting or
 `flush_seconds` have passed, and on shutdown. A flush that fails (store unreachable) keeps its
@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sentiops import metrics
-from sentiops import traffic_store as layout
+from sentiops.store import layout
 
 logger = logging.getLogger("sentiops.drift.predlog")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sentiops import metrics
-from sentiops import traffic_store as layout
+from sentiops.store import layout
 
 logger = logging.getLogger("sentiops.drift.retrain")
 REASON = "drift_with_labels"
@@ -51,7 +51,7 @@ class CommandTrigger:
 
     def __init__(self, command: str, store: str, workdir: Path) -> None:
         self.command, self.store, self.workdir = command, store, Path(workdir)
-        from sentiops.storage import is_s3
+        from sentiops.store.storage import is_s3
 
         shared = not is_s3(store)  # a local store: every local sidecar sees the same marker
         self.marker = (

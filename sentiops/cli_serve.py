@@ -41,7 +41,7 @@ def serve(
 
     if logger_mode not in ("all", "request", "response"):
         raise ConfigError(f"--logger-mode {logger_mode!r}", "use all, request or response")
-    from sentiops.storage import local_model
+    from sentiops.store.storage import local_model
 
     model = str(local_model(model))
     manifest = read_manifest(Path(model))

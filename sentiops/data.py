@@ -22,7 +22,8 @@ import pandas as pd
 
 from sentiops.config import Settings, get_settings
 from sentiops.errors import DataError
-from sentiops.storage import get_file, is_s3, sha256_file
+from sentiops.store.checksum import sha256_file
+from sentiops.store.storage import get_file, is_s3
 
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 TEXT, LABEL, SOURCE, ROW = "text", "label", "_source", "_row"

@@ -346,6 +346,7 @@ def load(path: Path) -> Detector:
     folder, model_version = path, ""
     if (path / "model.json").exists():
         from sentiops import modeldir
+        from sentiops.store.checksum import sha256_file
 
         manifest = modeldir.read_manifest(path, verify=False)
         folder, model_version = path / DETECTOR_DIR, str(manifest.get("version", ""))
@@ -359,7 +360,7 @@ def load(path: Path) -> Detector:
         bad = [
             rel
             for rel, digest in wanted.items()
-            if not (path / rel).exists() or modeldir.sha256_file(path / rel) != digest
+            if not (path / rel).exists() or sha256_file(path / rel) != digest
         ]
         if bad:
             raise DriftError(

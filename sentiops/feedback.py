@@ -10,7 +10,7 @@ prediction it is about and stored as labelled training data:
         model_version, predicted_at, labelled_at, source, sample, labelled_by (the name of
         the token the label came with, when writes need one: who labelled what)
 
-(`sentiops.traffic_store` owns the store's other layouts; retraining reads `<store>/labels/`.)
+(`sentiops.store.layout` owns the store's other layouts; retraining reads `<store>/labels/`.)
 
 The prediction is found in this process's own recent predictions or in the prediction log the
 drift sidecar writes to the store (any replica, any revision, days later). A request is
@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sentiops import traffic_store as layout
 from sentiops.config import MODEL_NAME, Settings, eval_sample_rate
 from sentiops.errors import FeedbackError
+from sentiops.store import layout
 
 FEEDBACK = "feedback"
 #: Most labels one request may carry.
@@ -203,7 +203,7 @@ class PredictionIndex:
         """Read prediction-log parts not read yet (of the last `lookback_days` days)."""
         import pyarrow.parquet as pq
 
-        from sentiops.storage import get_file
+        from sentiops.store.storage import get_file
 
         self._refreshed = time.monotonic()
         today = datetime.now(UTC).date()
@@ -236,7 +236,7 @@ def read_labels(store: str, settings: Settings | None = None) -> Any:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from sentiops.storage import get_file
+    from sentiops.store.storage import get_file
 
     files = [
         f for f in layout.list_files(feedback_prefix(store), settings) if f.uri.endswith(".parquet")
@@ -346,7 +346,7 @@ class Feedback:
         are written once), so a label costs the same with ten or ten thousand parts."""
         import pyarrow.parquet as pq
 
-        from sentiops.storage import get_file
+        from sentiops.store.storage import get_file
 
         for f in layout.list_files(feedback_prefix(self.store), self.settings):
             if f.uri in self._label_parts or not f.uri.endswith(".parquet"):

@@ -210,7 +210,7 @@ class DriftSidecar:
     port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:  # it runs in its own folder: paths resolved here
-        from sentiops.storage import is_s3
+        from sentiops.store.storage import is_s3
 
         self.workdir = Path(self.workdir).resolve()
         self.store = self.store if is_s3(self.store) else str(Path(self.store).resolve())

@@ -379,7 +379,7 @@ def _run_loop(
     from sentiops.pipeline import local_arguments, run_local
     from sentiops.rollout import JudgeConfig
     from sentiops.rollout_local import LocalStack
-    from sentiops.storage import local_model
+    from sentiops.store.storage import local_model
 
     settings = get_settings()
     work = (workdir or settings.home / "loop").resolve()
@@ -652,8 +652,8 @@ def _run_loop(
 def _labelling_rows(store: str) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
-    from sentiops import traffic_store as layout
-    from sentiops.storage import get_file
+    from sentiops.store import layout
+    from sentiops.store.storage import get_file
 
     rows: list[dict[str, Any]] = []
     for f in layout.list_files(layout.join(store, layout.LABELLING)):
@@ -663,19 +663,19 @@ def _labelling_rows(store: str) -> list[dict[str, Any]]:
 
 
 def _triggers(store: str) -> list[str]:
-    from sentiops import traffic_store as layout
+    from sentiops.store import layout
 
     return [f.uri for f in layout.list_files(layout.join(store, layout.RETRAIN, "triggers"))]
 
 
 def _read_json(uri: str) -> dict[str, Any]:
-    from sentiops import traffic_store as layout
+    from sentiops.store import layout
 
     return dict(json.loads(layout.get_bytes(uri)))
 
 
 def _run_finished(store: str) -> bool:
-    from sentiops import traffic_store as layout
+    from sentiops.store import layout
 
     return not Path(layout.join(store, layout.RETRAIN, "active.json")).exists()
 
@@ -697,7 +697,7 @@ def up(
     from sentiops.localstack import DriftSidecar, StackTokens, start_process, wait_http
     from sentiops.pipeline import local_arguments, run_local
     from sentiops.rollout_local import LocalStack
-    from sentiops.storage import local_model
+    from sentiops.store.storage import local_model
 
     settings = get_settings()
     work = (workdir or settings.home / "up").resolve()

@@ -23,18 +23,10 @@ from typing import Any
 
 from sentiops import __version__
 from sentiops.errors import ModelError
+from sentiops.store.checksum import sha256_file
 
 FORMAT_VERSION = 1
 MANIFEST = "model.json"
-CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write(

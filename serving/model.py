@@ -70,7 +70,7 @@ class SentimentModel(Model):
 
     # -------------------------------------------------------------------------- lifecycle
     def load(self) -> bool:
-        from sentiops.storage import local_model
+        from sentiops.store.storage import local_model
 
         try:  # an s3:// model is downloaded first, like KServe's storage-initializer
             self.model = load_model(local_model(self.model_dir))

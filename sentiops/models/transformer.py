@@ -65,7 +65,7 @@ def resolve_base_model(spec: str, cache_dir: Path | None = None) -> str:
         return TINY
     if spec.startswith("s3://"):
         from sentiops.config import get_settings
-        from sentiops.storage import get_dir
+        from sentiops.store.storage import get_dir
 
         s = get_settings()
         target = (cache_dir or s.cache_dir) / "base-models" / spec[5:].strip("/").replace("/", "_")
@@ -82,7 +82,7 @@ def champion_checkpoint() -> Path | None:
 
     try:
         from sentiops import registry
-        from sentiops.storage import local_model
+        from sentiops.store.storage import local_model
 
         version = registry.version_of(registry.CHAMPION)
         uri = registry.tags_of(version).get(registry.STORAGE_URI_TAG) if version else None

@@ -25,7 +25,7 @@ def _loaded(code: str) -> set[str]:
 
 def test_model_side_imports_nothing_heavy() -> None:
     loaded = _loaded(
-        "import sentiops.models, sentiops.modeldir, sentiops.storage, sentiops.config, "
+        "import sentiops.models, sentiops.modeldir, sentiops.store.storage, sentiops.config, "
         "sentiops.data, sentiops.split, sentiops.validate, sentiops.scoring"
     )
     assert not HEAVY & loaded
@@ -51,7 +51,7 @@ def test_drift_modules_import_nothing_heavy() -> None:
     pydantic, kfp, kserve or mlflow until they run: the CLI can say "run this in the drift
     environment", and the pipeline's fit step needs no alibi."""
     loaded = _loaded(
-        "import sentiops.drift, sentiops.traffic_store, sentiops.cli_drift, drift.events, "
+        "import sentiops.drift, sentiops.store.layout, sentiops.cli_drift, drift.events, "
         "drift.settings, drift.predlog, drift.retrain, drift.monitor, drift.server"
     )
     assert not (HEAVY | {"torch", "transformers", "alibi_detect", "pydantic"}) & loaded

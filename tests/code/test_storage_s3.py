@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sentiops import storage
 from sentiops.config import Settings
 from sentiops.errors import StorageError
 from sentiops.models import load_model
+from sentiops.store import storage
 from tests.conftest import make_frame, run_cli
 from tests.servers import free_port, s3_server
 

@@ -15,7 +15,7 @@ import pytest
 
 from sentiops.config import Settings
 from sentiops.localstack import Predictor, free_port, start_process
-from sentiops.storage import S3Store
+from sentiops.store.storage import S3Store
 from tests.drift.conftest import Corpus, predictions, shifted_texts
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from sentiops.localstack import free_port, start_process, wait_http
-from sentiops.storage import put_dir
+from sentiops.store.storage import put_dir
 from tests.conftest import run_cli
 from tests.servers import s3_server
 

@@ -19,7 +19,7 @@ from minio.error import S3Error
 
 from sentiops.config import Settings, get_settings
 from sentiops.errors import StorageError
-from sentiops.modeldir import sha256_file
+from sentiops.store.checksum import sha256_file
 
 SHA_META = "sha256"
 

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from sentiops import drift, modeldir
-from sentiops.data import LABEL, LABELS, TEXT, load
-from sentiops.split import split
-from sentiops.validate import validate
+from sentiops.data.datasets import LABEL, LABELS, TEXT, load
+from sentiops.data.split import split
+from sentiops.data.validate import validate
 
 TARGET_POWER, TARGET_FAR = 0.95, 0.05
 

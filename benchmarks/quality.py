@@ -7,7 +7,7 @@ snippets, product-review snippets (Amazon) and newspaper editorial snippets (NYT
     python benchmarks/quality.py --only 'transformer · all but amazon'   # one run
     python benchmarks/quality.py --table     # the tables from the cached runs only
 
-Every domain is split as the platform splits it (`sentiops.prepare`: validated, stratified
+Every domain is split as the platform splits it (`sentiops.data.prepare`: validated, stratified
 70/10/20, seed 42: the tweets test split is the same 840 tweets as before). A run trains on the
 train splits of some domains (at most `--cap` rows of each, so no domain drowns the others;
 early stopping on their validation splits) and is scored on the test split of every domain.
@@ -37,10 +37,10 @@ from rich.console import Console
 from rich.table import Table
 
 from sentiops import lexicon
-from sentiops.data import LABEL, LABELS, SCORE, TEXT, fetch_builtin
+from sentiops.data.datasets import LABEL, LABELS, SCORE, TEXT, fetch_builtin
+from sentiops.data.prepare import prepare
 from sentiops.models import fit_model
 from sentiops.params import DataConfig
-from sentiops.prepare import prepare
 from sentiops.scoring import labels_from_proba, macro_f1
 
 DOMAINS = ("tweets", "movies", "amazon", "nyt")

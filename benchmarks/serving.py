@@ -32,10 +32,10 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from sentiops.data.prepare import labelled_split
 from sentiops.localstack import Process, free_port, start_process, wait_http
 from sentiops.modeldir import read_manifest
 from sentiops.params import DataConfig, TrainConfig
-from sentiops.prepare import labelled_split
 from sentiops.scoring import macro_f1
 
 HERE = Path(__file__).resolve().parent

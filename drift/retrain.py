@@ -167,7 +167,7 @@ def read_labels(files: list[layout.StoredFile], settings: Any = None) -> Any:
     and what the model had said (`predicted_label`) for the poisoning guard."""
     import pandas as pd
 
-    from sentiops.data import read_table
+    from sentiops.data.datasets import read_table
 
     frames = []
     for f in files:

@@ -57,7 +57,7 @@ def data_fetch(
 ) -> None:
     """Download the VADER ground truth (Hutto & Gilbert, ICWSM 2014) and snapshot it."""
     from sentiops.config import get_settings
-    from sentiops.data import BUILTIN, fetch_builtin, snapshot
+    from sentiops.data.datasets import BUILTIN, fetch_builtin, snapshot
 
     s = get_settings()
     table = Table(title="built-in datasets")
@@ -95,8 +95,8 @@ def validate(
     seed: Seed = SEED,
 ) -> None:
     """Validate and split data; exit 3 with a report naming the rows when it is unusable."""
+    from sentiops.data.prepare import prepare
     from sentiops.params import DataConfig
-    from sentiops.prepare import prepare
 
     cfg = DataConfig(
         data=data,
@@ -265,12 +265,12 @@ def evaluate(
     drop_invalid: bool = False,
 ) -> None:
     """Evaluate a model directory on labelled data; writes JSON and prints a table."""
-    from sentiops.data import LABEL, TEXT
+    from sentiops.data.datasets import LABEL, TEXT
+    from sentiops.data.prepare import labelled_split
     from sentiops.evaluate import evaluate as run_eval
     from sentiops.evaluate import plot_confusion, write_report
     from sentiops.models import load_model
     from sentiops.params import DataConfig
-    from sentiops.prepare import labelled_split
 
     loaded = load_model(model)
     cfg = DataConfig(

@@ -39,7 +39,7 @@ def register_commands(app: typer.Typer) -> None:
 
 
 def _texts(specs: list[str], text_column: str) -> list[str]:
-    from sentiops.data import TEXT, load
+    from sentiops.data.datasets import TEXT, load
 
     return [str(t) for t in load(specs, text_column, label_column=None)[TEXT].tolist()]
 

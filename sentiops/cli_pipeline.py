@@ -254,8 +254,8 @@ def gate(
     import tempfile
 
     from sentiops.config import get_settings
+    from sentiops.data.prepare import labelled_split
     from sentiops.params import DataConfig
-    from sentiops.prepare import labelled_split
     from sentiops.promotion import NO_CHAMPION, gate_challenger, register
 
     cfg = _gate_config(ctx.params, seed=seed)

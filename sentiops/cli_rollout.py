@@ -74,7 +74,7 @@ def local(
     except ValueError:
         raise typer.BadParameter(f"--steps {steps!r}: use percentages like 10,50,100") from None
     from sentiops.config import get_settings
-    from sentiops.data import TEXT, load
+    from sentiops.data.datasets import TEXT, load
     from sentiops.rollout import JudgeConfig
     from sentiops.rollout_local import local_rollout
 

@@ -262,9 +262,9 @@ def texts_for_fit(
     reference. Anything else is refused: on its own training texts a model is over-confident,
     and a detector built on them flags every window of new in-domain traffic."""
     from sentiops import modeldir
+    from sentiops.data.prepare import prepare
     from sentiops.errors import DataError, ValidationFailed
     from sentiops.params import DataConfig
-    from sentiops.prepare import prepare
 
     manifest = modeldir.read_manifest(Path(model_dir), verify=False)
     ds = manifest.get("dataset") or {}

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from sentiops.data import LABELS
+from sentiops.data.datasets import LABELS
 from sentiops.evaluate import p95_latency_ms, size_mb
 from sentiops.models import LoadedModel
 from sentiops.params import GateConfig

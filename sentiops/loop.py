@@ -236,7 +236,7 @@ class Story:
 
 def _truth(datasets: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """text -> ground-truth label, text -> dataset, for the built-in datasets."""
-    from sentiops.data import LABEL, TEXT, load
+    from sentiops.data.datasets import LABEL, TEXT, load
 
     truth: dict[str, str] = {}
     domain: dict[str, str] = {}
@@ -249,9 +249,9 @@ def _truth(datasets: list[str]) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _test_texts(dataset: str) -> list[str]:
-    from sentiops.data import TEXT
+    from sentiops.data.datasets import TEXT
+    from sentiops.data.prepare import labelled_split
     from sentiops.params import DataConfig
-    from sentiops.prepare import labelled_split
 
     test, _ = labelled_split(DataConfig(data=[dataset]), "test")
     return [str(t) for t in test[TEXT]]

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sentiops.config import BASE_MODEL_ONLINE, EPOCHS, REGISTERED_MODEL, SEED, SOFT_WIDTH
-from sentiops.data import LABEL, TEXT
+from sentiops.data.datasets import LABEL, TEXT
 from sentiops.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)

@@ -68,8 +68,8 @@ def gate_challenger(
     source of each row when there is one); with a registry version, record the decision on it
     (`gate.*` tags). The record lists the test rows per source (`dataset.test_sources`); with
     more than one source, the original and the added rows weigh the same (`split.groups`)."""
-    from sentiops.data import LABEL, SAMPLE, SOURCE, TEXT
-    from sentiops.split import groups
+    from sentiops.data.datasets import LABEL, SAMPLE, SOURCE, TEXT
+    from sentiops.data.split import groups
 
     test_sources = (
         {str(k): int(v) for k, v in test[SOURCE].value_counts().items()}

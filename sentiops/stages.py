@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from sentiops import data as data_mod
 from sentiops.config import REGISTERED_MODEL, Settings
-from sentiops.data import LABEL, LABELS, TEXT
+from sentiops.data import datasets as data_mod
+from sentiops.data.datasets import LABEL, LABELS, TEXT
 from sentiops.errors import ConfigError, ValidationFailed
 from sentiops.models import load_model
 
 if TYPE_CHECKING:  # heavy modules (torch, MLflow) load only in the stages that use them
+    from sentiops.data.validate import Report
     from sentiops.gate import Decision
     from sentiops.params import GateConfig, TrainConfig
-    from sentiops.validate import Report
 
 
 def endpoints(s3_endpoint: str = "", mlflow_tracking_uri: str = "") -> Settings:
@@ -57,7 +57,7 @@ def validate(
 
     Returns the report and the dataset version (content hash, as `data.snapshot` names it).
     """
-    from sentiops.validate import validate as run_validate
+    from sentiops.data.validate import validate as run_validate
 
     clean, report = run_validate(pd.read_parquet(inp), LABELS, min_per_class, drop_invalid)
     report.write(report_dir)
@@ -77,8 +77,8 @@ def split(
     inp: Path, outs: dict[str, Path], seed: int = 42, val_frac: float = 0.1, test_frac: float = 0.2
 ) -> dict[str, Any]:
     """Stratified train/validation/test tables; reports texts shared across splits."""
-    from sentiops.split import split as run_split
-    from sentiops.validate import check_overlap
+    from sentiops.data.split import split as run_split
+    from sentiops.data.validate import check_overlap
 
     parts = run_split(pd.read_parquet(inp), seed, val_frac, test_frac)
     for name, part in parts.items():

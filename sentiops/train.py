@@ -1,6 +1,6 @@
 """Training: fit a model type on prepared splits, score it, write the model directory.
 
-Data preparation lives in `sentiops.prepare`, model types in `sentiops.models` (one registry),
+Data preparation lives in `sentiops.data.prepare`, model types in `sentiops.models` (one registry),
 run tracking in `sentiops.tracking`; this module only fits and packages.
 """
 
@@ -15,23 +15,23 @@ import pandas as pd
 
 from sentiops import modeldir
 from sentiops.config import Settings, get_settings
-from sentiops.data import LABEL, SCORE, TEXT, Manifest
+from sentiops.data.datasets import LABEL, SCORE, TEXT, Manifest
+from sentiops.data.prepare import prepare
+from sentiops.data.validate import Report
 from sentiops.evaluate import evaluate
 from sentiops.models import SentimentModel, fit_model, load_model
 from sentiops.params import DataConfig, TrainConfig
-from sentiops.prepare import prepare
-from sentiops.validate import Report
 
 __all__ = ["DataConfig", "Fitted", "TrainConfig", "TrainResult", "fit", "train", "train_on_splits"]
 
 
 def _subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     """At most `n` rows, stratified by label; rows of added sources (live labels, see
-    `sentiops.split`) are always kept, only the original data is thinned out."""
+    `sentiops.data.split`) are always kept, only the original data is thinned out."""
     if not n or len(df) <= n:
         return df
-    from sentiops.data import SOURCE
-    from sentiops.split import original_rows
+    from sentiops.data.datasets import SOURCE
+    from sentiops.data.split import original_rows
 
     original = original_rows(df) if SOURCE in df.columns else pd.Series(True, index=df.index)
     keep, pool = df[~original], df[original]
@@ -101,7 +101,7 @@ def train_on_splits(
         from sentiops import tracking
 
         tracking.configure(settings)  # fail fast on an unreachable MLflow, before any training
-    from sentiops.data import SOURCE
+    from sentiops.data.datasets import SOURCE
 
     first = str(train_df[SOURCE].iloc[0]) if SOURCE in train_df.columns and len(train_df) else None
     train_df = _subsample(train_df, cfg.max_train_examples, cfg.seed)
@@ -170,7 +170,7 @@ def traffic_like(df: pd.DataFrame, first: str | None = None) -> pd.DataFrame:
     mix of every training domain flags pure tweet traffic as drift. All rows when there are
     no sources, or fewer than 20 such rows. `first`: the first source (default: the first
     row's, which is the first source's in every split)."""
-    from sentiops.data import BUILTIN, SOURCE
+    from sentiops.data.datasets import BUILTIN, SOURCE
 
     if SOURCE not in df.columns or not len(df):
         return df

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from sentiops.config import Settings, get_settings
-from sentiops.data import LABEL, TEXT
+from sentiops.data.datasets import LABEL, TEXT
+from sentiops.data.prepare import prepare
 from sentiops.evaluate import evaluate
 from sentiops.models import LoadedModel
 from sentiops.params import TrainConfig
-from sentiops.prepare import prepare
 from sentiops.train import fit
 
 

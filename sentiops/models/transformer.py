@@ -200,7 +200,7 @@ def soft_targets(scores: Sequence[float], hard: np.ndarray, classes: Sequence[st
     where they exist (NaN = none, or classes other than negative/neutral/positive: one-hot)."""
     from scipy.stats import norm
 
-    from sentiops.data import NEGATIVE_AT, POSITIVE_AT
+    from sentiops.data.datasets import NEGATIVE_AT, POSITIVE_AT
 
     out = np.eye(len(classes))[hard]
     score = np.asarray(scores, dtype=np.float64)

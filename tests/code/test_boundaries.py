@@ -26,7 +26,7 @@ def _loaded(code: str) -> set[str]:
 def test_model_side_imports_nothing_heavy() -> None:
     loaded = _loaded(
         "import sentiops.models, sentiops.modeldir, sentiops.store.storage, sentiops.config, "
-        "sentiops.data, sentiops.split, sentiops.validate, sentiops.scoring"
+        "sentiops.data.datasets, sentiops.data.split, sentiops.data.validate, sentiops.scoring"
     )
     assert not HEAVY & loaded
     assert "pydantic" not in loaded  # the drift image pins pydantic<2 (alibi-detect 0.11.4)
@@ -34,7 +34,7 @@ def test_model_side_imports_nothing_heavy() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["sentiops.evaluate", "sentiops.gate", "sentiops.prepare", "sentiops.reports"]
+    "module", ["sentiops.evaluate", "sentiops.gate", "sentiops.data.prepare", "sentiops.reports"]
 )
 def test_evaluation_and_gate_do_not_import_torch(module: str) -> None:
     loaded = _loaded(f"import {module}")

@@ -375,8 +375,8 @@ def test_group_weights_and_bad_groups() -> None:
 
 
 def test_the_split_names_the_original_and_the_added_rows() -> None:
-    from sentiops.data import SOURCE
-    from sentiops.split import groups, split
+    from sentiops.data.datasets import SOURCE
+    from sentiops.data.split import groups, split
 
     df = make_frame(20)
     df[SOURCE] = "tweets"

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sentiops import data
 from sentiops.config import Settings
+from sentiops.data import datasets as data
 from sentiops.errors import DataError
 from tests.conftest import invoke, make_frame
 

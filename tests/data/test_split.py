@@ -3,9 +3,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sentiops.data import SOURCE
+from sentiops.data.datasets import SOURCE
+from sentiops.data.split import split
 from sentiops.errors import DataError
-from sentiops.split import split
 from tests.conftest import make_frame
 
 
@@ -31,7 +31,7 @@ def test_bad_fractions() -> None:
 def test_added_sources_never_move_the_original_rows_or_each_other() -> None:
     """Retraining adds labelled traffic: the original rows keep their split (so no earlier
     model's training rows reach the new test set), and each added text has one split for good."""
-    from sentiops.data import SOURCE
+    from sentiops.data.datasets import SOURCE
 
     original = make_frame(40)
     original[SOURCE] = "vader-tweets"
@@ -55,7 +55,7 @@ def test_added_sources_never_move_the_original_rows_or_each_other() -> None:
 def test_labels_chosen_for_training_never_test() -> None:
     """Live labels of the random evaluation sample may test; targeted ones (chosen for their
     uncertainty) go to training instead of the test set, whatever their text hash says."""
-    from sentiops.data import SAMPLE
+    from sentiops.data.datasets import SAMPLE
 
     original = make_frame(30, seed=0)
     original[SOURCE] = "vader-tweets"
@@ -75,7 +75,7 @@ def test_labels_chosen_for_training_never_test() -> None:
 def test_several_built_in_datasets_are_each_split_as_alone() -> None:
     """`--data vader-tweets --data vader-amazon`: both are original data, each split as it
     would be on its own (the tweets' test rows stay the same), and no gate groups."""
-    from sentiops.split import groups
+    from sentiops.data.split import groups
 
     tweets, amazon = make_frame(30, seed=0), make_frame(20, seed=1)
     tweets[SOURCE], amazon[SOURCE] = "vader-tweets", "vader-amazon"

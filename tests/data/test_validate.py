@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sentiops.data import LABELS
-from sentiops.validate import check_overlap, validate
+from sentiops.data.datasets import LABELS
+from sentiops.data.validate import check_overlap, validate
 from tests.conftest import make_frame, run_cli
 
 

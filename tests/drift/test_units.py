@@ -162,7 +162,7 @@ def test_cli_fit_without_holdout_holds_out_what_training_held_out(runner, tmp_pa
     label-mix / confidence references come from the validation + test split that training made,
     so windows of unseen same-distribution tweets stay within the false-alarm rate (with the
     training texts as the reference, every window of 200 was flagged: rate 1.0)."""
-    from sentiops.data import fetch_builtin
+    from sentiops.data.datasets import fetch_builtin
     from sentiops.params import TrainConfig
     from sentiops.train import train
     from tests.conftest import invoke

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sentiops.data import LABEL, LABELS, ROW, SOURCE, TEXT
+from sentiops.data.datasets import LABEL, LABELS, ROW, SOURCE, TEXT
 
 SHOW_ROWS = 20
 _SURROGATE = re.compile("[\udc80-\udcff]")

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from sentiops import data as data_mod
 from sentiops.config import Settings, get_settings
-from sentiops.data import LABELS, TEXT, Manifest
+from sentiops.data import datasets as data_mod
+from sentiops.data.datasets import LABELS, TEXT, Manifest
+from sentiops.data.split import split
+from sentiops.data.validate import Finding, Report, check_overlap, normalize_text, validate
 from sentiops.errors import ConfigError, ValidationFailed
 from sentiops.params import DataConfig
-from sentiops.split import split
-from sentiops.validate import Finding, Report, check_overlap, normalize_text, validate
 
 SPLITS = ("train", "validation", "test")
 

@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from sentiops import drift, modeldir
+from sentiops import drift
 from sentiops.data.datasets import LABEL, LABELS, TEXT, load
 from sentiops.data.split import split
 from sentiops.data.validate import validate
+from sentiops.models import modeldir
 
 TARGET_POWER, TARGET_FAR = 0.95, 0.05
 

@@ -36,10 +36,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from sentiops import lexicon
 from sentiops.data.datasets import LABEL, LABELS, SCORE, TEXT, fetch_builtin
 from sentiops.data.prepare import prepare
-from sentiops.models import fit_model
+from sentiops.models import fit_model, lexicon
 from sentiops.params import DataConfig
 from sentiops.scoring import labels_from_proba, macro_f1
 

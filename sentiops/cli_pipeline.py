@@ -402,7 +402,7 @@ def serve_round_trip(model_uri: str, texts: list[str] | None = None) -> None:
 
     from sentiops.localstack import Predictor, round_trip
     from sentiops.loop import ROUND_TRIP_TEXTS
-    from sentiops.modeldir import read_manifest
+    from sentiops.models.modeldir import read_manifest
     from sentiops.store.storage import local_model
 
     texts = texts or ROUND_TRIP_TEXTS

@@ -37,7 +37,7 @@ def serve(
     The model is checked (and an s3:// model downloaded, checksums verified) before the
     server starts, so a broken model is an error here, not a server that never gets ready."""
     from sentiops.errors import ConfigError
-    from sentiops.modeldir import read_manifest
+    from sentiops.models.modeldir import read_manifest
 
     if logger_mode not in ("all", "request", "response"):
         raise ConfigError(f"--logger-mode {logger_mode!r}", "use all, request or response")

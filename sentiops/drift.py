@@ -261,9 +261,9 @@ def texts_for_fit(
     the validation + test parts, which the model never saw, are the label-mix / confidence
     reference. Anything else is refused: on its own training texts a model is over-confident,
     and a detector built on them flags every window of new in-domain traffic."""
-    from sentiops import modeldir
     from sentiops.data.prepare import prepare
     from sentiops.errors import DataError, ValidationFailed
+    from sentiops.models import modeldir
     from sentiops.params import DataConfig
 
     manifest = modeldir.read_manifest(Path(model_dir), verify=False)
@@ -316,8 +316,7 @@ def fit_model_dir(
     `output` = `model_dir`, in place; otherwise a copy of the model directory), re-checksummed
     with the model by `modeldir.extend` (the model gets a new version). Returns the new
     manifest. This is the pipeline's `drift` step (after train, before the gate)."""
-    from sentiops import modeldir
-    from sentiops.models import load_model
+    from sentiops.models import load_model, modeldir
 
     model_dir = Path(model_dir)
     model = load_model(model_dir)
@@ -345,7 +344,7 @@ def load(path: Path) -> Detector:
     path = Path(path)
     folder, model_version = path, ""
     if (path / "model.json").exists():
-        from sentiops import modeldir
+        from sentiops.models import modeldir
         from sentiops.store.checksum import sha256_file
 
         manifest = modeldir.read_manifest(path, verify=False)

@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sentiops import modeldir, registry, tracking
+from sentiops import registry, tracking
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, Settings, model_uri
 from sentiops.errors import GateRejected
 from sentiops.gate import Decision, decide
-from sentiops.models import LoadedModel, load_model
+from sentiops.models import LoadedModel, load_model, modeldir
 from sentiops.params import GateConfig
 from sentiops.store import storage
 

@@ -219,7 +219,7 @@ def status(name: str = REGISTERED_MODEL) -> list[Entry]:
 
 def download(version: str, dest: Path, name: str = REGISTERED_MODEL) -> Path:
     """The SentiOps model directory of a registered version, downloaded under `dest`."""
-    from sentiops import modeldir
+    from sentiops.models import modeldir
 
     local = tracking.download_artifacts(f"models:/{name}/{version}", dest)
     for manifest in sorted(local.rglob(modeldir.MANIFEST)):

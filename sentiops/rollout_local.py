@@ -20,7 +20,7 @@ from sentiops.canary_metrics import PrometheusSource
 from sentiops.config import MODEL_NAME
 from sentiops.errors import RolloutError
 from sentiops.localstack import Predictor, Prometheus, Replay, TrafficSplit
-from sentiops.modeldir import read_manifest
+from sentiops.models.modeldir import read_manifest
 from sentiops.reports import write_json
 from sentiops.rollout import PROMOTED, JudgeConfig, Plan, Record, run
 

@@ -13,13 +13,12 @@ from typing import Any
 
 import pandas as pd
 
-from sentiops import modeldir
 from sentiops.config import Settings, get_settings
 from sentiops.data.datasets import LABEL, SCORE, TEXT, Manifest
 from sentiops.data.prepare import prepare
 from sentiops.data.validate import Report
 from sentiops.evaluate import evaluate
-from sentiops.models import SentimentModel, fit_model, load_model
+from sentiops.models import SentimentModel, fit_model, load_model, modeldir
 from sentiops.params import DataConfig, TrainConfig
 
 __all__ = ["DataConfig", "Fitted", "TrainConfig", "TrainResult", "fit", "train", "train_on_splits"]

@@ -1,4 +1,12 @@
-"""Model types, loading from the one directory format, and prediction with input checks."""
+"""Model types, loading from the one directory format, and prediction with input checks.
+
+    (this module)   the registry of model types, `load_model`, `predict`
+    modeldir        the one model directory format (atomic writes, checksums)
+    tfidf           the TF-IDF + logistic regression baseline
+    transformer     the fine-tuned transformer
+    serving_form    its optimized serving form (ONNX Runtime int8)
+    lexicon         the VADER lexicon: the rule-based yardstick beside every quality figure
+"""
 
 from __future__ import annotations
 
@@ -9,8 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sentiops import modeldir
 from sentiops.errors import ConfigError, InvalidInput, ModelError
+from sentiops.models import modeldir
 from sentiops.scoring import labels_from_proba
 
 MAX_BATCH = 256

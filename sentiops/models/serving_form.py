@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sentiops import modeldir
+from sentiops.models import modeldir
 from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
 
 ONNX_DIR = "onnx"

@@ -16,11 +16,11 @@ from pydantic import ValidationError
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from sentiops import evaluate, gate, modeldir
+from sentiops import evaluate, gate
 from sentiops.cli_pipeline import register_commands
 from sentiops.errors import ConfigError
 from sentiops.gate import GateConfig, ModelSummary, compare, paired_bootstrap
-from sentiops.models import load_model
+from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import parse
 from sentiops.reports import decision_markdown, gate_tags

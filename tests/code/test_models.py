@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sentiops import modeldir
 from sentiops.errors import InvalidInput, ModelError
-from sentiops.models import MAX_BATCH, load_model, predict
+from sentiops.models import MAX_BATCH, load_model, modeldir, predict
 from sentiops.models.tfidf import TfidfModel
 from sentiops.models.transformer import TINY, TransformerModel
 from tests.conftest import make_frame

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sentiops import modeldir, promotion, registry, tracking
+from sentiops import promotion, registry, tracking
 from sentiops.errors import GateRejected, RegistryError
 from sentiops.gate import decide
-from sentiops.models import load_model
+from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import GateConfig
 from tests.conftest import make_frame

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sentiops import modeldir, promotion, registry, tracking
+from sentiops import promotion, registry, tracking
 from sentiops.gate import decide
 from sentiops.localstack import (
     Predictor,
@@ -32,7 +32,7 @@ from sentiops.localstack import (
     start_process,
     wait_http,
 )
-from sentiops.models import load_model
+from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import GateConfig
 from sentiops.reports import write_json

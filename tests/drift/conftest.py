@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from sentiops import drift, modeldir
+from sentiops import drift
 from sentiops.localstack import Process, free_port, start_process, wait_http
-from sentiops.models import load_model
+from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from tests.conftest import make_frame
 

@@ -66,7 +66,7 @@ def test_fit_rejects_bad_input() -> None:
 def test_load_rejects_missing_and_tampered_detectors(tmp_path: Path, detector_model: Path) -> None:
     import shutil
 
-    from sentiops import modeldir
+    from sentiops.models import modeldir
 
     with pytest.raises(DriftError, match="no drift detector"):
         drift.load(tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiops import modeldir
+from sentiops.models import modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.rollout import JudgeConfig
 from sentiops.rollout_local import local_rollout

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sentiops import modeldir
 from sentiops.localstack import Predictor
+from sentiops.models import modeldir
 from sentiops.models.tfidf import TfidfModel
 from tests.conftest import make_frame
 

@@ -102,7 +102,8 @@ def _executor(namespace: str, kubeconfig: str | None):  # noqa: ANN202
 def status(namespace: Namespace = None, kubeconfig: Kubeconfig = None) -> None:
     """What the registry says serves (champion, candidate, previous) and, with --namespace,
     what the InferenceService serves and whether a canary is in progress."""
-    from sentiops import registry, tracking
+    from sentiops.registry import lifecycle as registry
+    from sentiops.registry import tracking
 
     tracking.configure()
     table = Table(title="model registry (sentiops-sentiment)")
@@ -149,8 +150,9 @@ def rollback(
 ) -> None:
     """Stop a canary in progress (traffic back, previous spec restored, candidate rejected), or
     with --to-previous go back to the champion before the current one."""
-    from sentiops import registry, tracking
     from sentiops.errors import RolloutError
+    from sentiops.registry import lifecycle as registry
+    from sentiops.registry import tracking
     from sentiops.rollout_kserve import PREVIOUS_ANNOTATION, served_version
 
     tracking.configure()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 # ------------------------------------------------------------------------------ defaults
-#: MLflow registered model every run registers into (aliases: see sentiops.registry).
+#: MLflow registered model every run registers into (aliases: see sentiops.registry.lifecycle).
 REGISTERED_MODEL = "sentiops-sentiment"
 #: MLflow experiment of training, tuning and gate runs.
 EXPERIMENT = "sentiops"

@@ -335,7 +335,7 @@ def verdict(before: dict[str, Any] | None, after: dict[str, Any] | None, domain:
 def _settle(record: Any, registry_version: str | None, name: str) -> str:
     """The registry follows the rollout: promote -> champion (old champion -> previous);
     rollback -> the candidate is tagged rejected, the champion stays."""
-    from sentiops import registry
+    from sentiops.registry import lifecycle as registry
 
     if not registry_version:
         return "no registry version"
@@ -374,9 +374,9 @@ def _run_loop(
     progress: Callable[[str], Any],
     show: Callable[[str, Any], Any] | None,
 ) -> dict[str, Any]:
-    from sentiops import registry
     from sentiops.localstack import DriftSidecar, StackTokens
     from sentiops.pipeline import local_arguments, run_local
+    from sentiops.registry import lifecycle as registry
     from sentiops.rollout import JudgeConfig
     from sentiops.rollout_local import LocalStack
     from sentiops.store.storage import local_model
@@ -693,9 +693,10 @@ def up(
     champion served behind the traffic split with the drift sidecar and feedback, Prometheus,
     MLflow's UI, the web console, and tweets replayed at `rate`/s so there is something to see.
     With no champion yet, the pipeline trains the baseline first. Returns the URLs."""
-    from sentiops import registry, tracking
     from sentiops.localstack import DriftSidecar, StackTokens, start_process, wait_http
     from sentiops.pipeline import local_arguments, run_local
+    from sentiops.registry import lifecycle as registry
+    from sentiops.registry import tracking
     from sentiops.rollout_local import LocalStack
     from sentiops.store.storage import local_model
 

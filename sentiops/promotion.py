@@ -14,12 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sentiops import registry, tracking
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, Settings, model_uri
 from sentiops.errors import GateRejected
 from sentiops.gate import Decision, decide
 from sentiops.models import LoadedModel, load_model, modeldir
 from sentiops.params import GateConfig
+from sentiops.registry import lifecycle as registry
+from sentiops.registry import tracking
 from sentiops.store import storage
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
-"""What people read: the gate's decision record (Markdown, MLflow tags) and the evaluation
-report (self-contained HTML). Rendering only: the numbers come from gate/evaluate."""
+"""What people read: the gate's decision record (Markdown) and the evaluation report
+(self-contained HTML). Rendering only: the numbers come from gate/evaluate."""
 
 from __future__ import annotations
 
@@ -106,31 +106,6 @@ def decision_markdown(decision: Decision) -> str:
         )
     lines += ["", "Thresholds: " + ", ".join(f"{k}={v}" for k, v in decision.thresholds.items())]
     return "\n".join(lines) + "\n"
-
-
-def gate_tags(decision: Decision) -> dict[str, str]:
-    """Flat `gate.*` tags for the challenger's model version and run."""
-    tags = {
-        "gate.approved": str(decision.approved).lower(),
-        "gate.delta_macro_f1": f"{decision.delta_macro_f1:.6f}",
-        "gate.challenger_macro_f1": f"{decision.challenger.macro_f1:.6f}",
-        "gate.champion_version": str(decision.champion.version if decision.champion else "none"),
-        "gate.champion_registry_version": str(
-            (decision.champion.registry_version if decision.champion else None) or "none"
-        ),
-        "gate.challenger_version": str(decision.challenger.version),
-        "gate.dataset_version": str(decision.dataset.get("version")),
-        "gate.decided_at": decision.decided_at,
-        "gate.reasons": "; ".join(decision.reasons)[:4900],
-    }
-    if decision.bootstrap:
-        tags["gate.confidence"] = f"{decision.bootstrap.confidence:.4f}"
-        tags["gate.ci_low"] = f"{decision.bootstrap.ci_low:.6f}"
-        tags["gate.ci_high"] = f"{decision.bootstrap.ci_high:.6f}"
-    for c in decision.checks:
-        tags[f"gate.check.{c.name}"] = "pass" if c.passed else "fail"
-    tags |= {f"gate.threshold.{k}": str(v) for k, v in decision.thresholds.items()}
-    return tags
 
 
 def evaluation_html(result: dict[str, Any], title: str) -> str:

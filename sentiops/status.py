@@ -154,8 +154,9 @@ def registry_section(
     except ImportError as exc:
         return _unavailable("registry", uri, f"MLflow is not installed ({exc}); install "
                             "sentiops[train]")  # fmt: skip
-    from sentiops import registry, tracking
     from sentiops.errors import SentiOpsError
+    from sentiops.registry import lifecycle as registry
+    from sentiops.registry import tracking
 
     try:
         tracking.check_reachable(uri, timeout=3.0)
@@ -199,7 +200,7 @@ def _float(value: str | None) -> float | None:
 
 
 def _versions(name: str) -> list[dict[str, Any]]:
-    from sentiops import tracking
+    from sentiops.registry import tracking
 
     found = tracking.client().search_model_versions(f"name='{name}'")
     found = sorted(found, key=lambda v: int(v.version), reverse=True)[:VERSIONS_SHOWN]

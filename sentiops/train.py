@@ -1,7 +1,7 @@
 """Training: fit a model type on prepared splits, score it, write the model directory.
 
 Data preparation lives in `sentiops.data.prepare`, model types in `sentiops.models` (one registry),
-run tracking in `sentiops.tracking`; this module only fits and packages.
+run tracking in `sentiops.registry.tracking`; this module only fits and packages.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def train_on_splits(
     write `cfg.output` atomically and, with `cfg.track`, log the run and register the model
     (alias `challenger`). Shared by `train()` and the pipeline's train stage."""
     if cfg.track:
-        from sentiops import tracking
+        from sentiops.registry import tracking
 
         tracking.configure(settings)  # fail fast on an unreachable MLflow, before any training
     from sentiops.data.datasets import SOURCE
@@ -138,7 +138,7 @@ def train_on_splits(
     version = str(manifest["version"])
     fitted = Fitted(cfg.output, version, metrics, seconds)
     if cfg.track:
-        from sentiops import registry
+        from sentiops.registry import lifecycle as registry
 
         fitted.tracking = registry.log_training(
             cfg.output,
@@ -196,7 +196,7 @@ def train(cfg: TrainConfig, settings: Settings | None = None, progress: bool = T
     """Train one model end to end: prepare the data, then `train_on_splits`."""
     s = settings or get_settings()
     if cfg.track:
-        from sentiops import tracking
+        from sentiops.registry import tracking
 
         tracking.configure(s)  # fail fast on an unreachable MLflow, before reading any data
     report_dir = cfg.report_dir or cfg.output.parent / f"{cfg.output.name}-reports"

@@ -34,7 +34,7 @@ def tune(
     """Maximise validation macro-F1 over `trials`; returns best params and all trials."""
     import optuna
 
-    from sentiops import tracking
+    from sentiops.registry import tracking
 
     s = settings or get_settings()
     prep = prepare(base, None, s)

@@ -81,7 +81,7 @@ def champion_checkpoint() -> Path | None:
     import json
 
     try:
-        from sentiops import registry
+        from sentiops.registry import lifecycle as registry
         from sentiops.store.storage import local_model
 
         version = registry.version_of(registry.CHAMPION)

@@ -247,9 +247,11 @@ def test_rollout_step_reads_the_configmap_judges_from_prometheus_and_settles_the
     """`stages.rollout` as the KFP component calls it: settings from the chart's ConfigMap,
     metrics from a real Prometheus, the executor as the pipeline's ServiceAccount, and the
     registry told the outcome (the skewed canary is rejected, the champion stays)."""
-    from sentiops import registry, stages, tracking
+    from sentiops import stages
     from sentiops.models import modeldir
     from sentiops.models.tfidf import TfidfModel
+    from sentiops.registry import lifecycle as registry
+    from sentiops.registry import tracking
     from tests.conftest import make_frame
 
     url, _ = prometheus
@@ -300,10 +302,11 @@ def test_people_see_and_stop_a_canary(release: ApiServer, controller: Controller
     previous spec, candidate rejected); `rollback --to-previous` reverts a promotion."""
     from typer.testing import CliRunner
 
-    from sentiops import registry, tracking
     from sentiops.cli import app
     from sentiops.models import modeldir
     from sentiops.models.tfidf import TfidfModel
+    from sentiops.registry import lifecycle as registry
+    from sentiops.registry import tracking
     from tests.conftest import make_frame
 
     tracking.configure()

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from kfp import dsl, local
 
-from sentiops import registry
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, SEED
 from sentiops.errors import ConfigError, ValidationFailed
 from sentiops.kubeflow import components
@@ -23,6 +22,7 @@ from sentiops.kubeflow.components.validate import validate
 from sentiops.models import load_model
 from sentiops.params import DataConfig
 from sentiops.promotion import promote_local
+from sentiops.registry import lifecycle as registry
 from tests.conftest import make_frame
 
 DATA = DataConfig(data=["unused"])

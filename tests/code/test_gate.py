@@ -23,7 +23,8 @@ from sentiops.gate import GateConfig, ModelSummary, compare, paired_bootstrap
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import parse
-from sentiops.reports import decision_markdown, gate_tags
+from sentiops.registry.lifecycle import gate_tags
+from sentiops.reports import decision_markdown
 from tests.conftest import make_frame
 
 LABELS = ["negative", "neutral", "positive"]

@@ -149,8 +149,9 @@ def test_soft_targets_spread_only_texts_near_a_class_boundary() -> None:
 def test_warm_start_from_the_champion(tmp_path) -> None:  # noqa: ANN001
     """`--base-model champion`: the registry's champion when it is a transformer (its model
     directory is a Hugging Face checkpoint), else the offline base model."""
-    from sentiops import registry, tracking
     from sentiops.models.transformer import offline_model_path, resolve_base_model
+    from sentiops.registry import lifecycle as registry
+    from sentiops.registry import tracking
     from tests.conftest import train_transformer
 
     tracking.configure()

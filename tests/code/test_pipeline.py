@@ -12,11 +12,13 @@ import yaml
 from kfp import components as kfp_components
 from typer.testing import CliRunner
 
-from sentiops import cli_pipeline, pipeline, registry, tracking
+from sentiops import cli_pipeline, pipeline
 from sentiops.cli_pipeline import register_commands
 from sentiops.errors import SentiOpsError
 from sentiops.kubeflow import components
 from sentiops.models import load_model
+from sentiops.registry import lifecycle as registry
+from sentiops.registry import tracking
 from sentiops.store import storage
 from tests.conftest import make_frame
 from tests.servers import s3_server

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from sentiops import promotion, registry, tracking
+from sentiops import promotion
 from sentiops.errors import GateRejected, RegistryError
 from sentiops.gate import decide
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import GateConfig
+from sentiops.registry import lifecycle as registry
+from sentiops.registry import tracking
 from tests.conftest import make_frame
 
 FAST = GateConfig(n_resamples=1000)

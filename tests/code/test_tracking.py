@@ -7,9 +7,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from sentiops import tracking
 from sentiops.config import get_settings
 from sentiops.errors import TrackingError
+from sentiops.registry import tracking
 from sentiops.train import TrainConfig, train
 from tests.conftest import make_frame, run_cli
 from tests.servers import free_port, mlflow_server

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sentiops import promotion, registry, tracking
+from sentiops import promotion
 from sentiops.gate import decide
 from sentiops.localstack import (
     Predictor,
@@ -35,6 +35,8 @@ from sentiops.localstack import (
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import GateConfig
+from sentiops.registry import lifecycle as registry
+from sentiops.registry import tracking
 from sentiops.reports import write_json
 from sentiops.rollout import Record, Step, Verdict
 from tests.conftest import make_frame

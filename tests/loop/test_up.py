@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 def test_up_trains_a_first_champion_serves_it_and_stops_everything(
     sentiops_home: Path, tmp_path: Path
 ) -> None:
-    from sentiops import registry
     from sentiops.loop import up
+    from sentiops.registry import lifecycle as registry
 
     seen: dict[str, object] = {}
     lines: list[str] = []

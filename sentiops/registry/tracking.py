@@ -1,8 +1,8 @@
 """MLflow tracking: sqlite file under SENTIOPS_HOME by default, MLFLOW_TRACKING_URI overrides.
 
 A training run logs params, metrics, the dataset version and the model directory, and registers
-the model (an MLflow pyfunc wrapping our model directory); `sentiops.registry` owns the aliases
-(challenger -> candidate -> champion, previous) on top of the low-level calls here.
+the model (an MLflow pyfunc wrapping our model directory); `sentiops.registry.lifecycle` owns
+the aliases (challenger -> candidate -> champion, previous) on top of the low-level calls here.
 A remote server is health-checked first so an unreachable MLflow fails fast
 with a clear error instead of minutes of retries.
 """

@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sentiops import tracking
 from sentiops.config import REGISTERED_MODEL
 from sentiops.errors import GateRejected, ModelError, RegistryError, TrackingError
+from sentiops.registry import tracking
 
 if TYPE_CHECKING:
     from sentiops.gate import Decision
@@ -112,9 +112,32 @@ def mark_challenger(version: str, name: str = REGISTERED_MODEL, reason: str = "t
 
 def record_gate(decision: Decision, version: str, name: str = REGISTERED_MODEL) -> None:
     """The gate's decision as `gate.*` tags on the version and its training run."""
-    from sentiops.reports import gate_tags
-
     _tag(version, gate_tags(decision), name, with_run=True)
+
+
+def gate_tags(decision: Decision) -> dict[str, str]:
+    """Flat `gate.*` tags for the challenger's model version and run."""
+    tags = {
+        "gate.approved": str(decision.approved).lower(),
+        "gate.delta_macro_f1": f"{decision.delta_macro_f1:.6f}",
+        "gate.challenger_macro_f1": f"{decision.challenger.macro_f1:.6f}",
+        "gate.champion_version": str(decision.champion.version if decision.champion else "none"),
+        "gate.champion_registry_version": str(
+            (decision.champion.registry_version if decision.champion else None) or "none"
+        ),
+        "gate.challenger_version": str(decision.challenger.version),
+        "gate.dataset_version": str(decision.dataset.get("version")),
+        "gate.decided_at": decision.decided_at,
+        "gate.reasons": "; ".join(decision.reasons)[:4900],
+    }
+    if decision.bootstrap:
+        tags["gate.confidence"] = f"{decision.bootstrap.confidence:.4f}"
+        tags["gate.ci_low"] = f"{decision.bootstrap.ci_low:.6f}"
+        tags["gate.ci_high"] = f"{decision.bootstrap.ci_high:.6f}"
+    for c in decision.checks:
+        tags[f"gate.check.{c.name}"] = "pass" if c.passed else "fail"
+    tags |= {f"gate.threshold.{k}": str(v) for k, v in decision.thresholds.items()}
+    return tags
 
 
 def _approved(decision: Decision | dict[str, Any]) -> bool:

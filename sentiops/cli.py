@@ -267,8 +267,8 @@ def evaluate(
     """Evaluate a model directory on labelled data; writes JSON and prints a table."""
     from sentiops.data.datasets import LABEL, TEXT
     from sentiops.data.prepare import labelled_split
-    from sentiops.evaluate import evaluate as run_eval
-    from sentiops.evaluate import plot_confusion, write_report
+    from sentiops.evaluation.evaluate import evaluate as run_eval
+    from sentiops.evaluation.evaluate import plot_confusion, write_report
     from sentiops.models import load_model
     from sentiops.params import DataConfig
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from sentiops.data.datasets import LABELS
-from sentiops.evaluate import p95_latency_ms, size_mb
+from sentiops.evaluation.evaluate import p95_latency_ms, size_mb
 from sentiops.models import LoadedModel
 from sentiops.params import GateConfig
 from sentiops.scoring import (
@@ -105,7 +105,7 @@ class Decision:
         return asdict(self)
 
     def write_json(self, path: Path) -> Path:
-        from sentiops.reports import write_json
+        from sentiops.records import write_json
 
         return write_json(self.to_dict(), path)
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from sentiops.config import BASE_MODEL_PIPELINE, DATASET, EPOCHS, SEED, get_settings
 from sentiops.data.datasets import BUILTIN, LABEL, TEXT, fetch_builtin
 from sentiops.data.prepare import prepare
-from sentiops.evaluate import evaluate, plot_confusion, write_report
+from sentiops.evaluation.evaluate import evaluate, plot_confusion, write_report
 from sentiops.models import load_model
 from sentiops.params import TrainConfig
 from sentiops.train import train

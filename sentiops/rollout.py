@@ -405,7 +405,7 @@ class Record:
         return asdict(self)
 
     def write_json(self, path: Path) -> Path:
-        from sentiops.reports import write_json
+        from sentiops.records import write_json
 
         return write_json(self.to_dict(), path)
 

@@ -21,7 +21,7 @@ from sentiops.config import MODEL_NAME
 from sentiops.errors import RolloutError
 from sentiops.localstack import Predictor, Prometheus, Replay, TrafficSplit
 from sentiops.models.modeldir import read_manifest
-from sentiops.reports import write_json
+from sentiops.records import write_json
 from sentiops.rollout import PROMOTED, JudgeConfig, Plan, Record, run
 
 #: Files in the rollout's workdir: the steps of a rollout in progress, the last decision.

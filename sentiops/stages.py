@@ -160,7 +160,7 @@ def train(
 
 def evaluate(model_dir: Path, test_path: Path) -> dict[str, Any]:
     """All evaluation metrics of a model directory on the test table (with predictions)."""
-    from sentiops.evaluate import evaluate as run_evaluate
+    from sentiops.evaluation.evaluate import evaluate as run_evaluate
 
     test = pd.read_parquet(test_path)
     return run_evaluate(load_model(model_dir), test[TEXT], test[LABEL])

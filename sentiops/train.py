@@ -17,7 +17,7 @@ from sentiops.config import Settings, get_settings
 from sentiops.data.datasets import LABEL, SCORE, TEXT, Manifest
 from sentiops.data.prepare import prepare
 from sentiops.data.validate import Report
-from sentiops.evaluate import evaluate
+from sentiops.evaluation.evaluate import evaluate
 from sentiops.models import SentimentModel, fit_model, load_model, modeldir
 from sentiops.params import DataConfig, TrainConfig
 

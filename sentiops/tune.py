@@ -8,7 +8,7 @@ from typing import Any
 from sentiops.config import Settings, get_settings
 from sentiops.data.datasets import LABEL, TEXT
 from sentiops.data.prepare import prepare
-from sentiops.evaluate import evaluate
+from sentiops.evaluation.evaluate import evaluate
 from sentiops.models import LoadedModel
 from sentiops.params import TrainConfig
 from sentiops.train import fit

@@ -7,4 +7,6 @@
     split       the deterministic train / validation / test split that adding data never
                 disturbs
     prepare     one run's data from its `DataConfig`: load -> validate -> snapshot -> split
+
+The package imports nothing itself: import the module you need (docs/architecture.md).
 """

@@ -6,6 +6,8 @@
     transformer     the fine-tuned transformer
     serving_form    its optimized serving form (ONNX Runtime int8)
     lexicon         the VADER lexicon: the rule-based yardstick beside every quality figure
+
+A new model type: its module here, and one line in MODEL_TYPES (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -5,4 +5,6 @@
                 retraining records
     checksum    the sha256 of a file (the store's object metadata, the model directory's
                 manifest)
+
+The package imports nothing itself: import the module you need (docs/architecture.md).
 """

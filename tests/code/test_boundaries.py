@@ -35,7 +35,14 @@ def test_model_side_imports_nothing_heavy() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["sentiops.evaluate", "sentiops.gate", "sentiops.data.prepare", "sentiops.reports"]
+    "module",
+    [
+        "sentiops.evaluation.evaluate",
+        "sentiops.evaluation.report",
+        "sentiops.gate",
+        "sentiops.data.prepare",
+        "sentiops.reports",
+    ],
 )
 def test_evaluation_and_gate_do_not_import_torch(module: str) -> None:
     loaded = _loaded(f"import {module}")

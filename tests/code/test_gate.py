@@ -16,9 +16,10 @@ from pydantic import ValidationError
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from sentiops import evaluate, gate
+from sentiops import gate
 from sentiops.cli_pipeline import register_commands
 from sentiops.errors import ConfigError
+from sentiops.evaluation import evaluate
 from sentiops.gate import GateConfig, ModelSummary, compare, paired_bootstrap
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel

@@ -35,9 +35,9 @@ from sentiops.localstack import (
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import GateConfig
+from sentiops.records import write_json
 from sentiops.registry import lifecycle as registry
 from sentiops.registry import tracking
-from sentiops.reports import write_json
 from sentiops.rollout import Record, Step, Verdict
 from tests.conftest import make_frame
 

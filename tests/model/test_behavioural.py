@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiops.evaluate import BEHAVIOURAL, behavioural_suite
+from sentiops.evaluation.evaluate import BEHAVIOURAL, behavioural_suite
 from sentiops.models import LoadedModel, load_model
 from sentiops.params import TrainConfig
 from sentiops.train import train

@@ -14,7 +14,7 @@ def evaluate(
     from pathlib import Path
 
     from sentiops import stages
-    from sentiops.reports import evaluation_html
+    from sentiops.evaluation.report import evaluation_html
 
     result = stages.evaluate(Path(model.path), Path(test_data.path))
     for key in ("macro_f1", "accuracy", "ece", "texts_per_sec"):

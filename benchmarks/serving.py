@@ -47,7 +47,7 @@ def ensure_model(workdir: Path, model: Path | None, con: Console) -> Path:
     """The fine-tuned transformer to serve (trained like `make run` when not given), with
     its serving form packaged."""
     from sentiops.models import serving_form
-    from sentiops.train import train
+    from sentiops.training.train import train
 
     if model is None:
         model = workdir / "serving-model"

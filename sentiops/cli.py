@@ -155,7 +155,7 @@ def train(
     """Train one model and write its model directory."""
     from sentiops.models import MODEL_TYPES
     from sentiops.params import TrainConfig, parse
-    from sentiops.train import train as run_train
+    from sentiops.training.train import train as run_train
 
     if model_type not in MODEL_TYPES:
         err.print(
@@ -322,7 +322,7 @@ def tune(
 ) -> None:
     """Search hyperparameters (Optuna, seeded); each trial is an MLflow child run."""
     from sentiops.params import TrainConfig, parse
-    from sentiops.tune import tune as run_tune
+    from sentiops.training.tune import tune as run_tune
 
     cfg = parse(
         TrainConfig,

@@ -18,7 +18,7 @@ from sentiops.data.prepare import prepare
 from sentiops.evaluation.evaluate import evaluate, plot_confusion, write_report
 from sentiops.models import load_model
 from sentiops.params import TrainConfig
-from sentiops.train import train
+from sentiops.training.train import train
 
 
 @dataclass

@@ -133,7 +133,7 @@ def train(
 ) -> dict[str, Any]:
     """Fit on the train table, score the validation table, write the model directory and
     (with `track`) log the run and register the model with the alias `challenger`."""
-    from sentiops.train import train_on_splits
+    from sentiops.training.train import train_on_splits
 
     cfg = cfg.model_copy(
         update={

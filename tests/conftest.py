@@ -93,10 +93,10 @@ def run_cli(
 def train_transformer(
     folder: Path, base_model: str, n_per_class: int = 30, **fields: object
 ) -> Path:
-    """A small transformer trained through the real training path (`sentiops.train.train`:
+    """A small transformer trained through the real training path (`sentiops.training.train.train`:
     fit, serving form, drift detector, scoring) on learnable synthetic data; `fields` are
     TrainConfig fields (epochs, max_length, ...)."""
-    from sentiops.train import TrainConfig, train
+    from sentiops.training.train import TrainConfig, train
 
     folder.mkdir(parents=True, exist_ok=True)
     csv = folder / "d.csv"

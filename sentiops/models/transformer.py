@@ -28,9 +28,6 @@ from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
 MODEL_TYPE = "transformer"
 OFFLINE_ALIASES = ("offline", "all-minilm-l6-v2")
 TINY = "tiny-distilbert"
-#: Warm start: fine-tune the serving champion's weights (when it is a transformer) instead of
-#: the base model; otherwise `offline`.
-CHAMPION = "champion"
 
 
 def set_threads(threads: int | None) -> None:
@@ -55,12 +52,10 @@ def offline_model_path() -> Path:
 
 
 def resolve_base_model(spec: str, cache_dir: Path | None = None) -> str:
-    """Turn a --base-model spec into something `from_pretrained` accepts (or TINY)."""
+    """Turn a --base-model spec into something `from_pretrained` accepts (or TINY). The warm
+    start spec `champion` is resolved before, by training (`sentiops.training.warm_start`)."""
     if spec in OFFLINE_ALIASES:
         return str(offline_model_path())
-    if spec == CHAMPION:
-        found = champion_checkpoint()
-        return str(found) if found is not None else str(offline_model_path())
     if spec == TINY:
         return TINY
     if spec.startswith("s3://"):
@@ -72,29 +67,6 @@ def resolve_base_model(spec: str, cache_dir: Path | None = None) -> str:
         get_dir(spec, target, s)
         return str(target)
     return spec
-
-
-def champion_checkpoint() -> Path | None:
-    """The registry's champion as a Hugging Face checkpoint (its model directory: the PyTorch
-    weights, config and tokenizer are kept beside the serving form), or None when there is no
-    champion or it is not a transformer."""
-    import json
-
-    try:
-        from sentiops.registry import lifecycle as registry
-        from sentiops.store.storage import local_model
-
-        version = registry.version_of(registry.CHAMPION)
-        uri = registry.tags_of(version).get(registry.STORAGE_URI_TAG) if version else None
-        if not uri:
-            return None
-        folder = local_model(uri)
-        manifest = json.loads((folder / "model.json").read_text())
-    except Exception:  # noqa: BLE001 - no registry, no champion: start from the base model
-        return None
-    if manifest.get("model_type") != MODEL_TYPE or not (folder / "config.json").exists():
-        return None
-    return folder
 
 
 def train_tiny_tokenizer(texts: Sequence[str], vocab_size: int = 3000) -> Any:

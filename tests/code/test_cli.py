@@ -184,7 +184,7 @@ def test_config_file_and_explicit_flags(runner, tmp_path: Path) -> None:
 
 
 def test_train_extra_goes_to_training_only_without_leaks(tmp_path: Path) -> None:
-    from sentiops.train import DataConfig, prepare
+    from sentiops.training.train import DataConfig, prepare
 
     main, extra = tmp_path / "main.csv", tmp_path / "extra.csv"
     df = make_frame(20, seed=1)

@@ -149,17 +149,18 @@ def test_soft_targets_spread_only_texts_near_a_class_boundary() -> None:
 def test_warm_start_from_the_champion(tmp_path) -> None:  # noqa: ANN001
     """`--base-model champion`: the registry's champion when it is a transformer (its model
     directory is a Hugging Face checkpoint), else the offline base model."""
-    from sentiops.models.transformer import offline_model_path, resolve_base_model
+    from sentiops.models.transformer import offline_model_path
     from sentiops.registry import lifecycle as registry
     from sentiops.registry import tracking
+    from sentiops.training.warm_start import base_model
     from tests.conftest import train_transformer
 
     tracking.configure()
-    assert resolve_base_model("champion") == str(offline_model_path())  # no champion yet
+    assert base_model("champion") == str(offline_model_path())  # no champion yet
     model_dir = train_transformer(tmp_path / "t", "tiny-distilbert", epochs=1,
                                   serving_form="pytorch", drift_detector=False)  # fmt: skip
     version = registry.log_training(model_dir, "t", {}, {}, {})["registered_version"]
     tracking.client().set_model_version_tag(
         tracking.REGISTERED_MODEL, version, registry.STORAGE_URI_TAG, str(model_dir))
     tracking.set_alias(tracking.REGISTERED_MODEL, registry.CHAMPION, version)
-    assert resolve_base_model("champion") == str(model_dir)
+    assert base_model("champion") == str(model_dir)

@@ -10,7 +10,7 @@ import pytest
 from sentiops.config import get_settings
 from sentiops.errors import TrackingError
 from sentiops.registry import tracking
-from sentiops.train import TrainConfig, train
+from sentiops.training.train import TrainConfig, train
 from tests.conftest import make_frame, run_cli
 from tests.servers import free_port, mlflow_server
 

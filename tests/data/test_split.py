@@ -97,7 +97,7 @@ def test_several_built_in_datasets_are_each_split_as_alone() -> None:
 def test_max_train_examples_thins_out_only_the_original_data() -> None:
     """A retraining run capped at n rows keeps every new live label; the original data is
     thinned out (stratified by label) to make room."""
-    from sentiops.train import _subsample
+    from sentiops.training.train import _subsample
 
     original = make_frame(100, seed=0).assign(**{SOURCE: "vader-tweets"})
     live = make_frame(20, seed=4).assign(**{SOURCE: "labels.parquet"})
@@ -111,7 +111,7 @@ def test_max_train_examples_thins_out_only_the_original_data() -> None:
 def test_the_drift_reference_stands_for_the_traffic_not_the_training_mix() -> None:
     """A run on tweets + product reviews + live labels: the detector's reference is the tweets
     and the live labels (the traffic), never the other built-in domains it learnt from."""
-    from sentiops.train import traffic_like
+    from sentiops.training.train import traffic_like
 
     tweets = make_frame(10, seed=0).assign(**{SOURCE: "vader-tweets"})
     amazon = make_frame(10, seed=1).assign(**{SOURCE: "vader-amazon"})

@@ -164,7 +164,7 @@ def test_cli_fit_without_holdout_holds_out_what_training_held_out(runner, tmp_pa
     training texts as the reference, every window of 200 was flagged: rate 1.0)."""
     from sentiops.data.datasets import fetch_builtin
     from sentiops.params import TrainConfig
-    from sentiops.train import train
+    from sentiops.training.train import train
     from tests.conftest import invoke
 
     tweets = fetch_builtin("vader-tweets").sample(frac=1.0, random_state=1)

@@ -16,7 +16,7 @@ import pytest
 from sentiops.evaluation.evaluate import BEHAVIOURAL, behavioural_suite
 from sentiops.models import LoadedModel, load_model
 from sentiops.params import TrainConfig
-from sentiops.train import train
+from sentiops.training.train import train
 
 FLOOR = {"negation": 1.0, "invariance": 1.0, "intensifier": 0.6}
 

@@ -10,7 +10,7 @@ import pytest
 from sentiops.errors import ModelError
 from sentiops.models import load_model
 from sentiops.models.transformer import offline_model_path, resolve_base_model
-from sentiops.train import TrainConfig, train
+from sentiops.training.train import TrainConfig, train
 from tests.conftest import make_frame, train_transformer
 
 

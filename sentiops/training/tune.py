@@ -11,7 +11,7 @@ from sentiops.data.prepare import prepare
 from sentiops.evaluation.evaluate import evaluate
 from sentiops.models import LoadedModel
 from sentiops.params import TrainConfig
-from sentiops.train import fit
+from sentiops.training.train import fit
 
 
 def search_space(trial: Any, model_type: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from sentiops.data.validate import Report
 from sentiops.evaluation.evaluate import evaluate
 from sentiops.models import SentimentModel, fit_model, load_model, modeldir
 from sentiops.params import DataConfig, TrainConfig
+from sentiops.training import warm_start
 
 __all__ = ["DataConfig", "Fitted", "TrainConfig", "TrainResult", "fit", "train", "train_on_splits"]
 
@@ -46,12 +47,16 @@ def fit(
     cfg: TrainConfig, train_df: pd.DataFrame, val_df: pd.DataFrame, progress: bool = True
 ) -> SentimentModel:
     """Fit `cfg.model_type` with its hyperparameters from `cfg` (validation data for early
-    stopping goes to the model types that use it)."""
+    stopping goes to the model types that use it; `--base-model champion` resolved to the
+    champion's checkpoint: `warm_start`)."""
+    params = cfg.model_params()
+    if "base_model" in params:
+        params["base_model"] = warm_start.base_model(params["base_model"])
     return fit_model(
         cfg.model_type,
         train_df[TEXT].tolist(),
         train_df[LABEL].tolist(),
-        cfg.model_params(),
+        params,
         val_texts=val_df[TEXT].tolist(),
         val_labels=val_df[LABEL].tolist(),
         scores=train_df[SCORE].tolist() if SCORE in train_df.columns else None,

@@ -1,0 +1,50 @@
+"""Warm start (`--base-model champion`): a transformer fine-tunes the registry's champion when
+the champion is a transformer (its model directory is a Hugging Face checkpoint: the PyTorch
+weights, config and tokenizer are kept beside the serving form), else the offline base model.
+
+Training resolves the spec here, where it meets the registry, before the model type sees it
+(`sentiops.models` knows no registry)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Warm start: fine-tune the serving champion's weights (when it is a transformer) instead of
+#: the base model; otherwise `offline`.
+CHAMPION = "champion"
+
+
+def base_model(spec: str) -> str:
+    """`spec`, with `champion` turned into the champion's checkpoint (else the offline base
+    model's path); any other spec is the model type's to resolve."""
+    if spec != CHAMPION:
+        return spec
+    from sentiops.models.transformer import offline_model_path
+
+    found = champion_checkpoint()
+    return str(found) if found is not None else str(offline_model_path())
+
+
+def champion_checkpoint() -> Path | None:
+    """The registry's champion as a Hugging Face checkpoint (its model directory: the PyTorch
+    weights, config and tokenizer are kept beside the serving form), or None when there is no
+    champion or it is not a transformer."""
+    import json
+
+    from sentiops.models.transformer import MODEL_TYPE
+
+    try:
+        from sentiops.registry import lifecycle as registry
+        from sentiops.store.storage import local_model
+
+        version = registry.version_of(registry.CHAMPION)
+        uri = registry.tags_of(version).get(registry.STORAGE_URI_TAG) if version else None
+        if not uri:
+            return None
+        folder = local_model(uri)
+        manifest = json.loads((folder / "model.json").read_text())
+    except Exception:  # noqa: BLE001 - no registry, no champion: start from the base model
+        return None
+    if manifest.get("model_type") != MODEL_TYPE or not (folder / "config.json").exists():
+        return None
+    return folder

@@ -255,8 +255,8 @@ def gate(
 
     from sentiops.config import get_settings
     from sentiops.data.prepare import labelled_split
+    from sentiops.gate.promotion import NO_CHAMPION, gate_challenger, register
     from sentiops.params import DataConfig
-    from sentiops.promotion import NO_CHAMPION, gate_challenger, register
 
     cfg = _gate_config(ctx.params, seed=seed)
     df, manifest = labelled_split(
@@ -282,7 +282,7 @@ def gate(
         )
     decision.write_json(output_json)
     if report_md:
-        from sentiops.reports import decision_markdown
+        from sentiops.gate.report import decision_markdown
 
         report_md.write_text(decision_markdown(decision))
     print_decision(decision.to_dict())

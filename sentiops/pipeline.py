@@ -146,7 +146,7 @@ def run_local(
     run = LocalRun(run_dir, decision, _task_output(run_dir, "register"), log)
     version = (decision.get("challenger") or {}).get("registry_version")
     if promote and run.approved and version:
-        from sentiops.promotion import promote_local
+        from sentiops.gate.promotion import promote_local
 
         promote_local(version, arguments.get("registered_model") or REGISTERED_MODEL)
         run.promoted = version

@@ -22,7 +22,7 @@ from sentiops.models import load_model
 
 if TYPE_CHECKING:  # heavy modules (torch, MLflow) load only in the stages that use them
     from sentiops.data.validate import Report
-    from sentiops.gate import Decision
+    from sentiops.gate.decision import Decision
     from sentiops.params import GateConfig, TrainConfig
 
 
@@ -178,7 +178,7 @@ def gate(
     settings: Settings | None = None,
 ) -> Decision:
     """`promotion.gate_challenger` on the test table."""
-    from sentiops.promotion import gate_challenger
+    from sentiops.gate.promotion import gate_challenger
 
     return gate_challenger(
         challenger_dir,
@@ -203,7 +203,7 @@ def register(
     settings: Settings | None = None,
 ) -> dict[str, str]:
     """`promotion.register`: push an approved model to the store; it becomes the candidate."""
-    from sentiops.promotion import register as push
+    from sentiops.gate.promotion import register as push
 
     return push(
         model_dir, decision, store, model_name, registered_model, registry_version, settings
@@ -226,7 +226,7 @@ def rollout(
     InferenceService with the settings of the `sentiops-rollout` ConfigMap, then settle the
     registry (`promotion.roll_out`). Returns the rollout record."""
     from sentiops.canary_metrics import PrometheusSource
-    from sentiops.promotion import roll_out
+    from sentiops.gate.promotion import roll_out
     from sentiops.rollout import Plan
     from sentiops.rollout_kserve import KServeExecutor, api_client, load_settings, served_version
 

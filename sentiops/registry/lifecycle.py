@@ -31,7 +31,7 @@ from sentiops.errors import GateRejected, ModelError, RegistryError, TrackingErr
 from sentiops.registry import tracking
 
 if TYPE_CHECKING:
-    from sentiops.gate import Decision
+    from sentiops.gate.decision import Decision
 
 CHALLENGER, CANDIDATE, CHAMPION, PREVIOUS = "challenger", "candidate", "champion", "previous"
 ALIASES = (CHALLENGER, CANDIDATE, CHAMPION, PREVIOUS)

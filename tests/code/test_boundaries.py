@@ -39,9 +39,9 @@ def test_model_side_imports_nothing_heavy() -> None:
     [
         "sentiops.evaluation.evaluate",
         "sentiops.evaluation.report",
-        "sentiops.gate",
+        "sentiops.gate.decision",
         "sentiops.data.prepare",
-        "sentiops.reports",
+        "sentiops.gate.report",
     ],
 )
 def test_evaluation_and_gate_do_not_import_torch(module: str) -> None:

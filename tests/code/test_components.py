@@ -11,6 +11,7 @@ from kfp import dsl, local
 
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, SEED
 from sentiops.errors import ConfigError, ValidationFailed
+from sentiops.gate.promotion import promote_local
 from sentiops.kubeflow import components
 from sentiops.kubeflow.components.evaluate import evaluate
 from sentiops.kubeflow.components.gate import gate
@@ -21,7 +22,6 @@ from sentiops.kubeflow.components.train import train
 from sentiops.kubeflow.components.validate import validate
 from sentiops.models import load_model
 from sentiops.params import DataConfig
-from sentiops.promotion import promote_local
 from sentiops.registry import lifecycle as registry
 from tests.conftest import make_frame
 

@@ -16,16 +16,17 @@ from pydantic import ValidationError
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from sentiops import gate
 from sentiops.cli_pipeline import register_commands
 from sentiops.errors import ConfigError
 from sentiops.evaluation import evaluate
-from sentiops.gate import GateConfig, ModelSummary, compare, paired_bootstrap
+from sentiops.gate import decision as gate
+from sentiops.gate.decision import ModelSummary, compare
+from sentiops.gate.report import decision_markdown
+from sentiops.gate.statistics import group_weights, paired_bootstrap
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
-from sentiops.params import parse
+from sentiops.params import GateConfig, parse
 from sentiops.registry.lifecycle import gate_tags
-from sentiops.reports import decision_markdown
 from tests.conftest import make_frame
 
 LABELS = ["negative", "neutral", "positive"]
@@ -367,7 +368,7 @@ def test_groups_do_not_hide_a_regression_on_the_original_data() -> None:
 
 
 def test_group_weights_and_bad_groups() -> None:
-    w = gate.group_weights(["a"] * 3 + ["b"])
+    w = group_weights(["a"] * 3 + ["b"])
     assert w.tolist() == pytest.approx([4 / 6] * 3 + [2.0]) and w.sum() == pytest.approx(4)
     y = np.array(LABELS * 4)
     with pytest.raises(ValueError, match="12 test rows but 3 group names"):

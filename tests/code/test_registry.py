@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sentiops import promotion
 from sentiops.errors import GateRejected, RegistryError
-from sentiops.gate import decide
+from sentiops.gate import promotion
+from sentiops.gate.decision import decide
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import GateConfig

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from sentiops import scoring
-from sentiops.gate import compare, paired_bootstrap
+from sentiops.gate.decision import compare
+from sentiops.gate.statistics import paired_bootstrap
 from sentiops.params import GateConfig
 
 LABELS = ["negative", "neutral", "positive"]

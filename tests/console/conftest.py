@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sentiops import promotion
-from sentiops.gate import decide
+from sentiops.gate import promotion
+from sentiops.gate.decision import decide
 from sentiops.localstack import (
     Predictor,
     Process,

@@ -23,8 +23,8 @@ def gate(
     from pathlib import Path
 
     from sentiops import stages
+    from sentiops.gate.report import decision_markdown
     from sentiops.params import GateConfig, parse
-    from sentiops.reports import decision_markdown
 
     settings = stages.endpoints(s3_endpoint, mlflow_tracking_uri)
     cfg = parse(GateConfig, gate, "gate thresholds")

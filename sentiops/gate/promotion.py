@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, Settings, model_uri
 from sentiops.errors import GateRejected
-from sentiops.gate import Decision, decide
+from sentiops.gate.decision import Decision, decide
 from sentiops.models import LoadedModel, load_model, modeldir
 from sentiops.params import GateConfig
 from sentiops.registry import lifecycle as registry

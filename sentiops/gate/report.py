@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sentiops.gate import Decision
+    from sentiops.gate.decision import Decision
 
 
 def _fmt(v: float | None) -> str:

@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from sentiops import drift
 from sentiops.data.datasets import LABEL, LABELS, TEXT, load
 from sentiops.data.split import split
 from sentiops.data.validate import validate
+from sentiops.drift import detector as drift_detector
+from sentiops.drift import windows
 from sentiops.models import modeldir
 
 TARGET_POWER, TARGET_FAR = 0.95, 0.05
@@ -119,12 +120,12 @@ def main() -> None:
     ap.add_argument("--windows", default="50,100,200")
     ap.add_argument("--null-windows", type=int, default=200)
     ap.add_argument("--shift-windows", type=int, default=100)
-    ap.add_argument("--reference-size", type=int, default=drift.REFERENCE_SIZE)
-    ap.add_argument("--permutations", type=int, default=drift.PERMUTATIONS)
+    ap.add_argument("--reference-size", type=int, default=drift_detector.REFERENCE_SIZE)
+    ap.add_argument("--permutations", type=int, default=drift_detector.PERMUTATIONS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
-    if not drift.alibi_available():
+    if not windows.alibi_available():
         raise SystemExit("run in the drift environment: make bench-drift")
     import torch
 
@@ -147,14 +148,14 @@ def main() -> None:
     model = TfidfModel.fit(train[TEXT].tolist(), train[LABEL].tolist())
     modeldir.write(model_dir, model.save, {"model_type": "tfidf-logreg", "labels": model.labels})
     t_fit = time.perf_counter()
-    drift.fit_model_dir(
+    drift_detector.fit_model_dir(
         model_dir, train[TEXT].tolist(), parts["validation"][TEXT].tolist(),
         reference_size=args.reference_size, permutations=args.permutations,
     )  # fmt: skip
     fit_seconds = time.perf_counter() - t_fit
     loaded = load_model(model_dir)
-    detector = drift.load(model_dir)
-    tester = drift.WindowTester(detector)
+    detector = drift_detector.load(model_dir)
+    tester = windows.WindowTester(detector)
     print(f"detector fitted in {fit_seconds:.1f}s ({detector.config['reference_size']} reference "
           f"texts, {detector.config['holdout_size']} held-out)", flush=True)  # fmt: skip
 
@@ -174,13 +175,13 @@ def main() -> None:
         row: dict[str, Any] = {"window": size}
         for name, reps in (("null", args.null_windows), ("shift", args.shift_windows)):
             texts, emb, proba, embed_per_text = pools[name]
-            flagged, per_test, secs = 0, dict.fromkeys(drift.TESTS, 0), []
+            flagged, per_test, secs = 0, dict.fromkeys(drift_detector.TESTS, 0), []
             for _ in range(reps):
                 idx = rng.choice(len(texts), size, replace=False)
                 res = tester.test([texts[i] for i in idx], proba[idx], embeddings=emb[idx])
                 flagged += res.is_drift
                 secs.append(res.seconds)
-                for t in drift.TESTS:
+                for t in drift_detector.TESTS:
                     per_test[t] += bool(res.tests[t]["is_drift"])
             row[name] = flagged / reps
             row[f"{name}_by_test"] = {t: c / reps for t, c in per_test.items()}
@@ -210,7 +211,7 @@ def write(
         "null": "random windows of the vader-tweets test split",
         "shift": "random windows of vader-movies snippets",
         "model": "tfidf-logreg trained on the train split",
-        "alpha": detector.alpha, "correction": drift.CORRECTION,
+        "alpha": detector.alpha, "correction": drift_detector.CORRECTION,
         "reference_size": detector.config["reference_size"],
         "permutations": detector.config["permutations"],
         "fit_seconds": round(fit_seconds, 1), "rows": rows, "sidecar_memory": memory,

@@ -71,18 +71,18 @@ class DetectorSource:
 
     def embedder(self) -> Any:
         if self._embedder is None:
-            from sentiops.drift import Embedder
+            from sentiops.drift.encoder import Embedder
 
             self._embedder = Embedder()
         return self._embedder
 
     def _tester(self, path: Path) -> Any:
-        from sentiops import drift
+        from sentiops.drift import detector, windows
 
-        det = drift.load(path)
+        det = detector.load(path)
         if self.settings.alpha is not None:
             det.config["alpha"] = float(self.settings.alpha)
-        tester = drift.WindowTester(det, self.embedder())
+        tester = windows.WindowTester(det, self.embedder())
         _ = tester.mmd  # build Alibi's detector now, not on the first window
         return tester
 
@@ -135,7 +135,7 @@ class DetectorSource:
         uri = model_uri(self.settings.store, version, self.settings.model_name)
         if not is_s3(uri):
             return Path(uri)
-        from sentiops.drift import DETECTOR_DIR
+        from sentiops.drift.detector import DETECTOR_DIR
 
         local = self.settings.workdir / "models" / version
         (local / DETECTOR_DIR).mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ class Monitor:
             self.detectors.load_fixed()
             if not self.settings.detector:
                 self.detectors.embedder()._load()
-                from sentiops.drift import _need_alibi
+                from sentiops.drift.windows import _need_alibi
 
                 _need_alibi()
             self.ready, self.ready_reason = True, "ready"

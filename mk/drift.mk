@@ -24,7 +24,7 @@ $(DRIFT_STAMP): pyproject.toml requirements.lock drift/requirements.txt mk/drift
 		-r drift/requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
 	$(DRIFT_BIN)/pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 \
 		| grep -v "^WARNING: Location" || true
-	@$(DRIFT_BIN)/python -c "import sentiops.drift, drift, alibi_detect, pydantic, starlette, uvicorn, cloudevents; assert pydantic.VERSION.startswith('1.')" \
+	@$(DRIFT_BIN)/python -c "import sentiops.drift.windows, drift, alibi_detect, pydantic, starlette, uvicorn, cloudevents; assert pydantic.VERSION.startswith('1.')" \
 		|| { echo "drift install failed: see pip output above" >&2; exit 1; }
 	@touch $(DRIFT_STAMP)
 

@@ -71,13 +71,13 @@ def fit(
 ) -> None:
     """Fit the drift detector on the model's training data and store it in the model
     directory (`<output>/drift/`, under the model's checksums)."""
-    from sentiops import drift
+    from sentiops.drift import detector
 
     if holdout:
         texts, hold, name = _texts(data, text_column), _texts(holdout, text_column), "given"
     else:
-        texts, hold, name = drift.texts_for_fit(model, data, text_column, label_column)
-    manifest = drift.fit_model_dir(
+        texts, hold, name = detector.texts_for_fit(model, data, text_column, label_column)
+    manifest = detector.fit_model_dir(
         model,
         texts,
         hold,
@@ -117,28 +117,29 @@ def check(
 ) -> None:
     """Test consecutive windows of --data against the detector; writes
     {"windows": [{"p_value", "is_drift", "tests": ...}], "drift_rate"}."""
-    from sentiops import drift
+    from sentiops.drift import environment, windows
+    from sentiops.drift.detector import TESTS
 
-    if not drift.alibi_available():
-        python = drift.drift_python()
+    if not windows.alibi_available():
+        python = environment.drift_python()
         if python is not None and not os.environ.get("SENTIOPS_DRIFT_DELEGATED"):
             args = ["drift", "check", "--detector", str(detector), "--window", str(window)]
             args += [x for d in data for x in ("--data", d)] + ["--text-column", text_column]
             _delegate(python, args + (["--output-json", str(output_json)] if output_json else []))
-        drift._need_alibi()  # raises DriftError with the hint
+        windows._need_alibi()  # raises DriftError with the hint
     texts = _texts(data, text_column)
-    result = drift.check(detector, texts, window)
+    result = windows.check(detector, texts, window)
     if output_json:
         output_json.parent.mkdir(parents=True, exist_ok=True)
         output_json.write_text(json.dumps(result, indent=2))
     table = Table(title=f"drift per window of {window} (alpha {result['alpha']}, Bonferroni)")
-    for col in ("window", "p_value", *drift.TESTS, "drift"):
+    for col in ("window", "p_value", *TESTS, "drift"):
         table.add_column(col)
     for w in result["windows"]:
         table.add_row(
             str(w["index"]),
             f"{w['p_value']:.3g}",
-            *(f"{w['tests'][t]['p_value']:.3g}" for t in drift.TESTS),
+            *(f"{w['tests'][t]['p_value']:.3g}" for t in TESTS),
             "DRIFT" if w["is_drift"] else "-",
         )
     console.print(table)

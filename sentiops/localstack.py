@@ -225,7 +225,7 @@ class DriftSidecar:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 240.0) -> DriftSidecar:
-        from sentiops.drift import drift_python
+        from sentiops.drift.environment import drift_python
 
         python = drift_python()
         if python is None:

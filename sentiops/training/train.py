@@ -188,11 +188,11 @@ def fit_drift_detector(model_dir: Path, train_texts: list[str], val_texts: list[
     texts (label-mix and confidence references from the validation texts) and stored in the
     model directory under its checksums before the model is evaluated, registered and gated —
     the model that is gated ships the detector that will watch it."""
-    from sentiops import drift
+    from sentiops.drift import detector
     from sentiops.errors import DriftError
 
     try:
-        drift.fit_model_dir(model_dir, train_texts, holdout_texts=val_texts)
+        detector.fit_model_dir(model_dir, train_texts, holdout_texts=val_texts)
     except DriftError as exc:  # too little data for a detector: the model is still usable
         modeldir.extend(model_dir, lambda _: None, {"drift": {"skipped": exc.message}})
 

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sentiops import drift
+from sentiops.drift import environment
+from sentiops.drift.detector import fit_model_dir
 from sentiops.localstack import Process, free_port, start_process, wait_http
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
@@ -41,7 +42,7 @@ def shifted_texts(n: int, seed: int = 0) -> list[str]:
 
 
 def drift_python() -> Path:
-    path = drift.drift_python()
+    path = environment.drift_python()
     if path is None:
         pytest.fail(
             "the drift environment is missing (.venv-drift or $SENTIOPS_DRIFT_PYTHON): "
@@ -71,7 +72,7 @@ def detector_model(tmp_path_factory: pytest.TempPathFactory, corpus: Corpus) -> 
     df = make_frame(120, seed=0)
     model = TfidfModel.fit(df.text[:180], df.label[:180], char_ngrams=False)
     modeldir.write(folder, model.save, {"model_type": "tfidf-logreg", "labels": model.labels})
-    drift.fit_model_dir(folder, corpus.train, corpus.holdout, permutations=100)
+    fit_model_dir(folder, corpus.train, corpus.holdout, permutations=100)
     return folder
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from drift.events import BadEvent, Event, Joiner, request_texts, response_predictions
 from drift.settings import DEFAULT_PORT, from_args, from_env
-from sentiops import drift
+from sentiops.drift import detector, windows
 from sentiops.errors import DriftError
 from sentiops.metrics import EXPORTED_METRICS
 from sentiops.models import load_model
@@ -35,19 +35,19 @@ def test_drift_requirements_cover_the_core_and_models_extra() -> None:
 
 
 def test_holm_and_bonferroni() -> None:
-    assert drift.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert drift.holm([0.5, 0.9]) == [1.0, 1.0]
+    assert windows.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert windows.holm([0.5, 0.9]) == [1.0, 1.0]
 
 
 def test_prediction_level_tests() -> None:
     ref = np.array([100, 50, 150])
-    assert drift.label_mix_test(ref, np.array([33, 17, 50]))[1] > 0.5
-    assert drift.label_mix_test(ref, np.array([90, 5, 5]))[1] < 1e-6
-    assert drift.label_mix_test(ref, np.array([0, 0, 0]))[1] == 1.0
+    assert windows.label_mix_test(ref, np.array([33, 17, 50]))[1] > 0.5
+    assert windows.label_mix_test(ref, np.array([90, 5, 5]))[1] < 1e-6
+    assert windows.label_mix_test(ref, np.array([0, 0, 0]))[1] == 1.0
     rng = np.random.default_rng(0)
     conf = rng.uniform(0.4, 1.0, 500)
-    assert drift.confidence_test(conf, rng.uniform(0.4, 1.0, 100))[1] > 0.01
-    assert drift.confidence_test(conf, rng.uniform(0.34, 0.5, 100))[1] < 1e-6
+    assert windows.confidence_test(conf, rng.uniform(0.4, 1.0, 100))[1] > 0.01
+    assert windows.confidence_test(conf, rng.uniform(0.34, 0.5, 100))[1] < 1e-6
 
 
 def test_fit_rejects_bad_input() -> None:
@@ -58,9 +58,9 @@ def test_fit_rejects_bad_input() -> None:
             return np.full((len(texts), 2), 0.5)
 
     with pytest.raises(DriftError, match="reference texts"):
-        drift.fit(Model(), ["a", " ", "b"])
+        detector.fit(Model(), ["a", " ", "b"])
     with pytest.raises(DriftError, match="alpha"):
-        drift.fit(Model(), ["a"] * 50, alpha=1.5)
+        detector.fit(Model(), ["a"] * 50, alpha=1.5)
 
 
 def test_load_rejects_missing_and_tampered_detectors(tmp_path: Path, detector_model: Path) -> None:
@@ -69,16 +69,16 @@ def test_load_rejects_missing_and_tampered_detectors(tmp_path: Path, detector_mo
     from sentiops.models import modeldir
 
     with pytest.raises(DriftError, match="no drift detector"):
-        drift.load(tmp_path)
+        detector.load(tmp_path)
     copy = tmp_path / "copy"
     shutil.copytree(detector_model, copy)
-    det = drift.load(copy)
+    det = detector.load(copy)
     assert det.version == modeldir.read_manifest(copy)["version"] and det.labels
     assert det.reference.shape[1] == 384 and det.config["permutations"] == 100
     ref = copy / "drift" / "reference.npy"
     ref.write_bytes(ref.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(DriftError, match="corrupt drift detector"):
-        drift.load(copy)
+        detector.load(copy)
 
 
 def test_cli_fit_writes_the_detector_into_the_model_dir(
@@ -178,7 +178,7 @@ def test_cli_fit_without_holdout_holds_out_what_training_held_out(runner, tmp_pa
     result = invoke(runner, "drift", "fit", "--model", model, "--data", data,
                     "--reference-size", "50")  # fmt: skip
     assert result.exit_code == 0, result.output
-    det = drift.load(model)
+    det = detector.load(model)
     assert det.config["holdout"] == "validation + test split of --data"
     assert det.config["holdout_size"] == 630  # 30 % of 2,100 rows the model never trained on
     loaded = load_model(model)
@@ -188,8 +188,8 @@ def test_cli_fit_without_holdout_holds_out_what_training_held_out(runner, tmp_pa
         window = unseen.text.iloc[rng.choice(len(unseen), 200, replace=False)].tolist()
         proba = loaded.predict_proba(window)
         counts = np.bincount(proba.argmax(1), minlength=len(det.labels))
-        p_mix = drift.label_mix_test(det.reference_label_counts, counts)[1]
-        p_conf = drift.confidence_test(det.reference_confidence, proba.max(1))[1]
+        p_mix = windows.label_mix_test(det.reference_label_counts, counts)[1]
+        p_conf = windows.confidence_test(det.reference_confidence, proba.max(1))[1]
         alarms += min(1.0, 3 * min(p_mix, p_conf)) < det.alpha
     assert alarms / 40 <= 0.15, f"{alarms} of 40 in-domain windows flagged"
     # other data than the model's, and no --holdout: refused, naming the fix

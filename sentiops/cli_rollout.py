@@ -75,7 +75,7 @@ def local(
         raise typer.BadParameter(f"--steps {steps!r}: use percentages like 10,50,100") from None
     from sentiops.config import get_settings
     from sentiops.data.datasets import TEXT, load
-    from sentiops.rollout import JudgeConfig
+    from sentiops.rollout.judge import JudgeConfig
     from sentiops.rollout_local import local_rollout
 
     texts = [t for t in load(list(traffic), TEXT, None)[TEXT].tolist() if t.strip()]
@@ -90,7 +90,7 @@ def local(
 
 
 def _executor(namespace: str, kubeconfig: str | None):  # noqa: ANN202
-    from sentiops.rollout_kserve import KServeExecutor, api_client, load_settings
+    from sentiops.rollout.kserve import KServeExecutor, api_client, load_settings
 
     api = api_client(kubeconfig)
     cfg = load_settings(api, namespace)
@@ -114,7 +114,7 @@ def status(namespace: Namespace = None, kubeconfig: Kubeconfig = None) -> None:
         table.add_row(e.alias, e.version, e.stage or "-", e.storage_uri or "-", reason[:60])
     console.print(table)
     if namespace:
-        from sentiops.rollout_kserve import PREVIOUS_ANNOTATION, served_version
+        from sentiops.rollout.kserve import PREVIOUS_ANNOTATION, served_version
 
         isvc = _executor(namespace, kubeconfig).get()
         if isvc is None:
@@ -153,7 +153,7 @@ def rollback(
     from sentiops.errors import RolloutError
     from sentiops.registry import lifecycle as registry
     from sentiops.registry import tracking
-    from sentiops.rollout_kserve import PREVIOUS_ANNOTATION, served_version
+    from sentiops.rollout.kserve import PREVIOUS_ANNOTATION, served_version
 
     tracking.configure()
     ex = _executor(namespace, kubeconfig)

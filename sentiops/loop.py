@@ -377,7 +377,7 @@ def _run_loop(
     from sentiops.localstack import DriftSidecar, StackTokens
     from sentiops.pipeline import local_arguments, run_local
     from sentiops.registry import lifecycle as registry
-    from sentiops.rollout import JudgeConfig
+    from sentiops.rollout.judge import JudgeConfig
     from sentiops.rollout_local import LocalStack
     from sentiops.store.storage import local_model
 

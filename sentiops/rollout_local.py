@@ -16,13 +16,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sentiops.canary_metrics import PrometheusSource
 from sentiops.config import MODEL_NAME
 from sentiops.errors import RolloutError
 from sentiops.localstack import Predictor, Prometheus, Replay, TrafficSplit
 from sentiops.models.modeldir import read_manifest
 from sentiops.records import write_json
-from sentiops.rollout import PROMOTED, JudgeConfig, Plan, Record, run
+from sentiops.rollout.judge import JudgeConfig
+from sentiops.rollout.prometheus import PrometheusSource
+from sentiops.rollout.record import PROMOTED, Record
+from sentiops.rollout.steps import Plan, run
 
 #: Files in the rollout's workdir: the steps of a rollout in progress, the last decision.
 PROGRESS, DECISION = "progress.json", "decision.json"

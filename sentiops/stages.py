@@ -224,11 +224,11 @@ def rollout(
 ) -> Any:
     """Canary-roll the model at `storage_uri` (registry `version`) into the cluster's
     InferenceService with the settings of the `sentiops-rollout` ConfigMap, then settle the
-    registry (`promotion.roll_out`). Returns the rollout record."""
-    from sentiops.canary_metrics import PrometheusSource
-    from sentiops.gate.promotion import roll_out
-    from sentiops.rollout import Plan
-    from sentiops.rollout_kserve import KServeExecutor, api_client, load_settings, served_version
+    registry (`rollout.settle.roll_out`). Returns the rollout record."""
+    from sentiops.rollout.kserve import KServeExecutor, api_client, load_settings, served_version
+    from sentiops.rollout.prometheus import PrometheusSource
+    from sentiops.rollout.settle import roll_out
+    from sentiops.rollout.steps import Plan
 
     if not namespace and SA_NAMESPACE.exists():
         namespace = SA_NAMESPACE.read_text().strip()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sentiops import rollout
 from sentiops.metrics import CONFIDENCE_BUCKETS, LATENCY_BUCKETS
+from sentiops.rollout.judge import Observed
 
 LABELS = ("negative", "neutral", "positive")
 MIX = (0.3, 0.2, 0.5)
@@ -24,12 +24,12 @@ def serve(
     confidence: float = 0.8,
     mix: tuple[float, ...] = MIX,
     accuracy: float | None = None,
-) -> rollout.Observed:
+) -> Observed:
     """What a predictor with these properties serves to `n` requests."""
     latency = rng.lognormal(np.log(latency_ms / 1000), 0.4, n)
     conf = np.clip(rng.normal(confidence, 0.1, n), 0.34, 1.0)
     labels = rng.choice(len(LABELS), n, p=mix)
-    obs = rollout.Observed(
+    obs = Observed(
         requests=n,
         errors=float(rng.binomial(n, error_rate)),
         latency_buckets=_hist(latency, LATENCY_BUCKETS),
@@ -53,7 +53,7 @@ class Simulated:
         self.canary = canary
         self.canary_version = canary_version
 
-    def observe(self, version: str, seconds: float) -> rollout.Observed:
+    def observe(self, version: str, seconds: float) -> Observed:
         if version == self.canary_version:
             return serve(self.rng, 400, **self.canary)
         return serve(self.rng, 1600)

@@ -7,6 +7,8 @@ stages and the tests all call.
                       the registry's `candidate`
     promote_local     the embedded default's explicit step candidate -> champion, for as long as
                       no canary rollout decides it
+
+(The canary rollout settles the registry itself: `sentiops.rollout.settle`.)
 """
 
 from __future__ import annotations
@@ -151,35 +153,3 @@ def promote_local(
         "local pipeline: promoted after the gate (no canary rollout in this run)",
         registered_model,
     )
-
-
-def roll_out(
-    plan: Any,
-    executor: Any,
-    source: Any,
-    registry_version: str | None,
-    registered_model: str = REGISTERED_MODEL,
-    settings: Settings | None = None,
-    progress: Any = print,
-) -> Any:
-    """Run the canary rollout of the candidate and settle the registry with its outcome:
-    promoted -> `champion` (the old one becomes `previous`); rolled back -> the candidate is
-    rejected with the reasons and `champion` stays. The store and the registry never disagree
-    about what serves. Returns the rollout record (`sentiops.rollout.Record`)."""
-    from sentiops import rollout
-    from sentiops.errors import RolloutError
-
-    try:
-        record = rollout.run(plan, executor, source, progress=progress)
-    except RolloutError as exc:
-        if registry_version:
-            tracking.configure(settings)
-            registry.reject(registry_version, [exc.message], registered_model)
-        raise
-    if registry_version:
-        tracking.configure(settings)
-        if record.decision == rollout.PROMOTED:
-            registry.promote(registry_version, "; ".join(record.reasons), registered_model)
-        else:
-            registry.reject(registry_version, record.reasons, registered_model)
-    return record

@@ -165,8 +165,8 @@ def test_rollout_configmap_parses_to_the_judge_defaults(helm_docs) -> None:
     are JudgeConfig's defaults (the one place they are defined)."""
     from dataclasses import asdict
 
-    from sentiops.rollout import JudgeConfig
-    from sentiops.rollout_kserve import RolloutSettings
+    from sentiops.rollout.judge import JudgeConfig
+    from sentiops.rollout.kserve import RolloutSettings
 
     data = one(helm_docs, "ConfigMap", "sentiops-rollout")["data"]
     settings = RolloutSettings.from_configmap(data)

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from sentiops import rollout
 from sentiops.errors import ConfigError, RolloutError
-from sentiops.rollout_kserve import (
+from sentiops.rollout.kserve import (
     GROUP,
     PLURAL,
     PREVIOUS_ANNOTATION,
@@ -22,6 +21,8 @@ from sentiops.rollout_kserve import (
     api_client,
     load_settings,
 )
+from sentiops.rollout.record import PROMOTED, ROLLED_BACK
+from sentiops.rollout.steps import Plan, run
 from tests.traffic import Simulated
 
 from .harness import REPO, ROLLOUT_NAMESPACE, ApiServer, crd_for_apiserver_1_20, crds_dir
@@ -101,8 +102,8 @@ def _executor(kube: ApiServer, version: str) -> KServeExecutor:
     )  # fmt: skip
 
 
-def _plan(version: str, stable: str) -> rollout.Plan:
-    return rollout.Plan(version, stable, steps=[10, 50, 100], step_seconds=1)
+def _plan(version: str, stable: str) -> Plan:
+    return Plan(version, stable, steps=[10, 50, 100], step_seconds=1)
 
 
 def test_promotion_patch_sequence_as_the_pipeline_service_account(
@@ -113,9 +114,9 @@ def test_promotion_patch_sequence_as_the_pipeline_service_account(
     assert before is not None and before["spec"]["predictor"]["labels"] == {
         "sentiops.io/model-version": "1"
     }
-    record = rollout.run(_plan("2", "1"), ex, Simulated({}), sleep=lambda s: None,
+    record = run(_plan("2", "1"), ex, Simulated({}), sleep=lambda s: None,
                          progress=lambda m: None)  # fmt: skip
-    assert record.decision == rollout.PROMOTED
+    assert record.decision == PROMOTED
     time.sleep(0.3)
     seen = controller.seen[-4:]
     assert [p.get("canaryTrafficPercent") for p in seen] == [10, 50, 100, None]
@@ -138,9 +139,9 @@ def test_rollback_restores_the_previous_spec(release: ApiServer, controller: Con
     assert before is not None
     stable = before["spec"]["predictor"]["labels"]["sentiops.io/model-version"]
     skewed = Simulated({"mix": (0.05, 0.05, 0.9)}, canary_version="3")
-    record = rollout.run(_plan("3", stable), ex, skewed, sleep=lambda s: None,
+    record = run(_plan("3", stable), ex, skewed, sleep=lambda s: None,
                          progress=lambda m: None)  # fmt: skip
-    assert record.decision == rollout.ROLLED_BACK and record.reasons[0].startswith("label_mix")
+    assert record.decision == ROLLED_BACK and record.reasons[0].startswith("label_mix")
     time.sleep(0.3)
     start, zero, restored = controller.seen[-3:]
     assert start["canaryTrafficPercent"] == 10 and _env(start)["SENTIOPS_MODEL_VERSION"] == "3"

@@ -9,22 +9,35 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentiops import rollout
+from sentiops.errors import RolloutError
+from sentiops.rollout.judge import (
+    FAIL,
+    HOLD,
+    INCONCLUSIVE,
+    ROLLBACK,
+    JudgeConfig,
+    Observed,
+    decide_step,
+    judge_metrics,
+    quantile,
+)
+from sentiops.rollout.record import PROMOTED, ROLLED_BACK
+from sentiops.rollout.steps import Plan, run
 from tests.traffic import Simulated, serve
 
-CFG = rollout.JudgeConfig()
+CFG = JudgeConfig()
 
 
-def _verdict(canary: rollout.Observed, stable: rollout.Observed) -> str:
-    checks = rollout.judge_metrics(canary, stable, CFG)
-    return rollout.decide_step(checks, last_step=True, holds=0, max_holds=2)[0]
+def _verdict(canary: Observed, stable: Observed) -> str:
+    checks = judge_metrics(canary, stable, CFG)
+    return decide_step(checks, last_step=True, holds=0, max_holds=2)[0]
 
 
 def test_identical_canary_false_alarm_rate_is_below_alpha() -> None:
     rng = np.random.default_rng(0)
     trials = 400
     alarms = sum(
-        _verdict(serve(rng, 400, accuracy=0.8), serve(rng, 2000, accuracy=0.8)) == rollout.ROLLBACK
+        _verdict(serve(rng, 400, accuracy=0.8), serve(rng, 2000, accuracy=0.8)) == ROLLBACK
         for _ in range(trials)
     )
     assert alarms / trials <= CFG.alpha, f"{alarms}/{trials} rolled back for noise"
@@ -37,9 +50,9 @@ def test_same_model_is_never_rolled_back_beyond_noise(seed: int, n: int) -> None
     wide margin, so what can fail must be within the stated alpha (checked above); here every
     failing metric must at least be a small effect."""
     rng = np.random.default_rng(seed)
-    for c in rollout.judge_metrics(serve(rng, n), serve(rng, n), CFG):
-        assert c.result != rollout.INCONCLUSIVE
-        if c.result == rollout.FAIL:
+    for c in judge_metrics(serve(rng, n), serve(rng, n), CFG):
+        assert c.result != INCONCLUSIVE
+        if c.result == FAIL:
             assert c.value is not None and c.value < 3 * (c.threshold or 0) + 0.05
 
 
@@ -61,10 +74,10 @@ def test_clearly_worse_canary_is_rolled_back_for_the_right_reason(worse: dict, m
         labelled = {} if metric == "label_mix" else {"accuracy": 0.85}
         canary = serve(rng, 300, **(labelled | worse))
         stable = serve(rng, 1500, **labelled)
-        checks = rollout.judge_metrics(canary, stable, CFG)
-        verdict, reasons = rollout.decide_step(checks, True, 0, 2)
-        assert verdict == rollout.ROLLBACK
-        failed = {c.name for c in checks if c.result == rollout.FAIL}
+        checks = judge_metrics(canary, stable, CFG)
+        verdict, reasons = decide_step(checks, True, 0, 2)
+        assert verdict == ROLLBACK
+        failed = {c.name for c in checks if c.result == FAIL}
         assert metric in failed and any(r.startswith(metric) for r in reasons)
         others += len(failed - {metric})
     assert others <= 2  # the healthy metrics fail only at the noise rate
@@ -72,19 +85,19 @@ def test_clearly_worse_canary_is_rolled_back_for_the_right_reason(worse: dict, m
 
 def test_too_little_traffic_holds_then_rolls_back() -> None:
     rng = np.random.default_rng(2)
-    checks = rollout.judge_metrics(serve(rng, 10), serve(rng, 500), CFG)
-    assert {c.result for c in checks} == {rollout.INCONCLUSIVE}
+    checks = judge_metrics(serve(rng, 10), serve(rng, 500), CFG)
+    assert {c.result for c in checks} == {INCONCLUSIVE}
     assert "canary served 10 requests" in checks[0].message
-    assert rollout.decide_step(checks, False, 0, 2)[0] == rollout.HOLD
-    verdict, reasons = rollout.decide_step(checks, False, 2, 2)
-    assert verdict == rollout.ROLLBACK and "after 2 hold(s)" in reasons[0]
+    assert decide_step(checks, False, 0, 2)[0] == HOLD
+    verdict, reasons = decide_step(checks, False, 2, 2)
+    assert verdict == ROLLBACK and "after 2 hold(s)" in reasons[0]
 
 
 def test_quantile_matches_histogram_quantile() -> None:
     hist = {0.1: 50.0, 0.2: 90.0, 0.5: 100.0, float("inf"): 100.0}
-    assert rollout.quantile(hist, 0.5) == pytest.approx(0.1)
-    assert rollout.quantile(hist, 0.95) == pytest.approx(0.2 + 0.3 * 0.5)
-    assert rollout.quantile({}, 0.9) is None
+    assert quantile(hist, 0.5) == pytest.approx(0.1)
+    assert quantile(hist, 0.95) == pytest.approx(0.2 + 0.3 * 0.5)
+    assert quantile({}, 0.9) is None
 
 
 class FakeExecutor:
@@ -109,9 +122,9 @@ class FakeExecutor:
 
 def test_loop_promotes_a_healthy_canary_step_by_step() -> None:
     ex = FakeExecutor()
-    plan = rollout.Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
-    record = rollout.run(plan, ex, Simulated({}), sleep=lambda s: None, progress=lambda m: None)
-    assert record.decision == rollout.PROMOTED
+    plan = Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
+    record = run(plan, ex, Simulated({}), sleep=lambda s: None, progress=lambda m: None)
+    assert record.decision == PROMOTED
     assert ex.calls == ["start 10", "traffic 50", "traffic 100", "promote"]
     assert [s.verdict for s in record.steps] == ["continue", "continue", "promote"]
     assert "# Canary rollout: PROMOTED" in record.to_markdown()
@@ -119,43 +132,43 @@ def test_loop_promotes_a_healthy_canary_step_by_step() -> None:
 
 def test_loop_rolls_back_a_skewed_canary_at_the_first_step() -> None:
     ex = FakeExecutor()
-    plan = rollout.Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
-    record = rollout.run(
+    plan = Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
+    record = run(
         plan,
         ex,
         Simulated({"mix": (0.05, 0.05, 0.9)}),
         sleep=lambda s: None,
         progress=lambda m: None,
     )
-    assert record.decision == rollout.ROLLED_BACK and ex.calls == ["start 10", "rollback"]
+    assert record.decision == ROLLED_BACK and ex.calls == ["start 10", "rollback"]
     assert record.reasons and record.reasons[0].startswith("label_mix")
     assert record.to_dict()["steps"][0]["checks"][3]["name"] == "label_mix"
 
 
 def test_loop_rolls_back_when_it_breaks_midway() -> None:
     class Broken(Simulated):
-        def observe(self, version: str, seconds: float) -> rollout.Observed:
+        def observe(self, version: str, seconds: float) -> Observed:
             raise ConnectionError("prometheus is down")
 
     ex = FakeExecutor()
-    with pytest.raises(rollout.RolloutError, match="prometheus is down") as info:
-        rollout.run(rollout.Plan("2", "1", step_seconds=1), ex, Broken({}), sleep=lambda s: None,
+    with pytest.raises(RolloutError, match="prometheus is down") as info:
+        run(Plan("2", "1", step_seconds=1), ex, Broken({}), sleep=lambda s: None,
                     progress=lambda m: None)  # fmt: skip
     assert ex.calls == ["start 10", "rollback"]
-    assert info.value.record.decision == rollout.ROLLED_BACK
+    assert info.value.record.decision == ROLLED_BACK
 
 
 def test_first_deployment_goes_straight_to_100() -> None:
     ex = FakeExecutor()
-    record = rollout.run(rollout.Plan("1", None), ex, Simulated({}), sleep=lambda s: None)
-    assert record.decision == rollout.PROMOTED and ex.calls == ["start 100", "promote"]
+    record = run(Plan("1", None), ex, Simulated({}), sleep=lambda s: None)
+    assert record.decision == PROMOTED and ex.calls == ["start 100", "promote"]
 
 
 def test_plan_rejects_bad_steps() -> None:
     with pytest.raises(ValueError, match="must not decrease"):
-        rollout.Plan("2", "1", steps=[50, 10])
+        Plan("2", "1", steps=[50, 10])
     with pytest.raises(ValueError, match="percentages"):
-        rollout.Plan("2", "1", steps=[0, 100])
+        Plan("2", "1", steps=[0, 100])
 
 
 def test_a_different_label_mix_passes_when_live_accuracy_shows_the_canary_is_right() -> None:
@@ -165,15 +178,15 @@ def test_a_different_label_mix_passes_when_live_accuracy_shows_the_canary_is_rig
     shifted = {"mix": (0.6, 0.1, 0.3)}
     canary = serve(rng, 600, accuracy=0.9, **shifted)
     stable = serve(rng, 600, accuracy=0.7)
-    checks = {v.name: v for v in rollout.judge_metrics(canary, stable, rollout.JudgeConfig())}
+    checks = {v.name: v for v in judge_metrics(canary, stable, JudgeConfig())}
     assert checks["live_accuracy"].result == "pass"
     assert checks["label_mix"].result == "pass" and "as accurate" in checks["label_mix"].message
-    unlabelled = {v.name: v for v in rollout.judge_metrics(
-        serve(rng, 600, **shifted), serve(rng, 600), rollout.JudgeConfig())}  # fmt: skip
+    unlabelled = {v.name: v for v in judge_metrics(
+        serve(rng, 600, **shifted), serve(rng, 600), JudgeConfig())}  # fmt: skip
     assert unlabelled["label_mix"].result == "fail"
-    worse = {v.name: v for v in rollout.judge_metrics(
+    worse = {v.name: v for v in judge_metrics(
         serve(rng, 600, accuracy=0.6, **shifted), serve(rng, 600, accuracy=0.7),
-        rollout.JudgeConfig())}  # fmt: skip
+        JudgeConfig())}  # fmt: skip
     assert worse["label_mix"].result == "fail"
 
 
@@ -181,9 +194,9 @@ def test_a_label_mix_failure_waits_for_arriving_labels_then_stands() -> None:
     rng = np.random.default_rng(12)
     canary = serve(rng, 600, mix=(0.6, 0.1, 0.3))
     stable = serve(rng, 600, accuracy=0.7)  # labels arrive, but none yet for the canary
-    checks = rollout.judge_metrics(canary, stable, rollout.JudgeConfig())
+    checks = judge_metrics(canary, stable, JudgeConfig())
     by = {c.name: c.result for c in checks}
     assert by["label_mix"] == "fail" and by["live_accuracy"] == "inconclusive"
-    verdict, reasons = rollout.decide_step(checks, False, 0, 2)
-    assert verdict == rollout.HOLD and "waiting for labels" in reasons[0]
-    assert rollout.decide_step(checks, False, 2, 2)[0] == rollout.ROLLBACK
+    verdict, reasons = decide_step(checks, False, 0, 2)
+    assert verdict == HOLD and "waiting for labels" in reasons[0]
+    assert decide_step(checks, False, 2, 2)[0] == ROLLBACK

@@ -38,7 +38,8 @@ from sentiops.params import GateConfig
 from sentiops.records import write_json
 from sentiops.registry import lifecycle as registry
 from sentiops.registry import tracking
-from sentiops.rollout import Record, Step, Verdict
+from sentiops.rollout.judge import Verdict
+from sentiops.rollout.record import Record, Step
 from tests.conftest import make_frame
 
 REPO = Path(__file__).resolve().parents[2]

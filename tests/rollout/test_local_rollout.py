@@ -14,7 +14,7 @@ import pytest
 
 from sentiops.models import modeldir
 from sentiops.models.tfidf import TfidfModel
-from sentiops.rollout import JudgeConfig
+from sentiops.rollout.judge import JudgeConfig
 from sentiops.rollout_local import local_rollout
 from tests.conftest import make_frame
 

@@ -1,4 +1,4 @@
-"""Canary rollout: the statistical judge and the step loop (plain functions over adapters).
+"""The canary judge: the statistics that say, step by step, whether the canary is worse.
 
 Per step the canary (new model version) and the stable version serve side by side; at the end
 of the step the judge compares what each served, metric by metric, in the manner of Kayenta's
@@ -22,34 +22,23 @@ same model as stable is rolled back for noise in at most `alpha` of the steps (p
 
 One decision per step: `rollback` if any metric fails; `hold` if any is inconclusive (the step
 is observed again, at most `max_holds` times, then rolled back: an unjudgeable canary is not
-promoted); otherwise `continue`, or `promote` after the last step. At a 100 % step the stable
-version serves nothing, so the canary is compared with the stable traffic of the last step
-that had enough of it (the step record says so; at twice the load, latency is judged
-conservatively there). Every number goes into the
-decision record (JSON + Markdown), shaped like the gate's (checks with value, threshold, message).
+promoted); otherwise `continue`, or `promote` after the last step (`decide_step`). The step
+loop (`sentiops.rollout.steps`) asks this module; every number goes into the decision record
+(`sentiops.rollout.record`).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from sentiops.errors import RolloutError
-
-__all__ = ["JudgeConfig", "Observed", "Plan", "Record", "RolloutError", "judge_metrics", "run"]
-
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 CONTINUE, HOLD, PROMOTE, ROLLBACK = "continue", "hold", "promote", "rollback"
-PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
 
 
 # ------------------------------------------------------------------------------ settings
@@ -72,26 +61,6 @@ class JudgeConfig:
         for name in ("min_requests", "min_feedback"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-
-
-@dataclass
-class Plan:
-    """What to roll out and how: traffic steps (percent of requests to the canary)."""
-
-    canary_version: str
-    stable_version: str | None
-    steps: list[int] = field(default_factory=lambda: [10, 50, 100])
-    step_seconds: float = 600.0
-    max_holds: int = 2
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-
-    def __post_init__(self) -> None:
-        if not self.steps or any(not 0 < s <= 100 for s in self.steps):
-            raise ValueError(f"steps must be percentages in (0, 100], got {self.steps}")
-        if list(self.steps) != sorted(self.steps):
-            raise ValueError(f"steps must not decrease, got {self.steps}")
-        if self.step_seconds <= 0:
-            raise ValueError("step_seconds must be > 0")
 
 
 # ------------------------------------------------------------------------------ observations
@@ -344,21 +313,6 @@ def _label_mix_explained(verdicts: list[Verdict]) -> list[Verdict]:
     return verdicts
 
 
-@dataclass
-class Step:
-    traffic: int
-    verdict: str  # continue | hold | promote | rollback
-    checks: list[Verdict]
-    score: float  # share of metrics that passed, 0-100
-    canary: dict[str, Any]
-    stable: dict[str, Any]
-    started_at: str
-    ended_at: str
-    # "live": stable's traffic in this step; else which earlier step's stable traffic the
-    # canary was compared with (at 100 % the stable version serves nothing)
-    baseline: str = "live"
-
-
 def decide_step(
     checks: Sequence[Verdict], last_step: bool, holds: int, max_holds: int
 ) -> tuple[str, list[str]]:
@@ -387,186 +341,3 @@ def decide_step(
 
 def score(checks: Sequence[Verdict]) -> float:
     return 100.0 * sum(c.passed for c in checks) / len(checks) if checks else 0.0
-
-
-# ------------------------------------------------------------------------------ the record
-@dataclass
-class Record:
-    decision: str  # promoted | rolled_back
-    canary_version: str
-    stable_version: str | None
-    steps: list[Step]
-    reasons: list[str]
-    thresholds: dict[str, Any]
-    started_at: str
-    ended_at: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def write_json(self, path: Path) -> Path:
-        from sentiops.records import write_json
-
-        return write_json(self.to_dict(), path)
-
-    def to_markdown(self) -> str:
-        verdict = "PROMOTED" if self.decision == PROMOTED else "ROLLED BACK"
-        lines = [
-            f"# Canary rollout: {verdict}",
-            "",
-            f"Canary v{self.canary_version} vs stable v{self.stable_version or '-'}, "
-            f"{self.started_at} - {self.ended_at}.",
-            "",
-        ]
-        for i, s in enumerate(self.steps, 1):
-            lines += [
-                f"## Step {i}: {s.traffic}% to the canary -> {s.verdict} (score {s.score:.0f})",
-                "",
-                *([f"Compared with {s.baseline}.", ""] if s.baseline != "live" else []),
-                "| metric | result | effect | margin | p-value | canary | stable |",
-                "|---|---|---|---|---|---|---|",
-            ]
-            for c in s.checks:
-                result = c.result if c.result != FAIL else "**fail**"
-                lines.append(
-                    f"| {c.name} | {result} | {_fmt(c.value)} | {_fmt(c.threshold)} | "
-                    f"{_fmt(c.p_value)} | {_fmt(c.canary)} | {_fmt(c.stable)} |"
-                )
-            lines.append("")
-        if self.reasons:
-            lines += ["Reasons:", ""] + [f"- {r}" for r in self.reasons] + [""]
-        lines.append("Thresholds: " + ", ".join(f"{k}={v}" for k, v in self.thresholds.items()))
-        return "\n".join(lines) + "\n"
-
-
-# ------------------------------------------------------------------------------ the loop
-class Executor(Protocol):
-    """Moves traffic: a KServe InferenceService, or two local predictors behind a split."""
-
-    def start(self, traffic: int) -> None:
-        """Deploy the canary next to stable with `traffic` % of requests; wait until ready."""
-
-    def set_traffic(self, traffic: int) -> None: ...
-
-    def promote(self) -> None:
-        """The canary takes 100 % and becomes the stable version."""
-
-    def rollback(self) -> None:
-        """All traffic back to stable; the previous spec is restored."""
-
-
-class MetricSource(Protocol):
-    def observe(self, version: str, seconds: float) -> Observed:
-        """What `version` served over the last `seconds`."""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _observed_summary(o: Observed) -> dict[str, Any]:
-    return {
-        "requests": o.requests,
-        "errors": o.errors,
-        "error_rate": o.error_rate,
-        "p95_latency_s": quantile(o.latency_buckets, 0.95),
-        "mean_confidence": o.mean_confidence,
-        "labels": dict(o.labels),
-        "feedback_total": o.feedback_total,
-    }
-
-
-def run(
-    plan: Plan,
-    executor: Executor,
-    source: MetricSource,
-    sleep: Callable[[float], None] = time.sleep,
-    progress: Callable[[str], Any] = print,
-    on_step: Callable[[Step], Any] | None = None,
-) -> Record:
-    """Walk the traffic steps; judge each from `source`; promote or roll back by itself.
-
-    With no stable version (the first deployment) there is nothing to compare: the model is
-    deployed at 100 % and promoted."""
-    record = Record(
-        ROLLED_BACK,
-        plan.canary_version,
-        plan.stable_version,
-        [],
-        [],
-        asdict(plan.judge)
-        | {
-            "steps": plan.steps,
-            "step_seconds": plan.step_seconds,
-            "max_holds": plan.max_holds,
-        },  # fmt: skip
-        _now(),
-    )
-    if plan.stable_version is None:
-        executor.start(100)
-        executor.promote()
-        record.decision = PROMOTED
-        record.reasons = ["first deployment: no stable version to compare with"]
-        record.ended_at = _now()
-        return record
-    try:
-        executor.start(plan.steps[0])
-        i, holds = 0, 0
-        last_stable: tuple[Observed, int] | None = None
-        while True:
-            traffic = plan.steps[i]
-            started = _now()
-            progress(f"step {i + 1}/{len(plan.steps)}: {traffic}% to v{plan.canary_version} "
-                     f"for {plan.step_seconds:.0f}s")  # fmt: skip
-            sleep(plan.step_seconds)
-            canary = source.observe(plan.canary_version, plan.step_seconds)
-            stable = source.observe(plan.stable_version, plan.step_seconds)
-            baseline = "live"
-            if stable.requests >= plan.judge.min_requests:
-                last_stable = (stable, traffic)
-            elif traffic == 100 and last_stable is not None:
-                # all traffic on the canary: judge it against what stable served last
-                stable = last_stable[0]
-                baseline = f"the stable traffic of the {last_stable[1]}% step"
-            checks = judge_metrics(canary, stable, plan.judge)
-            last = i == len(plan.steps) - 1
-            verdict, reasons = decide_step(checks, last, holds, plan.max_holds)
-            step = Step(traffic, verdict, checks, score(checks), _observed_summary(canary),
-                        _observed_summary(stable), started, _now(), baseline)  # fmt: skip
-            record.steps.append(step)
-            if on_step:
-                on_step(step)
-            progress(
-                f"  -> {verdict} (score {step.score:.0f})" + "".join(f"\n     {r}" for r in reasons)
-            )
-            if verdict == ROLLBACK:
-                executor.rollback()
-                record.reasons = reasons
-                break
-            if verdict == HOLD:
-                holds += 1
-                continue
-            holds = 0
-            if verdict == PROMOTE:
-                executor.promote()
-                record.decision = PROMOTED
-                record.reasons = [f"every metric passed at {len(plan.steps)} step(s)"]
-                break
-            i += 1
-            executor.set_traffic(plan.steps[i])
-    except BaseException as exc:
-        # whatever broke (the cluster, the metrics, Ctrl-C), never leave a canary half-rolled
-        record.reasons = [f"rollout aborted: {type(exc).__name__}: {exc}"]
-        record.decision = ROLLED_BACK
-        record.ended_at = _now()
-        try:
-            executor.rollback()
-        finally:
-            record.ended_at = _now()
-        raise RolloutError(
-            "; ".join(record.reasons),
-            "the canary was rolled back; fix the cause and run the rollout again",
-            record,
-        ) from exc
-    record.ended_at = _now()
-    return record

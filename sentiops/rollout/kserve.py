@@ -32,7 +32,7 @@ from typing import Any
 
 from sentiops.config import MODEL_NAME
 from sentiops.errors import RolloutError
-from sentiops.rollout import JudgeConfig
+from sentiops.rollout.judge import JudgeConfig
 
 GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 VERSION_LABEL = "sentiops.io/model-version"

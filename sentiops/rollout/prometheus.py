@@ -16,7 +16,7 @@ import urllib.request
 from typing import Any
 
 from sentiops.errors import RolloutError
-from sentiops.rollout import Observed
+from sentiops.rollout.judge import Observed
 
 QUERIES = {
     "requests": "sum(increase(sentiops_request_duration_seconds_count{SEL}[W]))",

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 def _tokens(settings: Any) -> Any:
     if not settings.auth_token_file:
         return None
-    from sentiops.auth import Tokens
+    from sentiops.security.auth import Tokens
 
     tokens = Tokens.load(settings.auth_token_file)
     logger.info("POST / needs a token (%s)", ", ".join(tokens.names))
@@ -61,7 +61,7 @@ def _tokens(settings: Any) -> Any:
 def _limiter(settings: Any) -> Any:
     if settings.rate_limit <= 0:
         return None
-    from sentiops.ratelimit import RateLimiter
+    from sentiops.security.ratelimit import RateLimiter
 
     return RateLimiter(settings.rate_limit)
 

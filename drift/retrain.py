@@ -3,7 +3,7 @@
 Retraining on drift only helps with new labelled data to learn from. When K consecutive windows
 drift, their texts go to the labelling queue in the store (most uncertain first: smallest margin
 between the top two probabilities), except the predictions of the random evaluation sample
-(`sentiops.feedback.in_eval_sample`): those are labelled as a sample, never chosen for their
+(`sentiops.feedback.labels.in_eval_sample`): those are labelled as a sample, never chosen for their
 uncertainty, so their labels stay an unbiased estimate of live accuracy. When labelled data
 written since the drift began exists in `<store>/labels/` (at least `min_labels` rows), a
 retraining run is triggered whose training data is the original datasets plus those label
@@ -224,7 +224,7 @@ class Retrainer:
     def _consider(self, version: str, drift_since: datetime, windows: int) -> dict[str, Any]:
         if self.trigger is None:
             return {"outcome": "disabled"}
-        from sentiops.feedback import review_burst
+        from sentiops.feedback.live import review_burst
 
         files = layout.label_files(self.store, since=drift_since, settings=self.settings)
         labels = read_labels(files, self.settings)
@@ -308,7 +308,7 @@ def write_labelling(
     import pyarrow as pa
 
     from drift.predlog import COLUMNS
-    from sentiops.feedback import in_eval_sample
+    from sentiops.feedback.labels import in_eval_sample
 
     rows = [r for r in rows if not in_eval_sample(str(r.get("id")))]
     ordered = uncertainty_order(rows)[:limit]

@@ -24,8 +24,9 @@ MAX_BODY = 8 * 1024 * 1024  # a request of 256 texts of 5000 characters fits
 
 
 def create_app(monitor: Monitor, tokens: Any = None, limiter: Any = None) -> Starlette:
-    """`tokens` (`sentiops.auth.Tokens`): POST / needs one of them (401/403 otherwise);
-    `limiter` (`sentiops.ratelimit.RateLimiter`): events a second per client (429 over it)."""
+    """`tokens` (`sentiops.security.auth.Tokens`): POST / needs one of them (401/403
+    otherwise); `limiter` (`sentiops.security.ratelimit.RateLimiter`): events a second per
+    client (429 over it)."""
     bad_seen: Counter[str] = Counter()
 
     def bad(reason: str, message: str, status: int = 400) -> JSONResponse:
@@ -38,7 +39,7 @@ def create_app(monitor: Monitor, tokens: Any = None, limiter: Any = None) -> Sta
 
     async def receive(request: Request) -> Response:
         if limiter is not None:
-            from sentiops.ratelimit import retry_after
+            from sentiops.security.ratelimit import retry_after
 
             client = request.client.host if request.client else "unknown"
             wait = limiter.allow(client)
@@ -48,7 +49,7 @@ def create_app(monitor: Monitor, tokens: Any = None, limiter: Any = None) -> Sta
                 reply.headers["Retry-After"] = retry_after(wait)
                 return reply  # fmt: skip
         if tokens is not None:
-            from sentiops.auth import AuthError
+            from sentiops.security.auth import AuthError
 
             try:
                 tokens.check(request.headers.get("authorization"))

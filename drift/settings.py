@@ -45,7 +45,7 @@ class Settings:
     retrain_mode: str = "kfp"
     retrain_cooldown: float = 6 * 3600.0
     retrain_min_labels: int = 50
-    # the poisoning guard (sentiops.feedback.review_burst): a burst of labels more than this
+    # the poisoning guard (sentiops.feedback.live.review_burst): a burst of labels more than this
     # share of which comes from one token is held for review (1.0: off; e.g. 0.9 with teams)
     retrain_max_token_share: float = 1.0
     kfp_host: str | None = None
@@ -53,8 +53,8 @@ class Settings:
     retrain_command: str | None = None
     retrain_datasets: list[str] = field(default_factory=lambda: [DATASET])
     workdir: Path = Path("/tmp/sentiops-drift")  # noqa: S108 - the container's emptyDir
-    # tokens (`sentiops.auth`): when set, POST / (events that become the prediction log, which
-    # labels join and retraining reads) needs `Authorization: Bearer <token>`
+    # tokens (`sentiops.security.auth`): when set, POST / (events that become the prediction
+    # log, which labels join and retraining reads) needs `Authorization: Bearer <token>`
     auth_token_file: str | None = None
     # events a second per client address on POST / (0: no limit); over it 429 + Retry-After
     rate_limit: float = 0.0

@@ -38,7 +38,8 @@ def feedback(
     import pandas as pd
 
     from sentiops.errors import ConfigError, FeedbackError
-    from sentiops.feedback import MAX_ITEMS, Feedback, parse_items
+    from sentiops.feedback.intake import Feedback
+    from sentiops.feedback.labels import MAX_ITEMS, parse_items
 
     if bool(url) == bool(store):
         raise ConfigError(
@@ -63,7 +64,7 @@ def feedback(
     rows = [{"id": str(r["id"]), "label": str(r["label"])} for r in df.to_dict("records")]
     import os
 
-    from sentiops.auth import token_from_file
+    from sentiops.security.auth import token_from_file
 
     token_path = token_file or os.environ.get("SENTIOPS_TOKEN_FILE") or None
     headers = {"Authorization": f"Bearer {token_from_file(token_path)}"} if token_path else {}

@@ -112,15 +112,15 @@ def wait_http(url: str, process: Process | None, timeout: float, what: str) -> N
 # ------------------------------------------------------------------------------ tokens
 @dataclass
 class StackTokens:
-    """Tokens made for one run of the local stack (`sentiops.auth`, files of mode 0600 in its
-    folder, never printed): the annotators' token for label feedback, and the predictors'
-    token for the inference log they send the drift sidecar."""
+    """Tokens made for one run of the local stack (`sentiops.security.auth`, files of mode
+    0600 in its folder, never printed): the annotators' token for label feedback, and the
+    predictors' token for the inference log they send the drift sidecar."""
 
     folder: Path
     annotators: str = ""
 
     def __post_init__(self) -> None:
-        from sentiops.auth import generate
+        from sentiops.security.auth import generate
 
         self.folder = Path(self.folder).resolve()
         self.annotators = generate(self.token_file, ("annotators",))["annotators"]

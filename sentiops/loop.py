@@ -142,7 +142,7 @@ class Annotators:
     def on_response(self, text: str, body: dict[str, Any], request_id: str) -> None:
         """Replay callback: label the evaluation sample of what was predicted, a few seconds
         later (all of it: which texts are labelled is not the annotators' choice)."""
-        from sentiops.feedback import in_eval_sample
+        from sentiops.feedback.labels import in_eval_sample
 
         label = self.truth.get(text)
         if label is not None and self.labelling and in_eval_sample(request_id):
@@ -290,7 +290,8 @@ def _metric(url: str, name: str, **labels: str) -> float | None:
 def live_accuracy_by_domain(store: str, domain: dict[str, str]) -> list[dict[str, Any]]:
     """Accuracy (95 % Wilson interval) and macro-F1 of each model version on each domain,
     from the stored labels of the random evaluation sample only (`sentiops.feedback`)."""
-    from sentiops.feedback import live_metrics, read_labels
+    from sentiops.feedback.labels import read_labels
+    from sentiops.feedback.live import live_metrics
 
     df = read_labels(store)  # live_metrics keeps the random sample only
     if df.empty:

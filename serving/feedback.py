@@ -6,7 +6,7 @@
   client's id must be 1-128 characters of `A-Z a-z 0-9 . _ -` and new to this predictor:
   otherwise it is replaced by a new one and the answer says so (`x-request-id-replaced`), so
   a label can only ever join the prediction it was given for.
-- Writes need a token when `--auth_token_file` is set (`sentiops.auth`): feedback without
+- Writes need a token when `--auth_token_file` is set (`sentiops.security.auth`): feedback without
   a valid `Authorization: Bearer` is 401/403 and stores nothing; each stored label records
   the token's name (`labelled_by`). `--auth_reads` closes predict/infer/explain/metadata too
   (health and /metrics stay open for probes and Prometheus).
@@ -158,7 +158,7 @@ class RateLimit:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if path.startswith(("/v1/models/", "/v2/models/")) and not path.endswith("/ready"):
             from sentiops import metrics
-            from sentiops.ratelimit import retry_after
+            from sentiops.security.ratelimit import retry_after
 
             client = (scope.get("client") or ("unknown", 0))[0]
             wait = self.limiter.allow(str(client))
@@ -197,7 +197,7 @@ class BearerReads:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if path and self._closed(scope.get("method", "GET"), path):
-            from sentiops.auth import AuthError
+            from sentiops.security.auth import AuthError
 
             auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode(
                 errors="replace")  # fmt: skip
@@ -210,9 +210,9 @@ class BearerReads:
 
 
 def add_feedback_route(app: Any, model: Any, feedback: Any | None, tokens: Any = None) -> None:
-    from sentiops.auth import AuthError
     from sentiops.errors import FeedbackError, SentiOpsError
-    from sentiops.feedback import parse_items
+    from sentiops.feedback.labels import parse_items
+    from sentiops.security.auth import AuthError
 
     @app.post(f"/v1/models/{model.name}:feedback", response_model=None)
     async def post_feedback(request: Request) -> JSONResponse:

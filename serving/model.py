@@ -65,7 +65,7 @@ class SentimentModel(Model):
         self.model: LoadedModel | None = None
         self.batcher: Batcher | None = None
         self.not_ready_reason = "not loaded"
-        # called with every answered request's rows (sentiops.feedback.PredictionIndex)
+        # called with every answered request's rows (sentiops.feedback.predictions.PredictionIndex)
         self.on_predicted: Any = None
 
     # -------------------------------------------------------------------------- lifecycle

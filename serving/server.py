@@ -179,7 +179,8 @@ def feedback_for(model: SentimentModel, store: str) -> Any:
     labels go), or None when no store is configured."""
     if not store:
         return None
-    from sentiops.feedback import Feedback, PredictionIndex
+    from sentiops.feedback.intake import Feedback
+    from sentiops.feedback.predictions import PredictionIndex
     from serving.feedback import Refresher
 
     index = PredictionIndex(store)
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> None:
                 model.ready)  # fmt: skip
     ks.app.add_middleware(Guard, model=model)
     add_metadata_route(ks.app, model)
-    from sentiops.auth import Tokens
+    from sentiops.security.auth import Tokens
     from serving.feedback import BearerReads, RequestId, add_feedback_route
 
     tokens = Tokens.load(args.auth_token_file) if args.auth_token_file else None
@@ -222,7 +223,7 @@ def run(args: argparse.Namespace) -> None:
     feedback = feedback_for(model, args.feedback_store)
     add_feedback_route(ks.app, model, feedback, tokens)
     if args.logger_url:
-        from sentiops.auth import token_from_file
+        from sentiops.security.auth import token_from_file
         from serving.logger import install
 
         token = token_from_file(args.logger_token_file) if args.logger_token_file else ""
@@ -236,7 +237,7 @@ def run(args: argparse.Namespace) -> None:
     # outermost: the logger and the model see the same id
     ks.app.add_middleware(RequestId, known=known)
     if args.rate_limit > 0:  # before anything else: a flood costs as little as possible
-        from sentiops.ratelimit import RateLimiter
+        from sentiops.security.ratelimit import RateLimiter
         from serving.feedback import RateLimit
 
         limiter = RateLimiter(args.rate_limit, args.rate_burst or None)

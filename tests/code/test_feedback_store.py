@@ -9,7 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from sentiops.errors import FeedbackError
-from sentiops.feedback import Feedback, Item, PredictionIndex
+from sentiops.feedback.intake import Feedback
+from sentiops.feedback.labels import Item
+from sentiops.feedback.predictions import PredictionIndex
 
 
 def _index(store: str, n: int) -> PredictionIndex:
@@ -52,7 +54,7 @@ def test_only_the_random_evaluation_sample_estimates_live_accuracy(
     """Labels of ids outside the evaluation sample (e.g. the most uncertain texts, queued for
     training) are stored as `targeted` and never count in live accuracy; the sample's labels
     are `random` and come with their size and a 95 % interval."""
-    from sentiops.feedback import in_eval_sample, read_labels
+    from sentiops.feedback.labels import in_eval_sample, read_labels
 
     monkeypatch.setenv("SENTIOPS_EVAL_SAMPLE_RATE", "0.5")
     store = str(tmp_path / "store")

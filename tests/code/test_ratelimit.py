@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sentiops.ratelimit import RateLimiter, retry_after
+from sentiops.security.ratelimit import RateLimiter, retry_after
 
 
 def test_a_flood_from_one_client_does_not_starve_another() -> None:

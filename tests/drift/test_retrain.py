@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from drift.retrain import CommandTrigger, Retrainer, uncertainty_order
-from sentiops.feedback import in_eval_sample
+from sentiops.feedback.labels import in_eval_sample
 from sentiops.store import layout as traffic_store
 from tests.drift.conftest import shifted_texts
 

@@ -134,7 +134,7 @@ def test_with_a_token_file_unauthenticated_events_are_refused(
     """Events become the prediction log that labels join and retraining reads: with a token
     file, an event without a token is 401, with a wrong one 403 (counted, nothing queued,
     never a 5xx); with a valid token it is accepted."""
-    from sentiops.auth import generate
+    from sentiops.security.auth import generate
 
     tokens = generate(tmp_path / "tokens", ("predictor",))
     s = sidecar_factory(detector_model, *WINDOW, env={

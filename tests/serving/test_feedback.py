@@ -14,7 +14,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from sentiops.feedback import read_labels
+from sentiops.feedback.labels import read_labels
 from sentiops.localstack import Predictor
 from tests.conftest import run_cli
 from tests.drift.conftest import start_sidecar
@@ -147,7 +147,7 @@ def test_writes_need_a_token_and_request_ids_cannot_be_hijacked(
     without a token is 401, with a wrong one 403 — nothing stored, never a 5xx; a valid token
     stores the label with its team's name. A client id already used (or malformed) is
     replaced and the answer says so, so a label joins only the prediction it was given for."""
-    from sentiops.auth import generate
+    from sentiops.security.auth import generate
 
     tokens = generate(tmp_path / "tokens", ("team-a", "team-b"))
     store = tmp_path / "store"

@@ -1,0 +1,189 @@
+"""Taking labels: each label is joined with the prediction it is about and stored as labelled
+training data, and live accuracy per model version is kept and exported.
+
+A request is accepted whole or refused whole, before anything is written: a malformed item or
+an unknown label is a 400, an id no prediction has is a 404, a second label for the same id is
+a 409 — each naming every refused item. An accepted request is one Parquet part written before
+the answer, so a restart loses nothing. Two replicas labelling the same id in the same instant
+can both accept it; readers keep the first label of an id (`labels.read_labels`).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sentiops.config import MODEL_NAME, Settings, eval_sample_rate
+from sentiops.errors import FeedbackError
+from sentiops.feedback.labels import (
+    COLUMNS,
+    RANDOM,
+    TARGETED,
+    Item,
+    feedback_prefix,
+    first_label_per_id,
+    in_eval_sample,
+)
+from sentiops.feedback.live import live_metrics
+from sentiops.feedback.predictions import PredictionIndex
+from sentiops.store import layout
+
+
+def _part(store: str, now: datetime) -> str:
+    return layout.join(
+        feedback_prefix(store),
+        f"date={now:%Y-%m-%d}",
+        f"part-{now:%H%M%S}-{uuid.uuid4().hex[:8]}.parquet",
+    )
+
+
+class Feedback:
+    """Takes labels (validated whole, stored durably) and keeps live accuracy per version."""
+
+    def __init__(
+        self,
+        store: str,
+        settings: Settings | None = None,
+        index: PredictionIndex | None = None,
+        model_name: str = MODEL_NAME,
+    ) -> None:
+        self.store, self.settings, self.model_name = store, settings, model_name
+        self.rate = eval_sample_rate()
+        self.index = index or PredictionIndex(store, settings)
+        self.labelled: set[str] = set()
+        self._label_parts: set[str] = set()
+        self._frames: list[Any] = []  # label parts read or written, not yet in _labels
+        self._labels: Any = None  # every label part so far, one DataFrame
+        self.lock = threading.Lock()
+
+    def _refresh_labelled(self) -> None:
+        """Labels so far, by any replica: only feedback parts not read yet are read (parts
+        are written once), so a label costs the same with ten or ten thousand parts."""
+        import pyarrow.parquet as pq
+
+        from sentiops.store.storage import get_file
+
+        for f in layout.list_files(feedback_prefix(self.store), self.settings):
+            if f.uri in self._label_parts or not f.uri.endswith(".parquet"):
+                continue
+            self._add_part(f.uri, pq.read_table(get_file(f.uri, self.settings)).to_pandas())
+
+    def _add_part(self, uri: str, frame: Any) -> None:
+        self._label_parts.add(uri)
+        self.labelled.update(str(x) for x in frame["id"])
+        self._frames.append(frame)
+
+    def _all_labels(self) -> Any:
+        """Every label (the first of an id), from the parts read so far (call under the lock)."""
+        import pandas as pd
+
+        if self._frames:
+            parts = [self._labels, *self._frames] if self._labels is not None else self._frames
+            self._labels = pd.concat(parts, ignore_index=True)
+            self._frames = []
+        if self._labels is None:
+            return pd.DataFrame(columns=list(COLUMNS))
+        return first_label_per_id(self._labels)
+
+    def record(
+        self, items: Sequence[Item], source: str = "api", labelled_by: str = ""
+    ) -> dict[str, Any]:
+        """Store labels for earlier predictions (all or none); FeedbackError (404 unknown id,
+        409 duplicate) names every refused item."""
+        import pyarrow as pa
+
+        from sentiops import metrics
+
+        with self.lock:
+            ids = [i.id for i in items]
+            found = self.index.find(ids)
+            unknown = [i for i in ids if i not in found]
+            if unknown:
+                raise FeedbackError(
+                    f"{len(unknown)} of {len(ids)} ids match no logged prediction: {unknown[:10]}",
+                    "an id is the x-request-id (or v2 request id) of a prediction, with "
+                    "':<index>' for the index-th text of a batch; a prediction from the last "
+                    "few seconds may not be in the prediction log yet: retry shortly",
+                    404,
+                    [{"id": i, "error": "unknown prediction id"} for i in unknown],
+                )
+            self._refresh_labelled()
+            seen: set[str] = set()
+            dups = []
+            for i in ids:
+                if i in self.labelled or i in seen:
+                    dups.append(i)
+                seen.add(i)
+            if dups:
+                raise FeedbackError(
+                    f"{len(dups)} of {len(ids)} ids already have a label: {dups[:10]}",
+                    "each prediction takes one label; send only new ids",
+                    409,
+                    [{"id": i, "error": "already labelled"} for i in dups],
+                )
+            now = datetime.now(UTC)
+            rows: list[dict[str, Any]] = []
+            for item in items:
+                p = found[item.id]
+                rows.append(
+                    {
+                        "id": item.id,
+                        "text": str(p.get("text", "")),
+                        "label": item.label,
+                        "predicted_label": str(p.get("label", "")),
+                        "confidence": float(p.get("confidence") or 0.0),
+                        "model_name": str(p.get("model_name") or self.model_name),
+                        "model_version": str(p.get("model_version", "")),
+                        "predicted_at": str(p.get("time", "")),
+                        "labelled_at": now.isoformat(),
+                        "source": source,
+                        "sample": RANDOM if in_eval_sample(item.id, self.rate) else TARGETED,
+                        "labelled_by": labelled_by,
+                    }
+                )
+            uri = _part(self.store, now)
+            table = pa.Table.from_pylist(
+                rows,
+                schema=pa.schema(
+                    [(c, pa.string()) if c != "confidence" else (c, pa.float32()) for c in COLUMNS]
+                ),
+            )
+            layout.put_bytes(layout.parquet_bytes(table), uri, self.settings)
+            self._add_part(uri, table.to_pandas())
+        by_version: dict[str, dict[str, int]] = {}
+        for r in rows:
+            correct = r["label"] == r["predicted_label"]
+            metrics.FEEDBACK.labels(
+                r["model_name"], r["model_version"], str(correct).lower(), r["sample"]
+            ).inc()
+            v = by_version.setdefault(
+                str(r["model_version"]), {"labels": 0, "correct": 0, RANDOM: 0}
+            )
+            v["labels"] += 1
+            v["correct"] += int(correct)
+            v[RANDOM] += int(r["sample"] == RANDOM)
+        self.export_live_metrics(refresh=False)
+        return {"accepted": len(rows), "stored": uri, "by_version": by_version}
+
+    def live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
+        """Accuracy (with its 95 % Wilson interval) and macro-F1 of each model version on the
+        stored labels of the random evaluation sample (`refresh`: first read the parts other
+        replicas wrote since the last call)."""
+        with self.lock:
+            if refresh:
+                self._refresh_labelled()
+            df = self._all_labels()
+        return live_metrics(df)
+
+    def export_live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
+        from sentiops import metrics
+
+        live = self.live_metrics(refresh)
+        for version, m in live.items():
+            metrics.LIVE_ACCURACY.labels(self.model_name, version).set(m["accuracy"])
+            metrics.LIVE_MACRO_F1.labels(self.model_name, version).set(m["macro_f1"])
+            metrics.LIVE_LABELS.labels(self.model_name, version).set(m["labels"])
+        return live

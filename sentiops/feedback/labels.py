@@ -1,0 +1,154 @@
+"""Label feedback for earlier predictions: what a label is, and where and how it is stored.
+
+People (or a labelling tool) send `{"id": ..., "label": ...}`, one or many, where `id` is the
+prediction's request id (the `x-request-id` the predictor answered with, or the v2 request
+`id`; `<request id>:<index>` for the index-th text of a batch). Each label is joined with the
+prediction it is about and stored as labelled training data:
+
+    <store>/labels/feedback/date=YYYY-MM-DD/part-<HHMMSS>-<uuid8>.parquet
+        id, text, label (the person's), predicted_label, confidence, model_name,
+        model_version, predicted_at, labelled_at, source, sample, labelled_by (the name of
+        the token the label came with, when writes need one: who labelled what)
+
+(`sentiops.store.layout` owns the store's other layouts; retraining reads `<store>/labels/`.)
+
+A request is accepted whole or refused whole (`sentiops.feedback.intake`): a malformed item or
+an unknown label is a 400 (`parse_items`, here), an id no prediction has is a 404, a second
+label for the same id is a 409. Readers keep the first label of an id (`read_labels`).
+
+Two kinds of label, told apart by `sample`: a prediction whose request id falls in the
+**random evaluation sample** (`in_eval_sample`: a hash of the id below the rate, so every
+model version and every hour is sampled alike, and no labeller chooses which texts are in it)
+is `random`; every other label (e.g. the drift sidecar's queue of the most uncertain texts,
+chosen to teach the next model) is `targeted`. Only `random` labels estimate how well a model
+does on live traffic: live accuracy and macro-F1 per model version (computed from every stored
+label, so every replica exports the same numbers, and exported as gauges), the canary judge's
+per-step `sentiops_feedback_total{correct, sample="random"}` and the gate's live test share.
+`targeted` labels are training data only. The sidecar leaves the evaluation sample out of its
+labelling queue, so what is labelled of the sample is not chosen by uncertainty either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sentiops.config import Settings, eval_sample_rate
+from sentiops.errors import FeedbackError
+from sentiops.store import layout
+
+FEEDBACK = "feedback"
+#: Most labels one request may carry.
+MAX_ITEMS = 1000
+#: Labels the platform knows (a model trained on two of them can still get the third).
+LABELS = ("negative", "neutral", "positive")
+COLUMNS = (
+    "id",
+    "text",
+    "label",
+    "predicted_label",
+    "confidence",
+    "model_name",
+    "model_version",
+    "predicted_at",
+    "labelled_at",
+    "source",
+    "sample",
+    "labelled_by",
+)
+RANDOM, TARGETED = "random", "targeted"
+
+
+def in_eval_sample(request_id: str, rate: float | None = None) -> bool:
+    """Is this prediction in the random evaluation sample? A hash of its id, uniform in [0, 1),
+    below `rate` (default: SENTIOPS_EVAL_SAMPLE_RATE): the same answer in every process, and
+    independent of the text, the model and the time."""
+    rate = eval_sample_rate() if rate is None else rate
+    digest = hashlib.sha256(str(request_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+def random_sample(df: Any) -> Any:
+    """The labels of the random evaluation sample (older parts without `sample`: none)."""
+    if "sample" not in df.columns:
+        return df.iloc[0:0]
+    return df[df["sample"] == RANDOM]
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    label: str
+
+
+def feedback_prefix(store: str) -> str:
+    return layout.join(store, layout.LABELS, FEEDBACK)
+
+
+# ------------------------------------------------------------------------------ parsing
+def parse_items(body: Any, max_items: int = MAX_ITEMS) -> list[Item]:
+    """`{"id", "label"}`, a list of them, or `{"feedback": [...]}` -> items; FeedbackError
+    (400) naming every malformed item."""
+    raw = body.get("feedback", body) if isinstance(body, dict) else body
+    raw = [raw] if isinstance(raw, dict) else raw
+    example = '{"id": "<request id>", "label": "positive"} or a list of them'
+    if not isinstance(raw, list) or not raw:
+        raise FeedbackError("expected a label or a non-empty list of labels", f"send {example}")
+    if len(raw) > max_items:
+        raise FeedbackError(
+            f"{len(raw)} labels in one request exceed the limit of {max_items}",
+            f"send at most {max_items} per request",
+        )
+    problems, items = [], []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            problems.append({"index": i, "error": "not an object"})
+            continue
+        rid, label = entry.get("id"), entry.get("label")
+        if not isinstance(rid, str) or not rid.strip():
+            problems.append({"index": i, "error": 'missing or empty "id" (a string)'})
+        elif not isinstance(label, str) or label not in LABELS:
+            problems.append(
+                {"index": i, "id": rid, "error": f"label {label!r} is not one of {list(LABELS)}"}
+            )
+        else:
+            items.append(Item(rid.strip(), label))
+    if problems:
+        shown = "; ".join(_describe(p) for p in problems[:3])
+        raise FeedbackError(
+            f"{len(problems)} of {len(raw)} labels are malformed: {shown}",
+            f"send {example}",
+            400,
+            problems,
+        )
+    return items
+
+
+def _describe(problem: dict[str, Any]) -> str:
+    where = f"item {problem['index']}"
+    if "id" in problem:
+        where += f" (id {problem['id']})"
+    return f"{where}: {problem['error']}"
+
+
+def read_labels(store: str, settings: Settings | None = None) -> Any:
+    """Every stored feedback label as one DataFrame (COLUMNS; the first label of an id)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from sentiops.store.storage import get_file
+
+    files = [
+        f for f in layout.list_files(feedback_prefix(store), settings) if f.uri.endswith(".parquet")
+    ]
+    if not files:
+        return pd.DataFrame(columns=list(COLUMNS))
+    frames = [pq.read_table(get_file(f.uri, settings)).to_pandas() for f in files]
+    return first_label_per_id(pd.concat(frames, ignore_index=True))
+
+
+def first_label_per_id(df: Any) -> Any:
+    """One row per prediction id: the earliest label (a later one for the same id is ignored)."""
+    df = df.sort_values("labelled_at", kind="stable")
+    return df.drop_duplicates("id", keep="first").reset_index(drop=True)

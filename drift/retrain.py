@@ -116,7 +116,8 @@ def _alive(pid: int) -> bool:
 
 
 class KfpTrigger:
-    """Submits the compiled pipeline (`sentiops.kubeflow.COMPILED`) to KFP with `kfp.Client`."""
+    """Submits the compiled pipeline (`sentiops.pipeline.kubeflow.COMPILED`) to KFP with
+    `kfp.Client`."""
 
     ACTIVE = ("PENDING", "RUNNING", "PAUSED", "CANCELING")
 
@@ -148,7 +149,7 @@ class KfpTrigger:
         return None
 
     def submit(self, datasets: list[str], reason: str) -> dict[str, Any]:
-        from sentiops.kubeflow import COMPILED
+        from sentiops.pipeline.kubeflow import COMPILED
 
         name = f"retrain-{reason}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         result = self.client.create_run_from_pipeline_package(

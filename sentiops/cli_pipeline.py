@@ -334,7 +334,7 @@ def pipeline_run(
 ) -> None:
     """Run the whole pipeline here: ingest -> validate -> split -> train -> evaluate -> gate
     -> register (if approved). MLflow and S3 settings come from the environment."""
-    from sentiops.pipeline import local_arguments, run_local
+    from sentiops.pipeline.run import local_arguments, run_local
 
     if not local:
         err.print(
@@ -379,7 +379,7 @@ def pipeline_demo(
 ) -> None:
     """Run the local pipeline twice: the TF-IDF baseline becomes champion, then a transformer
     challenges it and the gate decides."""
-    from sentiops.pipeline import champion_challenger
+    from sentiops.pipeline.run import champion_challenger
 
     try:
         hyper = json.loads(hyperparameters)
@@ -481,7 +481,7 @@ def pipeline_submit(
     sets: Sets = None,
 ) -> None:
     """Submit the pipeline to Kubeflow Pipelines (credentials: Secret sentiops-s3)."""
-    from sentiops.pipeline import submit
+    from sentiops.pipeline.run import submit
 
     args = _pipeline_arguments(ctx.params)
     result = submit(host, args, experiment, run_name, schedule, package, image, namespace, token)
@@ -498,7 +498,7 @@ def pipeline_compile(
     image: Image = None,
 ) -> None:
     """Compile the pipeline to YAML (what `make pipeline` does)."""
-    from sentiops.pipeline import compile_pipeline
+    from sentiops.pipeline.run import compile_pipeline
 
     path = compile_pipeline(output, image)
     console.print(f"wrote {path}", highlight=False)

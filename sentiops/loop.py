@@ -376,7 +376,7 @@ def _run_loop(
     show: Callable[[str, Any], Any] | None,
 ) -> dict[str, Any]:
     from sentiops.localstack import DriftSidecar, StackTokens
-    from sentiops.pipeline import local_arguments, run_local
+    from sentiops.pipeline.run import local_arguments, run_local
     from sentiops.registry import lifecycle as registry
     from sentiops.rollout.judge import JudgeConfig
     from sentiops.rollout_local import LocalStack
@@ -695,7 +695,7 @@ def up(
     MLflow's UI, the web console, and tweets replayed at `rate`/s so there is something to see.
     With no champion yet, the pipeline trains the baseline first. Returns the URLs."""
     from sentiops.localstack import DriftSidecar, StackTokens, start_process, wait_http
-    from sentiops.pipeline import local_arguments, run_local
+    from sentiops.pipeline.run import local_arguments, run_local
     from sentiops.registry import lifecycle as registry
     from sentiops.registry import tracking
     from sentiops.rollout_local import LocalStack

@@ -248,9 +248,9 @@ def test_rollout_step_reads_the_configmap_judges_from_prometheus_and_settles_the
     """`stages.rollout` as the KFP component calls it: settings from the chart's ConfigMap,
     metrics from a real Prometheus, the executor as the pipeline's ServiceAccount, and the
     registry told the outcome (the skewed canary is rejected, the champion stays)."""
-    from sentiops import stages
     from sentiops.models import modeldir
     from sentiops.models.tfidf import TfidfModel
+    from sentiops.pipeline import stages
     from sentiops.registry import lifecycle as registry
     from sentiops.registry import tracking
     from tests.conftest import make_frame

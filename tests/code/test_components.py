@@ -12,16 +12,16 @@ from kfp import dsl, local
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, SEED
 from sentiops.errors import ConfigError, ValidationFailed
 from sentiops.gate.promotion import promote_local
-from sentiops.kubeflow import components
-from sentiops.kubeflow.components.evaluate import evaluate
-from sentiops.kubeflow.components.gate import gate
-from sentiops.kubeflow.components.ingest import ingest
-from sentiops.kubeflow.components.register import register
-from sentiops.kubeflow.components.split import split
-from sentiops.kubeflow.components.train import train
-from sentiops.kubeflow.components.validate import validate
 from sentiops.models import load_model
 from sentiops.params import DataConfig
+from sentiops.pipeline.kubeflow import components
+from sentiops.pipeline.kubeflow.components.evaluate import evaluate
+from sentiops.pipeline.kubeflow.components.gate import gate
+from sentiops.pipeline.kubeflow.components.ingest import ingest
+from sentiops.pipeline.kubeflow.components.register import register
+from sentiops.pipeline.kubeflow.components.split import split
+from sentiops.pipeline.kubeflow.components.train import train
+from sentiops.pipeline.kubeflow.components.validate import validate
 from sentiops.registry import lifecycle as registry
 from tests.conftest import make_frame
 

@@ -12,11 +12,12 @@ import yaml
 from kfp import components as kfp_components
 from typer.testing import CliRunner
 
-from sentiops import cli_pipeline, pipeline
+from sentiops import cli_pipeline
 from sentiops.cli_pipeline import register_commands
 from sentiops.errors import SentiOpsError
-from sentiops.kubeflow import components
 from sentiops.models import load_model
+from sentiops.pipeline import run as pipeline
+from sentiops.pipeline.kubeflow import components
 from sentiops.registry import lifecycle as registry
 from sentiops.registry import tracking
 from sentiops.store import storage
@@ -265,8 +266,8 @@ def test_gate_thresholds_travel_as_one_validated_dict() -> None:
     its dump, the component takes the dict and validates it, the CLI options build it."""
     import inspect
 
-    from sentiops.kubeflow.components.gate import gate as gate_component
     from sentiops.params import GateConfig
+    from sentiops.pipeline.kubeflow.components.gate import gate as gate_component
 
     root = _docs(pipeline.COMPILED)[0]["root"]["inputDefinitions"]["parameters"]
     assert root["gate"]["defaultValue"] == GateConfig().model_dump()
@@ -321,9 +322,9 @@ def test_wheel_ships_the_pipeline_and_compiles_outside_the_checkout(tmp_path: Pa
     (wheel,) = wheels.glob("sentiops-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
-        "sentiops/kubeflow/training.py",
-        "sentiops/kubeflow/components/gate.py",
-        "sentiops/kubeflow/compiled/sentiops.yaml",
+        "sentiops/pipeline/kubeflow/training.py",
+        "sentiops/pipeline/kubeflow/components/gate.py",
+        "sentiops/pipeline/kubeflow/compiled/sentiops.yaml",
     } <= names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

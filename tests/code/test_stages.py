@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sentiops import stages
 from sentiops.config import SEED, Settings
 from sentiops.errors import ConfigError, GateRejected, ValidationFailed
 from sentiops.models import load_model
 from sentiops.params import GateConfig
+from sentiops.pipeline import stages
 from sentiops.registry import lifecycle as registry
 from tests.conftest import make_frame
 

@@ -148,7 +148,7 @@ def test_kfp_trigger_submits_the_compiled_pipeline_and_sees_active_runs(tmp_path
     from types import SimpleNamespace as NS
 
     from drift.retrain import KfpTrigger
-    from sentiops.kubeflow import COMPILED
+    from sentiops.pipeline.kubeflow import COMPILED
 
     class Client:
         def __init__(self) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sentiops.kubeflow import COMPILED
+from sentiops.pipeline.kubeflow import COMPILED
 from tests.conftest import make_frame
 
 from . import oci

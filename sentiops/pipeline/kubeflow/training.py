@@ -1,4 +1,4 @@
-"""The training pipeline (it only wires components; the stages live in sentiops.stages).
+"""The training pipeline (it only wires components; the stages live in sentiops.pipeline.stages).
 Defaults come from sentiops.config / sentiops.params; the pipeline passes every value on.
 
     ingest -> validate -> split -> train -> evaluate
@@ -20,8 +20,8 @@ from sentiops.config import (
     REGISTERED_MODEL,
     SEED,
 )
-from sentiops.kubeflow import components
 from sentiops.params import DataConfig, GateConfig
+from sentiops.pipeline.kubeflow import components
 
 PIPELINE_NAME = "sentiops-training"
 S3_SECRET = "sentiops-s3"

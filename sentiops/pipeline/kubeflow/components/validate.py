@@ -15,7 +15,7 @@ def validate(
     import tempfile
     from pathlib import Path
 
-    from sentiops import stages
+    from sentiops.pipeline import stages
 
     with tempfile.TemporaryDirectory() as tmp:
         try:

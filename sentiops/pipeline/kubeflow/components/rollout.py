@@ -21,7 +21,7 @@ def rollout(
     fails the step after rolling back."""
     from pathlib import Path
 
-    from sentiops import stages
+    from sentiops.pipeline import stages
 
     settings = stages.endpoints("", mlflow_tracking_uri)
     result = stages.rollout(

@@ -1,10 +1,10 @@
 """Run the training pipeline: locally with kfp.local, or on a KFP backend with kfp.Client.
 
-The pipeline definition and its components ship in the package (`sentiops.kubeflow`). Local runs
-use `kfp.local.SubprocessRunner(use_venv=False)`: every component runs in a subprocess of this
-interpreter, offline, and writes its artifacts under `<SENTIOPS_HOME>/pipeline-runs/`. With no
-canary rollout in a local run, an approved candidate is promoted to champion in one explicit
-step afterwards (`promotion.promote_local`).
+The pipeline definition and its components ship in the package (`sentiops.pipeline.kubeflow`).
+Local runs use `kfp.local.SubprocessRunner(use_venv=False)`: every component runs in a subprocess
+of this interpreter, offline, and writes its artifacts under `<SENTIOPS_HOME>/pipeline-runs/`.
+With no canary rollout in a local run, an approved candidate is promoted to champion in one
+explicit step afterwards (`sentiops.gate.promotion.promote_local`).
 """
 
 from __future__ import annotations
@@ -29,20 +29,21 @@ from sentiops.config import (
     get_settings,
 )
 from sentiops.errors import PipelineError
-from sentiops.kubeflow import COMPILED
+from sentiops.pipeline.kubeflow import COMPILED
 
 __all__ = ["COMPILED", "PipelineError", "compile_pipeline", "run_local", "submit"]
 
 
 def load_pipeline(image: str | None = None) -> Any:
     """The training pipeline with every component running from `image`."""
-    from sentiops.kubeflow.training import build
+    from sentiops.pipeline.kubeflow.training import build
 
     return build(image)
 
 
 def compile_pipeline(output: Path, image: str | None = None) -> Path:
-    """Compile to YAML (`make pipeline` writes the packaged sentiops/kubeflow/compiled/)."""
+    """Compile to YAML (`make pipeline` writes the packaged
+    sentiops/pipeline/kubeflow/compiled/)."""
     from kfp import compiler
 
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ def train(
     model is registered as the `challenger`."""
     from pathlib import Path
 
-    from sentiops import stages
+    from sentiops.pipeline import stages
 
     settings = stages.endpoints(s3_endpoint, mlflow_tracking_uri)
     out = Path(model.path)

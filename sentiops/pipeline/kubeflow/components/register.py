@@ -18,7 +18,7 @@ def register(
     import json
     from pathlib import Path
 
-    from sentiops import stages
+    from sentiops.pipeline import stages
 
     settings = stages.endpoints(s3_endpoint, mlflow_tracking_uri)
     info = stages.register(

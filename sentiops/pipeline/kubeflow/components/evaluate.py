@@ -13,8 +13,8 @@ def evaluate(
     """Accuracy, macro-F1, per-class F1/recall, ECE, throughput and behavioural tests."""
     from pathlib import Path
 
-    from sentiops import stages
     from sentiops.evaluation.report import evaluation_html
+    from sentiops.pipeline import stages
 
     result = stages.evaluate(Path(model.path), Path(test_data.path))
     for key in ("macro_f1", "accuracy", "ece", "texts_per_sec"):

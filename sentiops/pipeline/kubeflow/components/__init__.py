@@ -1,9 +1,9 @@
-"""KFP v2 components: one thin adapter per pipeline stage over `sentiops.stages`.
+"""KFP v2 components: one thin adapter per pipeline stage over `sentiops.pipeline.stages`.
 
 Each module holds one plain function (the component body). Its imports live inside the body,
 because KFP ships the function's source into the container; for the same reason no parameter
-default repeats a setting: the pipeline (`sentiops.kubeflow.training`) passes every value, and
-the defaults live in `sentiops.config` / `sentiops.params`. The component image
+default repeats a setting: the pipeline (`sentiops.pipeline.kubeflow.training`) passes every
+value, and the defaults live in `sentiops.config` / `sentiops.params`. The component image
 (`components/Dockerfile` at the repository root) has SentiOps and kfp installed, so nothing is
 pip-installed at run time (`install_kfp_package=False`, no `packages_to_install`). The same
 functions run under `kfp.local.SubprocessRunner(use_venv=False)` with the current interpreter.
@@ -20,14 +20,14 @@ from typing import Any
 from kfp import dsl
 
 from sentiops import __version__
-from sentiops.kubeflow.components.evaluate import evaluate
-from sentiops.kubeflow.components.gate import gate
-from sentiops.kubeflow.components.ingest import ingest
-from sentiops.kubeflow.components.register import register
-from sentiops.kubeflow.components.rollout import rollout
-from sentiops.kubeflow.components.split import split
-from sentiops.kubeflow.components.train import train
-from sentiops.kubeflow.components.validate import validate
+from sentiops.pipeline.kubeflow.components.evaluate import evaluate
+from sentiops.pipeline.kubeflow.components.gate import gate
+from sentiops.pipeline.kubeflow.components.ingest import ingest
+from sentiops.pipeline.kubeflow.components.register import register
+from sentiops.pipeline.kubeflow.components.rollout import rollout
+from sentiops.pipeline.kubeflow.components.split import split
+from sentiops.pipeline.kubeflow.components.train import train
+from sentiops.pipeline.kubeflow.components.validate import validate
 
 IMAGE_ENV = "SENTIOPS_COMPONENT_IMAGE"
 DEFAULT_IMAGE = f"sentiops/components:{__version__}"

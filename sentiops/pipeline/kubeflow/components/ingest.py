@@ -14,7 +14,7 @@ def ingest(
     URIs and concatenate them into one table."""
     from pathlib import Path
 
-    from sentiops import stages
+    from sentiops.pipeline import stages
 
     settings = stages.endpoints(s3_endpoint)
     raw.metadata.update(

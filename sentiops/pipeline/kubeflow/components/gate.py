@@ -22,9 +22,9 @@ def gate(
     import tempfile
     from pathlib import Path
 
-    from sentiops import stages
     from sentiops.gate.report import decision_markdown
     from sentiops.params import GateConfig, parse
+    from sentiops.pipeline import stages
 
     settings = stages.endpoints(s3_endpoint, mlflow_tracking_uri)
     cfg = parse(GateConfig, gate, "gate thresholds")

@@ -15,7 +15,7 @@ def split(
     """The same rows and seed always give the same split."""
     from pathlib import Path
 
-    from sentiops import stages
+    from sentiops.pipeline import stages
 
     outs = {"train": train_data, "validation": validation_data, "test": test_data}
     info = stages.split(

@@ -65,7 +65,7 @@ def sidecar_memory(model_dir: Path, texts: list[str], proba: np.ndarray, work: P
     from cloudevents.conversion import to_binary
     from cloudevents.http import CloudEvent
 
-    from sentiops.localstack import free_port, start_process, wait_http
+    from sentiops.local.processes import free_port, start_process, wait_http
 
     port = free_port()
     model_dir, work = model_dir.resolve(), work.resolve()

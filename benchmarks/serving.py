@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sentiops.data.prepare import labelled_split
-from sentiops.localstack import Process, free_port, start_process, wait_http
+from sentiops.local.processes import Process, free_port, start_process, wait_http
 from sentiops.models.modeldir import read_manifest
 from sentiops.params import DataConfig, TrainConfig
 from sentiops.scoring import macro_f1

@@ -75,7 +75,7 @@ class CommandTrigger:
         return None
 
     def submit(self, datasets: list[str], reason: str) -> dict[str, Any]:
-        from sentiops.localstack import start_process
+        from sentiops.local.processes import start_process
 
         data_args = " ".join(f"--data {shlex.quote(d)}" for d in datasets)
         line = self.command.format(data_args=data_args, datasets=",".join(datasets))

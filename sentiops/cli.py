@@ -366,7 +366,7 @@ def quickstart(
     track: bool = True,
 ) -> None:
     """The main job: data -> validate -> train baseline + transformer -> evaluate -> compare."""
-    from sentiops.quickstart import run
+    from sentiops.local.quickstart import run
 
     run(
         workdir,

@@ -26,7 +26,7 @@ def up(
     import sys
 
     from sentiops.cli_common import console
-    from sentiops.loop import up as run_up
+    from sentiops.local.up import up as run_up
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run_up(
@@ -55,7 +55,8 @@ def loop(
 
     from sentiops.cli_common import console
     from sentiops.cli_pipeline import print_decision, print_round_trip
-    from sentiops.loop import LoopConfig, run_loop
+    from sentiops.local.loop.config import LoopConfig
+    from sentiops.local.loop.run import run_loop
 
     cfg = LoopConfig.quick() if quick else LoopConfig()
     if epochs is not None:
@@ -66,7 +67,7 @@ def loop(
             decision, title = data
             print_decision(decision, title)
         elif kind == "round_trip":
-            from sentiops.loop import ROUND_TRIP_TEXTS
+            from sentiops.local.loop.config import ROUND_TRIP_TEXTS
 
             answers, version = data
             print_round_trip(answers, ROUND_TRIP_TEXTS, version)

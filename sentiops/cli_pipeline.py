@@ -400,8 +400,8 @@ def serve_round_trip(model_uri: str, texts: list[str] | None = None) -> None:
     v1 and one v2 round trip, stop the server."""
     import tempfile
 
-    from sentiops.localstack import Predictor, round_trip
-    from sentiops.loop import ROUND_TRIP_TEXTS
+    from sentiops.local.loop.config import ROUND_TRIP_TEXTS
+    from sentiops.local.stack import Predictor, round_trip
     from sentiops.models.modeldir import read_manifest
     from sentiops.store.storage import local_model
 

@@ -75,8 +75,8 @@ def local(
         raise typer.BadParameter(f"--steps {steps!r}: use percentages like 10,50,100") from None
     from sentiops.config import get_settings
     from sentiops.data.datasets import TEXT, load
+    from sentiops.local.rollout import local_rollout
     from sentiops.rollout.judge import JudgeConfig
-    from sentiops.rollout_local import local_rollout
 
     texts = [t for t in load(list(traffic), TEXT, None)[TEXT].tolist() if t.strip()]
     record = local_rollout(

@@ -31,10 +31,11 @@ from sentiops.config import MODEL_NAME, REGISTERED_MODEL, Settings, get_settings
 PROMETHEUS_URL_ENV = "SENTIOPS_PROMETHEUS_URL"
 PREDICTOR_URL_ENV = "SENTIOPS_PREDICTOR_URL"
 MLFLOW_URL_ENV = "SENTIOPS_MLFLOW_URL"
-#: The local rollout's files (sentiops.rollout_local writes them under $SENTIOPS_HOME/rollout).
+#: The local rollout's files (sentiops.local.rollout writes them under $SENTIOPS_HOME/rollout).
 PROGRESS, DECISION = "progress.json", "decision.json"
 #: Where local rollouts write them, under $SENTIOPS_HOME: `sentiops rollout --local`, and the
-#: loop of `make run` / `make up` (sentiops.loop). Without --rollout-dir the newest one is read.
+#: loop of `make run` / `make up` (sentiops.local.loop). Without --rollout-dir the newest one is
+#: read.
 ROLLOUT_DIRS = ("rollout", "loop/rollout")
 #: Model versions listed beside the aliases (newest first).
 VERSIONS_SHOWN = 10

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from sentiops.localstack import free_port, start_process, wait_http
+from sentiops.local.processes import free_port, start_process, wait_http
 
 __all__ = ["free_port", "mlflow_server", "refused", "s3_server"]
 

@@ -9,6 +9,6 @@ compares them from their metrics, and the rollout promotes or rolls back by itse
     kserve      the cluster's executor: the InferenceService's canaryTrafficPercent
     settle      the registry follows the outcome (promoted -> champion, else rejected)
 
-The embedded stack's executor is `sentiops.rollout_local`. The package imports nothing itself:
+The embedded stack's executor is `sentiops.local.rollout`. The package imports nothing itself:
 import the module you need (docs/architecture.md).
 """

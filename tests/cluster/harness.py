@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sentiops.localstack import Process, free_port, start_process
+from sentiops.local.processes import Process, free_port, start_process
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_BIN = (
@@ -112,7 +112,7 @@ def run(
     return proc
 
 
-# one implementation of child servers for the product and its tests: sentiops.localstack
+# one implementation of child servers for the product and its tests: sentiops.local.stack
 Server = Process
 
 

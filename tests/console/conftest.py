@@ -23,15 +23,9 @@ import pytest
 
 from sentiops.gate import promotion
 from sentiops.gate.decision import decide
-from sentiops.localstack import (
-    Predictor,
-    Process,
-    Prometheus,
-    Replay,
-    free_port,
-    start_process,
-    wait_http,
-)
+from sentiops.local.processes import Process, free_port, start_process, wait_http
+from sentiops.local.stack import Predictor, Prometheus
+from sentiops.local.traffic import Replay
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import GateConfig
@@ -117,7 +111,7 @@ def seed_registry(work: Path) -> tuple[Path, dict[str, str]]:
 
 
 def write_rollout(folder: Path, canary: str, stable: str) -> None:
-    """The last local rollout's decision record, as sentiops.rollout_local writes it."""
+    """The last local rollout's decision record, as sentiops.local.rollout writes it."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     steps = []
     for traffic, verdict in ((10, "continue"), (50, "continue"), (100, "promote")):

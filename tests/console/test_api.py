@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentiops.localstack import free_port, wait_http
+from sentiops.local.processes import free_port, wait_http
 from tests.console.conftest import PREDICTOR_MAX_CHARS, Stack, spawn_console
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sentiops import status
-from sentiops.localstack import free_port
+from sentiops.local.processes import free_port
 from tests.conftest import run_cli
 from tests.console.conftest import Stack
 

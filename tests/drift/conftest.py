@@ -17,7 +17,7 @@ import pytest
 
 from sentiops.drift import environment
 from sentiops.drift.detector import fit_model_dir
-from sentiops.localstack import Process, free_port, start_process, wait_http
+from sentiops.local.processes import Process, free_port, start_process, wait_http
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from tests.conftest import make_frame

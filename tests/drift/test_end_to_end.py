@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from sentiops.config import Settings
-from sentiops.localstack import Predictor, free_port, start_process
+from sentiops.local.processes import free_port, start_process
+from sentiops.local.stack import Predictor
 from sentiops.store.storage import S3Store
 from tests.drift.conftest import Corpus, predictions, shifted_texts
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentiops.localstack import free_port
+from sentiops.local.processes import free_port
 from tests.drift.conftest import (  # noqa: F401 (corpus, detector_model: fixtures)
     REQUEST,
     RESPONSE,

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentiops.localstack import free_port
+from sentiops.local.processes import free_port
 from sentiops.models import load_model
 from tests.conftest import train_transformer
 from tests.serving.conftest import tfidf_dir

@@ -1,4 +1,4 @@
-"""`make up` (`sentiops.loop.up`): with no champion the pipeline trains the baseline, then the
+"""`make up` (`sentiops.local.up`): with no champion the pipeline trains the baseline, then the
 whole local stack answers until `wait()` returns, and every server stops after."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentiops.localstack import free_port
+from sentiops.local.processes import free_port
 from tests.servers import refused
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 def test_up_trains_a_first_champion_serves_it_and_stops_everything(
     sentiops_home: Path, tmp_path: Path
 ) -> None:
-    from sentiops.loop import up
+    from sentiops.local.up import up
     from sentiops.registry import lifecycle as registry
 
     seen: dict[str, object] = {}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from sentiops.local.rollout import local_rollout
 from sentiops.models import modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.rollout.judge import JudgeConfig
-from sentiops.rollout_local import local_rollout
 from tests.conftest import make_frame
 
 pytestmark = pytest.mark.integration

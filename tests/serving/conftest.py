@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiops.localstack import Predictor
+from sentiops.local.stack import Predictor
 from sentiops.models import modeldir
 from sentiops.models.tfidf import TfidfModel
 from tests.conftest import make_frame

@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from sentiops.errors import StackError
-from sentiops.localstack import Predictor, wait_http
+from sentiops.local.processes import wait_http
+from sentiops.local.stack import Predictor
 
 pytestmark = pytest.mark.integration
 

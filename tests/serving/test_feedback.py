@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from sentiops.feedback.labels import read_labels
-from sentiops.localstack import Predictor
+from sentiops.local.stack import Predictor
 from tests.conftest import run_cli
 from tests.drift.conftest import start_sidecar
 from tests.serving.conftest import tfidf_dir

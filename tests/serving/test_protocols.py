@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 import pytest
 
-from sentiops.localstack import Predictor
+from sentiops.local.stack import Predictor
 
 pytestmark = pytest.mark.integration
 LABELS = ["negative", "neutral", "positive"]

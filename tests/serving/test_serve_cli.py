@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentiops.localstack import free_port, start_process, wait_http
+from sentiops.local.processes import free_port, start_process, wait_http
 from sentiops.store.storage import put_dir
 from tests.conftest import run_cli
 from tests.servers import s3_server

@@ -18,7 +18,8 @@ from typing import Any
 
 from sentiops.config import MODEL_NAME
 from sentiops.errors import RolloutError
-from sentiops.localstack import Predictor, Prometheus, Replay, TrafficSplit
+from sentiops.local.stack import Predictor, Prometheus
+from sentiops.local.traffic import Replay, TrafficSplit
 from sentiops.models.modeldir import read_manifest
 from sentiops.records import write_json
 from sentiops.rollout.judge import JudgeConfig

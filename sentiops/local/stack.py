@@ -1,0 +1,234 @@
+"""The embedded default's servers on loopback: predictors (`python -m serving`), the drift
+sidecar and Debian's Prometheus scraping them, and the tokens of one run. Used by the local
+rollout (`sentiops.local.rollout`), `make run` and `make up`: the same predictor, metrics and
+judge as on a cluster, only the plumbing differs.
+
+Every server is a child process bound to 127.0.0.1 (`sentiops.local.processes`) and is stopped
+by `stop()`, also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentiops.config import MODEL_NAME
+from sentiops.errors import StackError
+from sentiops.local.processes import Process, find_tool, free_port, start_process, wait_http
+
+
+# ------------------------------------------------------------------------------ tokens
+@dataclass
+class StackTokens:
+    """Tokens made for one run of the local stack (`sentiops.security.auth`, files of mode
+    0600 in its folder, never printed): the annotators' token for label feedback, and the
+    predictors' token for the inference log they send the drift sidecar."""
+
+    folder: Path
+    annotators: str = ""
+
+    def __post_init__(self) -> None:
+        from sentiops.security.auth import generate
+
+        self.folder = Path(self.folder).resolve()
+        self.annotators = generate(self.token_file, ("annotators",))["annotators"]
+        generate(self.logger_token_file, ("predictor",))
+
+    @property
+    def token_file(self) -> Path:
+        return self.folder / "tokens"
+
+    @property
+    def logger_token_file(self) -> Path:
+        return self.folder / "logger-token"
+
+    def predictor_args(self) -> list[str]:
+        return [f"--auth_token_file={self.token_file}",
+                f"--logger_token_file={self.logger_token_file}"]  # fmt: skip
+
+    def sidecar_args(self) -> list[str]:
+        return ["--auth-token-file", str(self.logger_token_file)]
+
+    @property
+    def header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.annotators}"}
+
+
+# ------------------------------------------------------------------------------ predictor
+@dataclass
+class Predictor:
+    """`python -m serving` on a model directory (the image's command, on loopback)."""
+
+    model_dir: Path
+    version: str
+    workdir: Path
+    name: str = MODEL_NAME
+    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)
+    process: Process | None = None
+
+    def __post_init__(self) -> None:  # it runs in its own folder: paths resolved here
+        self.model_dir, self.workdir = Path(self.model_dir).resolve(), Path(self.workdir).resolve()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def launch(self) -> Process:
+        """Start the process without waiting for it to become ready."""
+        args = [
+            sys.executable, "-m", "serving", f"--model_name={self.name}",
+            f"--model_dir={self.model_dir}", f"--http_port={self.http_port}",
+            f"--grpc_port={self.grpc_port}", *self.extra_args,
+        ]  # fmt: skip
+        self.process = start_process(
+            f"predictor-{self.version}", args, self.workdir,
+            {"SENTIOPS_MODEL_VERSION": self.version},
+        )  # fmt: skip
+        return self.process
+
+    def start(self, timeout: float = 180.0) -> Predictor:
+        """Launch and wait until ready; a predictor that never gets ready is stopped."""
+        self.process = self.launch()
+        try:
+            wait_http(f"{self.url}/v2/models/{self.name}/ready", self.process, timeout,
+                      f"predictor v{self.version} ready")  # fmt: skip
+        except BaseException:  # never leave a predictor behind that did not get ready
+            self.process.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+# ------------------------------------------------------------------------------ drift sidecar
+@dataclass
+class DriftSidecar:
+    """The drift sidecar (`python -m drift`, in the drift environment's interpreter) on
+    loopback: it takes the predictors' inference log on POST /, writes the prediction log and
+    the labelling queue to `store`, exports /metrics and may trigger retraining.
+    `args` are its flags (`python -m drift --help`)."""
+
+    workdir: Path
+    store: str
+    args: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+
+    def __post_init__(self) -> None:  # it runs in its own folder: paths resolved here
+        from sentiops.store.storage import is_s3
+
+        self.workdir = Path(self.workdir).resolve()
+        self.store = self.store if is_s3(self.store) else str(Path(self.store).resolve())
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 240.0) -> DriftSidecar:
+        from sentiops.drift.environment import drift_python
+
+        python = drift_python()
+        if python is None:
+            raise StackError(
+                "the drift environment is missing (.venv-drift or $SENTIOPS_DRIFT_PYTHON)",
+                "run `make install` (it builds .venv-drift)",
+            )
+        argv = [str(python), "-m", "drift", "--host", "127.0.0.1", "--port", str(self.port),
+                "--store", str(self.store), "--workdir", str(self.workdir), *self.args]  # fmt: skip
+        self.process = start_process(f"drift-{self.port}", argv, self.workdir)
+        wait_http(f"{self.url}/readyz", self.process, timeout, "drift sidecar ready")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+# ------------------------------------------------------------------------------ prometheus
+@dataclass
+class Prometheus:
+    """Debian's Prometheus on loopback, scraping `targets` (host:port) every `interval`."""
+
+    workdir: Path
+    targets: list[str]
+    interval: str = "1s"
+    port: int = field(default_factory=free_port)
+    process: Process | None = None
+
+    def __post_init__(self) -> None:  # it runs in its own folder: paths resolved here
+        self.workdir = Path(self.workdir).resolve()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(
+            {
+                "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},
+                "scrape_configs": [
+                    {
+                        "job_name": "sentiops-predictor",
+                        "static_configs": [{"targets": list(self.targets)}],
+                    }  # fmt: skip
+                ],
+            }
+        )
+
+    def start(self, timeout: float = 60.0) -> Prometheus:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "prometheus.yml").write_text(self.config())
+        self.process = start_process(
+            "prometheus",
+            [
+                find_tool("prometheus"), f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+                "--log.level=warn",
+            ],
+            self.workdir,
+        )  # fmt: skip
+        wait_http(f"{self.url}/-/ready", self.process, timeout, "prometheus ready")
+        return self
+
+    def set_targets(self, targets: list[str]) -> None:
+        """Scrape other targets from now on (config rewritten, then reloaded)."""
+        self.targets = list(targets)
+        (self.workdir / "prometheus.yml").write_text(self.config())
+        req = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+        with urllib.request.urlopen(req, timeout=10):  # noqa: S310 (loopback)
+            pass
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+def round_trip(url: str, texts: list[str], name: str = MODEL_NAME) -> dict[str, Any]:
+    """One v1 predict and one v2 (Open Inference Protocol) infer with `texts` against a
+    predictor: what `make run` prints to show the served champion answering."""
+    import httpx
+
+    v1 = httpx.post(f"{url}/v1/models/{name}:predict", json={"instances": texts}, timeout=30)
+    body = {"id": "make-run", "inputs": [{"name": "text", "datatype": "BYTES",
+                                           "shape": [len(texts)], "data": texts}]}  # fmt: skip
+    v2 = httpx.post(f"{url}/v2/models/{name}/infer", json=body, timeout=30)
+    meta = httpx.get(f"{url}/v2/models/{name}", timeout=30)
+    for r in (v1, v2, meta):
+        if r.status_code != 200:
+            raise StackError(f"{r.request.url} answered {r.status_code}: {r.text[:300]}", "")
+    return {"v1": v1.json(), "v2": v2.json(), "metadata": meta.json()}

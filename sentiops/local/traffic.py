@@ -1,0 +1,185 @@
+"""Traffic on the embedded stack: the traffic split in front of the predictors (the local
+stand-in for Knative's split) and the replay of texts as live traffic."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sentiops.config import MODEL_NAME
+from sentiops.errors import StackError
+from sentiops.local.processes import free_port
+
+
+# ------------------------------------------------------------------------------ traffic split
+class TrafficSplit:
+    """A reverse proxy on loopback that sends `canary_percent` % of requests to the canary
+    and the rest to stable (per request, at random) — the local stand-in for Knative's split.
+    Every path and method is forwarded as is."""
+
+    def __init__(self, stable: str, port: int | None = None, seed: int = 0) -> None:
+        self.stable, self.canary = stable, ""
+        self.canary_percent = 0
+        self.port = port or free_port()
+        self.counts = {"stable": 0, "canary": 0}
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def route(self, canary: str, percent: int) -> None:
+        with self._lock:
+            self.canary, self.canary_percent = canary, percent
+
+    def _pick(self) -> tuple[str, str]:
+        with self._lock:
+            if self.canary and self._rng.random() * 100 < self.canary_percent:
+                self.counts["canary"] += 1
+                return "canary", self.canary
+            self.counts["stable"] += 1
+            return "stable", self.stable
+
+    def app(self) -> Any:
+        import httpx
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        client = httpx.AsyncClient(timeout=30.0)
+
+        async def forward(request: Request) -> Response:
+            _, upstream = self._pick()
+            try:
+                resp = await client.request(
+                    request.method,
+                    upstream + request.url.path,
+                    params=request.query_params,
+                    content=await request.body(),
+                    headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+                )
+            except httpx.HTTPError as exc:
+                return Response(f'{{"error": "upstream {upstream}: {exc}"}}', status_code=502,
+                                media_type="application/json")  # fmt: skip
+            drop = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+            headers = {k: v for k, v in resp.headers.items() if k.lower() not in drop}
+            return Response(resp.content, status_code=resp.status_code, headers=headers)
+
+        methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"]
+        return Starlette(routes=[Route("/{path:path}", forward, methods=methods)])
+
+    def start(self) -> TrafficSplit:
+        import uvicorn
+
+        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="off")  # fmt: skip
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not getattr(self._server, "started", False):
+            if time.monotonic() > deadline:
+                raise StackError("traffic split did not start", "")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+# ------------------------------------------------------------------------------ replay
+class Replay:
+    """Replays texts as live traffic: one v1 request per text to `url` at `rate` a second
+    (open loop: `concurrency` clients take the next send slot, so one slow answer does not
+    slow the others down), in a loop until stopped. Counts answers by status (a 5xx is a
+    served error, not a crash); `on_response(text, body, request_id)` sees every 200."""
+
+    def __init__(
+        self,
+        url: str,
+        texts: list[str],
+        rate: float = 50.0,
+        name: str = MODEL_NAME,
+        on_response: Callable[[str, dict[str, Any], str], Any] | None = None,
+        concurrency: int = 8,
+    ) -> None:
+        if not texts:
+            raise StackError("no texts to replay", "pass a file with a text column")
+        self.url = f"{url}/v1/models/{name}:predict"
+        self.texts, self.rate = list(texts), rate
+        self.on_response = on_response
+        self.stop_event = threading.Event()
+        self.status: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._base = 0
+        self._t0 = 0.0
+        self._threads = [
+            threading.Thread(target=self._client, daemon=True, name=f"replay-{i}")
+            for i in range(max(1, concurrency))
+        ]
+
+    def start(self) -> Replay:
+        self._t0 = time.monotonic()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def set_texts(self, texts: list[str]) -> None:
+        """Replay other texts from now on (a traffic shift)."""
+        if not texts:
+            raise StackError("no texts to replay", "pass a file with a text column")
+        with self._lock:
+            self.texts = list(texts)
+
+    def set_rate(self, rate: float) -> None:
+        """Requests per second from now on."""
+        if rate <= 0:
+            raise StackError(f"replay rate {rate} must be > 0", "use e.g. 20")
+        with self._lock:
+            self._t0, self._base, self.rate = time.monotonic(), self._sent, rate
+
+    def _next(self) -> tuple[float, str]:
+        with self._lock:
+            k = self._sent
+            self._sent += 1
+            return self._t0 + (k - self._base) / self.rate, self.texts[k % len(self.texts)]
+
+    def _client(self) -> None:
+        import uuid
+
+        import httpx
+
+        with httpx.Client(timeout=30.0) as client:
+            while not self.stop_event.is_set():
+                at, text = self._next()
+                if self.stop_event.wait(max(0.0, at - time.monotonic())):
+                    return
+                request_id = uuid.uuid4().hex
+                try:
+                    resp = client.post(self.url, json={"instances": [text]},
+                                       headers={"x-request-id": request_id})  # fmt: skip
+                    code = resp.status_code
+                    if self.on_response is not None and code == 200:
+                        # the id the predictor answered with (it replaces a used one)
+                        answered = resp.headers.get("x-request-id", request_id)
+                        self.on_response(text, resp.json(), answered)
+                except httpx.HTTPError:
+                    code = 0
+                with self._lock:
+                    self.status[code] = self.status.get(code, 0) + 1
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for t in self._threads:
+            t.join(10)

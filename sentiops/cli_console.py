@@ -1,7 +1,7 @@
 """`sentiops status` and `sentiops console`: what the platform is doing, for people.
 
 Registered on the main app in sentiops/cli.py (`register_commands(app)`). Both read the same
-sources (sentiops.status): the MLflow registry, the local rollout's records under
+sources (sentiops.console.status): the MLflow registry, the local rollout's records under
 $SENTIOPS_HOME/rollout and Prometheus; each source that is down is shown as
 "unavailable: <why>" and the rest still prints.
 
@@ -56,7 +56,7 @@ def status(
 ) -> None:
     """What serves (registry aliases + gate decisions), what is in canary, drift state and
     live accuracy per model version."""
-    from sentiops import status as st
+    from sentiops.console import status as st
 
     sections = st.gather(
         st.env_url(prometheus_url, st.PROMETHEUS_URL_ENV), rollout_dir, None, model_name,
@@ -217,7 +217,7 @@ def console_cmd(
                          "pip install 'sentiops[console]'") from exc  # fmt: skip
     import socket
 
-    from sentiops import status as st
+    from sentiops.console import status as st
 
     with socket.socket() as probe:
         try:

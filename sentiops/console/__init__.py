@@ -8,7 +8,7 @@ vendored from npm with its licence) and a small JSON API the page calls:
                                       :predict and :explain), model version, request id
     POST /api/feedback {"id", "label"} a person's label for that prediction, sent to the
                                       predictor's feedback API (stored, counted in live accuracy)
-    GET  /api/status                  sentiops.status.gather() as JSON (registry, rollout,
+    GET  /api/status                  sentiops.console.status.gather() as JSON (registry, rollout,
                                       traffic, drift, live accuracy; each may be unavailable)
     GET  /api/series?kind=K&minutes=M one chart (K = drift | accuracy | traffic) from
                                       Prometheus' query_range
@@ -17,4 +17,10 @@ vendored from npm with its licence) and a small JSON API the page calls:
 Every client mistake is a 4xx JSON `{"error": ..., "hint": ...}`; a source that is down is a
 502/503/504 naming it; never a traceback. `sentiops.console.app.create_app(ConsoleConfig(...))`
 builds the ASGI app (imported lazily: the CLI imports no FastAPI until the console runs).
+
+    status      what is happening, section by section (registry, rollout, traffic, drift, live
+                accuracy), each failing soft: what `sentiops status` prints and the page shows
+    charts      the page's time series
+    prometheus  the Prometheus HTTP API they read
+    app         the FastAPI app
 """

@@ -21,8 +21,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sentiops import status
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, get_settings
+from sentiops.console import charts, prometheus, status
 
 STATIC = Path(__file__).parent / "static"
 #: Longest text the console sends (the predictor's own default limit, sentiops.models).
@@ -134,7 +134,7 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
             "model_name": cfg.model_name,
             "registered_model": cfg.registered_model,
             "max_chars": cfg.max_chars,
-            "series": {k: v["title"] for k, v in status.SERIES.items()},
+            "series": {k: v["title"] for k, v in charts.SERIES.items()},
         }
 
     # ------------------------------------------------------------------ predict + explain
@@ -226,9 +226,9 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
 
     @app.get("/api/series")
     async def series(kind: str = "", minutes: str = str(DEFAULT_MINUTES)) -> dict[str, Any]:
-        if kind not in status.SERIES:
+        if kind not in charts.SERIES:
             raise ApiError(400, f"unknown chart kind {kind!r}",
-                           f"use one of: {', '.join(status.SERIES)}")  # fmt: skip
+                           f"use one of: {', '.join(charts.SERIES)}")  # fmt: skip
         try:
             window = float(minutes)
         except ValueError:
@@ -238,10 +238,10 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
         if not cfg.prometheus_url:
             raise ApiError(503, "no Prometheus configured",
                            "start the console with --prometheus-url http://HOST:9090")  # fmt: skip
-        prom = status.PrometheusClient(cfg.prometheus_url)
+        prom = prometheus.PrometheusClient(cfg.prometheus_url)
         try:
-            return await run_in_threadpool(status.series, prom, kind, window, cfg.model_name)
-        except status.Unavailable as exc:
+            return await run_in_threadpool(charts.series, prom, kind, window, cfg.model_name)
+        except prometheus.Unavailable as exc:
             raise ApiError(503, str(exc), "check that Prometheus runs (--prometheus-url)") from exc
 
     return app

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiops import status
+from sentiops.console import charts, prometheus, status
 from sentiops.local.processes import free_port
 from tests.conftest import run_cli
 from tests.console.conftest import Stack
@@ -93,12 +93,12 @@ def test_rollout_in_progress_and_last(tmp_path: Path) -> None:
 
 
 def test_prometheus_errors_are_unavailable() -> None:
-    prom = status.PrometheusClient(f"http://127.0.0.1:{free_port()}", timeout=1)
+    prom = prometheus.PrometheusClient(f"http://127.0.0.1:{free_port()}", timeout=1)
     for fn in (status.drift_section, status.accuracy_section, status.traffic_section):
         section = fn(prom)
         assert not section.ok and "unreachable" in (section.error or "")
-    with pytest.raises(status.Unavailable, match="unreachable"):
-        status.series(prom, "drift", 5)
+    with pytest.raises(prometheus.Unavailable, match="unreachable"):
+        charts.series(prom, "drift", 5)
 
 
 def test_the_newest_rollout_records_are_read(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 serves, what is the candidate, the gate's decisions), the local rollout's records (the canary
 in progress or the last decision) and Prometheus (traffic, drift p-values and live accuracy per
 model version). `sentiops status` prints it; the web console (`sentiops.console`) shows the
-same sections and charts the same series.
+same sections and charts the same series (`sentiops.console.charts`).
 
 Every source is optional and fails soft: a section that cannot be read carries
 `error = "unavailable: <why>"` and the others are still shown. Nothing here writes (an absent
@@ -15,17 +15,14 @@ sqlite registry is reported, never created).
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, Settings, get_settings
+from sentiops.console.prometheus import PrometheusClient, Unavailable, quote, selector
 
 #: Environment defaults of `--prometheus-url` / `--predictor-url` / `--mlflow-url`.
 PROMETHEUS_URL_ENV = "SENTIOPS_PROMETHEUS_URL"
@@ -41,10 +38,6 @@ ROLLOUT_DIRS = ("rollout", "loop/rollout")
 VERSIONS_SHOWN = 10
 #: Drift tests in the order they are shown (sentiops.metrics.DRIFT_P_VALUE's `test` label).
 DRIFT_TESTS = ("combined", "embedding", "label_mix", "confidence")
-
-
-class Unavailable(Exception):
-    """A source that cannot be read now; the message says why (shown to people as is)."""
 
 
 @dataclass
@@ -73,66 +66,6 @@ def env_url(value: str | None, env: str) -> str | None:
     """An explicit URL, else the environment's, without a trailing slash (None if neither)."""
     url = value or os.environ.get(env) or None
     return url.rstrip("/") if url else None
-
-
-# ------------------------------------------------------------------------------ Prometheus
-class PrometheusClient:
-    """The Prometheus HTTP API (instant and range queries) with short timeouts; every failure
-    is an `Unavailable` that names the server and the reason."""
-
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
-        url = f"{self.url}{path}?" + urllib.parse.urlencode(params)
-        try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as resp:  # noqa: S310
-                body = json.load(resp)
-        except urllib.error.HTTPError as exc:
-            detail = _error_of(exc)
-            raise Unavailable(f"Prometheus at {self.url} answered {exc.code}: {detail}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise Unavailable(f"Prometheus at {self.url} is unreachable ({reason})") from exc
-        except json.JSONDecodeError as exc:
-            raise Unavailable(f"Prometheus at {self.url} answered no JSON ({exc})") from exc
-        if body.get("status") != "success":
-            raise Unavailable(f"Prometheus at {self.url} refused the query: {body.get('error')}")
-        return body["data"]
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/query", {"query": promql})["result"])
-
-    def query_range(
-        self, promql: str, start: float, end: float, step: float
-    ) -> list[dict[str, Any]]:
-        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step}
-        return list(self._get("/api/v1/query_range", params)["result"])
-
-    def instant(self, promql: str) -> list[tuple[dict[str, str], float]]:
-        """(labels, value) of each series, non-finite values dropped."""
-        out = []
-        for series in self.query(promql):
-            value = float(series["value"][1])
-            if math.isfinite(value):
-                out.append((dict(series["metric"]), value))
-        return out
-
-
-def _error_of(exc: urllib.error.HTTPError) -> str:
-    try:
-        return str(json.loads(exc.read()).get("error") or exc.reason)
-    except (ValueError, OSError, AttributeError):
-        return str(exc.reason)
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _selector(model_name: str) -> str:
-    return f"{{model_name={_quote(model_name)}}}"
 
 
 # ------------------------------------------------------------------------------ registry
@@ -279,7 +212,7 @@ def traffic_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME)
     share) and the scrape targets that are up."""
     if prom is None:
         return _no_prometheus("traffic")
-    sel = _selector(model_name)
+    sel = selector(model_name)
     try:
         rates = prom.instant(
             f"sum by (model_version) (rate(sentiops_predictions_total{sel}[1m]))"
@@ -310,7 +243,7 @@ def drift_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -
     run of drifting windows (the drift sidecar's gauges)."""
     if prom is None:
         return _no_prometheus("drift")
-    sel = _selector(model_name)
+    sel = selector(model_name)
     try:
         pvalues = prom.instant(f"min by (model_version, test) (sentiops_drift_p_value{sel})")
         flags = prom.instant(f"max by (model_version) (sentiops_drift_detected{sel})")
@@ -346,7 +279,7 @@ def accuracy_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME
     with every other `sentiops_live_*` gauge the feedback API exports (e.g. macro-F1)."""
     if prom is None:
         return _no_prometheus("live_accuracy")
-    sel = f'{{__name__=~"sentiops_live_.+",model_name={_quote(model_name)}}}'
+    sel = f'{{__name__=~"sentiops_live_.+",model_name={quote(model_name)}}}'
     try:
         found = prom.instant(f"avg by (__name__, model_version) ({sel})")
     except Unavailable as exc:
@@ -369,61 +302,6 @@ def _no_prometheus(name: str) -> Section:
 
 def _version_key(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (1 << 62, version)
-
-
-# ------------------------------------------------------------------------------ time series
-#: Charted series: (title, PromQL with {SEL} for the model selector, legend label, unit).
-SERIES: dict[str, dict[str, str]] = {
-    "drift": {
-        "title": "drift p-value per model version (low = drift)",
-        "promql": "min by (model_version, test) (sentiops_drift_p_value{SEL})",
-        "legend": "v{model_version} {test}",
-    },
-    "accuracy": {
-        "title": "live accuracy per model version",
-        "promql": "avg by (model_version) (sentiops_live_accuracy{SEL})",
-        "legend": "v{model_version}",
-    },
-    "traffic": {
-        "title": "predictions per second per model version",
-        "promql": "sum by (model_version) (rate(sentiops_predictions_total{SEL}[1m]))",
-        "legend": "v{model_version}",
-    },
-}
-MAX_POINTS = 240
-
-
-def series(
-    prom: PrometheusClient, kind: str, minutes: float, model_name: str = MODEL_NAME,
-    end: float | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """One chart's data on a common time axis: {"title", "t": [unix s], "series": [{"label",
-    "values": [float | None]}]}, at most MAX_POINTS points. Raises Unavailable / KeyError."""
-    spec = SERIES[kind]
-    end = time.time() if end is None else end
-    start = end - minutes * 60
-    step = max(1.0, math.ceil(minutes * 60 / MAX_POINTS))
-    promql = spec["promql"].replace("{SEL}", _selector(model_name))
-    result = prom.query_range(promql, start, end, step)
-    stamps = sorted({float(t) for s in result for t, _ in s["values"]})
-    index = {t: i for i, t in enumerate(stamps)}
-    out = []
-    for s in sorted(result, key=lambda s: _legend(spec["legend"], s["metric"])):
-        values: list[float | None] = [None] * len(stamps)
-        for t, v in s["values"]:
-            x = float(v)
-            values[index[float(t)]] = x if math.isfinite(x) else None
-        out.append({"label": _legend(spec["legend"], s["metric"]), "values": values})
-    return {"kind": kind, "title": spec["title"], "promql": promql, "t": stamps, "series": out,
-            "start": start, "end": end, "step": step}  # fmt: skip
-
-
-def _legend(template: str, labels: dict[str, str]) -> str:
-    class Missing(dict[str, str]):
-        def __missing__(self, key: str) -> str:
-            return "?"
-
-    return template.format_map(Missing(labels))
 
 
 # ------------------------------------------------------------------------------ everything

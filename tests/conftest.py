@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from sentiops.cli import app
+from sentiops.cli.main import app
 
 # every prediction in the random evaluation sample unless a test says otherwise, for servers
 # that session- and package-scoped fixtures start too (tests of the sampling set their rate)

@@ -303,7 +303,7 @@ def test_people_see_and_stop_a_canary(release: ApiServer, controller: Controller
     previous spec, candidate rejected); `rollback --to-previous` reverts a promotion."""
     from typer.testing import CliRunner
 
-    from sentiops.cli import app
+    from sentiops.cli.main import app
     from sentiops.models import modeldir
     from sentiops.models.tfidf import TfidfModel
     from sentiops.registry import lifecycle as registry

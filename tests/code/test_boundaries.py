@@ -51,7 +51,7 @@ def test_evaluation_and_gate_do_not_import_torch(module: str) -> None:
 
 
 def test_cli_starts_without_the_heavy_stack() -> None:
-    assert not (HEAVY | {"torch"}) & _loaded("import sentiops.cli")
+    assert not (HEAVY | {"torch"}) & _loaded("import sentiops.cli.main")
 
 
 def test_drift_modules_import_nothing_heavy() -> None:
@@ -60,7 +60,7 @@ def test_drift_modules_import_nothing_heavy() -> None:
     environment", and the pipeline's fit step needs no alibi."""
     loaded = _loaded(
         "import sentiops.drift.detector, sentiops.drift.windows, sentiops.drift.environment, "
-        "sentiops.store.layout, sentiops.cli_drift, drift.events, "
+        "sentiops.store.layout, sentiops.cli.drift, drift.events, "
         "drift.settings, drift.predlog, drift.retrain, drift.monitor, drift.server"
     )
     assert not (HEAVY | {"torch", "transformers", "alibi_detect", "pydantic"}) & loaded

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from sentiops.cli_pipeline import register_commands
+from sentiops.cli import gate as gate_cli
+from sentiops.cli import pipeline as pipeline_cli
 from sentiops.errors import ConfigError
 from sentiops.evaluation import evaluate
 from sentiops.gate import decision as gate
@@ -241,7 +242,8 @@ def test_decide_on_model_directories(models) -> None:
 @pytest.fixture
 def cli() -> typer.Typer:
     app = typer.Typer()
-    register_commands(app)
+    gate_cli.register_commands(app)
+    pipeline_cli.register_commands(app)
     return app
 
 

@@ -12,8 +12,8 @@ import yaml
 from kfp import components as kfp_components
 from typer.testing import CliRunner
 
-from sentiops import cli_pipeline
-from sentiops.cli_pipeline import register_commands
+from sentiops.cli import gate as gate_cli
+from sentiops.cli import pipeline as pipeline_cli
 from sentiops.errors import SentiOpsError
 from sentiops.models import load_model
 from sentiops.pipeline import run as pipeline
@@ -34,7 +34,8 @@ def _docs(path: Path) -> list[dict]:
 @pytest.fixture
 def cli() -> typer.Typer:
     app = typer.Typer()
-    register_commands(app)
+    gate_cli.register_commands(app)
+    pipeline_cli.register_commands(app)
     return app
 
 
@@ -248,7 +249,7 @@ def test_champion_challenger_is_two_local_runs(monkeypatch, cli) -> None:
 
     served: list[str] = []
     monkeypatch.setattr(pipeline, "run_local", fake_run)
-    monkeypatch.setattr(cli_pipeline, "serve_round_trip", served.append)
+    monkeypatch.setattr(pipeline_cli, "serve_round_trip", served.append)
     res = CliRunner().invoke(
         cli, ["pipeline", "demo", "--data", "d.csv", "--base-model", "tiny-distilbert"]
     )
@@ -279,7 +280,7 @@ def test_gate_thresholds_travel_as_one_validated_dict() -> None:
 
 
 def pipeline_arguments_from_cli(argv: list[str]) -> dict:
-    from sentiops.cli_pipeline import _pipeline_arguments
+    from sentiops.cli.pipeline import _pipeline_arguments
 
     keys = ("min_delta", "confidence", "n_resamples", "max_class_recall_drop")
     params = {k: None for k in keys} | {"min_delta": float(argv[1])}
@@ -331,7 +332,7 @@ def test_wheel_ships_the_pipeline_and_compiles_outside_the_checkout(tmp_path: Pa
     work = tmp_path / "elsewhere"
     work.mkdir()
     code = (
-        "import sys, sentiops; print(sentiops.__file__); from sentiops.cli import app; "
+        "import sys, sentiops; print(sentiops.__file__); from sentiops.cli.main import app; "
         "sys.argv = ['sentiops', 'pipeline', 'compile', '--output', 'p.yaml']; app()"
     )
     # -S: no site-packages, so neither the checkout's editable install nor anything else

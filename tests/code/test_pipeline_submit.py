@@ -12,7 +12,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sentiops.cli_pipeline import register_commands
+from sentiops.cli import gate as gate_cli
+from sentiops.cli import pipeline as pipeline_cli
 from sentiops.params import GateConfig
 from tests.servers import free_port
 
@@ -64,7 +65,8 @@ def kfp_api() -> Iterator[tuple[str, list]]:
 @pytest.fixture
 def cli() -> typer.Typer:
     app = typer.Typer()
-    register_commands(app)
+    gate_cli.register_commands(app)
+    pipeline_cli.register_commands(app)
     return app
 
 

@@ -1,6 +1,6 @@
 """What the loop tells: its chapters (what happened, how long it took), live accuracy by model
 version and domain from the random evaluation sample, and the verdict a person needs to
-believe the loop. `sentiops loop` prints it (`sentiops.cli`); `story.json` keeps it."""
+believe the loop. `sentiops loop` prints it (`sentiops.cli.local`); `story.json` keeps it."""
 
 from __future__ import annotations
 

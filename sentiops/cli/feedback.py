@@ -11,7 +11,7 @@ from sentiops.config import MODEL_NAME
 
 
 def register_commands(app: typer.Typer) -> None:
-    from sentiops.cli_common import handle_errors
+    from sentiops.cli.common import handle_errors
 
     app.command("feedback")(handle_errors(feedback))
 

@@ -1,6 +1,6 @@
 """`sentiops rollout status | rollback`: the canary rollout for people.
 
-Registered on the main app in sentiops/cli.py (`register_commands(app)`). The pipeline's
+Registered on the main app in sentiops/cli/main.py (`register_commands(app)`). The pipeline's
 `rollout` step does rollouts on a cluster; these commands show and undo them.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sentiops.cli_common import console, handled
+from sentiops.cli.common import console, handled
 
 rollout_app = typer.Typer(
     invoke_without_command=True,

@@ -1,4 +1,5 @@
-"""`sentiops loop`: the whole closed loop on this machine (`make run`)."""
+"""`sentiops loop` (`make run`: the whole closed loop on this machine) and `sentiops up`
+(`make up`: the local stack until Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 
 
 def register_commands(app: typer.Typer) -> None:
-    from sentiops.cli_common import handle_errors
+    from sentiops.cli.common import handle_errors
 
     app.command("loop")(handle_errors(loop))
     app.command("up")(handle_errors(up))
@@ -25,7 +26,7 @@ def up(
     import signal
     import sys
 
-    from sentiops.cli_common import console
+    from sentiops.cli.common import console
     from sentiops.local.up import up as run_up
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -53,8 +54,8 @@ def loop(
 
     from rich.table import Table
 
-    from sentiops.cli_common import console
-    from sentiops.cli_pipeline import print_decision, print_round_trip
+    from sentiops.cli.common import console
+    from sentiops.cli.tables import print_decision, print_round_trip
     from sentiops.local.loop.config import LoopConfig
     from sentiops.local.loop.run import run_loop
 

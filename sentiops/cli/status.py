@@ -1,6 +1,6 @@
 """`sentiops status` and `sentiops console`: what the platform is doing, for people.
 
-Registered on the main app in sentiops/cli.py (`register_commands(app)`). Both read the same
+Registered on the main app in sentiops/cli/main.py (`register_commands(app)`). Both read the same
 sources (sentiops.console.status): the MLflow registry, the local rollout's records under
 $SENTIOPS_HOME/rollout and Prometheus; each source that is down is shown as
 "unavailable: <why>" and the rest still prints.
@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sentiops.cli_common import console, handled
+from sentiops.cli.common import console, handled
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL
 
 PrometheusUrl = Annotated[

@@ -13,7 +13,7 @@ from sentiops.config import MODEL_NAME
 
 
 def register_commands(app: typer.Typer) -> None:
-    from sentiops.cli_common import handle_errors
+    from sentiops.cli.common import handle_errors
 
     app.command("serve")(handle_errors(serve))
 

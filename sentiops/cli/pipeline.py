@@ -1,13 +1,6 @@
-"""`sentiops gate` and `sentiops pipeline {run,demo,submit,compile}`.
-
-Registered on the main app in sentiops/cli.py with:
-    from sentiops.cli_pipeline import register_commands  # noqa: E402
-    register_commands(app)
+"""`sentiops pipeline {run,demo,submit,compile}`: the KFP training pipeline for people.
 
 Contract (options may be added, these stay):
-  sentiops gate --champion DIR --challenger DIR --data PATH --output-json FILE
-      writes {"approved": bool, "delta_macro_f1": float, "reasons": [str, ...], ...}; exit 0
-      whether or not the challenger is approved (non-zero only for errors).
   sentiops pipeline run --local [...]          kfp.local SubprocessRunner, this interpreter
   sentiops pipeline submit --host URL [...]    kfp.Client; --schedule CRON for a recurring run
   sentiops pipeline compile [--output FILE]    the pipeline as KFP YAML (default ./sentiops.yaml)
@@ -17,16 +10,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from sentiops.cli_common import console, err, handled
-from sentiops.config import BASE_MODEL_PIPELINE, DATASET, REGISTERED_MODEL, SEED
-
-if TYPE_CHECKING:
-    from sentiops.params import GateConfig
+from sentiops.cli.common import console, err, handled
+from sentiops.cli.options import (
+    GATE_OPTIONS,
+    Confidence,
+    Latency,
+    MinDelta,
+    MinF1,
+    RecallDrop,
+    Resamples,
+    Size,
+    gate_config,
+)
+from sentiops.cli.tables import print_decision, print_round_trip
+from sentiops.config import BASE_MODEL_PIPELINE, DATASET
 
 pipeline_app = typer.Typer(
     no_args_is_help=True, help="The KFP training pipeline: run locally, submit, compile."
@@ -34,12 +35,10 @@ pipeline_app = typer.Typer(
 
 
 def register_commands(app: typer.Typer) -> None:
-    """Add `gate` and the `pipeline` sub-app to the main `sentiops` app."""
-    app.command("gate")(gate)
+    """The `pipeline` sub-app on the main `sentiops` app."""
     app.add_typer(pipeline_app, name="pipeline")
 
 
-# ---------------------------------------------------------------- options shared by commands
 Data = Annotated[
     list[str] | None,
     typer.Option(
@@ -47,25 +46,6 @@ Data = Annotated[
         help="CSV/JSONL/Parquet path, s3:// URI or built-in name (vader-tweets, "
         "vader-movies); repeat to concatenate",
     ),
-]
-MinDelta = Annotated[
-    float | None, typer.Option(help="smallest macro-F1 gain that counts (default 0.0)")
-]
-Confidence = Annotated[
-    float | None, typer.Option(help="one-sided bootstrap confidence (default 0.95)")
-]
-Resamples = Annotated[
-    int | None, typer.Option(help="paired bootstrap resamples (>= 1000) (default 2000)")
-]
-RecallDrop = Annotated[
-    float | None, typer.Option(help="largest allowed per-class recall drop (default 0.05)")
-]
-Latency = Annotated[
-    float | None, typer.Option(help="p95 single-text latency budget in ms (default 1000)")
-]
-Size = Annotated[float | None, typer.Option(help="model size budget in MB (default 2000)")]
-MinF1 = Annotated[
-    float | None, typer.Option(help="macro-F1 the first champion needs (default 0.5)")
 ]
 ModelType = Annotated[str | None, typer.Option(help="tfidf-logreg | transformer")]
 BaseModel = Annotated[
@@ -108,34 +88,6 @@ Image = Annotated[
 ]
 
 
-GATE_OPTIONS = (
-    "min_delta",
-    "confidence",
-    "n_resamples",
-    "max_class_recall_drop",
-    "max_p95_latency_ms",
-    "max_model_size_mb",
-    "min_macro_f1",
-)
-
-
-def _gate_config(params: dict[str, Any], **fixed: Any) -> GateConfig:
-    """GateConfig from the gate options that were given (the rest keep their defaults); a bad
-    value is a usage error naming the option."""
-    from pydantic import ValidationError
-
-    from sentiops.params import GateConfig
-
-    chosen = {k: params[k] for k in GATE_OPTIONS if params.get(k) is not None}
-    try:
-        return GateConfig.model_validate(chosen | fixed)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
-        )
-        raise typer.BadParameter(problems) from None
-
-
 def _pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
     """Pipeline arguments from the options given (`ctx.params`); the rest keep the defaults."""
     args: dict[str, Any] = {
@@ -151,7 +103,7 @@ def _pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
         except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"--hyperparameters is not JSON: {exc}") from exc
     if any(params.get(k) is not None for k in GATE_OPTIONS):
-        args["gate"] = _gate_config(params).model_dump()
+        args["gate"] = gate_config(params).model_dump()
     for item in params.get("sets") or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -163,142 +115,6 @@ def _pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if v is not None}
 
 
-def print_decision(decision: dict[str, Any], title: str = "promotion gate") -> None:
-    verdict = "[bold green]APPROVED[/]" if decision["approved"] else "[bold red]REJECTED[/]"
-    ch, cp = decision["challenger"], decision.get("champion")
-    table = Table(
-        title=f"{title}: challenger {ch.get('model_type')} {ch.get('version')} vs "
-        + (f"champion {cp.get('model_type')} {cp.get('version')}" if cp else "no champion")
-    )
-    for col in ("check", "result", "detail"):
-        table.add_column(col)
-    for c in decision["checks"]:
-        table.add_row(c["name"], "pass" if c["passed"] else "[red]FAIL[/]", c["message"])
-    console.print(comparison_table(ch, cp, decision.get("dataset") or {}))
-    console.print(table)
-    console.print(f"{verdict}  delta macro-F1 {decision['delta_macro_f1']:+.4f}", highlight=False)
-
-
-def comparison_table(ch: dict[str, Any], cp: dict[str, Any] | None, dataset: dict) -> Table:
-    """Challenger and champion side by side on the same held-out test set."""
-    table = Table(title=f"held-out test set: dataset {dataset.get('version')} n={dataset.get('n')}")
-    table.add_column("metric")
-    table.add_column(f"challenger ({ch.get('model_type')})", justify="right")
-    table.add_column(f"champion ({cp.get('model_type')})" if cp else "champion", justify="right")
-
-    def num(m: dict[str, Any] | None, key: str, fmt: str = ".4f") -> str:
-        value = (m or {}).get(key)
-        return "-" if value is None else format(value, fmt)
-
-    table.add_row("macro-F1", num(ch, "macro_f1"), num(cp, "macro_f1"))
-    table.add_row("accuracy", num(ch, "accuracy"), num(cp, "accuracy"))
-    for label in sorted(set(ch.get("recall", {})) | set((cp or {}).get("recall", {}))):
-        table.add_row(
-            f"recall {label}", num(ch.get("recall"), label), num((cp or {}).get("recall"), label)
-        )
-    table.add_row(
-        "p95 latency (ms)", num(ch, "p95_latency_ms", ".1f"), num(cp, "p95_latency_ms", ".1f")
-    )
-    table.add_row("size (MB)", num(ch, "size_mb", ".1f"), num(cp, "size_mb", ".1f"))
-    return table
-
-
-# ------------------------------------------------------------------------------ sentiops gate
-@handled
-def gate(
-    ctx: typer.Context,
-    challenger: Annotated[Path, typer.Option(help="challenger model directory")],
-    data: Annotated[
-        list[str],
-        typer.Option(
-            "--data", help="labelled held-out data (path, s3:// URI or built-in name); repeatable"
-        ),
-    ],
-    output_json: Annotated[Path, typer.Option(help="decision record JSON to write")],
-    champion: Annotated[
-        Path | None, typer.Option(help="champion model directory; omit when there is none yet")
-    ] = None,
-    split: Annotated[
-        str, typer.Option(help="all | test (the test split `train` used, rebuilt from --seed)")
-    ] = "all",
-    report_md: Annotated[Path | None, typer.Option(help="also write the Markdown record")] = None,
-    min_delta: MinDelta = None,
-    confidence: Confidence = None,
-    n_resamples: Resamples = None,
-    max_class_recall_drop: RecallDrop = None,
-    max_p95_latency_ms: Latency = None,
-    max_model_size_mb: Size = None,
-    min_macro_f1: MinF1 = None,
-    seed: Annotated[int, typer.Option(help="seed of the split and the bootstrap")] = SEED,
-    text_column: str = "text",
-    label_column: str = "label",
-    registered_model: Annotated[
-        str, typer.Option(help="MLflow registered model")
-    ] = REGISTERED_MODEL,
-    challenger_version: Annotated[
-        str | None,
-        typer.Option(
-            help="the challenger's MLflow registry version: tag it with the decision and, if "
-            "approved, push it to --store and make it the registry's candidate"
-        ),
-    ] = None,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="with --challenger-version: s3://bucket or a directory (default: the local "
-            "store under $SENTIOPS_HOME)"
-        ),
-    ] = None,
-) -> None:
-    """Gate a challenger against the champion on the same labelled data (exit 0 either way)."""
-    import tempfile
-
-    from sentiops.config import get_settings
-    from sentiops.data.prepare import labelled_split
-    from sentiops.gate.promotion import NO_CHAMPION, gate_challenger, register
-    from sentiops.params import DataConfig
-
-    cfg = _gate_config(ctx.params, seed=seed)
-    df, manifest = labelled_split(
-        DataConfig(
-            data=data,
-            text_column=text_column,
-            label_column=label_column,
-            seed=seed,
-            min_per_class=1,
-        ),
-        split,
-    )
-    with tempfile.TemporaryDirectory() as work:
-        decision = gate_challenger(
-            challenger,
-            df,
-            cfg,
-            str(champion) if champion else NO_CHAMPION,
-            Path(work),
-            manifest.version,
-            registered_model,
-            challenger_version,
-        )
-    decision.write_json(output_json)
-    if report_md:
-        from sentiops.gate.report import decision_markdown
-
-        report_md.write_text(decision_markdown(decision))
-    print_decision(decision.to_dict())
-    console.print(f"decision record: {output_json}")
-    if challenger_version and decision.approved:
-        pushed = register(
-            challenger,
-            decision,
-            store or str(get_settings().local_store),
-            registered_model=registered_model,
-            registry_version=challenger_version,
-        )
-        console.print(f"candidate: v{challenger_version} at {pushed['uri']}", highlight=False)
-
-
-# ----------------------------------------------------------------------- sentiops pipeline ...
 @pipeline_app.command("run")
 @handled
 def pipeline_run(
@@ -418,29 +234,6 @@ def serve_round_trip(model_uri: str, texts: list[str] | None = None) -> None:
             predictor.stop()
     print_round_trip(answers, texts, version)
     console.print("server stopped")
-
-
-def print_round_trip(answers: dict[str, Any], texts: list[str], version: str) -> None:
-    """One v1 and one v2 answer for the same texts, side by side."""
-    from rich.table import Table
-
-    v2 = {o["name"]: o for o in answers["v2"]["outputs"]}
-    table = Table(title=f"champion v{version} served: v1 :predict and v2 /infer (OIP)")
-    for col in ("text", "v1 label", "v1 score", "v2 label", "v2 probabilities"):
-        table.add_column(col)
-    labels = answers["metadata"]["parameters"]["labels"]
-    rows = zip(texts, answers["v1"]["predictions"], v2["label"]["data"],
-               _rows(v2["probabilities"]["data"], len(labels)), strict=True)  # fmt: skip
-    for text, p1, label2, probs in rows:
-        shown = ", ".join(f"{k} {p:.2f}" for k, p in zip(labels, probs, strict=True))
-        table.add_row(text, p1["label"], f"{p1['score']:.3f}", label2, shown)
-    console.print(table)
-    console.print(f"v2 response id {answers['v2']['id']!r}, model_version "
-                  f"{answers['v2'].get('model_version')!r}", highlight=False)  # fmt: skip
-
-
-def _rows(flat: list[float], width: int) -> list[list[float]]:
-    return [flat[i : i + width] for i in range(0, len(flat), width)]
 
 
 @pipeline_app.command("submit")

@@ -1,6 +1,6 @@
 """`sentiops drift fit | check`: the drift detector for people and scripts.
 
-Registered on the main app in sentiops/cli.py (`register_commands(app)`). `fit` runs wherever
+Registered on the main app in sentiops/cli/main.py (`register_commands(app)`). `fit` runs wherever
 sentiops[models] is installed; `check` needs Alibi Detect, which lives in the drift
 environment (.venv-drift, the drift image): run from the main environment, it re-runs itself
 there when that environment exists, and otherwise says how to get it.
@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sentiops.cli_common import console, handled
+from sentiops.cli.common import console, handled
 
 drift_app = typer.Typer(
     no_args_is_help=True,

@@ -1,4 +1,4 @@
-"""`sentiops` command line: a thin Typer adapter over the core library.
+"""`sentiops train | evaluate | predict | tune | quickstart`: one model, for people and scripts.
 
 Contract other tools rely on (options may be added, these stay):
   sentiops train --data PATH [--data PATH ...] --model-type tfidf-logreg|transformer --output DIR
@@ -17,7 +17,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sentiops.cli_common import console, err, handle_errors
+from sentiops.cli.common import console, err, handled
+from sentiops.cli.options import DataOpt, LabelCol, Seed, TextCol
 from sentiops.config import (
     BASE_MODEL_ONLINE,
     BASE_MODEL_PIPELINE,
@@ -28,94 +29,14 @@ from sentiops.config import (
     SEED,
 )
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="SentiOps: train, evaluate, gate and serve sentiment models.",
-)
-data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets.")
-app.add_typer(data_app, name="data")
 
-DataOpt = Annotated[
-    list[str],
-    typer.Option(
-        "--data",
-        help="CSV/JSONL/Parquet path, s3:// URI or built-in name "
-        "(vader-tweets, vader-movies); repeat to concatenate",
-    ),
-]
-TextCol = Annotated[str, typer.Option(help="column holding the text")]
-LabelCol = Annotated[str, typer.Option(help="column holding the label")]
-Seed = Annotated[int, typer.Option(help="seed for splitting and training")]
+def register_commands(app: typer.Typer) -> None:
+    """`train`, `evaluate`, `predict`, `tune` and `quickstart` on the main `sentiops` app."""
+    for command in (train, evaluate, predict, tune, quickstart):
+        app.command()(command)
 
 
-@data_app.command("fetch")
-@handle_errors
-def data_fetch(
-    name: Annotated[list[str] | None, typer.Option(help="dataset(s); default all")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="also write <name>.csv here")] = None,
-) -> None:
-    """Download the VADER ground truth (Hutto & Gilbert, ICWSM 2014) and snapshot it."""
-    from sentiops.config import get_settings
-    from sentiops.data.datasets import BUILTIN, fetch_builtin, snapshot
-
-    s = get_settings()
-    table = Table(title="built-in datasets")
-    for col in ("name", "rows", "negative", "neutral", "positive", "version"):
-        table.add_column(col)
-    for n in name or sorted(BUILTIN):
-        df = fetch_builtin(n, s)
-        m = snapshot(df, n, [f"{n} (vaderSentiment==3.3.2 sdist)"], s.datasets_dir)
-        c = m.label_counts
-        table.add_row(
-            n,
-            str(m.rows),
-            str(c.get("negative", 0)),
-            str(c.get("neutral", 0)),
-            str(c.get("positive", 0)),
-            m.version,
-        )
-        if output_dir:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            df[["text", "label", "score"]].to_csv(output_dir / f"{n}.csv", index=False)
-    console.print(table)
-
-
-@app.command()
-@handle_errors
-def validate(
-    data: DataOpt,
-    report_dir: Annotated[Path, typer.Option(help="where validation.json/.md go")] = Path("."),
-    text_column: TextCol = "text",
-    label_column: LabelCol = "label",
-    min_per_class: Annotated[int, typer.Option(help="fewest examples a class may have")] = 10,
-    drop_invalid: Annotated[
-        bool, typer.Option(help="drop empty/non-UTF-8/unknown-label rows instead of failing")
-    ] = False,
-    seed: Seed = SEED,
-) -> None:
-    """Validate and split data; exit 3 with a report naming the rows when it is unusable."""
-    from sentiops.data.prepare import prepare
-    from sentiops.params import DataConfig
-
-    cfg = DataConfig(
-        data=data,
-        text_column=text_column,
-        label_column=label_column,
-        min_per_class=min_per_class,
-        drop_invalid=drop_invalid,
-        seed=seed,
-    )
-    prep = prepare(cfg, report_dir)
-    console.print(prep.report.to_markdown())
-    console.print(
-        f"dataset version {prep.manifest.version}; splits "
-        + ", ".join(f"{k}={len(v)}" for k, v in prep.splits.items())
-    )
-
-
-@app.command()
-@handle_errors
+@handled
 def train(
     ctx: typer.Context,
     data: DataOpt,
@@ -245,8 +166,7 @@ def print_metrics(result: dict[str, Any], title: str) -> None:
         console.print(f"behavioural {kind}: {b['passed']}/{b['n']} passed")
 
 
-@app.command()
-@handle_errors
+@handled
 def evaluate(
     model: Annotated[Path, typer.Option(help="model directory")],
     data: DataOpt,
@@ -291,8 +211,7 @@ def evaluate(
     print_metrics(result, f"{loaded.manifest['model_type']} {loaded.version} on {split}")
 
 
-@app.command()
-@handle_errors
+@handled
 def predict(
     model: Annotated[Path, typer.Option(help="model directory")],
     texts: Annotated[list[str], typer.Argument(help="texts to classify")],
@@ -306,8 +225,7 @@ def predict(
         console.print(f"{p.label:9s} {p.confidence:.3f}  {text}", highlight=False)
 
 
-@app.command()
-@handle_errors
+@handled
 def tune(
     data: DataOpt,
     trials: Annotated[int, typer.Option(help="number of Optuna trials")] = 10,
@@ -349,8 +267,7 @@ def tune(
         output_json.write_text(json.dumps(result, indent=2))
 
 
-@app.command()
-@handle_errors
+@handled
 def quickstart(
     workdir: Annotated[Path, typer.Option(help="where data, models and reports go")] = Path(
         ".sentiops"
@@ -379,26 +296,3 @@ def quickstart(
         track=track,
         console=console,
     )
-
-
-from sentiops import (  # noqa: E402
-    cli_drift,
-    cli_feedback,
-    cli_loop,
-    cli_pipeline,
-    cli_rollout,
-    cli_serve,
-)
-
-cli_pipeline.register_commands(app)
-cli_serve.register_commands(app)
-cli_feedback.register_commands(app)
-cli_loop.register_commands(app)
-cli_rollout.register_commands(app)
-cli_drift.register_commands(app)
-from sentiops import cli_console  # noqa: E402  (sentiops status, sentiops console)
-
-cli_console.register_commands(app)
-
-if __name__ == "__main__":  # pragma: no cover
-    app()

@@ -1,0 +1,127 @@
+"""`sentiops gate`: a challenger against the champion on the same labelled data.
+
+Contract (options may be added, these stay):
+  sentiops gate --champion DIR --challenger DIR --data PATH --output-json FILE
+      writes {"approved": bool, "delta_macro_f1": float, "reasons": [str, ...], ...}; exit 0
+      whether or not the challenger is approved (non-zero only for errors).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sentiops.cli.common import console, handled
+from sentiops.cli.options import (
+    Confidence,
+    Latency,
+    MinDelta,
+    MinF1,
+    RecallDrop,
+    Resamples,
+    Size,
+    gate_config,
+)
+from sentiops.cli.tables import print_decision
+from sentiops.config import REGISTERED_MODEL, SEED
+
+
+def register_commands(app: typer.Typer) -> None:
+    """`gate` on the main `sentiops` app."""
+    app.command("gate")(gate)
+
+
+@handled
+def gate(
+    ctx: typer.Context,
+    challenger: Annotated[Path, typer.Option(help="challenger model directory")],
+    data: Annotated[
+        list[str],
+        typer.Option(
+            "--data", help="labelled held-out data (path, s3:// URI or built-in name); repeatable"
+        ),
+    ],
+    output_json: Annotated[Path, typer.Option(help="decision record JSON to write")],
+    champion: Annotated[
+        Path | None, typer.Option(help="champion model directory; omit when there is none yet")
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="all | test (the test split `train` used, rebuilt from --seed)")
+    ] = "all",
+    report_md: Annotated[Path | None, typer.Option(help="also write the Markdown record")] = None,
+    min_delta: MinDelta = None,
+    confidence: Confidence = None,
+    n_resamples: Resamples = None,
+    max_class_recall_drop: RecallDrop = None,
+    max_p95_latency_ms: Latency = None,
+    max_model_size_mb: Size = None,
+    min_macro_f1: MinF1 = None,
+    seed: Annotated[int, typer.Option(help="seed of the split and the bootstrap")] = SEED,
+    text_column: str = "text",
+    label_column: str = "label",
+    registered_model: Annotated[
+        str, typer.Option(help="MLflow registered model")
+    ] = REGISTERED_MODEL,
+    challenger_version: Annotated[
+        str | None,
+        typer.Option(
+            help="the challenger's MLflow registry version: tag it with the decision and, if "
+            "approved, push it to --store and make it the registry's candidate"
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="with --challenger-version: s3://bucket or a directory (default: the local "
+            "store under $SENTIOPS_HOME)"
+        ),
+    ] = None,
+) -> None:
+    """Gate a challenger against the champion on the same labelled data (exit 0 either way)."""
+    import tempfile
+
+    from sentiops.config import get_settings
+    from sentiops.data.prepare import labelled_split
+    from sentiops.gate.promotion import NO_CHAMPION, gate_challenger, register
+    from sentiops.params import DataConfig
+
+    cfg = gate_config(ctx.params, seed=seed)
+    df, manifest = labelled_split(
+        DataConfig(
+            data=data,
+            text_column=text_column,
+            label_column=label_column,
+            seed=seed,
+            min_per_class=1,
+        ),
+        split,
+    )
+    with tempfile.TemporaryDirectory() as work:
+        decision = gate_challenger(
+            challenger,
+            df,
+            cfg,
+            str(champion) if champion else NO_CHAMPION,
+            Path(work),
+            manifest.version,
+            registered_model,
+            challenger_version,
+        )
+    decision.write_json(output_json)
+    if report_md:
+        from sentiops.gate.report import decision_markdown
+
+        report_md.write_text(decision_markdown(decision))
+    print_decision(decision.to_dict())
+    console.print(f"decision record: {output_json}")
+    if challenger_version and decision.approved:
+        pushed = register(
+            challenger,
+            decision,
+            store or str(get_settings().local_store),
+            registered_model=registered_model,
+            registry_version=challenger_version,
+        )
+        console.print(f"candidate: v{challenger_version} at {pushed['uri']}", highlight=False)

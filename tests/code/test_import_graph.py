@@ -1,5 +1,6 @@
-"""No import circles in the core, the predictor or the sidecar: every `import` counts, also
-the ones inside functions (a lazy import is still a dependency), except `if TYPE_CHECKING:`."""
+"""No import circles in the core, the predictor or the sidecar, and every import goes down the
+layers (`LAYERS`, docs/architecture.md): every `import` counts, also the ones inside functions
+(a lazy import is still a dependency), except `if TYPE_CHECKING:`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,35 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("sentiops", "serving", "drift")
+
+#: The layers, lowest first. A module belongs to the longest unit that is its name or a package
+#: above it (the root `sentiops` only to itself); it may import its own unit and the units of
+#: lower layers, never a higher layer nor another unit of its own layer. Adapters sit above the
+#: core; inside the core a later stage sits above the stages it builds on.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    # foundation: imports nothing of sentiops
+    ("sentiops", "sentiops.errors", "sentiops.metrics", "sentiops.scoring", "sentiops.records"),
+    ("sentiops.config",),  # settings and defaults
+    ("sentiops.security",),  # tokens, rate limits (predictor, sidecar, local stack)
+    ("sentiops.store",),  # the artifact store and its live-traffic layouts
+    ("sentiops.data",),  # datasets, validation, the split
+    ("sentiops.models",),  # the model directory format, model types, the serving form
+    ("sentiops.registry",),  # MLflow tracking and the model lifecycle
+    ("sentiops.params",),  # typed run parameters (they know the model types)
+    ("sentiops.data.prepare",),  # one run's data from its DataConfig
+    ("sentiops.drift",),  # the drift detector (fitted when a model is packaged)
+    ("sentiops.evaluation",),
+    ("sentiops.training",),
+    ("sentiops.gate",),  # the gate, and promotion: gate + register
+    ("sentiops.rollout",),  # the canary judge, the step loop, its executors' protocol
+    ("sentiops.feedback",),  # labels and live accuracy
+    # adapters
+    ("sentiops.pipeline",),  # KFP: stages, components, runs
+    ("sentiops.local",),  # the embedded stack, the loop, make up
+    ("sentiops.console",),  # status and the web console
+    ("sentiops.cli",),
+    ("serving", "drift"),  # the predictor and the drift sidecar (their own processes)
+)
 
 
 def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
@@ -88,6 +118,38 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def unit_of(module: str, layers: tuple[tuple[str, ...], ...]) -> str | None:
+    """The longest unit of `layers` that is `module` or a package above it (a top-level unit
+    that holds other units, like the root `sentiops`, only to itself)."""
+    units = [u for layer in layers for u in layer]
+    parents = {u.rpartition(".")[0] for u in units}
+    found = [
+        u for u in units
+        if module == u or (module.startswith(u + ".") and (u not in parents or "." in u))
+    ]  # fmt: skip
+    return max(found, key=len, default=None)
+
+
+def upward_imports(graph: dict[str, set[str]], layers: tuple[tuple[str, ...], ...]) -> list[str]:
+    """Imports that go up the layers or sideways into another unit of the same layer, and
+    modules that belong to no layer."""
+    rank = {u: i for i, layer in enumerate(layers) for u in layer}
+    problems = []
+    for module in sorted(graph):
+        unit = unit_of(module, layers)
+        if unit is None:
+            problems.append(f"{module} belongs to no layer (add it to LAYERS)")
+            continue
+        for target in sorted(graph[module]):
+            other = unit_of(target, layers)
+            if other is None or other == unit:
+                continue
+            if rank[other] >= rank[unit]:
+                where = "a higher layer" if rank[other] > rank[unit] else "its own layer"
+                problems.append(f"{module} ({unit}) imports {target} ({other}, {where})")
+    return problems
+
+
 def test_no_import_circles() -> None:
     found = cycles(import_graph(REPO, PACKAGES))
     assert not found, f"import circles (break each: move the shared piece down a layer): {found}"
@@ -105,3 +167,27 @@ def test_the_check_finds_a_circle(tmp_path: Path) -> None:
     graph = import_graph(tmp_path, ("pkg",))
     assert cycles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
     assert graph["pkg.d"] == set()
+
+
+def test_imports_go_down_the_layers() -> None:
+    found = upward_imports(import_graph(REPO, PACKAGES), LAYERS)
+    assert not found, "imports against the layers (docs/architecture.md):\n" + "\n".join(found)
+
+
+def test_the_check_finds_an_upward_import(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    for sub in ("low", "high"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "base.py").write_text("")
+    (pkg / "low" / "a.py").write_text("from pkg import base\n")
+    (pkg / "low" / "b.py").write_text("def f():\n    from pkg.high import c\n")  # lazy: counts
+    (pkg / "high" / "c.py").write_text("from pkg.low import a\n")
+    (pkg / "stray.py").write_text("")
+    layers = (("pkg", "pkg.base"), ("pkg.low",), ("pkg.high",))
+    assert upward_imports(import_graph(tmp_path, ("pkg",)), layers) == [
+        "pkg.low.b (pkg.low) imports pkg.high (pkg.high, a higher layer)",
+        "pkg.low.b (pkg.low) imports pkg.high.c (pkg.high, a higher layer)",
+        "pkg.stray belongs to no layer (add it to LAYERS)",
+    ]

@@ -13,17 +13,8 @@ from typing import Annotated
 
 import typer
 
+from sentiops.cli import options
 from sentiops.cli.common import console, handled
-from sentiops.cli.options import (
-    Confidence,
-    Latency,
-    MinDelta,
-    MinF1,
-    RecallDrop,
-    Resamples,
-    Size,
-    gate_config,
-)
 from sentiops.cli.tables import print_decision
 from sentiops.config import REGISTERED_MODEL, SEED
 
@@ -51,13 +42,13 @@ def gate(
         str, typer.Option(help="all | test (the test split `train` used, rebuilt from --seed)")
     ] = "all",
     report_md: Annotated[Path | None, typer.Option(help="also write the Markdown record")] = None,
-    min_delta: MinDelta = None,
-    confidence: Confidence = None,
-    n_resamples: Resamples = None,
-    max_class_recall_drop: RecallDrop = None,
-    max_p95_latency_ms: Latency = None,
-    max_model_size_mb: Size = None,
-    min_macro_f1: MinF1 = None,
+    min_delta: options.MinDelta = None,
+    confidence: options.Confidence = None,
+    n_resamples: options.Resamples = None,
+    max_class_recall_drop: options.RecallDrop = None,
+    max_p95_latency_ms: options.Latency = None,
+    max_model_size_mb: options.Size = None,
+    min_macro_f1: options.MinF1 = None,
     seed: Annotated[int, typer.Option(help="seed of the split and the bootstrap")] = SEED,
     text_column: str = "text",
     label_column: str = "label",
@@ -87,7 +78,7 @@ def gate(
     from sentiops.gate.promotion import NO_CHAMPION, gate_challenger, register
     from sentiops.params import DataConfig
 
-    cfg = gate_config(ctx.params, seed=seed)
+    cfg = options.gate_config(ctx.params, seed=seed)
     df, manifest = labelled_split(
         DataConfig(
             data=data,

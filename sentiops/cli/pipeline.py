@@ -14,18 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from sentiops.cli import options
 from sentiops.cli.common import console, err, handled
-from sentiops.cli.options import (
-    GATE_OPTIONS,
-    Confidence,
-    Latency,
-    MinDelta,
-    MinF1,
-    RecallDrop,
-    Resamples,
-    Size,
-    gate_config,
-)
 from sentiops.cli.tables import print_decision, print_round_trip
 from sentiops.config import BASE_MODEL_PIPELINE, DATASET
 
@@ -102,8 +92,8 @@ def _pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
             args["hyperparameters"] = json.loads(params["hyperparameters"])
         except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"--hyperparameters is not JSON: {exc}") from exc
-    if any(params.get(k) is not None for k in GATE_OPTIONS):
-        args["gate"] = gate_config(params).model_dump()
+    if any(params.get(k) is not None for k in options.GATE_OPTIONS):
+        args["gate"] = options.gate_config(params).model_dump()
     for item in params.get("sets") or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -128,13 +118,13 @@ def pipeline_run(
     hyperparameters: Hyper = None,
     champion: Champion = None,
     model_store: Store = None,
-    min_delta: MinDelta = None,
-    confidence: Confidence = None,
-    n_resamples: Resamples = None,
-    max_class_recall_drop: RecallDrop = None,
-    max_p95_latency_ms: Latency = None,
-    max_model_size_mb: Size = None,
-    min_macro_f1: MinF1 = None,
+    min_delta: options.MinDelta = None,
+    confidence: options.Confidence = None,
+    n_resamples: options.Resamples = None,
+    max_class_recall_drop: options.RecallDrop = None,
+    max_p95_latency_ms: options.Latency = None,
+    max_model_size_mb: options.Size = None,
+    min_macro_f1: options.MinF1 = None,
     sets: Sets = None,
     pipeline_root: Annotated[
         Path | None,
@@ -264,13 +254,13 @@ def pipeline_submit(
     hyperparameters: Hyper = None,
     champion: Champion = None,
     model_store: Store = None,
-    min_delta: MinDelta = None,
-    confidence: Confidence = None,
-    n_resamples: Resamples = None,
-    max_class_recall_drop: RecallDrop = None,
-    max_p95_latency_ms: Latency = None,
-    max_model_size_mb: Size = None,
-    min_macro_f1: MinF1 = None,
+    min_delta: options.MinDelta = None,
+    confidence: options.Confidence = None,
+    n_resamples: options.Resamples = None,
+    max_class_recall_drop: options.RecallDrop = None,
+    max_p95_latency_ms: options.Latency = None,
+    max_model_size_mb: options.Size = None,
+    min_macro_f1: options.MinF1 = None,
     sets: Sets = None,
 ) -> None:
     """Submit the pipeline to Kubeflow Pipelines (credentials: Secret sentiops-s3)."""

@@ -10,34 +10,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentiops.errors import RolloutError
-from sentiops.rollout.judge import (
-    FAIL,
-    HOLD,
-    INCONCLUSIVE,
-    ROLLBACK,
-    JudgeConfig,
-    Observed,
-    decide_step,
-    judge_metrics,
-    quantile,
-)
+from sentiops.rollout import judge, steps
 from sentiops.rollout.record import PROMOTED, ROLLED_BACK
-from sentiops.rollout.steps import Plan, run
 from tests.traffic import Simulated, serve
 
-CFG = JudgeConfig()
+CFG = judge.JudgeConfig()
 
 
-def _verdict(canary: Observed, stable: Observed) -> str:
-    checks = judge_metrics(canary, stable, CFG)
-    return decide_step(checks, last_step=True, holds=0, max_holds=2)[0]
+def _verdict(canary: judge.Observed, stable: judge.Observed) -> str:
+    checks = judge.judge_metrics(canary, stable, CFG)
+    return judge.decide_step(checks, last_step=True, holds=0, max_holds=2)[0]
 
 
 def test_identical_canary_false_alarm_rate_is_below_alpha() -> None:
     rng = np.random.default_rng(0)
     trials = 400
     alarms = sum(
-        _verdict(serve(rng, 400, accuracy=0.8), serve(rng, 2000, accuracy=0.8)) == ROLLBACK
+        _verdict(serve(rng, 400, accuracy=0.8), serve(rng, 2000, accuracy=0.8)) == judge.ROLLBACK
         for _ in range(trials)
     )
     assert alarms / trials <= CFG.alpha, f"{alarms}/{trials} rolled back for noise"
@@ -50,9 +39,9 @@ def test_same_model_is_never_rolled_back_beyond_noise(seed: int, n: int) -> None
     wide margin, so what can fail must be within the stated alpha (checked above); here every
     failing metric must at least be a small effect."""
     rng = np.random.default_rng(seed)
-    for c in judge_metrics(serve(rng, n), serve(rng, n), CFG):
-        assert c.result != INCONCLUSIVE
-        if c.result == FAIL:
+    for c in judge.judge_metrics(serve(rng, n), serve(rng, n), CFG):
+        assert c.result != judge.INCONCLUSIVE
+        if c.result == judge.FAIL:
             assert c.value is not None and c.value < 3 * (c.threshold or 0) + 0.05
 
 
@@ -74,10 +63,10 @@ def test_clearly_worse_canary_is_rolled_back_for_the_right_reason(worse: dict, m
         labelled = {} if metric == "label_mix" else {"accuracy": 0.85}
         canary = serve(rng, 300, **(labelled | worse))
         stable = serve(rng, 1500, **labelled)
-        checks = judge_metrics(canary, stable, CFG)
-        verdict, reasons = decide_step(checks, True, 0, 2)
-        assert verdict == ROLLBACK
-        failed = {c.name for c in checks if c.result == FAIL}
+        checks = judge.judge_metrics(canary, stable, CFG)
+        verdict, reasons = judge.decide_step(checks, True, 0, 2)
+        assert verdict == judge.ROLLBACK
+        failed = {c.name for c in checks if c.result == judge.FAIL}
         assert metric in failed and any(r.startswith(metric) for r in reasons)
         others += len(failed - {metric})
     assert others <= 2  # the healthy metrics fail only at the noise rate
@@ -85,19 +74,19 @@ def test_clearly_worse_canary_is_rolled_back_for_the_right_reason(worse: dict, m
 
 def test_too_little_traffic_holds_then_rolls_back() -> None:
     rng = np.random.default_rng(2)
-    checks = judge_metrics(serve(rng, 10), serve(rng, 500), CFG)
-    assert {c.result for c in checks} == {INCONCLUSIVE}
+    checks = judge.judge_metrics(serve(rng, 10), serve(rng, 500), CFG)
+    assert {c.result for c in checks} == {judge.INCONCLUSIVE}
     assert "canary served 10 requests" in checks[0].message
-    assert decide_step(checks, False, 0, 2)[0] == HOLD
-    verdict, reasons = decide_step(checks, False, 2, 2)
-    assert verdict == ROLLBACK and "after 2 hold(s)" in reasons[0]
+    assert judge.decide_step(checks, False, 0, 2)[0] == judge.HOLD
+    verdict, reasons = judge.decide_step(checks, False, 2, 2)
+    assert verdict == judge.ROLLBACK and "after 2 hold(s)" in reasons[0]
 
 
 def test_quantile_matches_histogram_quantile() -> None:
     hist = {0.1: 50.0, 0.2: 90.0, 0.5: 100.0, float("inf"): 100.0}
-    assert quantile(hist, 0.5) == pytest.approx(0.1)
-    assert quantile(hist, 0.95) == pytest.approx(0.2 + 0.3 * 0.5)
-    assert quantile({}, 0.9) is None
+    assert judge.quantile(hist, 0.5) == pytest.approx(0.1)
+    assert judge.quantile(hist, 0.95) == pytest.approx(0.2 + 0.3 * 0.5)
+    assert judge.quantile({}, 0.9) is None
 
 
 class FakeExecutor:
@@ -122,8 +111,8 @@ class FakeExecutor:
 
 def test_loop_promotes_a_healthy_canary_step_by_step() -> None:
     ex = FakeExecutor()
-    plan = Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
-    record = run(plan, ex, Simulated({}), sleep=lambda s: None, progress=lambda m: None)
+    plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
+    record = steps.run(plan, ex, Simulated({}), sleep=lambda s: None, progress=lambda m: None)
     assert record.decision == PROMOTED
     assert ex.calls == ["start 10", "traffic 50", "traffic 100", "promote"]
     assert [s.verdict for s in record.steps] == ["continue", "continue", "promote"]
@@ -132,8 +121,8 @@ def test_loop_promotes_a_healthy_canary_step_by_step() -> None:
 
 def test_loop_rolls_back_a_skewed_canary_at_the_first_step() -> None:
     ex = FakeExecutor()
-    plan = Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
-    record = run(
+    plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
+    record = steps.run(
         plan,
         ex,
         Simulated({"mix": (0.05, 0.05, 0.9)}),
@@ -147,12 +136,12 @@ def test_loop_rolls_back_a_skewed_canary_at_the_first_step() -> None:
 
 def test_loop_rolls_back_when_it_breaks_midway() -> None:
     class Broken(Simulated):
-        def observe(self, version: str, seconds: float) -> Observed:
+        def observe(self, version: str, seconds: float) -> judge.Observed:
             raise ConnectionError("prometheus is down")
 
     ex = FakeExecutor()
     with pytest.raises(RolloutError, match="prometheus is down") as info:
-        run(Plan("2", "1", step_seconds=1), ex, Broken({}), sleep=lambda s: None,
+        steps.run(steps.Plan("2", "1", step_seconds=1), ex, Broken({}), sleep=lambda s: None,
                     progress=lambda m: None)  # fmt: skip
     assert ex.calls == ["start 10", "rollback"]
     assert info.value.record.decision == ROLLED_BACK
@@ -160,15 +149,15 @@ def test_loop_rolls_back_when_it_breaks_midway() -> None:
 
 def test_first_deployment_goes_straight_to_100() -> None:
     ex = FakeExecutor()
-    record = run(Plan("1", None), ex, Simulated({}), sleep=lambda s: None)
+    record = steps.run(steps.Plan("1", None), ex, Simulated({}), sleep=lambda s: None)
     assert record.decision == PROMOTED and ex.calls == ["start 100", "promote"]
 
 
 def test_plan_rejects_bad_steps() -> None:
     with pytest.raises(ValueError, match="must not decrease"):
-        Plan("2", "1", steps=[50, 10])
+        steps.Plan("2", "1", steps=[50, 10])
     with pytest.raises(ValueError, match="percentages"):
-        Plan("2", "1", steps=[0, 100])
+        steps.Plan("2", "1", steps=[0, 100])
 
 
 def test_a_different_label_mix_passes_when_live_accuracy_shows_the_canary_is_right() -> None:
@@ -178,15 +167,15 @@ def test_a_different_label_mix_passes_when_live_accuracy_shows_the_canary_is_rig
     shifted = {"mix": (0.6, 0.1, 0.3)}
     canary = serve(rng, 600, accuracy=0.9, **shifted)
     stable = serve(rng, 600, accuracy=0.7)
-    checks = {v.name: v for v in judge_metrics(canary, stable, JudgeConfig())}
+    checks = {v.name: v for v in judge.judge_metrics(canary, stable, judge.JudgeConfig())}
     assert checks["live_accuracy"].result == "pass"
     assert checks["label_mix"].result == "pass" and "as accurate" in checks["label_mix"].message
-    unlabelled = {v.name: v for v in judge_metrics(
-        serve(rng, 600, **shifted), serve(rng, 600), JudgeConfig())}  # fmt: skip
+    unlabelled = {v.name: v for v in judge.judge_metrics(
+        serve(rng, 600, **shifted), serve(rng, 600), judge.JudgeConfig())}  # fmt: skip
     assert unlabelled["label_mix"].result == "fail"
-    worse = {v.name: v for v in judge_metrics(
+    worse = {v.name: v for v in judge.judge_metrics(
         serve(rng, 600, accuracy=0.6, **shifted), serve(rng, 600, accuracy=0.7),
-        JudgeConfig())}  # fmt: skip
+        judge.JudgeConfig())}  # fmt: skip
     assert worse["label_mix"].result == "fail"
 
 
@@ -194,9 +183,9 @@ def test_a_label_mix_failure_waits_for_arriving_labels_then_stands() -> None:
     rng = np.random.default_rng(12)
     canary = serve(rng, 600, mix=(0.6, 0.1, 0.3))
     stable = serve(rng, 600, accuracy=0.7)  # labels arrive, but none yet for the canary
-    checks = judge_metrics(canary, stable, JudgeConfig())
+    checks = judge.judge_metrics(canary, stable, judge.JudgeConfig())
     by = {c.name: c.result for c in checks}
     assert by["label_mix"] == "fail" and by["live_accuracy"] == "inconclusive"
-    verdict, reasons = decide_step(checks, False, 0, 2)
-    assert verdict == HOLD and "waiting for labels" in reasons[0]
-    assert decide_step(checks, False, 2, 2)[0] == ROLLBACK
+    verdict, reasons = judge.decide_step(checks, False, 0, 2)
+    assert verdict == judge.HOLD and "waiting for labels" in reasons[0]
+    assert judge.decide_step(checks, False, 2, 2)[0] == judge.ROLLBACK

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import typer
 from typer.testing import CliRunner
 
+from sentiops.cli import gate, pipeline
 from sentiops.cli.main import app
 
 # every prediction in the random evaluation sample unless a test says otherwise, for servers
@@ -35,6 +37,15 @@ def make_frame(n_per_class: int = 40, seed: int = 0) -> pd.DataFrame:
             rows.append((f"the {thing} was {w1} and {w2} #{seed}-{label}-{i}", label))
     rng.shuffle(rows)
     return pd.DataFrame(rows, columns=["text", "label"])
+
+
+def gate_and_pipeline_app() -> typer.Typer:
+    """`sentiops gate` and `sentiops pipeline ...` on an app of their own (the CLI tests of the
+    gate and the pipeline invoke it)."""
+    cli = typer.Typer()
+    gate.register_commands(cli)
+    pipeline.register_commands(cli)
+    return cli
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,6 @@ from pydantic import ValidationError
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from sentiops.cli import gate as gate_cli
-from sentiops.cli import pipeline as pipeline_cli
 from sentiops.errors import ConfigError
 from sentiops.evaluation import evaluate
 from sentiops.gate import decision as gate
@@ -28,7 +26,7 @@ from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import GateConfig, parse
 from sentiops.registry.lifecycle import gate_tags
-from tests.conftest import make_frame
+from tests.conftest import gate_and_pipeline_app, make_frame
 
 LABELS = ["negative", "neutral", "positive"]
 FAST = GateConfig(n_resamples=1000)
@@ -241,10 +239,7 @@ def test_decide_on_model_directories(models) -> None:
 # ------------------------------------------------------------------------------- the CLI
 @pytest.fixture
 def cli() -> typer.Typer:
-    app = typer.Typer()
-    gate_cli.register_commands(app)
-    pipeline_cli.register_commands(app)
-    return app
+    return gate_and_pipeline_app()
 
 
 def test_gate_cli_writes_decision_and_exits_zero_either_way(cli, models, tmp_path: Path) -> None:

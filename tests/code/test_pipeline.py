@@ -12,7 +12,6 @@ import yaml
 from kfp import components as kfp_components
 from typer.testing import CliRunner
 
-from sentiops.cli import gate as gate_cli
 from sentiops.cli import pipeline as pipeline_cli
 from sentiops.errors import SentiOpsError
 from sentiops.models import load_model
@@ -21,7 +20,7 @@ from sentiops.pipeline.kubeflow import components
 from sentiops.registry import lifecycle as registry
 from sentiops.registry import tracking
 from sentiops.store import storage
-from tests.conftest import make_frame
+from tests.conftest import gate_and_pipeline_app, make_frame
 from tests.servers import s3_server
 
 CONDITION = "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
@@ -33,10 +32,7 @@ def _docs(path: Path) -> list[dict]:
 
 @pytest.fixture
 def cli() -> typer.Typer:
-    app = typer.Typer()
-    gate_cli.register_commands(app)
-    pipeline_cli.register_commands(app)
-    return app
+    return gate_and_pipeline_app()
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sentiops.cli import gate as gate_cli
-from sentiops.cli import pipeline as pipeline_cli
 from sentiops.params import GateConfig
+from tests.conftest import gate_and_pipeline_app
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -64,10 +63,7 @@ def kfp_api() -> Iterator[tuple[str, list]]:
 
 @pytest.fixture
 def cli() -> typer.Typer:
-    app = typer.Typer()
-    gate_cli.register_commands(app)
-    pipeline_cli.register_commands(app)
-    return app
+    return gate_and_pipeline_app()
 
 
 def _posts(calls: list, kind: str) -> list[dict]:

@@ -12,7 +12,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sentiops.config import BASE_MODEL_ONLINE, EPOCHS, REGISTERED_MODEL, SEED, SOFT_WIDTH
+from sentiops.config import (
+    ADDED_SHARE,
+    BASE_MODEL_ONLINE,
+    EPOCHS,
+    REGISTERED_MODEL,
+    SEED,
+    SOFT_WIDTH,
+)
 from sentiops.data.datasets import LABEL, TEXT
 from sentiops.errors import ConfigError
 
@@ -44,6 +51,9 @@ class TrainConfig(DataConfig):
     model_type: str = "tfidf-logreg"
     output: Path
     max_train_examples: int | None = Field(None, ge=1)
+    # the added rows (live labels) together weigh at least this share of the training data
+    # (sentiops.train.row_weights; 0: every row weighs the same)
+    added_share: float = Field(ADDED_SHARE, ge=0.0, lt=1.0)
     # tfidf-logreg
     c: float = Field(4.0, gt=0.0)
     ngram_max: int = Field(2, ge=1)

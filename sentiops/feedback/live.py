@@ -21,6 +21,7 @@ def live_metrics(labels: Any) -> dict[str, dict[str, float]]:
         low, high = wilson_interval(correct, len(g))
         out[str(version)] = {
             "labels": float(len(g)),
+            "correct": float(correct),
             "accuracy": correct / len(g),
             "accuracy_low": low,
             "accuracy_high": high,

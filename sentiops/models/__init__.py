@@ -44,7 +44,7 @@ MODEL_TYPES: dict[str, str] = {
     "tfidf-logreg": "sentiops.models.tfidf:TfidfModel",
     "transformer": "sentiops.models.transformer:TransformerModel",
 }
-FIT_CONTEXT = ("val_texts", "val_labels", "progress", "label_set", "scores")
+FIT_CONTEXT = ("val_texts", "val_labels", "progress", "label_set", "scores", "sample_weight")
 
 
 def model_class(model_type: str) -> Any:

@@ -42,6 +42,7 @@ class TfidfModel:
         label_set: Sequence[str] | None = None,
         scores: Sequence[float] | None = None,  # raters' mean scores: a linear model on hard
         progress: bool = False,  # labels does not use them
+        sample_weight: Sequence[float] | None = None,  # per row (new labels weigh more)
     ) -> TfidfModel:
         features: list[tuple[str, Any]] = [
             (
@@ -74,7 +75,9 @@ class TfidfModel:
                 ),
             ]
         )
-        pipe.fit(list(texts), list(labels))
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        fit_params = {} if weights is None else {"clf__sample_weight": weights}
+        pipe.fit(list(texts), list(labels), **fit_params)
         return cls(pipe, [str(x) for x in pipe.classes_])
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

@@ -243,6 +243,7 @@ class TransformerModel:
         val_labels: Sequence[str] = (),
         label_set: Sequence[str] | None = None,
         scores: Sequence[float] | None = None,
+        sample_weight: Sequence[float] | None = None,
         progress: bool = True,
     ) -> TransformerModel:
         from transformers import get_linear_schedule_with_warmup
@@ -268,6 +269,8 @@ class TransformerModel:
             if scores is not None else np.eye(len(classes))[y], dtype=torch.float32,
         )  # fmt: skip
         row_weight = weight[torch.as_tensor(y)] if weight is not None else torch.ones(len(y))
+        if sample_weight is not None:  # per row: e.g. new labels weigh as much as the original data
+            row_weight = row_weight * torch.tensor(np.asarray(sample_weight), dtype=torch.float32)
 
         def loss_fn(logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
             t, w = target[idx], row_weight[idx]

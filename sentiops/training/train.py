@@ -60,8 +60,30 @@ def fit(
         val_texts=val_df[TEXT].tolist(),
         val_labels=val_df[LABEL].tolist(),
         scores=train_df[SCORE].tolist() if SCORE in train_df.columns else None,
+        sample_weight=row_weights(train_df, cfg.added_share),
         progress=progress,
     )
+
+
+def row_weights(df: pd.DataFrame, added_share: float) -> list[float] | None:
+    """Per-row training weights: the rows of added sources (live labels, see
+    `sentiops.data.split.original_rows`) together weigh at least `added_share` of the whole, each
+    original row 1. A few hundred labels of new traffic beside thousands of original rows
+    would otherwise hardly move the model (the gate weighs both groups of its test set the
+    same). None when there is nothing to weigh up (no added rows, or they weigh enough)."""
+    from sentiops.data.datasets import SOURCE
+    from sentiops.data.split import original_rows
+
+    if added_share <= 0 or SOURCE not in df.columns or not len(df):
+        return None
+    original = original_rows(df)
+    n_original, n_added = int(original.sum()), int((~original).sum())
+    if not n_original or not n_added:
+        return None
+    weight = added_share * n_original / ((1.0 - added_share) * n_added)
+    if weight <= 1.0:
+        return None
+    return [1.0 if o else weight for o in original]
 
 
 @dataclass
@@ -112,6 +134,7 @@ def train_on_splits(
     start = time.perf_counter()
     model = fit(cfg, train_df, val_df, progress)
     seconds = time.perf_counter() - start
+    weights = row_weights(train_df, cfg.added_share)
     params = cfg.model_params()
     info: dict[str, Any] = {
         "model_type": cfg.model_type,
@@ -119,6 +142,7 @@ def train_on_splits(
         "params": params | {"max_length": cfg.max_length},
         "dataset": dataset,
         "train_rows": len(train_df),
+        "added_weight": round(max(weights), 3) if weights else 1.0,
         "train_seconds": round(seconds, 2),
     }
     modeldir.write(cfg.output, model.save, info)

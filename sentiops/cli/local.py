@@ -43,6 +43,11 @@ def loop(
         bool, typer.Option(help="the short variant (TF-IDF models, small steps)")
     ] = False,
     epochs: Annotated[int | None, typer.Option(help="transformer epochs (default 1)")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="seed of every run's split and training, and of the traffic drawn "
+                     "from the datasets (default 42)"),
+    ] = None,
     workdir: Annotated[
         Path | None, typer.Option(help="logs of every server (default $SENTIOPS_HOME/loop)")
     ] = None,
@@ -62,6 +67,8 @@ def loop(
     cfg = LoopConfig.quick() if quick else LoopConfig()
     if epochs is not None:
         cfg.hyperparameters = {**cfg.hyperparameters, "epochs": epochs}
+    if seed is not None:
+        cfg.seed = seed
 
     def show(kind: str, data: Any) -> None:
         if kind == "decision":

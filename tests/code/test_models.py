@@ -164,3 +164,39 @@ def test_warm_start_from_the_champion(tmp_path) -> None:  # noqa: ANN001
         tracking.REGISTERED_MODEL, version, registry.STORAGE_URI_TAG, str(model_dir))
     tracking.set_alias(tracking.REGISTERED_MODEL, registry.CHAMPION, version)
     assert base_model("champion") == str(model_dir)
+
+
+def test_added_rows_weigh_their_share_of_the_training_data() -> None:
+    """A retraining run's new labels (rows of an added source) together weigh `added_share`
+    of the whole; the original rows 1 each; nothing is weighed up when they weigh enough."""
+    import pandas as pd
+
+    from sentiops.data.datasets import SOURCE
+    from sentiops.training.train import row_weights
+
+    df = pd.DataFrame({"text": list("abcdefgh"), "label": ["positive"] * 8,
+                       SOURCE: ["vader-tweets"] * 6 + ["s3://b/labels/1.parquet"] * 2})  # fmt: skip
+    w = row_weights(df, 0.5)
+    assert w == [1.0] * 6 + [3.0, 3.0]  # 2 rows x 3 == 6 original rows x 1
+    assert row_weights(df, 0.0) is None  # off
+    assert row_weights(df, 0.2) is None  # 2 of 8 rows already weigh more than 0.2
+    assert row_weights(df.iloc[:6], 0.5) is None  # no added rows
+    assert row_weights(df.drop(columns=[SOURCE]), 0.5) is None
+
+
+def test_sample_weights_steer_the_fit() -> None:
+    """Weighted rows count more: the same conflicting texts learn the weighted rows' label."""
+    texts = ["the service was ok"] * 4 + ["the service was ok"] * 4 + \
+        ["great", "awful", "fine"] * 4  # fmt: skip
+    labels = ["positive"] * 4 + ["negative"] * 4 + ["positive", "negative", "neutral"] * 4
+    ones = [1.0] * len(texts)
+    to_negative = [1.0] * 4 + [5.0] * 4 + [1.0] * 12
+    to_positive = [5.0] * 4 + [1.0] * 4 + [1.0] * 12
+    for weights, want in ((to_negative, "negative"), (to_positive, "positive")):
+        model = TfidfModel.fit(texts, labels, sample_weight=weights)
+        assert model.labels[int(model.predict_proba(["the service was ok"])[0].argmax())] == want
+    plain = TfidfModel.fit(texts, labels, sample_weight=ones).predict_proba(["great"])
+    assert np.allclose(plain, TfidfModel.fit(texts, labels).predict_proba(["great"]))
+    tiny = TransformerModel.fit(texts, labels, base_model=TINY, epochs=1, batch_size=8,
+                                max_length=16, progress=False, sample_weight=to_negative)
+    assert tiny.predict_proba(["fine"]).shape == (1, 3)  # the weighted loss trains

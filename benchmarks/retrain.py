@@ -62,8 +62,9 @@ def _data(seed: int) -> dict[str, Any]:
     movies = prepare(DataConfig(data=[SHIFTED], seed=seed)).splits
     tests = {d: orig["test"][orig["test"][SOURCE] == d] for d in ORIGINAL}
     tests[SHIFTED] = movies["test"]
-    return {"orig": orig, "train": _subsample(orig["train"], N_ORIGINAL, seed), "tests": tests,
-            "pool": movies["train"].sample(3000, random_state=3).reset_index(drop=True)}  # fmt: skip
+    pool = movies["train"].sample(3000, random_state=3).reset_index(drop=True)
+    train = _subsample(orig["train"], N_ORIGINAL, seed)
+    return {"orig": orig, "train": train, "tests": tests, "pool": pool}
 
 
 def _scores(model: Any, tests: dict[str, pd.DataFrame]) -> dict[str, dict[str, float]]:
@@ -74,8 +75,8 @@ def _scores(model: Any, tests: dict[str, pd.DataFrame]) -> dict[str, dict[str, f
     for name, t in tests.items():
         pred = labels_from_proba(model.predict_proba(t[TEXT].tolist()), model.labels)
         gold = t[LABEL].tolist()
-        out[name] = {"accuracy": float(np.mean(np.array(pred) == np.array(gold))),
-                     "macro_f1": macro_f1(gold, pred, scored_labels(model.labels, gold, pred))}  # fmt: skip
+        f1 = macro_f1(gold, pred, scored_labels(model.labels, gold, pred))
+        out[name] = {"accuracy": float(np.mean(np.array(pred) == np.array(gold))), "macro_f1": f1}
     return out
 
 
@@ -87,6 +88,10 @@ def _fit(texts: list[str], labels: list[str], val: pd.DataFrame, base: str, epoc
     return fit_model("transformer", texts, labels, {**HP, "epochs": epochs, "base_model": base},
                      val_texts=val[TEXT].tolist(), val_labels=val[LABEL].tolist(),
                      label_set=LABELS, sample_weight=weights, progress=False)  # fmt: skip
+
+
+def _key(name: str) -> str:
+    return name.split(" (")[0].replace(", ", "--").replace(" ", "-")
 
 
 def run(seed: int, only: str | None) -> None:
@@ -115,7 +120,7 @@ def run(seed: int, only: str | None) -> None:
     added = pd.concat([rand.iloc[:480], unsure]).assign(**{SOURCE: "live-labels"})
     val = pd.concat([d["orig"]["validation"], rand.iloc[480:540]])
     for name, (base, n_orig, share, epochs) in VARIANTS.items():
-        cache = RUNS / f"{name.split(' (')[0].replace(', ', '--').replace(' ', '-')}--seed{seed}.json"
+        cache = RUNS / f"{_key(name)}--seed{seed}.json"
         if cache.exists() or (only and only != name):
             continue
         from sentiops.train import _subsample
@@ -126,8 +131,8 @@ def run(seed: int, only: str | None) -> None:
         console.print(f"{name}: {len(original)} original + {len(added)} new labels "
                       f"(weight {max(weights) if weights else 1.0:.2f} each), {epochs} epoch(s)")
         t = time.time()
-        model = _fit(train[TEXT].tolist(), train[LABEL].tolist(), val,
-                     str(champion_dir) if base == "champion" else base, epochs, weights)  # fmt: skip
+        start = str(champion_dir) if base == "champion" else base
+        model = _fit(train[TEXT].tolist(), train[LABEL].tolist(), val, start, epochs, weights)
         cache.write_text(json.dumps({"name": name, "seed": seed, "seconds": time.time() - t,
                                      "added_weight": max(weights) if weights else 1.0,
                                      "scores": _scores(model, d["tests"])}))  # fmt: skip

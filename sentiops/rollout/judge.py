@@ -51,6 +51,11 @@ class JudgeConfig:
     min_feedback: int = 30
     max_error_rate_increase: float = 0.01
     max_latency_increase: float = 0.5
+    # a canary whose p95 latency stays within this objective (seconds) never fails on latency,
+    # however much slower than stable (Flagger's request-duration threshold is absolute too):
+    # a transformer replacing a TF-IDF baseline is several times slower and well in budget
+    # (the gate checked its p95 against `max_p95_latency_ms`). None: relative margin only
+    latency_objective_s: float | None = None
     max_confidence_drop: float = 0.05
     max_label_js: float = 0.1
     max_accuracy_drop: float = 0.05
@@ -224,11 +229,14 @@ def judge_metrics(canary: Observed, stable: Observed, cfg: JudgeConfig) -> list[
     else:
         p = _mwu_binned(canary.latency_buckets, stable.latency_buckets, "greater")
         effect = c95 / s95 - 1.0 if s95 > 0 else 0.0
-        verdicts.append(
-            _verdict(
-                "latency", p, effect, cfg.max_latency_increase, alpha, c95, s95, "p95 latency (s)"
-            )
+        v = _verdict(
+            "latency", p, effect, cfg.max_latency_increase, alpha, c95, s95, "p95 latency (s)"
         )
+        if v.result == FAIL and cfg.latency_objective_s is not None \
+                and c95 <= cfg.latency_objective_s:  # fmt: skip
+            v.result = PASS
+            v.message += f"; within the p95 objective of {cfg.latency_objective_s} s"
+        verdicts.append(v)
     # confidence: binned Mann-Whitney U (canary less confident), effect = mean drop
     cm, sm = canary.mean_confidence, stable.mean_confidence
     if cm is None or sm is None:

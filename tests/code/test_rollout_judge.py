@@ -189,3 +189,19 @@ def test_a_label_mix_failure_waits_for_arriving_labels_then_stands() -> None:
     verdict, reasons = judge.decide_step(checks, False, 0, 2)
     assert verdict == judge.HOLD and "waiting for labels" in reasons[0]
     assert judge.decide_step(checks, False, 2, 2)[0] == judge.ROLLBACK
+
+
+def test_a_slower_canary_within_the_latency_objective_passes() -> None:
+    """The relative margin alone rolls back a model that is several times slower; with a p95
+    objective, only a canary that is slower *and* beyond the objective fails on latency."""
+    rng = np.random.default_rng(4)
+    canary, stable = serve(rng, 400, latency_ms=60.0), serve(rng, 1500, latency_ms=15.0)
+    plain = {c.name: c for c in judge.judge_metrics(canary, stable, CFG)}
+    assert plain["latency"].result == judge.FAIL
+    slo = judge.JudgeConfig(latency_objective_s=0.25)
+    within = {c.name: c for c in judge.judge_metrics(canary, stable, slo)}
+    assert within["latency"].result == judge.PASS
+    assert "within the p95 objective of 0.25 s" in within["latency"].message
+    slow = serve(rng, 400, latency_ms=400.0)
+    beyond = {c.name: c for c in judge.judge_metrics(slow, stable, slo)}
+    assert beyond["latency"].result == judge.FAIL

@@ -35,6 +35,8 @@ def test_the_loop_trains_serves_notices_drift_collects_labels_and_retrains(
     before, after = report["shifted_before"], report["shifted_after"]
     assert after["model_version"] != before["model_version"]
     assert after["accuracy"] > before["accuracy"]  # better on the new domain
+    assert report["improvement_p"] is not None  # ... and the one-sided test says how sure
+    assert "one-sided Fisher p =" in result.stdout
     # exactly one retraining run under the cooldown
     triggers = list((sentiops_home / "store" / "retrain" / "triggers").glob("*.json"))
     assert len(triggers) == 1

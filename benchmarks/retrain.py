@@ -53,10 +53,10 @@ console = Console()
 
 
 def _data(seed: int) -> dict[str, Any]:
-    from sentiops.data import SOURCE
+    from sentiops.data.datasets import SOURCE
     from sentiops.params import DataConfig
-    from sentiops.prepare import prepare
-    from sentiops.train import _subsample
+    from sentiops.data.prepare import prepare
+    from sentiops.training.train import _subsample
 
     orig = prepare(DataConfig(data=ORIGINAL, seed=seed)).splits
     movies = prepare(DataConfig(data=[SHIFTED], seed=seed)).splits
@@ -68,7 +68,7 @@ def _data(seed: int) -> dict[str, Any]:
 
 
 def _scores(model: Any, tests: dict[str, pd.DataFrame]) -> dict[str, dict[str, float]]:
-    from sentiops.data import LABEL, TEXT
+    from sentiops.data.datasets import LABEL, TEXT
     from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
 
     out = {}
@@ -82,7 +82,7 @@ def _scores(model: Any, tests: dict[str, pd.DataFrame]) -> dict[str, dict[str, f
 
 def _fit(texts: list[str], labels: list[str], val: pd.DataFrame, base: str, epochs: int,
          weights: list[float] | None) -> Any:  # fmt: skip
-    from sentiops.data import LABEL, TEXT
+    from sentiops.data.datasets import LABEL, TEXT
     from sentiops.models import fit_model
 
     return fit_model("transformer", texts, labels, {**HP, "epochs": epochs, "base_model": base},
@@ -95,8 +95,8 @@ def _key(name: str) -> str:
 
 
 def run(seed: int, only: str | None) -> None:
-    from sentiops.data import LABEL, SOURCE, TEXT
-    from sentiops.train import row_weights
+    from sentiops.data.datasets import LABEL, SOURCE, TEXT
+    from sentiops.training.train import row_weights
 
     RUNS.mkdir(parents=True, exist_ok=True)
     d = _data(seed)
@@ -123,7 +123,7 @@ def run(seed: int, only: str | None) -> None:
         cache = RUNS / f"{_key(name)}--seed{seed}.json"
         if cache.exists() or (only and only != name):
             continue
-        from sentiops.train import _subsample
+        from sentiops.training.train import _subsample
 
         original = _subsample(d["orig"]["train"], n_orig, seed)
         train = pd.concat([original, added]).sample(frac=1.0, random_state=1)

@@ -10,7 +10,7 @@ import argparse
 import logging
 import os
 
-from serving.server import run
+from serving.server import MAX_BODY_BYTES, run
 
 
 def parser() -> argparse.ArgumentParser:
@@ -73,8 +73,9 @@ def parser() -> argparse.ArgumentParser:
         type=lambda x: str(x).lower() in ("1", "true", "yes"),
         help="log a line per request (uvicorn's access log; off: Prometheus has the numbers)",
     )
-    # a log line per request costs more CPU than a short text's inference: off unless asked
-    p.set_defaults(enable_latency_logging=False)
+    # a log line per request costs more CPU than a short text's inference: off unless asked;
+    # a gRPC message is bounded like a REST body
+    p.set_defaults(enable_latency_logging=False, grpc_max_receive_message_length=MAX_BODY_BYTES)
     return p
 
 

@@ -1,11 +1,12 @@
 """Request ids and label feedback on the predictor.
 
-- `RequestId` (ASGI, outermost): every predict/infer/explain request carries `x-request-id` —
-  the client's, else the v2 body's `id`, else a new one — and every answer returns it. The
-  inference log's `ce-id`, the prediction log's `id` and feedback all use this one id. A
-  client's id must be 1-128 characters of `A-Z a-z 0-9 . _ -` and new to this predictor:
-  otherwise it is replaced by a new one and the answer says so (`x-request-id-replaced`), so
-  a label can only ever join the prediction it was given for.
+- `RequestId` (ASGI): every predict/infer/explain request carries `x-request-id` — the
+  client's, else the v2 body's `id`, else a new one — and every answer returns it (a v2
+  answer's `id` too). The inference log's `ce-id`, the prediction log's `id` and feedback all
+  use this one id. A client's id must be 1-128 characters of `A-Z a-z 0-9 . _ -` and new to
+  this predictor (`RequestIds`, shared with gRPC: serving.grpc_guard): otherwise it is
+  replaced by a new one and the answer says so (`x-request-id-replaced`), so a label can only
+  ever join the prediction it was given for.
 - Writes need a token when `--auth_token_file` is set (`sentiops.security.auth`): feedback without
   a valid `Authorization: Bearer` is 401/403 and stores nothing; each stored label records
   the token's name (`labelled_by`). `--auth_reads` closes predict/infer/explain/metadata too
@@ -25,6 +26,7 @@ import logging
 import re
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -37,19 +39,49 @@ PATHS = (":predict", ":explain", "/infer")
 CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
-def client_id_problem(rid: str, known: Callable[[str], bool] | None) -> str:
-    """Why a client's request id cannot be used ('' if it can)."""
-    if not CLIENT_ID.fullmatch(rid):
-        return "not 1-128 characters of A-Z a-z 0-9 . _ -"
-    if known is not None and known(rid):
-        return "already used by an earlier prediction"
-    return ""
+class RequestIds:
+    """Which id a predict/infer/explain request gets, over REST and gRPC alike: the client's
+    when it is 1-128 characters of `A-Z a-z 0-9 . _ -` and new to this predictor — neither a
+    prediction it remembers or finds in the prediction log (`known`) nor the id of a request
+    still in flight (the last `recent` ids handed out) — else a new one, with the reason.
+    Without feedback (`known` None) an id names nothing a label could join, so it is only
+    checked for its form."""
+
+    def __init__(self, known: Callable[[str], bool] | None = None, recent: int = 20_000) -> None:
+        self.known, self.recent = known, recent
+        self.claimed: OrderedDict[str, None] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def assign(self, asked: str) -> tuple[str, str]:
+        """(the id to use, why the client's `asked` was replaced or '')."""
+        asked = asked.strip()
+        with self.lock:  # checked and claimed at once: two requests never get one id
+            problem = self._problem(asked) if asked else ""
+            rid = asked if asked and not problem else uuid.uuid4().hex
+            if self.known is not None:
+                self.claimed[rid] = None
+                while len(self.claimed) > self.recent:
+                    self.claimed.popitem(last=False)
+        if problem:
+            logger.info("request id replaced: %s", problem)  # the reason, never the id
+        return rid, problem
+
+    def _problem(self, rid: str) -> str:
+        if not CLIENT_ID.fullmatch(rid):
+            return "not 1-128 characters of A-Z a-z 0-9 . _ -"
+        if self.known is not None and (rid in self.claimed or self.known(rid)):
+            return "already used by an earlier prediction"
+        return ""
+
+
+def replaced_note(problem: str) -> str:
+    """What the answer says when the client's id was replaced (`x-request-id-replaced`)."""
+    return f"your x-request-id was {problem}; use this one"
 
 
 class RequestId:
-    def __init__(self, app: Any, known: Callable[[str], bool] | None = None) -> None:
-        self.app = app
-        self.known = known
+    def __init__(self, app: Any, ids: RequestIds) -> None:
+        self.app, self.ids = app, ids
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope.get("path", "").endswith(PATHS):
@@ -59,7 +91,7 @@ class RequestId:
         rid = dict(headers).get(b"x-request-id", b"").decode(errors="replace").strip()
         replay: list[dict] = []
         if not rid and scope.get("path", "").endswith("/infer"):
-            # a v2 body's id names the request (bounded by the body limit of the Guard)
+            # a v2 body's id names the request (bounded: the Guard outside limits the body)
             more = True
             while more:
                 message = await receive()
@@ -68,14 +100,10 @@ class RequestId:
             body = b"".join(m.get("body", b"") for m in replay)
             try:
                 value = json.loads(body).get("id") if body[:1] == b"{" else None
-                rid = value if isinstance(value, str) and value.strip() else ""
+                rid = value if isinstance(value, str) else ""
             except ValueError:
                 rid = ""
-        replaced = client_id_problem(rid, self.known) if rid else ""
-        if replaced:
-            logger.info("request id replaced: %s", replaced)
-            rid = ""
-        rid = rid or uuid.uuid4().hex
+        rid, replaced = self.ids.assign(rid)
         headers = [(k, v) for k, v in headers if k != b"x-request-id"]
         scope = {**scope, "headers": [*headers, (b"x-request-id", rid.encode())]}
 
@@ -86,8 +114,7 @@ class RequestId:
             if message["type"] == "http.response.start":
                 extra = [(b"x-request-id", rid.encode())]
                 if replaced:
-                    extra.append((b"x-request-id-replaced",
-                                  f"your x-request-id was {replaced}; use this one".encode()))
+                    extra.append((b"x-request-id-replaced", replaced_note(replaced).encode()))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
@@ -145,6 +172,21 @@ def refused(exc: Any) -> JSONResponse:
                         headers=headers)  # fmt: skip
 
 
+def over_limit(limiter: Any, model: Any, client: str) -> tuple[str, str] | None:
+    """(the error, Retry-After in seconds) when `client` is over its rate (counted as
+    `sentiops_request_errors_total{reason="rate_limited"}`), else None; REST and gRPC alike."""
+    from sentiops import metrics
+    from sentiops.security.ratelimit import retry_after
+
+    wait = limiter.allow(client)
+    if wait <= 0:
+        return None
+    metrics.REQUEST_ERRORS.labels(model.name, model.version, "rate_limited").inc()
+    after = retry_after(wait)
+    return (f"too many requests from {client}: the limit is {limiter.rate:g}/s (bursts of "
+            f"{limiter.burst:g}); retry after {after} s", after)  # fmt: skip
+
+
 class RateLimit:
     """ASGI: at most `--rate_limit` requests a second per client (bursts of `--rate_burst`) on
     the model's endpoints and feedback; over it, 429 with `Retry-After` (never a 5xx). The
@@ -157,21 +199,12 @@ class RateLimit:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if path.startswith(("/v1/models/", "/v2/models/")) and not path.endswith("/ready"):
-            from sentiops import metrics
-            from sentiops.security.ratelimit import retry_after
-
             client = (scope.get("client") or ("unknown", 0))[0]
-            wait = self.limiter.allow(str(client))
-            if wait > 0:
-                metrics.REQUEST_ERRORS.labels(
-                    self.model.name, self.model.version, "rate_limited"
-                ).inc()
-                reply = JSONResponse(
-                    {"error": f"too many requests from {client}: the limit is "
-                     f"{self.limiter.rate:g}/s (bursts of {self.limiter.burst:g}); "
-                     f"retry after {retry_after(wait)} s"},
-                    status_code=429, headers={"Retry-After": retry_after(wait)},
-                )  # fmt: skip
+            over = over_limit(self.limiter, self.model, str(client))
+            if over is not None:
+                error, after = over
+                reply = JSONResponse({"error": error}, status_code=429,
+                                     headers={"Retry-After": after})  # fmt: skip
                 await reply(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -4,7 +4,7 @@
                never becomes ready, and the log says why
     predict()  v1 {"instances": ["text", ...]} -> {"predictions": [{label, score, probabilities}]}
                v2 input `text` BYTES [N] -> outputs `label` BYTES [N], `probabilities` FP32 [N, C]
-               (REST and gRPC); the response id echoes the request id
+               (REST and gRPC); the response id is the request id actually used
     explain()  per-token attributions for the predicted label (serving.explain)
 
 Every client mistake is a `kserve.errors.InvalidInput` (HTTP 400 with {"error": ...}) that
@@ -211,7 +211,9 @@ class SentimentModel(Model):
         if self.on_predicted is not None:
             self._remember(payload, headers, texts, labels, proba)
         if isinstance(payload, InferRequest):
-            return self._v2_response(payload, labels, proba)
+            # the id actually used (serving.feedback.RequestIds may have replaced the client's)
+            rid = (headers or {}).get("x-request-id") or payload.id
+            return self._v2_response(payload, labels, proba, rid)
         return {
             "predictions": [
                 {
@@ -244,7 +246,7 @@ class SentimentModel(Model):
             self.on_predicted(prediction_rows(rid, texts, labels, conf, self.name, self.version))
 
     def _v2_response(
-        self, request: InferRequest, labels: list[str], proba: np.ndarray
+        self, request: InferRequest, labels: list[str], proba: np.ndarray, rid: str | None
     ) -> InferResponse:
         # gRPC answers carry raw tensor bytes (what Triton's and KServe's gRPC clients read);
         # REST answers carry JSON data
@@ -257,7 +259,7 @@ class SentimentModel(Model):
         prob_out = InferOutput("probabilities", list(proba.shape), "FP32")
         prob_out.set_data_from_numpy(proba.astype(np.float32), binary_data=binary)
         return InferResponse(
-            response_id=request.id or str(uuid.uuid4()),
+            response_id=rid or str(uuid.uuid4()),
             model_name=self.name,
             model_version=self.version,
             infer_outputs=[label_out, prob_out],

@@ -1,6 +1,6 @@
 """Start the predictor: threads sized to the container's CPU limit, the model loaded (and
 downloaded from s3:// if needed), request-size limits and error accounting on the REST app,
-then `kserve.ModelServer` (REST v1/v2 and gRPC v2)."""
+then `kserve.ModelServer` (REST v1/v2, and gRPC v2 under the same rules: serving.grpc_guard)."""
 
 from __future__ import annotations
 
@@ -192,7 +192,6 @@ def feedback_for(model: SentimentModel, store: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> None:
-    from kserve import ModelServer
     from kserve import model_server as ks
 
     workers = args.forward_workers or cpu_limit()
@@ -209,10 +208,9 @@ def run(args: argparse.Namespace) -> None:
     model.load()
     logger.info("%d forward worker(s) x %d thread(s); model ready: %s", workers, threads,
                 model.ready)  # fmt: skip
-    ks.app.add_middleware(Guard, model=model)
     add_metadata_route(ks.app, model)
     from sentiops.security.auth import Tokens
-    from serving.feedback import BearerReads, RequestId, add_feedback_route
+    from serving.feedback import BearerReads, RequestId, RequestIds, add_feedback_route
 
     tokens = Tokens.load(args.auth_token_file) if args.auth_token_file else None
     if tokens is not None:
@@ -228,22 +226,29 @@ def run(args: argparse.Namespace) -> None:
 
         token = token_from_file(args.logger_token_file) if args.logger_token_file else ""
         install(ks.app, model, args.logger_url, args.logger_mode, token=token)
-    if tokens is not None and args.auth_reads:
-        ks.app.add_middleware(BearerReads, tokens=tokens)
     known = None
     if feedback is not None:
         rows = feedback.index.rows
         known = lambda rid: rid in rows or f"{rid}:0" in rows  # noqa: E731
-    # outermost: the logger and the model see the same id
-    ks.app.add_middleware(RequestId, known=known)
-    if args.rate_limit > 0:  # before anything else: a flood costs as little as possible
+    ids = RequestIds(known)  # one for REST and gRPC: an id is used once across both
+    # the logger and the model see the id RequestId chose; a token is checked before any
+    # body is read; the Guard's body limit holds before RequestId reads a v2 body
+    ks.app.add_middleware(RequestId, ids=ids)
+    if tokens is not None and args.auth_reads:
+        ks.app.add_middleware(BearerReads, tokens=tokens)
+    ks.app.add_middleware(Guard, model=model)
+    limiter = None
+    if args.rate_limit > 0:  # outermost: a flood costs as little as possible
         from sentiops.security.ratelimit import RateLimiter
         from serving.feedback import RateLimit
 
         limiter = RateLimiter(args.rate_limit, args.rate_burst or None)
         ks.app.add_middleware(RateLimit, limiter=limiter, model=model)
-    server = ModelServer(
-        http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
+    from serving.grpc_guard import GrpcGuard, GuardedModelServer
+
+    guard = GrpcGuard(model, ids, limiter, tokens, auth_reads=args.auth_reads)
+    server = GuardedModelServer(
+        (guard,), args, http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
         enable_grpc=args.enable_grpc, enable_latency_logging=args.enable_latency_logging,
     )  # fmt: skip
     if not args.access_log:  # after KServe configured logging

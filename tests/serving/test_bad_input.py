@@ -123,3 +123,35 @@ def test_tampered_model_is_never_ready(model_dir, tmp_path) -> None:  # noqa: AN
         assert "Traceback" not in log  # probes of a broken model are answered, not crashed
     finally:
         p.stop()
+
+
+def test_an_oversized_v2_body_is_a_413_before_its_id_is_read(server: Predictor) -> None:
+    """A v2 body names its request in its `id`: the body limit holds before that id is read,
+    so an oversized body is a 413 naming the limit, never a 5xx — with a length, and streamed
+    without one: then the 413 comes as soon as the limit is passed, while the client is still
+    sending (the body is not buffered to its end first) — and the server goes on serving."""
+    import socket
+
+    big = _v2(["x" * 100] * 30_000)
+    big["id"] = "big-1"
+    r = httpx.post(server.url + V2, json=big, timeout=60)
+    assert r.status_code == 413 and "exceeds the limit" in r.json()["error"], r.text
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=30) as sock:
+        sock.sendall(
+            b"POST " + V2.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b'{"id": "big-2", "inputs": [{"data": ["' + b"x" * (2**16 - 39)
+        for _ in range(48):  # 3 MB of an unfinished body (no last chunk)
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:  # the server may stop reading once it has answered
+                break
+            chunk = b"x" * 2**16
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096) or b"\r\n\r\n"
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    r = httpx.post(server.url + V2, json=_v2(["great"]), timeout=30)
+    assert r.status_code == 200, r.text
+    assert httpx.get(server.url + "/v2/health/ready").status_code == 200

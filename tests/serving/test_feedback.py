@@ -173,6 +173,11 @@ def test_writes_need_a_token_and_request_ids_cannot_be_hijacked(
         assert "already used" in again.headers["x-request-id-replaced"]
         bad = predict(NEG, "x" * 200, team_a)
         assert bad.headers["x-request-id"] != "x" * 200 and "x-request-id-replaced" in bad.headers
+        text = {"name": "text", "datatype": "BYTES", "shape": [1], "data": [NEG]}
+        v2 = httpx.post(f"{p.url}/v2/models/sentiment/infer", headers=team_a, timeout=30,
+                        json={"id": "mine-1", "inputs": [text]})  # fmt: skip
+        assert v2.status_code == 200 and "already used" in v2.headers["x-request-id-replaced"]
+        assert v2.json()["id"] == v2.headers["x-request-id"] != "mine-1"  # body and header agree
 
         body = {"id": "mine-1", "label": "positive"}
         none = httpx.post(f"{url}:feedback", json=body, timeout=30)

@@ -47,6 +47,21 @@ def test_v2_rest_echoes_the_id(server: Predictor) -> None:
     assert out["probabilities"]["shape"] == [2, 3] and out["probabilities"]["datatype"] == "FP32"
 
 
+def test_v2_rest_answers_with_the_id_it_used(server: Predictor) -> None:
+    """When the client's id is not used (malformed here; reused: tests/serving/test_feedback.py)
+    the v2 answer's `id` is the one used, as its `x-request-id` says, not the client's."""
+    body = {"id": "not ok!", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
+                                          "data": TEXTS[:1]}]}  # fmt: skip
+    r = httpx.post(f"{server.url}/v2/models/sentiment/infer", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == r.headers["x-request-id"] != "not ok!"
+    assert "not 1-128 characters" in r.headers["x-request-id-replaced"]
+    # a header id names the request; the answer's id says so
+    r = httpx.post(f"{server.url}/v2/models/sentiment/infer", json={**body, "id": "body-1"},
+                   headers={"x-request-id": "header-1"})  # fmt: skip
+    assert r.json()["id"] == r.headers["x-request-id"] == "header-1"
+
+
 def test_tritonclient_http(server: Predictor) -> None:
     import tritonclient.http as th
 

@@ -66,10 +66,13 @@ def create_app(monitor: Monitor, tokens: Any = None, limiter: Any = None) -> Sta
             event = parse(headers, body)
         except BadEvent as exc:
             return bad(exc.reason, str(exc))
-        if not monitor.offer(event):
+        if not monitor.offer(event):  # the sender's pace, not a fault here: 429, never a 5xx
             return JSONResponse(
-                {"error": "the drift sidecar's queue is full; event dropped"}, status_code=503
-            )
+                {"error": f"the drift sidecar's queue ({monitor.events.maxsize} events) is full: "
+                 "events arrive faster than it takes them in; this one was not kept, send it "
+                 "again after the Retry-After seconds and slow down", "reason": "queue_full"},
+                status_code=429, headers={"Retry-After": "1"},
+            )  # fmt: skip
         return JSONResponse({"status": "accepted", "id": event.id}, status_code=202)
 
     async def prometheus(request: Request) -> Response:

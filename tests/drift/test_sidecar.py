@@ -167,3 +167,34 @@ def test_a_flood_of_events_from_one_client_gets_429s(
     with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as other:
         r = other.post(s.url + "/", headers={**h, "ce-id": "other"}, content=b)
     assert r.status_code == 202, r.text
+
+
+def test_a_full_queue_is_a_429_with_retry_after(
+    sidecar_factory, detector_model: Path, corpus: Corpus
+) -> None:
+    """Events arriving faster than the sidecar takes them in are the sender's pace, not a
+    server fault: 429 + Retry-After saying so (counted as dropped), never a 5xx. The queue
+    holds one event and the joiner is held for 2 s asking a predictor that never answers for
+    the model version (the events carry none)."""
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        s = sidecar_factory(detector_model, *WINDOW, "--queue-size", "1", "--predictor-url",
+                            f"http://127.0.0.1:{port}")  # fmt: skip
+        s.post_pair(corpus.traffic[:1], predictions(detector_model, corpus.traffic[:1]),
+                    version=None)  # fmt: skip
+        h, b = cloudevent(REQUEST, "q", json.dumps({"instances": ["a text"]}).encode(), None)
+        answers = [httpx.post(s.url + "/", headers={**h, "ce-id": f"q{i}"}, content=b)
+                   for i in range(5)]  # fmt: skip
+    codes = [r.status_code for r in answers]
+    assert codes.count(429) >= 3 and set(codes) <= {202, 429}, codes
+    full = next(r for r in answers if r.status_code == 429)
+    assert full.headers["retry-after"] == "1" and full.json()["reason"] == "queue_full"
+    assert "faster than it takes them in" in full.json()["error"]
+    assert s.sample("sentiops_drift_events_total", outcome="dropped") == codes.count(429)
+    later = {**h, "ce-id": "later"}
+    s.wait_for(lambda: httpx.post(s.url + "/", headers=later, content=b).status_code == 202,
+               what="the queue drained")  # fmt: skip

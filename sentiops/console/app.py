@@ -47,9 +47,11 @@ class ConsoleConfig:
 
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, error: str, hint: str = "") -> None:
+    def __init__(self, status_code: int, error: str, hint: str = "",
+                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
         super().__init__(error)
         self.status_code, self.error, self.hint = status_code, error, hint
+        self.headers = headers or {}
 
 
 def _error(status_code: int, error: str, hint: str = "", **extra: Any) -> JSONResponse:
@@ -85,7 +87,9 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status_code, exc.error, exc.hint)
+        reply = _error(exc.status_code, exc.error, exc.hint)
+        reply.headers.update(exc.headers)
+        return reply
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -146,11 +150,13 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
                            "start the console with --predictor-url http://HOST:PORT")  # fmt: skip
         base, name = cfg.predictor_url, cfg.model_name
         request_id = uuid.uuid4().hex
+        auth = _token_of(request)  # the person's, when the predictor closes reads too
         results: tuple[Any, ...] = await asyncio.gather(
             _call(client, "POST", f"{base}/v1/models/{name}:predict",
-                  {"instances": [text]}, {"x-request-id": request_id}),
-            _call(client, "POST", f"{base}/v1/models/{name}:explain", {"instances": [text]}),
-            _call(client, "GET", f"{base}/v2/models/{name}"),
+                  {"instances": [text]}, {"x-request-id": request_id, **auth}),
+            _call(client, "POST", f"{base}/v1/models/{name}:explain", {"instances": [text]},
+                  auth),
+            _call(client, "GET", f"{base}/v2/models/{name}", None, auth),
             return_exceptions=True,
         )  # fmt: skip
         pred, expl, meta = results
@@ -207,10 +213,8 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
         url = f"{cfg.predictor_url}/v1/models/{cfg.model_name}:feedback"
         # the person's token (the page keeps it in its session only) goes to the predictor,
         # which checks it; the console stores none
-        auth = request.headers.get("authorization")
         result = await _call(client, "POST", url, {"id": rid.strip(), "label": label},
-                             {"Authorization": auth} if auth else None,
-                             passthrough=(400, 401, 403, 404, 409))  # fmt: skip
+                             _token_of(request), passthrough=(400, 404, 409))  # fmt: skip
         accepted = result.get("accepted") if isinstance(result, dict) else None
         return {"id": rid.strip(), "label": label, "accepted": accepted,
                 "by_version": result.get("by_version") if isinstance(result, dict) else None}
@@ -276,12 +280,28 @@ def _text_of(body: dict[str, Any], max_chars: int) -> str:
     return text
 
 
+def _token_of(request: Request) -> dict[str, str]:
+    """The person's `Authorization` header, passed on to the predictor (which checks it)."""
+    auth = request.headers.get("authorization")
+    return {"Authorization": auth} if auth else {}
+
+
+#: Predictor answers about the person's own request (its token, its pace): passed on as they
+#: are, with the header that tells what to do and a hint.
+ABOUT_THE_CLIENT = {
+    401: ("WWW-Authenticate", "type your token in the token field"),
+    403: ("", "check the token in the token field"),
+    429: ("Retry-After", "wait that many seconds before trying again"),
+}
+
+
 async def _call(
     client: httpx.AsyncClient, method: str, url: str, body: Any = None,
     headers: dict[str, str] | None = None, passthrough: tuple[int, ...] = (),
 ) -> Any:  # fmt: skip
-    """One predictor call; its failures become ApiErrors that say what happened (statuses in
-    `passthrough` reach the client as they are, with the predictor's reason)."""
+    """One predictor call; its failures become ApiErrors that say what happened (401, 403,
+    429 and statuses in `passthrough` reach the client as they are, with the predictor's
+    reason)."""
     try:
         resp = await client.request(method, url, json=body, headers=headers)
     except httpx.TimeoutException as exc:
@@ -296,6 +316,10 @@ async def _call(
         except ValueError as exc:
             raise ApiError(502, f"the predictor answered no JSON on {url}") from exc
     detail = _detail(resp)
+    if resp.status_code in ABOUT_THE_CLIENT:
+        name, hint = ABOUT_THE_CLIENT[resp.status_code]
+        kept = {name: resp.headers[name]} if name in resp.headers else {}
+        raise ApiError(resp.status_code, f"the predictor refused it: {detail}", hint, kept)
     if resp.status_code in passthrough:
         raise ApiError(resp.status_code, f"the predictor refused it: {detail}")
     if resp.status_code in (400, 413, 422):

@@ -157,3 +157,52 @@ def test_sources_down_are_named_not_crashed(stack: Stack, tmp_path: Path) -> Non
         bare.stop()
     assert "Traceback" not in down.tail() + bare.tail()
     assert not (tmp_path / "mlflow.db").exists()  # the consoles' working directory
+
+
+def test_the_token_is_passed_on_and_the_predictors_refusals_come_back_as_they_are(
+    tmp_path: Path,
+) -> None:
+    """A predictor with reads closed and a rate limit: the console passes the page's token on
+    (predict, explain, metadata, feedback); without one the predictor's 401, with a wrong one
+    its 403, and over its rate its 429 + Retry-After reach the page as they are — never a 502."""
+    from sentiops.auth import generate
+    from sentiops.localstack import Predictor
+    from tests.serving.conftest import tfidf_dir
+
+    tokens = generate(tmp_path / "tokens", ("team-a",))
+    args = [f"--auth_token_file={tmp_path / 'tokens'}", "--auth_reads=true",
+            f"--feedback_store={tmp_path / 'store'}", "--rate_limit=0.5",
+            "--rate_burst=10"]  # fmt: skip
+    predictor = Predictor(tfidf_dir(tmp_path / "model"), "3", tmp_path / "predictor",
+                          extra_args=args)  # fmt: skip
+    predictor.start(timeout=120)
+    console, url = spawn_console(tmp_path / "home", tmp_path, "--predictor-url", predictor.url)
+    try:
+        wait_http(url + "/healthz", console, 60, "console ready")
+        bearer = {"Authorization": f"Bearer {tokens['team-a']}"}
+        text = {"text": "the service was great and wonderful"}
+        # 3 predictor requests a prediction (predict, explain, metadata), 1 a label: 10 in all
+        ok = _post(url, json=text, headers=bearer)
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["model_version"] == "3" and ok.json()["attributions"]
+        label = {"id": ok.json()["request_id"], "label": "positive"}
+        r = httpx.post(url + "/api/feedback", json=label, headers=bearer, timeout=30)
+        assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+        none = _post(url, json=text)
+        assert none.status_code == 401, none.text
+        assert "Authorization: Bearer" in none.json()["error"] and none.json()["hint"]
+        assert none.headers["www-authenticate"].startswith("Bearer")
+        wrong = _post(url, json=text, headers={"Authorization": "Bearer " + "w" * 32})
+        assert wrong.status_code == 403 and "not valid" in wrong.json()["error"], wrong.text
+        # the bucket is empty now (half a request a second): a 429 the page can wait out
+        flood = [_post(url, json=text, headers=bearer) for _ in range(6)]
+        codes = [r.status_code for r in flood]
+        assert 429 in codes and set(codes) <= {200, 429}, codes
+        limited = next(r for r in flood if r.status_code == 429)
+        assert int(limited.headers["retry-after"]) >= 1
+        assert "too many requests" in limited.json()["error"]
+        assert "wait" in limited.json()["hint"]
+    finally:
+        console.stop()
+        predictor.stop()
+    assert "Traceback" not in console.tail()

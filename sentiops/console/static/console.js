@@ -76,6 +76,18 @@ function renderLinks(cfg) {
 }
 
 // ------------------------------------------------------------------ try a text
+// labels (and predictions, when the predictor closes reads) need the person's token: typed
+// once, kept only in this tab's session (sessionStorage), sent on to the predictor
+function withToken() {
+  const input = document.getElementById("token");
+  const token = input.value.trim() || sessionStorage.getItem("sentiops-token") || "";
+  if (input.value.trim()) sessionStorage.setItem("sentiops-token", token);
+  input.value = "";
+  const headers = { "content-type": "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  return headers;
+}
+
 async function classify(event) {
   event.preventDefault();
   const text = document.getElementById("text").value;
@@ -84,10 +96,11 @@ async function classify(event) {
   button.disabled = true;
   error.hidden = true;
   try {
-    const r = await api("/api/predict", { method: "POST",
-      headers: { "content-type": "application/json" }, body: JSON.stringify({ text }) });
+    const r = await api("/api/predict", { method: "POST", headers: withToken(),
+      body: JSON.stringify({ text }) });
     renderPrediction(r);
   } catch (e) {
+    if (e.status === 401 || e.status === 403) sessionStorage.removeItem("sentiops-token");
     document.getElementById("result").hidden = true;
     error.replaceChildren(e.message, e.hint ? el("div", { class: "muted small" }, e.hint) : null);
     error.hidden = false;
@@ -136,15 +149,7 @@ function renderFeedback(r) {
     b.addEventListener("click", async () => {
       for (const other of buttons) other.disabled = true;
       try {
-        // labels need the annotators' token when the predictor asks for one: typed once,
-        // kept only in this tab's session (sessionStorage), sent to the predictor
-        const input = document.getElementById("token");
-        const token = input.value.trim() || sessionStorage.getItem("sentiops-token") || "";
-        if (input.value.trim()) sessionStorage.setItem("sentiops-token", token);
-        input.value = "";
-        const headers = { "content-type": "application/json" };
-        if (token) headers.authorization = `Bearer ${token}`;
-        const f = await api("/api/feedback", { method: "POST", headers,
+        const f = await api("/api/feedback", { method: "POST", headers: withToken(),
           body: JSON.stringify({ id: r.request_id, label }) });
         b.classList.add("given");
         out.replaceChildren(el("span", { class: "ok", id: "feedback-ok" },

@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> None:
 def _tokens(settings: Any) -> Any:
     if not settings.auth_token_file:
         return None
-    from sentiops.security.auth import Tokens
+    from sentiops.security.auth import TokenFile
 
-    tokens = Tokens.load(settings.auth_token_file)
+    tokens = TokenFile(settings.auth_token_file)  # read again when the Secret changes
     logger.info("POST / needs a token (%s)", ", ".join(tokens.names))
     return tokens
 

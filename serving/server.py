@@ -209,10 +209,10 @@ def run(args: argparse.Namespace) -> None:
     logger.info("%d forward worker(s) x %d thread(s); model ready: %s", workers, threads,
                 model.ready)  # fmt: skip
     add_metadata_route(ks.app, model)
-    from sentiops.security.auth import Tokens
+    from sentiops.security.auth import TokenFile
     from serving.feedback import BearerReads, RequestId, RequestIds, add_feedback_route
 
-    tokens = Tokens.load(args.auth_token_file) if args.auth_token_file else None
+    tokens = TokenFile(args.auth_token_file) if args.auth_token_file else None
     if tokens is not None:
         logger.info("writes need a token (%d: %s)%s", len(tokens.names), ", ".join(tokens.names),
                     "; reads too" if args.auth_reads else "")  # fmt: skip

@@ -117,3 +117,29 @@ def train_transformer(
          "base_model": base_model, "min_per_class": 5, "track": False, **fields}
     )  # fmt: skip
     return train(cfg, progress=False).model_dir
+
+
+def write_secret(folder: Path, data: dict[str, str]) -> Path:
+    """`data` as the kubelet mounts (and updates) a Kubernetes Secret: the files in a new
+    `..<timestamp>` directory, `..data` swapped to it atomically, a `<key> -> ..data/<key>`
+    link per key (links of keys no longer there removed), the old directory removed."""
+    import shutil
+    import time
+
+    folder.mkdir(parents=True, exist_ok=True)
+    old = os.readlink(folder / "..data") if (folder / "..data").is_symlink() else None
+    stamp = folder / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
+    stamp.mkdir()
+    for key, value in data.items():
+        (stamp / key).write_text(value + "\n")
+    (folder / "..data_tmp").symlink_to(stamp.name)
+    os.replace(folder / "..data_tmp", folder / "..data")
+    for key in data:
+        if not (folder / key).is_symlink():
+            (folder / key).symlink_to(f"..data/{key}")
+    for link in folder.iterdir():
+        if link.is_symlink() and not link.name.startswith("..") and link.name not in data:
+            link.unlink()
+    if old:
+        shutil.rmtree(folder / old)
+    return folder

@@ -4,7 +4,8 @@ test set, so only those who should may write them).
 Tokens come from a file (a mounted Kubernetes Secret): either a directory with one file per
 token (the file's name is the token's name, e.g. one per annotator team) or one file with a
 line per token, `name:token` (or a bare `token`, named `default`); `#` starts a comment.
-`SENTIOPS_AUTH_TOKEN_FILE` names the file for every server that reads it.
+`SENTIOPS_AUTH_TOKEN_FILE` names the file for every server that reads it; servers hold it as a
+`TokenFile`, which reads it again when it changes (a rotated Secret, without a restart).
 
 A request is checked with `Tokens.check(authorization_header)`: the presented token is hashed
 and compared with every configured token's hash in constant time (`hmac.compare_digest`, no
@@ -17,13 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sentiops.errors import SentiOpsError
 
+logger = logging.getLogger("sentiops.auth")
 TOKEN_FILE_ENV = "SENTIOPS_AUTH_TOKEN_FILE"
 DEFAULT_NAME = "default"
 #: Shortest token accepted (characters): a token is a secret, not a password.
@@ -68,12 +74,19 @@ class Tokens:
             raise AuthError(
                 f"token(s) {bad} in {source or 'the configuration'} are shorter than "
                 f"{MIN_LENGTH} characters",
-                "make tokens with `sentiops auth token` (or `openssl rand -hex 24`)",
+                "make tokens with `openssl rand -hex 24` (48 characters)",
             )
         if not tokens:
             raise AuthError(f"no token in {source or 'the configuration'}",
                             "put one `name:token` per line (or one file per token)")  # fmt: skip
-        return cls(tuple((name, _digest(tok)) for name, tok in tokens.items()), source)
+        digests = tuple((name, _digest(tok)) for name, tok in tokens.items())
+        first: dict[bytes, str] = {}
+        same = [f"{first[d]} = {name}" for name, d in digests if first.setdefault(d, name) != name]
+        if same:  # a label records its token's name: one token must name one team
+            raise AuthError(f"the same token under several names in "
+                            f"{source or 'the configuration'}: {', '.join(same)}",
+                            "give every name a token of its own")  # fmt: skip
+        return cls(digests, source)
 
     @classmethod
     def load(cls, path: str | Path) -> Tokens:
@@ -146,3 +159,64 @@ def generate(path: str | Path, names: tuple[str, ...] = (DEFAULT_NAME,)) -> dict
     with os.fdopen(fd, "w") as fh:
         fh.write("".join(f"{name}:{tok}\n" for name, tok in tokens.items()))
     return tokens
+
+
+def _signature(path: Path) -> tuple | None:
+    """What changes when the tokens at `path` may have: the file's (or each visible file's,
+    links followed) inode, size and mtime, and the directory's own mtime (a Kubernetes Secret
+    is updated by swapping its `..data` link); None when it cannot be read."""
+    try:
+        if not path.is_dir():
+            st = path.stat()
+            return (st.st_ino, st.st_size, st.st_mtime_ns)
+        files = []
+        for f in sorted(path.iterdir()):
+            if not f.name.startswith("."):
+                st = f.stat()
+                files.append((f.name, st.st_ino, st.st_size, st.st_mtime_ns))
+        return (path.stat().st_mtime_ns, *files)
+    except OSError:
+        return None
+
+
+class TokenFile:
+    """`Tokens` from a file or directory (`Tokens.load`), read again when it changes — a
+    rotated Secret is taken up without a restart. Whether it changed is looked at (a few
+    `stat`s) at most every `every` seconds, on a request. A changed file that cannot be used
+    (no token, too short, the same token twice, unreadable) is not taken: the tokens read
+    before stay and the log says why; fix the Secret and it is read again."""
+
+    def __init__(self, path: str | Path, every: float = 1.0,
+                 clock: Any = time.monotonic) -> None:  # fmt: skip
+        self.path, self.every, self.clock = Path(path), every, clock
+        self.tokens = Tokens.load(self.path)  # a server does not start with unusable tokens
+        self.seen = _signature(self.path)
+        self.due = clock() + every
+        self.lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return self.current().names
+
+    def check(self, authorization: str | None) -> str:
+        """`Tokens.check` against the tokens as they are now."""
+        return self.current().check(authorization)
+
+    def current(self) -> Tokens:
+        now = self.clock()
+        if now < self.due:
+            return self.tokens
+        with self.lock:
+            self.due = now + self.every
+            signature = _signature(self.path)
+            if signature != self.seen:
+                self.seen = signature
+                try:
+                    self.tokens = Tokens.load(self.path)
+                    logger.info("tokens read again from %s: %s", self.path,
+                                ", ".join(self.tokens.names))  # fmt: skip
+                except AuthError as exc:
+                    logger.error("tokens in %s changed but cannot be used, the %d read before "
+                                 "stay: %s; %s", self.path, len(self.tokens.names), exc.message,
+                                 exc.hint)  # fmt: skip
+        return self.tokens

@@ -207,6 +207,42 @@ def test_writes_need_a_token_and_request_ids_cannot_be_hijacked(
         p.stop()
 
 
+def test_a_rotated_token_secret_is_taken_up_without_a_restart(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The token Secret mounted as the kubelet does (a directory behind `..data`): after it
+    is updated — team-a's token rotated, team-b added — the old token is a 403 within
+    seconds and the new ones store labels under their names, with no restart."""
+    from tests.conftest import write_secret
+
+    old, new, other = "o" * 32, "n" * 32, "t" * 32
+    secret = write_secret(tmp_path / "tokens", {"team-a": old})
+    store = tmp_path / "store"
+    args = [f"--feedback_store={store}", f"--auth_token_file={secret}"]
+    p = Predictor(model_dir, "1", tmp_path / "p", extra_args=args)
+    p.start()
+    try:
+        (first, _), (second, _), (third, _) = (_predict(p, [t]) for t in (POS, NEG, POS))
+        url = f"{p.url}/v1/models/sentiment:feedback"
+
+        def label(rid: str, token: str) -> httpx.Response:
+            return httpx.post(url, json={"id": rid, "label": "positive"}, timeout=30,
+                              headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+
+        assert label(first, old).status_code == 200
+        write_secret(secret, {"team-a": new, "team-b": other})
+        deadline = time.monotonic() + 15  # the token is checked first: 404 while it is valid
+        while (r := label("no-such-id", old)).status_code == 404 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert r.status_code == 403, r.text
+        assert label(second, new).status_code == 200
+        assert label(third, other).status_code == 200
+        stored = read_labels(str(store)).set_index("id").labelled_by
+        assert stored[first] == stored[second] == "team-a" and stored[third] == "team-b"
+    finally:
+        p.stop()
+
+
 def test_a_flood_from_one_client_gets_429s_while_another_is_served(
     model_dir: Path, tmp_path: Path
 ) -> None:

@@ -223,3 +223,13 @@ def test_a_grpc_flood_gets_resource_exhausted_while_other_clients_are_served(
         channel.close()
         other_channel.close()
         p.stop()
+
+
+def test_a_grpc_message_is_bounded_like_a_rest_body(stub: Any) -> None:
+    """Over the REST body limit (2 MB) a gRPC message is refused by gRPC itself
+    (RESOURCE_EXHAUSTED), never read; the next call is served."""
+    err = _refusal(stub.ModelInfer, _infer_request(["x" * 3_000_000]))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err
+    assert "larger than max" in err.details()
+    response, _, _ = _infer(stub, NEG)
+    assert _labels(response) == ["negative"]

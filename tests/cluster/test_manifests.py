@@ -89,6 +89,7 @@ def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> Non
         "--model_name=sentiment",
         "--model_dir=/mnt/models",
         "--http_port=8080",
+        "--feedback_store=s3://sentiops",  # labels: the store the drift sidecar writes
     ]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["STORAGE_URI"] == "s3://sentiops/models/sentiment/1/"
@@ -448,7 +449,33 @@ def test_network_policies_follow_the_values() -> None:
 
 
 AUTH_SET = ("auth.existingSecret=sentiops-annotator-tokens", "auth.readsNeedToken=true",
-            "inferenceService.rateLimit=20", "inferenceService.rateBurst=40")  # fmt: skip
+            "inferenceService.rateLimit=20", "inferenceService.rateBurst=40",
+            "s3.bucket=prod-bucket")  # fmt: skip
+
+
+def test_feedback_goes_to_the_charts_store(helm_docs, overlay_docs) -> None:
+    """`:feedback` works on a cluster: the model server stores labels in, and joins them with
+    the prediction log of, the store the drift sidecar writes (s3://<s3.bucket>), reached
+    with the same endpoint and credentials (from the S3 Secret, never a literal); off, it has
+    neither the flag nor the credentials."""
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        container, drift = one(docs, "InferenceService", "sentiment")["spec"]["predictor"][
+            "containers"]  # fmt: skip
+        denv = {e["name"]: e for e in drift["env"]}
+        store = denv["SENTIOPS_STORE"]["value"]
+        assert f"--feedback_store={store}" in container["args"], render
+        env = {e["name"]: e for e in container["env"]}
+        for name in ("SENTIOPS_S3_ENDPOINT", "SENTIOPS_S3_REGION", "AWS_ACCESS_KEY_ID",
+                     "AWS_SECRET_ACCESS_KEY"):  # fmt: skip
+            assert env[name] == denv[name], (render, name)
+        assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "sentiops-s3"
+    docs = helm_template("s3.bucket=elsewhere", "drift.enabled=false")
+    (container,) = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]["containers"]
+    assert "--feedback_store=s3://elsewhere" in container["args"]  # without the sidecar too
+    docs = helm_template("inferenceService.feedback.enabled=false")
+    container = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]["containers"][0]
+    assert not [a for a in container["args"] if a.startswith("--feedback")]
+    assert not {"AWS_ACCESS_KEY_ID", "SENTIOPS_S3_ENDPOINT"} & {e["name"] for e in container["env"]}
 
 
 def test_token_secret_is_mounted_as_a_directory() -> None:
@@ -456,6 +483,7 @@ def test_token_secret_is_mounted_as_a_directory() -> None:
     pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
     container, drift = pred["containers"]
     assert container["args"][3:] == [
+        "--feedback_store=s3://prod-bucket",
         "--auth_token_file=/var/run/sentiops/tokens",
         "--auth_reads=true",
         "--rate_limit=20",

@@ -78,11 +78,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   value: /tmp/sentiops-drift
 - name: MALLOC_ARENA_MAX
   value: "2"
-- name: SENTIOPS_S3_ENDPOINT
-  value: {{ include "sentiops.s3Url" . | quote }}
-- name: SENTIOPS_S3_REGION
-  value: {{ .Values.s3.region | quote }}
-{{ include "sentiops.s3Env" . }}
+{{ include "sentiops.storeEnv" . }}
 - name: HOME
   value: /tmp
 - name: HF_HOME
@@ -90,6 +86,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- with .Values.drift.env }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/* How a workload reaches the store s3://<s3.bucket> (sentiops.storage): its endpoint,
+     region and the credentials. */}}
+{{- define "sentiops.storeEnv" -}}
+- name: SENTIOPS_S3_ENDPOINT
+  value: {{ include "sentiops.s3Url" . | quote }}
+- name: SENTIOPS_S3_REGION
+  value: {{ .Values.s3.region | quote }}
+{{ include "sentiops.s3Env" . }}
 {{- end -}}
 
 {{/* S3 credentials from the user-created Secret. */}}

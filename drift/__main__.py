@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     retrainer = Retrainer(
         settings.store, settings.model_name, make_trigger(settings), settings.retrain_datasets,
         settings.retrain_cooldown, settings.retrain_min_labels,
-        max_token_share=settings.retrain_max_token_share,
+        max_token_share=settings.retrain_max_token_share, max_excess=settings.retrain_max_excess,
     )  # fmt: skip
     monitor = Monitor(settings, log=log, retrainer=retrainer).start()
     logging.getLogger("sentiops.drift").info(

@@ -7,10 +7,14 @@ between the top two probabilities), except the predictions of the random evaluat
 uncertainty, so their labels stay an unbiased estimate of live accuracy. When labelled data
 written since the drift began exists in `<store>/labels/` (at least `min_labels` rows), a
 retraining run is triggered whose training data is the original datasets plus those label
-files, unless the last trigger is within the cooldown or a run is still active. Every decision
-is a metric (sentiops_retrain_triggers_total{outcome, reason}) and a log line; every trigger is
-a JSON record in `<store>/retrain/triggers/` (which also carries the cooldown over restarts and
-replicas).
+files, unless the last trigger is within the cooldown, a run is still active or the poisoning
+guard (`sentiops.feedback.live.review_burst`) holds the labels for review. Every decision is a
+metric (sentiops_retrain_triggers_total{outcome, reason}) and a log line; every trigger is a
+JSON record in `<store>/retrain/triggers/` (which also carries the cooldown over restarts and
+replicas, and names the tokens whose labels it used). A held burst is a JSON record in
+`<store>/retrain/held/` (one per model version and drift episode, rewritten as labels arrive:
+the files, every check, why); a person who looked releases it by moving that record to
+`<store>/retrain/released/` (same name): its files then pass without review.
 
 Adapters: `KfpTrigger` (a cluster: `kfp.Client`, the compiled pipeline shipped in the package,
 active = a run of the experiment in PENDING/RUNNING/PAUSED/CANCELING) and `CommandTrigger`
@@ -35,6 +39,8 @@ from sentiops.store import layout
 
 logger = logging.getLogger("sentiops.drift.retrain")
 REASON = "drift_with_labels"
+#: The outcome of a burst the poisoning guard holds for review (a person releases it).
+HELD = "held_for_review"
 
 
 class Trigger(Protocol):
@@ -163,20 +169,28 @@ class KfpTrigger:
 
 
 # ------------------------------------------------------------------------------ policy
-def read_labels(files: list[layout.StoredFile], settings: Any = None) -> Any:
-    """Every readable label row of `files`; feedback parts keep who labelled (`labelled_by`)
-    and what the model had said (`predicted_label`) for the poisoning guard."""
-    import pandas as pd
+#: What the poisoning guard reads of a feedback part besides text, label and sample.
+GUARD_COLUMNS = ("labelled_by", "predicted_label", "confidence")
 
+
+def read_label_file(uri: str) -> Any:
+    """One label file's rows (None if unreadable: reported, not counted); feedback parts keep
+    who labelled (`labelled_by`), what the model had said (`predicted_label`) and how sure it
+    was (`confidence`) for the poisoning guard."""
     from sentiops.data.datasets import read_table
 
-    frames = []
-    for f in files:
-        try:
-            frames.append(read_table(f.uri, label_column="label",
-                                     keep=("labelled_by", "predicted_label")))  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not counted
-            logger.warning("labels: cannot read %s: %s", f.uri, str(exc).splitlines()[0])
+    try:
+        return read_table(uri, label_column="label", keep=GUARD_COLUMNS)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not counted
+        logger.warning("labels: cannot read %s: %s", uri, str(exc).splitlines()[0])
+        return None
+
+
+def read_labels(files: list[layout.StoredFile], settings: Any = None) -> Any:
+    """Every readable label row of `files` (see `read_label_file`)."""
+    import pandas as pd
+
+    frames = [f for f in (read_label_file(x.uri) for x in files) if f is not None]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["label"])
 
 
@@ -191,17 +205,21 @@ class Retrainer:
         min_labels: int,
         storage_settings: Any = None,
         max_token_share: float = 1.0,
+        max_excess: float = 0.3,
     ) -> None:
         self.store, self.model_name, self.trigger = store, model_name, trigger
         self.datasets, self.cooldown, self.min_labels = datasets, cooldown, min_labels
-        self.max_token_share = max_token_share
+        self.max_token_share, self.max_excess = max_token_share, max_excess
         self.settings = storage_settings
         self.lock = threading.Lock()
         self.history: list[dict[str, Any]] = []
+        # the poisoning guard's references: random-sample rows of label files (written once)
+        self._sample_rows: dict[str, Any] = {}
+        self._released: dict[str, list[str]] = {}  # released record -> the files it lets in
 
     def _outcome(self, outcome: str, message: str, **extra: Any) -> dict[str, Any]:
         metrics.RETRAIN_TRIGGERS.labels(self.model_name, outcome, REASON).inc()
-        level = logging.WARNING if outcome in ("triggered", "failed") else logging.INFO
+        level = logging.WARNING if outcome in ("triggered", "failed", HELD) else logging.INFO
         logger.log(level, "retraining %s: %s", outcome, message)
         record = {"outcome": outcome, "message": message, **extra}
         self.history.append(record)
@@ -213,9 +231,48 @@ class Retrainer:
         )
         return max((f.modified for f in files), default=None)
 
+    def released(self) -> dict[str, str]:
+        """label file -> the released record (`<store>/retrain/released/*.json`, a held record
+        a person moved there) that lets it in without review."""
+        out: dict[str, str] = {}
+        folder = layout.join(self.store, layout.RETRAIN, layout.RELEASED)
+        for f in layout.list_files(folder, self.settings):
+            if not f.uri.endswith(".json"):
+                continue
+            if f.uri not in self._released:
+                try:
+                    record = json.loads(layout.get_bytes(f.uri, self.settings))
+                    self._released[f.uri] = [str(x) for x in record["files"]]
+                except (ValueError, KeyError, TypeError) as exc:
+                    held = layout.join(self.store, layout.RETRAIN, layout.HELD)
+                    logger.warning("released record %s is not a held record (%s): ignored; "
+                                   "move a file of %s there", f.uri, exc, held)  # fmt: skip
+                    continue
+            out.update(dict.fromkeys(self._released[f.uri], f.uri))
+        return out
+
+    def earlier_sample(self, burst: set[str]) -> Any:
+        """The random-sample labels of every label file outside `burst` (before the drift, or
+        released): the guard's reference when the burst has too few of its own."""
+        import pandas as pd
+
+        from sentiops.feedback import RANDOM
+
+        frames = []
+        for f in layout.label_files(self.store, settings=self.settings):
+            if f.uri in burst:
+                continue
+            if f.uri not in self._sample_rows:
+                rows = read_label_file(f.uri)
+                keep = rows is not None and "sample" in rows.columns
+                self._sample_rows[f.uri] = rows[rows["sample"] == RANDOM] if keep else None
+            if self._sample_rows[f.uri] is not None:
+                frames.append(self._sample_rows[f.uri])
+        return pd.concat(frames, ignore_index=True) if frames else None
+
     def consider(self, version: str, drift_since: datetime, windows: int) -> dict[str, Any]:
         """Trigger a retraining run if labels for the drifting traffic exist, outside the
-        cooldown and with no run active. Never raises."""
+        cooldown, with no run active and the poisoning guard content. Never raises."""
         with self.lock:
             try:
                 return self._consider(version, drift_since, windows)
@@ -225,11 +282,14 @@ class Retrainer:
     def _consider(self, version: str, drift_since: datetime, windows: int) -> dict[str, Any]:
         if self.trigger is None:
             return {"outcome": "disabled"}
+        import pandas as pd
+
         from sentiops.feedback.live import review_burst
 
         files = layout.label_files(self.store, since=drift_since, settings=self.settings)
-        labels = read_labels(files, self.settings)
-        rows = len(labels)
+        frames = {f.uri: read_label_file(f.uri) for f in files}
+        labels = [x for x in frames.values() if x is not None]
+        rows = sum(len(x) for x in labels)
         if rows < self.min_labels:
             return self._outcome(
                 "no_labels",
@@ -247,26 +307,44 @@ class Retrainer:
         active = self.trigger.active()
         if active:
             return self._outcome("active_run", f"not starting another: {active}")
-        review = review_burst(labels, self.max_token_share)
+        released = self.released()
+        burst = [u for u, x in frames.items() if x is not None and u not in released]
+        review = review_burst(
+            pd.concat([frames[u] for u in burst], ignore_index=True) if burst else None,
+            self.earlier_sample(set(burst)), self.max_token_share, self.max_excess,
+        )  # fmt: skip
         if review["hold"]:  # the poisoning guard: a person looks before anything learns it
-            record = {"time": now.isoformat(), "model_version": version, "files": [
-                f.uri for f in files], **review}  # fmt: skip
-            layout.put_json(record, layout.join(self.store, layout.RETRAIN, "held",
-                            f"{now:%Y%m%dT%H%M%S}.json"), self.settings)  # fmt: skip
-            return self._outcome("held_for_review", "; ".join(review["hold"]), record=record)
+            return self._hold(version, drift_since, now, burst, review)
         datasets = [*self.datasets, *(f.uri for f in files)]
         reason = (
             f"model {version}: drift for {windows} consecutive windows since "
             f"{drift_since:%Y-%m-%d %H:%M:%S}Z; {rows} new labelled rows in {len(files)} files"
         )
         run = self.trigger.submit(datasets, REASON)
+        used = review_burst(pd.concat(labels, ignore_index=True))["tokens"]
         record = {
             "time": now.isoformat(), "model_name": self.model_name, "model_version": version,
             "reason": REASON, "message": reason, "datasets": datasets, "labelled_rows": rows,
-            "labels_by_token": review["tokens"], "run": run,
+            "labels_by_token": used, "released": sorted({released[u] for u in frames
+                                                         if u in released}), "run": run,
         }  # fmt: skip
         layout.put_json(record, layout.trigger_record(self.store, now), self.settings)
         return self._outcome("triggered", f"{reason}; run {run}", record=record)
+
+    def _hold(self, version: str, drift_since: datetime, now: datetime, files: list[str],
+              review: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        """Record a held burst (one record per model version and drift episode, rewritten as
+        the burst grows) and say how to release it."""
+        uri = layout.held_record(self.store, version, drift_since)
+        to = layout.held_record(self.store, version, drift_since, released=True)
+        release = (f"look at the labels of the files listed; to train on them, move {uri} to "
+                   f"{to}; to drop them, delete those label files")  # fmt: skip
+        record = {"time": now.isoformat(), "model_version": version,
+                  "drift_since": drift_since.isoformat(), "files": files, **review,
+                  "release": release}  # fmt: skip
+        layout.put_json(record, uri, self.settings)
+        message = f"{'; '.join(review['hold'])} (record {uri}; {release})"
+        return self._outcome(HELD, message, record=record)
 
 
 def make_trigger(settings: Any) -> Trigger | None:

@@ -46,8 +46,11 @@ class Settings:
     retrain_cooldown: float = 6 * 3600.0
     retrain_min_labels: int = 50
     # the poisoning guard (sentiops.feedback.live.review_burst): a burst of labels more than this
-    # share of which comes from one token is held for review (1.0: off; e.g. 0.9 with teams)
+    # share of which comes from one token is held for review (1.0: off; e.g. 0.9 with teams),
+    # and one whose labels contradict the model beyond the random sample's rate and the
+    # model's own expected error on more than this share of the labels that should agree
     retrain_max_token_share: float = 1.0
+    retrain_max_excess: float = 0.3
     kfp_host: str | None = None
     kfp_experiment: str = EXPERIMENT
     retrain_command: str | None = None
@@ -67,6 +70,10 @@ class Settings:
                 f"window size {self.window_size} / min window {self.min_window}: need "
                 "2 <= min window <= window size"
             )
+        for name in ("retrain_max_token_share", "retrain_max_excess"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{ENV[name]}={getattr(self, name)}: need a share in (0, 1] "
+                                 "(1: that check is off)")  # fmt: skip
 
 
 ENV: dict[str, str] = {
@@ -93,6 +100,7 @@ ENV: dict[str, str] = {
     "retrain_cooldown": "SENTIOPS_RETRAIN_COOLDOWN",
     "retrain_min_labels": "SENTIOPS_RETRAIN_MIN_LABELS",
     "retrain_max_token_share": "SENTIOPS_RETRAIN_MAX_TOKEN_SHARE",
+    "retrain_max_excess": "SENTIOPS_RETRAIN_MAX_EXCESS",
     "kfp_host": "SENTIOPS_KFP_HOST",
     "kfp_experiment": "SENTIOPS_KFP_EXPERIMENT",
     "retrain_command": "SENTIOPS_RETRAIN_COMMAND",

@@ -38,6 +38,7 @@ PREDICTIONS = "predictions"
 LABELLING = "labelling"
 LABELS = "labels"
 RETRAIN = "retrain"
+HELD, RELEASED = "held", "released"  # under RETRAIN: held bursts of labels, released ones
 #: Files read as labelled data under <store>/labels/.
 LABEL_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 
@@ -70,6 +71,14 @@ def labelling_part(store: str | Path, version: str, now: datetime | None = None)
 def trigger_record(store: str | Path, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     return join(store, RETRAIN, "triggers", f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}.json")
+
+
+def held_record(store: str | Path, version: str, drift_since: datetime, released: bool = False
+                ) -> str:  # fmt: skip
+    """A burst of labels the poisoning guard holds for review (one record per model version and
+    drift episode), or the same record once a person released it by moving it to `released/`."""
+    name = f"{_safe(version)}-{drift_since:%Y%m%dT%H%M%SZ}.json"
+    return join(store, RETRAIN, RELEASED if released else HELD, name)
 
 
 def _safe(version: str) -> str:

@@ -162,7 +162,7 @@ PREDICTION_MEMORY_BYTES = Gauge(
 RETRAIN_TRIGGERS = Counter(
     "sentiops_retrain_triggers",
     "Retraining decisions of the drift sidecar, by outcome (triggered, cooldown, active_run, "
-    "no_labels, failed) and reason (drift_with_labels).",
+    "no_labels, held_for_review, failed) and reason (drift_with_labels).",
     ["model_name", "outcome", "reason"],
 )
 

@@ -33,6 +33,7 @@ REQUIRED_ALERTS = {
     "SentimentDriftDetected": "drift detected",
     "SentimentLiveAccuracyDrop": "live accuracy drop",
     "SentimentCanaryWorseThanStable": "canary worse than stable",
+    "SentimentLabelsHeldForReview": "labels held by the poisoning guard",
 }
 
 

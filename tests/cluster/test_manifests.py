@@ -102,6 +102,9 @@ def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> Non
     denv = {e["name"]: e.get("value") for e in drift["env"]}
     assert denv["SENTIOPS_DRIFT_PORT"] == "9081" and denv["SENTIOPS_STORE"] == "s3://sentiops"
     assert denv["SENTIOPS_PREDICTOR_URL"] == "http://localhost:8080"
+    # the poisoning guard: the share limit off by default, the excess limit on
+    assert (denv["SENTIOPS_RETRAIN_MAX_TOKEN_SHARE"], denv["SENTIOPS_RETRAIN_MAX_EXCESS"]) == (
+        "1", "0.3")  # fmt: skip
     assert "ports" not in drift  # Knative: only the serving container declares ports
     assert "readinessProbe" not in drift  # drift never takes serving down
     assert drift["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 9081}
@@ -185,9 +188,13 @@ def test_helm_values_drive_the_render() -> None:
         "--set", "podSecurityContext.runAsUser=2000",
         "--set", "alerts.latencyP95Seconds=0.25",
         "--set", "s3.bucket=models",
+        "--set", "drift.retrain.guard.maxTokenShare=0.9,drift.retrain.guard.maxExcess=0.25",
     ]).stdout  # fmt: skip
     docs = load_docs(out)
     pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
+    denv = {e["name"]: e.get("value") for e in pred["containers"][1]["env"]}
+    assert denv["SENTIOPS_RETRAIN_MAX_TOKEN_SHARE"] == "0.9"
+    assert denv["SENTIOPS_RETRAIN_MAX_EXCESS"] == "0.25"
     assert pred["canaryTrafficPercent"] == 5
     assert pred["securityContext"]["runAsUser"] == 2000
     c = pred["containers"][0]
@@ -320,7 +327,8 @@ def test_only_the_pipeline_account_mounts_a_token(helm_docs, overlay_docs) -> No
             assert doc["spec"]["template"]["spec"]["automountServiceAccountToken"] is False, render
 
 
-SECRET_ENV = re.compile(r"(SECRET|PASSWORD|ACCESS_KEY|TOKEN)", re.I)
+# (SENTIOPS_RETRAIN_MAX_TOKEN_SHARE is a share of labels per token, no credential)
+SECRET_ENV = re.compile(r"(SECRET|PASSWORD|ACCESS_KEY|TOKEN(?!_SHARE))", re.I)
 
 
 def test_no_plaintext_credentials(helm_docs, overlay_docs) -> None:
@@ -611,6 +619,8 @@ def test_everything_switched_on_still_validates() -> None:
         "networkPolicy.predictorPorts={0}",
         "networkPolicy.gateways[0].ipBlock.cidr=0.0.0.0/0",
         "inferenceService.rateLimit=-1",
+        "drift.retrain.guard.maxTokenShare=0",
+        "drift.retrain.guard.maxExcess=1.5",
     ],
 )
 def test_values_schema_rejects_bad_values(bad: str) -> None:

@@ -74,6 +74,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   value: {{ .Values.drift.retrain.minLabels | quote }}
 - name: SENTIOPS_RETRAIN_DATASETS
   value: {{ join "," .Values.drift.retrain.datasets | quote }}
+- name: SENTIOPS_RETRAIN_MAX_TOKEN_SHARE
+  value: {{ .Values.drift.retrain.guard.maxTokenShare | quote }}
+- name: SENTIOPS_RETRAIN_MAX_EXCESS
+  value: {{ .Values.drift.retrain.guard.maxExcess | quote }}
 - name: SENTIOPS_DRIFT_WORKDIR
   value: /tmp/sentiops-drift
 - name: MALLOC_ARENA_MAX

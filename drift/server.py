@@ -58,9 +58,9 @@ def create_app(monitor: Monitor, tokens: Any = None, limiter: Any = None) -> Sta
                 if exc.status == 401:
                     reply.headers["WWW-Authenticate"] = 'Bearer realm="sentiops"'
                 return reply
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return bad("too_large", f"event body of {len(body)} bytes > {MAX_BODY}", 413)
+        body = await read_body(request)
+        if isinstance(body, str):
+            return bad("too_large", f"{body}; send fewer or shorter texts per request", 413)
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             event = parse(headers, body)
@@ -107,6 +107,21 @@ def create_app(monitor: Monitor, tokens: Any = None, limiter: Any = None) -> Sta
         ],
         lifespan=lifespan,
     )
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes | str:
+    """The body, or what made it too large: a Content-Length over `limit` is refused before
+    anything is read, and a body without one (chunked) is read only up to `limit`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return f"the event body is {declared} bytes (Content-Length), over the limit of {limit}"
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return f"the event body goes on past the limit of {limit} bytes"
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _jsonable(obj: Any) -> Any:

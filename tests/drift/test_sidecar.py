@@ -198,3 +198,45 @@ def test_a_full_queue_is_a_429_with_retry_after(
     later = {**h, "ce-id": "later"}
     s.wait_for(lambda: httpx.post(s.url + "/", headers=later, content=b).status_code == 202,
                what="the queue drained")  # fmt: skip
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_read_whole(
+    sidecar_factory, detector_model: Path
+) -> None:
+    """A Content-Length over 8 MB is refused before its body is sent; a chunked body is read
+    only up to the limit: the 413 comes while the sender is still sending."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from drift.server import MAX_BODY
+
+    s = sidecar_factory(detector_model, *WINDOW)
+    host, port = urlsplit(s.url).hostname, urlsplit(s.url).port
+    headers, _ = cloudevent(REQUEST, "big", b"", "7")
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+
+    def answer(request: bytes, chunks: int = 0) -> str:
+        with socket.create_connection((host, port), timeout=20) as sock:
+            sock.sendall(request)
+            chunk = b"x" * 65536
+            for _ in range(chunks):  # never the closing chunk: the body is still open
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                data = sock.recv(65536)
+                if not data:
+                    break
+                reply += data
+        return reply.decode()
+
+    declared = answer(f"POST / HTTP/1.1\r\nhost: x\r\n{head}content-length: {10 * MAX_BODY}"
+                      "\r\n\r\n".encode())  # fmt: skip
+    assert declared.startswith("HTTP/1.1 413"), declared
+    assert f"{10 * MAX_BODY} bytes (Content-Length), over the limit of {MAX_BODY}" in declared
+    streamed = answer(f"POST / HTTP/1.1\r\nhost: x\r\n{head}transfer-encoding: chunked\r\n\r\n"
+                      .encode(), chunks=MAX_BODY // 65536 + 2)  # fmt: skip
+    assert streamed.startswith("HTTP/1.1 413"), streamed
+    assert f"past the limit of {MAX_BODY} bytes" in streamed and "too_large" in streamed
+    assert s.sample("sentiops_drift_bad_events_total", reason="too_large") == 2
+    assert httpx.get(s.url + "/healthz").status_code == 200
+    s.post_pair(["still served"], [{"positive": 0.9, "negative": 0.05, "neutral": 0.05}])

@@ -78,7 +78,7 @@ def review_burst(labels: Any, earlier: Any = None, max_token_share: float = 1.0,
     e.g. 0.9 where several annotator teams label).
     """
     tagged = _guard_rows(labels)
-    before = _guard_rows(earlier) if earlier is not None else _guard_rows(None)
+    before = _guard_rows(earlier)
     tokens: dict[str, dict[str, Any]] = {
         str(name): {"labels": len(g), "disagreement": round(float(g["disagree"].mean()), 4)
                     if g["disagree"].notna().any() else None}  # fmt: skip

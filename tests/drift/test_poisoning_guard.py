@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 
 from drift.retrain import CommandTrigger, Retrainer
-from sentiops import traffic_store
+from sentiops.store import layout as traffic_store
 from sentiops.config import Settings
-from sentiops.data import fetch_builtin
+from sentiops.data.datasets import fetch_builtin
 from sentiops.feedback import COLUMNS, RANDOM, TARGETED, in_eval_sample
 from sentiops.models.tfidf import TfidfModel
 from tests.drift.test_retrain import recorder

@@ -54,8 +54,8 @@ console = Console()
 
 def _data(seed: int) -> dict[str, Any]:
     from sentiops.data.datasets import SOURCE
-    from sentiops.params import DataConfig
     from sentiops.data.prepare import prepare
+    from sentiops.params import DataConfig
     from sentiops.training.train import _subsample
 
     orig = prepare(DataConfig(data=ORIGINAL, seed=seed)).splits

@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 
 from drift.retrain import CommandTrigger, Retrainer
-from sentiops.store import layout as traffic_store
 from sentiops.config import Settings
 from sentiops.data.datasets import fetch_builtin
 from sentiops.feedback import COLUMNS, RANDOM, TARGETED, in_eval_sample
 from sentiops.models.tfidf import TfidfModel
+from sentiops.store import layout as traffic_store
 from tests.drift.test_retrain import recorder
 
 RATE = 0.5  # the loop's share of predictions in the random evaluation sample

@@ -9,7 +9,7 @@ WORKDIR ?= .sentiops
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SENTIOPS_HOME ?= $(CURDIR)/$(WORKDIR)
 
-.PHONY: help install stack-tools run up quickstart test test-unit lint typecheck bench-quality bench-serving clean
+.PHONY: help install stack-tools run up quickstart test test-unit lint typecheck bench-quality bench-retrain bench-serving clean
 
 help:
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -51,6 +51,9 @@ typecheck: install
 
 bench-quality: install ## macro-F1 in and out of domain (four VADER domains) beside the VADER lexicon
 	$(BIN)/python benchmarks/quality.py --workdir $(WORKDIR)
+
+bench-retrain: install ## the loop's retraining offline: warm start, weight of the new labels (table)
+	$(BIN)/python benchmarks/retrain.py --workdir $(WORKDIR)
 
 bench-serving: install ## our predictor vs a transformers pipeline behind FastAPI (locust), table
 	$(BIN)/python benchmarks/serving.py --workdir $(WORKDIR) $(if $(MODEL),--model $(MODEL))

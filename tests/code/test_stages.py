@@ -102,3 +102,19 @@ def test_train_ships_the_drift_detector_with_the_model(tmp_path: Path) -> None:
     assert {"drift/detector.json", "drift/reference.npy"} <= set(manifest["files"])
     assert manifest["drift"]["reference_size"] == 168 and manifest["drift"]["holdout_size"] == 24
     assert load_model(tmp_path / "m").version == info["version"]  # checksums hold
+
+
+def test_a_child_of_the_local_stack_gets_the_absolute_home(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Servers run in their own folders: with the default relative SENTIOPS_HOME a child (the
+    drift sidecar, and the retraining run it starts) would name another home there."""
+    import sys
+
+    from sentiops.localstack import start_process
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SENTIOPS_HOME", ".sentiops")
+    child = start_process("env", [sys.executable, "-c",
+                                  "import os; print(os.environ['SENTIOPS_HOME'])"],
+                          tmp_path / "child")  # fmt: skip
+    child.proc.wait(30)
+    assert child.log.read_text().strip() == str(tmp_path / ".sentiops")

@@ -249,16 +249,21 @@ def test_a_flood_from_one_client_gets_429s_while_another_is_served(
     """--rate_limit per client address: a client sending far over its rate gets 429 with
     Retry-After (never a 5xx) while a client from another address is still served; health and
     /metrics are never limited."""
-    p = Predictor(model_dir, "1", tmp_path / "p", extra_args=["--rate_limit=5", "--rate_burst=5"])
+    p = Predictor(model_dir, "1", tmp_path / "p", extra_args=["--rate_limit=1", "--rate_burst=3"])
     p.start()
     try:
         url = f"{p.url}/v1/models/sentiment:predict"
+        started = time.monotonic()
         flood = [httpx.post(url, json={"instances": [POS]}, timeout=30) for _ in range(40)]
+        elapsed = time.monotonic() - started
         codes = [r.status_code for r in flood]
-        assert codes.count(429) >= 25 and set(codes) <= {200, 429}, codes
+        # the bucket lets through its burst plus 1/s of the flood's duration, however busy
+        # the machine is (a slow machine stretches the flood and refills more), nothing else
+        assert set(codes) <= {200, 429}, codes
+        assert 3 <= codes.count(200) <= 3 + elapsed + 1, (codes, elapsed)
         limited = next(r for r in flood if r.status_code == 429)
         assert int(limited.headers["retry-after"]) >= 1
-        assert "limit is 5/s" in limited.json()["error"]
+        assert "limit is 1/s" in limited.json()["error"]
         other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
         with other:
             served = [other.post(url, json={"instances": [NEG]}, timeout=30).status_code

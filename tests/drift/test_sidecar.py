@@ -4,6 +4,7 @@ are counted with a 4xx, the prediction log is readable Parquet."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -158,11 +159,14 @@ def test_a_flood_of_events_from_one_client_gets_429s(
 ) -> None:
     """--rate-limit per client address: a flood gets 429 with Retry-After (counted, never a
     5xx) while another address is still served."""
-    s = sidecar_factory(detector_model, *WINDOW, "--rate-limit", "5")
+    s = sidecar_factory(detector_model, *WINDOW, "--rate-limit", "1")
     h, b = cloudevent(REQUEST, "f", json.dumps({"instances": ["a text"]}).encode(), "7")
+    started = time.monotonic()
     codes = [httpx.post(s.url + "/", headers={**h, "ce-id": f"f{i}"}, content=b).status_code
              for i in range(30)]  # fmt: skip
-    assert codes.count(429) >= 15 and set(codes) <= {202, 429}, codes
+    elapsed = time.monotonic() - started
+    # one second's burst plus 1/s over the flood's duration (a busy machine stretches it)
+    assert set(codes) <= {202, 429} and 1 <= codes.count(202) <= 2 + elapsed, (codes, elapsed)
     assert s.sample("sentiops_drift_bad_events_total", reason="rate_limited") == codes.count(429)
     with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as other:
         r = other.post(s.url + "/", headers={**h, "ce-id": "other"}, content=b)

@@ -256,7 +256,7 @@ class Retrainer:
         released): the guard's reference when the burst has too few of its own."""
         import pandas as pd
 
-        from sentiops.feedback import RANDOM
+        from sentiops.feedback.labels import RANDOM
 
         frames = []
         for f in layout.label_files(self.store, settings=self.settings):

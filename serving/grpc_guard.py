@@ -69,8 +69,8 @@ class _WithRequestId:
 
 
 class GrpcGuard(aio.ServerInterceptor):
-    """See the module's doc. `limiter` (`sentiops.ratelimit.RateLimiter`) or None; `tokens`
-    (`sentiops.auth.Tokens`) checked on model methods when `auth_reads`."""
+    """See the module's doc. `limiter` (`sentiops.security.ratelimit.RateLimiter`) or None; `tokens`
+    (`sentiops.security.auth.Tokens`) checked on model methods when `auth_reads`."""
 
     def __init__(self, model: Any, ids: RequestIds, limiter: Any = None, tokens: Any = None,
                  auth_reads: bool = False) -> None:  # fmt: skip
@@ -118,7 +118,7 @@ class GrpcGuard(aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, error,
                                     (("retry-after", after),))  # fmt: skip
         if self.tokens is not None:
-            from sentiops.auth import AuthError
+            from sentiops.security.auth import AuthError
 
             metadata = dict(context.invocation_metadata() or ())
             try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiops.auth import MIN_LENGTH, AuthError, TokenFile, Tokens
+from sentiops.security.auth import MIN_LENGTH, AuthError, TokenFile, Tokens
 from tests.conftest import write_secret
 
 A, B, C = "a" * 24 + "-team-a", "b" * 24 + "-team-b", "c" * 24 + "-team-c"

@@ -23,7 +23,7 @@ import pytest
 from drift.retrain import CommandTrigger, Retrainer
 from sentiops.config import Settings
 from sentiops.data.datasets import fetch_builtin
-from sentiops.feedback import COLUMNS, RANDOM, TARGETED, in_eval_sample
+from sentiops.feedback.labels import COLUMNS, RANDOM, TARGETED, in_eval_sample
 from sentiops.models.tfidf import TfidfModel
 from sentiops.store import layout as traffic_store
 from tests.drift.test_retrain import recorder

@@ -16,7 +16,7 @@ import grpc
 import httpx
 import pytest
 
-from sentiops.feedback import read_labels
+from sentiops.feedback.labels import read_labels
 from sentiops.localstack import Predictor
 
 pytestmark = pytest.mark.integration
@@ -107,7 +107,7 @@ def test_grpc_reads_need_a_token_and_ids_cannot_join_another_protocols_text(
     used over REST is replaced, and a REST id already used over gRPC too, so a label given
     for an id joins the text sent under it; malformed ids are replaced; of concurrent
     requests with one new id exactly one keeps it."""
-    from sentiops.auth import generate
+    from sentiops.security.auth import generate
 
     tokens = generate(tmp_path / "tokens", ("team-a",))
     store = tmp_path / "store"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sentiops.config import get_settings
 from sentiops.errors import StackError
 
 
@@ -71,11 +72,15 @@ def start_process(
 ) -> Process:
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
+    # a child runs in its own folder: it gets this process's home as an absolute path (a
+    # relative default would name another folder there: the retraining run the sidecar starts
+    # would keep its own store and datasets)
+    home = {"SENTIOPS_HOME": str(get_settings().home)}  # resolved by Settings
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
             start_new_session=True,  # own process group: killpg stops it and its children
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **home, **(env or {})},
         )  # fmt: skip
     return Process(name, proc, log)
 

@@ -3,7 +3,7 @@ evaluation sample, with the one-sided test that it rose."""
 
 from __future__ import annotations
 
-from sentiops.loop import improvement_p, verdict
+from sentiops.local.loop.story import improvement_p, verdict
 
 
 def _row(version: str, correct: int, labels: int) -> dict[str, object]:

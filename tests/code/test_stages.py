@@ -109,7 +109,7 @@ def test_a_child_of_the_local_stack_gets_the_absolute_home(tmp_path, monkeypatch
     drift sidecar, and the retraining run it starts) would name another home there."""
     import sys
 
-    from sentiops.localstack import start_process
+    from sentiops.local.processes import start_process
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SENTIOPS_HOME", ".sentiops")

@@ -51,6 +51,7 @@ def live_accuracy_by_domain(store: str, domain: dict[str, str]) -> list[dict[str
                     "model_version": version,
                     "domain": str(dom),
                     "labels": int(m["labels"]),
+                    "correct": int(m["correct"]),
                     "accuracy": round(m["accuracy"], 3),
                     "accuracy_95": [round(m["accuracy_low"], 3), round(m["accuracy_high"], 3)],
                     "macro_f1": round(m["macro_f1"], 3),
@@ -60,9 +61,11 @@ def live_accuracy_by_domain(store: str, domain: dict[str, str]) -> list[dict[str
     return sorted(rows, key=lambda r: (r["model_version"], r["domain"]))
 
 
-def verdict(before: dict[str, Any] | None, after: dict[str, Any] | None, domain: str) -> str:
+def verdict(before: dict[str, Any] | None, after: dict[str, Any] | None, domain: str,
+            alpha: float = 0.05) -> str:  # fmt: skip
     """What a person needs to believe the loop: live accuracy on the new domain before and
-    after, from the random evaluation sample, with 95 % intervals and sample sizes."""
+    after, from the random evaluation sample, with 95 % intervals, sample sizes and the
+    one-sided test that it rose (at the canary judge's `alpha`)."""
 
     def one(r: dict[str, Any]) -> str:
         low, high = r["accuracy_95"]
@@ -73,7 +76,17 @@ def verdict(before: dict[str, Any] | None, after: dict[str, Any] | None, domain:
         return f"live accuracy on {domain}: too few labels of the random sample to compare"
     if before["model_version"] == after["model_version"]:
         return f"live accuracy on {domain}: {one(before)}; the model did not change"
-    word = "better" if after["accuracy"] > before["accuracy"] else "not better"
-    if after["accuracy_95"][0] > before["accuracy_95"][1]:
-        word += " (the intervals do not overlap)"
-    return f"live accuracy on {domain} (random sample): {one(before)} -> {one(after)}: {word}"
+    p = improvement_p(before, after)
+    word = "better" if p < alpha else "not shown better"
+    return (f"live accuracy on {domain} (random sample): {one(before)} -> {one(after)}: {word} "
+            f"(one-sided Fisher p = {p:.2g}, alpha {alpha})")  # fmt: skip
+
+
+def improvement_p(before: dict[str, Any], after: dict[str, Any]) -> float:
+    """One-sided Fisher exact p-value that `after`'s live accuracy is higher than `before`'s
+    (rows of `live_accuracy_by_domain`: correct answers out of labels)."""
+    from scipy.stats import fisher_exact
+
+    table = [[after["correct"], after["labels"] - after["correct"]],
+             [before["correct"], before["labels"] - before["correct"]]]  # fmt: skip
+    return float(fisher_exact(table, alternative="greater")[1])

@@ -165,8 +165,7 @@ def test_the_token_is_passed_on_and_the_predictors_refusals_come_back_as_they_ar
     """A predictor with reads closed and a rate limit: the console passes the page's token on
     (predict, explain, metadata, feedback); without one the predictor's 401, with a wrong one
     its 403, and over its rate its 429 + Retry-After reach the page as they are — never a 502."""
-    from sentiops.localstack import Predictor
-
+    from sentiops.local.stack import Predictor
     from sentiops.security.auth import generate
     from tests.serving.conftest import tfidf_dir
 

@@ -15,9 +15,9 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from sentiops.localstack import Predictor
 
 from sentiops.feedback.labels import read_labels
+from sentiops.local.stack import Predictor
 
 pytestmark = pytest.mark.integration
 POS = "the service was great and wonderful"

@@ -39,7 +39,7 @@ RUNS = RESULTS / "retrain-runs"
 ORIGINAL = ["vader-tweets", "vader-amazon", "vader-nyt"]
 SHIFTED = "vader-movies"
 LABELS = ["negative", "neutral", "positive"]
-# the loop's transformer settings (sentiops.loop.LoopConfig.hyperparameters)
+# the loop's transformer settings (sentiops.local.loop.config.LoopConfig.hyperparameters)
 HP = {"epochs": 1, "max_length": 64, "batch_size": 32, "lr": 1e-4, "soft_width": 0.0}
 N_ORIGINAL = 4500
 #: name -> (start from, original rows, added share of the training weight, epochs)

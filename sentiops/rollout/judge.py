@@ -12,7 +12,8 @@ metric fails, too little traffic makes it inconclusive, never a pass.
     label_mix      predicted-label counts     chi-square homogeneity (two-sided)   Jensen-Shannon
                    (labels outrank this proxy: with live accuracy judged and the canary at
                    least as accurate, a different mix passes; while labels are arriving but
-                   too few, a mix failure alone holds the step)
+                   too few, or show the canary below stable without significance, a mix
+                   failure alone holds the step)
     live_accuracy  feedback correct / total   Fisher exact (canary lower)          accuracy drop
 
 A metric fails when p < a *and* the effect exceeds its margin (`max_error_rate_increase`,
@@ -21,8 +22,8 @@ A metric fails when p < a *and* the effect exceeds its margin (`max_error_rate_i
 same model as stable is rolled back for noise in at most `alpha` of the steps (property-tested).
 
 One decision per step: `rollback` if any metric fails; `hold` if any is inconclusive (the step
-is observed again, at most `max_holds` times, then rolled back: an unjudgeable canary is not
-promoted); otherwise `continue`, or `promote` after the last step (`decide_step`). The step
+is observed again over its whole length so far, at most `max_holds` times, then rolled back:
+an unjudgeable canary is not promoted); otherwise `continue`, or `promote` after the last step (`decide_step`). The step
 loop (`sentiops.rollout.steps`) asks this module; every number goes into the decision record
 (`sentiops.rollout.record`).
 """
@@ -330,10 +331,13 @@ def decide_step(
     if (
         [c.name for c in failed] == ["label_mix"]
         and accuracy is not None
-        and accuracy.result == INCONCLUSIVE
+        and (accuracy.result == INCONCLUSIVE
+             or (accuracy.result == PASS and (accuracy.canary or 0.0) < (accuracy.stable or 0.0)))
         and holds < max_holds
-    ):
-        # labels are arriving: they, not the mix, say whether a different mix is wrong
+    ):  # fmt: skip
+        # labels are arriving: they, not the mix, say whether a different mix is wrong; too
+        # few of them, or a canary not (yet) shown worse but below stable, is no answer: the
+        # step is held and observed again over its whole length (more traffic, more labels)
         return HOLD, [f"label_mix: {failed[0].message}; waiting for labels ({accuracy.message})"]
     if failed:
         return ROLLBACK, [f"{c.name}: {c.message}" for c in failed]

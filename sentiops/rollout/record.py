@@ -26,6 +26,9 @@ class Step:
     # "live": stable's traffic in this step; else which earlier step's stable traffic the
     # canary was compared with (at 100 % the stable version serves nothing)
     baseline: str = "live"
+    # how much of the step the numbers cover: a held step is observed again over the whole
+    # step so far (0: not recorded)
+    window_seconds: float = 0.0
 
 
 @dataclass
@@ -60,6 +63,8 @@ class Record:
             lines += [
                 f"## Step {i}: {s.traffic}% to the canary -> {s.verdict} (score {s.score:.0f})",
                 "",
+                *([f"Observed over the last {s.window_seconds:.0f}s.", ""]
+                  if s.window_seconds else []),  # fmt: skip
                 *([f"Compared with {s.baseline}.", ""] if s.baseline != "live" else []),
                 "| metric | result | effect | margin | p-value | canary | stable |",
                 "|---|---|---|---|---|---|---|",

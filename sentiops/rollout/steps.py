@@ -131,8 +131,11 @@ def run(
             progress(f"step {i + 1}/{len(plan.steps)}: {traffic}% to v{plan.canary_version} "
                      f"for {plan.step_seconds:.0f}s")  # fmt: skip
             sleep(plan.step_seconds)
-            canary = source.observe(plan.canary_version, plan.step_seconds)
-            stable = source.observe(plan.stable_version, plan.step_seconds)
+            # a held step is observed again over the whole step so far: a hold buys more
+            # traffic and more labels, never a fresh small window
+            window = plan.step_seconds * (holds + 1)
+            canary = source.observe(plan.canary_version, window)
+            stable = source.observe(plan.stable_version, window)
             baseline = "live"
             if stable.requests >= plan.judge.min_requests:
                 last_stable = (stable, traffic)
@@ -144,7 +147,7 @@ def run(
             last = i == len(plan.steps) - 1
             verdict, reasons = decide_step(checks, last, holds, plan.max_holds)
             step = Step(traffic, verdict, checks, score(checks), _observed_summary(canary),
-                        _observed_summary(stable), started, _now(), baseline)  # fmt: skip
+                        _observed_summary(stable), started, _now(), baseline, window)  # fmt: skip
             record.steps.append(step)
             if on_step:
                 on_step(step)

@@ -191,6 +191,44 @@ def test_a_label_mix_failure_waits_for_arriving_labels_then_stands() -> None:
     assert judge.decide_step(checks, False, 2, 2)[0] == judge.ROLLBACK
 
 
+def test_a_label_mix_failure_with_the_canary_below_stable_on_few_labels_holds() -> None:
+    """Labels that do not show the canary worse, but put it below stable, do not explain a
+    different mix: the step waits for more of them, then the mix failure stands."""
+    canary = judge.Observed(requests=300, labels={"negative": 180, "neutral": 12, "positive": 108},
+                            feedback_total=40, feedback_correct=26)  # fmt: skip
+    stable = judge.Observed(requests=700, labels={"negative": 290, "neutral": 80, "positive": 330},
+                            feedback_total=120, feedback_correct=84)  # fmt: skip
+    checks = {c.name: c for c in judge.judge_metrics(canary, stable, judge.JudgeConfig())}
+    assert checks["label_mix"].result == judge.FAIL
+    assert checks["live_accuracy"].result == judge.PASS  # 0.65 vs 0.70 on 40 labels: not shown worse
+    verdict, reasons = judge.decide_step(list(checks.values()), False, 0, 2)
+    assert verdict == judge.HOLD and "waiting for labels" in reasons[0]
+    assert judge.decide_step(list(checks.values()), False, 2, 2)[0] == judge.ROLLBACK
+
+
+def test_a_held_step_is_observed_again_over_the_whole_step() -> None:
+    """A hold buys more data: the next look covers the step from its start, not a new window
+    as small as the first (which would never hold enough labels)."""
+
+    class Recording(Simulated):
+        def __init__(self) -> None:
+            super().__init__({})
+            self.windows: list[float] = []
+
+        def observe(self, version: str, seconds: float) -> judge.Observed:
+            self.windows.append(seconds)
+            n = 20 if len(self.windows) <= 2 else 400  # too little traffic at first
+            return serve(self.rng, n if version == "2" else 4 * n)
+
+    source = Recording()
+    plan = steps.Plan("2", "1", steps=[50], step_seconds=30)
+    record = steps.run(plan, FakeExecutor(), source, sleep=lambda s: None, progress=lambda m: None)
+    assert [s.verdict for s in record.steps] == ["hold", "promote"]
+    assert source.windows == [30, 30, 60, 60]
+    assert [s.window_seconds for s in record.steps] == [30, 60]
+    assert "Observed over the last 60s." in record.to_markdown()
+
+
 def test_a_slower_canary_within_the_latency_objective_passes() -> None:
     """The relative margin alone rolls back a model that is several times slower; with a p95
     objective, only a canary that is slower *and* beyond the objective fails on latency."""

@@ -23,9 +23,9 @@ same model as stable is rolled back for noise in at most `alpha` of the steps (p
 
 One decision per step: `rollback` if any metric fails; `hold` if any is inconclusive (the step
 is observed again over its whole length so far, at most `max_holds` times, then rolled back:
-an unjudgeable canary is not promoted); otherwise `continue`, or `promote` after the last step (`decide_step`). The step
-loop (`sentiops.rollout.steps`) asks this module; every number goes into the decision record
-(`sentiops.rollout.record`).
+an unjudgeable canary is not promoted); otherwise `continue`, or `promote` after the last step
+(`decide_step`). The step loop (`sentiops.rollout.steps`) asks this module; every number goes
+into the decision record (`sentiops.rollout.record`).
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ def test_a_label_mix_failure_with_the_canary_below_stable_on_few_labels_holds() 
                             feedback_total=120, feedback_correct=84)  # fmt: skip
     checks = {c.name: c for c in judge.judge_metrics(canary, stable, judge.JudgeConfig())}
     assert checks["label_mix"].result == judge.FAIL
-    assert checks["live_accuracy"].result == judge.PASS  # 0.65 vs 0.70 on 40 labels: not shown worse
+    assert checks["live_accuracy"].result == judge.PASS  # 0.65 vs 0.70, 40 labels: not worse
     verdict, reasons = judge.decide_step(list(checks.values()), False, 0, 2)
     assert verdict == judge.HOLD and "waiting for labels" in reasons[0]
     assert judge.decide_step(list(checks.values()), False, 2, 2)[0] == judge.ROLLBACK

@@ -37,7 +37,7 @@ quickstart: install ## no pipeline: train + evaluate both models in-process, pri
 	$(BIN)/sentiops quickstart --workdir $(WORKDIR)
 
 test: install cluster-tools ## all tests: unit + integration (real S3, MLflow, kube-apiserver, Prometheus)
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=30 tests
 
 test-unit: install cluster-tools ## fast unit tests only
 	$(BIN)/pytest -q -m "not integration and not slow" tests

@@ -116,13 +116,24 @@ class Container:
             buildah("umount", self.id, check=False)
 
 
+_WORKING: dict[str, Container] = {}
+
+
 @contextlib.contextmanager
 def container(name: str) -> Iterator[Container]:
-    cid = buildah("from", "--quiet", image(name))
-    try:
-        yield Container(name, cid)
-    finally:
-        buildah("rm", cid, check=False)
+    """The test session's one working container of `name`'s image. With vfs storage every
+    `buildah from` copies the whole image (2 GB: ~30 s), so the tests of an image share one;
+    each test checks what changed outside /tmp since its own start. `remove_containers` ends
+    them (tests/images/conftest.py, at the end of the session)."""
+    if name not in _WORKING:
+        _WORKING[name] = Container(name, buildah("from", "--quiet", image(name)))
+    yield _WORKING[name]
+
+
+def remove_containers() -> None:
+    while _WORKING:
+        _, c = _WORKING.popitem()
+        buildah("rm", c.id, check=False)
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:

@@ -36,8 +36,18 @@ def roll_out(
         raise
     if registry_version:
         tracking.configure(settings)
-        if record.decision == PROMOTED:
-            registry.promote(registry_version, "; ".join(record.reasons), registered_model)
-        else:
-            registry.reject(registry_version, record.reasons, registered_model)
+        settle(record, registry_version, registered_model)
     return record
+
+
+def settle(
+    record: Any, registry_version: str | None, registered_model: str = REGISTERED_MODEL
+) -> str:
+    """The registry follows a finished rollout (`record`); returns what it did, in words."""
+    if not registry_version:
+        return "no registry version"
+    if record.decision == PROMOTED:
+        registry.promote(registry_version, "; ".join(record.reasons), registered_model)
+        return f"v{registry_version} champion"
+    registry.reject(registry_version, list(record.reasons), registered_model)
+    return f"v{registry_version} rejected"

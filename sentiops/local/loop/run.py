@@ -75,20 +75,6 @@ def _metric(url: str, name: str, **labels: str) -> float | None:
     return None
 
 
-def _settle(record: Any, registry_version: str | None, name: str) -> str:
-    """The registry follows the rollout: promote -> champion (old champion -> previous);
-    rollback -> the candidate is tagged rejected, the champion stays."""
-    from sentiops.registry import lifecycle as registry
-
-    if not registry_version:
-        return "no registry version"
-    if record.decision == "promoted":
-        registry.promote(registry_version, f"canary promoted at {record.ended_at}", name)
-        return f"v{registry_version} champion"
-    registry.reject(registry_version, list(record.reasons), name)
-    return f"v{registry_version} rejected"
-
-
 def run_loop(
     cfg: LoopConfig | None = None,
     workdir: Path | None = None,
@@ -122,6 +108,7 @@ def _run_loop(
     from sentiops.pipeline.run import local_arguments, run_local
     from sentiops.registry import lifecycle as registry
     from sentiops.rollout.judge import JudgeConfig
+    from sentiops.rollout.settle import settle
     from sentiops.store.storage import local_model
 
     settings = get_settings()
@@ -265,7 +252,7 @@ def _run_loop(
                 local_model(uri), cfg.steps, cfg.step_seconds, judge, canary_version=version
             )
             show("rollout", record)
-            settled = _settle(record, version, REGISTERED_MODEL)
+            settled = settle(record, version, REGISTERED_MODEL)
             story.add(
                 chapter, started, decision=record.decision, reasons=record.reasons, registry=settled
             )

@@ -14,7 +14,19 @@ from __future__ import annotations
 
 import typer
 
-from sentiops.cli import data, drift, feedback, gate, local, model, pipeline, rollout, serve, status
+from sentiops.cli import (
+    batch,
+    data,
+    drift,
+    feedback,
+    gate,
+    local,
+    model,
+    pipeline,
+    rollout,
+    serve,
+    status,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -22,7 +34,7 @@ app = typer.Typer(
     help="SentiOps: train, evaluate, gate and serve sentiment models.",
 )
 
-for group in (data, model, gate, pipeline, serve, feedback, local, rollout, drift, status):
+for group in (data, model, batch, gate, pipeline, serve, feedback, local, rollout, drift, status):
     group.register_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover

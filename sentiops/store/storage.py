@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import urllib3
@@ -123,6 +124,33 @@ class S3Store:
             )
         tmp.replace(local)
         return digest
+
+    def stat(self, uri: str) -> dict[str, Any] | None:
+        """An object's size, ETag and the sha256 it was uploaded with (None if the server kept
+        no metadata); None when there is no such object."""
+        bucket, key = parse_s3(uri)
+        try:
+            st = self.client.stat_object(bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"):
+                return None
+            raise self._fail(f"stat {uri}", exc) from exc
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(f"stat {uri}", exc) from exc
+        meta = {k.lower(): v for k, v in (st.metadata or {}).items()}
+        return {
+            "size": int(st.size or 0),
+            "etag": str(st.etag or ""),
+            "sha256": meta.get(f"x-amz-meta-{SHA_META}"),
+        }
+
+    def remove(self, uri: str) -> None:
+        """Delete one object (no error when it is not there)."""
+        bucket, key = parse_s3(uri)
+        try:
+            self.client.remove_object(bucket, key)
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(f"remove {uri}", exc) from exc
 
     def list_keys(self, uri: str) -> Iterator[str]:
         bucket, prefix = parse_s3(uri)

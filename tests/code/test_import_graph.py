@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sentiops.gate",),  # the gate, and promotion: gate + register
     ("sentiops.rollout",),  # the canary judge, the step loop, its executors' protocol
     ("sentiops.feedback",),  # labels and live accuracy
+    ("sentiops.batch",),  # batch scoring: the served model over files (models + store only)
     # adapters
     ("sentiops.pipeline",),  # KFP: stages, components, runs
     ("sentiops.local",),  # the embedded stack, the loop, make up

@@ -4,6 +4,7 @@ Contract (options may be added, these stay):
   sentiops pipeline run --local [...]          kfp.local SubprocessRunner, this interpreter
   sentiops pipeline submit --host URL [...]    kfp.Client; --schedule CRON for a recurring run
   sentiops pipeline compile [--output FILE]    the pipeline as KFP YAML (default ./sentiops.yaml)
+                           [--pipeline batch]  the batch scoring pipeline instead
 """
 
 from __future__ import annotations
@@ -279,9 +280,19 @@ def pipeline_compile(
         Path, typer.Option(help="YAML to write (`make pipeline` writes the packaged copy)")
     ] = Path("sentiops.yaml"),
     image: Image = None,
+    pipeline: Annotated[
+        str, typer.Option(help="training (default) or batch (the batch scoring pipeline)")
+    ] = "training",
 ) -> None:
     """Compile the pipeline to YAML (what `make pipeline` does)."""
-    from sentiops.pipeline.run import compile_pipeline
+    if pipeline == "batch":
+        from sentiops.pipeline.kubeflow.batch import compile_pipeline as compile_batch
 
-    path = compile_pipeline(output, image)
+        path = compile_batch(output, image)
+    elif pipeline == "training":
+        from sentiops.pipeline.run import compile_pipeline
+
+        path = compile_pipeline(output, image)
+    else:
+        raise typer.BadParameter(f"--pipeline {pipeline!r}: use training or batch")
     console.print(f"wrote {path}", highlight=False)

@@ -61,6 +61,13 @@ INFERENCE_LOG_EVENTS = Counter(
     "Inference-log CloudEvents the predictor posted, by outcome (sent, dropped, failed).",
     ["outcome"],
 )
+MIRROR_REQUESTS = Counter(
+    "sentiops_mirror_requests",
+    "Copies of requests the local traffic split sent to a shadow (a shadow rollout), by "
+    "outcome (sent, dropped = queue full, failed = no answer); the client's request never "
+    "waits for them.",
+    ["outcome"],
+)
 # ------------------------------------------------------------------ drift sidecar (drift/)
 #: One series per model version, so a canary's drift is told apart from the stable model's.
 DRIFT_LABELS = ["model_name", "model_version"]
@@ -183,6 +190,7 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "sentiops_input_length_chars_sum",
     "sentiops_input_length_chars_count",
     "sentiops_inference_log_events_total",
+    "sentiops_mirror_requests_total",
     "sentiops_drift_p_value",
     "sentiops_drift_detected",
     "sentiops_drift_consecutive_windows",

@@ -47,6 +47,21 @@ def parser() -> argparse.ArgumentParser:
         "POST /v1/models/<name>:feedback and live accuracy (env SENTIOPS_FEEDBACK_STORE)",
     )
     p.add_argument(
+        "--feedback_refresh_seconds",
+        type=float,
+        default=float(os.environ.get("SENTIOPS_FEEDBACK_REFRESH_SECONDS", "30") or 30),
+        help="how often live accuracy is read again from the store's labels (a shadow counts "
+        "new labels at this pace) (env SENTIOPS_FEEDBACK_REFRESH_SECONDS)",
+    )
+    p.add_argument(
+        "--shadow",
+        default=os.environ.get("SENTIOPS_SHADOW", "false"),
+        type=lambda x: str(x).lower() in ("1", "true", "yes"),
+        help="this predictor gets a copy of live requests (a shadow rollout): it keeps the "
+        "mirrored request ids, takes no labels, writes no inference log, and counts the "
+        "labels of its own answers from --feedback_store (env SENTIOPS_SHADOW)",
+    )
+    p.add_argument(
         "--auth_token_file",
         default=os.environ.get("SENTIOPS_AUTH_TOKEN_FILE", ""),
         help="tokens (a `name:token` line file or a directory of files, e.g. a mounted "

@@ -17,6 +17,8 @@ from serving.model import SentimentModel
 
 logger = logging.getLogger("sentiops.serving")
 MAX_BODY_BYTES = 2_000_000
+#: The answer's model version (every predict/infer/explain response).
+VERSION_HEADER = b"x-model-version"
 
 
 def cpu_limit() -> int:
@@ -46,8 +48,9 @@ def set_threads(workers: int) -> int:
 
 class Guard:
     """ASGI middleware: refuses bodies over `limit` bytes with 413 (before they are read),
-    closes KServe's model repository API (load/unload), and counts errors KServe answers
-    before the model runs (unknown model 404, not ready 503)."""
+    closes KServe's model repository API (load/unload), counts errors KServe answers before
+    the model runs (unknown model 404, not ready 503), and says on every predict/infer/explain
+    answer which model version gave it (`x-model-version`: a v1 body has no version)."""
 
     def __init__(self, app: Any, model: SentimentModel, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.model, self.limit = app, model, limit
@@ -109,8 +112,12 @@ class Guard:
             if message["type"] == "http.response.start":
                 reason = {503: "model_not_ready", 404: "model_not_found"}.get(message["status"])
                 path = scope.get("path", "")
-                if reason and (path.endswith((":predict", ":explain", "/infer"))):
-                    metrics.REQUEST_ERRORS.labels(self.model.name, self.model.version, reason).inc()
+                if path.endswith((":predict", ":explain", "/infer")):
+                    if reason:
+                        metrics.REQUEST_ERRORS.labels(self.model.name, self.model.version,
+                                                      reason).inc()  # fmt: skip
+                    version = (VERSION_HEADER, str(self.model.version).encode())
+                    message = {**message, "headers": [*message.get("headers", []), version]}
             await send(message)
 
         try:
@@ -174,19 +181,31 @@ def add_metadata_route(app: Any, model: SentimentModel) -> None:
         return JSONResponse(model.metadata())
 
 
-def feedback_for(model: SentimentModel, store: str) -> Any:
+def feedback_for(
+    model: SentimentModel, store: str, shadow: bool = False, refresh_seconds: float = 30.0
+) -> Any:
     """Label feedback over `store` (the prediction log the drift sidecar writes, and where
-    labels go), or None when no store is configured."""
+    labels go), or None when no store is configured. A shadow takes no labels: it counts the
+    stored labels of its own answers (`sentiops.feedback.shadow`)."""
     if not store:
         return None
+    from serving.feedback import Refresher
+
+    if shadow:
+        from sentiops.feedback.shadow import ShadowLabels
+
+        labels = ShadowLabels(store, model_name=model.name)
+        model.on_predicted = labels.remember
+        Refresher(labels, refresh_seconds).start()
+        logger.info("shadow: counting the labels of its answers from %s", store)
+        return labels
     from sentiops.feedback.intake import Feedback
     from sentiops.feedback.predictions import PredictionIndex
-    from serving.feedback import Refresher
 
     index = PredictionIndex(store)
     model.on_predicted = index.remember
     feedback = Feedback(store, index=index, model_name=model.name)
-    Refresher(feedback).start()
+    Refresher(feedback, refresh_seconds).start()
     logger.info("feedback: labels to %s", store)
     return feedback
 
@@ -218,16 +237,25 @@ def run(args: argparse.Namespace) -> None:
                     "; reads too" if args.auth_reads else "")  # fmt: skip
     elif args.auth_reads:
         raise SystemExit("error: --auth_reads needs --auth_token_file")
-    feedback = feedback_for(model, args.feedback_store)
+    feedback = feedback_for(model, args.feedback_store, args.shadow,
+                            args.feedback_refresh_seconds)  # fmt: skip
     add_feedback_route(ks.app, model, feedback, tokens)
-    if args.logger_url:
+    if args.shadow and args.logger_url:
+        # the shadow's answers carry the ids of stable's: in the prediction log a label could
+        # join the wrong version (sentiops.feedback.shadow)
+        logger.warning("shadow: no inference log (--logger_url ignored)")
+    elif args.logger_url:
         from sentiops.security.auth import token_from_file
         from serving.logger import install
 
         token = token_from_file(args.logger_token_file) if args.logger_token_file else ""
         install(ks.app, model, args.logger_url, args.logger_mode, token=token)
     known = None
-    if feedback is not None:
+    if args.shadow and feedback is not None:
+        # a mirrored request carries the id the client got from stable: new to this shadow,
+        # known to the store's prediction log (which a shadow does not read)
+        known = feedback.knows
+    elif feedback is not None:
         rows = feedback.index.rows
         known = lambda rid: rid in rows or f"{rid}:0" in rows  # noqa: E731
     ids = RequestIds(known)  # one for REST and gRPC: an id is used once across both

@@ -1,4 +1,5 @@
-"""`sentiops rollout status | rollback`: the canary rollout for people.
+"""`sentiops rollout status | rollback`: the canary rollout for people; `sentiops rollout --local`
+runs one (a canary, or with `--mode shadow` a shadow) on loopback.
 
 Registered on the main app in sentiops/cli/main.py (`register_commands(app)`). The pipeline's
 `rollout` step does rollouts on a cluster; these commands show and undo them.
@@ -16,7 +17,7 @@ from sentiops.cli.common import console, handled
 
 rollout_app = typer.Typer(
     invoke_without_command=True,
-    help="Canary rollouts: run one locally (--local), show the status, roll back.",
+    help="Canary (and shadow) rollouts: run one locally (--local), show the status, roll back.",
 )
 
 Namespace = Annotated[
@@ -48,6 +49,13 @@ def local(
             "built-in name; repeatable)"
         ),
     ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="canary: the candidate answers a share of the requests; shadow: it gets a copy "
+            "of them and every client gets the stable model's answer"
+        ),
+    ] = "canary",
     steps: Annotated[str, typer.Option(help="traffic percentages, e.g. 10,50,100")] = "10,50,100",
     step_seconds: Annotated[float, typer.Option(help="seconds per step")] = 30.0,
     rate: Annotated[float, typer.Option(help="replayed requests per second")] = 50.0,
@@ -57,8 +65,9 @@ def local(
         Path | None, typer.Option(help="logs and Prometheus data (default $SENTIOPS_HOME/rollout)")
     ] = None,
 ) -> None:
-    """`sentiops rollout --local --stable DIR --canary DIR --traffic PATH`: replay the texts
-    through a traffic split while the canary is rolled out and judged from Prometheus."""
+    """`sentiops rollout --local --stable DIR --canary DIR --traffic PATH [--mode shadow]`:
+    replay the texts through a traffic split while the canary is rolled out (or shadowed) and
+    judged from Prometheus."""
     if ctx.invoked_subcommand is not None:
         return
     if not local:
@@ -77,11 +86,16 @@ def local(
     from sentiops.data.datasets import TEXT, load
     from sentiops.local.rollout import local_rollout
     from sentiops.rollout.judge import JudgeConfig
+    from sentiops.rollout.steps import MODES
+
+    if mode not in MODES:
+        raise typer.BadParameter(f"--mode {mode!r}: use one of {', '.join(MODES)}")
 
     texts = [t for t in load(list(traffic), TEXT, None)[TEXT].tolist() if t.strip()]
     record = local_rollout(
         stable, canary, texts, workdir or get_settings().home / "rollout", plan_steps,
         step_seconds, rate, JudgeConfig(min_requests=min_requests), progress=console.print,
+        mode=mode,
     )  # fmt: skip
     console.print(record.to_markdown(), highlight=False)
     if output_json:

@@ -1,4 +1,4 @@
-"""Rollout executor for the embedded default: real predictors on loopback behind a traffic
+"""Rollout executors for the embedded default: real predictors on loopback behind a traffic
 split that the rollout controls, and a real Prometheus scraping them. The judge and the step
 loop are the cluster's (`sentiops.rollout`); only the traffic plumbing differs.
 
@@ -6,6 +6,11 @@ loop are the cluster's (`sentiops.rollout`); only the traffic plumbing differs.
 predictor, Prometheus, the split, replayed traffic, optionally the drift sidecar); each
 `LocalStack.rollout()` starts a canary next to the serving predictor and promotes or rolls it
 back. `local_rollout()` is one rollout on a stack of its own (`sentiops rollout --local`).
+
+With `mode="shadow"` the candidate runs as a shadow (`python -m serving --shadow`) and the
+split copies each step's share of predictions to it (`TrafficSplit.mirror`); clients always get
+the serving predictor's answer. Promotion starts the candidate as the serving predictor (as a
+cluster rolls the InferenceService to it) and stops the shadow and the old one.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from sentiops.records import write_json
 from sentiops.rollout.judge import JudgeConfig
 from sentiops.rollout.prometheus import PrometheusSource
 from sentiops.rollout.record import PROMOTED, Record
-from sentiops.rollout.steps import Plan, run
+from sentiops.rollout.steps import CANARY, SHADOW, Plan, run
 
 #: Files in the rollout's workdir: the steps of a rollout in progress, the last decision.
 PROGRESS, DECISION = "progress.json", "decision.json"
@@ -56,6 +61,39 @@ class LocalExecutor:
     def rollback(self) -> None:
         self.stack.split.route("", 0)
         self.canary.stop()
+        self.stack.scrape([self.stable])
+
+
+class LocalShadowExecutor:
+    """Mirrors a share of the predictions to a shadow predictor; promotion starts the
+    candidate as the serving predictor (`successor`, not yet started) in its place."""
+
+    def __init__(
+        self, stable: Predictor, shadow: Predictor, successor: Predictor, stack: LocalStack
+    ) -> None:
+        self.stable, self.shadow, self.successor, self.stack = stable, shadow, successor, stack
+        self.serving = stable
+
+    def start(self, traffic: int) -> None:
+        self.shadow.start()
+        self.stack.scrape([self.stable, self.shadow])
+        self.stack.split.mirror(self.shadow.url, traffic)
+
+    def set_traffic(self, traffic: int) -> None:
+        self.stack.split.mirror(self.shadow.url, traffic)
+
+    def promote(self) -> None:
+        self.stack.split.mirror("", 0)
+        self.successor.start()  # stable serves until the candidate is ready
+        self.stack.split.stable = self.successor.url
+        self.serving = self.successor
+        self.stable.stop()
+        self.shadow.stop()
+        self.stack.scrape([self.successor])
+
+    def rollback(self) -> None:
+        self.stack.split.mirror("", 0)
+        self.shadow.stop()
         self.stack.scrape([self.stable])
 
 
@@ -133,8 +171,10 @@ class LocalStack:
         max_holds: int = 2,
         canary_version: str | None = None,
         canary_args: list[str] | None = None,
+        mode: str = CANARY,
     ) -> Record:
-        """Roll `canary_dir` out next to the serving predictor; it serves afterwards if the
+        """Roll `canary_dir` out next to the serving predictor (`mode` canary: it answers a
+        share of the requests; shadow: it gets a copy of them); it serves afterwards if the
         judge promotes it. The record is written to `<workdir>/decision.json`."""
         assert self.serving is not None, "start() the stack first"
         sv = self.serving.version
@@ -144,18 +184,27 @@ class LocalStack:
                 f"stable and canary are the same version {sv}",
                 "roll out a different model (or give the canary its own version)",
             )
-        canary = self.predictor(canary_dir, cv, "canary", canary_args or [])
-        executor = LocalExecutor(self.serving, canary, self)
-        plan = Plan(cv, sv, steps, step_seconds, max_holds, judge or JudgeConfig())
+        plan = Plan(cv, sv, steps, step_seconds, max_holds, judge or JudgeConfig(), mode)
+        executor: LocalExecutor | LocalShadowExecutor
+        if mode == SHADOW:
+            # the shadow counts the labels of its answers from the store every 2 s
+            shadow = self.predictor(canary_dir, cv, "shadow", [*(canary_args or []),
+                                    "--shadow=true", "--feedback_refresh_seconds=2"])  # fmt: skip
+            successor = self.predictor(canary_dir, cv, "serving", canary_args or [])
+            executor = LocalShadowExecutor(self.serving, shadow, successor, self)
+        else:
+            canary = self.predictor(canary_dir, cv, "canary", canary_args or [])
+            executor = LocalExecutor(self.serving, canary, self)
         time.sleep(2.0)  # two scrapes of the serving predictor before the first step
         steps_so_far: list[Any] = []
 
         def on_step(step: Any) -> None:  # what the console and `sentiops status` show live
             steps_so_far.append(asdict(step))
             write_json(
-                {"canary_version": cv, "stable_version": sv, "plan": steps, "steps": steps_so_far},
+                {"canary_version": cv, "stable_version": sv, "plan": steps, "mode": mode,
+                 "steps": steps_so_far},
                 self.workdir / PROGRESS,
-            )
+            )  # fmt: skip
 
         (self.workdir / PROGRESS).unlink(missing_ok=True)
         try:
@@ -175,8 +224,10 @@ class LocalStack:
             self.serving = executor.serving
         record.write_json(self.workdir / DECISION)
         status = self.replay.status if self.replay else {}
+        mirrored = f"; copies to the shadow {dict(self.split.mirrored)}" if mode == SHADOW else ""
         self.progress(
-            f"requests through the split: {dict(self.split.counts)}; answers by status {status}"
+            f"requests through the split: {dict(self.split.counts)}; answers by status "
+            f"{status}{mirrored}"
         )
         return record
 
@@ -205,11 +256,13 @@ def local_rollout(
     progress: Callable[[str], Any] = print,
     stable_args: list[str] | None = None,
     canary_args: list[str] | None = None,
+    mode: str = CANARY,
 ) -> Record:
     """Serve `stable_dir`, replay `texts` through the split while the canary `canary_dir` is
-    rolled out step by step and judged from Prometheus; every server is stopped at the end.
-    `stable_args` / `canary_args` are extra predictor flags (`python -m serving --help`): a
-    rollout may change the predictor's configuration as well as, or instead of, the model."""
+    rolled out step by step (`mode` canary or shadow) and judged from Prometheus; every server
+    is stopped at the end. `stable_args` / `canary_args` are extra predictor flags (`python -m
+    serving --help`): a rollout may change the predictor's configuration as well as, or
+    instead of, the model."""
     sv = stable_version or version_of(stable_dir)
     cv = canary_version or version_of(canary_dir)
     if sv == cv:
@@ -221,7 +274,8 @@ def local_rollout(
     try:
         stack.start(stable_dir, sv, stable_args)
         stack.replay_texts(texts, rate)
-        return stack.rollout(canary_dir, steps, step_seconds, judge, max_holds, cv, canary_args)
+        return stack.rollout(canary_dir, steps, step_seconds, judge, max_holds, cv, canary_args,
+                             mode)  # fmt: skip
     finally:
         stack.stop()
 

@@ -1,5 +1,6 @@
 """Traffic on the embedded stack: the traffic split in front of the predictors (the local
-stand-in for Knative's split) and the replay of texts as live traffic."""
+stand-in for Knative's split and a gateway's mirror) and the replay of texts as live
+traffic."""
 
 from __future__ import annotations
 
@@ -13,18 +14,43 @@ from sentiops.config import MODEL_NAME
 from sentiops.errors import StackError
 from sentiops.local.processes import free_port
 
-
 # ------------------------------------------------------------------------------ traffic split
-class TrafficSplit:
-    """A reverse proxy on loopback that sends `canary_percent` % of requests to the canary
-    and the rest to stable (per request, at random) — the local stand-in for Knative's split.
-    Every path and method is forwarded as is."""
+#: Requests a shadow gets a copy of: predictions (v1 and v2 REST), never labels or explanations.
+MIRRORED = (":predict", "/infer")
 
-    def __init__(self, stable: str, port: int | None = None, seed: int = 0) -> None:
+
+class TrafficSplit:
+    """A reverse proxy on loopback in front of the predictors — the local stand-in for
+    Knative's split and for a gateway's mirror. Every path and method is forwarded as is.
+
+    canary  `route(url, p)`: p % of requests go to the canary instead of stable (per request,
+            at random).
+    shadow  `mirror(url, p)`: every request goes to stable, which answers the client; for p %
+            of the predictions a copy goes to the shadow afterwards, with the request id stable
+            answered with (the id a label will name; `sentiops.feedback.shadow`). Copies are
+            fire-and-forget: a bounded queue (`mirror_queue`) and a few senders with their own
+            connections and timeout, so a slow or dead shadow never delays or fails a client's
+            request; a full queue drops the copy. `mirrored` and the
+            `sentiops_mirror_requests_total{outcome}` counter say how many were sent, dropped
+            or failed."""
+
+    def __init__(
+        self,
+        stable: str,
+        port: int | None = None,
+        seed: int = 0,
+        mirror_queue: int = 256,
+        mirror_senders: int = 4,
+        mirror_timeout: float = 5.0,
+    ) -> None:
         self.stable, self.canary = stable, ""
         self.canary_percent = 0
+        self.shadow, self.mirror_percent = "", 0
         self.port = port or free_port()
         self.counts = {"stable": 0, "canary": 0}
+        self.mirrored = {"sent": 0, "dropped": 0, "failed": 0}
+        self.mirror_queue, self.mirror_senders = mirror_queue, mirror_senders
+        self.mirror_timeout = mirror_timeout
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._server: Any = None
@@ -38,6 +64,11 @@ class TrafficSplit:
         with self._lock:
             self.canary, self.canary_percent = canary, percent
 
+    def mirror(self, shadow: str, percent: int) -> None:
+        """Copy `percent` % of the predictions to `shadow` ("" or 0: none)."""
+        with self._lock:
+            self.shadow, self.mirror_percent = shadow, percent
+
     def _pick(self) -> tuple[str, str]:
         with self._lock:
             if self.canary and self._rng.random() * 100 < self.canary_percent:
@@ -46,7 +77,22 @@ class TrafficSplit:
             self.counts["stable"] += 1
             return "stable", self.stable
 
+    def _mirror_to(self, path: str) -> str:
+        with self._lock:
+            if self.shadow and path.endswith(MIRRORED) and \
+                    self._rng.random() * 100 < self.mirror_percent:  # fmt: skip
+                return self.shadow
+            return ""
+
+    def _count_mirror(self, outcome: str) -> None:
+        from sentiops import metrics
+
+        self.mirrored[outcome] += 1
+        metrics.MIRROR_REQUESTS.labels(outcome).inc()
+
     def app(self) -> Any:
+        import asyncio
+
         import httpx
         from starlette.applications import Starlette
         from starlette.requests import Request
@@ -54,20 +100,60 @@ class TrafficSplit:
         from starlette.routing import Route
 
         client = httpx.AsyncClient(timeout=30.0)
+        # the mirror's own queue, senders and connections (made in the server's event loop)
+        mirror: dict[str, Any] = {}
+
+        async def send_copies(queue: asyncio.Queue, shadow_client: httpx.AsyncClient) -> None:
+            while True:
+                url, method, params, body, headers = await queue.get()
+                try:
+                    await shadow_client.request(method, url, params=params, content=body,
+                                                headers=headers)  # fmt: skip
+                    self._count_mirror("sent")
+                except httpx.HTTPError:
+                    self._count_mirror("failed")
+                finally:
+                    queue.task_done()
+
+        def copy(item: tuple[Any, ...]) -> None:
+            if not mirror:
+                limits = httpx.Limits(max_connections=self.mirror_senders)
+                mirror["client"] = httpx.AsyncClient(timeout=self.mirror_timeout, limits=limits)
+                mirror["queue"] = asyncio.Queue(maxsize=self.mirror_queue)
+                mirror["senders"] = [
+                    asyncio.get_running_loop().create_task(
+                        send_copies(mirror["queue"], mirror["client"]))
+                    for _ in range(self.mirror_senders)
+                ]  # fmt: skip
+            try:
+                mirror["queue"].put_nowait(item)
+            except asyncio.QueueFull:
+                self._count_mirror("dropped")
 
         async def forward(request: Request) -> Response:
             _, upstream = self._pick()
+            body = await request.body()
+            headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
             try:
                 resp = await client.request(
                     request.method,
                     upstream + request.url.path,
                     params=request.query_params,
-                    content=await request.body(),
-                    headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+                    content=body,
+                    headers=headers,
                 )
             except httpx.HTTPError as exc:
                 return Response(f'{{"error": "upstream {upstream}: {exc}"}}', status_code=502,
                                 media_type="application/json")  # fmt: skip
+            shadow = self._mirror_to(request.url.path)
+            if shadow:
+                # the id the client got (stable may have replaced the client's own)
+                rid = resp.headers.get("x-request-id") or headers.get("x-request-id", "")
+                copy_headers = {k: v for k, v in headers.items() if k.lower() != "x-request-id"}
+                if rid:
+                    copy_headers["x-request-id"] = rid
+                copy((shadow + request.url.path, request.method, request.query_params, body,
+                      copy_headers))  # fmt: skip
             drop = {"content-length", "transfer-encoding", "connection", "content-encoding"}
             headers = {k: v for k, v in resp.headers.items() if k.lower() not in drop}
             return Response(resp.content, status_code=resp.status_code, headers=headers)

@@ -222,14 +222,18 @@ def rollout(
     registered_model: str = REGISTERED_MODEL,
     settings: Settings | None = None,
     kubeconfig: str | None = None,
+    mode: str = "",
 ) -> Any:
     """Canary-roll the model at `storage_uri` (registry `version`) into the cluster's
     InferenceService with the settings of the `sentiops-rollout` ConfigMap, then settle the
-    registry (`rollout.settle.roll_out`). Returns the rollout record."""
+    registry (`rollout.settle.roll_out`). `mode` canary or shadow ("" = the ConfigMap's
+    `rolloutMode`, default canary): a shadow gets a mirrored copy of the predictions
+    (`rollout.shadow`). Returns the rollout record."""
     from sentiops.rollout.kserve import KServeExecutor, api_client, load_settings, served_version
     from sentiops.rollout.prometheus import PrometheusSource
     from sentiops.rollout.settle import roll_out
-    from sentiops.rollout.steps import Plan
+    from sentiops.rollout.shadow import ShadowExecutor
+    from sentiops.rollout.steps import MODES, SHADOW, Plan
 
     if not namespace and SA_NAMESPACE.exists():
         namespace = SA_NAMESPACE.read_text().strip()
@@ -243,8 +247,17 @@ def rollout(
             "no Prometheus URL for the canary judge",
             "set inferenceService.canary.prometheusUrl in the chart or pass prometheus_url",
         )
-    executor = KServeExecutor(api, namespace, cfg.inference_service, storage_uri, version)
-    current = executor.get()
+    mode = mode or cfg.mode
+    if mode not in MODES:
+        raise ConfigError(
+            f"rollout mode {mode!r} is not one of {MODES}",
+            "set rolloutMode in the sentiops-rollout ConfigMap or pass mode",
+        )
+    kserve = KServeExecutor(api, namespace, cfg.inference_service, storage_uri, version)
+    current = kserve.get()
+    executor: KServeExecutor | ShadowExecutor = kserve
+    if mode == SHADOW and current is not None:  # the first deployment has nothing to shadow
+        executor = ShadowExecutor(api, namespace, cfg.inference_service, storage_uri, version)
     plan = Plan(
         canary_version=version,
         stable_version=served_version(current) if current else None,
@@ -252,6 +265,7 @@ def rollout(
         step_seconds=cfg.step_seconds,
         max_holds=cfg.max_holds,
         judge=cfg.judge,
+        mode=mode,
     )
     return roll_out(
         plan,

@@ -52,6 +52,7 @@ class RolloutSettings:
     prometheus_url: str = ""
     max_holds: int = 2
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    mode: str = "canary"  # canary | shadow (sentiops.rollout.steps, sentiops.rollout.shadow)
 
     @classmethod
     def from_configmap(cls, data: dict[str, str]) -> RolloutSettings:
@@ -69,6 +70,7 @@ class RolloutSettings:
                 prometheus_url=data.get("prometheusUrl", ""),
                 max_holds=int(data.get("maxHolds", 2)),
                 judge=JudgeConfig(**judge),
+                mode=data.get("rolloutMode", "canary") or "canary",
             )
         except (TypeError, ValueError) as exc:
             raise RolloutError(

@@ -29,6 +29,9 @@ class Step:
     # how much of the step the numbers cover: a held step is observed again over the whole
     # step so far (0: not recorded)
     window_seconds: float = 0.0
+    # canary: `traffic` % of requests answered by the canary; shadow: copied to it (clients
+    # always got stable's answer)
+    mode: str = "canary"
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Record:
     thresholds: dict[str, Any]
     started_at: str
     ended_at: str = ""
+    mode: str = "canary"  # canary | shadow (sentiops.rollout.steps)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,16 +56,20 @@ class Record:
 
     def to_markdown(self) -> str:
         verdict = "PROMOTED" if self.decision == PROMOTED else "ROLLED BACK"
+        shadow = self.mode == "shadow"
         lines = [
-            f"# Canary rollout: {verdict}",
+            f"# {'Shadow' if shadow else 'Canary'} rollout: {verdict}",
             "",
-            f"Canary v{self.canary_version} vs stable v{self.stable_version or '-'}, "
-            f"{self.started_at} - {self.ended_at}.",
+            f"{'Shadow' if shadow else 'Canary'} v{self.canary_version} vs stable "
+            f"v{self.stable_version or '-'}, {self.started_at} - {self.ended_at}.",
             "",
-        ]
+            *(["A copy of the step's share of requests went to the shadow; every client got "
+               "stable's answer. The canary column is the shadow.", ""] if shadow else []),
+        ]  # fmt: skip
         for i, s in enumerate(self.steps, 1):
+            moved = "copied to the shadow" if s.mode == "shadow" else "to the canary"
             lines += [
-                f"## Step {i}: {s.traffic}% to the canary -> {s.verdict} (score {s.score:.0f})",
+                f"## Step {i}: {s.traffic}% {moved} -> {s.verdict} (score {s.score:.0f})",
                 "",
                 *([f"Observed over the last {s.window_seconds:.0f}s.", ""]
                   if s.window_seconds else []),  # fmt: skip

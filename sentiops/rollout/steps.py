@@ -1,12 +1,21 @@
-"""The canary's step loop: walk the traffic steps of a `Plan`, moving traffic with an `Executor`
+"""The rollout's step loop: walk the traffic steps of a `Plan`, moving traffic with an `Executor`
 (a KServe InferenceService, or two local predictors behind a split) and reading what each
 version served from a `MetricSource` (Prometheus); the judge (`sentiops.rollout.judge`)
 decides each step, and the loop promotes or rolls back by itself, keeping the record
 (`sentiops.rollout.record`).
 
-At a 100 % step the stable version serves nothing, so the canary is compared with the stable
-traffic of the last step that had enough of it (the step record says so; at twice the load,
-latency is judged conservatively there).
+Two modes, one loop (`Plan.mode`):
+
+    canary  a step's percentage of requests is *answered* by the candidate (the rest by stable)
+    shadow  a step's percentage of requests is *copied* to the candidate (a mirror): every client
+            gets stable's answer, the candidate's answers are only measured; `promote` then
+            switches serving to the candidate, `rollback` removes the shadow. The executor
+            decides what the percentage means (`sentiops.rollout.shadow`, the local stack's
+            mirror); the statistics and the decisions are the same.
+
+At a 100 % canary step the stable version serves nothing, so the canary is compared with the
+stable traffic of the last step that had enough of it (the step record says so; at twice the
+load, latency is judged conservatively there). A shadow never takes traffic from stable.
 """
 
 from __future__ import annotations
@@ -31,10 +40,14 @@ from sentiops.rollout.judge import (
 )
 from sentiops.rollout.record import PROMOTED, ROLLED_BACK, Record, Step
 
+CANARY, SHADOW = "canary", "shadow"
+MODES = (CANARY, SHADOW)
+
 
 @dataclass
 class Plan:
-    """What to roll out and how: traffic steps (percent of requests to the canary)."""
+    """What to roll out and how: traffic steps (percent of requests answered by the canary, or
+    with `mode` shadow copied to it)."""
 
     canary_version: str
     stable_version: str | None
@@ -42,8 +55,11 @@ class Plan:
     step_seconds: float = 600.0
     max_holds: int = 2
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    mode: str = CANARY
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if not self.steps or any(not 0 < s <= 100 for s in self.steps):
             raise ValueError(f"steps must be percentages in (0, 100], got {self.steps}")
         if list(self.steps) != sorted(self.steps):
@@ -53,7 +69,8 @@ class Plan:
 
 
 class Executor(Protocol):
-    """Moves traffic: a KServe InferenceService, or two local predictors behind a split."""
+    """Moves traffic: a KServe InferenceService, or two local predictors behind a split. In a
+    shadow rollout `traffic` is the share of requests copied to the candidate."""
 
     def start(self, traffic: int) -> None:
         """Deploy the canary next to stable with `traffic` % of requests; wait until ready."""
@@ -64,7 +81,7 @@ class Executor(Protocol):
         """The canary takes 100 % and becomes the stable version."""
 
     def rollback(self) -> None:
-        """All traffic back to stable; the previous spec is restored."""
+        """All traffic back to stable (a shadow is removed); the previous spec is restored."""
 
 
 class MetricSource(Protocol):
@@ -113,7 +130,9 @@ def run(
             "max_holds": plan.max_holds,
         },  # fmt: skip
         _now(),
+        mode=plan.mode,
     )
+    moved = "copied" if plan.mode == SHADOW else "to"
     if plan.stable_version is None:
         executor.start(100)
         executor.promote()
@@ -128,7 +147,7 @@ def run(
         while True:
             traffic = plan.steps[i]
             started = _now()
-            progress(f"step {i + 1}/{len(plan.steps)}: {traffic}% to v{plan.canary_version} "
+            progress(f"step {i + 1}/{len(plan.steps)}: {traffic}% {moved} v{plan.canary_version} "
                      f"for {plan.step_seconds:.0f}s")  # fmt: skip
             sleep(plan.step_seconds)
             # a held step is observed again over the whole step so far: a hold buys more
@@ -147,7 +166,8 @@ def run(
             last = i == len(plan.steps) - 1
             verdict, reasons = decide_step(checks, last, holds, plan.max_holds)
             step = Step(traffic, verdict, checks, score(checks), _observed_summary(canary),
-                        _observed_summary(stable), started, _now(), baseline, window)  # fmt: skip
+                        _observed_summary(stable), started, _now(), baseline, window,
+                        plan.mode)  # fmt: skip
             record.steps.append(step)
             if on_step:
                 on_step(step)
@@ -180,7 +200,7 @@ def run(
             record.ended_at = _now()
         raise RolloutError(
             "; ".join(record.reasons),
-            "the canary was rolled back; fix the cause and run the rollout again",
+            f"the {plan.mode} was rolled back; fix the cause and run the rollout again",
             record,
         ) from exc
     record.ended_at = _now()

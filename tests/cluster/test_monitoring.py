@@ -234,6 +234,7 @@ EXPORTER = textwrap.dedent(
     m.DRIFT_WINDOWS.labels("sentiment", "3", "drift").inc()
     m.DRIFT_TEST_SECONDS.observe(0.4)
     m.DRIFT_EVENTS.labels("accepted").inc(400)
+    m.MIRROR_REQUESTS.labels("sent").inc(10)
     m.DRIFT_BAD_EVENTS.labels("not_json").inc()
     m.PREDICTION_LOG_ROWS.labels("written").inc(200)
     m.PREDICTION_LOG_ERRORS.inc()

@@ -1,0 +1,168 @@
+"""Labels for a shadow's predictions: live accuracy of a model that answers no client.
+
+In a shadow rollout (`sentiops.rollout.steps`, mode shadow) the candidate gets a copy of live
+requests and its answers are thrown away. A label is given for what a client was answered, so
+it names the *stable* prediction's request id and is stored once, joined with that prediction
+(`sentiops.feedback.intake`) — training data never counts a text twice. The shadow joins the
+same labels with its own answers:
+
+- the mirror copies the request with the request id the client got (the gateway's
+  `x-request-id`, or locally the id stable answered with), so the shadow's prediction of a
+  text carries the id the label will name;
+- the shadow keeps its own predictions in memory (`remember`; bounded, like the predictor's
+  `PredictionIndex`) and never writes them to the prediction log (a second prediction under
+  the same id there would let a label join the wrong version);
+- every few seconds it reads the label parts written since the last read (`refresh`; parts
+  are written once) and, for each label whose id *and text* match one of its predictions
+  (a reused id with another text never matches), counts
+  `sentiops_feedback_total{model_version=<shadow>, correct, sample}` — the series the canary
+  judge reads per step — and keeps live accuracy per version for the gauges.
+
+Which labels count as the random evaluation sample is decided by the request id
+(`labels.in_eval_sample`), so a shadow's sampled predictions are exactly the mirrored share of
+the stable's sample: labelled the same way, by the same people, at no extra cost. A label that
+arrives before the shadow's copy was answered does not count (the mirror sends copies at once;
+labels come seconds to days later). The shadow takes no labels itself: `record` refuses them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sentiops.config import MODEL_NAME, Settings, eval_sample_rate
+from sentiops.errors import FeedbackError
+from sentiops.feedback.labels import RANDOM, TARGETED, Item, feedback_prefix, in_eval_sample
+from sentiops.store import layout
+
+
+class ShadowLabels:
+    """Joins stored labels with a shadow's own predictions and counts them per version."""
+
+    shadow = True
+
+    def __init__(
+        self,
+        store: str,
+        settings: Settings | None = None,
+        model_name: str = MODEL_NAME,
+        capacity: int = 200_000,
+    ) -> None:
+        self.store, self.settings, self.model_name = store, settings, model_name
+        self.capacity = capacity
+        self.rate = eval_sample_rate()
+        # id -> (text, predicted label, model version) of this shadow's own answers
+        self.rows: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
+        self.counted: set[str] = set()
+        self.parts: set[str] | None = None  # label parts read so far (None: not listed yet)
+        # version -> [labels, correct, (gold, predicted) pairs] of the random sample
+        self.live: dict[str, list[Any]] = {}
+        self.lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the shadow's answers
+    def remember(self, rows: Iterable[dict[str, Any]]) -> None:
+        """The shadow's predictions (`serving.feedback.prediction_rows`), at most `capacity`."""
+        with self.lock:
+            for row in rows:
+                rid = str(row["id"])
+                self.rows.pop(rid, None)
+                self.rows[rid] = (str(row.get("text", "")), str(row.get("label", "")),
+                                  str(row.get("model_version", "")))  # fmt: skip
+            while len(self.rows) > self.capacity:
+                self.rows.popitem(last=False)
+
+    def knows(self, request_id: str) -> bool:
+        with self.lock:
+            return request_id in self.rows or f"{request_id}:0" in self.rows
+
+    # ------------------------------------------------------------------ the labels
+    def refresh(self) -> int:
+        """Read the label parts written since the last call; count the labels of this
+        shadow's predictions. The first call only notes the parts already there (labels of
+        predictions made before this shadow started). Returns the labels counted."""
+        import pyarrow.parquet as pq
+
+        from sentiops.store.storage import get_file
+
+        files = [f.uri for f in layout.list_files(feedback_prefix(self.store), self.settings)
+                 if f.uri.endswith(".parquet")]  # fmt: skip
+        if self.parts is None:
+            self.parts = set(files)
+            return 0
+        counted = 0
+        for uri in files:
+            if uri in self.parts:
+                continue
+            self.parts.add(uri)
+            table = pq.read_table(get_file(uri, self.settings), columns=["id", "text", "label"])
+            counted += self.count(table.to_pylist())
+        return counted
+
+    def count(self, labels: Sequence[dict[str, Any]]) -> int:
+        """Count `labels` (id, text, label) that name one of this shadow's predictions."""
+        from sentiops import metrics
+
+        n = 0
+        with self.lock:
+            for label in labels:
+                rid = str(label["id"])
+                mine = self.rows.get(rid)
+                if mine is None or rid in self.counted or mine[0] != str(label.get("text", "")):
+                    continue
+                self.counted.add(rid)
+                text, predicted, version = mine
+                gold = str(label["label"])
+                sample = RANDOM if in_eval_sample(rid, self.rate) else TARGETED
+                metrics.FEEDBACK.labels(self.model_name, version, str(gold == predicted).lower(),
+                                        sample).inc()  # fmt: skip
+                if sample == RANDOM:
+                    live = self.live.setdefault(version, [0, 0, []])
+                    live[0] += 1
+                    live[1] += int(gold == predicted)
+                    live[2].append((gold, predicted))
+                n += 1
+        return n
+
+    def live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
+        """Accuracy (95 % Wilson interval) and macro-F1 of this shadow on the labels of the
+        random evaluation sample counted since it started."""
+        from sentiops.scoring import macro_f1, wilson_interval
+
+        if refresh:
+            self.refresh()
+        out: dict[str, dict[str, float]] = {}
+        with self.lock:
+            for version, (labels, correct, pairs) in self.live.items():
+                gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
+                low, high = wilson_interval(correct, labels)
+                out[version] = {
+                    "labels": float(labels),
+                    "correct": float(correct),
+                    "accuracy": correct / labels,
+                    "accuracy_low": low,
+                    "accuracy_high": high,
+                    "macro_f1": macro_f1(gold, pred, sorted(set(gold) | set(pred))),
+                }
+        return out
+
+    def export_live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
+        """What `serving.feedback.Refresher` calls every few seconds."""
+        from sentiops import metrics
+
+        live = self.live_metrics(refresh)
+        for version, m in live.items():
+            metrics.LIVE_ACCURACY.labels(self.model_name, version).set(m["accuracy"])
+            metrics.LIVE_MACRO_F1.labels(self.model_name, version).set(m["macro_f1"])
+            metrics.LIVE_LABELS.labels(self.model_name, version).set(m["labels"])
+        return live
+
+    def record(self, items: Sequence[Item], source: str = "api",
+               labelled_by: str = "") -> dict[str, Any]:  # fmt: skip
+        raise FeedbackError(
+            "this predictor is a shadow: its answers reach no client, so it takes no labels",
+            "send labels to the serving predictor (the model's URL); the shadow counts the "
+            "labels of the requests it was copied from the store",
+            404,
+        )

@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# What the embedded default's local stack needs beyond .venv: Debian's Prometheus (the loop,
-# `make up` and the local rollout start their own on loopback). Idempotent, non-interactive;
-# root or sudo on Debian bookworm. (`make cluster-tools` installs it too, with much more.)
+# What the embedded default's local stack and the tests need beyond .venv, from Debian:
+#   prometheus   the loop, `make up` and the local rollout start their own on loopback
+#   postgresql   the server binaries (initdb, postgres under /usr/lib/postgresql/<major>/bin):
+#                the tests start a throw-away cluster on loopback for MLflow's metadata
+#                (tests/servers.py postgres_server); the package's own cluster is not used
+# Idempotent (a no-op when both are there), non-interactive; root or sudo on Debian bookworm.
+# (`make cluster-tools` installs prometheus too, with much more.)
 set -euo pipefail
-if command -v prometheus >/dev/null; then
+have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
+missing=()
+command -v prometheus >/dev/null || missing+=(prometheus)
+have_postgres || missing+=(postgresql)
+if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
 SUDO=""
@@ -11,7 +19,9 @@ if [ "$(id -u)" != 0 ]; then
   command -v sudo >/dev/null || { echo "[stack-tools] need root or sudo for apt-get" >&2; exit 1; }
   SUDO="sudo -n"
 fi
-echo "[stack-tools] apt-get install prometheus" >&2
+echo "[stack-tools] apt-get install ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+command -v prometheus >/dev/null && have_postgres \
+  || { echo "[stack-tools] prometheus or postgresql still missing after apt-get" >&2; exit 1; }

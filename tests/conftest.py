@@ -6,7 +6,9 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -15,6 +17,9 @@ from typer.testing import CliRunner
 
 from sentiops.cli import gate, pipeline
 from sentiops.cli.main import app
+
+if TYPE_CHECKING:
+    from tests.servers import Postgres
 
 # every prediction in the random evaluation sample unless a test says otherwise, for servers
 # that session- and package-scoped fixtures start too (tests of the sampling set their rate)
@@ -62,6 +67,16 @@ def sentiops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # the sampling set their own rate; the labelling-queue tests set 0)
     monkeypatch.setenv("SENTIOPS_EVAL_SAMPLE_RATE", "1")
     return home
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throw-away PostgreSQL cluster for the whole session (Debian's binaries, loopback,
+    password auth); tests take a database of their own with `postgres.create_database()`."""
+    from tests.servers import postgres_server
+
+    with postgres_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -88,7 +88,7 @@ def configure(settings: Settings | None = None, experiment: str = EXPERIMENT) ->
             if not uri.startswith(("http://", "https://")):
                 s.artifact_root.mkdir(parents=True, exist_ok=True)
                 location = s.artifact_root.as_uri()
-            mlflow.create_experiment(experiment, artifact_location=location)
+            _create_experiment(experiment, location)
         mlflow.set_experiment(experiment)
     except Exception as exc:  # noqa: BLE001
         raise TrackingError(
@@ -96,6 +96,20 @@ def configure(settings: Settings | None = None, experiment: str = EXPERIMENT) ->
             "check MLFLOW_TRACKING_URI and the server's permissions",
         ) from exc
     return uri
+
+
+def _create_experiment(name: str, location: str | None) -> None:
+    """Create the experiment; another client (a training run or tuning trial started at the
+    same time against the same store) may create it between our lookup and this call: its
+    experiment is as good as ours (the store's unique name refuses the second one)."""
+    mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
 
 
 class SentimentPyfunc:

@@ -1,9 +1,12 @@
-"""The model lifecycle over MLflow aliases (real sqlite MLflow): challenger -> candidate ->
-champion, previous; only an approved model becomes candidate, only the candidate is promoted
-or rejected, a rejection leaves the champion alone, and every transition is tagged."""
+"""The model lifecycle over MLflow aliases: challenger -> candidate -> champion, previous;
+only an approved model becomes candidate, only the candidate is promoted or rejected, a
+rejection leaves the champion alone, and every transition is tagged. Each test runs on both
+backends: the embedded default (sqlite, no server) and the cluster's shape (a real `mlflow
+server` over PostgreSQL, reached over HTTP)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +20,30 @@ from sentiops.params import GateConfig
 from sentiops.registry import lifecycle as registry
 from sentiops.registry import tracking
 from tests.conftest import make_frame
+from tests.servers import mlflow_server
 
 FAST = GateConfig(n_resamples=1000)
+
+
+@pytest.fixture(
+    autouse=True, params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+)
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """sqlite: the default store under SENTIOPS_HOME. postgresql: a fresh database in the
+    session's PostgreSQL and an `mlflow server` over it as MLFLOW_TRACKING_URI."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    database = request.getfixturevalue("postgres").create_database("registry")
+    with mlflow_server(tmp_path / "mlflow", database) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        yield url
+    import psycopg
+
+    with psycopg.connect(database) as conn:  # the versions went to PostgreSQL
+        assert conn.execute("SELECT count(*) FROM model_versions").fetchone()[0] > 0
 
 
 def _trained(folder: Path, seed: int) -> tuple[Path, str]:

@@ -8,12 +8,15 @@ this proves schema, admission and RBAC, not that pods run.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
+from pathlib import Path
 
 import pytest
 
-from .harness import REPO, ApiServer, crd_for_apiserver_1_20, crds_dir
+from .harness import REPO, ApiServer, crd_for_apiserver_1_20, crds_dir, run, tool
 
 pytestmark = pytest.mark.integration
 
@@ -327,3 +330,71 @@ def test_pods_without_api_access_mount_no_token(installed: ApiServer) -> None:
                         ("sentiops-pipeline", True)):  # fmt: skip
         account = get(installed, "-n", "sentiops", "serviceaccount", sa)
         assert account["automountServiceAccountToken"] is mounted, sa
+
+
+def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) -> None:
+    """mlflow.backend=postgresql through `helm install` against the API server: the password
+    Secret from scripts/cluster/create-mlflow-db-secret.sh (random, outside the repo, never
+    replaced), the database's StatefulSet, headless Service and NetworkPolicy, MLflow's URL
+    built from the Secret; and the same chart on an existing database's URL Secret."""
+    ns, script = "sentiops-pg", str(REPO / "scripts" / "cluster" / "create-mlflow-db-secret.sh")
+    env_file = tmp_path / "mlflow-db.env"
+    env = {**installed.env, "NAMESPACE": ns, "KUBECTL": tool("kubectl"),
+           "MLFLOW_DB_ENV_FILE": str(env_file)}  # fmt: skip
+    run(["bash", script], env=env)
+    secret = get(installed, "-n", ns, "secret", "mlflow-postgresql")
+    assert re.fullmatch(r"[0-9a-f]{48}", base64.b64decode(secret["data"]["password"]).decode())
+    assert env_file.stat().st_mode & 0o077 == 0
+    assert "left as it is" in run(["bash", script], env=env).stdout  # the database keeps it
+    assert get(installed, "-n", ns, "secret", "mlflow-postgresql")["data"] == secret["data"]
+
+    installed.helm(
+        "install", "sentiops-pg", str(REPO / "helm" / "sentiops"), f"--namespace={ns}",
+        "--no-hooks", "--timeout=120s", "--set=mlflow.backend=postgresql",
+    )  # fmt: skip
+    sts = get(installed, "-n", ns, "statefulset", "mlflow-postgresql")["spec"]
+    assert sts["serviceName"] == "mlflow-postgresql"
+    assert sts["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    pod = sts["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    (db,) = pod["containers"]
+    assert db["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": "mlflow-postgresql", "key": "password"}}} in db["env"]  # fmt: skip
+    svc = get(installed, "-n", ns, "service", "mlflow-postgresql")["spec"]
+    assert svc["clusterIP"] == "None" and svc["ports"][0]["port"] == 5432
+    (rule,) = get(installed, "-n", ns, "networkpolicy", "mlflow-postgresql")["spec"]["ingress"]
+    assert rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "mlflow"
+    (mlflow,) = get(installed, "-n", ns, "deployment", "mlflow")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    menv = {e["name"]: e for e in mlflow["env"]}
+    assert menv["MLFLOW_BACKEND_STORE_URI"]["value"] == (
+        f"postgresql://mlflow:$(MLFLOW_DB_PASSWORD)@mlflow-postgresql.{ns}.svc.cluster.local:5432"
+        "/mlflow"
+    )
+    assert not [a for a in mlflow["args"] if a.startswith("--backend-store-uri")]
+    pvcs = installed.kubectl("get", "pvc", "-n", ns, "-o", "name").stdout.split()
+    assert "persistentvolumeclaim/mlflow-data" not in pvcs  # no sqlite file
+    notes = installed.helm("get", "notes", "sentiops-pg", "-n", ns).stdout
+    assert "MLflow keeps its metadata in PostgreSQL" in notes
+
+    # an existing database: its URL in a Secret of the user's, no database of the chart's
+    ext = "sentiops-pgext"
+    installed.kubectl("create", "namespace", ext)
+    url = "postgresql://mlflow:pw@db.example.com:5432/mlflow"
+    installed.kubectl(
+        "-n", ext, "create", "secret", "generic", "mlflow-db", f"--from-literal=url={url}"
+    )
+    installed.helm(
+        "install", "sentiops-pgext", str(REPO / "helm" / "sentiops"), f"--namespace={ext}",
+        "--no-hooks", "--timeout=120s", "--set=mlflow.backend=postgresql",
+        "--set=mlflow.postgresql.existingSecret=mlflow-db",
+    )  # fmt: skip
+    assert installed.kubectl("get", "statefulset", "-n", ext, "-o", "name").stdout.split() == []
+    (mlflow,) = get(installed, "-n", ext, "deployment", "mlflow")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert {"name": "MLFLOW_BACKEND_STORE_URI", "valueFrom": {"secretKeyRef": {
+        "name": "mlflow-db", "key": "url"}}} in mlflow["env"]  # fmt: skip

@@ -22,7 +22,7 @@ from .harness import REPO, crds_dir, run, tool
 
 CRD_GROUPS = ("serving.kserve.io", "monitoring.coreos.com", "security.istio.io")
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-WORKLOAD_KINDS = ("Deployment", "Job", "InferenceService")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "InferenceService")
 
 
 def all_renders(helm_docs, overlay_docs) -> dict[str, list[dict]]:
@@ -279,38 +279,44 @@ def test_workloads_are_locked_down(helm_docs, overlay_docs) -> None:
     for render, docs in all_renders(helm_docs, overlay_docs).items():
         workloads = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
         assert len(workloads) == 4, render  # minio, mlflow, bucket job, isvc (+ drift sidecar)
-        accounts = {d["metadata"]["name"]: d for d in by_kind(docs, "ServiceAccount")}
-        for doc in workloads:
-            where = f"{render} {doc['kind']}/{doc['metadata']['name']}"
-            for spec in pod_specs(doc):
-                # none of these pods talks to the Kubernetes API: no token in the pod (the pod
-                # field, else its ServiceAccount's; KServe/Knative pods: the SA's)
-                sa = accounts[spec["serviceAccountName"]]
-                automount = spec.get("automountServiceAccountToken",
-                                     sa.get("automountServiceAccountToken", True))  # fmt: skip
-                if automount is not False:
-                    problems.append(f"{where}: mounts a ServiceAccount token")
-                psc = spec.get("securityContext", {})
-                if psc.get("runAsNonRoot") is not True or psc.get("runAsUser", 0) == 0:
-                    problems.append(f"{where}: pod may run as root")
-                if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
-                    problems.append(f"{where}: no RuntimeDefault seccomp")
-                for c in spec["containers"] + spec.get("initContainers", []):
-                    sc = c.get("securityContext", {})
-                    checks = {
-                        "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
-                        "allowPrivilegeEscalation=false": sc.get("allowPrivilegeEscalation")
-                        is False,
-                        "drop ALL": sc.get("capabilities", {}).get("drop") == ["ALL"],
-                        "no privileged": not sc.get("privileged", False),
-                        "requests+limits": all(
-                            k in c.get("resources", {}).get(kind, {})
-                            for kind in ("requests", "limits")
-                            for k in ("cpu", "memory")
-                        ),
-                    }
-                    problems += [f"{where}/{c['name']}: {n}" for n, ok in checks.items() if not ok]
+        problems += lockdown_problems(render, docs)
     assert not problems, "\n".join(problems)
+
+
+def lockdown_problems(render: str, docs: list[dict]) -> list[str]:
+    """What is not locked down in the workloads of one render."""
+    problems = []
+    accounts = {d["metadata"]["name"]: d for d in by_kind(docs, "ServiceAccount")}
+    for doc in (d for d in docs if d["kind"] in WORKLOAD_KINDS):
+        where = f"{render} {doc['kind']}/{doc['metadata']['name']}"
+        for spec in pod_specs(doc):
+            # none of these pods talks to the Kubernetes API: no token in the pod (the pod
+            # field, else its ServiceAccount's; KServe/Knative pods: the SA's)
+            sa = accounts[spec["serviceAccountName"]]
+            automount = spec.get("automountServiceAccountToken",
+                                 sa.get("automountServiceAccountToken", True))  # fmt: skip
+            if automount is not False:
+                problems.append(f"{where}: mounts a ServiceAccount token")
+            psc = spec.get("securityContext", {})
+            if psc.get("runAsNonRoot") is not True or psc.get("runAsUser", 0) == 0:
+                problems.append(f"{where}: pod may run as root")
+            if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+                problems.append(f"{where}: no RuntimeDefault seccomp")
+            for c in spec["containers"] + spec.get("initContainers", []):
+                sc = c.get("securityContext", {})
+                checks = {
+                    "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
+                    "allowPrivilegeEscalation=false": sc.get("allowPrivilegeEscalation") is False,
+                    "drop ALL": sc.get("capabilities", {}).get("drop") == ["ALL"],
+                    "no privileged": not sc.get("privileged", False),
+                    "requests+limits": all(
+                        k in c.get("resources", {}).get(kind, {})
+                        for kind in ("requests", "limits")
+                        for k in ("cpu", "memory")
+                    ),
+                }
+                problems += [f"{where}/{c['name']}: {n}" for n, ok in checks.items() if not ok]
+    return problems
 
 
 def test_only_the_pipeline_account_mounts_a_token(helm_docs, overlay_docs) -> None:
@@ -621,8 +627,122 @@ def test_everything_switched_on_still_validates() -> None:
         "inferenceService.rateLimit=-1",
         "drift.retrain.guard.maxTokenShare=0",
         "drift.retrain.guard.maxExcess=1.5",
+        "mlflow.backend=mysql",
+        "mlflow.postgresql.password=hunter2",
+        "mlflow.postgresql.url=postgresql://u:p@h/db",
+        "mlflow.postgresql.existingSecret=Not_A_Name",
+        "mlflow.postgresql.database=my db",
+        "mlflow.postgresql.passwordSecret=",
     ],
 )
 def test_values_schema_rejects_bad_values(bad: str) -> None:
     proc = run([tool("helm"), "template", "x", str(CHART), "--set", bad], check=False)
     assert proc.returncode != 0 and "values don't meet the specifications" in proc.stderr, bad
+
+
+# ---------------------------------------------------------------- MLflow's metadata on PostgreSQL
+
+PG = "mlflow.backend=postgresql"
+
+
+def _mlflow_container(docs: list[dict]) -> tuple[dict, dict[str, dict]]:
+    (c,) = one(docs, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"]
+    return c, {e["name"]: e for e in c["env"]}
+
+
+def _secret_ref(env: dict) -> dict:
+    return env["valueFrom"]["secretKeyRef"]
+
+
+def test_mlflow_on_sqlite_by_default(helm_docs) -> None:
+    deploy = one(helm_docs, "Deployment", "mlflow")
+    container, env = _mlflow_container(helm_docs)
+    assert "--backend-store-uri=sqlite:////mlflow/mlflow.db" in container["args"]
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}  # one writer
+    assert one(helm_docs, "PersistentVolumeClaim", "mlflow-data")
+    assert "MLFLOW_BACKEND_STORE_URI" not in env
+    assert not by_kind(helm_docs, "StatefulSet") and not by_kind(helm_docs, "Secret")
+
+
+def test_mlflow_on_the_charts_postgresql() -> None:
+    docs = helm_template(PG)
+    # the password: the user's Secret (scripts/cluster/create-mlflow-db-secret.sh), never
+    # rendered by the chart; MLflow and PostgreSQL read it
+    assert not by_kind(docs, "Secret")
+    for doc in docs:
+        for env in _walk_env(doc):
+            if SECRET_ENV.search(env["name"]):
+                assert "secretKeyRef" in env.get("valueFrom", {}), env
+    container, env = _mlflow_container(docs)
+    password = {"name": "mlflow-postgresql", "key": "password"}
+    assert _secret_ref(env["MLFLOW_DB_PASSWORD"]) == password
+    assert env["MLFLOW_BACKEND_STORE_URI"]["value"] == (
+        "postgresql://mlflow:$(MLFLOW_DB_PASSWORD)@mlflow-postgresql.prod.svc.cluster.local:5432"
+        "/mlflow"
+    )
+    names = list(env)  # Kubernetes expands $(VAR) only from variables defined before it
+    assert names.index("MLFLOW_DB_PASSWORD") < names.index("MLFLOW_BACKEND_STORE_URI")
+    assert not [a for a in container["args"] if a.startswith("--backend-store-uri")]
+    assert "--artifacts-destination=s3://mlflow/artifacts" in container["args"]  # still S3
+    assert not by_kind(docs, "PersistentVolumeClaim", "mlflow-data")
+    assert "strategy" not in one(docs, "Deployment", "mlflow")["spec"]  # rolling: no file lock
+    assert {v["name"] for v in one(docs, "Deployment", "mlflow")["spec"]["template"]["spec"][
+        "volumes"]} == {"tmp"}  # fmt: skip
+    # the database: the official image, non-root, its data on a PVC per pod
+    sts = one(docs, "StatefulSet", "mlflow-postgresql")
+    assert sts["spec"]["serviceName"] == "mlflow-postgresql" and sts["spec"]["replicas"] == 1
+    spec = sts["spec"]["template"]["spec"]
+    (db,) = spec["containers"]
+    assert db["image"] == "docker.io/library/postgres:15.14-bookworm"
+    denv = {e["name"]: e for e in db["env"]}
+    assert _secret_ref(denv["POSTGRES_PASSWORD"]) == password
+    assert denv["POSTGRES_USER"]["value"] == "mlflow" and denv["POSTGRES_DB"]["value"] == "mlflow"
+    assert denv["PGDATA"]["value"].startswith("/var/lib/postgresql/data/")
+    mounts = {m["mountPath"]: m["name"] for m in db["volumeMounts"]}
+    assert mounts == {"/var/lib/postgresql/data": "data", "/var/run/postgresql": "run",
+                      "/tmp": "tmp"}  # fmt: skip
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    assert spec["securityContext"]["runAsUser"] == 1000
+    assert lockdown_problems("postgresql", docs) == []
+    # reached through its headless Service, only by the MLflow server
+    svc = one(docs, "Service", "mlflow-postgresql")
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["ports"][0]["port"] == 5432
+    (rule,) = one(docs, "NetworkPolicy", "mlflow-postgresql")["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": "x"}}}]  # fmt: skip
+    assert [p["port"] for p in rule["ports"]] == [5432]
+    for version in K8S_VERSIONS:
+        for doc in docs:
+            if doc["apiVersion"].split("/")[0] not in CRD_GROUPS:
+                kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_mlflow_postgresql_password_from_your_secret() -> None:
+    docs = helm_template(PG, "mlflow.postgresql.passwordSecret=mlflow-db-password",
+                         "mlflow.postgresql.database=registry", "mlflow.postgresql.port=5433",
+                         "networkPolicy.enabled=false")  # fmt: skip
+    assert not by_kind(docs, "Secret") and not by_kind(docs, "NetworkPolicy")
+    _, env = _mlflow_container(docs)
+    assert _secret_ref(env["MLFLOW_DB_PASSWORD"])["name"] == "mlflow-db-password"
+    assert env["MLFLOW_BACKEND_STORE_URI"]["value"].endswith(
+        "@mlflow-postgresql.prod.svc.cluster.local:5433/registry"
+    )
+    (db,) = one(docs, "StatefulSet", "mlflow-postgresql")["spec"]["template"]["spec"]["containers"]
+    denv = {e["name"]: e for e in db["env"]}
+    assert _secret_ref(denv["POSTGRES_PASSWORD"])["name"] == "mlflow-db-password"
+    assert denv["PGPORT"]["value"] == "5433" and db["ports"][0]["containerPort"] == 5433
+
+
+def test_mlflow_on_an_existing_postgresql() -> None:
+    docs = helm_template(PG, "mlflow.postgresql.existingSecret=mlflow-db",
+                         "mlflow.postgresql.existingSecretKey=uri")  # fmt: skip
+    assert not by_kind(docs, "StatefulSet") and not by_kind(docs, "Secret")
+    assert not by_kind(docs, "Service", "mlflow-postgresql")
+    assert not by_kind(docs, "NetworkPolicy", "mlflow-postgresql")
+    container, env = _mlflow_container(docs)
+    assert _secret_ref(env["MLFLOW_BACKEND_STORE_URI"]) == {"name": "mlflow-db", "key": "uri"}
+    assert "MLFLOW_DB_PASSWORD" not in env
+    assert not [a for a in container["args"] if a.startswith("--backend-store-uri")]
+    assert lockdown_problems("existing", docs) == []

@@ -133,3 +133,31 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- toYaml (list $isvc.httpPort) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* MLflow's metadata on PostgreSQL (mlflow.backend: postgresql). */}}
+{{- define "sentiops.mlflowPostgresBundled" -}}
+{{- if and .Values.mlflow.enabled (eq .Values.mlflow.backend "postgresql") (not .Values.mlflow.postgresql.existingSecret) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* MLFLOW_BACKEND_STORE_URI (what `mlflow server --backend-store-uri` reads) from a Secret:
+     an existing database's whole URL, or the chart's PostgreSQL with its password. */}}
+{{- define "sentiops.mlflowBackendEnv" -}}
+{{- $pg := .Values.mlflow.postgresql -}}
+{{- if $pg.existingSecret -}}
+- name: MLFLOW_BACKEND_STORE_URI
+  valueFrom:
+    secretKeyRef:
+      name: {{ $pg.existingSecret }}
+      key: {{ $pg.existingSecretKey }}
+{{- else -}}
+- name: MLFLOW_DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $pg.passwordSecret }}
+      key: password
+- name: MLFLOW_BACKEND_STORE_URI
+  value: {{ printf "postgresql://%s:$(MLFLOW_DB_PASSWORD)@mlflow-postgresql.%s.svc.cluster.local:%v/%s" $pg.username .Release.Namespace $pg.port $pg.database | quote }}
+{{- end -}}
+{{- end -}}

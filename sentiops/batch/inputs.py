@@ -127,6 +127,15 @@ def _find_s3(spec: str, settings: Settings | None) -> list[tuple[str, str, int, 
 
     store = S3Store(settings)
     bucket, key = parse_s3(spec)
+    try:
+        exists = store.client.bucket_exists(bucket)
+    except Exception as exc:  # noqa: BLE001 - translated into a StorageError
+        raise store._fail(f"look up bucket {bucket!r}", exc) from exc
+    if not exists:
+        raise DataError(
+            f"input not found: there is no bucket {bucket!r} ({spec})",
+            "check the bucket of --input (and the S3 endpoint: SENTIOPS_S3_ENDPOINT)",
+        )
     one = store.stat(spec) if key and not key.endswith("/") else None
     if one is not None:
         return [(spec, key.rsplit("/", 1)[-1], one["size"], one["etag"])]

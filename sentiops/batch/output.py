@@ -8,8 +8,10 @@
 
 A shard is written to a hidden temporary file and renamed into place (S3: one PUT), and only
 then is its done record written the same way: a shard counts as finished when its record
-exists and the shard file has the recorded size and sha256. A crash at any point leaves at
-most a temporary file, or a shard without a record, and both are simply done again.
+exists and the shard file has the recorded size and sha256. A crash of the job at any point
+leaves at most a temporary file, or a shard without a record, and both are simply done again
+(files are not fsynced: after a crash of the machine itself, the checksums catch a shard the
+disk lost, and it is done again).
 """
 
 from __future__ import annotations
@@ -83,8 +85,6 @@ class Output:
         with tempfile.NamedTemporaryFile(dir=self.staging(), prefix=".", suffix=".json",
                                          delete=False) as tmp:  # fmt: skip
             tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
         self.put(Path(tmp.name), rel)
 
     def staging(self) -> Path:

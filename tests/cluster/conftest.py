@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .harness import REPO, ApiServer, apiserver, run, tool
+from .harness import (
+    REPO,
+    ROLLOUT_NAMESPACE,
+    ApiServer,
+    apiserver,
+    crd_for_apiserver_1_20,
+    crds_dir,
+    run,
+    tool,
+)
 
 OVERLAYS = ("kind", "cloud")
 CHART = REPO / "helm" / "sentiops"
@@ -51,3 +60,23 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     workdir: Path = tmp_path_factory.mktemp("kube")
     with apiserver(workdir) as api:
         yield api
+
+
+@pytest.fixture(scope="package")
+def release(kube: ApiServer) -> ApiServer:
+    """The KServe CRDs and the chart installed into the rollout namespace (the pipeline's
+    ServiceAccount there has a static token: `kube.kubeconfig_for("pipeline")`); shared by
+    the canary (test_rollout_kserve) and shadow (test_shadow_kserve) rollout tests."""
+    for crd in sorted(crds_dir().glob("serving.kserve.io_*.yaml")):
+        kube.kubectl("apply", "--server-side", "-f", "-", input=crd_for_apiserver_1_20(crd))
+    kube.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/inferenceservices.serving.kserve.io",
+    )  # fmt: skip
+    kube.helm(
+        "install", "sentiops", str(CHART), f"--namespace={ROLLOUT_NAMESPACE}",
+        "--create-namespace", "--no-hooks", "--timeout=120s",
+        "--set=monitoring.podMonitor.enabled=false",
+        "--set=monitoring.prometheusRule.enabled=false",
+    )  # fmt: skip
+    return kube

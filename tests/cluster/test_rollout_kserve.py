@@ -25,27 +25,10 @@ from sentiops.rollout.record import PROMOTED, ROLLED_BACK
 from sentiops.rollout.steps import Plan, run
 from tests.traffic import Simulated
 
-from .harness import REPO, ROLLOUT_NAMESPACE, ApiServer, crd_for_apiserver_1_20, crds_dir
+from .harness import ROLLOUT_NAMESPACE, ApiServer
 
 pytestmark = pytest.mark.integration
 NS, NAME = ROLLOUT_NAMESPACE, "sentiment"
-
-
-@pytest.fixture(scope="module")
-def release(kube: ApiServer) -> ApiServer:
-    for crd in sorted(crds_dir().glob("serving.kserve.io_*.yaml")):
-        kube.kubectl("apply", "--server-side", "-f", "-", input=crd_for_apiserver_1_20(crd))
-    kube.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/inferenceservices.serving.kserve.io",
-    )  # fmt: skip
-    kube.helm(
-        "install", "sentiops", str(REPO / "helm" / "sentiops"), f"--namespace={NS}",
-        "--create-namespace", "--no-hooks", "--timeout=120s",
-        "--set=monitoring.podMonitor.enabled=false",
-        "--set=monitoring.prometheusRule.enabled=false",
-    )  # fmt: skip
-    return kube
 
 
 class Controller(threading.Thread):

@@ -5,8 +5,9 @@
     inspect()  one file's columns checked (the text column, the kept columns), its rows
                counted in one streaming pass (CSV: Arrow's streaming reader; JSONL: lines;
                Parquet: the footer), and the byte offset of every shard's first row (JSONL)
-    read()     rows [start, stop) of a file as chunks of at most `chunk_rows` rows: nothing
-               holds more than one Arrow block (CSV: 1 MB) or row group (Parquet) plus one chunk
+    Reader     rows [start, stop) of a file as chunks of at most `chunk_rows` rows, shard after
+               shard in one pass: nothing holds more than one Arrow block (CSV: 1 MB) or row
+               group (Parquet) plus one chunk
 
 An s3:// input file is downloaded to local disk first (its sha256 checked, `sentiops.store`)
 and streamed from there; `Fetcher` keeps one downloaded file at a time.
@@ -310,18 +311,55 @@ def inspect(f: InputFile, local: Path, text_column: str, shard_rows: int
 
 
 # ------------------------------------------------------------------------------ reading
+class Reader:
+    """One input file read forward, shard after shard: `chunks(start, stop)` goes on from where
+    the previous call stopped when it can, so the shards of a CSV file scored in order parse
+    the file once (a CSV has no index to seek to a row); reading backwards starts again.
+    Parquet reads only the row groups of the range, JSONL seeks to the shard's byte offset."""
+
+    def __init__(self, f: InputFile, local: Path, text_column: str, keep: list[str],
+                 chunk_rows: int) -> None:  # fmt: skip
+        self.f, self.local, self.text_column, self.keep = f, local, text_column, list(keep)
+        self.chunk_rows = max(1, chunk_rows)
+        self._batches: Iterator[Any] | None = None
+        self._pos = 0  # the row number of the first row of `_held` (or of the next batch)
+        self._held: Any = None  # the rest of a batch a later range starts in
+
+    def chunks(self, start: int, stop: int, offset: int | None = None) -> Iterator[Chunk]:
+        """Rows [start, stop) in chunks of at most `chunk_rows` rows."""
+        cols = [self.text_column, *self.keep]
+        if self.f.format == "jsonl":
+            yield from _read_jsonl(self.local, self.text_column, self.keep, start, stop,
+                                   self.chunk_rows, offset)  # fmt: skip
+            return
+        if self.f.format == "parquet":
+            batches, pos = _parquet_batches(self.local, cols, start, stop, self.chunk_rows)
+            for first_row, batch in _slices(batches, pos, start, stop, self.chunk_rows):
+                yield _chunk(first_row, batch, self.text_column, self.keep)
+            return
+        if self._batches is None or start < self._pos:
+            self._batches = iter(_csv_open(self.local, self.f.delimiter, cols, []))
+            self._pos, self._held = 0, None
+        while self._pos < stop:
+            batch = self._held if self._held is not None else next(self._batches, None)
+            self._held = None
+            if batch is None:
+                return
+            lo, hi = max(start - self._pos, 0), min(stop - self._pos, batch.num_rows)
+            for s in range(lo, hi, self.chunk_rows):
+                part = batch.slice(s, min(self.chunk_rows, hi - s))
+                yield _chunk(self._pos + s, part, self.text_column, self.keep)
+            if 0 <= hi < batch.num_rows:  # the rest of this batch is a later range's
+                self._held = batch.slice(hi)
+                self._pos += hi
+                return
+            self._pos += batch.num_rows
+
+
 def read(f: InputFile, local: Path, text_column: str, keep: list[str], start: int, stop: int,
          chunk_rows: int, offset: int | None = None) -> Iterator[Chunk]:  # fmt: skip
     """Rows [start, stop) of the file in chunks of at most `chunk_rows` rows, streamed."""
-    if f.format == "jsonl":
-        yield from _read_jsonl(local, text_column, keep, start, stop, chunk_rows, offset)
-        return
-    if f.format == "parquet":
-        batches, pos = _parquet_batches(local, [text_column, *keep], start, stop, chunk_rows)
-    else:
-        batches, pos = iter(_csv_open(local, f.delimiter, [text_column, *keep], [])), 0
-    for first_row, batch in _slices(batches, pos, start, stop, chunk_rows):
-        yield _chunk(first_row, batch, text_column, keep)
+    yield from Reader(f, local, text_column, keep, chunk_rows).chunks(start, stop, offset)
 
 
 def _slices(batches: Iterator[Any], pos: int, start: int, stop: int, chunk_rows: int

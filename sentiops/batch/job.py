@@ -25,7 +25,7 @@ from typing import Any
 from sentiops.batch import inputs
 from sentiops.batch.output import MANIFEST, SUMMARY, Output
 from sentiops.batch.plan import BATCH_SIZE, KEEP_ALL, SHARD_ROWS, InputFile, Plan, cut, loads
-from sentiops.batch.score import STATUSES, is_done, score_shard
+from sentiops.batch.score import STATUSES, is_done, score_shard, window_rows
 from sentiops.config import Settings
 from sentiops.errors import ConfigError, DataError, ModelError
 
@@ -249,11 +249,15 @@ def score_shards(
     loaded = load(model, plan, settings)
     result.load_seconds = time.perf_counter() - started
     fetcher = inputs.Fetcher(settings)
+    reader: inputs.Reader | None = None
     started = time.perf_counter()
     try:
         for shard in todo:
-            local = fetcher.local(plan.files[shard.file])
-            record = score_shard(loaded, plan, shard, out, local, batch_size,
+            f = plan.files[shard.file]
+            if reader is None or reader.f != f:  # one reader per file: CSV parsed once
+                reader = inputs.Reader(f, fetcher.local(f), plan.text_column, plan.keep,
+                                       window_rows(batch_size))  # fmt: skip
+            record = score_shard(loaded, plan, shard, out, reader, batch_size,
                                  lambda n: on_event(Event("rows", rows=n)))  # fmt: skip
             result.scored.append(record)
             on_event(Event("shard", record=record))

@@ -84,6 +84,11 @@ def length_batches(texts: list[str], rows: list[int], batch_size: int) -> list[l
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def window_rows(batch_size: int) -> int:
+    """Rows read, sorted by length and scored together."""
+    return max(1, batch_size) * SORT_WINDOW
+
+
 def score_chunk(model: Any, chunk: inputs.Chunk, plan: Plan, file_name: str, batch_size: int,
                 kept_names: dict[str, str]) -> Any:  # fmt: skip
     """The chunk's output rows as an Arrow table."""
@@ -124,16 +129,16 @@ def score_shard(
     plan: Plan,
     shard: Shard,
     out: Output,
-    local_input: Path,
+    reader: inputs.Reader,
     batch_size: int,
     on_rows: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Score one shard into `out` (shard file, then its done record); returns the record."""
+    """Score one shard into `out` (shard file, then its done record); returns the record.
+    `reader` reads the shard's file in chunks of one window (`window_rows(batch_size)`)."""
     import pyarrow as pa
 
     f = plan.files[shard.file]
     kept_names = {c: kept_name(c, plan.labels) for c in plan.keep}
-    window = max(1, batch_size) * SORT_WINDOW
     start = time.perf_counter()
     tmp = out.staging() / f".{shard.name}.{uuid.uuid4().hex[:8]}.parquet"
     counts = dict.fromkeys(STATUSES, 0)
@@ -142,9 +147,7 @@ def score_shard(
     writer = None
     pending: list[Any] = []
     try:
-        chunks = inputs.read(f, local_input, plan.text_column, plan.keep, shard.start,
-                             shard.stop, window, shard.offset)  # fmt: skip
-        for chunk in chunks:
+        for chunk in reader.chunks(shard.start, shard.stop, shard.offset):
             largest = max(largest, chunk.rows)
             table = score_chunk(model, chunk, plan, f.name, batch_size, kept_names)
             for kind, n in Counter(table.column("status").to_pylist()).items():

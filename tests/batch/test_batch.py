@@ -56,6 +56,33 @@ def test_every_format_is_scored_row_for_row(model_dir: Path, tmp_path: Path, nam
     assert sum(summary["labels"].values()) == 120
 
 
+def test_a_csv_is_parsed_once_for_all_its_shards(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small Arrow blocks that straddle the shards' bounds: one reader goes through the file
+    once, every shard gets exactly its rows."""
+    from sentiops.batch import inputs
+
+    monkeypatch.setattr(inputs, "CSV_BLOCK_BYTES", 2048)  # ~40 rows a block
+    df = table(100)
+    src = write(df, tmp_path / "in.csv")
+    job.plan_job(str(model_dir), str(src), str(tmp_path / "out"), shard_rows=37)
+    opened = []
+    real = inputs._csv_open
+
+    def counting(path, delimiter, include, malformed=None):  # noqa: ANN001, ANN202
+        opened.append(include)
+        return real(path, delimiter, include, malformed)
+
+    monkeypatch.setattr(inputs, "_csv_open", counting)
+    result = job.score_shards(str(model_dir), str(tmp_path / "out"), batch_size=5)
+    assert [r["rows"] for r in result.scored] == [37] * 8 + [4]
+    assert [c for c in opened if c is not None] == [["text", "id", "label"]]  # one pass
+    out = shards(tmp_path / "out")
+    assert out.id.tolist() == df.id.tolist()
+    assert_scored_like_the_model(out, df, model_dir)
+
+
 def test_a_directory_of_files(model_dir: Path, tmp_path: Path) -> None:
     a, b = table(10, seed=1), table(5, seed=2)
     write(a, tmp_path / "in" / "a.csv")

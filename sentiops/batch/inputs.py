@@ -73,10 +73,12 @@ def _hidden(rel: str) -> bool:
     return any(part.startswith((".", "_")) for part in rel.split("/"))
 
 
-def find(spec: str, fmt: str = "auto", settings: Settings | None = None) -> list[InputFile]:
+def find(spec: str, fmt: str = "auto", settings: Settings | None = None,
+         exclude: str | None = None) -> list[InputFile]:  # fmt: skip
     """The input files of `spec`: one file, every input file of a directory (recursively), or
-    every object under an s3:// prefix; hidden names (`.x`, `_SUCCESS`) are skipped. With
-    `fmt` auto the format comes from each name; files of other names are left out."""
+    every object under an s3:// prefix; hidden names (`.x`, `_SUCCESS`) and whatever lies under
+    `exclude` (the job's output, when it sits inside the input) are skipped. With `fmt` auto the
+    format comes from each name; files of other names are left out."""
     from sentiops.store.storage import is_s3
 
     if fmt != "auto" and fmt not in FORMATS:
@@ -84,10 +86,13 @@ def find(spec: str, fmt: str = "auto", settings: Settings | None = None) -> list
             f"unknown --format {fmt!r}", f"use auto or one of: {', '.join(FORMATS)}"
         )
     found = _find_s3(spec, settings) if is_s3(spec) else _find_local(Path(spec))
+    single = (len(found) == 1 and found[0][0] == spec) if is_s3(spec) else Path(spec).is_file()
     files, others = [], []
     for uri, rel, size, stamp in found:
+        if exclude and _under(uri, exclude):
+            continue
         kind = format_of(rel, fmt)
-        if kind is None or (len(found) > 1 and _hidden(rel)):
+        if kind is None or (not single and _hidden(rel)):
             others.append(rel)
             continue
         files.append(InputFile(uri, rel, kind, size, stamp))
@@ -105,6 +110,14 @@ def find(spec: str, fmt: str = "auto", settings: Settings | None = None) -> list
             "score each format as its own job, or pass --format to pick one",
         )
     return sorted(files, key=lambda f: f.name)
+
+
+def _under(uri: str, folder: str) -> bool:
+    from sentiops.store.storage import is_s3
+
+    if is_s3(uri) or is_s3(folder):
+        return uri.startswith(folder.rstrip("/") + "/")
+    return Path(uri).resolve().is_relative_to(Path(folder).resolve())
 
 
 def _find_local(path: Path) -> list[tuple[str, str, int, str]]:

@@ -162,7 +162,7 @@ def plan_job(
     the output is refused, never overwritten without `restart`."""
     options = _options(text_column, keep, shard_rows, max_chars)
     info = model_info(model, settings)
-    files = inputs.find(input, fmt, settings)
+    files = inputs.find(input, fmt, settings, exclude=output)
     out = Output(output, settings)
     if restart:
         out.clear()

@@ -89,13 +89,17 @@ def test_a_directory_of_files(model_dir: Path, tmp_path: Path) -> None:
     write(b, tmp_path / "in" / "more" / "b.csv")
     (tmp_path / "in" / "README.md").write_text("not input")
     (tmp_path / "in" / "_SUCCESS").write_text("")
-    result = job.run(str(model_dir), str(tmp_path / "in"), str(tmp_path / "out"), shard_rows=20)
+    write(a, tmp_path / "in" / ".hidden.csv")
+    out_dir = tmp_path / "in" / "scored"  # the output inside the input: never read back
+    result = job.run(str(model_dir), str(tmp_path / "in"), str(out_dir), shard_rows=20)
     assert [(r["file"], r["rows"]) for r in result.scored] == [
         ("a.csv", 20), ("a.csv", 10), ("more/b.csv", 15)
     ]  # fmt: skip
-    out = shards(tmp_path / "out")
+    out = shards(out_dir)
     assert out.groupby("file").size().to_dict() == {"a.csv": 30, "more/b.csv": 15}
     assert_scored_like_the_model(out, pd.concat([a, b], ignore_index=True), model_dir)
+    again = job.run(str(model_dir), str(tmp_path / "in"), str(out_dir), shard_rows=20)
+    assert not again.scored and len(again.skipped) == 3
 
 
 def test_kept_columns(model_dir: Path, tmp_path: Path) -> None:

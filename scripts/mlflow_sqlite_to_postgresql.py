@@ -9,7 +9,8 @@ stay where the runs point: S3 through the server's proxy, or local paths).
 The URL defaults to $MLFLOW_BACKEND_STORE_URI (keeps the password off the command line).
 Steps: the sqlite file is copied and the copy brought to this MLflow's schema
 (`mlflow db upgrade`; the original is left as it is); the target gets the same schema
-(MLflow's own initialisation) and must hold nothing yet but MLflow's default experiment;
+(MLflow's own initialisation) and must hold no data yet (an empty database, or one an
+`mlflow server` has only started on);
 every table is copied in foreign-key order in one transaction; serial columns continue after
 the copied ids; the row counts of both are compared. Run it with the MLflow version the
 server runs (3.17.2 here), with the server stopped. Exit status 0 only if every count matches.
@@ -30,8 +31,9 @@ from typing import Any
 import sqlalchemy as sa
 
 BATCH = 2000
-#: rows a freshly initialised MLflow database already holds (its default experiment)
-FRESH = {"experiments": 1}
+#: what holds a store's data; a target may hold MLflow's own start (the schema, its default
+#: experiment, whatever an `mlflow server` writes when it first starts on the database)
+DATA_TABLES = ("runs", "registered_models", "logged_models", "trace_info", "evaluation_datasets")
 
 
 def upgraded_copy(source: Path, workdir: Path) -> str:
@@ -64,17 +66,20 @@ def counts(engine: sa.Engine, tables: list[sa.Table]) -> dict[str, int]:
 
 
 def refuse_unless_empty(engine: sa.Engine) -> None:
+    """No runs, models, traces or datasets, and no experiment but MLflow's default."""
     meta = sa.MetaData()
     meta.reflect(engine)
-    found = {
-        name: n
-        for name, n in counts(engine, [t for t in meta.sorted_tables]).items()
-        if name != "alembic_version" and n > FRESH.get(name, 0)
-    }
+    tables = [meta.tables[name] for name in (*DATA_TABLES, "experiments") if name in meta.tables]
+    found = {name: n for name, n in counts(engine, tables).items() if n}
+    if found.get("experiments") == 1:
+        with engine.connect() as conn:
+            ids = conn.execute(sa.text("SELECT experiment_id FROM experiments")).scalars().all()
+        if [str(i) for i in ids] == ["0"]:
+            del found["experiments"]
     if found:
         raise SystemExit(
-            f"the target database is not empty ({found}): give an empty database "
-            "(CREATE DATABASE ...) so nothing is overwritten"
+            f"the target database is not empty ({found}): give an empty database, or one "
+            "only an mlflow server has started on, so nothing is overwritten"
         )
 
 

@@ -333,11 +333,15 @@ def test_pods_without_api_access_mount_no_token(installed: ApiServer) -> None:
 
 
 def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) -> None:
-    """mlflow.backend=postgresql through `helm install` against the API server: the password
-    Secret from scripts/cluster/create-mlflow-db-secret.sh (random, outside the repo, never
-    replaced), the database's StatefulSet, headless Service and NetworkPolicy, MLflow's URL
-    built from the Secret; and the same chart on an existing database's URL Secret."""
+    """A release on sqlite switched to mlflow.backend=postgresql (`helm upgrade`, as
+    docs/mlflow-postgresql.md moves a store) against the API server: the password Secret from
+    scripts/cluster/create-mlflow-db-secret.sh (random, outside the repo, never replaced), the
+    database's StatefulSet, headless Service and NetworkPolicy, MLflow's URL built from the
+    Secret, the sqlite PVC kept; and the chart on an existing database's URL Secret."""
     ns, script = "sentiops-pg", str(REPO / "scripts" / "cluster" / "create-mlflow-db-secret.sh")
+    chart = str(REPO / "helm" / "sentiops")
+    installed.helm("install", "sentiops-pg", chart, f"--namespace={ns}", "--create-namespace",
+                   "--no-hooks", "--timeout=120s")  # fmt: skip
     env_file = tmp_path / "mlflow-db.env"
     env = {**installed.env, "NAMESPACE": ns, "KUBECTL": tool("kubectl"),
            "MLFLOW_DB_ENV_FILE": str(env_file)}  # fmt: skip
@@ -348,10 +352,8 @@ def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) ->
     assert "left as it is" in run(["bash", script], env=env).stdout  # the database keeps it
     assert get(installed, "-n", ns, "secret", "mlflow-postgresql")["data"] == secret["data"]
 
-    installed.helm(
-        "install", "sentiops-pg", str(REPO / "helm" / "sentiops"), f"--namespace={ns}",
-        "--no-hooks", "--timeout=120s", "--set=mlflow.backend=postgresql",
-    )  # fmt: skip
+    installed.helm("upgrade", "sentiops-pg", chart, f"--namespace={ns}", "--no-hooks",
+                   "--timeout=120s", "--set=mlflow.backend=postgresql")  # fmt: skip
     sts = get(installed, "-n", ns, "statefulset", "mlflow-postgresql")["spec"]
     assert sts["serviceName"] == "mlflow-postgresql"
     assert sts["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
@@ -375,8 +377,9 @@ def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) ->
         "/mlflow"
     )
     assert not [a for a in mlflow["args"] if a.startswith("--backend-store-uri")]
+    assert not [e for e in mlflow.get("volumeMounts", []) if e["name"] == "data"]  # no file
     pvcs = installed.kubectl("get", "pvc", "-n", ns, "-o", "name").stdout.split()
-    assert "persistentvolumeclaim/mlflow-data" not in pvcs  # no sqlite file
+    assert "persistentvolumeclaim/mlflow-data" in pvcs  # kept: the sqlite store to move over
     notes = installed.helm("get", "notes", "sentiops-pg", "-n", ns).stdout
     assert "MLflow keeps its metadata in PostgreSQL" in notes
 
@@ -388,9 +391,8 @@ def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) ->
         "-n", ext, "create", "secret", "generic", "mlflow-db", f"--from-literal=url={url}"
     )
     installed.helm(
-        "install", "sentiops-pgext", str(REPO / "helm" / "sentiops"), f"--namespace={ext}",
-        "--no-hooks", "--timeout=120s", "--set=mlflow.backend=postgresql",
-        "--set=mlflow.postgresql.existingSecret=mlflow-db",
+        "install", "sentiops-pgext", chart, f"--namespace={ext}", "--no-hooks", "--timeout=120s",
+        "--set=mlflow.backend=postgresql", "--set=mlflow.postgresql.existingSecret=mlflow-db",
     )  # fmt: skip
     assert installed.kubectl("get", "statefulset", "-n", ext, "-o", "name").stdout.split() == []
     (mlflow,) = get(installed, "-n", ext, "deployment", "mlflow")["spec"]["template"]["spec"][

@@ -22,7 +22,7 @@ from sentiops.registry import lifecycle, tracking
 from sentiops.training.train import train
 from sentiops.training.tune import tune
 from tests.conftest import make_frame
-from tests.servers import Postgres, mlflow_server
+from tests.servers import Postgres, mlflow_server, postgres_bin
 
 pytestmark = pytest.mark.integration
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "mlflow_sqlite_to_postgresql.py"
@@ -75,6 +75,22 @@ def _snapshot() -> dict[str, Any]:
     }
 
 
+def _row_counts(database: str) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(database) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            )
+        ]
+        return {
+            t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
+            for t in tables
+        }
+
+
 def _move(sqlite: Path, database: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(SCRIPT), str(sqlite)],
@@ -100,7 +116,10 @@ def test_sqlite_store_moves_to_postgresql(
     before = _snapshot()
     assert len(before["runs"]) == 2 + 1 + 2
 
+    # as on a cluster: the server switched to the new database first (it creates its schema)
     database = postgres.create_database("moved")
+    with mlflow_server(tmp_path / "first-start", database):
+        pass
     moved = _move(sentiops_home / "mlflow.db", database)
     assert moved.returncode == 0, moved.stdout + moved.stderr
     assert "tables match" in moved.stdout
@@ -120,3 +139,12 @@ def test_sqlite_store_moves_to_postgresql(
         client = mlflow.MlflowClient()
         ids = {e.experiment_id for e in client.search_experiments()}
         assert client.create_experiment("after-the-move") not in ids
+
+    # a backup as docs/mlflow-postgresql.md takes it (pg_dump, custom format) restores whole
+    restored = postgres.create_database("restored")
+    dump = tmp_path / "mlflow.dump"
+    bindir = postgres_bin()
+    run = subprocess.run  # the client tools of the server's version
+    run([str(bindir / "pg_dump"), "-Fc", "-f", str(dump), "-d", database], check=True)
+    run([str(bindir / "pg_restore"), "--no-owner", "-d", restored, str(dump)], check=True)
+    assert _row_counts(restored) == _row_counts(database)

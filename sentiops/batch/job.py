@@ -32,8 +32,9 @@ from sentiops.errors import ConfigError, DataError, ModelError
 
 @dataclass
 class Event:
-    """`planned` (the plan, `rows` already done), `rows` (rows just scored), `shard` (a shard
-    finished: `record`; `skipped` when it was finished before)."""
+    """`planned` (the plan, `rows` already done), `loaded` (the model is loaded: scoring
+    starts), `rows` (rows just scored), `shard` (a shard finished: `record`; `skipped` when it
+    was finished before)."""
 
     kind: str
     rows: int = 0
@@ -248,6 +249,7 @@ def score_shards(
     started = time.perf_counter()
     loaded = load(model, plan, settings)
     result.load_seconds = time.perf_counter() - started
+    on_event(Event("loaded"))
     fetcher = inputs.Fetcher(settings)
     reader: inputs.Reader | None = None
     started = time.perf_counter()

@@ -90,7 +90,7 @@ class _Bar:
 
         self.live = err.is_terminal
         self.progress = Progress(
-            TextColumn("[bold]scoring[/] {task.fields[shards]}"),
+            TextColumn("[bold]{task.fields[stage]}[/] {task.fields[shards]}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("rows"),
@@ -120,12 +120,15 @@ class _Bar:
             self.started = time.perf_counter()
             self.task = self.progress.add_task(
                 "scoring", total=ev.plan.rows, completed=ev.rows, shards=self._shards(),
-                speed="",
+                speed="", stage="loading the model",
             )  # fmt: skip
             if not self.live:
                 err.print(f"{ev.plan.rows:,} rows in {self.total} shard(s) of at most "
                           f"{ev.plan.shard_rows:,} rows; model {ev.plan.version}",
                           highlight=False)  # fmt: skip
+        elif ev.kind == "loaded":
+            self.started = time.perf_counter()  # texts/s from here: the scoring alone
+            self.progress.update(self.task, stage="scoring")
         elif ev.kind == "rows":
             self.scored += ev.rows
             secs = time.perf_counter() - self.started

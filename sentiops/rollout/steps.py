@@ -132,7 +132,7 @@ def run(
         _now(),
         mode=plan.mode,
     )
-    moved = "copied" if plan.mode == SHADOW else "to"
+    moved = "copied to" if plan.mode == SHADOW else "to"
     if plan.stable_version is None:
         executor.start(100)
         executor.promote()

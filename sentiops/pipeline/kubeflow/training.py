@@ -72,6 +72,7 @@ def build(image: str | None = None) -> Any:
         model_name: str = MODEL_NAME,
         model_store: str = "s3://sentiops",
         rollout: str = "kserve",  # kserve: canary + judge in the cluster; none: stop at register
+        rollout_mode: str = "",  # canary | shadow; "" = the sentiops-rollout ConfigMap's
         namespace: str = "sentiops",
         prometheus_url: str = "",  # "" = the sentiops-rollout ConfigMap's prometheusUrl
         s3_endpoint: str = CLUSTER_S3,
@@ -135,6 +136,7 @@ def build(image: str | None = None) -> Any:
                     registered_model=registered_model,
                     prometheus_url=prometheus_url,
                     mlflow_tracking_uri=mlflow_tracking_uri,
+                    mode=rollout_mode,
                 )
                 canary.set_caching_options(False)
         for task in (ingest, train, decide):

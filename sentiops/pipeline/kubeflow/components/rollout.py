@@ -14,9 +14,11 @@ def rollout(
     registered_model: str,
     prometheus_url: str,
     mlflow_tracking_uri: str = "",
+    mode: str = "",
 ) -> str:
     """Steps, interval and thresholds come from the `sentiops-rollout` ConfigMap the chart
-    renders; `prometheus_url` "" = the ConfigMap's. Returns "promoted" or "rolled_back"; a
+    renders; `prometheus_url` "" = the ConfigMap's; `mode` canary or shadow ("" = the
+    ConfigMap's `rolloutMode`, default canary). Returns "promoted" or "rolled_back"; a
     rolled-back canary is a normal outcome (the step succeeds), a rollout that could not run
     fails the step after rolling back."""
     from pathlib import Path
@@ -31,6 +33,7 @@ def rollout(
         prometheus_url,
         registered_model,
         settings,
+        mode=mode,
     )
     result.write_json(Path(record.path))
     markdown = result.to_markdown()

@@ -111,11 +111,18 @@ def _executor(namespace: str, kubeconfig: str | None):  # noqa: ANN202
     return KServeExecutor(api, namespace, cfg.inference_service, "", "")
 
 
+def _shadow(ex):  # noqa: ANN001, ANN202
+    """The shadow rollout next to `ex`'s InferenceService (sentiops.rollout.shadow)."""
+    from sentiops.rollout.shadow import ShadowExecutor
+
+    return ShadowExecutor(ex.custom.api_client, ex.namespace, ex.name, "", "")
+
+
 @rollout_app.command("status")
 @handled
 def status(namespace: Namespace = None, kubeconfig: Kubeconfig = None) -> None:
     """What the registry says serves (champion, candidate, previous) and, with --namespace,
-    what the InferenceService serves and whether a canary is in progress."""
+    what the InferenceService serves and whether a canary or a shadow is in progress."""
     from sentiops.registry import lifecycle as registry
     from sentiops.registry import tracking
 
@@ -130,7 +137,8 @@ def status(namespace: Namespace = None, kubeconfig: Kubeconfig = None) -> None:
     if namespace:
         from sentiops.rollout.kserve import PREVIOUS_ANNOTATION, served_version
 
-        isvc = _executor(namespace, kubeconfig).get()
+        ex = _executor(namespace, kubeconfig)
+        isvc = ex.get()
         if isvc is None:
             console.print(f"no InferenceService in {namespace}")
             return
@@ -146,6 +154,12 @@ def status(namespace: Namespace = None, kubeconfig: Kubeconfig = None) -> None:
             ),
             highlight=False,
         )
+        shadow = _shadow(ex).in_progress()
+        if shadow is not None:
+            version, percent = shadow
+            share = f"{percent}% of the predictions" if percent is not None else "no mirror yet"
+            console.print(f"shadow v{version} in progress: {share} copied to it; clients get "
+                          f"v{served_version(isvc)}'s answers", highlight=False)  # fmt: skip
 
 
 @rollout_app.command("rollback")
@@ -162,8 +176,9 @@ def rollback(
     ] = False,
     kubeconfig: Kubeconfig = None,
 ) -> None:
-    """Stop a canary in progress (traffic back, previous spec restored, candidate rejected), or
-    with --to-previous go back to the champion before the current one."""
+    """Stop a canary in progress (traffic back, previous spec restored, candidate rejected) or a
+    shadow (mirror and shadow removed, candidate rejected), or with --to-previous go back to
+    the champion before the current one."""
     from sentiops.errors import RolloutError
     from sentiops.registry import lifecycle as registry
     from sentiops.registry import tracking
@@ -174,6 +189,17 @@ def rollback(
     isvc = ex.get()
     if isvc is None:
         raise RolloutError(f"no InferenceService in {namespace}", "check --namespace")
+    shadow = _shadow(ex)
+    found = shadow.in_progress()
+    if found is not None:
+        version = found[0]
+        shadow.version = shadow.main.version = version
+        shadow.rollback()
+        if version and registry.version_of(registry.CANDIDATE) == version:
+            registry.reject(version, [f"shadow removed by hand: {reason}"])
+        console.print(f"shadow v{version} removed; serving v{served_version(ex.get() or isvc)}",
+                      highlight=False)  # fmt: skip
+        return
     in_progress = PREVIOUS_ANNOTATION in (isvc["metadata"].get("annotations") or {})
     if in_progress:
         canary = served_version(isvc)

@@ -335,6 +335,23 @@ class ShadowExecutor:
             self.main.rollback()
         self._delete_shadow_isvc()
 
+    def in_progress(self) -> tuple[str, int | None] | None:
+        """(the shadow's model version, the share mirrored to it) while a shadow runs next to
+        the InferenceService, else None (the share None: no mirror route, or not readable)."""
+        shadow = self.shadow.get()
+        if shadow is None:
+            return None
+        try:
+            route = self.route()
+        except RolloutError:
+            route = None
+        percent = None
+        for rule in (route or {}).get("spec", {}).get("rules", []):
+            for f in rule.get("filters", []):
+                if f.get("type") == "RequestMirror":
+                    percent = f["requestMirror"].get("percent")
+        return served_version(shadow) or "", percent
+
     # -------------------------------------------------------------------------- readiness
     def _wait(self, done: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + self.ready_timeout

@@ -16,6 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -426,3 +427,55 @@ def test_the_mirror_route_of_a_dual_protocol_kserve_route() -> None:
     assert rule["backendRefs"] == rest["backendRefs"]
     assert rule["filters"][-1]["requestMirror"]["backendRef"]["port"] == 80
     assert not cel_rules(out)
+
+
+def test_people_see_and_stop_a_shadow(
+    cluster: ApiServer, controller: Controller, tmp_path: Path
+) -> None:
+    """`sentiops rollout status` shows a shadow in progress and its share; `rollback` removes
+    the mirror and the shadow and rejects the candidate; serving never changed."""
+    from typer.testing import CliRunner
+
+    from sentiops.cli.main import app
+    from sentiops.models import modeldir
+    from sentiops.models.tfidf import TfidfModel
+    from sentiops.registry import lifecycle as registry
+    from sentiops.registry import tracking
+    from tests.conftest import make_frame
+
+    tracking.configure()
+    df = make_frame(20)
+    model = TfidfModel.fit(df.text, df.label, char_ngrams=False)
+    out = modeldir.write(tmp_path / "m", model.save, {"model_type": "tfidf-logreg",
+                                                      "labels": model.labels})  # fmt: skip
+    for v in ("1", "2"):
+        registry.log_training(out, "t", {}, {}, {})
+        registry.mark_candidate(v, f"s3://sentiops/models/{NAME}/{v}/", {"approved": True})
+        if v == "1":
+            registry.promote(v, "first")
+    ex = _executor(cluster, "2")
+    serving = ex.main.get()
+    assert serving is not None
+    ex.start(30)
+    kubeconfig = str(cluster.kubeconfig_for("pipeline"))
+    args = ["--namespace", NS, "--kubeconfig", kubeconfig]
+    # the CLI acts on the ConfigMap's InferenceService: point it at this module's for a while
+    patch = '{"data": {"inferenceService": "%s"}}'
+    cluster.kubectl("-n", NS, "patch", "configmap", "sentiops-rollout", "--type=merge", "-p",
+                    patch % NAME)  # fmt: skip
+    try:
+        runner = CliRunner()
+        res = runner.invoke(app, ["rollout", "status", *args])
+        assert res.exit_code == 0, res.output
+        assert "shadow v2 in progress: 30% of the predictions copied to it" in res.output
+        res = runner.invoke(app, ["rollout", "rollback", *args, "--reason", "too slow"])
+        assert res.exit_code == 0, res.output
+        assert "shadow v2 removed; serving v" in res.output
+    finally:
+        cluster.kubectl("-n", NS, "patch", "configmap", "sentiops-rollout", "--type=merge", "-p",
+                        patch % "sentiment")  # fmt: skip
+    assert ex.route() is None and ex.shadow.get() is None
+    after = ex.main.get()
+    assert after is not None and after["spec"] == serving["spec"]
+    assert "too slow" in registry.tags_of("2")["lifecycle.rejected_reason"]
+    assert registry.version_of(registry.CHAMPION) == "1"

@@ -309,6 +309,7 @@ def summarize(output: str, settings: Settings | None = None, plan: Plan | None =
         "labels": labels,
         "malformed": sum(f.malformed for f in plan.files),
         "shard_seconds": round(seconds, 3),
+        "shard_cpu_seconds": round(sum(float(r.get("cpu_seconds", 0)) for r in records), 3),
         "texts_per_sec_per_scorer": round(status["ok"] / seconds, 1) if seconds > 0 else 0.0,
         "data": out.where("shards/"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

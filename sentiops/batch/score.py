@@ -139,7 +139,7 @@ def score_shard(
 
     f = plan.files[shard.file]
     kept_names = {c: kept_name(c, plan.labels) for c in plan.keep}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     tmp = out.staging() / f".{shard.name}.{uuid.uuid4().hex[:8]}.parquet"
     counts = dict.fromkeys(STATUSES, 0)
     by_label = dict.fromkeys(plan.labels, 0)
@@ -177,7 +177,7 @@ def score_shard(
         if writer is not None:
             writer.close()
         tmp.unlink(missing_ok=True)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     record = {
         "shard": shard.id,
         "name": shard.name,
@@ -191,6 +191,7 @@ def score_shard(
         "size": size,
         "sha256": digest,
         "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu, 3),  # this process's CPU time (all its threads)
         "texts_per_sec": round(counts[OK] / seconds, 1) if seconds > 0 else 0.0,
         "largest_chunk_rows": largest,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -230,8 +230,8 @@ def test_a_dead_or_hung_shadow_never_slows_or_breaks_the_clients(
         return value or 0.0
 
     stable = Predictor(models["stable"], "1", tmp_path / "stable").start()
-    shadow = Predictor(models["rotated"], "2", tmp_path / "shadow",
-                       extra_args=["--shadow=true"]).start()  # fmt: skip
+    shadow = Predictor(models["rotated"], "2", tmp_path / "shadow", extra_args=[
+        "--shadow=true", f"--feedback_store={tmp_path / 'store'}"]).start()  # fmt: skip
     split = TrafficSplit(stable.url, mirror_queue=16, mirror_senders=2, mirror_timeout=5.0)
     split.start()
     split.mirror(shadow.url, 100)
@@ -255,6 +255,10 @@ def test_a_dead_or_hung_shadow_never_slows_or_breaks_the_clients(
         healthy = burst(60)
         time.sleep(0.5)
         assert split.mirrored["sent"] >= 55 and split.mirrored["failed"] == 0
+        # labels go to the serving predictor: the split never copies them, a shadow refuses them
+        r = httpx.post(f"{shadow.url}/v1/models/sentiment:feedback",
+                       json={"id": "x", "label": "positive"})  # fmt: skip
+        assert r.status_code == 404 and "is a shadow" in r.json()["error"]
         before = dropped()
         # hung: the shadow accepts connections and never answers (each copy waits 5 s)
         assert shadow.process is not None

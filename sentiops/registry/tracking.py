@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -232,9 +234,26 @@ def log_training(
     return out
 
 
-def set_alias(name: str, alias: str, version: str) -> None:
+#: what a SQL store answers when two clients insert the same row at once (PostgreSQL, sqlite)
+_INSERT_RACE = re.compile(r"UniqueViolation|duplicate key|UNIQUE constraint failed|IntegrityError")
+
+
+def set_alias(name: str, alias: str, version: str, attempts: int = 3) -> None:
+    """Point `alias` at `version`. Two clients that set an alias for the first time at the
+    same moment (training runs moving `challenger`) both insert it, and the store refuses the
+    second insert (a 400 the client does not retry); the alias exists then, so setting it
+    again moves it: the last writer wins, as when it already existed."""
     mlflow = _mlflow()
-    mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(1, attempts + 1):
+        try:
+            mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+            return
+        except MlflowException as exc:
+            if attempt == attempts or not _INSERT_RACE.search(str(exc)):
+                raise
+            time.sleep(0.05 * attempt)
 
 
 def get_alias_version(name: str, alias: str) -> str | None:

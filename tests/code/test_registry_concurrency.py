@@ -4,13 +4,15 @@ PostgreSQL — the cluster's shape: components reach `mlflow server` over HTTP, 
 start together on an empty database (the experiment does not exist yet), each training into
 the shared registered model, tuning, and walking a model of its own through the lifecycle;
 afterwards every version is there exactly once with its run, the aliases point at existing
-versions, and every run's metrics are complete."""
+versions, and every run's metrics are complete. Then threads set new aliases for the first
+time all at once (the race two training runs moving `challenger` first run into)."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
 import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,13 @@ import pytest
 
 from sentiops.config import EXPERIMENT, REGISTERED_MODEL
 from sentiops.models import load_model, modeldir
-from sentiops.registry import lifecycle
+from sentiops.registry import lifecycle, tracking
 from tests.code.registry_clients import SHARED_ROUNDS, TRIALS, client_process, own_model
 from tests.conftest import make_frame
 from tests.servers import Postgres, mlflow_server
 
 CLIENTS = 6
+RACES, THREADS = 10, 8  # new aliases set at once by several threads
 pytestmark = pytest.mark.integration
 
 
@@ -77,6 +80,34 @@ def _run_clients(url: str, tmp_path: Path) -> dict[int, dict[str, Any]]:
     assert not errors, "\n".join(errors)
     assert len(got) == CLIENTS, f"only {len(got)} of {CLIENTS} clients reported: {got}"
     return {i: out for _, i, out in got}
+
+
+def _first_alias_races(versions: dict[str, str]) -> list[str]:
+    """RACES new aliases of the shared model, each set by THREADS threads at once (every
+    thread its own version); the errors they met."""
+    numbers = sorted(versions, key=int)
+    errors: list[str] = []
+
+    def set_one(alias: str, version: str, start: threading.Barrier) -> None:
+        start.wait(timeout=60)
+        try:
+            tracking.set_alias(REGISTERED_MODEL, alias, version)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(f"{alias} -> v{version}: {exc}")
+
+    for race in range(RACES):
+        start = threading.Barrier(THREADS)
+        threads = [
+            threading.Thread(
+                target=set_one, args=(f"race-{race}", numbers[t % len(numbers)], start)
+            )
+            for t in range(THREADS)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    return errors
 
 
 def test_concurrent_training_and_tuning_lose_and_corrupt_nothing(
@@ -144,6 +175,13 @@ def test_concurrent_training_and_tuning_lose_and_corrupt_nothing(
             assert lifecycle.tags_of("1", name)["lifecycle.stage"] == "champion"
             assert lifecycle.tags_of("2", name)["lifecycle.stage"] == "reverted"
 
+        # an alias set for the first time by several clients at the same moment: each
+        # inserts it, the store refuses all but one insert; tracking.set_alias sets it again
+        errors = _first_alias_races(run_of)
+        assert errors == [], errors
+        aliases = client.get_registered_model(REGISTERED_MODEL).aliases
+        assert {aliases[f"race-{a}"] for a in range(RACES)} <= set(run_of)
+
     # the same in PostgreSQL itself: every row where it belongs, no alias pointing nowhere
     import psycopg
 
@@ -156,4 +194,5 @@ def test_concurrent_training_and_tuning_lose_and_corrupt_nothing(
         ).fetchall()
         assert dangling == []
         aliases = conn.execute("SELECT count(*) FROM registered_model_aliases").fetchone()
-        assert aliases is not None and aliases[0] == 1 + 3 * CLIENTS  # challenger; 3 each
+        # challenger and the races on the shared model; challenger, champion, previous each
+        assert aliases is not None and aliases[0] == 1 + RACES + 3 * CLIENTS

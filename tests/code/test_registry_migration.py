@@ -85,10 +85,7 @@ def _row_counts(database: str) -> dict[str, int]:
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
             )
         ]
-        return {
-            t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
-            for t in tables
-        }
+        return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
 
 
 def _move(sqlite: Path, database: str) -> subprocess.CompletedProcess[str]:

@@ -28,7 +28,7 @@ labels come seconds to days later). The shadow takes no labels itself: `record` 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -57,8 +57,8 @@ class ShadowLabels:
         self.rows: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
         self.counted: set[str] = set()
         self.parts: set[str] | None = None  # label parts read so far (None: not listed yet)
-        # version -> [labels, correct, (gold, predicted) pairs] of the random sample
-        self.live: dict[str, list[Any]] = {}
+        # version -> (gold, predicted) -> labels of the random sample
+        self.live: dict[str, Counter[tuple[str, str]]] = {}
         self.lock = threading.Lock()
 
     # ------------------------------------------------------------------ the shadow's answers
@@ -71,7 +71,7 @@ class ShadowLabels:
                 self.rows[rid] = (str(row.get("text", "")), str(row.get("label", "")),
                                   str(row.get("model_version", "")))  # fmt: skip
             while len(self.rows) > self.capacity:
-                self.rows.popitem(last=False)
+                self.counted.discard(self.rows.popitem(last=False)[0])
 
     def knows(self, request_id: str) -> bool:
         with self.lock:
@@ -112,16 +112,13 @@ class ShadowLabels:
                 if mine is None or rid in self.counted or mine[0] != str(label.get("text", "")):
                     continue
                 self.counted.add(rid)
-                text, predicted, version = mine
+                _, predicted, version = mine
                 gold = str(label["label"])
                 sample = RANDOM if in_eval_sample(rid, self.rate) else TARGETED
                 metrics.FEEDBACK.labels(self.model_name, version, str(gold == predicted).lower(),
                                         sample).inc()  # fmt: skip
                 if sample == RANDOM:
-                    live = self.live.setdefault(version, [0, 0, []])
-                    live[0] += 1
-                    live[1] += int(gold == predicted)
-                    live[2].append((gold, predicted))
+                    self.live.setdefault(version, Counter())[(gold, predicted)] += 1
                 n += 1
         return n
 
@@ -134,8 +131,11 @@ class ShadowLabels:
             self.refresh()
         out: dict[str, dict[str, float]] = {}
         with self.lock:
-            for version, (labels, correct, pairs) in self.live.items():
-                gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
+            for version, pairs in self.live.items():
+                gold = [g for (g, _), n in pairs.items() for _ in range(n)]
+                pred = [p for (_, p), n in pairs.items() for _ in range(n)]
+                labels = len(gold)
+                correct = sum(n for (g, p), n in pairs.items() if g == p)
                 low, high = wilson_interval(correct, labels)
                 out[version] = {
                     "labels": float(labels),

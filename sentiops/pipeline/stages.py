@@ -233,7 +233,7 @@ def rollout(
     from sentiops.rollout.prometheus import PrometheusSource
     from sentiops.rollout.settle import roll_out
     from sentiops.rollout.shadow import ShadowExecutor
-    from sentiops.rollout.steps import MODES, SHADOW, Plan
+    from sentiops.rollout.steps import CANARY, MODES, SHADOW, Plan
 
     if not namespace and SA_NAMESPACE.exists():
         namespace = SA_NAMESPACE.read_text().strip()
@@ -265,7 +265,7 @@ def rollout(
         step_seconds=cfg.step_seconds,
         max_holds=cfg.max_holds,
         judge=cfg.judge,
-        mode=mode,
+        mode=mode if executor is not kserve else CANARY,  # a first deployment is no shadow
     )
     return roll_out(
         plan,

@@ -299,7 +299,9 @@ class ShadowExecutor:
             self._routes("create", self.custom.create_namespaced_custom_object, route)
         else:
             self._routes("patch", self.custom.patch_namespaced_custom_object,
-                         shadow_name(self.name), {"spec": route["spec"]})  # fmt: skip
+                         shadow_name(self.name),
+                         {"metadata": {"labels": route["metadata"]["labels"]},
+                          "spec": route["spec"]})  # fmt: skip
         self.wait_route()
 
     def set_traffic(self, traffic: int) -> None:

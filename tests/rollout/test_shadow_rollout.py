@@ -282,3 +282,28 @@ def test_a_dead_or_hung_shadow_never_slows_or_breaks_the_clients(
     # a client never waited for a copy (one wait would be the 5 s timeout)
     assert max(a[2] for a in hung + dead) < 2.0
     assert p95(hung) < max(0.25, 3 * p95(healthy)) and p95(dead) < max(0.25, 3 * p95(healthy))
+
+
+def test_the_cli_runs_a_shadow_rollout(models: dict[str, Path], tmp_path: Path) -> None:
+    """`sentiops rollout --local --mode shadow ...` as the docs show it (docs/pipeline.md)."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "traffic.csv").write_text("text\n" + "\n".join(json.dumps(t) for t in TRUTH))
+    exe = Path(sys.executable).with_name("sentiops")
+    base = [str(exe), "rollout", "--local", "--stable", str(models["stable"]), "--canary",
+            str(models["retrained"]), "--traffic", "traffic.csv"]  # fmt: skip
+    bad = subprocess.run([*base, "--mode", "blue-green"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert bad.returncode != 0 and "use one of canary, shadow" in bad.stdout + bad.stderr
+    proc = subprocess.run(
+        [*base, "--mode", "shadow", "--steps", "100", "--step-seconds", "4", "--rate", "40",
+         "--min-requests", "40", "--output-json", "decision.json", "--workdir", "work"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((tmp_path / "decision.json").read_text())
+    assert record["decision"] == "promoted" and record["mode"] == "shadow"
+    assert "Shadow rollout: PROMOTED" in proc.stdout
+    assert "copies to the shadow" in proc.stdout

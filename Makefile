@@ -36,7 +36,7 @@ up: install stack-tools ## the local stack until Ctrl-C: champion + drift sideca
 quickstart: install ## no pipeline: train + evaluate both models in-process, print a comparison
 	$(BIN)/sentiops quickstart --workdir $(WORKDIR)
 
-test: install cluster-tools ## all tests: unit + integration (real S3, MLflow, kube-apiserver, Prometheus)
+test: install cluster-tools stack-tools ## all tests: unit + integration (real S3, MLflow, kube-apiserver, Prometheus)
 	$(BIN)/pytest -q --durations=30 tests
 
 test-unit: install cluster-tools ## fast unit tests only

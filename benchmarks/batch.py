@@ -182,12 +182,13 @@ def main() -> None:
         print(f"  batch {run['texts_per_sec']:,.0f} texts/s scoring, "
               f"{run['texts_per_sec_wall']:,.0f} whole command, peak RSS "
               f"{run['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
-    lines = write(args.results, rows, args, time.perf_counter() - t0)
+    lines = write(args.results, rows, args, time.perf_counter() - t0,
+                  str(models.get("transformer", "")))  # fmt: skip
     print("\n".join(lines))
 
 
-def write(results: Path, rows: list[dict[str, Any]], args: argparse.Namespace, secs: float
-          ) -> list[str]:  # fmt: skip
+def write(results: Path, rows: list[dict[str, Any]], args: argparse.Namespace, secs: float,
+          transformer: str = "") -> list[str]:  # fmt: skip
     cpu = os.cpu_count()
     lines = [
         "| model (form) | rows (CSV MB) | shards | ceiling texts/s | `sentiops batch` texts/s "
@@ -206,7 +207,8 @@ def write(results: Path, rows: list[dict[str, Any]], args: argparse.Namespace, s
     note = (f"best of {args.repeat} alternated rounds each; batch size {args.batch_size}, "
             f"shards of {args.shard_rows:,} rows; {cpu} cores "
             f"({platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d')}; "
-            f"benchmark {secs:.0f} s")  # fmt: skip
+            f"benchmark {secs:.0f} s"
+            + (f"; transformer {transformer}" if transformer else ""))  # fmt: skip
     results.mkdir(parents=True, exist_ok=True)
     (results / "batch.json").write_text(json.dumps({"rows": rows, "note": note}, indent=2))
     (results / "batch.md").write_text(

@@ -9,7 +9,7 @@ WORKDIR ?= .sentiops
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SENTIOPS_HOME ?= $(CURDIR)/$(WORKDIR)
 
-.PHONY: help install stack-tools run up quickstart test test-unit lint typecheck bench-quality bench-retrain bench-serving clean
+.PHONY: help install stack-tools run up quickstart test test-unit lint typecheck bench-quality bench-retrain bench-serving bench-batch clean
 
 help:
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -57,6 +57,9 @@ bench-retrain: install ## the loop's retraining offline: warm start, weight of t
 
 bench-serving: install ## our predictor vs a transformers pipeline behind FastAPI (locust), table
 	$(BIN)/python benchmarks/serving.py --workdir $(WORKDIR) $(if $(MODEL),--model $(MODEL))
+
+bench-batch: install ## batch scoring: sentiops batch vs the in-process ceiling (TF-IDF, the transformer's serving form), table
+	$(BIN)/python benchmarks/batch.py --workdir $(WORKDIR)/bench-batch $(if $(MODEL),--transformer $(MODEL))
 
 clean:
 	rm -rf $(WORKDIR) .pytest_cache .mypy_cache .ruff_cache

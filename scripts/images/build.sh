@@ -86,7 +86,21 @@ build_hash() {
     | sha256sum | cut -c1-16
 }
 
+build_buildah() {  # image tag hash: one buildah build, then the image it replaced removed
+  local image=$1 tag=$2 hash=$3 old_id start
+  old_id=$(buildah "${STORE[@]}" inspect --type image --format '{{.FromImageID}}' "$tag" 2>/dev/null || true)
+  start=$(date +%s)
+  buildah "${STORE[@]}" bud --quiet --isolation chroot --layers=false \
+    --build-arg "BASE_IMAGE=$base" --label "sentiops.build-hash=$hash" \
+    -f "$image/Dockerfile" -t "$tag" . >/dev/null
+  log "$tag built in $(( $(date +%s) - start ))s"
+  # the image it replaces would stay behind untagged (2 GB each with vfs): removed unless a
+  # container still uses it
+  [ -z "$old_id" ] || buildah "${STORE[@]}" rmi "$old_id" >/dev/null 2>&1 || true
+}
+
 base=$(base_image)
+pids=()
 for image in "${images[@]}"; do
   [ -f "$image/Dockerfile" ] || { log "no $image/Dockerfile"; exit 2; }
   tag="$IMAGE_PREFIX/$image:$IMAGE_TAG"
@@ -97,18 +111,15 @@ for image in "${images[@]}"; do
       '{{index .ImageAnnotations "sentiops.build-hash"}}{{index .Docker.Config.Labels "sentiops.build-hash"}}' \
       "$tag" 2>/dev/null || true)
     if [ "$have" = "$hash" ]; then log "$tag is up to date ($hash)"; continue; fi
-    log "$tag: buildah bud (FROM $base)"
-    old_id=$(buildah "${STORE[@]}" inspect --type image --format '{{.FromImageID}}' "$tag" 2>/dev/null || true)
-    start=$(date +%s)
-    buildah "${STORE[@]}" bud --quiet --isolation chroot --layers=false \
-      --build-arg "BASE_IMAGE=$base" --label "sentiops.build-hash=$hash" \
-      -f "$image/Dockerfile" -t "$tag" . >/dev/null
-    log "$tag built in $(( $(date +%s) - start ))s"
-    # the image it replaces would stay behind untagged (2 GB each with vfs): removed unless a
-    # container still uses it
-    [ -z "$old_id" ] || buildah "${STORE[@]}" rmi "$old_id" >/dev/null 2>&1 || true
+    log "$tag: buildah bud (FROM $base), in the background"
+    # builds overlap each other and the next wheelhouse (much of a vfs build is copying files)
+    build_buildah "$image" "$tag" "$hash" &
+    pids+=($!)
   else
     docker build --build-arg "BASE_IMAGE=$base" --label "sentiops.build-hash=$hash" \
       -f "$image/Dockerfile" -t "$tag" .
   fi
 done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" = 0 ] || { log "a buildah build failed (see above)"; exit 1; }

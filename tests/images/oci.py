@@ -29,14 +29,22 @@ def buildah(*args: str, timeout: float = 600, check: bool = True) -> str:
     return proc.stdout.strip()
 
 
+_BUILT: list[bool] = []
+
+
 def build(*names: str) -> None:
-    """Build (or find up to date) the images with the project's own script."""
+    """Build (or find up to date) the images with the project's own script: every image at
+    the first call of the session (their builds overlap), so `names` only documents which
+    image the caller needs."""
+    if _BUILT:
+        return
     subprocess.run(
-        [str(REPO / "scripts" / "images" / "build.sh"), *names],
+        [str(REPO / "scripts" / "images" / "build.sh")],
         check=True,
         timeout=3600,
         env={**os.environ, "BUILDER": "buildah", "IMAGE_PREFIX": PREFIX, "IMAGE_TAG": TAG},
     )
+    _BUILT.append(True)
 
 
 def config(name: str) -> dict:

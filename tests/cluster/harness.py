@@ -71,6 +71,33 @@ def crd_for_apiserver_1_20(path: Path) -> str:
     return json.dumps(doc, separators=(",", ":"))
 
 
+#: The Gateway API HTTPRoute CRD (v1.5.1, what KServe 0.20 builds on), in the repository.
+HTTPROUTE_CRD = "gateway.networking.k8s.io_httproutes.yaml"
+
+
+def httproute_crd_for_apiserver_1_20() -> str:
+    """The HTTPRoute CRD minus what a 1.20 API server does not know: CEL rules
+    (`x-kubernetes-validations`; test_shadow_kserve's `cel_rules` checks what the rollout
+    writes) and empty-string defaults (see crd_for_apiserver_1_20); without the file's `status`
+    (the server's own, which a second server-side apply would conflict with)."""
+
+    def strip(node: object) -> None:
+        if isinstance(node, dict):
+            node.pop("x-kubernetes-validations", None)
+            if node.get("default") == "":
+                del node["default"]
+            for value in node.values():
+                strip(value)
+        elif isinstance(node, list):
+            for value in node:
+                strip(value)
+
+    doc = yaml.safe_load((REPO / "tests" / "cluster" / "crds" / HTTPROUTE_CRD).read_text())
+    doc.pop("status", None)
+    strip(doc)
+    return json.dumps(doc, separators=(",", ":"))
+
+
 def tool(name: str) -> str:
     """Path of a verification tool: the sentiops-tools cache first, then PATH."""
     cached = TOOLS_BIN / name

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from .harness import REPO, ApiServer, crd_for_apiserver_1_20, crds_dir, run, tool
+from .harness import (
+    REPO,
+    ApiServer,
+    crd_for_apiserver_1_20,
+    crds_dir,
+    httproute_crd_for_apiserver_1_20,
+    run,
+    tool,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +75,8 @@ def installed(kube: ApiServer) -> ApiServer:
     for crd in sorted(crds_dir().glob("serving.kserve.io_*.yaml")):
         kube.kubectl("apply", "--server-side", "-f", "-", input=crd_for_apiserver_1_20(crd))
     kube.kubectl("apply", "--server-side", "-f", "-", input=MONITORING_CRDS)
+    # HTTPRoute: known to the server, so that `can-i` on httproutes asks about the right group
+    kube.kubectl("apply", "--server-side", "-f", "-", input=httproute_crd_for_apiserver_1_20())
     kube.kubectl(
         "wait",
         "--for=condition=Established",
@@ -74,6 +84,7 @@ def installed(kube: ApiServer) -> ApiServer:
         "crd/inferenceservices.serving.kserve.io",
         "crd/podmonitors.monitoring.coreos.com",
         "crd/prometheusrules.monitoring.coreos.com",
+        "crd/httproutes.gateway.networking.k8s.io",
     )
     # The chart: no hooks (the bucket Job hook would wait for a Job controller that is absent).
     kube.helm(
@@ -100,6 +111,13 @@ def installed(kube: ApiServer) -> ApiServer:
         "--set=drift.mode=service,auth.existingSecret=sentiops-annotator-tokens",
         "--set=auth.readsNeedToken=true,inferenceService.rateLimit=20",
         "--set=networkPolicy.clients[0].matchLabels.app=rollout",
+    )  # fmt: skip
+    # Shadow rollout mode (KServe Standard mode): the pipeline's Role adds HTTPRoutes and
+    # delete on `sentiment-shadow`; the shadow's pods get a NetworkPolicy of their own.
+    kube.helm(
+        "install", "sentiops-shadow", str(REPO / "helm" / "sentiops"),
+        "--namespace=sentiops-shadow", "--create-namespace", "--no-hooks", "--timeout=120s",
+        "--set=inferenceService.canary.mode=shadow,inferenceService.deploymentMode=Standard",
     )  # fmt: skip
     # The overlays, as `make deploy` applies them: kind into its namespace "sentiops"; cloud
     # into "sentiops-cloud" through a wrapper kustomization (same objects, other namespace).
@@ -191,6 +209,7 @@ def test_server_side_dry_run_rejects_a_broken_isvc(installed: ApiServer) -> None
     assert "mode" in proc.stderr
 
 
+ISVCS, ROUTES = "inferenceservices.serving.kserve.io", "httproutes.gateway.networking.k8s.io"
 ALLOWED = [
     ("get", "inferenceservices.serving.kserve.io"),
     ("list", "inferenceservices.serving.kserve.io"),
@@ -216,6 +235,24 @@ DENIED_IN_OWN_NS = [
     ("patch", "deployments.apps"),
     ("create", "servingruntimes.serving.kserve.io"),
     ("impersonate", "serviceaccounts"),
+    # never the serving InferenceService's delete, in either mode
+    ("delete", f"{ISVCS}/sentiment"),
+    ("delete", f"{ROUTES}/sentiment"),
+    ("delete", ROUTES),
+    ("list", ROUTES),
+    ("update", ROUTES),
+    ("deletecollection", ROUTES),
+    ("create", "gateways.gateway.networking.k8s.io"),
+]
+# The shadow rollout's rules (inferenceService.canary.mode: shadow, docs/pipeline.md): the
+# mirror HTTPRoute, and delete on the two objects it creates by name. A canary-mode install
+# (the default, and the overlays) has none of them.
+SHADOW_ALLOWED = [
+    ("get", ROUTES),
+    ("create", ROUTES),
+    ("patch", ROUTES),
+    ("delete", f"{ROUTES}/sentiment-shadow"),
+    ("delete", f"{ISVCS}/sentiment-shadow"),
 ]
 DENIED_CLUSTER = [
     ("list", "namespaces"),
@@ -235,22 +272,26 @@ DENIED_CLUSTER = [
         (PIPELINE_SA, "sentiops-helm", "sentiops"),  # helm release
         (PIPELINE_SA, "sentiops-cloud", "sentiops"),  # cloud overlay
         (KFP_RUNNER, "sentiops", "kubeflow"),  # KFP standalone runner (kind overlay)
+        (PIPELINE_SA, "sentiops-shadow", "sentiops-helm"),  # helm release in shadow mode
     ],
-    ids=["kind-overlay-sa", "helm-sa", "cloud-overlay-sa", "kfp-runner"],
+    ids=["kind-overlay-sa", "helm-sa", "cloud-overlay-sa", "kfp-runner", "helm-shadow-sa"],
 )
 def test_rbac_least_privilege(
     installed: ApiServer, user_tpl: str, own_ns: str, other_ns: str
 ) -> None:
     user = user_tpl.format(ns=own_ns)
+    shadow = own_ns == "sentiops-shadow"
+    allowed = ALLOWED + SHADOW_ALLOWED if shadow else ALLOWED
+    denied = DENIED_IN_OWN_NS if shadow else DENIED_IN_OWN_NS + SHADOW_ALLOWED
     wrong = []
-    for verb, res in ALLOWED:
+    for verb, res in allowed:
         if not installed.can_i(user, verb, res, own_ns):
             wrong.append(f"denied but needed: {verb} {res} in {own_ns}")
         if installed.can_i(user, verb, res, other_ns):
             wrong.append(f"allowed in another namespace: {verb} {res} in {other_ns}")
         if installed.can_i(user, verb, res, None):
             wrong.append(f"allowed cluster-wide: {verb} {res}")
-    for verb, res in DENIED_IN_OWN_NS:
+    for verb, res in denied:
         if installed.can_i(user, verb, res, own_ns):
             wrong.append(f"allowed but not needed: {verb} {res} in {own_ns}")
     for verb, res in DENIED_CLUSTER:
@@ -292,6 +333,33 @@ def test_network_policies_stored(installed: ApiServer) -> None:
         }
     names = installed.kubectl("get", "networkpolicy", "-n", "sentiops-helm", "-o", "name").stdout
     assert names.split() == ["networkpolicy.networking.k8s.io/sentiops-predictor"]
+
+
+def test_helm_release_in_shadow_mode_stored(installed: ApiServer) -> None:
+    """Shadow mode: the ConfigMap says so, the predictor's PodMonitor selects the shadow's
+    pods too (the drift PodMonitor does not), the shadow's pods have a NetworkPolicy of their
+    own (requests straight to the model server), the predictor's is as in canary mode."""
+    ns = "sentiops-shadow"
+    data = get(installed, "-n", ns, "configmap", "sentiops-rollout")["data"]
+    assert data["rolloutMode"] == "shadow"
+    assert "rolloutMode" not in get(installed, "-n", "sentiops-helm", "configmap",
+                                    "sentiops-rollout")["data"]  # fmt: skip
+    pm = get(installed, "-n", ns, "podmonitor", "sentiops-predictor")["spec"]["selector"]
+    assert pm == {"matchExpressions": [{"key": "serving.kserve.io/inferenceservice",
+                                        "operator": "In",
+                                        "values": ["sentiment", "sentiment-shadow"]}]}  # fmt: skip
+    drift = get(installed, "-n", ns, "podmonitor", "sentiops-drift")["spec"]["selector"]
+    assert drift == {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment"}}
+    predictor = get(installed, "-n", ns, "networkpolicy", "sentiops-predictor")["spec"]
+    shadow = get(installed, "-n", ns, "networkpolicy", "sentiops-predictor-shadow")["spec"]
+    assert shadow["podSelector"] == {
+        "matchLabels": {"serving.kserve.io/inferenceservice": "sentiment-shadow"}}  # fmt: skip
+    assert [[p["port"] for p in rule["ports"]] for rule in predictor["ingress"]] == [
+        [9081], [8080, 9081]]  # fmt: skip
+    assert [[p["port"] for p in rule["ports"]] for rule in shadow["ingress"]] == [[8080], [8080]]
+    assert [r["from"] for r in shadow["ingress"]] == [r["from"] for r in predictor["ingress"]]
+    isvc = get(installed, "-n", ns, "inferenceservice", "sentiment")
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
 
 
 def test_token_secret_mounted_into_the_stored_predictor(installed: ApiServer) -> None:

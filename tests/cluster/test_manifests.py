@@ -617,6 +617,7 @@ def test_everything_switched_on_still_validates() -> None:
         "inferenceService.logger.mode=sometimes",
         "inferenceService.canary.steps={5,250}",
         "inferenceService.deploymentMode=Serverful",
+        "inferenceService.canary.mode=blue",
         "alerts.errorRatio=5",
         "alerts.latencyFor=ten",
         "inferenceServic.name=typo",
@@ -746,3 +747,121 @@ def test_mlflow_on_an_existing_postgresql() -> None:
     assert "MLFLOW_DB_PASSWORD" not in env
     assert not [a for a in container["args"] if a.startswith("--backend-store-uri")]
     assert lockdown_problems("existing", docs) == []
+
+
+# ---------------------------------------------------------------- the shadow rollout
+
+SHADOW = ("inferenceService.deploymentMode=Standard", "inferenceService.canary.mode=shadow")
+
+
+def docs_shadow_rules() -> list[dict]:
+    """The Role rules docs/pipeline.md says a shadow rollout needs (its YAML block)."""
+    text = (REPO / "docs" / "pipeline.md").read_text()
+    heading = text.index("**RBAC: what the chart's Role `sentiops-pipeline` adds in shadow mode**")
+    start = text.index("```yaml\n", heading) + len("```yaml\n")
+    return yaml.safe_load(text[start : text.index("```\n", start)])
+
+
+def test_shadow_mode_renders_the_rollouts_rbac_and_reaches_the_shadows_pods() -> None:
+    """inferenceService.canary.mode=shadow: the rollout ConfigMap says so; the pipeline's Role
+    adds the documented rules (HTTPRoutes; delete on `<name>-shadow` only); the predictor's
+    PodMonitor, NetworkPolicy and AuthorizationPolicy reach the shadow's pods, the drift
+    PodMonitor does not; everything else renders as in canary mode."""
+    from sentiops.rollout.kserve import RolloutSettings
+
+    istio = "istio.authorizationPolicy.enabled=true"
+    canary, docs = helm_template(SHADOW[0], istio), helm_template(*SHADOW, istio)
+    data = one(docs, "ConfigMap", "sentiops-rollout")["data"]
+    assert data["rolloutMode"] == "shadow"
+    assert RolloutSettings.from_configmap(data).mode == "shadow"
+    assert "rolloutMode" not in one(canary, "ConfigMap", "sentiops-rollout")["data"]
+    rules = one(docs, "Role", "sentiops-pipeline")["rules"]
+    assert rules == one(canary, "Role", "sentiops-pipeline")["rules"] + docs_shadow_rules()
+    named = [r for r in rules if "delete" in r["verbs"]]
+    assert named and all(r["resourceNames"] == ["sentiment-shadow"] for r in named)
+    # the judge reads the shadow's series through the predictor's PodMonitor
+    pm = one(docs, "PodMonitor", "sentiops-predictor")
+    assert pm["spec"]["selector"] == {"matchExpressions": [{
+        "key": "serving.kserve.io/inferenceservice", "operator": "In",
+        "values": ["sentiment", "sentiment-shadow"]}]}  # fmt: skip
+    assert pm["spec"]["podMetricsEndpoints"] == one(canary, "PodMonitor", "sentiops-predictor")[
+        "spec"]["podMetricsEndpoints"]  # fmt: skip
+    drift = one(docs, "PodMonitor", "sentiops-drift")["spec"]["selector"]
+    assert drift == {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment"}}
+    # the predictor's policies as in canary mode, and the same ones on the shadow's pods
+    predictor = one(docs, "NetworkPolicy", "sentiops-predictor")
+    assert predictor == one(canary, "NetworkPolicy", "sentiops-predictor")
+    shadow = one(docs, "NetworkPolicy", "sentiops-predictor-shadow")
+    assert shadow["metadata"]["labels"]["app.kubernetes.io/component"] == "shadow"
+    assert shadow["spec"]["podSelector"] == {
+        "matchLabels": {"serving.kserve.io/inferenceservice": "sentiment-shadow"}}  # fmt: skip
+    (p_requests, p_metrics), (s_requests, s_metrics) = (
+        predictor["spec"]["ingress"], shadow["spec"]["ingress"])  # fmt: skip
+    assert s_requests["from"] == p_requests["from"] and s_metrics["from"] == p_metrics["from"]
+    # Standard mode: the predictor's requests pass the KServe agent (its logger, 9081); the
+    # shadow has no logger, so they reach its model server; /metrics: no drift sidecar
+    assert [p["port"] for p in p_requests["ports"]] == [9081]
+    assert [p["port"] for p in s_requests["ports"]] == [8080]
+    assert [p["port"] for p in s_metrics["ports"]] == [8080]
+    assert [p["port"] for p in p_metrics["ports"]] == [8080, 9081]
+    ap = one(docs, "AuthorizationPolicy", "sentiops-predictor")
+    assert ap == one(canary, "AuthorizationPolicy", "sentiops-predictor")
+    sap = one(docs, "AuthorizationPolicy", "sentiops-predictor-shadow")
+    assert sap["spec"]["selector"] == {
+        "matchLabels": {"serving.kserve.io/inferenceservice": "sentiment-shadow"}}  # fmt: skip
+    assert {**sap["spec"], "selector": None} == {**ap["spec"], "selector": None}
+    # nothing else differs from canary mode
+    ids = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    changed = {("ConfigMap", "sentiops-rollout"), ("Role", "sentiops-pipeline"),
+               ("PodMonitor", "sentiops-predictor")}  # fmt: skip
+    assert ids - {(d["kind"], d["metadata"]["name"]) for d in canary} == {
+        ("NetworkPolicy", "sentiops-predictor-shadow"),
+        ("AuthorizationPolicy", "sentiops-predictor-shadow")}  # fmt: skip
+    for doc in canary:
+        if (doc["kind"], doc["metadata"]["name"]) not in changed:
+            assert doc in docs, (doc["kind"], doc["metadata"]["name"])
+    for version in K8S_VERSIONS:
+        for doc in docs:
+            if doc["apiVersion"].split("/")[0] not in CRD_GROUPS:
+                kubernetes_validate.validate(doc, version, strict=True)
+    run([tool("helm"), "lint", "--strict", str(CHART), "--set", ",".join((*SHADOW, istio))])
+
+
+def test_shadow_mode_in_the_default_render_is_off(helm_default, helm_docs) -> None:
+    """The defaults are canary mode: no shadow rule, selector or policy anywhere."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["inferenceService"]["canary"]["mode"] == "canary"
+    assert "shadow" not in helm_default
+    rules = one(helm_docs, "Role", "sentiops-pipeline")["rules"]
+    assert {g for r in rules for g in r["apiGroups"]} == {"serving.kserve.io", ""}
+
+
+def test_shadow_ports_follow_the_predictor_ports_override() -> None:
+    docs = helm_template(*SHADOW, "networkPolicy.predictorPorts={9081,8443}",
+                         "inferenceService.logger.enabled=false")  # fmt: skip
+    for name, ports in (("sentiops-predictor", [9081, 8443]),
+                        ("sentiops-predictor-shadow", [9081, 8443, 8080])):  # fmt: skip
+        requests = one(docs, "NetworkPolicy", name)["spec"]["ingress"][0]
+        assert [p["port"] for p in requests["ports"]] == ports, name
+    docs = helm_template(*SHADOW, "inferenceService.logger.enabled=false")
+    for name in ("sentiops-predictor", "sentiops-predictor-shadow"):
+        requests = one(docs, "NetworkPolicy", name)["spec"]["ingress"][0]
+        assert [p["port"] for p in requests["ports"]] == [8080], name
+    off = helm_template(*SHADOW, "networkPolicy.enabled=false")
+    assert not [d["metadata"]["name"] for d in by_kind(off, "NetworkPolicy")]
+
+
+@pytest.mark.parametrize("mode", ["Knative", "Serverless"])
+def test_shadow_mode_needs_kserves_standard_mode(mode: str) -> None:
+    """A shadow is mirrored by KServe's Gateway API ingress: with Knative the render fails
+    saying what to set; RawDeployment (Standard's older name) renders."""
+    proc = run([tool("helm"), "template", "x", str(CHART), "--set",
+                f"inferenceService.canary.mode=shadow,inferenceService.deploymentMode={mode}"],
+               check=False)  # fmt: skip
+    assert proc.returncode != 0
+    assert "inferenceService.canary.mode=shadow needs inferenceService.deploymentMode=Standard" \
+        in proc.stderr  # fmt: skip
+    assert "ingress.enableGatewayApi" in proc.stderr and f"in {mode} mode" in proc.stderr
+    docs = helm_template("inferenceService.canary.mode=shadow",
+                         "inferenceService.deploymentMode=RawDeployment")  # fmt: skip
+    assert one(docs, "ConfigMap", "sentiops-rollout")["data"]["rolloutMode"] == "shadow"

@@ -1,9 +1,11 @@
 """The KServe shadow executor against a real kube-apiserver with the real KServe and Gateway
 API (HTTPRoute v1.5.1, what KServe 0.20 builds on) CRDs, running as the pipeline's
-ServiceAccount with the chart's RBAC plus the shadow rollout's rules (`SHADOW_RULES`: what the
-chart needs to add). No KServe and no gateway run here, so a thread plays both: it writes a
-ready status for every new generation of the two InferenceServices and of the mirror route,
-and records every spec it saw and every deletion — the sequence of what the rollout did.
+ServiceAccount with exactly the chart's RBAC for a shadow rollout: for this module the
+release's Role `sentiops-pipeline` gets the rules of the chart's own Role rendered with
+`inferenceService.canary.mode=shadow` (no extra Role). No KServe and no gateway run here, so a
+thread plays both: it writes a ready status for every new generation of the two
+InferenceServices and of the mirror route, and records every spec it saw and every deletion —
+the sequence of what the rollout did.
 
 The serving InferenceService `reviews` (the chart's, in Standard mode, with the HTTPRoute
 KServe's Gateway API ingress makes for it) is the canary tests' `sentiment` renamed, so the
@@ -35,18 +37,18 @@ from sentiops.rollout.shadow import (
 from sentiops.rollout.steps import Plan, run
 from tests.traffic import Simulated
 
-from .harness import REPO, ROLLOUT_NAMESPACE, ApiServer
+from .harness import REPO, ROLLOUT_NAMESPACE, ApiServer, httproute_crd_for_apiserver_1_20, tool
+from .harness import run as sh
 
 pytestmark = pytest.mark.integration
 NS, NAME, SHADOW = ROLLOUT_NAMESPACE, "reviews", "reviews-shadow"
-CRD = REPO / "tests" / "cluster" / "crds" / "gateway.networking.k8s.io_httproutes.yaml"
 PATHS = ["/v1/models/reviews:predict", "/v2/models/reviews/infer"]
 
 
 def shadow_rules(name: str) -> list[dict[str, Any]]:
-    """What the chart's Role `sentiops-pipeline` needs for a shadow rollout of InferenceService
-    `name`: the mirror route (get KServe's, create/patch ours), and delete on the two objects
-    the rollout creates, by name only."""
+    """What the chart's Role `sentiops-pipeline` adds for a shadow rollout of InferenceService
+    `name` (docs/pipeline.md): the mirror route (get KServe's, create/patch ours), and delete
+    on the two objects the rollout creates, by name only."""
     return [
         {"apiGroups": [GATEWAY_GROUP], "resources": [ROUTES], "verbs": ["get", "create", "patch"]},
         {"apiGroups": [GATEWAY_GROUP], "resources": [ROUTES], "resourceNames": [f"{name}-shadow"],
@@ -54,27 +56,6 @@ def shadow_rules(name: str) -> list[dict[str, Any]]:
         {"apiGroups": [GROUP], "resources": [PLURAL], "resourceNames": [f"{name}-shadow"],
          "verbs": ["delete"]},
     ]  # fmt: skip
-
-
-def httproute_crd_for_apiserver_1_20() -> str:
-    """The HTTPRoute CRD minus what a 1.20 API server does not know: CEL rules
-    (`x-kubernetes-validations`, checked in `cel_rules` below for what the rollout writes)
-    and empty-string defaults (see harness.crd_for_apiserver_1_20)."""
-
-    def strip(node: object) -> None:
-        if isinstance(node, dict):
-            node.pop("x-kubernetes-validations", None)
-            if node.get("default") == "":
-                del node["default"]
-            for value in node.values():
-                strip(value)
-        elif isinstance(node, list):
-            for value in node:
-                strip(value)
-
-    doc = yaml.safe_load(CRD.read_text())
-    strip(doc)
-    return json.dumps(doc, separators=(",", ":"))
 
 
 def kserve_route() -> dict[str, Any]:
@@ -129,32 +110,57 @@ def cel_rules(route: dict[str, Any]) -> list[str]:
     return problems
 
 
+def chart(*values: str) -> list[dict[str, Any]]:
+    """The chart rendered into this module's namespace for the InferenceService `reviews`."""
+    rendered = sh([tool("helm"), "template", "sentiops", str(REPO / "helm" / "sentiops"),
+                    f"--namespace={NS}", f"--set=inferenceService.name={NAME}",
+                    *[f"--set={v}" for v in values]]).stdout  # fmt: skip
+    return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+SHADOW_VALUES = ("inferenceService.deploymentMode=Standard", "inferenceService.canary.mode=shadow")
+
+
+def test_the_charts_role_adds_exactly_the_shadow_rules() -> None:
+    """Shadow mode adds `shadow_rules` (docs/pipeline.md) to the canary's Role, no more."""
+    (canary,) = [d for d in chart("inferenceService.deploymentMode=Standard")
+                 if d["kind"] == "Role"]  # fmt: skip
+    (shadow,) = [d for d in chart(*SHADOW_VALUES) if d["kind"] == "Role"]
+    assert shadow["metadata"]["name"] == canary["metadata"]["name"] == "sentiops-pipeline"
+    assert shadow["rules"] == canary["rules"] + shadow_rules(NAME)
+
+
 @pytest.fixture(scope="module")
-def cluster(release: ApiServer) -> ApiServer:
+def cluster(release: ApiServer) -> Iterator[ApiServer]:
     kube = release
     kube.kubectl("apply", "--server-side", "-f", "-", input=httproute_crd_for_apiserver_1_20())
     kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                  f"crd/{ROUTES}.{GATEWAY_GROUP}")  # fmt: skip
-    rbac = [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "sentiops-pipeline-shadow", "namespace": NS},
-         "rules": shadow_rules(NAME)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "sentiops-pipeline-shadow", "namespace": NS},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                     "name": "sentiops-pipeline-shadow"},
-         "subjects": [{"kind": "ServiceAccount", "name": "sentiops-pipeline", "namespace": NS}]},
-    ]  # fmt: skip
-    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
-    # the chart's InferenceService, named `reviews`, in Standard (RawDeployment) mode
-    rendered = kube.helm(
-        "template", "sentiops", str(REPO / "helm" / "sentiops"), f"--namespace={NS}",
-        f"--set=inferenceService.name={NAME}", "--set=inferenceService.deploymentMode=Standard",
-    ).stdout  # fmt: skip
-    (isvc,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "InferenceService"]
-    kube.kubectl("create", "-f", "-", input=json.dumps(isvc))
-    kube.kubectl("create", "-f", "-", input=json.dumps(kserve_route()))
-    return kube
+    # the chart in shadow mode for the InferenceService `reviews`, in Standard (RawDeployment)
+    # mode: its InferenceService, and its Role in place of the release's (canary-mode) Role
+    # for this module, so the pipeline's ServiceAccount has exactly the chart's shadow RBAC
+    docs = chart(*SHADOW_VALUES)
+    (isvc,) = [d for d in docs if d["kind"] == "InferenceService"]
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
+    released = json.loads(kube.kubectl("-n", NS, "get", "role", "sentiops-pipeline",
+                                       "-o", "json").stdout)  # fmt: skip
+    stored = json.loads(kube.kubectl("-n", NS, "get", "rolebinding", "sentiops-pipeline",
+                                     "-o", "json").stdout)  # fmt: skip
+    assert stored["subjects"] == binding["subjects"] and stored["roleRef"] == binding["roleRef"]
+    set_rules = ["-n", NS, "patch", "role", "sentiops-pipeline", "--type=merge", "-p"]
+    kube.kubectl(*set_rules, json.dumps({"rules": role["rules"]}))
+    try:
+        sa = f"system:serviceaccount:{NS}:sentiops-pipeline"
+        deadline = time.monotonic() + 20  # the RBAC authorizer's cache catches up
+        while not kube.can_i(sa, "create", f"{ROUTES}.{GATEWAY_GROUP}", NS):
+            assert time.monotonic() < deadline, "the chart's shadow Role never took effect"
+            time.sleep(0.2)
+        kube.kubectl("create", "-f", "-", input=json.dumps(isvc))
+        kube.kubectl("create", "-f", "-", input=json.dumps(kserve_route()))
+        yield kube
+    finally:  # the release's own Role again (the canary tests share the release)
+        kube.kubectl(*set_rules, json.dumps({"rules": released["rules"]}))
 
 
 class Controller(threading.Thread):
@@ -382,6 +388,7 @@ def test_the_shadow_rules_give_the_pipeline_nothing_more(cluster: ApiServer) -> 
     isvc, route = f"inferenceservices.{GROUP}", f"{ROUTES}.{GATEWAY_GROUP}"
     assert cluster.can_i(sa, "delete", f"{isvc}/{SHADOW}", NS)
     assert cluster.can_i(sa, "delete", f"{route}/{SHADOW}", NS)
+    assert cluster.can_i(sa, "get", f"{route}/{NAME}", NS)  # KServe's route, to copy its rule
     assert cluster.can_i(sa, "create", route, NS) and cluster.can_i(sa, "patch", route, NS)
     # never the serving InferenceService nor KServe's route, never anything namespace-wide
     assert not cluster.can_i(sa, "delete", f"{isvc}/{NAME}", NS)

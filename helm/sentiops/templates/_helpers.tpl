@@ -161,3 +161,32 @@ true
   value: {{ printf "postgresql://%s:$(MLFLOW_DB_PASSWORD)@mlflow-postgresql.%s.svc.cluster.local:%v/%s" $pg.username .Release.Namespace $pg.port $pg.database | quote }}
 {{- end -}}
 {{- end -}}
+
+{{/* The shadow rollout (inferenceService.canary.mode: shadow): the name of the shadow's
+     InferenceService, <name>-shadow (sentiops/rollout/shadow.py), or "" in canary mode.
+     A shadow is mirrored by KServe's Gateway API ingress, which Knative mode does not have:
+     that combination fails the render. */}}
+{{- define "sentiops.shadow" -}}
+{{- $isvc := .Values.inferenceService -}}
+{{- if eq (default "canary" $isvc.canary.mode) "shadow" -}}
+{{- if has $isvc.deploymentMode (list "Knative" "Serverless") -}}
+{{- fail (printf "inferenceService.canary.mode=shadow needs inferenceService.deploymentMode=Standard (KServe's RawDeployment mode) with KServe's Gateway API ingress (ingress.enableGatewayApi: true in KServe's inferenceservice-config): in %s mode a mirrored request is not routed (Knative routes by Host and the mirror's Host gets '-shadow'). Set inferenceService.deploymentMode=Standard, or inferenceService.canary.mode=canary" $isvc.deploymentMode) -}}
+{{- end -}}
+{{- printf "%s-shadow" $isvc.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Ports of the shadow's pods that carry requests: the model server's httpPort (a shadow
+     has no KServe logger, so no KServe agent in front of it; Standard mode only), plus
+     networkPolicy.predictorPorts when set. */}}
+{{- define "sentiops.shadowPorts" -}}
+{{- $isvc := .Values.inferenceService -}}
+{{- $ports := list -}}
+{{- range .Values.networkPolicy.predictorPorts -}}
+{{- $ports = append $ports (int .) -}}
+{{- end -}}
+{{- if not (has (int $isvc.httpPort) $ports) -}}
+{{- $ports = append $ports (int $isvc.httpPort) -}}
+{{- end -}}
+{{- toYaml $ports -}}
+{{- end -}}

@@ -179,11 +179,15 @@ class Feedback:
         return live_metrics(df)
 
     def export_live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
-        from sentiops import metrics
+        return export_live(self.model_name, self.live_metrics(refresh))
 
-        live = self.live_metrics(refresh)
-        for version, m in live.items():
-            metrics.LIVE_ACCURACY.labels(self.model_name, version).set(m["accuracy"])
-            metrics.LIVE_MACRO_F1.labels(self.model_name, version).set(m["macro_f1"])
-            metrics.LIVE_LABELS.labels(self.model_name, version).set(m["labels"])
-        return live
+
+def export_live(model_name: str, live: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Set the live-accuracy gauges of `model_name` from `live` (version -> metrics)."""
+    from sentiops import metrics
+
+    for version, m in live.items():
+        metrics.LIVE_ACCURACY.labels(model_name, version).set(m["accuracy"])
+        metrics.LIVE_MACRO_F1.labels(model_name, version).set(m["macro_f1"])
+        metrics.LIVE_LABELS.labels(model_name, version).set(m["labels"])
+    return live

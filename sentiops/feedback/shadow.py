@@ -149,14 +149,9 @@ class ShadowLabels:
 
     def export_live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
         """What `serving.feedback.Refresher` calls every few seconds."""
-        from sentiops import metrics
+        from sentiops.feedback.intake import export_live
 
-        live = self.live_metrics(refresh)
-        for version, m in live.items():
-            metrics.LIVE_ACCURACY.labels(self.model_name, version).set(m["accuracy"])
-            metrics.LIVE_MACRO_F1.labels(self.model_name, version).set(m["macro_f1"])
-            metrics.LIVE_LABELS.labels(self.model_name, version).set(m["labels"])
-        return live
+        return export_live(self.model_name, self.live_metrics(refresh))
 
     def record(self, items: Sequence[Item], source: str = "api",
                labelled_by: str = "") -> dict[str, Any]:  # fmt: skip

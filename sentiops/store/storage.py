@@ -7,6 +7,7 @@ altered object is caught. Network failures are retried with back-off and end in 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -229,14 +230,46 @@ def get_file(src: str | Path, settings: Settings | None = None) -> Path:
 def local_model(uri: str | Path, settings: Settings | None = None) -> Path:
     """A model directory on local disk: a local path as is; an `s3://` prefix downloaded
     (every object's sha256 verified) under $TMPDIR/models/<hash of the URI> — what KServe's
-    storage-initializer does for a pod, for `sentiops serve` and the predictor."""
+    storage-initializer does for a pod, for `sentiops serve` and the predictor.
+
+    Safe for several processes at once (the shards of a batch job on one node): each downloads
+    into its own directory and renames it into place; a copy already there with the same
+    digests is kept (a process may be loading from it), a stale one is moved aside first."""
     if not is_s3(uri):
         return Path(uri)
     import hashlib
+    import json
     import os
 
     digest = hashlib.sha256(str(uri).encode()).hexdigest()[:16]
     dest = Path(os.environ.get("TMPDIR", "/tmp")) / "models" / digest
-    if dest.exists():
-        shutil.rmtree(dest)
-    return get_dir(uri, dest, settings)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=dest.parent))
+    try:
+        digests = S3Store(settings).download_dir(str(uri), tmp / "d")
+        manifest = json.dumps(digests, sort_keys=True)
+        (tmp / "d" / _MODEL_MANIFEST).write_text(manifest)
+        for _ in range(5):
+            try:
+                (tmp / "d").rename(dest)
+                return dest
+            except OSError:  # dest exists (another process, or an earlier download)
+                pass
+            try:
+                if (dest / _MODEL_MANIFEST).read_text() == manifest:
+                    return dest
+            except OSError:
+                pass
+            aside = Path(tempfile.mkdtemp(prefix=f".{digest}-stale-", dir=dest.parent))
+            with contextlib.suppress(OSError):
+                dest.rename(aside / "d")
+            shutil.rmtree(aside, ignore_errors=True)
+        raise StorageError(
+            f"could not install the model {uri} at {dest}: other processes keep replacing it",
+            "give each process its own TMPDIR",
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_MODEL_MANIFEST = ".sentiops-download.json"

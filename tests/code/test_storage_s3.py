@@ -119,3 +119,31 @@ def test_cli_unreachable_s3_exit_code(tmp_path: Path) -> None:
     assert proc.returncode == 6, proc.stderr
     assert "unreachable" in proc.stderr and "SENTIOPS_S3_ENDPOINT" in proc.stderr
     assert not (tmp_path / "m").exists()
+
+
+def _fetch_model(uri: str) -> str:
+    return str(storage.local_model(uri))
+
+
+def test_local_model_is_safe_for_concurrent_processes(s3, tmp_path: Path, monkeypatch) -> None:
+    """Shards of a batch job on one node fetch the same model at once (a CI failure: one
+    process's download deleted the other's half-written file). Each must get a complete copy;
+    a model changed under the same URI replaces the stale copy."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    src = tmp_path / "m"
+    src.mkdir()
+    for i in range(8):
+        (src / f"w{i}.bin").write_bytes(bytes([i]) * 200_000)
+    uri = storage.put_dir(src, "s3://models/sentiment/1")
+    with ProcessPoolExecutor(4) as pool:
+        dirs = set(pool.map(_fetch_model, [uri] * 8))
+    assert len(dirs) == 1
+    got = Path(dirs.pop())
+    for i in range(8):
+        assert (got / f"w{i}.bin").read_bytes() == bytes([i]) * 200_000
+    assert not [p for p in got.parent.iterdir() if p.name.startswith(".")]  # no leftovers
+    (src / "w0.bin").write_bytes(b"new")
+    storage.put_dir(src, uri)
+    assert (storage.local_model(uri) / "w0.bin").read_bytes() == b"new"

@@ -8,6 +8,10 @@ training and before any evaluation, and lives in the model directory under its c
 
 Forms, fastest first (measured by `make bench-serving`):
 
+    student-int8  a distilled student (`sentiops.models.distill`: the fine-tuned encoder with
+                every other layer removed, trained to reproduce its probabilities on the
+                training texts), exported, fused and quantized like onnx-int8. Opt-in
+                (`serving_form: student-int8`): distilling costs minutes of training time
     onnx-int8   ONNX Runtime, graph exported from PyTorch and fused, MatMul weights quantized
                 to int8 per channel (dynamic quantization: activations per batch at run time)
     onnx-fp32   ONNX Runtime, the same fused graph in fp32 (numerically the PyTorch model)
@@ -31,8 +35,14 @@ from sentiops.models import modeldir
 from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
 
 ONNX_DIR = "onnx"
-FORMS = ("onnx-int8", "onnx-fp32", "pytorch")
-FILES = {"onnx-fp32": f"{ONNX_DIR}/model.onnx", "onnx-int8": f"{ONNX_DIR}/model.int8.onnx"}
+FORMS = ("student-int8", "onnx-int8", "onnx-fp32", "pytorch")
+#: what `serving_form: auto` tries (the student only when asked for)
+AUTO = ("onnx-int8", "onnx-fp32", "pytorch")
+FILES = {
+    "onnx-fp32": f"{ONNX_DIR}/model.onnx",
+    "onnx-int8": f"{ONNX_DIR}/model.int8.onnx",
+    "student-int8": f"{ONNX_DIR}/student.int8.onnx",
+}
 TOLERANCE = 0.005
 OPSET = 17
 
@@ -123,6 +133,31 @@ def session(path: Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def _student(reference: Any, labels: list[str], staging: Path, texts: Sequence[str],
+             gold: Sequence[str], params: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Distill, export, fuse and quantize the student into staging/FILES["student-int8"]."""
+    from sentiops.models.distill import distill, encoder_layers
+
+    if not len(texts):
+        raise ValueError("the student-int8 form needs the training texts to distill on")
+    index = {lab: i for i, lab in enumerate(labels)}
+    start = time.perf_counter()
+    student = distill(reference.model, reference.tokenizer, list(texts),
+                      [index.get(g) for g in gold] if len(gold) else None,
+                      max_length=reference.max_length, **params)  # fmt: skip
+    seconds = time.perf_counter() - start
+    raw = export_onnx(student, reference.tokenizer, staging / "student.onnx")
+    fused = fuse(raw, staging / "student.fp32.onnx", student.config)
+    quantize_int8(fused, staging / FILES["student-int8"])
+    return {
+        "layers": len(encoder_layers(student)[2]),
+        "teacher_layers": len(encoder_layers(reference.model)[2]),
+        "transfer_texts": len(texts),
+        "distill_seconds": round(seconds, 1),
+        **{k: v for k, v in params.items() if isinstance(v, int | float | str | list)},
+    }
+
+
 def _threads() -> int:
     try:
         import torch
@@ -144,12 +179,17 @@ def package(
     val_texts: Sequence[str],
     val_labels: Sequence[str],
     tolerance: float = TOLERANCE,
-    forms: Sequence[str] = FORMS,
+    forms: Sequence[str] = AUTO,
+    train_texts: Sequence[str] = (),
+    train_labels: Sequence[str] = (),
+    distill_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Make the serving form of the transformer in `folder` and record it in its manifest.
 
     Returns the manifest's `serving` entry: the chosen form, its file, and per form the
-    validation macro-F1, its difference from PyTorch fp32 and texts/s measured here."""
+    validation macro-F1, its difference from PyTorch fp32 and texts/s measured here.
+    `student-int8` distills on `train_texts` (with their `train_labels`, `distill_params`
+    passed to `sentiops.models.distill.distill`)."""
     from sentiops.models import load_model
 
     unknown = sorted(set(forms) - set(FORMS))
@@ -170,6 +210,7 @@ def package(
     base = _score(measure("pytorch", reference.predict_proba), loaded.labels, val_labels)
     measured["pytorch"]["val_macro_f1"] = round(base, 4)
     chosen = "pytorch"
+    student_record: dict[str, Any] = {}
     staging = folder.parent / f".{folder.name}.onnx-{time.time_ns()}"
     try:
         if any(f != "pytorch" for f in forms):
@@ -177,6 +218,9 @@ def package(
             fp32 = fuse(raw, staging / FILES["onnx-fp32"], reference.model.config)
             if "onnx-int8" in forms:
                 quantize_int8(fp32, staging / FILES["onnx-int8"])
+            if "student-int8" in forms:
+                student_record = _student(reference, loaded.labels, staging, train_texts,
+                                          train_labels, distill_params or {})  # fmt: skip
         for form in forms:
             if form == "pytorch":
                 break
@@ -198,6 +242,8 @@ def package(
             "measured_on": f"validation split ({len(texts)} texts)",
             "forms": measured,
         }
+        if student_record:
+            serving["student"] = student_record
 
         def add(tmp: Path) -> None:
             if chosen != "pytorch":

@@ -392,6 +392,8 @@ class TransformerModel:
         val_labels: Sequence[str],
         tolerance: float | None = None,
         forms: Sequence[str] | None = None,
+        train_texts: Sequence[str] = (),
+        train_labels: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Make the serving form in the written model directory (see serving_form)."""
         from sentiops.models import serving_form
@@ -399,7 +401,7 @@ class TransformerModel:
         return serving_form.package(
             folder, val_texts, val_labels,
             serving_form.TOLERANCE if tolerance is None else tolerance,
-            forms or serving_form.FORMS,
+            forms or serving_form.AUTO, train_texts, train_labels,
         )  # fmt: skip
 
     # -- persistence ------------------------------------------------------------------------

@@ -150,9 +150,14 @@ def train_on_splits(
     if package is not None and cfg.serving_form != "pytorch":
         # the serving form is made before any scoring: what is evaluated (here, and by the
         # evaluate step and the gate) is what the predictor will serve
-        forms = None if cfg.serving_form == "auto" else (cfg.serving_form, "pytorch")
+        forms: tuple[str, ...] | None = (
+            None if cfg.serving_form == "auto" else (cfg.serving_form, "pytorch")
+        )
+        if cfg.serving_form == "student-int8":  # a student outside the tolerance: the teacher
+            forms = ("student-int8", "onnx-int8", "onnx-fp32", "pytorch")
         package(cfg.output, val_df[TEXT].tolist(), val_df[LABEL].tolist(),
-                cfg.serving_tolerance, forms)  # fmt: skip
+                cfg.serving_tolerance, forms, train_df[TEXT].tolist(),
+                train_df[LABEL].tolist())  # fmt: skip
     if cfg.drift_detector:
         fit_drift_detector(cfg.output, traffic_like(train_df, first)[TEXT].tolist(),
                            traffic_like(val_df, first)[TEXT].tolist())  # fmt: skip

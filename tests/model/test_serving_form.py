@@ -84,3 +84,55 @@ def test_a_tampered_serving_form_is_refused(minilm: Path, tmp_path: Path) -> Non
     (copy / FILES[form]).write_bytes(b"not an onnx graph")
     with pytest.raises(ModelError, match="checksum mismatch"):
         load_model(copy)
+
+
+def test_a_distilled_student_is_packaged_gated_and_served(minilm: Path, tmp_path: Path) -> None:
+    """`student-int8`: the encoder with every other layer dropped, distilled on the training
+    texts, exported and quantized; kept because it is within the tolerance of the teacher on
+    validation, and then what `load_model` (evaluate, gate, predictor) runs."""
+    copy = tmp_path / "m"
+    shutil.copytree(minilm, copy)
+    train = make_frame(40, seed=11)
+    val = make_frame(10, seed=12)
+    serving = package(copy, val.text.tolist(), val.label.tolist(), tolerance=0.05,
+                      forms=("student-int8", "onnx-int8", "pytorch"),
+                      train_texts=train.text.tolist(), train_labels=train.label.tolist(),
+                      distill_params={"epochs": 2, "batch_size": 16})  # fmt: skip
+    assert serving["form"] == "student-int8", serving
+    assert serving["student"]["layers"] == 3 and serving["student"]["teacher_layers"] == 6
+    assert serving["student"]["transfer_texts"] == len(train)
+    manifest = json.loads((copy / "model.json").read_text())
+    assert FILES["student-int8"] in manifest["files"]  # under the model's checksums
+    loaded = load_model(copy)
+    assert loaded.model.session is not None
+    held_out = make_frame(20, seed=13)
+    served = loaded.predict_proba(held_out.text.tolist())
+    teacher = loaded.model.predict_proba(held_out.text.tolist(), pytorch=True)
+    assert float((served.argmax(1) == teacher.argmax(1)).mean()) >= 0.9
+    with pytest.raises(ValueError, match="training texts"):
+        package(copy, val.text.tolist(), val.label.tolist(), forms=("student-int8", "pytorch"))
+
+
+def test_drop_layers_keeps_every_other_layer_of_bert_and_distilbert() -> None:
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
+
+    from sentiops.models.distill import drop_layers, encoder_layers
+
+    bert = BertForSequenceClassification(BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=6, num_attention_heads=2,
+        intermediate_size=32, num_labels=3))  # fmt: skip
+    student = drop_layers(bert)
+    assert student.config.num_hidden_layers == 3 and len(encoder_layers(student)[2]) == 3
+    assert bert.config.num_hidden_layers == 6  # the teacher is untouched
+    first = encoder_layers(bert)[2][2].attention.self.query.weight
+    assert (encoder_layers(student)[2][1].attention.self.query.weight == first).all()
+    distil = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=50, dim=16, hidden_dim=32, n_layers=4, n_heads=2, num_labels=3))  # fmt: skip
+    assert drop_layers(distil, keep=[3]).config.n_layers == 1
+    with pytest.raises(ValueError, match="within 0..3"):
+        drop_layers(distil, keep=[4])

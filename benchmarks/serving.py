@@ -3,7 +3,9 @@
     make bench-serving        # or: python benchmarks/serving.py [--model DIR] [--seconds 20]
 
 - ours: `python -m serving` (KServe ModelServer, adaptive batching, the model directory's
-  serving form: ONNX Runtime int8 when it is within 0.5 macro-F1 points of fp32)
+  serving form; `--form student-int8` (default) packages a distilled half-depth student,
+  kept only when within 0.5 macro-F1 points of the fine-tuned model on validation, `--form
+  auto` the fine-tuned model itself in ONNX Runtime int8 or fp32)
 - baseline: `benchmarks/naive_server.py`, a transformers `pipeline("text-classification")`
   behind FastAPI answering one request at a time, fp32 PyTorch, the same weights
 
@@ -43,9 +45,11 @@ SCENARIOS = [(1, 1), (16, 1), (1, 32)]  # (concurrent users, texts per request)
 TARGET_RATIO_C16 = 5.0
 
 
-def ensure_model(workdir: Path, model: Path | None, con: Console) -> Path:
+def ensure_model(workdir: Path, model: Path | None, con: Console, form: str = "auto") -> Path:
     """The fine-tuned transformer to serve (trained like `make run` when not given), with
-    its serving form packaged."""
+    its serving form packaged (a copy under the workdir when `form` asks for another one)."""
+    import shutil
+
     from sentiops.models import serving_form
     from sentiops.training.train import train
 
@@ -62,10 +66,26 @@ def ensure_model(workdir: Path, model: Path | None, con: Console) -> Path:
                     track=False,
                 )
             )
-    if "serving" not in read_manifest(model):
-        val, _ = labelled_split(DataConfig(data=["vader-tweets"]), "validation")
-        con.print("packaging the serving form (validation split)")
-        serving_form.package(model, val.text.tolist(), val.label.tolist())
+    current = read_manifest(model).get("serving") or {}
+    if form == "student-int8" and "student" not in current:  # package a copy
+        copy = workdir / f"serving-model-{form}"
+        if (copy / "model.json").exists() and "student" in read_manifest(copy).get("serving", {}):
+            return copy
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(model, copy)
+        model, current = copy, {}
+    if not current:
+        cfg = DataConfig(data=["vader-tweets"])
+        val, _ = labelled_split(cfg, "validation")
+        forms = serving_form.AUTO if form == "auto" else \
+            serving_form.FORMS[serving_form.FORMS.index(form):]  # fmt: skip
+        train_df, _ = labelled_split(cfg, "train") if "student-int8" in forms else (None, None)
+        con.print(f"packaging the serving form ({', '.join(forms)}; validation split)")
+        serving_form.package(
+            model, val.text.tolist(), val.label.tolist(), forms=forms,
+            train_texts=[] if train_df is None else train_df.text.tolist(),
+            train_labels=[] if train_df is None else train_df.label.tolist(),
+        )  # fmt: skip
     return model
 
 
@@ -175,12 +195,14 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="a transformer model directory")
     ap.add_argument("--workdir", type=Path, default=Path(".sentiops"))
     ap.add_argument("--seconds", type=int, default=20, help="duration of each load scenario")
+    ap.add_argument("--form", default="student-int8", choices=["auto", "student-int8"],
+                    help="serving form to package (a copy of --model when it has another)")
     ap.add_argument("--results", type=Path, default=HERE / "results")
     args = ap.parse_args()
     con = Console(width=None if sys.stdout.isatty() else 140)
     work = (args.workdir / "bench" / "serving").resolve()
     work.mkdir(parents=True, exist_ok=True)
-    model = ensure_model(args.workdir.resolve() / "bench", args.model, con).resolve()
+    model = ensure_model(args.workdir.resolve() / "bench", args.model, con, args.form).resolve()
     manifest = read_manifest(model)
     test, _ = labelled_split(DataConfig(data=["vader-tweets"]), "test")
     texts, gold = test.text.tolist(), test.label.tolist()

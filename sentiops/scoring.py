@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+#: The classes of the sentiment task, in the order they are reported and averaged.
+LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+
 
 def scored_labels(declared: Iterable[str], *sequences: Iterable[str]) -> list[str]:
     """The classes to average over (see the module docstring)."""

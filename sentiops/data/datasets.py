@@ -22,10 +22,10 @@ import pandas as pd
 
 from sentiops.config import Settings, get_settings
 from sentiops.errors import DataError
+from sentiops.scoring import LABELS as LABELS  # the classes, re-exported
 from sentiops.store.checksum import sha256_file
 from sentiops.store.storage import get_file, is_s3
 
-LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 TEXT, LABEL, SOURCE, ROW = "text", "label", "_source", "_row"
 #: Optional: the raters' mean score (-4..+4 for the built-in data) behind a label; the
 #: transformer learns soft targets from it (`sentiops.models.transformer.soft_targets`).

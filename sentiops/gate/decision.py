@@ -1,7 +1,7 @@
 """Promotion gate: may the challenger replace the champion?
 
 Both models predict the same held-out test set; the macro-F1 difference (challenger minus
-champion) is tested with a paired bootstrap (`sentiops.gate.statistics`).
+champion) is tested with a paired bootstrap (`sentiops.statistics`).
 
 Approve only if every check passes:
   improvement     delta macro-F1 > 0 and >= `min_delta`
@@ -16,7 +16,7 @@ the latency and size budgets still apply, since they protect serving whatever ca
 
 Groups (`balance_sources`): each group of a retraining run's test set (the original rows, the
 held-out live labels) weighs the same in every metric and in the bootstrap (see
-`sentiops.gate.statistics`); the record keeps each group's own macro-F1 for both models.
+`sentiops.statistics`); the record keeps each group's own macro-F1 for both models.
 
 `compare()` works on predictions only (the property tests drive it); `decide()` loads nothing
 itself, it takes `LoadedModel`s of any type, measures them and calls `compare()`.
@@ -34,10 +34,10 @@ import numpy as np
 
 from sentiops.data.datasets import LABELS
 from sentiops.evaluation.evaluate import p95_latency_ms, size_mb
-from sentiops.gate.statistics import Bootstrap, group_weights, paired_bootstrap
 from sentiops.models import LoadedModel
 from sentiops.params import GateConfig
 from sentiops.scoring import classification_metrics, macro_f1, scored_labels
+from sentiops.statistics import Bootstrap, group_weights, paired_bootstrap
 
 __all__ = ["Check", "Decision", "ModelSummary", "compare", "decide"]
 

@@ -21,11 +21,11 @@ from sentiops.evaluation import evaluate
 from sentiops.gate import decision as gate
 from sentiops.gate.decision import ModelSummary, compare
 from sentiops.gate.report import decision_markdown
-from sentiops.gate.statistics import group_weights, paired_bootstrap
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import GateConfig, parse
 from sentiops.registry.lifecycle import gate_tags
+from sentiops.statistics import group_weights, paired_bootstrap
 from tests.conftest import gate_and_pipeline_app, make_frame
 
 LABELS = ["negative", "neutral", "positive"]

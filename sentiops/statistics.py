@@ -1,4 +1,5 @@
-"""The gate's statistics: a paired bootstrap of the macro-F1 difference, and group weights.
+"""Statistics of the gate and of the serving form's check: a paired bootstrap of the
+macro-F1 difference, and group weights.
 
 Both models predict the same held-out test set. The macro-F1 difference (challenger minus
 champion) is tested with a paired bootstrap: each resample draws the same examples for both
@@ -18,8 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sentiops.data.datasets import LABELS
-from sentiops.scoring import macro_f1_weighted, one_hot, scored_labels
+from sentiops.scoring import LABELS, macro_f1_weighted, one_hot, scored_labels
 
 
 @dataclass

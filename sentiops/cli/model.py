@@ -66,6 +66,11 @@ def train(
         typer.Option(help="extra data for the train split only (repeatable; leaks removed)"),
     ] = None,
     drop_invalid: bool = False,
+    serving_form: Annotated[
+        str,
+        typer.Option(help="auto (ONNX int8/fp32 of the model) | student-int8 (a distilled "
+                     "half-depth student, minutes more) | onnx-int8 | onnx-fp32 | pytorch"),
+    ] = "auto",
     track: Annotated[bool, typer.Option(help="log to MLflow and register the model")] = True,
     register_name: str = REGISTERED_MODEL,
     config: Annotated[
@@ -105,6 +110,7 @@ def train(
             max_train_examples=max_train_examples,
             min_per_class=min_per_class,
             drop_invalid=drop_invalid,
+            serving_form=serving_form,
             train_extra=train_extra or [],
             track=track,
             register_name=register_name,

@@ -99,8 +99,9 @@ def train_config(
     from sentiops.models import hyperparameters as known
     from sentiops.params import PIPELINE_OWNED, TrainConfig, parse
 
-    allowed = (set(known(model_type)) | {"max_train_examples", "max_length", "added_share"}) \
-        - set(PIPELINE_OWNED)
+    knobs = {"max_train_examples", "max_length", "added_share", "serving_form",
+             "serving_tolerance"}  # fmt: skip
+    allowed = (set(known(model_type)) | knobs) - set(PIPELINE_OWNED)
     unknown = sorted(set(hyperparameters) - allowed)
     if unknown:
         raise ConfigError(

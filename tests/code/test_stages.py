@@ -48,6 +48,13 @@ def test_train_config_names_what_is_allowed(tmp_path: Path) -> None:
         stages.train_config("transformer", "offline", {"seed": 3}, 1, tmp_path)
     with pytest.raises(ConfigError, match="epochs"):  # out of range: a clear error too
         stages.train_config("transformer", "offline", {"epochs": 0}, 1, tmp_path)
+    # the serving form is chosen per run (the distilled student: `hyperparameters` of the
+    # pipeline), and checked like every other field
+    cfg = stages.train_config("transformer", "offline", {"serving_form": "student-int8"}, 1,
+                              tmp_path)  # fmt: skip
+    assert cfg.serving_form == "student-int8"
+    with pytest.raises(ConfigError, match="unknown serving form"):
+        stages.train_config("transformer", "offline", {"serving_form": "fp16"}, 1, tmp_path)
 
 
 def test_train_evaluate_gate_register(splits: dict[str, Path], tmp_path: Path) -> None:

@@ -7,6 +7,11 @@
 - transformer: captum's LayerIntegratedGradients over the input embeddings, baseline = [PAD],
   `STEPS` interpolation steps, at most `MAX_TOKENS` tokens (the text is truncated like the
   model truncates it).
+- transformer served as the distilled `student-int8`: the network that answers is not the
+  fine-tuned one whose PyTorch weights are in the folder (and is int8 ONNX, without gradients),
+  so its attributions come from captum's FeatureAblation on the served session itself: each
+  token's attribution is how much the predicted label's probability drops when that token is
+  replaced by [PAD] (all of a text's ablations in one batch).
 """
 
 from __future__ import annotations
@@ -26,8 +31,14 @@ def explain(model: LoadedModel, text: str) -> dict[str, Any]:
     k = int(np.argmax(proba))
     label = model.labels[k]
     kind = model.manifest.get("model_type")
+    form = (model.manifest.get("serving") or {}).get("form")
     if kind == "tfidf-logreg":
         tokens, method = _linear(model, text, k), "linear weights x tf-idf"
+    elif form == "student-int8":
+        tokens, method = (
+            _ablation(model, text, k),
+            "feature ablation ([PAD] per token) on the served student-int8",
+        )
     else:
         tokens, method = (
             _integrated_gradients(model, text, k),
@@ -64,15 +75,46 @@ def _linear(model: LoadedModel, text: str, k: int) -> list[tuple[str, float]]:
     return out
 
 
+def _encode(model: LoadedModel, text: str) -> tuple[Any, Any, Any]:
+    tm = model.model
+    tokenizer = tm.tokenizer  # type: ignore[attr-defined]
+    enc = tokenizer([text], truncation=True, max_length=min(MAX_TOKENS, tm.max_length),  # type: ignore[attr-defined]
+                    return_tensors="pt")  # fmt: skip
+    return tokenizer, enc["input_ids"], enc["attention_mask"]
+
+
+def _kept(tokenizer: Any, ids: Any, scores: np.ndarray) -> list[tuple[str, float]]:
+    tokens = tokenizer.convert_ids_to_tokens(ids[0])
+    special = set(tokenizer.all_special_tokens)
+    return [(t, float(s)) for t, s in zip(tokens, scores, strict=True) if t not in special]
+
+
+def _ablation(model: LoadedModel, text: str, k: int) -> list[tuple[str, float]]:
+    import torch
+    from captum.attr import FeatureAblation
+
+    session = model.model.session  # type: ignore[attr-defined]
+    tokenizer, ids, mask = _encode(model, text)
+
+    def forward(input_ids: Any) -> Any:
+        rows = mask.expand(input_ids.shape[0], -1)
+        feed = {"input_ids": input_ids.numpy().astype(np.int64),
+                "attention_mask": rows.numpy().astype(np.int64)}  # fmt: skip
+        return torch.softmax(torch.from_numpy(session.run(["logits"], feed)[0]).float(), -1)
+
+    attr = FeatureAblation(forward).attribute(
+        ids, baselines=tokenizer.pad_token_id or 0, target=k,
+        perturbations_per_eval=int(ids.shape[1]),
+    )  # fmt: skip
+    return _kept(tokenizer, ids, attr[0].detach().numpy())
+
+
 def _integrated_gradients(model: LoadedModel, text: str, k: int) -> list[tuple[str, float]]:
     import torch
     from captum.attr import LayerIntegratedGradients
 
-    tm = model.model
-    tokenizer, net = tm.tokenizer, tm.model  # type: ignore[attr-defined]
-    enc = tokenizer([text], truncation=True, max_length=min(MAX_TOKENS, tm.max_length),  # type: ignore[attr-defined]
-                    return_tensors="pt")  # fmt: skip
-    ids, mask = enc["input_ids"], enc["attention_mask"]
+    net = model.model.model  # type: ignore[attr-defined]
+    tokenizer, ids, mask = _encode(model, text)
     baseline = torch.full_like(ids, tokenizer.pad_token_id or 0)
 
     def forward(input_ids: Any, attention_mask: Any) -> Any:
@@ -82,7 +124,4 @@ def _integrated_gradients(model: LoadedModel, text: str, k: int) -> list[tuple[s
     with torch.enable_grad():
         attr = lig.attribute(ids, baselines=baseline, target=k, additional_forward_args=(mask,),
                              n_steps=STEPS)  # fmt: skip
-    scores = attr.sum(dim=-1)[0].detach().numpy()
-    tokens = tokenizer.convert_ids_to_tokens(ids[0])
-    special = set(tokenizer.all_special_tokens)
-    return [(t, float(s)) for t, s in zip(tokens, scores, strict=True) if t not in special]
+    return _kept(tokenizer, ids, attr.sum(dim=-1)[0].detach().numpy())

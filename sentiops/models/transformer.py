@@ -217,7 +217,10 @@ class TransformerModel:
             from transformers import AutoModelForSequenceClassification
 
             assert self.folder is not None
-            self._net = AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
+            # first used inside predict_proba's inference mode, the weights would become
+            # inference tensors that autograd (explanations) can never use
+            with torch.inference_mode(False):
+                self._net = AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
         return self._net
 
     # -- training ---------------------------------------------------------------------------

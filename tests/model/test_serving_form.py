@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,6 +55,13 @@ def test_served_form_agrees_with_pytorch_fp32_on_held_out_data(minilm: Path) -> 
     f1_fp32 = macro_f1(gold, labels_from_proba(fp32, loaded.labels), loaded.labels)
     assert abs(f1_served - f1_fp32) <= 0.05
     assert np.abs(served - fp32).max() < 0.2
+    # the PyTorch weights, first loaded above inside predict_proba's inference mode, still
+    # take gradients: integrated gradients explain the ONNX-served model's label
+    from serving.explain import explain
+
+    out = explain(loaded, texts[0])
+    assert out["method"].startswith("integrated gradients") and out["attributions"]
+    assert out["label"] == loaded.labels[int(served[0].argmax())]
 
 
 def test_a_form_outside_the_tolerance_is_not_kept(minilm: Path, tmp_path: Path) -> None:
@@ -109,8 +117,37 @@ def test_a_distilled_student_is_packaged_gated_and_served(minilm: Path, tmp_path
     served = loaded.predict_proba(held_out.text.tolist())
     teacher = loaded.model.predict_proba(held_out.text.tolist(), pytorch=True)
     assert float((served.argmax(1) == teacher.argmax(1)).mean()) >= 0.85
+    _explanations_are_of_the_served_student(loaded, held_out.text[0])
     with pytest.raises(ValueError, match="training texts"):
         package(copy, val.text.tolist(), val.label.tolist(), forms=("student-int8", "pytorch"))
+
+
+def _explanations_are_of_the_served_student(loaded: Any, text: str) -> None:
+    """`:explain` of a student-int8 model attributes the label the student gave to the tokens
+    through the served ONNX session (feature ablation), not through the fine-tuned PyTorch
+    weights kept beside it: each attribution is the drop in the label's probability when the
+    served network sees [PAD] in that token's place."""
+    from serving.explain import MAX_TOKENS, explain
+
+    out = explain(loaded, text)
+    proba = loaded.predict_proba([text])[0]
+    k = int(np.argmax(proba))
+    assert out["label"] == loaded.labels[k] and "student-int8" in out["method"]
+    tm = loaded.model
+    enc = tm.tokenizer([text], truncation=True, max_length=min(MAX_TOKENS, tm.max_length))
+    ids = np.array(enc["input_ids"], dtype=np.int64)
+    words = tm.tokenizer.convert_ids_to_tokens(ids[0])[1:-1]  # [CLS] ... [SEP]
+    assert [a["token"] for a in out["attributions"]] == words
+    top = max(range(len(words)), key=lambda i: abs(out["attributions"][i]["attribution"]))
+    masked = ids.copy()
+    masked[0, top + 1] = tm.tokenizer.pad_token_id
+    ones = np.ones((2, ids.shape[1]), dtype=np.int64)
+    feed = {"input_ids": np.vstack([ids, masked]), "attention_mask": ones}
+    logits = tm.session.run(["logits"], feed)[0].astype(np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    assert abs(out["attributions"][top]["attribution"] - (p[0, k] - p[1, k])) < 1e-4
+    assert abs(out["attributions"][top]["attribution"]) > 0
 
 
 def test_drop_layers_keeps_every_other_layer_of_bert_and_distilbert() -> None:

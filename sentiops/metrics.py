@@ -230,3 +230,27 @@ KSERVE_METRICS: tuple[str, ...] = tuple(
 SCRAPE_METRICS: tuple[str, ...] = ("up", "scrape_duration_seconds", "scrape_samples_scraped")
 
 ALL_METRICS: frozenset[str] = frozenset(EXPORTED_METRICS + KSERVE_METRICS + SCRAPE_METRICS)
+
+#: The reasons the predictor counts a failed request under (`REQUEST_ERRORS`).
+ERROR_REASONS = ("invalid_input", "inference_error", "model_not_ready", "model_not_found",
+                 "rate_limited")  # fmt: skip
+#: The label samples (`sentiops.feedback.labels`: RANDOM, TARGETED).
+SAMPLES = ("random", "targeted")
+
+
+def model_series(name: str, version: str, labels: list[str]) -> None:
+    """Create, at 0, every series a model version's answers will count in, before its first
+    request. A counter that appears only with its first increment already holds a value
+    when Prometheus first scrapes it, and `increase()` never counts that first value: a
+    canary's first requests, errors and (label by label, unevenly) predictions would be
+    lost from the judge's window. (Prometheus' own advice: export every labelled series
+    you know of at 0.)"""
+    for label in labels:
+        PREDICTIONS.labels(name, version, label)
+    PREDICTION_CONFIDENCE.labels(name, version)
+    REQUEST_LATENCY.labels(name, version)
+    for reason in ERROR_REASONS:
+        REQUEST_ERRORS.labels(name, version, reason)
+    for correct in ("true", "false"):
+        for sample in SAMPLES:
+            FEEDBACK.labels(name, version, correct, sample)

@@ -80,6 +80,7 @@ class SentimentModel(Model):
             logger.error("model %s is NOT ready: %s", self.name, self.not_ready_reason)
             return False
         self.version = self.version or self.model.version
+        metrics.model_series(self.name, str(self.version), list(self.model.labels))
         self.batcher = Batcher(
             self.model.predict_proba,
             max_batch_size=max(self.forward_batch, 1),

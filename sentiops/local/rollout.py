@@ -85,6 +85,7 @@ class LocalShadowExecutor:
     def promote(self) -> None:
         self.stack.split.mirror("", 0)
         self.successor.start()  # stable serves until the candidate is ready
+        self.stack.scrape([self.stable, self.shadow, self.successor])
         self.stack.split.stable = self.successor.url
         self.serving = self.successor
         self.stable.stop()
@@ -134,10 +135,14 @@ class LocalStack:
             extra_args=[*self.predictor_args, *args],
         )
 
-    def scrape(self, predictors: list[Predictor]) -> None:
-        self.prometheus.set_targets(
-            [f"127.0.0.1:{p.http_port}" for p in predictors] + self.extra_targets
-        )
+    def scrape(self, predictors: list[Predictor], timeout: float = 30.0) -> None:
+        """Scrape `predictors` (and the extra targets) from now on; returns once Prometheus
+        has scraped each running predictor at least once, so the zeros of a new version's
+        series are stored before its first request (`sentiops.metrics.model_series`)."""
+        targets = [f"127.0.0.1:{p.http_port}" for p in predictors]
+        self.prometheus.set_targets(targets + self.extra_targets)
+        running = [t for t, p in zip(targets, predictors, strict=True) if p.running]
+        self.prometheus.wait_scraped(running, timeout)
 
     def start(
         self, model_dir: Path, version: str | None = None, args: list[str] | None = None

@@ -10,6 +10,7 @@ by `stop()`, also on errors and Ctrl-C.
 from __future__ import annotations
 
 import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -78,6 +79,10 @@ class Predictor:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.alive()
 
     def launch(self) -> Process:
         """Start the process without waiting for it to become ready."""
@@ -212,6 +217,25 @@ class Prometheus:
         req = urllib.request.Request(f"{self.url}/-/reload", method="POST")
         with urllib.request.urlopen(req, timeout=10):  # noqa: S310 (loopback)
             pass
+
+    def wait_scraped(self, targets: list[str], timeout: float = 30.0) -> None:
+        """Wait until every target in `targets` has been scraped successfully (`up` = 1)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        left = set(targets)
+        while left:
+            r = httpx.get(f"{self.url}/api/v1/query", params={"query": "up == 1"}, timeout=10)
+            r.raise_for_status()
+            left -= {s["metric"].get("instance") for s in r.json()["data"]["result"]}
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"Prometheus has not scraped {', '.join(sorted(left))} in {timeout:.0f}s",
+                    f"see {self.workdir / 'prometheus.log'} and the predictor's log",
+                )
+            time.sleep(0.2)
 
     def stop(self) -> None:
         if self.process is not None:

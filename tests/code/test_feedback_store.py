@@ -93,3 +93,10 @@ def test_the_memory_of_recent_predictions_is_bounded_in_rows_and_bytes(tmp_path:
     assert not any(k.startswith("r") for k in index.rows) and "long0" not in index.rows
     assert metrics.PREDICTION_MEMORY_ROWS._value.get() == len(index.rows)
     assert metrics.PREDICTION_MEMORY_BYTES._value.get() == index.bytes
+
+
+def test_the_metric_samples_are_the_label_samples() -> None:
+    from sentiops import metrics
+    from sentiops.feedback.labels import RANDOM, TARGETED
+
+    assert metrics.SAMPLES == (RANDOM, TARGETED)

@@ -3,6 +3,8 @@ HTTP and gRPC clients (unmodified), and KServe's own REST and gRPC clients."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import numpy as np
 import pytest
@@ -180,3 +182,24 @@ def test_metrics_by_version_label_and_size(server: Predictor) -> None:
     )
     for family in families:
         assert family in text, family
+
+
+def test_a_new_version_exports_its_series_at_zero_before_its_first_request(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """A canary's counters exist at 0 from the start: Prometheus' increase() never counts a
+    series' first scraped value, so series born with their first request would lose the
+    canary's first answers from the judge's window, unevenly label by label."""
+    fresh = Predictor(model_dir, "fresh-9", tmp_path / "fresh")
+    fresh.start(timeout=120)
+    try:
+        text = httpx.get(f"{fresh.url}/metrics").text
+    finally:
+        fresh.stop()
+    sel = 'model_name="sentiment",model_version="fresh-9"'
+    for label in ("negative", "neutral", "positive"):
+        assert f'sentiops_predictions_total{{label="{label}",{sel}}} 0.0' in text, label
+    assert f"sentiops_request_duration_seconds_count{{{sel}}} 0.0" in text
+    assert f"sentiops_prediction_confidence_count{{{sel}}} 0.0" in text
+    assert f'sentiops_request_errors_total{{{sel},reason="inference_error"}} 0.0' in text
+    assert f'sentiops_feedback_total{{correct="false",{sel},sample="random"}} 0.0' in text

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sentiops.config import SEED
+from sentiops.models.epoch import run_epoch
 
 
 def encoder_layers(net: Any) -> tuple[Any, str, torch.nn.ModuleList]:
@@ -105,33 +106,22 @@ def distill(
     best_f1, best_state = -1.0, None
     bar = tqdm(total=steps * epochs, desc="distilling", unit="step", disable=not progress,
                mininterval=1.0 if sys.stderr.isatty() else 15.0)  # fmt: skip
+
+    def loss_fn(logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        target = torch.softmax(soft[idx], dim=-1)
+        log_p = torch.log_softmax(logits / temperature, dim=-1)
+        kd = torch.nn.functional.kl_div(log_p, target, reduction="batchmean")
+        loss = (1.0 - hard_weight) * (kd * temperature**2)
+        y = gold[idx]
+        if hard_weight > 0 and bool((y >= 0).any()):
+            loss = loss + hard_weight * torch.nn.functional.cross_entropy(
+                logits, y, ignore_index=-100
+            )
+        return loss
+
     for epoch in range(epochs):
-        student.train()
-        order = rng.permutation(len(texts))
-        running = 0.0
-        for step in range(steps):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
-            logits = student(input_ids=batch["input_ids"],
-                             attention_mask=batch["attention_mask"]).logits  # fmt: skip
-            target = torch.softmax(soft[idx], dim=-1)
-            log_p = torch.log_softmax(logits / temperature, dim=-1)
-            kd = torch.nn.functional.kl_div(log_p, target, reduction="batchmean")
-            kd = kd * temperature**2
-            loss = (1.0 - hard_weight) * kd
-            y = gold[idx]
-            if hard_weight > 0 and bool((y >= 0).any()):
-                loss = loss + hard_weight * torch.nn.functional.cross_entropy(
-                    logits, y, ignore_index=-100
-                )
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            optim.step()
-            sched.step()
-            optim.zero_grad()
-            running += float(loss.item())
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{running / (step + 1):.3f}", refresh=False)
+        run_epoch(student, tokenizer, enc, rng.permutation(len(texts)), batch_size, loss_fn,
+                  optim, sched, bar, epoch)  # fmt: skip
         if len(val_texts):
             f1 = _macro_f1(student, tokenizer, val_texts, val_labels, max_length)
             bar.write(f"distillation epoch {epoch + 1}: val_macro_f1={f1:.4f}")

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from sentiops.config import BASE_MODEL_ONLINE, EPOCHS, SEED, SOFT_WIDTH
 from sentiops.errors import ModelError
+from sentiops.models.epoch import run_epoch
 from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
 
 MODEL_TYPE = "transformer"
@@ -304,27 +305,9 @@ class TransformerModel:
             mininterval=1.0 if sys.stderr.isatty() else 15.0,
         )
         for epoch in range(epochs):
-            model.train()
-            order = rng.permutation(len(y))
-            running = 0.0
-            for step in range(steps_per_epoch):
-                idx = order[step * batch_size : (step + 1) * batch_size]
-                batch = tokenizer.pad(
-                    {k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt"
-                )
-                logits = model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                ).logits
-                loss = loss_fn(logits, idx)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optim.step()
-                sched.step()
-                optim.zero_grad()
-                running += loss.item()
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{running / (step + 1):.3f}", refresh=False)
-            record = {"epoch": epoch + 1, "train_loss": running / steps_per_epoch}
+            loss = run_epoch(model, tokenizer, enc, rng.permutation(len(y)), batch_size, loss_fn,
+                             optim, sched, bar, epoch)  # fmt: skip
+            record = {"epoch": epoch + 1, "train_loss": loss}
             if len(val_texts):
                 pred = labels_from_proba(self.predict_proba(val_texts), classes)
                 f1 = macro_f1(val_labels, pred, scored_labels(classes, val_labels, pred))

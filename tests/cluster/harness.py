@@ -36,12 +36,12 @@ TOOLS_BIN = (
 
 
 def crds_dir() -> Path:
-    """KServe CRDs: $SENTIOPS_CRDS_DIR, else <repo>/../shared/crds (CI clones shared/ beside)."""
-    path = Path(os.environ.get("SENTIOPS_CRDS_DIR", REPO.parent / "shared" / "crds"))
+    """KServe CRDs: $SENTIOPS_CRDS_DIR, else the copy vendored in tests/cluster/crds."""
+    path = Path(os.environ.get("SENTIOPS_CRDS_DIR", REPO / "tests" / "cluster" / "crds"))
     if not (path / "serving.kserve.io_inferenceservices.yaml").is_file():
         pytest.fail(
-            f"KServe CRDs not found in {path}: set SENTIOPS_CRDS_DIR or put shared/crds beside "
-            "the repository",
+            f"KServe CRDs not found in {path}: SENTIOPS_CRDS_DIR must name a folder with "
+            "serving.kserve.io_inferenceservices.yaml (unset it to use tests/cluster/crds)",
             pytrace=False,
         )
     return path

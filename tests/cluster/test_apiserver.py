@@ -28,7 +28,7 @@ from .harness import (
 
 pytestmark = pytest.mark.integration
 
-# The Prometheus-operator kinds the chart uses. Their CRDs are not in shared/crds; these
+# The Prometheus-operator kinds the chart uses. Their CRDs are not in tests/cluster/crds; these
 # stand-ins only register the kinds (schema: preserve unknown fields) so the objects can be
 # stored. Their content is checked by promtool and the structural tests instead.
 MONITORING_CRDS = """
@@ -103,7 +103,7 @@ def installed(kube: ApiServer) -> ApiServer:
     )  # fmt: skip
     # Service mode with the write protection on: token Secret mounted, reads closed, rate
     # limit, a client allowed through the predictor's NetworkPolicy. (The Istio
-    # AuthorizationPolicy is not installed: no Istio CRD in shared/crds; test_manifests checks
+    # AuthorizationPolicy is not installed: no Istio CRD in tests/cluster/crds; test_manifests checks
     # its shape.)
     kube.helm(
         "install", "sentiops-auth", str(REPO / "helm" / "sentiops"), "--namespace=sentiops-auth",

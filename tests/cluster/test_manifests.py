@@ -1,7 +1,7 @@
 """Static checks of what we ship: kustomize overlays, the Helm chart, schemas, security.
 
 Built-in kinds are validated with kubernetes-validate (strict), the InferenceService with
-jsonschema against the real KServe 0.20 CRD (shared/crds). No server is needed here.
+jsonschema against the real KServe 0.20 CRD (tests/cluster/crds). No server is needed here.
 """
 
 from __future__ import annotations

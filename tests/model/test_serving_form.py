@@ -146,7 +146,11 @@ def _explanations_are_of_the_served_student(loaded: Any, text: str) -> None:
     logits = tm.session.run(["logits"], feed)[0].astype(np.float64)
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
-    assert abs(out["attributions"][top]["attribution"] - (p[0, k] - p[1, k])) < 1e-4
+    # int8 dynamic quantization scales each activation tensor by the whole batch's range, so
+    # the same text scored in a batch of 2 (here) and in explain's batch of one row per token
+    # differs slightly: 7.5e-4 measured from a fresh clone; 5e-3 is still far below the
+    # attribution itself (asserted > 0 below and typically 0.05-0.5)
+    assert abs(out["attributions"][top]["attribution"] - (p[0, k] - p[1, k])) < 5e-3
     assert abs(out["attributions"][top]["attribution"]) > 0
 
 

@@ -1,4 +1,6 @@
-"""`sentiops train | evaluate | predict | tune | quickstart`: one model, for people and scripts.
+"""`sentiops train | evaluate | predict | tune | quickstart`: one model, for people and scripts;
+`sentiops model sign | verify | key`: model signatures, for whoever holds the signing key
+(`sentiops.security.signing`).
 
 Contract other tools rely on (options may be added, these stay):
   sentiops train --data PATH [--data PATH ...] --model-type tfidf-logreg|transformer --output DIR
@@ -29,11 +31,18 @@ from sentiops.config import (
     SEED,
 )
 
+model_app = typer.Typer(
+    no_args_is_help=True,
+    help="Model directory signatures (Ed25519): sign, verify, show the signing key.",
+)
+
 
 def register_commands(app: typer.Typer) -> None:
-    """`train`, `evaluate`, `predict`, `tune` and `quickstart` on the main `sentiops` app."""
+    """`train`, `evaluate`, `predict`, `tune` and `quickstart` on the main `sentiops` app, and
+    the `model` sub-app (sign, verify, key)."""
     for command in (train, evaluate, predict, tune, quickstart):
         app.command()(command)
+    app.add_typer(model_app, name="model")
 
 
 @handled
@@ -301,4 +310,100 @@ def quickstart(
         train_extra=train_extra or [],
         track=track,
         console=console,
+    )
+
+
+# ------------------------------------------------------------------------------ signatures
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option("--key", help="key file (PEM); default: the configured one (see `model key`)"),
+]
+
+
+@model_app.command("sign")
+@handled
+def model_sign(
+    model: Annotated[Path, typer.Argument(help="model directory (local)")],
+    key: KeyOpt = None,
+) -> None:
+    """Sign a model directory: every file is checked against model.json first, then model.json
+    is signed with the private key (--key, else SENTIOPS_MODEL_SIGNING_KEY_FILE, else this
+    machine's own). Sign only models you trust: the signature is what lets them load."""
+    from sentiops.models import modeldir
+    from sentiops.security import signing
+
+    signer = signing.load_signing_key(key) if key else signing.signing_key()
+    before = modeldir.read_signature(model)
+    record = modeldir.sign(model, signer)
+    manifest = modeldir.read_manifest(model, verify=False, check_signature=False)
+    was = ""
+    if before and before.get("key_id") != record["key_id"]:
+        was = f" (it was signed by key {signing.short(str(before.get('key_id')))})"
+    console.print(
+        f"signed {model}: {manifest.get('model_type')} version {manifest.get('version')}, "
+        f"{len(manifest.get('files', {}))} files, by key {signing.short(signer.key_id)} "
+        f"({signer.path}){was}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@model_app.command("verify")
+@handled
+def model_verify(
+    model: Annotated[str, typer.Argument(help="model directory or s3:// prefix")],
+    key: KeyOpt = None,
+) -> None:
+    """Check a model directory as a loader does: its signature against the public key (--key,
+    else the configured verify key), then every file against model.json. Exit 4 with the
+    reason when it would be refused."""
+    from sentiops.errors import ConfigError
+    from sentiops.models import modeldir
+    from sentiops.security import signing
+    from sentiops.store.storage import local_model
+
+    verifier = signing.load_verify_key(key) if key else signing.verify_key()
+    if verifier is None:
+        raise ConfigError(
+            "no key to verify with: none is configured on this machine",
+            f"pass --key PUBLIC_KEY.pem or set {signing.VERIFY_KEY_ENV}",
+        )
+    folder = local_model(model)
+    manifest = modeldir.read_manifest(folder, verify=True, key=verifier)
+    console.print(
+        f"verified {model}: signed by key {signing.short(verifier.key_id)} ({verifier.source}); "
+        f"{len(manifest.get('files', {}))} files match model.json "
+        f"({manifest.get('model_type')} version {manifest.get('version')})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@model_app.command("key")
+@handled
+def model_key(
+    public: Annotated[bool, typer.Option("--public", help="print the public key (PEM)")] = False,
+) -> None:
+    """The key models are signed with here (made on first use when none is configured) and
+    the one they are verified with; --public prints the public key to give to verifiers."""
+    from sentiops.security import signing
+
+    signer = signing.signing_key()
+    if public:
+        console.print(signing.public_pem(signer.public).decode().strip(), highlight=False)
+        return
+    verifier = signing.verify_key()
+    console.print(f"signing key  {signing.short(signer.key_id)}  {signer.path}", highlight=False)
+    console.print(
+        "verify key   "
+        + (f"{signing.short(verifier.key_id)}  {verifier.source}" if verifier else "none (off)"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"a cluster's pipeline signs with the Secret sentiops-model-signing (key signing.key): "
+        f"kubectl -n sentiops create secret generic sentiops-model-signing "
+        f"--from-file=signing.key={signer.path}",
+        highlight=False,
+        soft_wrap=True,
     )

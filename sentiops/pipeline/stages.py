@@ -5,10 +5,16 @@ call one function here, so the stage logic is the same under kfp.local, on a clu
 unit tests. Tables travel between stages as Parquet (columns text, label, _source, _row).
 
     ingest -> validate -> split -> train -> evaluate -> gate -> register (on approval)
+
+The train step signs the model it writes (`sentiops.security.signing`): on a cluster with the
+Kubernetes Secret `sentiops-model-signing` that the training pipeline mounts into that step at
+`SIGNING_KEY_DIR` (`use_mounted_signing_key`), else with the environment's key
+(`SENTIOPS_MODEL_SIGNING_KEY_FILE`) or this machine's own.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +30,26 @@ if TYPE_CHECKING:  # heavy modules (torch, MLflow) load only in the stages that 
     from sentiops.data.validate import Report
     from sentiops.gate.decision import Decision
     from sentiops.params import GateConfig, TrainConfig
+
+
+#: Where the training pipeline mounts the Secret `sentiops-model-signing` into the train step
+#: (`kubeflow/training.py`); its key `signing.key` is the model signing key (PEM, PKCS#8).
+SIGNING_KEY_DIR = Path("/var/run/sentiops/model-signing")
+SIGNING_KEY_FILE = "signing.key"
+
+
+def use_mounted_signing_key(folder: Path = SIGNING_KEY_DIR) -> Path | None:
+    """Sign with the mounted Secret's key: `SENTIOPS_MODEL_SIGNING_KEY_FILE` is set to it when
+    it is there and the environment names no key itself. Under kfp.local and in tests nothing is
+    mounted and the environment decides (the platform config that mounts it is the cluster's
+    only: a path set in the component's environment would name a missing file there)."""
+    from sentiops.security.signing import SIGNING_KEY_ENV
+
+    mounted = folder / SIGNING_KEY_FILE
+    if os.environ.get(SIGNING_KEY_ENV, "").strip() or not mounted.is_file():
+        return None
+    os.environ[SIGNING_KEY_ENV] = str(mounted)
+    return mounted
 
 
 def endpoints(s3_endpoint: str = "", mlflow_tracking_uri: str = "") -> Settings:
@@ -134,8 +160,11 @@ def train(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Fit on the train table, score the validation table, write the model directory and
-    (with `track`) log the run and register the model with the alias `challenger`."""
+    (with `track`) log the run and register the model with the alias `challenger`. The model
+    is signed with the mounted Secret's key on a cluster (`use_mounted_signing_key`)."""
     from sentiops.training.train import train_on_splits
+
+    use_mounted_signing_key()
 
     cfg = cfg.model_copy(
         update={

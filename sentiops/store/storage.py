@@ -248,7 +248,7 @@ def local_model(uri: str | Path, settings: Settings | None = None) -> Path:
     try:
         digests = S3Store(settings).download_dir(str(uri), tmp / "d")
         manifest = json.dumps(digests, sort_keys=True)
-        (tmp / "d" / _MODEL_MANIFEST).write_text(manifest)
+        (tmp / "d" / DOWNLOAD_RECORD).write_text(manifest)
         for _ in range(5):
             try:
                 (tmp / "d").rename(dest)
@@ -256,7 +256,7 @@ def local_model(uri: str | Path, settings: Settings | None = None) -> Path:
             except OSError:  # dest exists (another process, or an earlier download)
                 pass
             try:
-                if (dest / _MODEL_MANIFEST).read_text() == manifest:
+                if (dest / DOWNLOAD_RECORD).read_text() == manifest:
                     return dest
             except OSError:
                 pass
@@ -272,4 +272,6 @@ def local_model(uri: str | Path, settings: Settings | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-_MODEL_MANIFEST = ".sentiops-download.json"
+#: The digests a downloaded model copy was made from (`local_model`); a model directory may hold
+#: it besides the files its manifest lists (`sentiops.models.modeldir.UNLISTED`).
+DOWNLOAD_RECORD = ".sentiops-download.json"

@@ -128,6 +128,9 @@ def train_on_splits(
 
         tracking.configure(settings)  # fail fast on an unreachable MLflow, before any training
     from sentiops.data.datasets import SOURCE
+    from sentiops.security import signing
+
+    signing.signing_key()  # and on a missing or broken model signing key (modeldir.write signs)
 
     first = str(train_df[SOURCE].iloc[0]) if SOURCE in train_df.columns and len(train_df) else None
     train_df = _subsample(train_df, cfg.max_train_examples, cfg.seed)

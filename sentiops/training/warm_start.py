@@ -28,9 +28,10 @@ def base_model(spec: str) -> str:
 def champion_checkpoint() -> Path | None:
     """The registry's champion as a Hugging Face checkpoint (its model directory: the PyTorch
     weights, config and tokenizer are kept beside the serving form), or None when there is no
-    champion or it is not a transformer."""
-    import json
-
+    champion or it is not a transformer. The champion is verified like any model that is
+    loaded (signature, checksums: `modeldir.read_manifest`) before its weights are trained on:
+    a forged champion fails the run with a ModelError instead of seeding the next model."""
+    from sentiops.models import modeldir
     from sentiops.models.transformer import MODEL_TYPE
 
     try:
@@ -42,9 +43,9 @@ def champion_checkpoint() -> Path | None:
         if not uri:
             return None
         folder = local_model(uri)
-        manifest = json.loads((folder / "model.json").read_text())
     except Exception:  # noqa: BLE001 - no registry, no champion: start from the base model
         return None
+    manifest = modeldir.read_manifest(folder)
     if manifest.get("model_type") != MODEL_TYPE or not (folder / "config.json").exists():
         return None
     return folder

@@ -127,7 +127,7 @@ def test_corrupt_model_exit_code(tmp_path: Path) -> None:
         ).returncode
         == 0
     )
-    (out / "pipeline.joblib").write_bytes(b"garbage")
+    (out / "tfidf.npz").write_bytes(b"garbage")
     proc = run_cli("evaluate", "--model", out, "--data", csv, "--output-json", tmp_path / "e.json")
     assert proc.returncode == 4
     assert "corrupt model directory" in proc.stderr and "hint:" in proc.stderr

@@ -84,6 +84,11 @@ def test_compiled_yaml_loads_back_with_condition_images_and_secrets() -> None:
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
         }
+    # the model signing key as a volume, into the one step that writes a model
+    assert [name for name, cfg in k8s.items() if cfg.get("secretAsVolume")] == ["exec-train"]
+    (volume,) = k8s["exec-train"]["secretAsVolume"]
+    assert volume["secretName"] == "sentiops-model-signing" and volume["optional"] is False
+    assert volume["mountPath"] == "/var/run/sentiops/model-signing"
     # and KFP itself reads it back as a component
     loaded = kfp_components.load_component_from_file(str(pipeline.COMPILED))
     assert loaded.name == "sentiops-training"
@@ -196,7 +201,8 @@ def test_pipeline_run_local_twice_with_real_s3(tmp_path: Path, csv: Path, cli, m
         back = load_model(
             storage.get_dir("s3://sentiops/models/sentiment/1/", tmp_path / "back")
         )  # checksums verified
-        assert keys == {f"models/sentiment/1/{f}" for f in [*back.manifest["files"], "model.json"]}
+        pushed = [*back.manifest["files"], "model.json", "signature.json"]
+        assert keys == {f"models/sentiment/1/{f}" for f in pushed}
         assert back.version == decision["challenger"]["version"]
 
         second = _run(

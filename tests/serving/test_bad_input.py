@@ -102,7 +102,7 @@ def test_tampered_model_is_never_ready(model_dir, tmp_path) -> None:  # noqa: AN
 
     bad = tmp_path / "tampered"
     shutil.copytree(model_dir, bad)
-    (bad / "pipeline.joblib").write_bytes(b"not the weights")
+    (bad / "tfidf.npz").write_bytes(b"not the weights")
     never = Predictor(bad, "9", tmp_path / "never")
     with pytest.raises(StackError, match="predictor v9 ready"):
         never.start(timeout=25)
@@ -115,7 +115,7 @@ def test_tampered_model_is_never_ready(model_dir, tmp_path) -> None:  # noqa: AN
             r = httpx.get(p.url + path)
             assert r.status_code == 503 and "checksum mismatch" in r.json()["error"], path
         r = httpx.post(p.url + V1, json={"instances": ["hi"]})
-        assert r.status_code == 503 and "pipeline.joblib" in r.json()["error"]
+        assert r.status_code == 503 and "tfidf.npz" in r.json()["error"]
         assert 'reason="model_not_ready"' in httpx.get(p.url + "/metrics").text
         assert p.process is not None
         log = p.process.log.read_text()

@@ -6,7 +6,10 @@ Defaults come from sentiops.config / sentiops.params; the pipeline passes every 
 
 On the cluster the S3 credentials come from the Kubernetes Secret `sentiops-s3` (keys
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) through kfp-kubernetes; under kfp.local that platform
-config is ignored and the components read the same variables from the environment.
+config is ignored and the components read the same variables from the environment. The model
+signing key comes from the Secret `sentiops-model-signing` (key signing.key), mounted as a
+volume into the train step only, the one step that writes a model
+(`stages.use_mounted_signing_key`); the pod does not start without it.
 """
 
 from typing import Any
@@ -22,6 +25,7 @@ from sentiops.config import (
 )
 from sentiops.params import DataConfig, GateConfig
 from sentiops.pipeline.kubeflow import components
+from sentiops.pipeline.stages import SIGNING_KEY_DIR
 
 PIPELINE_NAME = "sentiops-training"
 S3_SECRET = "sentiops-s3"
@@ -41,8 +45,18 @@ DEFAULT_GATE = GateConfig().model_dump()
 _DATA = DataConfig(data=DEFAULT_DATASETS)
 
 
+#: The model signing key (key `signing.key`, an Ed25519 private key in PEM).
+SIGNING_SECRET = "sentiops-model-signing"
+
+
 def _with_s3_secret(task: Any) -> Any:
     return kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env=SECRET_ENV)
+
+
+def _with_signing_key(task: Any) -> Any:
+    return kubernetes.use_secret_as_volume(
+        task, secret_name=SIGNING_SECRET, mount_path=str(SIGNING_KEY_DIR)
+    )
 
 
 def build(image: str | None = None) -> Any:
@@ -103,6 +117,7 @@ def build(image: str | None = None) -> Any:
             **endpoints,
         )
         train.set_caching_options(False)
+        _with_signing_key(train)
         train.set_cpu_request("1").set_memory_request("2Gi").set_memory_limit("6Gi")
         evaluate = c.evaluate(model=train.outputs["model"], test_data=split.outputs["test_data"])
         evaluate.set_caching_options(False)

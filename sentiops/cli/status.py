@@ -203,6 +203,13 @@ def console_cmd(
     rollout_dir: RolloutDir = None,
     model_name: Annotated[str, typer.Option(help="the served model's name")] = MODEL_NAME,
     registered_model: Annotated[str, typer.Option(help="MLflow model")] = REGISTERED_MODEL,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(envvar="SENTIOPS_CONSOLE_ALLOWED_HOSTS",
+                     help="Host header values answered, comma-separated (name, name:port, or * "
+                     "for any); others get 400 [default: --host, localhost, 127.0.0.1 and "
+                     "[::1], with --port]"),
+    ] = None,  # fmt: skip
 ) -> None:
     """The web console: try a text (label, probabilities, token attributions), the registry
     with gate decisions, the rollout, drift and live accuracy over time. Runs until Ctrl-C."""
@@ -218,7 +225,10 @@ def console_cmd(
     import socket
 
     from sentiops.console import status as st
+    from sentiops.console.guard import AllowedHosts
 
+    hosts = (AllowedHosts.parse(allowed_hosts) if allowed_hosts is not None
+             else AllowedHosts.default(host, port))  # fmt: skip
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
@@ -230,6 +240,7 @@ def console_cmd(
         prometheus_url=st.env_url(prometheus_url, st.PROMETHEUS_URL_ENV),
         mlflow_url=st.env_url(mlflow_url, st.MLFLOW_URL_ENV),
         rollout_dir=rollout_dir, model_name=model_name, registered_model=registered_model,
+        allowed_hosts=hosts,
     )  # fmt: skip
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
     console.print(
@@ -237,4 +248,6 @@ def console_cmd(
         f"Prometheus {cfg.prometheus_url or '-'}, MLflow UI {cfg.mlflow_url or '-'}); Ctrl-C "
         "stops it", highlight=False,
     )  # fmt: skip
+    console.print(f"answers to Host: {hosts} (others: --allowed-hosts)", markup=False,
+                  highlight=False)  # fmt: skip
     uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning")

@@ -15,12 +15,17 @@ vendored from npm with its licence) and a small JSON API the page calls:
     GET  /healthz
 
 Every client mistake is a 4xx JSON `{"error": ..., "hint": ...}`; a source that is down is a
-502/503/504 naming it; never a traceback. `sentiops.console.app.create_app(ConsoleConfig(...))`
-builds the ASGI app (imported lazily: the CLI imports no FastAPI until the console runs).
+502/503/504 naming it; never a traceback. Before any handler runs, `guard` refuses a Host that
+is not allowed (400; DNS rebinding), a state-changing request from another origin or site (403;
+CSRF) or without `Content-Type: application/json` (415), and a body over 64 kB while it streams
+(413). `sentiops.console.app.create_app(ConsoleConfig(...))` builds the ASGI app (imported
+lazily: the CLI imports no FastAPI until the console runs).
 
     status      what is happening, section by section (registry, rollout, traffic, drift, live
                 accuracy), each failing soft: what `sentiops status` prints and the page shows
     charts      the page's time series
     prometheus  the Prometheus HTTP API they read
+    guard       the ASGI middleware in front of every route: allowed hosts, same origin, JSON,
+                body size
     app         the FastAPI app
 """

@@ -9,7 +9,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, get_settings
 from sentiops.console import charts, prometheus, status
+from sentiops.console.guard import AllowedHosts, RequestGuard
 
 STATIC = Path(__file__).parent / "static"
 #: Longest text the console sends (the predictor's own default limit, sentiops.models).
 MAX_CHARS = 5000
-#: Largest request body the API reads.
+#: Largest request body the API reads (sentiops.console.guard refuses more while it streams).
 MAX_BODY_BYTES = 64 * 1024
 #: Longest chart window (7 days) and its default.
 MAX_MINUTES, DEFAULT_MINUTES = 7 * 24 * 60, 30
@@ -44,6 +45,10 @@ class ConsoleConfig:
     registered_model: str = REGISTERED_MODEL
     timeout: float = 10.0
     max_chars: int = MAX_CHARS
+    #: The Host values answered (`sentiops console` sets its address and port; this default,
+    #: the loopback names on any port, is for an app built without it).
+    allowed_hosts: AllowedHosts = field(default_factory=AllowedHosts.default)
+    max_body_bytes: int = MAX_BODY_BYTES
 
 
 class ApiError(Exception):
@@ -108,12 +113,10 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
         log.exception("console request failed")
         return _error(500, f"the console failed: {type(exc).__name__}", "see the console's log")
 
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return _error(413, f"request body of {length} bytes is over {MAX_BODY_BYTES}")
-        return await call_next(request)
+    # before any handler: the Host, where a state-changing request comes from, its JSON
+    # content type, and its body's size while it streams (sentiops.console.guard)
+    app.add_middleware(RequestGuard, allowed_hosts=cfg.allowed_hosts,
+                       max_body_bytes=cfg.max_body_bytes)  # fmt: skip
 
     # ------------------------------------------------------------------ page
     @app.get("/", include_in_schema=False)
@@ -252,9 +255,9 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
+    # the guard has refused a body over the limit (cfg.max_body_bytes) and a state-changing
+    # request that is not JSON: what is read here is bounded
     raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, f"request body of {len(raw)} bytes is over {MAX_BODY_BYTES}")
     import json
 
     try:

@@ -62,6 +62,7 @@ class Stack:
     rejected: str
     console: Process
     warm_up_seconds: float
+    store: Path  # the predictor's --feedback_store (its labels)
 
     @property
     def env(self) -> dict[str, str]:
@@ -231,7 +232,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         wait_for_series(prometheus.url, "rate(sentiops_predictions_total[1m])", 3)
         warm_up = wait_warm(url)
         yield Stack(home, url, predictor, prometheus, mlflow_url, v["champion"], v["previous"],
-                    v["rejected"], console, warm_up)  # fmt: skip
+                    v["rejected"], console, warm_up, work / "store")  # fmt: skip
         log = console.tail()
         assert "Traceback" not in log, f"the console logged a traceback:\n{log}"
         # MLflow's own default (./mlflow.db in the working directory) is never touched

@@ -70,7 +70,11 @@ def test_feedback_goes_to_the_predictors_feedback_api(stack: Stack) -> None:
         ({"content": b"\xff\xfe\x00", "headers": {"content-type": "application/json"}}, 400,
          "not JSON"),
         ({"json": {"text": "a" * 5001}}, 413, "5001 characters"),
-        ({"content": b"x" * 70_000}, 413, "over"),
+        ({"content": b"x" * 70_000, "headers": {"content-type": "application/json"}}, 413,
+         "over"),
+        ({"content": b'{"text": "hi"}'}, 415, "Content-Type: application/json"),
+        ({"content": b'{"text": "hi"}', "headers": {"content-type": "text/plain"}}, 415,
+         "not 'text/plain'"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_clear_4xx(stack: Stack, kwargs: dict, status: int, says: str) -> None:

@@ -1,21 +1,46 @@
-"""`sentiops serve`: the KServe predictor on this machine (the image's `python -m serving`)."""
+"""`sentiops serve`: the KServe predictor on this machine (the image's `python -m serving`),
+with the image's protections: tokens for writes (and reads), a per-client rate limit, the
+inference log's token, the feedback store and the evaluation-sample secret. Every flag is
+checked here, before the model is read or the server starts, and passed on under the name
+`python -m serving` takes (serving/__main__.py)."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sentiops.config import MODEL_NAME
 
+if TYPE_CHECKING:
+    from sentiops.security.auth import Tokens
+
+#: The evaluation-sample secret's variable (sentiops.security.secrets.SAMPLE_SECRET_ENV): the
+#: predictor reads it from its environment.
+SAMPLE_SECRET_ENV = "SENTIOPS_SAMPLE_SECRET_FILE"
+#: Shortest sample secret the predictor accepts (bytes, white space stripped).
+MIN_SECRET_BYTES = 16
+MAKE_TOKENS = "printf 'annotators:%s\\n' \"$(openssl rand -hex 24)\" > tokens; chmod 600 tokens"
+
+# typer prints a docstring's single line breaks as they are: the help is written unwrapped
+HELP = (
+    "Serve a model with KServe's ModelServer: v1 + v2 REST, v2 gRPC, /metrics.\n\n"
+    "The model is checked (and an s3:// model downloaded, checksums verified) before the "
+    "server starts, so a broken model is an error here, not a server that never gets ready.\n\n"
+    "Labels posted to :feedback (with --feedback-store) become training data: give the "
+    "annotators tokens with --auth-token-file, or anyone who can reach the port can write "
+    "them. The flags are the image's (python -m serving), see docs/security.md."
+)
+
 
 def register_commands(app: typer.Typer) -> None:
     from sentiops.cli.common import handle_errors
 
-    app.command("serve")(handle_errors(serve))
+    app.command("serve", help=HELP)(handle_errors(serve))
 
 
 def serve(
@@ -31,20 +56,68 @@ def serve(
     batch_window_ms: Annotated[
         float, typer.Option(help="how long a forward pass waits for concurrent requests")
     ] = 5.0,
+    feedback_store: Annotated[
+        str | None,
+        typer.Option(envvar="SENTIOPS_FEEDBACK_STORE", show_default=False,
+                     help="store (directory or s3://bucket) of the prediction log and labels: "
+                     "enables POST /v1/models/<name>:feedback and live accuracy"),
+    ] = None,  # fmt: skip
+    auth_token_file: Annotated[
+        Path | None,
+        typer.Option(envvar="SENTIOPS_AUTH_TOKEN_FILE", show_default=False,
+                     help="tokens (`name:token` lines, or a directory with a file per token): "
+                     ":feedback then needs `Authorization: Bearer <token>`"),
+    ] = None,  # fmt: skip
+    auth_reads: Annotated[
+        bool,
+        typer.Option("--auth-reads", help="predict, explain, infer and metadata need a token "
+                     "too (health and /metrics stay open); needs --auth-token-file"),
+    ] = False,  # fmt: skip
+    rate_limit: Annotated[
+        float,
+        typer.Option(envvar="SENTIOPS_RATE_LIMIT",
+                     help="requests a second per client on the model's endpoints and feedback "
+                     "(0: no limit); over it 429 with Retry-After"),
+    ] = 0.0,  # fmt: skip
+    rate_burst: Annotated[
+        float,
+        typer.Option(help="requests a client may make at once (0: one second's worth)"),
+    ] = 0.0,
+    logger_token_file: Annotated[
+        Path | None,
+        typer.Option(envvar="SENTIOPS_LOGGER_TOKEN_FILE", show_default=False,
+                     help="the token (`name:token`) the inference log presents to the drift "
+                     "sidecar (--logger-url)"),
+    ] = None,  # fmt: skip
+    sample_secret_file: Annotated[
+        Path | None,
+        typer.Option(envvar=SAMPLE_SECRET_ENV, show_default=False,
+                     help="the evaluation-sample secret (at least 16 bytes, e.g. `openssl rand "
+                     "-hex 32`), passed to the predictor as $SENTIOPS_SAMPLE_SECRET_FILE "
+                     "(without it: $SENTIOPS_HOME/secrets/eval-sample.key)"),
+    ] = None,  # fmt: skip
 ) -> None:
-    """Serve a model with KServe's ModelServer: v1 + v2 REST, v2 gRPC, /metrics.
-
-    The model is checked (and an s3:// model downloaded, checksums verified) before the
-    server starts, so a broken model is an error here, not a server that never gets ready."""
+    """`sentiops serve` (its help is HELP): checks every flag, then the model, then replaces
+    this process with `python -m serving`."""
     from sentiops.errors import ConfigError
-    from sentiops.models.modeldir import read_manifest
 
     if logger_mode not in ("all", "request", "response"):
         raise ConfigError(f"--logger-mode {logger_mode!r}", "use all, request or response")
+    _check_rates(rate_limit, rate_burst)
+    tokens = _token_file(auth_token_file) if auth_token_file else None
+    if auth_reads and tokens is None:
+        raise ConfigError("--auth-reads needs --auth-token-file (the tokens that may read)",
+                          f"make a token file ({MAKE_TOKENS}) and pass --auth-token-file "
+                          "tokens")  # fmt: skip
+    logger_token = _logger_token_file(logger_token_file) if logger_token_file else None
+    secret = _sample_secret(sample_secret_file) if sample_secret_file else None
+
+    from sentiops.models.modeldir import read_manifest
     from sentiops.store.storage import local_model
 
     model = str(local_model(model))
     manifest = read_manifest(Path(model))
+    _say_what_is_open(feedback_store, tokens, auth_token_file, auth_reads, http_port)
     print(
         f"serving {manifest['model_type']} {manifest['version']} from {model} as {name!r}: "
         f"http://127.0.0.1:{http_port}/v2/models/{name}, gRPC :{grpc_port}",
@@ -63,4 +136,110 @@ def serve(
     ]
     if logger_url:
         args += [f"--logger_url={logger_url}", f"--logger_mode={logger_mode}"]
-    os.execv(sys.executable, args)  # the same process as the image runs; Ctrl-C stops it
+    if logger_token:
+        args.append(f"--logger_token_file={logger_token}")
+    if feedback_store:
+        args.append(f"--feedback_store={feedback_store}")
+    if auth_token_file:
+        args.append(f"--auth_token_file={auth_token_file.expanduser().resolve()}")
+    if auth_reads:
+        args.append("--auth_reads=true")
+    # always given: the child would otherwise take $SENTIOPS_RATE_LIMIT over an explicit 0
+    args += [f"--rate_limit={rate_limit}", f"--rate_burst={rate_burst}"]
+    env = dict(os.environ)
+    if secret:
+        env[SAMPLE_SECRET_ENV] = str(secret)
+    # the same process as the image runs; Ctrl-C stops it
+    os.execve(sys.executable, args, env)
+
+
+def _check_rates(rate_limit: float, rate_burst: float) -> None:
+    from sentiops.errors import ConfigError
+
+    if not math.isfinite(rate_limit) or rate_limit < 0:
+        raise ConfigError(f"--rate-limit {rate_limit} is not a rate (requests a second, 0 or more)",
+                          "give requests a second per client, e.g. --rate-limit 5 (0: no "
+                          "limit)")  # fmt: skip
+    if not math.isfinite(rate_burst) or rate_burst < 0 or 0 < rate_burst < 1:
+        raise ConfigError(f"--rate-burst {rate_burst} is not a burst (0, or 1 request or more)",
+                          "give the requests a client may make at once, at least 1 (0: one "
+                          "second's worth of --rate-limit)")  # fmt: skip
+    if rate_burst > 0 and rate_limit == 0:
+        raise ConfigError("--rate-burst needs --rate-limit (there is no limit to burst over)",
+                          "add --rate-limit R (requests a second per client)")  # fmt: skip
+
+
+def _token_file(path: Path) -> Tokens:
+    """The tokens at `path` (sentiops.security.auth.Tokens), or an error saying what is wrong
+    with the file: the predictor would refuse to start with it."""
+    from sentiops.errors import ConfigError
+    from sentiops.security.auth import AuthError, Tokens
+
+    try:
+        return Tokens.load(path.expanduser())
+    except AuthError as exc:
+        raise AuthError(f"--auth-token-file: {exc.message}",
+                        f"{exc.hint}; a new file: {MAKE_TOKENS}") from None  # fmt: skip
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"--auth-token-file: cannot read {path} ({why})",
+                          "make it readable by this user") from None  # fmt: skip
+
+
+def _logger_token_file(path: Path) -> Path:
+    from sentiops.errors import ConfigError
+    from sentiops.security.auth import AuthError, token_from_file
+
+    path = path.expanduser().resolve()
+    try:
+        token_from_file(path)
+    except AuthError as exc:
+        raise AuthError(f"--logger-token-file: {exc.message}", exc.hint) from None
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"--logger-token-file: cannot read {path} ({why})",
+                          "give the file holding the predictors' token (`name:token`), the "
+                          "one the drift sidecar's token file also has") from None  # fmt: skip
+    return path
+
+
+def _sample_secret(path: Path) -> Path:
+    """The evaluation-sample secret's file, checked as the predictor checks it."""
+    from sentiops.errors import ConfigError
+
+    path = path.expanduser().resolve()
+    make = f"make one with `openssl rand -hex 32 > {path}; chmod 600 {path}`"
+    try:
+        value = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"--sample-secret-file: cannot read {path} "
+                          f"({exc.strerror or exc})", make) from None  # fmt: skip
+    if len(value) < MIN_SECRET_BYTES:
+        raise ConfigError(f"--sample-secret-file: the secret in {path} is shorter than "
+                          f"{MIN_SECRET_BYTES} bytes", make)  # fmt: skip
+    return path
+
+
+def _say_what_is_open(feedback_store: str | None, tokens: Tokens | None, token_file: Path | None,
+                      auth_reads: bool, port: int) -> None:  # fmt: skip
+    """One line on who may write labels (stderr): a warning when anyone may."""
+    from rich.markup import escape
+
+    from sentiops.cli.common import err
+
+    if not feedback_store:
+        return
+    if tokens is None:
+        err.print(
+            "[bold yellow]warning:[/] "
+            + escape(f"labels are open: with --feedback-store and no --auth-token-file, anyone "
+                     f"who can reach port {port} can write labels, which become training data "
+                     "and part of the gate's test set; give the annotators tokens with "
+                     f"--auth-token-file FILE (e.g. {MAKE_TOKENS})"),
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        return
+    names = ", ".join(tokens.names)
+    err.print(escape(f"labels need a token from {token_file} ({names})"
+                     + ("; reads too" if auth_reads else "")), highlight=False,
+              soft_wrap=True)  # fmt: skip

@@ -25,10 +25,12 @@ KFP_VERSION ?= 2.14.3
 CERT_MANAGER_VERSION ?= v1.17.0
 KUBE_PROMETHEUS_STACK_VERSION ?= 83.4.0
 KFP_HOST ?= http://localhost:8888
-S3_ENV_FILE ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/sentiops/s3.env
+SENTIOPS_CONFIG_DIR ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/sentiops
+S3_ENV_FILE ?= $(SENTIOPS_CONFIG_DIR)/s3.env
+KFP_NAMESPACE ?= kubeflow
 
 .PHONY: cluster-tools verify-cluster manifests kind-up kind-down images images-build images-buildah \
-	images-push deploy deploy-helm s3-secret pipeline-submit port-forward
+	images-push deploy deploy-helm secrets pipeline-submit port-forward
 
 cluster-tools: ## install promtool/etcd/helm/kube-apiserver for the cluster checks (cached, idempotent)
 	@bash scripts/cluster/install-tools.sh
@@ -67,16 +69,21 @@ images-push: images-build ## build and push the images to a registry (cloud clus
 	$(DOCKER) push $(IMAGE_PREFIX)/drift:$(IMAGE_TAG)
 	$(DOCKER) push $(IMAGE_PREFIX)/components:$(IMAGE_TAG)
 
-s3-secret: ## create/refresh Secret sentiops-s3 (random credentials kept in S3_ENV_FILE)
-	NAMESPACE=$(NAMESPACE) S3_ENV_FILE=$(S3_ENV_FILE) bash scripts/cluster/create-s3-secret.sh
+secrets: ## the Secrets the chart names: S3 root + one identity per component, annotator token, eval-sample key, model-signing keys (random, kept in SENTIOPS_CONFIG_DIR)
+	NAMESPACE=$(NAMESPACE) KFP_NAMESPACE=$(KFP_NAMESPACE) SENTIOPS_CONFIG_DIR=$(SENTIOPS_CONFIG_DIR) \
+		S3_ENV_FILE=$(S3_ENV_FILE) bash scripts/cluster/create-secrets.sh
 
-deploy: s3-secret ## apply the kustomize overlay (OVERLAY=kind|cloud) server-side
+# The bucket Job (buckets, S3 users and policies) runs again on every deploy: a finished Job
+# is never re-run by an apply, and the identities' credentials or policies may have changed.
+deploy: secrets ## apply the kustomize overlay (OVERLAY=kind|cloud) server-side
+	$(KUBECTL) -n $(NAMESPACE) delete job minio-create-buckets --ignore-not-found
 	$(KUBECTL) apply --server-side --field-manager=sentiops -k manifests/overlays/$(OVERLAY)
 	$(KUBECTL) -n $(NAMESPACE) rollout status deploy/minio deploy/mlflow --timeout=300s
 	$(KUBECTL) -n $(NAMESPACE) wait --for=condition=Ready isvc/sentiment --timeout=600s
 
-deploy-helm: s3-secret cluster-tools ## same with Helm (values: helm/sentiops/values.yaml)
+deploy-helm: secrets cluster-tools ## same with Helm (values: helm/sentiops/values.yaml)
 	$(HELM) upgrade --install sentiops helm/sentiops -n $(NAMESPACE) --create-namespace \
+		--set auth.existingSecret=sentiops-annotator-tokens \
 		--set images.serving.repository=$(IMAGE_PREFIX)/serving \
 		--set images.serving.tag=$(IMAGE_TAG) \
 		--set images.drift.repository=$(IMAGE_PREFIX)/drift --set images.drift.tag=$(IMAGE_TAG) \

@@ -10,6 +10,7 @@ import yaml
 
 from .harness import (
     REPO,
+    REQUIRED_SET,
     ROLLOUT_NAMESPACE,
     ApiServer,
     apiserver,
@@ -29,8 +30,10 @@ def load_docs(text: str) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def helm_default() -> str:
-    """`helm template` of the chart with default values (namespace sentiops)."""
-    return run([tool("helm"), "template", "sentiops", str(CHART), "--namespace", "sentiops"]).stdout
+    """`helm template` of the chart with default values and the required ones (namespace
+    sentiops): what the kustomize base is generated from."""
+    return run([tool("helm"), "template", "sentiops", str(CHART), "--namespace", "sentiops",
+                *REQUIRED_SET]).stdout  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -69,13 +72,10 @@ def release(kube: ApiServer) -> ApiServer:
     the canary (test_rollout_kserve) and shadow (test_shadow_kserve) rollout tests."""
     for crd in sorted(crds_dir().glob("serving.kserve.io_*.yaml")):
         kube.kubectl("apply", "--server-side", "-f", "-", input=crd_for_apiserver_1_20(crd))
-    kube.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/inferenceservices.serving.kserve.io",
-    )  # fmt: skip
+    kube.wait_established("crd/inferenceservices.serving.kserve.io")
     kube.helm(
         "install", "sentiops", str(CHART), f"--namespace={ROLLOUT_NAMESPACE}",
-        "--create-namespace", "--no-hooks", "--timeout=120s",
+        "--create-namespace", "--no-hooks", "--timeout=120s", *REQUIRED_SET,
         "--set=monitoring.podMonitor.enabled=false",
         "--set=monitoring.prometheusRule.enabled=false",
     )  # fmt: skip

@@ -35,6 +35,14 @@ TOOLS_BIN = (
 )
 
 
+#: Values the chart has no default for: it refuses to render `:feedback` (on by default) without
+#: an annotator token Secret. `make deploy`, `make deploy-helm` and the kustomize base
+#: (scripts/cluster/render_manifests.py BASE_VALUES) name the one scripts/cluster/create-secrets.sh
+#: creates; every render and install in these tests does the same.
+REQUIRED_VALUES = ("auth.existingSecret=sentiops-annotator-tokens",)
+REQUIRED_SET = tuple(f"--set={v}" for v in REQUIRED_VALUES)
+
+
 def crds_dir() -> Path:
     """KServe CRDs: $SENTIOPS_CRDS_DIR, else the copy vendored in tests/cluster/crds."""
     path = Path(os.environ.get("SENTIOPS_CRDS_DIR", REPO / "tests" / "cluster" / "crds"))
@@ -221,6 +229,21 @@ class ApiServer:
         self, *args: str, check: bool = True, timeout: float = 180
     ) -> subprocess.CompletedProcess[str]:
         return run([tool("helm"), *args], check=check, env=self.env, timeout=timeout)
+
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """`kubectl wait --for=condition=Established` on CRDs just applied; again while a CRD has
+        no status yet (kubectl then fails at once: ".status.conditions accessor error")."""
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = self.kubectl(
+                "wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *crds,
+                check=False, timeout=timeout + 30,
+            )  # fmt: skip
+            if proc.returncode == 0:
+                return
+            if "accessor error" not in proc.stderr or time.monotonic() > deadline:
+                pytest.fail(f"CRDs not established: {proc.stdout}{proc.stderr}", pytrace=False)
+            time.sleep(0.5)
 
     def can_i(self, user: str, verb: str, resource: str, namespace: str | None) -> bool:
         args = ["auth", "can-i", verb, resource, f"--as={user}"]

@@ -15,9 +15,11 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .harness import (
     REPO,
+    REQUIRED_SET,
     ApiServer,
     crd_for_apiserver_1_20,
     crds_dir,
@@ -67,6 +69,17 @@ spec:
 
 PIPELINE_SA = "system:serviceaccount:{ns}:sentiops-pipeline"
 KFP_RUNNER = "system:serviceaccount:kubeflow:pipeline-runner"
+#: Where create-secrets.sh puts the pipeline's Secrets in these tests (KFP_NAMESPACE).
+KFP_NS = "sentiops-kfp"
+
+
+def create_secrets(kube: ApiServer, namespace: str, config: Path) -> str:
+    """scripts/cluster/create-secrets.sh against the test API server; its output."""
+    env = {**kube.env, "NAMESPACE": namespace, "KFP_NAMESPACE": KFP_NS,
+           "SENTIOPS_CONFIG_DIR": str(config), "KUBECTL": tool("kubectl"),
+           "OPENSSL": tool("openssl")}  # fmt: skip
+    env.pop("S3_ENV_FILE", None)
+    return run(["bash", str(REPO / "scripts" / "cluster" / "create-secrets.sh")], env=env).stdout
 
 
 @pytest.fixture(scope="module")
@@ -77,34 +90,31 @@ def installed(kube: ApiServer) -> ApiServer:
     kube.kubectl("apply", "--server-side", "-f", "-", input=MONITORING_CRDS)
     # HTTPRoute: known to the server, so that `can-i` on httproutes asks about the right group
     kube.kubectl("apply", "--server-side", "-f", "-", input=httproute_crd_for_apiserver_1_20())
-    kube.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
+    kube.wait_established(
         "crd/inferenceservices.serving.kserve.io",
         "crd/podmonitors.monitoring.coreos.com",
         "crd/prometheusrules.monitoring.coreos.com",
         "crd/httproutes.gateway.networking.k8s.io",
     )
-    # The chart: no hooks (the bucket Job hook would wait for a Job controller that is absent).
+    # The chart as `make deploy-helm` installs it: the Secrets first (the script, as `make
+    # secrets` runs it), then the release naming the token Secret; no hooks (the bucket Job
+    # hook would wait for a Job controller that is absent).
+    kube.kubectl("create", "namespace", KFP_NS)
+    create_secrets(kube, "sentiops-helm", kube.workdir / "config")
     kube.helm(
-        "install",
-        "sentiops",
-        str(REPO / "helm" / "sentiops"),
-        "--namespace=sentiops-helm",
-        "--create-namespace",
-        "--no-hooks",
-        "--timeout=120s",
-    )
+        "install", "sentiops", str(REPO / "helm" / "sentiops"), "--namespace=sentiops-helm",
+        "--no-hooks", "--timeout=120s", *REQUIRED_SET,
+    )  # fmt: skip
     # The same chart with the drift detector as a Service (drift.mode: service).
     kube.helm(
         "install", "sentiops-svc", str(REPO / "helm" / "sentiops"), "--namespace=sentiops-svc",
         "--create-namespace", "--no-hooks", "--timeout=120s", "--set=drift.mode=service",
+        *REQUIRED_SET,
     )  # fmt: skip
     # Service mode with the write protection on: token Secret mounted, reads closed, rate
     # limit, a client allowed through the predictor's NetworkPolicy. (The Istio
-    # AuthorizationPolicy is not installed: no Istio CRD in tests/cluster/crds; test_manifests checks
-    # its shape.)
+    # AuthorizationPolicy is not installed: no Istio CRD in tests/cluster/crds;
+    # test_manifests checks its shape.)
     kube.helm(
         "install", "sentiops-auth", str(REPO / "helm" / "sentiops"), "--namespace=sentiops-auth",
         "--create-namespace", "--no-hooks", "--timeout=120s",
@@ -112,12 +122,19 @@ def installed(kube: ApiServer) -> ApiServer:
         "--set=auth.readsNeedToken=true,inferenceService.rateLimit=20",
         "--set=networkPolicy.clients[0].matchLabels.app=rollout",
     )  # fmt: skip
+    # Feedback off: no token Secret needed, none mounted.
+    kube.helm(
+        "install", "sentiops-nofeedback", str(REPO / "helm" / "sentiops"),
+        "--namespace=sentiops-nofeedback", "--create-namespace", "--no-hooks", "--timeout=120s",
+        "--set=inferenceService.feedback.enabled=false",
+    )  # fmt: skip
     # Shadow rollout mode (KServe Standard mode): the pipeline's Role adds HTTPRoutes and
     # delete on `sentiment-shadow`; the shadow's pods get a NetworkPolicy of their own.
     kube.helm(
         "install", "sentiops-shadow", str(REPO / "helm" / "sentiops"),
         "--namespace=sentiops-shadow", "--create-namespace", "--no-hooks", "--timeout=120s",
         "--set=inferenceService.canary.mode=shadow,inferenceService.deploymentMode=Standard",
+        *REQUIRED_SET,
     )  # fmt: skip
     # The overlays, as `make deploy` applies them: kind into its namespace "sentiops"; cloud
     # into "sentiops-cloud" through a wrapper kustomization (same objects, other namespace).
@@ -152,6 +169,92 @@ def test_helm_release_objects_stored(installed: ApiServer) -> None:
     assert "ports" not in drift and drift["livenessProbe"]["httpGet"]["port"] == 9081
     status = installed.helm("status", "sentiops", "-n", "sentiops-helm", "-o", "json")
     assert json.loads(status.stdout)["info"]["status"] == "deployed"
+
+
+def _referenced_secrets(node: object) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("secretKeyRef", "secretRef") and isinstance(value, dict):
+                found.add(value["name"])
+            elif key == "secret" and isinstance(value, dict) and "secretName" in value:
+                found.add(value["secretName"])
+            elif key == "secrets" and isinstance(value, list):  # a ServiceAccount's
+                found |= {s["name"] for s in value}
+            else:
+                found |= _referenced_secrets(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _referenced_secrets(value)
+    return found
+
+
+def _secret_data(kube: ApiServer, ns: str, name: str) -> dict[str, str]:
+    secret = get(kube, "-n", ns, "secret", name)
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def test_the_secrets_script_creates_what_the_release_names(installed: ApiServer) -> None:
+    """scripts/cluster/create-secrets.sh (`make secrets`) makes every Secret the installed
+    release references (hooks included), with random values in files of mode 600 outside the
+    repository: a distinct S3 user per identity, the predictor's with KServe's endpoint
+    annotations; one annotator token; a 32-byte sample key; an Ed25519 key pair. The
+    pipeline's two Secrets also go to the KFP namespace. A second run changes nothing, and
+    never replaces a token, the sample key or the signing keys."""
+    ns, config = "sentiops-helm", installed.workdir / "config"
+    manifest = installed.helm("get", "manifest", "sentiops", "-n", ns).stdout
+    hooks = installed.helm("get", "hooks", "sentiops", "-n", ns).stdout
+    names = set()
+    for doc in yaml.safe_load_all(manifest + "\n---\n" + hooks):
+        names |= _referenced_secrets(doc) if doc else set()
+    s3 = ["sentiops-s3-root", "sentiops-s3-predictor", "sentiops-s3-drift", "sentiops-s3-mlflow",
+          "sentiops-s3"]  # fmt: skip
+    keys = ["sentiops-annotator-tokens", "sentiops-eval-sample", "sentiops-model-signing"]
+    assert names == set(s3 + keys)
+    existing = installed.kubectl("get", "secrets", "-n", ns, "-o", "name").stdout.split()
+    assert {f"secret/{n}" for n in names} <= set(existing)
+    data = {n: _secret_data(installed, ns, n) for n in s3 + keys}
+    users = [data[n]["AWS_ACCESS_KEY_ID"] for n in s3]
+    assert len(set(users)) == len(users)  # one MinIO user each, none the root user
+    for n in s3:
+        assert set(data[n]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, n
+        assert re.fullmatch(r"[0-9a-f]{48}", data[n]["AWS_SECRET_ACCESS_KEY"]), n
+    assert [u.rsplit("-", 1)[0] for u in users] == [
+        "sentiops", "predictor", "drift", "mlflow", "pipeline"]  # fmt: skip
+    notes = get(installed, "-n", ns, "secret", "sentiops-s3-predictor")["metadata"]["annotations"]
+    assert notes["serving.kserve.io/s3-endpoint"] == f"minio.{ns}.svc.cluster.local:9000"
+    assert notes["serving.kserve.io/s3-usehttps"] == "0"
+    ((team, token),) = data["sentiops-annotator-tokens"].items()
+    assert team == "team-a" and re.fullmatch(r"[0-9a-f]{48}", token)
+    assert re.fullmatch(r"[0-9a-f]{64}", data["sentiops-eval-sample"]["key"])
+    signing = data["sentiops-model-signing"]
+    assert set(signing) == {"signing.key", "verify.pub"}
+    text = run([tool("openssl"), "pkey", "-noout", "-text"], input=signing["signing.key"]).stdout
+    assert "ED25519 Private-Key" in text
+    public = run([tool("openssl"), "pkey", "-pubout"], input=signing["signing.key"]).stdout
+    assert public == signing["verify.pub"] and "BEGIN PUBLIC KEY" in public
+    # kept outside the repository, readable by their owner only
+    files = [p for p in config.rglob("*") if p.is_file()]
+    assert {p.relative_to(config).as_posix() for p in files} == {
+        "s3.env", "s3-predictor.env", "s3-drift.env", "s3-mlflow.env", "s3-pipeline.env",
+        "annotator-tokens.env", "eval-sample.env", "model-signing/signing.key",
+        "model-signing/verify.pub"}  # fmt: skip
+    assert all(p.stat().st_mode & 0o077 == 0 for p in files)
+    assert config.stat().st_mode & 0o077 == 0
+    # the pipeline's Secrets where its runs execute (and nothing else there)
+    there = installed.kubectl("get", "secrets", "-n", KFP_NS, "-o", "name").stdout.split()
+    assert {"secret/sentiops-s3", "secret/sentiops-model-signing"} <= set(there)
+    assert not {"secret/sentiops-s3-root", "secret/sentiops-eval-sample"} & set(there)
+    assert _secret_data(installed, KFP_NS, "sentiops-s3") == data["sentiops-s3"]
+    assert _secret_data(installed, KFP_NS, "sentiops-model-signing") == signing
+    # a second run: nothing changes; a token rotated by hand stays
+    installed.kubectl("-n", ns, "patch", "secret", "sentiops-annotator-tokens", "--type=merge",
+                      "-p", json.dumps({"stringData": {"team-b": "b" * 48}}))  # fmt: skip
+    out = create_secrets(installed, ns, config)
+    for n in keys:
+        assert f"Secret {n} in {ns} exists: left as it is" in out
+    again = {n: _secret_data(installed, ns, n) for n in s3 + keys}
+    assert again == {**data, "sentiops-annotator-tokens": {team: token, "team-b": "b" * 48}}
 
 
 def test_helm_release_in_service_mode_stored(installed: ApiServer) -> None:
@@ -332,7 +435,31 @@ def test_network_policies_stored(installed: ApiServer) -> None:
             "podSelector": {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment"}}
         }
     names = installed.kubectl("get", "networkpolicy", "-n", "sentiops-helm", "-o", "name").stdout
-    assert names.split() == ["networkpolicy.networking.k8s.io/sentiops-predictor"]
+    assert names.split() == [f"networkpolicy.networking.k8s.io/{n}"
+                             for n in ("minio", "mlflow", "sentiops-predictor")]  # fmt: skip
+    pipeline_pods = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}},
+        "podSelector": {"matchLabels": {"pipelines.kubeflow.org/v2_component": "true"}},
+    }
+    for ns, release in (("sentiops", "sentiops"), ("sentiops-helm", "sentiops"),
+                        ("sentiops-svc", "sentiops-svc")):  # fmt: skip
+        mine = {"app.kubernetes.io/instance": release}
+        mlflow = get(installed, "-n", ns, "networkpolicy", "mlflow")["spec"]
+        assert mlflow["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "mlflow", **mine}
+        (rule,) = mlflow["ingress"]
+        assert rule["from"] == [pipeline_pods] and [p["port"] for p in rule["ports"]] == [5000]
+        minio = get(installed, "-n", ns, "networkpolicy", "minio")["spec"]
+        assert minio["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "minio", **mine}
+        (rule,) = minio["ingress"]
+        assert [p["port"] for p in rule["ports"]] == [9000], ns
+        assert {"podSelector": {"matchLabels": {
+            "serving.kserve.io/inferenceservice": "sentiment"}}} in rule["from"]  # fmt: skip
+        assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow", **mine}}} in (
+            rule["from"])  # fmt: skip
+        assert pipeline_pods in rule["from"], ns
+        drift = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "sentiops-drift",
+                                                 **mine}}}  # fmt: skip
+        assert (drift in rule["from"]) is (ns == "sentiops-svc"), ns
 
 
 def test_helm_release_in_shadow_mode_stored(installed: ApiServer) -> None:
@@ -373,25 +500,50 @@ def test_token_secret_mounted_into_the_stored_predictor(installed: ApiServer) ->
             "readOnly": True} in container["volumeMounts"]  # fmt: skip
     assert {"name": "auth-tokens", "secret": {"secretName": "sentiops-annotator-tokens",
             "defaultMode": 0o440}} in pred["volumes"]  # fmt: skip
-    # the chart created no Secret (the user does); the default install mounts none
+    # the chart created no Secret (the user does); with feedback off none is mounted
     secrets = installed.kubectl("get", "secrets", "-n", "sentiops-auth", "-o", "name").stdout
     assert "secret/sentiops-annotator-tokens" not in secrets.split()
-    default = get(installed, "-n", "sentiops-helm", "inferenceservice", "sentiment")
-    assert "auth-tokens" not in {v["name"] for v in default["spec"]["predictor"]["volumes"]}
-    # NOTES.txt: a warning without the Secret, the Secret's name with it
+    off = get(installed, "-n", "sentiops-nofeedback", "inferenceservice", "sentiment")
+    assert "auth-tokens" not in {v["name"] for v in off["spec"]["predictor"]["volumes"]}
+    assert not [a for a in off["spec"]["predictor"]["containers"][0]["args"]
+                if a.startswith(("--feedback", "--auth"))]  # fmt: skip
+    # NOTES.txt: the token Secret's name with feedback on, that feedback is off without
     notes = {
         release: installed.helm("get", "notes", release, "-n", ns).stdout
-        for release, ns in (("sentiops", "sentiops-helm"), ("sentiops-auth", "sentiops-auth"))
+        for release, ns in (
+            ("sentiops-nofeedback", "sentiops-nofeedback"),
+            ("sentiops-auth", "sentiops-auth"),
+        )  # fmt: skip
     }
-    assert "WARNING: auth.existingSecret is empty" in notes["sentiops"]
+    assert "Feedback is off" in notes["sentiops-nofeedback"]
     assert "WARNING" not in notes["sentiops-auth"]
     assert "needs a token from Secret sentiops-annotator-tokens" in notes["sentiops-auth"]
+    assert "scripts/cluster/create-secrets.sh" in notes["sentiops-auth"]
+
+
+def test_the_defaults_refuse_to_install_an_open_feedback_api(installed: ApiServer) -> None:
+    """`helm install` with the chart's defaults alone fails before anything is created, saying
+    what to set: :feedback is on by default and needs a token Secret."""
+    proc = installed.helm(
+        "install", "sentiops-open", str(REPO / "helm" / "sentiops"),
+        "--namespace=sentiops-open", "--create-namespace", "--no-hooks", check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "inferenceService.feedback.enabled=true needs auth.existingSecret" in proc.stderr
+    assert "set auth.existingSecret=sentiops-annotator-tokens" in proc.stderr
+    releases = installed.helm("list", "--all-namespaces", "-q").stdout.split()
+    assert "sentiops-open" not in releases
 
 
 def test_pods_without_api_access_mount_no_token(installed: ApiServer) -> None:
     for name in ("minio", "mlflow"):
         spec = get(installed, "-n", "sentiops", "deployment", name)["spec"]["template"]["spec"]
         assert spec["automountServiceAccountToken"] is False, name
+    job = get(installed, "-n", "sentiops", "job", "minio-create-buckets")  # (helm: a hook)
+    assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    for ns in ("sentiops", "sentiops-helm"):
+        isvc = get(installed, "-n", ns, "inferenceservice", "sentiment")
+        assert isvc["spec"]["predictor"]["automountServiceAccountToken"] is False, ns
     drift = get(installed, "-n", "sentiops-svc", "deployment", "sentiops-drift")
     assert drift["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     for sa, mounted in (("sentiops-predictor", False), ("sentiops-workload", False),
@@ -409,7 +561,7 @@ def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) ->
     ns, script = "sentiops-pg", str(REPO / "scripts" / "cluster" / "create-mlflow-db-secret.sh")
     chart = str(REPO / "helm" / "sentiops")
     installed.helm("install", "sentiops-pg", chart, f"--namespace={ns}", "--create-namespace",
-                   "--no-hooks", "--timeout=120s")  # fmt: skip
+                   "--no-hooks", "--timeout=120s", *REQUIRED_SET)  # fmt: skip
     env_file = tmp_path / "mlflow-db.env"
     env = {**installed.env, "NAMESPACE": ns, "KUBECTL": tool("kubectl"),
            "MLFLOW_DB_ENV_FILE": str(env_file)}  # fmt: skip
@@ -421,7 +573,8 @@ def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) ->
     assert get(installed, "-n", ns, "secret", "mlflow-postgresql")["data"] == secret["data"]
 
     installed.helm("upgrade", "sentiops-pg", chart, f"--namespace={ns}", "--no-hooks",
-                   "--timeout=120s", "--set=mlflow.backend=postgresql")  # fmt: skip
+                   "--timeout=120s", "--set=mlflow.backend=postgresql",
+                   *REQUIRED_SET)  # fmt: skip
     sts = get(installed, "-n", ns, "statefulset", "mlflow-postgresql")["spec"]
     assert sts["serviceName"] == "mlflow-postgresql"
     assert sts["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
@@ -461,6 +614,7 @@ def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) ->
     installed.helm(
         "install", "sentiops-pgext", chart, f"--namespace={ext}", "--no-hooks", "--timeout=120s",
         "--set=mlflow.backend=postgresql", "--set=mlflow.postgresql.existingSecret=mlflow-db",
+        *REQUIRED_SET,
     )  # fmt: skip
     assert installed.kubectl("get", "statefulset", "-n", ext, "-o", "name").stdout.split() == []
     (mlflow,) = get(installed, "-n", ext, "deployment", "mlflow")["spec"]["template"]["spec"][

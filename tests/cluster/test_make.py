@@ -28,11 +28,16 @@ def make_n(*targets: str) -> str:
         ("images-buildah", ["BUILDER=buildah IMAGE_PREFIX=dev.local/sentiops IMAGE_TAG=dev "
                             "bash scripts/images/build.sh"]),
         ("images-push", ["docker push dev.local/sentiops/serving:dev"]),
-        ("deploy", ["bash scripts/cluster/create-s3-secret.sh",
+        ("deploy", ["NAMESPACE=sentiops KFP_NAMESPACE=kubeflow",
+                    "bash scripts/cluster/create-secrets.sh",
+                    "kubectl -n sentiops delete job minio-create-buckets --ignore-not-found",
                     "kubectl apply --server-side --field-manager=sentiops -k "
                     "manifests/overlays/kind",
                     "wait --for=condition=Ready isvc/sentiment"]),
-        ("deploy-helm", ["upgrade --install sentiops helm/sentiops -n sentiops"]),
+        ("deploy-helm", ["bash scripts/cluster/create-secrets.sh",
+                         "upgrade --install sentiops helm/sentiops -n sentiops",
+                         "--set auth.existingSecret=sentiops-annotator-tokens"]),
+        ("secrets", ["bash scripts/cluster/create-secrets.sh"]),
         ("pipeline-submit", ["sentiops pipeline submit --host http://localhost:8888 "
                              "--image dev.local/sentiops/components:dev"]),
         ("port-forward", ["bash scripts/cluster/port-forward.sh sentiops"]),

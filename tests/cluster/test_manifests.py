@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from .conftest import CHART, load_docs
-from .harness import REPO, crds_dir, run, tool
+from .harness import REPO, REQUIRED_SET, REQUIRED_VALUES, crds_dir, run, tool
 
 CRD_GROUPS = ("serving.kserve.io", "monitoring.coreos.com", "security.istio.io")
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -63,15 +63,21 @@ def test_overlays_build_with_the_same_objects_as_the_chart(helm_docs, overlay_do
 
 
 def test_helm_lint_strict() -> None:
-    out = run([tool("helm"), "lint", "--strict", str(CHART)]).stdout
+    out = run([tool("helm"), "lint", "--strict", str(CHART), *REQUIRED_SET]).stdout
     assert "0 chart(s) failed" in out
-    # and with everything optional switched off / changed
+    # and with everything optional switched off / changed (feedback off: no token Secret needed)
     run([
         tool("helm"), "lint", "--strict", str(CHART),
         "--set", "minio.enabled=false,mlflow.enabled=false,drift.enabled=false",
         "--set", "inferenceService.canary.enabled=false,inferenceService.logger.enabled=false",
         "--set", "monitoring.podMonitor.enabled=false,monitoring.prometheusRule.enabled=false",
+        "--set", "inferenceService.feedback.enabled=false,evalSample.existingSecret=",
+        "--set", "modelSigning.existingSecret=",
     ])  # fmt: skip
+    # the defaults alone: helm lint reports the chart's `fail` (:feedback needs a token Secret)
+    # without failing, by its design for required values; `helm template`/`install` fail
+    bare = run([tool("helm"), "lint", "--strict", str(CHART)], check=False)
+    assert "needs auth.existingSecret" in bare.stdout + bare.stderr
 
 
 def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> None:
@@ -90,12 +96,15 @@ def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> Non
         "--model_dir=/mnt/models",
         "--http_port=8080",
         "--feedback_store=s3://sentiops",  # labels: the store the drift sidecar writes
+        "--auth_token_file=/var/run/sentiops/tokens",  # and only with a token
     ]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["STORAGE_URI"] == "s3://sentiops/models/sentiment/1/"
     assert pred["serviceAccountName"] == "sentiops-predictor"
+    assert pred["automountServiceAccountToken"] is False
     sa = one(helm_docs, "ServiceAccount", "sentiops-predictor")
-    assert sa["secrets"] == [{"name": "sentiops-s3"}]
+    # KServe's storage-initializer: the predictor's own S3 identity, never the root user
+    assert sa["secrets"] == [{"name": "sentiops-s3-predictor"}]
     # the logger's target: the drift sidecar in the same pod, on a port of its own
     assert drift["name"] == "drift" and drift["image"] == "sentiops/drift:0.1.0"
     assert drift["command"] == ["python", "-m", "drift"]
@@ -108,7 +117,8 @@ def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> Non
     assert "ports" not in drift  # Knative: only the serving container declares ports
     assert "readinessProbe" not in drift  # drift never takes serving down
     assert drift["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 9081}
-    assert {m["mountPath"] for m in drift["volumeMounts"]} == {"/tmp"}
+    assert {m["mountPath"] for m in drift["volumeMounts"]} == {
+        "/tmp", "/var/run/sentiops/eval-sample", "/var/run/sentiops/model-verify"}  # fmt: skip
     assert not [d for d in helm_docs if d["metadata"]["name"] == "sentiops-drift"
                 and d["kind"] in ("Deployment", "Service")]  # fmt: skip
     # Prometheus scrapes the sidecar through the predictor pods' target, readdressed
@@ -123,7 +133,7 @@ def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> Non
 
 
 def test_helm_drift_service_mode() -> None:
-    docs = load_docs(run([tool("helm"), "template", "x", str(CHART), "-n", "prod",
+    docs = load_docs(run([tool("helm"), "template", "x", str(CHART), "-n", "prod", *REQUIRED_SET,
                           "--set", "drift.mode=service"]).stdout)  # fmt: skip
     pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
     assert pred["logger"]["url"] == "http://sentiops-drift.prod.svc.cluster.local:9081/"
@@ -181,7 +191,7 @@ def test_rollout_configmap_parses_to_the_judge_defaults(helm_docs) -> None:
 
 def test_helm_values_drive_the_render() -> None:
     out = run([
-        tool("helm"), "template", "x", str(CHART), "-n", "prod",
+        tool("helm"), "template", "x", str(CHART), "-n", "prod", *REQUIRED_SET,
         "--set", "inferenceService.modelVersion=7",
         "--set", "inferenceService.canary.steps={5,25,100}",
         "--set", "images.serving.repository=reg.io/s,images.serving.tag=v7",
@@ -206,7 +216,7 @@ def test_helm_values_drive_the_render() -> None:
     assert "sentiops:request_predict_seconds:p95_5m > 0.25" in exprs
 
     off = load_docs(run([
-        tool("helm"), "template", "x", str(CHART),
+        tool("helm"), "template", "x", str(CHART), *REQUIRED_SET,
         "--set", "inferenceService.canary.enabled=false,inferenceService.logger.enabled=false",
     ]).stdout)  # fmt: skip
     pred = one(off, "InferenceService", "sentiment")["spec"]["predictor"]
@@ -320,8 +330,15 @@ def lockdown_problems(render: str, docs: list[dict]) -> list[str]:
 
 
 def test_only_the_pipeline_account_mounts_a_token(helm_docs, overlay_docs) -> None:
-    """The rollout/register steps need the API (their Role); nothing else gets a token."""
-    for render, docs in all_renders(helm_docs, overlay_docs).items():
+    """The rollout/register steps need the API (their Role); nothing else gets a token: every
+    pod template of every render (the InferenceService's predictor too, and the drift
+    Deployment, PostgreSQL and the shadow mode's) says so itself, and so do the accounts."""
+    renders = {
+        **all_renders(helm_docs, overlay_docs),
+        "service+postgresql+shadow": helm_template(
+            "drift.mode=service", "mlflow.backend=postgresql", *SHADOW),
+    }  # fmt: skip
+    for render, docs in renders.items():
         automount = {
             d["metadata"]["name"]: d.get("automountServiceAccountToken", True)
             for d in by_kind(docs, "ServiceAccount")
@@ -329,12 +346,17 @@ def test_only_the_pipeline_account_mounts_a_token(helm_docs, overlay_docs) -> No
         assert automount == {
             "sentiops-pipeline": True, "sentiops-predictor": False, "sentiops-workload": False,
         }, render  # fmt: skip
-        for doc in by_kind(docs, "Deployment") + by_kind(docs, "Job"):
-            assert doc["spec"]["template"]["spec"]["automountServiceAccountToken"] is False, render
+        workloads = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
+        assert len(workloads) >= 4, render
+        for doc in workloads:
+            for spec in pod_specs(doc):
+                assert spec["automountServiceAccountToken"] is False, (render, doc["kind"])
+                assert spec["serviceAccountName"] != "sentiops-pipeline", render
 
 
-# (SENTIOPS_RETRAIN_MAX_TOKEN_SHARE is a share of labels per token, no credential)
-SECRET_ENV = re.compile(r"(SECRET|PASSWORD|ACCESS_KEY|TOKEN(?!_SHARE))", re.I)
+# (SENTIOPS_RETRAIN_MAX_TOKEN_SHARE is a share of labels per token, no credential; *_FILE is
+# the path of a mounted Secret's key)
+SECRET_ENV = re.compile(r"^(?!.*_FILE$).*(SECRET|PASSWORD|ACCESS_KEY|TOKEN(?!_SHARE))", re.I)
 
 
 def test_no_plaintext_credentials(helm_docs, overlay_docs) -> None:
@@ -342,7 +364,9 @@ def test_no_plaintext_credentials(helm_docs, overlay_docs) -> None:
         assert not by_kind(docs, "Secret"), f"{render} renders a Secret"
         for doc in docs:
             for env in _walk_env(doc):
-                if SECRET_ENV.search(env["name"]):
+                if env["name"].endswith("_FILE"):  # the path of a mounted Secret's key
+                    assert env["value"].startswith("/var/run/sentiops/"), env
+                elif SECRET_ENV.search(env["name"]):
                     assert "value" not in env and "secretKeyRef" in env.get("valueFrom", {}), (
                         f"{render} {doc['metadata']['name']}: {env['name']} not from a Secret"
                     )
@@ -374,9 +398,20 @@ def test_dashboard_configmap_carries_the_dashboard(helm_docs) -> None:
 # ---------------------------------------------------------------- network + write access
 
 
-def helm_template(*sets: str) -> list[dict]:
-    args = [a for value in sets for a in ("--set", value)]
+def helm_template(*sets: str, required: bool = True) -> list[dict]:
+    """The chart rendered as release `x` in namespace `prod`, with the required values (unless
+    `required=False`) and then `sets`."""
+    args = [a for value in (*(REQUIRED_VALUES if required else ()), *sets)
+            for a in ("--set", value)]  # fmt: skip
     return load_docs(run([tool("helm"), "template", "x", str(CHART), "-n", "prod", *args]).stdout)
+
+
+def helm_fails(*sets: str) -> str:
+    """`helm template` with only `sets`, which must fail: its error output."""
+    args = [a for value in sets for a in ("--set", value)]
+    proc = run([tool("helm"), "template", "x", str(CHART), "-n", "prod", *args], check=False)
+    assert proc.returncode != 0, f"rendered with {sets}"
+    return proc.stderr
 
 
 def _peers(rule: dict) -> list[dict]:
@@ -470,8 +505,8 @@ AUTH_SET = ("auth.existingSecret=sentiops-annotator-tokens", "auth.readsNeedToke
 def test_feedback_goes_to_the_charts_store(helm_docs, overlay_docs) -> None:
     """`:feedback` works on a cluster: the model server stores labels in, and joins them with
     the prediction log of, the store the drift sidecar writes (s3://<s3.bucket>), reached
-    with the same endpoint and credentials (from the S3 Secret, never a literal); off, it has
-    neither the flag nor the credentials."""
+    with the same endpoint, each with its own S3 identity (a Secret, never a literal); off,
+    it has neither the flag nor the credentials."""
     for render, docs in all_renders(helm_docs, overlay_docs).items():
         container, drift = one(docs, "InferenceService", "sentiment")["spec"]["predictor"][
             "containers"]  # fmt: skip
@@ -479,10 +514,12 @@ def test_feedback_goes_to_the_charts_store(helm_docs, overlay_docs) -> None:
         store = denv["SENTIOPS_STORE"]["value"]
         assert f"--feedback_store={store}" in container["args"], render
         env = {e["name"]: e for e in container["env"]}
-        for name in ("SENTIOPS_S3_ENDPOINT", "SENTIOPS_S3_REGION", "AWS_ACCESS_KEY_ID",
-                     "AWS_SECRET_ACCESS_KEY"):  # fmt: skip
+        for name in ("SENTIOPS_S3_ENDPOINT", "SENTIOPS_S3_REGION"):
             assert env[name] == denv[name], (render, name)
-        assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "sentiops-s3"
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            ref = env[name]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "sentiops-s3-predictor", "key": name}, render
+            assert denv[name]["valueFrom"]["secretKeyRef"]["name"] == "sentiops-s3-drift"
     docs = helm_template("s3.bucket=elsewhere", "drift.enabled=false")
     (container,) = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]["containers"]
     assert "--feedback_store=s3://elsewhere" in container["args"]  # without the sidecar too
@@ -515,17 +552,36 @@ def test_token_secret_is_mounted_as_a_directory() -> None:
     assert {"name": "tmp", "emptyDir": {}} in pred["volumes"]
 
 
-def test_without_a_token_secret_nothing_is_mounted(helm_docs, overlay_docs) -> None:
+FEEDBACK_NEEDS_TOKENS = (
+    "inferenceService.feedback.enabled=true needs auth.existingSecret: labels POSTed to "
+    "/v1/models/sentiment:feedback become training data, so writing them must need a token."
+)
+
+
+def test_feedback_is_never_open_to_writes(helm_docs, overlay_docs) -> None:
+    """Safe by default: with :feedback on (the default) and no token Secret the chart does not
+    render, and says what to set; every render we ship mounts the token Secret; with feedback
+    off no token is needed and nothing is mounted."""
     for render, docs in all_renders(helm_docs, overlay_docs).items():
         pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
-        args = [a for c in pred["containers"] for a in c.get("args", [])]
-        assert not [a for a in args if a.startswith(("--auth", "--rate"))], render
-        assert "auth-tokens" not in {v["name"] for v in pred["volumes"]}, render
-    proc = run([tool("helm"), "template", "x", str(CHART), "--set", "auth.readsNeedToken=true"],
-               check=False)  # fmt: skip
-    assert proc.returncode != 0 and "auth.readsNeedToken needs auth.existingSecret" in proc.stderr
+        assert "--auth_token_file=/var/run/sentiops/tokens" in pred["containers"][0]["args"]
+        (volume,) = [v for v in pred["volumes"] if v["name"] == "auth-tokens"]
+        assert volume["secret"]["secretName"] == "sentiops-annotator-tokens", render
+    for sets in ((), ("drift.mode=service",), ("auth.existingSecret=",)):
+        err = helm_fails(*sets)
+        assert FEEDBACK_NEEDS_TOKENS in err, err
+        assert "set auth.existingSecret=sentiops-annotator-tokens" in err
+        assert "or set inferenceService.feedback.enabled=false" in err
+        assert "scripts/cluster/create-secrets.sh" in err and "openssl rand -hex 24" in err
+    off = helm_template("inferenceService.feedback.enabled=false", required=False)
+    pred = one(off, "InferenceService", "sentiment")["spec"]["predictor"]
+    args = [a for c in pred["containers"] for a in c.get("args", [])]
+    assert not [a for a in args if a.startswith(("--auth", "--rate", "--feedback"))]
+    assert "auth-tokens" not in {v["name"] for v in pred["volumes"]}
+    err = helm_fails("inferenceService.feedback.enabled=false", "auth.readsNeedToken=true")
+    assert "auth.readsNeedToken needs auth.existingSecret" in err
     notes = (CHART / "templates" / "NOTES.txt").read_text()
-    assert "WARNING: auth.existingSecret is empty" in notes
+    assert "WARNING" not in notes and "Feedback is off" in notes
 
 
 # what `openssl rand -hex 24` / `sentiops auth token` make: 24+ characters of hex or
@@ -587,10 +643,10 @@ def test_authorization_policy_only_when_enabled(helm_docs) -> None:
         for cond in rule.get("when", []):
             assert re.fullmatch(r"request\.headers\[[a-z0-9-]+\]|request\.auth\.\w+",
                                 cond["key"]) and cond["values"]  # fmt: skip
-    bad = run([tool("helm"), "template", "x", str(CHART), "--set",
+    bad = run([tool("helm"), "template", "x", str(CHART), *REQUIRED_SET, "--set",
                "istio.authorizationPolicy.enabled=true,istio.authorizationPolicy.readPaths=null"],
               check=False)  # fmt: skip
-    assert bad.returncode != 0
+    assert bad.returncode != 0 and "readPaths" in bad.stderr
 
 
 def test_everything_switched_on_still_validates() -> None:
@@ -605,7 +661,8 @@ def test_everything_switched_on_still_validates() -> None:
     for doc in docs:
         if doc["apiVersion"].split("/")[0] not in CRD_GROUPS:
             kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
-    assert len(by_kind(docs, "NetworkPolicy")) == 2
+    assert {d["metadata"]["name"] for d in by_kind(docs, "NetworkPolicy")} == {
+        "sentiops-predictor", "sentiops-drift", "mlflow", "minio"}  # fmt: skip
     run([tool("helm"), "lint", "--strict", str(CHART),
          *[a for v in AUTH_SET for a in ("--set", v)],
          "--set", "drift.mode=service,istio.authorizationPolicy.enabled=true"])  # fmt: skip
@@ -634,6 +691,17 @@ def test_everything_switched_on_still_validates() -> None:
         "mlflow.postgresql.existingSecret=Not_A_Name",
         "mlflow.postgresql.database=my db",
         "mlflow.postgresql.passwordSecret=",
+        "s3.secretName=sentiops-s3",  # one S3 key for all: gone (s3.identities)
+        "s3.rootSecretName=",
+        "s3.identities.drift.secretName=",
+        "s3.identities.predictor.secretName=Not_A_Name",
+        "s3.identities.console.secretName=x",
+        "s3.identities.mlflow.accessKey=abc",
+        "networkPolicy.pipeline[0].ipBlock.cidr=0.0.0.0/0",
+        "networkPolicy.s3Clients[0].ipBlock.cidr=0.0.0.0/0",
+        "evalSample.existingSecret=Not_A_Name",
+        "evalSample.key=abc",
+        "modelSigning.signingKey=abc",
     ],
 )
 def test_values_schema_rejects_bad_values(bad: str) -> None:
@@ -811,9 +879,16 @@ def test_shadow_mode_renders_the_rollouts_rbac_and_reaches_the_shadows_pods() ->
         "matchLabels": {"serving.kserve.io/inferenceservice": "sentiment-shadow"}}  # fmt: skip
     assert {**sap["spec"], "selector": None} == {**ap["spec"], "selector": None}
     # nothing else differs from canary mode
+    # the shadow's pods read the candidate model from MinIO (KServe's storage-initializer)
+    (minio,) = one(docs, "NetworkPolicy", "minio")["spec"]["ingress"]
+    shadow_pods = {"podSelector": {"matchLabels": {
+        "serving.kserve.io/inferenceservice": "sentiment-shadow"}}}  # fmt: skip
+    assert shadow_pods in minio["from"]
+    (canary_minio,) = one(canary, "NetworkPolicy", "minio")["spec"]["ingress"]
+    assert [p for p in minio["from"] if p != shadow_pods] == canary_minio["from"]
     ids = {(d["kind"], d["metadata"]["name"]) for d in docs}
     changed = {("ConfigMap", "sentiops-rollout"), ("Role", "sentiops-pipeline"),
-               ("PodMonitor", "sentiops-predictor")}  # fmt: skip
+               ("PodMonitor", "sentiops-predictor"), ("NetworkPolicy", "minio")}  # fmt: skip
     assert ids - {(d["kind"], d["metadata"]["name"]) for d in canary} == {
         ("NetworkPolicy", "sentiops-predictor-shadow"),
         ("AuthorizationPolicy", "sentiops-predictor-shadow")}  # fmt: skip
@@ -824,7 +899,8 @@ def test_shadow_mode_renders_the_rollouts_rbac_and_reaches_the_shadows_pods() ->
         for doc in docs:
             if doc["apiVersion"].split("/")[0] not in CRD_GROUPS:
                 kubernetes_validate.validate(doc, version, strict=True)
-    run([tool("helm"), "lint", "--strict", str(CHART), "--set", ",".join((*SHADOW, istio))])
+    run([tool("helm"), "lint", "--strict", str(CHART), *REQUIRED_SET,
+         "--set", ",".join((*SHADOW, istio))])  # fmt: skip
 
 
 def test_shadow_mode_in_the_default_render_is_off(helm_default, helm_docs) -> None:
@@ -855,7 +931,7 @@ def test_shadow_ports_follow_the_predictor_ports_override() -> None:
 def test_shadow_mode_needs_kserves_standard_mode(mode: str) -> None:
     """A shadow is mirrored by KServe's Gateway API ingress: with Knative the render fails
     saying what to set; RawDeployment (Standard's older name) renders."""
-    proc = run([tool("helm"), "template", "x", str(CHART), "--set",
+    proc = run([tool("helm"), "template", "x", str(CHART), *REQUIRED_SET, "--set",
                 f"inferenceService.canary.mode=shadow,inferenceService.deploymentMode={mode}"],
                check=False)  # fmt: skip
     assert proc.returncode != 0
@@ -865,3 +941,396 @@ def test_shadow_mode_needs_kserves_standard_mode(mode: str) -> None:
     docs = helm_template("inferenceService.canary.mode=shadow",
                          "inferenceService.deploymentMode=RawDeployment")  # fmt: skip
     assert one(docs, "ConfigMap", "sentiops-rollout")["data"]["rolloutMode"] == "shadow"
+
+
+# ---------------------------------------------------------------- S3 identities and policies
+
+IDENTITIES = ("predictor", "drift", "mlflow", "pipeline")
+S3_SECRETS = {"root": "sentiops-s3-root", "predictor": "sentiops-s3-predictor",
+              "drift": "sentiops-s3-drift", "mlflow": "sentiops-s3-mlflow",
+              "pipeline": "sentiops-s3"}  # fmt: skip
+
+
+def _secret_names(node: object) -> set[str]:
+    """Every Secret a container or pod spec references (env, envFrom, volumes)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("secretKeyRef", "secretRef") and isinstance(value, dict):
+                found.add(value["name"])
+            elif key == "secret" and isinstance(value, dict) and "secretName" in value:
+                found.add(value["secretName"])
+            else:
+                found |= _secret_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _secret_names(value)
+    return found
+
+
+def s3_secrets_by_container(docs: list[dict], secrets: dict[str, str]) -> dict[str, set[str]]:
+    """`<kind>/<name>/<container>` -> the S3 identities (keys of `secrets`) it references,
+    through its env or through a volume it mounts."""
+    by_name = {name: ident for ident, name in secrets.items()}
+    out = {}
+    for doc in (d for d in docs if d["kind"] in WORKLOAD_KINDS):
+        for spec in pod_specs(doc):
+            volumes = {v["name"]: _secret_names(v) for v in spec.get("volumes", [])}
+            for c in spec["containers"] + spec.get("initContainers", []):
+                names = _secret_names(c.get("env", [])) | _secret_names(c.get("envFrom", []))
+                for mount in c.get("volumeMounts", []):
+                    names |= volumes.get(mount["name"], set())
+                key = f"{doc['kind']}/{doc['metadata']['name']}/{c['name']}"
+                out[key] = {by_name[n] for n in names if n in by_name}
+    return out
+
+
+def test_each_component_has_its_own_s3_identity(helm_docs, overlay_docs) -> None:
+    """No container but MinIO's and the bucket Job's sees the root user; every other one only
+    its own identity: the model server the predictor's, the drift detector (sidecar or
+    Deployment) the drift's, MLflow the MLflow's. The Job creates every identity's user.
+    KServe's storage-initializer reads the predictor's (its ServiceAccount's Secret)."""
+    job = {"Job/minio-create-buckets/mc": {"root", *IDENTITIES}}
+    expected = {
+        "InferenceService/sentiment/kserve-container": {"predictor"},
+        "InferenceService/sentiment/drift": {"drift"},
+        "Deployment/mlflow/mlflow": {"mlflow"},
+        "Deployment/minio/minio": {"root"},
+        **job,
+    }
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        assert s3_secrets_by_container(docs, S3_SECRETS) == expected, render
+        sa = one(docs, "ServiceAccount", "sentiops-predictor")
+        assert sa["secrets"] == [{"name": "sentiops-s3-predictor"}], render
+    docs = helm_template("drift.mode=service", "mlflow.backend=postgresql")
+    assert s3_secrets_by_container(docs, S3_SECRETS) == {
+        "InferenceService/sentiment/kserve-container": {"predictor"},
+        "Deployment/sentiops-drift/drift": {"drift"},
+        "Deployment/mlflow/mlflow": {"mlflow"},
+        "Deployment/minio/minio": {"root"},
+        "StatefulSet/mlflow-postgresql/postgresql": set(), **job,
+    }  # fmt: skip
+    # the names are values; an external S3 (no MinIO): no root user anywhere
+    names = {"root": "r", "predictor": "p", "drift": "d", "mlflow": "m", "pipeline": "k"}
+    sets = [f"s3.identities.{i}.secretName={names[i]}" for i in IDENTITIES]
+    docs = helm_template("s3.rootSecretName=r", *sets)
+    assert s3_secrets_by_container(docs, names) == expected
+    assert one(docs, "ServiceAccount", "sentiops-predictor")["secrets"] == [{"name": "p"}]
+    docs = helm_template("minio.enabled=false", "s3.endpoint=s3.example.com", *sets)
+    assert s3_secrets_by_container(docs, names) == {
+        k: v for k, v in expected.items() if "minio" not in k}  # fmt: skip
+    assert "r" not in _secret_names(docs) and "sentiops-s3-root" not in _secret_names(docs)
+    # feedback off: the model server has no S3 credentials at all (the storage-initializer
+    # still reads the predictor's through the ServiceAccount)
+    docs = helm_template("inferenceService.feedback.enabled=false")
+    found = s3_secrets_by_container(docs, S3_SECRETS)
+    assert found["InferenceService/sentiment/kserve-container"] == set()
+
+
+def s3_policies(docs: list[dict]) -> dict[str, dict]:
+    """The IAM policy documents the bucket Job gives MinIO (ConfigMap sentiops-s3-policies)."""
+    data = one(docs, "ConfigMap", "sentiops-s3-policies")["data"]
+    assert set(data) == {f"{i}.json" for i in IDENTITIES}
+    return {name.removesuffix(".json"): json.loads(text) for name, text in data.items()}
+
+
+def iam_allows(policy: dict, action: str, arn: str) -> bool:
+    """IAM's evaluation for these documents: an explicit Deny wins, else any Allow; `*` in a
+    resource matches any characters (also `/`). The documents use nothing else (checked)."""
+    import fnmatch
+
+    assert policy["Version"] == "2012-10-17"
+    allowed = False
+    for st in policy["Statement"]:
+        assert set(st) <= {"Sid", "Effect", "Action", "Resource"}, st  # no conditions etc.
+        assert all(a.startswith("s3:") and "*" not in a for a in st["Action"]), st
+        if action in st["Action"] and any(fnmatch.fnmatchcase(arn, r) for r in st["Resource"]):
+            if st["Effect"] == "Deny":
+                return False
+            assert st["Effect"] == "Allow"
+            allowed = True
+    return allowed
+
+
+def _arn(uri: str) -> str:
+    assert uri.startswith("s3://")
+    return "arn:aws:s3:::" + uri.removeprefix("s3://")
+
+
+@pytest.mark.parametrize(("bucket", "mlflow"), [("sentiops", "mlflow"), ("prod-data", "prod-ml")])
+def test_s3_policies_follow_the_store_layout(bucket: str, mlflow: str) -> None:
+    """What each identity may do, on the object keys the code itself writes
+    (sentiops.store.layout, sentiops.config.model_uri, the feedback API's prefix): the predictor
+    reads models, predictions and labels and writes only labels/feedback/; the drift detector
+    reads models, labels and released records and writes the prediction log, the labelling
+    queue and its retrain records but never retrain/released/ (that would skip the poisoning
+    guard); MLflow only its bucket; the pipeline both buckets."""
+    from datetime import UTC, datetime
+
+    from sentiops.config import model_uri
+    from sentiops.feedback.labels import feedback_prefix
+    from sentiops.store import layout
+
+    store, now = f"s3://{bucket}", datetime(2026, 5, 1, tzinfo=UTC)
+    model = model_uri(store, "3", "sentiment")
+    keys = {
+        "model": f"{model}/model.json",
+        "detector": f"{model}/drift/reference.npz",
+        "prediction": layout.prediction_part(store, "3", now),
+        "labelling": layout.labelling_part(store, "3", now),
+        "feedback": f"{feedback_prefix(store)}/date=2026-05-01/part-120000-abcd1234.parquet",
+        "label": layout.join(store, layout.LABELS, "reviews", "batch-1.csv"),
+        "trigger": layout.trigger_record(store, now),
+        "held": layout.held_record(store, "3", now),
+        "released": layout.held_record(store, "3", now, released=True),
+        "artifact": f"s3://{mlflow}/artifacts/1/abc/artifacts/model/model.pkl",
+    }
+    assert keys["released"].startswith(f"{store}/retrain/released/")
+    reads = {
+        "predictor": {"model", "detector", "prediction", "feedback", "label"},
+        "drift": {"model", "detector", "feedback", "label", "released"},
+        "mlflow": {"artifact"},
+        "pipeline": set(keys),
+    }
+    writes = {
+        "predictor": {"feedback"},
+        "drift": {"prediction", "labelling", "trigger", "held"},
+        "mlflow": {"artifact"},
+        "pipeline": set(keys),
+    }
+    deletes = {"predictor": set(), "drift": set(), "mlflow": {"artifact"}, "pipeline": set(keys)}
+    lists = {"predictor": {bucket}, "drift": {bucket}, "mlflow": {mlflow},
+             "pipeline": {bucket, mlflow}}  # fmt: skip
+    policies = s3_policies(helm_template(f"s3.bucket={bucket}", f"s3.mlflowBucket={mlflow}"))
+    wrong = []
+    for ident, policy in policies.items():
+        for what, uri in keys.items():
+            for action, may in (("s3:GetObject", reads), ("s3:PutObject", writes),
+                                ("s3:DeleteObject", deletes)):  # fmt: skip
+                if iam_allows(policy, action, _arn(uri)) != (what in may[ident]):
+                    wrong.append(f"{ident}: {action} {what} ({uri}) should be "
+                                 f"{'allowed' if what in may[ident] else 'denied'}")  # fmt: skip
+            if what in writes[ident]:  # multipart uploads of big files
+                assert iam_allows(policy, "s3:AbortMultipartUpload", _arn(uri)), (ident, what)
+        for b in (bucket, mlflow, "other-bucket"):
+            for action in ("s3:ListBucket", "s3:GetBucketLocation"):
+                if iam_allows(policy, action, f"arn:aws:s3:::{b}") != (b in lists[ident]):
+                    wrong.append(f"{ident}: {action} on {b}")
+        for admin in ("s3:CreateBucket", "s3:DeleteBucket", "s3:PutBucketPolicy"):
+            if iam_allows(policy, admin, f"arn:aws:s3:::{bucket}"):
+                wrong.append(f"{ident}: {admin}")
+    assert not wrong, "\n".join(wrong)
+    # the drift detector's write to retrain/ is cut by an explicit Deny on released/ (an Allow
+    # added elsewhere, e.g. a group policy, cannot reopen it)
+    (deny,) = [s for s in policies["drift"]["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Resource"] == [f"arn:aws:s3:::{bucket}/retrain/released/*"]
+    assert set(deny["Action"]) == {"s3:PutObject", "s3:DeleteObject"}
+
+
+def documented_policies() -> dict[str, dict]:
+    """The IAM policies docs/security-cluster.md gives for an external S3 (default buckets)."""
+    text = (REPO / "docs" / "security-cluster.md").read_text()
+    found = re.findall(r"^\*\*(\w+)\*\* \(Secret `[^`]+`[^\n]*\n+```json\n(.*?)```", text,
+                       re.M | re.S)  # fmt: skip
+    return {name: json.loads(body) for name, body in found}
+
+
+def test_documented_policies_are_the_charts(helm_docs) -> None:
+    """An external S3 gets the same policies as the chart's MinIO: the documented JSON equals
+    what the chart renders (default buckets), identity by identity."""
+    assert documented_policies() == s3_policies(helm_docs)
+
+
+def test_the_bucket_job_creates_each_identity_with_its_policy(helm_docs, overlay_docs) -> None:
+    """The Job mounts the policies and, for every identity, creates the policy, the user (the
+    identity Secret's access key) and attaches one to the other; a second run (every helm
+    upgrade, every `make deploy`) only repeats what exists."""
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        job = one(docs, "Job", "minio-create-buckets")["spec"]["template"]["spec"]
+        (c,) = job["containers"]
+        script = c["args"][0]
+        env = {e["name"]: e for e in c["env"]}
+        for ident in IDENTITIES:
+            up = ident.upper()
+            assert f'identity {ident} "${up}_ACCESS_KEY" "${up}_SECRET_KEY"' in script, render
+            for var, key in ((f"{up}_ACCESS_KEY", "AWS_ACCESS_KEY_ID"),
+                             (f"{up}_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")):  # fmt: skip
+                ref = env[var]["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": S3_SECRETS[ident], "key": key}, render
+        assert 'mc admin policy create s3 "sentiops-$1" "/policies/$1.json"' in script
+        assert 'mc admin user add s3 "$2" "$3"' in script
+        assert 'mc admin policy attach s3 "sentiops-$1" --user "$2"' in script
+        assert '*"already in effect"*) ;;' in script  # attach twice: MinIO refuses, no harm
+        assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == (
+            "sentiops-s3-root")  # fmt: skip
+        mount = {m["name"]: m for m in c["volumeMounts"]}["policies"]
+        assert mount == {"name": "policies", "mountPath": "/policies", "readOnly": True}
+        (vol,) = [v for v in job["volumes"] if v["name"] == "policies"]
+        assert vol["configMap"]["name"] == "sentiops-s3-policies"
+        assert s3_policies(docs) == s3_policies(helm_docs)
+    assert not by_kind(helm_template("minio.createBuckets=false"), "ConfigMap",
+                       "sentiops-s3-policies")  # fmt: skip
+
+
+def test_kustomize_base_is_rendered_with_the_required_values() -> None:
+    """scripts/cluster/render_manifests.py sets what these tests set (and `make deploy-helm`)."""
+    import importlib.util
+
+    path = REPO / "scripts" / "cluster" / "render_manifests.py"
+    spec = importlib.util.spec_from_file_location("render_manifests", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert tuple(module.BASE_VALUES) == REQUIRED_VALUES
+    makefile = (REPO / "mk" / "cluster.mk").read_text()
+    for value in REQUIRED_VALUES:
+        assert f"--set {value}" in makefile
+
+
+# ---------------------------------------------------------------- the two key Secrets
+
+SAMPLE_ENV = ("SENTIOPS_SAMPLE_SECRET_FILE", "/var/run/sentiops/eval-sample/key")
+VERIFY_ENV = ("SENTIOPS_MODEL_VERIFY_KEY_FILE", "/var/run/sentiops/model-verify/verify.pub")
+
+
+def key_files(container: dict, volumes: list[dict]) -> dict[str, tuple[str, str, list]]:
+    """env name -> (its file, the Secret it comes from, the Secret's keys mounted) for each
+    *_FILE variable of a container; the file must be in a read-only mount of that Secret."""
+    by_name = {v["name"]: v for v in volumes}
+    out = {}
+    for env in container.get("env", []):
+        if not env["name"].endswith("_FILE"):
+            continue
+        path = env["value"]
+        (mount,) = [m for m in container["volumeMounts"]
+                    if path.startswith(m["mountPath"].rstrip("/") + "/")]  # fmt: skip
+        assert mount.get("readOnly") is True, mount
+        secret = by_name[mount["name"]]["secret"]
+        keys = [i["key"] for i in secret.get("items", [])]
+        assert path.removeprefix(mount["mountPath"] + "/") in keys, (path, keys)
+        out[env["name"]] = (path, secret["secretName"], keys)
+    return out
+
+
+def test_key_secrets_reach_the_predictor_and_the_drift_detector(helm_docs, overlay_docs) -> None:
+    """The evaluation-sample key and the model-signing public key are mounted read-only into
+    the model server and the drift container (sidecar or Deployment), each with its _FILE
+    variable; of the signing Secret only verify.pub, never the private signing.key."""
+    want = {
+        SAMPLE_ENV[0]: (SAMPLE_ENV[1], "sentiops-eval-sample", ["key"]),
+        VERIFY_ENV[0]: (VERIFY_ENV[1], "sentiops-model-signing", ["verify.pub"]),
+    }
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
+        for c in pred["containers"]:
+            assert key_files(c, pred["volumes"]) == want, (render, c["name"])
+        for doc in docs:
+            assert "signing.key" not in json.dumps(doc), (render, doc["metadata"]["name"])
+    docs = helm_template("drift.mode=service", "evalSample.existingSecret=sample",
+                         "modelSigning.existingSecret=signing")  # fmt: skip
+    named = {SAMPLE_ENV[0]: (SAMPLE_ENV[1], "sample", ["key"]),
+             VERIFY_ENV[0]: (VERIFY_ENV[1], "signing", ["verify.pub"])}  # fmt: skip
+    pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
+    (c,) = pred["containers"]
+    assert key_files(c, pred["volumes"]) == named
+    spec = one(docs, "Deployment", "sentiops-drift")["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    assert key_files(c, spec["volumes"]) == named
+    # nothing else gets a key
+    for doc in (d for d in docs if d["kind"] in ("Deployment", "Job", "StatefulSet")):
+        if doc["metadata"]["name"] != "sentiops-drift":
+            assert not {"sample", "signing"} & _secret_names(doc), doc["metadata"]["name"]
+    # signing off: no verify key; the sample key stays
+    docs = helm_template("modelSigning.existingSecret=")
+    pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
+    for c in pred["containers"]:
+        assert key_files(c, pred["volumes"]) == {SAMPLE_ENV[0]: want[SAMPLE_ENV[0]]}
+
+
+def test_the_eval_sample_secret_is_required_while_feedback_or_drift_is_on() -> None:
+    message = ("evalSample.existingSecret is empty, but the predictor "
+               "(inferenceService.feedback.enabled) and the drift detector (drift.enabled) "
+               "need the evaluation-sample key.")  # fmt: skip
+    for sets in ((), ("inferenceService.feedback.enabled=false",), ("drift.enabled=false",)):
+        err = helm_fails(*REQUIRED_VALUES, "evalSample.existingSecret=", *sets)
+        assert message in err and "set evalSample.existingSecret=sentiops-eval-sample" in err
+        assert "openssl rand -hex 32" in err
+    docs = helm_template("evalSample.existingSecret=", "inferenceService.feedback.enabled=false",
+                         "drift.enabled=false", required=False)  # fmt: skip
+    (c,) = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]["containers"]
+    assert SAMPLE_ENV[0] not in {e["name"] for e in c["env"]}
+
+
+# ---------------------------------------------------------------- MLflow and MinIO policies
+
+PIPELINE_PODS = [{
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}},
+    "podSelector": {"matchLabels": {"pipelines.kubeflow.org/v2_component": "true"}},
+}]  # fmt: skip
+
+
+def pods_selected(docs: list[dict], selector: dict) -> set[str]:
+    """The workloads of a render whose pod template labels a matchLabels selector selects
+    (the InferenceService's predictor pods carry KServe's label)."""
+    out = set()
+    for doc in (d for d in docs if d["kind"] in WORKLOAD_KINDS):
+        if doc["kind"] == "InferenceService":
+            labels = {"serving.kserve.io/inferenceservice": doc["metadata"]["name"],
+                      **doc["spec"]["predictor"].get("labels", {})}  # fmt: skip
+        else:
+            labels = doc["spec"]["template"]["metadata"]["labels"]
+        if selector["matchLabels"].items() <= labels.items():
+            out.add(f"{doc['kind']}/{doc['metadata']['name']}")
+    assert set(selector) == {"matchLabels"}, selector
+    return out
+
+
+def _reached(docs: list[dict], policy: dict) -> tuple[set[str], list[dict], list[int]]:
+    """(workloads of this namespace a policy's peers select, its other peers, its ports)."""
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    local, other = set(), []
+    for peer in rule["from"]:
+        if set(peer) == {"podSelector"}:
+            selected = pods_selected(docs, peer["podSelector"])
+            assert selected, f"peer {peer} selects no pod of the render"
+            local |= selected
+        else:
+            other.append(peer)
+    return local, other, _ports(rule)
+
+
+def test_mlflow_and_minio_network_policies(helm_docs, overlay_docs) -> None:
+    """MLflow (no authentication of its own) takes connections from the pipeline's step pods
+    only; MinIO's S3 port from the pods that use S3 (the predictor pods, MLflow, the bucket
+    Job) and the pipeline's step pods; MinIO's console port from nobody."""
+    for render, docs in all_renders(helm_docs, overlay_docs).items():
+        mlflow = one(docs, "NetworkPolicy", "mlflow")
+        assert pods_selected(docs, mlflow["spec"]["podSelector"]) == {"Deployment/mlflow"}
+        assert _reached(docs, mlflow) == (set(), PIPELINE_PODS, [5000]), render
+        minio = one(docs, "NetworkPolicy", "minio")
+        assert pods_selected(docs, minio["spec"]["podSelector"]) == {"Deployment/minio"}
+        assert _reached(docs, minio) == ({"InferenceService/sentiment", "Deployment/mlflow",
+                                          "Job/minio-create-buckets"}, PIPELINE_PODS,
+                                         [9000]), render  # fmt: skip
+    # service mode: the drift Deployment writes the store too; more peers from the values
+    extra = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}}}
+    docs = helm_template("drift.mode=service", "mlflow.backend=postgresql",
+                         "networkPolicy.mlflowClients[0].namespaceSelector.matchLabels"
+                         ".kubernetes\\.io/metadata\\.name=ops",
+                         "networkPolicy.s3Clients[0].namespaceSelector.matchLabels"
+                         ".kubernetes\\.io/metadata\\.name=ops")  # fmt: skip
+    assert _reached(docs, one(docs, "NetworkPolicy", "minio")) == (
+        {"InferenceService/sentiment", "Deployment/sentiops-drift", "Deployment/mlflow",
+         "Job/minio-create-buckets"}, [*PIPELINE_PODS, extra], [9000])  # fmt: skip
+    assert _reached(docs, one(docs, "NetworkPolicy", "mlflow")) == (
+        set(), [*PIPELINE_PODS, extra], [5000])  # fmt: skip
+    # no peer: closed; components switched off: no policy of theirs, no peer on MinIO's
+    closed = helm_template("networkPolicy.pipeline=null")
+    assert one(closed, "NetworkPolicy", "mlflow")["spec"]["ingress"] == []
+    docs = helm_template("mlflow.enabled=false", "minio.createBuckets=false")
+    assert not by_kind(docs, "NetworkPolicy", "mlflow")
+    assert _reached(docs, one(docs, "NetworkPolicy", "minio"))[0] == {
+        "InferenceService/sentiment"}  # fmt: skip
+    assert not by_kind(helm_template("minio.enabled=false"), "NetworkPolicy", "minio")

@@ -20,7 +20,7 @@ import yaml
 from sentiops import metrics
 
 from .conftest import load_docs
-from .harness import REPO, free_port, port_open, run, start, tool, wait_until
+from .harness import REPO, REQUIRED_SET, free_port, port_open, run, start, tool, wait_until
 from .promql import metric_names
 
 RULES = REPO / "monitoring" / "rules" / "sentiops.rules.yaml"
@@ -93,7 +93,7 @@ def test_chart_and_kustomize_ship_the_canonical_rules(helm_docs, overlay_docs, t
         assert normalise(rule["spec"]["groups"]) == normalise(canonical_groups()), render
     # and the chart's rules with other thresholds are still valid rules
     out = run([
-        tool("helm"), "template", "x", str(REPO / "helm" / "sentiops"),
+        tool("helm"), "template", "x", str(REPO / "helm" / "sentiops"), *REQUIRED_SET,
         "--set", "alerts.latencyP95Seconds=1.5,alerts.errorRatio=0.1,alerts.latencyFor=2m",
     ]).stdout  # fmt: skip
     (rule,) = [d for d in load_docs(out) if d["kind"] == "PrometheusRule"]

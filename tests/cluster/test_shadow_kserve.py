@@ -37,7 +37,14 @@ from sentiops.rollout.shadow import (
 from sentiops.rollout.steps import Plan, run
 from tests.traffic import Simulated
 
-from .harness import REPO, ROLLOUT_NAMESPACE, ApiServer, httproute_crd_for_apiserver_1_20, tool
+from .harness import (
+    REPO,
+    REQUIRED_SET,
+    ROLLOUT_NAMESPACE,
+    ApiServer,
+    httproute_crd_for_apiserver_1_20,
+    tool,
+)
 from .harness import run as sh
 
 pytestmark = pytest.mark.integration
@@ -113,7 +120,7 @@ def cel_rules(route: dict[str, Any]) -> list[str]:
 def chart(*values: str) -> list[dict[str, Any]]:
     """The chart rendered into this module's namespace for the InferenceService `reviews`."""
     rendered = sh([tool("helm"), "template", "sentiops", str(REPO / "helm" / "sentiops"),
-                    f"--namespace={NS}", f"--set=inferenceService.name={NAME}",
+                    f"--namespace={NS}", f"--set=inferenceService.name={NAME}", *REQUIRED_SET,
                     *[f"--set={v}" for v in values]]).stdout  # fmt: skip
     return [d for d in yaml.safe_load_all(rendered) if d]
 
@@ -134,8 +141,7 @@ def test_the_charts_role_adds_exactly_the_shadow_rules() -> None:
 def cluster(release: ApiServer) -> Iterator[ApiServer]:
     kube = release
     kube.kubectl("apply", "--server-side", "-f", "-", input=httproute_crd_for_apiserver_1_20())
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                 f"crd/{ROUTES}.{GATEWAY_GROUP}")  # fmt: skip
+    kube.wait_established(f"crd/{ROUTES}.{GATEWAY_GROUP}")
     # the chart in shadow mode for the InferenceService `reviews`, in Standard (RawDeployment)
     # mode: its InferenceService, and its Role in place of the release's (canary-mode) Role
     # for this module, so the pipeline's ServiceAccount has exactly the chart's shadow RBAC

@@ -82,7 +82,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   value: /tmp/sentiops-drift
 - name: MALLOC_ARENA_MAX
   value: "2"
-{{ include "sentiops.storeEnv" . }}
+{{ include "sentiops.storeEnv" (dict "root" . "identity" "drift") }}
+{{- include "sentiops.keyEnv" . }}
 - name: HOME
   value: /tmp
 - name: HF_HOME
@@ -93,29 +94,184 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/* How a workload reaches the store s3://<s3.bucket> (sentiops.storage): its endpoint,
-     region and the credentials. */}}
+     region and the credentials of its own S3 identity.
+     Arguments: dict "root" $ "identity" <predictor|drift|mlflow|pipeline>. */}}
 {{- define "sentiops.storeEnv" -}}
 - name: SENTIOPS_S3_ENDPOINT
-  value: {{ include "sentiops.s3Url" . | quote }}
+  value: {{ include "sentiops.s3Url" .root | quote }}
 - name: SENTIOPS_S3_REGION
-  value: {{ .Values.s3.region | quote }}
+  value: {{ .root.Values.s3.region | quote }}
 {{ include "sentiops.s3Env" . }}
 {{- end -}}
 
-{{/* S3 credentials from the user-created Secret. */}}
+{{/* The S3 credentials of one least-privilege identity (s3.identities.<identity>.secretName,
+     a user-created Secret: keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Never the root
+     user's (s3.rootSecretName): only MinIO and the bucket Job read that.
+     Arguments: dict "root" $ "identity" <name>. */}}
 {{- define "sentiops.s3Env" -}}
+{{- $secret := include "sentiops.s3Secret" . -}}
 - name: AWS_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.s3.secretName }}
+      name: {{ $secret }}
       key: AWS_ACCESS_KEY_ID
 - name: AWS_SECRET_ACCESS_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.s3.secretName }}
+      name: {{ $secret }}
       key: AWS_SECRET_ACCESS_KEY
 - name: AWS_DEFAULT_REGION
-  value: {{ .Values.s3.region | quote }}
+  value: {{ .root.Values.s3.region | quote }}
+{{- end -}}
+
+{{/* The Secret name of an S3 identity. Arguments: dict "root" $ "identity" <name>. */}}
+{{- define "sentiops.s3Secret" -}}
+{{- $id := index .root.Values.s3.identities .identity -}}
+{{- required (printf "s3.identities.%s.secretName: name the Secret with this component's S3 credentials" .identity) $id.secretName -}}
+{{- end -}}
+
+{{/* The S3 identities and what each may do, as IAM policy documents (JSON after
+     `fromYaml`): the bucket Job creates them as MinIO policies (mc admin policy create) and
+     docs/security-cluster.md lists the same documents for an external S3 (a test compares
+     them). Keys: s3.bucket's layout (sentiops/store/layout.py, sentiops.config.model_uri):
+     models/<name>/<version>/, predictions/, labelling/, labels/ (labels/feedback/: the
+     feedback API), retrain/ (triggers/, held/: the drift detector's; released/: people's).
+     ListBucket is on the whole bucket for every identity that uses it: S3 and MinIO
+     authorise HeadBucket (the store's bucket check) as ListBucket, which a prefix condition
+     would refuse; it shows key names, never contents. */}}
+{{- define "sentiops.s3Policies" -}}
+{{- $data := printf "arn:aws:s3:::%s" .Values.s3.bucket -}}
+{{- $mlflow := printf "arn:aws:s3:::%s" .Values.s3.mlflowBucket -}}
+{{- $bucket := list "s3:GetBucketLocation" "s3:ListBucket" -}}
+{{- $put := list "s3:PutObject" "s3:AbortMultipartUpload" "s3:ListMultipartUploadParts" -}}
+{{- $rw := append (prepend $put "s3:GetObject") "s3:DeleteObject" -}}
+predictor:
+  Version: "2012-10-17"
+  Statement:
+    - Sid: ListTheDataBucket
+      Effect: Allow
+      Action: {{ toJson $bucket }}
+      Resource: [{{ $data | quote }}]
+    - Sid: ReadModelsPredictionsLabels
+      Effect: Allow
+      Action: ["s3:GetObject"]
+      Resource:
+        - {{ printf "%s/models/*" $data | quote }}
+        - {{ printf "%s/predictions/*" $data | quote }}
+        - {{ printf "%s/labels/*" $data | quote }}
+    - Sid: WriteFeedbackLabels
+      Effect: Allow
+      Action: {{ toJson $put }}
+      Resource: [{{ printf "%s/labels/feedback/*" $data | quote }}]
+drift:
+  Version: "2012-10-17"
+  Statement:
+    - Sid: ListTheDataBucket
+      Effect: Allow
+      Action: {{ toJson $bucket }}
+      Resource: [{{ $data | quote }}]
+    - Sid: ReadModelsLabelsReleased
+      Effect: Allow
+      Action: ["s3:GetObject"]
+      Resource:
+        - {{ printf "%s/models/*" $data | quote }}
+        - {{ printf "%s/labels/*" $data | quote }}
+        - {{ printf "%s/retrain/released/*" $data | quote }}
+    - Sid: WritePredictionsLabellingRetrain
+      Effect: Allow
+      Action: {{ toJson $put }}
+      Resource:
+        - {{ printf "%s/predictions/*" $data | quote }}
+        - {{ printf "%s/labelling/*" $data | quote }}
+        - {{ printf "%s/retrain/*" $data | quote }}
+    # a held burst of labels is released by people (or the pipeline), never by the detector
+    - Sid: NeverRelease
+      Effect: Deny
+      Action: ["s3:PutObject", "s3:DeleteObject"]
+      Resource: [{{ printf "%s/retrain/released/*" $data | quote }}]
+mlflow:
+  Version: "2012-10-17"
+  Statement:
+    - Sid: ListTheMlflowBucket
+      Effect: Allow
+      Action: {{ toJson $bucket }}
+      Resource: [{{ $mlflow | quote }}]
+    - Sid: ReadWriteArtifacts
+      Effect: Allow
+      Action: {{ toJson $rw }}
+      Resource: [{{ printf "%s/*" $mlflow | quote }}]
+pipeline:
+  Version: "2012-10-17"
+  Statement:
+    - Sid: ListBothBuckets
+      Effect: Allow
+      Action: {{ toJson $bucket }}
+      Resource: [{{ $data | quote }}, {{ $mlflow | quote }}]
+    - Sid: ReadWriteBothBuckets
+      Effect: Allow
+      Action: {{ toJson $rw }}
+      Resource: [{{ printf "%s/*" $data | quote }}, {{ printf "%s/*" $mlflow | quote }}]
+{{- end -}}
+
+{{/* Render-time checks that hold for every template (included by inferenceservice.yaml). */}}
+{{- define "sentiops.validate" -}}
+{{- $isvc := .Values.inferenceService -}}
+{{- if and $isvc.feedback.enabled (not .Values.auth.existingSecret) -}}
+{{- fail (printf "inferenceService.feedback.enabled=true needs auth.existingSecret: labels POSTed to /v1/models/%s:feedback become training data, so writing them must need a token. Create the token Secret (scripts/cluster/create-secrets.sh makes sentiops-annotator-tokens with a random token; or kubectl -n %s create secret generic sentiops-annotator-tokens --from-literal=team-a=$(openssl rand -hex 24)) and set auth.existingSecret=sentiops-annotator-tokens, or set inferenceService.feedback.enabled=false" $isvc.name .Release.Namespace) -}}
+{{- end -}}
+{{- if and (or $isvc.feedback.enabled .Values.drift.enabled) (not .Values.evalSample.existingSecret) -}}
+{{- fail (printf "evalSample.existingSecret is empty, but the predictor (inferenceService.feedback.enabled) and the drift detector (drift.enabled) need the evaluation-sample key. Create the Secret (scripts/cluster/create-secrets.sh; or kubectl -n %s create secret generic sentiops-eval-sample --from-literal=key=$(openssl rand -hex 32)) and set evalSample.existingSecret=sentiops-eval-sample, or set inferenceService.feedback.enabled=false and drift.enabled=false" .Release.Namespace) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the two key Secrets are mounted (read-only). */}}
+{{- define "sentiops.evalSampleDir" -}}/var/run/sentiops/eval-sample{{- end -}}
+{{- define "sentiops.modelVerifyDir" -}}/var/run/sentiops/model-verify{{- end -}}
+
+{{/* The key files' environment of the predictor and the drift container: the evaluation
+     sample's key and the model-signing public key (only verify.pub is mounted). */}}
+{{- define "sentiops.keyEnv" -}}
+{{- if .Values.evalSample.existingSecret }}
+- name: SENTIOPS_SAMPLE_SECRET_FILE
+  value: {{ printf "%s/key" (include "sentiops.evalSampleDir" .) | quote }}
+{{- end }}
+{{- if .Values.modelSigning.existingSecret }}
+- name: SENTIOPS_MODEL_VERIFY_KEY_FILE
+  value: {{ printf "%s/verify.pub" (include "sentiops.modelVerifyDir" .) | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "sentiops.keyMounts" -}}
+{{- if .Values.evalSample.existingSecret }}
+- name: eval-sample
+  mountPath: {{ include "sentiops.evalSampleDir" . }}
+  readOnly: true
+{{- end }}
+{{- if .Values.modelSigning.existingSecret }}
+- name: model-verify
+  mountPath: {{ include "sentiops.modelVerifyDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "sentiops.keyVolumes" -}}
+{{- with .Values.evalSample.existingSecret }}
+- name: eval-sample
+  secret:
+    secretName: {{ . }}
+    items:
+      - {key: key, path: key}
+    defaultMode: 0440
+{{- end }}
+{{- with .Values.modelSigning.existingSecret }}
+# only the public key: the private one (signing.key) is the pipeline's
+- name: model-verify
+  secret:
+    secretName: {{ . }}
+    items:
+      - {key: verify.pub, path: verify.pub}
+    defaultMode: 0444
+{{- end }}
 {{- end -}}
 
 {{/* Ports of the predictor pods that carry requests (a YAML list; networkPolicy.predictorPorts

@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from sentiops.cli import gate, pipeline
 from sentiops.cli.main import app
+from sentiops.security.signing import create_key_pair
 
 if TYPE_CHECKING:
     from tests.servers import Postgres
@@ -24,6 +26,14 @@ if TYPE_CHECKING:
 # every prediction in the random evaluation sample unless a test says otherwise, for servers
 # that session- and package-scoped fixtures start too (tests of the sampling set their rate)
 os.environ["SENTIOPS_EVAL_SAMPLE_RATE"] = "1"
+# one model signing key for the whole session (sentiops.security.signing): the models that
+# session-scoped fixtures write and the tests and servers that load them agree on it (tests of
+# a machine's own key pair unset SENTIOPS_MODEL_SIGNING_KEY_FILE); no verify key of the shell's
+_SIGNING_KEY = Path(tempfile.mkdtemp(prefix="sentiops-test-signing-")) / "model-signing.key"
+create_key_pair(_SIGNING_KEY)
+os.environ["SENTIOPS_MODEL_SIGNING_KEY_FILE"] = str(_SIGNING_KEY)
+for _var in ("SENTIOPS_MODEL_VERIFY_KEY_FILE", "SENTIOPS_REQUIRE_SIGNED_MODELS"):
+    os.environ.pop(_var, None)
 
 POS = ["love", "great", "excellent", "amazing", "wonderful", "happy", "fantastic", "good"]
 NEG = ["hate", "awful", "terrible", "horrible", "bad", "sad", "angry", "worst"]

@@ -370,8 +370,10 @@ def model_verify(
         )
     folder = local_model(model)
     manifest = modeldir.read_manifest(folder, verify=True, key=verifier)
+    record = modeldir.read_signature(folder) or {}
     console.print(
-        f"verified {model}: signed by key {signing.short(verifier.key_id)} ({verifier.source}); "
+        f"verified {model}: signed by key {signing.short(str(record.get('key_id')))} "
+        f"({verifier.source}); "
         f"{len(manifest.get('files', {}))} files match model.json "
         f"({manifest.get('model_type')} version {manifest.get('version')})",
         highlight=False,
@@ -396,7 +398,7 @@ def model_key(
     console.print(f"signing key  {signing.short(signer.key_id)}  {signer.path}", highlight=False)
     console.print(
         "verify key   "
-        + (f"{signing.short(verifier.key_id)}  {verifier.source}" if verifier else "none (off)"),
+        + (f"{verifier.ids}  {verifier.source}" if verifier else "none (off)"),
         highlight=False,
         soft_wrap=True,
     )

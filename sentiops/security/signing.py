@@ -10,7 +10,10 @@ to the store can replace a model and its checksums together.
     openssl genpkey -algorithm ed25519 -out model-signing.key       # private, PKCS#8
     openssl pkey -in model-signing.key -pubout -out model-signing.pub   # public, SPKI
 
-A key's id is the sha256 (hex) of its 32 raw public-key bytes; signatures name it.
+A key's id is the sha256 (hex) of its 32 raw public-key bytes; signatures name it. A verify
+key file may hold several public keys, PEM blocks one after another (`cat old.pub new.pub`):
+a model signed by any of them loads — how a signing key is rotated without refusing the
+models signed before.
 
 **Signing** (`signing_key()`), whenever a model directory is written or extended: the key the
 environment variable `SENTIOPS_MODEL_SIGNING_KEY_FILE` names (a mounted Kubernetes Secret's
@@ -42,6 +45,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -52,8 +56,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from sentiops.config import get_settings
 from sentiops.errors import ConfigError, ModelError
-from sentiops.security.secrets import secret_path, secrets_dir
 
 #: The private key (PEM, PKCS#8) that signs model directories, e.g. a mounted Secret's key.
 SIGNING_KEY_ENV = "SENTIOPS_MODEL_SIGNING_KEY_FILE"
@@ -96,12 +100,22 @@ class SigningKey:
 
 @dataclass(frozen=True)
 class VerifyKey:
-    """A public key, where it came from (`source`, for messages) and its id."""
+    """The trusted public keys by id (one, or several while a key is rotated), where they came
+    from (`source`, for messages)."""
 
-    public: Ed25519PublicKey = field(repr=False)
+    keys: dict[str, Ed25519PublicKey] = field(repr=False)
     path: Path
-    key_id: str
     source: str
+
+    @property
+    def key_id(self) -> str:
+        """The first key's id (the one a single-key file holds)."""
+        return next(iter(self.keys))
+
+    @property
+    def ids(self) -> str:
+        """The trusted keys' ids as messages show them."""
+        return ", ".join(short(k) for k in self.keys)
 
 
 # ------------------------------------------------------------------------------ key files
@@ -172,10 +186,13 @@ def load_signing_key(path: Path, env: str | None = None) -> SigningKey:
     return result
 
 
+_PEM_PUBLIC = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
+
+
 def load_verify_key(path: Path, source: str = "", env: str | None = None) -> VerifyKey:
-    """An Ed25519 public key from a PEM file (SubjectPublicKeyInfo, what `openssl pkey
-    -pubout` writes); ConfigError when it is missing, unreadable, a private key or no Ed25519
-    key."""
+    """The Ed25519 public key(s) of a PEM file (SubjectPublicKeyInfo, what `openssl pkey
+    -pubout` writes; several blocks one after another are several trusted keys); ConfigError
+    when it is missing, unreadable, a private key or holds no Ed25519 key."""
     path = Path(path)
 
     def load() -> VerifyKey:
@@ -186,18 +203,22 @@ def load_verify_key(path: Path, source: str = "", env: str | None = None) -> Ver
                 f"`openssl pkey -in {path.name} -pubout -out model-signing.pub` and point "
                 f"{VERIFY_KEY_ENV} at that (keep the private key where models are signed)",
             )
-        try:
-            key = serialization.load_pem_public_key(data)
-        except (ValueError, UnsupportedAlgorithm):
-            raise ConfigError(
-                f"{path} is not a PEM public key", f"make one with `{_MAKE_PUBLIC}`"
-            ) from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise ConfigError(
-                f"{path} is a {type(key).__name__.removeprefix('_')} key, not an Ed25519 key",
-                f"model signatures are Ed25519: `{_MAKE_PRIVATE}`, then `{_MAKE_PUBLIC}`",
-            )
-        return VerifyKey(key, path, key_id(key), source or str(path))
+        keys: dict[str, Ed25519PublicKey] = {}
+        for block in _PEM_PUBLIC.findall(data) or [data]:
+            try:
+                key = serialization.load_pem_public_key(block)
+            except (ValueError, UnsupportedAlgorithm):
+                raise ConfigError(
+                    f"{path} is not a PEM public key", f"make one with `{_MAKE_PUBLIC}`"
+                ) from None
+            if not isinstance(key, Ed25519PublicKey):
+                raise ConfigError(
+                    f"{path} holds a {type(key).__name__.removeprefix('_')} key, not an "
+                    "Ed25519 key",
+                    f"model signatures are Ed25519: `{_MAKE_PRIVATE}`, then `{_MAKE_PUBLIC}`",
+                )
+            keys[key_id(key)] = key
+        return VerifyKey(keys, path, source or str(path))
 
     result: VerifyKey = _cached(path, "public", load)
     return result
@@ -246,10 +267,25 @@ def create_key_pair(private_path: Path, public_path: Path | None = None) -> bool
 
 
 # ------------------------------------------------------------------------------ which keys
+def secrets_dir(home: Path | None = None) -> Path:
+    """Where one machine keeps its secrets, its key pair among them: `$SENTIOPS_HOME/secrets`
+    (the folder of `sentiops.security.secrets`)."""
+    return (home or get_settings().home) / "secrets"
+
+
+def key_path(env: str, name: str, home: Path | None = None) -> tuple[Path, bool]:
+    """(the key file, whether `env` named it): the file the variable names, else `name` in
+    this machine's secrets folder (`secrets.secret_path`'s rule)."""
+    named = os.environ.get(env, "").strip()
+    if named:
+        return Path(named).expanduser().resolve(), True
+    return secrets_dir(home) / name, False
+
+
 def signing_key(home: Path | None = None) -> SigningKey:
     """The key models are signed with: `SENTIOPS_MODEL_SIGNING_KEY_FILE` (must exist), else
     this machine's `$SENTIOPS_HOME/secrets/model-signing.key` (made on first use)."""
-    path, named = secret_path(SIGNING_KEY_ENV, SIGNING_KEY_NAME, home)
+    path, named = key_path(SIGNING_KEY_ENV, SIGNING_KEY_NAME, home)
     if named:
         return load_signing_key(path, SIGNING_KEY_ENV)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,10 +312,10 @@ def verify_key(home: Path | None = None) -> VerifyKey | None:
     if named:
         path = Path(named).expanduser().resolve()
         return load_verify_key(path, f"{VERIFY_KEY_ENV}={path}", VERIFY_KEY_ENV)
-    signer, is_named = secret_path(SIGNING_KEY_ENV, SIGNING_KEY_NAME, home)
+    signer, is_named = key_path(SIGNING_KEY_ENV, SIGNING_KEY_NAME, home)
     if is_named:
         key = load_signing_key(signer, SIGNING_KEY_ENV)
-        return VerifyKey(key.public, signer, key.key_id,
+        return VerifyKey({key.key_id: key.public}, signer,
                          f"the public half of {SIGNING_KEY_ENV}={signer}")  # fmt: skip
     default = secrets_dir(home) / VERIFY_KEY_NAME
     if default.exists():
@@ -313,7 +349,7 @@ def verify(
                 f"(`{_MAKE_PUBLIC}` makes it from the signing key)",
             )
         return None
-    expected = f"key {short(key.key_id)} ({key.source})"
+    expected = f"key{'s' if len(key.keys) > 1 else ''} {key.ids} ({key.source})"
     if record is None:
         raise ModelError(
             f"{what} is not signed, and only models signed by {expected} are loaded here",
@@ -327,7 +363,8 @@ def verify(
             "re-sign it with `sentiops model sign DIR` or retrain it",
         )
     signer = str(record.get("key_id") or "")
-    if signer != key.key_id:
+    public = key.keys.get(signer)
+    if public is None:
         raise ModelError(
             f"{what} is signed by key {short(signer) or '(none named)'}, not by {expected}",
             "a model signed by another key is refused: retrain or re-sign it with the trusted "
@@ -335,11 +372,11 @@ def verify(
         )
     try:
         signature = base64.b64decode(str(record.get("signature", "")), validate=True)
-        key.public.verify(signature, data)
+        public.verify(signature, data)
     except (InvalidSignature, ValueError):
         raise ModelError(
-            f"{what} does not match its signature by {expected}: it was changed after it "
-            "was signed",
+            f"{what} does not match its signature by key {short(signer)} ({key.source}): it "
+            "was changed after it was signed",
             "the model was tampered with or corrupted; re-download it or retrain it",
         ) from None
     return key

@@ -33,22 +33,29 @@ if TYPE_CHECKING:  # heavy modules (torch, MLflow) load only in the stages that 
 
 
 #: Where the training pipeline mounts the Secret `sentiops-model-signing` into the train step
-#: (`kubeflow/training.py`); its key `signing.key` is the model signing key (PEM, PKCS#8).
+#: (`kubeflow/training.py`): `signing.key` signs the models it writes (PEM, PKCS#8), and
+#: `verify.pub` (the key the predictor and the sidecar verify with) checks them.
 SIGNING_KEY_DIR = Path("/var/run/sentiops/model-signing")
 SIGNING_KEY_FILE = "signing.key"
+VERIFY_KEY_FILE = "verify.pub"
 
 
 def use_mounted_signing_key(folder: Path = SIGNING_KEY_DIR) -> Path | None:
-    """Sign with the mounted Secret's key: `SENTIOPS_MODEL_SIGNING_KEY_FILE` is set to it when
-    it is there and the environment names no key itself. Under kfp.local and in tests nothing is
-    mounted and the environment decides (the platform config that mounts it is the cluster's
-    only: a path set in the component's environment would name a missing file there)."""
-    from sentiops.security.signing import SIGNING_KEY_ENV
+    """Sign with the mounted Secret's key: `SENTIOPS_MODEL_SIGNING_KEY_FILE` is set to its
+    `signing.key` when that is there and the environment names no signing key itself, and
+    `SENTIOPS_MODEL_VERIFY_KEY_FILE` to its `verify.pub` likewise, so the step verifies what it
+    writes with the predictor's key: a Secret whose two halves do not match fails training,
+    not serving. Under kfp.local and in tests nothing is mounted and the environment decides
+    (the platform config that mounts it is the cluster's only: a path set in the component's
+    environment would name a missing file there). Returns the signing key's path when set."""
+    from sentiops.security.signing import SIGNING_KEY_ENV, VERIFY_KEY_ENV
 
-    mounted = folder / SIGNING_KEY_FILE
+    mounted, public = folder / SIGNING_KEY_FILE, folder / VERIFY_KEY_FILE
     if os.environ.get(SIGNING_KEY_ENV, "").strip() or not mounted.is_file():
         return None
     os.environ[SIGNING_KEY_ENV] = str(mounted)
+    if public.is_file() and not os.environ.get(VERIFY_KEY_ENV, "").strip():
+        os.environ[VERIFY_KEY_ENV] = str(public)
     return mounted
 
 

@@ -296,17 +296,27 @@ def test_sign_verify_and_key_commands(tmp_path: Path, runner, monkeypatch, own_m
     assert result.exit_code == 2 and "no key to verify with" in result.output
 
 
-def test_the_train_step_signs_with_the_mounted_secret(tmp_path: Path, own_machine) -> None:
+def test_the_train_step_signs_with_the_mounted_secret(tmp_path: Path, own_machine, monkeypatch) -> None:  # noqa: E501
+    """The Secret sentiops-model-signing as the pipeline mounts it: signing.key + verify.pub."""
     from sentiops.pipeline import stages
 
+    monkeypatch.delenv(signing.VERIFY_KEY_ENV, raising=False)
     assert stages.use_mounted_signing_key(tmp_path / "nothing-mounted") is None
     mount = tmp_path / "mount"
-    key, pub = openssl_pair(mount, "signing")
+    key, _ = openssl_pair(mount, "signing")
+    pub = mount / "verify.pub"
+    (mount / "signing.pub").rename(pub)
     assert stages.use_mounted_signing_key(mount) == key
     assert os.environ[signing.SIGNING_KEY_ENV] == str(key)
+    assert os.environ[signing.VERIFY_KEY_ENV] == str(pub)
     folder, _ = trained(tmp_path / "m")
     assert json.loads((folder / "signature.json").read_text())["key_id"] == openssl_key_id(pub)
     assert stages.use_mounted_signing_key(mount) is None  # the environment's key stays
+    # a Secret whose halves do not match fails the train step, not the predictor
+    _, other = openssl_pair(tmp_path / "other")
+    monkeypatch.setenv(signing.VERIFY_KEY_ENV, str(other))
+    with pytest.raises(ModelError, match="not by key"):
+        modeldir.extend(folder, lambda _: None, {"metrics": {}})
 
 
 # ------------------------------------------------------------------------------ no pickle

@@ -7,9 +7,10 @@ Defaults come from sentiops.config / sentiops.params; the pipeline passes every 
 On the cluster the S3 credentials come from the Kubernetes Secret `sentiops-s3` (keys
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) through kfp-kubernetes; under kfp.local that platform
 config is ignored and the components read the same variables from the environment. The model
-signing key comes from the Secret `sentiops-model-signing` (key signing.key), mounted as a
-volume into the train step only, the one step that writes a model
-(`stages.use_mounted_signing_key`); the pod does not start without it.
+signing key comes from the Secret `sentiops-model-signing` (keys signing.key and verify.pub),
+mounted as a volume into the train step only, the one step that writes a model: it signs with
+signing.key and checks what it wrote with verify.pub (`stages.use_mounted_signing_key`); the
+pod does not start without the Secret.
 """
 
 from typing import Any
@@ -45,7 +46,7 @@ DEFAULT_GATE = GateConfig().model_dump()
 _DATA = DataConfig(data=DEFAULT_DATASETS)
 
 
-#: The model signing key (key `signing.key`, an Ed25519 private key in PEM).
+#: The model signing keys (`signing.key`: Ed25519 private, PEM; `verify.pub`: its public half).
 SIGNING_SECRET = "sentiops-model-signing"
 
 

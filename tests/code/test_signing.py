@@ -76,8 +76,11 @@ def forge(folder: Path) -> None:
 
 @pytest.fixture
 def own_machine(monkeypatch: pytest.MonkeyPatch, sentiops_home: Path) -> Path:
-    """No key named by the environment: this machine's own key pair under SENTIOPS_HOME."""
-    monkeypatch.delenv(signing.SIGNING_KEY_ENV, raising=False)
+    """No key named by the environment: this machine's own key pair under SENTIOPS_HOME.
+    (Set, then deleted: monkeypatch restores the variables whatever a test sets itself.)"""
+    for var in (signing.SIGNING_KEY_ENV, signing.VERIFY_KEY_ENV):
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     return sentiops_home / "secrets"
 
 
@@ -296,11 +299,10 @@ def test_sign_verify_and_key_commands(tmp_path: Path, runner, monkeypatch, own_m
     assert result.exit_code == 2 and "no key to verify with" in result.output
 
 
-def test_the_train_step_signs_with_the_mounted_secret(tmp_path: Path, own_machine, monkeypatch) -> None:  # noqa: E501
+def test_the_train_step_signs_with_the_mounted_secret(tmp_path, own_machine, monkeypatch) -> None:
     """The Secret sentiops-model-signing as the pipeline mounts it: signing.key + verify.pub."""
     from sentiops.pipeline import stages
 
-    monkeypatch.delenv(signing.VERIFY_KEY_ENV, raising=False)
     assert stages.use_mounted_signing_key(tmp_path / "nothing-mounted") is None
     mount = tmp_path / "mount"
     key, _ = openssl_pair(mount, "signing")

@@ -154,9 +154,11 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
         base, name = cfg.predictor_url, cfg.model_name
         request_id = uuid.uuid4().hex
         auth = _token_of(request)  # the person's, when the predictor closes reads too
+        answered: dict[str, str] = {}  # the predictor's answer headers (its x-request-id)
         results: tuple[Any, ...] = await asyncio.gather(
             _call(client, "POST", f"{base}/v1/models/{name}:predict",
-                  {"instances": [text]}, {"x-request-id": request_id, **auth}),
+                  {"instances": [text]}, {"x-request-id": request_id, **auth},
+                  headers_out=answered),
             _call(client, "POST", f"{base}/v1/models/{name}:explain", {"instances": [text]},
                   auth),
             _call(client, "GET", f"{base}/v2/models/{name}", None, auth),
@@ -176,7 +178,9 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise ApiError(502, f"the predictor at {base} answered an unexpected body "
                            f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
-        out["request_id"] = request_id
+        # the id a label joins is the one the predictor used and answered (a predictor that
+        # issues its own ids keeps ours only for correlation)
+        out["request_id"] = answered.get("x-request-id") or request_id
         out["model_version"] = None
         if isinstance(meta, dict):
             out["model_version"] = (meta.get("parameters") or {}).get("model_version") or next(
@@ -301,10 +305,11 @@ ABOUT_THE_CLIENT = {
 async def _call(
     client: httpx.AsyncClient, method: str, url: str, body: Any = None,
     headers: dict[str, str] | None = None, passthrough: tuple[int, ...] = (),
+    headers_out: dict[str, str] | None = None,
 ) -> Any:  # fmt: skip
     """One predictor call; its failures become ApiErrors that say what happened (401, 403,
     429 and statuses in `passthrough` reach the client as they are, with the predictor's
-    reason)."""
+    reason). `headers_out` gets the answer's headers (lower-case names)."""
     try:
         resp = await client.request(method, url, json=body, headers=headers)
     except httpx.TimeoutException as exc:
@@ -313,6 +318,8 @@ async def _call(
     except httpx.HTTPError as exc:
         raise ApiError(502, f"the predictor is unreachable at {url} ({exc or type(exc).__name__})",
                        "start it or pass the right --predictor-url") from exc  # fmt: skip
+    if headers_out is not None:
+        headers_out.update((k.lower(), v) for k, v in resp.headers.items())
     if resp.status_code == 200:
         try:
             return resp.json()

@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     from drift.retrain import Retrainer, make_trigger
     from drift.server import create_app
     from drift.settings import from_args
+    from sentiops.security.limits import safe_log
 
+    safe_log()  # a client's value with a newline cannot forge a log line
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -6,20 +6,31 @@ its response as two binary-mode CloudEvents with the same `ce-id`: `ce-type`
 module parses one event (`parse`, cheap: it runs on the request path and rejects bad events
 with a reason) and joins requests with responses (`Joiner`, off the request path).
 
-Protocols: v1 `{"instances": ["text" | {"text": "..."}]}` -> `{"predictions": [{"label",
+Protocols: v1 `{"instances": ["text" | {"text": "..."}]}` -> `{"id", "predictions": [{"label",
 "score", "probabilities": {label: p}}]}`; v2 `{"inputs": [{"name": "text", "datatype": "BYTES",
-"shape": [N], "data": [...]}]}` -> `{"model_version", "outputs": [{"name": "label"},
-{"name": "probabilities", "shape": [N, C]}]}`.
+"shape": [N], "data": [...]}]}` -> `{"id", "model_version", "parameters": {"prediction_id"},
+"outputs": [{"name": "label"}, {"name": "probabilities", "shape": [N, C]}]}`.
+
+Ids: requests and responses are paired by `ce-id` (KServe's agent makes one per request; our
+predictor refuses requests that bring their own), and a prediction is logged under the
+prediction id the predictor issued and wrote into its answer (v1 `id`, v2
+`parameters.prediction_id`), which is what labels name; the answer's `client_request_id` (v1) /
+`parameters.client_request_id` (v2) is kept as the client's id. An event id that is long or
+holds control characters is refused, and two events of one kind pending under one `ce-id` are
+both dropped (`duplicate_id`): a pair is never guessed.
 """
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
 
+#: What an event id may be: printable, no white space, bounded.
+EVENT_ID = re.compile(r"[\x21-\x7e]{1,200}")
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 TEXT_INPUT = "text"
@@ -44,6 +55,8 @@ class Event:
     labels: list[str] = field(default_factory=list)
     probabilities: list[Any] = field(default_factory=list)  # per row: dict label->p or list
     received: float = field(default_factory=monotonic)
+    prediction_id: str = ""  # the id the predictor issued (its answer's `id`)
+    client_id: str = ""
 
 
 @dataclass
@@ -56,12 +69,19 @@ class Prediction:
     text: str
     label: str
     probabilities: Any  # dict label->p (v1) or list in the model's label order (v2)
+    client_id: str = ""
 
 
 def parse(headers: dict[str, str], body: bytes) -> Event:
     """One binary (or structured) CloudEvent; raises BadEvent with a reason."""
     from cloudevents.http import from_http
 
+    from sentiops.security.limits import MAX_DEPTH, json_depth
+
+    depth = json_depth(body)
+    if depth > MAX_DEPTH:
+        raise BadEvent("too_deep", f"the event body nests {depth} levels deep; the limit is "
+                       f"{MAX_DEPTH}")  # fmt: skip
     try:
         ce = from_http(headers, body)
     except Exception as exc:  # noqa: BLE001 - any SDK error means "not a CloudEvent"
@@ -86,6 +106,9 @@ def parse(headers: dict[str, str], body: bytes) -> Event:
             raise BadEvent("not_json", f"event {ce['id']}: the body is not JSON") from None
     if not isinstance(data, dict):
         raise BadEvent("protocol", f"event {ce['id']}: the body is not a JSON object")
+    if not EVENT_ID.fullmatch(str(ce["id"])):
+        raise BadEvent("bad_id", f"event id {str(ce['id'])[:40]!r}... is not 1-200 printable "
+                       "characters without spaces")  # fmt: skip
     stamp = _time(ce.get("time"))
     version = ce.get("modelversion") or None
     event = Event(kind, str(ce["id"]), stamp, version, ce.get("inferenceservicename"))
@@ -94,7 +117,29 @@ def parse(headers: dict[str, str], body: bytes) -> Event:
     else:
         event.labels, event.probabilities, v2_version = response_predictions(data, event.id)
         event.model_version = event.model_version or v2_version
+        event.prediction_id, event.client_id = response_ids(data, event.id)
     return event
+
+
+def response_ids(body: dict[str, Any], event_id: str = "") -> tuple[str, str]:
+    """(the prediction id the predictor issued, the client's own id) from an answer; ('', '')
+    when the predictor wrote none (then the event id names the prediction)."""
+    params = body.get("parameters")
+    params = params if isinstance(params, dict) else {}
+    if "outputs" in body:  # v2: `id` is the client's (echoed), the prediction's is a parameter
+        ids = (params.get("prediction_id"), params.get("client_request_id"))
+    else:
+        ids = (body.get("id"), body.get("client_request_id"))
+    found = []
+    for value in ids:
+        if value is None or value == "":
+            found.append("")
+        elif isinstance(value, str) and EVENT_ID.fullmatch(value) and ":" not in value:
+            found.append(value)
+        else:
+            raise BadEvent("bad_id", f"event {event_id}: the answer's ids are not 1-200 printable "
+                           "characters without spaces or ':'")  # fmt: skip
+    return found[0], found[1]
 
 
 def _time(value: Any) -> datetime:
@@ -193,6 +238,11 @@ class Joiner:
 
     def add(self, event: Event) -> list[Prediction]:
         other = "response" if event.kind == "request" else "request"
+        if (event.id, event.kind) in self.pending:  # two requests (or answers) under one id
+            del self.pending[(event.id, event.kind)]
+            self.pending.pop((event.id, other), None)
+            raise BadEvent("duplicate_id", f"event {event.id}: two {event.kind}s pending under "
+                           "one id; both dropped (a pair is never guessed)")  # fmt: skip
         partner = self.pending.pop((event.id, other), None)
         if partner is None:
             self.pending[(event.id, event.kind)] = event
@@ -209,16 +259,18 @@ class Joiner:
             )
         version = response.model_version or request.model_version
         many = len(request.texts) > 1
+        pid = response.prediction_id or event.id
         return [
             Prediction(
-                f"{event.id}:{i}" if many else event.id,
-                event.id,
+                f"{pid}:{i}" if many else pid,
+                pid,
                 i,
                 request.time,
                 version,
                 text,
                 label,
                 proba,
+                response.client_id,
             )  # fmt: skip
             for i, (text, label, proba) in enumerate(
                 zip(request.texts, response.labels, response.probabilities, strict=True)

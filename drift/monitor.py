@@ -30,6 +30,7 @@ from drift.events import BadEvent, Event, Joiner, Prediction
 from drift.predlog import PredictionLog
 from drift.retrain import Retrainer, write_labelling
 from drift.settings import Settings
+from drift.versions import VersionGate
 from sentiops import metrics
 
 logger = logging.getLogger("sentiops.drift")
@@ -154,8 +155,14 @@ class Monitor:
         log: PredictionLog | None = None,
         retrainer: Retrainer | None = None,
     ) -> None:
+        from sentiops.security.secrets import SampleKey
+
         self.settings = settings
+        # which predictions are in the random evaluation sample (the predictors decide the same
+        # with the same secret: SENTIOPS_SAMPLE_SECRET_FILE)
+        self.sample_key = SampleKey.from_env()
         self.detectors = detectors or DetectorSource(settings)
+        self.versions = VersionGate(None if settings.detector else self._in_store)
         self.log = log
         self.retrainer = retrainer
         self.events: queue.Queue[Event] = queue.Queue(settings.queue_size)
@@ -197,6 +204,17 @@ class Monitor:
         self.stopping.set()
         if self.log is not None:
             self.log.close()
+
+    def _in_store(self, version: str) -> bool:
+        from sentiops.config import model_uri
+        from sentiops.store import layout
+
+        uri = model_uri(self.settings.store, version, self.settings.model_name)
+        try:
+            return any(f.uri.endswith("/model.json") for f in layout.list_files(uri))
+        except Exception as exc:  # noqa: BLE001 - the store is down: not known (retried later)
+            logger.warning("cannot look up model version %s in the store: %s", version, exc)
+            return False
 
     def offer(self, event: Event) -> bool:
         try:
@@ -267,12 +285,15 @@ class Monitor:
         else:
             probs = [float(p) for p in pred.probabilities]
             classes = labels if labels and len(labels) == len(probs) else []
+        from sentiops.feedback.labels import RANDOM, TARGETED
+
         return {
             "id": pred.id, "request_id": pred.request_id, "index": pred.index,
             "time": pred.time, "model_name": self.settings.model_name,
             "model_version": version, "text": pred.text, "label": pred.label,
             "confidence": max(probs) if probs else None, "probabilities": probs,
-            "classes": classes,
+            "classes": classes, "client_id": pred.client_id,
+            "sample": RANDOM if self.sample_key.in_sample(pred.id) else TARGETED,
         }  # fmt: skip
 
     def _add(self, preds: list[Prediction]) -> None:

@@ -1,5 +1,7 @@
 """The prediction log: every logged prediction appended to the store as Parquet, partitioned by
-date and model version (layout: sentiops.store.layout).
+date and model version (layout: sentiops.store.layout). Each row says whether the prediction
+is in the random evaluation sample (`sample`: random | targeted, decided by the sidecar with
+the sample secret: `sentiops.security.secrets.SampleKey`) — labels take that decision.
 
 Rows are buffered in memory and flushed by a background thread when `flush_rows` are waiting or
 `flush_seconds` have passed, and on shutdown. A flush that fails (store unreachable) keeps its
@@ -26,7 +28,7 @@ logger = logging.getLogger("sentiops.drift.predlog")
 
 COLUMNS = (
     "id", "request_id", "index", "time", "model_name", "model_version", "text", "label",
-    "confidence", "probabilities", "classes",
+    "confidence", "probabilities", "classes", "client_id", "sample",
 )  # fmt: skip
 
 
@@ -39,7 +41,8 @@ def to_table(rows: list[dict[str, Any]]) -> Any:
             ("time", pa.timestamp("us", tz="UTC")), ("model_name", pa.string()),
             ("model_version", pa.string()), ("text", pa.string()), ("label", pa.string()),
             ("confidence", pa.float32()), ("probabilities", pa.list_(pa.float32())),
-            ("classes", pa.list_(pa.string())),
+            ("classes", pa.list_(pa.string())), ("client_id", pa.string()),
+            ("sample", pa.string()),
         ]
     )  # fmt: skip
     return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=schema)

@@ -2,17 +2,17 @@
 
 Retraining on drift only helps with new labelled data to learn from. When K consecutive windows
 drift, their texts go to the labelling queue in the store (most uncertain first: smallest margin
-between the top two probabilities), except the predictions of the random evaluation sample
-(`sentiops.feedback.labels.in_eval_sample`): those are labelled as a sample, never chosen for their
-uncertainty, so their labels stay an unbiased estimate of live accuracy. When labelled data
-written since the drift began exists in `<store>/labels/` (at least `min_labels` rows), a
-retraining run is triggered whose training data is the original datasets plus those label
-files, unless the last trigger is within the cooldown, a run is still active or the poisoning
-guard (`sentiops.feedback.live.review_burst`) holds the labels for review. Every decision is a
-metric (sentiops_retrain_triggers_total{outcome, reason}) and a log line; every trigger is a
-JSON record in `<store>/retrain/triggers/` (which also carries the cooldown over restarts and
-replicas, and names the tokens whose labels it used). A held burst is a JSON record in
-`<store>/retrain/held/` (one per model version and drift episode, rewritten as labels arrive:
+between the top two probabilities), except the predictions of the random evaluation sample (the
+`sample` decision stored with every logged prediction): those are labelled as a sample, never
+chosen for their uncertainty, so their labels stay an unbiased estimate of live accuracy. When
+labelled data written since the drift began exists in `<store>/labels/` (at least `min_labels`
+rows), a retraining run is triggered whose training data is the original datasets plus those
+label files, unless the last trigger is within the cooldown, a run is still active or the
+poisoning guard (`sentiops.feedback.live.review_burst`) holds the labels for review. Every
+decision is a metric (sentiops_retrain_triggers_total{outcome, reason}) and a log line; every
+trigger is a JSON record in `<store>/retrain/triggers/` (which also carries the cooldown over
+restarts and replicas, and names the tokens whose labels it used). A held burst is a JSON record
+in `<store>/retrain/held/` (one per model version and drift episode, rewritten as labels arrive:
 the files, every check, why); a person who looked releases it by moving that record to
 `<store>/retrain/released/` (same name): its files then pass without review.
 
@@ -387,9 +387,9 @@ def write_labelling(
     import pyarrow as pa
 
     from drift.predlog import COLUMNS
-    from sentiops.feedback.labels import in_eval_sample
+    from sentiops.feedback.labels import RANDOM
 
-    rows = [r for r in rows if not in_eval_sample(str(r.get("id")))]
+    rows = [r for r in rows if r.get("sample") != RANDOM]  # the sample is labelled as drawn
     ordered = uncertainty_order(rows)[:limit]
     now = datetime.now(UTC)
     table = pa.Table.from_pylist(

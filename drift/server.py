@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -66,6 +67,12 @@ def create_app(monitor: Monitor, tokens: Any = None, limiter: Any = None) -> Sta
             event = parse(headers, body)
         except BadEvent as exc:
             return bad(exc.reason, str(exc))
+        if event.model_version:  # a new version costs a window, series and files: only known ones
+            refused = monitor.versions.cached(event.model_version)
+            if refused is None:
+                refused = await run_in_threadpool(monitor.versions.check, event.model_version)
+            if refused:
+                return bad("unknown_version", refused)
         if not monitor.offer(event):  # the sender's pace, not a fault here: 429, never a 5xx
             return JSONResponse(
                 {"error": f"the drift sidecar's queue ({monitor.events.maxsize} events) is full: "

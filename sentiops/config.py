@@ -51,8 +51,8 @@ SOFT_WIDTH = 0.0
 ADDED_SHARE = 0.5
 #: Built-in dataset of the demo and the pipeline's default.
 DATASET = "vader-tweets"
-#: Share of predictions in the random evaluation sample (by a hash of the request id; see
-#: `sentiops.feedback.labels.in_eval_sample`): only their labels estimate live accuracy, the gate's
+#: Share of predictions in the random evaluation sample (by a keyed hash of the prediction id;
+#: see `sentiops.security.secrets.SampleKey`): only their labels estimate live accuracy, the gate's
 #: live test share and the canary's. Environment: SENTIOPS_EVAL_SAMPLE_RATE.
 EVAL_SAMPLE_RATE = 0.1
 EVAL_SAMPLE_ENV = "SENTIOPS_EVAL_SAMPLE_RATE"

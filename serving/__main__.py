@@ -18,6 +18,12 @@ def parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
     p.add_argument("--model_dir", required=True, help="model directory or s3:// prefix")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("SENTIOPS_HOST", "0.0.0.0"),  # noqa: S104 - a pod's port
+        help="address REST and gRPC listen on (a pod: 0.0.0.0; one machine: 127.0.0.1; env "
+        "SENTIOPS_HOST)",
+    )
     p.add_argument("--max_batch_size", type=int, default=256, help="most texts in one request")
     p.add_argument("--max_chars", type=int, default=5000, help="longest text accepted")
     p.add_argument(
@@ -95,5 +101,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
+    from sentiops.security.limits import safe_log
+
+    safe_log()  # a client's value with a newline cannot forge a log line
     logging.basicConfig(level=logging.INFO)
     run(parser().parse_args())

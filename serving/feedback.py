@@ -1,12 +1,14 @@
-"""Request ids and label feedback on the predictor.
+"""Prediction ids and label feedback on the predictor.
 
-- `RequestId` (ASGI): every predict/infer/explain request carries `x-request-id` — the
-  client's, else the v2 body's `id`, else a new one — and every answer returns it (a v2
-  answer's `id` too). The inference log's `ce-id`, the prediction log's `id` and feedback all
-  use this one id. A client's id must be 1-128 characters of `A-Z a-z 0-9 . _ -` and new to
-  this predictor (`RequestIds`, shared with gRPC: serving.grpc_guard): otherwise it is
-  replaced by a new one and the answer says so (`x-request-id-replaced`), so a label can only
-  ever join the prediction it was given for.
+- `RequestId` (ASGI): every predict/infer/explain request gets a **prediction id issued by
+  this server** (`RequestIds`: 128 random bits, so ids never collide across replicas,
+  revisions or restarts, and no client can choose one), returned as `x-request-id` (a v2
+  answer's `id` too, a v1 answer's `"id"`). The inference log's `ce-id`, the prediction log's
+  `id` and feedback all use it. An id the client sends (`x-request-id`, a v2 body's `id`, 1-128
+  characters of `A-Z a-z 0-9 . _ -`) is kept only for correlation: answered as
+  `x-client-request-id` and stored with the prediction as `client_id`; a label never joins
+  by it. A request carrying a `ce-id` header is refused (400): the inference log's event id
+  is assigned by the server side (KServe's agent), never by a client.
 - Writes need a token when `--auth_token_file` is set (`sentiops.security.auth`): feedback without
   a valid `Authorization: Bearer` is 401/403 and stores nothing; each stored label records
   the token's name (`labelled_by`). `--auth_reads` closes predict/infer/explain/metadata too
@@ -26,7 +28,6 @@ import logging
 import re
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -35,48 +36,30 @@ from fastapi.responses import JSONResponse
 
 logger = logging.getLogger("sentiops.serving.feedback")
 PATHS = (":predict", ":explain", "/infer")
-#: What a client-chosen request id may be (no ':' : `<id>:<i>` names the i-th text of a batch).
+#: What a client's own request id may be to be kept for correlation (no ':' : `<id>:<i>`
+#: names the i-th text of a batch).
 CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+#: The header a client's own id comes back in (and the model sees it in).
+CLIENT_ID_HEADER = "x-client-request-id"
+CE_ID_REFUSED = (
+    "a ce-id header names the inference log's event and is assigned by the server (KServe's "
+    "agent), never by a client; send the request without ce-* headers (your own id may go in "
+    "x-request-id, kept as x-client-request-id)"
+)
 
 
 class RequestIds:
-    """Which id a predict/infer/explain request gets, over REST and gRPC alike: the client's
-    when it is 1-128 characters of `A-Z a-z 0-9 . _ -` and new to this predictor — neither a
-    prediction it remembers or finds in the prediction log (`known`) nor the id of a request
-    still in flight (the last `recent` ids handed out) — else a new one, with the reason.
-    Without feedback (`known` None) an id names nothing a label could join, so it is only
-    checked for its form."""
+    """The ids of predict/infer/explain requests, over REST and gRPC alike: a new prediction
+    id per request, issued here (never the client's), and the client's own id when it is well
+    formed (kept for correlation only)."""
 
-    def __init__(self, known: Callable[[str], bool] | None = None, recent: int = 20_000) -> None:
-        self.known, self.recent = known, recent
-        self.claimed: OrderedDict[str, None] = OrderedDict()
-        self.lock = threading.Lock()
+    def __init__(self, new: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
+        self.new = new
 
     def assign(self, asked: str) -> tuple[str, str]:
-        """(the id to use, why the client's `asked` was replaced or '')."""
+        """(the prediction id, the client's id to keep or '')."""
         asked = asked.strip()
-        with self.lock:  # checked and claimed at once: two requests never get one id
-            problem = self._problem(asked) if asked else ""
-            rid = asked if asked and not problem else uuid.uuid4().hex
-            if self.known is not None:
-                self.claimed[rid] = None
-                while len(self.claimed) > self.recent:
-                    self.claimed.popitem(last=False)
-        if problem:
-            logger.info("request id replaced: %s", problem)  # the reason, never the id
-        return rid, problem
-
-    def _problem(self, rid: str) -> str:
-        if not CLIENT_ID.fullmatch(rid):
-            return "not 1-128 characters of A-Z a-z 0-9 . _ -"
-        if self.known is not None and (rid in self.claimed or self.known(rid)):
-            return "already used by an earlier prediction"
-        return ""
-
-
-def replaced_note(problem: str) -> str:
-    """What the answer says when the client's id was replaced (`x-request-id-replaced`)."""
-    return f"your x-request-id was {problem}; use this one"
+        return self.new(), asked if CLIENT_ID.fullmatch(asked) else ""
 
 
 class RequestId:
@@ -88,10 +71,18 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         headers = list(scope.get("headers") or [])
-        rid = dict(headers).get(b"x-request-id", b"").decode(errors="replace").strip()
+        given = dict(headers)
+        if b"ce-id" in given:
+            body = json.dumps({"error": CE_ID_REFUSED}).encode()
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+        asked = given.get(b"x-request-id", b"").decode(errors="replace").strip()
         replay: list[dict] = []
-        if not rid and scope.get("path", "").endswith("/infer"):
-            # a v2 body's id names the request (bounded: the Guard outside limits the body)
+        if not asked and scope.get("path", "").endswith("/infer"):
+            # a v2 body's id is the client's id (bounded, and its nesting checked: the Guard
+            # outside limits the body)
             more = True
             while more:
                 message = await receive()
@@ -100,12 +91,16 @@ class RequestId:
             body = b"".join(m.get("body", b"") for m in replay)
             try:
                 value = json.loads(body).get("id") if body[:1] == b"{" else None
-                rid = value if isinstance(value, str) else ""
-            except ValueError:
-                rid = ""
-        rid, replaced = self.ids.assign(rid)
-        headers = [(k, v) for k, v in headers if k != b"x-request-id"]
-        scope = {**scope, "headers": [*headers, (b"x-request-id", rid.encode())]}
+                asked = value if isinstance(value, str) else ""
+            except (ValueError, RecursionError):
+                asked = ""
+        rid, client = self.ids.assign(asked)
+        drop = (b"x-request-id", CLIENT_ID_HEADER.encode())
+        headers = [(k, v) for k, v in headers if k not in drop]
+        headers.append((b"x-request-id", rid.encode()))
+        if client:
+            headers.append((CLIENT_ID_HEADER.encode(), client.encode()))
+        scope = {**scope, "headers": headers}
 
         async def replaying() -> dict:
             return replay.pop(0) if replay else await receive()
@@ -113,8 +108,8 @@ class RequestId:
         async def with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
                 extra = [(b"x-request-id", rid.encode())]
-                if replaced:
-                    extra.append((b"x-request-id-replaced", replaced_note(replaced).encode()))
+                if client:
+                    extra.append((CLIENT_ID_HEADER.encode(), client.encode()))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
@@ -128,25 +123,28 @@ def prediction_rows(
     confidences: list[float],
     model_name: str,
     model_version: str,
+    *,
+    client_id: str = "",
+    sample_key: Any = None,
 ) -> list[dict[str, Any]]:
     """What the predictor remembers of a request for feedback: the prediction log's ids
-    (`<request id>` for one text, `<request id>:<i>` for the i-th of several)."""
+    (`<request id>` for one text, `<request id>:<i>` for the i-th of several), the client's
+    own id, and whether each prediction is in the random evaluation sample (decided here, by
+    `sample_key`: `sentiops.security.secrets.SampleKey`)."""
     from datetime import UTC, datetime
+
+    from sentiops.feedback.labels import RANDOM, TARGETED
 
     now = datetime.now(UTC).isoformat()
     one = len(texts) == 1
-    return [
-        {
-            "id": request_id if one else f"{request_id}:{i}",
-            "text": t,
-            "label": lab,
-            "confidence": c,
-            "model_name": model_name,
-            "model_version": model_version,
-            "time": now,
-        }
-        for i, (t, lab, c) in enumerate(zip(texts, labels, confidences, strict=True))
-    ]
+    rows = []
+    for i, (t, lab, c) in enumerate(zip(texts, labels, confidences, strict=True)):
+        pid = request_id if one else f"{request_id}:{i}"
+        sample = "" if sample_key is None else RANDOM if sample_key.in_sample(pid) else TARGETED
+        rows.append({"id": pid, "text": t, "label": lab, "confidence": c,
+                     "model_name": model_name, "model_version": model_version, "time": now,
+                     "client_id": client_id, "sample": sample})  # fmt: skip
+    return rows
 
 
 class Refresher(threading.Thread):
@@ -243,9 +241,10 @@ class BearerReads:
 
 
 def add_feedback_route(app: Any, model: Any, feedback: Any | None, tokens: Any = None) -> None:
-    from sentiops.errors import FeedbackError, SentiOpsError
+    from sentiops.errors import FeedbackError, InvalidInput, SentiOpsError
     from sentiops.feedback.labels import parse_items
     from sentiops.security.auth import AuthError
+    from sentiops.security.limits import json_body
 
     @app.post(f"/v1/models/{model.name}:feedback", response_model=None)
     async def post_feedback(request: Request) -> JSONResponse:
@@ -264,11 +263,11 @@ def add_feedback_route(app: Any, model: Any, feedback: Any | None, tokens: Any =
                 status_code=404,
             )
         try:
-            body = json.loads(await request.body())
-        except ValueError:
+            body = json_body(await request.body())
+        except InvalidInput as exc:
             return JSONResponse(
                 {
-                    "error": 'the body is not JSON; send {"id": "<request id>", '
+                    "error": f'{exc.message}; send {{"id": "<request id>", '
                     '"label": "positive"} or a list of them'
                 },
                 status_code=400,

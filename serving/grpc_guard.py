@@ -10,11 +10,11 @@ on a `grpc.aio` server whose first interceptor is `GrpcGuard`:
   RESOURCE_EXHAUSTED with a `retry-after` trailer (seconds);
 - with `--auth_reads` they need `authorization: Bearer <token>` metadata: UNAUTHENTICATED
   when none is sent, PERMISSION_DENIED for a token that is not valid;
-- `ModelInfer`'s request id (metadata `x-request-id`, else the request's `id`) follows REST's
-  rules (`serving.feedback.RequestIds`, one for both protocols): malformed or already used,
-  it is replaced; the id used is the response's `id` and is sent back as initial metadata
-  `x-request-id` (`x-request-id-replaced` says why it changed), so a label can only join
-  the text it was given for, whichever protocol made the prediction.
+- `ModelInfer` gets a prediction id issued here, as over REST (`serving.feedback.RequestIds`,
+  one for both protocols): it is the response's `id` and is sent back as initial metadata
+  `x-request-id`; the client's own id (metadata `x-request-id`, else the request's `id`) is
+  kept for correlation only (`x-client-request-id`), so a label can only join the text it
+  was given for, whichever protocol made the prediction.
 
 The probes (`ServerLive`, `ServerReady`, `ModelReady`) and `ServerMetadata` stay open and
 unlimited, like REST's health endpoints. Messages are bounded like REST bodies
@@ -33,7 +33,7 @@ import grpc
 from grpc import aio
 from kserve import ModelServer
 
-from serving.feedback import RequestIds, over_limit, replaced_note
+from serving.feedback import CLIENT_ID_HEADER, RequestIds, over_limit
 
 logger = logging.getLogger("sentiops.serving.grpc")
 SERVICE = "/inference.GRPCInferenceService/"
@@ -57,12 +57,14 @@ class _WithRequestId:
     """The servicer's context, its invocation metadata carrying the id this predictor chose
     (KServe passes that metadata to the model as its headers)."""
 
-    def __init__(self, context: Any, rid: str) -> None:
-        self._context, self._rid = context, rid
+    def __init__(self, context: Any, rid: str, client: str) -> None:
+        self._context, self._rid, self._client = context, rid, client
 
     def invocation_metadata(self) -> tuple:
-        kept = [m for m in self._context.invocation_metadata() or () if m[0] != "x-request-id"]
-        return (*kept, Metadatum("x-request-id", self._rid))
+        ours = ("x-request-id", CLIENT_ID_HEADER)
+        kept = [m for m in self._context.invocation_metadata() or () if m[0] not in ours]
+        client = (Metadatum(CLIENT_ID_HEADER, self._client),) if self._client else ()
+        return (*kept, Metadatum("x-request-id", self._rid), *client)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
@@ -131,15 +133,15 @@ class GrpcGuard(aio.ServerInterceptor):
                 await context.abort(code, f"{exc.message}; {hint}")
 
     async def _with_id(self, request: Any, context: Any) -> Any:
-        """The request under the id REST's rules give it; the id goes back as metadata."""
+        """The request under a prediction id issued here; the id goes back as metadata."""
         asked = dict(context.invocation_metadata() or ()).get("x-request-id") or request.id
-        rid, replaced = self.ids.assign(str(asked or ""))
+        rid, client = self.ids.assign(str(asked or ""))
         request.id = rid
         answer = [("x-request-id", rid)]
-        if replaced:
-            answer.append(("x-request-id-replaced", replaced_note(replaced)))
+        if client:
+            answer.append((CLIENT_ID_HEADER, client))
         await context.send_initial_metadata(tuple(answer))
-        return _WithRequestId(context, rid)
+        return _WithRequestId(context, rid, client)
 
 
 class GuardedGRPCServer:
@@ -147,8 +149,10 @@ class GuardedGRPCServer:
     run before KServe's own (logging, exceptions to statuses)."""
 
     def __init__(self, port: int, data_plane: Any, repository: Any, kwargs: dict,
-                 interceptors: tuple, grace_period: int = 30) -> None:  # fmt: skip
+                 interceptors: tuple, grace_period: int = 30,
+                 host: str = "[::]") -> None:  # fmt: skip
         self.port, self.data_plane, self.repository = port, data_plane, repository
+        self.host = host
         self.kwargs, self.interceptors, self.grace_period = kwargs, interceptors, grace_period
         self._server: aio.Server | None = None
 
@@ -173,7 +177,7 @@ class GuardedGRPCServer:
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceServicer(self.data_plane, self.repository), self._server
         )
-        self._server.add_insecure_port(f"[::]:{self.port}")
+        self._server.add_insecure_port(f"{self.host}:{self.port}")
         logger.info("gRPC server on port %d (with %d workers)", self.port, max_workers)
         await self._server.start()
         await self._server.wait_for_termination()
@@ -185,19 +189,34 @@ class GuardedGRPCServer:
 
 class GuardedModelServer(ModelServer):
     """`kserve.ModelServer` whose gRPC server (when `enable_grpc`) is a `GuardedGRPCServer`
-    with `interceptors`; `args` are the parsed flags (its gRPC message limits)."""
+    with `interceptors`, both servers listening on `args.host` (KServe's REST server binds
+    0.0.0.0 in its code: its uvicorn config is given the host as it is made); `args` are the
+    parsed flags (the host, the gRPC message limits)."""
 
     def __init__(self, interceptors: tuple, args: Any, enable_grpc: bool = True,
                  **kwargs: Any) -> None:  # fmt: skip
         super().__init__(enable_grpc=False, **kwargs)
         self.guarded = (interceptors, vars(args)) if enable_grpc else None
+        self.host = getattr(args, "host", "0.0.0.0")  # noqa: S104 - a pod's default
 
     def start(self, models: list) -> None:
+        import kserve.model_server as ms
+
+        host = self.host
+
+        class BoundRESTServer(ms.RESTServer):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.config.host = host
+
+        ms.RESTServer = BoundRESTServer
         if self.guarded is not None:  # started beside the REST server, in the same event loop
             interceptors, flags = self.guarded
+            grpc_host = f"[{host}]" if ":" in host else host
             self._grpc_server = GuardedGRPCServer(
                 self.grpc_port, self.dataplane, self.model_repository_extension, flags,
                 interceptors, grace_period=self.grace_period,
+                host="[::]" if host in ("0.0.0.0", "::") else grpc_host,
             )  # fmt: skip
             self.servers.append(self._grpc_server.start(self.max_threads))
         super().start(models)

@@ -4,9 +4,11 @@ KServe's agent logger (binary mode; ce-type org.kubeflow.serving.inference.reque
 endpoint; a response is logged only when it was a 200).
 
 On a cluster KServe's agent does this; locally the predictor does it itself, so the drift
-detector receives exactly the same events. Events go through a bounded queue to a background
-sender: a slow or absent receiver never slows or fails a prediction (what does not fit is
-dropped and counted)."""
+detector receives exactly the same events. Only answered requests are logged (a 200: a refused
+request is neither a prediction nor worth the memory). Events go through a queue bounded in
+events and in bytes to a background sender: a slow or absent receiver never slows or fails a
+prediction, nor grows the predictor's memory past `max_bytes` (what does not fit is dropped
+and counted)."""
 
 from __future__ import annotations
 
@@ -24,19 +26,34 @@ REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 
 
+#: Most bytes of event bodies waiting to be sent (with the default 2 MB request limit, at
+#: least 16 of the largest requests and their answers).
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+
+
 class Sender(threading.Thread):
     def __init__(self, url: str, maxsize: int = 10_000, timeout: float = 5.0,
-                 token: str = "") -> None:  # fmt: skip
+                 token: str = "", max_bytes: int = MAX_QUEUED_BYTES) -> None:  # fmt: skip
         super().__init__(daemon=True, name="sentiops-inference-log")
-        self.url, self.timeout = url, timeout
+        self.url, self.timeout, self.max_bytes = url, timeout, max_bytes
         self.auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.queue: queue.Queue[tuple[dict[str, str], bytes]] = queue.Queue(maxsize)
+        self.queued_bytes = 0
+        self.lock = threading.Lock()
 
-    def offer(self, headers: dict[str, str], body: bytes) -> None:
-        try:
-            self.queue.put_nowait((headers, body))
-        except queue.Full:
-            LOGGED.labels("dropped").inc()
+    def offer(self, headers: dict[str, str], body: bytes) -> bool:
+        """Queue one event unless that would pass `maxsize` events or `max_bytes`."""
+        with self.lock:
+            if self.queued_bytes + len(body) > self.max_bytes:
+                LOGGED.labels("dropped").inc()
+                return False
+            try:
+                self.queue.put_nowait((headers, body))
+            except queue.Full:
+                LOGGED.labels("dropped").inc()
+                return False
+            self.queued_bytes += len(body)
+        return True
 
     def run(self) -> None:
         import httpx
@@ -44,6 +61,8 @@ class Sender(threading.Thread):
         with httpx.Client(timeout=self.timeout) as client:
             while True:
                 headers, body = self.queue.get()
+                with self.lock:
+                    self.queued_bytes -= len(body)
                 try:
                     resp = client.post(self.url, headers={**headers, **self.auth}, content=body)
                     LOGGED.labels("sent" if resp.status_code < 300 else "failed").inc()
@@ -107,10 +126,12 @@ class LoggerMiddleware:
             await send(message)
 
         await self.app(scope, tap_receive, tap_send)
+        if status != 200:  # refused or failed: nothing was predicted
+            return
         if self.mode in ("all", "request"):
             self.sender.offer(*event(REQUEST_TYPE, event_id, bytes(request_body), self.model,
                                      self.endpoint))  # fmt: skip
-        if self.mode in ("all", "response") and status == 200:
+        if self.mode in ("all", "response"):
             self.sender.offer(*event(RESPONSE_TYPE, event_id, bytes(response_body), self.model,
                                      self.endpoint))  # fmt: skip
 

@@ -2,10 +2,16 @@
 
     load()     checksums verified (`sentiops.models.load_model`); a corrupt or tampered model
                never becomes ready, and the log says why
-    predict()  v1 {"instances": ["text", ...]} -> {"predictions": [{label, score, probabilities}]}
+    predict()  v1 {"instances": ["text", ...]} -> {"id", "predictions": [{label, score,
+               probabilities}]}
                v2 input `text` BYTES [N] -> outputs `label` BYTES [N], `probabilities` FP32 [N, C]
-               (REST and gRPC); the response id is the request id actually used
-    explain()  per-token attributions for the predicted label (serving.explain)
+               (REST and gRPC); `id` echoes the client's id (Open Inference Protocol), else
+               is the prediction id; `parameters.prediction_id` is always the prediction id
+               this server issued (what labels name, also `x-request-id`)
+    explain()  per-token attributions for the predicted label (serving.explain), computed
+               in a thread of its own, at most EXPLAIN_CONCURRENCY at once (more: 429 with
+               Retry-After) and answered within EXPLAIN_TIMEOUT_S (else 503): explanations
+               never hold up the event loop, predictions or health probes
 
 Every client mistake is a `kserve.errors.InvalidInput` (HTTP 400 with {"error": ...}) that
 names the problem and the limit; the core's checks (`sentiops.models.check_texts`) are the
@@ -16,8 +22,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,19 @@ from serving.batcher import Batcher
 logger = logging.getLogger("sentiops.serving")
 VERSION_ENV = "SENTIOPS_MODEL_VERSION"
 INPUT = "text"
+#: Explanations computed at once (each costs up to ~16 forward and backward passes).
+EXPLAIN_CONCURRENCY = 2
+#: Longest an explanation request waits for its answer.
+EXPLAIN_TIMEOUT_S = 30.0
+
+
+class Busy(Exception):
+    """The server cannot take this request now (`status`: 429 when a limit is reached, 503
+    when it took too long); `retry_after` seconds is a good time to try again."""
+
+    def __init__(self, message: str, status: int = 429, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.status, self.retry_after = status, retry_after
 
 
 def _invalid(message: str, hint: str = "") -> InvalidInput:
@@ -65,8 +86,13 @@ class SentimentModel(Model):
         self.model: LoadedModel | None = None
         self.batcher: Batcher | None = None
         self.not_ready_reason = "not loaded"
+        self._explaining = threading.BoundedSemaphore(EXPLAIN_CONCURRENCY)
+        self._explainers = ThreadPoolExecutor(EXPLAIN_CONCURRENCY, "sentiops-explain")
         # called with every answered request's rows (sentiops.feedback.predictions.PredictionIndex)
         self.on_predicted: Any = None
+        # decides which predictions are in the random evaluation sample
+        # (sentiops.security.secrets.SampleKey; set with feedback)
+        self.sample_key: Any = None
 
     # -------------------------------------------------------------------------- lifecycle
     def load(self) -> bool:
@@ -126,12 +152,12 @@ class SentimentModel(Model):
     def texts_of(self, payload: Any) -> list[str]:
         """The texts of a v1 dict or a v2 request, checked against the limits."""
         if isinstance(payload, bytes | bytearray):  # a JSON body sent without its content type
-            import json
+            from sentiops.security.limits import json_body
 
             try:
-                payload = json.loads(payload)
-            except ValueError:
-                raise _invalid("the body is not JSON", 'send {"instances": ["text", ...]} with '
+                payload = json_body(payload)
+            except CoreInvalidInput as exc:
+                raise _invalid(exc.message, 'send {"instances": ["text", ...]} with '
                                "Content-Type: application/json") from None  # fmt: skip
         if isinstance(payload, InferRequest):
             texts = self._v2_texts(payload)
@@ -211,11 +237,17 @@ class SentimentModel(Model):
         self._observe(texts, labels, proba, time.perf_counter() - start)
         if self.on_predicted is not None:
             self._remember(payload, headers, texts, labels, proba)
+        # the prediction id this server issued (serving.feedback.RequestIds), never the client's;
+        # the client's own id rides along for correlation (the drift sidecar logs both)
+        from serving.feedback import CLIENT_ID_HEADER
+
+        rid = (headers or {}).get("x-request-id") or None
+        client = (headers or {}).get(CLIENT_ID_HEADER) or ""
         if isinstance(payload, InferRequest):
-            # the id actually used (serving.feedback.RequestIds may have replaced the client's)
-            rid = (headers or {}).get("x-request-id") or payload.id
-            return self._v2_response(payload, labels, proba, rid)
+            return self._v2_response(payload, labels, proba, rid, client)
         return {
+            **({"id": rid} if rid else {}),
+            **({"client_request_id": client} if client else {}),
             "predictions": [
                 {
                     "label": label,
@@ -237,18 +269,18 @@ class SentimentModel(Model):
 
     def _remember(self, payload: Any, headers: dict[str, str] | None, texts: list[str],
                   labels: list[str], proba: np.ndarray) -> None:  # fmt: skip
-        from serving.feedback import prediction_rows
+        from serving.feedback import CLIENT_ID_HEADER, prediction_rows
 
-        rid = (headers or {}).get("x-request-id") or (
-            payload.id if isinstance(payload, InferRequest) else None
-        )
-        if rid:
+        rid = (headers or {}).get("x-request-id")
+        if rid:  # an id issued here (a request that bypassed RequestId has none: not labelled)
             conf = [float(row.max()) for row in proba]
-            self.on_predicted(prediction_rows(rid, texts, labels, conf, self.name, self.version))
+            self.on_predicted(prediction_rows(
+                rid, texts, labels, conf, self.name, self.version,
+                client_id=(headers or {}).get(CLIENT_ID_HEADER, ""), sample_key=self.sample_key,
+            ))  # fmt: skip
 
-    def _v2_response(
-        self, request: InferRequest, labels: list[str], proba: np.ndarray, rid: str | None
-    ) -> InferResponse:
+    def _v2_response(self, request: InferRequest, labels: list[str], proba: np.ndarray,
+                     rid: str | None, client: str = "") -> InferResponse:  # fmt: skip
         # gRPC answers carry raw tensor bytes (what Triton's and KServe's gRPC clients read);
         # REST answers carry JSON data
         binary = bool(request.from_grpc)
@@ -259,20 +291,41 @@ class SentimentModel(Model):
         )
         prob_out = InferOutput("probabilities", list(proba.shape), "FP32")
         prob_out.set_data_from_numpy(proba.astype(np.float32), binary_data=binary)
+        pid = rid or uuid.uuid4().hex
+        params = {"prediction_id": pid, **({"client_request_id": client} if client else {})}
         return InferResponse(
-            response_id=rid or str(uuid.uuid4()),
+            response_id=client or pid,  # the Open Inference Protocol echoes the client's id
             model_name=self.name,
             model_version=self.version,
             infer_outputs=[label_out, prob_out],
             use_binary_outputs=binary,
             from_grpc=request.from_grpc,
+            parameters=params,
         )
 
     async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        from serving.explain import explain
+        import asyncio
 
         texts = self.texts_of(payload)
         if len(texts) > 8:
             raise _invalid(f"{len(texts)} texts to explain", "explain at most 8 texts a request")
-        assert self.model is not None
-        return {"explanations": [explain(self.model, t) for t in texts]}
+        if not self._explaining.acquire(blocking=False):
+            raise Busy(f"{EXPLAIN_CONCURRENCY} explanations are being computed already (the "
+                       "limit); retry after a second")  # fmt: skip
+        # the slot is given back when the thread is done, also after a timeout: the limit
+        # holds for the work itself, not only for the waiting
+        job = asyncio.get_running_loop().run_in_executor(self._explainers, self._explain, texts)
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), EXPLAIN_TIMEOUT_S)
+        except TimeoutError:
+            raise Busy(f"the explanation took longer than {EXPLAIN_TIMEOUT_S:g} s; retry later "
+                       "or explain shorter texts", 503, 5) from None  # fmt: skip
+
+    def _explain(self, texts: list[str]) -> dict[str, Any]:
+        from serving.explain import explain
+
+        try:
+            assert self.model is not None
+            return {"explanations": [explain(self.model, t) for t in texts]}
+        finally:
+            self._explaining.release()

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from sentiops import metrics
+from sentiops.security.limits import MAX_DEPTH, json_depth
 from serving.model import SentimentModel
 
 logger = logging.getLogger("sentiops.serving")
@@ -47,10 +48,12 @@ def set_threads(workers: int) -> int:
 
 
 class Guard:
-    """ASGI middleware: refuses bodies over `limit` bytes with 413 (before they are read),
-    closes KServe's model repository API (load/unload), counts errors KServe answers before
-    the model runs (unknown model 404, not ready 503), and says on every predict/infer/explain
-    answer which model version gave it (`x-model-version`: a v1 body has no version)."""
+    """ASGI middleware: refuses bodies over `limit` bytes with 413 (before they are read) and
+    JSON bodies of the model's endpoints that nest too deep with 400 (before anything parses
+    them: `sentiops.security.limits`), closes KServe's model repository API (load/unload),
+    counts errors KServe answers before the model runs (unknown model 404, not ready 503), and
+    says on every predict/infer/explain answer which model version gave it (`x-model-version`:
+    a v1 body has no version)."""
 
     def __init__(self, app: Any, model: SentimentModel, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.model, self.limit = app, model, limit
@@ -120,8 +123,32 @@ class Guard:
                     message = {**message, "headers": [*message.get("headers", []), version]}
             await send(message)
 
+        inner_receive = limited
+        if scope.get("method") == "POST" and scope.get("path", "").endswith(CHECKED_BODIES):
+            try:
+                body = await _read_all(limited)
+            except _TooLarge:
+                await self._reply(send, 413, f"request body exceeds the limit of {self.limit} "
+                                  "bytes")  # fmt: skip
+                return
+            size = headers.get(b"inference-header-content-length", b"")
+            head = body[: int(size)] if size.isdigit() else body  # binary tensors follow
+            depth = json_depth(head)
+            if depth > MAX_DEPTH:
+                if scope["path"].endswith(PREDICT_PATHS):
+                    metrics.REQUEST_ERRORS.labels(self.model.name, self.model.version,
+                                                  "invalid_input").inc()  # fmt: skip
+                await self._reply(send, 400, f"the JSON body nests {depth} levels deep; the "
+                                  f"limit is {MAX_DEPTH}: send texts as a flat list of strings")
+                return  # fmt: skip
+            replay = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def replaying() -> dict:
+                return replay.pop() if replay else await receive()
+
+            inner_receive = replaying
         try:
-            await self.app(scope, limited, counting_send)
+            await self.app(scope, inner_receive, counting_send)
         except _TooLarge:
             await self._reply(send, 413, f"request body exceeds the limit of {self.limit} bytes")
 
@@ -166,6 +193,23 @@ class _TooLarge(Exception):
     pass
 
 
+#: Endpoints whose JSON bodies are checked for nesting before anything parses them.
+PREDICT_PATHS = (":predict", ":explain", "/infer")
+CHECKED_BODIES = (*PREDICT_PATHS, ":feedback")
+
+
+async def _read_all(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
 def add_metadata_route(app: Any, model: SentimentModel) -> None:
     """GET /v2/models/{name} with the label order and version (KServe's own route drops
     fields its schema does not know); registered before KServe's, so it answers first."""
@@ -181,6 +225,29 @@ def add_metadata_route(app: Any, model: SentimentModel) -> None:
         return JSONResponse(model.metadata())
 
 
+def add_error_handlers(app: Any) -> None:
+    """A client's mistake is one log line (escaped, no traceback: KServe's own handler logs a
+    traceback for every 400) and a 400 naming it; a busy server is a 429/503 with
+    Retry-After. KServe registers its handlers when its REST server starts, from the names in
+    `kserve.protocol.rest.server`: the 400's is replaced there, the busy one added here."""
+    import kserve.protocol.rest.server as rest
+
+    from serving.model import Busy
+
+    async def invalid_input(request: Any, exc: Exception) -> JSONResponse:
+        logger.info("400 %s %s: %s", request.method, request.url.path, str(exc)[:300])
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def busy(request: Any, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Busy)
+        logger.warning("%d %s: %s", exc.status, request.url.path, exc)
+        return JSONResponse({"error": str(exc)}, status_code=exc.status,
+                            headers={"Retry-After": str(exc.retry_after)})  # fmt: skip
+
+    rest.invalid_input_handler = invalid_input
+    app.add_exception_handler(Busy, busy)
+
+
 def feedback_for(
     model: SentimentModel, store: str, shadow: bool = False, refresh_seconds: float = 30.0
 ) -> Any:
@@ -189,7 +256,12 @@ def feedback_for(
     stored labels of its own answers (`sentiops.feedback.shadow`)."""
     if not store:
         return None
+    from sentiops.security.secrets import SampleKey
     from serving.feedback import Refresher
+
+    # which predictions are in the random evaluation sample: decided here, by a keyed hash of
+    # the id this server issues (the drift sidecar decides the same with the same secret)
+    model.sample_key = SampleKey.from_env()
 
     if shadow:
         from sentiops.feedback.shadow import ShadowLabels
@@ -228,6 +300,7 @@ def run(args: argparse.Namespace) -> None:
     logger.info("%d forward worker(s) x %d thread(s); model ready: %s", workers, threads,
                 model.ready)  # fmt: skip
     add_metadata_route(ks.app, model)
+    add_error_handlers(ks.app)
     from sentiops.security.auth import TokenFile
     from serving.feedback import BearerReads, RequestId, RequestIds, add_feedback_route
 
@@ -250,15 +323,7 @@ def run(args: argparse.Namespace) -> None:
 
         token = token_from_file(args.logger_token_file) if args.logger_token_file else ""
         install(ks.app, model, args.logger_url, args.logger_mode, token=token)
-    known = None
-    if args.shadow and feedback is not None:
-        # a mirrored request carries the id the client got from stable: new to this shadow,
-        # known to the store's prediction log (which a shadow does not read)
-        known = feedback.knows
-    elif feedback is not None:
-        rows = feedback.index.rows
-        known = lambda rid: rid in rows or f"{rid}:0" in rows  # noqa: E731
-    ids = RequestIds(known)  # one for REST and gRPC: an id is used once across both
+    ids = RequestIds()  # one for REST and gRPC: every prediction gets an id issued here
     # the logger and the model see the id RequestId chose; a token is checked before any
     # body is read; the Guard's body limit holds before RequestId reads a v2 body
     ks.app.add_middleware(RequestId, ids=ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
 # every prediction in the random evaluation sample unless a test says otherwise, for servers
 # that session- and package-scoped fixtures start too (tests of the sampling set their rate)
 os.environ["SENTIOPS_EVAL_SAMPLE_RATE"] = "1"
+# one evaluation-sample secret for the whole session (servers of session-scoped fixtures and
+# the tests that ask which predictions are in the sample must agree on it)
+_SECRETS = Path(tempfile.mkdtemp(prefix="sentiops-test-secrets-"))
+(_SECRETS / "eval-sample.key").write_text(secrets.token_hex(32))
+os.environ["SENTIOPS_SAMPLE_SECRET_FILE"] = str(_SECRETS / "eval-sample.key")
 # one model signing key for the whole session (sentiops.security.signing): the models that
 # session-scoped fixtures write and the tests and servers that load them agree on it (tests of
 # a machine's own key pair unset SENTIOPS_MODEL_SIGNING_KEY_FILE); no verify key of the shell's

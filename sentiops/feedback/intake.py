@@ -1,11 +1,12 @@
 """Taking labels: each label is joined with the prediction it is about and stored as labelled
 training data, and live accuracy per model version is kept and exported.
 
-A request is accepted whole or refused whole, before anything is written: a malformed item or
-an unknown label is a 400, an id no prediction has is a 404, a second label for the same id is
-a 409 — each naming every refused item. An accepted request is one Parquet part written before
-the answer, so a restart loses nothing. Two replicas labelling the same id in the same instant
-can both accept it; readers keep the first label of an id (`labels.read_labels`).
+A request is accepted whole or refused whole, before anything is written: a malformed item or an
+unknown label is a 400, an id no prediction has is a 404, a second label for the same id or an
+id that more than one logged prediction carries is a 409 — each naming every refused item. An
+accepted request is one Parquet part written before the answer, so a restart loses nothing. Two
+replicas labelling the same id in the same instant can both accept it; readers keep the first
+label of an id (`labels.read_labels`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sentiops.config import MODEL_NAME, Settings, eval_sample_rate
+from sentiops.config import MODEL_NAME, Settings
 from sentiops.errors import FeedbackError
 from sentiops.feedback.labels import (
     COLUMNS,
     RANDOM,
-    TARGETED,
     Item,
     feedback_prefix,
     first_label_per_id,
-    in_eval_sample,
+    sample_of,
 )
 from sentiops.feedback.live import live_metrics
 from sentiops.feedback.predictions import PredictionIndex
@@ -49,9 +49,12 @@ class Feedback:
         settings: Settings | None = None,
         index: PredictionIndex | None = None,
         model_name: str = MODEL_NAME,
+        sample_key: Any = None,
     ) -> None:
+        from sentiops.security.secrets import SampleKey
+
         self.store, self.settings, self.model_name = store, settings, model_name
-        self.rate = eval_sample_rate()
+        self.sample_key = sample_key or SampleKey.from_env()
         self.index = index or PredictionIndex(store, settings)
         self.labelled: set[str] = set()
         self._label_parts: set[str] = set()
@@ -100,6 +103,16 @@ class Feedback:
         with self.lock:
             ids = [i.id for i in items]
             found = self.index.find(ids)
+            ambiguous = [i for i in ids if i in self.index.ambiguous]
+            if ambiguous:
+                raise FeedbackError(
+                    f"{len(ambiguous)} of {len(ids)} ids match more than one logged prediction: "
+                    f"{ambiguous[:10]}",
+                    "a label must name exactly one prediction; these ids cannot be labelled "
+                    "(ask the operator: the prediction log holds two predictions under one id)",
+                    409,
+                    [{"id": i, "error": "matches more than one prediction"} for i in ambiguous],
+                )
             unknown = [i for i in ids if i not in found]
             if unknown:
                 raise FeedbackError(
@@ -140,8 +153,9 @@ class Feedback:
                         "predicted_at": str(p.get("time", "")),
                         "labelled_at": now.isoformat(),
                         "source": source,
-                        "sample": RANDOM if in_eval_sample(item.id, self.rate) else TARGETED,
+                        "sample": sample_of(p | {"id": item.id}, self.sample_key),
                         "labelled_by": labelled_by,
+                        "client_id": str(p.get("client_id") or ""),
                     }
                 )
             uri = _part(self.store, now)

@@ -8,7 +8,8 @@ prediction it is about and stored as labelled training data:
     <store>/labels/feedback/date=YYYY-MM-DD/part-<HHMMSS>-<uuid8>.parquet
         id, text, label (the person's), predicted_label, confidence, model_name,
         model_version, predicted_at, labelled_at, source, sample, labelled_by (the name of
-        the token the label came with, when writes need one: who labelled what)
+        the token the label came with, when writes need one: who labelled what), client_id
+        (the client's own id of the request, kept for correlation; never what a label joins)
 
 (`sentiops.store.layout` owns the store's other layouts; retraining reads `<store>/labels/`.)
 
@@ -16,11 +17,13 @@ A request is accepted whole or refused whole (`sentiops.feedback.intake`): a mal
 an unknown label is a 400 (`parse_items`, here), an id no prediction has is a 404, a second
 label for the same id is a 409. Readers keep the first label of an id (`read_labels`).
 
-Two kinds of label, told apart by `sample`: a prediction whose request id falls in the
-**random evaluation sample** (`in_eval_sample`: a hash of the id below the rate, so every
-model version and every hour is sampled alike, and no labeller chooses which texts are in it)
-is `random`; every other label (e.g. the drift sidecar's queue of the most uncertain texts,
-chosen to teach the next model) is `targeted`. Only `random` labels estimate how well a model
+Two kinds of label, told apart by `sample`: a prediction in the **random evaluation sample**
+(decided when the prediction was made, by a keyed hash of the server-issued prediction id:
+`sentiops.security.secrets.SampleKey`, so every model version and every hour is sampled alike,
+and neither a client nor a labeller can choose or tell which texts are in it; the decision is
+stored with the prediction and the label takes it) is `random`; every other label (e.g. the
+drift sidecar's queue of the most uncertain texts, chosen to teach the next model) is
+`targeted`. Only `random` labels estimate how well a model
 does on live traffic: live accuracy and macro-F1 per model version (computed from every stored
 label, so every replica exports the same numbers, and exported as gauges), the canary judge's
 per-step `sentiops_feedback_total{correct, sample="random"}` and the gate's live test share.
@@ -30,11 +33,10 @@ labelling queue, so what is labelled of the sample is not chosen by uncertainty 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sentiops.config import Settings, eval_sample_rate
+from sentiops.config import Settings
 from sentiops.errors import FeedbackError
 from sentiops.store import layout
 
@@ -56,17 +58,18 @@ COLUMNS = (
     "source",
     "sample",
     "labelled_by",
+    "client_id",
 )
 RANDOM, TARGETED = "random", "targeted"
 
 
-def in_eval_sample(request_id: str, rate: float | None = None) -> bool:
-    """Is this prediction in the random evaluation sample? A hash of its id, uniform in [0, 1),
-    below `rate` (default: SENTIOPS_EVAL_SAMPLE_RATE): the same answer in every process, and
-    independent of the text, the model and the time."""
-    rate = eval_sample_rate() if rate is None else rate
-    digest = hashlib.sha256(str(request_id).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+def sample_of(prediction: dict[str, Any], key: Any) -> str:
+    """RANDOM or TARGETED: the decision stored with the prediction, else (a prediction logged
+    before decisions were stored) `key`'s (`sentiops.security.secrets.SampleKey`)."""
+    stored = str(prediction.get("sample") or "")
+    if stored in (RANDOM, TARGETED):
+        return stored
+    return RANDOM if key.in_sample(str(prediction["id"])) else TARGETED
 
 
 def random_sample(df: Any) -> Any:

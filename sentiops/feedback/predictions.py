@@ -1,6 +1,8 @@
-"""The predictions labels are about: id -> the prediction (text, label, model version, ...),
-from this process's own recent predictions and the prediction log the drift sidecar writes to
-the store (any replica, any revision, days later)."""
+"""The predictions labels are about: id -> the prediction (text, label, model version, sample,
+...), from this process's own recent predictions and the prediction log the drift sidecar
+writes to the store (any replica, any revision, days later). Ids are issued by the predictors
+and never collide; an id that nonetheless arrives with two different predictions (another
+text or model version) is marked `ambiguous` and can never be labelled."""
 
 from __future__ import annotations
 
@@ -16,6 +18,14 @@ from sentiops.store import layout
 
 #: How far back the prediction log is searched for the prediction a label is about.
 LOOKBACK_DAYS = 30
+#: What is kept of a prediction (older log parts lack `client_id` and `sample`).
+COLUMNS = ("id", "text", "label", "confidence", "model_name", "model_version", "time",
+           "client_id", "sample")  # fmt: skip
+
+
+def _differ(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two records of one id that are not the same prediction."""
+    return any(str(a.get(k, "")) != str(b.get(k, "")) for k in ("text", "model_version"))
 
 
 class PredictionIndex:
@@ -37,6 +47,8 @@ class PredictionIndex:
         self.bytes = 0
         self.min_refresh = min_refresh_seconds
         self.rows: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        #: ids seen with two different predictions (bounded like `rows`)
+        self.ambiguous: OrderedDict[str, None] = OrderedDict()
         self.seen: set[str] = set()
         self.lock = threading.Lock()
         self._refreshed = 0.0
@@ -57,6 +69,10 @@ class PredictionIndex:
                 old = self.rows.pop(rid, None)
                 if old is not None:
                     self.bytes -= self._size(old)
+                    if _differ(old, row):
+                        self.ambiguous[rid] = None
+                        while len(self.ambiguous) > self.capacity:
+                            self.ambiguous.popitem(last=False)
                 self.rows[rid] = row
                 self.bytes += self._size(row)
             while self.rows and (len(self.rows) > self.capacity or self.bytes > self.max_bytes):
@@ -79,8 +95,8 @@ class PredictionIndex:
                 continue
             if not any(f"/{d}/" in f.uri for d in dates):
                 continue
-            cols = ["id", "text", "label", "confidence", "model_name", "model_version", "time"]
-            table = pq.read_table(get_file(f.uri, self.settings), columns=cols)
+            table = pq.read_table(get_file(f.uri, self.settings))
+            table = table.select([c for c in COLUMNS if c in table.column_names])
             self.remember(table.to_pylist())
             self.seen.add(f.uri)
             new += table.num_rows

@@ -6,21 +6,24 @@ it names the *stable* prediction's request id and is stored once, joined with th
 (`sentiops.feedback.intake`) — training data never counts a text twice. The shadow joins the
 same labels with its own answers:
 
-- the mirror copies the request with the request id the client got (the gateway's
-  `x-request-id`, or locally the id stable answered with), so the shadow's prediction of a
-  text carries the id the label will name;
+- the mirror copies the request with its `x-request-id` (on a cluster the gateway's, which
+  stable keeps as the prediction's `client_id`; locally the prediction id stable answered
+  with); the shadow issues its own prediction ids like any predictor and keeps the copy's id
+  as its prediction's `client_id`, so a label names it by `id` (locally) or `client_id` (the
+  stored label carries the stable prediction's `client_id`);
 - the shadow keeps its own predictions in memory (`remember`; bounded, like the predictor's
   `PredictionIndex`) and never writes them to the prediction log (a second prediction under
   the same id there would let a label join the wrong version);
 - every few seconds it reads the label parts written since the last read (`refresh`; parts
-  are written once) and, for each label whose id *and text* match one of its predictions
-  (a reused id with another text never matches), counts
+  are written once) and, for each label whose id (or client id) *and text* match one of its
+  predictions (a reused id with another text never matches), counts
   `sentiops_feedback_total{model_version=<shadow>, correct, sample}` — the series the canary
   judge reads per step — and keeps live accuracy per version for the gauges.
 
-Which labels count as the random evaluation sample is decided by the request id
-(`labels.in_eval_sample`), so a shadow's sampled predictions are exactly the mirrored share of
-the stable's sample: labelled the same way, by the same people, at no extra cost. A label that
+Which labels count as the random evaluation sample is what the label says (`sample`, decided
+for the stable prediction it was given for: `sentiops.security.secrets.SampleKey`), so a
+shadow's sampled predictions are exactly the mirrored share of the stable's sample: labelled
+the same way, by the same people, at no extra cost. A label that
 arrives before the shadow's copy was answered does not count (the mirror sends copies at once;
 labels come seconds to days later). The shadow takes no labels itself: `record` refuses them.
 """
@@ -32,9 +35,9 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sentiops.config import MODEL_NAME, Settings, eval_sample_rate
+from sentiops.config import MODEL_NAME, Settings
 from sentiops.errors import FeedbackError
-from sentiops.feedback.labels import RANDOM, TARGETED, Item, feedback_prefix, in_eval_sample
+from sentiops.feedback.labels import RANDOM, TARGETED, Item, feedback_prefix
 from sentiops.store import layout
 
 
@@ -52,8 +55,8 @@ class ShadowLabels:
     ) -> None:
         self.store, self.settings, self.model_name = store, settings, model_name
         self.capacity = capacity
-        self.rate = eval_sample_rate()
-        # id -> (text, predicted label, model version) of this shadow's own answers
+        # the copy's id (its client id) -> (text, predicted label, model version) of this
+        # shadow's own answers
         self.rows: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
         self.counted: set[str] = set()
         self.parts: set[str] | None = None  # label parts read so far (None: not listed yet)
@@ -66,16 +69,12 @@ class ShadowLabels:
         """The shadow's predictions (`serving.feedback.prediction_rows`), at most `capacity`."""
         with self.lock:
             for row in rows:
-                rid = str(row["id"])
+                rid = str(row.get("client_id") or row["id"])
                 self.rows.pop(rid, None)
                 self.rows[rid] = (str(row.get("text", "")), str(row.get("label", "")),
                                   str(row.get("model_version", "")))  # fmt: skip
             while len(self.rows) > self.capacity:
                 self.counted.discard(self.rows.popitem(last=False)[0])
-
-    def knows(self, request_id: str) -> bool:
-        with self.lock:
-            return request_id in self.rows or f"{request_id}:0" in self.rows
 
     # ------------------------------------------------------------------ the labels
     def refresh(self) -> int:
@@ -96,25 +95,29 @@ class ShadowLabels:
             if uri in self.parts:
                 continue
             self.parts.add(uri)
-            table = pq.read_table(get_file(uri, self.settings), columns=["id", "text", "label"])
-            counted += self.count(table.to_pylist())
+            table = pq.read_table(get_file(uri, self.settings))
+            keep = [c for c in ("id", "client_id", "text", "label", "sample")
+                    if c in table.column_names]  # fmt: skip
+            counted += self.count(table.select(keep).to_pylist())
         return counted
 
     def count(self, labels: Sequence[dict[str, Any]]) -> int:
-        """Count `labels` (id, text, label) that name one of this shadow's predictions."""
+        """Count `labels` (id, client_id, text, label, sample) that name one of this
+        shadow's predictions."""
         from sentiops import metrics
 
         n = 0
         with self.lock:
             for label in labels:
-                rid = str(label["id"])
+                rid = next((k for k in (str(label["id"]), str(label.get("client_id") or ""))
+                            if k and k in self.rows), "")  # fmt: skip
                 mine = self.rows.get(rid)
                 if mine is None or rid in self.counted or mine[0] != str(label.get("text", "")):
                     continue
                 self.counted.add(rid)
                 _, predicted, version = mine
                 gold = str(label["label"])
-                sample = RANDOM if in_eval_sample(rid, self.rate) else TARGETED
+                sample = str(label.get("sample") or TARGETED)
                 metrics.FEEDBACK.labels(self.model_name, version, str(gold == predicted).lower(),
                                         sample).inc()  # fmt: skip
                 if sample == RANDOM:

@@ -89,7 +89,7 @@ class Predictor:
         args = [
             sys.executable, "-m", "serving", f"--model_name={self.name}",
             f"--model_dir={self.model_dir}", f"--http_port={self.http_port}",
-            f"--grpc_port={self.grpc_port}", *self.extra_args,
+            f"--grpc_port={self.grpc_port}", "--host=127.0.0.1", *self.extra_args,
         ]  # fmt: skip
         self.process = start_process(
             f"predictor-{self.version}", args, self.workdir,

@@ -54,14 +54,16 @@ def test_only_the_random_evaluation_sample_estimates_live_accuracy(
     """Labels of ids outside the evaluation sample (e.g. the most uncertain texts, queued for
     training) are stored as `targeted` and never count in live accuracy; the sample's labels
     are `random` and come with their size and a 95 % interval."""
-    from sentiops.feedback.labels import in_eval_sample, read_labels
+    from sentiops.feedback.labels import read_labels
+    from sentiops.security.secrets import SampleKey
 
     monkeypatch.setenv("SENTIOPS_EVAL_SAMPLE_RATE", "0.5")
     store = str(tmp_path / "store")
     index = _index(store, 30)
     fb = Feedback(store, index=index)
-    sampled = [f"r{i}" for i in range(30) if in_eval_sample(f"r{i}", 0.5)]
-    assert 5 < len(sampled) < 25  # a hash of the id: about half
+    key = SampleKey.from_env(rate=0.5)
+    sampled = [f"r{i}" for i in range(30) if key.in_sample(f"r{i}")]
+    assert 5 < len(sampled) < 25  # a keyed hash of the id: about half
     # targeted labels all wrong (the model said positive), the sample's all right
     fb.record([Item(f"r{i}", "positive" if f"r{i}" in sampled else "negative")
                for i in range(30)])  # fmt: skip

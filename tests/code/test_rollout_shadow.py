@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from sentiops.errors import FeedbackError
 from sentiops.feedback.intake import Feedback
-from sentiops.feedback.labels import Item, in_eval_sample
+from sentiops.feedback.labels import Item
 from sentiops.feedback.predictions import PredictionIndex
 from sentiops.feedback.shadow import ShadowLabels
 from sentiops.local.traffic import TrafficSplit
@@ -20,6 +20,7 @@ from sentiops.rollout import steps
 from sentiops.rollout.kserve import RolloutSettings
 from sentiops.rollout.record import PROMOTED, ROLLED_BACK
 from sentiops.rollout.shadow import route_ready, shadow_isvc
+from sentiops.security.secrets import SampleKey
 from tests.traffic import Simulated
 
 from .test_rollout_judge import FakeExecutor
@@ -98,12 +99,13 @@ def test_a_shadow_counts_the_labels_of_its_own_answers_by_request_id_and_text(
     mine = [f"r{i}" for i in range(1, 29)]
     expected = {("true", "random"): 0, ("false", "random"): 0, ("true", "targeted"): 0,
                 ("false", "targeted"): 0}  # fmt: skip
-    for rid in mine:  # the sample is the id's: the same as the stable answer's
+    key = SampleKey.from_env()
+    for rid in mine:  # the sample is the stable answer's (stored with its label)
         expected[(str(truth[rid] == "positive").lower(),
-                  "random" if in_eval_sample(rid) else "targeted")] += 1  # fmt: skip
+                  "random" if key.in_sample(rid) else "targeted")] += 1  # fmt: skip
     assert {k: _feedback("7", *k) - v for k, v in before.items()} == expected
     live = shadow.export_live_metrics()
-    sampled = [rid for rid in mine if in_eval_sample(rid)]
+    sampled = [rid for rid in mine if key.in_sample(rid)]
     assert live["7"]["labels"] == len(sampled)
     assert live["7"]["accuracy"] == pytest.approx(
         sum(truth[r] == "positive" for r in sampled) / len(sampled))  # fmt: skip
@@ -112,7 +114,15 @@ def test_a_shadow_counts_the_labels_of_its_own_answers_by_request_id_and_text(
     with pytest.raises(FeedbackError, match="is a shadow") as info:
         shadow.record([Item("r1", "positive")])
     assert info.value.status == 404
-    assert shadow.knows("r3") and not shadow.knows("r35")
+    # on a cluster the mirror copies the gateway's x-request-id, which stable kept as its
+    # prediction's client id and the label carries: the shadow (its own prediction id issued,
+    # the copy's id kept as client id) counts the label by it, and never another text's
+    shadow.remember([{**_prediction("s-1", "gateway text", "positive", "7"), "client_id": "gw-9"}])
+    n = shadow.count([{"id": "p-1", "client_id": "gw-9", "text": "gateway text",
+                       "label": "positive", "sample": "random"},
+                      {"id": "p-2", "client_id": "gw-9", "text": "other", "label": "negative",
+                       "sample": "random"}])  # fmt: skip
+    assert n == 1
 
 
 # ------------------------------------------------------------------ the KServe objects

@@ -23,12 +23,14 @@ import pytest
 from drift.retrain import CommandTrigger, Retrainer
 from sentiops.config import Settings
 from sentiops.data.datasets import fetch_builtin
-from sentiops.feedback.labels import COLUMNS, RANDOM, TARGETED, in_eval_sample
+from sentiops.feedback.labels import COLUMNS, RANDOM, TARGETED
 from sentiops.models.tfidf import TfidfModel
+from sentiops.security.secrets import SampleKey
 from sentiops.store import layout as traffic_store
 from tests.drift.test_retrain import recorder
 
 RATE = 0.5  # the loop's share of predictions in the random evaluation sample
+KEY = SampleKey.from_env(rate=RATE)  # the session's sample secret (tests/conftest.py)
 WINDOW, QUEUED = 100, 30  # per drift window, the most uncertain non-sample texts queued
 OPPOSITE = {"positive": "negative", "negative": "positive", "neutral": "positive"}
 
@@ -52,8 +54,8 @@ def traffic(vader_cache: Path) -> dict[str, pd.DataFrame]:
             "predicted_label": np.array(model.labels)[proba.argmax(axis=1)],
             "confidence": proba.max(axis=1).astype("float32"), "model_name": "sentiment",
             "model_version": "1", "predicted_at": "", "labelled_at": "", "source": "api",
-            "sample": [RANDOM if in_eval_sample(i, RATE) else TARGETED for i in ids],
-            "labelled_by": "annotators", "margin": top[:, -1] - top[:, -2],
+            "sample": [RANDOM if KEY.in_sample(i) else TARGETED for i in ids],
+            "labelled_by": "annotators", "client_id": "", "margin": top[:, -1] - top[:, -2],
         })  # fmt: skip
         keep = rows["sample"] == RANDOM
         for start in range(0, len(rows), WINDOW):  # the sidecar's labelling queue

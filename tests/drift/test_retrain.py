@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from drift.retrain import CommandTrigger, Retrainer, uncertainty_order
-from sentiops.feedback.labels import in_eval_sample
+from sentiops.security.secrets import SampleKey
 from sentiops.store import layout as traffic_store
 from tests.drift.conftest import shifted_texts
 
@@ -55,7 +55,8 @@ def test_drift_queues_texts_then_triggers_once_under_cooldown(
     q = pd.read_parquet(queued[0])
     # the random evaluation sample (a quarter of the ids) is never queued for its uncertainty
     assert 20 <= len(q) < 40 and list(q["rank"]) == list(range(len(q)))
-    assert not any(in_eval_sample(i, 0.25) for i in q.id)
+    key = SampleKey.from_env(rate=0.25)  # the sidecar's key (the session's secret file)
+    assert not any(key.in_sample(i) for i in q.id)
     assert q["margin"].is_monotonic_increasing  # most uncertain first
     assert set(q.text) <= set(texts[:80])
     both = sum(len(pd.read_parquet(f)) for f in queued)

@@ -22,13 +22,13 @@ from typing import Any
 import httpx
 import pytest
 
-from sentiops.feedback.labels import in_eval_sample
 from sentiops.local.rollout import LocalStack
 from sentiops.local.stack import Predictor
 from sentiops.local.traffic import TrafficSplit
 from sentiops.models import modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.rollout.judge import JudgeConfig
+from sentiops.security.secrets import SampleKey
 from tests.conftest import make_frame
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,7 @@ class Clients:
                 with self.lock:
                     self.answers.append((r.status_code, r.headers.get("x-model-version", ""),
                                          answered))  # fmt: skip
-                    if r.status_code == 200 and in_eval_sample(answered):
+                    if r.status_code == 200 and SampleKey.from_env().in_sample(answered):
                         self.pending.append((time.monotonic() + 0.5, answered, TRUTH[text]))
 
     def _label(self) -> None:
@@ -179,7 +179,7 @@ def test_a_silently_wrong_shadow_is_rejected_and_no_client_saw_its_answers(
     # the labels were given for what clients got (stable's answers) and all were stored;
     # only the random evaluation sample was labelled (about half of the requests)
     assert clients.labelled and not clients.refused
-    assert all(in_eval_sample(rid) for rid in clients.labelled)
+    assert all(SampleKey.from_env().in_sample(rid) for rid in clients.labelled)
     assert 0.3 < len(clients.labelled) / len(clients.answers) < 0.7
     assert stack.split.mirrored["sent"] >= last.canary["requests"] * 0.9
     assert stack.split.mirrored["dropped"] == 0

@@ -6,6 +6,7 @@ dropped: unknown ids, unknown labels and duplicates are 4xx naming the items."""
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +15,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from sentiops.config import model_uri
 from sentiops.feedback.labels import read_labels
 from sentiops.local.stack import Predictor
 from tests.conftest import run_cli
@@ -25,11 +27,16 @@ POS = "the service was great and wonderful"
 NEG = "the coffee was awful and terrible"
 
 
-def _predict(p: Predictor, texts: list[str]) -> tuple[str, list[str]]:
-    rid = uuid.uuid4().hex
+def _predict(p: Predictor, texts: list[str], client_id: str = "") -> tuple[str, list[str]]:
+    """(the prediction id the predictor issued, the labels); the client's own id, if sent,
+    comes back only as its correlation id."""
+    client_id = client_id or uuid.uuid4().hex
     r = httpx.post(f"{p.url}/v1/models/sentiment:predict", json={"instances": texts},
-                   headers={"x-request-id": rid}, timeout=30)  # fmt: skip
-    assert r.status_code == 200 and r.headers["x-request-id"] == rid
+                   headers={"x-request-id": client_id}, timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-request-id"]
+    assert rid != client_id and r.headers["x-client-request-id"] == client_id
+    assert r.json()["id"] == rid and r.json()["client_request_id"] == client_id
     return rid, [x["label"] for x in r.json()["predictions"]]
 
 
@@ -47,6 +54,18 @@ def _until_stored(p: Predictor, body: object, timeout: float = 30) -> httpx.Resp
         time.sleep(0.5)
 
 
+def _logged(store: Path, rid: str, timeout: float = 30) -> pd.DataFrame:
+    """The prediction log once it holds `rid` (the sidecar flushes every half second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        parts = [pd.read_parquet(f) for f in sorted(store.glob("predictions/**/*.parquet"))]
+        log = pd.concat(parts) if parts else pd.DataFrame(columns=["id"])
+        if rid in set(log.id) or time.monotonic() > deadline:
+            assert rid in set(log.id), f"{rid} not in the prediction log after {timeout} s"
+            return log
+        time.sleep(0.5)
+
+
 def _sample(p: Predictor, name: str, version: str) -> float:
     for line in httpx.get(f"{p.url}/metrics").text.splitlines():
         if line.startswith(name + "{") and f'model_version="{version}"' in line:
@@ -57,9 +76,12 @@ def _sample(p: Predictor, name: str, version: str) -> float:
 @pytest.fixture
 def stack(model_dir: Path, tmp_path: Path):  # noqa: ANN201
     store = tmp_path / "store"
+    other = tfidf_dir(tmp_path / "v2-model")
+    # the pipeline pushed both versions (the sidecar takes events of pushed models only)
+    for version, folder in (("1", model_dir), ("2", other)):
+        shutil.copytree(folder, Path(model_uri(str(store), version)))
     sidecar = start_sidecar(tmp_path / "sidecar", None, store, "--flush-seconds", "0.5",
                             "--model-name", "sentiment")  # fmt: skip
-    other = tfidf_dir(tmp_path / "v2-model")
     args = [f"--logger_url={sidecar.url}/", f"--feedback_store={store}"]
     replicas = {
         "a": Predictor(model_dir, "1", tmp_path / "a", extra_args=args),
@@ -135,6 +157,45 @@ def test_labels_join_across_replicas_revisions_and_restarts(stack) -> None:  # n
     assert row.text == POS and row.predicted_label == "positive" and row.source == "api"
 
 
+def test_a_client_id_reused_across_replicas_and_restarts_never_joins_a_label(stack) -> None:  # noqa: ANN001
+    """The review's attack: the same client id sent to a second replica (one store) and to a
+    replica after a restart was accepted, and a label for "order-42" joined the attacker's
+    text. Now every prediction gets an id its predictor issues: the client's id is only
+    echoed and stored as `client_id`, a label naming it matches nothing (404), and labels by
+    the issued ids join exactly their own texts."""
+    replicas, store, _ = stack
+    a, b = replicas["a"], replicas["b"]
+    honest, _ = _predict(a, [POS], client_id="order-42")
+    attack_b, _ = _predict(b, ["terrible awful scam"], client_id="order-42")
+    _logged(store, attack_b)  # in the prediction log before b goes down
+    b.stop()
+    b.start()
+    attack_restart, _ = _predict(b, ["terrible awful scam"], client_id="order-42")
+    assert len({honest, attack_b, attack_restart}) == 3
+    r = _feedback(a, {"id": "order-42", "label": "positive"})
+    assert r.status_code == 404 and r.json()["problems"][0]["id"] == "order-42"
+    r = _until_stored(b, [{"id": honest, "label": "positive"},
+                          {"id": attack_b, "label": "negative"}])  # fmt: skip
+    assert r.status_code == 200, r.text
+    df = read_labels(str(store)).set_index("id")
+    assert df.loc[honest].text == POS and df.loc[attack_b].text == "terrible awful scam"
+    assert set(df.client_id) == {"order-42"}  # kept for correlation
+    # the prediction log the sidecar writes carries the issued ids, the client's id, and the
+    # sample decision made when the prediction was logged
+    log = _logged(store, attack_restart)
+    mine = log[log.client_id == "order-42"]
+    assert set(mine.id) == {honest, attack_b, attack_restart}
+    assert set(mine["sample"]) == {"random"}  # the suite's rate is 1
+
+
+def test_requests_that_bring_their_own_event_id_are_refused(server: Predictor) -> None:
+    """A `ce-id` names the inference log's event: KServe's agent pairs a request with its
+    answer by it, so one chosen by a client could pair its text with another's answer."""
+    r = httpx.post(f"{server.url}/v1/models/sentiment:predict", json={"instances": [POS]},
+                   headers={"ce-id": "order-42"}, timeout=30)  # fmt: skip
+    assert r.status_code == 400 and "assigned by the server" in r.json()["error"]
+
+
 def test_a_predictor_without_a_store_says_how_to_enable_feedback(server: Predictor) -> None:
     r = _feedback(server, {"id": "x", "label": "positive"})
     assert r.status_code == 404 and "--feedback_store" in r.json()["error"]
@@ -145,8 +206,8 @@ def test_writes_need_a_token_and_request_ids_cannot_be_hijacked(
 ) -> None:
     """A predictor with a token file (two annotator teams) and reads closed too: feedback
     without a token is 401, with a wrong one 403 — nothing stored, never a 5xx; a valid token
-    stores the label with its team's name. A client id already used (or malformed) is
-    replaced and the answer says so, so a label joins only the prediction it was given for."""
+    stores the label with its team's name. Prediction ids are issued by the predictor, over
+    REST v1 and v2 alike; a client's id (used twice here) never names a prediction."""
     from sentiops.security.auth import generate
 
     tokens = generate(tmp_path / "tokens", ("team-a", "team-b"))
@@ -167,19 +228,24 @@ def test_writes_need_a_token_and_request_ids_cannot_be_hijacked(
         assert httpx.get(f"{p.url}/metrics").status_code == 200  # Prometheus still scrapes
         assert httpx.get(f"{p.url}/v2/health/ready").status_code == 200
         first = predict(POS, "mine-1", team_a)
-        assert first.status_code == 200 and first.headers["x-request-id"] == "mine-1"
-        again = predict(NEG, "mine-1", team_a)  # the same id for another text
-        assert again.status_code == 200 and again.headers["x-request-id"] != "mine-1"
-        assert "already used" in again.headers["x-request-id-replaced"]
-        bad = predict(NEG, "x" * 200, team_a)
-        assert bad.headers["x-request-id"] != "x" * 200 and "x-request-id-replaced" in bad.headers
+        assert first.status_code == 200 and first.headers["x-client-request-id"] == "mine-1"
+        again = predict(NEG, "mine-1", team_a)  # the same client id for another text
+        assert again.status_code == 200 and again.headers["x-client-request-id"] == "mine-1"
+        assert first.headers["x-request-id"] != again.headers["x-request-id"] != "mine-1"
+        bad = predict(NEG, "x" * 200, team_a)  # malformed: neither used nor kept
+        assert bad.headers["x-request-id"] != "x" * 200
+        assert "x-client-request-id" not in bad.headers
         text = {"name": "text", "datatype": "BYTES", "shape": [1], "data": [NEG]}
         v2 = httpx.post(f"{p.url}/v2/models/sentiment/infer", headers=team_a, timeout=30,
                         json={"id": "mine-1", "inputs": [text]})  # fmt: skip
-        assert v2.status_code == 200 and "already used" in v2.headers["x-request-id-replaced"]
-        assert v2.json()["id"] == v2.headers["x-request-id"] != "mine-1"  # body and header agree
+        # the Open Inference Protocol echoes the client's id; the prediction's is a parameter
+        assert v2.status_code == 200 and v2.json()["id"] == "mine-1"
+        assert v2.json()["parameters"]["prediction_id"] == v2.headers["x-request-id"]
+        assert v2.headers["x-request-id"] not in (first.headers["x-request-id"], "mine-1")
+        assert httpx.post(f"{url}:feedback", json={"id": "mine-1", "label": "positive"},
+                          headers=team_a, timeout=30).status_code == 404  # fmt: skip
 
-        body = {"id": "mine-1", "label": "positive"}
+        body = {"id": first.headers["x-request-id"], "label": "positive"}
         none = httpx.post(f"{url}:feedback", json=body, timeout=30)
         assert none.status_code == 401 and none.headers["www-authenticate"].startswith("Bearer")
         assert "Authorization: Bearer" in none.json()["error"]

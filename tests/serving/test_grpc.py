@@ -66,13 +66,16 @@ def _labels(response: Any) -> list[str]:
 
 
 def _infer(stub: Any, text: str, rid: str = "", metadata: tuple = ()) -> tuple:
-    """(response, the id the predictor used, why it replaced the client's id or None)."""
+    """(response, the prediction id the predictor issued, the client id it kept or None)."""
     response, call = stub.ModelInfer.with_call(
         _infer_request([text], rid), metadata=metadata, timeout=30
     )
     sent = dict(call.initial_metadata())
-    assert response.id == sent["x-request-id"]  # the answer's id is the id used
-    return response, sent["x-request-id"], sent.get("x-request-id-replaced")
+    issued = sent["x-request-id"]
+    assert response.parameters["prediction_id"].string_param == issued
+    client = sent.get("x-client-request-id")
+    assert response.id == (client or issued)  # the protocol echoes the client's id
+    return response, issued, client
 
 
 def _refusal(call: Any, *args: object, **kwargs: object) -> grpc.RpcError:
@@ -103,10 +106,10 @@ def test_grpc_reads_need_a_token_and_ids_cannot_join_another_protocols_text(
     model_dir: Path, tmp_path: Path
 ) -> None:
     """--auth_reads closes ModelInfer/ModelMetadata (UNAUTHENTICATED without a token,
-    PERMISSION_DENIED with a wrong one; the probes stay open). Request ids: a gRPC id already
-    used over REST is replaced, and a REST id already used over gRPC too, so a label given
-    for an id joins the text sent under it; malformed ids are replaced; of concurrent
-    requests with one new id exactly one keeps it."""
+    PERMISSION_DENIED with a wrong one; the probes stay open). Prediction ids are issued by
+    the predictor over both protocols: a client's id (metadata or the request's) is only
+    echoed, concurrent requests under one client id get distinct ids, and a label given for
+    an issued id joins the text sent under it, whichever protocol sent it."""
     from sentiops.security.auth import generate
 
     tokens = generate(tmp_path / "tokens", ("team-a",))
@@ -135,43 +138,43 @@ def test_grpc_reads_need_a_token_and_ids_cannot_join_another_protocols_text(
                                   timeout=30)  # fmt: skip
         assert meta.name == "sentiment"
 
-        # an id first used over gRPC: REST cannot reuse it, and the other way round
-        response, used, replaced = _infer(stub, POS, "grpc-1", token)
-        assert used == "grpc-1" and replaced is None and _labels(response) == ["positive"]
+        # the client's id is echoed and kept, never the prediction's id, on either protocol
+        response, grpc_1, client = _infer(stub, POS, "grpc-1", token)
+        assert grpc_1 != "grpc-1" and client == "grpc-1" and _labels(response) == ["positive"]
         url = f"{p.url}/v1/models/sentiment"
         rest = httpx.post(f"{url}:predict", json={"instances": [NEG]}, timeout=30,
                           headers={"x-request-id": "grpc-1", **bearer})  # fmt: skip
-        assert rest.status_code == 200 and rest.headers["x-request-id"] != "grpc-1"
-        assert "already used" in rest.headers["x-request-id-replaced"]
+        assert rest.status_code == 200 and rest.headers["x-request-id"] not in ("grpc-1", grpc_1)
         rest = httpx.post(f"{url}:predict", json={"instances": [POS]}, timeout=30,
                           headers={"x-request-id": "rest-1", **bearer})  # fmt: skip
-        assert rest.headers["x-request-id"] == "rest-1"
-        _, used, replaced = _infer(stub, NEG, "rest-1", token)
-        assert used != "rest-1" and "already used" in replaced
-        regrpc, _, _ = _infer(stub, NEG, "grpc-1", token)  # again over gRPC: replaced too
-        assert regrpc.id != "grpc-1"
-        # metadata x-request-id wins over the request's id, and follows the same rules
-        _, used, _ = _infer(stub, NEG, "body-id", (*token, ("x-request-id", "meta-1")))
-        assert used == "meta-1"
-        _, used, replaced = _infer(stub, NEG, "has spaces; and: colons", token)
-        assert used != "has spaces; and: colons" and "not 1-128 characters" in replaced
-        _, used, replaced = _infer(stub, NEG, "", token)  # no id: a new one, nothing replaced
-        assert len(used) == 32 and replaced is None
+        rest_1 = rest.headers["x-request-id"]
+        _, again, _ = _infer(stub, NEG, "rest-1", token)
+        assert again not in ("rest-1", rest_1)
+        # metadata x-request-id wins over the request's id as the client's id
+        _, meta_1, client = _infer(stub, NEG, "body-id", (*token, ("x-request-id", "meta-1")))
+        assert client == "meta-1" and meta_1 != "meta-1"
+        _, _, client = _infer(stub, NEG, "has spaces; and: colons", token)
+        assert client is None  # malformed: not kept
+        _, issued, client = _infer(stub, NEG, "", token)  # no id: a new one
+        assert len(issued) == 32 and client is None
 
-        # of concurrent requests with one new id, exactly one keeps it
+        # concurrent requests under one client id: distinct prediction ids
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             ids = list(pool.map(lambda _: _infer(stub, NEG, "race-1", token)[1], range(8)))
-        assert ids.count("race-1") == 1 and len(set(ids)) == 8, ids
+        assert len(set(ids)) == 8 and "race-1" not in ids, ids
 
-        # labels join the text sent under their id, whichever protocol sent it
-        for rid, label in (("grpc-1", "positive"), ("rest-1", "positive"), ("meta-1", "negative")):
+        # labels join the text sent under the issued id, whichever protocol sent it; a
+        # client's id names nothing
+        for rid, label in ((grpc_1, "positive"), (rest_1, "positive"), (meta_1, "negative")):
             ok = httpx.post(f"{url}:feedback", json={"id": rid, "label": label}, headers=bearer,
                             timeout=30)  # fmt: skip
             assert ok.status_code == 200, ok.text
+        assert httpx.post(f"{url}:feedback", json={"id": "grpc-1", "label": "positive"},
+                          headers=bearer, timeout=30).status_code == 404  # fmt: skip
         stored = read_labels(str(store)).set_index("id")
-        assert stored.loc["grpc-1", "text"] == POS  # not REST's NEG sent later under this id
-        assert stored.loc["rest-1", "text"] == POS  # not gRPC's NEG
-        assert stored.loc["meta-1", "text"] == NEG
+        assert stored.loc[grpc_1, "text"] == POS and stored.loc[grpc_1, "client_id"] == "grpc-1"
+        assert stored.loc[rest_1, "text"] == POS
+        assert stored.loc[meta_1, "text"] == NEG
         assert set(stored.labelled_by) == {"team-a"}
     finally:
         channel.close()
@@ -187,7 +190,10 @@ def test_a_grpc_flood_gets_resource_exhausted_while_other_clients_are_served(
     protocols): a flood over gRPC gets RESOURCE_EXHAUSTED with a retry-after trailer, never
     an INTERNAL/UNKNOWN; clients from other addresses — over gRPC (IPv6 loopback) and REST —
     are still served; the probes are never limited."""
-    p = Predictor(model_dir, "1", tmp_path / "p", extra_args=["--rate_limit=1", "--rate_burst=5"])
+    # the image's default address (REST on 0.0.0.0, gRPC on [::]): the other client comes
+    # from IPv6's loopback, [::1]
+    p = Predictor(model_dir, "1", tmp_path / "p",
+                  extra_args=["--rate_limit=1", "--rate_burst=5", "--host=0.0.0.0"])  # fmt: skip
     p.start()
     channel, stub = _stub(p.grpc_port)
     other_channel, other = _stub(p.grpc_port, "[::1]")

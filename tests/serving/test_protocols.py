@@ -49,19 +49,26 @@ def test_v2_rest_echoes_the_id(server: Predictor) -> None:
     assert out["probabilities"]["shape"] == [2, 3] and out["probabilities"]["datatype"] == "FP32"
 
 
-def test_v2_rest_answers_with_the_id_it_used(server: Predictor) -> None:
-    """When the client's id is not used (malformed here; reused: tests/serving/test_feedback.py)
-    the v2 answer's `id` is the one used, as its `x-request-id` says, not the client's."""
+def test_v2_rest_prediction_ids_are_issued_by_the_server(server: Predictor) -> None:
+    """The prediction id (what a label names) is issued by the predictor — `x-request-id` and
+    the answer's `parameters.prediction_id` — never the client's: the client's id (a header
+    id wins over the body's) is echoed as the answer's `id` (Open Inference Protocol) and as
+    `x-client-request-id`; a malformed one is neither used nor echoed."""
     body = {"id": "not ok!", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
                                           "data": TEXTS[:1]}]}  # fmt: skip
     r = httpx.post(f"{server.url}/v2/models/sentiment/infer", json=body)
     assert r.status_code == 200, r.text
-    assert r.json()["id"] == r.headers["x-request-id"] != "not ok!"
-    assert "not 1-128 characters" in r.headers["x-request-id-replaced"]
-    # a header id names the request; the answer's id says so
+    pid = r.headers["x-request-id"]
+    assert len(pid) == 32 and r.json()["parameters"]["prediction_id"] == pid
+    assert r.json()["id"] == pid and "x-client-request-id" not in r.headers
     r = httpx.post(f"{server.url}/v2/models/sentiment/infer", json={**body, "id": "body-1"},
                    headers={"x-request-id": "header-1"})  # fmt: skip
-    assert r.json()["id"] == r.headers["x-request-id"] == "header-1"
+    assert r.json()["id"] == r.headers["x-client-request-id"] == "header-1"
+    assert r.json()["parameters"] == {"prediction_id": r.headers["x-request-id"],
+                                      "client_request_id": "header-1"}  # fmt: skip
+    again = httpx.post(f"{server.url}/v2/models/sentiment/infer", json={**body, "id": "body-1"},
+                       headers={"x-request-id": "header-1"})  # fmt: skip
+    assert again.headers["x-request-id"] != r.headers["x-request-id"]
 
 
 def test_tritonclient_http(server: Predictor) -> None:

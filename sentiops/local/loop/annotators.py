@@ -17,8 +17,14 @@ class Annotators:
     forwards them to any predictor), which records which sample each label belongs to."""
 
     def __init__(self, url: str, truth: dict[str, str], name: str = MODEL_NAME,
-                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+                 headers: dict[str, str] | None = None,
+                 sample_key: Any = None) -> None:  # fmt: skip
+        from sentiops.security.secrets import SampleKey
+
         self.url = f"{url}/v1/models/{name}:feedback"
+        # the platform hands people the evaluation sample; the demo reads it with the
+        # installation's sample secret (SampleKey), which no client of the predictor has
+        self.sample_key = sample_key or SampleKey.from_env()
         self.headers = dict(headers or {})  # the annotators' token
         self.truth = truth
         self.labelling = False
@@ -37,10 +43,8 @@ class Annotators:
     def on_response(self, text: str, body: dict[str, Any], request_id: str) -> None:
         """Replay callback: label the evaluation sample of what was predicted, a few seconds
         later (all of it: which texts are labelled is not the annotators' choice)."""
-        from sentiops.feedback.labels import in_eval_sample
-
         label = self.truth.get(text)
-        if label is not None and self.labelling and in_eval_sample(request_id):
+        if label is not None and self.labelling and self.sample_key.in_sample(request_id):
             with self.lock:
                 self.pending.append((time.monotonic() + 3.0, request_id, label))
 

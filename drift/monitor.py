@@ -143,7 +143,13 @@ class DetectorSource:
         for f in layout.list_files(f"{uri}/{DETECTOR_DIR}"):
             rel = f.uri[len(uri) + 1 :]
             (local / rel).write_bytes(layout.get_bytes(f.uri))
-        (local / "model.json").write_bytes(layout.get_bytes(f"{uri}/model.json"))
+        from sentiops.models.modeldir import MANIFEST, SIGNATURE
+
+        (local / MANIFEST).write_bytes(layout.get_bytes(f"{uri}/{MANIFEST}"))
+        # its signature, if it has one (detector.load refuses an unsigned model when a verify
+        # key is configured)
+        if any(f.uri.endswith(f"/{SIGNATURE}") for f in layout.list_files(uri)):
+            (local / SIGNATURE).write_bytes(layout.get_bytes(f"{uri}/{SIGNATURE}"))
         return local
 
 

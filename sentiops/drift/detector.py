@@ -248,7 +248,9 @@ def load(path: Path) -> Detector:
         from sentiops.models import modeldir
         from sentiops.store.checksum import sha256_file
 
-        manifest = modeldir.read_manifest(path, verify=False)
+        # the signature (when a verify key is configured) before anything is read: a partial
+        # copy (the sidecar fetches only drift/ and the manifest) checks its own files below
+        manifest = modeldir.read_manifest(path, verify=False, check_signature=True)
         folder, model_version = path / DETECTOR_DIR, str(manifest.get("version", ""))
         files = manifest.get("files", {})
         wanted = {k: v for k, v in files.items() if k.startswith(f"{DETECTOR_DIR}/")}
@@ -276,8 +278,8 @@ def load(path: Path) -> Detector:
         )
     try:
         config = json.loads(cfg_path.read_text())
-        reference = np.load(folder / "reference.npy")
-        predictions = np.load(folder / "predictions.npy")
+        reference = np.load(folder / "reference.npy", allow_pickle=False)
+        predictions = np.load(folder / "predictions.npy", allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DriftError(
             f"cannot read the drift detector in {folder}: {exc}", "fit the detector again"

@@ -98,8 +98,9 @@ def test_prediction_log_is_parquet_by_date_and_version(
     df = pd.concat([pd.read_parquet(p) for p in parts]).sort_values("id")
     assert list(df.columns) == [
         "id", "request_id", "index", "time", "model_name", "model_version", "text", "label",
-        "confidence", "probabilities", "classes",
+        "confidence", "probabilities", "classes", "client_id", "sample",
     ]  # fmt: skip
+    assert set(df["sample"]) == {"random"}  # decided by the sidecar (the suite's rate is 1)
     assert set(df.id) == {"req-1", "req-2:0", "req-2:1", "req-3:0", "req-3:1", "req-3:2"}
     assert sorted(df.text) == sorted(texts)
     row = df[df.id == "req-1"].iloc[0]
@@ -113,19 +114,32 @@ def test_detector_per_model_version_from_the_store(
     sidecar_factory, detector_model: Path, corpus: Corpus, tmp_path: Path
 ) -> None:
     """Without --detector, each version's detector is its registered model directory in the
-    store (config.model_uri); a version without one is reported, never fatal."""
+    store (config.model_uri); a pushed version without one is reported, never fatal; events of
+    a version the store does not hold are refused (the review's 1,000 invented versions made
+    1,000 windows, metric series, Parquet parts and error lines)."""
     import shutil
 
     from sentiops.config import model_uri
 
     store = tmp_path / "registry-store"
     shutil.copytree(detector_model, model_uri(str(store), "7"))
+    no_detector = Path(model_uri(str(store), "9"))
+    shutil.copytree(detector_model, no_detector)
+    shutil.rmtree(no_detector / "drift")
     s = sidecar_factory(None, *WINDOW, store=store)
     s.post_texts(detector_model, corpus.traffic[:40], per_request=4, version="7")
     s.post_texts(detector_model, corpus.traffic[40:80], per_request=4, version="9")
     s.wait_for(lambda: s.windows("7", "no_drift") == 1, what="version 7 tested")
     s.wait_for(lambda: s.windows("9", "error") == 1, what="version 9 without a detector")
     assert "no drift detector for model version 9" in s.process.tail(20000)
+    body = json.dumps({"instances": ["a text"]}).encode()
+    for n in range(30):
+        headers, data = cloudevent(REQUEST, f"inv-{n}", body, f"inv-{n}")
+        r = httpx.post(s.url + "/", headers=headers, content=data)
+        assert r.status_code == 400 and r.json()["reason"] == "unknown_version", r.text
+        assert "not in the store" in r.json()["error"]
+    assert s.sample("sentiops_drift_bad_events_total", reason="unknown_version") == 30
+    assert set(httpx.get(s.url + "/status").json()["versions"]) == {"7", "9"}
     assert s.process.alive()
 
 

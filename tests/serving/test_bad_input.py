@@ -155,3 +155,74 @@ def test_an_oversized_v2_body_is_a_413_before_its_id_is_read(server: Predictor) 
     r = httpx.post(server.url + V2, json=_v2(["great"]), timeout=30)
     assert r.status_code == 200, r.text
     assert httpx.get(server.url + "/v2/health/ready").status_code == 200
+
+
+DEEP = b"[" * 50_000 + b"]" * 50_000  # 100 KB, nested 50,000 levels
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body"),
+    [
+        (V2, "application/json", b'{"inputs": ' + DEEP + b"}"),
+        (V1, "text/plain", b'{"instances": ' + DEEP + b"}"),  # read by the model itself
+        (V1, "application/json", DEEP),
+        ("/v1/models/sentiment:explain", "application/json", DEEP),
+        ("/v1/models/sentiment:feedback", "application/json", DEEP),
+    ],
+    ids=["v2 infer", "v1 text/plain", "v1 json", "explain", "feedback"],
+)
+def test_deeply_nested_json_is_a_400_not_a_recursion_error(
+    server: Predictor, path: str, content_type: str, body: bytes
+) -> None:
+    """The review's 200 KB nested body gave 500 (RecursionError) on v2 /infer, v1 text/plain
+    and :feedback: it is a 400 naming the nesting limit, before anything parses it."""
+    r = httpx.post(server.url + path, content=body, headers={"content-type": content_type},
+                   timeout=30)  # fmt: skip
+    assert r.status_code == 400, (r.status_code, r.text[:300])
+    assert "levels deep; the limit is 32" in r.json()["error"]
+
+
+def test_a_client_mistake_is_one_log_line_without_a_traceback(server: Predictor) -> None:
+    """KServe logs a traceback for every 400; the predictor logs one escaped line: a bad
+    request costs no log volume to speak of, and a newline in it cannot forge a log line."""
+    assert server.process is not None
+    log = server.process.log
+    before = log.read_text()
+    r = httpx.post(server.url + V1, json={"instances": ["ok", 3]})  # 19 bytes of mistake
+    assert r.status_code == 400
+    r = httpx.post(server.url + V1, json={"instances": ["a\nINFO forged: retraining triggered"]
+                                          * 5})  # over --max_batch_size=4, echoed in the error
+    assert r.status_code == 400
+    new = log.read_text()[len(before):]
+    assert "Traceback" not in new and "\nINFO forged" not in new
+    assert len([line for line in new.splitlines() if "400 POST" in line]) == 2
+
+
+def test_explanations_never_hold_up_predictions_or_probes(model_dir, tmp_path) -> None:  # noqa: ANN001
+    """`:explain` runs in threads of its own, at most two at once: a burst of explanations
+    gets 429s with Retry-After beyond that (never a 5xx), and the event loop keeps answering
+    health probes and predictions meanwhile."""
+    import concurrent.futures
+
+    p = Predictor(model_dir, "1", tmp_path / "p")
+    p.start()
+    try:
+        long = " ".join(["the service was great and the coffee was awful"] * 100)
+        url = f"{p.url}/v1/models/sentiment:explain"
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            burst = [pool.submit(httpx.post, url, json={"instances": [long] * 8}, timeout=60)
+                     for _ in range(12)]  # fmt: skip
+            probes = []
+            for _ in range(10):  # while the burst is being explained
+                ready = httpx.get(f"{p.url}/v2/health/ready", timeout=30).status_code
+                predicted = httpx.post(f"{p.url}/v1/models/sentiment:predict",
+                                       json={"instances": ["fine"]}, timeout=30)  # fmt: skip
+                probes.append(ready == predicted.status_code == 200)
+            codes = [f.result().status_code for f in burst]
+        assert set(codes) <= {200, 429}, codes
+        assert codes.count(200) >= 2 and 429 in codes, codes
+        refused = next(f.result() for f in burst if f.result().status_code == 429)
+        assert refused.headers["retry-after"] == "1" and "the limit" in refused.json()["error"]
+        assert all(probes)
+    finally:
+        p.stop()

@@ -340,3 +340,38 @@ def test_a_flood_from_one_client_gets_429s_while_another_is_served(
         assert 'reason="rate_limited"' in httpx.get(f"{p.url}/metrics").text
     finally:
         p.stop()
+
+
+def test_ground_ids_land_in_the_sample_no_more_often_than_chance(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review ground 20 request ids whose hash fell in the (unkeyed) sample and got 20 of
+    20 labelled requests into the "random" sample. Now membership is a keyed hash of the id
+    the predictor issues: 200 ids ground the same way land in a 10 % sample as often as any
+    others (a one-sided binomial test), and the labels say which sample they are in."""
+    import hashlib
+
+    from scipy.stats import binom
+
+    monkeypatch.setenv("SENTIOPS_EVAL_SAMPLE_RATE", "0.1")
+
+    def old_rule(rid: str) -> float:
+        return int.from_bytes(hashlib.sha256(rid.encode()).digest()[:8], "big") / 2**64
+
+    ground = [rid for rid in (f"grind-{n}" for n in range(4000)) if old_rule(rid) < 0.1][:200]
+    assert len(ground) == 200
+    store = tmp_path / "store"
+    p = Predictor(model_dir, "1", tmp_path / "p", extra_args=[f"--feedback_store={store}"])
+    p.start()
+    try:
+        issued = [_predict(p, [POS], client_id=rid)[0] for rid in ground]
+        r = _feedback(p, [{"id": rid, "label": "positive"} for rid in issued])
+        assert r.status_code == 200, r.text
+        in_sample = r.json()["by_version"]["1"]["random"]
+    finally:
+        p.stop()
+    # 20 expected; under the old rule all 200 would be; 1 in 10,000 chance of a false alarm
+    assert in_sample <= binom.ppf(0.9999, 200, 0.1), in_sample
+    stored = read_labels(str(store))
+    assert (stored["sample"] == "random").sum() == in_sample
+    assert set(stored.client_id) == set(ground)

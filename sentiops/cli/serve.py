@@ -15,15 +15,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sentiops.config import MODEL_NAME
+from sentiops.security.secrets import SAMPLE_SECRET_ENV
 
 if TYPE_CHECKING:
     from sentiops.security.auth import Tokens
 
-#: The evaluation-sample secret's variable (sentiops.security.secrets.SAMPLE_SECRET_ENV): the
-#: predictor reads it from its environment.
-SAMPLE_SECRET_ENV = "SENTIOPS_SAMPLE_SECRET_FILE"
-#: Shortest sample secret the predictor accepts (bytes, white space stripped).
-MIN_SECRET_BYTES = 16
 MAKE_TOKENS = "printf 'annotators:%s\\n' \"$(openssl rand -hex 24)\" > tokens; chmod 600 tokens"
 
 # typer prints a docstring's single line breaks as they are: the help is written unwrapped
@@ -47,6 +43,9 @@ def serve(
     model: Annotated[str, typer.Option(help="model directory or s3:// prefix")],
     http_port: Annotated[int, typer.Option(help="REST (v1 + v2) and /metrics")] = 8080,
     grpc_port: Annotated[int, typer.Option(help="v2 gRPC")] = 8081,
+    host: Annotated[
+        str, typer.Option(help="address to listen on (0.0.0.0 for other machines too)")
+    ] = "127.0.0.1",
     name: Annotated[str, typer.Option(help="model name in the URLs")] = MODEL_NAME,
     logger_url: Annotated[
         str, typer.Option(help="post requests/responses as CloudEvents here (drift sidecar)")
@@ -120,7 +119,8 @@ def serve(
     _say_what_is_open(feedback_store, tokens, auth_token_file, auth_reads, http_port)
     print(
         f"serving {manifest['model_type']} {manifest['version']} from {model} as {name!r}: "
-        f"http://127.0.0.1:{http_port}/v2/models/{name}, gRPC :{grpc_port}",
+        f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{http_port}/v2/models/"
+        f"{name}, gRPC :{grpc_port} (listening on {host})",
         flush=True,
     )
     args = [
@@ -130,6 +130,7 @@ def serve(
         f"--model_name={name}",
         f"--model_dir={model}",
         f"--http_port={http_port}",
+        f"--host={host}",
         f"--grpc_port={grpc_port}",
         f"--max_batch_size={max_batch_size}",
         f"--batch_window_ms={batch_window_ms}",
@@ -205,18 +206,10 @@ def _logger_token_file(path: Path) -> Path:
 
 def _sample_secret(path: Path) -> Path:
     """The evaluation-sample secret's file, checked as the predictor checks it."""
-    from sentiops.errors import ConfigError
+    from sentiops.security.secrets import read_secret_file
 
     path = path.expanduser().resolve()
-    make = f"make one with `openssl rand -hex 32 > {path}; chmod 600 {path}`"
-    try:
-        value = path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(f"--sample-secret-file: cannot read {path} "
-                          f"({exc.strerror or exc})", make) from None  # fmt: skip
-    if len(value) < MIN_SECRET_BYTES:
-        raise ConfigError(f"--sample-secret-file: the secret in {path} is shorter than "
-                          f"{MIN_SECRET_BYTES} bytes", make)  # fmt: skip
+    read_secret_file(path, f"--sample-secret-file {path}")
     return path
 
 

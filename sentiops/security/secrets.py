@@ -73,20 +73,23 @@ def read_secret(env: str, name: str, home: Path | None = None, create: bool = Tr
     path, named = secret_path(env, name, home)
     if not named and create:
         create_secret(path)
+    return read_secret_file(path, f"{env}={path}" if named else str(path), env)
+
+
+def read_secret_file(path: Path, what: str, env: str = "") -> bytes:
+    """The secret in `path` (white space stripped); ConfigError naming `what` (the flag or
+    variable that named it) when it is missing, unreadable or shorter than MIN_SECRET_BYTES."""
+    make = (f"mount the Secret there or point {env} at a file holding e.g. "
+            "`openssl rand -hex 32`" if env else
+            f"make one with `openssl rand -hex 32 > {path}; chmod 600 {path}`")  # fmt: skip
     try:
-        value = path.read_bytes().strip()
+        value = Path(path).read_bytes().strip()
     except OSError as exc:
-        how = f"{env}={path} does not name a readable file" if named else f"no secret in {path}"
-        raise ConfigError(
-            f"{how}: {exc.strerror or exc}",
-            f"mount the Secret there or point {env} at a file holding e.g. "
-            "`openssl rand -hex 32`",
-        ) from None
+        raise ConfigError(f"{what} does not name a readable file: {exc.strerror or exc}",
+                          make) from None  # fmt: skip
     if len(value) < MIN_SECRET_BYTES:
-        raise ConfigError(
-            f"the secret in {path} is shorter than {MIN_SECRET_BYTES} bytes",
-            "make one with `openssl rand -hex 32`",
-        )
+        raise ConfigError(f"the secret in {path} ({what}) is shorter than {MIN_SECRET_BYTES} "
+                          "bytes", "make one with `openssl rand -hex 32`")  # fmt: skip
     return value
 
 

@@ -124,7 +124,7 @@ def test_every_flag_reaches_python_m_serving_under_its_name(
         (["--rate-burst", "3"], "--rate-burst needs --rate-limit"),
         (["--logger-token-file", "{tmp}/missing"], "--logger-token-file: cannot read"),
         (["--logger-token-file", "{tmp}/short"], "--logger-token-file: no token in"),
-        (["--sample-secret-file", "{tmp}/missing"], "--sample-secret-file: cannot read"),
+        (["--sample-secret-file", "{tmp}/missing"], "does not name a readable file"),
         (["--sample-secret-file", "{tmp}/short"], "shorter than 16 bytes"),
     ],
 )

@@ -147,7 +147,8 @@ class TrafficSplit:
                                 media_type="application/json")  # fmt: skip
             shadow = self._mirror_to(request.url.path)
             if shadow:
-                # the id the client got (stable may have replaced the client's own)
+                # the prediction id the client got (stable issued it; the shadow keeps it as the
+                # copy's client id)
                 rid = resp.headers.get("x-request-id") or headers.get("x-request-id", "")
                 copy_headers = {k: v for k, v in headers.items() if k.lower() != "x-request-id"}
                 if rid:
@@ -257,7 +258,7 @@ class Replay:
                                        headers={"x-request-id": request_id})  # fmt: skip
                     code = resp.status_code
                     if self.on_response is not None and code == 200:
-                        # the id the predictor answered with (it replaces a used one)
+                        # the prediction id the predictor issued (ours is its client id)
                         answered = resp.headers.get("x-request-id", request_id)
                         self.on_response(text, resp.json(), answered)
                 except httpx.HTTPError:

@@ -8,7 +8,7 @@ ConfigError that names the field and what it accepts. Defaults come from `sentio
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -67,6 +67,10 @@ class TrainConfig(DataConfig):
     weight_decay: float = Field(0.01, ge=0.0)
     warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
     max_length: int = Field(64, ge=8)
+    # long texts are read in windows of max_length tokens (sentiops.models.windows), up to
+    # max_tokens tokens a text, the windows' logits pooled: mean | weighted | max | last
+    window_pooling: Literal["mean", "weighted", "max", "last"] = "mean"
+    max_tokens: int = Field(512, ge=8)
     patience: int = Field(2, ge=1)
     # soft targets from the raters' mean scores (0: hard labels only), see
     # sentiops.models.transformer.soft_targets and benchmarks/quality.py

@@ -113,6 +113,12 @@ class LoadedModel:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self.model.predict_proba(texts)
 
+    def read_fraction(self, texts: Sequence[str]) -> np.ndarray:
+        """The share of each text the model reads: 1.0 unless a transformer's text is longer
+        than its `max_tokens` (`sentiops.models.windows`; a bag of words reads everything)."""
+        reader = getattr(self.model, "read_fraction", None)
+        return reader(texts) if reader is not None else np.ones(len(texts))
+
     def predict_labels(self, texts: Sequence[str], batch_size: int = 256) -> list[str]:
         """The most probable label of every text (any number of texts, in batches)."""
         texts = list(texts)

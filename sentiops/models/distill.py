@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sentiops.config import SEED
+from sentiops.models import windows
 from sentiops.models.epoch import run_epoch
 
 
@@ -53,17 +54,16 @@ def drop_layers(teacher: Any, keep: Sequence[int] | None = None) -> Any:
     return student
 
 
-@torch.inference_mode()
-def _logits(net: Any, tokenizer: Any, texts: Sequence[str], max_length: int,
-            batch_size: int = 64) -> np.ndarray:  # fmt: skip
+def _windows(tokenizer: Any, texts: Sequence[str], max_length: int,
+             max_tokens: int) -> windows.Windows:  # fmt: skip
+    return windows.split(tokenizer, texts, max_length, max_tokens=max_tokens)
+
+
+def _logits(net: Any, tokenizer: Any, win: windows.Windows) -> np.ndarray:
+    """[n windows, C] logits of `net` on each window."""
     net.eval()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        b = tokenizer(list(texts[i : i + batch_size]), truncation=True, max_length=max_length,
-                      padding=True, return_tensors="pt")  # fmt: skip
-        out.append(net(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-                   .float().numpy())  # fmt: skip
-    return np.vstack(out) if out else np.zeros((0, int(net.config.num_labels)), np.float32)
+    return windows.forward(win.input_ids, net, int(net.config.num_labels),
+                           tokenizer.pad_token_id or 0)  # fmt: skip
 
 
 def distill(
@@ -79,6 +79,8 @@ def distill(
     temperature: float = 2.0,
     hard_weight: float = 0.5,
     max_length: int = 64,
+    max_tokens: int = windows.MAX_TOKENS,
+    window_pooling: str = "mean",
     seed: int = SEED,
     val_texts: Sequence[str] = (),
     val_labels: Sequence[int] = (),
@@ -88,19 +90,23 @@ def distill(
     probabilities; `labels` (class indices, None where unknown) add the gold cross-entropy
     with weight `hard_weight`. With `val_texts`/`val_labels` (class indices) the epoch with
     the best validation macro-F1 is kept, as the teacher's early stopping kept its best.
-    Returns the student network in eval mode."""
+    Texts are read in windows as the teacher reads them (`sentiops.models.windows`): the
+    student learns each window's teacher probabilities, and is scored on validation texts with
+    the windows pooled (`window_pooling`). Returns the student network in eval mode."""
     from transformers import get_linear_schedule_with_warmup
 
     texts = list(texts)
     if not texts:
         raise ValueError("distillation needs transfer texts")
     torch.manual_seed(seed)
-    soft = torch.tensor(_logits(teacher, tokenizer, texts, max_length) / temperature)
+    win = _windows(tokenizer, texts, max_length, max_tokens)
+    soft = torch.tensor(_logits(teacher, tokenizer, win) / temperature)
     gold = torch.tensor([-100 if y is None else int(y) for y in (labels or [None] * len(texts))])
+    gold = gold[torch.as_tensor(win.owner)]  # per window: its text's label
     student = drop_layers(teacher, keep)
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    enc = windows.encoded(win)
     optim = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.01)
-    steps = math.ceil(len(texts) / batch_size)
+    steps = math.ceil(len(win.owner) / batch_size)
     sched = get_linear_schedule_with_warmup(optim, int(0.1 * steps * epochs), steps * epochs)
     rng = np.random.default_rng(seed)
     best_f1, best_state = -1.0, None
@@ -120,10 +126,12 @@ def distill(
         return loss
 
     for epoch in range(epochs):
-        run_epoch(student, tokenizer, enc, rng.permutation(len(texts)), batch_size, loss_fn,
+        run_epoch(student, tokenizer, enc, rng.permutation(len(win.owner)), batch_size, loss_fn,
                   optim, sched, bar, epoch)  # fmt: skip
         if len(val_texts):
-            f1 = _macro_f1(student, tokenizer, val_texts, val_labels, max_length)
+            val = _windows(tokenizer, val_texts, max_length, max_tokens)
+            pooled = windows.pool(_logits(student, tokenizer, val), val, window_pooling)
+            f1 = _macro_f1(pooled, val_labels)
             bar.write(f"distillation epoch {epoch + 1}: val_macro_f1={f1:.4f}")
             if f1 > best_f1:
                 best_f1, best_state = f1, copy.deepcopy(student.state_dict())
@@ -133,9 +141,7 @@ def distill(
     return student.eval()
 
 
-def _macro_f1(net: Any, tokenizer: Any, texts: Sequence[str], gold: Sequence[int],
-              max_length: int) -> float:  # fmt: skip
+def _macro_f1(logits: np.ndarray, gold: Sequence[int]) -> float:
     from sklearn.metrics import f1_score
 
-    pred = _logits(net, tokenizer, list(texts), max_length).argmax(axis=1)
-    return float(f1_score(list(gold), pred, average="macro"))
+    return float(f1_score(list(gold), logits.argmax(axis=1), average="macro"))

@@ -150,7 +150,8 @@ def _student(reference: Any, labels: list[str], staging: Path, texts: Sequence[s
     start = time.perf_counter()
     student = distill(reference.model, reference.tokenizer, list(texts),
                       [index.get(g) for g in gold] if len(gold) else None,
-                      max_length=reference.max_length, **params)  # fmt: skip
+                      max_length=reference.max_length, max_tokens=reference.max_tokens,
+                      window_pooling=reference.window_pooling, **params)  # fmt: skip
     seconds = time.perf_counter() - start
     raw = export_onnx(student, reference.tokenizer, staging / "student.onnx")
     fused = fuse(raw, staging / "student.fp32.onnx", student.config)

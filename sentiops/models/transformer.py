@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from sentiops.config import BASE_MODEL_ONLINE, EPOCHS, SEED, SOFT_WIDTH
 from sentiops.errors import ModelError
+from sentiops.models import windows as _windows
 from sentiops.models.epoch import run_epoch
 from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
 
@@ -149,25 +150,6 @@ def _build(base: str, labels: list[str], texts: Sequence[str], max_length: int) 
     return tokenizer, model
 
 
-#: Texts whose token counts differ by at most this many share a padded batch.
-BUCKET_SLACK = 4
-
-
-def length_buckets(lengths: Sequence[int], batch_size: int, slack: int = BUCKET_SLACK
-                   ) -> list[list[int]]:  # fmt: skip
-    """Indices grouped into batches of similar length (sorted by length; a batch closes at
-    `batch_size` texts or when the next is more than `slack` tokens longer than its first)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    buckets: list[list[int]] = []
-    for i in order:
-        if buckets and len(buckets[-1]) < batch_size and \
-                lengths[i] - lengths[buckets[-1][0]] <= slack:  # fmt: skip
-            buckets[-1].append(i)
-        else:
-            buckets.append([i])
-    return buckets
-
-
 #: Soft targets: a text whose raters' mean score lies near a class boundary is taught both
 #: classes. p(positive) = Phi((score - 0.5) / width), p(negative) = Phi((-0.5 - score) / width),
 #: p(neutral) = the rest (score on the raters' -4..+4 scale; thresholds of the label rule).
@@ -207,11 +189,16 @@ class TransformerModel:
         max_length: int,
         session: Any = None,
         folder: Path | None = None,
+        window_pooling: str = "mean",
+        max_tokens: int = _windows.MAX_TOKENS,
+        stride: int | None = None,
     ) -> None:
         self._net = model
         self.tokenizer = tokenizer
         self.labels = labels
         self.max_length = max_length
+        self.window_pooling, self.max_tokens = window_pooling, max_tokens
+        self.stride = stride or _windows.stride_for(max_length)
         self.session = session
         self.folder = folder
         self.history: list[dict[str, float]] = []
@@ -246,6 +233,8 @@ class TransformerModel:
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         max_length: int = 64,
+        window_pooling: str = "mean",
+        max_tokens: int = _windows.MAX_TOKENS,
         patience: int = 2,
         class_weights: bool = True,
         soft_width: float = SOFT_WIDTH,
@@ -264,9 +253,14 @@ class TransformerModel:
         seed_everything(seed)
         classes = list(label_set) if label_set else sorted(set(labels))
         tokenizer, model = _build(resolve_base_model(base_model), classes, texts, max_length)
-        self = cls(model, tokenizer, classes, max_length)
+        self = cls(model, tokenizer, classes, max_length, window_pooling=window_pooling,
+                   max_tokens=max_tokens)  # fmt: skip
         y = np.array([classes.index(lab) for lab in labels])
-        enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+        # every window of a text is a training row with the text's target; together the
+        # windows of one text weigh as much as a short text (one window)
+        win = self.windows(texts)
+        enc = _windows.encoded(win)
+        share = 1.0 / np.bincount(win.owner, minlength=len(y))[win.owner]
         # we pad pre-tokenized batches on purpose; silence transformers' advice about it
         tokenizer.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
         weight = None
@@ -283,6 +277,9 @@ class TransformerModel:
         row_weight = weight[torch.as_tensor(y)] if weight is not None else torch.ones(len(y))
         if sample_weight is not None:  # per row: e.g. new labels weigh as much as the original data
             row_weight = row_weight * torch.tensor(np.asarray(sample_weight), dtype=torch.float32)
+        owner = torch.as_tensor(win.owner)
+        target, row_weight = target[owner], row_weight[owner] * torch.as_tensor(
+            share, dtype=torch.float32)  # per window
 
         def loss_fn(logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
             t, w = target[idx], row_weight[idx]
@@ -300,7 +297,7 @@ class TransformerModel:
             },
         ]
         optim = torch.optim.AdamW(groups, lr=lr)
-        steps_per_epoch = math.ceil(len(y) / batch_size)
+        steps_per_epoch = math.ceil(len(win.owner) / batch_size)
         total = steps_per_epoch * epochs
         sched = get_linear_schedule_with_warmup(optim, int(warmup_ratio * total), total)
         rng = np.random.default_rng(seed)
@@ -313,8 +310,8 @@ class TransformerModel:
             mininterval=1.0 if sys.stderr.isatty() else 15.0,
         )
         for epoch in range(epochs):
-            loss = run_epoch(model, tokenizer, enc, rng.permutation(len(y)), batch_size, loss_fn,
-                             optim, sched, bar, epoch)  # fmt: skip
+            loss = run_epoch(model, tokenizer, enc, rng.permutation(len(win.owner)), batch_size,
+                             loss_fn, optim, sched, bar, epoch)  # fmt: skip
             record = {"epoch": epoch + 1, "train_loss": loss}
             if len(val_texts):
                 pred = labels_from_proba(self.predict_proba(val_texts), classes)
@@ -345,39 +342,42 @@ class TransformerModel:
         self, texts: Sequence[str], batch_size: int = 64, session: Any = None,
         pytorch: bool = False,
     ) -> np.ndarray:  # fmt: skip
-        """Class probabilities. Texts are tokenized once, sorted by token count and cut into
-        length buckets (at most `batch_size` texts whose lengths differ by at most
-        `BUCKET_SLACK` tokens), each padded only to its own longest: short tweets never pay
-        for a long one. `session` (an ONNX Runtime session) or `pytorch=True` override the
-        serving form (packaging and its tests compare forms)."""
+        """Class probabilities of whole texts: each text is read in windows of `max_length`
+        tokens (`sentiops.models.windows`: a short text is one window, a long one several,
+        overlapping, up to `max_tokens` tokens) and the windows' logits are pooled
+        (`window_pooling`). `session` (an ONNX Runtime session) or `pytorch=True` override
+        the serving form (packaging and its tests compare forms)."""
+        logits, _ = self.text_logits(texts, batch_size, session, pytorch)
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def read_fraction(self, texts: Sequence[str]) -> np.ndarray:
+        """The share of each text's tokens the model reads (below 1.0 only past
+        `max_tokens`): tokenizing only, no forward pass."""
+        return self.windows(texts).fraction
+
+    def windows(self, texts: Sequence[str]) -> _windows.Windows:
+        return _windows.split(self.tokenizer, texts, self.max_length, self.stride,
+                              self.max_tokens)  # fmt: skip
+
+    @torch.inference_mode()
+    def text_logits(self, texts: Sequence[str], batch_size: int = 64, session: Any = None,
+                    pytorch: bool = False) -> tuple[np.ndarray, _windows.Windows]:  # fmt: skip
+        """[n, C] pooled logits of `texts` and their windows."""
         session = None if pytorch else (session if session is not None else self.session)
         texts = list(texts)
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
-        if not texts:
-            return out
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        ids, masks = enc["input_ids"], enc["attention_mask"]
-        pad = self.tokenizer.pad_token_id or 0
+        win = self.windows(texts)
+        logits = self.window_logits(win.input_ids, batch_size, session)
+        return _windows.pool(logits, win, self.window_pooling), win
+
+    def window_logits(self, ids: Sequence[Sequence[int]], batch_size: int = 64,
+                      session: Any = None) -> np.ndarray:  # fmt: skip
+        """[n, C] logits of encoded windows through `session` (ONNX Runtime) or the PyTorch
+        network (`sentiops.models.windows.forward`)."""
         net = None if session is not None else self.model.eval()
-        for idx in length_buckets([len(x) for x in ids], batch_size):
-            width = max(len(ids[i]) for i in idx)
-            input_ids = np.full((len(idx), width), pad, dtype=np.int64)
-            attention = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                input_ids[row, : len(ids[i])] = ids[i]
-                attention[row, : len(masks[i])] = masks[i]
-            if session is not None:
-                feed = {"input_ids": input_ids, "attention_mask": attention}
-                logits = session.run(["logits"], feed)[0].astype(np.float64)
-                logits -= logits.max(axis=1, keepdims=True)
-                e = np.exp(logits)
-                out[idx] = e / e.sum(axis=1, keepdims=True)
-            else:
-                assert net is not None
-                logits = net(input_ids=torch.from_numpy(input_ids),
-                             attention_mask=torch.from_numpy(attention)).logits  # fmt: skip
-                out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
-        return out
+        return _windows.forward(ids, net if session is None else session, len(self.labels),
+                                self.tokenizer.pad_token_id or 0, batch_size)  # fmt: skip
 
     @staticmethod
     def package(
@@ -408,7 +408,12 @@ class TransformerModel:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        max_length = int(manifest.get("params", {}).get("max_length", 128))
+        params = manifest.get("params", {})
+        max_length = int(params.get("max_length", 128))
+        reading: dict[str, Any] = {
+            "window_pooling": str(params.get("window_pooling") or "mean"),
+            "max_tokens": int(params.get("max_tokens") or _windows.MAX_TOKENS),
+        }
         labels = list(manifest["labels"])
         serving = manifest.get("serving") or {}
         if serving.get("runtime") == "onnxruntime":
@@ -426,9 +431,10 @@ class TransformerModel:
                     "the manifest is corrupt; re-download or retrain the model",
                 )
             sess = session(Path(folder) / str(serving["file"]))
-            return cls(None, tokenizer, labels, max_length, session=sess, folder=Path(folder))
+            return cls(None, tokenizer, labels, max_length, session=sess, folder=Path(folder),
+                       **reading)  # fmt: skip
         from transformers import AutoModelForSequenceClassification
 
         model = AutoModelForSequenceClassification.from_pretrained(folder, **SAFE_LOAD)
         model.eval()
-        return cls(model, tokenizer, labels, max_length, folder=Path(folder))
+        return cls(model, tokenizer, labels, max_length, folder=Path(folder), **reading)

@@ -94,6 +94,32 @@ def test_a_tampered_serving_form_is_refused(minilm: Path, tmp_path: Path) -> Non
         load_model(copy)
 
 
+def _long_texts(n: int = 12, per_text: int = 6, seed: int = 14) -> list[str]:
+    """Texts of `per_text` synthetic sentences each (~70 tokens: several windows of 24)."""
+    frame = make_frame(n * per_text // 3 + 1, seed=seed)
+    return [" ".join(frame.text[i * per_text:(i + 1) * per_text]) for i in range(n)]
+
+
+def test_every_form_reads_long_texts_whole_and_agrees_with_pytorch_fp32(minilm: Path) -> None:
+    """Texts several windows long: the served form (ONNX) and PyTorch fp32 both read every
+    window and pool them; they agree as on short texts, and what they answer is not what the
+    first window alone says (truncation) for every text."""
+    loaded = load_model(minilm)
+    long = _long_texts()
+    tm = loaded.model
+    win = tm.windows(long)
+    assert (np.bincount(win.owner) >= 3).all() and (win.fraction == 1.0).all()
+    served = loaded.predict_proba(long)
+    fp32 = tm.predict_proba(long, pytorch=True)
+    assert float((served.argmax(1) == fp32.argmax(1)).mean()) >= 0.9
+    assert np.abs(served - fp32).max() < 0.2
+    first = tm.window_logits([win.input_ids[int(np.argmax(win.owner == i))]
+                              for i in range(len(long))], session=tm.session)  # fmt: skip
+    first_only = np.exp(first - first.max(1, keepdims=True))
+    first_only /= first_only.sum(1, keepdims=True)
+    assert np.abs(first_only - served).max() > 0.01  # the other windows count
+
+
 def test_a_distilled_student_is_packaged_gated_and_served(minilm: Path, tmp_path: Path) -> None:
     """`student-int8`: the encoder with every other layer dropped, distilled on the training
     texts, exported and quantized; kept because it is within the tolerance of the teacher on
@@ -117,6 +143,11 @@ def test_a_distilled_student_is_packaged_gated_and_served(minilm: Path, tmp_path
     served = loaded.predict_proba(held_out.text.tolist())
     teacher = loaded.model.predict_proba(held_out.text.tolist(), pytorch=True)
     assert float((served.argmax(1) == teacher.argmax(1)).mean()) >= 0.85
+    # long inputs: the student reads every window too, and agrees with its teacher
+    long = _long_texts(seed=15)
+    served = loaded.predict_proba(long)
+    teacher = loaded.model.predict_proba(long, pytorch=True)
+    assert float((served.argmax(1) == teacher.argmax(1)).mean()) >= 0.8
     _explanations_are_of_the_served_student(loaded, held_out.text[0])
     with pytest.raises(ValueError, match="training texts"):
         package(copy, val.text.tolist(), val.label.tolist(), forms=("student-int8", "pytorch"))

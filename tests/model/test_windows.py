@@ -1,0 +1,69 @@
+"""Reading the whole text: windows over the tokens, pooled into one answer
+(`sentiops.models.windows`), in training and prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sentiops.models import windows
+from tests.conftest import make_frame
+
+
+@pytest.fixture(scope="module")
+def tokenizer():  # noqa: ANN201
+    from transformers import AutoTokenizer
+
+    from sentiops.models.transformer import offline_model_path
+
+    return AutoTokenizer.from_pretrained(offline_model_path())
+
+
+def test_windows_cover_every_token_and_end_with_the_text() -> None:
+    assert windows.spans(10, 22, 16) == [(0, 10)]
+    assert windows.spans(22, 22, 16) == [(0, 22)]
+    cover = windows.spans(100, 22, 16)
+    assert cover[0] == (0, 22) and cover[-1] == (78, 100)  # the last is aligned with the end
+    seen = np.zeros(100, bool)
+    for start, end in cover:
+        assert end - start == 22
+        seen[start:end] = True
+    assert seen.all()
+    assert all(b[0] - a[0] <= 16 for a, b in zip(cover, cover[1:], strict=False))
+
+
+def test_a_short_text_is_one_window_as_a_truncating_tokenizer_encodes_it(tokenizer) -> None:  # noqa: ANN001
+    texts = make_frame(5).text.tolist()
+    win = windows.split(tokenizer, texts, max_length=64)
+    assert list(win.owner) == list(range(len(texts)))
+    assert win.input_ids == tokenizer(texts, truncation=True, max_length=64)["input_ids"]
+    assert (win.fraction == 1.0).all()
+
+
+def test_a_long_text_is_read_whole_up_to_the_cap(tokenizer) -> None:  # noqa: ANN001
+    long = " ".join(make_frame(30).text)  # ~600 tokens
+    n = len(tokenizer(long, add_special_tokens=False)["input_ids"])
+    win = windows.split(tokenizer, ["short one", long], max_length=24, max_tokens=10_000)
+    mine = [ids for ids, o in zip(win.input_ids, win.owner, strict=True) if o == 1]
+    assert len(mine) == len(windows.spans(n, 22, windows.stride_for(24)))
+    assert all(ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+               and len(ids) <= 24 for ids in mine)  # fmt: skip
+    assert win.read[1] == win.tokens[1] == n and win.fresh[win.owner == 1].sum() == n
+    # past the cap: the start and the end are read, and the answer can say how much
+    capped = windows.split(tokenizer, [long], max_length=24, max_tokens=100)
+    assert capped.read[0] == 100 and capped.fraction[0] == pytest.approx(100 / n)
+    ids = tokenizer(long, add_special_tokens=False)["input_ids"]
+    assert capped.input_ids[-1][1:-1] == ids[-22:]  # the text's last tokens
+
+
+def test_pooling_the_windows_of_each_text() -> None:
+    win = windows.Windows([[0]] * 4, owner=np.array([0, 1, 1, 1]), fresh=np.array([5, 22, 8, 4.]),
+                          tokens=np.array([5, 34]), read=np.array([5, 34]))  # fmt: skip
+    logits = np.array([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 1.0], [0, 0, 4.0]])
+    assert np.allclose(windows.pool(logits, win, "mean"), [[1, 0, 0], [0, 2 / 3, 5 / 3]])
+    assert np.allclose(windows.pool(logits, win, "weighted")[1], [0, 44 / 34, 24 / 34])
+    assert np.allclose(windows.pool(logits, win, "max")[1], [0, 0, 4.0])  # the surest window
+    # the last window weighs as much as the others together
+    assert np.allclose(windows.pool(logits, win, "last")[1], [0, 2 / 4, (1 + 2 * 4) / 4])
+    with pytest.raises(ValueError, match="unknown window pooling"):
+        windows.pool(logits, win, "median")

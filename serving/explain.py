@@ -5,8 +5,10 @@
   the words they belong to would be guesswork, so they are reported as one `(char n-grams)`
   remainder).
 - transformer: captum's LayerIntegratedGradients over the input embeddings, baseline = [PAD],
-  `STEPS` interpolation steps, at most `MAX_TOKENS` tokens (the text is truncated like the
-  model truncates it).
+  `STEPS` interpolation steps, over the whole text up to `MAX_TOKENS` tokens: the model reads
+  a long text in windows (`sentiops.models.windows`), so each window is attributed to the
+  label the pooled answer gave, and a token that two windows read gets the mean of its two
+  attributions.
 - transformer served as the distilled `student-int8`: the network that answers is not the
   fine-tuned one whose PyTorch weights are in the folder (and is int8 ONNX, without gradients),
   so its attributions come from captum's FeatureAblation on the served session itself: each
@@ -23,7 +25,8 @@ import numpy as np
 from sentiops.models import LoadedModel
 
 STEPS = 16
-MAX_TOKENS = 64
+#: Most tokens of a text explained (the windows over them are attributed one by one).
+MAX_TOKENS = 256
 
 
 def explain(model: LoadedModel, text: str) -> dict[str, Any]:
@@ -75,53 +78,73 @@ def _linear(model: LoadedModel, text: str, k: int) -> list[tuple[str, float]]:
     return out
 
 
-def _encode(model: LoadedModel, text: str) -> tuple[Any, Any, Any]:
-    tm = model.model
-    tokenizer = tm.tokenizer  # type: ignore[attr-defined]
-    enc = tokenizer([text], truncation=True, max_length=min(MAX_TOKENS, tm.max_length),  # type: ignore[attr-defined]
-                    return_tensors="pt")  # fmt: skip
-    return tokenizer, enc["input_ids"], enc["attention_mask"]
+def _windows(model: LoadedModel, text: str) -> tuple[Any, list[int], list[tuple[int, int]]]:
+    """(tokenizer, the text's tokens up to MAX_TOKENS, the windows over them) as the model
+    reads the text."""
+    from sentiops.models import windows
+
+    tm: Any = model.model
+    tokenizer = tm.tokenizer
+    content = tokenizer(text, add_special_tokens=False)["input_ids"][:MAX_TOKENS]
+    return tokenizer, content, windows.spans(len(content), tm.max_length - 2, tm.stride)
 
 
-def _kept(tokenizer: Any, ids: Any, scores: np.ndarray) -> list[tuple[str, float]]:
-    tokens = tokenizer.convert_ids_to_tokens(ids[0])
-    special = set(tokenizer.all_special_tokens)
-    return [(t, float(s)) for t, s in zip(tokens, scores, strict=True) if t not in special]
+def _over_windows(model: LoadedModel, text: str,
+                  attribute: Any) -> list[tuple[str, float]]:  # fmt: skip
+    """Per token, the mean attribution of the windows that read it; `attribute(ids, mask)`
+    scores one window's tokens (with [CLS] and [SEP])."""
+    import torch
+
+    tokenizer, content, spans = _windows(model, text)
+    total, count = np.zeros(len(content)), np.zeros(len(content))
+    for start, end in spans:
+        ids = torch.tensor([[tokenizer.cls_token_id, *content[start:end],
+                             tokenizer.sep_token_id]])  # fmt: skip
+        scores = attribute(ids, torch.ones_like(ids))
+        total[start:end] += scores[1:-1]
+        count[start:end] += 1
+    tokens = tokenizer.convert_ids_to_tokens(content)
+    return [(t, float(v)) for t, v in zip(tokens, total / np.maximum(count, 1), strict=True)]
 
 
 def _ablation(model: LoadedModel, text: str, k: int) -> list[tuple[str, float]]:
     import torch
     from captum.attr import FeatureAblation
 
-    session = model.model.session  # type: ignore[attr-defined]
-    tokenizer, ids, mask = _encode(model, text)
+    tm: Any = model.model
+    session, pad = tm.session, tm.tokenizer.pad_token_id or 0
 
-    def forward(input_ids: Any) -> Any:
-        rows = mask.expand(input_ids.shape[0], -1)
-        feed = {"input_ids": input_ids.numpy().astype(np.int64),
-                "attention_mask": rows.numpy().astype(np.int64)}  # fmt: skip
-        return torch.softmax(torch.from_numpy(session.run(["logits"], feed)[0]).float(), -1)
+    def attribute(ids: Any, mask: Any) -> np.ndarray:
+        def forward(input_ids: Any) -> Any:
+            rows = mask.expand(input_ids.shape[0], -1)
+            feed = {"input_ids": input_ids.numpy().astype(np.int64),
+                    "attention_mask": rows.numpy().astype(np.int64)}  # fmt: skip
+            return torch.softmax(torch.from_numpy(session.run(["logits"], feed)[0]).float(), -1)
 
-    attr = FeatureAblation(forward).attribute(
-        ids, baselines=tokenizer.pad_token_id or 0, target=k,
-        perturbations_per_eval=int(ids.shape[1]),
-    )  # fmt: skip
-    return _kept(tokenizer, ids, attr[0].detach().numpy())
+        ablation = FeatureAblation(forward)
+        attr = ablation.attribute(ids, baselines=pad, target=k,
+                                  perturbations_per_eval=int(ids.shape[1]))  # fmt: skip
+        return attr[0].detach().numpy()
+
+    return _over_windows(model, text, attribute)
 
 
 def _integrated_gradients(model: LoadedModel, text: str, k: int) -> list[tuple[str, float]]:
     import torch
     from captum.attr import LayerIntegratedGradients
 
-    net = model.model.model  # type: ignore[attr-defined]
-    tokenizer, ids, mask = _encode(model, text)
-    baseline = torch.full_like(ids, tokenizer.pad_token_id or 0)
+    tm: Any = model.model
+    net, pad = tm.model, tm.tokenizer.pad_token_id or 0
 
     def forward(input_ids: Any, attention_mask: Any) -> Any:
         return torch.softmax(net(input_ids=input_ids, attention_mask=attention_mask).logits, -1)
 
     lig = LayerIntegratedGradients(forward, net.get_input_embeddings())
-    with torch.enable_grad():
-        attr = lig.attribute(ids, baselines=baseline, target=k, additional_forward_args=(mask,),
-                             n_steps=STEPS)  # fmt: skip
-    return _kept(tokenizer, ids, attr.sum(dim=-1)[0].detach().numpy())
+
+    def attribute(ids: Any, mask: Any) -> np.ndarray:
+        with torch.enable_grad():
+            attr = lig.attribute(ids, baselines=torch.full_like(ids, pad), target=k,
+                                 additional_forward_args=(mask,), n_steps=STEPS)  # fmt: skip
+        return attr.sum(dim=-1)[0].detach().numpy()
+
+    return _over_windows(model, text, attribute)

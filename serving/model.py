@@ -3,8 +3,10 @@
     load()     checksums verified (`sentiops.models.load_model`); a corrupt or tampered model
                never becomes ready, and the log says why
     predict()  v1 {"instances": ["text", ...]} -> {"id", "predictions": [{label, score,
-               probabilities}]}
-               v2 input `text` BYTES [N] -> outputs `label` BYTES [N], `probabilities` FP32 [N, C]
+               probabilities, read}]}
+               v2 input `text` BYTES [N] -> outputs `label` BYTES [N], `probabilities` FP32
+               [N, C], `read` FP32 [N] (the share of each text read: whole texts are read in
+               windows up to the model's max_tokens)
                (REST and gRPC); `id` echoes the client's id (Open Inference Protocol), else
                is the prediction id; `parameters.prediction_id` is always the prediction id
                this server issued (what labels name, also `x-request-id`)
@@ -146,6 +148,9 @@ class SentimentModel(Model):
         return [
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.labels)]},
+            # the share of each text the model read (1.0: all of it; less only past the
+            # model's max_tokens, when its start and end were read)
+            {"name": "read", "datatype": "FP32", "shape": [-1]},
         ]
 
     # -------------------------------------------------------------------------- decoding
@@ -221,6 +226,7 @@ class SentimentModel(Model):
             texts = self.texts_of(payload)
             assert self.batcher is not None and self.model is not None
             proba = np.asarray(await self.batcher.submit(texts), dtype=np.float64)
+            read = self.model.read_fraction(texts)
         except InvalidInput:
             metrics.REQUEST_ERRORS.labels(self.name, self.version, "invalid_input").inc()
             metrics.REQUEST_LATENCY.labels(self.name, self.version).observe(
@@ -244,7 +250,7 @@ class SentimentModel(Model):
         rid = (headers or {}).get("x-request-id") or None
         client = (headers or {}).get(CLIENT_ID_HEADER) or ""
         if isinstance(payload, InferRequest):
-            return self._v2_response(payload, labels, proba, rid, client)
+            return self._v2_response(payload, labels, proba, rid, client, read)
         return {
             **({"id": rid} if rid else {}),
             **({"client_request_id": client} if client else {}),
@@ -253,9 +259,10 @@ class SentimentModel(Model):
                     "label": label,
                     "score": float(row.max()),
                     "probabilities": {k: float(p) for k, p in zip(self.labels, row, strict=True)},
+                    "read": round(float(share), 4),
                 }
-                for label, row in zip(labels, proba, strict=True)
-            ]
+                for label, row, share in zip(labels, proba, read, strict=True)
+            ],
         }
 
     def _observe(self, texts: list[str], labels: list[str], proba: np.ndarray, secs: float) -> None:
@@ -280,7 +287,7 @@ class SentimentModel(Model):
             ))  # fmt: skip
 
     def _v2_response(self, request: InferRequest, labels: list[str], proba: np.ndarray,
-                     rid: str | None, client: str = "") -> InferResponse:  # fmt: skip
+                     rid: str | None, client: str, read: np.ndarray) -> InferResponse:  # fmt: skip
         # gRPC answers carry raw tensor bytes (what Triton's and KServe's gRPC clients read);
         # REST answers carry JSON data
         binary = bool(request.from_grpc)
@@ -291,13 +298,15 @@ class SentimentModel(Model):
         )
         prob_out = InferOutput("probabilities", list(proba.shape), "FP32")
         prob_out.set_data_from_numpy(proba.astype(np.float32), binary_data=binary)
+        read_out = InferOutput("read", [len(labels)], "FP32")
+        read_out.set_data_from_numpy(np.asarray(read, dtype=np.float32), binary_data=binary)
         pid = rid or uuid.uuid4().hex
         params = {"prediction_id": pid, **({"client_request_id": client} if client else {})}
         return InferResponse(
             response_id=client or pid,  # the Open Inference Protocol echoes the client's id
             model_name=self.name,
             model_version=self.version,
-            infer_outputs=[label_out, prob_out],
+            infer_outputs=[label_out, prob_out, read_out],
             use_binary_outputs=binary,
             from_grpc=request.from_grpc,
             parameters=params,

@@ -9,7 +9,9 @@ directory (ONNX Runtime for a transformer), the same `predict_proba` the predict
 
 Every row's `status` says what happened to it:
 
-    ok          scored: label, confidence, one probability per class
+    ok          scored: label, confidence, one probability per class, and `read`: the share
+                of the text the model read (1.0: all of it; a transformer reads a long text
+                in windows up to its max_tokens, then its start and end)
     empty       no text (null, missing, or only whitespace)
     too_long    longer than `max_chars` characters (the predictor's limit): not scored
     not_text    the value is not text (a JSON number or object, bytes that are not UTF-8)
@@ -42,7 +44,8 @@ STATUSES = (OK, EMPTY, TOO_LONG, NOT_TEXT, UNREADABLE)
 #: Output rows buffered before they are written as one Parquet row group.
 ROW_GROUP_ROWS = 16_384
 #: Columns the job writes; input columns of the same names are kept as input_<name>.
-OWN_COLUMNS = ("file", "row", "text", "status", "label", "confidence", "model_version", "error")
+OWN_COLUMNS = ("file", "row", "text", "status", "label", "confidence", "read", "model_version",
+               "error")  # fmt: skip
 
 
 def prob_column(label: str) -> str:
@@ -98,9 +101,12 @@ def score_chunk(model: Any, chunk: inputs.Chunk, plan: Plan, file_name: str, bat
     status, error = outcomes(chunk, plan.max_chars)
     n = chunk.rows
     proba = np.full((n, len(labels)), np.nan, dtype=np.float32)
+    read = np.full(n, np.nan, dtype=np.float32)
     ok = [i for i, s in enumerate(status) if s == OK]
     for batch in length_batches(chunk.texts, ok, batch_size):
-        proba[batch] = np.asarray(model.predict_proba([chunk.texts[i] for i in batch]))
+        texts = [chunk.texts[i] for i in batch]
+        proba[batch] = np.asarray(model.predict_proba(texts))
+        read[batch] = model.read_fraction(texts)
     scored = np.zeros(n, dtype=bool)
     scored[ok] = True
     label = np.asarray(labels, dtype=object)[np.nan_to_num(proba).argmax(axis=1)] if n else []
@@ -117,6 +123,7 @@ def score_chunk(model: Any, chunk: inputs.Chunk, plan: Plan, file_name: str, bat
     columns["label"] = pa.array(list(label), type=pa.string(), mask=~scored)
     columns["confidence"] = pa.array(np.nan_to_num(proba).max(axis=1) if n else [],
                                      type=pa.float32(), mask=~scored)  # fmt: skip
+    columns["read"] = pa.array(read, type=pa.float32(), mask=~scored)
     for j, lab in enumerate(labels):
         columns[prob_column(lab)] = pa.array(proba[:, j], type=pa.float32(), mask=~scored)
     columns["model_version"] = pa.array([plan.version] * n, type=pa.string())

@@ -354,8 +354,13 @@ class TransformerModel:
 
     def read_fraction(self, texts: Sequence[str]) -> np.ndarray:
         """The share of each text's tokens the model reads (below 1.0 only past
-        `max_tokens`): tokenizing only, no forward pass."""
-        return self.windows(texts).fraction
+        `max_tokens`): tokenizing only the texts that could be that long (a token covers at
+        least one character), no forward pass."""
+        out = np.ones(len(texts))
+        long = [i for i, t in enumerate(texts) if len(t) > self.max_tokens]
+        if long:
+            out[long] = self.windows([texts[i] for i in long]).fraction
+        return out
 
     def windows(self, texts: Sequence[str]) -> _windows.Windows:
         return _windows.split(self.tokenizer, texts, self.max_length, self.stride,

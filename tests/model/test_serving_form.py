@@ -95,9 +95,13 @@ def test_a_tampered_serving_form_is_refused(minilm: Path, tmp_path: Path) -> Non
 
 
 def _long_texts(n: int = 12, per_text: int = 6, seed: int = 14) -> list[str]:
-    """Texts of `per_text` synthetic sentences each (~70 tokens: several windows of 24)."""
-    frame = make_frame(n * per_text // 3 + 1, seed=seed)
-    return [" ".join(frame.text[i * per_text:(i + 1) * per_text]) for i in range(n)]
+    """Reviews of `per_text` synthetic sentences of one label each (~70 tokens: several
+    windows of 24), the labels taking turns."""
+    frame = make_frame(n * per_text // 3 + per_text, seed=seed)
+    by_label = {lab: g.text.tolist() for lab, g in frame.groupby("label")}
+    labels = sorted(by_label)
+    return [" ".join(by_label[labels[i % 3]][(i // 3) * per_text:(i // 3 + 1) * per_text])
+            for i in range(n)]  # fmt: skip
 
 
 def test_every_form_reads_long_texts_whole_and_agrees_with_pytorch_fp32(minilm: Path) -> None:
@@ -118,6 +122,13 @@ def test_every_form_reads_long_texts_whole_and_agrees_with_pytorch_fp32(minilm: 
     first_only = np.exp(first - first.max(1, keepdims=True))
     first_only /= first_only.sum(1, keepdims=True)
     assert np.abs(first_only - served).max() > 0.01  # the other windows count
+    # :explain attributes every token of the whole text, not the first window's
+    from serving.explain import explain
+
+    out = explain(loaded, long[0])
+    words = tm.tokenizer.convert_ids_to_tokens(
+        tm.tokenizer(long[0], add_special_tokens=False)["input_ids"])
+    assert [a["token"] for a in out["attributions"]] == words and len(words) > 3 * 22
 
 
 def test_a_distilled_student_is_packaged_gated_and_served(minilm: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ def test_v1_predict(server: Predictor) -> None:
         assert set(p["probabilities"]) == set(LABELS)
         assert p["score"] == pytest.approx(max(p["probabilities"].values()))
         assert sum(p["probabilities"].values()) == pytest.approx(1.0)
-
+        assert p["read"] == 1.0  # the whole text was read
 
 def test_v1_and_v2_health_and_metadata(server: Predictor) -> None:
     assert httpx.get(f"{server.url}/v1/models/sentiment").json()["ready"] is True
@@ -35,7 +35,7 @@ def test_v1_and_v2_health_and_metadata(server: Predictor) -> None:
     meta = httpx.get(f"{server.url}/v2/models/sentiment").json()
     assert meta["versions"] == ["7"] and meta["parameters"]["labels"] == LABELS
     assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
-    assert [o["name"] for o in meta["outputs"]] == ["label", "probabilities"]
+    assert [o["name"] for o in meta["outputs"]] == ["label", "probabilities", "read"]
 
 
 def test_v2_rest_echoes_the_id(server: Predictor) -> None:

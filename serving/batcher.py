@@ -1,15 +1,22 @@
 """Adaptive batching inside the predictor: concurrent requests that arrive within
-`max_latency_ms` of each other (up to `max_batch_size` texts) share one forward pass.
+`max_latency_ms` of each other (up to `max_batch_size` windows of work) share one forward pass.
 
 KServe's own batcher is v1-only and lives in the agent sidecar; this one sits in front of the
-model, serves v1, v2 and gRPC alike, and runs the model in one worker thread so the event loop
-keeps accepting requests while a batch is computed."""
+model, serves v1, v2 and gRPC alike, and runs the model in worker threads so the event loop
+keeps accepting requests while a batch is computed.
+
+A request's cost is the windows its texts need (`cost`: a transformer reads a long text in
+several windows, `sentiops.models.windows`), and a request's texts are always computed in one
+forward call, so the windows of one text are pooled together. A **long** request (costing more
+than half a batch) is batched apart from short ones, and long batches may occupy at most
+`workers - 1` workers at once: a short request never waits behind a review of 300 words while
+there is more than one worker (with one worker, requests take turns)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -18,9 +25,14 @@ import numpy as np
 from sentiops import metrics
 
 
+def one_per_text(texts: Sequence[str]) -> int:
+    return len(texts)
+
+
 @dataclass
 class _Pending:
     texts: list[str]
+    cost: int
     future: asyncio.Future[np.ndarray]
     queued_at: float = field(default_factory=time.perf_counter)
 
@@ -37,53 +49,87 @@ class Batcher:
         max_latency_ms: float = 5.0,
         model_name: str = "sentiment",
         workers: int = 1,
+        cost: Callable[[Sequence[str]], int] = one_per_text,
     ) -> None:
         self.predict_proba = predict_proba
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000.0
         self.model_name = model_name
         self.workers = max(1, workers)
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self.cost = cost
+        self._queues: dict[bool, asyncio.Queue[_Pending]] = {}
+        self._ready: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._long_running = 0
+        self._last_long = False
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sentiops-batch")
+
+    def is_long(self, cost: int) -> bool:
+        return cost > max(1, self.max_batch_size // 2)
 
     async def submit(self, texts: list[str]) -> np.ndarray:
         """Probabilities for `texts`, computed in a batch with whatever else is waiting."""
-        if self._queue is None:
-            self._queue = asyncio.Queue()
+        if not self._queues:
+            self._queues = {False: asyncio.Queue(), True: asyncio.Queue()}
+            self._ready = asyncio.Event()
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run())
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(texts, future))
+        cost = max(1, int(self.cost(texts)))
+        await self._queues[self.is_long(cost)].put(_Pending(texts, cost, future))
+        assert self._ready is not None
+        self._ready.set()
         return await future
 
-    async def _collect(self) -> list[_Pending]:
-        assert self._queue is not None
-        batch = [await self._queue.get()]
-        size = len(batch[0].texts)
+    def _lane(self) -> bool | None:
+        """Which queue the next free worker serves (True: long requests), None: none yet.
+        Several workers: short requests first, long ones while fewer than `workers - 1`
+        long batches run. One worker: whichever waits, taking turns when both do."""
+        short, long = not self._queues[False].empty(), not self._queues[True].empty()
+        if self.workers == 1:
+            if short and long:
+                return not self._last_long
+            return True if long else False if short else None
+        if short:
+            return False
+        return True if long and self._long_running < self.workers - 1 else None
+
+    async def _collect(self, lane: bool) -> list[_Pending]:
+        queue = self._queues[lane]
+        batch = [queue.get_nowait()]
+        size = batch[0].cost
         deadline = time.perf_counter() + self.max_latency
         while size < self.max_batch_size:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
             try:
-                item = await asyncio.wait_for(self._queue.get(), remaining)
+                item = await asyncio.wait_for(queue.get(), remaining)
             except TimeoutError:
                 break
             batch.append(item)
-            size += len(item.texts)
+            size += item.cost
         return batch
 
     async def _run(self) -> None:
         self._slots = asyncio.Semaphore(self.workers)
+        assert self._ready is not None
         while True:
             await self._slots.acquire()  # a worker is free: collect its batch
-            batch = await self._collect()
-            asyncio.get_running_loop().create_task(self._compute(batch))
+            lane = self._lane()
+            while lane is None:  # nothing it may take yet
+                self._ready.clear()
+                await self._ready.wait()
+                lane = self._lane()
+            self._last_long = lane
+            if lane:
+                self._long_running += 1
+            batch = await self._collect(lane)
+            asyncio.get_running_loop().create_task(self._compute(batch, lane))
 
-    async def _compute(self, batch: list[_Pending]) -> None:
-        assert self._slots is not None
+    async def _compute(self, batch: list[_Pending], lane: bool) -> None:
+        assert self._slots is not None and self._ready is not None
         texts = [t for item in batch for t in item.texts]
         metrics.BATCH_SIZE.labels(self.model_name).observe(len(texts))
         try:
@@ -95,7 +141,10 @@ class Batcher:
                     item.future.set_exception(exc)
             return
         finally:
+            if lane:
+                self._long_running -= 1
             self._slots.release()
+            self._ready.set()  # a long lane may have opened
         start = 0
         for item in batch:
             end = start + len(item.texts)

@@ -27,6 +27,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ class SentimentModel(Model):
             max_latency_ms=self.batch_window_ms,
             model_name=self.name,
             workers=self.workers,
+            cost=self.cost,
         )
         self.ready = True
         logger.info(
@@ -122,6 +124,17 @@ class SentimentModel(Model):
             self.model.manifest.get("model_type"), self.model_dir, self.version, self.model.labels,
         )  # fmt: skip
         return True
+
+    def cost(self, texts: Sequence[str]) -> int:
+        """The windows `texts` will take (a transformer reads a long text in several,
+        `sentiops.models.windows`), estimated from their length at ~4 characters a token
+        without tokenizing: what the batcher counts."""
+        net = self.model.model if self.model is not None else None
+        size, stride = getattr(net, "max_length", 0), getattr(net, "stride", 0)
+        if not size or not stride:
+            return len(texts)
+        first, step = 4 * (size - 2), 4 * stride
+        return sum(1 + max(0, -(-(len(t) - first) // step)) for t in texts)
 
     def start(self) -> None:
         """KServe's default marks every model ready here; readiness is `load()`'s verdict."""

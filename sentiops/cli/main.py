@@ -20,6 +20,7 @@ from sentiops.cli import (
     drift,
     feedback,
     gate,
+    labels,
     local,
     model,
     pipeline,
@@ -34,7 +35,8 @@ app = typer.Typer(
     help="SentiOps: train, evaluate, gate and serve sentiment models.",
 )
 
-for group in (data, model, batch, gate, pipeline, serve, feedback, local, rollout, drift, status):
+for group in (data, model, batch, gate, pipeline, serve, feedback, labels, local, rollout, drift,
+              status):  # fmt: skip
     group.register_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover

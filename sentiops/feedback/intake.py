@@ -6,7 +6,12 @@ unknown label is a 400, an id no prediction has is a 404, a second label for the
 id that more than one logged prediction carries is a 409 — each naming every refused item. An
 accepted request is one Parquet part written before the answer, so a restart loses nothing. Two
 replicas labelling the same id in the same instant can both accept it; readers keep the first
-label of an id (`labels.read_labels`).
+label of an id (`labels.current_labels`).
+
+A label that names an `origin` (a labelling tool's task: `sentiops.labelling`) may be revised or
+withdrawn later by the same origin under the same token; sending a revision that is already
+stored changes nothing (`unchanged`), so a tool can send the same state again after a crash or
+a retry without storing anything twice.
 """
 
 from __future__ import annotations
@@ -23,13 +28,22 @@ from sentiops.feedback.labels import (
     COLUMNS,
     RANDOM,
     Item,
+    current_labels,
     feedback_prefix,
-    first_label_per_id,
     sample_of,
+    with_later_columns,
 )
 from sentiops.feedback.live import live_metrics
 from sentiops.feedback.predictions import PredictionIndex
 from sentiops.store import layout
+
+
+def _schema() -> Any:
+    """A feedback part's columns (COLUMNS) and their types."""
+    import pyarrow as pa
+
+    kinds = {"confidence": pa.float32(), "withdrawn": pa.bool_()}
+    return pa.schema([(c, kinds.get(c, pa.string())) for c in COLUMNS])
 
 
 def _part(store: str, now: datetime) -> str:
@@ -51,16 +65,38 @@ class Feedback:
         model_name: str = MODEL_NAME,
         sample_key: Any = None,
     ) -> None:
-        from sentiops.security.secrets import SampleKey
-
         self.store, self.settings, self.model_name = store, settings, model_name
-        self.sample_key = sample_key or SampleKey.from_env()
+        self._sample_key = sample_key  # read when a label is stored (a reader needs none)
         self.index = index or PredictionIndex(store, settings)
         self.labelled: set[str] = set()
+        #: id -> (origin, token) of its first label; id -> (revision, withdrawn, label) of the
+        #: latest row of that origin (labels with an origin can be revised)
+        self.owners: dict[str, tuple[str, str]] = {}
+        self.latest: dict[str, tuple[str, bool, str]] = {}
         self._label_parts: set[str] = set()
         self._frames: list[Any] = []  # label parts read or written, not yet in _labels
         self._labels: Any = None  # every label part so far, one DataFrame
         self.lock = threading.Lock()
+
+    @property
+    def sample_key(self) -> Any:
+        """The evaluation sample's key (`SampleKey`), for predictions logged without their
+        sample decision."""
+        if self._sample_key is None:
+            from sentiops.security.secrets import SampleKey
+
+            self._sample_key = SampleKey.from_env()
+        return self._sample_key
+
+    def stored(self, origin_prefix: str) -> tuple[set[str], dict[str, tuple[str, str, bool]]]:
+        """Every labelled id, and id -> (origin, revision, withdrawn) of the labels whose
+        origin starts with `origin_prefix`: what a labelling tool has stored so far (the
+        parts other replicas wrote are read first)."""
+        with self.lock:
+            self._refresh_labelled()
+            mine = {i: (self.owners[i][0], *self.latest[i][:2]) for i in self.latest
+                    if self.owners[i][0].startswith(origin_prefix)}  # fmt: skip
+            return set(self.labelled), mine
 
     def _refresh_labelled(self) -> None:
         """Labels so far, by any replica: only feedback parts not read yet are read (parts
@@ -77,7 +113,29 @@ class Feedback:
     def _add_part(self, uri: str, frame: Any) -> None:
         self._label_parts.add(uri)
         self.labelled.update(str(x) for x in frame["id"])
+        rows = with_later_columns(frame).sort_values("labelled_at", kind="stable")
+        for rid, origin, by, revision, withdrawn, label in zip(
+            rows["id"].astype(str), rows["origin"], rows["labelled_by"], rows["revision"],
+            rows["withdrawn"], rows["label"].astype(str), strict=True,
+        ):  # fmt: skip
+            owner = self.owners.setdefault(rid, (origin, by))
+            if origin and owner == (origin, by):
+                self.latest[rid] = (revision, bool(withdrawn), label)
         self._frames.append(frame)
+
+    def _change(self, item: Item, labelled_by: str) -> str:
+        """What `item` is to the labels stored so far: `new`, `revised`, `withdrawn`,
+        `unchanged` (this revision is stored already, or there is nothing to withdraw) or
+        `taken` (labelled before, by another origin or token: refused)."""
+        owner = self.owners.get(item.id)
+        if owner is None:
+            return "unchanged" if item.withdrawn else "new"
+        if not item.origin or owner != (item.origin, labelled_by):
+            return "taken"
+        revision, withdrawn, _ = self.latest[item.id]
+        if item.withdrawn:
+            return "unchanged" if withdrawn else "withdrawn"
+        return "unchanged" if not withdrawn and revision == item.revision else "revised"
 
     def _all_labels(self) -> Any:
         """Every label (the first of an id), from the parts read so far (call under the lock)."""
@@ -89,13 +147,14 @@ class Feedback:
             self._frames = []
         if self._labels is None:
             return pd.DataFrame(columns=list(COLUMNS))
-        return first_label_per_id(self._labels)
+        return current_labels(self._labels)
 
     def record(
         self, items: Sequence[Item], source: str = "api", labelled_by: str = ""
     ) -> dict[str, Any]:
         """Store labels for earlier predictions (all or none); FeedbackError (404 unknown id,
-        409 duplicate) names every refused item."""
+        409 duplicate) names every refused item. Revisions and withdrawals of labels with an
+        origin are stored as rows of their own; what is stored already is left as it is."""
         import pyarrow as pa
 
         from sentiops import metrics
@@ -126,26 +185,32 @@ class Feedback:
             self._refresh_labelled()
             seen: set[str] = set()
             dups = []
-            for i in ids:
-                if i in self.labelled or i in seen:
-                    dups.append(i)
-                seen.add(i)
+            changes = {}
+            for item in items:
+                changes[item.id] = self._change(item, labelled_by)
+                if changes[item.id] == "taken" or item.id in seen:
+                    dups.append(item.id)
+                seen.add(item.id)
             if dups:
                 raise FeedbackError(
                     f"{len(dups)} of {len(ids)} ids already have a label: {dups[:10]}",
-                    "each prediction takes one label; send only new ids",
+                    "each prediction takes one label; send only new ids (a label made in a "
+                    "labelling tool is revised only by that tool's task, under its token)",
                     409,
                     [{"id": i, "error": "already labelled"} for i in dups],
                 )
             now = datetime.now(UTC)
             rows: list[dict[str, Any]] = []
             for item in items:
+                if changes[item.id] == "unchanged":
+                    continue
                 p = found[item.id]
+                label = self.latest[item.id][2] if item.withdrawn else item.label
                 rows.append(
                     {
                         "id": item.id,
                         "text": str(p.get("text", "")),
-                        "label": item.label,
+                        "label": label,
                         "predicted_label": str(p.get("label", "")),
                         "confidence": float(p.get("confidence") or 0.0),
                         "model_name": str(p.get("model_name") or self.model_name),
@@ -156,19 +221,21 @@ class Feedback:
                         "sample": sample_of(p | {"id": item.id}, self.sample_key),
                         "labelled_by": labelled_by,
                         "client_id": str(p.get("client_id") or ""),
+                        "annotator": item.annotator,
+                        "origin": item.origin,
+                        "revision": item.revision,
+                        "withdrawn": item.withdrawn,
                     }
                 )
-            uri = _part(self.store, now)
-            table = pa.Table.from_pylist(
-                rows,
-                schema=pa.schema(
-                    [(c, pa.string()) if c != "confidence" else (c, pa.float32()) for c in COLUMNS]
-                ),
-            )
-            layout.put_bytes(layout.parquet_bytes(table), uri, self.settings)
-            self._add_part(uri, table.to_pandas())
+            uri = _part(self.store, now) if rows else ""
+            if rows:
+                table = pa.Table.from_pylist(rows, schema=_schema())
+                layout.put_bytes(layout.parquet_bytes(table), uri, self.settings)
+                self._add_part(uri, table.to_pandas())
         by_version: dict[str, dict[str, int]] = {}
         for r in rows:
+            if changes[r["id"]] != "new":  # the counter counts labels, not their revisions
+                continue
             correct = r["label"] == r["predicted_label"]
             metrics.FEEDBACK.labels(
                 r["model_name"], r["model_version"], str(correct).lower(), r["sample"]
@@ -179,8 +246,11 @@ class Feedback:
             v["labels"] += 1
             v["correct"] += int(correct)
             v[RANDOM] += int(r["sample"] == RANDOM)
-        self.export_live_metrics(refresh=False)
-        return {"accepted": len(rows), "stored": uri, "by_version": by_version}
+        if rows:
+            self.export_live_metrics(refresh=False)
+        counts = {k: sum(v == k for v in changes.values())
+                  for k in ("revised", "withdrawn", "unchanged")}  # fmt: skip
+        return {"accepted": len(rows), "stored": uri, "by_version": by_version, **counts}
 
     def live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
         """Accuracy (with its 95 % Wilson interval) and macro-F1 of each model version on the

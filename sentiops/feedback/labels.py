@@ -9,13 +9,28 @@ prediction it is about and stored as labelled training data:
         id, text, label (the person's), predicted_label, confidence, model_name,
         model_version, predicted_at, labelled_at, source, sample, labelled_by (the name of
         the token the label came with, when writes need one: who labelled what), client_id
-        (the client's own id of the request, kept for correlation; never what a label joins)
+        (the client's own id of the request, kept for correlation; never what a label joins),
+        annotator (who gave the label inside a labelling tool, e.g. Label Studio users' emails),
+        origin (what made it, e.g. `labelstudio project=3 task=17`: labels of one origin may
+        be revised), revision (the origin's version of the label, e.g. its annotations' ids and
+        times: the same revision again is no change), withdrawn (true: the origin took its
+        label back); parts written before these columns were added lack them
 
 (`sentiops.store.layout` owns the store's other layouts; retraining reads `<store>/labels/`.)
 
 A request is accepted whole or refused whole (`sentiops.feedback.intake`): a malformed item or
 an unknown label is a 400 (`parse_items`, here), an id no prediction has is a 404, a second
-label for the same id is a 409. Readers keep the first label of an id (`read_labels`).
+label for the same id is a 409. Readers keep the first label of an id (`current_labels`).
+
+**Revisions and withdrawals.** A label that names an `origin` (a labelling tool's task, say)
+may later be replaced by the same origin and token — an annotator edited the annotation — or
+withdrawn — the annotation was deleted. The parts stay append-only: a revision is another row
+for the id with the same origin and a new `revision`; a withdrawal is a row with
+`withdrawn=true` (and the label it withdraws, so a reader of raw rows sees a duplicate, never
+an empty label). `current_labels` keeps, per id, the first label — or, when that first label
+names an origin, the latest row of the same origin and token, and none if that row withdraws.
+Labels without an origin (the API, the console, `sentiops feedback --file`) keep today's rule:
+the first label of an id, a second one refused.
 
 Two kinds of label, told apart by `sample`: a prediction in the **random evaluation sample**
 (decided when the prediction was made, by a keyed hash of the server-issued prediction id:
@@ -59,7 +74,15 @@ COLUMNS = (
     "sample",
     "labelled_by",
     "client_id",
+    "annotator",
+    "origin",
+    "revision",
+    "withdrawn",
 )
+#: Columns added after the first parts were written: (name, the value an older part has).
+LATER_COLUMNS = {"annotator": "", "origin": "", "revision": "", "withdrawn": False}
+#: Longest provenance value an item may carry (annotator, origin, revision).
+MAX_PROVENANCE = 500
 RANDOM, TARGETED = "random", "targeted"
 
 
@@ -81,8 +104,15 @@ def random_sample(df: Any) -> Any:
 
 @dataclass(frozen=True)
 class Item:
+    """One label for one prediction; `annotator`, `origin`, `revision` and `withdrawn` are the
+    provenance a labelling tool adds (see the module's docstring), empty for everyone else."""
+
     id: str
     label: str
+    annotator: str = ""
+    origin: str = ""
+    revision: str = ""
+    withdrawn: bool = False
 
 
 def feedback_prefix(store: str) -> str:
@@ -109,14 +139,22 @@ def parse_items(body: Any, max_items: int = MAX_ITEMS) -> list[Item]:
             problems.append({"index": i, "error": "not an object"})
             continue
         rid, label = entry.get("id"), entry.get("label")
+        withdrawn = entry.get("withdrawn", False)
+        provenance = _provenance(entry)
         if not isinstance(rid, str) or not rid.strip():
             problems.append({"index": i, "error": 'missing or empty "id" (a string)'})
-        elif not isinstance(label, str) or label not in LABELS:
+        elif isinstance(provenance, str):
+            problems.append({"index": i, "id": rid, "error": provenance})
+        elif not isinstance(withdrawn, bool) or (withdrawn and not provenance["origin"]):
+            problems.append({"index": i, "id": rid, "error": '"withdrawn" is true or false, and '
+                             'only a label with an "origin" can be withdrawn'})  # fmt: skip
+        elif not withdrawn and (not isinstance(label, str) or label not in LABELS):
             problems.append(
                 {"index": i, "id": rid, "error": f"label {label!r} is not one of {list(LABELS)}"}
             )
         else:
-            items.append(Item(rid.strip(), label))
+            label = label if isinstance(label, str) and label in LABELS else ""
+            items.append(Item(rid.strip(), label, withdrawn=withdrawn, **provenance))
     if problems:
         shown = "; ".join(_describe(p) for p in problems[:3])
         raise FeedbackError(
@@ -128,6 +166,19 @@ def parse_items(body: Any, max_items: int = MAX_ITEMS) -> list[Item]:
     return items
 
 
+def _provenance(entry: dict[str, Any]) -> dict[str, str] | str:
+    """The optional `annotator`, `origin`, `revision` of an item, or what is wrong with them."""
+    out = {}
+    for key in ("annotator", "origin", "revision"):
+        value = entry.get(key, "")
+        if not isinstance(value, str) or len(value) > MAX_PROVENANCE or not value.isprintable():
+            return f'"{key}" must be a printable string of at most {MAX_PROVENANCE} characters'
+        out[key] = value.strip()
+    if out["revision"] and not out["origin"]:
+        return 'a "revision" needs the "origin" it revises'
+    return out
+
+
 def _describe(problem: dict[str, Any]) -> str:
     where = f"item {problem['index']}"
     if "id" in problem:
@@ -136,7 +187,8 @@ def _describe(problem: dict[str, Any]) -> str:
 
 
 def read_labels(store: str, settings: Settings | None = None) -> Any:
-    """Every stored feedback label as one DataFrame (COLUMNS; the first label of an id)."""
+    """Every stored feedback label as one DataFrame (COLUMNS; per id the current label:
+    `current_labels`)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -148,10 +200,39 @@ def read_labels(store: str, settings: Settings | None = None) -> Any:
     if not files:
         return pd.DataFrame(columns=list(COLUMNS))
     frames = [pq.read_table(get_file(f.uri, settings)).to_pandas() for f in files]
-    return first_label_per_id(pd.concat(frames, ignore_index=True))
+    return current_labels(pd.concat(frames, ignore_index=True))
 
 
-def first_label_per_id(df: Any) -> Any:
-    """One row per prediction id: the earliest label (a later one for the same id is ignored)."""
-    df = df.sort_values("labelled_at", kind="stable")
-    return df.drop_duplicates("id", keep="first").reset_index(drop=True)
+def with_later_columns(df: Any) -> Any:
+    """`df` with every column of LATER_COLUMNS and `labelled_by` (an older part's rows get
+    the meaning they always had: no provenance, not withdrawn)."""
+    missing = {c: v for c, v in {**LATER_COLUMNS, "labelled_by": ""}.items()
+               if c not in df.columns}  # fmt: skip
+    df = df.assign(**missing) if missing else df
+    text = ("annotator", "origin", "revision", "labelled_by")
+    return df.assign(withdrawn=df["withdrawn"].fillna(False).astype(bool),
+                     **{c: df[c].fillna("").astype(str) for c in text})  # fmt: skip
+
+
+def current_labels(df: Any) -> Any:
+    """One row per prediction id, its current label: the earliest label; when that label names
+    an `origin`, the latest row of the same origin and token instead, and no row when that one
+    is a withdrawal. Rows of other origins or tokens after the first are ignored (a second
+    label for an id is refused when it is taken; two replicas in the same instant: the first
+    wins). Labels without an origin behave as they always did: the first one counts."""
+    import pandas as pd
+
+    df = with_later_columns(df).sort_values("labelled_at", kind="stable")
+    first = df.drop_duplicates("id", keep="first")
+    key = df["origin"] + "\n" + df["labelled_by"]  # who may revise: same origin, same token
+    owner = key[first.index].set_axis(first["id"]).reindex(df["id"]).to_numpy()
+    mine = key.to_numpy() == owner
+    revised = df[(df["origin"] != "") & mine].drop_duplicates("id", keep="last")
+    out = pd.concat([first[first["origin"] == ""], revised])
+    out = out.sort_values("labelled_at", kind="stable")
+    return out[~out["withdrawn"]].reset_index(drop=True)
+
+
+#: The name this function had before labels could be revised (same behaviour for labels
+#: without an origin).
+first_label_per_id = current_labels

@@ -256,3 +256,107 @@ def round_trip(url: str, texts: list[str], name: str = MODEL_NAME) -> dict[str, 
         if r.status_code != 200:
             raise StackError(f"{r.request.url} answered {r.status_code}: {r.text[:300]}", "")
     return {"v1": v1.json(), "v2": v2.json(), "metadata": meta.json()}
+
+
+# ------------------------------------------------------------------------------ Label Studio
+@dataclass
+class LabelStudio:
+    """Label Studio (in its own environment, `.venv-labelstudio`) on loopback: sqlite and
+    media in `folder/data`, the installation's admin and API token in `folder` (made once,
+    mode 0600, never printed: `sentiops.labelling.studio.Admin`)."""
+
+    folder: Path
+    port: int = field(default_factory=free_port)
+    process: Process | None = None
+
+    def __post_init__(self) -> None:
+        self.folder = Path(self.folder).resolve()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin(self) -> Any:
+        from sentiops.labelling.studio import Admin
+
+        return Admin(self.folder)
+
+    def start(self, timeout: float = 300.0) -> LabelStudio:
+        """Start it and wait until it answers (its first start migrates its database)."""
+        from sentiops.labelling.studio import label_studio_executable, server_args, server_env
+
+        exe = label_studio_executable()
+        if exe is None:
+            raise StackError(
+                "Label Studio is not installed (.venv-labelstudio or $SENTIOPS_LABEL_STUDIO)",
+                "run `make labelling-install` (its own environment, ~2 min)",
+            )
+        data = self.folder / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        env = server_env(self.admin.ensure(), data)
+        args = server_args(exe, self.port, data)
+        self.process = start_process(f"label-studio-{self.port}", args, self.folder, env)
+        try:
+            wait_http(f"{self.url}/health", self.process, timeout, "Label Studio ready")
+        except BaseException:
+            self.process.stop()
+            raise
+        return self
+
+    def studio(self) -> Any:
+        """Its REST API as the admin (`sentiops.labelling.studio.Studio`)."""
+        from sentiops.labelling.studio import Studio
+
+        return Studio(self.url, self.admin.token)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@dataclass
+class LabellingReceiver:
+    """`sentiops labels serve` on loopback: Label Studio's webhooks in, labels out through the
+    predictors' feedback API with the annotators' token (`tokens`); the webhook secret is a
+    file of its own in `workdir`."""
+
+    workdir: Path
+    studio: LabelStudio
+    store: str
+    feedback_url: str
+    token_file: Path
+    interval: float = 5.0
+    port: int = field(default_factory=free_port)
+    process: Process | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir).resolve()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120.0) -> LabellingReceiver:
+        from sentiops.security.auth import generate
+
+        secret = self.workdir / "webhook-secret"
+        if not secret.exists():
+            generate(secret, ("labelstudio",))
+        args = [str(Path(sys.executable).with_name("sentiops")), "labels", "serve",
+                "--port", str(self.port), "--store", self.store,
+                "--studio-url", self.studio.url,
+                "--studio-token-file", str(self.studio.admin.token_file),
+                "--feedback-url", self.feedback_url, "--token-file", str(self.token_file),
+                "--webhook-secret-file", str(secret), "--interval", str(self.interval)]  # fmt: skip
+        self.process = start_process(f"labelling-{self.port}", args, self.workdir)
+        wait_http(f"{self.url}/healthz", self.process, timeout, "labelling receiver ready")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()

@@ -18,6 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # foundation: imports nothing of sentiops
     ("sentiops", "sentiops.errors", "sentiops.metrics", "sentiops.scoring", "sentiops.records"),
     ("sentiops.statistics",),  # the paired bootstrap (the gate, the serving form's check)
+    ("sentiops.estimation",),  # calibration, performance estimated without labels (numpy)
     ("sentiops.config",),  # settings and defaults
     ("sentiops.security",),  # tokens, rate limits (predictor, sidecar, local stack)
     ("sentiops.store",),  # the artifact store and its live-traffic layouts
@@ -32,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sentiops.gate",),  # the gate, and promotion: gate + register
     ("sentiops.rollout",),  # the canary judge, the step loop, its executors' protocol
     ("sentiops.feedback",),  # labels and live accuracy
+    ("sentiops.labelling",),  # Label Studio: tasks from the store, annotations -> feedback
     ("sentiops.batch",),  # batch scoring: the served model over files (models + store only)
     # adapters
     ("sentiops.pipeline",),  # KFP: stages, components, runs

@@ -15,6 +15,12 @@ Out of domain = a domain the run never trained on ("leave one domain out": train
 test on the fourth). The ideas are measured the same way: soft targets from the raters' mean
 scores (`soft_width`), more domains, and stacking the transformer with the VADER lexicon.
 
+**Long texts** (`benchmarks/longtext.py`): reviews of 50-300 words built from each domain's
+test split (one label throughout, or a final verdict after other labels), scored beside the
+same snippets scored one by one and beside VADER; the transformer reads them whole, in windows
+(`sentiops.models.windows`), and every window pooling is scored (the one a model serves is
+chosen on long texts built from the validation splits).
+
 Each run is cached in benchmarks/results/quality-runs/ (scores + probabilities), so the
 benchmark resumes after a stop; results go to benchmarks/results/quality.json + .md.
 """
@@ -35,6 +41,9 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).parent))
+import longtext  # noqa: E402 - the benchmark's own module beside it
 
 from sentiops.data.datasets import LABEL, LABELS, SCORE, TEXT, fetch_builtin
 from sentiops.data.prepare import prepare
@@ -126,8 +135,65 @@ def train_and_score(run: Run, data: dict[str, dict[str, pd.DataFrame]], cap: int
                          model.labels), list(LABELS))  # fmt: skip
     record = {"name": run.name, "model_type": run.model_type, "domains": run.domains,
               "params": run.params, "train_rows": len(train), "train_seconds": round(seconds),
-              "macro_f1": f1}  # fmt: skip
+              "macro_f1": f1, "long": long_scores(model, data)}  # fmt: skip
     return record, probs
+
+
+LONG_DOMAINS = ("movies", "amazon", "nyt")
+
+
+def long_sets(data: dict[str, dict[str, pd.DataFrame]], part: str
+              ) -> dict[str, longtext.LongSet]:  # fmt: skip
+    return {d: longtext.build(data[d][part], n=150, seed=7) for d in LONG_DOMAINS}
+
+
+def _f1(gold: list[str], pred: list[str]) -> float:
+    return macro_f1(gold, pred, list(LABELS))
+
+
+def long_scores(model: Any, data: dict[str, dict[str, pd.DataFrame]]) -> dict[str, Any]:
+    """Macro-F1 on long texts per domain: every window pooling (a transformer), the snippets
+    of the same texts scored one by one, and on validation texts (to choose the pooling)."""
+    from sentiops.models import windows
+
+    out: dict[str, Any] = {}
+    for part in ("validation", "test"):
+        for d, ls in long_sets(data, part).items():
+            split = data[d][part]
+            kinds = np.array(ls.kinds)
+            row: dict[str, Any] = {"n": len(ls.texts), "median_words": float(np.median(ls.words()))}
+            if hasattr(model, "windows"):
+                win = model.windows(ls.texts)
+                logits = model.window_logits(win.input_ids, session=model.session)
+                row["windows_per_text"] = round(len(win.owner) / len(ls.texts), 2)
+                poolings = {how: windows.pool(logits, win, how) for how in windows.POOLINGS}
+                # what a truncating model read: each text's first window only
+                first = np.r_[True, win.owner[1:] != win.owner[:-1]]
+                poolings["first window"] = logits[first]
+            else:
+                poolings = {"whole text": np.log(np.clip(model.predict_proba(ls.texts), 1e-9, 1))}
+            for how, lg in poolings.items():
+                pred = np.array(model.labels)[lg.argmax(axis=1)]
+                row[how] = {"all": _f1(ls.labels, list(pred))} | {
+                    k: _f1(list(np.array(ls.labels)[kinds == k]), list(pred[kinds == k]))
+                    for k in longtext.KINDS}  # fmt: skip
+            rows = sorted({r for rs in ls.snippets for r in rs})
+            snip = split.iloc[rows]
+            row["snippets one by one"] = _f1(
+                snip[LABEL].tolist(),
+                labels_from_proba(model.predict_proba(snip[TEXT].tolist()), model.labels))
+            out[f"{d}_{part}"] = row
+    return out
+
+
+def vader_long(data: dict[str, dict[str, pd.DataFrame]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for d, ls in long_sets(data, "test").items():
+        pred, kinds = np.array(lexicon.labels(ls.texts)), np.array(ls.kinds)
+        out[d] = {"all": _f1(ls.labels, list(pred))} | {
+            k: _f1(list(np.array(ls.labels)[kinds == k]), list(pred[kinds == k]))
+            for k in longtext.KINDS}  # fmt: skip
+    return out
 
 
 def vader_scores(data: dict[str, dict[str, pd.DataFrame]]) -> dict[str, float]:

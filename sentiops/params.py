@@ -85,6 +85,10 @@ class TrainConfig(DataConfig):
     # directory, so the sidecar loads it from where the model is (needs >= 20 train and
     # validation texts; skipped, and recorded as skipped, below that)
     drift_detector: bool = True
+    # calibration fitted on the validation split when the model is packaged and applied to
+    # every served probability (sentiops.estimation.calibration): "temperature" (one
+    # parameter, labels unchanged), "vector" (a scale and a bias per class) or "none"
+    calibration: str = "temperature"
     # both
     class_weights: bool = True
     # tracking
@@ -108,6 +112,14 @@ class TrainConfig(DataConfig):
         forms = ("auto", "student-int8", "onnx-int8", "onnx-fp32", "pytorch")
         if value not in forms:
             raise ValueError(f"unknown serving form {value!r}; use one of {list(forms)}")
+        return value
+
+    @field_validator("calibration")
+    @classmethod
+    def _known_calibration(cls, value: str) -> str:
+        methods = ("temperature", "vector", "none")
+        if value not in methods:
+            raise ValueError(f"unknown calibration {value!r}; use one of {list(methods)}")
         return value
 
     def model_params(self) -> dict[str, Any]:
@@ -164,6 +176,13 @@ class GateConfig(_Strict):
     )
     max_group_drop: float = Field(
         0.05, ge=0.0, le=1.0, description="largest macro-F1 drop allowed on any one group"
+    )
+    max_ece: float = Field(
+        0.1,
+        gt=0.0,
+        le=1.0,
+        description="largest expected calibration error of a calibrated challenger's served "
+        "probabilities on the test set (estimates without labels rest on calibration)",
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from sentiops.estimation import calibration
 from sentiops.models import LoadedModel
 from sentiops.scoring import classification_metrics, labels_from_proba, scored_labels
 
@@ -19,15 +20,9 @@ MB = 1_000_000
 
 
 def expected_calibration_error(proba: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
-    """ECE over equal-width confidence bins of the top-class probability."""
-    conf = proba.max(axis=1)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        mask = (conf > lo) & (conf <= hi)
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
-    return float(ece)
+    """ECE over equal-width confidence bins of the top-class probability
+    (`sentiops.estimation.calibration.ece`)."""
+    return calibration.ece(proba, correct, bins)
 
 
 def p95_latency_ms(model: LoadedModel, texts: Sequence[str], samples: int = 50) -> float:
@@ -117,13 +112,13 @@ def evaluate(
     """All metrics of `model` on (texts, labels); includes per-example predictions."""
     texts = list(texts)
     start = time.perf_counter()
-    proba = model.predict_proba(texts)
+    raw = model.predict_proba(texts, calibrated=False)
+    proba = model.calibrate(raw)  # what is served
     elapsed = time.perf_counter() - start
     labels = list(labels)
     pred = labels_from_proba(proba, model.labels)
     result = classification_metrics(labels, pred, scored_labels(model.labels, labels, pred))
-    correct = np.array([p == t for p, t in zip(pred, labels, strict=True)])
-    result["ece"] = expected_calibration_error(proba, correct)
+    result |= calibration_metrics(model, raw, proba, labels)
     result["texts_per_sec"] = float(len(texts) / elapsed) if elapsed > 0 else float("inf")
     result["model_type"] = model.manifest.get("model_type")
     result["model_version"] = model.version
@@ -131,6 +126,22 @@ def evaluate(
     if behavioural:
         result["behavioural"] = behavioural_suite(model)
     return result
+
+
+def calibration_metrics(model: LoadedModel, raw: np.ndarray, proba: np.ndarray,
+                        labels: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+    """`ece` and `brier` of the served (calibrated) probabilities; with a calibrator also
+    `ece_uncalibrated` / `brier_uncalibrated` of the model type's own on the same rows, and
+    the calibrator (`calibration`: method, parameters, what it did on validation)."""
+    served = calibration.quality(proba, labels, model.labels)
+    out: dict[str, Any] = {"ece": served["ece"], "brier": served["brier"]}
+    if model.calibrator is not None:
+        before = calibration.quality(raw, labels, model.labels)
+        out |= {"ece_uncalibrated": before["ece"], "brier_uncalibrated": before["brier"]}
+    record = model.manifest.get("calibration")
+    if record:
+        out["calibration"] = {k: v for k, v in record.items() if k not in ("labels", "file")}
+    return out
 
 
 def plot_confusion(result: dict[str, Any], path: Path, title: str = "") -> Path:

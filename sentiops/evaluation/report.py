@@ -33,8 +33,33 @@ def evaluation_html(result: dict[str, Any], title: str) -> str:
         f"<p>n={result['n']}, macro-F1 <b>{result['macro_f1']:.4f}</b>, accuracy "
         f"{result['accuracy']:.4f}, ECE {result['ece']:.4f}, "
         f"{result['texts_per_sec']:.0f} texts/s</p>"
+        f"{calibration_html(result)}"
         "<table border='1' cellpadding='4'><tr><th>class</th><th>precision</th><th>recall</th>"
         f"<th>F1</th><th>support</th></tr>{rows}</table>"
         f"<h2>Confusion matrix</h2><img src='data:image/png;base64,{img}'/>"
         f"<h2>Behavioural tests</h2><ul>{beh}</ul></body></html>"
     )
+
+
+def calibration_html(result: dict[str, Any]) -> str:
+    """The calibration paragraph: ECE and Brier score of the served probabilities on these
+    rows, before calibration beside them, and what the calibrator did on validation."""
+    if "brier" not in result:
+        return ""
+    here = f"ECE {result['ece']:.4f}, Brier score {result['brier']:.4f}"
+    if "ece_uncalibrated" in result:
+        here = (f"ECE {result['ece_uncalibrated']:.4f} &rarr; <b>{result['ece']:.4f}</b>, "
+                f"Brier score {result['brier_uncalibrated']:.4f} &rarr; "
+                f"<b>{result['brier']:.4f}</b> (uncalibrated &rarr; served)")  # fmt: skip
+    cal = result.get("calibration") or {}
+    if cal.get("skipped"):
+        fitted = f"not calibrated: {html.escape(str(cal['skipped']))}"
+    elif cal:
+        b, a = cal.get("before", {}), cal.get("after", {})
+        fitted = (f"{html.escape(str(cal.get('method')))} scaling (T = "
+                  f"{cal.get('temperature', 1.0):.3f}) fitted on {cal.get('rows')} validation "
+                  f"rows; held-out ECE {b.get('ece', 0):.4f} &rarr; {a.get('ece', 0):.4f}, "
+                  f"Brier {b.get('brier', 0):.4f} &rarr; {a.get('brier', 0):.4f}")  # fmt: skip
+    else:
+        fitted = "no calibrator in this model directory (raw probabilities)"
+    return f"<h2>Calibration</h2><p>{here}</p><p class='muted'>{fitted}</p>"

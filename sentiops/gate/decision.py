@@ -11,8 +11,14 @@ Approve only if every check passes:
   latency_p95     the challenger's p95 single-text latency <= `max_p95_latency_ms`
   model_size      the challenger's model directory <= `max_model_size_mb`
   group_drop      (with groups) no group's own macro-F1 drops by more than `max_group_drop`
+  calibration     the challenger's expected calibration error on the test set (its served,
+                  calibrated probabilities) <= `max_ece`: estimated accuracy without labels
+                  and the canary's comparison of versions rest on calibration (a model that
+                  serves raw probabilities, without a calibrator, is recorded, not judged)
 No champion yet: `min_macro_f1` (challenger macro-F1 >= `min_macro_f1`) replaces the first three;
-the latency and size budgets still apply, since they protect serving whatever came before.
+the latency, size and calibration budgets still apply, since they protect serving whatever came
+before. The record keeps both models' ECE and Brier score on the test set and the challenger's
+calibrator (what it did on validation: `sentiops.estimation.calibration`).
 
 Groups (`balance_sources`): each group of a retraining run's test set (the original rows, the
 held-out live labels) weighs the same in every metric and in the bootstrap (see
@@ -33,10 +39,11 @@ from typing import Any
 import numpy as np
 
 from sentiops.data.datasets import LABELS
+from sentiops.estimation import calibration
 from sentiops.evaluation.evaluate import p95_latency_ms, size_mb
 from sentiops.models import LoadedModel
 from sentiops.params import GateConfig
-from sentiops.scoring import classification_metrics, macro_f1, scored_labels
+from sentiops.scoring import classification_metrics, labels_from_proba, macro_f1, scored_labels
 from sentiops.statistics import Bootstrap, group_weights, paired_bootstrap
 
 __all__ = ["Check", "Decision", "ModelSummary", "compare", "decide"]
@@ -64,6 +71,9 @@ class ModelSummary:
     recall: dict[str, float] = field(default_factory=dict)
     p95_latency_ms: float | None = None
     size_mb: float | None = None
+    ece: float | None = None  # on the test set, of the served (calibrated) probabilities
+    brier: float | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)  # the manifest's record
 
 
 @dataclass
@@ -222,6 +232,8 @@ def compare(
                     f"{what} {value:.1f} {unit}; budget {budget} {unit}",
                 )
             )
+    if ch.ece is not None:
+        checks.append(_calibration_check(ch, cfg))
     approved = all(c.passed for c in checks)
     reasons = [("ok: " if c.passed else "FAIL: ") + f"{c.name}: {c.message}" for c in checks]
     return Decision(
@@ -239,6 +251,25 @@ def compare(
             **by_group,
         },
     )
+
+
+def _calibration_check(ch: ModelSummary, cfg: GateConfig) -> Check:
+    """The challenger's served probabilities within the ECE budget. A model that serves raw
+    probabilities (calibration off, too few validation rows, packaged before calibration
+    existed) has its ECE recorded, not judged: it never claimed to be calibrated."""
+    assert ch.ece is not None
+    if not ch.calibration or ch.calibration.get("skipped"):
+        why = ch.calibration.get("skipped") or "no calibrator in its model directory"
+        return Check("calibration", True, ch.ece, cfg.max_ece,
+                     f"not calibrated ({why}): ECE {ch.ece:.4f} of its raw probabilities "
+                     "recorded, not judged")  # fmt: skip
+    ok = ch.ece <= cfg.max_ece + 1e-12
+    message = (f"expected calibration error of the served probabilities on the test set "
+               f"{ch.ece:.4f}; budget {cfg.max_ece}")  # fmt: skip
+    if not ok:
+        message += ("; its estimated accuracy would mislead: recalibrate on more validation rows "
+                    "or try `calibration: vector` in the training config")  # fmt: skip
+    return Check("calibration", ok, ch.ece, cfg.max_ece, message)
 
 
 def _by_group(
@@ -269,8 +300,14 @@ def _by_group(
 
 
 def summarize(
-    model: LoadedModel, texts: Sequence[str], cfg: GateConfig, registry_version: str | None = None
-) -> ModelSummary:
+    model: LoadedModel, texts: Sequence[str], cfg: GateConfig, registry_version: str | None = None,
+    proba: np.ndarray | None = None, labels: Sequence[str] | None = None,
+) -> ModelSummary:  # fmt: skip
+    """A model's side of the record: latency, size and, with its test-set probabilities
+    `proba` and the gold `labels`, ECE and Brier score of what it serves."""
+    quality = (calibration.quality(proba, list(labels), model.labels)
+               if proba is not None and labels is not None else {})  # fmt: skip
+    record = model.manifest.get("calibration") or {}
     return ModelSummary(
         version=model.version,
         model_type=model.manifest.get("model_type"),
@@ -278,7 +315,18 @@ def summarize(
         registry_version=registry_version,
         p95_latency_ms=p95_latency_ms(model, texts, cfg.latency_samples),
         size_mb=size_mb(model.path),
+        ece=quality.get("ece"),
+        brier=quality.get("brier"),
+        calibration={k: v for k, v in record.items() if k not in ("labels", "file")},
     )
+
+
+def served_proba(model: LoadedModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    """The model's served (calibrated) probabilities of `texts`, in batches."""
+    texts = list(texts)
+    parts = [model.predict_proba(texts[i : i + batch_size]) for i in range(0, len(texts),
+                                                                         batch_size)]  # fmt: skip
+    return np.concatenate(parts) if parts else np.zeros((0, len(model.labels)))
 
 
 def decide(
@@ -294,15 +342,20 @@ def decide(
 ) -> Decision:
     """Gate any two model directories (any model types) on the same labelled test set."""
     cfg = config or GateConfig()
-    texts = list(texts)
-    ch = summarize(challenger, texts, cfg, challenger_registry_version)
+    texts, labels = list(texts), list(labels)
+    ch_proba = served_proba(challenger, texts)
+    ch = summarize(challenger, texts, cfg, challenger_registry_version, ch_proba, labels)
+    cp_proba = served_proba(champion, texts) if champion is not None else None
     cp = (
-        summarize(champion, texts, cfg, champion_registry_version) if champion is not None else None
-    )
+        summarize(champion, texts, cfg, champion_registry_version, cp_proba, labels)
+        if champion is not None else None
+    )  # fmt: skip
     return compare(
-        list(labels),
-        challenger.predict_labels(texts),
-        champion.predict_labels(texts) if champion is not None else None,
+        labels,
+        labels_from_proba(ch_proba, challenger.labels),
+        labels_from_proba(cp_proba, champion.labels)
+        if champion is not None and cp_proba is not None
+        else None,
         cfg,
         ch,
         cp,

@@ -3,7 +3,7 @@ numbers come from the gate."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sentiops.gate.decision import Decision
@@ -25,6 +25,19 @@ def _group_lines(decision: Decision) -> list[str]:
         lines.append(f"| {name} | {g['n']} | {g['weight']:.3g} | {g['challenger_macro_f1']:.4f} "
                      f"| {_fmt(g.get('champion_macro_f1'))} |")  # fmt: skip
     return [*lines, ""]
+
+
+def _calibration_lines(record: dict[str, Any]) -> list[str]:
+    """The challenger's calibrator: what it is and what it did on held-out validation rows."""
+    if not record:
+        return ["Calibration: none in the challenger's model directory (raw probabilities).", ""]
+    if record.get("skipped"):
+        return [f"Calibration: skipped ({record['skipped']}).", ""]
+    b, a = record.get("before", {}), record.get("after", {})
+    return [f"Calibration: {record.get('method')} scaling (T = {record.get('temperature', 1):.3f}"
+            f"), fitted on {record.get('rows')} validation rows; on held-out halves ECE "
+            f"{_fmt(b.get('ece'))} -> {_fmt(a.get('ece'))}, Brier {_fmt(b.get('brier'))} -> "
+            f"{_fmt(a.get('brier'))}.", ""]  # fmt: skip
 
 
 def decision_markdown(decision: Decision) -> str:
@@ -73,7 +86,10 @@ def decision_markdown(decision: Decision) -> str:
         f"| p95 latency (ms) | {_fmt(ch.p95_latency_ms)} | "
         f"{_fmt(cp.p95_latency_ms) if cp else '-'} |",
         f"| size (MB) | {_fmt(ch.size_mb)} | {_fmt(cp.size_mb) if cp else '-'} |",
+        f"| ECE (served probabilities) | {_fmt(ch.ece)} | {_fmt(cp.ece) if cp else '-'} |",
+        f"| Brier score | {_fmt(ch.brier)} | {_fmt(cp.brier) if cp else '-'} |",
         "",
+        *_calibration_lines(ch.calibration),
     ]
     if decision.bootstrap:
         b = decision.bootstrap

@@ -7,6 +7,10 @@
     serving_form    its optimized serving form (ONNX Runtime int8)
     lexicon         the VADER lexicon: the rule-based yardstick beside every quality figure
 
+Probabilities leave through `LoadedModel.predict_proba`, calibrated by the model directory's
+calibrator when it has one (`sentiops.estimation.calibration`, fitted when the model was
+packaged): whatever a model type returns, every caller sees calibrated probabilities.
+
 A new model type: its module here, and one line in MODEL_TYPES (docs/architecture.md).
 """
 
@@ -20,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sentiops.errors import ConfigError, InvalidInput, ModelError
+from sentiops.estimation import calibration
 from sentiops.models import modeldir
 from sentiops.scoring import labels_from_proba
 
@@ -96,11 +101,13 @@ def fit_model(
 
 @dataclass
 class LoadedModel:
-    """A model plus its manifest: what the predictor, gate and drift detector work with."""
+    """A model plus its manifest: what the predictor, gate and drift detector work with.
+    `calibrator`: the directory's calibration (None: the model type's raw probabilities)."""
 
     model: SentimentModel
     manifest: dict[str, Any]
     path: Path
+    calibrator: calibration.Calibrator | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -110,8 +117,15 @@ class LoadedModel:
     def version(self) -> str:
         return str(self.manifest["version"])
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.model.predict_proba(texts)
+    def predict_proba(self, texts: Sequence[str], calibrated: bool = True) -> np.ndarray:
+        """Probabilities of `texts` in `labels` order: calibrated (what is served), or with
+        `calibrated=False` as the model type returns them."""
+        proba = self.model.predict_proba(texts)
+        return self.calibrate(proba) if calibrated else proba
+
+    def calibrate(self, proba: np.ndarray) -> np.ndarray:
+        """The model's raw probabilities through its calibrator (unchanged without one)."""
+        return proba if self.calibrator is None else self.calibrator.apply(proba)
 
     def read_fraction(self, texts: Sequence[str]) -> np.ndarray:
         """The share of each text the model reads: 1.0 unless a transformer's text is longer
@@ -149,7 +163,7 @@ def load_model(folder: str | Path, verify: bool = True) -> LoadedModel:
             f"cannot load {kind} model from {path}: {type(exc).__name__}: {exc}",
             "the directory is incomplete or corrupt; retrain or re-download",
         ) from exc
-    return LoadedModel(model, manifest, path)
+    return LoadedModel(model, manifest, path, calibration.read(path, manifest))
 
 
 def check_texts(texts: Any, max_batch: int = MAX_BATCH, max_chars: int = MAX_CHARS) -> list[str]:

@@ -236,6 +236,47 @@ def test_decide_on_model_directories(models) -> None:
     assert not back.approved
 
 
+def test_calibration_budget_judges_a_calibrated_challenger_only(y) -> None:
+    chall, champ = _noisy(y, 0.9, 2), _noisy(y, 0.6, 1)
+    record = {"method": "temperature", "temperature": 1.4, "rows": 400,
+              "before": {"ece": 0.2, "brier": 0.5},
+              "after": {"ece": 0.03, "brier": 0.4}}  # fmt: skip
+    far_off = ModelSummary(ece=0.25, brier=0.6, calibration=record)
+    d = compare(list(y), list(chall), list(champ), FAST, challenger=far_off)
+    check = next(c for c in d.checks if c.name == "calibration")
+    assert not d.approved and not check.passed and check.value == 0.25
+    assert "recalibrate" in check.message and check.threshold == FAST.max_ece
+    within = ModelSummary(ece=0.04, brier=0.4, calibration=record)
+    assert compare(list(y), list(chall), list(champ), FAST, challenger=within).approved
+    loose = GateConfig(n_resamples=1000, max_ece=0.3)
+    assert compare(list(y), list(chall), list(champ), loose, challenger=far_off).approved
+    # raw probabilities (no calibrator): recorded, not judged
+    raw = ModelSummary(ece=0.25, brier=0.6)
+    d = compare(list(y), list(chall), list(champ), FAST, challenger=raw)
+    check = next(c for c in d.checks if c.name == "calibration")
+    assert d.approved and check.passed and "not judged" in check.message
+    md = decision_markdown(compare(list(y), list(chall), None, FAST, challenger=far_off))
+    assert "| ECE (served probabilities) | 0.25 |" in md and "temperature scaling" in md
+
+
+def test_decide_records_ece_and_brier_of_served_probabilities(tmp_path: Path) -> None:
+    """A model packaged by training serves calibrated probabilities; the gate's record has
+    both models' ECE and Brier score on the test set and the challenger's calibrator."""
+    from sentiops.params import TrainConfig
+    from sentiops.training.train import train_on_splits
+
+    df = make_frame(60, seed=11)
+    cfg = TrainConfig(data=["synthetic"], output=tmp_path / "m", track=False,
+                      drift_detector=False, char_ngrams=False)  # fmt: skip
+    train_on_splits(cfg, df.iloc[:120], df.iloc[120:], None, {}, progress=False)
+    test = make_frame(30, seed=12)
+    d = gate.decide(load_model(tmp_path / "m"), test.text, test.label, None, FAST)
+    assert d.challenger.ece is not None and 0 <= d.challenger.ece <= FAST.max_ece
+    assert d.challenger.brier is not None and d.challenger.calibration["method"] == "temperature"
+    assert "calibration" in [c.name for c in d.checks] and d.approved
+    assert d.to_dict()["challenger"]["calibration"]["after"]["ece"] >= 0
+
+
 # ------------------------------------------------------------------------------- the CLI
 @pytest.fixture
 def cli() -> typer.Typer:

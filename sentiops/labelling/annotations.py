@@ -14,7 +14,7 @@ had (`sentiops.feedback.labels`).
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,11 +117,14 @@ def task_labels(task: dict[str, Any], users: dict[int, str]) -> TaskLabels | Non
 
 
 # ------------------------------------------------------------------------------ agreement
-def _coincidences(units: Iterable[Sequence[tuple[str, str]]]) -> tuple[Counter, Counter]:
+Weights = dict[Any, float]
+
+
+def _coincidences(units: Iterable[Sequence[tuple[str, str]]]) -> tuple[Weights, Weights]:
     """Krippendorff's coincidences of nominal values: (all pairs, pairs per annotator), each
     pair weighted 1 / (m_u - 1) in a unit of m_u values (units with one value are left out)."""
-    pairs: Counter = Counter()
-    per: Counter = Counter()  # (annotator, agree) -> weight of the pairs it is part of
+    pairs: Weights = defaultdict(float)  # (value, value) -> weight
+    per: Weights = defaultdict(float)  # (annotator, agree) -> weight of the pairs it is in
     for unit in units:
         m = len(unit)
         if m < 2:
@@ -134,9 +137,9 @@ def _coincidences(units: Iterable[Sequence[tuple[str, str]]]) -> tuple[Counter, 
     return pairs, per
 
 
-def _expected(pairs: Counter) -> float | None:
+def _expected(pairs: Weights) -> float | None:
     """Expected disagreement D_e of nominal values from the coincidences (None: undefined)."""
-    totals: Counter = Counter()
+    totals: Weights = defaultdict(float)
     for (c, _), w in pairs.items():
         totals[c] += w
     n = sum(totals.values())

@@ -202,17 +202,25 @@ class Studio:
     # ---------------------------------------------------------------- projects and tasks
     def projects(self, model_name: str, overlap: int = 1) -> dict[str, int]:
         """kind -> project id of the model's two projects, created when missing (found by
-        their titles)."""
-        found = {str(p["title"]): int(p["id"]) for p in self._pages("/api/projects", "results")}
-        out = {}
-        for kind in KINDS:
-            title = project_title(model_name, kind)
+        their titles). Should two receivers create one at the same time, both take the
+        older of the two (the lowest id), so they agree."""
+        titles = {project_title(model_name, kind): kind for kind in KINDS}
+        found = self._project_ids(titles)
+        for title, kind in titles.items():
             if title not in found:
-                made = self.call("POST", "/api/projects",
-                                 json=project_settings(model_name, kind, overlap))  # fmt: skip
-                found[title] = int(made["id"])
-            out[kind] = found[title]
-        return out
+                self.call("POST", "/api/projects",
+                          json=project_settings(model_name, kind, overlap))  # fmt: skip
+        if len(found) < len(titles):
+            found = self._project_ids(titles)
+        return {kind: found[title] for title, kind in titles.items()}
+
+    def _project_ids(self, titles: dict[str, str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for p in self._pages("/api/projects", "results", {"page_size": 100}):
+            title, pid = str(p["title"]), int(p["id"])
+            if title in titles:
+                found[title] = min(pid, found.get(title, pid))
+        return found
 
     def import_tasks(self, project: int, tasks: list[dict[str, Any]]) -> int:
         if not tasks:
@@ -233,17 +241,16 @@ class Studio:
 
     def _pages(self, path: str, key: str, params: dict[str, Any] | None = None
                ) -> Iterator[dict[str, Any]]:  # fmt: skip
-        page = 1
+        """Every item of a paginated list (its `next`, else its `total`, says where it ends)."""
+        page, seen = 1, 0
         while True:
-            try:
-                body = self.call("GET", path, params={**(params or {}), "page": page})
-            except LabelStudioError as exc:  # past the last page Label Studio answers 404
-                if page > 1 and " 404 " in exc.message:
-                    return
-                raise
+            body = self.call("GET", path, params={**(params or {}), "page": page})
             items = body if isinstance(body, list) else body.get(key) or []
             yield from items
-            if isinstance(body, list) or not items or not body.get("next", True):
+            seen += len(items)
+            if isinstance(body, list) or not items:
+                return
+            if ("next" in body and not body["next"]) or seen >= int(body.get("total") or 0):
                 return
             page += 1
 

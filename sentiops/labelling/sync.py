@@ -20,6 +20,7 @@ with the prediction, the sample decision stored with it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -85,6 +86,18 @@ class HttpSink:
         return dict(answer)
 
 
+def _locked(method: Any) -> Any:
+    """`method` under the Sync's lock (one push or pull at a time)."""
+    import functools
+
+    @functools.wraps(method)
+    def locked(self: Sync, *args: Any, **kw: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kw)
+
+    return locked
+
+
 @dataclass
 class Sync:
     """Push and pull for one model name between the store and Label Studio."""
@@ -103,14 +116,17 @@ class Sync:
     users: dict[int, str] = field(default_factory=dict)
     held: dict[str, list[int]] = field(default_factory=dict)  # kind -> tasks held for review
     agreement: dict[str, Any] = field(default_factory=dict)  # kind -> `annotations.agreement`
+    lock: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from sentiops.feedback.intake import Feedback
 
+        self.lock = threading.RLock()  # the receiver's worker and its callers share one Sync
         self.sources = Sources(self.store, self.model_name, self.settings)
         self.reader = self.reader or Feedback(self.store, self.settings,
                                               model_name=self.model_name)  # fmt: skip
 
+    @_locked
     def projects(self) -> dict[str, int]:
         """The model's two projects (made when missing) and their webhooks."""
         if not self.project_ids:
@@ -133,6 +149,7 @@ class Sync:
             self.pushed[kind] = known
         return known
 
+    @_locked
     def push(self, limit: int = 2000) -> dict[str, int]:
         """Import the texts waiting in the store as tasks (at most `limit` per project);
         returns the tasks made per project."""
@@ -159,6 +176,7 @@ class Sync:
         return made
 
     # ------------------------------------------------------------------ pull
+    @_locked
     def pull(self, task_ids: Iterable[int] | None = None) -> dict[str, Any]:
         """Store the labels of every task (or of `task_ids`: a webhook's tasks); returns what
         happened: labels stored, revised, withdrawn, unchanged, refused, tasks held."""
@@ -170,6 +188,7 @@ class Sync:
             todo = [t for t in (self._labels(self.studio.task(i)) for i in task_ids) if t]
         return self.store_labels(todo)
 
+    @_locked
     def review(self) -> dict[str, list[TaskLabels]]:
         """Every task of both projects with its labels; agreement and the tasks held for
         review (annotations without a majority) are kept per project."""
@@ -218,6 +237,7 @@ class Sync:
         for key in ("accepted", "revised", "withdrawn", "unchanged"):
             report[key] += int(answer.get(key) or 0)
 
+    @_locked
     def status(self) -> dict[str, Any]:
         """The projects, their tasks, agreement and held tasks (after the last full pull)."""
         projects = self.projects()

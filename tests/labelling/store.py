@@ -18,19 +18,21 @@ TEXTS = ["the support team fixed it in minutes", "the update broke my phone agai
          "I love the new colours"]  # fmt: skip
 
 
-def prediction(i: int, sample: str, version: str = "1") -> dict[str, Any]:
-    return {"id": f"pred-{sample[0]}{i}", "text": f"{TEXTS[i % len(TEXTS)]} ({sample} {i})",
+def prediction(i: int, sample: str, version: str = "1", model_name: str = "sentiment",
+               tag: str = "") -> dict[str, Any]:  # fmt: skip
+    return {"id": f"pred-{tag}{sample[0]}{i}", "text": f"{TEXTS[i % len(TEXTS)]} ({sample} {i})",
             "label": ("positive", "negative", "neutral")[i % 3],
-            "confidence": 0.4 + (i % 5) / 10, "model_name": "sentiment",
+            "confidence": 0.4 + (i % 5) / 10, "model_name": model_name,
             "model_version": version, "time": datetime.now(UTC).isoformat(),
             "client_id": "", "sample": sample}  # fmt: skip
 
 
-def write_traffic(store: Path, random: int = 4, queued: int = 4) -> dict[str, list[dict]]:
+def write_traffic(store: Path, random: int = 4, queued: int = 4, model_name: str = "sentiment",
+                  tag: str = "") -> dict[str, list[dict]]:  # fmt: skip
     """`random` predictions in the evaluation sample and `queued` others in the labelling
-    queue (most uncertain first: rank 0 has the smallest margin)."""
-    sample = [prediction(i, "random") for i in range(random)]
-    queue = [prediction(i, "targeted") for i in range(queued)]
+    queue (most uncertain first: rank 0 has the smallest margin); `tag` makes the ids new."""
+    sample = [prediction(i, "random", model_name=model_name, tag=tag) for i in range(random)]
+    queue = [prediction(i, "targeted", model_name=model_name, tag=tag) for i in range(queued)]
     layout.put_bytes(layout.parquet_bytes(pa.Table.from_pylist(sample + queue)),
                      layout.prediction_part(store, "1"))  # fmt: skip
     ranked = sorted(queue, key=lambda r: r["confidence"])

@@ -172,6 +172,19 @@ RETRAIN_TRIGGERS = Counter(
     "no_labels, held_for_review, failed) and reason (drift_with_labels).",
     ["model_name", "outcome", "reason"],
 )
+#: Body formats and outcomes of rollout notifications (`sentiops.rollout.notify`).
+NOTIFY_FORMATS = ("generic", "slack", "alertmanager")
+NOTIFY_OUTCOMES = ("sent", "failed", "dropped")
+ROLLOUT_NOTIFICATIONS = Counter(
+    "sentiops_rollout_notifications",
+    "Rollout notifications (holds, promotions, rollbacks, approval requests) posted to webhooks, "
+    "by body format (generic, slack, alertmanager) and outcome (sent, failed = refused, timed "
+    "out or not 2xx, dropped = queue full); a failure never holds up the rollout.",
+    ["format", "outcome"],
+)
+for _format in NOTIFY_FORMATS:  # every series at 0 from the start (see `model_series`)
+    for _outcome in NOTIFY_OUTCOMES:
+        ROLLOUT_NOTIFICATIONS.labels(_format, _outcome)
 
 #: Sample families the SentiOps code exposes (names as they appear on ``/metrics``).
 EXPORTED_METRICS: tuple[str, ...] = (
@@ -212,6 +225,7 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "sentiops_retrain_triggers_total",
     "sentiops_prediction_memory_rows",
     "sentiops_prediction_memory_bytes",
+    "sentiops_rollout_notifications_total",
 )
 
 #: Histograms KServe's ModelServer (0.20) exports on the same ``/metrics`` endpoint, each with

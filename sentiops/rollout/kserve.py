@@ -10,6 +10,13 @@
     rollback()     canaryTrafficPercent 0 (traffic back to the previous revision at once), then
                    restore the previous predictor spec exactly
 
+A person in the loop (`AnnotationGate`, `sentiops.rollout.approval`): when the plan waits for
+approval the rollout sets the InferenceService's annotation `sentiops.io/rollout-approval` to
+`pending` (and `sentiops.io/rollout-approval-request` to what waits, as JSON) and polls it until
+someone sets it to `approve` or `reject` (`sentiops rollout approve|reject --namespace NS`, or
+`kubectl annotate isvc <name> sentiops.io/rollout-approval=approve --overwrite`); then it removes
+both. The pipeline's Role already has patch on inferenceservices; people need patch too.
+
 Ready means: condition Ready=True, the status observed this generation, and (Knative) the
 predictor's latestCreatedRevision equals its latestReadyRevision. Least privilege: get / create
 / patch on inferenceservices and get on the rollout ConfigMap — what the chart's Role grants
@@ -32,11 +39,14 @@ from typing import Any
 
 from sentiops.config import MODEL_NAME
 from sentiops.errors import RolloutError
+from sentiops.rollout.approval import ANSWERS, PENDING, Approval
 from sentiops.rollout.judge import JudgeConfig
 
 GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 VERSION_LABEL = "sentiops.io/model-version"
 PREVIOUS_ANNOTATION = "sentiops.io/previous-predictor"
+APPROVAL_ANNOTATION = "sentiops.io/rollout-approval"
+REQUEST_ANNOTATION = "sentiops.io/rollout-approval-request"
 CONTAINER = "kserve-container"
 CONFIGMAP = "sentiops-rollout"
 
@@ -53,15 +63,13 @@ class RolloutSettings:
     max_holds: int = 2
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     mode: str = "canary"  # canary | shadow (sentiops.rollout.steps, sentiops.rollout.shadow)
+    approval: Approval = field(default_factory=Approval)
+    notify: list[str] = field(default_factory=list)  # FORMAT=URL (sentiops.rollout.notify)
+    record_url: str = ""  # the record's link in notifications; {run_id}, {version} filled in
 
     @classmethod
     def from_configmap(cls, data: dict[str, str]) -> RolloutSettings:
         try:
-            judge = {
-                f: type(getattr(JudgeConfig(), f))(data[f])
-                for f in JudgeConfig.__dataclass_fields__
-                if f in data
-            }
             return cls(
                 inference_service=data.get("inferenceService", MODEL_NAME),
                 steps=[int(s) for s in data.get("canarySteps", "10,50,100").split(",") if s],
@@ -69,8 +77,16 @@ class RolloutSettings:
                 model_uri_template=data.get("modelUriTemplate", ""),
                 prometheus_url=data.get("prometheusUrl", ""),
                 max_holds=int(data.get("maxHolds", 2)),
-                judge=JudgeConfig(**judge),
+                judge=JudgeConfig.from_strings(data),
                 mode=data.get("rolloutMode", "canary") or "canary",
+                approval=Approval(
+                    before=data.get("approveBefore", ""),
+                    timeout_seconds=float(data.get("approvalTimeoutSeconds", 3600)),
+                    on_timeout=data.get("approvalTimeoutPolicy", "reject") or "reject",
+                    poll_seconds=float(data.get("approvalPollSeconds", 5)),
+                ),
+                notify=[t for t in data.get("notify", "").split(",") if t.strip()],
+                record_url=data.get("recordUrl", ""),
             )
         except (TypeError, ValueError) as exc:
             raise RolloutError(
@@ -302,3 +318,58 @@ class KServeExecutor:
             "kubectl describe isvc; check the predictor pod's logs (a model whose checksums "
             "fail never becomes ready)",
         )
+
+
+class AnnotationGate:
+    """The cluster's approval gate: annotations on the serving InferenceService (`executor`'s;
+    for a shadow rollout, the serving one, not `<name>-shadow`)."""
+
+    def __init__(self, executor: KServeExecutor) -> None:
+        self.executor = executor
+        self.how = (
+            f"sentiops rollout approve|reject --namespace {executor.namespace} (or kubectl "
+            f"annotate isvc {executor.name} -n {executor.namespace} "
+            f"{APPROVAL_ANNOTATION}=approve --overwrite)"
+        )
+
+    def ask(self, request: dict[str, Any]) -> None:
+        self.executor._patch({"metadata": {"annotations": {
+            APPROVAL_ANNOTATION: PENDING, REQUEST_ANNOTATION: json.dumps(request)}}})  # fmt: skip
+
+    def answer(self) -> str | None:
+        isvc = self.executor.get() or {"metadata": {}}
+        value = (isvc["metadata"].get("annotations") or {}).get(APPROVAL_ANNOTATION, "")
+        return value.strip().lower() if value.strip().lower() in ANSWERS else None
+
+    def close(self) -> None:
+        self.executor._patch({"metadata": {"annotations": {
+            APPROVAL_ANNOTATION: None, REQUEST_ANNOTATION: None}}})  # fmt: skip
+
+
+def waiting_request(isvc: dict[str, Any]) -> dict[str, Any] | None:
+    """The approval request a rollout waits on, from the InferenceService's annotations."""
+    notes = isvc["metadata"].get("annotations") or {}
+    if notes.get(APPROVAL_ANNOTATION) != PENDING:
+        return None
+    try:
+        found = json.loads(notes.get(REQUEST_ANNOTATION) or "{}")
+    except ValueError:
+        found = {}
+    return found if isinstance(found, dict) else {}
+
+
+def answer_annotation(executor: KServeExecutor, answer: str) -> dict[str, Any]:
+    """Answer the rollout waiting on `executor`'s InferenceService (`sentiops rollout
+    approve|reject --namespace`); returns the request answered."""
+    if answer not in ANSWERS:
+        raise RolloutError(f"answer {answer!r} is not one of {ANSWERS}", "approve or reject")
+    isvc = executor.get()
+    request = waiting_request(isvc) if isvc else None
+    if request is None:
+        raise RolloutError(
+            f"no rollout waits for approval on InferenceService {executor.namespace}/"
+            f"{executor.name}",
+            "sentiops rollout status --namespace shows what is in progress",
+        )
+    executor._patch({"metadata": {"annotations": {APPROVAL_ANNOTATION: answer}}})
+    return request

@@ -169,7 +169,7 @@ def _click(server: LabelStudio, project: int, task: int, label: str, tmp: Path) 
         driver.get(f"{server.url}/projects")
         wait_for(lambda: "evaluation sample" in driver.find_element(By.TAG_NAME, "body").text,
                  60, "the projects page")  # fmt: skip
-        driver.set_window_size(760, 330)
+        driver.set_window_size(800, 480)
         time.sleep(1.0)
         shots = REPO / "build" / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -40,6 +41,10 @@ class ConsoleConfig:
     predictor_url: str | None = None
     prometheus_url: str | None = None
     mlflow_url: str | None = None
+    #: Label Studio, linked from the page (`make up` sets SENTIOPS_LABEL_STUDIO_URL)
+    labelstudio_url: str | None = field(
+        default_factory=lambda: os.environ.get("SENTIOPS_LABEL_STUDIO_URL") or None
+    )
     rollout_dir: Path | None = None
     model_name: str = MODEL_NAME
     registered_model: str = REGISTERED_MODEL
@@ -137,6 +142,7 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
             "predictor_url": cfg.predictor_url,
             "prometheus_url": cfg.prometheus_url,
             "mlflow_url": cfg.mlflow_url,
+            "labelstudio_url": cfg.labelstudio_url,
             "tracking_uri": get_settings().tracking_uri,
             "model_name": cfg.model_name,
             "registered_model": cfg.registered_model,
@@ -234,6 +240,12 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
             cfg.registered_model, cfg.mlflow_url,
         )  # fmt: skip
         return status.to_json(sections)
+
+    @app.get("/api/labelling")
+    async def labelling() -> dict[str, Any]:
+        prom = prometheus.PrometheusClient(cfg.prometheus_url) if cfg.prometheus_url else None
+        found = await run_in_threadpool(status.labelling_section, prom, cfg.model_name)
+        return found.to_dict()
 
     @app.get("/api/series")
     async def series(kind: str = "", minutes: str = str(DEFAULT_MINUTES)) -> dict[str, Any]:

@@ -295,6 +295,25 @@ def accuracy_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME
     return Section("live_accuracy", prom.url, data, None, notes)
 
 
+def labelling_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -> Section:
+    """Label Studio's annotators (`sentiops labels serve`): Krippendorff's alpha per project
+    and the tasks held for review (annotations without a majority)."""
+    if prom is None:
+        return _no_prometheus("labelling")
+    sel = f"model_name={quote(model_name)}"
+    try:
+        alpha = prom.instant(f"max by (project) (sentiops_labelling_agreement{{{sel}}})")
+        held = prom.instant(f"max by (project) (sentiops_labelling_held_tasks{{{sel}}})")
+    except Unavailable as exc:
+        return _unavailable("labelling", prom.url, str(exc))
+    rows: dict[str, dict[str, Any]] = {}
+    for key, found in (("alpha", alpha), ("held_for_review", held)):
+        for labels, value in found:
+            rows.setdefault(labels.get("project", ""), {"project": labels.get("project", "")})[
+                key] = value  # fmt: skip
+    return Section("labelling", prom.url, sorted(rows.values(), key=lambda r: r["project"]))
+
+
 def _no_prometheus(name: str) -> Section:
     return _unavailable(name, "-", f"no Prometheus URL (pass --prometheus-url or set "
                         f"{PROMETHEUS_URL_ENV})")  # fmt: skip

@@ -9,6 +9,7 @@ by `stop()`, also on errors and Ctrl-C.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import urllib.error
@@ -26,8 +27,9 @@ from sentiops.local.processes import Process, find_tool, free_port, start_proces
 @dataclass
 class StackTokens:
     """Tokens made for one run of the local stack (`sentiops.security.auth`, files of mode
-    0600 in its folder, never printed): the annotators' token for label feedback, and the
-    predictors' token for the inference log they send the drift sidecar."""
+    0600 in its folder, never printed): the annotators' token for label feedback, the
+    labelling receiver's (labels from Label Studio: its own file, the annotators never see it),
+    and the predictors' token for the inference log they send the drift sidecar."""
 
     folder: Path
     annotators: str = ""
@@ -36,8 +38,16 @@ class StackTokens:
         from sentiops.security.auth import generate
 
         self.folder = Path(self.folder).resolve()
-        self.annotators = generate(self.token_file, ("annotators",))["annotators"]
+        made = generate(self.token_file, ("annotators", "labelstudio"))
+        self.annotators = made["annotators"]
+        fd = os.open(self.labelstudio_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"labelstudio:{made['labelstudio']}\n")
         generate(self.logger_token_file, ("predictor",))
+
+    @property
+    def labelstudio_token_file(self) -> Path:
+        return self.folder / "labelstudio-token"
 
     @property
     def token_file(self) -> Path:
@@ -354,7 +364,11 @@ class LabellingReceiver:
                 "--feedback-url", self.feedback_url, "--token-file", str(self.token_file),
                 "--webhook-secret-file", str(secret), "--interval", str(self.interval)]  # fmt: skip
         self.process = start_process(f"labelling-{self.port}", args, self.workdir)
-        wait_http(f"{self.url}/healthz", self.process, timeout, "labelling receiver ready")
+        try:
+            wait_http(f"{self.url}/healthz", self.process, timeout, "labelling receiver ready")
+        except BaseException:
+            self.process.stop()
+            raise
         return self
 
     def stop(self) -> None:

@@ -28,9 +28,10 @@ def up(
     champion served behind the traffic split with the drift sidecar and feedback, Prometheus,
     MLflow's UI, the web console, and tweets replayed at `rate`/s so there is something to see.
     With no champion yet, the pipeline trains the baseline first. Returns the URLs."""
+    from sentiops.labelling.studio import label_studio_executable
     from sentiops.local.processes import start_process, wait_http
     from sentiops.local.rollout import LocalStack
-    from sentiops.local.stack import DriftSidecar, StackTokens
+    from sentiops.local.stack import DriftSidecar, LabellingReceiver, LabelStudio, StackTokens
     from sentiops.pipeline.run import local_arguments, run_local
     from sentiops.registry import lifecycle as registry
     from sentiops.registry import tracking
@@ -55,12 +56,22 @@ def up(
         )
     tokens = StackTokens(work)  # writes need a token: labels and the inference log
     sidecar = DriftSidecar(work / "drift", store, ["--flush-seconds", "5", *tokens.sidecar_args()])
+    # Label Studio when its environment is built (`make labelling-install`): its data and the
+    # installation's admin stay in $SENTIOPS_HOME/labelstudio from one `make up` to the next
+    studio = LabelStudio(settings.home / "labelstudio") if label_studio_executable() else None
+    receiver = None
+    if studio is not None:
+        receiver = LabellingReceiver(work / "labelling", studio, store, "",
+                                     tokens.labelstudio_token_file)  # fmt: skip
     stack = LocalStack(
         work / "rollout",
         MODEL_NAME,
-        predictor_args=[f"--logger_url={sidecar.url}/", f"--feedback_store={store}",
-                        *tokens.predictor_args()],  # fmt: skip
-        extra_targets=[sidecar.target],
+        predictor_args=[
+            f"--logger_url={sidecar.url}/",
+            f"--feedback_store={store}",
+            *tokens.predictor_args(),
+        ],  # fmt: skip
+        extra_targets=[sidecar.target, *([receiver.target] if receiver else [])],
         progress=progress,
     )
     exe = Path(sys.executable).with_name
@@ -69,25 +80,29 @@ def up(
         sidecar.start()
         stack.start(local_model(uri), str(version))
         stack.replay_texts(test_texts(TWEETS), rate)
+        if studio is not None and receiver is not None:
+            progress("starting Label Studio (its first start migrates its database: ~1 min)")
+            children.append(studio.start())
+            receiver.feedback_url = stack.split.url
+            children.append(receiver.start())
         mlflow_url = f"http://127.0.0.1:{mlflow_port}"
-        children.append(
-            start_process(
-                "mlflow-ui",
-                [
-                    str(exe("mlflow")),
-                    "server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(mlflow_port),
-                    "--backend-store-uri",
-                    settings.tracking_uri,
-                    "--workers",
-                    "1",
-                ],
-                work,
-            )
+        mlflow = start_process(
+            "mlflow-ui",
+            [
+                str(exe("mlflow")),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--backend-store-uri",
+                settings.tracking_uri,
+                "--workers",
+                "1",
+            ],
+            work,
         )
+        children.append(mlflow)
         console_url = f"http://127.0.0.1:{console_port}"
         children.append(
             start_process(
@@ -107,10 +122,11 @@ def up(
                     str(work / "rollout"),
                 ],
                 work,
+                {"SENTIOPS_LABEL_STUDIO_URL": studio.url} if studio else None,
             )
         )
         wait_http(f"{console_url}/healthz", children[-1], 120, "console ready")
-        wait_http(f"{mlflow_url}/health", children[0], 120, "MLflow UI ready")
+        wait_http(f"{mlflow_url}/health", mlflow, 120, "MLflow UI ready")
         urls = {
             "console": console_url,
             "predictor (through the split)": stack.split.url,
@@ -118,10 +134,19 @@ def up(
             "mlflow": mlflow_url,
             "drift sidecar": sidecar.url,
         }
+        if studio is not None and receiver is not None:
+            urls["label studio"] = studio.url
+            urls["labelling receiver"] = receiver.url
         for name, url in urls.items():
             progress(f"  {name:30s} {url}")
         progress(f"  labels need the annotators' token: it is in {tokens.token_file} (after "
                  "`annotators:`); the console asks for it once per tab")  # fmt: skip
+        if studio is not None:
+            progress(f"  Label Studio: sign in as {studio.admin.email}, the password is in "
+                     f"{studio.admin.password_file}; its projects fill from the labelling "
+                     "queue and the evaluation sample")  # fmt: skip
+        else:
+            progress("  Label Studio: not installed (`make labelling-install` adds it)")
         progress(f"champion v{version} serving; tweets replayed at {rate:.0f}/s; Ctrl-C stops all")
         (wait or _until_interrupted)()
         return urls

@@ -72,7 +72,20 @@ function renderLinks(cfg) {
   if (cfg.prometheus_url) items.push(el("a", { href: cfg.prometheus_url, target: "_blank", rel: "noopener" }, "Prometheus"));
   if (cfg.predictor_url) items.push(el("a", { href: `${cfg.predictor_url}/v2/models/${cfg.model_name}`,
     target: "_blank", rel: "noopener" }, "predictor"));
+  if (cfg.labelstudio_url) items.push(el("a", { href: `${cfg.labelstudio_url}/projects`, target: "_blank",
+    rel: "noopener", id: "labelstudio-link" }, "Label Studio"), el("span", { id: "agreement", class: "muted" }));
   nav.replaceChildren(...items);
+}
+
+// annotators' agreement (Krippendorff's alpha per project) beside the Label Studio link
+async function refreshAgreement() {
+  const span = document.getElementById("agreement");
+  if (!span) return;
+  try {
+    const s = await api("/api/labelling");
+    span.textContent = s.ok && s.data.length ? "agreement α " + s.data.map((r) =>
+      `${r.project} ${fmt(r.alpha, 2)}${r.held_for_review ? ` (${r.held_for_review} held)` : ""}`).join(" · ") : "";
+  } catch (e) { span.textContent = ""; }
 }
 
 // ------------------------------------------------------------------ try a text
@@ -311,9 +324,9 @@ async function main() {
   state.config = await api("/api/config");
   renderLinks(state.config);
   document.getElementById("text").maxLength = state.config.max_chars;
-  await Promise.all([refreshStatus(), refreshCharts()]);
+  await Promise.all([refreshStatus(), refreshCharts(), refreshAgreement()]);
   state.readyAt = performance.now();
-  setInterval(() => { refreshStatus(); refreshCharts(); }, REFRESH_MS);
+  setInterval(() => { refreshStatus(); refreshCharts(); refreshAgreement(); }, REFRESH_MS);
 }
 
 main();

@@ -9,7 +9,6 @@ by `stop()`, also on errors and Ctrl-C.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import urllib.error
@@ -38,11 +37,10 @@ class StackTokens:
         from sentiops.security.auth import generate
 
         self.folder = Path(self.folder).resolve()
-        made = generate(self.token_file, ("annotators", "labelstudio"))
-        self.annotators = made["annotators"]
-        fd = os.open(self.labelstudio_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"labelstudio:{made['labelstudio']}\n")
+        self.annotators = generate(self.token_file, ("annotators",))["annotators"]
+        receiver = generate(self.labelstudio_token_file, ("labelstudio",))["labelstudio"]
+        with open(self.token_file, "a") as fh:  # the predictors accept it beside the annotators'
+            fh.write(f"labelstudio:{receiver}\n")
         generate(self.logger_token_file, ("predictor",))
 
     @property
@@ -270,21 +268,35 @@ def round_trip(url: str, texts: list[str], name: str = MODEL_NAME) -> dict[str, 
 
 # ------------------------------------------------------------------------------ Label Studio
 @dataclass
-class LabelStudio:
+class _Loopback:
+    """A child process of the stack listening on 127.0.0.1:`port`."""
+
+    port: int = field(default_factory=free_port, kw_only=True)
+    process: Process | None = field(default=None, kw_only=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@dataclass
+class LabelStudio(_Loopback):
     """Label Studio (in its own environment, `.venv-labelstudio`) on loopback: sqlite and
     media in `folder/data`, the installation's admin and API token in `folder` (made once,
     mode 0600, never printed: `sentiops.labelling.studio.Admin`)."""
 
     folder: Path
-    port: int = field(default_factory=free_port)
-    process: Process | None = None
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder).resolve()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def admin(self) -> Any:
@@ -320,13 +332,9 @@ class LabelStudio:
 
         return Studio(self.url, self.admin.token)
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
 
 @dataclass
-class LabellingReceiver:
+class LabellingReceiver(_Loopback):
     """`sentiops labels serve` on loopback: Label Studio's webhooks in, labels out through the
     predictors' feedback API with the annotators' token (`tokens`); the webhook secret is a
     file of its own in `workdir`."""
@@ -337,19 +345,9 @@ class LabellingReceiver:
     feedback_url: str
     token_file: Path
     interval: float = 5.0
-    port: int = field(default_factory=free_port)
-    process: Process | None = None
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).resolve()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120.0) -> LabellingReceiver:
         from sentiops.security.auth import generate
@@ -370,7 +368,3 @@ class LabellingReceiver:
             self.process.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()

@@ -1,5 +1,10 @@
-"""`sentiops rollout status | rollback`: the canary rollout for people; `sentiops rollout --local`
-runs one (a canary, or with `--mode shadow` a shadow) on loopback.
+"""`sentiops rollout status | rollback | approve | reject`: the canary rollout for people;
+`sentiops rollout --local` runs one (a canary, or with `--mode shadow` a shadow) on loopback.
+
+`approve` / `reject` answer a rollout that waits for a person (the plan's approval step, or an
+inconclusive outcome under the policy `hold`): with --namespace the InferenceService's annotation
+`sentiops.io/rollout-approval` (`sentiops.rollout.kserve.AnnotationGate`), else the local
+rollout's `approval.json` in --workdir (`sentiops.rollout.approval.FileGate`).
 
 Registered on the main app in sentiops/cli/main.py (`register_commands(app)`). The pipeline's
 `rollout` step does rollouts on a cluster; these commands show and undo them.
@@ -26,6 +31,10 @@ Namespace = Annotated[
 ]
 Kubeconfig = Annotated[
     str | None, typer.Option(help="kubeconfig (default $KUBECONFIG; in a pod: its account)")
+]
+Workdir = Annotated[
+    Path | None,
+    typer.Option(help="the local rollout's folder (default $SENTIOPS_HOME/rollout)"),
 ]
 
 
@@ -60,6 +69,31 @@ def local(
     step_seconds: Annotated[float, typer.Option(help="seconds per step")] = 30.0,
     rate: Annotated[float, typer.Option(help="replayed requests per second")] = 50.0,
     min_requests: Annotated[int, typer.Option(help="per version per step, else hold")] = 50,
+    max_holds: Annotated[int, typer.Option(help="holds a step may take, then the policy")] = 2,
+    require_accuracy_evidence: Annotated[
+        bool,
+        typer.Option(help="promote only once live accuracy is shown no worse than stable by "
+                     "more than the margin (labels of the random evaluation sample)"),
+    ] = False,
+    inconclusive_policy: Annotated[
+        str,
+        typer.Option(help="undecided by a step's deadline: rollback, promote (flagged) or hold "
+                     "(a person decides with sentiops rollout approve|reject)"),
+    ] = "rollback",
+    approve_before: Annotated[
+        str,
+        typer.Option(help="wait for a person before traffic moves to this step (e.g. 100), or "
+                     "before 'promote'; answer with sentiops rollout approve|reject"),
+    ] = "",
+    approval_timeout: Annotated[float, typer.Option(help="seconds to wait for a person")] = 3600,
+    approval_timeout_policy: Annotated[
+        str, typer.Option(help="nobody answered in time: reject, approve or hold (ask again)")
+    ] = "reject",
+    notify: Annotated[
+        list[str] | None,
+        typer.Option(help="webhook for holds, promotions, rollbacks and approval requests: "
+                     "FORMAT=URL with FORMAT generic, slack or alertmanager (repeatable)"),
+    ] = None,
     output_json: Annotated[Path | None, typer.Option(help="the decision record")] = None,
     workdir: Annotated[
         Path | None, typer.Option(help="logs and Prometheus data (default $SENTIOPS_HOME/rollout)")
@@ -85,17 +119,27 @@ def local(
     from sentiops.config import get_settings
     from sentiops.data.datasets import TEXT, load
     from sentiops.local.rollout import local_rollout
+    from sentiops.rollout.approval import Approval
     from sentiops.rollout.judge import JudgeConfig
+    from sentiops.rollout.notify import parse_targets
     from sentiops.rollout.steps import MODES
 
     if mode not in MODES:
         raise typer.BadParameter(f"--mode {mode!r}: use one of {', '.join(MODES)}")
+    try:
+        judge = JudgeConfig(min_requests=min_requests, inconclusive_policy=inconclusive_policy,
+                            require_accuracy_evidence=require_accuracy_evidence)  # fmt: skip
+        approval = Approval(approve_before, approval_timeout, approval_timeout_policy)
+        approval.check(plan_steps)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    parse_targets(notify or [])  # refuse a bad target before anything starts
 
     texts = [t for t in load(list(traffic), TEXT, None)[TEXT].tolist() if t.strip()]
     record = local_rollout(
         stable, canary, texts, workdir or get_settings().home / "rollout", plan_steps,
-        step_seconds, rate, JudgeConfig(min_requests=min_requests), progress=console.print,
-        mode=mode,
+        step_seconds, rate, judge, max_holds, progress=console.print, mode=mode,
+        approval=approval, notify=list(notify or []),
     )  # fmt: skip
     console.print(record.to_markdown(), highlight=False)
     if output_json:
@@ -154,6 +198,13 @@ def status(namespace: Namespace = None, kubeconfig: Kubeconfig = None) -> None:
             ),
             highlight=False,
         )
+        from sentiops.rollout.kserve import waiting_request
+
+        request = waiting_request(isvc)
+        if request is not None:
+            console.print(f"waiting for approval {request.get('waiting', '')} since "
+                          f"{request.get('since', '?')}: {request.get('how', '')}",
+                          highlight=False)  # fmt: skip
         shadow = _shadow(ex).in_progress()
         if shadow is not None:
             version, percent = shadow
@@ -222,3 +273,41 @@ def rollback(
     ex.promote()
     reverted, now = registry.revert(reason)
     console.print(f"v{reverted} reverted; serving v{now} from {uri}", highlight=False)
+
+
+def _answer(
+    answer: str, namespace: str | None, kubeconfig: str | None, workdir: Path | None
+) -> None:
+    """Answer the rollout waiting on the cluster (`namespace`) or in the local `workdir`."""
+    from sentiops.config import get_settings
+
+    if namespace:
+        from sentiops.rollout.kserve import answer_annotation
+
+        request = answer_annotation(_executor(namespace, kubeconfig), answer)
+        where = f"InferenceService in {namespace}"
+    else:
+        from sentiops.rollout.approval import answer_file
+
+        folder = workdir or get_settings().home / "rollout"
+        request = answer_file(folder, answer, by="sentiops rollout " + answer)
+        where = str(folder)
+    console.print(f"{answer}: v{request.get('canary_version', '?')} "
+                  f"{request.get('waiting', '')} ({where})", highlight=False)  # fmt: skip
+
+
+@rollout_app.command("approve")
+@handled
+def approve(namespace: Namespace = None, kubeconfig: Kubeconfig = None,
+            workdir: Workdir = None) -> None:  # fmt: skip
+    """Let a waiting rollout go on (its next step, or promotion): on a cluster with --namespace,
+    else the local rollout in --workdir."""
+    _answer("approve", namespace, kubeconfig, workdir)
+
+
+@rollout_app.command("reject")
+@handled
+def reject(namespace: Namespace = None, kubeconfig: Kubeconfig = None,
+           workdir: Workdir = None) -> None:  # fmt: skip
+    """Stop a waiting rollout: it rolls the candidate back (and the registry rejects it)."""
+    _answer("reject", namespace, kubeconfig, workdir)

@@ -11,13 +11,16 @@ With `mode="shadow"` the candidate runs as a shadow (`python -m serving --shadow
 split copies each step's share of predictions to it (`TrafficSplit.mirror`); clients always get
 the serving predictor's answer. Promotion starts the candidate as the serving predictor (as a
 cluster rolls the InferenceService to it) and stops the shadow and the old one.
+
+A person answers a waiting rollout through `<workdir>/approval.json` (`sentiops rollout
+approve|reject --workdir DIR`, `sentiops.rollout.approval.FileGate`); `progress.json` says what
+waits and how to answer. Notifications link to `<workdir>/decision.json`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +30,18 @@ from sentiops.local.stack import Predictor, Prometheus
 from sentiops.local.traffic import Replay, TrafficSplit
 from sentiops.models.modeldir import read_manifest
 from sentiops.records import write_json
+from sentiops.rollout.approval import Approval, FileGate
 from sentiops.rollout.judge import JudgeConfig
+from sentiops.rollout.notify import Notifier, parse_targets
 from sentiops.rollout.prometheus import PrometheusSource
 from sentiops.rollout.record import PROMOTED, Record
 from sentiops.rollout.steps import CANARY, SHADOW, Plan, run
 
 #: Files in the rollout's workdir: the steps of a rollout in progress, the last decision.
 PROGRESS, DECISION = "progress.json", "decision.json"
+#: What `progress.json` keeps of the record while the rollout runs (and `plan`: the steps).
+IN_PROGRESS = ("canary_version", "stable_version", "mode", "steps", "waiting", "approvals",
+               "flags")  # fmt: skip
 
 
 class LocalExecutor:
@@ -177,10 +185,14 @@ class LocalStack:
         canary_version: str | None = None,
         canary_args: list[str] | None = None,
         mode: str = CANARY,
+        approval: Approval | None = None,
+        notify: list[str] | None = None,
     ) -> Record:
         """Roll `canary_dir` out next to the serving predictor (`mode` canary: it answers a
         share of the requests; shadow: it gets a copy of them); it serves afterwards if the
-        judge promotes it. The record is written to `<workdir>/decision.json`."""
+        judge promotes it. `approval`: where a person answers (`sentiops rollout approve|reject
+        --workdir`); `notify`: webhook targets (FORMAT=URL). The record is written to
+        `<workdir>/decision.json`."""
         assert self.serving is not None, "start() the stack first"
         sv = self.serving.version
         cv = canary_version or version_of(canary_dir)
@@ -189,7 +201,9 @@ class LocalStack:
                 f"stable and canary are the same version {sv}",
                 "roll out a different model (or give the canary its own version)",
             )
-        plan = Plan(cv, sv, steps, step_seconds, max_holds, judge or JudgeConfig(), mode)
+        plan = Plan(cv, sv, steps, step_seconds, max_holds, judge or JudgeConfig(), mode,
+                    approval or Approval())  # fmt: skip
+        notifier = Notifier(parse_targets(notify)) if notify else None
         executor: LocalExecutor | LocalShadowExecutor
         if mode == SHADOW:
             # the shadow counts the labels of its answers from the store every 2 s
@@ -201,15 +215,10 @@ class LocalStack:
             canary = self.predictor(canary_dir, cv, "canary", canary_args or [])
             executor = LocalExecutor(self.serving, canary, self)
         time.sleep(2.0)  # two scrapes of the serving predictor before the first step
-        steps_so_far: list[Any] = []
 
-        def on_step(step: Any) -> None:  # what the console and `sentiops status` show live
-            steps_so_far.append(asdict(step))
-            write_json(
-                {"canary_version": cv, "stable_version": sv, "plan": steps, "mode": mode,
-                 "steps": steps_so_far},
-                self.workdir / PROGRESS,
-            )  # fmt: skip
+        def on_update(record: Record) -> None:  # what the console and `sentiops status` show
+            now = record.to_dict()
+            write_json({"plan": steps} | {k: now[k] for k in IN_PROGRESS}, self.workdir / PROGRESS)
 
         (self.workdir / PROGRESS).unlink(missing_ok=True)
         try:
@@ -218,7 +227,11 @@ class LocalStack:
                 executor,
                 PrometheusSource(self.prometheus.url, self.name),
                 progress=self.progress,
-                on_step=on_step,
+                gate=FileGate(self.workdir),
+                notifier=notifier,
+                record_url=(self.workdir / DECISION).as_uri(),
+                model=self.name,
+                on_update=on_update,
             )
         except RolloutError as exc:
             if isinstance(exc.record, Record):
@@ -262,12 +275,14 @@ def local_rollout(
     stable_args: list[str] | None = None,
     canary_args: list[str] | None = None,
     mode: str = CANARY,
+    approval: Approval | None = None,
+    notify: list[str] | None = None,
 ) -> Record:
     """Serve `stable_dir`, replay `texts` through the split while the canary `canary_dir` is
-    rolled out step by step (`mode` canary or shadow) and judged from Prometheus; every server
-    is stopped at the end. `stable_args` / `canary_args` are extra predictor flags (`python -m
-    serving --help`): a rollout may change the predictor's configuration as well as, or
-    instead of, the model."""
+    rolled out step by step (`mode` canary or shadow) and judged from Prometheus (`approval`
+    and `notify`: as `LocalStack.rollout`); every server is stopped at the end.
+    `stable_args` / `canary_args` are extra predictor flags (`python -m serving --help`): a
+    rollout may change the predictor's configuration as well as, or instead of, the model."""
     sv = stable_version or version_of(stable_dir)
     cv = canary_version or version_of(canary_dir)
     if sv == cv:
@@ -280,7 +295,7 @@ def local_rollout(
         stack.start(stable_dir, sv, stable_args)
         stack.replay_texts(texts, rate)
         return stack.rollout(canary_dir, steps, step_seconds, judge, max_holds, cv, canary_args,
-                             mode)  # fmt: skip
+                             mode, approval, notify)  # fmt: skip
     finally:
         stack.stop()
 

@@ -260,13 +260,26 @@ def rollout(
     settings: Settings | None = None,
     kubeconfig: str | None = None,
     mode: str = "",
+    overrides: dict[str, Any] | None = None,
+    run_id: str = "",
 ) -> Any:
     """Canary-roll the model at `storage_uri` (registry `version`) into the cluster's
     InferenceService with the settings of the `sentiops-rollout` ConfigMap, then settle the
     registry (`rollout.settle.roll_out`). `mode` canary or shadow ("" = the ConfigMap's
     `rolloutMode`, default canary): a shadow gets a mirrored copy of the predictions
-    (`rollout.shadow`). Returns the rollout record."""
-    from sentiops.rollout.kserve import KServeExecutor, api_client, load_settings, served_version
+    (`rollout.shadow`). `overrides`: ConfigMap keys set for this run only (e.g.
+    `{"approveBefore": "100", "notify": "slack=https://..."}`). A person approves through the
+    InferenceService's annotation (`rollout.kserve.AnnotationGate`); notifications link to the
+    ConfigMap's `recordUrl` with `{run_id}` and `{version}` filled in. Returns the record."""
+    from sentiops.rollout.kserve import (
+        AnnotationGate,
+        KServeExecutor,
+        RolloutSettings,
+        api_client,
+        load_settings,
+        served_version,
+    )
+    from sentiops.rollout.notify import Notifier, parse_targets
     from sentiops.rollout.prometheus import PrometheusSource
     from sentiops.rollout.settle import roll_out
     from sentiops.rollout.shadow import ShadowExecutor
@@ -278,6 +291,8 @@ def rollout(
         raise ConfigError("no namespace for the rollout", "pass namespace (e.g. sentiops)")
     api = api_client(kubeconfig)
     cfg = load_settings(api, namespace)
+    if overrides:
+        cfg = RolloutSettings.from_configmap(cfg.source | {k: str(v) for k, v in overrides.items()})
     url = prometheus_url or cfg.prometheus_url
     if not url:
         raise ConfigError(
@@ -295,15 +310,23 @@ def rollout(
     executor: KServeExecutor | ShadowExecutor = kserve
     if mode == SHADOW and current is not None:  # the first deployment has nothing to shadow
         executor = ShadowExecutor(api, namespace, cfg.inference_service, storage_uri, version)
-    plan = Plan(
-        canary_version=version,
-        stable_version=served_version(current) if current else None,
-        steps=cfg.steps,
-        step_seconds=cfg.step_seconds,
-        max_holds=cfg.max_holds,
-        judge=cfg.judge,
-        mode=mode if executor is not kserve else CANARY,  # a first deployment is no shadow
-    )
+    try:
+        plan = Plan(
+            canary_version=version,
+            stable_version=served_version(current) if current else None,
+            steps=cfg.steps,
+            step_seconds=cfg.step_seconds,
+            max_holds=cfg.max_holds,
+            judge=cfg.judge,
+            mode=mode if executor is not kserve else CANARY,  # a first deployment is no shadow
+            approval=cfg.approval,
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f"the rollout settings do not fit together: {exc}",
+            "fix the sentiops-rollout ConfigMap (chart values) or the run's overrides",
+        ) from exc
+    record_url = cfg.record_url.replace("{run_id}", run_id).replace("{version}", version)
     return roll_out(
         plan,
         executor,
@@ -311,4 +334,8 @@ def rollout(
         version,
         registered_model,
         settings,
+        gate=AnnotationGate(kserve),
+        notifier=Notifier(parse_targets(cfg.notify)) if cfg.notify else None,
+        record_url=record_url,
+        model=cfg.inference_service,
     )

@@ -66,6 +66,7 @@ class RolloutSettings:
     approval: Approval = field(default_factory=Approval)
     notify: list[str] = field(default_factory=list)  # FORMAT=URL (sentiops.rollout.notify)
     record_url: str = ""  # the record's link in notifications; {run_id}, {version} filled in
+    source: dict[str, str] = field(default_factory=dict)  # the ConfigMap's data as read
 
     @classmethod
     def from_configmap(cls, data: dict[str, str]) -> RolloutSettings:
@@ -87,6 +88,7 @@ class RolloutSettings:
                 ),
                 notify=[t for t in data.get("notify", "").split(",") if t.strip()],
                 record_url=data.get("recordUrl", ""),
+                source=dict(data),
             )
         except (TypeError, ValueError) as exc:
             raise RolloutError(

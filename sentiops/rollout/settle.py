@@ -22,13 +22,15 @@ def roll_out(
     registered_model: str = REGISTERED_MODEL,
     settings: Settings | None = None,
     progress: Any = print,
+    **hooks: Any,
 ) -> Any:
     """Run the canary rollout of the candidate and settle the registry with its outcome:
     promoted -> `champion` (the old one becomes `previous`); rolled back -> the candidate is
     rejected with the reasons and `champion` stays. The store and the registry never disagree
-    about what serves. Returns the rollout record (`sentiops.rollout.record.Record`)."""
+    about what serves. `hooks`: `steps.run`'s keyword arguments (gate, notifier, record_url,
+    model). Returns the rollout record (`sentiops.rollout.record.Record`)."""
     try:
-        record = run(plan, executor, source, progress=progress)
+        record = run(plan, executor, source, progress=progress, **hooks)
     except RolloutError as exc:
         if registry_version:
             tracking.configure(settings)

@@ -1,7 +1,9 @@
 """The KServe rollout executor against a real kube-apiserver with the real KServe CRD, running
 as the pipeline's ServiceAccount with only the chart's RBAC. No KServe controller runs here, so
 a thread plays it: it writes `status` (Ready, observed generation, Knative revisions) for every
-new generation and records the predictor spec it saw, i.e. the patch sequence."""
+new generation and records the predictor spec it saw, i.e. the patch sequence. The approval
+step waits on the InferenceService's annotation: a person approves or rejects with `sentiops
+rollout approve|reject --namespace`, or nobody answers and the timeout policy decides."""
 
 from __future__ import annotations
 
@@ -13,10 +15,14 @@ from collections.abc import Iterator
 import pytest
 
 from sentiops.errors import ConfigError, RolloutError
+from sentiops.rollout.approval import Approval
 from sentiops.rollout.kserve import (
+    APPROVAL_ANNOTATION,
     GROUP,
     PLURAL,
     PREVIOUS_ANNOTATION,
+    REQUEST_ANNOTATION,
+    AnnotationGate,
     KServeExecutor,
     api_client,
     load_settings,
@@ -336,3 +342,115 @@ def test_people_see_and_stop_a_canary(release: ApiServer, controller: Controller
         reverted is not None
         and _env(reverted["spec"]["predictor"])["SENTIOPS_MODEL_VERSION"] == "1"
     )
+
+
+# ------------------------------------------- a person in the loop: the annotation gate
+def _annotations(kube: ApiServer) -> dict[str, str]:
+    import json
+
+    out = kube.kubectl("-n", NS, "get", "isvc", NAME, "-o", "json").stdout
+    return json.loads(out)["metadata"].get("annotations") or {}
+
+
+def _approval_rollout(kube: ApiServer, version: str, **approval: object) -> tuple[
+        threading.Thread, dict]:  # fmt: skip
+    """Run a rollout that waits before 100 % (steps of 0.3 s) in a thread, as the pipeline's
+    ServiceAccount; the result lands in the dict it returns."""
+    ex = _executor(kube, version)
+    before = ex.get()
+    assert before is not None
+    stable = before["spec"]["predictor"]["labels"]["sentiops.io/model-version"]
+    plan = Plan(version, stable, steps=[10, 50, 100], step_seconds=0.3,
+                approval=Approval(**{"before": "100", "timeout_seconds": 60,  # type: ignore[arg-type]
+                                     "poll_seconds": 0.05, **approval}))  # fmt: skip
+    out: dict = {"before": before}
+
+    def go() -> None:
+        out["record"] = run(plan, ex, Simulated({}, canary_version=version), time.sleep,
+                            progress=lambda m: None, gate=AnnotationGate(ex))  # fmt: skip
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _wait_pending(kube: ApiServer, thread: threading.Thread) -> dict[str, str]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and thread.is_alive():
+        notes = _annotations(kube)
+        if notes.get(APPROVAL_ANNOTATION) == "pending":
+            return notes
+        time.sleep(0.1)
+    raise AssertionError("the rollout never asked for approval")
+
+
+@pytest.mark.parametrize("answer", ["approve", "reject"])
+def test_the_approval_step_waits_for_a_person_on_the_inferenceservice(
+    release: ApiServer, controller: Controller, answer: str
+) -> None:
+    """The rollout asks on the InferenceService (annotation pending + the request), `sentiops
+    rollout status` shows it, `sentiops rollout approve|reject --namespace` answers it (as a
+    person with their own kubeconfig), and the rollout goes on to 100 % or rolls back."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sentiops.cli.main import app
+
+    version = "5" if answer == "approve" else "6"
+    thread, out = _approval_rollout(release, version)
+    notes = _wait_pending(release, thread)
+    request = json.loads(notes[REQUEST_ANNOTATION])
+    assert request["waiting"] == "before 100%" and request["canary_version"] == version
+    assert "sentiops rollout approve|reject --namespace sentiops-rollout" in request["how"]
+    seen = [p.get("canaryTrafficPercent") for p in controller.seen]
+    assert seen[-2:] == [10, 50]  # waiting at 50 %, not yet at 100 %
+    runner, kubeconfig = CliRunner(), str(release.kubeconfig)
+    res = runner.invoke(app, ["rollout", "status", "--namespace", NS, "--kubeconfig", kubeconfig])
+    assert "waiting for approval before 100%" in res.output, res.output
+    res = runner.invoke(app, ["rollout", answer, "--namespace", NS, "--kubeconfig", kubeconfig])
+    assert res.exit_code == 0, res.output
+    assert f"{answer}: v{version} before 100%" in res.output
+    thread.join(60)
+    record = out["record"]
+    assert record.approvals[0]["answer"] == answer and record.approvals[0]["by"] == "a person"
+    after = _annotations(release)
+    assert APPROVAL_ANNOTATION not in after and REQUEST_ANNOTATION not in after
+    time.sleep(0.3)
+    if answer == "approve":
+        assert record.decision == PROMOTED
+        assert [p.get("canaryTrafficPercent") for p in controller.seen[-2:]] == [100, None]
+    else:
+        assert record.decision == ROLLED_BACK
+        assert record.reasons == ["not approved before 100%: reject by a person"]
+        assert controller.seen[-1] == out["before"]["spec"]["predictor"]  # the previous spec
+    res = runner.invoke(app, ["rollout", "approve", "--namespace", NS, "--kubeconfig", kubeconfig])
+    assert res.exit_code == 10 and "no rollout waits for approval" in res.output
+
+
+def test_nobody_approves_and_the_timeout_policy_rolls_back(
+    release: ApiServer, controller: Controller
+) -> None:
+    thread, out = _approval_rollout(release, "7", timeout_seconds=1.0)
+    _wait_pending(release, thread)
+    release.kubectl("-n", NS, "annotate", "isvc", NAME, f"{APPROVAL_ANNOTATION}=maybe",
+                    "--overwrite")  # not an answer: ignored  # fmt: skip
+    thread.join(60)
+    record = out["record"]
+    assert record.decision == ROLLED_BACK and record.approvals[0]["by"] == "timeout"
+    assert record.reasons == ["not approved before 100%: reject by timeout"]
+    assert APPROVAL_ANNOTATION not in _annotations(release)
+
+
+def test_an_answer_left_from_an_earlier_rollout_is_not_taken(
+    release: ApiServer, controller: Controller
+) -> None:
+    """`approve` set before the rollout asks is reset to pending: only an answer given to this
+    request counts (here nobody gives one, and the policy 'approve' goes on)."""
+    release.kubectl("-n", NS, "annotate", "isvc", NAME, f"{APPROVAL_ANNOTATION}=reject",
+                    "--overwrite")  # fmt: skip
+    thread, out = _approval_rollout(release, "8", timeout_seconds=1.0, on_timeout="approve")
+    _wait_pending(release, thread)
+    thread.join(60)
+    record = out["record"]
+    assert record.decision == PROMOTED and record.approvals[0]["by"] == "timeout"

@@ -43,6 +43,9 @@ DEFAULT_DATASETS = [DATASET]
 # max length 64); a transformer-only value here would be an error for tfidf-logreg runs
 DEFAULT_HYPERPARAMETERS: dict = {}
 DEFAULT_GATE = GateConfig().model_dump()
+# {} = the sentiops-rollout ConfigMap as the chart renders it; keys of it override it for one
+# run, e.g. {"approveBefore": "100", "notify": "slack=https://hooks.slack.com/..."}
+DEFAULT_ROLLOUT_SETTINGS: dict = {}
 _DATA = DataConfig(data=DEFAULT_DATASETS)
 
 
@@ -88,6 +91,7 @@ def build(image: str | None = None) -> Any:
         model_store: str = "s3://sentiops",
         rollout: str = "kserve",  # kserve: canary + judge in the cluster; none: stop at register
         rollout_mode: str = "",  # canary | shadow; "" = the sentiops-rollout ConfigMap's
+        rollout_settings: dict = DEFAULT_ROLLOUT_SETTINGS,  # ConfigMap keys for this run
         namespace: str = "sentiops",
         prometheus_url: str = "",  # "" = the sentiops-rollout ConfigMap's prometheusUrl
         s3_endpoint: str = CLUSTER_S3,
@@ -153,6 +157,8 @@ def build(image: str | None = None) -> Any:
                     prometheus_url=prometheus_url,
                     mlflow_tracking_uri=mlflow_tracking_uri,
                     mode=rollout_mode,
+                    overrides=rollout_settings,
+                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 )
                 canary.set_caching_options(False)
         for task in (ingest, train, decide):

@@ -13,14 +13,17 @@ def rollout(
     namespace: str,
     registered_model: str,
     prometheus_url: str,
+    overrides: dict,
+    run_id: str,
     mlflow_tracking_uri: str = "",
     mode: str = "",
 ) -> str:
-    """Steps, interval and thresholds come from the `sentiops-rollout` ConfigMap the chart
-    renders; `prometheus_url` "" = the ConfigMap's; `mode` canary or shadow ("" = the
-    ConfigMap's `rolloutMode`, default canary). Returns "promoted" or "rolled_back"; a
-    rolled-back canary is a normal outcome (the step succeeds), a rollout that could not run
-    fails the step after rolling back."""
+    """Steps, interval, thresholds, approval and notifications come from the `sentiops-rollout`
+    ConfigMap the chart renders, with `overrides` (ConfigMap keys) for this run;
+    `prometheus_url` "" = the ConfigMap's; `mode` canary or shadow ("" = the ConfigMap's
+    `rolloutMode`, default canary); `run_id` fills `{run_id}` in the record's link. Returns
+    "promoted" or "rolled_back"; a rolled-back canary is a normal outcome (the step succeeds),
+    a rollout that could not run fails the step after rolling back."""
     from pathlib import Path
 
     from sentiops.pipeline import stages
@@ -34,6 +37,8 @@ def rollout(
         registered_model,
         settings,
         mode=mode,
+        overrides=overrides,
+        run_id=run_id,
     )
     result.write_json(Path(record.path))
     markdown = result.to_markdown()
@@ -41,7 +46,9 @@ def rollout(
     print(markdown)
     rollout_metrics.log_metric("promoted", float(result.decision == "promoted"))
     rollout_metrics.log_metric("steps", float(len(result.steps)))
+    rollout_metrics.log_metric("inconclusive", float(result.inconclusive is not None))
     if result.steps:
         rollout_metrics.log_metric("last_step_score", result.steps[-1].score)
-    record.metadata.update({"decision": result.decision, "reasons": result.reasons})
+    record.metadata.update({"decision": result.decision, "reasons": result.reasons,
+                            "flags": result.flags})  # fmt: skip
     return str(result.decision)

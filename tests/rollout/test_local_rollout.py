@@ -3,20 +3,29 @@ Debian's Prometheus scraping both, replayed traffic, the same judge as on a clus
 
 A healthy canary is promoted; a canary that returns errors, one that is slow, and one that
 answers fast and without errors but with a skewed label mix are each rolled back, with the
-metric that failed named in the reasons."""
+metric that failed named in the reasons. A rollout that waits for a person before 100 % goes
+on when `sentiops rollout approve --workdir` answers, rolls back on `reject` or when nobody
+answers in time, and notifies a real webhook receiver of each request and outcome."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from sentiops.local.rollout import local_rollout
+from sentiops.local.rollout import LocalStack, local_rollout
 from sentiops.models import modeldir
 from sentiops.models.tfidf import TfidfModel
+from sentiops.rollout.approval import APPROVAL_FILE, Approval
 from sentiops.rollout.judge import JudgeConfig
 from tests.conftest import make_frame
+
+from .webhooks import Receiver
 
 pytestmark = pytest.mark.integration
 TRAFFIC = make_frame(40, seed=5).text.tolist()
@@ -70,7 +79,7 @@ def test_a_healthy_canary_is_promoted(models: dict[str, Path], tmp_path: Path) -
     assert [s.traffic for s in record.steps if s.verdict != "hold"] == STEPS
     first = next(s for s in record.steps if s.verdict != "hold")
     assert first.canary["requests"] > 0 and first.stable["requests"] > 0, record.to_markdown()
-    assert record.steps[-1].baseline.startswith("the stable traffic of the 50% step")
+    assert record.steps[-1].baseline.startswith("all of stable's traffic of the 50% step")
     # the record people and the console read: the last decision, no rollout in progress
     assert json.loads((tmp_path / "decision.json").read_text())["decision"] == "promoted"
     assert not (tmp_path / "progress.json").exists()
@@ -137,3 +146,67 @@ def test_the_readme_command_with_a_relative_home_in_a_fresh_directory(
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert json.loads((user / "decision.json").read_text())["decision"] == "promoted"
     assert (user / ".sentiops" / "rollout" / "prometheus" / "prometheus.yml").exists()
+
+
+def _answer_when_asked(workdir: Path, answer: str, seen: list) -> threading.Thread:
+    """A person: waits until the rollout asks (approval.json pending, progress.json says so),
+    then answers with the real command."""
+
+    def person() -> None:
+        path, deadline = workdir / APPROVAL_FILE, time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if path.exists() and json.loads(path.read_text()).get("state") == "pending":
+                break
+            time.sleep(0.1)
+        seen.append(json.loads((workdir / "progress.json").read_text())["waiting"])
+        exe = Path(sys.executable).with_name("sentiops")
+        done = subprocess.run([str(exe), "rollout", answer, "--workdir", str(workdir)],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        seen.append(done.stdout + done.stderr)
+
+    thread = threading.Thread(target=person, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_approval_step_on_the_local_stack(models: dict[str, Path], tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path / "stack", progress=lambda _: None)
+    wait = {"before": "100", "timeout_seconds": 120, "poll_seconds": 0.2}
+    with Receiver() as hook:
+        try:
+            stack.start(models["stable"])
+            stack.replay_texts(TRAFFIC, RATE)
+
+            def rollout(canary: Path, version: str | None, **approval: object):  # noqa: ANN202
+                return stack.rollout(canary, STEPS, STEP_SECONDS, JUDGE, canary_version=version,
+                                     approval=Approval(**{**wait, **approval}),  # type: ignore[arg-type]
+                                     notify=[f"generic={hook.url}/hook"])  # fmt: skip
+
+            seen: list = []
+            person = _answer_when_asked(stack.workdir, "approve", seen)
+            approved = rollout(models["retrained"], None)
+            person.join(10)
+            assert approved.decision == "promoted", approved.to_markdown()
+            assert approved.approvals[0]["by"] == "a person"
+            assert seen[0]["waiting"] == "before 100%" and "--workdir" in seen[0]["how"]
+            assert "approve: v" in seen[1] and "before 100%" in seen[1]
+            assert [s.traffic for s in approved.steps if s.verdict != "hold"][-1] == 100
+
+            person = _answer_when_asked(stack.workdir, "reject", seen)
+            rejected = rollout(models["stable"], "rejected")
+            person.join(10)
+            assert rejected.decision == "rolled_back", rejected.to_markdown()
+            assert rejected.reasons == ["not approved before 100%: reject by a person"]
+
+            timed_out = rollout(models["stable"], "unanswered", timeout_seconds=2.0)
+            assert timed_out.decision == "rolled_back"
+            assert timed_out.approvals[0]["by"] == "timeout"
+            assert not (stack.workdir / APPROVAL_FILE).exists()
+        finally:
+            stack.stop()
+        events = [(b["event"], b["canary_version"]) for _, b in hook.wait_for(6)]
+    v = approved.canary_version
+    assert [e for e in events if e[0] != "hold"] == [
+        ("approval", v), ("promote", v), ("approval", "rejected"), ("rollback", "rejected"),
+        ("approval", "unanswered"), ("rollback", "unanswered")]  # fmt: skip
+    assert all(b["record_url"].endswith("/decision.json") for _, b in hook.received)

@@ -61,6 +61,10 @@ bench-serving: install ## our predictor vs a transformers pipeline behind FastAP
 bench-batch: install ## batch scoring: sentiops batch vs the in-process ceiling (TF-IDF, the transformer's serving form), table
 	$(BIN)/python benchmarks/batch.py --workdir $(WORKDIR)/bench-batch $(if $(MODEL),--transformer $(MODEL))
 
+.PHONY: bench-judge
+bench-judge: install ## canary judges over simulated rollouts at 10/100/1000 req/min: false rollbacks, power, time (ROLLOUTS=200)
+	$(BIN)/python benchmarks/judge.py $(if $(ROLLOUTS),--rollouts $(ROLLOUTS))
+
 clean:
 	rm -rf $(WORKDIR) .pytest_cache .mypy_cache .ruff_cache
 

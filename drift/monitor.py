@@ -3,6 +3,7 @@
     POST /  -> parse (cheap) -> bounded queue -> [joiner thread] request + response by ce-id
             -> prediction log (buffered Parquet) + the model version's open window
             -> window full or too old -> [tester thread] embed + three tests -> metrics
+               + the window's estimated performance (drift/estimate.py) -> metrics
             -> K drifting windows in a row -> labelling queue + retraining decision
 
 One window per model version (stable and canary are told apart). A closed window waits for the
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from drift import estimate
 from drift.events import BadEvent, Event, Joiner, Prediction
 from drift.predlog import PredictionLog
 from drift.retrain import Retrainer, write_labelling
@@ -34,6 +36,8 @@ from drift.versions import VersionGate
 from sentiops import metrics
 
 logger = logging.getLogger("sentiops.drift")
+#: Tested windows' records kept per model version for /status (drift and estimate).
+RECENT = 20
 
 
 @dataclass
@@ -54,6 +58,7 @@ class VersionState:
     drifting: deque[tuple[Window, float]] = field(default_factory=lambda: deque(maxlen=64))
     last: dict[str, Any] | None = None
     windows: int = 0
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
 
 
 class DetectorSource:
@@ -171,6 +176,8 @@ class Monitor:
         self.versions = VersionGate(None if settings.detector else self._in_store)
         self.log = log
         self.retrainer = retrainer
+        self.labelled = estimate.Labelled(settings.store, settings.model_name,
+                                          settings.estimate_labels_seconds)  # fmt: skip
         self.events: queue.Queue[Event] = queue.Queue(settings.queue_size)
         self.closed: queue.Queue[Window] = queue.Queue(2)
         self.joiner = Joiner(settings.join_timeout)
@@ -393,8 +400,13 @@ class Monitor:
             "is_drift": result.is_drift,
             "tests": {t: v["p_value"] for t, v in result.tests.items()},
             "seconds": round(result.seconds, 3),
+            "first": _iso(window.rows[0]["time"]), "last": _iso(window.rows[-1]["time"]),
+            "estimate": estimate.window(name, version, labels, probs,
+                                        estimate.reference_accuracy(tester.detector)),
         }  # fmt: skip
         state.last = summary
+        state.recent.append(summary)
+        self.labelled.refresh()
         logger.info(
             "model %s window %s (%d): p=%.3g %s %s", version, window.id, result.size,
             result.p_value, "DRIFT" if result.is_drift else "ok", summary["tests"],
@@ -421,6 +433,7 @@ class Monitor:
                 uri = write_labelling(
                     self.settings.store, version, window.rows, window.id, p_value,
                     self.settings.labelling_per_window,
+                    estimated=_estimated_accuracy(state, window.id),
                 )  # fmt: skip
                 logger.warning(
                     "drift for %d consecutive windows (model %s): window %s queued for "
@@ -443,8 +456,22 @@ class Monitor:
                     "windows": s.windows,
                     "consecutive_drift": s.consecutive,
                     "last": s.last,
+                    "recent": list(s.recent),
+                    "estimate_error": self.labelled.errors.get(v),
                 }  # fmt: skip
                 for v, s in self.states.items()
             },
             "retrain": self.retrainer.history[-5:] if self.retrainer else [],
         }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
+
+
+def _estimated_accuracy(state: VersionState, window_id: str) -> float | None:
+    """The estimated accuracy recorded for one of the version's recent windows."""
+    for record in reversed(state.recent):
+        if record["window_id"] == window_id:
+            return float(record["estimate"]["accuracy"]["value"])
+    return None

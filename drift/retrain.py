@@ -383,7 +383,11 @@ def write_labelling(
     p_value: float,
     limit: int,
     settings: Any = None,
+    estimated: float | None = None,
 ) -> str:
+    """Queue a drifting window's texts for labelling, most uncertain first (never the random
+    sample), with the window's p-value and its estimated accuracy (`estimated`, from the
+    calibrated probabilities: a labelling tool takes the most harmful drift first by it)."""
     import pyarrow as pa
 
     from drift.predlog import COLUMNS
@@ -400,6 +404,7 @@ def write_labelling(
                 "rank": r["rank"],
                 "window_id": window_id,
                 "window_p_value": p_value,
+                "window_estimated_accuracy": estimated,
                 "queued_at": now,
             }  # fmt: skip
             for r in ordered

@@ -41,6 +41,9 @@ class Settings:
     flush_seconds: float = 60.0
     consecutive: int = 3
     labelling_per_window: int = 100
+    # how often (s) the estimate's own error is refreshed from the random sample's labels in
+    # the store (sentiops_estimate_error; 0: off)
+    estimate_labels_seconds: float = 60.0
     retrain_enabled: bool = False
     retrain_mode: str = "kfp"
     retrain_cooldown: float = 6 * 3600.0
@@ -95,6 +98,7 @@ ENV: dict[str, str] = {
     "flush_seconds": "SENTIOPS_PREDICTION_LOG_FLUSH_SECONDS",
     "consecutive": "SENTIOPS_DRIFT_CONSECUTIVE",
     "labelling_per_window": "SENTIOPS_LABELLING_PER_WINDOW",
+    "estimate_labels_seconds": "SENTIOPS_ESTIMATE_LABELS_SECONDS",
     "retrain_enabled": "SENTIOPS_RETRAIN_ENABLED",
     "retrain_mode": "SENTIOPS_RETRAIN_MODE",
     "retrain_cooldown": "SENTIOPS_RETRAIN_COOLDOWN",

@@ -166,6 +166,63 @@ PREDICTION_MEMORY_BYTES = Gauge(
     "Estimated bytes of the recent predictions kept in memory (bounded; older ones are in the "
     "prediction log in the store).",
 )
+# ------------------------------------------------------- estimated performance (drift/)
+#: Performance estimated without labels from the calibrated probabilities of the last tested
+#: window (`sentiops.estimation.performance`), one series per model version; the interval
+#: bounds say where the window's labels would put it if the calibration holds.
+ESTIMATED_ACCURACY = Gauge(
+    "sentiops_estimated_accuracy",
+    "Accuracy of the last tested window estimated from its calibrated probabilities (the mean "
+    "top probability), before any label.",
+    DRIFT_LABELS,
+)
+ESTIMATED_ACCURACY_LOW = Gauge(
+    "sentiops_estimated_accuracy_low",
+    "Lower bound of the 95 % interval of the last window's estimated accuracy.",
+    DRIFT_LABELS,
+)
+ESTIMATED_ACCURACY_HIGH = Gauge(
+    "sentiops_estimated_accuracy_high",
+    "Upper bound of the 95 % interval of the last window's estimated accuracy.",
+    DRIFT_LABELS,
+)
+ESTIMATED_MACRO_F1 = Gauge(
+    "sentiops_estimated_macro_f1",
+    "Macro-F1 of the last tested window estimated from its expected confusion matrix.",
+    DRIFT_LABELS,
+)
+ESTIMATED_MACRO_F1_LOW = Gauge(
+    "sentiops_estimated_macro_f1_low",
+    "Lower bound of the 95 % interval of the last window's estimated macro-F1.",
+    DRIFT_LABELS,
+)
+ESTIMATED_MACRO_F1_HIGH = Gauge(
+    "sentiops_estimated_macro_f1_high",
+    "Upper bound of the 95 % interval of the last window's estimated macro-F1.",
+    DRIFT_LABELS,
+)
+ESTIMATED_RECALL = Gauge(
+    "sentiops_estimated_recall",
+    "Per-class recall of the last tested window estimated from its expected confusion matrix.",
+    [*DRIFT_LABELS, "label"],
+)
+VALIDATION_ACCURACY = Gauge(
+    "sentiops_validation_accuracy",
+    "A model version's accuracy on the validation rows like its traffic, measured when it was "
+    "packaged: the reference its estimated accuracy is compared with.",
+    DRIFT_LABELS,
+)
+ESTIMATE_ERROR = Gauge(
+    "sentiops_estimate_error",
+    "The estimate's own error where labels exist: on the labelled predictions of the random "
+    "evaluation sample, estimated (mean served top probability) minus realized accuracy.",
+    DRIFT_LABELS,
+)
+ESTIMATE_ERROR_LABELS = Gauge(
+    "sentiops_estimate_error_labels",
+    "Labels of the random evaluation sample behind sentiops_estimate_error.",
+    DRIFT_LABELS,
+)
 RETRAIN_TRIGGERS = Counter(
     "sentiops_retrain_triggers",
     "Retraining decisions of the drift sidecar, by outcome (triggered, cooldown, active_run, "
@@ -223,6 +280,16 @@ EXPORTED_METRICS: tuple[str, ...] = (
     "sentiops_live_labels",
     "sentiops_feedback_total",
     "sentiops_retrain_triggers_total",
+    "sentiops_estimated_accuracy",
+    "sentiops_estimated_accuracy_low",
+    "sentiops_estimated_accuracy_high",
+    "sentiops_estimated_macro_f1",
+    "sentiops_estimated_macro_f1_low",
+    "sentiops_estimated_macro_f1_high",
+    "sentiops_estimated_recall",
+    "sentiops_validation_accuracy",
+    "sentiops_estimate_error",
+    "sentiops_estimate_error_labels",
     "sentiops_prediction_memory_rows",
     "sentiops_prediction_memory_bytes",
     "sentiops_rollout_notifications_total",

@@ -34,6 +34,7 @@ REQUIRED_ALERTS = {
     "SentimentLiveAccuracyDrop": "live accuracy drop",
     "SentimentCanaryWorseThanStable": "canary worse than stable",
     "SentimentLabelsHeldForReview": "labels held by the poisoning guard",
+    "SentimentEstimatedAccuracyDrop": "estimated accuracy (no labels) below validation",
 }
 
 
@@ -138,6 +139,8 @@ def test_rules_use_only_exported_metrics() -> None:
         "sentiops_request_errors_total",
         "sentiops_drift_detected",
         "sentiops_live_accuracy",
+        "sentiops_estimated_accuracy",
+        "sentiops_validation_accuracy",
         "request_predict_seconds_bucket",
     } <= used
 
@@ -241,6 +244,16 @@ EXPORTER = textwrap.dedent(
     m.PREDICTION_LOG_BUFFERED.set(3)
     m.LABELLING_QUEUED.labels("sentiment", "3").inc(100)
     m.RETRAIN_TRIGGERS.labels("sentiment", "triggered", "drift_with_labels").inc()
+    m.ESTIMATED_ACCURACY.labels("sentiment", "3").set(0.62)
+    m.ESTIMATED_ACCURACY_LOW.labels("sentiment", "3").set(0.55)
+    m.ESTIMATED_ACCURACY_HIGH.labels("sentiment", "3").set(0.69)
+    m.ESTIMATED_MACRO_F1.labels("sentiment", "3").set(0.5)
+    m.ESTIMATED_MACRO_F1_LOW.labels("sentiment", "3").set(0.43)
+    m.ESTIMATED_MACRO_F1_HIGH.labels("sentiment", "3").set(0.57)
+    m.ESTIMATED_RECALL.labels("sentiment", "3", "neutral").set(0.3)
+    m.VALIDATION_ACCURACY.labels("sentiment", "3").set(0.8)
+    m.ESTIMATE_ERROR.labels("sentiment", "3").set(0.04)
+    m.ESTIMATE_ERROR_LABELS.labels("sentiment", "3").set(120)
     km.PREDICT_HIST_TIME.labels("sentiment").observe(0.2)
     start_http_server(int(sys.argv[1]), addr="127.0.0.1")
     while True:
@@ -322,8 +335,9 @@ def test_real_prometheus_scrapes_the_code_and_evaluates_the_rules(tmp_path: Path
             return {a["labels"]["alertname"] for a in alerts if a["state"] == "pending"}
 
         wait_until(
-            lambda: {"SentimentDriftDetected", "SentimentCanaryWorseThanStable"} <= pending(),
-            prom, 30, "drift + canary alerts pending",
+            lambda: {"SentimentDriftDetected", "SentimentCanaryWorseThanStable",
+                     "SentimentEstimatedAccuracyDrop"} <= pending(),
+            prom, 30, "drift + canary + estimated-accuracy alerts pending",
         )  # fmt: skip
         assert "SentimentModelNotReady" not in pending()
     finally:

@@ -54,8 +54,8 @@ def status(
     registered_model: Annotated[str, typer.Option(help="MLflow model")] = REGISTERED_MODEL,
     strict: Annotated[bool, typer.Option(help="exit 1 if any source is unavailable")] = False,
 ) -> None:
-    """What serves (registry aliases + gate decisions), what is in canary, drift state and
-    live accuracy per model version."""
+    """What serves (registry aliases + gate decisions), what is in canary, drift state,
+    accuracy estimated without labels and live accuracy per model version."""
     from sentiops.console import status as st
 
     sections = st.gather(
@@ -88,7 +88,7 @@ def print_status(sections: dict[str, Any]) -> None:
             console.print(f"[bold]{name}[/]: [yellow]{section.error}[/]", highlight=False)
             continue
         {"registry": _registry, "rollout": _rollout, "traffic": _traffic, "drift": _drift,
-         "live_accuracy": _accuracy}[name](section)  # fmt: skip
+         "estimate": _estimate, "live_accuracy": _accuracy}[name](section)  # fmt: skip
         for note in section.notes:
             console.print(f"[bold]{name}[/]: {note}", highlight=False)
 
@@ -170,6 +170,27 @@ def _drift(section: Any) -> None:
         table.add_row(f"v{r['model_version']}", _f(r["combined"]), _f(r["embedding"]),
                       _f(r["label_mix"]), _f(r["confidence"]), flag,
                       _f(r["consecutive_windows"]))  # fmt: skip
+    console.print(table)
+
+
+def _estimate(section: Any) -> None:
+    if not section.data:
+        return
+    table = Table(title="estimated accuracy, last tested window (calibrated probabilities, no "
+                  "labels; 95 % interval)", min_width=60)  # fmt: skip
+    for col in ("model version", "estimated accuracy", "macro-F1", "recall", "validation",
+                "realized (live)", "estimate - realized (labels)"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for r in section.data:
+        acc = (f"{_f(r['estimated_accuracy'])} ({_f(r['estimated_accuracy_low'])}-"
+               f"{_f(r['estimated_accuracy_high'])})")  # fmt: skip
+        f1 = (f"{_f(r['estimated_macro_f1'])} ({_f(r['estimated_macro_f1_low'])}-"
+              f"{_f(r['estimated_macro_f1_high'])})")  # fmt: skip
+        recall = " ".join(f"{k[:3]} {v:.2f}" for k, v in sorted((r.get("recall") or {}).items()))
+        err = "-" if r["estimate_error"] is None else \
+            f"{r['estimate_error']:+.3f} (n={_f(r['estimate_error_labels'], 0)})"  # fmt: skip
+        table.add_row(f"v{r['model_version']}", acc, f1, recall or "-",
+                      _f(r["validation_accuracy"]), _f(r["live_accuracy"]), err)  # fmt: skip
     console.print(table)
 
 

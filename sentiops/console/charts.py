@@ -1,5 +1,6 @@
 """The console's charts: one time series per model version from Prometheus' range queries
-(drift p-values, live accuracy, predictions per second), on a common time axis."""
+(drift p-values, live accuracy, estimated accuracy beside the realized one, predictions per
+second), on a common time axis."""
 
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ SERIES: dict[str, dict[str, str]] = {
         "title": "live accuracy per model version",
         "promql": "avg by (model_version) (sentiops_live_accuracy{SEL})",
         "legend": "v{model_version}",
+    },
+    "estimate": {
+        "title": "estimated accuracy (calibrated, no labels; dotted: 95 % interval) and realized "
+        "live accuracy per model version",
+        "promql": 'label_replace(avg by (model_version) (sentiops_estimated_accuracy{SEL}), '
+        '"kind", "estimated", "", "") or label_replace(avg by (model_version) '
+        '(sentiops_estimated_accuracy_low{SEL}), "kind", "low", "", "") or label_replace(avg '
+        'by (model_version) (sentiops_estimated_accuracy_high{SEL}), "kind", "high", "", "") '
+        'or label_replace(avg by (model_version) (sentiops_live_accuracy{SEL}), "kind", '
+        '"realized", "", "")',
+        "legend": "v{model_version} {kind}",
     },
     "traffic": {
         "title": "predictions per second per model version",

@@ -273,6 +273,62 @@ def drift_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -
     return Section("drift", prom.url, data, None, notes)
 
 
+#: The estimate section's gauges (the drift sidecar's, and live accuracy beside them), by the
+#: name they get in a row.
+ESTIMATE_GAUGES = {
+    "sentiops_estimated_accuracy": "estimated_accuracy",
+    "sentiops_estimated_accuracy_low": "estimated_accuracy_low",
+    "sentiops_estimated_accuracy_high": "estimated_accuracy_high",
+    "sentiops_estimated_macro_f1": "estimated_macro_f1",
+    "sentiops_estimated_macro_f1_low": "estimated_macro_f1_low",
+    "sentiops_estimated_macro_f1_high": "estimated_macro_f1_high",
+    "sentiops_validation_accuracy": "validation_accuracy",
+    "sentiops_live_accuracy": "live_accuracy",
+    "sentiops_estimate_error": "estimate_error",
+    "sentiops_estimate_error_labels": "estimate_error_labels",
+}
+
+
+def estimate_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -> Section:
+    """Performance estimated without labels per model version (the drift sidecar's last
+    window, from the served calibrated probabilities): accuracy and macro-F1 with their 95 %
+    intervals, per-class recall, the version's validation accuracy, and beside them the
+    realized live accuracy of the random sample and the estimate's own error on those labels."""
+    if prom is None:
+        return _no_prometheus("estimate")
+    names = "|".join(ESTIMATE_GAUGES)
+    try:
+        found = prom.instant(
+            f'avg by (__name__, model_version) ({{__name__=~"{names}",'
+            f"model_name={quote(model_name)}}})"
+        )
+        recalls = prom.instant(
+            f"avg by (model_version, label) (sentiops_estimated_recall{selector(model_name)})"
+        )
+    except Unavailable as exc:
+        return _unavailable("estimate", prom.url, str(exc))
+    rows: dict[str, dict[str, Any]] = {}
+    for labels, value in found:
+        key = ESTIMATE_GAUGES.get(labels.get("__name__", ""))
+        if key:
+            rows.setdefault(labels.get("model_version", ""), {})[key] = value
+    for labels, value in recalls:
+        row = rows.get(labels.get("model_version", ""))
+        if row is not None:
+            row.setdefault("recall", {})[labels.get("label", "?")] = value
+    data = []
+    for version, row in rows.items():
+        if "estimated_accuracy" not in row:
+            continue  # live accuracy alone is the live_accuracy section's
+        est, ref = row["estimated_accuracy"], row.get("validation_accuracy")
+        data.append({"model_version": version, **dict.fromkeys(ESTIMATE_GAUGES.values()), **row,
+                     "drop": (ref - est) if ref is not None else None})  # fmt: skip
+    data.sort(key=lambda r: _version_key(r["model_version"]))
+    notes = [] if data else ["no estimate yet (the drift sidecar estimates each tested window "
+                             "from its calibrated probabilities)"]  # fmt: skip
+    return Section("estimate", prom.url, data, None, notes)
+
+
 def accuracy_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -> Section:
     """Live accuracy per model version from the labels of the random evaluation sample
     (`sentiops_live_accuracy`),
@@ -340,6 +396,7 @@ def gather(
         "rollout": rollout_section(rollout_dir or find_rollout_dir(s.home)),
         "traffic": traffic_section(prom, model_name),
         "drift": drift_section(prom, model_name),
+        "estimate": estimate_section(prom, model_name),
         "live_accuracy": accuracy_section(prom, model_name),
     }
 

@@ -1,7 +1,8 @@
-"""A stand-in for the drift sidecar's gauges (and, for versions that no longer serve, the
-feedback API's live accuracy) in the console tests: serves `sentiops.metrics`' own DRIFT_* and
-LIVE_ACCURACY objects on /metrics (the names and labels the real components export) with
-values that move over time, so the charts have lines to draw. The serving version's live
+"""A stand-in for the drift sidecar's gauges (drift, estimated accuracy; and, for versions that
+no longer serve, the feedback API's live accuracy) in the console tests: serves
+`sentiops.metrics`' own DRIFT_*, ESTIMATED_* and LIVE_ACCURACY objects on /metrics (the names
+and labels the real components export) with values that move over time, so the charts have
+lines to draw. The serving version's live
 accuracy comes from the real predictor's feedback API instead.
 
     python -m tests.console.exporter --port P --version V [--version V2 ...] [--accuracy V2]
@@ -42,6 +43,17 @@ def main() -> None:
             if version in args.accuracy:
                 accuracy = 0.9 - 0.1 * i - 0.2 * (1 - math.exp(-t / 30))
                 metrics.LIVE_ACCURACY.labels(**labels).set(accuracy)
+            # the sidecar's estimate of each window (calibrated probabilities, no labels)
+            estimated = 0.8 - 0.1 * i - 0.15 * (1 - math.exp(-t / 30))
+            metrics.ESTIMATED_ACCURACY.labels(**labels).set(estimated)
+            metrics.ESTIMATED_ACCURACY_LOW.labels(**labels).set(estimated - 0.06)
+            metrics.ESTIMATED_ACCURACY_HIGH.labels(**labels).set(estimated + 0.06)
+            metrics.ESTIMATED_MACRO_F1.labels(**labels).set(estimated - 0.08)
+            metrics.ESTIMATED_MACRO_F1_LOW.labels(**labels).set(estimated - 0.15)
+            metrics.ESTIMATED_MACRO_F1_HIGH.labels(**labels).set(estimated - 0.01)
+            for label, recall in (("negative", 0.7), ("neutral", 0.4), ("positive", 0.9)):
+                metrics.ESTIMATED_RECALL.labels(**labels, label=label).set(recall)
+            metrics.VALIDATION_ACCURACY.labels(**labels).set(0.8 - 0.1 * i)
         time.sleep(0.5)
 
 

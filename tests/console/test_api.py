@@ -103,6 +103,12 @@ def test_series_and_status(stack: Stack) -> None:
     d = r.json()
     assert {s["label"] for s in d["series"]} == {f"v{stack.champion}", f"v{stack.previous}"}
     assert all(len(s["values"]) == len(d["t"]) for s in d["series"])
+    r = httpx.get(stack.console_url + "/api/series", params={"kind": "estimate", "minutes": 5})
+    assert r.status_code == 200, r.text
+    labels = {s["label"] for s in r.json()["series"]}
+    for v in (stack.champion, stack.previous):  # the estimate, its interval, beside realized
+        assert {f"v{v} estimated", f"v{v} low", f"v{v} high"} <= labels, labels
+    assert f"v{stack.previous} realized" in labels
     s = httpx.get(stack.console_url + "/api/status", timeout=60).json()
     assert all(section["ok"] for section in s.values()), s
     aliases = {a["alias"]: a for a in s["registry"]["data"]["aliases"]}

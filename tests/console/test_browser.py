@@ -85,6 +85,7 @@ def test_console_in_a_browser(stack: Stack, browser: Any) -> None:
     drift = driver.find_element(By.ID, "drift").text
     assert f"v{stack.champion}" in drift
     assert f"v{stack.champion}" in driver.find_element(By.ID, "live_accuracy").text
+    assert f"v{stack.previous}" in driver.find_element(By.ID, "estimate").text
     assert f"v{stack.champion}" in driver.find_element(By.ID, "traffic").text
 
     # try a text
@@ -109,7 +110,7 @@ def test_console_in_a_browser(stack: Stack, browser: Any) -> None:
     assert 'label "positive" stored' in stored
 
     # the charts: a canvas per chart with points from Prometheus
-    for kind in ("drift", "accuracy", "traffic"):
+    for kind in ("drift", "accuracy", "estimate", "traffic"):
         chart = driver.find_element(By.ID, f"chart-{kind}")
         # charts refresh every 10 s; a young stack may have two points at first
         points = _wait(driver, "const n = +document.getElementById(arguments[0]).dataset.points;"

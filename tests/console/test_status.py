@@ -33,6 +33,14 @@ def test_status_json_against_the_stack(stack: Stack) -> None:
     row = drift[stack.champion]
     assert 0 < row["combined"] <= 1 and isinstance(row["drift"], bool)
     assert all(row[t] is not None for t in status.DRIFT_TESTS)
+    est = {r["model_version"]: r for r in s["estimate"]["data"]}
+    assert set(est) == {stack.champion, stack.previous}
+    row = est[stack.previous]  # the exporter's estimate beside its live accuracy
+    low, high = row["estimated_accuracy_low"], row["estimated_accuracy_high"]
+    assert low < row["estimated_accuracy"] < high
+    assert row["live_accuracy"] is not None and row["validation_accuracy"] is not None
+    assert abs(row["drop"] - (row["validation_accuracy"] - row["estimated_accuracy"])) < 1e-9
+    assert set(row["recall"]) == {"negative", "neutral", "positive"}
     acc = {r["model_version"]: r for r in s["live_accuracy"]["data"]}
     assert set(acc) == {stack.champion, stack.previous}
     served = acc[stack.champion]  # from the predictor's feedback API (the replay's labels)
@@ -49,6 +57,7 @@ def test_status_tables_against_the_stack(stack: Stack) -> None:
     for text in ("serving: registry sentiops-sentiment", "champion", "previous", "approved",
                  "PROMOTED", "last rollout's steps", "drift, last tested window",
                  "live accuracy (labelled feedback)", f"v{stack.champion}",
+                 "estimated accuracy, last tested window",
                  "scrape targets up 2/2"):  # fmt: skip
         assert text in out, (text, out)
 
@@ -94,7 +103,8 @@ def test_rollout_in_progress_and_last(tmp_path: Path) -> None:
 
 def test_prometheus_errors_are_unavailable() -> None:
     prom = prometheus.PrometheusClient(f"http://127.0.0.1:{free_port()}", timeout=1)
-    for fn in (status.drift_section, status.accuracy_section, status.traffic_section):
+    for fn in (status.drift_section, status.accuracy_section, status.traffic_section,
+               status.estimate_section):  # fmt: skip
         section = fn(prom)
         assert not section.ok and "unreachable" in (section.error or "")
     with pytest.raises(prometheus.Unavailable, match="unreachable"):

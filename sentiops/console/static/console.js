@@ -244,6 +244,23 @@ function renderDrift(s) {
     el("div", { class: "muted small" }, "p-values of the last tested window (low = drift); drift ×N = N drifting windows in a row"));
 }
 
+function renderEstimate(s) {
+  if (!s.ok) return fill("estimate", unavailable(s));
+  if (!s.data.length) return fill("estimate", el("div", { class: "muted" }, s.notes.join("; ")));
+  const band = (v, lo, hi) => el("td", { class: "num", title: `95 % ${fmt(lo)}–${fmt(hi)}` },
+    `${fmt(v)} (${fmt(lo, 2)}–${fmt(hi, 2)})`);
+  fill("estimate", table(["version", "estimated", "macro-F1", "validation", "realized", "error"],
+    s.data.map((r) => [`v${r.model_version}`,
+      band(r.estimated_accuracy, r.estimated_accuracy_low, r.estimated_accuracy_high),
+      band(r.estimated_macro_f1, r.estimated_macro_f1_low, r.estimated_macro_f1_high),
+      num(r.validation_accuracy), num(r.live_accuracy),
+      r.estimate_error === null ? "–" : el("td", { class: "num" },
+        `${r.estimate_error >= 0 ? "+" : ""}${fmt(r.estimate_error)} (n=${fmt(r.estimate_error_labels, 0)})`)])),
+    el("div", { class: "muted small" }, "last window's accuracy estimated from the calibrated " +
+      "probabilities (assumes p(label | text) unchanged: too high under a new domain); realized " +
+      "= live accuracy of the random sample; error = estimated minus realized on the labelled rows"));
+}
+
 function renderAccuracy(s) {
   if (!s.ok) return fill("live_accuracy", unavailable(s));
   if (!s.data.length) return fill("live_accuracy", el("div", { class: "muted" }, s.notes.join("; ")));
@@ -260,10 +277,10 @@ async function refreshStatus() {
   try {
     const s = await api("/api/status");
     renderRegistry(s.registry); renderRollout(s.rollout); renderTraffic(s.traffic);
-    renderDrift(s.drift); renderAccuracy(s.live_accuracy);
+    renderDrift(s.drift); renderEstimate(s.estimate); renderAccuracy(s.live_accuracy);
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
-    for (const id of ["registry", "rollout", "traffic", "drift", "live_accuracy"])
+    for (const id of ["registry", "rollout", "traffic", "drift", "estimate", "live_accuracy"])
       fill(id, el("div", { class: "error" }, `console API: ${e.message}`));
   }
   state.ready.status = true;
@@ -284,14 +301,16 @@ async function refreshChart(box) {
     const data = [d.t, ...d.series.map((s) => s.values)];
     // one colour per model version; drift's four tests of a version differ by dash
     const versions = [...new Set(d.series.map((s) => s.label.split(" ")[0]))];
-    const DASH = { combined: undefined, embedding: [6, 3], label_mix: [2, 3], confidence: [8, 3, 2, 3] };
+    const DASH = { combined: undefined, embedding: [6, 3], label_mix: [2, 3], confidence: [8, 3, 2, 3],
+      estimated: [6, 3], low: [2, 3], high: [2, 3], realized: undefined };
+    const BOLD = [undefined, "combined", "estimated", "realized"];
     const opts = {
       width: Math.max(300, plot.clientWidth || box.clientWidth), height: 200,
       scales: { x: { time: true }, y: kind === "traffic" ? {} : { range: [0, 1] } },
       series: [{}, ...d.series.map((s) => {
         const [version, test] = s.label.split(" ");
         return { label: s.label, stroke: COLORS[versions.indexOf(version) % COLORS.length],
-          width: !test || test === "combined" ? 2 : 1, dash: test ? DASH[test] : undefined,
+          width: BOLD.includes(test) ? 2 : 1, dash: test ? DASH[test] : undefined,
           spanGaps: false };
       })],
       axes: [{}, { size: 45 }],

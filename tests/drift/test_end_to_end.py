@@ -33,6 +33,7 @@ def test_predictor_logger_to_sidecar(
     p = Predictor(detector_model, "7", tmp_path / "predictor", extra_args=[f"--logger_url={s.url}"])
     p.start(timeout=180)
     try:
+        issued = []
         with httpx.Client(base_url=p.url, timeout=30) as client:
             for i in range(0, 40, 4):  # v1, in-domain
                 r = client.post(
@@ -41,6 +42,7 @@ def test_predictor_logger_to_sidecar(
                     headers={"x-request-id": f"e2e-{i}"},
                 )
                 assert r.status_code == 200, r.text
+                issued.append(r.headers["x-request-id"])
             s.wait_for(lambda: s.windows("7", "no_drift") == 1, what="an in-domain window")
             shifted = shifted_texts(40, seed=9)
             for i in range(0, 40, 8):  # v2 (BYTES), another domain
@@ -49,7 +51,7 @@ def test_predictor_logger_to_sidecar(
                 r = client.post("/v2/models/sentiment/infer", json=body)
                 assert r.status_code == 200, r.text
             bad = client.post("/v1/models/sentiment:predict", json={"instances": [""]})
-            assert bad.status_code == 400  # logged as a request only: never joined
+            assert bad.status_code == 400  # not logged at all: only answered requests are
         s.wait_for(lambda: s.windows("7", "drift") == 1, what="a drifting window")
         assert s.sample("sentiops_drift_detected", model_version="7") == 1
         s.wait_for(
@@ -58,7 +60,9 @@ def test_predictor_logger_to_sidecar(
         )  # fmt: skip
         df = pd.concat(pd.read_parquet(f) for f in store.glob("predictions/**/*.parquet"))
         assert set(df.model_version) == {"7"}
-        assert {f"e2e-0:{i}" for i in range(4)} <= set(df.id)
+        # the prediction ids the predictor issued; the client's ids kept beside them
+        assert {f"{issued[0]}:{i}" for i in range(4)} <= set(df.id)
+        assert set(df[df.id.str.startswith(issued[0])].client_id) == {"e2e-0"}
         assert set(df.text) == set(corpus.traffic[:40]) | set(shifted)
         assert s.sample("sentiops_drift_bad_events_total", reason="not_json") == 0
     finally:

@@ -9,7 +9,7 @@ WORKDIR ?= .sentiops
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SENTIOPS_HOME ?= $(CURDIR)/$(WORKDIR)
 
-.PHONY: help install stack-tools run up quickstart test test-unit lint typecheck bench-quality bench-retrain bench-serving bench-batch clean
+.PHONY: help install stack-tools run up quickstart test test-unit lint typecheck bench-quality bench-retrain bench-serving bench-batch bench-estimate clean
 
 help:
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -57,6 +57,19 @@ bench-retrain: install ## the loop's retraining offline: warm start, weight of t
 
 bench-serving: install ## our predictor vs a transformers pipeline behind FastAPI (locust), table
 	$(BIN)/python benchmarks/serving.py --workdir $(WORKDIR) $(if $(MODEL),--model $(MODEL))
+
+NANNYML_VENV ?= .venv-bench-nannyml
+$(NANNYML_VENV)/.installed: benchmarks/requirements-nannyml.txt
+	@test -x $(NANNYML_VENV)/bin/python || $(PYTHON) -m venv $(NANNYML_VENV)
+	$(NANNYML_VENV)/bin/pip install --quiet --disable-pip-version-check \
+		-r benchmarks/requirements-nannyml.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@NML_DISABLE_USAGE_LOGGING=1 $(NANNYML_VENV)/bin/python -c "import nannyml" \
+		|| { echo "nannyml install failed: see pip output above" >&2; exit 1; }
+	@touch $@
+
+bench-estimate: install $(NANNYML_VENV)/.installed ## estimated vs realized accuracy and macro-F1 in domain and under the loop's shifts (calibration, NannyML's CBPE in its own venv), table
+	$(BIN)/python benchmarks/estimate.py --workdir $(WORKDIR)/bench-estimate \
+		--nannyml-python $(NANNYML_VENV)/bin/python
 
 bench-batch: install ## batch scoring: sentiops batch vs the in-process ceiling (TF-IDF, the transformer's serving form), table
 	$(BIN)/python benchmarks/batch.py --workdir $(WORKDIR)/bench-batch $(if $(MODEL),--transformer $(MODEL))

@@ -61,6 +61,7 @@ def test_drift_modules_import_nothing_heavy() -> None:
     loaded = _loaded(
         "import sentiops.drift.detector, sentiops.drift.windows, sentiops.drift.environment, "
         "sentiops.store.layout, sentiops.cli.drift, drift.events, "
-        "drift.settings, drift.predlog, drift.retrain, drift.monitor, drift.server"
+        "drift.settings, drift.predlog, drift.retrain, drift.monitor, drift.server, "
+        "drift.estimate, sentiops.estimation.calibration, sentiops.estimation.performance"
     )
     assert not (HEAVY | {"torch", "transformers", "alibi_detect", "pydantic"}) & loaded

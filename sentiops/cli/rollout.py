@@ -164,11 +164,23 @@ def _shadow(ex):  # noqa: ANN001, ANN202
 
 @rollout_app.command("status")
 @handled
-def status(namespace: Namespace = None, kubeconfig: Kubeconfig = None) -> None:
+def status(
+    namespace: Namespace = None, kubeconfig: Kubeconfig = None, workdir: Workdir = None
+) -> None:
     """What the registry says serves (champion, candidate, previous) and, with --namespace,
-    what the InferenceService serves and whether a canary or a shadow is in progress."""
+    what the InferenceService serves and whether a canary or a shadow is in progress (or
+    waits for approval); without, whether the local rollout in --workdir waits for approval."""
+    from sentiops.config import get_settings
     from sentiops.registry import lifecycle as registry
     from sentiops.registry import tracking
+    from sentiops.rollout.approval import APPROVAL_FILE, PENDING, read_request
+
+    local = (workdir or get_settings().home / "rollout") / APPROVAL_FILE
+    waiting = read_request(local) if not namespace and local.exists() else {}
+    if waiting.get("state") == PENDING:
+        console.print(f"local rollout of v{waiting.get('canary_version', '?')} waiting for "
+                      f"approval {waiting.get('waiting', '')} since {waiting.get('since', '?')}: "
+                      f"{waiting.get('how', '')}", highlight=False)  # fmt: skip
 
     tracking.configure()
     table = Table(title="model registry (sentiops-sentiment)")

@@ -7,6 +7,8 @@ promotion can require evidence of non-inferiority; a person can be asked at a st
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -548,3 +550,27 @@ def test_the_configmap_strings_become_the_judges_types() -> None:
         judge.JudgeConfig.from_strings({"require_accuracy_evidence": "yes"})
     with pytest.raises(ValueError, match="inconclusive_policy"):
         judge.JudgeConfig.from_strings({"inconclusive_policy": "wait"})
+
+
+def test_people_see_and_answer_a_local_rollout_that_waits(sentiops_home: Path) -> None:
+    """`sentiops rollout status` shows what waits and how to answer; `approve` answers it once
+    (the file gate then reads it); with nothing waiting, the command says where it looked."""
+    from typer.testing import CliRunner
+
+    from sentiops.cli.main import app
+    from sentiops.rollout.approval import FileGate
+
+    gate = FileGate(sentiops_home / "rollout")
+    gate.ask({"canary_version": "7", "waiting": "before 100%", "since": "2026-12-05T10:00:00"})
+    runner = CliRunner()
+    shown = runner.invoke(app, ["rollout", "status"])
+    assert shown.exit_code == 0, shown.output
+    assert "local rollout of v7 waiting for approval before 100%" in shown.output
+    assert gate.answer() is None
+    answered = runner.invoke(app, ["rollout", "approve"])
+    assert answered.exit_code == 0 and "approve: v7 before 100%" in answered.output
+    assert gate.answer() == "approve"
+    again = runner.invoke(app, ["rollout", "reject"])
+    assert again.exit_code == 10 and "no rollout waits for approval" in again.output
+    gate.close()
+    assert not (sentiops_home / "rollout" / "approval.json").exists()

@@ -23,8 +23,9 @@ small in domain and is the whole story under a shift of p(label | text): measure
 `Tally` holds the sufficient statistics (sums), so windows and shards add up: the drift sidecar
 estimates each window, batch scoring its whole job shard by shard. `from_histogram` estimates
 accuracy from a Prometheus confidence histogram (all the canary judge observes); `compare`
-weighs two versions' estimates with their uncertainty, for the judge; `labelled_error` is the
-estimate's own error on the rows people labelled.
+(`compare_histograms` on two histograms) weighs two versions' estimates with their
+uncertainty, for the judge; `labelled_error` is the estimate's own error on the rows people
+labelled.
 """
 
 from __future__ import annotations
@@ -284,6 +285,16 @@ def compare(canary: Interval | None, stable: Interval | None, *, canary_n: float
                      f"n={ct:.0f}, vs stable {sc / st:.3f}, n={st:.0f})")  # fmt: skip
             result = PASS
     return Comparison(result, drop, bound, p, canary.value, stable.value, margin, what)
+
+
+def compare_histograms(canary: tuple[dict[float, float], float, float],
+                       stable: tuple[dict[float, float], float, float],
+                       **kw: Any) -> Comparison:  # fmt: skip
+    """`compare` on two versions' confidence histograms, each (`le` -> cumulative count, sum,
+    count): what the canary judge observes per step (`sentiops_prediction_confidence`).
+    Keyword arguments as `compare` (margin, alpha, min_n, labels, min_labels)."""
+    return compare(from_histogram(*canary), from_histogram(*stable), canary_n=canary[2],
+                   stable_n=stable[2], **kw)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ its own error

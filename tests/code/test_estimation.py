@@ -239,6 +239,23 @@ def test_compare_fails_only_beyond_its_uncertainty_and_never_against_labels(
         assert "labels say otherwise" in c.message
 
 
+def test_compare_histograms_is_what_the_judge_calls() -> None:
+    from sentiops.metrics import CONFIDENCE_BUCKETS
+
+    def histogram(conf: np.ndarray) -> tuple[dict[float, float], float, float]:
+        cumulative = {b: float((conf <= b).sum()) for b in CONFIDENCE_BUCKETS}
+        return cumulative | {float("inf"): float(len(conf))}, float(conf.sum()), float(len(conf))
+
+    rng = np.random.default_rng(12)
+    sure, unsure = rng.uniform(0.75, 1.0, 3000), rng.uniform(0.4, 0.8, 3000)
+    worse = performance.compare_histograms(histogram(unsure), histogram(sure), margin=0.05)
+    assert worse.result == FAIL and worse.drop == pytest.approx(0.275, abs=0.02)
+    same = performance.compare_histograms(histogram(sure[:1500]), histogram(sure[1500:]))
+    assert same.result == PASS
+    few = performance.compare_histograms(histogram(unsure[:20]), histogram(sure), min_n=50)
+    assert few.result == INCONCLUSIVE and "too little traffic" in few.message
+
+
 def test_the_estimates_own_error_on_labelled_rows() -> None:
     true_p, gold, over = truth_and_overconfident(1500, seed=10)
     idx = calibration.gold_index(gold, LABELS)

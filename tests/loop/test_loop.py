@@ -26,6 +26,13 @@ def test_the_loop_trains_serves_notices_drift_collects_labels_and_retrains(
     assert chapters["train"]["approved"] is True
     assert chapters["canary"]["decision"] in ("promoted", "rolled_back")
     assert chapters["drift"]["queued"] > 0 and chapters["drift"]["p_values"]["combined"] < 0.05
+    # the accuracy estimated without labels right after the shift, then beside the realized one
+    estimate = chapters["shift"]["estimated_right_after"]
+    assert estimate["n"] > 0 and 0 < estimate["accuracy"]["value"] < 1
+    assert "right after the shift, before any label of it: estimated accuracy" in result.stdout
+    assert "(calibrated, no labels) vs realized" in result.stdout
+    assert chapters["report"]["estimated_vs_realized"][chapters["report"]["shifted_before"][
+        "model_version"]]["labels"] > 0  # fmt: skip
     retrain = chapters["retrain"]
     assert retrain["labelled_rows"] >= 600
     assert any("labels/feedback" in d for d in retrain["datasets"])  # trained on the labels

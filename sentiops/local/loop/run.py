@@ -19,7 +19,15 @@ from sentiops.config import EVAL_SAMPLE_ENV, MODEL_NAME, REGISTERED_MODEL, SEED,
 from sentiops.errors import StackError
 from sentiops.local.loop.annotators import Annotators
 from sentiops.local.loop.config import ROUND_TRIP_TEXTS, LoopConfig
-from sentiops.local.loop.story import Story, improvement_p, live_accuracy_by_domain, verdict
+from sentiops.local.loop.story import (
+    Story,
+    estimate_line,
+    first_window_after,
+    improvement_p,
+    labelled_estimate,
+    live_accuracy_by_domain,
+    verdict,
+)
 
 
 def _truth(datasets: list[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -276,8 +284,13 @@ def _run_loop(
         pool = [t for t, d in domain.items() if d == cfg.shifted]
         pool = rng.sample(pool, min(cfg.shifted_texts + cfg.unseen_texts, len(pool)))
         shifted, unseen = pool[: cfg.shifted_texts], pool[cfg.shifted_texts :]
+        shift_at = _utc_now()
         stack.replay_texts(shifted, cfg.rate)
-        story.add("shift", t, replayed=cfg.shifted, texts=len(shifted), unseen_later=len(unseen))
+        window = _wait(lambda: first_window_after(_status(sidecar.url), before, shift_at),
+                       cfg.timeout, "the first window of the new traffic")  # fmt: skip
+        progress("  " + estimate_line(before, cfg.shifted, window))
+        story.add("shift", t, replayed=cfg.shifted, texts=len(shifted), unseen_later=len(unseen),
+                  estimated_right_after=window["estimate"])  # fmt: skip
 
         # 5 --------------------------------------------------------------------- drift
         t = time.monotonic()
@@ -299,6 +312,8 @@ def _run_loop(
         progress(f"  labelling queue: {len(queued)} texts; annotators label {n}")
         story.add("drift", t, model_version=before, p_values=p_values, queued=len(queued))
         show("accuracy", (live_accuracy_by_domain(store, domain), "live accuracy so far"))
+        progress("  " + estimate_line(before, cfg.shifted, window,
+                                      labelled_estimate(store, domain, before, cfg.shifted)))
 
         # 6 --------------------------------------------------------------------- retrain
         t = time.monotonic()
@@ -373,6 +388,10 @@ def _run_loop(
         on_shifted = {r["model_version"]: r for r in table if r["domain"] == cfg.shifted}
         show("verdict", verdict(on_shifted.get(before), on_shifted.get(after), cfg.shifted,
                                 judge.alpha))  # fmt: skip
+        estimates = {v: labelled_estimate(store, domain, v, cfg.shifted) for v in {before, after}}
+        for v, labelled in sorted(estimates.items()):
+            if labelled is not None:
+                show("verdict", estimate_line(v, cfg.shifted, None, labelled))
         story.add(
             "report",
             t,
@@ -383,6 +402,7 @@ def _run_loop(
                            if before in on_shifted and after in on_shifted and after != before
                            else None),  # fmt: skip
             labels_sent=annotators.sent,
+            estimated_vs_realized=estimates,
         )
     finally:
         progress("stopping every server")
@@ -393,6 +413,22 @@ def _run_loop(
     result = story.to_dict()
     (work / "story.json").write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def _utc_now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def _status(url: str) -> dict[str, Any]:
+    """The drift sidecar's /status ({} while it does not answer)."""
+    import httpx
+
+    try:
+        return dict(httpx.get(f"{url}/status", timeout=10).json())
+    except Exception:  # noqa: BLE001 - a sidecar still starting: asked again
+        return {}
 
 
 def _labels_of(store: str, domain: dict[str, str], version: str, dataset: str) -> int:

@@ -1,11 +1,13 @@
 """What the loop tells: its chapters (what happened, how long it took), live accuracy by model
-version and domain from the random evaluation sample, and the verdict a person needs to
-believe the loop. `sentiops loop` prints it (`sentiops.cli.local`); `story.json` keeps it."""
+version and domain from the random evaluation sample, the accuracy estimated without labels
+right after the shift beside the realized one once labels come, and the verdict a person needs
+to believe the loop. `sentiops loop` prints it (`sentiops.cli.local`); `story.json` keeps it."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -90,3 +92,54 @@ def improvement_p(before: dict[str, Any], after: dict[str, Any]) -> float:
     table = [[after["correct"], after["labels"] - after["correct"]],
              [before["correct"], before["labels"] - before["correct"]]]  # fmt: skip
     return float(fisher_exact(table, alternative="greater")[1])
+
+
+def first_window_after(status: dict[str, Any], version: str, since: datetime
+                       ) -> dict[str, Any] | None:  # fmt: skip
+    """Of the windows of `version` the drift sidecar tested (its `/status`), the first whose
+    predictions were all made at or after `since` (the new traffic alone), with its estimate."""
+    versions = status.get("versions") or {}
+    for record in (versions.get(version) or {}).get("recent") or []:
+        first = record.get("first")
+        if first and record.get("estimate") and datetime.fromisoformat(first) >= since:
+            return dict(record)
+    return None
+
+
+def labelled_estimate(store: str, domain: dict[str, str], version: str, dataset: str
+                      ) -> dict[str, float] | None:  # fmt: skip
+    """On the labelled random sample of `version`'s answers on `dataset`: the accuracy the
+    served probabilities estimated (their mean top probability) beside the realized one, and
+    the band their difference stays in if the calibration held (`labelled_error`)."""
+    from sentiops.estimation.performance import labelled_error
+    from sentiops.feedback.labels import random_sample, read_labels
+
+    df = random_sample(read_labels(store))
+    if df.empty or "confidence" not in df.columns:
+        return None
+    df = df[(df["model_version"] == version) & (df["text"].map(domain.get) == dataset)]
+    return labelled_error(df["confidence"].astype(float), df["label"] == df["predicted_label"])
+
+
+def estimate_line(version: str, dataset: str, window: dict[str, Any] | None,
+                  labelled: dict[str, float] | None = None) -> str:  # fmt: skip
+    """The estimate in words: right after the shift (`window`, before its labels), and beside
+    the realized accuracy of the labelled random sample once labels came (`labelled`)."""
+    if labelled is not None:
+        off = labelled["error"]
+        why = ("within what the calibration explains" if abs(off) <= labelled["expected_within"]
+               else "beyond it: the shift changed p(label | text), which no estimate without "
+               "labels sees (docs/estimation.md)")  # fmt: skip
+        return (f"v{version} on {dataset}: estimated accuracy {labelled['estimated']:.3f} "
+                f"(calibrated, no labels) vs realized {labelled['realized']:.3f} on "
+                f"{labelled['labels']:.0f} labels of the random sample: {off:+.3f}, "
+                f"{why}")  # fmt: skip
+    if window is None:
+        return f"v{version} on {dataset}: no window of the new traffic tested yet"
+    est = window["estimate"]
+    acc, f1 = est["accuracy"], est["macro_f1"]
+    ref = est.get("validation_accuracy")
+    versus = f" vs {ref:.3f} on its validation rows" if ref is not None else ""
+    return (f"v{version} on {dataset}, right after the shift, before any label of it: estimated "
+            f"accuracy {acc['value']:.3f} (95 % {acc['low']:.3f}-{acc['high']:.3f}, window of "
+            f"{est['n']}){versus}; macro-F1 {f1['value']:.3f}")  # fmt: skip

@@ -186,6 +186,20 @@ def read_label_file(uri: str) -> Any:
         return None
 
 
+def _parquet(uri: str, settings: Any, columns: list[str] | None = None) -> Any:
+    import io
+
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(layout.get_bytes(uri, settings)), columns=columns).to_pandas()
+
+
+def _parquet_bytes(df: Any) -> bytes:
+    import pyarrow as pa
+
+    return layout.parquet_bytes(pa.Table.from_pandas(df, preserve_index=False))
+
+
 def read_labels(files: list[layout.StoredFile], settings: Any = None) -> Any:
     """Every readable label row of `files` (see `read_label_file`)."""
     import pandas as pd
@@ -288,6 +302,9 @@ class Retrainer:
 
         files = layout.label_files(self.store, since=drift_since, settings=self.settings)
         frames = {f.uri: read_label_file(f.uri) for f in files}
+        standing = self._as_they_stand(frames)
+        if standing is not None:
+            frames.update(standing[0])
         labels = [x for x in frames.values() if x is not None]
         rows = sum(len(x) for x in labels)
         if rows < self.min_labels:
@@ -315,7 +332,8 @@ class Retrainer:
         )  # fmt: skip
         if review["hold"]:  # the poisoning guard: a person looks before anything learns it
             return self._hold(version, drift_since, now, burst, review)
-        datasets = [*self.datasets, *(f.uri for f in files)]
+        snapshot = standing[1] if standing is not None else None
+        datasets = [*self.datasets, *self._training_files(files, snapshot, now)]
         reason = (
             f"model {version}: drift for {windows} consecutive windows since "
             f"{drift_since:%Y-%m-%d %H:%M:%S}Z; {rows} new labelled rows in {len(files)} files"
@@ -330,6 +348,46 @@ class Retrainer:
         }  # fmt: skip
         layout.put_json(record, layout.trigger_record(self.store, now), self.settings)
         return self._outcome("triggered", f"{reason}; run {run}", record=record)
+
+    def _as_they_stand(self, frames: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
+        """The burst's feedback parts as their labels stand now: a label revised since (in
+        Label Studio) counts with its latest revision, a withdrawn one not at all
+        (`labels.read_labels`: every feedback part, so a revision or withdrawal of an earlier
+        label counts too), each id once, under the part that holds its first label (the part a
+        released record names). Returned in `read_label_file`'s columns per part, with the
+        standing labels themselves (every column); None without feedback parts. Other label
+        files (a CSV a team dropped in) stay as they were read."""
+        from sentiops.feedback.labels import feedback_prefix
+        from sentiops.feedback.labels import read_labels as standing_labels
+
+        feedback = feedback_prefix(self.store)
+        mine = [u for u, x in frames.items() if x is not None and u.startswith(feedback)]
+        if not mine:
+            return None
+        owner: dict[str, str] = {}  # id -> the first burst part that names it
+        for u in mine:
+            for i in _parquet(u, self.settings, ["id"])["id"]:
+                owner.setdefault(str(i), u)
+        standing = standing_labels(self.store, self.settings)
+        burst = standing[standing["id"].astype(str).isin(owner)].reset_index(drop=True)
+        keep = [c for c in ("text", "label", "sample", *GUARD_COLUMNS) if c in burst.columns]
+        part = burst["id"].astype(str).map(owner)
+        return {u: burst.loc[part == u, keep].reset_index(drop=True) for u in mine}, burst
+
+    def _training_files(self, files: list[layout.StoredFile], standing: Any,
+                        now: datetime) -> list[str]:  # fmt: skip
+        """What the run trains on besides the original datasets: one snapshot of the burst's
+        feedback labels as they stand (written to <store>/retrain/snapshots/), and every other
+        label file as it is."""
+        from sentiops.feedback.labels import feedback_prefix
+
+        feedback = feedback_prefix(self.store)
+        out = [f.uri for f in files if not f.uri.startswith(feedback)]
+        if standing is not None and len(standing):
+            uri = layout.label_snapshot(self.store, now)
+            layout.put_bytes(_parquet_bytes(standing), uri, self.settings)
+            out.insert(0, uri)
+        return out
 
     def _hold(self, version: str, drift_since: datetime, now: datetime, files: list[str],
               review: dict[str, Any]) -> dict[str, Any]:  # fmt: skip

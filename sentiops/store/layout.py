@@ -73,6 +73,13 @@ def trigger_record(store: str | Path, now: datetime | None = None) -> str:
     return join(store, RETRAIN, "triggers", f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}.json")
 
 
+def label_snapshot(store: str | Path, now: datetime | None = None) -> str:
+    """The labels a retraining run learns from, as they stand (revised and withdrawn labels
+    resolved): written by the drift sidecar when it triggers the run."""
+    now = now or datetime.now(UTC)
+    return join(store, RETRAIN, "snapshots", f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}.parquet")
+
+
 def held_record(store: str | Path, version: str, drift_since: datetime, released: bool = False
                 ) -> str:  # fmt: skip
     """A burst of labels the poisoning guard holds for review (one record per model version and

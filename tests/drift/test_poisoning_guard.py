@@ -55,7 +55,8 @@ def traffic(vader_cache: Path) -> dict[str, pd.DataFrame]:
             "confidence": proba.max(axis=1).astype("float32"), "model_name": "sentiment",
             "model_version": "1", "predicted_at": "", "labelled_at": "", "source": "api",
             "sample": [RANDOM if KEY.in_sample(i) else TARGETED for i in ids],
-            "labelled_by": "annotators", "client_id": "", "margin": top[:, -1] - top[:, -2],
+            "labelled_by": "annotators", "client_id": "", "annotator": "", "origin": "",
+            "revision": "", "withdrawn": False, "margin": top[:, -1] - top[:, -2],
         })  # fmt: skip
         keep = rows["sample"] == RANDOM
         for start in range(0, len(rows), WINDOW):  # the sidecar's labelling queue
@@ -172,8 +173,12 @@ def test_a_person_releases_a_held_burst_by_moving_its_record(
     assert result["outcome"] == "triggered", result
     guard.trigger.process.stop()  # type: ignore[union-attr]
     assert result["record"]["released"] == [released]
-    movies = store.glob("labels/feedback/*/part-movies-*.parquet")
-    assert sorted(result["record"]["datasets"][1:]) == sorted(map(str, movies))
+    # the run learns the burst's labels as they stand, from one snapshot of them
+    (snapshot,) = result["record"]["datasets"][1:]
+    assert snapshot.startswith(str(store / "retrain" / "snapshots"))
+    movies = pd.concat(pd.read_parquet(f) for f in
+                       store.glob("labels/feedback/*/part-movies-*.parquet"))  # fmt: skip
+    assert set(pd.read_parquet(snapshot).id) == set(movies.id)
     assert guard.consider("1", since, 6)["outcome"] == "cooldown"  # the cooldown still holds
     assert len(list(store.glob("retrain/triggers/*.json"))) == 1
 
@@ -186,3 +191,31 @@ def test_the_guard_settings_are_shares() -> None:
     need = r"SENTIOPS_RETRAIN_MAX_EXCESS=1.5: need a share in \(0, 1\]"
     with pytest.raises(ValueError, match=need):
         from_env({"SENTIOPS_RETRAIN_MAX_EXCESS": "1.5"})
+
+
+def test_the_run_learns_revised_labels_and_never_withdrawn_ones(
+    traffic: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    """Labels made in Label Studio can be revised (a later row of the same origin) or
+    withdrawn (a deleted annotation): the retraining run and the guard see them as they stand,
+    not the raw rows (an edited label twice, with two labels; a withdrawn one trained on)."""
+    store = tmp_path / "store"
+    after = traffic["after"].copy()
+    from_studio = after.index[:10]
+    after.loc[from_studio, "origin"] = [f"labelstudio:p1:t{i}" for i in range(10)]
+    after.loc[from_studio, "revision"] = "1"
+    since = _store(store, traffic, after)
+    later = after.loc[from_studio].copy()
+    later["revision"], later["labelled_at"] = "2", "2099-01-01T00:00:00+00:00"
+    revised, withdrawn = later.iloc[:5].copy(), later.iloc[5:].copy()
+    revised["label"] = revised["predicted_label"].map(OPPOSITE)
+    withdrawn["withdrawn"] = True
+    part = store / "labels" / "feedback" / "date=2026-12-02" / "part-studio-edits.parquet"
+    pd.concat([revised, withdrawn])[list(COLUMNS)].to_parquet(part)
+    command, _ = recorder(tmp_path)
+    result = _retrainer(store, command, tmp_path / "w").consider("1", since, 2)
+    assert result["outcome"] == "triggered", result
+    snapshot = pd.read_parquet(result["record"]["datasets"][1]).set_index("id")
+    assert len(snapshot) == len(after) - 5 == result["record"]["labelled_rows"]
+    assert not set(withdrawn.id) & set(snapshot.index)
+    assert (snapshot.loc[revised.id, "label"] == revised.set_index("id").label).all()

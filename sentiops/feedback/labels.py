@@ -204,9 +204,10 @@ def read_labels(store: str, settings: Settings | None = None) -> Any:
 
 
 def with_later_columns(df: Any) -> Any:
-    """`df` with every column of LATER_COLUMNS and `labelled_by` (an older part's rows get
-    the meaning they always had: no provenance, not withdrawn)."""
-    missing = {c: v for c, v in {**LATER_COLUMNS, "labelled_by": ""}.items()
+    """`df` with every column of LATER_COLUMNS, `labelled_by` and `labelled_at` (an older or
+    hand-written part's rows get the meaning they always had: no provenance, not withdrawn,
+    in the order they were written)."""
+    missing = {c: v for c, v in {**LATER_COLUMNS, "labelled_by": "", "labelled_at": ""}.items()
                if c not in df.columns}  # fmt: skip
     df = df.assign(**missing) if missing else df
     text = ("annotator", "origin", "revision", "labelled_by")

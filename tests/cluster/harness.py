@@ -345,3 +345,23 @@ def apiserver(workdir: Path) -> Iterator[ApiServer]:
     finally:
         for server in reversed(servers):
             server.stop()
+
+
+def secret_names(node: object) -> set[str]:
+    """Every Secret a rendered object references: env (`secretKeyRef`), `envFrom`
+    (`secretRef`), volumes (`secret.secretName`) and a ServiceAccount's `secrets`."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("secretKeyRef", "secretRef") and isinstance(value, dict):
+                found.add(value["name"])
+            elif key == "secret" and isinstance(value, dict) and "secretName" in value:
+                found.add(value["secretName"])
+            elif key == "secrets" and isinstance(value, list):  # a ServiceAccount's
+                found |= {s["name"] for s in value if isinstance(s, dict) and "name" in s}
+            else:
+                found |= secret_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= secret_names(value)
+    return found

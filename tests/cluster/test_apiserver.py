@@ -25,6 +25,7 @@ from .harness import (
     crds_dir,
     httproute_crd_for_apiserver_1_20,
     run,
+    secret_names,
     tool,
 )
 
@@ -171,24 +172,6 @@ def test_helm_release_objects_stored(installed: ApiServer) -> None:
     assert json.loads(status.stdout)["info"]["status"] == "deployed"
 
 
-def _referenced_secrets(node: object) -> set[str]:
-    found: set[str] = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("secretKeyRef", "secretRef") and isinstance(value, dict):
-                found.add(value["name"])
-            elif key == "secret" and isinstance(value, dict) and "secretName" in value:
-                found.add(value["secretName"])
-            elif key == "secrets" and isinstance(value, list):  # a ServiceAccount's
-                found |= {s["name"] for s in value}
-            else:
-                found |= _referenced_secrets(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _referenced_secrets(value)
-    return found
-
-
 def _secret_data(kube: ApiServer, ns: str, name: str) -> dict[str, str]:
     secret = get(kube, "-n", ns, "secret", name)
     return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
@@ -206,7 +189,7 @@ def test_the_secrets_script_creates_what_the_release_names(installed: ApiServer)
     hooks = installed.helm("get", "hooks", "sentiops", "-n", ns).stdout
     names = set()
     for doc in yaml.safe_load_all(manifest + "\n---\n" + hooks):
-        names |= _referenced_secrets(doc) if doc else set()
+        names |= secret_names(doc) if doc else set()
     s3 = ["sentiops-s3-root", "sentiops-s3-predictor", "sentiops-s3-drift", "sentiops-s3-mlflow",
           "sentiops-s3"]  # fmt: skip
     keys = ["sentiops-annotator-tokens", "sentiops-eval-sample", "sentiops-model-signing"]

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from .conftest import CHART, load_docs
-from .harness import REPO, REQUIRED_SET, REQUIRED_VALUES, crds_dir, run, tool
+from .harness import REPO, REQUIRED_SET, REQUIRED_VALUES, crds_dir, run, secret_names, tool
 
 CRD_GROUPS = ("serving.kserve.io", "monitoring.coreos.com", "security.istio.io")
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -951,23 +951,6 @@ S3_SECRETS = {"root": "sentiops-s3-root", "predictor": "sentiops-s3-predictor",
               "pipeline": "sentiops-s3"}  # fmt: skip
 
 
-def _secret_names(node: object) -> set[str]:
-    """Every Secret a container or pod spec references (env, envFrom, volumes)."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("secretKeyRef", "secretRef") and isinstance(value, dict):
-                found.add(value["name"])
-            elif key == "secret" and isinstance(value, dict) and "secretName" in value:
-                found.add(value["secretName"])
-            else:
-                found |= _secret_names(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _secret_names(value)
-    return found
-
-
 def s3_secrets_by_container(docs: list[dict], secrets: dict[str, str]) -> dict[str, set[str]]:
     """`<kind>/<name>/<container>` -> the S3 identities (keys of `secrets`) it references,
     through its env or through a volume it mounts."""
@@ -975,9 +958,9 @@ def s3_secrets_by_container(docs: list[dict], secrets: dict[str, str]) -> dict[s
     out = {}
     for doc in (d for d in docs if d["kind"] in WORKLOAD_KINDS):
         for spec in pod_specs(doc):
-            volumes = {v["name"]: _secret_names(v) for v in spec.get("volumes", [])}
+            volumes = {v["name"]: secret_names(v) for v in spec.get("volumes", [])}
             for c in spec["containers"] + spec.get("initContainers", []):
-                names = _secret_names(c.get("env", [])) | _secret_names(c.get("envFrom", []))
+                names = secret_names(c.get("env", [])) | secret_names(c.get("envFrom", []))
                 for mount in c.get("volumeMounts", []):
                     names |= volumes.get(mount["name"], set())
                 key = f"{doc['kind']}/{doc['metadata']['name']}/{c['name']}"
@@ -1019,7 +1002,7 @@ def test_each_component_has_its_own_s3_identity(helm_docs, overlay_docs) -> None
     docs = helm_template("minio.enabled=false", "s3.endpoint=s3.example.com", *sets)
     assert s3_secrets_by_container(docs, names) == {
         k: v for k, v in expected.items() if "minio" not in k}  # fmt: skip
-    assert "r" not in _secret_names(docs) and "sentiops-s3-root" not in _secret_names(docs)
+    assert "r" not in secret_names(docs) and "sentiops-s3-root" not in secret_names(docs)
     # feedback off: the model server has no S3 credentials at all (the storage-initializer
     # still reads the predictor's through the ServiceAccount)
     docs = helm_template("inferenceService.feedback.enabled=false")
@@ -1239,7 +1222,7 @@ def test_key_secrets_reach_the_predictor_and_the_drift_detector(helm_docs, overl
     # nothing else gets a key
     for doc in (d for d in docs if d["kind"] in ("Deployment", "Job", "StatefulSet")):
         if doc["metadata"]["name"] != "sentiops-drift":
-            assert not {"sample", "signing"} & _secret_names(doc), doc["metadata"]["name"]
+            assert not {"sample", "signing"} & secret_names(doc), doc["metadata"]["name"]
     # signing off: no verify key; the sample key stays
     docs = helm_template("modelSigning.existingSecret=")
     pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]

@@ -69,7 +69,7 @@ class TrainConfig(DataConfig):
     max_length: int = Field(64, ge=8)
     # long texts are read in windows of max_length tokens (sentiops.models.windows), up to
     # max_tokens tokens a text, the windows' logits pooled: mean | weighted | max | last
-    window_pooling: Literal["mean", "weighted", "max", "last"] = "mean"
+    window_pooling: Literal["mean", "weighted", "max", "last"] = "last"
     max_tokens: int = Field(512, ge=8)
     patience: int = Field(2, ge=1)
     # soft targets from the raters' mean scores (0: hard labels only), see

@@ -80,7 +80,7 @@ def distill(
     hard_weight: float = 0.5,
     max_length: int = 64,
     max_tokens: int = windows.MAX_TOKENS,
-    window_pooling: str = "mean",
+    window_pooling: str = windows.DEFAULT_POOLING,
     seed: int = SEED,
     val_texts: Sequence[str] = (),
     val_labels: Sequence[int] = (),

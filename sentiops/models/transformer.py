@@ -189,7 +189,7 @@ class TransformerModel:
         max_length: int,
         session: Any = None,
         folder: Path | None = None,
-        window_pooling: str = "mean",
+        window_pooling: str = _windows.DEFAULT_POOLING,
         max_tokens: int = _windows.MAX_TOKENS,
         stride: int | None = None,
     ) -> None:
@@ -233,7 +233,7 @@ class TransformerModel:
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         max_length: int = 64,
-        window_pooling: str = "mean",
+        window_pooling: str = _windows.DEFAULT_POOLING,
         max_tokens: int = _windows.MAX_TOKENS,
         patience: int = 2,
         class_weights: bool = True,
@@ -416,7 +416,7 @@ class TransformerModel:
         params = manifest.get("params", {})
         max_length = int(params.get("max_length", 128))
         reading: dict[str, Any] = {
-            "window_pooling": str(params.get("window_pooling") or "mean"),
+            "window_pooling": str(params.get("window_pooling") or _windows.DEFAULT_POOLING),
             "max_tokens": int(params.get("max_tokens") or _windows.MAX_TOKENS),
         }
         labels = list(manifest["labels"])

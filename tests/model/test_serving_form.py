@@ -219,3 +219,4 @@ def test_drop_layers_keeps_every_other_layer_of_bert_and_distilbert() -> None:
     assert drop_layers(distil, keep=[3]).config.n_layers == 1
     with pytest.raises(ValueError, match="within 0..3"):
         drop_layers(distil, keep=[4])
+

@@ -63,7 +63,48 @@ def test_pooling_the_windows_of_each_text() -> None:
     assert np.allclose(windows.pool(logits, win, "mean"), [[1, 0, 0], [0, 2 / 3, 5 / 3]])
     assert np.allclose(windows.pool(logits, win, "weighted")[1], [0, 44 / 34, 24 / 34])
     assert np.allclose(windows.pool(logits, win, "max")[1], [0, 0, 4.0])  # the surest window
-    # the last window weighs as much as the others together
-    assert np.allclose(windows.pool(logits, win, "last")[1], [0, 2 / 4, (1 + 2 * 4) / 4])
+    # the last window weighs twice as much as the others together
+    assert np.allclose(windows.pool(logits, win, "last")[1], [0, 2 / 6, (1 + 4 * 4) / 6])
     with pytest.raises(ValueError, match="unknown window pooling"):
         windows.pool(logits, win, "median")
+
+
+def _said(words: list[str], n: int, start: int = 0) -> list[str]:
+    """Plain sentences with one class's cue words (no label in the text)."""
+    from tests.conftest import THINGS
+
+    return [f"the {THINGS[(start + i) % len(THINGS)]} was {words[(start + i) % len(words)]} "
+            f"and {words[(start + i + 3) % len(words)]}" for i in range(n)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cue_model():  # noqa: ANN201
+    """all-MiniLM-L6-v2 fine-tuned briefly on short sentences of cue words, reading 24 tokens
+    at a time (a sentence is ~8)."""
+    from sentiops.models.transformer import TransformerModel
+    from tests.conftest import NEG, NEU, POS
+
+    texts, labels = [], []
+    for label, words in (("negative", NEG), ("neutral", NEU), ("positive", POS)):
+        texts += _said(words, 40)
+        labels += [label] * 40
+    return TransformerModel.fit(texts, labels, base_model="offline", epochs=3, max_length=24,
+                                batch_size=16, lr=1e-4, progress=False, seed=3)  # fmt: skip
+
+
+def test_a_review_is_classified_by_its_verdict_at_the_end(cue_model) -> None:  # noqa: ANN001
+    """A text several windows long whose start is neutral and whose end says what the writer
+    thinks: the model reads the end — the first window alone, what truncation read, says
+    neutral — and the pooling (`last`, the default) counts the last window twice as much as
+    the rest together."""
+    from tests.conftest import NEG, NEU, POS
+
+    assert cue_model.window_pooling == windows.DEFAULT_POOLING == "last"
+    for verdict, words in (("negative", NEG), ("positive", POS)):
+        text = ". ".join([*_said(NEU, 6, start=1), *_said(words, 3, start=2)])
+        win = cue_model.windows([text])
+        assert len(win.owner) >= 3
+        first = cue_model.window_logits(win.input_ids[:1])
+        assert cue_model.labels[int(first.argmax())] == "neutral"
+        proba = cue_model.predict_proba([text])[0]
+        assert cue_model.labels[int(proba.argmax())] == verdict, proba

@@ -111,8 +111,9 @@ def _cap(df: pd.DataFrame, n: int) -> pd.DataFrame:
     return df if len(df) <= n else df.sample(n, random_state=42)
 
 
-def train_and_score(run: Run, data: dict[str, dict[str, pd.DataFrame]], cap: int
-                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
+def train_and_score(
+    run: Run, data: dict[str, dict[str, pd.DataFrame]], cap: int, models: Path | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if len(run.domains) == 1:  # one domain: all of it (the in-domain runs, as before)
         cap = 10**9
     train = pd.concat([_cap(data[d]["train"], cap) for d in run.domains])
@@ -125,6 +126,13 @@ def train_and_score(run: Run, data: dict[str, dict[str, pd.DataFrame]], cap: int
         scores=train[SCORE].tolist(), progress=sys.stderr.isatty(),
     )  # fmt: skip
     seconds = time.perf_counter() - start
+    if models is not None:  # kept for later experiments (benchmarks/student.py)
+        from sentiops.models import modeldir
+
+        modeldir.write(models / run.key(), model.save, {
+            "model_type": run.model_type, "labels": list(model.labels),
+            "params": {**run.params, "max_length": run.params.get("max_length", 64)},
+            "dataset": {"source": [f"vader-{d}" for d in run.domains]}})  # fmt: skip
     probs, f1 = {}, {}
     for d in DOMAINS:
         for part in ("validation", "test"):
@@ -148,7 +156,9 @@ def long_sets(data: dict[str, dict[str, pd.DataFrame]], part: str
 
 
 def _f1(gold: list[str], pred: list[str]) -> float:
-    return macro_f1(gold, pred, list(LABELS))
+    """Macro-F1 over the classes of `gold` (a verdict set has no neutral text: predicting
+    neutral is an error, not a class of its own)."""
+    return macro_f1(gold, pred, [lab for lab in LABELS if lab in set(gold)])
 
 
 def long_scores(model: Any, data: dict[str, dict[str, pd.DataFrame]]) -> dict[str, Any]:
@@ -184,6 +194,28 @@ def long_scores(model: Any, data: dict[str, dict[str, pd.DataFrame]]) -> dict[st
                 labels_from_proba(model.predict_proba(snip[TEXT].tolist()), model.labels))
             out[f"{d}_{part}"] = row
     return out
+
+
+def long_table(records: dict[str, dict[str, Any]], vader: dict[str, dict[str, float]]
+               ) -> list[str]:  # fmt: skip
+    """Markdown: per run with long-text scores and domain, macro-F1 on the long test texts
+    (all / same / verdict) for VADER, the first window only and every pooling, beside the
+    snippets one by one."""
+    from sentiops.models import windows
+
+    md = ["| run | domain | VADER | first window | " + " | ".join(windows.POOLINGS)
+          + " | whole text (TF-IDF) | snippets one by one |",
+          "|---|---|" + "---|" * (len(windows.POOLINGS) + 4)]  # fmt: skip
+    for name, r in records.items():
+        for d in LONG_DOMAINS:
+            row = (r.get("long") or {}).get(f"{d}_test")
+            if not row:
+                continue
+            cells = [_fmt(row[k]["all"]) if k in row else "-"
+                     for k in ("first window", *windows.POOLINGS, "whole text")]  # fmt: skip
+            md.append(f"| {name} | {NAMES[d]} | {_fmt(vader[d]['all'])} | " + " | ".join(cells)
+                      + f" | {_fmt(row['snippets one by one'])} |")  # fmt: skip
+    return md
 
 
 def vader_long(data: dict[str, dict[str, pd.DataFrame]]) -> dict[str, dict[str, float]]:
@@ -287,6 +319,9 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=[], help="run only these (repeatable)")
     ap.add_argument("--table", action="store_true", help="no training: tables from the cache")
     ap.add_argument("--fresh", action="store_true", help="ignore cached runs")
+    ap.add_argument("--rescore-long", action="store_true",
+                    help="score the long texts again with the models kept in "
+                    "<workdir>/bench-models (no training)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args()
     os.environ.setdefault("SENTIOPS_HOME", str(args.workdir))
@@ -303,6 +338,13 @@ def main() -> None:
         path = cache / f"{run.key()}.json"
         if path.exists() and not args.fresh:
             records[run.name] = json.loads(path.read_text())
+            kept = args.workdir / "bench-models" / run.key()
+            if args.rescore_long and kept.exists():
+                from sentiops.models import load_model
+
+                con.print(f"{run.name}: scoring long texts with {kept}")
+                records[run.name]["long"] = long_scores(load_model(kept, verify=False).model, data)
+                path.write_text(json.dumps(records[run.name], indent=2))
             npz = path.with_suffix(".npz")
             if npz.exists():
                 probs[run.name] = dict(np.load(npz))
@@ -310,7 +352,7 @@ def main() -> None:
         if args.table or run not in todo:
             continue
         con.print(f"[{i + 1}/{len(RUNS)}] {run.name}: training on {', '.join(run.domains)}")
-        record, p = train_and_score(run, data, args.cap)
+        record, p = train_and_score(run, data, args.cap, args.workdir / "bench-models")
         path.write_text(json.dumps(record, indent=2))
         np.savez_compressed(path.with_suffix(".npz"), **p)
         records[run.name], probs[run.name] = record, p
@@ -331,10 +373,12 @@ def main() -> None:
         "test_rows": dict(_N), "vader": vader, "runs": records, "stacked_with_vader": stack,
         "seconds_this_call": round(time.perf_counter() - start),
     }, indent=2))  # fmt: skip
+    long_md = long_table(records, vader_long(data))
     (args.results / "quality.md").write_text(
         "Out of domain (macro-F1 on the test split of a domain the model never trained on):\n\n"
         + "\n".join(md) + "\n\nIn domain (the tweets test split, n = 840):\n\n"
-        + "\n".join(inside) + "\n"
+        + "\n".join(inside) + "\n\nLong texts (50-300 words, built from each domain's test "
+        "split; macro-F1 over all of them):\n\n" + "\n".join(long_md) + "\n"
     )  # fmt: skip
     best = max((r["macro_f1"]["tweets"] for r in records.values() if "tweets" in r["domains"]),
                default=0.0)  # fmt: skip

@@ -77,10 +77,12 @@ class TrainConfig(DataConfig):
     soft_width: float = Field(SOFT_WIDTH, ge=0.0)
     threads: int | None = Field(None, ge=1)
     # serving form made when the model is packaged (sentiops.models.serving_form): "auto" =
-    # the fastest form within `serving_tolerance` macro-F1 of PyTorch fp32 on validation;
-    # "student-int8" distills a smaller student first (minutes more training)
+    # the fastest form within `serving_tolerance` macro-F1 of PyTorch fp32 on validation,
+    # trying a distilled half-depth student first; "onnx-int8" etc. name one form
     serving_form: str = "auto"
     serving_tolerance: float = Field(0.005, ge=0.0, le=1.0)
+    # passes of the distilled student over the training texts (the auto form's first choice)
+    distill_epochs: int = Field(2, ge=1)
     # fit the drift detector (sentiops.drift) on the training split and store it in the model
     # directory, so the sidecar loads it from where the model is (needs >= 20 train and
     # validation texts; skipped, and recorded as skipped, below that)

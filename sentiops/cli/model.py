@@ -77,8 +77,9 @@ def train(
     drop_invalid: bool = False,
     serving_form: Annotated[
         str,
-        typer.Option(help="auto (ONNX int8/fp32 of the model) | student-int8 (a distilled "
-                     "half-depth student, minutes more) | onnx-int8 | onnx-fp32 | pytorch"),
+        typer.Option(help="auto (the fastest form validation keeps: a distilled half-depth "
+                     "student, else ONNX int8/fp32 of the model) | student-int8 | onnx-int8 | "
+                     "onnx-fp32 | pytorch"),
     ] = "auto",
     track: Annotated[bool, typer.Option(help="log to MLflow and register the model")] = True,
     register_name: str = REGISTERED_MODEL,

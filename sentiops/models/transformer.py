@@ -393,6 +393,7 @@ class TransformerModel:
         forms: Sequence[str] | None = None,
         train_texts: Sequence[str] = (),
         train_labels: Sequence[str] = (),
+        distill_params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Make the serving form in the written model directory (see serving_form)."""
         from sentiops.models import serving_form
@@ -400,7 +401,7 @@ class TransformerModel:
         return serving_form.package(
             folder, val_texts, val_labels,
             serving_form.TOLERANCE if tolerance is None else tolerance,
-            forms or serving_form.AUTO, train_texts, train_labels,
+            forms or serving_form.AUTO, train_texts, train_labels, distill_params,
         )  # fmt: skip
 
     # -- persistence ------------------------------------------------------------------------

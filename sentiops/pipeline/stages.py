@@ -133,7 +133,7 @@ def train_config(
     from sentiops.params import PIPELINE_OWNED, TrainConfig, parse
 
     knobs = {"max_train_examples", "max_length", "added_share", "serving_form",
-             "serving_tolerance"}  # fmt: skip
+             "serving_tolerance", "distill_epochs"}  # fmt: skip
     allowed = (set(known(model_type)) | knobs) - set(PIPELINE_OWNED)
     unknown = sorted(set(hyperparameters) - allowed)
     if unknown:

@@ -160,7 +160,7 @@ def train_on_splits(
             forms = ("student-int8", "onnx-int8", "onnx-fp32", "pytorch")
         package(cfg.output, val_df[TEXT].tolist(), val_df[LABEL].tolist(),
                 cfg.serving_tolerance, forms, train_df[TEXT].tolist(),
-                train_df[LABEL].tolist())  # fmt: skip
+                train_df[LABEL].tolist(), {"epochs": cfg.distill_epochs})  # fmt: skip
     if cfg.calibration != "none":  # before the detector: it records served probabilities
         calibrate(cfg.output, val_df, cfg.calibration, traffic_like(val_df, first), cfg.seed)
     if cfg.drift_detector:

@@ -39,7 +39,7 @@ class LoopConfig:
     # at most 4,500 rows of the original data per run (new labels always all): ~3 min a run
     hyperparameters: dict[str, Any] = field(
         default_factory=lambda: {"epochs": 1, "max_length": 64, "batch_size": 32, "lr": 1e-4,
-                                 "max_train_examples": 4500}
+                                 "max_train_examples": 4500, "distill_epochs": 1}
     )  # fmt: skip
     baseline_hyperparameters: dict[str, Any] = field(default_factory=dict)
     rate: float = 40.0  # replayed requests per second

@@ -81,8 +81,9 @@ class TrainConfig(DataConfig):
     # trying a distilled half-depth student first; "onnx-int8" etc. name one form
     serving_form: str = "auto"
     serving_tolerance: float = Field(0.005, ge=0.0, le=1.0)
-    # passes of the distilled student over the training texts (the auto form's first choice)
-    distill_epochs: int = Field(2, ge=1)
+    # passes of the distilled student over the training texts (the auto form's first choice;
+    # 0: no student, auto tries the model's own ONNX forms only)
+    distill_epochs: int = Field(2, ge=0)
     # fit the drift detector (sentiops.drift) on the training split and store it in the model
     # directory, so the sidecar loads it from where the model is (needs >= 20 train and
     # validation texts; skipped, and recorded as skipped, below that)

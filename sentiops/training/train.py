@@ -158,6 +158,8 @@ def train_on_splits(
         )
         if cfg.serving_form == "student-int8":  # a student outside the tolerance: the teacher
             forms = ("student-int8", "onnx-int8", "onnx-fp32", "pytorch")
+        if cfg.serving_form == "auto" and cfg.distill_epochs == 0:  # no student asked for
+            forms = ("onnx-int8", "onnx-fp32", "pytorch")
         package(cfg.output, val_df[TEXT].tolist(), val_df[LABEL].tolist(),
                 cfg.serving_tolerance, forms, train_df[TEXT].tolist(),
                 train_df[LABEL].tolist(), {"epochs": cfg.distill_epochs})  # fmt: skip

@@ -36,10 +36,13 @@ class LoopConfig:
     # one epoch at lr 1e-4 (measured on vader-tweets, 2 cores: test macro-F1 0.746, neutral
     # recall 0.545, 151 s); at 5e-5 one epoch leaves neutral recall at 0.28 and the gate's
     # class-recall guard rejects it against the baseline's 0.36
-    # at most 4,500 rows of the original data per run (new labels always all): ~3 min a run
+    # at most 4,500 rows of the original data per run (new labels always all): ~3 min a run;
+    # no distilled student (distill_epochs 0): distilling would add ~2 min a run on 2 cores,
+    # and on this data the student was refused anyway (benchmarks/results/student.md: 2.7
+    # points below its teacher on validation), so the loop serves the model's own ONNX form
     hyperparameters: dict[str, Any] = field(
         default_factory=lambda: {"epochs": 1, "max_length": 64, "batch_size": 32, "lr": 1e-4,
-                                 "max_train_examples": 4500, "distill_epochs": 1}
+                                 "max_train_examples": 4500, "distill_epochs": 0}
     )  # fmt: skip
     baseline_hyperparameters: dict[str, Any] = field(default_factory=dict)
     rate: float = 40.0  # replayed requests per second

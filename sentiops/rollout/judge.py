@@ -10,7 +10,8 @@ before a metric fails, and too little traffic is inconclusive, never a pass.
     metric         dichotomies of the requests (worse / other)    effect (margin)
     error_rate     error                                          rate difference
     latency        slower than each latency bucket edge           p95 ratio - 1
-    confidence     less confident than each confidence edge       mean drop
+    estimated_accuracy  less confident than each confidence edge  calibrated estimated
+                                                                  accuracy drop
     label_mix      each predicted label (either direction)        Jensen-Shannon distance
     live_accuracy  wrong, on the random evaluation sample's labels accuracy drop
 
@@ -24,7 +25,7 @@ the canary's full-traffic requests are compared with everything stable served ea
 time-uniform confidence sequences for each dichotomy's share (a fifth of `alpha` is kept for
 that when the plan has such a step). A metric fails when harm is shown *and* the effect on all
 the data so far exceeds its margin (`max_error_rate_increase`, `max_latency_increase`,
-`max_confidence_drop`, `max_label_js`, `max_accuracy_drop`; a p95 within
+`max_estimated_accuracy_drop`, `max_label_js`, `max_accuracy_drop`; a p95 within
 `latency_objective_s` never fails).
 
 **Evidence before promotion.** "No metric showed harm" is not "the canary was shown no worse".
@@ -40,9 +41,18 @@ traffic to judge by its deadline (the default, `rollback`: an unjudged canary is
 accurate, a different mix passes; while labels are arriving but too few, or show the canary
 below stable without harm shown, a mix failure alone holds the step.
 
-The metric table is `METRICS`: a metric is its dichotomies, its effect and its margin, so the
-confidence metric (the mean-confidence proxy) can be replaced by another estimate of accuracy
-without touching the statistics.
+**Estimated accuracy, not raw confidence.** The served probabilities are calibrated
+(`sentiops.estimation.calibration`), so a version's mean top probability is its estimated
+accuracy (confidence-based performance estimation): the effect of the confidence dichotomies
+is the estimated accuracy drop with its uncertainty (`sentiops.estimation.performance.
+compare_histograms`): it counts only when the drop's one-sided lower bound clears
+`max_estimated_accuracy_drop` (a drop whose point estimate does but whose bound does not is not
+shown), and it never fails against live accuracy of the random sample that says the canary is
+not worse. An uncalibrated confidence gap
+says "less sure", not "worse" (measured 2026-12-04: a sound canary trained on half the data was
+rolled back on mean confidence 0.69 vs 0.82).
+
+The metric table is `METRICS`: a metric is its dichotomies, its effect and its margin.
 """
 
 from __future__ import annotations
@@ -82,7 +92,7 @@ class JudgeConfig:
     # a transformer replacing a TF-IDF baseline is several times slower and well in budget
     # (the gate checked its p95 against `max_p95_latency_ms`). None: relative margin only
     latency_objective_s: float | None = None
-    max_confidence_drop: float = 0.05
+    max_estimated_accuracy_drop: float = 0.05
     max_label_js: float = 0.1
     max_accuracy_drop: float = 0.05
     # promotion needs live accuracy shown no worse than stable by more than max_accuracy_drop
@@ -251,11 +261,28 @@ def _latency_effect(c: Observed, s: Observed, cfg: JudgeConfig) -> Effect:
     return Effect(c95 / s95 - 1.0 if s95 > 0 else 0.0, c95, s95, "p95 latency (s)")
 
 
-def _confidence_effect(c: Observed, s: Observed, cfg: JudgeConfig) -> Effect:
-    cm, sm = c.mean_confidence, s.mean_confidence
-    if cm is None or sm is None:
+def _estimate_effect(c: Observed, s: Observed, cfg: JudgeConfig) -> Effect:
+    """The calibrated estimated accuracy drop (stable minus canary) as the judge counts it:
+    its one-sided lower bound when that clears the margin (the estimate shows the canary worse
+    beyond its uncertainty), else the drop capped at the margin (never a failure: a drop whose
+    bound does not clear the margin is not shown, and labels of the random sample that say the
+    canary is not worse always win); none with too little traffic to estimate."""
+    from sentiops.estimation.performance import FAIL as EST_FAIL
+    from sentiops.estimation.performance import compare_histograms
+
+    if not c.confidence_count or not s.confidence_count:
         return Effect(None, missing="no confidence histogram for one side")
-    return Effect(sm - cm, cm, sm, "mean confidence")
+    margin = cfg.max_estimated_accuracy_drop
+    cmp = compare_histograms(
+        (c.confidence_buckets, c.confidence_sum, c.confidence_count),
+        (s.confidence_buckets, s.confidence_sum, s.confidence_count),
+        margin=margin, alpha=cfg.alpha, min_n=cfg.min_requests, min_labels=cfg.min_feedback,
+        labels=((c.feedback_correct, c.feedback_total), (s.feedback_correct, s.feedback_total)),
+    )  # fmt: skip
+    if cmp.drop is None:  # too little traffic to estimate
+        return Effect(None, missing=cmp.message)
+    value = cmp.drop_low if cmp.result == EST_FAIL else min(cmp.drop, margin)
+    return Effect(value, cmp.canary, cmp.stable, cmp.message)
 
 
 def _label_effect(c: Observed, s: Observed, cfg: JudgeConfig) -> Effect:
@@ -299,7 +326,8 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("error_rate", _error_tables, _error_effect, "max_error_rate_increase"),
     Metric("latency", _latency_tables, _latency_effect, "max_latency_increase"),
-    Metric("confidence", _confidence_tables, _confidence_effect, "max_confidence_drop"),
+    Metric("estimated_accuracy", _confidence_tables, _estimate_effect,
+           "max_estimated_accuracy_drop"),
     Metric("label_mix", _label_tables, _label_effect, "max_label_js", either_way=True),
     Metric("live_accuracy", _accuracy_tables, _accuracy_effect, "max_accuracy_drop"),
 )

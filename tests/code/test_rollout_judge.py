@@ -57,7 +57,7 @@ def test_same_model_is_never_rolled_back_beyond_noise(seed: int, n: int) -> None
         ({"error_rate": 0.12}, "error_rate"),
         ({"latency_ms": 120.0}, "latency"),
         ({"mix": (0.1, 0.1, 0.8)}, "label_mix"),
-        ({"confidence": 0.6}, "confidence"),
+        ({"confidence": 0.6}, "estimated_accuracy"),
         ({"accuracy": 0.6}, "live_accuracy"),
     ],
 )
@@ -65,8 +65,8 @@ def test_clearly_worse_canary_is_rolled_back_for_the_right_reason(worse: dict, m
     rng = np.random.default_rng(1)
     others = 0
     for _ in range(20):
-        # labels outrank the label-mix proxy, so the mix case is judged without labels
-        labelled = {} if metric == "label_mix" else {"accuracy": 0.85}
+        # labels outrank the label-mix and estimated-accuracy proxies: those are judged without
+        labelled = {} if metric in ("label_mix", "estimated_accuracy") else {"accuracy": 0.85}
         canary = serve(rng, 300, **(labelled | worse))
         stable = serve(rng, 1500, **labelled)
         checks = judge.judge_metrics(canary, stable, CFG)
@@ -270,7 +270,8 @@ def test_a_slower_canary_within_the_latency_objective_passes() -> None:
 # ------------------------------------------------------------------ whole rollouts
 #: Margins of 0: nothing but the statistics stands between noise and a rollback.
 NO_MARGINS = dict.fromkeys(("max_error_rate_increase", "max_latency_increase",
-                            "max_confidence_drop", "max_label_js", "max_accuracy_drop"), 0.0)
+                            "max_estimated_accuracy_drop", "max_label_js", "max_accuracy_drop"),
+                           0.0)  # fmt: skip
 #: Margins below what each injected fault measures (benchmarks/judge.py uses the same).
 FAULT_MARGINS = {"max_error_rate_increase": 0.005, "max_latency_increase": 0.1,
                  "max_label_js": 0.07, "max_accuracy_drop": 0.025}  # fmt: skip
@@ -574,3 +575,19 @@ def test_people_see_and_answer_a_local_rollout_that_waits(sentiops_home: Path) -
     assert again.exit_code == 10 and "no rollout waits for approval" in again.output
     gate.close()
     assert not (sentiops_home / "rollout" / "approval.json").exists()
+
+
+def test_an_estimated_accuracy_drop_never_fails_against_labels_that_say_otherwise() -> None:
+    """The canary is far less sure (calibrated estimated accuracy 0.6 vs 0.8), which without
+    labels rolls it back; with enough random-sample labels saying it is as accurate as stable,
+    the estimate passes and says why (the raw confidence gap said "less sure", not "worse")."""
+    rng = np.random.default_rng(5)
+    canary = serve(rng, 600, confidence=0.6, accuracy=0.85)
+    stable = serve(rng, 1500, accuracy=0.85)
+    checks = {c.name: c for c in judge.judge_metrics(canary, stable, CFG)}
+    est = checks["estimated_accuracy"]
+    assert est.result == judge.PASS and "the labels say otherwise" in est.message
+    assert "estimated accuracy (calibrated): canary 0.6" in est.message
+    unlabelled = {c.name: c for c in judge.judge_metrics(serve(rng, 600, confidence=0.6),
+                                                         serve(rng, 1500), CFG)}  # fmt: skip
+    assert unlabelled["estimated_accuracy"].result == judge.FAIL

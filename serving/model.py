@@ -154,8 +154,17 @@ class SentimentModel(Model):
             "platform": f"sentiops-{(self.model.manifest if self.model else {}).get('model_type')}",
             "inputs": self.get_input_types(),
             "outputs": self.get_output_types(),
-            "parameters": {"labels": self.labels, "model_version": self.version},
+            "parameters": {"labels": self.labels, "model_version": self.version,
+                           # the probabilities served are calibrated (their mean top
+                           # probability estimates accuracy) or the model type's raw ones
+                           "probabilities": self.calibration},
         }
+
+    @property
+    def calibration(self) -> str:
+        """`calibrated (temperature)` etc., or `uncalibrated`: what the probabilities are."""
+        cal = self.model.calibrator if self.model is not None else None
+        return f"calibrated ({cal.method})" if cal is not None else "uncalibrated"
 
     def get_output_types(self) -> list[dict[str, Any]]:
         return [

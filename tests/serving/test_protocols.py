@@ -34,6 +34,9 @@ def test_v1_and_v2_health_and_metadata(server: Predictor) -> None:
     assert httpx.get(f"{server.url}/v2/models/sentiment/ready").status_code == 200
     meta = httpx.get(f"{server.url}/v2/models/sentiment").json()
     assert meta["versions"] == ["7"] and meta["parameters"]["labels"] == LABELS
+    # the fixture's model was written without a calibrator: the API says its probabilities
+    # are the model's own
+    assert meta["parameters"]["probabilities"] == "uncalibrated"
     assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
     assert [o["name"] for o in meta["outputs"]] == ["label", "probabilities", "read"]
 

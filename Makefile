@@ -42,8 +42,9 @@ test: install cluster-tools stack-tools ## all tests: unit + integration (real S
 test-unit: install cluster-tools ## fast unit tests only
 	$(BIN)/pytest -q -m "not integration and not slow" tests
 
-lint: install ## ruff + mypy on the core
+lint: install ## ruff (lint and format check) + mypy on the core
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 typecheck: install

@@ -71,11 +71,19 @@ def transformer_model(folder: Path, df: pd.DataFrame) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "tweets.csv"
     df.to_csv(data, index=False)
-    cfg = TrainConfig.model_validate({
-        "data": [str(data)], "output": folder / "m", "model_type": "transformer",
-        "base_model": "offline", "epochs": 1, "max_length": 64, "max_train_examples": 600,
-        "track": False, "drift_detector": False,
-    })  # fmt: skip
+    cfg = TrainConfig.model_validate(
+        {
+            "data": [str(data)],
+            "output": folder / "m",
+            "model_type": "transformer",
+            "base_model": "offline",
+            "epochs": 1,
+            "max_length": 64,
+            "max_train_examples": 600,
+            "track": False,
+            "drift_detector": False,
+        }
+    )
     return train(cfg, progress=False).model_dir
 
 
@@ -89,18 +97,35 @@ def ceiling(model_dir: Path, texts: list[str], batch_size: int) -> dict[str, flo
     for batch in batches:
         loaded.predict_proba(batch)
     secs, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"texts_per_sec": len(texts) / secs, "seconds": secs,
-            "texts_per_cpu_sec": len(texts) / cpu}  # fmt: skip
+    return {
+        "texts_per_sec": len(texts) / secs,
+        "seconds": secs,
+        "texts_per_cpu_sec": len(texts) / cpu,
+    }
 
 
-def batch_command(model_dir: Path, src: Path, out: Path, batch_size: int, shard_rows: int
-                  ) -> dict[str, Any]:  # fmt: skip
+def batch_command(
+    model_dir: Path, src: Path, out: Path, batch_size: int, shard_rows: int
+) -> dict[str, Any]:
     """`sentiops batch` in a subprocess: wall time, peak RSS (wait4) and its summary."""
     shutil.rmtree(out, ignore_errors=True)
     exe = Path(sys.executable).with_name("sentiops")
-    cmd = [str(exe), "batch", "--model", str(model_dir), "--input", str(src), "--output",
-           str(out), "--batch-size", str(batch_size), "--shard-rows", str(shard_rows),
-           "--keep", "none"]  # fmt: skip
+    cmd = [
+        str(exe),
+        "batch",
+        "--model",
+        str(model_dir),
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--batch-size",
+        str(batch_size),
+        "--shard-rows",
+        str(shard_rows),
+        "--keep",
+        "none",
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -130,8 +155,12 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(".sentiops") / "bench-batch")
     ap.add_argument("--tfidf-rows", default="20000,100000", help="sizes of the TF-IDF runs")
     ap.add_argument("--transformer-rows", type=int, default=4200)
-    ap.add_argument("--transformer", type=Path, default=None,
-                    help="a transformer model directory (default: fine-tune one here)")
+    ap.add_argument(
+        "--transformer",
+        type=Path,
+        default=None,
+        help="a transformer model directory (default: fine-tune one here)",
+    )
     ap.add_argument("--no-transformer", action="store_true")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--shard-rows", type=int, default=50_000)
@@ -158,13 +187,23 @@ def main() -> None:
             pd.DataFrame({"id": range(n), "text": texts}).to_csv(src, index=False)
         tops, cmds = [], []
         for i in range(args.repeat):  # alternated, the best of each kept: the machine is shared
-            print(f"{kind} ({form}), {n:,} rows, round {i + 1}/{args.repeat}: ceiling ...",
-                  flush=True)  # fmt: skip
+            print(
+                f"{kind} ({form}), {n:,} rows, round {i + 1}/{args.repeat}: ceiling ...", flush=True
+            )
             tops.append(ceiling(model_dir, texts, args.batch_size))
-            print(f"  ceiling {tops[-1]['texts_per_sec']:,.0f} texts/s; sentiops batch ...",
-                  flush=True)  # fmt: skip
-            cmds.append(batch_command(model_dir, src, args.workdir / f"out-{kind}-{n}",
-                                      args.batch_size, args.shard_rows))  # fmt: skip
+            print(
+                f"  ceiling {tops[-1]['texts_per_sec']:,.0f} texts/s; sentiops batch ...",
+                flush=True,
+            )
+            cmds.append(
+                batch_command(
+                    model_dir,
+                    src,
+                    args.workdir / f"out-{kind}-{n}",
+                    args.batch_size,
+                    args.shard_rows,
+                )
+            )
             print(f"  batch {cmds[-1]['texts_per_sec']:,.0f} texts/s scoring", flush=True)
         top = max(tops, key=lambda r: r["texts_per_sec"])
         top["texts_per_cpu_sec"] = max(r["texts_per_cpu_sec"] for r in tops)
@@ -175,20 +214,36 @@ def main() -> None:
         run["peak_rss_mb"] = max(r["peak_rss_mb"] for r in cmds)
         run["all_ceiling"] = [round(r["texts_per_sec"]) for r in tops]
         run["all_batch"] = [round(r["texts_per_sec"]) for r in cmds]
-        row = {"model": kind, "form": form, "version": manifest["version"], "rows": n,
-               "file_mb": src.stat().st_size / 1e6, "ceiling": top["texts_per_sec"],
-               "ceiling_per_cpu_sec": top["texts_per_cpu_sec"], **run}  # fmt: skip
+        row = {
+            "model": kind,
+            "form": form,
+            "version": manifest["version"],
+            "rows": n,
+            "file_mb": src.stat().st_size / 1e6,
+            "ceiling": top["texts_per_sec"],
+            "ceiling_per_cpu_sec": top["texts_per_cpu_sec"],
+            **run,
+        }
         rows.append(row)
-        print(f"  batch {run['texts_per_sec']:,.0f} texts/s scoring, "
-              f"{run['texts_per_sec_wall']:,.0f} whole command, peak RSS "
-              f"{run['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
-    lines = write(args.results, rows, args, time.perf_counter() - t0,
-                  str(models.get("transformer", "")))  # fmt: skip
+        print(
+            f"  batch {run['texts_per_sec']:,.0f} texts/s scoring, "
+            f"{run['texts_per_sec_wall']:,.0f} whole command, peak RSS "
+            f"{run['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
+    lines = write(
+        args.results, rows, args, time.perf_counter() - t0, str(models.get("transformer", ""))
+    )
     print("\n".join(lines))
 
 
-def write(results: Path, rows: list[dict[str, Any]], args: argparse.Namespace, secs: float,
-          transformer: str = "") -> list[str]:  # fmt: skip
+def write(
+    results: Path,
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    secs: float,
+    transformer: str = "",
+) -> list[str]:
     cpu = os.cpu_count()
     lines = [
         "| model (form) | rows (CSV MB) | shards | ceiling texts/s | `sentiops batch` texts/s "
@@ -204,16 +259,18 @@ def write(results: Path, rows: list[dict[str, Any]], args: argparse.Namespace, s
             f"{r['texts_per_cpu_sec'] / r['ceiling_per_cpu_sec']:.0%} | "
             f"{r['texts_per_sec_wall']:,.0f} ({r['wall_seconds']:.1f}) | {r['peak_rss_mb']:.0f} |"
         )
-    note = (f"best of {args.repeat} alternated rounds each; batch size {args.batch_size}, "
-            f"shards of {args.shard_rows:,} rows; {cpu} cores "
-            f"({platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d')}; "
-            f"benchmark {secs:.0f} s"
-            + (f"; transformer {transformer}" if transformer else ""))  # fmt: skip
+    note = (
+        f"best of {args.repeat} alternated rounds each; batch size {args.batch_size}, "
+        f"shards of {args.shard_rows:,} rows; {cpu} cores "
+        f"({platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d')}; "
+        f"benchmark {secs:.0f} s" + (f"; transformer {transformer}" if transformer else "")
+    )
     results.mkdir(parents=True, exist_ok=True)
     (results / "batch.json").write_text(json.dumps({"rows": rows, "note": note}, indent=2))
     (results / "batch.md").write_text(
         "# Batch scoring: `sentiops batch` vs the in-process ceiling\n\n"
-        "Command: `make bench-batch` (`benchmarks/batch.py`).\n\n" + "\n".join(lines)
+        "Command: `make bench-batch` (`benchmarks/batch.py`).\n\n"
+        + "\n".join(lines)
         + f"\n\n{note}\n"
     )
     return [*lines, "", note]

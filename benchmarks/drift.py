@@ -71,12 +71,28 @@ def sidecar_memory(model_dir: Path, texts: list[str], proba: np.ndarray, work: P
     model_dir, work = model_dir.resolve(), work.resolve()
     proc = start_process(
         "bench-drift-sidecar",
-        [sys.executable, "-m", "drift", "--host", "127.0.0.1", "--port", str(port),
-         "--detector", str(model_dir), "--store", str(work / "store"), "--workdir", str(work),
-         "--window-size", "200", "--prediction-log", "false"],
+        [
+            sys.executable,
+            "-m",
+            "drift",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--detector",
+            str(model_dir),
+            "--store",
+            str(work / "store"),
+            "--workdir",
+            str(work),
+            "--window-size",
+            "200",
+            "--prediction-log",
+            "false",
+        ],
         work,
         {"MALLOC_ARENA_MAX": "2"},  # as in the drift image
-    )  # fmt: skip
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/readyz", proc, 300, "sidecar ready")
@@ -87,9 +103,12 @@ def sidecar_memory(model_dir: Path, texts: list[str], proba: np.ndarray, work: P
                 probs = dict(zip(labels, map(float, row), strict=True))
                 bodies = {
                     "org.kubeflow.serving.inference.request": {"instances": [text]},
-                    "org.kubeflow.serving.inference.response": {"predictions": [
-                        {"label": max(probs, key=probs.__getitem__), "probabilities": probs}]},
-                }  # fmt: skip
+                    "org.kubeflow.serving.inference.response": {
+                        "predictions": [
+                            {"label": max(probs, key=probs.__getitem__), "probabilities": probs}
+                        ]
+                    },
+                }
                 for kind, body in bodies.items():
                     attrs = {
                         "type": kind,
@@ -110,8 +129,11 @@ def sidecar_memory(model_dir: Path, texts: list[str], proba: np.ndarray, work: P
         after = rss_kb(proc.proc.pid)
     finally:
         proc.stop()
-    return {"rss_loaded_mb": loaded[0] / 1024, "rss_after_window_mb": after[0] / 1024,
-            "peak_mb": after[1] / 1024}  # fmt: skip
+    return {
+        "rss_loaded_mb": loaded[0] / 1024,
+        "rss_after_window_mb": after[0] / 1024,
+        "peak_mb": after[1] / 1024,
+    }
 
 
 def main() -> None:
@@ -149,15 +171,21 @@ def main() -> None:
     modeldir.write(model_dir, model.save, {"model_type": "tfidf-logreg", "labels": model.labels})
     t_fit = time.perf_counter()
     drift_detector.fit_model_dir(
-        model_dir, train[TEXT].tolist(), parts["validation"][TEXT].tolist(),
-        reference_size=args.reference_size, permutations=args.permutations,
-    )  # fmt: skip
+        model_dir,
+        train[TEXT].tolist(),
+        parts["validation"][TEXT].tolist(),
+        reference_size=args.reference_size,
+        permutations=args.permutations,
+    )
     fit_seconds = time.perf_counter() - t_fit
     loaded = load_model(model_dir)
     detector = drift_detector.load(model_dir)
     tester = windows.WindowTester(detector)
-    print(f"detector fitted in {fit_seconds:.1f}s ({detector.config['reference_size']} reference "
-          f"texts, {detector.config['holdout_size']} held-out)", flush=True)  # fmt: skip
+    print(
+        f"detector fitted in {fit_seconds:.1f}s ({detector.config['reference_size']} reference "
+        f"texts, {detector.config['holdout_size']} held-out)",
+        flush=True,
+    )
 
     null_texts = parts["test"][TEXT].tolist()
     shift_pool = movies.sample(n=min(4000, len(movies)), random_state=args.seed)[TEXT].tolist()
@@ -189,37 +217,49 @@ def main() -> None:
             row["test_ms"] = 1000 * float(np.median(secs))
             row["embed_ms"] = 1000 * embed_per_text * size
         rows.append(row)
-        print(f"window {size}: false alarms {row['null']:.3f}, power {row['shift']:.3f}, "
-              f"{row['embed_ms'] + row['test_ms']:.0f} ms/window", flush=True)  # fmt: skip
+        print(
+            f"window {size}: false alarms {row['null']:.3f}, power {row['shift']:.3f}, "
+            f"{row['embed_ms'] + row['test_ms']:.0f} ms/window",
+            flush=True,
+        )
 
         write(args.results, rows, detector, fit_seconds, t0, None)  # kept if a later step fails
     memory = sidecar_memory(model_dir, null_texts, pools["null"][2], args.workdir / "sidecar")
     lines = write(args.results, rows, detector, fit_seconds, t0, memory)
     print("\n".join(lines))
     ok = [r["window"] for r in rows if r["shift"] >= TARGET_POWER and r["null"] <= TARGET_FAR]
-    print(f"target (power >= {TARGET_POWER} with false alarms <= {TARGET_FAR} at a window <= 200):"
-          f" {'met at ' + str(ok) if ok else 'NOT met'}")  # fmt: skip
+    print(
+        f"target (power >= {TARGET_POWER} with false alarms <= {TARGET_FAR} at a window <= 200):"
+        f" {'met at ' + str(ok) if ok else 'NOT met'}"
+    )
 
 
 def write(
-    results: Path, rows: list[dict[str, Any]], detector: Any, fit_seconds: float, t0: float,
+    results: Path,
+    rows: list[dict[str, Any]],
+    detector: Any,
+    fit_seconds: float,
+    t0: float,
     memory: dict[str, float] | None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     record = {
         "reference": "vader-tweets train split (70%, seed 42)",
         "holdout_reference": "vader-tweets validation split",
         "null": "random windows of the vader-tweets test split",
         "shift": "random windows of vader-movies snippets",
         "model": "tfidf-logreg trained on the train split",
-        "alpha": detector.alpha, "correction": drift_detector.CORRECTION,
+        "alpha": detector.alpha,
+        "correction": drift_detector.CORRECTION,
         "reference_size": detector.config["reference_size"],
         "permutations": detector.config["permutations"],
-        "fit_seconds": round(fit_seconds, 1), "rows": rows, "sidecar_memory": memory,
+        "fit_seconds": round(fit_seconds, 1),
+        "rows": rows,
+        "sidecar_memory": memory,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "total_seconds": round(time.perf_counter() - t0, 1),
         "date": time.strftime("%Y-%m-%d"),
         "load_average": [round(x, 1) for x in os.getloadavg()],
-    }  # fmt: skip
+    }
     results.mkdir(parents=True, exist_ok=True)
     (results / "drift.json").write_text(json.dumps(record, indent=2))
     lines = [

@@ -40,18 +40,34 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 IN_DOMAIN = "vader-tweets"
-SHIFTS = {"vader-movies": "movie reviews", "vader-amazon": "product reviews",
-          "vader-nyt": "editorials"}  # fmt: skip
+SHIFTS = {
+    "vader-movies": "movie reviews",
+    "vader-amazon": "product reviews",
+    "vader-nyt": "editorials",
+}
 WINDOWS = 4
 #: the loop's transformer settings (sentiops.local.loop.config.LoopConfig.hyperparameters)
 MODELS: dict[str, dict[str, Any]] = {
     "tfidf-logreg": {"model_type": "tfidf-logreg"},
-    "transformer": {"model_type": "transformer", "base_model": "offline", "epochs": 1,
-                    "max_length": 64, "batch_size": 32, "lr": 1e-4},
+    "transformer": {
+        "model_type": "transformer",
+        "base_model": "offline",
+        "epochs": 1,
+        "max_length": 64,
+        "batch_size": 32,
+        "lr": 1e-4,
+    },
     # trained longer: the fine-tuned network's usual over-confidence (calibration lowers it)
-    "transformer-3-epochs": {"model_type": "transformer", "base_model": "offline", "epochs": 3,
-                             "max_length": 64, "batch_size": 32, "lr": 5e-5, "patience": 3},
-}  # fmt: skip
+    "transformer-3-epochs": {
+        "model_type": "transformer",
+        "base_model": "offline",
+        "epochs": 3,
+        "max_length": 64,
+        "batch_size": 32,
+        "lr": 5e-5,
+        "patience": 3,
+    },
+}
 METHODS = ("uncalibrated", "temperature", "vector", "nannyml")
 TARGET_IN_DOMAIN = 0.02
 
@@ -60,8 +76,7 @@ def splits(seed: int) -> dict[str, dict[str, Any]]:
     from sentiops.data.prepare import prepare
     from sentiops.params import DataConfig
 
-    return {d: prepare(DataConfig(data=[d], seed=seed)).splits
-            for d in [IN_DOMAIN, *SHIFTS]}  # fmt: skip
+    return {d: prepare(DataConfig(data=[d], seed=seed)).splits for d in [IN_DOMAIN, *SHIFTS]}
 
 
 def train(name: str, data: dict[str, Any], workdir: Path, seed: int) -> tuple[Path, float]:
@@ -72,8 +87,9 @@ def train(name: str, data: dict[str, Any], workdir: Path, seed: int) -> tuple[Pa
     out = workdir / name
     if (out / "model.json").exists():
         return out, float(json.loads((out / "model.json").read_text()).get("train_seconds", 0))
-    cfg = TrainConfig(data=[IN_DOMAIN], output=out, track=False, drift_detector=False,
-                      seed=seed, **MODELS[name])  # fmt: skip
+    cfg = TrainConfig(
+        data=[IN_DOMAIN], output=out, track=False, drift_detector=False, seed=seed, **MODELS[name]
+    )
     s, dataset = data[IN_DOMAIN], {"source": [IN_DOMAIN], "version": "bench"}
     fitted = train_on_splits(cfg, s["train"], s["validation"], None, dataset, progress=False)
     return out, fitted.seconds
@@ -88,14 +104,22 @@ def probabilities(model_dir: Path, data: dict[str, Any]) -> dict[str, Any]:
     loaded = load_model(model_dir)
 
     def raw(texts: list[str]) -> np.ndarray:
-        return np.concatenate([loaded.predict_proba(texts[i : i + 256], calibrated=False)
-                               for i in range(0, len(texts), 256)])  # fmt: skip
+        return np.concatenate(
+            [
+                loaded.predict_proba(texts[i : i + 256], calibrated=False)
+                for i in range(0, len(texts), 256)
+            ]
+        )
 
-    sets = {"validation": data[IN_DOMAIN]["validation"],
-            **{d: data[d]["test"] for d in [IN_DOMAIN, *SHIFTS]}}  # fmt: skip
+    sets = {
+        "validation": data[IN_DOMAIN]["validation"],
+        **{d: data[d]["test"] for d in [IN_DOMAIN, *SHIFTS]},
+    }
     start = time.perf_counter()
-    out = {k: (raw(df[TEXT].astype(str).tolist()), df[LABEL].astype(str).tolist())
-           for k, df in sets.items()}  # fmt: skip
+    out = {
+        k: (raw(df[TEXT].astype(str).tolist()), df[LABEL].astype(str).tolist())
+        for k, df in sets.items()
+    }
     return {"loaded": loaded, "sets": out, "predict_seconds": time.perf_counter() - start}
 
 
@@ -118,8 +142,11 @@ def measure(name: str, got: dict[str, Any], nannyml: dict[str, Any] | None) -> d
     loaded, sets = got["loaded"], got["sets"]
     labels = loaded.labels
     val_p, val_gold = sets["validation"]
-    calibrators = {"uncalibrated": None, "temperature": loaded.calibrator,
-                   "vector": calibration.fit(val_p, val_gold, labels, "vector")}  # fmt: skip
+    calibrators = {
+        "uncalibrated": None,
+        "temperature": loaded.calibrator,
+        "vector": calibration.fit(val_p, val_gold, labels, "vector"),
+    }
     rows = []
     for case, kind, p, gold in cases(sets):
         row: dict[str, Any] = {"case": case, "kind": kind, "n": len(gold)}
@@ -145,14 +172,20 @@ def measure(name: str, got: dict[str, Any], nannyml: dict[str, Any] | None) -> d
         if nml:
             acc, f1 = nml["accuracy"], nml["f1"]
             row["nannyml"] = {
-                "accuracy": acc, "macro_f1": f1,
+                "accuracy": acc,
+                "macro_f1": f1,
                 "accuracy_error": round(acc - real["realized_accuracy"], 4),
                 "macro_f1_error": round(f1 - real["realized_macro_f1"], 4),
-            }  # fmt: skip
+            }
         rows.append(row)
-    return {"model": name, "labels": labels, "calibration": loaded.manifest.get("calibration"),
-            "vector": calibrators["vector"].to_dict() if calibrators["vector"] else None,
-            "predict_seconds": round(got["predict_seconds"], 1), "cases": rows}  # fmt: skip
+    return {
+        "model": name,
+        "labels": labels,
+        "calibration": loaded.manifest.get("calibration"),
+        "vector": calibrators["vector"].to_dict() if calibrators["vector"] else None,
+        "predict_seconds": round(got["predict_seconds"], 1),
+        "cases": rows,
+    }
 
 
 def over_seeds(seeds: list[int], workdir: Path) -> dict[str, Any]:
@@ -178,11 +211,20 @@ def over_seeds(seeds: list[int], workdir: Path) -> dict[str, Any]:
                 real = performance.realized(served, gold, labels)["accuracy"]
                 est = float(served.max(axis=1).mean())
                 errors.setdefault(case, {}).setdefault(method, []).append(est - real)
-    return {"seeds": seeds, "cases": {
-        case: {m: {"mean_error": round(float(np.mean(v)), 4),
-                   "mean_abs_error": round(float(np.mean(np.abs(v))), 4),
-                   "errors": [round(x, 4) for x in v]} for m, v in by.items()}
-        for case, by in errors.items()}}  # fmt: skip
+    return {
+        "seeds": seeds,
+        "cases": {
+            case: {
+                m: {
+                    "mean_error": round(float(np.mean(v)), 4),
+                    "mean_abs_error": round(float(np.mean(np.abs(v))), 4),
+                    "errors": [round(x, 4) for x in v],
+                }
+                for m, v in by.items()
+            }
+            for case, by in errors.items()
+        },
+    }
 
 
 # ------------------------------------------------------------------------------ NannyML
@@ -214,14 +256,18 @@ def run_nannyml(python: str, folders: dict[str, Path]) -> tuple[dict[str, Any], 
     results: dict[str, Any] = {}
     for name, folder in folders.items():
         env = {**os.environ, "NML_DISABLE_USAGE_LOGGING": "1"}
-        proc = subprocess.run([python, str(script), str(folder)], capture_output=True, text=True,
-                              env=env, check=False)  # fmt: skip
+        proc = subprocess.run(
+            [python, str(script), str(folder)], capture_output=True, text=True, env=env, check=False
+        )
         if proc.returncode != 0:
             return {}, f"NannyML failed: {proc.stderr.strip().splitlines()[-1:]}"
         results[name] = json.loads((folder / "nannyml.json").read_text())
-    version = subprocess.run([python, "-c", "import importlib.metadata as m; "
-                              "print(m.version('nannyml'))"], capture_output=True, text=True,
-                             check=False).stdout.strip()  # fmt: skip
+    version = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('nannyml'))"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     return results, f"nannyml {version}"
 
 
@@ -234,53 +280,72 @@ def _cell(m: dict[str, Any] | None, metric: str) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        "# Estimated vs realized performance (`make bench-estimate`)", "",
+        "# Estimated vs realized performance (`make bench-estimate`)",
+        "",
         f"{result['when']}, {result['machine']}; models trained on `vader-tweets` only "
         "(70/10/20 split, seed 42), calibrated on its validation split; traffic = one domain's "
         "whole test split, realized = every row's label. Cells: estimate (estimate minus "
-        f"realized). NannyML: {result['nannyml']}.", "",
-    ]  # fmt: skip
+        f"realized). NannyML: {result['nannyml']}.",
+        "",
+    ]
     for model in result["models"]:
         cal = model["calibration"] or {}
         lines += [
-            f"## {model['model']}", "",
+            f"## {model['model']}",
+            "",
             f"Trained in {model['train_seconds']:.0f} s; calibration: {cal.get('method')} "
             f"T = {cal.get('temperature', 1):.3f}, held-out validation ECE "
             f"{cal.get('before', {}).get('ece', 0):.3f} -> {cal.get('after', {}).get('ece', 0):.3f}"
             f", Brier {cal.get('before', {}).get('brier', 0):.3f} -> "
-            f"{cal.get('after', {}).get('brier', 0):.3f}.", "",
-        ]  # fmt: skip
+            f"{cal.get('after', {}).get('brier', 0):.3f}.",
+            "",
+        ]
         for metric, title in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
             lines += [
                 f"| {title}: traffic | n | realized | uncalibrated | temperature (served) "
-                "| vector | NannyML CBPE |", "|---|---|---|---|---|---|---|",
-            ]  # fmt: skip
+                "| vector | NannyML CBPE |",
+                "|---|---|---|---|---|---|---|",
+            ]
             for r in model["cases"]:
                 lines.append(
                     f"| {r['case']} | {r['n']} | {r[f'realized_{metric}']:.3f} | "
-                    + " | ".join(_cell(r.get(m), metric) for m in METHODS) + " |"
+                    + " | ".join(_cell(r.get(m), metric) for m in METHODS)
+                    + " |"
                 )
             lines.append("")
-        ece = " · ".join(f"{r['case']}: {r['uncalibrated']['ece']:.3f} -> "
-                         f"{r['temperature']['ece']:.3f}" for r in model["cases"]
-                         if r["kind"] != "window")  # fmt: skip
+        ece = " · ".join(
+            f"{r['case']}: {r['uncalibrated']['ece']:.3f} -> {r['temperature']['ece']:.3f}"
+            for r in model["cases"]
+            if r["kind"] != "window"
+        )
         lines += [f"ECE uncalibrated -> temperature: {ece}.", ""]
     seeds = result.get("over_seeds")
     if seeds:
         lines += [
             f"## tfidf-logreg over {len(seeds['seeds'])} splits (seeds "
-            f"{', '.join(map(str, seeds['seeds']))})", "",
+            f"{', '.join(map(str, seeds['seeds']))})",
+            "",
             "Accuracy estimate minus realized: mean (mean |error|) over the seeds' own splits, "
-            "training and calibration.", "",
-            "| traffic | uncalibrated | temperature (served) | vector |", "|---|---|---|---|",
-        ]  # fmt: skip
+            "training and calibration.",
+            "",
+            "| traffic | uncalibrated | temperature (served) | vector |",
+            "|---|---|---|---|",
+        ]
         for case, by in seeds["cases"].items():
-            cells = [f"{by[m]['mean_error']:+.3f} ({by[m]['mean_abs_error']:.3f})"
-                     for m in ("uncalibrated", "temperature", "vector")]  # fmt: skip
+            cells = [
+                f"{by[m]['mean_error']:+.3f} ({by[m]['mean_abs_error']:.3f})"
+                for m in ("uncalibrated", "temperature", "vector")
+            ]
             lines.append(f"| {case} | {' | '.join(cells)} |")
         lines.append("")
-    lines += ["## Targets", "", *result["verdicts"], "",
-              f"Whole benchmark: {result['seconds']:.0f} s.", ""]  # fmt: skip
+    lines += [
+        "## Targets",
+        "",
+        *result["verdicts"],
+        "",
+        f"Whole benchmark: {result['seconds']:.0f} s.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -291,21 +356,31 @@ def verdicts(models: list[dict[str, Any]]) -> list[str]:
             t, u = r["temperature"], r["uncalibrated"]
             if r["kind"] == "in domain":
                 ok = abs(t["accuracy_error"]) <= TARGET_IN_DOMAIN
-                out.append(f"- {model['model']}, in domain: accuracy error "
-                           f"{t['accuracy_error']:+.3f} (target |error| <= {TARGET_IN_DOMAIN}): "
-                           f"{'met' if ok else 'NOT met'}")  # fmt: skip
+                out.append(
+                    f"- {model['model']}, in domain: accuracy error "
+                    f"{t['accuracy_error']:+.3f} (target |error| <= {TARGET_IN_DOMAIN}): "
+                    f"{'met' if ok else 'NOT met'}"
+                )
             elif r["kind"] == "shift":
                 better = abs(t["accuracy_error"]) < abs(u["accuracy_error"])
-                out.append(f"- {model['model']}, {r['case']}: accuracy error "
-                           f"{t['accuracy_error']:+.3f} calibrated vs {u['accuracy_error']:+.3f} "
-                           f"uncalibrated: {'beats' if better else 'does NOT beat'} "
-                           f"confidence averaging; macro-F1 error "
-                           f"{t['macro_f1_error']:+.3f}")  # fmt: skip
+                out.append(
+                    f"- {model['model']}, {r['case']}: accuracy error "
+                    f"{t['accuracy_error']:+.3f} calibrated vs {u['accuracy_error']:+.3f} "
+                    f"uncalibrated: {'beats' if better else 'does NOT beat'} "
+                    f"confidence averaging; macro-F1 error "
+                    f"{t['macro_f1_error']:+.3f}"
+                )
         windows = [r for r in model["cases"] if r["kind"] == "window"]
-        inside = sum(w["temperature"]["accuracy_95"][0] <= w["realized_accuracy"]
-                     <= w["temperature"]["accuracy_95"][1] for w in windows)  # fmt: skip
-        out.append(f"- {model['model']}: the realized accuracy of {inside} of {len(windows)} "
-                   "in-domain windows lies in the estimate's 95 % interval")  # fmt: skip
+        inside = sum(
+            w["temperature"]["accuracy_95"][0]
+            <= w["realized_accuracy"]
+            <= w["temperature"]["accuracy_95"][1]
+            for w in windows
+        )
+        out.append(
+            f"- {model['model']}: the realized accuracy of {inside} of {len(windows)} "
+            "in-domain windows lies in the estimate's 95 % interval"
+        )
     return out
 
 
@@ -314,10 +389,16 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(".sentiops/bench-estimate"))
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--seeds", default="42,1,2,3,4,5,6,7",
-                    help="splits the TF-IDF baseline is also measured over ('' : none)")
-    ap.add_argument("--nannyml-python", default=None,
-                    help="the benchmark environment's interpreter (.venv-bench-nannyml)")
+    ap.add_argument(
+        "--seeds",
+        default="42,1,2,3,4,5,6,7",
+        help="splits the TF-IDF baseline is also measured over ('' : none)",
+    )
+    ap.add_argument(
+        "--nannyml-python",
+        default=None,
+        help="the benchmark environment's interpreter (.venv-bench-nannyml)",
+    )
     ap.add_argument("--table", action="store_true", help="print the last results and exit")
     args = ap.parse_args()
     if args.table:
@@ -349,16 +430,19 @@ def main() -> None:
         "when": time.strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"Python {sys.version.split()[0]}",
-        "nannyml": note, "models": models, "verdicts": verdicts(models),
+        "nannyml": note,
+        "models": models,
+        "verdicts": verdicts(models),
         "over_seeds": over_seeds(seeds, args.workdir) if seeds else None,
-    }  # fmt: skip
+    }
     if result["over_seeds"]:
         by = result["over_seeds"]["cases"]["tweets (in domain)"]["temperature"]
         ok = by["mean_abs_error"] <= TARGET_IN_DOMAIN
         result["verdicts"].append(
             f"- tfidf-logreg, in domain over {len(seeds)} splits: mean error "
             f"{by['mean_error']:+.3f}, mean |error| {by['mean_abs_error']:.3f} (target "
-            f"<= {TARGET_IN_DOMAIN}): {'met' if ok else 'NOT met'}")  # fmt: skip
+            f"<= {TARGET_IN_DOMAIN}): {'met' if ok else 'NOT met'}"
+        )
     result["seconds"] = round(time.time() - started, 1)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "estimate.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -31,9 +31,14 @@ def main(folder: Path) -> None:
     out = {}
     for case in index["cases"]:
         analysis = pd.read_csv(folder / case["file"])
-        cbpe = nml.CBPE(metrics=["accuracy", "f1"], y_pred_proba=proba, y_pred="y_pred",
-                        y_true="y_true", problem_type="classification_multiclass",
-                        chunk_number=1)  # fmt: skip
+        cbpe = nml.CBPE(
+            metrics=["accuracy", "f1"],
+            y_pred_proba=proba,
+            y_pred="y_pred",
+            y_true="y_true",
+            problem_type="classification_multiclass",
+            chunk_number=1,
+        )
         cbpe.fit(reference)
         result = cbpe.estimate(analysis.drop(columns=["y_true"])).filter(period="analysis")
         df = result.to_df()

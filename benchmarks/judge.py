@@ -53,8 +53,12 @@ from sentiops.rollout import simulate as sim
 from sentiops.rollout.steps import Plan
 
 STEPS, STEP_MINUTES = [10, 50, 100], 10
-MARGINS = {"max_error_rate_increase": 0.005, "max_latency_increase": 0.1,
-           "max_label_js": 0.07, "max_accuracy_drop": 0.025}  # fmt: skip
+MARGINS = {
+    "max_error_rate_increase": 0.005,
+    "max_latency_increase": 0.1,
+    "max_label_js": 0.07,
+    "max_accuracy_drop": 0.025,
+}
 #: (column, fault or None, label rate, the metric that should fail)
 CASES = [
     ("equal canary", None, 0.0, None),
@@ -100,11 +104,18 @@ def per_look_p(name: str, c: J.Observed, s: J.Observed) -> float:
     if name == "error_rate":
         return _fisher(c.errors, c.requests, s.errors, s.requests)
     if name == "live_accuracy":
-        return _fisher(c.feedback_total - c.feedback_correct, c.feedback_total,
-                       s.feedback_total - s.feedback_correct, s.feedback_total)  # fmt: skip
+        return _fisher(
+            c.feedback_total - c.feedback_correct,
+            c.feedback_total,
+            s.feedback_total - s.feedback_correct,
+            s.feedback_total,
+        )
     if name in ("latency", "confidence"):
-        a, b = (c.latency_buckets, s.latency_buckets) if name == "latency" else \
-            (c.confidence_buckets, s.confidence_buckets)  # fmt: skip
+        a, b = (
+            (c.latency_buckets, s.latency_buckets)
+            if name == "latency"
+            else (c.confidence_buckets, s.confidence_buckets)
+        )
         x, y = _expand(a), _expand(b)
         if not len(x) or not len(y):
             return 1.0
@@ -133,14 +144,25 @@ def per_look_verdicts(c: J.Observed, s: J.Observed, cfg: J.JudgeConfig) -> list[
             continue
         p = per_look_p(m.name, c, s)
         worse = p < level and effect.value > getattr(cfg, m.margin)
-        out.append(J.Verdict(m.name, J.FAIL if worse else J.PASS, effect.value, None, p,
-                             effect.canary, effect.stable, ""))  # fmt: skip
+        out.append(
+            J.Verdict(
+                m.name,
+                J.FAIL if worse else J.PASS,
+                effect.value,
+                None,
+                p,
+                effect.canary,
+                effect.stable,
+                "",
+            )
+        )
     return J._label_mix_explained(out)
 
 
 # ------------------------------------------------------------------ Kayenta-style
 def _series(minutes: list[J.Observed], name: str) -> list[np.ndarray]:
     """Per-minute values of a metric (minutes without data dropped: Kayenta's NaN removal)."""
+
     def rate(a: float, n: float) -> float:
         return a / n if n > 0 else math.nan
 
@@ -158,8 +180,9 @@ def _series(minutes: list[J.Observed], name: str) -> list[np.ndarray]:
     return [col[~np.isnan(col)] for col in table.T]
 
 
-def kayenta_verdicts(cm: list[J.Observed], sm: list[J.Observed], c: J.Observed, s: J.Observed,
-                     cfg: J.JudgeConfig) -> list[J.Verdict]:  # fmt: skip
+def kayenta_verdicts(
+    cm: list[J.Observed], sm: list[J.Observed], c: J.Observed, s: J.Observed, cfg: J.JudgeConfig
+) -> list[J.Verdict]:
     if c.requests < cfg.min_requests or s.requests < cfg.min_requests:
         return [J.Verdict("traffic", J.INCONCLUSIVE, None, None, None, None, None, "traffic")]
     tail = (1 - KAYENTA_CONFIDENCE) / 2
@@ -176,16 +199,31 @@ def kayenta_verdicts(cm: list[J.Observed], sm: list[J.Observed], c: J.Observed, 
                 alternative = "two-sided" if m.name == "label_mix" else side
                 p = float(stats.mannwhitneyu(x, y, alternative=alternative).pvalue)
                 high |= p < (2 * tail if m.name == "label_mix" else tail)
-        out.append(J.Verdict(m.name, J.FAIL if high else J.PASS, effect.value, None, None,
-                             effect.canary, effect.stable, ""))  # fmt: skip
+        out.append(
+            J.Verdict(
+                m.name,
+                J.FAIL if high else J.PASS,
+                effect.value,
+                None,
+                None,
+                effect.canary,
+                effect.stable,
+                "",
+            )
+        )
     return out
 
 
 # ------------------------------------------------------------------ simulated rollouts
 def per_look_rollout(
-    kind: str, rpm: float, canary: sim.Behaviour, label_rate: float, cfg: J.JudgeConfig,
-    max_holds: int, rng: np.random.Generator,
-) -> Outcome:  # fmt: skip
+    kind: str,
+    rpm: float,
+    canary: sim.Behaviour,
+    label_rate: float,
+    cfg: J.JudgeConfig,
+    max_holds: int,
+    rng: np.random.Generator,
+) -> Outcome:
     """The old loop: a held step is judged again on the step so far; at 100 % the canary is
     compared with stable's traffic of the previous step."""
     stable = sim.Behaviour()
@@ -205,8 +243,11 @@ def per_look_rollout(
             last = (list(step_s), s_all)
         elif STEPS[i] == 100 and last is not None:
             base_minutes, s_all = last
-        checks = per_look_verdicts(c_all, s_all, cfg) if kind == "per-look" else \
-            kayenta_verdicts(step_c, base_minutes, c_all, s_all, cfg)  # fmt: skip
+        checks = (
+            per_look_verdicts(c_all, s_all, cfg)
+            if kind == "per-look"
+            else kayenta_verdicts(step_c, base_minutes, c_all, s_all, cfg)
+        )
         verdict, reasons = J.decide_step(checks, i == len(STEPS) - 1, holds, max_holds, cfg)
         if verdict == J.ROLLBACK:
             return Outcome("rolled_back", reasons[0].split(":")[0], minute)
@@ -220,10 +261,17 @@ def per_look_rollout(
         i, holds, step_c, step_s = i + 1, 0, [], []
 
 
-def always_valid_rollout(rpm: float, canary: sim.Behaviour, label_rate: float,
-                         cfg: J.JudgeConfig, max_holds: int, seed: int) -> Outcome:  # fmt: skip
-    plan = Plan("2", "1", steps=STEPS, step_seconds=60.0 * STEP_MINUTES, max_holds=max_holds,
-                judge=cfg)  # fmt: skip
+def always_valid_rollout(
+    rpm: float,
+    canary: sim.Behaviour,
+    label_rate: float,
+    cfg: J.JudgeConfig,
+    max_holds: int,
+    seed: int,
+) -> Outcome:
+    plan = Plan(
+        "2", "1", steps=STEPS, step_seconds=60.0 * STEP_MINUTES, max_holds=max_holds, judge=cfg
+    )
     s = sim.SimulatedRollout(rpm, canary, sim.Behaviour(), label_rate=label_rate, seed=seed)
     record = sim.simulate(plan, s)
     metric = None
@@ -232,12 +280,22 @@ def always_valid_rollout(rpm: float, canary: sim.Behaviour, label_rate: float,
     return Outcome(record.decision, metric, s.seconds / 60.0)
 
 
-def cell(kind: str, rpm: float, fault: str | None, label_rate: float, n: int, cfg: J.JudgeConfig,
-         max_holds: int, seed: int) -> list[Outcome]:  # fmt: skip
+def cell(
+    kind: str,
+    rpm: float,
+    fault: str | None,
+    label_rate: float,
+    n: int,
+    cfg: J.JudgeConfig,
+    max_holds: int,
+    seed: int,
+) -> list[Outcome]:
     canary = sim.faulty(fault) if fault else sim.Behaviour()
     if kind == "always-valid":
-        return [always_valid_rollout(rpm, canary, label_rate, cfg, max_holds, seed + k)
-                for k in range(n)]  # fmt: skip
+        return [
+            always_valid_rollout(rpm, canary, label_rate, cfg, max_holds, seed + k)
+            for k in range(n)
+        ]
     rng = np.random.default_rng(seed)
     return [per_look_rollout(kind, rpm, canary, label_rate, cfg, max_holds, rng) for _ in range(n)]
 
@@ -255,7 +313,8 @@ def summarize(outcomes: list[Outcome], metric: str | None) -> dict[str, Any]:
         "unjudged": sum(o.metric == "unjudged" for o in outcomes) / n,
         "promoted": sum(o.decision == "promoted" for o in outcomes) / n,
         "minutes": float(np.median([o.minutes for o in (hit if metric else decided)]))
-        if (hit if metric else decided) else None,
+        if (hit if metric else decided)
+        else None,
     }
 
 
@@ -279,15 +338,19 @@ def main() -> None:
             started = time.perf_counter()
             for col, fault, rate, metric in CASES:
                 n = args.rollouts if fault is None else args.fault_rollouts
-                row[col] = summarize(cell(kind, rpm, fault, rate, n, cfg, args.max_holds,
-                                          args.seed), metric)  # fmt: skip
+                row[col] = summarize(
+                    cell(kind, rpm, fault, rate, n, cfg, args.max_holds, args.seed), metric
+                )
             row["seconds"] = round(time.perf_counter() - started, 1)
             rows.append(row)
             eq, lab = row["equal canary"], row["equal canary, 20 % labelled"]
-            print(f"{rpm:>6.0f} rpm {kind:<14} false rollbacks {eq['rate']:.3f} / labelled "
-                  f"{lab['rate']:.3f} (unjudged {lab['unjudged']:.2f}) | power " + ", ".join(
-                      f"{c} {row[c]['rate']:.2f}" for c, f, _, _ in CASES if f)
-                  + f" ({row['seconds']:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"{rpm:>6.0f} rpm {kind:<14} false rollbacks {eq['rate']:.3f} / labelled "
+                f"{lab['rate']:.3f} (unjudged {lab['unjudged']:.2f}) | power "
+                + ", ".join(f"{c} {row[c]['rate']:.2f}" for c, f, _, _ in CASES if f)
+                + f" ({row['seconds']:.0f} s)",
+                flush=True,
+            )
     lines = write(args, rows, time.perf_counter() - t0)
     print("\n".join(lines))
 
@@ -298,19 +361,26 @@ def _pct(x: float) -> str:
 
 def write(args: argparse.Namespace, rows: list[dict[str, Any]], seconds: float) -> list[str]:
     record = {
-        "steps": STEPS, "step_minutes": STEP_MINUTES, "max_holds": args.max_holds,
-        "min_requests": args.min_requests, "alpha": args.alpha, "margins": MARGINS,
-        "faults": sim.FAULTS, "rows": rows, "seconds": round(seconds, 1),
+        "steps": STEPS,
+        "step_minutes": STEP_MINUTES,
+        "max_holds": args.max_holds,
+        "min_requests": args.min_requests,
+        "alpha": args.alpha,
+        "margins": MARGINS,
+        "faults": sim.FAULTS,
+        "rows": rows,
+        "seconds": round(seconds, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d"),
         "command": "make bench-judge (.venv/bin/python benchmarks/judge.py)",
-    }  # fmt: skip
+    }
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "judge.json").write_text(json.dumps(record, indent=2))
     faults = [c for c, f, _, _ in CASES if f]
     lines = [
         "| traffic | judge | false rollbacks | false rollbacks, 20 % labelled (unjudged) | "
-        + " | ".join(faults) + " | minutes to promote / to catch errors |",
+        + " | ".join(faults)
+        + " | minutes to promote / to catch errors |",
         "|---|---|---|---|" + "---|" * len(faults) + "---|",
     ]
     for r in rows:
@@ -319,7 +389,8 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]], seconds: float) 
         catch = f"{err['minutes']:.0f}" if err["minutes"] is not None else "-"
         lines.append(
             f"| {r['rpm']:.0f}/min | {r['judge']} | {_pct(eq['rate'])} | {_pct(lab['rate'])} "
-            f"({_pct(lab['unjudged'])}) | " + " | ".join(_pct(r[c]["rate"]) for c in faults)
+            f"({_pct(lab['unjudged'])}) | "
+            + " | ".join(_pct(r[c]["rate"]) for c in faults)
             + f" | {promote} / {catch} |"
         )
     lines += [

@@ -43,8 +43,9 @@ class LongSet:
 def build(split: pd.DataFrame, n: int = 300, seed: int = 0) -> LongSet:
     """`n` long texts of each kind from `split` (TEXT, LABEL)."""
     rng = np.random.default_rng(seed)
-    by_label = {lab: np.flatnonzero(split[LABEL].to_numpy() == lab)
-                for lab in sorted(split[LABEL].unique())}  # fmt: skip
+    by_label = {
+        lab: np.flatnonzero(split[LABEL].to_numpy() == lab) for lab in sorted(split[LABEL].unique())
+    }
     words = split[TEXT].str.split().str.len().to_numpy()
     out = LongSet([], [], [], [])
     labels = list(by_label)
@@ -57,8 +58,7 @@ def build(split: pd.DataFrame, n: int = 300, seed: int = 0) -> LongSet:
             else:
                 label = POLAR[made % 2] if all(p in by_label for p in POLAR) else labels[-1]
                 others = np.concatenate([by_label[x] for x in labels if x != label])
-                end = list(rng.choice(by_label[label], size=int(rng.integers(1, 3)),
-                                      replace=False))  # fmt: skip
+                end = list(rng.choice(by_label[label], size=int(rng.integers(1, 3)), replace=False))
                 rows = _fill(rng, others, words, reserved=int(words[end].sum())) + end
             total = int(words[rows].sum())
             if not MIN_WORDS <= total <= MAX_WORDS:
@@ -71,8 +71,9 @@ def build(split: pd.DataFrame, n: int = 300, seed: int = 0) -> LongSet:
     return out
 
 
-def _fill(rng: np.random.Generator, pool: np.ndarray, words: np.ndarray,
-          reserved: int = 0) -> list[int]:  # fmt: skip
+def _fill(
+    rng: np.random.Generator, pool: np.ndarray, words: np.ndarray, reserved: int = 0
+) -> list[int]:
     """Snippets from `pool` until a drawn length (less `reserved`) is reached: lengths drawn
     log-normally around 90 words (10 % over ~160), as long reviews run, within 50-300."""
     target = int(np.clip(np.exp(rng.normal(np.log(90), 0.45)), MIN_WORDS, MAX_WORDS)) - reserved

@@ -52,8 +52,12 @@ from sentiops.params import DataConfig
 from sentiops.scoring import labels_from_proba, macro_f1
 
 DOMAINS = ("tweets", "movies", "amazon", "nyt")
-NAMES = {"tweets": "tweets", "movies": "movie reviews", "amazon": "product reviews",
-         "nyt": "editorials"}  # fmt: skip
+NAMES = {
+    "tweets": "tweets",
+    "movies": "movie reviews",
+    "amazon": "product reviews",
+    "nyt": "editorials",
+}
 TARGET_IN_DOMAIN = 0.80
 RESULTS = Path(__file__).parent / "results"
 TRANSFORMER = {"base_model": "offline", "epochs": 2, "lr": 1e-4, "max_length": 64}
@@ -79,18 +83,30 @@ RUNS: list[Run] = [
     Run("transformer · tweets", "transformer", ["tweets"], TRANSFORMER | {"soft_width": 0.0}),
     *[Run(f"tfidf · all but {d}", "tfidf-logreg", _others(d)) for d in DOMAINS],
     *[
-        Run(f"transformer · all but {d}", "transformer", _others(d),
-            TRANSFORMER | {"soft_width": 0.0})  # fmt: skip
+        Run(
+            f"transformer · all but {d}",
+            "transformer",
+            _others(d),
+            TRANSFORMER | {"soft_width": 0.0},
+        )
         for d in DOMAINS
     ],
     *[
-        Run(f"transformer soft · all but {d}", "transformer", _others(d),
-            TRANSFORMER | {"soft_width": 0.35})  # fmt: skip
+        Run(
+            f"transformer soft · all but {d}",
+            "transformer",
+            _others(d),
+            TRANSFORMER | {"soft_width": 0.35},
+        )
         for d in DOMAINS
     ],
     # in domain: longer training at a lower rate on all the tweets
-    Run("transformer 4 epochs · tweets", "transformer", ["tweets"],
-        TRANSFORMER | {"soft_width": 0.0, "epochs": 4, "lr": 5e-5}),  # fmt: skip
+    Run(
+        "transformer 4 epochs · tweets",
+        "transformer",
+        ["tweets"],
+        TRANSFORMER | {"soft_width": 0.0, "epochs": 4, "lr": 5e-5},
+    ),
 ]
 
 
@@ -121,37 +137,56 @@ def train_and_score(
     val = pd.concat([_cap(data[d]["validation"], max(1, cap // 7)) for d in run.domains])
     start = time.perf_counter()
     model = fit_model(
-        run.model_type, train[TEXT].tolist(), train[LABEL].tolist(), run.params,
-        val_texts=val[TEXT].tolist(), val_labels=val[LABEL].tolist(), label_set=list(LABELS),
-        scores=train[SCORE].tolist(), progress=sys.stderr.isatty(),
-    )  # fmt: skip
+        run.model_type,
+        train[TEXT].tolist(),
+        train[LABEL].tolist(),
+        run.params,
+        val_texts=val[TEXT].tolist(),
+        val_labels=val[LABEL].tolist(),
+        label_set=list(LABELS),
+        scores=train[SCORE].tolist(),
+        progress=sys.stderr.isatty(),
+    )
     seconds = time.perf_counter() - start
     if models is not None:  # kept for later experiments (benchmarks/student.py)
         from sentiops.models import modeldir
 
-        modeldir.write(models / run.key(), model.save, {
-            "model_type": run.model_type, "labels": list(model.labels),
-            "params": {**run.params, "max_length": run.params.get("max_length", 64)},
-            "dataset": {"source": [f"vader-{d}" for d in run.domains]}})  # fmt: skip
+        modeldir.write(
+            models / run.key(),
+            model.save,
+            {
+                "model_type": run.model_type,
+                "labels": list(model.labels),
+                "params": {**run.params, "max_length": run.params.get("max_length", 64)},
+                "dataset": {"source": [f"vader-{d}" for d in run.domains]},
+            },
+        )
     probs, f1 = {}, {}
     for d in DOMAINS:
         for part in ("validation", "test"):
             p = np.asarray(model.predict_proba(data[d][part][TEXT].tolist()))
             probs[f"{d}_{part}"] = p
         test = data[d]["test"]
-        f1[d] = macro_f1(test[LABEL].tolist(), labels_from_proba(probs[f"{d}_test"],
-                         model.labels), list(LABELS))  # fmt: skip
-    record = {"name": run.name, "model_type": run.model_type, "domains": run.domains,
-              "params": run.params, "train_rows": len(train), "train_seconds": round(seconds),
-              "macro_f1": f1, "long": long_scores(model, data)}  # fmt: skip
+        f1[d] = macro_f1(
+            test[LABEL].tolist(), labels_from_proba(probs[f"{d}_test"], model.labels), list(LABELS)
+        )
+    record = {
+        "name": run.name,
+        "model_type": run.model_type,
+        "domains": run.domains,
+        "params": run.params,
+        "train_rows": len(train),
+        "train_seconds": round(seconds),
+        "macro_f1": f1,
+        "long": long_scores(model, data),
+    }
     return record, probs
 
 
 LONG_DOMAINS = ("movies", "amazon", "nyt")
 
 
-def long_sets(data: dict[str, dict[str, pd.DataFrame]], part: str
-              ) -> dict[str, longtext.LongSet]:  # fmt: skip
+def long_sets(data: dict[str, dict[str, pd.DataFrame]], part: str) -> dict[str, longtext.LongSet]:
     return {d: longtext.build(data[d][part], n=150, seed=7) for d in LONG_DOMAINS}
 
 
@@ -186,35 +221,44 @@ def long_scores(model: Any, data: dict[str, dict[str, pd.DataFrame]]) -> dict[st
                 pred = np.array(model.labels)[lg.argmax(axis=1)]
                 row[how] = {"all": _f1(ls.labels, list(pred))} | {
                     k: _f1(list(np.array(ls.labels)[kinds == k]), list(pred[kinds == k]))
-                    for k in longtext.KINDS}  # fmt: skip
+                    for k in longtext.KINDS
+                }
             rows = sorted({r for rs in ls.snippets for r in rs})
             snip = split.iloc[rows]
             row["snippets one by one"] = _f1(
                 snip[LABEL].tolist(),
-                labels_from_proba(model.predict_proba(snip[TEXT].tolist()), model.labels))
+                labels_from_proba(model.predict_proba(snip[TEXT].tolist()), model.labels),
+            )
             out[f"{d}_{part}"] = row
     return out
 
 
-def long_table(records: dict[str, dict[str, Any]], vader: dict[str, dict[str, float]]
-               ) -> list[str]:  # fmt: skip
+def long_table(records: dict[str, dict[str, Any]], vader: dict[str, dict[str, float]]) -> list[str]:
     """Markdown: per run with long-text scores and domain, macro-F1 on the long test texts
     (all / same / verdict) for VADER, the first window only and every pooling, beside the
     snippets one by one."""
     from sentiops.models import windows
 
-    md = ["| run | domain | VADER | first window | " + " | ".join(windows.POOLINGS)
-          + " | whole text (TF-IDF) | snippets one by one |",
-          "|---|---|" + "---|" * (len(windows.POOLINGS) + 4)]  # fmt: skip
+    md = [
+        "| run | domain | VADER | first window | "
+        + " | ".join(windows.POOLINGS)
+        + " | whole text (TF-IDF) | snippets one by one |",
+        "|---|---|" + "---|" * (len(windows.POOLINGS) + 4),
+    ]
     for name, r in records.items():
         for d in LONG_DOMAINS:
             row = (r.get("long") or {}).get(f"{d}_test")
             if not row:
                 continue
-            cells = [_fmt(row[k]["all"]) if k in row else "-"
-                     for k in ("first window", *windows.POOLINGS, "whole text")]  # fmt: skip
-            md.append(f"| {name} | {NAMES[d]} | {_fmt(vader[d]['all'])} | " + " | ".join(cells)
-                      + f" | {_fmt(row['snippets one by one'])} |")  # fmt: skip
+            cells = [
+                _fmt(row[k]["all"]) if k in row else "-"
+                for k in ("first window", *windows.POOLINGS, "whole text")
+            ]
+            md.append(
+                f"| {name} | {NAMES[d]} | {_fmt(vader[d]['all'])} | "
+                + " | ".join(cells)
+                + f" | {_fmt(row['snippets one by one'])} |"
+            )
     return md
 
 
@@ -224,20 +268,23 @@ def vader_long(data: dict[str, dict[str, pd.DataFrame]]) -> dict[str, dict[str, 
         pred, kinds = np.array(lexicon.labels(ls.texts)), np.array(ls.kinds)
         out[d] = {"all": _f1(ls.labels, list(pred))} | {
             k: _f1(list(np.array(ls.labels)[kinds == k]), list(pred[kinds == k]))
-            for k in longtext.KINDS}  # fmt: skip
+            for k in longtext.KINDS
+        }
     return out
 
 
 def vader_scores(data: dict[str, dict[str, pd.DataFrame]]) -> dict[str, float]:
     return {
-        d: macro_f1(data[d]["test"][LABEL].tolist(), lexicon.labels(data[d]["test"][TEXT]),
-                    list(LABELS))  # fmt: skip
+        d: macro_f1(
+            data[d]["test"][LABEL].tolist(), lexicon.labels(data[d]["test"][TEXT]), list(LABELS)
+        )
         for d in DOMAINS
     }
 
 
-def stacked(run: Run, probs: dict[str, np.ndarray], data: dict[str, dict[str, pd.DataFrame]]
-            ) -> dict[str, float]:  # fmt: skip
+def stacked(
+    run: Run, probs: dict[str, np.ndarray], data: dict[str, dict[str, pd.DataFrame]]
+) -> dict[str, float]:
     """The idea "ensemble with the lexicon": a logistic regression over the transformer's
     log-probabilities and VADER's four scores, fitted on the run's validation splits."""
     from sklearn.linear_model import LogisticRegression
@@ -250,8 +297,9 @@ def stacked(run: Run, probs: dict[str, np.ndarray], data: dict[str, dict[str, pd
     y = np.concatenate([data[d]["validation"][LABEL].to_numpy() for d in run.domains])
     clf = LogisticRegression(max_iter=2000, class_weight="balanced").fit(x, y)
     return {
-        d: macro_f1(data[d]["test"][LABEL].tolist(), list(clf.predict(features(d, "test"))),
-                    list(LABELS))  # fmt: skip
+        d: macro_f1(
+            data[d]["test"][LABEL].tolist(), list(clf.predict(features(d, "test"))), list(LABELS)
+        )
         for d in DOMAINS
     }
 
@@ -260,16 +308,25 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def tables(records: dict[str, dict[str, Any]], vader: dict[str, float],
-           stack: dict[str, dict[str, float]]) -> tuple[list[str], Table]:  # fmt: skip
+def tables(
+    records: dict[str, dict[str, Any]], vader: dict[str, float], stack: dict[str, dict[str, float]]
+) -> tuple[list[str], Table]:
     """Markdown lines and a rich table: per held-out domain, every model that never saw it."""
+
     def f1(name: str, d: str) -> float | None:
         r = records.get(name)
         return None if r is None else float(r["macro_f1"][d])
 
-    header = ["held-out domain (test split, n)", "VADER lexicon", "tfidf · tweets",
-              "transformer · tweets", "tfidf · other 3", "transformer · other 3",
-              "transformer soft · other 3", "transformer · other 3 + VADER stacked"]  # fmt: skip
+    header = [
+        "held-out domain (test split, n)",
+        "VADER lexicon",
+        "tfidf · tweets",
+        "transformer · tweets",
+        "tfidf · other 3",
+        "transformer · other 3",
+        "transformer soft · other 3",
+        "transformer · other 3 + VADER stacked",
+    ]
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     table = Table(title="out of domain: macro-F1 on a domain the model never trained on")
     for h in header:
@@ -297,8 +354,9 @@ def records_n(d: str) -> int:
     return _N.get(d, 0)
 
 
-def in_domain(records: dict[str, dict[str, Any]], vader: dict[str, float],
-              stack: dict[str, dict[str, float]]) -> list[str]:  # fmt: skip
+def in_domain(
+    records: dict[str, dict[str, Any]], vader: dict[str, float], stack: dict[str, dict[str, float]]
+) -> list[str]:
     """The tweets test split (840, the same split as before) for every run that trained on
     tweets."""
     md = ["| model (trained on) | tweets test macro-F1 |", "|---|---|"]
@@ -314,14 +372,21 @@ def in_domain(records: dict[str, dict[str, Any]], vader: dict[str, float],
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--workdir", type=Path, default=Path(".sentiops"))
-    ap.add_argument("--cap", type=int, default=2500,
-                    help="training rows per domain at most (runs on several domains)")
+    ap.add_argument(
+        "--cap",
+        type=int,
+        default=2500,
+        help="training rows per domain at most (runs on several domains)",
+    )
     ap.add_argument("--only", action="append", default=[], help="run only these (repeatable)")
     ap.add_argument("--table", action="store_true", help="no training: tables from the cache")
     ap.add_argument("--fresh", action="store_true", help="ignore cached runs")
-    ap.add_argument("--rescore-long", action="store_true",
-                    help="score the long texts again with the models kept in "
-                    "<workdir>/bench-models (no training)")
+    ap.add_argument(
+        "--rescore-long",
+        action="store_true",
+        help="score the long texts again with the models kept in "
+        "<workdir>/bench-models (no training)",
+    )
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args()
     os.environ.setdefault("SENTIOPS_HOME", str(args.workdir))
@@ -356,35 +421,55 @@ def main() -> None:
         path.write_text(json.dumps(record, indent=2))
         np.savez_compressed(path.with_suffix(".npz"), **p)
         records[run.name], probs[run.name] = record, p
-        con.print("  macro-F1 " + ", ".join(f"{d} {v:.3f}" for d, v in record["macro_f1"].items())
-                  + f" ({record['train_seconds']} s)")  # fmt: skip
+        con.print(
+            "  macro-F1 "
+            + ", ".join(f"{d} {v:.3f}" for d, v in record["macro_f1"].items())
+            + f" ({record['train_seconds']} s)"
+        )
     vader = vader_scores(data)
-    stack = {name: stacked(next(r for r in RUNS if r.name == name), p, data)
-             for name, p in probs.items() if name.startswith("transformer")}  # fmt: skip
+    stack = {
+        name: stacked(next(r for r in RUNS if r.name == name), p, data)
+        for name, p in probs.items()
+        if name.startswith("transformer")
+    }
     md, table = tables(records, vader, stack)
     con.print(table)
     inside = in_domain(records, vader, stack)
     for line in inside:
         con.print(line, highlight=False)
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "quality.json").write_text(json.dumps({
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "cap_per_domain": args.cap, "transformer": TRANSFORMER,
-        "test_rows": dict(_N), "vader": vader, "runs": records, "stacked_with_vader": stack,
-        "seconds_this_call": round(time.perf_counter() - start),
-    }, indent=2))  # fmt: skip
+    (args.results / "quality.json").write_text(
+        json.dumps(
+            {
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "cap_per_domain": args.cap,
+                "transformer": TRANSFORMER,
+                "test_rows": dict(_N),
+                "vader": vader,
+                "runs": records,
+                "stacked_with_vader": stack,
+                "seconds_this_call": round(time.perf_counter() - start),
+            },
+            indent=2,
+        )
+    )
     long_md = long_table(records, vader_long(data))
     (args.results / "quality.md").write_text(
         "Out of domain (macro-F1 on the test split of a domain the model never trained on):\n\n"
-        + "\n".join(md) + "\n\nIn domain (the tweets test split, n = 840):\n\n"
-        + "\n".join(inside) + "\n\nLong texts (50-300 words, built from each domain's test "
+        + "\n".join(md)
+        + "\n\nIn domain (the tweets test split, n = 840):\n\n"
+        + "\n".join(inside)
+        + "\n\nLong texts (50-300 words, built from each domain's test "
         "split; macro-F1 over all of them):\n\n" + "\n".join(long_md) + "\n"
-    )  # fmt: skip
-    best = max((r["macro_f1"]["tweets"] for r in records.values() if "tweets" in r["domains"]),
-               default=0.0)  # fmt: skip
+    )
+    best = max(
+        (r["macro_f1"]["tweets"] for r in records.values() if "tweets" in r["domains"]), default=0.0
+    )
     verdict = "meets" if best >= TARGET_IN_DOMAIN else "misses"
-    con.print(f"best in-domain tweets macro-F1 {best:.3f} {verdict} the target "
-              f"{TARGET_IN_DOMAIN:.2f}; results in {args.results}/quality.md")  # fmt: skip
+    con.print(
+        f"best in-domain tweets macro-F1 {best:.3f} {verdict} the target "
+        f"{TARGET_IN_DOMAIN:.2f}; results in {args.results}/quality.md"
+    )
 
 
 if __name__ == "__main__":

@@ -80,14 +80,28 @@ def _scores(model: Any, tests: dict[str, pd.DataFrame]) -> dict[str, dict[str, f
     return out
 
 
-def _fit(texts: list[str], labels: list[str], val: pd.DataFrame, base: str, epochs: int,
-         weights: list[float] | None) -> Any:  # fmt: skip
+def _fit(
+    texts: list[str],
+    labels: list[str],
+    val: pd.DataFrame,
+    base: str,
+    epochs: int,
+    weights: list[float] | None,
+) -> Any:
     from sentiops.data.datasets import LABEL, TEXT
     from sentiops.models import fit_model
 
-    return fit_model("transformer", texts, labels, {**HP, "epochs": epochs, "base_model": base},
-                     val_texts=val[TEXT].tolist(), val_labels=val[LABEL].tolist(),
-                     label_set=LABELS, sample_weight=weights, progress=False)  # fmt: skip
+    return fit_model(
+        "transformer",
+        texts,
+        labels,
+        {**HP, "epochs": epochs, "base_model": base},
+        val_texts=val[TEXT].tolist(),
+        val_labels=val[LABEL].tolist(),
+        label_set=LABELS,
+        sample_weight=weights,
+        progress=False,
+    )
 
 
 def _key(name: str) -> str:
@@ -107,11 +121,25 @@ def run(seed: int, only: str | None) -> None:
     if not (champion_dir / "config.json").exists() or not cache.exists():
         console.print("champion: fine-tuning the base model on the original domains")
         t = time.time()
-        model = _fit(d["train"][TEXT].tolist(), d["train"][LABEL].tolist(),
-                     d["orig"]["validation"], "offline", 1, None)  # fmt: skip
+        model = _fit(
+            d["train"][TEXT].tolist(),
+            d["train"][LABEL].tolist(),
+            d["orig"]["validation"],
+            "offline",
+            1,
+            None,
+        )
         model.save(champion_dir)
-        cache.write_text(json.dumps({"name": "champion", "seed": seed, "seconds": time.time() - t,
-                                     "scores": _scores(model, d["tests"])}))  # fmt: skip
+        cache.write_text(
+            json.dumps(
+                {
+                    "name": "champion",
+                    "seed": seed,
+                    "seconds": time.time() - t,
+                    "scores": _scores(model, d["tests"]),
+                }
+            )
+        )
     champion = TransformerModel.load(champion_dir, {"labels": LABELS, "params": HP})
     # the annotators: 600 at random, then the 200 the champion is least sure of
     rand, rest = d["pool"].iloc[:600], d["pool"].iloc[600:]
@@ -128,14 +156,24 @@ def run(seed: int, only: str | None) -> None:
         original = _subsample(d["orig"]["train"], n_orig, seed)
         train = pd.concat([original, added]).sample(frac=1.0, random_state=1)
         weights = row_weights(train, share)
-        console.print(f"{name}: {len(original)} original + {len(added)} new labels "
-                      f"(weight {max(weights) if weights else 1.0:.2f} each), {epochs} epoch(s)")
+        console.print(
+            f"{name}: {len(original)} original + {len(added)} new labels "
+            f"(weight {max(weights) if weights else 1.0:.2f} each), {epochs} epoch(s)"
+        )
         t = time.time()
         start = str(champion_dir) if base == "champion" else base
         model = _fit(train[TEXT].tolist(), train[LABEL].tolist(), val, start, epochs, weights)
-        cache.write_text(json.dumps({"name": name, "seed": seed, "seconds": time.time() - t,
-                                     "added_weight": max(weights) if weights else 1.0,
-                                     "scores": _scores(model, d["tests"])}))  # fmt: skip
+        cache.write_text(
+            json.dumps(
+                {
+                    "name": name,
+                    "seed": seed,
+                    "seconds": time.time() - t,
+                    "added_weight": max(weights) if weights else 1.0,
+                    "scores": _scores(model, d["tests"]),
+                }
+            )
+        )
 
 
 def table() -> str:
@@ -143,8 +181,10 @@ def table() -> str:
     order = ["champion", *VARIANTS]
     runs.sort(key=lambda r: (r["seed"], order.index(r["name"]) if r["name"] in order else 99))
     cols = [SHIFTED, *ORIGINAL]
-    head = ("| run | seed | movie reviews (new) acc / macro-F1 | tweets | product reviews | "
-            "editorials | seconds |")  # fmt: skip
+    head = (
+        "| run | seed | movie reviews (new) acc / macro-F1 | tweets | product reviews | "
+        "editorials | seconds |"
+    )
     lines = [head, "|" + "---|" * 7]
     t = Table("run", "seed", *(c.removeprefix("vader-") for c in cols), "s")
     champ: dict[int, dict[str, Any]] = {r["seed"]: r for r in runs if r["name"] == "champion"}
@@ -155,14 +195,17 @@ def table() -> str:
             s, b = r["scores"][c], base[c]
             delta = "" if r["name"] == "champion" else f" ({s['accuracy'] - b['accuracy']:+.3f})"
             cells.append(f"{s['accuracy']:.3f}{delta} / {s['macro_f1']:.3f}")
-        lines.append(f"| {r['name']} | {r['seed']} | " + " | ".join(cells)
-                     + f" | {r['seconds']:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {r['name']} | {r['seed']} | " + " | ".join(cells) + f" | {r['seconds']:.0f} |"
+        )
         t.add_row(r["name"], str(r["seed"]), *cells, f"{r['seconds']:.0f}")
     console.print(t)
     md = "\n".join(lines)
-    header = (f"# Retraining benchmark\n\n`python benchmarks/retrain.py` on {platform.node()} "
-              f"({os.cpu_count()} cores): accuracy (change against the champion) / macro-F1 on "
-              "each domain's whole test split.\n\n")  # fmt: skip
+    header = (
+        f"# Retraining benchmark\n\n`python benchmarks/retrain.py` on {platform.node()} "
+        f"({os.cpu_count()} cores): accuracy (change against the champion) / macro-F1 on "
+        "each domain's whole test split.\n\n"
+    )
     (RESULTS / "retrain.md").write_text(header + md + "\n")
     (RESULTS / "retrain.json").write_text(json.dumps(runs, indent=2))
     return md

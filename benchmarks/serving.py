@@ -77,15 +77,21 @@ def ensure_model(workdir: Path, model: Path | None, con: Console, form: str = "a
     if not current:
         cfg = DataConfig(data=["vader-tweets"])
         val, _ = labelled_split(cfg, "validation")
-        forms = serving_form.AUTO if form == "auto" else \
-            serving_form.FORMS[serving_form.FORMS.index(form):]  # fmt: skip
+        forms = (
+            serving_form.AUTO
+            if form == "auto"
+            else serving_form.FORMS[serving_form.FORMS.index(form) :]
+        )
         train_df, _ = labelled_split(cfg, "train") if "student-int8" in forms else (None, None)
         con.print(f"packaging the serving form ({', '.join(forms)}; validation split)")
         serving_form.package(
-            model, val.text.tolist(), val.label.tolist(), forms=forms,
+            model,
+            val.text.tolist(),
+            val.label.tolist(),
+            forms=forms,
             train_texts=[] if train_df is None else train_df.text.tolist(),
             train_labels=[] if train_df is None else train_df.label.tolist(),
-        )  # fmt: skip
+        )
     return model
 
 
@@ -195,8 +201,12 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="a transformer model directory")
     ap.add_argument("--workdir", type=Path, default=Path(".sentiops"))
     ap.add_argument("--seconds", type=int, default=20, help="duration of each load scenario")
-    ap.add_argument("--form", default="student-int8", choices=["auto", "student-int8"],
-                    help="serving form to package (a copy of --model when it has another)")
+    ap.add_argument(
+        "--form",
+        default="student-int8",
+        choices=["auto", "student-int8"],
+        help="serving form to package (a copy of --model when it has another)",
+    )
     ap.add_argument("--results", type=Path, default=HERE / "results")
     args = ap.parse_args()
     con = Console(width=None if sys.stdout.isatty() else 140)

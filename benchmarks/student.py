@@ -77,16 +77,28 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(args.teacher, work)
     start = time.perf_counter()
-    serving = package(work, val_texts, val_labels,
-                      forms=("student-int8", "onnx-int8", "onnx-fp32", "pytorch"),
-                      train_texts=train, train_labels=gold,
-                      distill_params={"epochs": args.epochs})  # fmt: skip
+    serving = package(
+        work,
+        val_texts,
+        val_labels,
+        forms=("student-int8", "onnx-int8", "onnx-fp32", "pytorch"),
+        train_texts=train,
+        train_labels=gold,
+        distill_params={"epochs": args.epochs},
+    )
     seconds = time.perf_counter() - start
     student = load_model(work)
     rows[f"served form: {serving['form']}"] = score(student, data, args.pooling)
-    record = {"teacher": str(args.teacher), "domains": domains, "transfer_texts": len(train),
-              "epochs": args.epochs, "pooling": args.pooling, "package_seconds": round(seconds),
-              "serving": serving, "scores": rows}  # fmt: skip
+    record = {
+        "teacher": str(args.teacher),
+        "domains": domains,
+        "transfer_texts": len(train),
+        "epochs": args.epochs,
+        "pooling": args.pooling,
+        "package_seconds": round(seconds),
+        "serving": serving,
+        "scores": rows,
+    }
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "student.json").write_text(json.dumps(record, indent=2, default=str))
     cols = list(next(iter(rows.values())))
@@ -94,8 +106,10 @@ def main() -> None:
     md += [f"| {k} | " + " | ".join(f"{v[c]:.3f}" for c in cols) + " |" for k, v in rows.items()]
     (args.results / "student.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
-    print(f"packaging (distil {args.epochs} epochs on {len(train)} texts, export, quantize, "
-          f"check): {seconds:.0f} s; chosen {serving['form']}")  # fmt: skip
+    print(
+        f"packaging (distil {args.epochs} epochs on {len(train)} texts, export, quantize, "
+        f"check): {seconds:.0f} s; chosen {serving['form']}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ def main(argv: list[str] | None = None) -> None:
 
     safe_log()  # a client's value with a newline cannot forge a log line
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
+        level=logging.INFO,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )  # fmt: skip
+    )
     settings = from_args(argv)
     settings.workdir.mkdir(parents=True, exist_ok=True)
     log = (
@@ -32,22 +33,34 @@ def main(argv: list[str] | None = None) -> None:
         else None
     )
     retrainer = Retrainer(
-        settings.store, settings.model_name, make_trigger(settings), settings.retrain_datasets,
-        settings.retrain_cooldown, settings.retrain_min_labels,
-        max_token_share=settings.retrain_max_token_share, max_excess=settings.retrain_max_excess,
-    )  # fmt: skip
+        settings.store,
+        settings.model_name,
+        make_trigger(settings),
+        settings.retrain_datasets,
+        settings.retrain_cooldown,
+        settings.retrain_min_labels,
+        max_token_share=settings.retrain_max_token_share,
+        max_excess=settings.retrain_max_excess,
+    )
     monitor = Monitor(settings, log=log, retrainer=retrainer).start()
     logging.getLogger("sentiops.drift").info(
         "drift sidecar on %s:%d: detector %s, store %s, window %d (max %.0fs), K=%d, retrain %s",
-        settings.host, settings.port, settings.detector or "per model version from the store",
-        settings.store, settings.window_size, settings.window_seconds, settings.consecutive,
+        settings.host,
+        settings.port,
+        settings.detector or "per model version from the store",
+        settings.store,
+        settings.window_size,
+        settings.window_seconds,
+        settings.consecutive,
         settings.retrain_mode if settings.retrain_enabled else "off",
-    )  # fmt: skip
+    )
     uvicorn.run(
-        create_app(monitor, _tokens(settings), _limiter(settings)), host=settings.host,
+        create_app(monitor, _tokens(settings), _limiter(settings)),
+        host=settings.host,
         port=settings.port,
-        log_level="warning", access_log=False,
-    )  # fmt: skip
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def _tokens(settings: Any) -> Any:

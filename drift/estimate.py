@@ -53,8 +53,9 @@ def reference_accuracy(detector: Any) -> float | None:
     return float(value) if value is not None else None
 
 
-def window(model_name: str, version: str, labels: list[str], probs: np.ndarray,
-           reference: float | None) -> dict[str, Any]:  # fmt: skip
+def window(
+    model_name: str, version: str, labels: list[str], probs: np.ndarray, reference: float | None
+) -> dict[str, Any]:
     """The window's estimate (exported as gauges) for its record."""
     est = performance.estimate(probs, labels)
     series = (model_name, version)

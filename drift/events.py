@@ -80,8 +80,9 @@ def parse(headers: dict[str, str], body: bytes) -> Event:
 
     depth = json_depth(body)
     if depth > MAX_DEPTH:
-        raise BadEvent("too_deep", f"the event body nests {depth} levels deep; the limit is "
-                       f"{MAX_DEPTH}")  # fmt: skip
+        raise BadEvent(
+            "too_deep", f"the event body nests {depth} levels deep; the limit is {MAX_DEPTH}"
+        )
     try:
         ce = from_http(headers, body)
     except Exception as exc:  # noqa: BLE001 - any SDK error means "not a CloudEvent"
@@ -107,8 +108,10 @@ def parse(headers: dict[str, str], body: bytes) -> Event:
     if not isinstance(data, dict):
         raise BadEvent("protocol", f"event {ce['id']}: the body is not a JSON object")
     if not EVENT_ID.fullmatch(str(ce["id"])):
-        raise BadEvent("bad_id", f"event id {str(ce['id'])[:40]!r}... is not 1-200 printable "
-                       "characters without spaces")  # fmt: skip
+        raise BadEvent(
+            "bad_id",
+            f"event id {str(ce['id'])[:40]!r}... is not 1-200 printable characters without spaces",
+        )
     stamp = _time(ce.get("time"))
     version = ce.get("modelversion") or None
     event = Event(kind, str(ce["id"]), stamp, version, ce.get("inferenceservicename"))
@@ -137,8 +140,11 @@ def response_ids(body: dict[str, Any], event_id: str = "") -> tuple[str, str]:
         elif isinstance(value, str) and EVENT_ID.fullmatch(value) and ":" not in value:
             found.append(value)
         else:
-            raise BadEvent("bad_id", f"event {event_id}: the answer's ids are not 1-200 printable "
-                           "characters without spaces or ':'")  # fmt: skip
+            raise BadEvent(
+                "bad_id",
+                f"event {event_id}: the answer's ids are not 1-200 printable "
+                "characters without spaces or ':'",
+            )
     return found[0], found[1]
 
 
@@ -241,8 +247,11 @@ class Joiner:
         if (event.id, event.kind) in self.pending:  # two requests (or answers) under one id
             del self.pending[(event.id, event.kind)]
             self.pending.pop((event.id, other), None)
-            raise BadEvent("duplicate_id", f"event {event.id}: two {event.kind}s pending under "
-                           "one id; both dropped (a pair is never guessed)")  # fmt: skip
+            raise BadEvent(
+                "duplicate_id",
+                f"event {event.id}: two {event.kind}s pending under "
+                "one id; both dropped (a pair is never guessed)",
+            )
         partner = self.pending.pop((event.id, other), None)
         if partner is None:
             self.pending[(event.id, event.kind)] = event
@@ -271,7 +280,7 @@ class Joiner:
                 label,
                 proba,
                 response.client_id,
-            )  # fmt: skip
+            )
             for i, (text, label, proba) in enumerate(
                 zip(request.texts, response.labels, response.probabilities, strict=True)
             )

@@ -108,9 +108,11 @@ class DetectorSource:
         if self.fixed is not None:
             logger.info(
                 "detector %s loaded (model version %s, labels %s, alpha %s)",
-                self.settings.detector, self.fixed.detector.version, self.fixed.detector.labels,
+                self.settings.detector,
+                self.fixed.detector.version,
+                self.fixed.detector.labels,
                 self.fixed.detector.alpha,
-            )  # fmt: skip
+            )
 
     def get(self, version: str) -> Any:
         if self.settings.detector:
@@ -176,8 +178,9 @@ class Monitor:
         self.versions = VersionGate(None if settings.detector else self._in_store)
         self.log = log
         self.retrainer = retrainer
-        self.labelled = estimate.Labelled(settings.store, settings.model_name,
-                                          settings.estimate_labels_seconds)  # fmt: skip
+        self.labelled = estimate.Labelled(
+            settings.store, settings.model_name, settings.estimate_labels_seconds
+        )
         self.events: queue.Queue[Event] = queue.Queue(settings.queue_size)
         self.closed: queue.Queue[Window] = queue.Queue(2)
         self.joiner = Joiner(settings.join_timeout)
@@ -301,13 +304,20 @@ class Monitor:
         from sentiops.feedback.labels import RANDOM, TARGETED
 
         return {
-            "id": pred.id, "request_id": pred.request_id, "index": pred.index,
-            "time": pred.time, "model_name": self.settings.model_name,
-            "model_version": version, "text": pred.text, "label": pred.label,
-            "confidence": max(probs) if probs else None, "probabilities": probs,
-            "classes": classes, "client_id": pred.client_id,
+            "id": pred.id,
+            "request_id": pred.request_id,
+            "index": pred.index,
+            "time": pred.time,
+            "model_name": self.settings.model_name,
+            "model_version": version,
+            "text": pred.text,
+            "label": pred.label,
+            "confidence": max(probs) if probs else None,
+            "probabilities": probs,
+            "classes": classes,
+            "client_id": pred.client_id,
             "sample": RANDOM if self.sample_key.in_sample(pred.id) else TARGETED,
-        }  # fmt: skip
+        }
 
     def _add(self, preds: list[Prediction]) -> None:
         rows = []
@@ -346,8 +356,9 @@ class Monitor:
             metrics.DRIFT_WINDOWS.labels(self.settings.model_name, window.version, "skipped").inc()
             logger.warning(
                 "window of %d predictions of model %s skipped: the tester is busy",
-                len(window.rows), window.version,
-            )  # fmt: skip
+                len(window.rows),
+                window.version,
+            )
 
     # ------------------------------------------------------------------------- tester
     def _test_loop(self) -> None:
@@ -379,7 +390,7 @@ class Monitor:
                 else [
                     dict(zip(r["classes"], r["probabilities"], strict=False)).get(c, 0.0)
                     for c in labels
-                ]  # fmt: skip
+                ]
                 for r in window.rows
             ],
             dtype=np.float64,
@@ -396,21 +407,30 @@ class Monitor:
         state = self.states.setdefault(version, VersionState(Window(version)))
         state.windows += 1
         summary = {
-            "window_id": window.id, "size": result.size, "p_value": result.p_value,
+            "window_id": window.id,
+            "size": result.size,
+            "p_value": result.p_value,
             "is_drift": result.is_drift,
             "tests": {t: v["p_value"] for t, v in result.tests.items()},
             "seconds": round(result.seconds, 3),
-            "first": _iso(window.rows[0]["time"]), "last": _iso(window.rows[-1]["time"]),
-            "estimate": estimate.window(name, version, labels, probs,
-                                        estimate.reference_accuracy(tester.detector)),
-        }  # fmt: skip
+            "first": _iso(window.rows[0]["time"]),
+            "last": _iso(window.rows[-1]["time"]),
+            "estimate": estimate.window(
+                name, version, labels, probs, estimate.reference_accuracy(tester.detector)
+            ),
+        }
         state.last = summary
         state.recent.append(summary)
         self.labelled.refresh()
         logger.info(
-            "model %s window %s (%d): p=%.3g %s %s", version, window.id, result.size,
-            result.p_value, "DRIFT" if result.is_drift else "ok", summary["tests"],
-        )  # fmt: skip
+            "model %s window %s (%d): p=%.3g %s %s",
+            version,
+            window.id,
+            result.size,
+            result.p_value,
+            "DRIFT" if result.is_drift else "ok",
+            summary["tests"],
+        )
         if not result.is_drift:
             state.consecutive, state.drift_since = 0, None
             state.drifting.clear()
@@ -431,14 +451,22 @@ class Monitor:
             window, p_value = state.drifting.popleft()
             try:
                 uri = write_labelling(
-                    self.settings.store, version, window.rows, window.id, p_value,
+                    self.settings.store,
+                    version,
+                    window.rows,
+                    window.id,
+                    p_value,
                     self.settings.labelling_per_window,
                     estimated=_estimated_accuracy(state, window.id),
-                )  # fmt: skip
+                )
                 logger.warning(
                     "drift for %d consecutive windows (model %s): window %s queued for "
-                    "labelling at %s", state.consecutive, version, window.id, uri,
-                )  # fmt: skip
+                    "labelling at %s",
+                    state.consecutive,
+                    version,
+                    window.id,
+                    uri,
+                )
             except Exception as exc:  # noqa: BLE001 - the store may be down; alert still fires
                 logger.error("labelling queue: cannot write window %s: %s", window.id, exc)
         if self.retrainer is not None and state.drift_since is not None:
@@ -458,7 +486,7 @@ class Monitor:
                     "last": s.last,
                     "recent": list(s.recent),
                     "estimate_error": self.labelled.errors.get(v),
-                }  # fmt: skip
+                }
                 for v, s in self.states.items()
             },
             "retrain": self.retrainer.history[-5:] if self.retrainer else [],

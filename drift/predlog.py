@@ -27,9 +27,20 @@ from sentiops.store import layout
 logger = logging.getLogger("sentiops.drift.predlog")
 
 COLUMNS = (
-    "id", "request_id", "index", "time", "model_name", "model_version", "text", "label",
-    "confidence", "probabilities", "classes", "client_id", "sample",
-)  # fmt: skip
+    "id",
+    "request_id",
+    "index",
+    "time",
+    "model_name",
+    "model_version",
+    "text",
+    "label",
+    "confidence",
+    "probabilities",
+    "classes",
+    "client_id",
+    "sample",
+)
 
 
 def to_table(rows: list[dict[str, Any]]) -> Any:
@@ -37,14 +48,21 @@ def to_table(rows: list[dict[str, Any]]) -> Any:
 
     schema = pa.schema(
         [
-            ("id", pa.string()), ("request_id", pa.string()), ("index", pa.int32()),
-            ("time", pa.timestamp("us", tz="UTC")), ("model_name", pa.string()),
-            ("model_version", pa.string()), ("text", pa.string()), ("label", pa.string()),
-            ("confidence", pa.float32()), ("probabilities", pa.list_(pa.float32())),
-            ("classes", pa.list_(pa.string())), ("client_id", pa.string()),
+            ("id", pa.string()),
+            ("request_id", pa.string()),
+            ("index", pa.int32()),
+            ("time", pa.timestamp("us", tz="UTC")),
+            ("model_name", pa.string()),
+            ("model_version", pa.string()),
+            ("text", pa.string()),
+            ("label", pa.string()),
+            ("confidence", pa.float32()),
+            ("probabilities", pa.list_(pa.float32())),
+            ("classes", pa.list_(pa.string())),
+            ("client_id", pa.string()),
             ("sample", pa.string()),
         ]
-    )  # fmt: skip
+    )
     return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=schema)
 
 
@@ -114,9 +132,11 @@ class PredictionLog(threading.Thread):
                 failed.extend(part)
                 metrics.PREDICTION_LOG_ERRORS.inc()
                 logger.warning(
-                    "prediction log: could not write %d rows to %s (%s); retrying", len(part),
-                    uri, str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                )  # fmt: skip
+                    "prediction log: could not write %d rows to %s (%s); retrying",
+                    len(part),
+                    uri,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
         if failed:
             with self.lock:
                 self.rows[:0] = failed

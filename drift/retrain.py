@@ -87,9 +87,11 @@ class CommandTrigger:
         line = self.command.format(data_args=data_args, datasets=",".join(datasets))
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.process = start_process(
-            f"retrain-{stamp}", shlex.split(line), self.workdir,
+            f"retrain-{stamp}",
+            shlex.split(line),
+            self.workdir,
             {"SENTIOPS_RETRAIN_REASON": reason},
-        )  # fmt: skip
+        )
         pid = self.process.proc.pid
         layout.put_json({"pid": pid, "started": stamp, "command": line}, str(self.marker))
         threading.Thread(target=self._reap, args=(pid,), daemon=True).start()
@@ -259,8 +261,13 @@ class Retrainer:
                     self._released[f.uri] = [str(x) for x in record["files"]]
                 except (ValueError, KeyError, TypeError) as exc:
                     held = layout.join(self.store, layout.RETRAIN, layout.HELD)
-                    logger.warning("released record %s is not a held record (%s): ignored; "
-                                   "move a file of %s there", f.uri, exc, held)  # fmt: skip
+                    logger.warning(
+                        "released record %s is not a held record (%s): ignored; "
+                        "move a file of %s there",
+                        f.uri,
+                        exc,
+                        held,
+                    )
                     continue
             out.update(dict.fromkeys(self._released[f.uri], f.uri))
         return out
@@ -328,8 +335,10 @@ class Retrainer:
         burst = [u for u, x in frames.items() if x is not None and u not in released]
         review = review_burst(
             pd.concat([frames[u] for u in burst], ignore_index=True) if burst else None,
-            self.earlier_sample(set(burst)), self.max_token_share, self.max_excess,
-        )  # fmt: skip
+            self.earlier_sample(set(burst)),
+            self.max_token_share,
+            self.max_excess,
+        )
         if review["hold"]:  # the poisoning guard: a person looks before anything learns it
             return self._hold(version, drift_since, now, burst, review)
         snapshot = standing[1] if standing is not None else None
@@ -341,11 +350,17 @@ class Retrainer:
         run = self.trigger.submit(datasets, REASON)
         used = review_burst(pd.concat(labels, ignore_index=True))["tokens"]
         record = {
-            "time": now.isoformat(), "model_name": self.model_name, "model_version": version,
-            "reason": REASON, "message": reason, "datasets": datasets, "labelled_rows": rows,
-            "labels_by_token": used, "released": sorted({released[u] for u in frames
-                                                         if u in released}), "run": run,
-        }  # fmt: skip
+            "time": now.isoformat(),
+            "model_name": self.model_name,
+            "model_version": version,
+            "reason": REASON,
+            "message": reason,
+            "datasets": datasets,
+            "labelled_rows": rows,
+            "labels_by_token": used,
+            "released": sorted({released[u] for u in frames if u in released}),
+            "run": run,
+        }
         layout.put_json(record, layout.trigger_record(self.store, now), self.settings)
         return self._outcome("triggered", f"{reason}; run {run}", record=record)
 
@@ -374,8 +389,9 @@ class Retrainer:
         part = burst["id"].astype(str).map(owner)
         return {u: burst.loc[part == u, keep].reset_index(drop=True) for u in mine}, burst
 
-    def _training_files(self, files: list[layout.StoredFile], standing: Any,
-                        now: datetime) -> list[str]:  # fmt: skip
+    def _training_files(
+        self, files: list[layout.StoredFile], standing: Any, now: datetime
+    ) -> list[str]:
         """What the run trains on besides the original datasets: one snapshot of the burst's
         feedback labels as they stand (written to <store>/retrain/snapshots/), and every other
         label file as it is."""
@@ -389,17 +405,30 @@ class Retrainer:
             out.insert(0, uri)
         return out
 
-    def _hold(self, version: str, drift_since: datetime, now: datetime, files: list[str],
-              review: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    def _hold(
+        self,
+        version: str,
+        drift_since: datetime,
+        now: datetime,
+        files: list[str],
+        review: dict[str, Any],
+    ) -> dict[str, Any]:
         """Record a held burst (one record per model version and drift episode, rewritten as
         the burst grows) and say how to release it."""
         uri = layout.held_record(self.store, version, drift_since)
         to = layout.held_record(self.store, version, drift_since, released=True)
-        release = (f"look at the labels of the files listed; to train on them, move {uri} to "
-                   f"{to}; to drop them, delete those label files")  # fmt: skip
-        record = {"time": now.isoformat(), "model_version": version,
-                  "drift_since": drift_since.isoformat(), "files": files, **review,
-                  "release": release}  # fmt: skip
+        release = (
+            f"look at the labels of the files listed; to train on them, move {uri} to "
+            f"{to}; to drop them, delete those label files"
+        )
+        record = {
+            "time": now.isoformat(),
+            "model_version": version,
+            "drift_since": drift_since.isoformat(),
+            "files": files,
+            **review,
+            "release": release,
+        }
         layout.put_json(record, uri, self.settings)
         message = f"{'; '.join(review['hold'])} (record {uri}; {release})"
         return self._outcome(HELD, message, record=record)
@@ -464,7 +493,7 @@ def write_labelling(
                 "window_p_value": p_value,
                 "window_estimated_accuracy": estimated,
                 "queued_at": now,
-            }  # fmt: skip
+            }
             for r in ordered
         ]
     )

@@ -45,10 +45,14 @@ def create_app(monitor: Monitor, tokens: Any = None, limiter: Any = None) -> Sta
             client = request.client.host if request.client else "unknown"
             wait = limiter.allow(client)
             if wait > 0:
-                reply = bad("rate_limited", f"too many events from {client}: the limit is "
-                            f"{limiter.rate:g}/s; retry after {retry_after(wait)} s", 429)
+                reply = bad(
+                    "rate_limited",
+                    f"too many events from {client}: the limit is "
+                    f"{limiter.rate:g}/s; retry after {retry_after(wait)} s",
+                    429,
+                )
                 reply.headers["Retry-After"] = retry_after(wait)
-                return reply  # fmt: skip
+                return reply
         if tokens is not None:
             from sentiops.security.auth import AuthError
 
@@ -75,11 +79,15 @@ def create_app(monitor: Monitor, tokens: Any = None, limiter: Any = None) -> Sta
                 return bad("unknown_version", refused)
         if not monitor.offer(event):  # the sender's pace, not a fault here: 429, never a 5xx
             return JSONResponse(
-                {"error": f"the drift sidecar's queue ({monitor.events.maxsize} events) is full: "
-                 "events arrive faster than it takes them in; this one was not kept, send it "
-                 "again after the Retry-After seconds and slow down", "reason": "queue_full"},
-                status_code=429, headers={"Retry-After": "1"},
-            )  # fmt: skip
+                {
+                    "error": f"the drift sidecar's queue ({monitor.events.maxsize} events) is "
+                    "full: events arrive faster than it takes them in; this one was not kept, "
+                    "send it again after the Retry-After seconds and slow down",
+                    "reason": "queue_full",
+                },
+                status_code=429,
+                headers={"Retry-After": "1"},
+            )
         return JSONResponse({"status": "accepted", "id": event.id}, status_code=202)
 
     async def prometheus(request: Request) -> Response:

@@ -75,8 +75,10 @@ class Settings:
             )
         for name in ("retrain_max_token_share", "retrain_max_excess"):
             if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"{ENV[name]}={getattr(self, name)}: need a share in (0, 1] "
-                                 "(1: that check is off)")  # fmt: skip
+                raise ValueError(
+                    f"{ENV[name]}={getattr(self, name)}: need a share in (0, 1] "
+                    "(1: that check is off)"
+                )
 
 
 ENV: dict[str, str] = {

@@ -28,8 +28,12 @@ MAX_VERSIONS = 32
 
 
 class VersionGate:
-    def __init__(self, exists: Callable[[str], bool] | None, max_versions: int = MAX_VERSIONS,
-                 miss_ttl: float = 30.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        exists: Callable[[str], bool] | None,
+        max_versions: int = MAX_VERSIONS,
+        miss_ttl: float = 30.0,
+    ) -> None:
         """`exists(version)`: does the store hold this model (None: one fixed detector)."""
         self.exists, self.max_versions, self.miss_ttl = exists, max_versions, miss_ttl
         self.known: set[str] = set()
@@ -44,9 +48,11 @@ class VersionGate:
             if version in self.known:
                 return ""
             if len(self.known) >= self.max_versions:
-                return (f"this sidecar takes events of at most {self.max_versions} model "
-                        f"versions and has {len(self.known)}; restart it to start "
-                        "over")  # fmt: skip
+                return (
+                    f"this sidecar takes events of at most {self.max_versions} model "
+                    f"versions and has {len(self.known)}; restart it to start "
+                    "over"
+                )
             if self.exists is None:  # one fixed detector: the first versions seen
                 self.known.add(version)
                 return ""
@@ -75,5 +81,7 @@ class VersionGate:
 
     @staticmethod
     def _unknown(version: str) -> str:
-        return (f"model version {version!r} is not in the store: events are taken only for "
-                "models the pipeline pushed")  # fmt: skip
+        return (
+            f"model version {version!r} is not in the store: events are taken only for "
+            "models the pipeline pushed"
+        )

@@ -135,9 +135,12 @@ def copy_rows(source: sa.Engine, target: sa.Engine) -> list[sa.Table]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sqlite", type=Path, help="the sqlite file (e.g. a copy of mlflow.db)")
-    parser.add_argument("target", nargs="?", default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
-                        help="postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
-                        "(default: $MLFLOW_BACKEND_STORE_URI)")  # fmt: skip
+    parser.add_argument(
+        "target",
+        nargs="?",
+        default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
+        help="postgresql://USER:PASSWORD@HOST:PORT/DATABASE (default: $MLFLOW_BACKEND_STORE_URI)",
+    )
     args = parser.parse_args(argv)
     if not args.target or not args.target.startswith("postgresql"):
         parser.error("a postgresql:// URL (argument or MLFLOW_BACKEND_STORE_URI)")

@@ -313,8 +313,13 @@ SCRAPE_METRICS: tuple[str, ...] = ("up", "scrape_duration_seconds", "scrape_samp
 ALL_METRICS: frozenset[str] = frozenset(EXPORTED_METRICS + KSERVE_METRICS + SCRAPE_METRICS)
 
 #: The reasons the predictor counts a failed request under (`REQUEST_ERRORS`).
-ERROR_REASONS = ("invalid_input", "inference_error", "model_not_ready", "model_not_found",
-                 "rate_limited")  # fmt: skip
+ERROR_REASONS = (
+    "invalid_input",
+    "inference_error",
+    "model_not_ready",
+    "model_not_found",
+    "rate_limited",
+)
 #: The label samples (`sentiops.feedback.labels`: RANDOM, TARGETED).
 SAMPLES = ("random", "targeted")
 

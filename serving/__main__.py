@@ -86,8 +86,12 @@ def parser() -> argparse.ArgumentParser:
         help="requests a second per client on the model's endpoints (0: no limit); over it 429 "
         "with Retry-After (env SENTIOPS_RATE_LIMIT)",
     )
-    p.add_argument("--rate_burst", type=float, default=0.0,
-                   help="burst per client (default: one second's worth)")  # fmt: skip
+    p.add_argument(
+        "--rate_burst",
+        type=float,
+        default=0.0,
+        help="burst per client (default: one second's worth)",
+    )
     p.add_argument(
         "--access_log",
         default=False,

@@ -89,8 +89,7 @@ def _windows(model: LoadedModel, text: str) -> tuple[Any, list[int], list[tuple[
     return tokenizer, content, windows.spans(len(content), tm.max_length - 2, tm.stride)
 
 
-def _over_windows(model: LoadedModel, text: str,
-                  attribute: Any) -> list[tuple[str, float]]:  # fmt: skip
+def _over_windows(model: LoadedModel, text: str, attribute: Any) -> list[tuple[str, float]]:
     """Per token, the mean attribution of the windows that read it; `attribute(ids, mask)`
     scores one window's tokens (with [CLS] and [SEP])."""
     import torch
@@ -98,8 +97,7 @@ def _over_windows(model: LoadedModel, text: str,
     tokenizer, content, spans = _windows(model, text)
     total, count = np.zeros(len(content)), np.zeros(len(content))
     for start, end in spans:
-        ids = torch.tensor([[tokenizer.cls_token_id, *content[start:end],
-                             tokenizer.sep_token_id]])  # fmt: skip
+        ids = torch.tensor([[tokenizer.cls_token_id, *content[start:end], tokenizer.sep_token_id]])
         scores = attribute(ids, torch.ones_like(ids))
         total[start:end] += scores[1:-1]
         count[start:end] += 1
@@ -117,13 +115,16 @@ def _ablation(model: LoadedModel, text: str, k: int) -> list[tuple[str, float]]:
     def attribute(ids: Any, mask: Any) -> np.ndarray:
         def forward(input_ids: Any) -> Any:
             rows = mask.expand(input_ids.shape[0], -1)
-            feed = {"input_ids": input_ids.numpy().astype(np.int64),
-                    "attention_mask": rows.numpy().astype(np.int64)}  # fmt: skip
+            feed = {
+                "input_ids": input_ids.numpy().astype(np.int64),
+                "attention_mask": rows.numpy().astype(np.int64),
+            }
             return torch.softmax(torch.from_numpy(session.run(["logits"], feed)[0]).float(), -1)
 
         ablation = FeatureAblation(forward)
-        attr = ablation.attribute(ids, baselines=pad, target=k,
-                                  perturbations_per_eval=int(ids.shape[1]))  # fmt: skip
+        attr = ablation.attribute(
+            ids, baselines=pad, target=k, perturbations_per_eval=int(ids.shape[1])
+        )
         return attr[0].detach().numpy()
 
     return _over_windows(model, text, attribute)
@@ -143,8 +144,13 @@ def _integrated_gradients(model: LoadedModel, text: str, k: int) -> list[tuple[s
 
     def attribute(ids: Any, mask: Any) -> np.ndarray:
         with torch.enable_grad():
-            attr = lig.attribute(ids, baselines=torch.full_like(ids, pad), target=k,
-                                 additional_forward_args=(mask,), n_steps=STEPS)  # fmt: skip
+            attr = lig.attribute(
+                ids,
+                baselines=torch.full_like(ids, pad),
+                target=k,
+                additional_forward_args=(mask,),
+                n_steps=STEPS,
+            )
         return attr.sum(dim=-1)[0].detach().numpy()
 
     return _over_windows(model, text, attribute)

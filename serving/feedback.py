@@ -74,8 +74,13 @@ class RequestId:
         given = dict(headers)
         if b"ce-id" in given:
             body = json.dumps({"error": CE_ID_REFUSED}).encode()
-            await send({"type": "http.response.start", "status": 400,
-                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 400,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         asked = given.get(b"x-request-id", b"").decode(errors="replace").strip()
@@ -141,9 +146,19 @@ def prediction_rows(
     for i, (t, lab, c) in enumerate(zip(texts, labels, confidences, strict=True)):
         pid = request_id if one else f"{request_id}:{i}"
         sample = "" if sample_key is None else RANDOM if sample_key.in_sample(pid) else TARGETED
-        rows.append({"id": pid, "text": t, "label": lab, "confidence": c,
-                     "model_name": model_name, "model_version": model_version, "time": now,
-                     "client_id": client_id, "sample": sample})  # fmt: skip
+        rows.append(
+            {
+                "id": pid,
+                "text": t,
+                "label": lab,
+                "confidence": c,
+                "model_name": model_name,
+                "model_version": model_version,
+                "time": now,
+                "client_id": client_id,
+                "sample": sample,
+            }
+        )
     return rows
 
 
@@ -166,8 +181,9 @@ class Refresher(threading.Thread):
 def refused(exc: Any) -> JSONResponse:
     """401/403 for a request without a valid token (nothing was done)."""
     headers = {"WWW-Authenticate": 'Bearer realm="sentiops"'} if exc.status == 401 else {}
-    return JSONResponse({"error": f"{exc.message}; {exc.hint}"}, status_code=exc.status,
-                        headers=headers)  # fmt: skip
+    return JSONResponse(
+        {"error": f"{exc.message}; {exc.hint}"}, status_code=exc.status, headers=headers
+    )
 
 
 def over_limit(limiter: Any, model: Any, client: str) -> tuple[str, str] | None:
@@ -181,8 +197,11 @@ def over_limit(limiter: Any, model: Any, client: str) -> tuple[str, str] | None:
         return None
     metrics.REQUEST_ERRORS.labels(model.name, model.version, "rate_limited").inc()
     after = retry_after(wait)
-    return (f"too many requests from {client}: the limit is {limiter.rate:g}/s (bursts of "
-            f"{limiter.burst:g}); retry after {after} s", after)  # fmt: skip
+    return (
+        f"too many requests from {client}: the limit is {limiter.rate:g}/s (bursts of "
+        f"{limiter.burst:g}); retry after {after} s",
+        after,
+    )
 
 
 class RateLimit:
@@ -201,8 +220,9 @@ class RateLimit:
             over = over_limit(self.limiter, self.model, str(client))
             if over is not None:
                 error, after = over
-                reply = JSONResponse({"error": error}, status_code=429,
-                                     headers={"Retry-After": after})  # fmt: skip
+                reply = JSONResponse(
+                    {"error": error}, status_code=429, headers={"Retry-After": after}
+                )
                 await reply(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -230,8 +250,9 @@ class BearerReads:
         if path and self._closed(scope.get("method", "GET"), path):
             from sentiops.security.auth import AuthError
 
-            auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode(
-                errors="replace")  # fmt: skip
+            auth = (
+                dict(scope.get("headers") or []).get(b"authorization", b"").decode(errors="replace")
+            )
             try:
                 self.tokens.check(auth)
             except AuthError as exc:

@@ -74,8 +74,14 @@ class GrpcGuard(aio.ServerInterceptor):
     """See the module's doc. `limiter` (`sentiops.security.ratelimit.RateLimiter`) or None; `tokens`
     (`sentiops.security.auth.Tokens`) checked on model methods when `auth_reads`."""
 
-    def __init__(self, model: Any, ids: RequestIds, limiter: Any = None, tokens: Any = None,
-                 auth_reads: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: Any,
+        ids: RequestIds,
+        limiter: Any = None,
+        tokens: Any = None,
+        auth_reads: bool = False,
+    ) -> None:
         self.model, self.ids, self.limiter = model, ids, limiter
         self.tokens = tokens if auth_reads else None
 
@@ -88,9 +94,11 @@ class GrpcGuard(aio.ServerInterceptor):
         if method.startswith(SERVICE + "RepositoryModel"):
 
             async def refused(request: Any, context: Any) -> None:
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                    "the model repository API (load/unload) is disabled on "
-                                    "this server; roll out a new model instead")  # fmt: skip
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "the model repository API (load/unload) is disabled on "
+                    "this server; roll out a new model instead",
+                )
 
             return grpc.unary_unary_rpc_method_handler(refused)
         handler = await continuation(details)
@@ -106,9 +114,10 @@ class GrpcGuard(aio.ServerInterceptor):
             return await inner(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
-            guarded, request_deserializer=handler.request_deserializer,
+            guarded,
+            request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
-        )  # fmt: skip
+        )
 
     async def _admit(self, context: Any) -> None:
         """Aborts the call when its client is over its rate or, with reads closed, has no
@@ -117,8 +126,9 @@ class GrpcGuard(aio.ServerInterceptor):
             over = over_limit(self.limiter, self.model, peer_host(context.peer()))
             if over is not None:
                 error, after = over
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, error,
-                                    (("retry-after", after),))  # fmt: skip
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, error, (("retry-after", after),)
+                )
         if self.tokens is not None:
             from sentiops.security.auth import AuthError
 
@@ -126,10 +136,14 @@ class GrpcGuard(aio.ServerInterceptor):
             try:
                 self.tokens.check(metadata.get("authorization"))
             except AuthError as exc:
-                code = (grpc.StatusCode.UNAUTHENTICATED if exc.status == 401
-                        else grpc.StatusCode.PERMISSION_DENIED)  # fmt: skip
-                hint = exc.hint.replace("`Authorization: Bearer ...`",
-                                        "metadata `authorization: Bearer ...`")  # fmt: skip
+                code = (
+                    grpc.StatusCode.UNAUTHENTICATED
+                    if exc.status == 401
+                    else grpc.StatusCode.PERMISSION_DENIED
+                )
+                hint = exc.hint.replace(
+                    "`Authorization: Bearer ...`", "metadata `authorization: Bearer ...`"
+                )
                 await context.abort(code, f"{exc.message}; {hint}")
 
     async def _with_id(self, request: Any, context: Any) -> Any:
@@ -148,9 +162,16 @@ class GuardedGRPCServer:
     """KServe's `GRPCServer` (kserve 0.20, `kserve.protocol.grpc.server`) with `interceptors`
     run before KServe's own (logging, exceptions to statuses)."""
 
-    def __init__(self, port: int, data_plane: Any, repository: Any, kwargs: dict,
-                 interceptors: tuple, grace_period: int = 30,
-                 host: str = "[::]") -> None:  # fmt: skip
+    def __init__(
+        self,
+        port: int,
+        data_plane: Any,
+        repository: Any,
+        kwargs: dict,
+        interceptors: tuple,
+        grace_period: int = 30,
+        host: str = "[::]",
+    ) -> None:
         self.port, self.data_plane, self.repository = port, data_plane, repository
         self.host = host
         self.kwargs, self.interceptors, self.grace_period = kwargs, interceptors, grace_period
@@ -166,14 +187,12 @@ class GuardedGRPCServer:
 
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(*self.interceptors, LoggingInterceptor(),
-                          ExceptionToStatusInterceptor()),
+            interceptors=(*self.interceptors, LoggingInterceptor(), ExceptionToStatusInterceptor()),
             options=[
                 ("grpc.max_send_message_length", self.kwargs["grpc_max_send_message_length"]),
-                ("grpc.max_receive_message_length",
-                 self.kwargs["grpc_max_receive_message_length"]),
+                ("grpc.max_receive_message_length", self.kwargs["grpc_max_receive_message_length"]),
             ],
-        )  # fmt: skip
+        )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceServicer(self.data_plane, self.repository), self._server
         )
@@ -193,8 +212,9 @@ class GuardedModelServer(ModelServer):
     0.0.0.0 in its code: its uvicorn config is given the host as it is made); `args` are the
     parsed flags (the host, the gRPC message limits)."""
 
-    def __init__(self, interceptors: tuple, args: Any, enable_grpc: bool = True,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self, interceptors: tuple, args: Any, enable_grpc: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(enable_grpc=False, **kwargs)
         self.guarded = (interceptors, vars(args)) if enable_grpc else None
         self.host = getattr(args, "host", "0.0.0.0")  # noqa: S104 - a pod's default
@@ -214,9 +234,13 @@ class GuardedModelServer(ModelServer):
             interceptors, flags = self.guarded
             grpc_host = f"[{host}]" if ":" in host else host
             self._grpc_server = GuardedGRPCServer(
-                self.grpc_port, self.dataplane, self.model_repository_extension, flags,
-                interceptors, grace_period=self.grace_period,
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                flags,
+                interceptors,
+                grace_period=self.grace_period,
                 host="[::]" if host in ("0.0.0.0", "::") else grpc_host,
-            )  # fmt: skip
+            )
             self.servers.append(self._grpc_server.start(self.max_threads))
         super().start(models)

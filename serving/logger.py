@@ -32,8 +32,14 @@ MAX_QUEUED_BYTES = 64 * 1024 * 1024
 
 
 class Sender(threading.Thread):
-    def __init__(self, url: str, maxsize: int = 10_000, timeout: float = 5.0,
-                 token: str = "", max_bytes: int = MAX_QUEUED_BYTES) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        maxsize: int = 10_000,
+        timeout: float = 5.0,
+        token: str = "",
+        max_bytes: int = MAX_QUEUED_BYTES,
+    ) -> None:
         super().__init__(daemon=True, name="sentiops-inference-log")
         self.url, self.timeout, self.max_bytes = url, timeout, max_bytes
         self.auth = {"Authorization": f"Bearer {token}"} if token else {}
@@ -129,15 +135,18 @@ class LoggerMiddleware:
         if status != 200:  # refused or failed: nothing was predicted
             return
         if self.mode in ("all", "request"):
-            self.sender.offer(*event(REQUEST_TYPE, event_id, bytes(request_body), self.model,
-                                     self.endpoint))  # fmt: skip
+            self.sender.offer(
+                *event(REQUEST_TYPE, event_id, bytes(request_body), self.model, self.endpoint)
+            )
         if self.mode in ("all", "response"):
-            self.sender.offer(*event(RESPONSE_TYPE, event_id, bytes(response_body), self.model,
-                                     self.endpoint))  # fmt: skip
+            self.sender.offer(
+                *event(RESPONSE_TYPE, event_id, bytes(response_body), self.model, self.endpoint)
+            )
 
 
-def install(app: Any, model: Any, url: str, mode: str = "all", endpoint: str = "",
-            token: str = "") -> Sender:  # fmt: skip
+def install(
+    app: Any, model: Any, url: str, mode: str = "all", endpoint: str = "", token: str = ""
+) -> Sender:
     sender = Sender(url, token=token)
     sender.start()
     endpoint = endpoint or os.environ.get("SENTIOPS_ENDPOINT", "default")

@@ -120,9 +120,13 @@ class SentimentModel(Model):
         )
         self.ready = True
         logger.info(
-            "model %s ready: %s %s (version %s, labels %s)", self.name,
-            self.model.manifest.get("model_type"), self.model_dir, self.version, self.model.labels,
-        )  # fmt: skip
+            "model %s ready: %s %s (version %s, labels %s)",
+            self.name,
+            self.model.manifest.get("model_type"),
+            self.model_dir,
+            self.version,
+            self.model.labels,
+        )
         return True
 
     def cost(self, texts: Sequence[str]) -> int:
@@ -154,10 +158,13 @@ class SentimentModel(Model):
             "platform": f"sentiops-{(self.model.manifest if self.model else {}).get('model_type')}",
             "inputs": self.get_input_types(),
             "outputs": self.get_output_types(),
-            "parameters": {"labels": self.labels, "model_version": self.version,
-                           # the probabilities served are calibrated (their mean top
-                           # probability estimates accuracy) or the model type's raw ones
-                           "probabilities": self.calibration},
+            "parameters": {
+                "labels": self.labels,
+                "model_version": self.version,
+                # the probabilities served are calibrated (their mean top
+                # probability estimates accuracy) or the model type's raw ones
+                "probabilities": self.calibration,
+            },
         }
 
     @property
@@ -184,8 +191,10 @@ class SentimentModel(Model):
             try:
                 payload = json_body(payload)
             except CoreInvalidInput as exc:
-                raise _invalid(exc.message, 'send {"instances": ["text", ...]} with '
-                               "Content-Type: application/json") from None  # fmt: skip
+                raise _invalid(
+                    exc.message,
+                    'send {"instances": ["text", ...]} with Content-Type: application/json',
+                ) from None
         if isinstance(payload, InferRequest):
             texts = self._v2_texts(payload)
         elif isinstance(payload, dict):
@@ -210,9 +219,11 @@ class SentimentModel(Model):
         inputs = [i for i in request.inputs if i.name == INPUT]
         if len(request.inputs) != 1 or not inputs:
             names = [i.name for i in request.inputs]
-            raise _invalid(f"expected exactly one input named {INPUT!r}, got {names}",
-                           'send {"inputs": [{"name": "text", "datatype": "BYTES", '
-                           '"shape": [N], "data": ["..."]}]}')  # fmt: skip
+            raise _invalid(
+                f"expected exactly one input named {INPUT!r}, got {names}",
+                'send {"inputs": [{"name": "text", "datatype": "BYTES", '
+                '"shape": [N], "data": ["..."]}]}',
+            )
         inp = inputs[0]
         if inp.datatype != "BYTES":
             raise _invalid(f"input {INPUT!r} has datatype {inp.datatype}", "use BYTES (UTF-8 text)")
@@ -229,8 +240,10 @@ class SentimentModel(Model):
             except Exception as exc:  # noqa: BLE001 - a malformed tensor is the client's
                 raise _invalid(f"input {INPUT!r} cannot be read as text: {exc}") from None
         if len(raw) != shape[0]:
-            raise _invalid(f"shape {shape} says {shape[0]} texts but the data has {len(raw)}",
-                           "make the shape agree with the data")  # fmt: skip
+            raise _invalid(
+                f"shape {shape} says {shape[0]} texts but the data has {len(raw)}",
+                "make the shape agree with the data",
+            )
         texts = []
         for i, item in enumerate(raw):
             if isinstance(item, bytes):
@@ -296,20 +309,41 @@ class SentimentModel(Model):
             confidence.observe(float(row.max()))
             length.observe(len(text))
 
-    def _remember(self, payload: Any, headers: dict[str, str] | None, texts: list[str],
-                  labels: list[str], proba: np.ndarray) -> None:  # fmt: skip
+    def _remember(
+        self,
+        payload: Any,
+        headers: dict[str, str] | None,
+        texts: list[str],
+        labels: list[str],
+        proba: np.ndarray,
+    ) -> None:
         from serving.feedback import CLIENT_ID_HEADER, prediction_rows
 
         rid = (headers or {}).get("x-request-id")
         if rid:  # an id issued here (a request that bypassed RequestId has none: not labelled)
             conf = [float(row.max()) for row in proba]
-            self.on_predicted(prediction_rows(
-                rid, texts, labels, conf, self.name, self.version,
-                client_id=(headers or {}).get(CLIENT_ID_HEADER, ""), sample_key=self.sample_key,
-            ))  # fmt: skip
+            self.on_predicted(
+                prediction_rows(
+                    rid,
+                    texts,
+                    labels,
+                    conf,
+                    self.name,
+                    self.version,
+                    client_id=(headers or {}).get(CLIENT_ID_HEADER, ""),
+                    sample_key=self.sample_key,
+                )
+            )
 
-    def _v2_response(self, request: InferRequest, labels: list[str], proba: np.ndarray,
-                     rid: str | None, client: str, read: np.ndarray) -> InferResponse:  # fmt: skip
+    def _v2_response(
+        self,
+        request: InferRequest,
+        labels: list[str],
+        proba: np.ndarray,
+        rid: str | None,
+        client: str,
+        read: np.ndarray,
+    ) -> InferResponse:
         # gRPC answers carry raw tensor bytes (what Triton's and KServe's gRPC clients read);
         # REST answers carry JSON data
         binary = bool(request.from_grpc)
@@ -341,16 +375,22 @@ class SentimentModel(Model):
         if len(texts) > 8:
             raise _invalid(f"{len(texts)} texts to explain", "explain at most 8 texts a request")
         if not self._explaining.acquire(blocking=False):
-            raise Busy(f"{EXPLAIN_CONCURRENCY} explanations are being computed already (the "
-                       "limit); retry after a second")  # fmt: skip
+            raise Busy(
+                f"{EXPLAIN_CONCURRENCY} explanations are being computed already (the "
+                "limit); retry after a second"
+            )
         # the slot is given back when the thread is done, also after a timeout: the limit
         # holds for the work itself, not only for the waiting
         job = asyncio.get_running_loop().run_in_executor(self._explainers, self._explain, texts)
         try:
             return await asyncio.wait_for(asyncio.shield(job), EXPLAIN_TIMEOUT_S)
         except TimeoutError:
-            raise Busy(f"the explanation took longer than {EXPLAIN_TIMEOUT_S:g} s; retry later "
-                       "or explain shorter texts", 503, 5) from None  # fmt: skip
+            raise Busy(
+                f"the explanation took longer than {EXPLAIN_TIMEOUT_S:g} s; retry later "
+                "or explain shorter texts",
+                503,
+                5,
+            ) from None
 
     def _explain(self, texts: list[str]) -> dict[str, Any]:
         from serving.explain import explain

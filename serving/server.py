@@ -117,8 +117,9 @@ class Guard:
                 path = scope.get("path", "")
                 if path.endswith((":predict", ":explain", "/infer")):
                     if reason:
-                        metrics.REQUEST_ERRORS.labels(self.model.name, self.model.version,
-                                                      reason).inc()  # fmt: skip
+                        metrics.REQUEST_ERRORS.labels(
+                            self.model.name, self.model.version, reason
+                        ).inc()
                     version = (VERSION_HEADER, str(self.model.version).encode())
                     message = {**message, "headers": [*message.get("headers", []), version]}
             await send(message)
@@ -128,19 +129,25 @@ class Guard:
             try:
                 body = await _read_all(limited)
             except _TooLarge:
-                await self._reply(send, 413, f"request body exceeds the limit of {self.limit} "
-                                  "bytes")  # fmt: skip
+                await self._reply(
+                    send, 413, f"request body exceeds the limit of {self.limit} bytes"
+                )
                 return
             size = headers.get(b"inference-header-content-length", b"")
             head = body[: int(size)] if size.isdigit() else body  # binary tensors follow
             depth = json_depth(head)
             if depth > MAX_DEPTH:
                 if scope["path"].endswith(PREDICT_PATHS):
-                    metrics.REQUEST_ERRORS.labels(self.model.name, self.model.version,
-                                                  "invalid_input").inc()  # fmt: skip
-                await self._reply(send, 400, f"the JSON body nests {depth} levels deep; the "
-                                  f"limit is {MAX_DEPTH}: send texts as a flat list of strings")
-                return  # fmt: skip
+                    metrics.REQUEST_ERRORS.labels(
+                        self.model.name, self.model.version, "invalid_input"
+                    ).inc()
+                await self._reply(
+                    send,
+                    400,
+                    f"the JSON body nests {depth} levels deep; the "
+                    f"limit is {MAX_DEPTH}: send texts as a flat list of strings",
+                )
+                return
             replay = [{"type": "http.request", "body": body, "more_body": False}]
 
             async def replaying() -> dict:
@@ -154,8 +161,11 @@ class Guard:
 
     def _about_the_model(self, path: str) -> bool:
         name = self.model.name
-        return path in ("/v2/health/ready", f"/v1/models/{name}", f"/v2/models/{name}") or \
-            path.startswith((f"/v1/models/{name}:", f"/v2/models/{name}/"))  # fmt: skip
+        return path in (
+            "/v2/health/ready",
+            f"/v1/models/{name}",
+            f"/v2/models/{name}",
+        ) or path.startswith((f"/v1/models/{name}:", f"/v2/models/{name}/"))
 
     def _without_version(self, scope: dict) -> dict:
         """`/v2/models/<name>/versions/<v>/...` and `?model_version=<v>` name a version: the one
@@ -172,20 +182,33 @@ class Guard:
         if asked is None:
             return scope
         if asked != self.model.version:
-            error = f"model version {asked!r} is not served here; this server serves " \
-                    f"{self.model.name} version {self.model.version!r}"  # fmt: skip
+            error = (
+                f"model version {asked!r} is not served here; this server serves "
+                f"{self.model.name} version {self.model.version!r}"
+            )
             return {**scope, "status": 404, "error": error}
-        return {**scope, "path": path, "raw_path": path.encode(),
-                "query_string": urlencode(query).encode()}  # fmt: skip
+        return {
+            **scope,
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": urlencode(query).encode(),
+        }
 
     @staticmethod
     async def _reply(send: Any, status: int, error: str) -> None:
         import json
 
         body = json.dumps({"error": error}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -217,11 +240,15 @@ def add_metadata_route(app: Any, model: SentimentModel) -> None:
     @app.get("/v2/models/{model_name}", response_model=None)
     async def metadata(model_name: str) -> JSONResponse:
         if model_name != model.name:
-            return JSONResponse({"error": f"model {model_name!r} not found; this server serves "
-                                 f"{model.name!r}"}, status_code=404)  # fmt: skip
+            return JSONResponse(
+                {"error": f"model {model_name!r} not found; this server serves {model.name!r}"},
+                status_code=404,
+            )
         if not model.ready:
-            return JSONResponse({"error": f"model {model.name} is not ready: "
-                                 f"{model.not_ready_reason}"}, status_code=503)  # fmt: skip
+            return JSONResponse(
+                {"error": f"model {model.name} is not ready: {model.not_ready_reason}"},
+                status_code=503,
+            )
         return JSONResponse(model.metadata())
 
 
@@ -241,8 +268,11 @@ def add_error_handlers(app: Any) -> None:
     async def busy(request: Any, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Busy)
         logger.warning("%d %s: %s", exc.status, request.url.path, exc)
-        return JSONResponse({"error": str(exc)}, status_code=exc.status,
-                            headers={"Retry-After": str(exc.retry_after)})  # fmt: skip
+        return JSONResponse(
+            {"error": str(exc)},
+            status_code=exc.status,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
 
     rest.invalid_input_handler = invalid_input
     app.add_exception_handler(Busy, busy)
@@ -297,8 +327,9 @@ def run(args: argparse.Namespace) -> None:
         workers=workers,
     )
     model.load()
-    logger.info("%d forward worker(s) x %d thread(s); model ready: %s", workers, threads,
-                model.ready)  # fmt: skip
+    logger.info(
+        "%d forward worker(s) x %d thread(s); model ready: %s", workers, threads, model.ready
+    )
     add_metadata_route(ks.app, model)
     add_error_handlers(ks.app)
     from sentiops.security.auth import TokenFile
@@ -306,12 +337,15 @@ def run(args: argparse.Namespace) -> None:
 
     tokens = TokenFile(args.auth_token_file) if args.auth_token_file else None
     if tokens is not None:
-        logger.info("writes need a token (%d: %s)%s", len(tokens.names), ", ".join(tokens.names),
-                    "; reads too" if args.auth_reads else "")  # fmt: skip
+        logger.info(
+            "writes need a token (%d: %s)%s",
+            len(tokens.names),
+            ", ".join(tokens.names),
+            "; reads too" if args.auth_reads else "",
+        )
     elif args.auth_reads:
         raise SystemExit("error: --auth_reads needs --auth_token_file")
-    feedback = feedback_for(model, args.feedback_store, args.shadow,
-                            args.feedback_refresh_seconds)  # fmt: skip
+    feedback = feedback_for(model, args.feedback_store, args.shadow, args.feedback_refresh_seconds)
     add_feedback_route(ks.app, model, feedback, tokens)
     if args.shadow and args.logger_url:
         # the shadow's answers carry the ids of stable's: in the prediction log a label could
@@ -341,9 +375,14 @@ def run(args: argparse.Namespace) -> None:
 
     guard = GrpcGuard(model, ids, limiter, tokens, auth_reads=args.auth_reads)
     server = GuardedModelServer(
-        (guard,), args, http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
-        enable_grpc=args.enable_grpc, enable_latency_logging=args.enable_latency_logging,
-    )  # fmt: skip
+        (guard,),
+        args,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=1,
+        enable_grpc=args.enable_grpc,
+        enable_latency_logging=args.enable_latency_logging,
+    )
     if not args.access_log:  # after KServe configured logging
         for name in ("uvicorn.access", "kserve.trace"):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -75,8 +75,12 @@ def sentiops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SENTIOPS_HOME", str(home))
     # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI (for subprocesses): set, then
     # delete, so monkeypatch records "absent" and removes what a test's MLflow calls leave behind
-    for var in ("MLFLOW_TRACKING_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "SENTIOPS_S3_ENDPOINT"):  # fmt: skip
+    for var in (
+        "MLFLOW_TRACKING_URI",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "SENTIOPS_S3_ENDPOINT",
+    ):
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
     # every prediction in the random evaluation sample unless a test says otherwise (tests of
@@ -144,9 +148,16 @@ def train_transformer(
     csv = folder / "d.csv"
     make_frame(n_per_class).to_csv(csv, index=False)
     cfg = TrainConfig.model_validate(
-        {"data": [str(csv)], "output": folder / "m", "model_type": "transformer",
-         "base_model": base_model, "min_per_class": 5, "track": False, **fields}
-    )  # fmt: skip
+        {
+            "data": [str(csv)],
+            "output": folder / "m",
+            "model_type": "transformer",
+            "base_model": base_model,
+            "min_per_class": 5,
+            "track": False,
+            **fields,
+        }
+    )
     return train(cfg, progress=False).model_dir
 
 

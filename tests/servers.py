@@ -48,10 +48,20 @@ def s3_server(root: Path, key: str = "testkey", secret: str = "testsecret123") -
     root.mkdir(parents=True, exist_ok=True)
     proc = start_process(
         f"rclone-{port}",
-        [str(exe), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{key},{secret}",
-         "--config", "/dev/null", str(root)],
+        [
+            str(exe),
+            "serve",
+            "s3",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--auth-key",
+            f"{key},{secret}",
+            "--config",
+            "/dev/null",
+            str(root),
+        ],
         root.parent,
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 20
         while not _port_open(port):
@@ -74,11 +84,22 @@ def mlflow_server(
     exe = Path(sys.executable).with_name("mlflow")
     proc = start_process(
         "mlflow",
-        [str(exe), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", backend_store_uri or f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", str(workers)],
+        [
+            str(exe),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            backend_store_uri or f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--workers",
+            str(workers),
+        ],
         root,
-    )  # fmt: skip
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/health", proc, 90, "mlflow server ready")
@@ -176,11 +197,26 @@ def postgres_server(user: str = "sentiops") -> Iterator[Postgres]:
             os.chown(pwfile, as_user["user"], as_user["group"])
         data = root / "data"
         init = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", user, f"--pwfile={pwfile}",
-             "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C",
-             "--no-sync"],
-            cwd=root, capture_output=True, text=True, timeout=120, **as_user,
-        )  # fmt: skip
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                user,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **as_user,
+        )
         pwfile.unlink()
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed ({init.returncode}):\n{init.stdout}{init.stderr}")
@@ -188,12 +224,28 @@ def postgres_server(user: str = "sentiops") -> Iterator[Postgres]:
         log = root / "postgres.log"
         with open(log, "wb") as fh:
             popen = subprocess.Popen(
-                [str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={root}",
-                 "-c", "fsync=off", "-c", "max_connections=200"],
-                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root,
-                start_new_session=True, **as_user,
-            )  # fmt: skip
+                [
+                    str(bindir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(port),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={root}",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "max_connections=200",
+                ],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=root,
+                start_new_session=True,
+                **as_user,
+            )
         proc = Process("postgres", popen, log)
         server = Postgres("127.0.0.1", port, user, password)
         _wait_postgres(server, proc, 60)

@@ -73,8 +73,9 @@ def _hidden(rel: str) -> bool:
     return any(part.startswith((".", "_")) for part in rel.split("/"))
 
 
-def find(spec: str, fmt: str = "auto", settings: Settings | None = None,
-         exclude: str | None = None) -> list[InputFile]:  # fmt: skip
+def find(
+    spec: str, fmt: str = "auto", settings: Settings | None = None, exclude: str | None = None
+) -> list[InputFile]:
     """The input files of `spec`: one file, every input file of a directory (recursively), or
     every object under an s3:// prefix; hidden names (`.x`, `_SUCCESS`) and whatever lies under
     `exclude` (the job's output, when it sits inside the input) are skipped. With `fmt` auto the
@@ -82,9 +83,7 @@ def find(spec: str, fmt: str = "auto", settings: Settings | None = None,
     from sentiops.store.storage import is_s3
 
     if fmt != "auto" and fmt not in FORMATS:
-        raise ConfigError(
-            f"unknown --format {fmt!r}", f"use auto or one of: {', '.join(FORMATS)}"
-        )
+        raise ConfigError(f"unknown --format {fmt!r}", f"use auto or one of: {', '.join(FORMATS)}")
     found = _find_s3(spec, settings) if is_s3(spec) else _find_local(Path(spec))
     single = (len(found) == 1 and found[0][0] == spec) if is_s3(spec) else Path(spec).is_file()
     files, others = [], []
@@ -157,7 +156,7 @@ def _find_s3(spec: str, settings: Settings | None) -> list[tuple[str, str, int, 
     out = []
     for k in store.list_keys(f"s3://{bucket}/{prefix}"):
         st = store.stat(f"s3://{bucket}/{k}") or {"size": 0, "etag": ""}
-        out.append((f"s3://{bucket}/{k}", k[len(prefix):], st["size"], st["etag"]))
+        out.append((f"s3://{bucket}/{k}", k[len(prefix) :], st["size"], st["etag"]))
     if not out:
         raise DataError(
             f"input not found: nothing under {spec}",
@@ -239,8 +238,9 @@ def _unreadable(f: InputFile, exc: Exception) -> DataError:
     )
 
 
-def resolve_keep(keep: list[str], first: InputFile, first_columns: list[str],
-                 text_column: str) -> list[str]:  # fmt: skip
+def resolve_keep(
+    keep: list[str], first: InputFile, first_columns: list[str], text_column: str
+) -> list[str]:
     """The kept columns: every column of the first file but the text (`all`), none (`none`)
     or the named ones, in the order given."""
     if not keep or keep == [KEEP_ALL]:
@@ -271,8 +271,7 @@ def check_columns(f: InputFile, cols: list[str], text_column: str, keep: list[st
         )
 
 
-def parquet_types(f: InputFile, local: Path, text_column: str, keep: list[str]
-                  ) -> dict[str, str]:  # fmt: skip
+def parquet_types(f: InputFile, local: Path, text_column: str, keep: list[str]) -> dict[str, str]:
     """A Parquet file's kept column types (every input file must agree); the text column must
     hold strings."""
     import pyarrow as pa
@@ -282,8 +281,12 @@ def parquet_types(f: InputFile, local: Path, text_column: str, keep: list[str]
     kind = schema.field(text_column).type
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
-            or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):  # fmt: skip
+    if not (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    ):
         raise DataError(
             f"{f.name}: column {text_column!r} holds {kind}, not text",
             "pass --text-column with the column that holds the texts",
@@ -292,8 +295,9 @@ def parquet_types(f: InputFile, local: Path, text_column: str, keep: list[str]
 
 
 # ------------------------------------------------------------------------------ counting
-def inspect(f: InputFile, local: Path, text_column: str, shard_rows: int
-            ) -> tuple[InputFile, list[int]]:  # fmt: skip
+def inspect(
+    f: InputFile, local: Path, text_column: str, shard_rows: int
+) -> tuple[InputFile, list[int]]:
     """The file with its rows (and malformed CSV rows) counted in one streaming pass, and the
     byte offsets of rows 0, shard_rows, 2*shard_rows, ... where the format can seek (JSONL)."""
     try:
@@ -330,8 +334,9 @@ class Reader:
     the file once (a CSV has no index to seek to a row); reading backwards starts again.
     Parquet reads only the row groups of the range, JSONL seeks to the shard's byte offset."""
 
-    def __init__(self, f: InputFile, local: Path, text_column: str, keep: list[str],
-                 chunk_rows: int) -> None:  # fmt: skip
+    def __init__(
+        self, f: InputFile, local: Path, text_column: str, keep: list[str], chunk_rows: int
+    ) -> None:
         self.f, self.local, self.text_column, self.keep = f, local, text_column, list(keep)
         self.chunk_rows = max(1, chunk_rows)
         self._batches: Iterator[Any] | None = None
@@ -342,8 +347,9 @@ class Reader:
         """Rows [start, stop) in chunks of at most `chunk_rows` rows."""
         cols = [self.text_column, *self.keep]
         if self.f.format == "jsonl":
-            yield from _read_jsonl(self.local, self.text_column, self.keep, start, stop,
-                                   self.chunk_rows, offset)  # fmt: skip
+            yield from _read_jsonl(
+                self.local, self.text_column, self.keep, start, stop, self.chunk_rows, offset
+            )
             return
         if self.f.format == "parquet":
             batches, pos = _parquet_batches(self.local, cols, start, stop, self.chunk_rows)
@@ -369,14 +375,23 @@ class Reader:
             self._pos += batch.num_rows
 
 
-def read(f: InputFile, local: Path, text_column: str, keep: list[str], start: int, stop: int,
-         chunk_rows: int, offset: int | None = None) -> Iterator[Chunk]:  # fmt: skip
+def read(
+    f: InputFile,
+    local: Path,
+    text_column: str,
+    keep: list[str],
+    start: int,
+    stop: int,
+    chunk_rows: int,
+    offset: int | None = None,
+) -> Iterator[Chunk]:
     """Rows [start, stop) of the file in chunks of at most `chunk_rows` rows, streamed."""
     yield from Reader(f, local, text_column, keep, chunk_rows).chunks(start, stop, offset)
 
 
-def _slices(batches: Iterator[Any], pos: int, start: int, stop: int, chunk_rows: int
-            ) -> Iterator[tuple[int, Any]]:  # fmt: skip
+def _slices(
+    batches: Iterator[Any], pos: int, start: int, stop: int, chunk_rows: int
+) -> Iterator[tuple[int, Any]]:
     """(first row, record batch) slices of at most `chunk_rows` rows covering [start, stop);
     `pos` is the row number of the first batch's first row."""
     for batch in batches:
@@ -418,33 +433,36 @@ def _chunk(first_row: int, batch: Any, text_column: str, keep: list[str]) -> Chu
     return Chunk(first_row, texts, problems, kept)
 
 
-def _csv_open(path: Path, delimiter: str, include: list[str] | None,
-              malformed: list[str] | None = None) -> Any:  # fmt: skip
+def _csv_open(
+    path: Path, delimiter: str, include: list[str] | None, malformed: list[str] | None = None
+) -> Any:
     """Arrow's streaming CSV reader with every column as bytes (`include`: only those)."""
     import pyarrow as pa
     import pyarrow.csv as pc
 
     def skip(row: Any) -> str:
         if malformed is not None:
-            malformed.append(f"{row.text!r}: {row.actual_columns} fields, "
-                             f"expected {row.expected_columns}")  # fmt: skip
+            malformed.append(
+                f"{row.text!r}: {row.actual_columns} fields, expected {row.expected_columns}"
+            )
         return "skip"
 
     read_options = pc.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False)
-    parse = pc.ParseOptions(delimiter=delimiter, newlines_in_values=True,
-                            invalid_row_handler=skip)  # fmt: skip
+    parse = pc.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=skip)
     if include is None:
         return pc.open_csv(path, read_options=read_options, parse_options=parse)
     names = _csv_open(path, delimiter, None).schema.names
     convert = pc.ConvertOptions(
         column_types={n: pa.binary() for n in names}, include_columns=include
     )
-    return pc.open_csv(path, read_options=read_options, parse_options=parse,
-                       convert_options=convert)  # fmt: skip
+    return pc.open_csv(
+        path, read_options=read_options, parse_options=parse, convert_options=convert
+    )
 
 
-def _parquet_batches(path: Path, cols: list[str], start: int, stop: int, chunk_rows: int
-                     ) -> tuple[Iterator[Any], int]:  # fmt: skip
+def _parquet_batches(
+    path: Path, cols: list[str], start: int, stop: int, chunk_rows: int
+) -> tuple[Iterator[Any], int]:
     """Batches of only the row groups that hold [start, stop), and the first one's row."""
     import pyarrow.parquet as pq
 
@@ -467,8 +485,15 @@ def _open_lines(path: Path) -> IO[bytes]:
     return open(path, "rb")
 
 
-def _read_jsonl(path: Path, text_column: str, keep: list[str], start: int, stop: int,
-                chunk_rows: int, offset: int | None) -> Iterator[Chunk]:  # fmt: skip
+def _read_jsonl(
+    path: Path,
+    text_column: str,
+    keep: list[str],
+    start: int,
+    stop: int,
+    chunk_rows: int,
+    offset: int | None,
+) -> Iterator[Chunk]:
     import pyarrow as pa
 
     def flush(first: int, texts: list[Any], problems: dict, kept: dict[str, list]) -> Chunk:
@@ -501,8 +526,9 @@ def _read_jsonl(path: Path, text_column: str, keep: list[str], start: int, stop:
             texts.append(obj.get(text_column) if obj is not None else None)
             for k in keep:
                 v = obj.get(k) if obj is not None else None
-                kept[k].append(v if v is None or isinstance(v, str) else
-                               json.dumps(v, ensure_ascii=False))  # fmt: skip
+                kept[k].append(
+                    v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+                )
             row += 1
             if len(texts) == chunk_rows:
                 yield flush(row - len(texts), texts, problems, kept)

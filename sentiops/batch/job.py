@@ -98,8 +98,9 @@ def model_info(model: str, settings: Settings | None = None) -> dict[str, Any]:
     }
 
 
-def _options(text_column: str, keep: list[str] | None, shard_rows: int, max_chars: int | None
-             ) -> dict[str, Any]:  # fmt: skip
+def _options(
+    text_column: str, keep: list[str] | None, shard_rows: int, max_chars: int | None
+) -> dict[str, Any]:
     from sentiops.models import MAX_CHARS
 
     max_chars = MAX_CHARS if max_chars is None else max_chars
@@ -107,12 +108,21 @@ def _options(text_column: str, keep: list[str] | None, shard_rows: int, max_char
         raise ConfigError(f"max chars {max_chars} < 1", "pass --max-chars of at least 1")
     if shard_rows < 1:
         raise ConfigError(f"shard rows {shard_rows} < 1", "pass --shard-rows of at least 1")
-    return {"text_column": text_column, "keep_option": list(keep or [KEEP_ALL]),
-            "shard_rows": shard_rows, "max_chars": max_chars}  # fmt: skip
+    return {
+        "text_column": text_column,
+        "keep_option": list(keep or [KEEP_ALL]),
+        "shard_rows": shard_rows,
+        "max_chars": max_chars,
+    }
 
 
-def make_plan(model: dict[str, Any], input: str, files: list[InputFile], options: dict[str, Any],
-              settings: Settings | None = None) -> Plan:  # fmt: skip
+def make_plan(
+    model: dict[str, Any],
+    input: str,
+    files: list[InputFile],
+    options: dict[str, Any],
+    settings: Settings | None = None,
+) -> Plan:
     """The plan: every input file checked (text column, kept columns) and counted."""
     text_column, shard_rows = options["text_column"], options["shard_rows"]
     fetcher = inputs.Fetcher(settings)
@@ -141,8 +151,7 @@ def make_plan(model: dict[str, Any], input: str, files: list[InputFile], options
             counted.append(f)
     finally:
         fetcher.close()
-    return Plan(model, str(input), counted, cut(counted, shard_rows, offsets), keep=kept,
-                **options)  # fmt: skip
+    return Plan(model, str(input), counted, cut(counted, shard_rows, offsets), keep=kept, **options)
 
 
 def plan_job(
@@ -211,8 +220,7 @@ def load(model: str, plan: Plan, settings: Settings | None = None) -> Any:
     loaded = load_model(local_model(model, settings))
     if loaded.version != plan.version:
         raise ModelError(
-            f"model {model} is version {loaded.version}; the job was planned with "
-            f"{plan.version}",
+            f"model {model} is version {loaded.version}; the job was planned with {plan.version}",
             "score with the job's model, or pass --restart to score everything again",
         )
     return loaded
@@ -257,10 +265,18 @@ def score_shards(
         for shard in todo:
             f = plan.files[shard.file]
             if reader is None or reader.f != f:  # one reader per file: CSV parsed once
-                reader = inputs.Reader(f, fetcher.local(f), plan.text_column, plan.keep,
-                                       window_rows(batch_size))  # fmt: skip
-            record = score_shard(loaded, plan, shard, out, reader, batch_size,
-                                 lambda n: on_event(Event("rows", rows=n)))  # fmt: skip
+                reader = inputs.Reader(
+                    f, fetcher.local(f), plan.text_column, plan.keep, window_rows(batch_size)
+                )
+            record = score_shard(
+                loaded,
+                plan,
+                shard,
+                out,
+                reader,
+                batch_size,
+                lambda n: on_event(Event("rows", rows=n)),
+            )
             result.scored.append(record)
             on_event(Event("shard", record=record))
     finally:
@@ -270,8 +286,9 @@ def score_shards(
 
 
 # ------------------------------------------------------------------------------ summary
-def summarize(output: str, settings: Settings | None = None, plan: Plan | None = None
-              ) -> dict[str, Any]:  # fmt: skip
+def summarize(
+    output: str, settings: Settings | None = None, plan: Plan | None = None
+) -> dict[str, Any]:
     """Every shard's done record added up (and checked: a missing or incomplete shard fails
     with its name), written to summary.json."""
     out = Output(output, settings)
@@ -286,7 +303,8 @@ def summarize(output: str, settings: Settings | None = None, plan: Plan | None =
     if missing:
         raise DataError(
             f"{len(missing)} of {len(plan.shards)} shards are not finished: "
-            + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""),
+            + ", ".join(missing[:8])
+            + (" ..." if len(missing) > 8 else ""),
             "run the job again (the same command): finished shards are skipped",
         )
     status = dict.fromkeys(STATUSES, 0)
@@ -303,8 +321,15 @@ def summarize(output: str, settings: Settings | None = None, plan: Plan | None =
         "output": out.uri,
         "rows": plan.rows,
         "shards": len(plan.shards),
-        "files": [{"name": f.name, "rows": f.rows, "malformed": f.malformed,
-                   "malformed_examples": list(f.malformed_examples)} for f in plan.files],
+        "files": [
+            {
+                "name": f.name,
+                "rows": f.rows,
+                "malformed": f.malformed,
+                "malformed_examples": list(f.malformed_examples),
+            }
+            for f in plan.files
+        ],
         "status": status,
         "labels": labels,
         "malformed": sum(f.malformed for f in plan.files),
@@ -313,7 +338,7 @@ def summarize(output: str, settings: Settings | None = None, plan: Plan | None =
         "texts_per_sec_per_scorer": round(status["ok"] / seconds, 1) if seconds > 0 else 0.0,
         "data": out.where("shards/"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
     summary["estimate"] = estimate_job(out, plan)
     out.write_json(SUMMARY, summary)
     return summary
@@ -344,11 +369,14 @@ def estimate_job(out: Output, plan: Plan) -> dict[str, Any]:
         if len(ok):
             tally = tally + Tally.of(ok[columns].to_numpy(dtype="float64"), plan.labels)
     est = from_tally(tally)
-    return {"rows": est.n, "accuracy": est.accuracy.to_dict(),
-            "macro_f1": est.macro_f1.to_dict(),
-            "recall": {k: v.to_dict() for k, v in est.recall.items()},
-            "expected_support": {k: round(v, 1) for k, v in est.expected_support.items()},
-            "assumes": "calibrated probabilities and p(label | text) as on validation"}  # fmt: skip
+    return {
+        "rows": est.n,
+        "accuracy": est.accuracy.to_dict(),
+        "macro_f1": est.macro_f1.to_dict(),
+        "recall": {k: v.to_dict() for k, v in est.recall.items()},
+        "expected_support": {k: round(v, 1) for k, v in est.expected_support.items()},
+        "assumes": "calibrated probabilities and p(label | text) as on validation",
+    }
 
 
 def run(
@@ -366,8 +394,9 @@ def run(
     on_event: Listener = _noop,
 ) -> Result:
     """Plan (or resume), score every unfinished shard, summarise."""
-    plan = plan_job(model, input, output, text_column, keep, fmt, shard_rows, max_chars, restart,
-                    settings)  # fmt: skip
+    plan = plan_job(
+        model, input, output, text_column, keep, fmt, shard_rows, max_chars, restart, settings
+    )
     result = score_shards(model, output, None, batch_size, settings, on_event, plan)
     result.summary = summarize(output, settings, plan)
     return result

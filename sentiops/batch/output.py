@@ -82,8 +82,9 @@ class Output:
 
     def write_json(self, rel: str, obj: dict[str, Any]) -> None:
         data = json.dumps(obj, indent=2, default=str).encode()
-        with tempfile.NamedTemporaryFile(dir=self.staging(), prefix=".", suffix=".json",
-                                         delete=False) as tmp:  # fmt: skip
+        with tempfile.NamedTemporaryFile(
+            dir=self.staging(), prefix=".", suffix=".json", delete=False
+        ) as tmp:
             tmp.write(data)
         self.put(Path(tmp.name), rel)
 
@@ -135,7 +136,7 @@ class Output:
             bucket, key = parse_s3(self.uri + "/")
             if not self.store.client.bucket_exists(bucket):
                 return []
-            return [k[len(key):] for k in self.store.list_keys(f"s3://{bucket}/{key}")]
+            return [k[len(key) :] for k in self.store.list_keys(f"s3://{bucket}/{key}")]
         root = Path(self.uri)
         if not root.exists():
             return []

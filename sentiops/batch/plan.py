@@ -124,10 +124,11 @@ class Plan:
             "max_chars": self.max_chars,
             "rows": self.rows,
             "created_at": self.created_at,
-            "files": [asdict(f) | {"malformed_examples": list(f.malformed_examples)}
-                      for f in self.files],
+            "files": [
+                asdict(f) | {"malformed_examples": list(f.malformed_examples)} for f in self.files
+            ],
             "shards": [asdict(s) for s in self.shards],
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any], where: str = "manifest.json") -> Plan:
@@ -184,8 +185,9 @@ def loads(text: str, where: str) -> Plan:
         ) from exc
 
 
-def cut(files: list[InputFile], shard_rows: int,
-        offsets: dict[int, list[int]] | None = None) -> list[Shard]:  # fmt: skip
+def cut(
+    files: list[InputFile], shard_rows: int, offsets: dict[int, list[int]] | None = None
+) -> list[Shard]:
     """Every file's rows in shards of `shard_rows` (files in order, shard ids running on);
     `offsets[i]` are the byte offsets of rows 0, shard_rows, 2*shard_rows, ... of file i."""
     if shard_rows < 1:

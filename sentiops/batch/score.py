@@ -44,8 +44,17 @@ STATUSES = (OK, EMPTY, TOO_LONG, NOT_TEXT, UNREADABLE)
 #: Output rows buffered before they are written as one Parquet row group.
 ROW_GROUP_ROWS = 16_384
 #: Columns the job writes; input columns of the same names are kept as input_<name>.
-OWN_COLUMNS = ("file", "row", "text", "status", "label", "confidence", "read", "model_version",
-               "error")  # fmt: skip
+OWN_COLUMNS = (
+    "file",
+    "row",
+    "text",
+    "status",
+    "label",
+    "confidence",
+    "read",
+    "model_version",
+    "error",
+)
 
 
 def prob_column(label: str) -> str:
@@ -92,8 +101,14 @@ def window_rows(batch_size: int) -> int:
     return max(1, batch_size) * SORT_WINDOW
 
 
-def score_chunk(model: Any, chunk: inputs.Chunk, plan: Plan, file_name: str, batch_size: int,
-                kept_names: dict[str, str]) -> Any:  # fmt: skip
+def score_chunk(
+    model: Any,
+    chunk: inputs.Chunk,
+    plan: Plan,
+    file_name: str,
+    batch_size: int,
+    kept_names: dict[str, str],
+) -> Any:
     """The chunk's output rows as an Arrow table."""
     import pyarrow as pa
 
@@ -121,8 +136,9 @@ def score_chunk(model: Any, chunk: inputs.Chunk, plan: Plan, file_name: str, bat
     )
     columns["status"] = pa.array(status, type=pa.string())
     columns["label"] = pa.array(list(label), type=pa.string(), mask=~scored)
-    columns["confidence"] = pa.array(np.nan_to_num(proba).max(axis=1) if n else [],
-                                     type=pa.float32(), mask=~scored)  # fmt: skip
+    columns["confidence"] = pa.array(
+        np.nan_to_num(proba).max(axis=1) if n else [], type=pa.float32(), mask=~scored
+    )
     columns["read"] = pa.array(read, type=pa.float32(), mask=~scored)
     for j, lab in enumerate(labels):
         columns[prob_column(lab)] = pa.array(proba[:, j], type=pa.float32(), mask=~scored)
@@ -223,10 +239,12 @@ def is_done(out: Output, plan: Plan, shard: Shard) -> dict[str, Any] | None:
     if not record or record.get("model_version") != plan.version:
         return None
     if record.get("rows") != shard.rows or (record.get("start"), record.get("stop")) != (
-        shard.start, shard.stop
+        shard.start,
+        shard.stop,
     ):
         return None
-    if not out.complete(out.shard_path(shard.name), int(record.get("size", -1)),
-                        str(record.get("sha256"))):  # fmt: skip
+    if not out.complete(
+        out.shard_path(shard.name), int(record.get("size", -1)), str(record.get("sha256"))
+    ):
         return None
     return record

@@ -32,19 +32,25 @@ def batch(
     ],
     input_: Annotated[
         str,
-        typer.Option("--input", help="a CSV / TSV / JSONL / Parquet file (.gz for CSV and "
-                     "JSONL), or a directory or s3:// prefix of them"),  # fmt: skip
+        typer.Option(
+            "--input",
+            help="a CSV / TSV / JSONL / Parquet file (.gz for CSV and "
+            "JSONL), or a directory or s3:// prefix of them",
+        ),
     ],
     output: Annotated[
         str,
-        typer.Option(help="directory or s3:// prefix to write (Parquet shards, manifest.json, "
-                     "summary.json); the same output resumes"),  # fmt: skip
+        typer.Option(
+            help="directory or s3:// prefix to write (Parquet shards, manifest.json, "
+            "summary.json); the same output resumes"
+        ),
     ],
     text_column: Annotated[str, typer.Option(help="column holding the text")] = "text",
     keep: Annotated[
         list[str] | None,
-        typer.Option(help="input column to carry to the output (repeatable); 'all' (default) "
-                     "or 'none'"),  # fmt: skip
+        typer.Option(
+            help="input column to carry to the output (repeatable); 'all' (default) or 'none'"
+        ),
     ] = None,
     fmt: Annotated[
         str,
@@ -56,8 +62,10 @@ def batch(
     ] = SHARD_ROWS,
     max_chars: Annotated[
         int | None,
-        typer.Option(help="longer texts are not scored (status too_long); default: the "
-                     "predictor's limit, 5000"),  # fmt: skip
+        typer.Option(
+            help="longer texts are not scored (status too_long); default: the "
+            "predictor's limit, 5000"
+        ),
     ] = None,
     restart: Annotated[
         bool, typer.Option(help="discard what --output holds and score everything again")
@@ -69,8 +77,19 @@ def batch(
     from sentiops.batch.job import run
 
     with _Bar() as bar:
-        result = run(model, input_, output, text_column, keep or [KEEP_ALL], fmt, shard_rows,
-                     batch_size, max_chars, restart, on_event=bar.event)  # fmt: skip
+        result = run(
+            model,
+            input_,
+            output,
+            text_column,
+            keep or [KEEP_ALL],
+            fmt,
+            shard_rows,
+            batch_size,
+            max_chars,
+            restart,
+            on_event=bar.event,
+        )
     print_summary(result)
 
 
@@ -119,13 +138,19 @@ class _Bar:
             self.total = len(ev.plan.shards)
             self.started = time.perf_counter()
             self.task = self.progress.add_task(
-                "scoring", total=ev.plan.rows, completed=ev.rows, shards=self._shards(),
-                speed="", stage="loading the model",
-            )  # fmt: skip
+                "scoring",
+                total=ev.plan.rows,
+                completed=ev.rows,
+                shards=self._shards(),
+                speed="",
+                stage="loading the model",
+            )
             if not self.live:
-                err.print(f"{ev.plan.rows:,} rows in {self.total} shard(s) of at most "
-                          f"{ev.plan.shard_rows:,} rows; model {ev.plan.version}",
-                          highlight=False)  # fmt: skip
+                err.print(
+                    f"{ev.plan.rows:,} rows in {self.total} shard(s) of at most "
+                    f"{ev.plan.shard_rows:,} rows; model {ev.plan.version}",
+                    highlight=False,
+                )
         elif ev.kind == "loaded":
             self.started = time.perf_counter()  # texts/s from here: the scoring alone
             self.progress.update(self.task, stage="scoring")
@@ -139,9 +164,12 @@ class _Bar:
             self.progress.update(self.task, shards=self._shards())
             if not self.live and not ev.skipped:
                 r = ev.record
-                err.print(f"{r['name']}: {r['rows']:,} rows of {r['file']} in {r['seconds']:.1f}"
-                          f" s ({r['texts_per_sec']:,.0f} texts/s)  [{self.finished}/"
-                          f"{self.total}]", highlight=False)  # fmt: skip
+                err.print(
+                    f"{r['name']}: {r['rows']:,} rows of {r['file']} in {r['seconds']:.1f}"
+                    f" s ({r['texts_per_sec']:,.0f} texts/s)  [{self.finished}/"
+                    f"{self.total}]",
+                    highlight=False,
+                )
 
     def _shards(self) -> str:
         return f"shard {self.finished}/{self.total}"
@@ -152,8 +180,10 @@ def print_summary(result: Result) -> None:
     table = Table(title=f"batch: {plan.model.get('model_type')} {plan.version} -> {s['output']}")
     table.add_column("")
     table.add_column("value", justify="right")
-    table.add_row("shards scored now / finished before / all",
-                  f"{len(result.scored)} / {len(result.skipped)} / {s['shards']}")  # fmt: skip
+    table.add_row(
+        "shards scored now / finished before / all",
+        f"{len(result.scored)} / {len(result.skipped)} / {s['shards']}",
+    )
     table.add_row("rows", f"{s['rows']:,}")
     for status, n in s["status"].items():
         if n or status == "ok":
@@ -168,10 +198,16 @@ def print_summary(result: Result) -> None:
         table.add_row("scoring (s)", f"{result.seconds:.1f}")
         table.add_row("texts/s", f"{result.texts_per_sec:,.0f}")
     console.print(table)
-    console.print(f"output: {s['data']} (Parquet; summary.json and manifest.json beside it)",
-                  highlight=False, soft_wrap=True)  # fmt: skip
+    console.print(
+        f"output: {s['data']} (Parquet; summary.json and manifest.json beside it)",
+        highlight=False,
+        soft_wrap=True,
+    )
     if s["malformed"]:
         examples = [e for f in s["files"] for e in f["malformed_examples"]][:3]
-        err.print(f"[yellow]warning:[/] {s['malformed']} CSV row(s) with the wrong number of "
-                  f"fields were skipped, e.g. {'; '.join(examples)}", highlight=False,
-                  soft_wrap=True)  # fmt: skip
+        err.print(
+            f"[yellow]warning:[/] {s['malformed']} CSV row(s) with the wrong number of "
+            f"fields were skipped, e.g. {'; '.join(examples)}",
+            highlight=False,
+            soft_wrap=True,
+        )

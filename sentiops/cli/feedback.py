@@ -28,8 +28,10 @@ def feedback(
     batch: Annotated[int, typer.Option(help="labels per request")] = 500,
     token_file: Annotated[
         Path | None,
-        typer.Option(help="your team's token (`name:token` or the token) for a predictor "
-                     "whose writes need one; env SENTIOPS_TOKEN_FILE"),  # fmt: skip
+        typer.Option(
+            help="your team's token (`name:token` or the token) for a predictor "
+            "whose writes need one; env SENTIOPS_TOKEN_FILE"
+        ),
     ] = None,
 ) -> None:
     """Send labels for earlier predictions (`id` = the prediction's request id). Each batch is
@@ -95,8 +97,9 @@ def _post(url: str, name: str, items: list[dict[str, str]], headers: dict[str, s
     from sentiops.errors import FeedbackError, StorageError
 
     try:
-        r = httpx.post(f"{url.rstrip('/')}/v1/models/{name}:feedback", json=items,
-                       headers=headers, timeout=60)  # fmt: skip
+        r = httpx.post(
+            f"{url.rstrip('/')}/v1/models/{name}:feedback", json=items, headers=headers, timeout=60
+        )
     except httpx.HTTPError as exc:
         raise StorageError(f"{url} unreachable: {exc}", "check --url (the predictor)") from exc
     if r.status_code != 200:

@@ -16,36 +16,62 @@ from sentiops.config import MODEL_NAME
 
 labels_app = typer.Typer(no_args_is_help=True, help="Label Studio: tasks out, labels back.")
 
-StudioUrl = Annotated[str, typer.Option(
-    help="Label Studio's URL; env SENTIOPS_LABEL_STUDIO_URL")]  # fmt: skip
-StudioToken = Annotated[Path | None, typer.Option(
-    help="a file holding Label Studio's API token; env SENTIOPS_LABEL_STUDIO_TOKEN_FILE",
-)]  # fmt: skip
-Store = Annotated[str, typer.Option(
-    help="the store the texts wait in (dir or s3://bucket); default: the local store")]  # fmt: skip
-FeedbackUrl = Annotated[str, typer.Option(
-    help="a predictor (http://host:port) whose feedback API takes the labels; without it "
-         "they are written to --store directly")]  # fmt: skip
-TokenFile = Annotated[Path | None, typer.Option(
-    help="the token the labels go to --feedback-url with (`name:token`; name it "
-         "`labelstudio`); env SENTIOPS_TOKEN_FILE")]  # fmt: skip
+StudioUrl = Annotated[str, typer.Option(help="Label Studio's URL; env SENTIOPS_LABEL_STUDIO_URL")]
+StudioToken = Annotated[
+    Path | None,
+    typer.Option(
+        help="a file holding Label Studio's API token; env SENTIOPS_LABEL_STUDIO_TOKEN_FILE",
+    ),
+]
+Store = Annotated[
+    str,
+    typer.Option(help="the store the texts wait in (dir or s3://bucket); default: the local store"),
+]
+FeedbackUrl = Annotated[
+    str,
+    typer.Option(
+        help="a predictor (http://host:port) whose feedback API takes the labels; without it "
+        "they are written to --store directly"
+    ),
+]
+TokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        help="the token the labels go to --feedback-url with (`name:token`; name it "
+        "`labelstudio`); env SENTIOPS_TOKEN_FILE"
+    ),
+]
 Name = Annotated[str, typer.Option(help="the model name (one pair of projects per name)")]
-Overlap = Annotated[int, typer.Option(help="annotators per task (Label Studio's maximum "
-                                            "annotations) for new projects")]  # fmt: skip
+Overlap = Annotated[
+    int,
+    typer.Option(help="annotators per task (Label Studio's maximum annotations) for new projects"),
+]
 
 
 def register_commands(app: typer.Typer) -> None:
     from sentiops.cli.common import handle_errors
 
-    for name, fn in (("push", push), ("sync", sync), ("status", status), ("serve", serve),
-                     ("studio", studio)):  # fmt: skip
+    for name, fn in (
+        ("push", push),
+        ("sync", sync),
+        ("status", status),
+        ("serve", serve),
+        ("studio", studio),
+    ):
         labels_app.command(name)(handle_errors(fn))
     app.add_typer(labels_app, name="labels")
 
 
-def _sync(studio_url: str, studio_token_file: Path | None, store: str, feedback_url: str,
-          token_file: Path | None, model_name: str, overlap: int,
-          webhook: tuple[str, str] | None = None) -> Any:  # fmt: skip
+def _sync(
+    studio_url: str,
+    studio_token_file: Path | None,
+    store: str,
+    feedback_url: str,
+    token_file: Path | None,
+    model_name: str,
+    overlap: int,
+    webhook: tuple[str, str] | None = None,
+) -> Any:
     """The Sync for these options (labels to the feedback API with a token, or the store)."""
     import os
 
@@ -73,33 +99,57 @@ def _sync(studio_url: str, studio_token_file: Path | None, store: str, feedback_
     return Sync(studio, store, sink, model_name, overlap=overlap, webhook=webhook)
 
 
-def push(studio_url: StudioUrl = "", studio_token_file: StudioToken = None, store: Store = "",
-         model_name: Name = MODEL_NAME, overlap: Overlap = 1) -> None:  # fmt: skip
+def push(
+    studio_url: StudioUrl = "",
+    studio_token_file: StudioToken = None,
+    store: Store = "",
+    model_name: Name = MODEL_NAME,
+    overlap: Overlap = 1,
+) -> None:
     """Make Label Studio tasks of the texts waiting in the store: the labelling queue (with
     the model's answer as a pre-annotation) and the random evaluation sample (without)."""
     s = _sync(studio_url, studio_token_file, store, "", None, model_name, overlap)
     made = s.push()
-    typer.echo(f"tasks made: training queue {made['queue']}, evaluation sample "
-               f"{made['evaluation']} (projects {s.projects()})")  # fmt: skip
+    typer.echo(
+        f"tasks made: training queue {made['queue']}, evaluation sample "
+        f"{made['evaluation']} (projects {s.projects()})"
+    )
 
 
-def sync(studio_url: StudioUrl = "", studio_token_file: StudioToken = None, store: Store = "",
-         feedback_url: FeedbackUrl = "", token_file: TokenFile = None,
-         model_name: Name = MODEL_NAME, overlap: Overlap = 1) -> None:  # fmt: skip
+def sync(
+    studio_url: StudioUrl = "",
+    studio_token_file: StudioToken = None,
+    store: Store = "",
+    feedback_url: FeedbackUrl = "",
+    token_file: TokenFile = None,
+    model_name: Name = MODEL_NAME,
+    overlap: Overlap = 1,
+) -> None:
     """Push new tasks, then store every task's label (the majority of its annotations) with
     who made it: new, revised or withdrawn; what is stored already is left alone, so running
     it again (from cron, after Label Studio was down) stores nothing twice."""
-    s = _sync(studio_url, studio_token_file, store, feedback_url, token_file, model_name,
-              overlap)  # fmt: skip
+    s = _sync(studio_url, studio_token_file, store, feedback_url, token_file, model_name, overlap)
     made = s.push()
     report = s.pull()
-    typer.echo(json.dumps({"tasks_made": made, **report,
-                           "agreement": {k: v.get("alpha") for k, v in s.agreement.items()}},
-                          indent=2, default=str))  # fmt: skip
+    typer.echo(
+        json.dumps(
+            {
+                "tasks_made": made,
+                **report,
+                "agreement": {k: v.get("alpha") for k, v in s.agreement.items()},
+            },
+            indent=2,
+            default=str,
+        )
+    )
 
 
-def status(studio_url: StudioUrl = "", studio_token_file: StudioToken = None,
-           store: Store = "", model_name: Name = MODEL_NAME) -> None:  # fmt: skip
+def status(
+    studio_url: StudioUrl = "",
+    studio_token_file: StudioToken = None,
+    store: Store = "",
+    model_name: Name = MODEL_NAME,
+) -> None:
     """The model's projects, their tasks, agreement (Krippendorff's alpha per project and per
     annotator) and the tasks held for review (annotations without a majority)."""
     s = _sync(studio_url, studio_token_file, store, "", None, model_name, 1)
@@ -108,17 +158,29 @@ def status(studio_url: StudioUrl = "", studio_token_file: StudioToken = None,
 
 
 def serve(
-    webhook_secret_file: Annotated[Path, typer.Option(
-        help="the shared secret Label Studio's webhooks send (`name:secret` or the secret)")],
-    studio_url: StudioUrl = "", studio_token_file: StudioToken = None, store: Store = "",
-    feedback_url: FeedbackUrl = "", token_file: TokenFile = None,
-    model_name: Name = MODEL_NAME, overlap: Overlap = 1,
+    webhook_secret_file: Annotated[
+        Path,
+        typer.Option(
+            help="the shared secret Label Studio's webhooks send (`name:secret` or the secret)"
+        ),
+    ],
+    studio_url: StudioUrl = "",
+    studio_token_file: StudioToken = None,
+    store: Store = "",
+    feedback_url: FeedbackUrl = "",
+    token_file: TokenFile = None,
+    model_name: Name = MODEL_NAME,
+    overlap: Overlap = 1,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 9082,
-    public_url: Annotated[str, typer.Option(
-        help="the URL Label Studio reaches this receiver at (default http://HOST:PORT)")] = "",
+    public_url: Annotated[
+        str,
+        typer.Option(
+            help="the URL Label Studio reaches this receiver at (default http://HOST:PORT)"
+        ),
+    ] = "",
     interval: Annotated[float, typer.Option(help="seconds between full push + pull")] = 30.0,
-) -> None:  # fmt: skip
+) -> None:
     """The webhook receiver: Label Studio's annotation webhooks (checked against the shared
     secret) make labels within seconds, and every --interval it pushes new texts and pulls
     every task (nothing waits for a webhook that never came)."""
@@ -129,10 +191,13 @@ def serve(
     from sentiops.security.auth import token_from_file
 
     secret = Secret(webhook_secret_file)
-    hook = (f"{(public_url or f'http://{host}:{port}').rstrip('/')}/webhook",
-            token_from_file(webhook_secret_file))  # fmt: skip
-    s = _sync(studio_url, studio_token_file, store, feedback_url, token_file, model_name,
-              overlap, hook)  # fmt: skip
+    hook = (
+        f"{(public_url or f'http://{host}:{port}').rstrip('/')}/webhook",
+        token_from_file(webhook_secret_file),
+    )
+    s = _sync(
+        studio_url, studio_token_file, store, feedback_url, token_file, model_name, overlap, hook
+    )
     worker = Worker(s, interval)
     worker.start()
     try:
@@ -142,10 +207,12 @@ def serve(
 
 
 def studio(
-    folder: Annotated[Path | None, typer.Option(
-        help="its data and the admin's files (default $SENTIOPS_HOME/labelstudio)")] = None,
+    folder: Annotated[
+        Path | None,
+        typer.Option(help="its data and the admin's files (default $SENTIOPS_HOME/labelstudio)"),
+    ] = None,
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8090,
-) -> None:  # fmt: skip
+) -> None:
     """Label Studio on loopback with this installation's admin (made once; the password and
     the API token are files of mode 0600, never printed), until Ctrl-C."""
     import time
@@ -155,9 +222,11 @@ def studio(
 
     server = LabelStudio(folder or get_settings().home / "labelstudio", port=port).start()
     try:
-        typer.echo(f"Label Studio at {server.url}: sign in as {server.admin.email}, the "
-                   f"password is in {server.admin.password_file}; API token in "
-                   f"{server.admin.token_file}; Ctrl-C stops it")  # fmt: skip
+        typer.echo(
+            f"Label Studio at {server.url}: sign in as {server.admin.email}, the "
+            f"password is in {server.admin.password_file}; API token in "
+            f"{server.admin.token_file}; Ctrl-C stops it"
+        )
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

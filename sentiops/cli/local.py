@@ -45,8 +45,10 @@ def loop(
     epochs: Annotated[int | None, typer.Option(help="transformer epochs (default 1)")] = None,
     seed: Annotated[
         int | None,
-        typer.Option(help="seed of every run's split and training, and of the traffic drawn "
-                     "from the datasets (default 42)"),
+        typer.Option(
+            help="seed of every run's split and training, and of the traffic drawn "
+            "from the datasets (default 42)"
+        ),
     ] = None,
     workdir: Annotated[
         Path | None, typer.Option(help="logs of every server (default $SENTIOPS_HOME/loop)")
@@ -84,8 +86,14 @@ def loop(
         elif kind == "accuracy":
             rows, title = data
             table = Table(title=title)
-            for col in ("model version", "domain", "labels (random sample)", "accuracy",
-                        "95 % interval", "macro-F1"):  # fmt: skip
+            for col in (
+                "model version",
+                "domain",
+                "labels (random sample)",
+                "accuracy",
+                "95 % interval",
+                "macro-F1",
+            ):
                 table.add_column(
                     col, justify="left" if col in ("model version", "domain") else "right"
                 )

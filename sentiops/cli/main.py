@@ -35,8 +35,20 @@ app = typer.Typer(
     help="SentiOps: train, evaluate, gate and serve sentiment models.",
 )
 
-for group in (data, model, batch, gate, pipeline, serve, feedback, labels, local, rollout, drift,
-              status):  # fmt: skip
+for group in (
+    data,
+    model,
+    batch,
+    gate,
+    pipeline,
+    serve,
+    feedback,
+    labels,
+    local,
+    rollout,
+    drift,
+    status,
+):
     group.register_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -77,9 +77,11 @@ def train(
     drop_invalid: bool = False,
     serving_form: Annotated[
         str,
-        typer.Option(help="auto (the fastest form validation keeps: a distilled half-depth "
-                     "student, else ONNX int8/fp32 of the model) | student-int8 | onnx-int8 | "
-                     "onnx-fp32 | pytorch"),
+        typer.Option(
+            help="auto (the fastest form validation keeps: a distilled half-depth "
+            "student, else ONNX int8/fp32 of the model) | student-int8 | onnx-int8 | "
+            "onnx-fp32 | pytorch"
+        ),
     ] = "auto",
     track: Annotated[bool, typer.Option(help="log to MLflow and register the model")] = True,
     register_name: str = REGISTERED_MODEL,
@@ -398,8 +400,7 @@ def model_key(
     verifier = signing.verify_key()
     console.print(f"signing key  {signing.short(signer.key_id)}  {signer.path}", highlight=False)
     console.print(
-        "verify key   "
-        + (f"{verifier.ids}  {verifier.source}" if verifier else "none (off)"),
+        "verify key   " + (f"{verifier.ids}  {verifier.source}" if verifier else "none (off)"),
         highlight=False,
         soft_wrap=True,
     )

@@ -135,8 +135,10 @@ def pipeline_run(
     verbose: Annotated[bool, typer.Option(help="show every task's output")] = False,
     promote: Annotated[
         bool,
-        typer.Option(help="make an approved candidate the champion right after the run (no "
-                     "canary); --no-promote leaves it the candidate for a rollout"),
+        typer.Option(
+            help="make an approved candidate the champion right after the run (no "
+            "canary); --no-promote leaves it the candidate for a rollout"
+        ),
     ] = True,
 ) -> None:
     """Run the whole pipeline here: ingest -> validate -> split -> train -> evaluate -> gate

@@ -72,18 +72,24 @@ def local(
     max_holds: Annotated[int, typer.Option(help="holds a step may take, then the policy")] = 2,
     require_accuracy_evidence: Annotated[
         bool,
-        typer.Option(help="promote only once live accuracy is shown no worse than stable by "
-                     "more than the margin (labels of the random evaluation sample)"),
+        typer.Option(
+            help="promote only once live accuracy is shown no worse than stable by "
+            "more than the margin (labels of the random evaluation sample)"
+        ),
     ] = False,
     inconclusive_policy: Annotated[
         str,
-        typer.Option(help="undecided by a step's deadline: rollback, promote (flagged) or hold "
-                     "(a person decides with sentiops rollout approve|reject)"),
+        typer.Option(
+            help="undecided by a step's deadline: rollback, promote (flagged) or hold "
+            "(a person decides with sentiops rollout approve|reject)"
+        ),
     ] = "rollback",
     approve_before: Annotated[
         str,
-        typer.Option(help="wait for a person before traffic moves to this step (e.g. 100), or "
-                     "before 'promote'; answer with sentiops rollout approve|reject"),
+        typer.Option(
+            help="wait for a person before traffic moves to this step (e.g. 100), or "
+            "before 'promote'; answer with sentiops rollout approve|reject"
+        ),
     ] = "",
     approval_timeout: Annotated[float, typer.Option(help="seconds to wait for a person")] = 3600,
     approval_timeout_policy: Annotated[
@@ -91,8 +97,10 @@ def local(
     ] = "reject",
     notify: Annotated[
         list[str] | None,
-        typer.Option(help="webhook for holds, promotions, rollbacks and approval requests: "
-                     "FORMAT=URL with FORMAT generic, slack or alertmanager (repeatable)"),
+        typer.Option(
+            help="webhook for holds, promotions, rollbacks and approval requests: "
+            "FORMAT=URL with FORMAT generic, slack or alertmanager (repeatable)"
+        ),
     ] = None,
     output_json: Annotated[Path | None, typer.Option(help="the decision record")] = None,
     workdir: Annotated[
@@ -107,8 +115,9 @@ def local(
     if not local:
         console.print(ctx.get_help())
         raise typer.Exit(2)
-    missing = [n for n, v in (("--stable", stable), ("--canary", canary), ("--traffic", traffic))
-               if not v]  # fmt: skip
+    missing = [
+        n for n, v in (("--stable", stable), ("--canary", canary), ("--traffic", traffic)) if not v
+    ]
     if missing:
         raise typer.BadParameter(f"--local needs {', '.join(missing)}")
     assert stable is not None and canary is not None and traffic
@@ -127,8 +136,11 @@ def local(
     if mode not in MODES:
         raise typer.BadParameter(f"--mode {mode!r}: use one of {', '.join(MODES)}")
     try:
-        judge = JudgeConfig(min_requests=min_requests, inconclusive_policy=inconclusive_policy,
-                            require_accuracy_evidence=require_accuracy_evidence)  # fmt: skip
+        judge = JudgeConfig(
+            min_requests=min_requests,
+            inconclusive_policy=inconclusive_policy,
+            require_accuracy_evidence=require_accuracy_evidence,
+        )
         approval = Approval(approve_before, approval_timeout, approval_timeout_policy)
         approval.check(plan_steps)
     except ValueError as exc:
@@ -137,10 +149,20 @@ def local(
 
     texts = [t for t in load(list(traffic), TEXT, None)[TEXT].tolist() if t.strip()]
     record = local_rollout(
-        stable, canary, texts, workdir or get_settings().home / "rollout", plan_steps,
-        step_seconds, rate, judge, max_holds, progress=console.print, mode=mode,
-        approval=approval, notify=list(notify or []),
-    )  # fmt: skip
+        stable,
+        canary,
+        texts,
+        workdir or get_settings().home / "rollout",
+        plan_steps,
+        step_seconds,
+        rate,
+        judge,
+        max_holds,
+        progress=console.print,
+        mode=mode,
+        approval=approval,
+        notify=list(notify or []),
+    )
     console.print(record.to_markdown(), highlight=False)
     if output_json:
         record.write_json(output_json)
@@ -178,9 +200,12 @@ def status(
     local = (workdir or get_settings().home / "rollout") / APPROVAL_FILE
     waiting = read_request(local) if not namespace and local.exists() else {}
     if waiting.get("state") == PENDING:
-        console.print(f"local rollout of v{waiting.get('canary_version', '?')} waiting for "
-                      f"approval {waiting.get('waiting', '')} since {waiting.get('since', '?')}: "
-                      f"{waiting.get('how', '')}", highlight=False)  # fmt: skip
+        console.print(
+            f"local rollout of v{waiting.get('canary_version', '?')} waiting for "
+            f"approval {waiting.get('waiting', '')} since {waiting.get('since', '?')}: "
+            f"{waiting.get('how', '')}",
+            highlight=False,
+        )
 
     tracking.configure()
     table = Table(title="model registry (sentiops-sentiment)")
@@ -214,15 +239,20 @@ def status(
 
         request = waiting_request(isvc)
         if request is not None:
-            console.print(f"waiting for approval {request.get('waiting', '')} since "
-                          f"{request.get('since', '?')}: {request.get('how', '')}",
-                          highlight=False)  # fmt: skip
+            console.print(
+                f"waiting for approval {request.get('waiting', '')} since "
+                f"{request.get('since', '?')}: {request.get('how', '')}",
+                highlight=False,
+            )
         shadow = _shadow(ex).in_progress()
         if shadow is not None:
             version, percent = shadow
             share = f"{percent}% of the predictions" if percent is not None else "no mirror yet"
-            console.print(f"shadow v{version} in progress: {share} copied to it; clients get "
-                          f"v{served_version(isvc)}'s answers", highlight=False)  # fmt: skip
+            console.print(
+                f"shadow v{version} in progress: {share} copied to it; clients get "
+                f"v{served_version(isvc)}'s answers",
+                highlight=False,
+            )
 
 
 @rollout_app.command("rollback")
@@ -260,8 +290,10 @@ def rollback(
         shadow.rollback()
         if version and registry.version_of(registry.CANDIDATE) == version:
             registry.reject(version, [f"shadow removed by hand: {reason}"])
-        console.print(f"shadow v{version} removed; serving v{served_version(ex.get() or isvc)}",
-                      highlight=False)  # fmt: skip
+        console.print(
+            f"shadow v{version} removed; serving v{served_version(ex.get() or isvc)}",
+            highlight=False,
+        )
         return
     in_progress = PREVIOUS_ANNOTATION in (isvc["metadata"].get("annotations") or {})
     if in_progress:
@@ -304,14 +336,17 @@ def _answer(
         folder = workdir or get_settings().home / "rollout"
         request = answer_file(folder, answer, by="sentiops rollout " + answer)
         where = str(folder)
-    console.print(f"{answer}: v{request.get('canary_version', '?')} "
-                  f"{request.get('waiting', '')} ({where})", highlight=False)  # fmt: skip
+    console.print(
+        f"{answer}: v{request.get('canary_version', '?')} {request.get('waiting', '')} ({where})",
+        highlight=False,
+    )
 
 
 @rollout_app.command("approve")
 @handled
-def approve(namespace: Namespace = None, kubeconfig: Kubeconfig = None,
-            workdir: Workdir = None) -> None:  # fmt: skip
+def approve(
+    namespace: Namespace = None, kubeconfig: Kubeconfig = None, workdir: Workdir = None
+) -> None:
     """Let a waiting rollout go on (its next step, or promotion): on a cluster with --namespace,
     else the local rollout in --workdir."""
     _answer("approve", namespace, kubeconfig, workdir)
@@ -319,7 +354,8 @@ def approve(namespace: Namespace = None, kubeconfig: Kubeconfig = None,
 
 @rollout_app.command("reject")
 @handled
-def reject(namespace: Namespace = None, kubeconfig: Kubeconfig = None,
-           workdir: Workdir = None) -> None:  # fmt: skip
+def reject(
+    namespace: Namespace = None, kubeconfig: Kubeconfig = None, workdir: Workdir = None
+) -> None:
     """Stop a waiting rollout: it rolls the candidate back (and the registry rejects it)."""
     _answer("reject", namespace, kubeconfig, workdir)

@@ -57,44 +57,61 @@ def serve(
     ] = 5.0,
     feedback_store: Annotated[
         str | None,
-        typer.Option(envvar="SENTIOPS_FEEDBACK_STORE", show_default=False,
-                     help="store (directory or s3://bucket) of the prediction log and labels: "
-                     "enables POST /v1/models/<name>:feedback and live accuracy"),
-    ] = None,  # fmt: skip
+        typer.Option(
+            envvar="SENTIOPS_FEEDBACK_STORE",
+            show_default=False,
+            help="store (directory or s3://bucket) of the prediction log and labels: "
+            "enables POST /v1/models/<name>:feedback and live accuracy",
+        ),
+    ] = None,
     auth_token_file: Annotated[
         Path | None,
-        typer.Option(envvar="SENTIOPS_AUTH_TOKEN_FILE", show_default=False,
-                     help="tokens (`name:token` lines, or a directory with a file per token): "
-                     ":feedback then needs `Authorization: Bearer <token>`"),
-    ] = None,  # fmt: skip
+        typer.Option(
+            envvar="SENTIOPS_AUTH_TOKEN_FILE",
+            show_default=False,
+            help="tokens (`name:token` lines, or a directory with a file per token): "
+            ":feedback then needs `Authorization: Bearer <token>`",
+        ),
+    ] = None,
     auth_reads: Annotated[
         bool,
-        typer.Option("--auth-reads", help="predict, explain, infer and metadata need a token "
-                     "too (health and /metrics stay open); needs --auth-token-file"),
-    ] = False,  # fmt: skip
+        typer.Option(
+            "--auth-reads",
+            help="predict, explain, infer and metadata need a token "
+            "too (health and /metrics stay open); needs --auth-token-file",
+        ),
+    ] = False,
     rate_limit: Annotated[
         float,
-        typer.Option(envvar="SENTIOPS_RATE_LIMIT",
-                     help="requests a second per client on the model's endpoints and feedback "
-                     "(0: no limit); over it 429 with Retry-After"),
-    ] = 0.0,  # fmt: skip
+        typer.Option(
+            envvar="SENTIOPS_RATE_LIMIT",
+            help="requests a second per client on the model's endpoints and feedback "
+            "(0: no limit); over it 429 with Retry-After",
+        ),
+    ] = 0.0,
     rate_burst: Annotated[
         float,
         typer.Option(help="requests a client may make at once (0: one second's worth)"),
     ] = 0.0,
     logger_token_file: Annotated[
         Path | None,
-        typer.Option(envvar="SENTIOPS_LOGGER_TOKEN_FILE", show_default=False,
-                     help="the token (`name:token`) the inference log presents to the drift "
-                     "sidecar (--logger-url)"),
-    ] = None,  # fmt: skip
+        typer.Option(
+            envvar="SENTIOPS_LOGGER_TOKEN_FILE",
+            show_default=False,
+            help="the token (`name:token`) the inference log presents to the drift "
+            "sidecar (--logger-url)",
+        ),
+    ] = None,
     sample_secret_file: Annotated[
         Path | None,
-        typer.Option(envvar=SAMPLE_SECRET_ENV, show_default=False,
-                     help="the evaluation-sample secret (at least 16 bytes, e.g. `openssl rand "
-                     "-hex 32`), passed to the predictor as $SENTIOPS_SAMPLE_SECRET_FILE "
-                     "(without it: $SENTIOPS_HOME/secrets/eval-sample.key)"),
-    ] = None,  # fmt: skip
+        typer.Option(
+            envvar=SAMPLE_SECRET_ENV,
+            show_default=False,
+            help="the evaluation-sample secret (at least 16 bytes, e.g. `openssl rand "
+            "-hex 32`), passed to the predictor as $SENTIOPS_SAMPLE_SECRET_FILE "
+            "(without it: $SENTIOPS_HOME/secrets/eval-sample.key)",
+        ),
+    ] = None,
 ) -> None:
     """`sentiops serve` (its help is HELP): checks every flag, then the model, then replaces
     this process with `python -m serving`."""
@@ -105,9 +122,10 @@ def serve(
     _check_rates(rate_limit, rate_burst)
     tokens = _token_file(auth_token_file) if auth_token_file else None
     if auth_reads and tokens is None:
-        raise ConfigError("--auth-reads needs --auth-token-file (the tokens that may read)",
-                          f"make a token file ({MAKE_TOKENS}) and pass --auth-token-file "
-                          "tokens")  # fmt: skip
+        raise ConfigError(
+            "--auth-reads needs --auth-token-file (the tokens that may read)",
+            f"make a token file ({MAKE_TOKENS}) and pass --auth-token-file tokens",
+        )
     logger_token = _logger_token_file(logger_token_file) if logger_token_file else None
     secret = _sample_secret(sample_secret_file) if sample_secret_file else None
 
@@ -158,16 +176,21 @@ def _check_rates(rate_limit: float, rate_burst: float) -> None:
     from sentiops.errors import ConfigError
 
     if not math.isfinite(rate_limit) or rate_limit < 0:
-        raise ConfigError(f"--rate-limit {rate_limit} is not a rate (requests a second, 0 or more)",
-                          "give requests a second per client, e.g. --rate-limit 5 (0: no "
-                          "limit)")  # fmt: skip
+        raise ConfigError(
+            f"--rate-limit {rate_limit} is not a rate (requests a second, 0 or more)",
+            "give requests a second per client, e.g. --rate-limit 5 (0: no limit)",
+        )
     if not math.isfinite(rate_burst) or rate_burst < 0 or 0 < rate_burst < 1:
-        raise ConfigError(f"--rate-burst {rate_burst} is not a burst (0, or 1 request or more)",
-                          "give the requests a client may make at once, at least 1 (0: one "
-                          "second's worth of --rate-limit)")  # fmt: skip
+        raise ConfigError(
+            f"--rate-burst {rate_burst} is not a burst (0, or 1 request or more)",
+            "give the requests a client may make at once, at least 1 (0: one "
+            "second's worth of --rate-limit)",
+        )
     if rate_burst > 0 and rate_limit == 0:
-        raise ConfigError("--rate-burst needs --rate-limit (there is no limit to burst over)",
-                          "add --rate-limit R (requests a second per client)")  # fmt: skip
+        raise ConfigError(
+            "--rate-burst needs --rate-limit (there is no limit to burst over)",
+            "add --rate-limit R (requests a second per client)",
+        )
 
 
 def _token_file(path: Path) -> Tokens:
@@ -179,12 +202,14 @@ def _token_file(path: Path) -> Tokens:
     try:
         return Tokens.load(path.expanduser())
     except AuthError as exc:
-        raise AuthError(f"--auth-token-file: {exc.message}",
-                        f"{exc.hint}; a new file: {MAKE_TOKENS}") from None  # fmt: skip
+        raise AuthError(
+            f"--auth-token-file: {exc.message}", f"{exc.hint}; a new file: {MAKE_TOKENS}"
+        ) from None
     except (OSError, ValueError) as exc:
         why = getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"--auth-token-file: cannot read {path} ({why})",
-                          "make it readable by this user") from None  # fmt: skip
+        raise ConfigError(
+            f"--auth-token-file: cannot read {path} ({why})", "make it readable by this user"
+        ) from None
 
 
 def _logger_token_file(path: Path) -> Path:
@@ -198,9 +223,11 @@ def _logger_token_file(path: Path) -> Path:
         raise AuthError(f"--logger-token-file: {exc.message}", exc.hint) from None
     except (OSError, ValueError) as exc:
         why = getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"--logger-token-file: cannot read {path} ({why})",
-                          "give the file holding the predictors' token (`name:token`), the "
-                          "one the drift sidecar's token file also has") from None  # fmt: skip
+        raise ConfigError(
+            f"--logger-token-file: cannot read {path} ({why})",
+            "give the file holding the predictors' token (`name:token`), the "
+            "one the drift sidecar's token file also has",
+        ) from None
     return path
 
 
@@ -213,8 +240,13 @@ def _sample_secret(path: Path) -> Path:
     return path
 
 
-def _say_what_is_open(feedback_store: str | None, tokens: Tokens | None, token_file: Path | None,
-                      auth_reads: bool, port: int) -> None:  # fmt: skip
+def _say_what_is_open(
+    feedback_store: str | None,
+    tokens: Tokens | None,
+    token_file: Path | None,
+    auth_reads: bool,
+    port: int,
+) -> None:
     """One line on who may write labels (stderr): a warning when anyone may."""
     from rich.markup import escape
 
@@ -225,14 +257,22 @@ def _say_what_is_open(feedback_store: str | None, tokens: Tokens | None, token_f
     if tokens is None:
         err.print(
             "[bold yellow]warning:[/] "
-            + escape(f"labels are open: with --feedback-store and no --auth-token-file, anyone "
-                     f"who can reach port {port} can write labels, which become training data "
-                     "and part of the gate's test set; give the annotators tokens with "
-                     f"--auth-token-file FILE (e.g. {MAKE_TOKENS})"),
-            highlight=False, soft_wrap=True,
-        )  # fmt: skip
+            + escape(
+                f"labels are open: with --feedback-store and no --auth-token-file, anyone "
+                f"who can reach port {port} can write labels, which become training data "
+                "and part of the gate's test set; give the annotators tokens with "
+                f"--auth-token-file FILE (e.g. {MAKE_TOKENS})"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     names = ", ".join(tokens.names)
-    err.print(escape(f"labels need a token from {token_file} ({names})"
-                     + ("; reads too" if auth_reads else "")), highlight=False,
-              soft_wrap=True)  # fmt: skip
+    err.print(
+        escape(
+            f"labels need a token from {token_file} ({names})"
+            + ("; reads too" if auth_reads else "")
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -29,14 +29,17 @@ PrometheusUrl = Annotated[
 ]
 RolloutDir = Annotated[
     Path | None,
-    typer.Option(help="the local rollout's progress.json / decision.json (default "
-                 "$SENTIOPS_HOME/rollout)"),
-]  # fmt: skip
+    typer.Option(
+        help="the local rollout's progress.json / decision.json (default $SENTIOPS_HOME/rollout)"
+    ),
+]
 MlflowUrl = Annotated[
     str | None,
-    typer.Option(help="MLflow's web UI, for links (default $SENTIOPS_MLFLOW_URL, or the "
-                 "tracking URI when it is http)"),
-]  # fmt: skip
+    typer.Option(
+        help="MLflow's web UI, for links (default $SENTIOPS_MLFLOW_URL, or the "
+        "tracking URI when it is http)"
+    ),
+]
 
 
 def register_commands(app: typer.Typer) -> None:
@@ -59,9 +62,13 @@ def status(
     from sentiops.console import status as st
 
     sections = st.gather(
-        st.env_url(prometheus_url, st.PROMETHEUS_URL_ENV), rollout_dir, None, model_name,
-        registered_model, st.env_url(mlflow_url, st.MLFLOW_URL_ENV),
-    )  # fmt: skip
+        st.env_url(prometheus_url, st.PROMETHEUS_URL_ENV),
+        rollout_dir,
+        None,
+        model_name,
+        registered_model,
+        st.env_url(mlflow_url, st.MLFLOW_URL_ENV),
+    )
     if as_json:
         typer.echo(json.dumps(st.to_json(sections), indent=2, default=str))
     else:
@@ -87,8 +94,14 @@ def print_status(sections: dict[str, Any]) -> None:
         if not section.ok:
             console.print(f"[bold]{name}[/]: [yellow]{section.error}[/]", highlight=False)
             continue
-        {"registry": _registry, "rollout": _rollout, "traffic": _traffic, "drift": _drift,
-         "estimate": _estimate, "live_accuracy": _accuracy}[name](section)  # fmt: skip
+        {
+            "registry": _registry,
+            "rollout": _rollout,
+            "traffic": _traffic,
+            "drift": _drift,
+            "estimate": _estimate,
+            "live_accuracy": _accuracy,
+        }[name](section)
         for note in section.notes:
             console.print(f"[bold]{name}[/]: {note}", highlight=False)
 
@@ -101,9 +114,15 @@ def _registry(section: Any) -> None:
     for col in ("alias", "version", "stage", "gate", "Δ macro-F1", "since", "reason"):
         table.add_column(col)
     for a in d["aliases"]:
-        table.add_row(a["alias"], f"v{a['version']}", a["stage"] or "-", a["gate"] or "-",
-                      _f(a["gate_delta_macro_f1"], 4), _when(a["since"]),
-                      (a["reason"] or "")[:70])  # fmt: skip
+        table.add_row(
+            a["alias"],
+            f"v{a['version']}",
+            a["stage"] or "-",
+            a["gate"] or "-",
+            _f(a["gate_delta_macro_f1"], 4),
+            _when(a["since"]),
+            (a["reason"] or "")[:70],
+        )
     console.print(table)
 
 
@@ -112,8 +131,13 @@ def _steps(title: str, steps: list[dict[str, Any]]) -> None:
     for col in ("step", "traffic", "verdict", "score", "failed checks"):
         table.add_column(col)
     for i, s in enumerate(steps, 1):
-        table.add_row(str(i), f"{s['traffic']}%", str(s["verdict"]), _f(s["score"], 0),
-                      ", ".join(s["failed"]) or "-")  # fmt: skip
+        table.add_row(
+            str(i),
+            f"{s['traffic']}%",
+            str(s["verdict"]),
+            _f(s["score"], 0),
+            ", ".join(s["failed"]) or "-",
+        )
     console.print(table)
 
 
@@ -121,13 +145,17 @@ def _rollout(section: Any) -> None:
     p, d = section.data["in_progress"], section.data["last"]
     if p:
         last = p["steps"][-1] if p["steps"] else None
-        where = f"step {len(p['steps'])} at {last['traffic']}%: {last['verdict']}" if last \
-            else "first step running"  # fmt: skip
+        where = (
+            f"step {len(p['steps'])} at {last['traffic']}%: {last['verdict']}"
+            if last
+            else "first step running"
+        )
         console.print(
             f"[bold]canary in progress[/]: v{p.get('canary_version')} vs stable "
             f"v{p.get('stable_version')}, plan {p.get('plan')}, {where} (updated "
-            f"{p['updated_seconds_ago']:.0f}s ago)", highlight=False,
-        )  # fmt: skip
+            f"{p['updated_seconds_ago']:.0f}s ago)",
+            highlight=False,
+        )
         if p["steps"]:
             _steps("canary steps so far", p["steps"])
     if d:
@@ -136,8 +164,9 @@ def _rollout(section: Any) -> None:
         )
         console.print(
             f"[bold]last rollout[/]: {verdict} canary v{d.get('canary_version')} vs stable "
-            f"v{d.get('stable_version')}, ended {_when(d.get('ended_at'))}", highlight=False,
-        )  # fmt: skip
+            f"v{d.get('stable_version')}, ended {_when(d.get('ended_at'))}",
+            highlight=False,
+        )
         for reason in d.get("reasons") or []:
             console.print(f"  - {reason}", highlight=False)
         if d["steps"]:
@@ -151,8 +180,12 @@ def _traffic(section: Any) -> None:
         for col in ("model version", "predictions/s", "share", "errors/s"):
             table.add_column(col, justify="right")
         for r in rows:
-            table.add_row(f"v{r['model_version']}", _f(r["predictions_per_s"], 2),
-                          _pct(r["share"]), _f(r["errors_per_s"], 2))  # fmt: skip
+            table.add_row(
+                f"v{r['model_version']}",
+                _f(r["predictions_per_s"], 2),
+                _pct(r["share"]),
+                _f(r["errors_per_s"], 2),
+            )
         console.print(table)
     up = sum(1 for t in targets if t["up"])
     console.print(f"[bold]traffic[/]: scrape targets up {up}/{len(targets)}", highlight=False)
@@ -162,35 +195,72 @@ def _drift(section: Any) -> None:
     if not section.data:
         return
     table = Table(title="drift, last tested window (p-values; low = drift)", min_width=60)
-    for col in ("model version", "combined", "embedding", "label mix", "confidence", "drift",
-                "drifting windows"):  # fmt: skip
+    for col in (
+        "model version",
+        "combined",
+        "embedding",
+        "label mix",
+        "confidence",
+        "drift",
+        "drifting windows",
+    ):
         table.add_column(col, justify="right")
     for r in section.data:
         flag = "-" if r["drift"] is None else ("[red]DRIFT[/]" if r["drift"] else "no")
-        table.add_row(f"v{r['model_version']}", _f(r["combined"]), _f(r["embedding"]),
-                      _f(r["label_mix"]), _f(r["confidence"]), flag,
-                      _f(r["consecutive_windows"]))  # fmt: skip
+        table.add_row(
+            f"v{r['model_version']}",
+            _f(r["combined"]),
+            _f(r["embedding"]),
+            _f(r["label_mix"]),
+            _f(r["confidence"]),
+            flag,
+            _f(r["consecutive_windows"]),
+        )
     console.print(table)
 
 
 def _estimate(section: Any) -> None:
     if not section.data:
         return
-    table = Table(title="estimated accuracy, last tested window (calibrated probabilities, no "
-                  "labels; 95 % interval)", min_width=60)  # fmt: skip
-    for col in ("model version", "estimated accuracy", "macro-F1", "recall", "validation",
-                "realized (live)", "estimate - realized (labels)"):  # fmt: skip
+    table = Table(
+        title="estimated accuracy, last tested window (calibrated probabilities, no "
+        "labels; 95 % interval)",
+        min_width=60,
+    )
+    for col in (
+        "model version",
+        "estimated accuracy",
+        "macro-F1",
+        "recall",
+        "validation",
+        "realized (live)",
+        "estimate - realized (labels)",
+    ):
         table.add_column(col, justify="right")
     for r in section.data:
-        acc = (f"{_f(r['estimated_accuracy'])} ({_f(r['estimated_accuracy_low'])}-"
-               f"{_f(r['estimated_accuracy_high'])})")  # fmt: skip
-        f1 = (f"{_f(r['estimated_macro_f1'])} ({_f(r['estimated_macro_f1_low'])}-"
-              f"{_f(r['estimated_macro_f1_high'])})")  # fmt: skip
+        acc = (
+            f"{_f(r['estimated_accuracy'])} ({_f(r['estimated_accuracy_low'])}-"
+            f"{_f(r['estimated_accuracy_high'])})"
+        )
+        f1 = (
+            f"{_f(r['estimated_macro_f1'])} ({_f(r['estimated_macro_f1_low'])}-"
+            f"{_f(r['estimated_macro_f1_high'])})"
+        )
         recall = " ".join(f"{k[:3]} {v:.2f}" for k, v in sorted((r.get("recall") or {}).items()))
-        err = "-" if r["estimate_error"] is None else \
-            f"{r['estimate_error']:+.3f} (n={_f(r['estimate_error_labels'], 0)})"  # fmt: skip
-        table.add_row(f"v{r['model_version']}", acc, f1, recall or "-",
-                      _f(r["validation_accuracy"]), _f(r["live_accuracy"]), err)  # fmt: skip
+        err = (
+            "-"
+            if r["estimate_error"] is None
+            else f"{r['estimate_error']:+.3f} (n={_f(r['estimate_error_labels'], 0)})"
+        )
+        table.add_row(
+            f"v{r['model_version']}",
+            acc,
+            f1,
+            recall or "-",
+            _f(r["validation_accuracy"]),
+            _f(r["live_accuracy"]),
+            err,
+        )
     console.print(table)
 
 
@@ -198,15 +268,18 @@ def _accuracy(section: Any) -> None:
     if not section.data:
         return
     order = ["accuracy", "macro_f1", "labels"]
-    metrics = sorted({k for r in section.data for k in r if k != "model_version"},
-                     key=lambda m: (order.index(m) if m in order else len(order), m))  # fmt: skip
+    metrics = sorted(
+        {k for r in section.data for k in r if k != "model_version"},
+        key=lambda m: (order.index(m) if m in order else len(order), m),
+    )
     table = Table(title="live accuracy (labelled feedback)", min_width=40)
     table.add_column("model version", justify="right")
     for m in metrics:
         table.add_column(m.replace("_", " "), justify="right")
     for r in section.data:
-        table.add_row(f"v{r['model_version']}",
-                      *(_f(r.get(m), 0 if m == "labels" else 3) for m in metrics))  # fmt: skip
+        table.add_row(
+            f"v{r['model_version']}", *(_f(r.get(m), 0 if m == "labels" else 3) for m in metrics)
+        )
     console.print(table)
 
 
@@ -216,9 +289,11 @@ def console_cmd(
     host: Annotated[str, typer.Option(help="address to bind (0.0.0.0 for others)")] = "127.0.0.1",
     predictor_url: Annotated[
         str | None,
-        typer.Option(help="the predictor (KServe), e.g. http://127.0.0.1:8080 (default "
-                     "$SENTIOPS_PREDICTOR_URL)"),
-    ] = None,  # fmt: skip
+        typer.Option(
+            help="the predictor (KServe), e.g. http://127.0.0.1:8080 (default "
+            "$SENTIOPS_PREDICTOR_URL)"
+        ),
+    ] = None,
     prometheus_url: PrometheusUrl = None,
     mlflow_url: MlflowUrl = None,
     rollout_dir: RolloutDir = None,
@@ -226,11 +301,13 @@ def console_cmd(
     registered_model: Annotated[str, typer.Option(help="MLflow model")] = REGISTERED_MODEL,
     allowed_hosts: Annotated[
         str | None,
-        typer.Option(envvar="SENTIOPS_CONSOLE_ALLOWED_HOSTS",
-                     help="Host header values answered, comma-separated (name, name:port, or * "
-                     "for any); others get 400 [default: --host, localhost, 127.0.0.1 and "
-                     "[::1], with --port]"),
-    ] = None,  # fmt: skip
+        typer.Option(
+            envvar="SENTIOPS_CONSOLE_ALLOWED_HOSTS",
+            help="Host header values answered, comma-separated (name, name:port, or * "
+            "for any); others get 400 [default: --host, localhost, 127.0.0.1 and "
+            "[::1], with --port]",
+        ),
+    ] = None,
 ) -> None:
     """The web console: try a text (label, probabilities, token attributions), the registry
     with gate decisions, the rollout, drift and live accuracy over time. Runs until Ctrl-C."""
@@ -241,34 +318,44 @@ def console_cmd(
 
         from sentiops.console.app import ConsoleConfig, create_app
     except ImportError as exc:
-        raise StackError(f"the console needs FastAPI and uvicorn ({exc})",
-                         "pip install 'sentiops[console]'") from exc  # fmt: skip
+        raise StackError(
+            f"the console needs FastAPI and uvicorn ({exc})", "pip install 'sentiops[console]'"
+        ) from exc
     import socket
 
     from sentiops.console import status as st
     from sentiops.console.guard import AllowedHosts
 
-    hosts = (AllowedHosts.parse(allowed_hosts) if allowed_hosts is not None
-             else AllowedHosts.default(host, port))  # fmt: skip
+    hosts = (
+        AllowedHosts.parse(allowed_hosts)
+        if allowed_hosts is not None
+        else AllowedHosts.default(host, port)
+    )
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise StackError(f"cannot listen on {host}:{port} ({exc.strerror})",
-                             "another console may be running; pass --port") from exc  # fmt: skip
+            raise StackError(
+                f"cannot listen on {host}:{port} ({exc.strerror})",
+                "another console may be running; pass --port",
+            ) from exc
     cfg = ConsoleConfig(
         predictor_url=st.env_url(predictor_url, st.PREDICTOR_URL_ENV),
         prometheus_url=st.env_url(prometheus_url, st.PROMETHEUS_URL_ENV),
         mlflow_url=st.env_url(mlflow_url, st.MLFLOW_URL_ENV),
-        rollout_dir=rollout_dir, model_name=model_name, registered_model=registered_model,
+        rollout_dir=rollout_dir,
+        model_name=model_name,
+        registered_model=registered_model,
         allowed_hosts=hosts,
-    )  # fmt: skip
+    )
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
     console.print(
         f"SentiOps console on http://{shown}:{port}/ (predictor {cfg.predictor_url or '-'}, "
         f"Prometheus {cfg.prometheus_url or '-'}, MLflow UI {cfg.mlflow_url or '-'}); Ctrl-C "
-        "stops it", highlight=False,
-    )  # fmt: skip
-    console.print(f"answers to Host: {hosts} (others: --allowed-hosts)", markup=False,
-                  highlight=False)  # fmt: skip
+        "stops it",
+        highlight=False,
+    )
+    console.print(
+        f"answers to Host: {hosts} (others: --allowed-hosts)", markup=False, highlight=False
+    )
     uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning")

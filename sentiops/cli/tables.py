@@ -60,14 +60,22 @@ def print_round_trip(answers: dict[str, Any], texts: list[str], version: str) ->
     for col in ("text", "v1 label", "v1 score", "v2 label", "v2 probabilities"):
         table.add_column(col)
     labels = answers["metadata"]["parameters"]["labels"]
-    rows = zip(texts, answers["v1"]["predictions"], v2["label"]["data"],
-               _rows(v2["probabilities"]["data"], len(labels)), strict=True)  # fmt: skip
+    rows = zip(
+        texts,
+        answers["v1"]["predictions"],
+        v2["label"]["data"],
+        _rows(v2["probabilities"]["data"], len(labels)),
+        strict=True,
+    )
     for text, p1, label2, probs in rows:
         shown = ", ".join(f"{k} {p:.2f}" for k, p in zip(labels, probs, strict=True))
         table.add_row(text, p1["label"], f"{p1['score']:.3f}", label2, shown)
     console.print(table)
-    console.print(f"v2 response id {answers['v2']['id']!r}, model_version "
-                  f"{answers['v2'].get('model_version')!r}", highlight=False)  # fmt: skip
+    console.print(
+        f"v2 response id {answers['v2']['id']!r}, model_version "
+        f"{answers['v2'].get('model_version')!r}",
+        highlight=False,
+    )
 
 
 def _rows(flat: list[float], width: int) -> list[list[float]]:

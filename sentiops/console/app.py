@@ -57,8 +57,9 @@ class ConsoleConfig:
 
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, error: str, hint: str = "",
-                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, status_code: int, error: str, hint: str = "", headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(error)
         self.status_code, self.error, self.hint = status_code, error, hint
         self.headers = headers or {}
@@ -89,8 +90,9 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
         await client.aclose()
         await warming
 
-    app = FastAPI(title="SentiOps console", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)  # fmt: skip
+    app = FastAPI(
+        title="SentiOps console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     cfg.predictor_url = cfg.predictor_url.rstrip("/") if cfg.predictor_url else None
     cfg.prometheus_url = cfg.prometheus_url.rstrip("/") if cfg.prometheus_url else None
     cfg.mlflow_url = cfg.mlflow_url.rstrip("/") if cfg.mlflow_url else None
@@ -103,8 +105,10 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        what = {404: f"no such page or endpoint: {request.url.path}",
-                405: f"{request.method} is not allowed on {request.url.path}"}  # fmt: skip
+        what = {
+            404: f"no such page or endpoint: {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }
         return _error(exc.status_code, what.get(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(RequestValidationError)
@@ -120,8 +124,9 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
 
     # before any handler: the Host, where a state-changing request comes from, its JSON
     # content type, and its body's size while it streams (sentiops.console.guard)
-    app.add_middleware(RequestGuard, allowed_hosts=cfg.allowed_hosts,
-                       max_body_bytes=cfg.max_body_bytes)  # fmt: skip
+    app.add_middleware(
+        RequestGuard, allowed_hosts=cfg.allowed_hosts, max_body_bytes=cfg.max_body_bytes
+    )
 
     # ------------------------------------------------------------------ page
     @app.get("/", include_in_schema=False)
@@ -155,21 +160,28 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
     async def predict(request: Request) -> dict[str, Any]:
         text = _text_of(await _json_body(request), cfg.max_chars)
         if not cfg.predictor_url:
-            raise ApiError(503, "no predictor configured",
-                           "start the console with --predictor-url http://HOST:PORT")  # fmt: skip
+            raise ApiError(
+                503,
+                "no predictor configured",
+                "start the console with --predictor-url http://HOST:PORT",
+            )
         base, name = cfg.predictor_url, cfg.model_name
         request_id = uuid.uuid4().hex
         auth = _token_of(request)  # the person's, when the predictor closes reads too
         answered: dict[str, str] = {}  # the predictor's answer headers (its x-request-id)
         results: tuple[Any, ...] = await asyncio.gather(
-            _call(client, "POST", f"{base}/v1/models/{name}:predict",
-                  {"instances": [text]}, {"x-request-id": request_id, **auth},
-                  headers_out=answered),
-            _call(client, "POST", f"{base}/v1/models/{name}:explain", {"instances": [text]},
-                  auth),
+            _call(
+                client,
+                "POST",
+                f"{base}/v1/models/{name}:predict",
+                {"instances": [text]},
+                {"x-request-id": request_id, **auth},
+                headers_out=answered,
+            ),
+            _call(client, "POST", f"{base}/v1/models/{name}:explain", {"instances": [text]}, auth),
             _call(client, "GET", f"{base}/v2/models/{name}", None, auth),
             return_exceptions=True,
-        )  # fmt: skip
+        )
         pred, expl, meta = results
         if isinstance(pred, BaseException):
             raise pred
@@ -182,8 +194,11 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
                 "probabilities": {str(k): float(v) for k, v in first["probabilities"].items()},
             }
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            raise ApiError(502, f"the predictor at {base} answered an unexpected body "
-                           f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
+            raise ApiError(
+                502,
+                f"the predictor at {base} answered an unexpected body "
+                f"({type(exc).__name__}: {exc})",
+            ) from exc
         # the id a label joins is the one the predictor used and answered (a predictor that
         # issues its own ids keeps ours only for correlation)
         out["request_id"] = answered.get("x-request-id") or request_id
@@ -216,29 +231,51 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
         body = await _json_body(request)
         rid, label = body.get("id"), body.get("label")
         if not isinstance(rid, str) or not rid.strip() or len(rid) > 200:
-            raise ApiError(400, '"id" must be the prediction\'s request id (a non-empty string '
-                           "of at most 200 characters)", "classify a text first")  # fmt: skip
+            raise ApiError(
+                400,
+                '"id" must be the prediction\'s request id (a non-empty string '
+                "of at most 200 characters)",
+                "classify a text first",
+            )
         if not isinstance(label, str) or not label.strip() or len(label) > 50:
             raise ApiError(400, '"label" must be a label name such as "positive"')
         if not cfg.predictor_url:
-            raise ApiError(503, "no predictor configured",
-                           "start the console with --predictor-url http://HOST:PORT")  # fmt: skip
+            raise ApiError(
+                503,
+                "no predictor configured",
+                "start the console with --predictor-url http://HOST:PORT",
+            )
         url = f"{cfg.predictor_url}/v1/models/{cfg.model_name}:feedback"
         # the person's token (the page keeps it in its session only) goes to the predictor,
         # which checks it; the console stores none
-        result = await _call(client, "POST", url, {"id": rid.strip(), "label": label},
-                             _token_of(request), passthrough=(400, 404, 409))  # fmt: skip
+        result = await _call(
+            client,
+            "POST",
+            url,
+            {"id": rid.strip(), "label": label},
+            _token_of(request),
+            passthrough=(400, 404, 409),
+        )
         accepted = result.get("accepted") if isinstance(result, dict) else None
-        return {"id": rid.strip(), "label": label, "accepted": accepted,
-                "by_version": result.get("by_version") if isinstance(result, dict) else None}
+        return {
+            "id": rid.strip(),
+            "label": label,
+            "accepted": accepted,
+            "by_version": result.get("by_version") if isinstance(result, dict) else None,
+        }
 
     # ------------------------------------------------------------------ status + charts
     @app.get("/api/status")
     async def status_all() -> dict[str, Any]:
         sections = await run_in_threadpool(
-            status.gather, cfg.prometheus_url, cfg.rollout_dir, None, cfg.model_name,
-            cfg.registered_model, cfg.mlflow_url,
-        )  # fmt: skip
+            status.gather,
+            cfg.prometheus_url,
+            cfg.rollout_dir,
+            None,
+            cfg.model_name,
+            cfg.registered_model,
+            cfg.mlflow_url,
+        )
         return status.to_json(sections)
 
     @app.get("/api/labelling")
@@ -250,8 +287,9 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
     @app.get("/api/series")
     async def series(kind: str = "", minutes: str = str(DEFAULT_MINUTES)) -> dict[str, Any]:
         if kind not in charts.SERIES:
-            raise ApiError(400, f"unknown chart kind {kind!r}",
-                           f"use one of: {', '.join(charts.SERIES)}")  # fmt: skip
+            raise ApiError(
+                400, f"unknown chart kind {kind!r}", f"use one of: {', '.join(charts.SERIES)}"
+            )
         try:
             window = float(minutes)
         except ValueError:
@@ -259,8 +297,11 @@ def create_app(cfg: ConsoleConfig) -> FastAPI:
         if not (math.isfinite(window) and 1 <= window <= MAX_MINUTES):
             raise ApiError(400, f"minutes={minutes!r} is not a number from 1 to {MAX_MINUTES}")
         if not cfg.prometheus_url:
-            raise ApiError(503, "no Prometheus configured",
-                           "start the console with --prometheus-url http://HOST:9090")  # fmt: skip
+            raise ApiError(
+                503,
+                "no Prometheus configured",
+                "start the console with --prometheus-url http://HOST:9090",
+            )
         prom = prometheus.PrometheusClient(cfg.prometheus_url)
         try:
             return await run_in_threadpool(charts.series, prom, kind, window, cfg.model_name)
@@ -294,8 +335,9 @@ def _text_of(body: dict[str, Any], max_chars: int) -> str:
     if not text.strip():
         raise ApiError(400, "the text is empty", "type a sentence to classify")
     if len(text) > max_chars:
-        raise ApiError(413, f"the text has {len(text)} characters; at most {max_chars}",
-                       "shorten it")  # fmt: skip
+        raise ApiError(
+            413, f"the text has {len(text)} characters; at most {max_chars}", "shorten it"
+        )
     return text
 
 
@@ -315,21 +357,31 @@ ABOUT_THE_CLIENT = {
 
 
 async def _call(
-    client: httpx.AsyncClient, method: str, url: str, body: Any = None,
-    headers: dict[str, str] | None = None, passthrough: tuple[int, ...] = (),
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    passthrough: tuple[int, ...] = (),
     headers_out: dict[str, str] | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
     """One predictor call; its failures become ApiErrors that say what happened (401, 403,
     429 and statuses in `passthrough` reach the client as they are, with the predictor's
     reason). `headers_out` gets the answer's headers (lower-case names)."""
     try:
         resp = await client.request(method, url, json=body, headers=headers)
     except httpx.TimeoutException as exc:
-        raise ApiError(504, f"the predictor did not answer {url} in time ({type(exc).__name__})",
-                       "it may be overloaded; try again") from exc  # fmt: skip
+        raise ApiError(
+            504,
+            f"the predictor did not answer {url} in time ({type(exc).__name__})",
+            "it may be overloaded; try again",
+        ) from exc
     except httpx.HTTPError as exc:
-        raise ApiError(502, f"the predictor is unreachable at {url} ({exc or type(exc).__name__})",
-                       "start it or pass the right --predictor-url") from exc  # fmt: skip
+        raise ApiError(
+            502,
+            f"the predictor is unreachable at {url} ({exc or type(exc).__name__})",
+            "start it or pass the right --predictor-url",
+        ) from exc
     if headers_out is not None:
         headers_out.update((k.lower(), v) for k, v in resp.headers.items())
     if resp.status_code == 200:
@@ -349,8 +401,11 @@ async def _call(
     if resp.status_code == 503:
         raise ApiError(503, f"the predictor is not ready: {detail}", "wait for it to load")
     if resp.status_code == 404:
-        raise ApiError(502, f"the predictor has no {url.rsplit('/', 1)[-1]}: {detail}",
-                       "check --predictor-url and the model name")  # fmt: skip
+        raise ApiError(
+            502,
+            f"the predictor has no {url.rsplit('/', 1)[-1]}: {detail}",
+            "check --predictor-url and the model name",
+        )
     raise ApiError(502, f"the predictor failed ({resp.status_code}): {detail}")
 
 

@@ -26,7 +26,7 @@ SERIES: dict[str, dict[str, str]] = {
     "estimate": {
         "title": "estimated accuracy (calibrated, no labels; dotted: 95 % interval) and realized "
         "live accuracy per model version",
-        "promql": 'label_replace(avg by (model_version) (sentiops_estimated_accuracy{SEL}), '
+        "promql": "label_replace(avg by (model_version) (sentiops_estimated_accuracy{SEL}), "
         '"kind", "estimated", "", "") or label_replace(avg by (model_version) '
         '(sentiops_estimated_accuracy_low{SEL}), "kind", "low", "", "") or label_replace(avg '
         'by (model_version) (sentiops_estimated_accuracy_high{SEL}), "kind", "high", "", "") '
@@ -44,9 +44,12 @@ MAX_POINTS = 240
 
 
 def series(
-    prom: PrometheusClient, kind: str, minutes: float, model_name: str = MODEL_NAME,
+    prom: PrometheusClient,
+    kind: str,
+    minutes: float,
+    model_name: str = MODEL_NAME,
     end: float | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """One chart's data on a common time axis: {"title", "t": [unix s], "series": [{"label",
     "values": [float | None]}]}, at most MAX_POINTS points. Raises Unavailable / KeyError."""
     spec = SERIES[kind]
@@ -64,8 +67,16 @@ def series(
             x = float(v)
             values[index[float(t)]] = x if math.isfinite(x) else None
         out.append({"label": _legend(spec["legend"], s["metric"]), "values": values})
-    return {"kind": kind, "title": spec["title"], "promql": promql, "t": stamps, "series": out,
-            "start": start, "end": end, "step": step}  # fmt: skip
+    return {
+        "kind": kind,
+        "title": spec["title"],
+        "promql": promql,
+        "t": stamps,
+        "series": out,
+        "start": start,
+        "end": end,
+        "step": step,
+    }
 
 
 def _legend(template: str, labels: dict[str, str]) -> str:

@@ -111,8 +111,9 @@ class AllowedHosts:
         items = spec.split(",") if isinstance(spec, str) else list(spec)
         items = [item.strip() for item in items if item.strip()]
         if not items:
-            raise ConfigError(f"{what} is empty",
-                              "name a host, e.g. localhost:8501,console.example.com")  # fmt: skip
+            raise ConfigError(
+                f"{what} is empty", "name a host, e.g. localhost:8501,console.example.com"
+            )
         entries: list[tuple[str, int | None]] = []
         any_host = False
         for item in items:
@@ -192,12 +193,19 @@ class RequestGuard:
                 await send({"type": "websocket.close", "code": 1008})
                 return
             shown = _shown(host) if host else "(no Host header)"
-            await self._refuse(scope, receive, send, headers, 400, f"host not allowed: {shown}",
-                               f"this console answers to {self.allowed_hosts}; to reach it "
-                               "under another name, start it with that name allowed "
-                               f"(--allowed-hosts or env {ALLOWED_HOSTS_ENV}), e.g. "
-                               f"--allowed-hosts {self.allowed_hosts.spec()},"
-                               "console.example.com")  # fmt: skip
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                headers,
+                400,
+                f"host not allowed: {shown}",
+                f"this console answers to {self.allowed_hosts}; to reach it "
+                "under another name, start it with that name allowed "
+                f"(--allowed-hosts or env {ALLOWED_HOSTS_ENV}), e.g. "
+                f"--allowed-hosts {self.allowed_hosts.spec()},"
+                "console.example.com",
+            )
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -212,51 +220,72 @@ class RequestGuard:
                 return
         length = headers.get("content-length", "").strip()
         if length and not length.isdigit():
-            await self._refuse(scope, receive, send, headers, 400,
-                               f"Content-Length {_shown(length)} is not a number")  # fmt: skip
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                headers,
+                400,
+                f"Content-Length {_shown(length)} is not a number",
+            )
             return
         if length and int(length) > self.max_body_bytes:
-            await self._refuse(scope, receive, send, headers, 413,
-                               f"request body of {length} bytes is over {self.max_body_bytes}",
-                               "send a smaller body (a text is at most a few kB)")  # fmt: skip
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                headers,
+                413,
+                f"request body of {length} bytes is over {self.max_body_bytes}",
+                "send a smaller body (a text is at most a few kB)",
+            )
             return
         if (length and int(length) > 0) or "transfer-encoding" in headers:
             await self._with_bounded_body(scope, receive, send, headers)
             return
         await self.app(scope, receive, send)
 
-    def _cross_site(self, headers: dict[str, str], scheme: str, host: str, method: str,
-                    path: str) -> tuple[int, str, str] | None:  # fmt: skip
+    def _cross_site(
+        self, headers: dict[str, str], scheme: str, host: str, method: str, path: str
+    ) -> tuple[int, str, str] | None:
         site = headers.get("sec-fetch-site", "").strip().lower()
         if site and site not in OWN_FETCH_SITES:
             sent = headers.get("origin", "")
-            return (403, f"{method} {path} from another site refused (Sec-Fetch-Site: "
-                    f"{_shown(site)}{', Origin: ' + _shown(sent) if sent else ''})",
-                    "use the console's own page; it does not take requests a page elsewhere "
-                    "makes a browser send")  # fmt: skip
+            return (
+                403,
+                f"{method} {path} from another site refused (Sec-Fetch-Site: "
+                f"{_shown(site)}{', Origin: ' + _shown(sent) if sent else ''})",
+                "use the console's own page; it does not take requests a page elsewhere "
+                "makes a browser send",
+            )
         origin = headers.get("origin")
         if origin is None:
             return None
         own = _origin_of(scheme, host)
         if own is None or _parse_origin(origin) != own:
             mine = f"{scheme}://{host}"
-            return (403, f"{method} {path} from origin {_shown(origin)} refused: only the "
-                    f"console's own origin ({mine}) may change anything",
-                    "use the console's own page (or a client that sends no Origin)")  # fmt: skip
+            return (
+                403,
+                f"{method} {path} from origin {_shown(origin)} refused: only the "
+                f"console's own origin ({mine}) may change anything",
+                "use the console's own page (or a client that sends no Origin)",
+            )
         return None
 
     @staticmethod
-    def _not_json(headers: dict[str, str], method: str,
-                  path: str) -> tuple[int, str, str] | None:  # fmt: skip
+    def _not_json(headers: dict[str, str], method: str, path: str) -> tuple[int, str, str] | None:
         given = headers.get("content-type", "")
         if given.partition(";")[0].strip().lower() == JSON:
             return None
-        return (415, f"{method} {path} needs Content-Type: {JSON}, not "
-                f"{_shown(given) if given else 'none'}",
-                f'send the body as JSON with the header Content-Type: {JSON}')  # fmt: skip
+        return (
+            415,
+            f"{method} {path} needs Content-Type: {JSON}, not {_shown(given) if given else 'none'}",
+            f"send the body as JSON with the header Content-Type: {JSON}",
+        )
 
-    async def _with_bounded_body(self, scope: Scope, receive: Receive, send: Send,
-                                 headers: dict[str, str]) -> None:  # fmt: skip
+    async def _with_bounded_body(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+    ) -> None:
         """Read the body up to the limit (at most `max_body_bytes` held), then run the app on
         it; past the limit, a 413 at once and the connection closed."""
         chunks: list[bytes] = []
@@ -268,10 +297,16 @@ class RequestGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await self._refuse(scope, receive, send, headers, 413,
-                                   f"request body over {self.max_body_bytes} bytes (refused "
-                                   f"after reading {size} bytes of it)",
-                                   "send a smaller body (a text is at most a few kB)")  # fmt: skip
+                await self._refuse(
+                    scope,
+                    receive,
+                    send,
+                    headers,
+                    413,
+                    f"request body over {self.max_body_bytes} bytes (refused "
+                    f"after reading {size} bytes of it)",
+                    "send a smaller body (a text is at most a few kB)",
+                )
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -288,11 +323,20 @@ class RequestGuard:
         await self.app(scope, replay, send)
 
     @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send, headers: dict[str, str],
-                      status: int, error: str, hint: str = "") -> None:  # fmt: skip
+    async def _refuse(
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        status: int,
+        error: str,
+        hint: str = "",
+    ) -> None:
         payload = json.dumps({"error": error, **({"hint": hint} if hint else {})}).encode()
-        out = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(payload)).encode())]  # fmt: skip
+        out = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
         length = headers.get("content-length", "").strip()
         if "transfer-encoding" in headers or (length and length != "0"):
             out.append((b"connection", b"close"))  # the unread body is not read after this

@@ -80,14 +80,17 @@ def registry_section(
         db = Path(uri.removeprefix("sqlite:///"))
         if not db.exists():
             return _unavailable(
-                "registry", uri, f"no registry yet ({db} does not exist; `make run` trains and "
+                "registry",
+                uri,
+                f"no registry yet ({db} does not exist; `make run` trains and "
                 "registers the first models)",
-            )  # fmt: skip
+            )
     try:
         import mlflow  # noqa: F401  (the train extra)
     except ImportError as exc:
-        return _unavailable("registry", uri, f"MLflow is not installed ({exc}); install "
-                            "sentiops[train]")  # fmt: skip
+        return _unavailable(
+            "registry", uri, f"MLflow is not installed ({exc}); install sentiops[train]"
+        )
     from sentiops.errors import SentiOpsError
     from sentiops.registry import lifecycle as registry
     from sentiops.registry import tracking
@@ -105,8 +108,12 @@ def registry_section(
         {"alias": e.alias, "version": e.version, **_describe(e.tags), "storage_uri": e.storage_uri}
         for e in entries
     ]
-    data = {"model": name, "aliases": aliases, "versions": versions,
-            "mlflow_url": mlflow_url or (uri if uri.startswith("http") else None)}  # fmt: skip
+    data = {
+        "model": name,
+        "aliases": aliases,
+        "versions": versions,
+        "mlflow_url": mlflow_url or (uri if uri.startswith("http") else None),
+    }
     notes = [] if aliases else [f"no alias is set on {name} yet"]
     return Section("registry", uri, data, None, notes)
 
@@ -139,10 +146,14 @@ def _versions(name: str) -> list[dict[str, Any]]:
     found = tracking.client().search_model_versions(f"name='{name}'")
     found = sorted(found, key=lambda v: int(v.version), reverse=True)[:VERSIONS_SHOWN]
     return [
-        {"version": str(v.version), "aliases": sorted(getattr(v, "aliases", []) or []),
-         "created": _ms_iso(v.creation_timestamp), **_describe(dict(v.tags or {}))}
+        {
+            "version": str(v.version),
+            "aliases": sorted(getattr(v, "aliases", []) or []),
+            "created": _ms_iso(v.creation_timestamp),
+            **_describe(dict(v.tags or {})),
+        }
         for v in found
-    ]  # fmt: skip
+    ]
 
 
 def _ms_iso(ms: int | None) -> str | None:
@@ -198,8 +209,19 @@ def _step(step: dict[str, Any]) -> dict[str, Any]:
         "started_at": step.get("started_at"),
         "ended_at": step.get("ended_at"),
         "checks": [
-            {k: c.get(k) for k in ("name", "result", "value", "threshold", "p_value", "canary",
-                                   "stable", "message")}  # fmt: skip
+            {
+                k: c.get(k)
+                for k in (
+                    "name",
+                    "result",
+                    "value",
+                    "threshold",
+                    "p_value",
+                    "canary",
+                    "stable",
+                    "message",
+                )
+            }
             for c in checks
         ],
         "failed": [c.get("name") for c in checks if c.get("result") == "fail"],
@@ -214,9 +236,7 @@ def traffic_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME)
         return _no_prometheus("traffic")
     sel = selector(model_name)
     try:
-        rates = prom.instant(
-            f"sum by (model_version) (rate(sentiops_predictions_total{sel}[1m]))"
-        )
+        rates = prom.instant(f"sum by (model_version) (rate(sentiops_predictions_total{sel}[1m]))")
         errors = dict(
             (m.get("model_version", ""), v)
             for m, v in prom.instant(
@@ -228,11 +248,14 @@ def traffic_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME)
         return _unavailable("traffic", prom.url, str(exc))
     total = sum(v for _, v in rates) or 0.0
     rows = [
-        {"model_version": m.get("model_version", ""), "predictions_per_s": v,
-         "share": (v / total) if total else None,
-         "errors_per_s": errors.get(m.get("model_version", ""), 0.0)}
+        {
+            "model_version": m.get("model_version", ""),
+            "predictions_per_s": v,
+            "share": (v / total) if total else None,
+            "errors_per_s": errors.get(m.get("model_version", ""), 0.0),
+        }
         for m, v in sorted(rates, key=lambda mv: -mv[1])
-    ]  # fmt: skip
+    ]
     targets = [{"job": m.get("job"), "instance": m.get("instance"), "up": v == 1.0} for m, v in up]
     notes = [] if rows else ["no predictions in the last minute"]
     return Section("traffic", prom.url, {"versions": rows, "targets": targets}, None, notes)
@@ -255,9 +278,16 @@ def drift_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -
 
     def row(labels: dict[str, str]) -> dict[str, Any]:
         v = labels.get("model_version", "")
-        return rows.setdefault(v, {"model_version": v, **dict.fromkeys(DRIFT_TESTS),
-                                   "drift": None, "consecutive_windows": None,
-                                   "open_window": None})  # fmt: skip
+        return rows.setdefault(
+            v,
+            {
+                "model_version": v,
+                **dict.fromkeys(DRIFT_TESTS),
+                "drift": None,
+                "consecutive_windows": None,
+                "open_window": None,
+            },
+        )
 
     for labels, value in pvalues:
         row(labels)[labels.get("test", "combined")] = value
@@ -268,8 +298,11 @@ def drift_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME) -
     for labels, value in sizes:
         row(labels)["open_window"] = int(value)
     data = sorted(rows.values(), key=lambda r: _version_key(r["model_version"]))
-    notes = [] if data else ["no drift window tested yet (the drift sidecar exports after its "
-                             "first full window)"]  # fmt: skip
+    notes = (
+        []
+        if data
+        else ["no drift window tested yet (the drift sidecar exports after its first full window)"]
+    )
     return Section("drift", prom.url, data, None, notes)
 
 
@@ -321,11 +354,23 @@ def estimate_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME
         if "estimated_accuracy" not in row:
             continue  # live accuracy alone is the live_accuracy section's
         est, ref = row["estimated_accuracy"], row.get("validation_accuracy")
-        data.append({"model_version": version, **dict.fromkeys(ESTIMATE_GAUGES.values()), **row,
-                     "drop": (ref - est) if ref is not None else None})  # fmt: skip
+        data.append(
+            {
+                "model_version": version,
+                **dict.fromkeys(ESTIMATE_GAUGES.values()),
+                **row,
+                "drop": (ref - est) if ref is not None else None,
+            }
+        )
     data.sort(key=lambda r: _version_key(r["model_version"]))
-    notes = [] if data else ["no estimate yet (the drift sidecar estimates each tested window "
-                             "from its calibrated probabilities)"]  # fmt: skip
+    notes = (
+        []
+        if data
+        else [
+            "no estimate yet (the drift sidecar estimates each tested window "
+            "from its calibrated probabilities)"
+        ]
+    )
     return Section("estimate", prom.url, data, None, notes)
 
 
@@ -346,8 +391,11 @@ def accuracy_section(prom: PrometheusClient | None, model_name: str = MODEL_NAME
         metric = labels.get("__name__", "sentiops_live_accuracy").removeprefix("sentiops_live_")
         rows.setdefault(v, {"model_version": v})[metric] = value
     data = sorted(rows.values(), key=lambda r: _version_key(r["model_version"]))
-    notes = [] if data else ["no labelled feedback yet (live accuracy needs labels for earlier "
-                             "predictions)"]  # fmt: skip
+    notes = (
+        []
+        if data
+        else ["no labelled feedback yet (live accuracy needs labels for earlier predictions)"]
+    )
     return Section("live_accuracy", prom.url, data, None, notes)
 
 
@@ -366,13 +414,15 @@ def labelling_section(prom: PrometheusClient | None, model_name: str = MODEL_NAM
     for key, found in (("alpha", alpha), ("held_for_review", held)):
         for labels, value in found:
             rows.setdefault(labels.get("project", ""), {"project": labels.get("project", "")})[
-                key] = value  # fmt: skip
+                key
+            ] = value
     return Section("labelling", prom.url, sorted(rows.values(), key=lambda r: r["project"]))
 
 
 def _no_prometheus(name: str) -> Section:
-    return _unavailable(name, "-", f"no Prometheus URL (pass --prometheus-url or set "
-                        f"{PROMETHEUS_URL_ENV})")  # fmt: skip
+    return _unavailable(
+        name, "-", f"no Prometheus URL (pass --prometheus-url or set {PROMETHEUS_URL_ENV})"
+    )
 
 
 def _version_key(version: str) -> tuple[int, str]:

@@ -81,8 +81,11 @@ def _by_hash(df: pd.DataFrame, val_frac: float, test_frac: float) -> dict[str, p
     # column is taken as a sample of its own, as before)
     chosen = (df[SAMPLE].fillna("") == "targeted") if SAMPLE in df.columns else u < 0
     test = (u < test_frac) & ~chosen
-    masks = {"test": test, "validation": (u >= test_frac) & (u < test_frac + val_frac),
-             "train": (u >= test_frac + val_frac) | ((u < test_frac) & chosen)}  # fmt: skip
+    masks = {
+        "test": test,
+        "validation": (u >= test_frac) & (u < test_frac + val_frac),
+        "train": (u >= test_frac + val_frac) | ((u < test_frac) & chosen),
+    }
     return {name: df[masks[name]].reset_index(drop=True) for name in SPLITS}
 
 

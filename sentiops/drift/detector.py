@@ -12,6 +12,7 @@ over-confident, and the confidence test would fire on any new traffic. Fitting n
 torch + transformers (no Alibi) and runs anywhere the models extra is installed, the
 pipeline's components image included; this module imports neither at import time.
 """
+
 from __future__ import annotations
 
 import json
@@ -173,11 +174,13 @@ def texts_for_fit(
         "pass --holdout PATH with texts the model was never trained on (e.g. its validation "
         "split; the same file as --data if the model never saw --data)"
     )
-    split = {k: ds["split"][k] for k in ("seed", "val_frac", "test_frac") if k in
-             (ds.get("split") or {})}  # fmt: skip
+    split = {
+        k: ds["split"][k] for k in ("seed", "val_frac", "test_frac") if k in (ds.get("split") or {})
+    }
     try:
-        cfg = DataConfig(data=list(specs), text_column=text_column, label_column=label_column,
-                         **split)  # fmt: skip
+        cfg = DataConfig(
+            data=list(specs), text_column=text_column, label_column=label_column, **split
+        )
         prep = prepare(cfg, settings=settings)
     except (DataError, ValidationFailed) as exc:
         raise DriftError(
@@ -291,5 +294,3 @@ def load(path: Path) -> Detector:
         )
     config["model_version"] = model_version
     return Detector(config, reference, predictions, folder)
-
-

@@ -89,11 +89,16 @@ class Calibrator:
         return out.astype(p.dtype) if p.dtype.kind == "f" else out
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"method": self.method, "labels": list(self.labels),
-                               "temperature": round(self.temperature, 6)}  # fmt: skip
+        out: dict[str, Any] = {
+            "method": self.method,
+            "labels": list(self.labels),
+            "temperature": round(self.temperature, 6),
+        }
         if self.method == "vector":
-            out |= {"scale": [round(x, 6) for x in self.scale],
-                    "bias": [round(x, 6) for x in self.bias]}  # fmt: skip
+            out |= {
+                "scale": [round(x, 6) for x in self.scale],
+                "bias": [round(x, 6) for x in self.bias],
+            }
         return out
 
     @classmethod
@@ -104,10 +109,14 @@ class Calibrator:
             raise ModelError(f"{where} holds no JSON object", fix)
         method, labels = data.get("method"), data.get("labels")
         if method not in METHODS:
-            raise ModelError(f"{where}: unknown calibration method {method!r} "
-                             f"(known: {', '.join(METHODS)})", fix)  # fmt: skip
-        if not isinstance(labels, list) or not labels or not all(isinstance(x, str)
-                                                                 for x in labels):  # fmt: skip
+            raise ModelError(
+                f"{where}: unknown calibration method {method!r} (known: {', '.join(METHODS)})", fix
+            )
+        if (
+            not isinstance(labels, list)
+            or not labels
+            or not all(isinstance(x, str) for x in labels)
+        ):
             raise ModelError(f"{where}: `labels` must be a list of class names", fix)
         try:
             t = float(data.get("temperature", 1.0))
@@ -117,10 +126,14 @@ class Calibrator:
             raise ModelError(f"{where}: a parameter is not a number ({exc})", fix) from None
         if not np.isfinite(t) or t <= 0:
             raise ModelError(f"{where}: temperature {t} must be a positive number", fix)
-        if method == "vector" and not (len(scale) == len(bias) == len(labels)
-                                       and np.isfinite(scale + bias).all()):  # fmt: skip
-            raise ModelError(f"{where}: vector scaling needs one finite scale and bias per "
-                             f"class ({len(labels)})", fix)  # fmt: skip
+        if method == "vector" and not (
+            len(scale) == len(bias) == len(labels) and np.isfinite(scale + bias).all()
+        ):
+            raise ModelError(
+                f"{where}: vector scaling needs one finite scale and bias per "
+                f"class ({len(labels)})",
+                fix,
+            )
         return cls(tuple(labels), str(method), t, scale, bias)
 
 
@@ -178,8 +191,9 @@ def quality(proba: Any, gold: Sequence[str], labels: Sequence[str]) -> dict[str,
 
 
 # ------------------------------------------------------------------------------ fitting
-def fit(proba: Any, gold: Sequence[str], labels: Sequence[str],
-        method: str = "temperature") -> Calibrator:  # fmt: skip
+def fit(
+    proba: Any, gold: Sequence[str], labels: Sequence[str], method: str = "temperature"
+) -> Calibrator:
     """Fit `method` by minimising the log-loss of rows `proba` (n x len(labels)) against their
     gold labels (rows whose gold label is not one of `labels` are left out)."""
     if method not in METHODS:
@@ -187,8 +201,9 @@ def fit(proba: Any, gold: Sequence[str], labels: Sequence[str],
     p = np.asarray(proba, dtype=np.float64)
     idx = gold_index(gold, labels)
     if p.shape != (len(idx), len(labels)):
-        raise ValueError(f"probabilities of shape {p.shape} for {len(idx)} gold labels and "
-                         f"{len(labels)} classes")  # fmt: skip
+        raise ValueError(
+            f"probabilities of shape {p.shape} for {len(idx)} gold labels and {len(labels)} classes"
+        )
     known = idx >= 0
     z, y = log_proba(p[known]), idx[known]
     if not len(y):
@@ -210,13 +225,15 @@ def _fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
     from scipy.optimize import minimize_scalar
 
     lo, hi = np.log(_T_BOUNDS[0]), np.log(_T_BOUNDS[1])
-    res = minimize_scalar(lambda s: _nll(z / np.exp(s), y), bounds=(lo, hi), method="bounded",
-                          options={"xatol": 1e-4})  # fmt: skip
+    res = minimize_scalar(
+        lambda s: _nll(z / np.exp(s), y), bounds=(lo, hi), method="bounded", options={"xatol": 1e-4}
+    )
     return float(np.exp(res.x))
 
 
-def _fit_vector(z: np.ndarray, y: np.ndarray, temperature: float
-                ) -> tuple[tuple[float, ...], tuple[float, ...]]:  # fmt: skip
+def _fit_vector(
+    z: np.ndarray, y: np.ndarray, temperature: float
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-class scale and bias, pulled towards the temperature solution (scale 1/T, bias 0)
     by a small L2 penalty: with a few hundred rows, free per-class parameters overfit."""
     from scipy.optimize import minimize
@@ -232,17 +249,25 @@ def _fit_vector(z: np.ndarray, y: np.ndarray, temperature: float
         p = softmax(logits)
         value = _nll(logits, y) + _VECTOR_L2 * (((w - w0) ** 2).sum() + (b**2).sum())
         diff = (p - onehot) / n
-        grad = np.concatenate([(diff * z).sum(axis=0) + 2 * _VECTOR_L2 * (w - w0),
-                               diff.sum(axis=0) + 2 * _VECTOR_L2 * b])  # fmt: skip
+        grad = np.concatenate(
+            [
+                (diff * z).sum(axis=0) + 2 * _VECTOR_L2 * (w - w0),
+                diff.sum(axis=0) + 2 * _VECTOR_L2 * b,
+            ]
+        )
         return value, grad
 
     res = minimize(loss, np.concatenate([w0, np.zeros(k)]), jac=True, method="L-BFGS-B")
     return tuple(float(x) for x in res.x[:k]), tuple(float(x) for x in res.x[k:])
 
 
-def fit_and_measure(proba: Any, gold: Sequence[str], labels: Sequence[str],
-                    method: str = "temperature", seed: int = 0,
-                    ) -> tuple[Calibrator | None, dict[str, Any]]:  # fmt: skip
+def fit_and_measure(
+    proba: Any,
+    gold: Sequence[str],
+    labels: Sequence[str],
+    method: str = "temperature",
+    seed: int = 0,
+) -> tuple[Calibrator | None, dict[str, Any]]:
     """The calibrator fitted on all rows, and the record of what it does on held-out rows
     (2-fold cross-fitting, module docstring): `before` / `after` quality, the parameters.
     With fewer than MIN_ROWS labelled rows: (None, a record saying it was skipped)."""
@@ -251,8 +276,10 @@ def fit_and_measure(proba: Any, gold: Sequence[str], labels: Sequence[str],
     idx = gold_index(gold, labels)
     known = np.flatnonzero(idx >= 0)
     if len(known) < MIN_ROWS:
-        return None, {"skipped": f"{len(known)} labelled validation rows; calibration needs "
-                      f"at least {MIN_ROWS}"}  # fmt: skip
+        return None, {
+            "skipped": f"{len(known)} labelled validation rows; calibration needs "
+            f"at least {MIN_ROWS}"
+        }
     p, gold = p[known], [gold[i] for i in known]
     folds = np.random.default_rng(seed).permutation(len(p)) % 2
     held_out = np.empty_like(p)
@@ -289,8 +316,9 @@ def read(folder: Path, manifest: dict[str, Any]) -> Calibrator | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read {path}: {exc}",
-                         "re-download the model directory or retrain it") from exc  # fmt: skip
+        raise ModelError(
+            f"cannot read {path}: {exc}", "re-download the model directory or retrain it"
+        ) from exc
     calibrator = Calibrator.from_dict(data, str(path))
     labels = [str(x) for x in manifest.get("labels") or []]
     if labels and list(calibrator.labels) != labels:

@@ -92,27 +92,49 @@ class Tally:
         if len(p):
             pred[np.arange(len(p)), p.argmax(axis=1)] = 1.0
         top = (p * pred).sum(axis=1)  # p of the predicted class
-        return cls(tuple(labels), len(p), pred.sum(axis=0), p.T @ pred,
-                   (pred * top[:, None]).T @ p, p.T @ p)  # fmt: skip
+        return cls(
+            tuple(labels),
+            len(p),
+            pred.sum(axis=0),
+            p.T @ pred,
+            (pred * top[:, None]).T @ p,
+            p.T @ p,
+        )
 
     def __add__(self, other: Tally) -> Tally:
         if tuple(other.labels) != tuple(self.labels):
-            raise ValueError(f"cannot add tallies of labels {list(self.labels)} and "
-                             f"{list(other.labels)}")  # fmt: skip
-        return Tally(self.labels, self.n + other.n, self.predicted + other.predicted,
-                     self.confusion + other.confusion, self.cross + other.cross,
-                     self.second + other.second)  # fmt: skip
+            raise ValueError(
+                f"cannot add tallies of labels {list(self.labels)} and {list(other.labels)}"
+            )
+        return Tally(
+            self.labels,
+            self.n + other.n,
+            self.predicted + other.predicted,
+            self.confusion + other.confusion,
+            self.cross + other.cross,
+            self.second + other.second,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"labels": list(self.labels), "n": self.n, "predicted": self.predicted.tolist(),
-                "confusion": self.confusion.tolist(), "cross": self.cross.tolist(),
-                "second": self.second.tolist()}  # fmt: skip
+        return {
+            "labels": list(self.labels),
+            "n": self.n,
+            "predicted": self.predicted.tolist(),
+            "confusion": self.confusion.tolist(),
+            "cross": self.cross.tolist(),
+            "second": self.second.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tally:
-        return cls(tuple(data["labels"]), int(data["n"]), np.asarray(data["predicted"], float),
-                   np.asarray(data["confusion"], float), np.asarray(data["cross"], float),
-                   np.asarray(data["second"], float))  # fmt: skip
+        return cls(
+            tuple(data["labels"]),
+            int(data["n"]),
+            np.asarray(data["predicted"], float),
+            np.asarray(data["confusion"], float),
+            np.asarray(data["cross"], float),
+            np.asarray(data["second"], float),
+        )
 
 
 @dataclass
@@ -130,13 +152,15 @@ class Estimate:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "n": self.n, "labels": self.labels,
-            "accuracy": self.accuracy.to_dict(), "macro_f1": self.macro_f1.to_dict(),
+            "n": self.n,
+            "labels": self.labels,
+            "accuracy": self.accuracy.to_dict(),
+            "macro_f1": self.macro_f1.to_dict(),
             "recall": {k: v.to_dict() for k, v in self.recall.items()},
             "precision": {k: round(v, 4) for k, v in self.precision.items()},
             "expected_support": {k: round(v, 2) for k, v in self.expected_support.items()},
             "expected_confusion": [[round(x, 2) for x in row] for row in self.expected_confusion],
-        }  # fmt: skip
+        }
 
 
 def estimate(proba: Any, labels: Sequence[str], z: float = Z95) -> Estimate:
@@ -163,8 +187,16 @@ def from_tally(t: Tally, z: float = Z95) -> Estimate:
 
     if n == 0:
         zero = Interval(0.0, 0.0, 0.0, 1.0)
-        return Estimate(list(t.labels), 0, zero, zero, {lab: zero for lab in t.labels}, {},
-                        t.confusion.tolist(), dict.fromkeys(t.labels, 0.0))  # fmt: skip
+        return Estimate(
+            list(t.labels),
+            0,
+            zero,
+            zero,
+            {lab: zero for lab in t.labels},
+            {},
+            t.confusion.tolist(),
+            dict.fromkeys(t.labels, 0.0),
+        )
     grad = np.zeros(2 * k)
     grad[:k] = 1.0 / n
     accuracy = Interval.of(float(tp.sum() / n), spread(grad), z)
@@ -188,8 +220,9 @@ def from_tally(t: Tally, z: float = Z95) -> Estimate:
     macro_f1 = Interval.of(macro, spread(f1_grad / max(counted, 1)), z)
     precision = {lab: float(tp[i] / m[i]) if m[i] > 0 else 0.0 for i, lab in enumerate(t.labels)}
     expected = dict(zip(t.labels, map(float, support), strict=True))
-    return Estimate(list(t.labels), n, accuracy, macro_f1, recall, precision,
-                    t.confusion.tolist(), expected)  # fmt: skip
+    return Estimate(
+        list(t.labels), n, accuracy, macro_f1, recall, precision, t.confusion.tolist(), expected
+    )
 
 
 def realized(proba: Any, gold: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
@@ -200,13 +233,18 @@ def realized(proba: Any, gold: Sequence[str], labels: Sequence[str]) -> dict[str
     pred = labels_from_proba(np.asarray(proba), list(labels))
     gold = [str(g) for g in gold]
     m = classification_metrics(gold, pred, scored_labels(labels, gold, pred))
-    return {"n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-            "recall": {k: v["recall"] for k, v in m["per_class"].items()}}  # fmt: skip
+    return {
+        "n": m["n"],
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "recall": {k: v["recall"] for k, v in m["per_class"].items()},
+    }
 
 
 # ------------------------------------------------------------------------------ histograms
-def from_histogram(cumulative: dict[float, float], total: float, count: float,
-                   z: float = Z95) -> Interval | None:  # fmt: skip
+def from_histogram(
+    cumulative: dict[float, float], total: float, count: float, z: float = Z95
+) -> Interval | None:
     """Estimated accuracy from a Prometheus histogram of the top probability (`le` -> cumulative
     count, `_sum`, `_count`; e.g. `sentiops_prediction_confidence` over a canary step): the
     mean top probability, its variance from sum p (1 - p) with each bucket's p at its
@@ -245,10 +283,18 @@ class Comparison:
         return asdict(self)
 
 
-def compare(canary: Interval | None, stable: Interval | None, *, canary_n: float,
-            stable_n: float, margin: float = 0.05, alpha: float = 0.05, min_n: int = 50,
-            labels: tuple[tuple[float, float], tuple[float, float]] | None = None,
-            min_labels: int = 30) -> Comparison:  # fmt: skip
+def compare(
+    canary: Interval | None,
+    stable: Interval | None,
+    *,
+    canary_n: float,
+    stable_n: float,
+    margin: float = 0.05,
+    alpha: float = 0.05,
+    min_n: int = 50,
+    labels: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    min_labels: int = 30,
+) -> Comparison:
     """Is the canary's calibrated estimated accuracy lower than stable's by more than
     `margin`, given both estimates' uncertainty?
 
@@ -263,8 +309,10 @@ def compare(canary: Interval | None, stable: Interval | None, *, canary_n: float
 
     Fewer than `min_n` predictions on a side: `inconclusive`."""
     if canary is None or stable is None or canary_n < min_n or stable_n < min_n:
-        why = (f"too little traffic to estimate (canary {canary_n:.0f}, stable "
-               f"{stable_n:.0f} predictions; need {min_n} each)")  # fmt: skip
+        why = (
+            f"too little traffic to estimate (canary {canary_n:.0f}, stable "
+            f"{stable_n:.0f} predictions; need {min_n} each)"
+        )
         return Comparison(INCONCLUSIVE, None, None, None, None, None, margin, why)
     from scipy.stats import norm
 
@@ -272,29 +320,40 @@ def compare(canary: Interval | None, stable: Interval | None, *, canary_n: float
     se = math.hypot(canary.sd, stable.sd)
     p = float(norm.sf(drop / se)) if se > 0 else (0.0 if drop > 0 else 1.0)
     bound = drop - float(norm.ppf(1 - alpha)) * se
-    what = (f"estimated accuracy (calibrated): canary {canary.value:.3f} (95 % "
-            f"{canary.low:.3f}-{canary.high:.3f}, n={canary_n:.0f}) vs stable "
-            f"{stable.value:.3f} ({stable.low:.3f}-{stable.high:.3f}, n={stable_n:.0f}); drop "
-            f"{drop:+.3f}, one-sided {1 - alpha:.0%} lower bound {bound:+.3f}, margin {margin}; "
-            f"p={p:.3g}")  # fmt: skip
+    what = (
+        f"estimated accuracy (calibrated): canary {canary.value:.3f} (95 % "
+        f"{canary.low:.3f}-{canary.high:.3f}, n={canary_n:.0f}) vs stable "
+        f"{stable.value:.3f} ({stable.low:.3f}-{stable.high:.3f}, n={stable_n:.0f}); drop "
+        f"{drop:+.3f}, one-sided {1 - alpha:.0%} lower bound {bound:+.3f}, margin {margin}; "
+        f"p={p:.3g}"
+    )
     result = FAIL if bound > margin else INCONCLUSIVE if drop > margin else PASS
     if result != PASS and labels is not None:
         (cc, ct), (sc, st) = labels
         if ct >= min_labels and st >= min_labels and cc / ct >= sc / st - margin:
-            what += (f"; passed: the labels say otherwise (live accuracy canary {cc / ct:.3f}, "
-                     f"n={ct:.0f}, vs stable {sc / st:.3f}, n={st:.0f})")  # fmt: skip
+            what += (
+                f"; passed: the labels say otherwise (live accuracy canary {cc / ct:.3f}, "
+                f"n={ct:.0f}, vs stable {sc / st:.3f}, n={st:.0f})"
+            )
             result = PASS
     return Comparison(result, drop, bound, p, canary.value, stable.value, margin, what)
 
 
-def compare_histograms(canary: tuple[dict[float, float], float, float],
-                       stable: tuple[dict[float, float], float, float],
-                       **kw: Any) -> Comparison:  # fmt: skip
+def compare_histograms(
+    canary: tuple[dict[float, float], float, float],
+    stable: tuple[dict[float, float], float, float],
+    **kw: Any,
+) -> Comparison:
     """`compare` on two versions' confidence histograms, each (`le` -> cumulative count, sum,
     count): what the canary judge observes per step (`sentiops_prediction_confidence`).
     Keyword arguments as `compare` (margin, alpha, min_n, labels, min_labels)."""
-    return compare(from_histogram(*canary), from_histogram(*stable), canary_n=canary[2],
-                   stable_n=stable[2], **kw)  # fmt: skip
+    return compare(
+        from_histogram(*canary),
+        from_histogram(*stable),
+        canary_n=canary[2],
+        stable_n=stable[2],
+        **kw,
+    )
 
 
 # ------------------------------------------------------------------------------ its own error
@@ -311,6 +370,11 @@ def labelled_error(confidence: Any, correct: Any, z: float = Z95) -> dict[str, f
         return None
     est, real = float(conf.mean()), float(right.mean())
     band = Interval.of(est - real, float((conf * (1 - conf)).sum()) / len(conf) ** 2, z)
-    return {"labels": float(len(conf)), "estimated": round(est, 4), "realized": round(real, 4),
-            "error": round(est - real, 4), "error_sd": round(band.sd, 4),
-            "expected_within": round(z * band.sd, 4)}  # fmt: skip
+    return {
+        "labels": float(len(conf)),
+        "estimated": round(est, 4),
+        "realized": round(real, 4),
+        "error": round(est - real, 4),
+        "error_sd": round(band.sd, 4),
+        "expected_within": round(z * band.sd, 4),
+    }

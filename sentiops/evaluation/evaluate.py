@@ -128,8 +128,9 @@ def evaluate(
     return result
 
 
-def calibration_metrics(model: LoadedModel, raw: np.ndarray, proba: np.ndarray,
-                        labels: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+def calibration_metrics(
+    model: LoadedModel, raw: np.ndarray, proba: np.ndarray, labels: Sequence[str]
+) -> dict[str, Any]:
     """`ece` and `brier` of the served (calibrated) probabilities; with a calibrator also
     `ece_uncalibrated` / `brier_uncalibrated` of the model type's own on the same rows, and
     the calibrator (`calibration`: method, parameters, what it did on validation)."""

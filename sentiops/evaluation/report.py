@@ -48,18 +48,22 @@ def calibration_html(result: dict[str, Any]) -> str:
         return ""
     here = f"ECE {result['ece']:.4f}, Brier score {result['brier']:.4f}"
     if "ece_uncalibrated" in result:
-        here = (f"ECE {result['ece_uncalibrated']:.4f} &rarr; <b>{result['ece']:.4f}</b>, "
-                f"Brier score {result['brier_uncalibrated']:.4f} &rarr; "
-                f"<b>{result['brier']:.4f}</b> (uncalibrated &rarr; served)")  # fmt: skip
+        here = (
+            f"ECE {result['ece_uncalibrated']:.4f} &rarr; <b>{result['ece']:.4f}</b>, "
+            f"Brier score {result['brier_uncalibrated']:.4f} &rarr; "
+            f"<b>{result['brier']:.4f}</b> (uncalibrated &rarr; served)"
+        )
     cal = result.get("calibration") or {}
     if cal.get("skipped"):
         fitted = f"not calibrated: {html.escape(str(cal['skipped']))}"
     elif cal:
         b, a = cal.get("before", {}), cal.get("after", {})
-        fitted = (f"{html.escape(str(cal.get('method')))} scaling (T = "
-                  f"{cal.get('temperature', 1.0):.3f}) fitted on {cal.get('rows')} validation "
-                  f"rows; held-out ECE {b.get('ece', 0):.4f} &rarr; {a.get('ece', 0):.4f}, "
-                  f"Brier {b.get('brier', 0):.4f} &rarr; {a.get('brier', 0):.4f}")  # fmt: skip
+        fitted = (
+            f"{html.escape(str(cal.get('method')))} scaling (T = "
+            f"{cal.get('temperature', 1.0):.3f}) fitted on {cal.get('rows')} validation "
+            f"rows; held-out ECE {b.get('ece', 0):.4f} &rarr; {a.get('ece', 0):.4f}, "
+            f"Brier {b.get('brier', 0):.4f} &rarr; {a.get('brier', 0):.4f}"
+        )
     else:
         fitted = "no calibrator in this model directory (raw probabilities)"
     return f"<h2>Calibration</h2><p>{here}</p><p class='muted'>{fitted}</p>"

@@ -94,8 +94,11 @@ class Feedback:
         parts other replicas wrote are read first)."""
         with self.lock:
             self._refresh_labelled()
-            mine = {i: (self.owners[i][0], *self.latest[i][:2]) for i in self.latest
-                    if self.owners[i][0].startswith(origin_prefix)}  # fmt: skip
+            mine = {
+                i: (self.owners[i][0], *self.latest[i][:2])
+                for i in self.latest
+                if self.owners[i][0].startswith(origin_prefix)
+            }
             return set(self.labelled), mine
 
     def _refresh_labelled(self) -> None:
@@ -115,9 +118,14 @@ class Feedback:
         self.labelled.update(str(x) for x in frame["id"])
         rows = with_later_columns(frame).sort_values("labelled_at", kind="stable")
         for rid, origin, by, revision, withdrawn, label in zip(
-            rows["id"].astype(str), rows["origin"], rows["labelled_by"], rows["revision"],
-            rows["withdrawn"], rows["label"].astype(str), strict=True,
-        ):  # fmt: skip
+            rows["id"].astype(str),
+            rows["origin"],
+            rows["labelled_by"],
+            rows["revision"],
+            rows["withdrawn"],
+            rows["label"].astype(str),
+            strict=True,
+        ):
             owner = self.owners.setdefault(rid, (origin, by))
             if origin and owner == (origin, by):
                 self.latest[rid] = (revision, bool(withdrawn), label)
@@ -248,8 +256,9 @@ class Feedback:
             v[RANDOM] += int(r["sample"] == RANDOM)
         if rows:
             self.export_live_metrics(refresh=False)
-        counts = {k: sum(v == k for v in changes.values())
-                  for k in ("revised", "withdrawn", "unchanged")}  # fmt: skip
+        counts = {
+            k: sum(v == k for v in changes.values()) for k in ("revised", "withdrawn", "unchanged")
+        }
         return {"accepted": len(rows), "stored": uri, "by_version": by_version, **counts}
 
     def live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:

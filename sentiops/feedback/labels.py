@@ -146,8 +146,14 @@ def parse_items(body: Any, max_items: int = MAX_ITEMS) -> list[Item]:
         elif isinstance(provenance, str):
             problems.append({"index": i, "id": rid, "error": provenance})
         elif not isinstance(withdrawn, bool) or (withdrawn and not provenance["origin"]):
-            problems.append({"index": i, "id": rid, "error": '"withdrawn" is true or false, and '
-                             'only a label with an "origin" can be withdrawn'})  # fmt: skip
+            problems.append(
+                {
+                    "index": i,
+                    "id": rid,
+                    "error": '"withdrawn" is true or false, and '
+                    'only a label with an "origin" can be withdrawn',
+                }
+            )
         elif not withdrawn and (not isinstance(label, str) or label not in LABELS):
             problems.append(
                 {"index": i, "id": rid, "error": f"label {label!r} is not one of {list(LABELS)}"}
@@ -207,12 +213,17 @@ def with_later_columns(df: Any) -> Any:
     """`df` with every column of LATER_COLUMNS, `labelled_by` and `labelled_at` (an older or
     hand-written part's rows get the meaning they always had: no provenance, not withdrawn,
     in the order they were written)."""
-    missing = {c: v for c, v in {**LATER_COLUMNS, "labelled_by": "", "labelled_at": ""}.items()
-               if c not in df.columns}  # fmt: skip
+    missing = {
+        c: v
+        for c, v in {**LATER_COLUMNS, "labelled_by": "", "labelled_at": ""}.items()
+        if c not in df.columns
+    }
     df = df.assign(**missing) if missing else df
     text = ("annotator", "origin", "revision", "labelled_by")
-    return df.assign(withdrawn=df["withdrawn"].fillna(False).astype(bool),
-                     **{c: df[c].fillna("").astype(str) for c in text})  # fmt: skip
+    return df.assign(
+        withdrawn=df["withdrawn"].fillna(False).astype(bool),
+        **{c: df[c].fillna("").astype(str) for c in text},
+    )
 
 
 def current_labels(df: Any) -> Any:

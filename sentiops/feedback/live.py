@@ -30,9 +30,14 @@ def live_metrics(labels: Any) -> dict[str, dict[str, float]]:
     return out
 
 
-def review_burst(labels: Any, earlier: Any = None, max_token_share: float = 1.0,
-                 max_excess: float = 0.3, alpha: float = 0.001, min_labels: int = 30,
-                 ) -> dict[str, Any]:  # fmt: skip
+def review_burst(
+    labels: Any,
+    earlier: Any = None,
+    max_token_share: float = 1.0,
+    max_excess: float = 0.3,
+    alpha: float = 0.001,
+    min_labels: int = 30,
+) -> dict[str, Any]:
     """The poisoning guard over a burst of new labels (`labels`, COLUMNS or label files read
     with `label`, `predicted_label`, `sample`, `labelled_by`, `confidence` where they have
     them; labels without a token count as `unauthenticated`), with `earlier`: labels stored
@@ -80,8 +85,12 @@ def review_burst(labels: Any, earlier: Any = None, max_token_share: float = 1.0,
     tagged = _guard_rows(labels)
     before = _guard_rows(earlier)
     tokens: dict[str, dict[str, Any]] = {
-        str(name): {"labels": len(g), "disagreement": round(float(g["disagree"].mean()), 4)
-                    if g["disagree"].notna().any() else None}  # fmt: skip
+        str(name): {
+            "labels": len(g),
+            "disagreement": round(float(g["disagree"].mean()), 4)
+            if g["disagree"].notna().any()
+            else None,
+        }
         for name, g in tagged.groupby("token")
     }
     hold: list[str] = []
@@ -89,18 +98,26 @@ def review_burst(labels: Any, earlier: Any = None, max_token_share: float = 1.0,
     for name, t in tokens.items():
         share = t["labels"] / total
         if share > max_token_share:
-            hold.append(f"{share:.0%} of the {total} new labels come from one token ({name}); "
-                        f"the limit is {max_token_share:.0%}")  # fmt: skip
+            hold.append(
+                f"{share:.0%} of the {total} new labels come from one token ({name}); "
+                f"the limit is {max_token_share:.0%}"
+            )
     tested = tagged[tagged["disagree"].notna()]
     sample = tested[tested["sample"] == RANDOM]
     old = before[(before["sample"] == RANDOM) & before["disagree"].notna()]
     checks = []
     for (name, kind), mine in tested.groupby(["token", "sample"]):
         others = sample[sample["token"] != name] if kind == RANDOM else sample
-        what = "other tokens' random-sample labels of this burst" if kind == RANDOM else (
-            "random-sample labels of this burst")  # fmt: skip
-        ref, what = (others, what) if len(others) >= min_labels else (
-            old, "random-sample labels from before this burst")  # fmt: skip
+        what = (
+            "other tokens' random-sample labels of this burst"
+            if kind == RANDOM
+            else ("random-sample labels of this burst")
+        )
+        ref, what = (
+            (others, what)
+            if len(others) >= min_labels
+            else (old, "random-sample labels from before this burst")
+        )
         check = _compare(str(name), str(kind), mine, ref, what, max_excess, alpha, min_labels)
         checks.append(check)
         if check.get("held"):
@@ -125,27 +142,41 @@ def _guard_rows(labels: Any) -> Any:
     by = column("labelled_by").fillna("").astype(str)
     predicted = column("predicted_label").fillna("").astype(str)
     known = predicted != ""
-    return pd.DataFrame({
-        "token": by.where(by != "", "unauthenticated"),
-        "sample": column("sample").where(column("sample") == RANDOM, TARGETED),
-        "disagree": (labels["label"].astype(str) != predicted).astype(float).where(known),
-        "expected": 1.0 - pd.to_numeric(column("confidence"), errors="coerce"),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "token": by.where(by != "", "unauthenticated"),
+            "sample": column("sample").where(column("sample") == RANDOM, TARGETED),
+            "disagree": (labels["label"].astype(str) != predicted).astype(float).where(known),
+            "expected": 1.0 - pd.to_numeric(column("confidence"), errors="coerce"),
+        }
+    )
 
 
-def _compare(name: str, kind: str, mine: Any, ref: Any, what: str, max_excess: float,
-             alpha: float, min_labels: int) -> dict[str, Any]:  # fmt: skip
+def _compare(
+    name: str,
+    kind: str,
+    mine: Any,
+    ref: Any,
+    what: str,
+    max_excess: float,
+    alpha: float,
+    min_labels: int,
+) -> dict[str, Any]:
     """One token's labels of one kind against the reference labels (see `review_burst`)."""
     from scipy.stats import binomtest, fisher_exact
 
     n, k = len(mine), int(mine["disagree"].sum())
     rn, rk = len(ref), int(ref["disagree"].sum()) if len(ref) else 0
-    check: dict[str, Any] = {"token": name, "kind": kind, "labels": n,
-                             "disagreement": round(k / n, 4), "reference": what,
-                             "reference_labels": rn}  # fmt: skip
+    check: dict[str, Any] = {
+        "token": name,
+        "kind": kind,
+        "labels": n,
+        "disagreement": round(k / n, 4),
+        "reference": what,
+        "reference_labels": rn,
+    }
     if n < min_labels or rn < min_labels:
-        return {**check, "held": False,
-                "skipped": f"fewer than {min_labels} labels on a side"}  # fmt: skip
+        return {**check, "held": False, "skipped": f"fewer than {min_labels} labels on a side"}
     rate = rk / rn
     p = float(fisher_exact([[k, n - k], [rk, rn - rk]], alternative="greater").pvalue)
     model = float(mine["expected"].mean()) if mine["expected"].notna().all() else None
@@ -153,9 +184,13 @@ def _compare(name: str, kind: str, mine: Any, ref: Any, what: str, max_excess: f
         p = max(p, float(binomtest(k, n, min(max(model, 1e-9), 1.0), alternative="greater").pvalue))
     base = max(rate, model or 0.0)
     excess = (k / n - base) / (1.0 - base) if base < 1.0 else 0.0
-    check.update(reference_disagreement=round(rate, 4), model_expected=None if model is None
-                 else round(model, 4), excess=round(excess, 4), p=p,
-                 held=excess > max_excess and p < alpha)  # fmt: skip
+    check.update(
+        reference_disagreement=round(rate, 4),
+        model_expected=None if model is None else round(model, 4),
+        excess=round(excess, 4),
+        p=p,
+        held=excess > max_excess and p < alpha,
+    )
     if check["held"]:
         expects = f" and the {model:.0%} the model itself expects on these texts" if model else ""
         check["message"] = (

@@ -19,8 +19,17 @@ from sentiops.store import layout
 #: How far back the prediction log is searched for the prediction a label is about.
 LOOKBACK_DAYS = 30
 #: What is kept of a prediction (older log parts lack `client_id` and `sample`).
-COLUMNS = ("id", "text", "label", "confidence", "model_name", "model_version", "time",
-           "client_id", "sample")  # fmt: skip
+COLUMNS = (
+    "id",
+    "text",
+    "label",
+    "confidence",
+    "model_name",
+    "model_version",
+    "time",
+    "client_id",
+    "sample",
+)
 
 
 def _differ(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -71,8 +71,11 @@ class ShadowLabels:
             for row in rows:
                 rid = str(row.get("client_id") or row["id"])
                 self.rows.pop(rid, None)
-                self.rows[rid] = (str(row.get("text", "")), str(row.get("label", "")),
-                                  str(row.get("model_version", "")))  # fmt: skip
+                self.rows[rid] = (
+                    str(row.get("text", "")),
+                    str(row.get("label", "")),
+                    str(row.get("model_version", "")),
+                )
             while len(self.rows) > self.capacity:
                 self.counted.discard(self.rows.popitem(last=False)[0])
 
@@ -85,8 +88,11 @@ class ShadowLabels:
 
         from sentiops.store.storage import get_file
 
-        files = [f.uri for f in layout.list_files(feedback_prefix(self.store), self.settings)
-                 if f.uri.endswith(".parquet")]  # fmt: skip
+        files = [
+            f.uri
+            for f in layout.list_files(feedback_prefix(self.store), self.settings)
+            if f.uri.endswith(".parquet")
+        ]
         if self.parts is None:
             self.parts = set(files)
             return 0
@@ -96,8 +102,9 @@ class ShadowLabels:
                 continue
             self.parts.add(uri)
             table = pq.read_table(get_file(uri, self.settings))
-            keep = [c for c in ("id", "client_id", "text", "label", "sample")
-                    if c in table.column_names]  # fmt: skip
+            keep = [
+                c for c in ("id", "client_id", "text", "label", "sample") if c in table.column_names
+            ]
             counted += self.count(table.select(keep).to_pylist())
         return counted
 
@@ -109,8 +116,14 @@ class ShadowLabels:
         n = 0
         with self.lock:
             for label in labels:
-                rid = next((k for k in (str(label["id"]), str(label.get("client_id") or ""))
-                            if k and k in self.rows), "")  # fmt: skip
+                rid = next(
+                    (
+                        k
+                        for k in (str(label["id"]), str(label.get("client_id") or ""))
+                        if k and k in self.rows
+                    ),
+                    "",
+                )
                 mine = self.rows.get(rid)
                 if mine is None or rid in self.counted or mine[0] != str(label.get("text", "")):
                     continue
@@ -118,8 +131,9 @@ class ShadowLabels:
                 _, predicted, version = mine
                 gold = str(label["label"])
                 sample = str(label.get("sample") or TARGETED)
-                metrics.FEEDBACK.labels(self.model_name, version, str(gold == predicted).lower(),
-                                        sample).inc()  # fmt: skip
+                metrics.FEEDBACK.labels(
+                    self.model_name, version, str(gold == predicted).lower(), sample
+                ).inc()
                 if sample == RANDOM:
                     self.live.setdefault(version, Counter())[(gold, predicted)] += 1
                 n += 1
@@ -156,8 +170,9 @@ class ShadowLabels:
 
         return export_live(self.model_name, self.live_metrics(refresh))
 
-    def record(self, items: Sequence[Item], source: str = "api",
-               labelled_by: str = "") -> dict[str, Any]:  # fmt: skip
+    def record(
+        self, items: Sequence[Item], source: str = "api", labelled_by: str = ""
+    ) -> dict[str, Any]:
         raise FeedbackError(
             "this predictor is a shadow: its answers reach no client, so it takes no labels",
             "send labels to the serving predictor (the model's URL); the shadow counts the "

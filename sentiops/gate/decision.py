@@ -260,15 +260,24 @@ def _calibration_check(ch: ModelSummary, cfg: GateConfig) -> Check:
     assert ch.ece is not None
     if not ch.calibration or ch.calibration.get("skipped"):
         why = ch.calibration.get("skipped") or "no calibrator in its model directory"
-        return Check("calibration", True, ch.ece, cfg.max_ece,
-                     f"not calibrated ({why}): ECE {ch.ece:.4f} of its raw probabilities "
-                     "recorded, not judged")  # fmt: skip
+        return Check(
+            "calibration",
+            True,
+            ch.ece,
+            cfg.max_ece,
+            f"not calibrated ({why}): ECE {ch.ece:.4f} of its raw probabilities "
+            "recorded, not judged",
+        )
     ok = ch.ece <= cfg.max_ece + 1e-12
-    message = (f"expected calibration error of the served probabilities on the test set "
-               f"{ch.ece:.4f}; budget {cfg.max_ece}")  # fmt: skip
+    message = (
+        f"expected calibration error of the served probabilities on the test set "
+        f"{ch.ece:.4f}; budget {cfg.max_ece}"
+    )
     if not ok:
-        message += ("; its estimated accuracy would mislead: recalibrate on more validation rows "
-                    "or try `calibration: vector` in the training config")  # fmt: skip
+        message += (
+            "; its estimated accuracy would mislead: recalibrate on more validation rows "
+            "or try `calibration: vector` in the training config"
+        )
     return Check("calibration", ok, ch.ece, cfg.max_ece, message)
 
 
@@ -300,13 +309,20 @@ def _by_group(
 
 
 def summarize(
-    model: LoadedModel, texts: Sequence[str], cfg: GateConfig, registry_version: str | None = None,
-    proba: np.ndarray | None = None, labels: Sequence[str] | None = None,
-) -> ModelSummary:  # fmt: skip
+    model: LoadedModel,
+    texts: Sequence[str],
+    cfg: GateConfig,
+    registry_version: str | None = None,
+    proba: np.ndarray | None = None,
+    labels: Sequence[str] | None = None,
+) -> ModelSummary:
     """A model's side of the record: latency, size and, with its test-set probabilities
     `proba` and the gold `labels`, ECE and Brier score of what it serves."""
-    quality = (calibration.quality(proba, list(labels), model.labels)
-               if proba is not None and labels is not None else {})  # fmt: skip
+    quality = (
+        calibration.quality(proba, list(labels), model.labels)
+        if proba is not None and labels is not None
+        else {}
+    )
     record = model.manifest.get("calibration") or {}
     return ModelSummary(
         version=model.version,
@@ -324,8 +340,9 @@ def summarize(
 def served_proba(model: LoadedModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
     """The model's served (calibrated) probabilities of `texts`, in batches."""
     texts = list(texts)
-    parts = [model.predict_proba(texts[i : i + batch_size]) for i in range(0, len(texts),
-                                                                         batch_size)]  # fmt: skip
+    parts = [
+        model.predict_proba(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)
+    ]
     return np.concatenate(parts) if parts else np.zeros((0, len(model.labels)))
 
 
@@ -348,8 +365,9 @@ def decide(
     cp_proba = served_proba(champion, texts) if champion is not None else None
     cp = (
         summarize(champion, texts, cfg, champion_registry_version, cp_proba, labels)
-        if champion is not None else None
-    )  # fmt: skip
+        if champion is not None
+        else None
+    )
     return compare(
         labels,
         labels_from_proba(ch_proba, challenger.labels),

@@ -17,13 +17,22 @@ def _group_lines(decision: Decision) -> list[str]:
     groups = decision.dataset.get("groups")
     if not groups:
         return []
-    how = ("each group weighs the same in every metric below and in the bootstrap"
-           if decision.dataset.get("balanced") else "rows count equally")  # fmt: skip
-    lines = [f"Test set groups ({how}):", "", "| group | rows | weight | challenger macro-F1 "
-             "| champion macro-F1 |", "|---|---|---|---|---|"]  # fmt: skip
+    how = (
+        "each group weighs the same in every metric below and in the bootstrap"
+        if decision.dataset.get("balanced")
+        else "rows count equally"
+    )
+    lines = [
+        f"Test set groups ({how}):",
+        "",
+        "| group | rows | weight | challenger macro-F1 | champion macro-F1 |",
+        "|---|---|---|---|---|",
+    ]
     for name, g in groups.items():
-        lines.append(f"| {name} | {g['n']} | {g['weight']:.3g} | {g['challenger_macro_f1']:.4f} "
-                     f"| {_fmt(g.get('champion_macro_f1'))} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {g['n']} | {g['weight']:.3g} | {g['challenger_macro_f1']:.4f} "
+            f"| {_fmt(g.get('champion_macro_f1'))} |"
+        )
     return [*lines, ""]
 
 
@@ -34,10 +43,13 @@ def _calibration_lines(record: dict[str, Any]) -> list[str]:
     if record.get("skipped"):
         return [f"Calibration: skipped ({record['skipped']}).", ""]
     b, a = record.get("before", {}), record.get("after", {})
-    return [f"Calibration: {record.get('method')} scaling (T = {record.get('temperature', 1):.3f}"
-            f"), fitted on {record.get('rows')} validation rows; on held-out halves ECE "
-            f"{_fmt(b.get('ece'))} -> {_fmt(a.get('ece'))}, Brier {_fmt(b.get('brier'))} -> "
-            f"{_fmt(a.get('brier'))}.", ""]  # fmt: skip
+    return [
+        f"Calibration: {record.get('method')} scaling (T = {record.get('temperature', 1):.3f}"
+        f"), fitted on {record.get('rows')} validation rows; on held-out halves ECE "
+        f"{_fmt(b.get('ece'))} -> {_fmt(a.get('ece'))}, Brier {_fmt(b.get('brier'))} -> "
+        f"{_fmt(a.get('brier'))}.",
+        "",
+    ]
 
 
 def decision_markdown(decision: Decision) -> str:
@@ -58,7 +70,7 @@ def decision_markdown(decision: Decision) -> str:
             ]
             if decision.dataset.get("test_sources")
             else []
-        ),  # fmt: skip
+        ),
         *(
             [
                 "Test rows by sample: "
@@ -68,7 +80,7 @@ def decision_markdown(decision: Decision) -> str:
             ]
             if decision.dataset.get("test_samples")
             else []
-        ),  # fmt: skip
+        ),
         *_group_lines(decision),
         "| | challenger | champion |",
         "|---|---|---|",

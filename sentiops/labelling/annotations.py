@@ -77,14 +77,20 @@ class TaskLabels:
         if label is None:
             if stored is None or stored[0] != self.origin or stored[2]:
                 return None
-            return Item(self.prediction_id, "", origin=self.origin, withdrawn=True,
-                        revision=self.revision())  # fmt: skip
+            return Item(
+                self.prediction_id, "", origin=self.origin, withdrawn=True, revision=self.revision()
+            )
         revision = self.revision()
         if stored is not None and stored[:2] == (self.origin, revision) and not stored[2]:
             return None
         who = sorted({a.annotator for a in self.annotations if a.label == label})
-        return Item(self.prediction_id, label, annotator=",".join(who)[:MAX_PROVENANCE],
-                    origin=self.origin, revision=revision)  # fmt: skip
+        return Item(
+            self.prediction_id,
+            label,
+            annotator=",".join(who)[:MAX_PROVENANCE],
+            origin=self.origin,
+            revision=revision,
+        )
 
 
 def label_of(annotation: dict[str, Any]) -> str | None:
@@ -111,8 +117,14 @@ def task_labels(task: dict[str, Any], users: dict[int, str]) -> TaskLabels | Non
     for a in task.get("annotations") or []:
         by = a.get("completed_by")
         uid = int(by["id"] if isinstance(by, dict) else by or 0)
-        out.annotations.append(Annotation(int(a["id"]), users.get(uid, f"user-{uid}"),
-                                          str(a.get("updated_at") or ""), label_of(a)))  # fmt: skip
+        out.annotations.append(
+            Annotation(
+                int(a["id"]),
+                users.get(uid, f"user-{uid}"),
+                str(a.get("updated_at") or ""),
+                label_of(a),
+            )
+        )
     return out
 
 
@@ -179,9 +191,12 @@ def agreement(tasks: Iterable[TaskLabels]) -> dict[str, Any]:
         total = agree + disagree
         annotators[who] = {
             "labels": sum(1 for u in units for w, _ in u if w == who),
-            "alpha": None if expected is None or total == 0
-            else 1 - (disagree / total) / expected,
+            "alpha": None if expected is None or total == 0 else 1 - (disagree / total) / expected,
             "agreement": None if total == 0 else agree / total,
-        }  # fmt: skip
-    return {"alpha": alpha, "units": sum(1 for u in units if len(u) >= 2),
-            "labels": sum(len(u) for u in units), "annotators": annotators}  # fmt: skip
+        }
+    return {
+        "alpha": alpha,
+        "units": sum(1 for u in units if len(u) >= 2),
+        "labels": sum(len(u) for u in units),
+        "annotators": annotators,
+    }

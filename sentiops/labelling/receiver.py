@@ -32,30 +32,37 @@ from sentiops.labelling.sync import Sync
 
 logger = logging.getLogger("sentiops.labelling.receiver")
 MAX_BODY = 1024 * 1024
-EVENTS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
-          "ANNOTATIONS_DELETED")  # fmt: skip
+EVENTS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 
-AGREEMENT = Gauge("sentiops_labelling_agreement",
-                  "Krippendorff's alpha (nominal) of a project's annotators (last full pull)",
-                  ["model_name", "project"])  # fmt: skip
-ANNOTATOR_AGREEMENT = Gauge("sentiops_labelling_annotator_agreement",
-                            "Krippendorff's alpha on the pairs an annotator is part of",
-                            ["model_name", "project", "annotator"])  # fmt: skip
-HELD = Gauge("sentiops_labelling_held_tasks",
-             "Tasks whose annotations disagree without a majority (held for review)",
-             ["model_name", "project"])  # fmt: skip
-TASKS = Counter("sentiops_labelling_tasks_total", "Tasks made in Label Studio",
-                ["model_name", "project"])  # fmt: skip
-LABELS = Counter("sentiops_labelling_labels_total",
-                 "Labels sent to the feedback intake, by what they did",
-                 ["model_name", "outcome"])  # fmt: skip
+AGREEMENT = Gauge(
+    "sentiops_labelling_agreement",
+    "Krippendorff's alpha (nominal) of a project's annotators (last full pull)",
+    ["model_name", "project"],
+)
+ANNOTATOR_AGREEMENT = Gauge(
+    "sentiops_labelling_annotator_agreement",
+    "Krippendorff's alpha on the pairs an annotator is part of",
+    ["model_name", "project", "annotator"],
+)
+HELD = Gauge(
+    "sentiops_labelling_held_tasks",
+    "Tasks whose annotations disagree without a majority (held for review)",
+    ["model_name", "project"],
+)
+TASKS = Counter(
+    "sentiops_labelling_tasks_total", "Tasks made in Label Studio", ["model_name", "project"]
+)
+LABELS = Counter(
+    "sentiops_labelling_labels_total",
+    "Labels sent to the feedback intake, by what they did",
+    ["model_name", "outcome"],
+)
 ERRORS = Counter(
     "sentiops_labelling_sync_errors_total",
     "Pushes or pulls that failed (retried with backoff)",
     ["model_name", "reason"],
 )
-WEBHOOKS = Counter("sentiops_labelling_webhooks_total", "Webhook requests by outcome",
-                   ["outcome"])  # fmt: skip
+WEBHOOKS = Counter("sentiops_labelling_webhooks_total", "Webhook requests by outcome", ["outcome"])
 
 
 #: The hint "pull every task" (a deletion names its annotations, not their tasks).
@@ -109,8 +116,12 @@ class Worker(threading.Thread):
             except Exception as exc:  # noqa: BLE001 - down for a while: wait, then again
                 self.failures += 1
                 ERRORS.labels(self.sync.model_name, type(exc).__name__).inc()
-                logger.warning("labelling: %s (try %d; again in %.0f s)", exc, self.failures,
-                               min(wait, self.max_backoff))  # fmt: skip
+                logger.warning(
+                    "labelling: %s (try %d; again in %.0f s)",
+                    exc,
+                    self.failures,
+                    min(wait, self.max_backoff),
+                )
                 due = time.monotonic() + min(wait, self.max_backoff)
                 if first is not None:
                     self.hints.put_nowait(first)  # the hint stays for the next try
@@ -198,8 +209,7 @@ def create_app(worker: Worker, secret: Any) -> Any:
             try:
                 worker.hints.put_nowait(i)
             except queue.Full:
-                return refuse(429, "too many tasks waiting; the periodic pull takes them",
-                              "full")  # fmt: skip
+                return refuse(429, "too many tasks waiting; the periodic pull takes them", "full")
         WEBHOOKS.labels("accepted").inc()
         return JSONResponse({"queued": ids}, status_code=202)
 
@@ -207,15 +217,25 @@ def create_app(worker: Worker, secret: Any) -> Any:
         return JSONResponse({"alive": worker.is_alive()})
 
     async def status(_: Request) -> Response:
-        return JSONResponse({"model_name": worker.sync.model_name, "failures": worker.failures,
-                             "projects": worker.sync.project_ids, "last": worker.last,
-                             "agreement": worker.sync.agreement,
-                             "held_for_review": worker.sync.held})  # fmt: skip
+        return JSONResponse(
+            {
+                "model_name": worker.sync.model_name,
+                "failures": worker.failures,
+                "projects": worker.sync.project_ids,
+                "last": worker.last,
+                "agreement": worker.sync.agreement,
+                "held_for_review": worker.sync.held,
+            }
+        )
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[
-        Route("/webhook", webhook, methods=["POST"]),
-        Route("/healthz", healthz), Route("/status", status), Route("/metrics", metrics),
-    ])  # fmt: skip
+    return Starlette(
+        routes=[
+            Route("/webhook", webhook, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/status", status),
+            Route("/metrics", metrics),
+        ]
+    )

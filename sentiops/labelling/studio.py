@@ -28,8 +28,12 @@ LABEL_STUDIO_ENV = "SENTIOPS_LABEL_STUDIO"
 #: Label Studio's address and its API token file for the commands that talk to it.
 URL_ENV, TOKEN_FILE_ENV = "SENTIOPS_LABEL_STUDIO_URL", "SENTIOPS_LABEL_STUDIO_TOKEN_FILE"
 #: The annotation events the receiver is told about.
-WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
-                   "ANNOTATIONS_DELETED")  # fmt: skip
+WEBHOOK_ACTIONS = (
+    "ANNOTATION_CREATED",
+    "ANNOTATIONS_CREATED",
+    "ANNOTATION_UPDATED",
+    "ANNOTATIONS_DELETED",
+)
 #: Label Studio's default blocked networks for outgoing requests (webhooks) less the loopback
 #: ones: on one machine its webhooks go to the receiver on 127.0.0.1, and only there.
 BANNED_BUT_LOOPBACK = (
@@ -59,8 +63,9 @@ def label_studio_executable() -> Path | None:
     `.venv-labelstudio`, else None (not installed: `make labelling-install`)."""
     env = os.environ.get(LABEL_STUDIO_ENV)
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / ".venv-labelstudio" / "bin"
-                      / "label-studio")  # fmt: skip
+    candidates.append(
+        Path(__file__).resolve().parents[2] / ".venv-labelstudio" / "bin" / "label-studio"
+    )
     return next((c for c in candidates if c.exists()), None)
 
 
@@ -122,9 +127,20 @@ def server_env(admin: Admin, data_dir: Path, webhook_timeout: float = 10.0) -> d
 
 def server_args(executable: Path, port: int, data_dir: Path) -> list[str]:
     """The command line of Label Studio on 127.0.0.1:`port` (its API token enabled)."""
-    return [str(executable), "start", "--no-browser", "--internal-host", "127.0.0.1",
-            "--port", str(port), "--data-dir", str(data_dir), "--enable-legacy-api-token",
-            "--log-level", "WARNING"]  # fmt: skip
+    return [
+        str(executable),
+        "start",
+        "--no-browser",
+        "--internal-host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--enable-legacy-api-token",
+        "--log-level",
+        "WARNING",
+    ]
 
 
 # ------------------------------------------------------------------------------ the API
@@ -132,15 +148,22 @@ class Studio:
     """Label Studio's REST API at `url` with an API token; `tries` attempts per call, the
     waits between them doubling from `backoff` seconds."""
 
-    def __init__(self, url: str, token: str, timeout: float = 30.0, tries: int = 5,
-                 backoff: float = 0.5, sleep: Callable[[float], Any] = time.sleep
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        timeout: float = 30.0,
+        tries: int = 5,
+        backoff: float = 0.5,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
         import httpx
 
         self.url = url.rstrip("/")
         self.tries, self.backoff, self.sleep = max(1, tries), backoff, sleep
-        self.http = httpx.Client(base_url=self.url, timeout=timeout,
-                                 headers={"Authorization": f"Token {token}"})  # fmt: skip
+        self.http = httpx.Client(
+            base_url=self.url, timeout=timeout, headers={"Authorization": f"Token {token}"}
+        )
 
     @classmethod
     def from_env(cls, url: str = "", token_file: str | Path | None = None, **kw: Any) -> Studio:
@@ -208,8 +231,7 @@ class Studio:
         found = self._project_ids(titles)
         for title, kind in titles.items():
             if title not in found:
-                self.call("POST", "/api/projects",
-                          json=project_settings(model_name, kind, overlap))  # fmt: skip
+                self.call("POST", "/api/projects", json=project_settings(model_name, kind, overlap))
         if len(found) < len(titles):
             found = self._project_ids(titles)
         return {kind: found[title] for title, kind in titles.items()}
@@ -239,8 +261,9 @@ class Studio:
     def task(self, task_id: int) -> dict[str, Any]:
         return dict(self.call("GET", f"/api/tasks/{task_id}"))
 
-    def _pages(self, path: str, key: str, params: dict[str, Any] | None = None
-               ) -> Iterator[dict[str, Any]]:  # fmt: skip
+    def _pages(
+        self, path: str, key: str, params: dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every item of a paginated list (its `next`, else its `total`, says where it ends)."""
         page, seen = 1, 0
         while True:
@@ -256,8 +279,9 @@ class Studio:
 
     def users(self) -> dict[int, str]:
         """user id -> email."""
-        return {int(u["id"]): str(u.get("email") or u["id"])
-                for u in self.call("GET", "/api/users")}  # fmt: skip
+        return {
+            int(u["id"]): str(u.get("email") or u["id"]) for u in self.call("GET", "/api/users")
+        }
 
     def ensure_user(self, email: str) -> int:
         """An annotator's user id (made when missing; it signs in once a password is set)."""
@@ -275,8 +299,9 @@ class Studio:
         return dict(self.call("POST", f"/api/tasks/{task_id}/annotations", json=body))
 
     def edit(self, annotation_id: int, label: str) -> dict[str, Any]:
-        return dict(self.call("PATCH", f"/api/annotations/{annotation_id}",
-                              json={"result": choice(label)}))  # fmt: skip
+        return dict(
+            self.call("PATCH", f"/api/annotations/{annotation_id}", json={"result": choice(label)})
+        )
 
     def delete(self, annotation_id: int) -> None:
         self.call("DELETE", f"/api/annotations/{annotation_id}")
@@ -284,10 +309,15 @@ class Studio:
     def ensure_webhook(self, project: int, url: str, secret: str) -> int:
         """The project's webhook to the receiver at `url` (annotation events, with the shared
         secret as `Authorization: Bearer`), made or updated."""
-        body = {"project": project, "url": url, "send_payload": True,
-                "send_for_all_actions": False, "is_active": True,
-                "headers": {"Authorization": f"Bearer {secret}"},
-                "actions": list(WEBHOOK_ACTIONS)}  # fmt: skip
+        body = {
+            "project": project,
+            "url": url,
+            "send_payload": True,
+            "send_for_all_actions": False,
+            "is_active": True,
+            "headers": {"Authorization": f"Bearer {secret}"},
+            "actions": list(WEBHOOK_ACTIONS),
+        }
         for hook in self.call("GET", "/api/webhooks", params={"project": project}) or []:
             if int(hook.get("project") or 0) == project and hook.get("url") == url:
                 self.call("PATCH", f"/api/webhooks/{hook['id']}", json=body)

@@ -69,20 +69,29 @@ class HttpSink:
 
         from sentiops.errors import StorageError
 
-        body = [{k: v for k, v in vars(i).items() if v not in ("", False)} | {"id": i.id}
-                for i in items]  # fmt: skip
+        body = [
+            {k: v for k, v in vars(i).items() if v not in ("", False)} | {"id": i.id} for i in items
+        ]
         try:
-            r = httpx.post(f"{self.url.rstrip('/')}/v1/models/{self.model_name}:feedback",
-                           json=body, timeout=self.timeout,
-                           headers={"Authorization": f"Bearer {self.token}"})  # fmt: skip
+            r = httpx.post(
+                f"{self.url.rstrip('/')}/v1/models/{self.model_name}:feedback",
+                json=body,
+                timeout=self.timeout,
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
         except httpx.HTTPError as exc:
             hint = "nothing was stored; the next pull sends it again"
-            raise StorageError(f"the feedback API at {self.url} is unreachable: {exc}",
-                               hint) from exc  # fmt: skip
+            raise StorageError(
+                f"the feedback API at {self.url} is unreachable: {exc}", hint
+            ) from exc
         answer = r.json() if "json" in r.headers.get("content-type", "") else {}
         if r.status_code != 200:
-            raise FeedbackError(str(answer.get("error") or r.text[:300]), "", r.status_code,
-                                answer.get("problems", []))  # fmt: skip
+            raise FeedbackError(
+                str(answer.get("error") or r.text[:300]),
+                "",
+                r.status_code,
+                answer.get("problems", []),
+            )
         return dict(answer)
 
 
@@ -123,8 +132,7 @@ class Sync:
 
         self.lock = threading.RLock()  # the receiver's worker and its callers share one Sync
         self.sources = Sources(self.store, self.model_name, self.settings)
-        self.reader = self.reader or Feedback(self.store, self.settings,
-                                              model_name=self.model_name)  # fmt: skip
+        self.reader = self.reader or Feedback(self.store, self.settings, model_name=self.model_name)
 
     @_locked
     def projects(self) -> dict[str, int]:
@@ -144,8 +152,10 @@ class Sync:
         pid = self.projects()[kind]
         known = self.pushed.get(kind)
         if known is None or len(known) != self.studio.task_count(pid):
-            known = {str((t.get("data") or {}).get("prediction_id") or "")
-                     for t in self.studio.tasks(pid)}  # fmt: skip
+            known = {
+                str((t.get("data") or {}).get("prediction_id") or "")
+                for t in self.studio.tasks(pid)
+            }
             self.pushed[kind] = known
         return known
 
@@ -156,8 +166,10 @@ class Sync:
         self.sources.refresh()
         labelled, _ = self.reader.stored(ORIGIN)
         made = {}
-        for kind, rows, build in ((QUEUE, self.sources.queue, queue_task),
-                                  (EVALUATION, self.sources.sample, evaluation_task)):  # fmt: skip
+        for kind, rows, build in (
+            (QUEUE, self.sources.queue, queue_task),
+            (EVALUATION, self.sources.sample, evaluation_task),
+        ):
             known = self._pushed(kind)
             new, ids = [], set()
             for row in rows:
@@ -193,8 +205,10 @@ class Sync:
         """Every task of both projects with its labels; agreement and the tasks held for
         review (annotations without a majority) are kept per project."""
         self.users = self.users or self.studio.users()
-        tasks = {k: [t for t in map(self._labels, self.studio.tasks(p)) if t]
-                 for k, p in self.projects().items()}  # fmt: skip
+        tasks = {
+            k: [t for t in map(self._labels, self.studio.tasks(p)) if t]
+            for k, p in self.projects().items()
+        }
         for kind, done in tasks.items():
             self.held[kind] = [t.task for t in done if t.held]
             self.agreement[kind] = agreement(done)
@@ -213,8 +227,14 @@ class Sync:
         forever, and never holds up the others."""
         _, stored = self.reader.stored(ORIGIN)
         items = [i for i in (t.item(stored.get(t.prediction_id)) for t in tasks) if i]
-        report: dict[str, Any] = {"tasks": len(tasks), "accepted": 0, "revised": 0,
-                                  "withdrawn": 0, "unchanged": 0, "refused": {}}  # fmt: skip
+        report: dict[str, Any] = {
+            "tasks": len(tasks),
+            "accepted": 0,
+            "revised": 0,
+            "withdrawn": 0,
+            "unchanged": 0,
+            "refused": {},
+        }
         for start in range(0, len(items), BATCH):
             self._send(items[start : start + BATCH], report)
         report["held"] = {k: len(v) for k, v in self.held.items()}
@@ -228,8 +248,9 @@ class Sync:
             if not refused or exc.status >= 500:
                 raise
             report["refused"].update(refused)
-            logger.warning("labels refused by the feedback intake (%d): %s", len(refused),
-                           exc.message)  # fmt: skip
+            logger.warning(
+                "labels refused by the feedback intake (%d): %s", len(refused), exc.message
+            )
             rest = [i for i in items if i.id not in refused]
             if rest:
                 self._send(rest, report)
@@ -244,7 +265,13 @@ class Sync:
         return {
             "label_studio": self.studio.url,
             "model_name": self.model_name,
-            "projects": {k: {"id": projects[k], "tasks": self.studio.task_count(projects[k]),
-                             "held_for_review": self.held.get(k, []),
-                             "agreement": self.agreement.get(k)} for k in KINDS},
-        }  # fmt: skip
+            "projects": {
+                k: {
+                    "id": projects[k],
+                    "tasks": self.studio.task_count(projects[k]),
+                    "held_for_review": self.held.get(k, []),
+                    "agreement": self.agreement.get(k),
+                }
+                for k in KINDS
+            },
+        }

@@ -71,8 +71,14 @@ def project_settings(model_name: str, kind: str, overlap: int = 1) -> dict[str, 
 
 def choice(label: str) -> list[dict[str, Any]]:
     """An annotation's (or a prediction's) `result` choosing `label`."""
-    return [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-             "value": {"choices": [label]}}]  # fmt: skip
+    return [
+        {
+            "from_name": FROM_NAME,
+            "to_name": TO_NAME,
+            "type": "choices",
+            "value": {"choices": [label]},
+        }
+    ]
 
 
 def queue_task(row: dict[str, Any]) -> dict[str, Any]:
@@ -87,17 +93,25 @@ def queue_task(row: dict[str, Any]) -> dict[str, Any]:
         "rank": int(row.get("rank") or 0),
         "queued_at": str(row.get("queued_at") or ""),
     }
-    prediction = {"model_version": version, "score": float(row.get("confidence") or 0.0),
-                  "result": choice(str(row["label"]))}  # fmt: skip
+    prediction = {
+        "model_version": version,
+        "score": float(row.get("confidence") or 0.0),
+        "result": choice(str(row["label"])),
+    }
     return {"data": data, "predictions": [prediction] if row.get("label") in LABELS else []}
 
 
 def evaluation_task(row: dict[str, Any]) -> dict[str, Any]:
     """A task of the evaluation sample from a prediction-log row: the text, which prediction
     and model version it is, when it was made; nothing of the model's answer."""
-    return {"data": {"text": str(row["text"]), "prediction_id": str(row["id"]),
-                     "model_version": str(row.get("model_version") or ""),
-                     "predicted_at": str(row.get("time") or "")}}  # fmt: skip
+    return {
+        "data": {
+            "text": str(row["text"]),
+            "prediction_id": str(row["id"]),
+            "model_version": str(row.get("model_version") or ""),
+            "predicted_at": str(row.get("time") or ""),
+        }
+    }
 
 
 # ------------------------------------------------------------------------------ the store
@@ -140,7 +154,10 @@ class Sources:
                 continue
             table = pq.read_table(get_file(f.uri, self.settings))
             self.parts.add(f.uri)
-            part = [r for r in table.to_pylist()
-                    if str(r.get("model_name") or self.model_name) == self.model_name]  # fmt: skip
+            part = [
+                r
+                for r in table.to_pylist()
+                if str(r.get("model_name") or self.model_name) == self.model_name
+            ]
             rows += sorted(part, key=lambda r: int(r.get("rank") or 0))
         return rows

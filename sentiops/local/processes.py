@@ -78,10 +78,14 @@ def start_process(
     home = {"SENTIOPS_HOME": str(get_settings().home)}  # resolved by Settings
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
+            args,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
             start_new_session=True,  # own process group: killpg stops it and its children
             env={**os.environ, **home, **(env or {})},
-        )  # fmt: skip
+        )
     return Process(name, proc, log)
 
 

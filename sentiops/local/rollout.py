@@ -40,8 +40,7 @@ from sentiops.rollout.steps import CANARY, SHADOW, Plan, run
 #: Files in the rollout's workdir: the steps of a rollout in progress, the last decision.
 PROGRESS, DECISION = "progress.json", "decision.json"
 #: What `progress.json` keeps of the record while the rollout runs (and `plan`: the steps).
-IN_PROGRESS = ("canary_version", "stable_version", "mode", "steps", "waiting", "approvals",
-               "flags")  # fmt: skip
+IN_PROGRESS = ("canary_version", "stable_version", "mode", "steps", "waiting", "approvals", "flags")
 
 
 class LocalExecutor:
@@ -201,14 +200,26 @@ class LocalStack:
                 f"stable and canary are the same version {sv}",
                 "roll out a different model (or give the canary its own version)",
             )
-        plan = Plan(cv, sv, steps, step_seconds, max_holds, judge or JudgeConfig(), mode,
-                    approval or Approval())  # fmt: skip
+        plan = Plan(
+            cv,
+            sv,
+            steps,
+            step_seconds,
+            max_holds,
+            judge or JudgeConfig(),
+            mode,
+            approval or Approval(),
+        )
         notifier = Notifier(parse_targets(notify)) if notify else None
         executor: LocalExecutor | LocalShadowExecutor
         if mode == SHADOW:
             # the shadow counts the labels of its answers from the store every 2 s
-            shadow = self.predictor(canary_dir, cv, "shadow", [*(canary_args or []),
-                                    "--shadow=true", "--feedback_refresh_seconds=2"])  # fmt: skip
+            shadow = self.predictor(
+                canary_dir,
+                cv,
+                "shadow",
+                [*(canary_args or []), "--shadow=true", "--feedback_refresh_seconds=2"],
+            )
             successor = self.predictor(canary_dir, cv, "serving", canary_args or [])
             executor = LocalShadowExecutor(self.serving, shadow, successor, self)
         else:
@@ -294,8 +305,18 @@ def local_rollout(
     try:
         stack.start(stable_dir, sv, stable_args)
         stack.replay_texts(texts, rate)
-        return stack.rollout(canary_dir, steps, step_seconds, judge, max_holds, cv, canary_args,
-                             mode, approval, notify)  # fmt: skip
+        return stack.rollout(
+            canary_dir,
+            steps,
+            step_seconds,
+            judge,
+            max_holds,
+            cv,
+            canary_args,
+            mode,
+            approval,
+            notify,
+        )
     finally:
         stack.stop()
 

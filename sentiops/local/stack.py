@@ -56,8 +56,10 @@ class StackTokens:
         return self.folder / "logger-token"
 
     def predictor_args(self) -> list[str]:
-        return [f"--auth_token_file={self.token_file}",
-                f"--logger_token_file={self.logger_token_file}"]  # fmt: skip
+        return [
+            f"--auth_token_file={self.token_file}",
+            f"--logger_token_file={self.logger_token_file}",
+        ]
 
     def sidecar_args(self) -> list[str]:
         return ["--auth-token-file", str(self.logger_token_file)]
@@ -95,22 +97,34 @@ class Predictor:
     def launch(self) -> Process:
         """Start the process without waiting for it to become ready."""
         args = [
-            sys.executable, "-m", "serving", f"--model_name={self.name}",
-            f"--model_dir={self.model_dir}", f"--http_port={self.http_port}",
-            f"--grpc_port={self.grpc_port}", "--host=127.0.0.1", *self.extra_args,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "serving",
+            f"--model_name={self.name}",
+            f"--model_dir={self.model_dir}",
+            f"--http_port={self.http_port}",
+            f"--grpc_port={self.grpc_port}",
+            "--host=127.0.0.1",
+            *self.extra_args,
+        ]
         self.process = start_process(
-            f"predictor-{self.version}", args, self.workdir,
+            f"predictor-{self.version}",
+            args,
+            self.workdir,
             {"SENTIOPS_MODEL_VERSION": self.version},
-        )  # fmt: skip
+        )
         return self.process
 
     def start(self, timeout: float = 180.0) -> Predictor:
         """Launch and wait until ready; a predictor that never gets ready is stopped."""
         self.process = self.launch()
         try:
-            wait_http(f"{self.url}/v2/models/{self.name}/ready", self.process, timeout,
-                      f"predictor v{self.version} ready")  # fmt: skip
+            wait_http(
+                f"{self.url}/v2/models/{self.name}/ready",
+                self.process,
+                timeout,
+                f"predictor v{self.version} ready",
+            )
         except BaseException:  # never leave a predictor behind that did not get ready
             self.process.stop()
             raise
@@ -139,6 +153,7 @@ class DriftSidecar:
 
         self.workdir = Path(self.workdir).resolve()
         self.store = self.store if is_s3(self.store) else str(Path(self.store).resolve())
+
     process: Process | None = None
 
     @property
@@ -158,8 +173,20 @@ class DriftSidecar:
                 "the drift environment is missing (.venv-drift or $SENTIOPS_DRIFT_PYTHON)",
                 "run `make install` (it builds .venv-drift)",
             )
-        argv = [str(python), "-m", "drift", "--host", "127.0.0.1", "--port", str(self.port),
-                "--store", str(self.store), "--workdir", str(self.workdir), *self.args]  # fmt: skip
+        argv = [
+            str(python),
+            "-m",
+            "drift",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--store",
+            str(self.store),
+            "--workdir",
+            str(self.workdir),
+            *self.args,
+        ]
         self.process = start_process(f"drift-{self.port}", argv, self.workdir)
         wait_http(f"{self.url}/readyz", self.process, timeout, "drift sidecar ready")
         return self
@@ -197,7 +224,7 @@ class Prometheus:
                     {
                         "job_name": "sentiops-predictor",
                         "static_configs": [{"targets": list(self.targets)}],
-                    }  # fmt: skip
+                    }
                 ],
             }
         )
@@ -208,13 +235,15 @@ class Prometheus:
         self.process = start_process(
             "prometheus",
             [
-                find_tool("prometheus"), f"--config.file={self.workdir / 'prometheus.yml'}",
+                find_tool("prometheus"),
+                f"--config.file={self.workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
                 "--log.level=warn",
             ],
             self.workdir,
-        )  # fmt: skip
+        )
         wait_http(f"{self.url}/-/ready", self.process, timeout, "prometheus ready")
         return self
 
@@ -256,8 +285,10 @@ def round_trip(url: str, texts: list[str], name: str = MODEL_NAME) -> dict[str, 
     import httpx
 
     v1 = httpx.post(f"{url}/v1/models/{name}:predict", json={"instances": texts}, timeout=30)
-    body = {"id": "make-run", "inputs": [{"name": "text", "datatype": "BYTES",
-                                           "shape": [len(texts)], "data": texts}]}  # fmt: skip
+    body = {
+        "id": "make-run",
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}],
+    }
     v2 = httpx.post(f"{url}/v2/models/{name}/infer", json=body, timeout=30)
     meta = httpx.get(f"{url}/v2/models/{name}", timeout=30)
     for r in (v1, v2, meta):
@@ -355,12 +386,27 @@ class LabellingReceiver(_Loopback):
         secret = self.workdir / "webhook-secret"
         if not secret.exists():
             generate(secret, ("labelstudio",))
-        args = [str(Path(sys.executable).with_name("sentiops")), "labels", "serve",
-                "--port", str(self.port), "--store", self.store,
-                "--studio-url", self.studio.url,
-                "--studio-token-file", str(self.studio.admin.token_file),
-                "--feedback-url", self.feedback_url, "--token-file", str(self.token_file),
-                "--webhook-secret-file", str(secret), "--interval", str(self.interval)]  # fmt: skip
+        args = [
+            str(Path(sys.executable).with_name("sentiops")),
+            "labels",
+            "serve",
+            "--port",
+            str(self.port),
+            "--store",
+            self.store,
+            "--studio-url",
+            self.studio.url,
+            "--studio-token-file",
+            str(self.studio.admin.token_file),
+            "--feedback-url",
+            self.feedback_url,
+            "--token-file",
+            str(self.token_file),
+            "--webhook-secret-file",
+            str(secret),
+            "--interval",
+            str(self.interval),
+        ]
         self.process = start_process(f"labelling-{self.port}", args, self.workdir)
         try:
             wait_http(f"{self.url}/healthz", self.process, timeout, "labelling receiver ready")

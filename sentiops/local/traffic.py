@@ -79,8 +79,11 @@ class TrafficSplit:
 
     def _mirror_to(self, path: str) -> str:
         with self._lock:
-            if self.shadow and path.endswith(MIRRORED) and \
-                    self._rng.random() * 100 < self.mirror_percent:  # fmt: skip
+            if (
+                self.shadow
+                and path.endswith(MIRRORED)
+                and self._rng.random() * 100 < self.mirror_percent
+            ):
                 return self.shadow
             return ""
 
@@ -107,8 +110,9 @@ class TrafficSplit:
             while True:
                 url, method, params, body, headers = await queue.get()
                 try:
-                    await shadow_client.request(method, url, params=params, content=body,
-                                                headers=headers)  # fmt: skip
+                    await shadow_client.request(
+                        method, url, params=params, content=body, headers=headers
+                    )
                     self._count_mirror("sent")
                 except httpx.HTTPError:
                     self._count_mirror("failed")
@@ -122,9 +126,10 @@ class TrafficSplit:
                 mirror["queue"] = asyncio.Queue(maxsize=self.mirror_queue)
                 mirror["senders"] = [
                     asyncio.get_running_loop().create_task(
-                        send_copies(mirror["queue"], mirror["client"]))
+                        send_copies(mirror["queue"], mirror["client"])
+                    )
                     for _ in range(self.mirror_senders)
-                ]  # fmt: skip
+                ]
             try:
                 mirror["queue"].put_nowait(item)
             except asyncio.QueueFull:
@@ -143,8 +148,11 @@ class TrafficSplit:
                     headers=headers,
                 )
             except httpx.HTTPError as exc:
-                return Response(f'{{"error": "upstream {upstream}: {exc}"}}', status_code=502,
-                                media_type="application/json")  # fmt: skip
+                return Response(
+                    f'{{"error": "upstream {upstream}: {exc}"}}',
+                    status_code=502,
+                    media_type="application/json",
+                )
             shadow = self._mirror_to(request.url.path)
             if shadow:
                 # the prediction id the client got (stable issued it; the shadow keeps it as the
@@ -153,8 +161,15 @@ class TrafficSplit:
                 copy_headers = {k: v for k, v in headers.items() if k.lower() != "x-request-id"}
                 if rid:
                     copy_headers["x-request-id"] = rid
-                copy((shadow + request.url.path, request.method, request.query_params, body,
-                      copy_headers))  # fmt: skip
+                copy(
+                    (
+                        shadow + request.url.path,
+                        request.method,
+                        request.query_params,
+                        body,
+                        copy_headers,
+                    )
+                )
             drop = {"content-length", "transfer-encoding", "connection", "content-encoding"}
             headers = {k: v for k, v in resp.headers.items() if k.lower() not in drop}
             return Response(resp.content, status_code=resp.status_code, headers=headers)
@@ -165,8 +180,9 @@ class TrafficSplit:
     def start(self) -> TrafficSplit:
         import uvicorn
 
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")  # fmt: skip
+        config = uvicorn.Config(
+            self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
@@ -254,8 +270,9 @@ class Replay:
                     return
                 request_id = uuid.uuid4().hex
                 try:
-                    resp = client.post(self.url, json={"instances": [text]},
-                                       headers={"x-request-id": request_id})  # fmt: skip
+                    resp = client.post(
+                        self.url, json={"instances": [text]}, headers={"x-request-id": request_id}
+                    )
                     code = resp.status_code
                     if self.on_response is not None and code == 200:
                         # the prediction id the predictor issued (ours is its client id)

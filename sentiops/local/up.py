@@ -61,8 +61,9 @@ def up(
     studio = LabelStudio(settings.home / "labelstudio") if label_studio_executable() else None
     receiver = None
     if studio is not None:
-        receiver = LabellingReceiver(work / "labelling", studio, store, "",
-                                     tokens.labelstudio_token_file)  # fmt: skip
+        receiver = LabellingReceiver(
+            work / "labelling", studio, store, "", tokens.labelstudio_token_file
+        )
     stack = LocalStack(
         work / "rollout",
         MODEL_NAME,
@@ -70,7 +71,7 @@ def up(
             f"--logger_url={sidecar.url}/",
             f"--feedback_store={store}",
             *tokens.predictor_args(),
-        ],  # fmt: skip
+        ],
         extra_targets=[sidecar.target, *([receiver.target] if receiver else [])],
         progress=progress,
     )
@@ -139,12 +140,16 @@ def up(
             urls["labelling receiver"] = receiver.url
         for name, url in urls.items():
             progress(f"  {name:30s} {url}")
-        progress(f"  labels need the annotators' token: it is in {tokens.token_file} (after "
-                 "`annotators:`); the console asks for it once per tab")  # fmt: skip
+        progress(
+            f"  labels need the annotators' token: it is in {tokens.token_file} (after "
+            "`annotators:`); the console asks for it once per tab"
+        )
         if studio is not None:
-            progress(f"  Label Studio: sign in as {studio.admin.email}, the password is in "
-                     f"{studio.admin.password_file}; its projects fill from the labelling "
-                     "queue and the evaluation sample")  # fmt: skip
+            progress(
+                f"  Label Studio: sign in as {studio.admin.email}, the password is in "
+                f"{studio.admin.password_file}; its projects fill from the labelling "
+                "queue and the evaluation sample"
+            )
         else:
             progress("  Label Studio: not installed (`make labelling-install` adds it)")
         progress(f"champion v{version} serving; tweets replayed at {rate:.0f}/s; Ctrl-C stops all")

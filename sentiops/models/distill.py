@@ -54,16 +54,18 @@ def drop_layers(teacher: Any, keep: Sequence[int] | None = None) -> Any:
     return student
 
 
-def _windows(tokenizer: Any, texts: Sequence[str], max_length: int,
-             max_tokens: int) -> windows.Windows:  # fmt: skip
+def _windows(
+    tokenizer: Any, texts: Sequence[str], max_length: int, max_tokens: int
+) -> windows.Windows:
     return windows.split(tokenizer, texts, max_length, max_tokens=max_tokens)
 
 
 def _logits(net: Any, tokenizer: Any, win: windows.Windows) -> np.ndarray:
     """[n windows, C] logits of `net` on each window."""
     net.eval()
-    return windows.forward(win.input_ids, net, int(net.config.num_labels),
-                           tokenizer.pad_token_id or 0)  # fmt: skip
+    return windows.forward(
+        win.input_ids, net, int(net.config.num_labels), tokenizer.pad_token_id or 0
+    )
 
 
 def distill(
@@ -110,8 +112,13 @@ def distill(
     sched = get_linear_schedule_with_warmup(optim, int(0.1 * steps * epochs), steps * epochs)
     rng = np.random.default_rng(seed)
     best_f1, best_state = -1.0, None
-    bar = tqdm(total=steps * epochs, desc="distilling", unit="step", disable=not progress,
-               mininterval=1.0 if sys.stderr.isatty() else 15.0)  # fmt: skip
+    bar = tqdm(
+        total=steps * epochs,
+        desc="distilling",
+        unit="step",
+        disable=not progress,
+        mininterval=1.0 if sys.stderr.isatty() else 15.0,
+    )
 
     def loss_fn(logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
         target = torch.softmax(soft[idx], dim=-1)
@@ -126,8 +133,18 @@ def distill(
         return loss
 
     for epoch in range(epochs):
-        run_epoch(student, tokenizer, enc, rng.permutation(len(win.owner)), batch_size, loss_fn,
-                  optim, sched, bar, epoch)  # fmt: skip
+        run_epoch(
+            student,
+            tokenizer,
+            enc,
+            rng.permutation(len(win.owner)),
+            batch_size,
+            loss_fn,
+            optim,
+            sched,
+            bar,
+            epoch,
+        )
         if len(val_texts):
             val = _windows(tokenizer, val_texts, max_length, max_tokens)
             pooled = windows.pool(_logits(student, tokenizer, val), val, window_pooling)

@@ -10,8 +10,18 @@ import numpy as np
 import torch
 
 
-def run_epoch(net: Any, tokenizer: Any, enc: Any, order: np.ndarray, batch_size: int,
-              loss_fn: Any, optim: Any, sched: Any, bar: Any, epoch: int) -> float:  # fmt: skip
+def run_epoch(
+    net: Any,
+    tokenizer: Any,
+    enc: Any,
+    order: np.ndarray,
+    batch_size: int,
+    loss_fn: Any,
+    optim: Any,
+    sched: Any,
+    bar: Any,
+    epoch: int,
+) -> float:
     """One training pass of `net` over the pre-tokenized rows `enc` in the given `order`:
     each batch padded to its own longest row, `loss_fn(logits, row indices)` backpropagated,
     gradients clipped to norm 1, optimizer and schedule stepped, the progress bar advanced.

@@ -84,8 +84,13 @@ def extend(
 _COMPUTED = ("format_version", "version", "sentiops_version", "created_at", "files")
 
 
-def _finish(out: Path, tmp: Path, save_files: Callable[[Path], None], info: dict[str, Any],
-            key: signing.SigningKey) -> Path:  # fmt: skip
+def _finish(
+    out: Path,
+    tmp: Path,
+    save_files: Callable[[Path], None],
+    info: dict[str, Any],
+    key: signing.SigningKey,
+) -> Path:
     try:
         save_files(tmp)
         labels = list(info["labels"])

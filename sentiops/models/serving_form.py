@@ -140,8 +140,14 @@ def session(path: Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _student(reference: Any, labels: list[str], staging: Path, texts: Sequence[str],
-             gold: Sequence[str], params: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _student(
+    reference: Any,
+    labels: list[str],
+    staging: Path,
+    texts: Sequence[str],
+    gold: Sequence[str],
+    params: dict[str, Any],
+) -> dict[str, Any]:
     """Distill, export, fuse and quantize the student into staging/FILES["student-int8"]."""
     from sentiops.models.distill import distill, encoder_layers
 
@@ -149,10 +155,16 @@ def _student(reference: Any, labels: list[str], staging: Path, texts: Sequence[s
         raise ValueError("the student-int8 form needs the training texts to distill on")
     index = {lab: i for i, lab in enumerate(labels)}
     start = time.perf_counter()
-    student = distill(reference.model, reference.tokenizer, list(texts),
-                      [index.get(g) for g in gold] if len(gold) else None,
-                      max_length=reference.max_length, max_tokens=reference.max_tokens,
-                      window_pooling=reference.window_pooling, **params)  # fmt: skip
+    student = distill(
+        reference.model,
+        reference.tokenizer,
+        list(texts),
+        [index.get(g) for g in gold] if len(gold) else None,
+        max_length=reference.max_length,
+        max_tokens=reference.max_tokens,
+        window_pooling=reference.window_pooling,
+        **params,
+    )
     seconds = time.perf_counter() - start
     raw = export_onnx(student, reference.tokenizer, staging / "student.onnx")
     fused = fuse(raw, staging / "student.fp32.onnx", student.config)
@@ -230,12 +242,14 @@ def package(
                 quantize_int8(fp32, staging / FILES["onnx-int8"])
             if "student-int8" in forms:
                 index = {lab: i for i, lab in enumerate(loaded.labels)}
-                known = [(t, index[g]) for t, g in zip(texts, val_labels, strict=True)
-                         if g in index]  # fmt: skip
+                known = [
+                    (t, index[g]) for t, g in zip(texts, val_labels, strict=True) if g in index
+                ]
                 params = {"val_texts": [t for t, _ in known], "val_labels": [y for _, y in known]}
                 params |= distill_params or {}
-                student_record = _student(reference, loaded.labels, staging, train_texts,
-                                          train_labels, params)  # fmt: skip
+                student_record = _student(
+                    reference, loaded.labels, staging, train_texts, train_labels, params
+                )
         for form in forms:
             if form == "pytorch":
                 break
@@ -245,8 +259,9 @@ def package(
             f1 = _score_pred(pred, val_labels, loaded.labels)
             boot = paired_bootstrap(list(val_labels), base_pred, pred)
             interval = [round(boot.ci_low, 4), round(boot.ci_high, 4)]
-            measured[form].update(val_macro_f1=round(f1, 4), delta=round(f1 - base, 4),
-                                  delta_95=interval)  # fmt: skip
+            measured[form].update(
+                val_macro_f1=round(f1, 4), delta=round(f1 - base, 4), delta_95=interval
+            )
             if f1 >= base - tolerance or boot.ci_high >= -tolerance:
                 chosen = form
                 break

@@ -67,14 +67,18 @@ def _vectorizer_params(vec: Any) -> dict[str, Any]:
     params = vec.get_params(deep=False)
     for name in _NONE_ONLY:
         if params.get(name) is not None:
-            raise ModelError(f"cannot save a TF-IDF vectorizer with a custom {name}",
-                             "use the built-in analyzers (TfidfModel.fit does)")  # fmt: skip
+            raise ModelError(
+                f"cannot save a TF-IDF vectorizer with a custom {name}",
+                "use the built-in analyzers (TfidfModel.fit does)",
+            )
     dtype = np.dtype(params.pop("dtype")).name
     out = {k: v for k, v in params.items() if k not in _FIT_ONLY and k not in _NONE_ONLY}
     bad = sorted(k for k, v in out.items() if not _plain(v))
     if bad or dtype not in _DTYPES:
-        raise ModelError(f"cannot save TF-IDF settings {bad or ['dtype']} as plain values",
-                         "use TfidfModel.fit's settings")  # fmt: skip
+        raise ModelError(
+            f"cannot save TF-IDF settings {bad or ['dtype']} as plain values",
+            "use TfidfModel.fit's settings",
+        )
     return out | {"dtype": dtype}
 
 
@@ -103,8 +107,10 @@ def _build_vectorizer(spec: dict[str, Any], idf: np.ndarray) -> TfidfVectorizer:
         params["ngram_range"] = tuple(ngrams)
     _check(params.get("use_idf", True) is True, "use_idf must be true")
     terms = spec.get("vocabulary")
-    _check(isinstance(terms, list) and len(terms) > 0
-           and all(isinstance(t, str) for t in terms), "vocabulary")  # fmt: skip
+    _check(
+        isinstance(terms, list) and len(terms) > 0 and all(isinstance(t, str) for t in terms),
+        "vocabulary",
+    )
     assert isinstance(terms, list)
     vocabulary = {t: i for i, t in enumerate(terms)}
     _check(len(vocabulary) == len(terms), "repeated vocabulary terms")
@@ -199,8 +205,10 @@ class TfidfModel:
         specs = []
         for i, (name, vec) in enumerate(features.transformer_list):
             if not isinstance(vec, TfidfVectorizer):
-                raise ModelError(f"feature {name!r} is not a TfidfVectorizer",
-                                 "build the model with TfidfModel.fit")  # fmt: skip
+                raise ModelError(
+                    f"feature {name!r} is not a TfidfVectorizer",
+                    "build the model with TfidfModel.fit",
+                )
             terms = [""] * len(vec.vocabulary_)
             for term, col in vec.vocabulary_.items():
                 terms[col] = term
@@ -208,8 +216,10 @@ class TfidfModel:
             arrays[f"idf_{i}"] = np.asarray(vec.idf_, dtype=np.float64)
         params = clf.get_params(deep=False)
         if not all(_plain(v) for v in params.values()):
-            raise ModelError("cannot save the classifier's settings as plain values",
-                             "use TfidfModel.fit's settings")  # fmt: skip
+            raise ModelError(
+                "cannot save the classifier's settings as plain values",
+                "use TfidfModel.fit's settings",
+            )
         arrays |= {"coef": clf.coef_, "intercept": clf.intercept_, "n_iter": clf.n_iter_}
         structure = {
             "format": FORMAT,
@@ -244,10 +254,13 @@ class TfidfModel:
         try:
             structure = json.loads((folder / STRUCTURE).read_text())
         except ValueError as exc:
-            raise ModelError(f"{folder / STRUCTURE} is not valid JSON: {exc}",
-                             "re-download or retrain the model") from exc  # fmt: skip
-        _check(isinstance(structure, dict) and structure.get("format") == FORMAT,
-               f"{STRUCTURE} is not a {FORMAT} file")  # fmt: skip
+            raise ModelError(
+                f"{folder / STRUCTURE} is not valid JSON: {exc}", "re-download or retrain the model"
+            ) from exc
+        _check(
+            isinstance(structure, dict) and structure.get("format") == FORMAT,
+            f"{STRUCTURE} is not a {FORMAT} file",
+        )
         if structure.get("format_version") != FORMAT_VERSION:
             raise ModelError(
                 f"{folder}: TF-IDF format {structure.get('format_version')!r} is not supported",
@@ -258,22 +271,34 @@ class TfidfModel:
         _check(isinstance(specs, list) and len(specs) > 0, "no features")
         features = []
         for i, spec in enumerate(specs):
-            _check(isinstance(spec, dict) and isinstance(spec.get("name"), str)
-                   and f"idf_{i}" in arrays, f"feature {i}")  # fmt: skip
+            _check(
+                isinstance(spec, dict)
+                and isinstance(spec.get("name"), str)
+                and f"idf_{i}" in arrays,
+                f"feature {i}",
+            )
             idf = arrays[f"idf_{i}"].astype(np.float64, copy=False)
             features.append((spec["name"], _build_vectorizer(spec, idf)))
         weights = structure.get("transformer_weights")
-        _check(weights is None or (isinstance(weights, dict) and _plain(weights)),
-               "transformer_weights")  # fmt: skip
+        _check(
+            weights is None or (isinstance(weights, dict) and _plain(weights)),
+            "transformer_weights",
+        )
         union = FeatureUnion(features, transformer_weights=weights)
         spec = structure.get("classifier")
         _check(isinstance(spec, dict), "no classifier")
         params, classes = spec.get("params") or {}, spec.get("classes")
         allowed = set(LogisticRegression().get_params())
-        _check(isinstance(params, dict) and set(params) <= allowed and _plain(params),
-               "classifier settings")  # fmt: skip
-        _check(isinstance(classes, list) and len(classes) >= 2
-               and all(isinstance(c, str) for c in classes), "classes")  # fmt: skip
+        _check(
+            isinstance(params, dict) and set(params) <= allowed and _plain(params),
+            "classifier settings",
+        )
+        _check(
+            isinstance(classes, list)
+            and len(classes) >= 2
+            and all(isinstance(c, str) for c in classes),
+            "classes",
+        )
         assert isinstance(classes, list)
         width = sum(len(vec.vocabulary_) for _, vec in features)
         coef, intercept = arrays.get("coef"), arrays.get("intercept")

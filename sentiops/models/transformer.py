@@ -155,8 +155,9 @@ def _build(base: str, labels: list[str], texts: Sequence[str], max_length: int) 
 #: p(neutral) = the rest (score on the raters' -4..+4 scale; thresholds of the label rule).
 
 
-def soft_targets(scores: Sequence[float], hard: np.ndarray, classes: Sequence[str],
-                 width: float = SOFT_WIDTH) -> np.ndarray:  # fmt: skip
+def soft_targets(
+    scores: Sequence[float], hard: np.ndarray, classes: Sequence[str], width: float = SOFT_WIDTH
+) -> np.ndarray:
     """[n, C] training targets: one-hot `hard` labels, softened by the raters' mean `scores`
     where they exist (NaN = none, or classes other than negative/neutral/positive: one-hot)."""
     from scipy.stats import norm
@@ -253,8 +254,14 @@ class TransformerModel:
         seed_everything(seed)
         classes = list(label_set) if label_set else sorted(set(labels))
         tokenizer, model = _build(resolve_base_model(base_model), classes, texts, max_length)
-        self = cls(model, tokenizer, classes, max_length, window_pooling=window_pooling,
-                   max_tokens=max_tokens)  # fmt: skip
+        self = cls(
+            model,
+            tokenizer,
+            classes,
+            max_length,
+            window_pooling=window_pooling,
+            max_tokens=max_tokens,
+        )
         y = np.array([classes.index(lab) for lab in labels])
         # every window of a text is a training row with the text's target; together the
         # windows of one text weigh as much as a short text (one window)
@@ -272,14 +279,18 @@ class TransformerModel:
         # weighted by its hard label's class weight
         target = torch.tensor(
             soft_targets(scores if scores is not None else [], y, classes, soft_width)
-            if scores is not None else np.eye(len(classes))[y], dtype=torch.float32,
-        )  # fmt: skip
+            if scores is not None
+            else np.eye(len(classes))[y],
+            dtype=torch.float32,
+        )
         row_weight = weight[torch.as_tensor(y)] if weight is not None else torch.ones(len(y))
         if sample_weight is not None:  # per row: e.g. new labels weigh as much as the original data
             row_weight = row_weight * torch.tensor(np.asarray(sample_weight), dtype=torch.float32)
         owner = torch.as_tensor(win.owner)
-        target, row_weight = target[owner], row_weight[owner] * torch.as_tensor(
-            share, dtype=torch.float32)  # per window
+        target, row_weight = (
+            target[owner],
+            row_weight[owner] * torch.as_tensor(share, dtype=torch.float32),
+        )  # per window
 
         def loss_fn(logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
             t, w = target[idx], row_weight[idx]
@@ -310,8 +321,18 @@ class TransformerModel:
             mininterval=1.0 if sys.stderr.isatty() else 15.0,
         )
         for epoch in range(epochs):
-            loss = run_epoch(model, tokenizer, enc, rng.permutation(len(win.owner)), batch_size,
-                             loss_fn, optim, sched, bar, epoch)  # fmt: skip
+            loss = run_epoch(
+                model,
+                tokenizer,
+                enc,
+                rng.permutation(len(win.owner)),
+                batch_size,
+                loss_fn,
+                optim,
+                sched,
+                bar,
+                epoch,
+            )
             record = {"epoch": epoch + 1, "train_loss": loss}
             if len(val_texts):
                 pred = labels_from_proba(self.predict_proba(val_texts), classes)
@@ -339,9 +360,12 @@ class TransformerModel:
     # -- inference --------------------------------------------------------------------------
     @torch.inference_mode()
     def predict_proba(
-        self, texts: Sequence[str], batch_size: int = 64, session: Any = None,
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        session: Any = None,
         pytorch: bool = False,
-    ) -> np.ndarray:  # fmt: skip
+    ) -> np.ndarray:
         """Class probabilities of whole texts: each text is read in windows of `max_length`
         tokens (`sentiops.models.windows`: a short text is one window, a long one several,
         overlapping, up to `max_tokens` tokens) and the windows' logits are pooled
@@ -363,12 +387,12 @@ class TransformerModel:
         return out
 
     def windows(self, texts: Sequence[str]) -> _windows.Windows:
-        return _windows.split(self.tokenizer, texts, self.max_length, self.stride,
-                              self.max_tokens)  # fmt: skip
+        return _windows.split(self.tokenizer, texts, self.max_length, self.stride, self.max_tokens)
 
     @torch.inference_mode()
-    def text_logits(self, texts: Sequence[str], batch_size: int = 64, session: Any = None,
-                    pytorch: bool = False) -> tuple[np.ndarray, _windows.Windows]:  # fmt: skip
+    def text_logits(
+        self, texts: Sequence[str], batch_size: int = 64, session: Any = None, pytorch: bool = False
+    ) -> tuple[np.ndarray, _windows.Windows]:
         """[n, C] pooled logits of `texts` and their windows."""
         session = None if pytorch else (session if session is not None else self.session)
         texts = list(texts)
@@ -376,13 +400,19 @@ class TransformerModel:
         logits = self.window_logits(win.input_ids, batch_size, session)
         return _windows.pool(logits, win, self.window_pooling), win
 
-    def window_logits(self, ids: Sequence[Sequence[int]], batch_size: int = 64,
-                      session: Any = None) -> np.ndarray:  # fmt: skip
+    def window_logits(
+        self, ids: Sequence[Sequence[int]], batch_size: int = 64, session: Any = None
+    ) -> np.ndarray:
         """[n, C] logits of encoded windows through `session` (ONNX Runtime) or the PyTorch
         network (`sentiops.models.windows.forward`)."""
         net = None if session is not None else self.model.eval()
-        return _windows.forward(ids, net if session is None else session, len(self.labels),
-                                self.tokenizer.pad_token_id or 0, batch_size)  # fmt: skip
+        return _windows.forward(
+            ids,
+            net if session is None else session,
+            len(self.labels),
+            self.tokenizer.pad_token_id or 0,
+            batch_size,
+        )
 
     @staticmethod
     def package(
@@ -399,10 +429,15 @@ class TransformerModel:
         from sentiops.models import serving_form
 
         return serving_form.package(
-            folder, val_texts, val_labels,
+            folder,
+            val_texts,
+            val_labels,
             serving_form.TOLERANCE if tolerance is None else tolerance,
-            forms or serving_form.AUTO, train_texts, train_labels, distill_params,
-        )  # fmt: skip
+            forms or serving_form.AUTO,
+            train_texts,
+            train_labels,
+            distill_params,
+        )
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
@@ -437,8 +472,9 @@ class TransformerModel:
                     "the manifest is corrupt; re-download or retrain the model",
                 )
             sess = session(Path(folder) / str(serving["file"]))
-            return cls(None, tokenizer, labels, max_length, session=sess, folder=Path(folder),
-                       **reading)  # fmt: skip
+            return cls(
+                None, tokenizer, labels, max_length, session=sess, folder=Path(folder), **reading
+            )
         from transformers import AutoModelForSequenceClassification
 
         model = AutoModelForSequenceClassification.from_pretrained(folder, **SAFE_LOAD)

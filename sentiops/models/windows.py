@@ -71,23 +71,28 @@ class Windows:
 BUCKET_SLACK = 4
 
 
-def length_buckets(lengths: Sequence[int], batch_size: int, slack: int = BUCKET_SLACK
-                   ) -> list[list[int]]:  # fmt: skip
+def length_buckets(
+    lengths: Sequence[int], batch_size: int, slack: int = BUCKET_SLACK
+) -> list[list[int]]:
     """Indices grouped into batches of similar length (sorted by length; a batch closes at
     `batch_size` items or when the next is more than `slack` tokens longer than its first)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     buckets: list[list[int]] = []
     for i in order:
-        if buckets and len(buckets[-1]) < batch_size and \
-                lengths[i] - lengths[buckets[-1][0]] <= slack:  # fmt: skip
+        if (
+            buckets
+            and len(buckets[-1]) < batch_size
+            and lengths[i] - lengths[buckets[-1][0]] <= slack
+        ):
             buckets[-1].append(i)
         else:
             buckets.append([i])
     return buckets
 
 
-def forward(ids: Sequence[Sequence[int]], runner: Any, n_labels: int, pad: int,
-            batch_size: int = 64) -> np.ndarray:  # fmt: skip
+def forward(
+    ids: Sequence[Sequence[int]], runner: Any, n_labels: int, pad: int, batch_size: int = 64
+) -> np.ndarray:
     """[n, C] logits of encoded windows: sorted by token count and cut into length buckets
     (at most `batch_size` windows whose lengths differ by at most `BUCKET_SLACK` tokens), each
     padded only to its own longest — short tweets never pay for a long one. `runner` is an
@@ -102,22 +107,30 @@ def forward(ids: Sequence[Sequence[int]], runner: Any, n_labels: int, pad: int,
             input_ids[row, : len(ids[i])] = ids[i]
             attention[row, : len(ids[i])] = 1
         if onnx:
-            out[idx] = runner.run(["logits"], {"input_ids": input_ids,
-                                               "attention_mask": attention})[0]  # fmt: skip
+            out[idx] = runner.run(
+                ["logits"], {"input_ids": input_ids, "attention_mask": attention}
+            )[0]
         else:
             import torch
 
             with torch.inference_mode():
-                out[idx] = runner(input_ids=torch.from_numpy(input_ids),
-                                  attention_mask=torch.from_numpy(attention)).logits.float(
-                                  ).numpy()  # fmt: skip
+                out[idx] = (
+                    runner(
+                        input_ids=torch.from_numpy(input_ids),
+                        attention_mask=torch.from_numpy(attention),
+                    )
+                    .logits.float()
+                    .numpy()
+                )
     return out
 
 
 def encoded(windows: Windows) -> dict[str, list[list[int]]]:
     """The windows as a tokenizer's output (`input_ids`, `attention_mask`), for training."""
-    return {"input_ids": windows.input_ids,
-            "attention_mask": [[1] * len(x) for x in windows.input_ids]}  # fmt: skip
+    return {
+        "input_ids": windows.input_ids,
+        "attention_mask": [[1] * len(x) for x in windows.input_ids],
+    }
 
 
 def stride_for(max_length: int) -> int:
@@ -136,8 +149,13 @@ def spans(n: int, size: int, stride: int) -> list[tuple[int, int]]:
     return [(s, s + size) for s in starts]
 
 
-def split(tokenizer: Any, texts: Sequence[str], max_length: int, stride: int | None = None,
-          max_tokens: int = MAX_TOKENS) -> Windows:  # fmt: skip
+def split(
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_length: int,
+    stride: int | None = None,
+    max_tokens: int = MAX_TOKENS,
+) -> Windows:
     """The windows of `texts` (see the module's doc)."""
     size = max(1, max_length - 2)
     stride = stride or stride_for(max_length)
@@ -152,7 +170,7 @@ def split(tokenizer: Any, texts: Sequence[str], max_length: int, stride: int | N
         tokens[i] = len(toks)
         if len(toks) > max_tokens:  # the start and the end of an over-long text
             head = max_tokens // 2
-            toks = toks[:head] + toks[len(toks) - (max_tokens - head):]
+            toks = toks[:head] + toks[len(toks) - (max_tokens - head) :]
         read[i] = len(toks)
         seen = 0
         for start, end in spans(len(toks), size, stride):
@@ -160,8 +178,9 @@ def split(tokenizer: Any, texts: Sequence[str], max_length: int, stride: int | N
             owner.append(i)
             fresh.append(max(1, end - max(start, seen)))
             seen = end
-    return Windows(ids, np.asarray(owner, dtype=np.int64), np.asarray(fresh, dtype=np.float64),
-                   tokens, read)  # fmt: skip
+    return Windows(
+        ids, np.asarray(owner, dtype=np.int64), np.asarray(fresh, dtype=np.float64), tokens, read
+    )
 
 
 def pool(logits: np.ndarray, windows: Windows, how: str = "mean") -> np.ndarray:

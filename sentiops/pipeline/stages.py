@@ -132,8 +132,14 @@ def train_config(
     from sentiops.models import hyperparameters as known
     from sentiops.params import PIPELINE_OWNED, TrainConfig, parse
 
-    knobs = {"max_train_examples", "max_length", "added_share", "serving_form",
-             "serving_tolerance", "distill_epochs"}  # fmt: skip
+    knobs = {
+        "max_train_examples",
+        "max_length",
+        "added_share",
+        "serving_form",
+        "serving_tolerance",
+        "distill_epochs",
+    }
     allowed = (set(known(model_type)) | knobs) - set(PIPELINE_OWNED)
     unknown = sorted(set(hyperparameters) - allowed)
     if unknown:

@@ -94,9 +94,14 @@ def tags_of(version: str, name: str = REGISTERED_MODEL) -> dict[str, str]:
         raise TrackingError(f"MLflow has no {name} v{version}: {exc}", "check the version") from exc
 
 
-def log_training(model_dir: Any, run_name: str, params: dict[str, Any], tags: dict[str, str],
-                 metrics: dict[str, dict[str, Any]], register_as: str | None = REGISTERED_MODEL
-                 ) -> dict[str, Any]:  # fmt: skip
+def log_training(
+    model_dir: Any,
+    run_name: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    metrics: dict[str, dict[str, Any]],
+    register_as: str | None = REGISTERED_MODEL,
+) -> dict[str, Any]:
     """`tracking.log_training` (the run, the registered version), then the version becomes
     the `challenger`: the lifecycle's first move."""
     out = tracking.log_training(model_dir, run_name, params, tags, metrics, register_as)

@@ -54,8 +54,10 @@ class Approval:
                 f"({', '.join(map(str, steps))}) or {PROMOTE_POINT!r}"
             )
         if self.on_timeout not in TIMEOUT_POLICIES:
-            raise ValueError(f"approval timeout policy must be one of {TIMEOUT_POLICIES}, "
-                             f"got {self.on_timeout!r}")  # fmt: skip
+            raise ValueError(
+                f"approval timeout policy must be one of {TIMEOUT_POLICIES}, "
+                f"got {self.on_timeout!r}"
+            )
         if self.timeout_seconds <= 0 or self.poll_seconds <= 0:
             raise ValueError("approval timeout and poll seconds must be > 0")
 

@@ -241,8 +241,10 @@ def _confidence_tables(c: Observed, s: Observed) -> dict[str, seq.Table]:
 
 def _label_tables(c: Observed, s: Observed) -> dict[str, seq.Table]:
     tc, ts = sum(c.labels.values()), sum(s.labels.values())
-    return {n: _pair(c.labels.get(n, 0.0), tc, s.labels.get(n, 0.0), ts)
-            for n in sorted({*c.labels, *s.labels})}  # fmt: skip
+    return {
+        n: _pair(c.labels.get(n, 0.0), tc, s.labels.get(n, 0.0), ts)
+        for n in sorted({*c.labels, *s.labels})
+    }
 
 
 def _accuracy_tables(c: Observed, s: Observed) -> dict[str, seq.Table]:
@@ -276,9 +278,12 @@ def _estimate_effect(c: Observed, s: Observed, cfg: JudgeConfig) -> Effect:
     cmp = compare_histograms(
         (c.confidence_buckets, c.confidence_sum, c.confidence_count),
         (s.confidence_buckets, s.confidence_sum, s.confidence_count),
-        margin=margin, alpha=cfg.alpha, min_n=cfg.min_requests, min_labels=cfg.min_feedback,
+        margin=margin,
+        alpha=cfg.alpha,
+        min_n=cfg.min_requests,
+        min_labels=cfg.min_feedback,
         labels=((c.feedback_correct, c.feedback_total), (s.feedback_correct, s.feedback_total)),
-    )  # fmt: skip
+    )
     if cmp.drop is None:  # too little traffic to estimate
         return Effect(None, missing=cmp.message)
     value = cmp.drop_low if cmp.result == EST_FAIL else min(cmp.drop, margin)
@@ -294,15 +299,20 @@ def _label_effect(c: Observed, s: Observed, cfg: JudgeConfig) -> Effect:
         f"{n} {a / table[0].sum():.0%}/{b / table[1].sum():.0%}"
         for n, a, b in zip(names, table[0], table[1], strict=True)
     )
-    return Effect(float(jensenshannon(table[0], table[1], base=2)), what=f"label mix "
-                  f"canary/stable: {mix} (Jensen-Shannon distance)")  # fmt: skip
+    return Effect(
+        float(jensenshannon(table[0], table[1], base=2)),
+        what=f"label mix canary/stable: {mix} (Jensen-Shannon distance)",
+    )
 
 
 def _accuracy_effect(c: Observed, s: Observed, cfg: JudgeConfig) -> Effect:
     if c.feedback_total < cfg.min_feedback or s.feedback_total < cfg.min_feedback:
-        return Effect(None, missing=f"too few labels of the random evaluation sample (canary "
-                      f"{c.feedback_total:.0f}, stable {s.feedback_total:.0f}; need "
-                      f"{cfg.min_feedback} each)")  # fmt: skip
+        return Effect(
+            None,
+            missing=f"too few labels of the random evaluation sample (canary "
+            f"{c.feedback_total:.0f}, stable {s.feedback_total:.0f}; need "
+            f"{cfg.min_feedback} each)",
+        )
     ca, sa = c.feedback_correct / c.feedback_total, s.feedback_correct / s.feedback_total
     return Effect(sa - ca, ca, sa, "live accuracy")
 
@@ -326,8 +336,9 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("error_rate", _error_tables, _error_effect, "max_error_rate_increase"),
     Metric("latency", _latency_tables, _latency_effect, "max_latency_increase"),
-    Metric("estimated_accuracy", _confidence_tables, _estimate_effect,
-           "max_estimated_accuracy_drop"),
+    Metric(
+        "estimated_accuracy", _confidence_tables, _estimate_effect, "max_estimated_accuracy_drop"
+    ),
     Metric("label_mix", _label_tables, _label_effect, "max_label_js", either_way=True),
     Metric("live_accuracy", _accuracy_tables, _accuracy_effect, "max_accuracy_drop"),
 )
@@ -365,8 +376,11 @@ class Evidence:
 
     def level(self, full: bool) -> float:
         """Each metric's share of alpha in the shared-traffic looks or (`full`) the others."""
-        share = (FULL_TRAFFIC_SHARE if full else 1 - FULL_TRAFFIC_SHARE) \
-            if self.full_traffic_planned else 1.0  # fmt: skip
+        share = (
+            (FULL_TRAFFIC_SHARE if full else 1 - FULL_TRAFFIC_SHARE)
+            if self.full_traffic_planned
+            else 1.0
+        )
         return self.cfg.alpha * share / len(METRICS)
 
     @property
@@ -416,9 +430,11 @@ def _too_little_traffic(
     canary: Observed, stable: Observed | None, ev: Evidence, full: bool
 ) -> str | None:
     need = ev.cfg.min_requests
-    low = [f"{side} served {obs.requests:.0f} requests"
-           for side, obs in (("canary", canary), ("stable", stable))
-           if obs is not None and obs.requests < need]  # fmt: skip
+    low = [
+        f"{side} served {obs.requests:.0f} requests"
+        for side, obs in (("canary", canary), ("stable", stable))
+        if obs is not None and obs.requests < need
+    ]
     if full and ev.stable.requests < need:
         low.append(f"stable served {ev.stable.requests:.0f} requests before the canary took all")
     return f"too little traffic to judge ({'; '.join(low)}; need {need} each)" if low else None
@@ -469,8 +485,12 @@ def _metric_verdict(m: Metric, ev: Evidence, full: bool) -> Verdict:
     if full:
         message += "; the canary at full traffic against all of stable's earlier traffic"
     v = Verdict(m.name, result, effect.value, margin, p, effect.canary, effect.stable, message, e)
-    if m.name == "latency" and result == FAIL and cfg.latency_objective_s is not None \
-            and (effect.canary or 0.0) <= cfg.latency_objective_s:  # fmt: skip
+    if (
+        m.name == "latency"
+        and result == FAIL
+        and cfg.latency_objective_s is not None
+        and (effect.canary or 0.0) <= cfg.latency_objective_s
+    ):
         v.result = PASS
         v.message += f"; within the p95 objective of {cfg.latency_objective_s} s"
     return v
@@ -488,8 +508,10 @@ def _shown_by_bounds(m: Metric, c: Observed, s: Observed, level: float) -> tuple
         lo_c, hi_c = seq.proportion_bounds(a, a + b, each)
         lo_s, hi_s = seq.proportion_bounds(x, x + y, each)
         if lo_c > hi_s or (m.either_way and hi_c < lo_s):
-            return True, (f"{name}: canary {lo_c:.3g}-{hi_c:.3g} vs stable {lo_s:.3g}-{hi_s:.3g},"
-                          f" confidence sequences at level {level:.3g}")  # fmt: skip
+            return True, (
+                f"{name}: canary {lo_c:.3g}-{hi_c:.3g} vs stable {lo_s:.3g}-{hi_s:.3g},"
+                f" confidence sequences at level {level:.3g}"
+            )
     return False, f"no dichotomy shown worse by confidence sequences at level {level:.3g}"
 
 
@@ -506,8 +528,12 @@ def _accuracy_evidence(v: Verdict, ev: Evidence) -> None:
     c, s, cfg = ev.canary_all, ev.stable, ev.cfg
     v.bound = accuracy_drop_bound(c, s, cfg.alpha)
     v.noninferior = v.bound <= cfg.max_accuracy_drop
-    if v.noninferior or not cfg.require_accuracy_evidence or not c.feedback_total \
-            or not s.feedback_total:  # fmt: skip
+    if (
+        v.noninferior
+        or not cfg.require_accuracy_evidence
+        or not c.feedback_total
+        or not s.feedback_total
+    ):
         return
 
     def scaled(k: float) -> bool:
@@ -516,17 +542,24 @@ def _accuracy_evidence(v: Verdict, ev: Evidence) -> None:
         return accuracy_drop_bound(cc, ss, cfg.alpha) <= cfg.max_accuracy_drop
 
     k = seq.needed_scale(scaled)
-    v.needed = None if k is None else {
-        "canary_labels": math.ceil(c.feedback_total * k),
-        "stable_labels": math.ceil(s.feedback_total * k),
-    }  # fmt: skip
+    v.needed = (
+        None
+        if k is None
+        else {
+            "canary_labels": math.ceil(c.feedback_total * k),
+            "stable_labels": math.ceil(s.feedback_total * k),
+        }
+    )
 
 
 def evidence_missing(accuracy: Verdict | None, cfg: JudgeConfig) -> str:
     """Why live accuracy is not (yet) shown non-inferior, with the numbers it would take."""
     if accuracy is None or accuracy.bound is None:
-        why = accuracy.message if accuracy is not None else "no labels of the random " \
-            "evaluation sample for either version"  # fmt: skip
+        why = (
+            accuracy.message
+            if accuracy is not None
+            else "no labels of the random evaluation sample for either version"
+        )
         return f"live accuracy not shown within {cfg.max_accuracy_drop} of stable: {why}"
     head = (
         f"live accuracy not shown within {cfg.max_accuracy_drop} of stable: canary "
@@ -534,9 +567,11 @@ def evidence_missing(accuracy: Verdict | None, cfg: JudgeConfig) -> str:
         f"{accuracy.bound:.3f} (confidence {1 - cfg.alpha:.0%})"
     )
     if accuracy.needed:
-        return head + (f"; about {accuracy.needed['canary_labels']} canary and "
-                       f"{accuracy.needed['stable_labels']} stable labels in all would decide "
-                       "it at these accuracies")  # fmt: skip
+        return head + (
+            f"; about {accuracy.needed['canary_labels']} canary and "
+            f"{accuracy.needed['stable_labels']} stable labels in all would decide "
+            "it at these accuracies"
+        )
     return head + "; at these accuracies no amount of labels would show it"
 
 
@@ -582,10 +617,12 @@ def decide_step(
     if (
         [c.name for c in failed] == ["label_mix"]
         and accuracy is not None
-        and (accuracy.result == INCONCLUSIVE
-             or (accuracy.result == PASS and (accuracy.canary or 0.0) < (accuracy.stable or 0.0)))
+        and (
+            accuracy.result == INCONCLUSIVE
+            or (accuracy.result == PASS and (accuracy.canary or 0.0) < (accuracy.stable or 0.0))
+        )
         and holds < max_holds
-    ):  # fmt: skip
+    ):
         # labels are arriving: they, not the mix, say whether a different mix is wrong; too
         # few of them, or a canary not (yet) shown worse but below stable, is no answer: the
         # step is held and observed again (more traffic, more labels)

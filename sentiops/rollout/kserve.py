@@ -236,8 +236,9 @@ class KServeExecutor:
                 )
             body = copy.deepcopy(self.template)
             body.setdefault("metadata", {}).update(name=self.name, namespace=self.namespace)
-            body["spec"]["predictor"] = with_model(body["spec"]["predictor"], self.storage_uri,
-                                                   self.version)  # fmt: skip
+            body["spec"]["predictor"] = with_model(
+                body["spec"]["predictor"], self.storage_uri, self.version
+            )
             body["spec"]["predictor"].pop("canaryTrafficPercent", None)
             self._call("create", self.custom.create_namespaced_custom_object, body)
             self.wait_ready()
@@ -335,8 +336,16 @@ class AnnotationGate:
         )
 
     def ask(self, request: dict[str, Any]) -> None:
-        self.executor._patch({"metadata": {"annotations": {
-            APPROVAL_ANNOTATION: PENDING, REQUEST_ANNOTATION: json.dumps(request)}}})  # fmt: skip
+        self.executor._patch(
+            {
+                "metadata": {
+                    "annotations": {
+                        APPROVAL_ANNOTATION: PENDING,
+                        REQUEST_ANNOTATION: json.dumps(request),
+                    }
+                }
+            }
+        )
 
     def answer(self) -> str | None:
         isvc = self.executor.get() or {"metadata": {}}
@@ -344,8 +353,9 @@ class AnnotationGate:
         return value.strip().lower() if value.strip().lower() in ANSWERS else None
 
     def close(self) -> None:
-        self.executor._patch({"metadata": {"annotations": {
-            APPROVAL_ANNOTATION: None, REQUEST_ANNOTATION: None}}})  # fmt: skip
+        self.executor._patch(
+            {"metadata": {"annotations": {APPROVAL_ANNOTATION: None, REQUEST_ANNOTATION: None}}}
+        )
 
 
 def waiting_request(isvc: dict[str, Any]) -> dict[str, Any] | None:

@@ -38,8 +38,12 @@ from sentiops.metrics import ROLLOUT_NOTIFICATIONS
 HOLD_EVENT, PROMOTE_EVENT, ROLLBACK_EVENT = "hold", "promote", "rollback"
 APPROVAL_EVENT = "approval"
 ALERTMANAGER_PATH = "/api/v2/alerts"
-SEVERITY = {ROLLBACK_EVENT: "warning", APPROVAL_EVENT: "warning", HOLD_EVENT: "info",
-            PROMOTE_EVENT: "info"}  # fmt: skip
+SEVERITY = {
+    ROLLBACK_EVENT: "warning",
+    APPROVAL_EVENT: "warning",
+    HOLD_EVENT: "info",
+    PROMOTE_EVENT: "info",
+}
 log = logging.getLogger(__name__)
 
 
@@ -100,25 +104,43 @@ def body(fmt: str, e: Event) -> Any:
             "text": f"[{e.event}] {e.summary}",
             "blocks": [
                 {"type": "section", "text": {"type": "mrkdwn", "text": f"*{e.summary}*"}},
-                *([{"type": "section", "text": {"type": "mrkdwn", "text": lines}}]
-                  if lines else []),  # fmt: skip
-                {"type": "context", "elements": [{"type": "mrkdwn", "text":
-                    f"{e.mode} v{e.canary_version} vs v{e.stable_version or '-'}, step {e.step} "
-                    f"({e.traffic}%) · {link}"}]},
+                *(
+                    [{"type": "section", "text": {"type": "mrkdwn", "text": lines}}]
+                    if lines
+                    else []
+                ),
+                {
+                    "type": "context",
+                    "elements": [
+                        {
+                            "type": "mrkdwn",
+                            "text": f"{e.mode} v{e.canary_version} vs "
+                            f"v{e.stable_version or '-'}, step {e.step} ({e.traffic}%) · {link}",
+                        }
+                    ],
+                },
             ],
-        }  # fmt: skip
+        }
     if fmt == "alertmanager":
         start = datetime.fromisoformat(e.at)
         alert = {
-            "labels": {"alertname": "SentiOpsRollout", "event": e.event, "model": e.model,
-                       "canary_version": e.canary_version,
-                       "stable_version": e.stable_version or "", "mode": e.mode,
-                       "severity": SEVERITY.get(e.event, "info")},
-            "annotations": {"summary": e.summary, "description": "\n".join(e.reasons),
-                            "record": e.record_url},
+            "labels": {
+                "alertname": "SentiOpsRollout",
+                "event": e.event,
+                "model": e.model,
+                "canary_version": e.canary_version,
+                "stable_version": e.stable_version or "",
+                "mode": e.mode,
+                "severity": SEVERITY.get(e.event, "info"),
+            },
+            "annotations": {
+                "summary": e.summary,
+                "description": "\n".join(e.reasons),
+                "record": e.record_url,
+            },
             "startsAt": e.at,
             "endsAt": (start + timedelta(hours=1)).isoformat(timespec="seconds"),
-        }  # fmt: skip
+        }
         if e.record_url.startswith(("http://", "https://")):
             alert["generatorURL"] = e.record_url
         return [alert]
@@ -162,9 +184,11 @@ class Notifier:
         if target not in self._workers:
             inbox: queue.Queue[Event | None] = queue.Queue(self.max_queued)
             thread = threading.Thread(
-                target=self._post_all, args=(target, inbox), daemon=True,
+                target=self._post_all,
+                args=(target, inbox),
+                daemon=True,
                 name=f"rollout-notify-{target.format}",
-            )  # fmt: skip
+            )
             thread.start()
             self._workers[target] = (inbox, thread)
         return self._workers[target][0]

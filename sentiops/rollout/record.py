@@ -76,29 +76,50 @@ class Record:
             f"{who} v{self.canary_version} vs stable v{self.stable_version or '-'}, "
             f"{self.started_at} - {self.ended_at}.",
             "",
-            *(["A copy of the step's share of requests went to the shadow; every client got "
-               "stable's answer. The canary column is the shadow.", ""] if shadow else []),
-            *([f"**Waiting for approval** ({self.waiting.get('waiting', '')}): "
-               f"{self.waiting.get('how', '')}", ""] if self.waiting else []),
+            *(
+                [
+                    "A copy of the step's share of requests went to the shadow; every client got "
+                    "stable's answer. The canary column is the shadow.",
+                    "",
+                ]
+                if shadow
+                else []
+            ),
+            *(
+                [
+                    f"**Waiting for approval** ({self.waiting.get('waiting', '')}): "
+                    f"{self.waiting.get('how', '')}",
+                    "",
+                ]
+                if self.waiting
+                else []
+            ),
             *[f"**{flag}**" for flag in self.flags],
             *([""] if self.flags else []),
             "Each look's verdicts judge all of the rollout's data so far (always-valid: the "
             "p-values hold however many looks the rollout takes); the look's own traffic is "
             "in its first line.",
             "",
-        ]  # fmt: skip
+        ]
         for i, s in enumerate(self.steps, 1):
             lines += _look_lines(i, s)
         if self.approvals:
-            lines += ["Approvals:", ""] + [
-                f"- {a.get('waiting', '')} (asked {a.get('since', '')}): "
-                f"{a.get('answer') or 'no answer yet'}"
-                + (f" by {a['by']} at {a.get('answered_at', '')}" if a.get("by") else "")
-                for a in self.approvals
-            ] + [""]  # fmt: skip
+            lines += (
+                ["Approvals:", ""]
+                + [
+                    f"- {a.get('waiting', '')} (asked {a.get('since', '')}): "
+                    f"{a.get('answer') or 'no answer yet'}"
+                    + (f" by {a['by']} at {a.get('answered_at', '')}" if a.get("by") else "")
+                    for a in self.approvals
+                ]
+                + [""]
+            )
         if self.inconclusive:
-            lines += [f"Inconclusive at step {self.inconclusive.get('step')}: policy "
-                      f"{self.inconclusive.get('policy')}.", ""]  # fmt: skip
+            lines += [
+                f"Inconclusive at step {self.inconclusive.get('step')}: policy "
+                f"{self.inconclusive.get('policy')}.",
+                "",
+            ]
         if self.reasons:
             lines += ["Reasons:", ""] + [f"- {r}" for r in self.reasons] + [""]
         if self.notifications:
@@ -110,9 +131,15 @@ class Record:
 
 def _look_lines(i: int, s: Step) -> list[str]:
     moved = "copied to the shadow" if s.mode == "shadow" else "to the canary"
-    served = (f"This step so far ({s.window_seconds:.0f}s): canary "
-              f"{s.canary.get('requests', 0):.0f} requests, stable "
-              f"{s.stable.get('requests', 0):.0f}.") if s.window_seconds else ""  # fmt: skip
+    served = (
+        (
+            f"This step so far ({s.window_seconds:.0f}s): canary "
+            f"{s.canary.get('requests', 0):.0f} requests, stable "
+            f"{s.stable.get('requests', 0):.0f}."
+        )
+        if s.window_seconds
+        else ""
+    )
     lines = [
         f"## Look {i}: {s.traffic}% {moved} -> {s.verdict} (score {s.score:.0f})",
         "",

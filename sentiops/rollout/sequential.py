@@ -129,8 +129,11 @@ def proportion_bounds(successes: float, trials: float, alpha: float) -> tuple[fl
         return 0.0, 1.0
     # log Binomial(s; n, p) - log(alpha / (n + 1)), written out with scipy.special (this is
     # binom.logpmf without the per-call checks: a bound takes a few dozen evaluations)
-    level = math.log(alpha) - math.log(n + 1) - float(gammaln(n + 1) - gammaln(s + 1) -
-                                                      gammaln(n - s + 1))  # fmt: skip
+    level = (
+        math.log(alpha)
+        - math.log(n + 1)
+        - float(gammaln(n + 1) - gammaln(s + 1) - gammaln(n - s + 1))
+    )
 
     def inside(p: float) -> float:
         return float(xlogy(s, p) + xlog1py(n - s, -p)) - level

@@ -85,8 +85,9 @@ def shadow_isvc(main: dict[str, Any], storage_uri: str, version: str) -> dict[st
     env = [e for e in model.get("env", []) if e.get("name") != SHADOW_ENV]
     model["env"] = [*env, {"name": SHADOW_ENV, "value": "true"}]
     predictor["containers"] = [model]  # no drift sidecar: a shadow writes no inference log
-    labels = {k: v for k, v in (main["metadata"].get("labels") or {}).items()
-              if k not in NOT_INHERITED}  # fmt: skip
+    labels = {
+        k: v for k, v in (main["metadata"].get("labels") or {}).items() if k not in NOT_INHERITED
+    }
     annotations = main["metadata"].get("annotations") or {}
     return {
         "apiVersion": f"{GROUP}/{API_VERSION}",
@@ -137,14 +138,18 @@ def mirror_route(
     rule = _serving_rule(kserve_route)
     (stable,) = rule.get("backendRefs") or [{}]
     if not stable.get("name"):
-        raise RolloutError(f"HTTPRoute {meta['namespace']}/{meta['name']} has no backend",
-                           "the InferenceService is not ready yet")  # fmt: skip
+        raise RolloutError(
+            f"HTTPRoute {meta['namespace']}/{meta['name']} has no backend",
+            "the InferenceService is not ready yet",
+        )
     filters = [f for f in rule.get("filters", []) if f.get("type") != "RequestMirror"]
     shadow_ref = {"kind": "Service", "name": shadow_service, "port": stable.get("port", 80)}
     if stable.get("namespace"):
         shadow_ref["namespace"] = stable["namespace"]
-    mirror = {"type": "RequestMirror",
-              "requestMirror": {"backendRef": shadow_ref, "percent": int(percent)}}  # fmt: skip
+    mirror = {
+        "type": "RequestMirror",
+        "requestMirror": {"backendRef": shadow_ref, "percent": int(percent)},
+    }
     out_rule: dict[str, Any] = {
         "matches": _prediction_paths(model_name),
         "filters": [*filters, mirror],
@@ -161,8 +166,11 @@ def mirror_route(
     return {
         "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
         "kind": "HTTPRoute",
-        "metadata": {"name": name, "namespace": meta["namespace"],
-                     "labels": {ROLE_LABEL: "shadow", **(labels or {})}},  # fmt: skip
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": {ROLE_LABEL: "shadow", **(labels or {})},
+        },
         "spec": spec,
     }
 
@@ -207,11 +215,15 @@ class ShadowExecutor:
         self.namespace, self.name = namespace, name
         self.model_name = model_name or name
         self.storage_uri, self.version = storage_uri, model_version
-        kw: dict[str, Any] = {"ready_timeout": ready_timeout, "poll_seconds": poll_seconds,
-                              "sleep": sleep}  # fmt: skip
+        kw: dict[str, Any] = {
+            "ready_timeout": ready_timeout,
+            "poll_seconds": poll_seconds,
+            "sleep": sleep,
+        }
         self.main = KServeExecutor(api, namespace, name, storage_uri, model_version, **kw)
-        self.shadow = KServeExecutor(api, namespace, shadow_name(name), storage_uri,
-                                     model_version, **kw)  # fmt: skip
+        self.shadow = KServeExecutor(
+            api, namespace, shadow_name(name), storage_uri, model_version, **kw
+        )
         self.ready_timeout, self.poll_seconds, self.sleep = ready_timeout, poll_seconds, sleep
 
     # -------------------------------------------------------------------------- API calls
@@ -291,33 +303,45 @@ class ShadowExecutor:
         self.shadow._call("create", self.custom.create_namespaced_custom_object, body)
         self.shadow.wait_ready()
         route = mirror_route(
-            kserve_route, shadow_name(self.name), self.model_name,
-            predictor_service(shadow_name(self.name), body["spec"]["predictor"]), traffic,
+            kserve_route,
+            shadow_name(self.name),
+            self.model_name,
+            predictor_service(shadow_name(self.name), body["spec"]["predictor"]),
+            traffic,
             {"sentiops.io/model-version": self.version},
-        )  # fmt: skip
+        )
         if self.route() is None:
             self._routes("create", self.custom.create_namespaced_custom_object, route)
         else:
-            self._routes("patch", self.custom.patch_namespaced_custom_object,
-                         shadow_name(self.name),
-                         {"metadata": {"labels": route["metadata"]["labels"]},
-                          "spec": route["spec"]})  # fmt: skip
+            self._routes(
+                "patch",
+                self.custom.patch_namespaced_custom_object,
+                shadow_name(self.name),
+                {"metadata": {"labels": route["metadata"]["labels"]}, "spec": route["spec"]},
+            )
         self.wait_route()
 
     def set_traffic(self, traffic: int) -> None:
         route = self.route()
         if route is None:
-            raise RolloutError(f"HTTPRoute {self.namespace}/{shadow_name(self.name)} is gone",
-                               "someone deleted the mirror: run the rollout again")  # fmt: skip
+            raise RolloutError(
+                f"HTTPRoute {self.namespace}/{shadow_name(self.name)} is gone",
+                "someone deleted the mirror: run the rollout again",
+            )
         rule = route["spec"]["rules"][0]
         filters = [
             {**f, "requestMirror": {**f["requestMirror"], "percent": int(traffic)}}
-            if f.get("type") == "RequestMirror" else f
+            if f.get("type") == "RequestMirror"
+            else f
             for f in rule["filters"]
-        ]  # fmt: skip
+        ]
         # a merge patch replaces lists whole: the rule goes back with only the percent changed
-        self._routes("patch", self.custom.patch_namespaced_custom_object, shadow_name(self.name),
-                     {"spec": {"rules": [{**rule, "filters": filters}]}})  # fmt: skip
+        self._routes(
+            "patch",
+            self.custom.patch_namespaced_custom_object,
+            shadow_name(self.name),
+            {"spec": {"rules": [{**rule, "filters": filters}]}},
+        )
         self.wait_route()
 
     def promote(self) -> None:

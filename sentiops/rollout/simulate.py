@@ -63,8 +63,9 @@ def _clipped_normal(mean: float, sd: float) -> tuple[float, float]:
     return float(x.mean()), float(x.std())
 
 
-def _histogram(n: int, cdf: np.ndarray, bounds: tuple[float, ...], rng: np.random.Generator
-               ) -> dict[float, float]:  # fmt: skip
+def _histogram(
+    n: int, cdf: np.ndarray, bounds: tuple[float, ...], rng: np.random.Generator
+) -> dict[float, float]:
     probs = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
     counts = rng.multinomial(n, np.clip(probs, 0, None) / np.clip(probs, 0, None).sum())
     return dict(zip([*bounds, float("inf")], np.cumsum(counts).astype(float), strict=True))
@@ -92,9 +93,15 @@ def serve(rng: np.random.Generator, n: int, b: Behaviour, label_rate: float = 0.
 
 
 def window(
-    rng: np.random.Generator, rpm: float, seconds: float, traffic: int, canary: Behaviour,
-    stable: Behaviour, label_rate: float = 0.0, mode: str = "canary",
-) -> tuple[Observed, Observed]:  # fmt: skip
+    rng: np.random.Generator,
+    rpm: float,
+    seconds: float,
+    traffic: int,
+    canary: Behaviour,
+    stable: Behaviour,
+    label_rate: float = 0.0,
+    mode: str = "canary",
+) -> tuple[Observed, Observed]:
     """(canary, stable) over `seconds` of Poisson traffic at `rpm`, `traffic` % to the canary
     (shadow: copied to it, stable serves all)."""
     total = int(rng.poisson(rpm * seconds / 60.0))
@@ -108,9 +115,16 @@ class SimulatedRollout:
     advances it; `clock` reads it): pass both to `steps.run`."""
 
     def __init__(
-        self, rpm: float, canary: Behaviour, stable: Behaviour, *, label_rate: float = 0.0,
-        seed: int = 0, mode: str = "canary", canary_version: str = "2",
-    ) -> None:  # fmt: skip
+        self,
+        rpm: float,
+        canary: Behaviour,
+        stable: Behaviour,
+        *,
+        label_rate: float = 0.0,
+        seed: int = 0,
+        mode: str = "canary",
+        canary_version: str = "2",
+    ) -> None:
         self.rpm, self.canary, self.stable, self.label_rate = rpm, canary, stable, label_rate
         self.mode, self.canary_version = mode, canary_version
         self.rng = np.random.default_rng(seed)
@@ -137,8 +151,16 @@ class SimulatedRollout:
     def observe(self, version: str, seconds: float) -> Observed:
         key = "canary" if version == self.canary_version else "stable"
         if key not in self._pending:
-            c, s = window(self.rng, self.rpm, seconds, self.traffic, self.canary, self.stable,
-                          self.label_rate, self.mode)  # fmt: skip
+            c, s = window(
+                self.rng,
+                self.rpm,
+                seconds,
+                self.traffic,
+                self.canary,
+                self.stable,
+                self.label_rate,
+                self.mode,
+            )
             self._pending = {"canary": c, "stable": s}
         return self._pending.pop(key)
 

@@ -164,8 +164,20 @@ def run(
             "run it where an approval gate exists (sentiops rollout --local, the pipeline's "
             "rollout step), or drop the approval and the inconclusive policy 'hold'",
         )
-    walk = _Walk(plan, executor, source, sleep, clock, progress, gate, notifier, record_url,
-                 model, on_step, on_update)  # fmt: skip
+    walk = _Walk(
+        plan,
+        executor,
+        source,
+        sleep,
+        clock,
+        progress,
+        gate,
+        notifier,
+        record_url,
+        model,
+        on_step,
+        on_update,
+    )
     try:
         return walk.run()
     finally:
@@ -177,21 +189,41 @@ class _Walk:
     """One rollout in progress: the record, the judge's evidence, where the loop stands."""
 
     def __init__(
-        self, plan: Plan, executor: Executor, source: MetricSource,
-        sleep: Callable[[float], None], clock: Callable[[], float], progress: Callable[[str], Any],
-        gate: Gate | None, notifier: notify.Notifier | None, record_url: str, model: str,
-        on_step: Callable[[Step], Any] | None, on_update: Callable[[Record], Any] | None,
-    ) -> None:  # fmt: skip
+        self,
+        plan: Plan,
+        executor: Executor,
+        source: MetricSource,
+        sleep: Callable[[float], None],
+        clock: Callable[[], float],
+        progress: Callable[[str], Any],
+        gate: Gate | None,
+        notifier: notify.Notifier | None,
+        record_url: str,
+        model: str,
+        on_step: Callable[[Step], Any] | None,
+        on_update: Callable[[Record], Any] | None,
+    ) -> None:
         self.plan, self.executor, self.source = plan, executor, source
         self.sleep, self.clock, self.progress = sleep, clock, progress
         self.gate, self.notifier, self.record_url, self.model = gate, notifier, record_url, model
         self.on_step, self.on_update = on_step, on_update
-        thresholds = asdict(plan.judge) | {"steps": plan.steps, "step_seconds": plan.step_seconds,
-                                           "max_holds": plan.max_holds}  # fmt: skip
+        thresholds = asdict(plan.judge) | {
+            "steps": plan.steps,
+            "step_seconds": plan.step_seconds,
+            "max_holds": plan.max_holds,
+        }
         if plan.approval.before:
             thresholds["approval"] = asdict(plan.approval)
-        self.record = Record(ROLLED_BACK, plan.canary_version, plan.stable_version, [], [],
-                             thresholds, _now(), mode=plan.mode)  # fmt: skip
+        self.record = Record(
+            ROLLED_BACK,
+            plan.canary_version,
+            plan.stable_version,
+            [],
+            [],
+            thresholds,
+            _now(),
+            mode=plan.mode,
+        )
         self.evidence = Evidence(plan.judge, full_traffic_planned=plan.full_traffic)
         self.i, self.holds, self.deployed = 0, 0, False
         self._new_step()
@@ -208,8 +240,9 @@ class _Walk:
             if plan.approval.before == str(plan.steps[0]) and not self._approved(first):
                 answer = record.approvals[-1]
                 reasons = [f"not approved {first}: {answer['answer']} by {answer['by']}"]
-                self._notify(notify.ROLLBACK_EVENT, f"v{plan.canary_version} not rolled out",
-                             reasons)  # fmt: skip
+                self._notify(
+                    notify.ROLLBACK_EVENT, f"v{plan.canary_version} not rolled out", reasons
+                )
                 return self._finish(ROLLED_BACK, reasons)
             self.executor.start(plan.steps[0])
             self.deployed = True
@@ -231,8 +264,11 @@ class _Walk:
                 if self.deployed:
                     self.executor.rollback()
             finally:
-                self._notify(notify.ROLLBACK_EVENT, f"v{plan.canary_version} rolled back: the "
-                             "rollout broke", reasons)  # fmt: skip
+                self._notify(
+                    notify.ROLLBACK_EVENT,
+                    f"v{plan.canary_version} rolled back: the rollout broke",
+                    reasons,
+                )
                 self._finish(ROLLED_BACK, reasons)
             raise RolloutError(
                 "; ".join(reasons),
@@ -244,8 +280,12 @@ class _Walk:
         """Act on a look's decision; the finished record, or None to look again."""
         if verdict == HOLD:
             self.holds += 1
-            self._notify(notify.HOLD_EVENT, f"v{self.plan.canary_version} held at "
-                         f"{self.plan.steps[self.i]}% (hold {self.holds})", reasons)  # fmt: skip
+            self._notify(
+                notify.HOLD_EVENT,
+                f"v{self.plan.canary_version} held at "
+                f"{self.plan.steps[self.i]}% (hold {self.holds})",
+                reasons,
+            )
             return None
         if verdict == ROLLBACK:
             return self._roll_back(reasons)
@@ -258,22 +298,32 @@ class _Walk:
         policy = self.plan.judge.inconclusive_policy
         accuracy = find(self.record.steps[-1].checks, ACCURACY)
         self.record.inconclusive = {
-            "step": self.i + 1, "traffic": self.plan.steps[self.i], "policy": policy,
-            "reasons": reasons, "needed": accuracy.needed if accuracy else None,
+            "step": self.i + 1,
+            "traffic": self.plan.steps[self.i],
+            "policy": policy,
+            "reasons": reasons,
+            "needed": accuracy.needed if accuracy else None,
             "accuracy_drop_bound": accuracy.bound if accuracy else None,
-        }  # fmt: skip
+        }
         if policy == "rollback":
             return self._roll_back([f"inconclusive (policy rollback): {r}" for r in reasons])
         if policy == "promote":
-            self.record.flags.append(f"INCONCLUSIVE at step {self.i + 1}, went on by the policy "
-                                     f"'promote': {'; '.join(reasons)}")  # fmt: skip
+            self.record.flags.append(
+                f"INCONCLUSIVE at step {self.i + 1}, went on by the policy "
+                f"'promote': {'; '.join(reasons)}"
+            )
             return self._advance()
         if not self._approved("inconclusive: " + "; ".join(reasons)):
-            return self._roll_back([f"inconclusive, then {self.record.approvals[-1]['answer']} "
-                                    f"by {self.record.approvals[-1]['by']}: {r}"
-                                    for r in reasons])  # fmt: skip
-        self.record.flags.append(f"INCONCLUSIVE at step {self.i + 1}, approved by "
-                                 f"{self.record.approvals[-1]['by']}")  # fmt: skip
+            return self._roll_back(
+                [
+                    f"inconclusive, then {self.record.approvals[-1]['answer']} "
+                    f"by {self.record.approvals[-1]['by']}: {r}"
+                    for r in reasons
+                ]
+            )
+        self.record.flags.append(
+            f"INCONCLUSIVE at step {self.i + 1}, approved by {self.record.approvals[-1]['by']}"
+        )
         return self._advance()
 
     def _advance(self) -> Record | None:
@@ -304,8 +354,11 @@ class _Walk:
 
     def _roll_back(self, reasons: list[str]) -> Record:
         self.executor.rollback()
-        self._notify(notify.ROLLBACK_EVENT, f"v{self.plan.canary_version} rolled back at "
-                     f"{self.plan.steps[self.i]}%", reasons)  # fmt: skip
+        self._notify(
+            notify.ROLLBACK_EVENT,
+            f"v{self.plan.canary_version} rolled back at {self.plan.steps[self.i]}%",
+            reasons,
+        )
         return self._finish(ROLLED_BACK, reasons)
 
     def _finish(self, decision: str, reasons: list[str]) -> Record:
@@ -336,26 +389,44 @@ class _Walk:
         self.step_window += seconds
         checks = judge(ev, self.step_canary, self.step_stable, full)
         last = self.i == len(plan.steps) - 1
-        verdict, reasons = decide_step(checks, last, 0 if waiting else self.holds,
-                                       plan.max_holds, plan.judge)  # fmt: skip
+        verdict, reasons = decide_step(
+            checks, last, 0 if waiting else self.holds, plan.max_holds, plan.judge
+        )
         if waiting and verdict != ROLLBACK:
             verdict, reasons = WAITING, []
         baseline, stable_summary = "live", self.step_stable
         if full:
             earlier = sorted({s.traffic for s in self.record.steps if s.traffic < 100})
-            baseline = ("all of stable's traffic of the " + ", ".join(f"{t}%" for t in earlier)
-                        + f" step{'s' if len(earlier) > 1 else ''}") if earlier else \
-                "stable's traffic before this step (none)"  # fmt: skip
+            baseline = (
+                (
+                    "all of stable's traffic of the "
+                    + ", ".join(f"{t}%" for t in earlier)
+                    + f" step{'s' if len(earlier) > 1 else ''}"
+                )
+                if earlier
+                else "stable's traffic before this step (none)"
+            )
             stable_summary = ev.stable
-        step = Step(traffic, verdict, checks, score(checks), _observed_summary(self.step_canary),
-                    _observed_summary(stable_summary), started, _now(), baseline,
-                    self.step_window, plan.mode)  # fmt: skip
+        step = Step(
+            traffic,
+            verdict,
+            checks,
+            score(checks),
+            _observed_summary(self.step_canary),
+            _observed_summary(stable_summary),
+            started,
+            _now(),
+            baseline,
+            self.step_window,
+            plan.mode,
+        )
         self.record.steps.append(step)
         if self.on_step:
             self.on_step(step)
         self._updated()
-        self.progress(f"  -> {verdict} (score {step.score:.0f})"
-                      + "".join(f"\n     {r}" for r in reasons))  # fmt: skip
+        self.progress(
+            f"  -> {verdict} (score {step.score:.0f})" + "".join(f"\n     {r}" for r in reasons)
+        )
         return verdict, reasons
 
     # ------------------------------------------------------------------ a person
@@ -365,11 +436,15 @@ class _Walk:
         assert self.gate is not None
         plan, gate = self.plan, self.gate
         request = {
-            "waiting": where, "canary_version": plan.canary_version,
-            "stable_version": plan.stable_version, "mode": plan.mode, "since": _now(),
+            "waiting": where,
+            "canary_version": plan.canary_version,
+            "stable_version": plan.stable_version,
+            "mode": plan.mode,
+            "since": _now(),
             "timeout_seconds": plan.approval.timeout_seconds,
-            "on_timeout": plan.approval.on_timeout, "how": gate.how,
-        }  # fmt: skip
+            "on_timeout": plan.approval.on_timeout,
+            "how": gate.how,
+        }
         entry: dict[str, Any] = {**request, "answer": None, "by": None}
         self.record.approvals.append(entry)
         self.record.waiting = request
@@ -388,13 +463,19 @@ class _Walk:
     def _ask(self, where: str, again: bool = False) -> None:
         assert self.gate is not None
         self._updated()
-        text = f"v{self.plan.canary_version} waits for approval {where}" \
-            + (" (still waiting)" if again else "")  # fmt: skip
+        text = f"v{self.plan.canary_version} waits for approval {where}" + (
+            " (still waiting)" if again else ""
+        )
         self.progress(f"  {text}: {self.gate.how}")
         approval = self.plan.approval
-        self._notify(notify.APPROVAL_EVENT, text, [
-            f"answer with: {self.gate.how}",
-            f"on timeout ({approval.timeout_seconds:.0f}s): {approval.on_timeout}"])  # fmt: skip
+        self._notify(
+            notify.APPROVAL_EVENT,
+            text,
+            [
+                f"answer with: {self.gate.how}",
+                f"on timeout ({approval.timeout_seconds:.0f}s): {approval.on_timeout}",
+            ],
+        )
 
     def _wait(self, where: str) -> tuple[str, str]:
         """(answer, by): a person's, the timeout policy's, or the judge's rollback."""
@@ -422,11 +503,20 @@ class _Walk:
         if self.notifier is None:
             return
         plan = self.plan
-        self.notifier.send(notify.Event(
-            event, summary, list(reasons), self.model, plan.canary_version, plan.stable_version,
-            plan.mode, self.i + 1, plan.steps[self.i] if plan.stable_version else 100,
-            self.record_url,
-        ))  # fmt: skip
+        self.notifier.send(
+            notify.Event(
+                event,
+                summary,
+                list(reasons),
+                self.model,
+                plan.canary_version,
+                plan.stable_version,
+                plan.mode,
+                self.i + 1,
+                plan.steps[self.i] if plan.stable_version else 100,
+                self.record_url,
+            )
+        )
 
     def _updated(self) -> None:
         if self.on_update:

@@ -77,15 +77,19 @@ class Tokens:
                 "make tokens with `openssl rand -hex 24` (48 characters)",
             )
         if not tokens:
-            raise AuthError(f"no token in {source or 'the configuration'}",
-                            "put one `name:token` per line (or one file per token)")  # fmt: skip
+            raise AuthError(
+                f"no token in {source or 'the configuration'}",
+                "put one `name:token` per line (or one file per token)",
+            )
         digests = tuple((name, _digest(tok)) for name, tok in tokens.items())
         first: dict[bytes, str] = {}
         same = [f"{first[d]} = {name}" for name, d in digests if first.setdefault(d, name) != name]
         if same:  # a label records its token's name: one token must name one team
-            raise AuthError(f"the same token under several names in "
-                            f"{source or 'the configuration'}: {', '.join(same)}",
-                            "give every name a token of its own")  # fmt: skip
+            raise AuthError(
+                f"the same token under several names in "
+                f"{source or 'the configuration'}: {', '.join(same)}",
+                "give every name a token of its own",
+            )
         return cls(digests, source)
 
     @classmethod
@@ -105,12 +109,16 @@ class Tokens:
                 name, sep, token = line.rpartition(":")
                 name, token = (name.strip(), token.strip()) if sep else (DEFAULT_NAME, line)
                 if not name or not token or name in tokens:
-                    raise AuthError(f"{path}:{n}: expected `name:token` with a new name",
-                                    "one `name:token` per line")  # fmt: skip
+                    raise AuthError(
+                        f"{path}:{n}: expected `name:token` with a new name",
+                        "one `name:token` per line",
+                    )
                 tokens[name] = token
         else:
-            raise AuthError(f"token file {path} does not exist",
-                            f"mount the token Secret there or set {TOKEN_FILE_ENV}")  # fmt: skip
+            raise AuthError(
+                f"token file {path} does not exist",
+                f"mount the token Secret there or set {TOKEN_FILE_ENV}",
+            )
         return cls.from_mapping(tokens, str(path))
 
     def check(self, authorization: str | None) -> str:
@@ -129,8 +137,9 @@ class Tokens:
             if hmac.compare_digest(presented, digest):
                 found = name
         if not found:
-            raise AuthError("the token is not valid here",
-                            "check the token (it may have been rotated)", 403)  # fmt: skip
+            raise AuthError(
+                "the token is not valid here", "check the token (it may have been rotated)", 403
+            )
         return found
 
 
@@ -186,8 +195,7 @@ class TokenFile:
     (no token, too short, the same token twice, unreadable) is not taken: the tokens read
     before stay and the log says why; fix the Secret and it is read again."""
 
-    def __init__(self, path: str | Path, every: float = 1.0,
-                 clock: Any = time.monotonic) -> None:  # fmt: skip
+    def __init__(self, path: str | Path, every: float = 1.0, clock: Any = time.monotonic) -> None:
         self.path, self.every, self.clock = Path(path), every, clock
         self.tokens = Tokens.load(self.path)  # a server does not start with unusable tokens
         self.seen = _signature(self.path)
@@ -213,10 +221,15 @@ class TokenFile:
                 self.seen = signature
                 try:
                     self.tokens = Tokens.load(self.path)
-                    logger.info("tokens read again from %s: %s", self.path,
-                                ", ".join(self.tokens.names))  # fmt: skip
+                    logger.info(
+                        "tokens read again from %s: %s", self.path, ", ".join(self.tokens.names)
+                    )
                 except AuthError as exc:
-                    logger.error("tokens in %s changed but cannot be used, the %d read before "
-                                 "stay: %s; %s", self.path, len(self.tokens.names), exc.message,
-                                 exc.hint)  # fmt: skip
+                    logger.error(
+                        "tokens in %s changed but cannot be used, the %d read before stay: %s; %s",
+                        self.path,
+                        len(self.tokens.names),
+                        exc.message,
+                        exc.hint,
+                    )
         return self.tokens

@@ -13,8 +13,13 @@ from collections import OrderedDict
 
 
 class RateLimiter:
-    def __init__(self, rate: float, burst: float | None = None, max_clients: int = 10_000,
-                 clock: object = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        max_clients: int = 10_000,
+        clock: object = time.monotonic,
+    ) -> None:
         if rate <= 0:
             raise ValueError(f"rate {rate} must be > 0 (0 turns the limit off at the caller)")
         self.rate = float(rate)

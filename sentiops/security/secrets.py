@@ -79,17 +79,22 @@ def read_secret(env: str, name: str, home: Path | None = None, create: bool = Tr
 def read_secret_file(path: Path, what: str, env: str = "") -> bytes:
     """The secret in `path` (white space stripped); ConfigError naming `what` (the flag or
     variable that named it) when it is missing, unreadable or shorter than MIN_SECRET_BYTES."""
-    make = (f"mount the Secret there or point {env} at a file holding e.g. "
-            "`openssl rand -hex 32`" if env else
-            f"make one with `openssl rand -hex 32 > {path}; chmod 600 {path}`")  # fmt: skip
+    make = (
+        f"mount the Secret there or point {env} at a file holding e.g. `openssl rand -hex 32`"
+        if env
+        else f"make one with `openssl rand -hex 32 > {path}; chmod 600 {path}`"
+    )
     try:
         value = Path(path).read_bytes().strip()
     except OSError as exc:
-        raise ConfigError(f"{what} does not name a readable file: {exc.strerror or exc}",
-                          make) from None  # fmt: skip
+        raise ConfigError(
+            f"{what} does not name a readable file: {exc.strerror or exc}", make
+        ) from None
     if len(value) < MIN_SECRET_BYTES:
-        raise ConfigError(f"the secret in {path} ({what}) is shorter than {MIN_SECRET_BYTES} "
-                          "bytes", "make one with `openssl rand -hex 32`")  # fmt: skip
+        raise ConfigError(
+            f"the secret in {path} ({what}) is shorter than {MIN_SECRET_BYTES} bytes",
+            "make one with `openssl rand -hex 32`",
+        )
     return value
 
 
@@ -107,8 +112,9 @@ class SampleKey:
         self.rate = eval_sample_rate() if rate is None else rate
 
     @classmethod
-    def from_env(cls, home: Path | None = None, create: bool = True,
-                 rate: float | None = None) -> SampleKey:  # fmt: skip
+    def from_env(
+        cls, home: Path | None = None, create: bool = True, rate: float | None = None
+    ) -> SampleKey:
         """The key of this installation: $SENTIOPS_SAMPLE_SECRET_FILE, else (created on first
         use) $SENTIOPS_HOME/secrets/eval-sample.key."""
         return cls(read_secret(SAMPLE_SECRET_ENV, SAMPLE_SECRET_NAME, home, create), rate)

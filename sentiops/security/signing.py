@@ -315,8 +315,9 @@ def verify_key(home: Path | None = None) -> VerifyKey | None:
     signer, is_named = key_path(SIGNING_KEY_ENV, SIGNING_KEY_NAME, home)
     if is_named:
         key = load_signing_key(signer, SIGNING_KEY_ENV)
-        return VerifyKey({key.key_id: key.public}, signer,
-                         f"the public half of {SIGNING_KEY_ENV}={signer}")  # fmt: skip
+        return VerifyKey(
+            {key.key_id: key.public}, signer, f"the public half of {SIGNING_KEY_ENV}={signer}"
+        )
     default = secrets_dir(home) / VERIFY_KEY_NAME
     if default.exists():
         return load_verify_key(default, f"this machine's own key {default}")

@@ -55,17 +55,23 @@ def _stamp(now: datetime) -> str:
 def prediction_part(store: str | Path, version: str, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     return join(
-        store, PREDICTIONS, f"date={now:%Y-%m-%d}", f"model_version={_safe(version)}",
+        store,
+        PREDICTIONS,
+        f"date={now:%Y-%m-%d}",
+        f"model_version={_safe(version)}",
         f"part-{_stamp(now)}.parquet",
-    )  # fmt: skip
+    )
 
 
 def labelling_part(store: str | Path, version: str, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     return join(
-        store, LABELLING, f"date={now:%Y-%m-%d}", f"model_version={_safe(version)}",
+        store,
+        LABELLING,
+        f"date={now:%Y-%m-%d}",
+        f"model_version={_safe(version)}",
         f"window-{_stamp(now)}.parquet",
-    )  # fmt: skip
+    )
 
 
 def trigger_record(store: str | Path, now: datetime | None = None) -> str:
@@ -80,8 +86,9 @@ def label_snapshot(store: str | Path, now: datetime | None = None) -> str:
     return join(store, RETRAIN, "snapshots", f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}.parquet")
 
 
-def held_record(store: str | Path, version: str, drift_since: datetime, released: bool = False
-                ) -> str:  # fmt: skip
+def held_record(
+    store: str | Path, version: str, drift_since: datetime, released: bool = False
+) -> str:
     """A burst of labels the poisoning guard holds for review (one record per model version and
     drift episode), or the same record once a person released it by moving it to `released/`."""
     name = f"{_safe(version)}-{drift_since:%Y%m%dT%H%M%SZ}.json"
@@ -183,8 +190,9 @@ def parquet_bytes(table: Any) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def label_files(store: str | Path, since: datetime | None = None, settings: Settings | None = None
-                ) -> list[StoredFile]:  # fmt: skip
+def label_files(
+    store: str | Path, since: datetime | None = None, settings: Settings | None = None
+) -> list[StoredFile]:
     """Labelled-data files under <store>/labels/ (modified at or after `since`)."""
     return [
         f

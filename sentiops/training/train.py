@@ -160,14 +160,24 @@ def train_on_splits(
             forms = ("student-int8", "onnx-int8", "onnx-fp32", "pytorch")
         if cfg.serving_form == "auto" and cfg.distill_epochs == 0:  # no student asked for
             forms = ("onnx-int8", "onnx-fp32", "pytorch")
-        package(cfg.output, val_df[TEXT].tolist(), val_df[LABEL].tolist(),
-                cfg.serving_tolerance, forms, train_df[TEXT].tolist(),
-                train_df[LABEL].tolist(), {"epochs": cfg.distill_epochs})  # fmt: skip
+        package(
+            cfg.output,
+            val_df[TEXT].tolist(),
+            val_df[LABEL].tolist(),
+            cfg.serving_tolerance,
+            forms,
+            train_df[TEXT].tolist(),
+            train_df[LABEL].tolist(),
+            {"epochs": cfg.distill_epochs},
+        )
     if cfg.calibration != "none":  # before the detector: it records served probabilities
         calibrate(cfg.output, val_df, cfg.calibration, traffic_like(val_df, first), cfg.seed)
     if cfg.drift_detector:
-        fit_drift_detector(cfg.output, traffic_like(train_df, first)[TEXT].tolist(),
-                           traffic_like(val_df, first)[TEXT].tolist())  # fmt: skip
+        fit_drift_detector(
+            cfg.output,
+            traffic_like(train_df, first)[TEXT].tolist(),
+            traffic_like(val_df, first)[TEXT].tolist(),
+        )
     loaded = load_model(cfg.output)
     metrics: dict[str, Any] = {
         "validation": _strip(evaluate(loaded, val_df[TEXT], val_df[LABEL], behavioural=False))
@@ -241,8 +251,10 @@ def calibrate(
 
     loaded = load_model(model_dir)
     texts, gold = val_df[TEXT].astype(str).tolist(), val_df[LABEL].astype(str).tolist()
-    batches = [loaded.predict_proba(texts[i : i + 256], calibrated=False)
-               for i in range(0, len(texts), 256)]  # fmt: skip
+    batches = [
+        loaded.predict_proba(texts[i : i + 256], calibrated=False)
+        for i in range(0, len(texts), 256)
+    ]
     raw = np.concatenate(batches) if batches else np.zeros((0, len(loaded.labels)))
     calibrator, record = calibration.fit_and_measure(raw, gold, loaded.labels, method, seed)
     if calibrator is not None and traffic is not None and len(traffic):
@@ -250,10 +262,12 @@ def calibrate(
         served = calibrator.apply(raw[rows])
         q = calibration.quality(served, [gold[i] for i in rows], loaded.labels)
         record["reference"] = {
-            "rows": len(rows), "accuracy": q["accuracy"], "estimated_accuracy":
-            q["mean_confidence"], "what": "validation rows like the traffic (its first data "
+            "rows": len(rows),
+            "accuracy": q["accuracy"],
+            "estimated_accuracy": q["mean_confidence"],
+            "what": "validation rows like the traffic (its first data "
             "source and live labels): the version's reference for its estimated accuracy",
-        }  # fmt: skip
+        }
 
     def add(tmp: Path) -> None:
         if calibrator is not None:
@@ -287,9 +301,11 @@ def train(cfg: TrainConfig, settings: Settings | None = None, progress: bool = T
     report_dir = cfg.report_dir or cfg.output.parent / f"{cfg.output.name}-reports"
     prep = prepare(cfg, report_dir, s)
     dataset = {
-        "version": prep.manifest.version, "source": cfg.data, "rows": prep.manifest.rows,
+        "version": prep.manifest.version,
+        "source": cfg.data,
+        "rows": prep.manifest.rows,
         "split": {"seed": cfg.seed, "val_frac": cfg.val_frac, "test_frac": cfg.test_frac},
-    }  # fmt: skip
+    }
     fitted = train_on_splits(
         cfg,
         prep.splits["train"],

@@ -43,8 +43,7 @@ def assert_scored_like_the_model(out: pd.DataFrame, df: pd.DataFrame, model_dir:
 def test_every_format_is_scored_row_for_row(model_dir: Path, tmp_path: Path, name: str) -> None:
     df = table(40)  # 120 rows: shards of 50, 50, 20; batches of 7 (a last short one)
     src = write(df, tmp_path / name)
-    result = job.run(str(model_dir), str(src), str(tmp_path / "out"), shard_rows=50,
-                     batch_size=7)  # fmt: skip
+    result = job.run(str(model_dir), str(src), str(tmp_path / "out"), shard_rows=50, batch_size=7)
     assert [r["rows"] for r in result.scored] == [50, 50, 20] and not result.skipped
     out = shards(tmp_path / "out")
     assert out.row.tolist() == list(range(120)) and set(out.file) == {name}
@@ -93,8 +92,10 @@ def test_a_directory_of_files(model_dir: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "in" / "scored"  # the output inside the input: never read back
     result = job.run(str(model_dir), str(tmp_path / "in"), str(out_dir), shard_rows=20)
     assert [(r["file"], r["rows"]) for r in result.scored] == [
-        ("a.csv", 20), ("a.csv", 10), ("more/b.csv", 15)
-    ]  # fmt: skip
+        ("a.csv", 20),
+        ("a.csv", 10),
+        ("more/b.csv", 15),
+    ]
     out = shards(out_dir)
     assert out.groupby("file").size().to_dict() == {"a.csv": 30, "more/b.csv": 15}
     assert_scored_like_the_model(out, pd.concat([a, b], ignore_index=True), model_dir)
@@ -116,8 +117,11 @@ def test_kept_columns(model_dir: Path, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ bad rows
 def test_bad_rows_get_an_outcome_and_never_fail_the_job(model_dir: Path, tmp_path: Path) -> None:
     csv = tmp_path / "bad.csv"
-    csv.write_bytes(b"id,text\n1,a great phone\n2,\n3,   \n4," + b"x" * 300
-                    + b"\n5,\xff\xfe not utf-8\n6,\"a,b\",extra\n7,an awful app\n")  # fmt: skip
+    csv.write_bytes(
+        b"id,text\n1,a great phone\n2,\n3,   \n4,"
+        + b"x" * 300
+        + b'\n5,\xff\xfe not utf-8\n6,"a,b",extra\n7,an awful app\n'
+    )
     result = job.run(str(model_dir), str(csv), str(tmp_path / "o1"), max_chars=200)
     out = shards(tmp_path / "o1")
     assert out.id.tolist() == ["1", "2", "3", "4", "5", "7"]  # the malformed line is skipped
@@ -130,12 +134,21 @@ def test_bad_rows_get_an_outcome_and_never_fail_the_job(model_dir: Path, tmp_pat
     assert "3 fields, expected 2" in result.summary["files"][0]["malformed_examples"][0]
 
     jsonl = tmp_path / "bad.jsonl"
-    jsonl.write_bytes(b'{"text": "a great phone"}\n{not json}\n\n[1, 2]\n{"text": 42}\n'
-                      b'{"other": "x"}\n{"text": null}\n{"text": "an awful app"}\n')  # fmt: skip
+    jsonl.write_bytes(
+        b'{"text": "a great phone"}\n{not json}\n\n[1, 2]\n{"text": 42}\n'
+        b'{"other": "x"}\n{"text": null}\n{"text": "an awful app"}\n'
+    )
     job.run(str(model_dir), str(jsonl), str(tmp_path / "o2"), keep=["other"])
     out = shards(tmp_path / "o2")
-    assert out.status.tolist() == ["ok", "unreadable", "unreadable", "not_text", "empty",
-                                   "empty", "ok"]  # fmt: skip
+    assert out.status.tolist() == [
+        "ok",
+        "unreadable",
+        "unreadable",
+        "not_text",
+        "empty",
+        "empty",
+        "ok",
+    ]
     assert out.error[1].startswith("not a JSON line") and out.error[2] == (
         "a JSON list, not an object"
     )
@@ -157,12 +170,16 @@ class Recording:
         self.batches.append([len(t) for t in texts])
         return self.loaded.predict_proba(texts)
 
+    def read_fraction(self, texts):  # noqa: ANN001, ANN201
+        return self.loaded.read_fraction(texts)
+
 
 def _peak_heap(model_dir: Path, src: Path, out: Path) -> tuple[int, job.Result]:
     tracemalloc.start()
     try:
-        result = job.run(str(model_dir), str(src), str(out), batch_size=32, shard_rows=4_000,
-                         keep=["none"])  # fmt: skip
+        result = job.run(
+            str(model_dir), str(src), str(out), batch_size=32, shard_rows=4_000, keep=["none"]
+        )
         return tracemalloc.get_traced_memory()[1], result
     finally:
         tracemalloc.stop()
@@ -178,9 +195,11 @@ def test_memory_is_bounded_by_the_window_not_the_file(
 
     def texts(n: int) -> pd.DataFrame:
         df = table(n)
-        df["text"] = [t + " " + "word " * int(k)
-                      for t, k in zip(df.text, rng.integers(0, 30, len(df)), strict=True)]
-        return df  # fmt: skip
+        df["text"] = [
+            t + " " + "word " * int(k)
+            for t, k in zip(df.text, rng.integers(0, 30, len(df)), strict=True)
+        ]
+        return df
 
     small, big = write(texts(300), tmp_path / "small.csv"), write(texts(3000), tmp_path / "big.csv")
     recording: list[Recording] = []
@@ -203,8 +222,9 @@ def test_memory_is_bounded_by_the_window_not_the_file(
 
 
 # ------------------------------------------------------------------------------ resume
-def test_rerun_skips_finished_shards_and_redoes_broken_ones(model_dir: Path,
-                                                            tmp_path: Path) -> None:  # fmt: skip
+def test_rerun_skips_finished_shards_and_redoes_broken_ones(
+    model_dir: Path, tmp_path: Path
+) -> None:
     src = write(table(40), tmp_path / "in.csv")
     out = tmp_path / "out"
     first = job.run(str(model_dir), str(src), str(out), shard_rows=25)
@@ -266,8 +286,19 @@ def test_the_scorer_refuses_another_model_version(model_dir: Path, tmp_path: Pat
 # ------------------------------------------------------------------------------ CLI
 def test_cli_scores_and_resumes(model_dir: Path, tmp_path: Path, runner) -> None:
     src = write(table(20), tmp_path / "in.jsonl")
-    args = ["batch", "--model", model_dir, "--input", src, "--output", tmp_path / "out",
-            "--shard-rows", "25", "--batch-size", "16"]  # fmt: skip
+    args = [
+        "batch",
+        "--model",
+        model_dir,
+        "--input",
+        src,
+        "--output",
+        tmp_path / "out",
+        "--shard-rows",
+        "25",
+        "--batch-size",
+        "16",
+    ]
     res = invoke(runner, *args)
     assert res.exit_code == 0, res.output
     assert "3 / 0 / 3" in res.output and "texts/s" in res.output
@@ -291,8 +322,9 @@ def test_cli_scores_and_resumes(model_dir: Path, tmp_path: Path, runner) -> None
         ("in.csv", ["--model", "nowhere"], 4, "model directory not found: nowhere"),
     ],
 )
-def test_cli_bad_input_says_what_and_how(model_dir: Path, tmp_path: Path, runner, make, extra,
-                                         code, message) -> None:  # fmt: skip
+def test_cli_bad_input_says_what_and_how(
+    model_dir: Path, tmp_path: Path, runner, make, extra, code, message
+) -> None:
     src = tmp_path / (make or "missing.csv")
     if make == "in.csv":
         write(table(3), src)
@@ -315,8 +347,17 @@ def test_cli_bad_input_says_what_and_how(model_dir: Path, tmp_path: Path, runner
 
 def test_cli_subprocess_exit_code_and_no_traceback(model_dir: Path, tmp_path: Path) -> None:
     src = write(table(3), tmp_path / "in.csv")
-    res = run_cli("batch", "--model", model_dir, "--input", src, "--output", tmp_path / "o",
-                  "--text-column", "body")  # fmt: skip
+    res = run_cli(
+        "batch",
+        "--model",
+        model_dir,
+        "--input",
+        src,
+        "--output",
+        tmp_path / "o",
+        "--text-column",
+        "body",
+    )
     assert res.returncode == 2
     assert "error: in.csv has no column 'body'; its columns: id, text, label" in res.stderr
     assert "Traceback" not in res.stderr + res.stdout
@@ -331,6 +372,10 @@ def test_gzip_and_tsv_names_need_no_format(tmp_path: Path) -> None:
     kinds |= {f.name: (f.format, f.delimiter) for f in find(str(tmp_path / "b.tsv"))}
     kinds |= {f.name: f.format for f in find(str(tmp_path / "c.ndjson"))}  # type: ignore[misc]
     kinds |= {f.name: f.format for f in find(str(tmp_path / "d.pq"))}  # type: ignore[misc]
-    assert kinds == {"a.csv.gz": ("csv", ","), "b.tsv": ("csv", "\t"), "c.ndjson": "jsonl",
-                     "d.pq": "parquet"}  # fmt: skip
+    assert kinds == {
+        "a.csv.gz": ("csv", ","),
+        "b.tsv": ("csv", "\t"),
+        "c.ndjson": "jsonl",
+        "d.pq": "parquet",
+    }
     assert [f.format for f in find(str(tmp_path / "b.tsv"), "jsonl")] == ["jsonl"]

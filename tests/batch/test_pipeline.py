@@ -60,21 +60,40 @@ def test_batch_yaml_fans_out_over_the_plans_shards() -> None:
         assert secret["secretName"] == "sentiops-s3"
     loaded = kfp_components.load_component_from_file(str(BATCH_COMPILED))
     assert loaded.name == "sentiops-batch"
-    assert {"model_uri", "input_uri", "output_uri", "text_column", "keep", "shard_rows",
-            "batch_size", "restart", "s3_endpoint"} <= set(loaded.component_spec.inputs)
+    assert {
+        "model_uri",
+        "input_uri",
+        "output_uri",
+        "text_column",
+        "keep",
+        "shard_rows",
+        "batch_size",
+        "restart",
+        "s3_endpoint",
+    } <= set(loaded.component_spec.inputs)
 
 
 def test_compile_batch_with_another_image(tmp_path: Path) -> None:
     out = tmp_path / "b.yaml"
-    res = CliRunner().invoke(gate_and_pipeline_app(), [
-        "pipeline", "compile", "--pipeline", "batch", "--output", str(out),
-        "--image", "reg.example/sentiops/components:1.2"])  # fmt: skip
+    res = CliRunner().invoke(
+        gate_and_pipeline_app(),
+        [
+            "pipeline",
+            "compile",
+            "--pipeline",
+            "batch",
+            "--output",
+            str(out),
+            "--image",
+            "reg.example/sentiops/components:1.2",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    images = {ex["container"]["image"]
-              for ex in _docs(out)[0]["deploymentSpec"]["executors"].values()}  # fmt: skip
+    images = {
+        ex["container"]["image"] for ex in _docs(out)[0]["deploymentSpec"]["executors"].values()
+    }
     assert images == {"reg.example/sentiops/components:1.2"}
-    res = CliRunner().invoke(gate_and_pipeline_app(),
-                             ["pipeline", "compile", "--pipeline", "nope"])  # fmt: skip
+    res = CliRunner().invoke(gate_and_pipeline_app(), ["pipeline", "compile", "--pipeline", "nope"])
     assert res.exit_code == 2 and "use training or batch" in res.output
 
 
@@ -87,19 +106,27 @@ def test_kfp_local_run_over_s3_resumes(model_dir: Path, tmp_path: Path, monkeypa
     from kfp import local
 
     with s3_server(tmp_path / "s3") as srv:
-        for var, value in (("SENTIOPS_S3_ENDPOINT", srv["endpoint"]),
-                           ("AWS_ACCESS_KEY_ID", srv["key"]),
-                           ("AWS_SECRET_ACCESS_KEY", srv["secret"])):  # fmt: skip
+        for var, value in (
+            ("SENTIOPS_S3_ENDPOINT", srv["endpoint"]),
+            ("AWS_ACCESS_KEY_ID", srv["key"]),
+            ("AWS_SECRET_ACCESS_KEY", srv["secret"]),
+        ):
             monkeypatch.setenv(var, value)
         model = storage.put_dir(model_dir, "s3://models/sentiment/1")
         store = storage.S3Store()
         store.ensure_bucket("data")
         df = table(30)  # 90 rows: shards of 40, 40, 10
         store.upload_file(write(df, tmp_path / "in.jsonl"), "s3://data/in/part-0.jsonl")
-        local.init(runner=local.SubprocessRunner(use_venv=False),
-                   pipeline_root=str(tmp_path / "runs"))  # fmt: skip
-        args = {"model_uri": model, "input_uri": "s3://data/in/", "output_uri": "s3://out/job",
-                "shard_rows": 40, "s3_endpoint": srv["endpoint"]}  # fmt: skip
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "runs")
+        )
+        args = {
+            "model_uri": model,
+            "input_uri": "s3://data/in/",
+            "output_uri": "s3://out/job",
+            "shard_rows": 40,
+            "s3_endpoint": srv["endpoint"],
+        }
         first = build(parallelism=2)(**args)
         assert first.output["rows"] == 90 and first.output["shards"] == 3
         shard_files = sorted((srv["root"] / "out" / "job" / "shards").glob("*.parquet"))

@@ -29,15 +29,28 @@ def finished(out: Path) -> dict[str, int]:
     return done
 
 
-def test_killed_run_resumes_without_redoing_finished_shards(model_dir: Path,
-                                                            tmp_path: Path) -> None:  # fmt: skip
+def test_killed_run_resumes_without_redoing_finished_shards(
+    model_dir: Path, tmp_path: Path
+) -> None:
     src = write(table(10_000), tmp_path / "in.csv")  # 30,000 rows: 60 shards of 500
     out = tmp_path / "out"
-    args = ["batch", "--model", model_dir, "--input", src, "--output", out,
-            "--shard-rows", "500", "--batch-size", "64"]  # fmt: skip
+    args = [
+        "batch",
+        "--model",
+        model_dir,
+        "--input",
+        src,
+        "--output",
+        out,
+        "--shard-rows",
+        "500",
+        "--batch-size",
+        "64",
+    ]
     exe = Path(sys.executable).with_name("sentiops")
-    proc = subprocess.Popen([str(exe), *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(exe), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 300
         while not (out / "done" / "part-00000.json").exists():

@@ -39,15 +39,30 @@ def test_s3_in_and_out_resumes(s3, model_dir: Path, tmp_path: Path) -> None:
     a, b = table(10, seed=1), table(5, seed=2)
     store.upload_file(write(a, tmp_path / "in" / "a.csv"), "s3://data/in/a.csv")
     store.upload_file(write(b, tmp_path / "in" / "sub" / "b.parquet"), "s3://data/in/sub/b.csv")
-    args = ["batch", "--model", model, "--input", "s3://data/in/a.csv", "--output",
-            "s3://results/job", "--shard-rows", "12"]  # fmt: skip
+    args = [
+        "batch",
+        "--model",
+        model,
+        "--input",
+        "s3://data/in/a.csv",
+        "--output",
+        "s3://results/job",
+        "--shard-rows",
+        "12",
+    ]
     res = run_cli(*args)
     assert res.returncode == 0, res.stderr
     assert "3 / 0 / 3" in res.stdout and "s3://results/job/shards/" in res.stdout
     keys = set(store.list_keys("s3://results/job/"))
-    assert keys == {"job/manifest.json", "job/summary.json",
-                    *(f"job/{d}/part-0000{i}.{x}" for i in range(3)
-                      for d, x in (("shards", "parquet"), ("done", "json")))}  # fmt: skip
+    assert keys == {
+        "job/manifest.json",
+        "job/summary.json",
+        *(
+            f"job/{d}/part-0000{i}.{x}"
+            for i in range(3)
+            for d, x in (("shards", "parquet"), ("done", "json"))
+        ),
+    }
     out = read_shards("s3://results/job/shards/", tmp_path / "back")
     local = tmp_path / "local"
     job.run(str(model_dir), str(tmp_path / "in" / "a.csv"), str(local), shard_rows=12)
@@ -63,12 +78,22 @@ def test_s3_in_and_out_resumes(s3, model_dir: Path, tmp_path: Path) -> None:
     assert summary["rows"] == 30 and summary["model"]["uri"] == model
 
     # a prefix of two files (one a Parquet file under a .csv name: --format says how to read)
-    res = run_cli("batch", "--model", model, "--input", "s3://data/in", "--output",
-                  "s3://results/mixed")  # fmt: skip
+    res = run_cli(
+        "batch", "--model", model, "--input", "s3://data/in", "--output", "s3://results/mixed"
+    )
     assert res.returncode == 2 and "cannot read sub/b.csv as CSV" in res.stderr
     store.upload_file(write(b, tmp_path / "b.csv"), "s3://data/in/sub/b.csv")
-    res = run_cli("batch", "--model", model, "--input", "s3://data/in", "--output",
-                  "s3://results/two", "--keep", "id")  # fmt: skip
+    res = run_cli(
+        "batch",
+        "--model",
+        model,
+        "--input",
+        "s3://data/in",
+        "--output",
+        "s3://results/two",
+        "--keep",
+        "id",
+    )
     assert res.returncode == 0, res.stderr
     out = read_shards("s3://results/two/shards/", tmp_path / "two")
     assert out.groupby("file").size().to_dict() == {"a.csv": 30, "sub/b.csv": 15}
@@ -77,16 +102,25 @@ def test_s3_in_and_out_resumes(s3, model_dir: Path, tmp_path: Path) -> None:
 
 def test_s3_errors_say_what_and_how(s3, model_dir: Path, tmp_path: Path) -> None:
     model = storage.put_dir(model_dir, "s3://models/sentiment/1")
-    res = run_cli("batch", "--model", model, "--input", "s3://data/nothing", "--output",
-                  "s3://results/x")  # fmt: skip
+    res = run_cli(
+        "batch", "--model", model, "--input", "s3://data/nothing", "--output", "s3://results/x"
+    )
     assert res.returncode == 2, res.stderr
     assert "input not found: there is no bucket 'data'" in " ".join(res.stderr.split())
     storage.S3Store().ensure_bucket("data")
-    res = run_cli("batch", "--model", model, "--input", "s3://data/nothing", "--output",
-                  "s3://results/x")  # fmt: skip
+    res = run_cli(
+        "batch", "--model", model, "--input", "s3://data/nothing", "--output", "s3://results/x"
+    )
     assert res.returncode == 2, res.stderr
     assert "input not found: nothing under s3://data/nothing" in " ".join(res.stderr.split())
-    res = run_cli("batch", "--model", "s3://models/none", "--input", "s3://data/nothing",
-                  "--output", "s3://results/x")  # fmt: skip
+    res = run_cli(
+        "batch",
+        "--model",
+        "s3://models/none",
+        "--input",
+        "s3://data/nothing",
+        "--output",
+        "s3://results/x",
+    )
     assert res.returncode == 4 and "no SentiOps model at s3://models/none" in res.stderr
     assert "Traceback" not in res.stderr

@@ -32,8 +32,9 @@ def load_docs(text: str) -> list[dict]:
 def helm_default() -> str:
     """`helm template` of the chart with default values and the required ones (namespace
     sentiops): what the kustomize base is generated from."""
-    return run([tool("helm"), "template", "sentiops", str(CHART), "--namespace", "sentiops",
-                *REQUIRED_SET]).stdout  # fmt: skip
+    return run(
+        [tool("helm"), "template", "sentiops", str(CHART), "--namespace", "sentiops", *REQUIRED_SET]
+    ).stdout
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +75,15 @@ def release(kube: ApiServer) -> ApiServer:
         kube.kubectl("apply", "--server-side", "-f", "-", input=crd_for_apiserver_1_20(crd))
     kube.wait_established("crd/inferenceservices.serving.kserve.io")
     kube.helm(
-        "install", "sentiops", str(CHART), f"--namespace={ROLLOUT_NAMESPACE}",
-        "--create-namespace", "--no-hooks", "--timeout=120s", *REQUIRED_SET,
+        "install",
+        "sentiops",
+        str(CHART),
+        f"--namespace={ROLLOUT_NAMESPACE}",
+        "--create-namespace",
+        "--no-hooks",
+        "--timeout=120s",
+        *REQUIRED_SET,
         "--set=monitoring.podMonitor.enabled=false",
         "--set=monitoring.prometheusRule.enabled=false",
-    )  # fmt: skip
+    )
     return kube

@@ -236,9 +236,13 @@ class ApiServer:
         deadline = time.monotonic() + timeout
         while True:
             proc = self.kubectl(
-                "wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *crds,
-                check=False, timeout=timeout + 30,
-            )  # fmt: skip
+                "wait",
+                "--for=condition=Established",
+                f"--timeout={int(timeout)}s",
+                *crds,
+                check=False,
+                timeout=timeout + 30,
+            )
             if proc.returncode == 0:
                 return
             if "accessor error" not in proc.stderr or time.monotonic() > deadline:

@@ -76,9 +76,14 @@ KFP_NS = "sentiops-kfp"
 
 def create_secrets(kube: ApiServer, namespace: str, config: Path) -> str:
     """scripts/cluster/create-secrets.sh against the test API server; its output."""
-    env = {**kube.env, "NAMESPACE": namespace, "KFP_NAMESPACE": KFP_NS,
-           "SENTIOPS_CONFIG_DIR": str(config), "KUBECTL": tool("kubectl"),
-           "OPENSSL": tool("openssl")}  # fmt: skip
+    env = {
+        **kube.env,
+        "NAMESPACE": namespace,
+        "KFP_NAMESPACE": KFP_NS,
+        "SENTIOPS_CONFIG_DIR": str(config),
+        "KUBECTL": tool("kubectl"),
+        "OPENSSL": tool("openssl"),
+    }
     env.pop("S3_ENV_FILE", None)
     return run(["bash", str(REPO / "scripts" / "cluster" / "create-secrets.sh")], env=env).stdout
 
@@ -103,40 +108,66 @@ def installed(kube: ApiServer) -> ApiServer:
     kube.kubectl("create", "namespace", KFP_NS)
     create_secrets(kube, "sentiops-helm", kube.workdir / "config")
     kube.helm(
-        "install", "sentiops", str(REPO / "helm" / "sentiops"), "--namespace=sentiops-helm",
-        "--no-hooks", "--timeout=120s", *REQUIRED_SET,
-    )  # fmt: skip
+        "install",
+        "sentiops",
+        str(REPO / "helm" / "sentiops"),
+        "--namespace=sentiops-helm",
+        "--no-hooks",
+        "--timeout=120s",
+        *REQUIRED_SET,
+    )
     # The same chart with the drift detector as a Service (drift.mode: service).
     kube.helm(
-        "install", "sentiops-svc", str(REPO / "helm" / "sentiops"), "--namespace=sentiops-svc",
-        "--create-namespace", "--no-hooks", "--timeout=120s", "--set=drift.mode=service",
+        "install",
+        "sentiops-svc",
+        str(REPO / "helm" / "sentiops"),
+        "--namespace=sentiops-svc",
+        "--create-namespace",
+        "--no-hooks",
+        "--timeout=120s",
+        "--set=drift.mode=service",
         *REQUIRED_SET,
-    )  # fmt: skip
+    )
     # Service mode with the write protection on: token Secret mounted, reads closed, rate
     # limit, a client allowed through the predictor's NetworkPolicy. (The Istio
     # AuthorizationPolicy is not installed: no Istio CRD in tests/cluster/crds;
     # test_manifests checks its shape.)
     kube.helm(
-        "install", "sentiops-auth", str(REPO / "helm" / "sentiops"), "--namespace=sentiops-auth",
-        "--create-namespace", "--no-hooks", "--timeout=120s",
+        "install",
+        "sentiops-auth",
+        str(REPO / "helm" / "sentiops"),
+        "--namespace=sentiops-auth",
+        "--create-namespace",
+        "--no-hooks",
+        "--timeout=120s",
         "--set=drift.mode=service,auth.existingSecret=sentiops-annotator-tokens",
         "--set=auth.readsNeedToken=true,inferenceService.rateLimit=20",
         "--set=networkPolicy.clients[0].matchLabels.app=rollout",
-    )  # fmt: skip
+    )
     # Feedback off: no token Secret needed, none mounted.
     kube.helm(
-        "install", "sentiops-nofeedback", str(REPO / "helm" / "sentiops"),
-        "--namespace=sentiops-nofeedback", "--create-namespace", "--no-hooks", "--timeout=120s",
+        "install",
+        "sentiops-nofeedback",
+        str(REPO / "helm" / "sentiops"),
+        "--namespace=sentiops-nofeedback",
+        "--create-namespace",
+        "--no-hooks",
+        "--timeout=120s",
         "--set=inferenceService.feedback.enabled=false",
-    )  # fmt: skip
+    )
     # Shadow rollout mode (KServe Standard mode): the pipeline's Role adds HTTPRoutes and
     # delete on `sentiment-shadow`; the shadow's pods get a NetworkPolicy of their own.
     kube.helm(
-        "install", "sentiops-shadow", str(REPO / "helm" / "sentiops"),
-        "--namespace=sentiops-shadow", "--create-namespace", "--no-hooks", "--timeout=120s",
+        "install",
+        "sentiops-shadow",
+        str(REPO / "helm" / "sentiops"),
+        "--namespace=sentiops-shadow",
+        "--create-namespace",
+        "--no-hooks",
+        "--timeout=120s",
         "--set=inferenceService.canary.mode=shadow,inferenceService.deploymentMode=Standard",
         *REQUIRED_SET,
-    )  # fmt: skip
+    )
     # The overlays, as `make deploy` applies them: kind into its namespace "sentiops"; cloud
     # into "sentiops-cloud" through a wrapper kustomization (same objects, other namespace).
     overlays = REPO / "manifests" / "overlays"
@@ -190,8 +221,13 @@ def test_the_secrets_script_creates_what_the_release_names(installed: ApiServer)
     names = set()
     for doc in yaml.safe_load_all(manifest + "\n---\n" + hooks):
         names |= secret_names(doc) if doc else set()
-    s3 = ["sentiops-s3-root", "sentiops-s3-predictor", "sentiops-s3-drift", "sentiops-s3-mlflow",
-          "sentiops-s3"]  # fmt: skip
+    s3 = [
+        "sentiops-s3-root",
+        "sentiops-s3-predictor",
+        "sentiops-s3-drift",
+        "sentiops-s3-mlflow",
+        "sentiops-s3",
+    ]
     keys = ["sentiops-annotator-tokens", "sentiops-eval-sample", "sentiops-model-signing"]
     assert names == set(s3 + keys)
     existing = installed.kubectl("get", "secrets", "-n", ns, "-o", "name").stdout.split()
@@ -203,7 +239,12 @@ def test_the_secrets_script_creates_what_the_release_names(installed: ApiServer)
         assert set(data[n]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, n
         assert re.fullmatch(r"[0-9a-f]{48}", data[n]["AWS_SECRET_ACCESS_KEY"]), n
     assert [u.rsplit("-", 1)[0] for u in users] == [
-        "sentiops", "predictor", "drift", "mlflow", "pipeline"]  # fmt: skip
+        "sentiops",
+        "predictor",
+        "drift",
+        "mlflow",
+        "pipeline",
+    ]
     notes = get(installed, "-n", ns, "secret", "sentiops-s3-predictor")["metadata"]["annotations"]
     assert notes["serving.kserve.io/s3-endpoint"] == f"minio.{ns}.svc.cluster.local:9000"
     assert notes["serving.kserve.io/s3-usehttps"] == "0"
@@ -219,9 +260,16 @@ def test_the_secrets_script_creates_what_the_release_names(installed: ApiServer)
     # kept outside the repository, readable by their owner only
     files = [p for p in config.rglob("*") if p.is_file()]
     assert {p.relative_to(config).as_posix() for p in files} == {
-        "s3.env", "s3-predictor.env", "s3-drift.env", "s3-mlflow.env", "s3-pipeline.env",
-        "annotator-tokens.env", "eval-sample.env", "model-signing/signing.key",
-        "model-signing/verify.pub"}  # fmt: skip
+        "s3.env",
+        "s3-predictor.env",
+        "s3-drift.env",
+        "s3-mlflow.env",
+        "s3-pipeline.env",
+        "annotator-tokens.env",
+        "eval-sample.env",
+        "model-signing/signing.key",
+        "model-signing/verify.pub",
+    }
     assert all(p.stat().st_mode & 0o077 == 0 for p in files)
     assert config.stat().st_mode & 0o077 == 0
     # the pipeline's Secrets where its runs execute (and nothing else there)
@@ -231,8 +279,16 @@ def test_the_secrets_script_creates_what_the_release_names(installed: ApiServer)
     assert _secret_data(installed, KFP_NS, "sentiops-s3") == data["sentiops-s3"]
     assert _secret_data(installed, KFP_NS, "sentiops-model-signing") == signing
     # a second run: nothing changes; a token rotated by hand stays
-    installed.kubectl("-n", ns, "patch", "secret", "sentiops-annotator-tokens", "--type=merge",
-                      "-p", json.dumps({"stringData": {"team-b": "b" * 48}}))  # fmt: skip
+    installed.kubectl(
+        "-n",
+        ns,
+        "patch",
+        "secret",
+        "sentiops-annotator-tokens",
+        "--type=merge",
+        "-p",
+        json.dumps({"stringData": {"team-b": "b" * 48}}),
+    )
     out = create_secrets(installed, ns, config)
     for n in keys:
         assert f"Secret {n} in {ns} exists: left as it is" in out
@@ -403,9 +459,10 @@ def test_network_policies_stored(installed: ApiServer) -> None:
         assert np["policyTypes"] == ["Ingress"], ns
         requests, metrics = np["ingress"]
         assert [p["port"] for p in requests["ports"]] == [8012, 8013, 9090], ns
-        assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
-                } in metrics["from"], ns  # fmt: skip
+        assert {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        } in metrics["from"], ns
     clients = get(installed, "-n", "sentiops-auth", "networkpolicy", "sentiops-predictor")
     assert {"podSelector": {"matchLabels": {"app": "rollout"}}} in clients["spec"]["ingress"][0][
         "from"
@@ -418,14 +475,18 @@ def test_network_policies_stored(installed: ApiServer) -> None:
             "podSelector": {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment"}}
         }
     names = installed.kubectl("get", "networkpolicy", "-n", "sentiops-helm", "-o", "name").stdout
-    assert names.split() == [f"networkpolicy.networking.k8s.io/{n}"
-                             for n in ("minio", "mlflow", "sentiops-predictor")]  # fmt: skip
+    assert names.split() == [
+        f"networkpolicy.networking.k8s.io/{n}" for n in ("minio", "mlflow", "sentiops-predictor")
+    ]
     pipeline_pods = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}},
         "podSelector": {"matchLabels": {"pipelines.kubeflow.org/v2_component": "true"}},
     }
-    for ns, release in (("sentiops", "sentiops"), ("sentiops-helm", "sentiops"),
-                        ("sentiops-svc", "sentiops-svc")):  # fmt: skip
+    for ns, release in (
+        ("sentiops", "sentiops"),
+        ("sentiops-helm", "sentiops"),
+        ("sentiops-svc", "sentiops-svc"),
+    ):
         mine = {"app.kubernetes.io/instance": release}
         mlflow = get(installed, "-n", ns, "networkpolicy", "mlflow")["spec"]
         assert mlflow["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "mlflow", **mine}
@@ -435,13 +496,16 @@ def test_network_policies_stored(installed: ApiServer) -> None:
         assert minio["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "minio", **mine}
         (rule,) = minio["ingress"]
         assert [p["port"] for p in rule["ports"]] == [9000], ns
-        assert {"podSelector": {"matchLabels": {
-            "serving.kserve.io/inferenceservice": "sentiment"}}} in rule["from"]  # fmt: skip
+        assert {
+            "podSelector": {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment"}}
+        } in rule["from"]
         assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow", **mine}}} in (
-            rule["from"])  # fmt: skip
+            rule["from"]
+        )
         assert pipeline_pods in rule["from"], ns
-        drift = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "sentiops-drift",
-                                                 **mine}}}  # fmt: skip
+        drift = {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "sentiops-drift", **mine}}
+        }
         assert (drift in rule["from"]) is (ns == "sentiops-svc"), ns
 
 
@@ -452,20 +516,31 @@ def test_helm_release_in_shadow_mode_stored(installed: ApiServer) -> None:
     ns = "sentiops-shadow"
     data = get(installed, "-n", ns, "configmap", "sentiops-rollout")["data"]
     assert data["rolloutMode"] == "shadow"
-    assert "rolloutMode" not in get(installed, "-n", "sentiops-helm", "configmap",
-                                    "sentiops-rollout")["data"]  # fmt: skip
+    assert (
+        "rolloutMode"
+        not in get(installed, "-n", "sentiops-helm", "configmap", "sentiops-rollout")["data"]
+    )
     pm = get(installed, "-n", ns, "podmonitor", "sentiops-predictor")["spec"]["selector"]
-    assert pm == {"matchExpressions": [{"key": "serving.kserve.io/inferenceservice",
-                                        "operator": "In",
-                                        "values": ["sentiment", "sentiment-shadow"]}]}  # fmt: skip
+    assert pm == {
+        "matchExpressions": [
+            {
+                "key": "serving.kserve.io/inferenceservice",
+                "operator": "In",
+                "values": ["sentiment", "sentiment-shadow"],
+            }
+        ]
+    }
     drift = get(installed, "-n", ns, "podmonitor", "sentiops-drift")["spec"]["selector"]
     assert drift == {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment"}}
     predictor = get(installed, "-n", ns, "networkpolicy", "sentiops-predictor")["spec"]
     shadow = get(installed, "-n", ns, "networkpolicy", "sentiops-predictor-shadow")["spec"]
     assert shadow["podSelector"] == {
-        "matchLabels": {"serving.kserve.io/inferenceservice": "sentiment-shadow"}}  # fmt: skip
+        "matchLabels": {"serving.kserve.io/inferenceservice": "sentiment-shadow"}
+    }
     assert [[p["port"] for p in rule["ports"]] for rule in predictor["ingress"]] == [
-        [9081], [8080, 9081]]  # fmt: skip
+        [9081],
+        [8080, 9081],
+    ]
     assert [[p["port"] for p in rule["ports"]] for rule in shadow["ingress"]] == [[8080], [8080]]
     assert [r["from"] for r in shadow["ingress"]] == [r["from"] for r in predictor["ingress"]]
     isvc = get(installed, "-n", ns, "inferenceservice", "sentiment")
@@ -479,24 +554,32 @@ def test_token_secret_mounted_into_the_stored_predictor(installed: ApiServer) ->
     (container,) = pred["containers"]
     assert "--auth_token_file=/var/run/sentiops/tokens" in container["args"]
     assert "--auth_reads=true" in container["args"] and "--rate_limit=20" in container["args"]
-    assert {"name": "auth-tokens", "mountPath": "/var/run/sentiops/tokens",
-            "readOnly": True} in container["volumeMounts"]  # fmt: skip
-    assert {"name": "auth-tokens", "secret": {"secretName": "sentiops-annotator-tokens",
-            "defaultMode": 0o440}} in pred["volumes"]  # fmt: skip
+    assert {
+        "name": "auth-tokens",
+        "mountPath": "/var/run/sentiops/tokens",
+        "readOnly": True,
+    } in container["volumeMounts"]
+    assert {
+        "name": "auth-tokens",
+        "secret": {"secretName": "sentiops-annotator-tokens", "defaultMode": 0o440},
+    } in pred["volumes"]
     # the chart created no Secret (the user does); with feedback off none is mounted
     secrets = installed.kubectl("get", "secrets", "-n", "sentiops-auth", "-o", "name").stdout
     assert "secret/sentiops-annotator-tokens" not in secrets.split()
     off = get(installed, "-n", "sentiops-nofeedback", "inferenceservice", "sentiment")
     assert "auth-tokens" not in {v["name"] for v in off["spec"]["predictor"]["volumes"]}
-    assert not [a for a in off["spec"]["predictor"]["containers"][0]["args"]
-                if a.startswith(("--feedback", "--auth"))]  # fmt: skip
+    assert not [
+        a
+        for a in off["spec"]["predictor"]["containers"][0]["args"]
+        if a.startswith(("--feedback", "--auth"))
+    ]
     # NOTES.txt: the token Secret's name with feedback on, that feedback is off without
     notes = {
         release: installed.helm("get", "notes", release, "-n", ns).stdout
         for release, ns in (
             ("sentiops-nofeedback", "sentiops-nofeedback"),
             ("sentiops-auth", "sentiops-auth"),
-        )  # fmt: skip
+        )
     }
     assert "Feedback is off" in notes["sentiops-nofeedback"]
     assert "WARNING" not in notes["sentiops-auth"]
@@ -508,9 +591,14 @@ def test_the_defaults_refuse_to_install_an_open_feedback_api(installed: ApiServe
     """`helm install` with the chart's defaults alone fails before anything is created, saying
     what to set: :feedback is on by default and needs a token Secret."""
     proc = installed.helm(
-        "install", "sentiops-open", str(REPO / "helm" / "sentiops"),
-        "--namespace=sentiops-open", "--create-namespace", "--no-hooks", check=False,
-    )  # fmt: skip
+        "install",
+        "sentiops-open",
+        str(REPO / "helm" / "sentiops"),
+        "--namespace=sentiops-open",
+        "--create-namespace",
+        "--no-hooks",
+        check=False,
+    )
     assert proc.returncode != 0
     assert "inferenceService.feedback.enabled=true needs auth.existingSecret" in proc.stderr
     assert "set auth.existingSecret=sentiops-annotator-tokens" in proc.stderr
@@ -529,8 +617,11 @@ def test_pods_without_api_access_mount_no_token(installed: ApiServer) -> None:
         assert isvc["spec"]["predictor"]["automountServiceAccountToken"] is False, ns
     drift = get(installed, "-n", "sentiops-svc", "deployment", "sentiops-drift")
     assert drift["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
-    for sa, mounted in (("sentiops-predictor", False), ("sentiops-workload", False),
-                        ("sentiops-pipeline", True)):  # fmt: skip
+    for sa, mounted in (
+        ("sentiops-predictor", False),
+        ("sentiops-workload", False),
+        ("sentiops-pipeline", True),
+    ):
         account = get(installed, "-n", "sentiops", "serviceaccount", sa)
         assert account["automountServiceAccountToken"] is mounted, sa
 
@@ -543,11 +634,23 @@ def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) ->
     Secret, the sqlite PVC kept; and the chart on an existing database's URL Secret."""
     ns, script = "sentiops-pg", str(REPO / "scripts" / "cluster" / "create-mlflow-db-secret.sh")
     chart = str(REPO / "helm" / "sentiops")
-    installed.helm("install", "sentiops-pg", chart, f"--namespace={ns}", "--create-namespace",
-                   "--no-hooks", "--timeout=120s", *REQUIRED_SET)  # fmt: skip
+    installed.helm(
+        "install",
+        "sentiops-pg",
+        chart,
+        f"--namespace={ns}",
+        "--create-namespace",
+        "--no-hooks",
+        "--timeout=120s",
+        *REQUIRED_SET,
+    )
     env_file = tmp_path / "mlflow-db.env"
-    env = {**installed.env, "NAMESPACE": ns, "KUBECTL": tool("kubectl"),
-           "MLFLOW_DB_ENV_FILE": str(env_file)}  # fmt: skip
+    env = {
+        **installed.env,
+        "NAMESPACE": ns,
+        "KUBECTL": tool("kubectl"),
+        "MLFLOW_DB_ENV_FILE": str(env_file),
+    }
     run(["bash", script], env=env)
     secret = get(installed, "-n", ns, "secret", "mlflow-postgresql")
     assert re.fullmatch(r"[0-9a-f]{48}", base64.b64decode(secret["data"]["password"]).decode())
@@ -555,9 +658,16 @@ def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) ->
     assert "left as it is" in run(["bash", script], env=env).stdout  # the database keeps it
     assert get(installed, "-n", ns, "secret", "mlflow-postgresql")["data"] == secret["data"]
 
-    installed.helm("upgrade", "sentiops-pg", chart, f"--namespace={ns}", "--no-hooks",
-                   "--timeout=120s", "--set=mlflow.backend=postgresql",
-                   *REQUIRED_SET)  # fmt: skip
+    installed.helm(
+        "upgrade",
+        "sentiops-pg",
+        chart,
+        f"--namespace={ns}",
+        "--no-hooks",
+        "--timeout=120s",
+        "--set=mlflow.backend=postgresql",
+        *REQUIRED_SET,
+    )
     sts = get(installed, "-n", ns, "statefulset", "mlflow-postgresql")["spec"]
     assert sts["serviceName"] == "mlflow-postgresql"
     assert sts["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
@@ -566,8 +676,10 @@ def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) ->
     assert pod["automountServiceAccountToken"] is False
     (db,) = pod["containers"]
     assert db["securityContext"]["readOnlyRootFilesystem"] is True
-    assert {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {
-        "name": "mlflow-postgresql", "key": "password"}}} in db["env"]  # fmt: skip
+    assert {
+        "name": "POSTGRES_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "mlflow-postgresql", "key": "password"}},
+    } in db["env"]
     svc = get(installed, "-n", ns, "service", "mlflow-postgresql")["spec"]
     assert svc["clusterIP"] == "None" and svc["ports"][0]["port"] == 5432
     (rule,) = get(installed, "-n", ns, "networkpolicy", "mlflow-postgresql")["spec"]["ingress"]
@@ -595,13 +707,21 @@ def test_mlflow_on_postgresql_installed(installed: ApiServer, tmp_path: Path) ->
         "-n", ext, "create", "secret", "generic", "mlflow-db", f"--from-literal=url={url}"
     )
     installed.helm(
-        "install", "sentiops-pgext", chart, f"--namespace={ext}", "--no-hooks", "--timeout=120s",
-        "--set=mlflow.backend=postgresql", "--set=mlflow.postgresql.existingSecret=mlflow-db",
+        "install",
+        "sentiops-pgext",
+        chart,
+        f"--namespace={ext}",
+        "--no-hooks",
+        "--timeout=120s",
+        "--set=mlflow.backend=postgresql",
+        "--set=mlflow.postgresql.existingSecret=mlflow-db",
         *REQUIRED_SET,
-    )  # fmt: skip
+    )
     assert installed.kubectl("get", "statefulset", "-n", ext, "-o", "name").stdout.split() == []
     (mlflow,) = get(installed, "-n", ext, "deployment", "mlflow")["spec"]["template"]["spec"][
         "containers"
     ]
-    assert {"name": "MLFLOW_BACKEND_STORE_URI", "valueFrom": {"secretKeyRef": {
-        "name": "mlflow-db", "key": "url"}}} in mlflow["env"]  # fmt: skip
+    assert {
+        "name": "MLFLOW_BACKEND_STORE_URI",
+        "valueFrom": {"secretKeyRef": {"name": "mlflow-db", "key": "url"}},
+    } in mlflow["env"]

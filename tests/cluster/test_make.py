@@ -20,30 +20,59 @@ def make_n(*targets: str) -> str:
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
-        ("kind-up", ["kind create cluster --config kind-config.yaml --name sentiops",
-                     "bash scripts/cluster/kind-up.sh"]),
-        ("images", ["BUILDER=docker IMAGE_PREFIX=dev.local/sentiops IMAGE_TAG=dev bash "
-                    "scripts/images/build.sh",
-                    "kind load docker-image --name sentiops"]),
-        ("images-buildah", ["BUILDER=buildah IMAGE_PREFIX=dev.local/sentiops IMAGE_TAG=dev "
-                            "bash scripts/images/build.sh"]),
+        (
+            "kind-up",
+            [
+                "kind create cluster --config kind-config.yaml --name sentiops",
+                "bash scripts/cluster/kind-up.sh",
+            ],
+        ),
+        (
+            "images",
+            [
+                "BUILDER=docker IMAGE_PREFIX=dev.local/sentiops IMAGE_TAG=dev bash "
+                "scripts/images/build.sh",
+                "kind load docker-image --name sentiops",
+            ],
+        ),
+        (
+            "images-buildah",
+            [
+                "BUILDER=buildah IMAGE_PREFIX=dev.local/sentiops IMAGE_TAG=dev "
+                "bash scripts/images/build.sh"
+            ],
+        ),
         ("images-push", ["docker push dev.local/sentiops/serving:dev"]),
-        ("deploy", ["NAMESPACE=sentiops KFP_NAMESPACE=kubeflow",
-                    "bash scripts/cluster/create-secrets.sh",
-                    "kubectl -n sentiops delete job minio-create-buckets --ignore-not-found",
-                    "kubectl apply --server-side --field-manager=sentiops -k "
-                    "manifests/overlays/kind",
-                    "wait --for=condition=Ready isvc/sentiment"]),
-        ("deploy-helm", ["bash scripts/cluster/create-secrets.sh",
-                         "upgrade --install sentiops helm/sentiops -n sentiops",
-                         "--set auth.existingSecret=sentiops-annotator-tokens"]),
+        (
+            "deploy",
+            [
+                "NAMESPACE=sentiops KFP_NAMESPACE=kubeflow",
+                "bash scripts/cluster/create-secrets.sh",
+                "kubectl -n sentiops delete job minio-create-buckets --ignore-not-found",
+                "kubectl apply --server-side --field-manager=sentiops -k manifests/overlays/kind",
+                "wait --for=condition=Ready isvc/sentiment",
+            ],
+        ),
+        (
+            "deploy-helm",
+            [
+                "bash scripts/cluster/create-secrets.sh",
+                "upgrade --install sentiops helm/sentiops -n sentiops",
+                "--set auth.existingSecret=sentiops-annotator-tokens",
+            ],
+        ),
         ("secrets", ["bash scripts/cluster/create-secrets.sh"]),
-        ("pipeline-submit", ["sentiops pipeline submit --host http://localhost:8888 "
-                             "--image dev.local/sentiops/components:dev"]),
+        (
+            "pipeline-submit",
+            [
+                "sentiops pipeline submit --host http://localhost:8888 "
+                "--image dev.local/sentiops/components:dev"
+            ],
+        ),
         ("port-forward", ["bash scripts/cluster/port-forward.sh sentiops"]),
         ("verify-cluster", ["pytest tests/cluster -q"]),
     ],
-)  # fmt: skip
+)
 def test_make_targets_expand(target: str, expected: list[str]) -> None:
     out = " ".join(make_n(target).split())
     for fragment in expected:

@@ -66,14 +66,24 @@ def test_helm_lint_strict() -> None:
     out = run([tool("helm"), "lint", "--strict", str(CHART), *REQUIRED_SET]).stdout
     assert "0 chart(s) failed" in out
     # and with everything optional switched off / changed (feedback off: no token Secret needed)
-    run([
-        tool("helm"), "lint", "--strict", str(CHART),
-        "--set", "minio.enabled=false,mlflow.enabled=false,drift.enabled=false",
-        "--set", "inferenceService.canary.enabled=false,inferenceService.logger.enabled=false",
-        "--set", "monitoring.podMonitor.enabled=false,monitoring.prometheusRule.enabled=false",
-        "--set", "inferenceService.feedback.enabled=false,evalSample.existingSecret=",
-        "--set", "modelSigning.existingSecret=",
-    ])  # fmt: skip
+    run(
+        [
+            tool("helm"),
+            "lint",
+            "--strict",
+            str(CHART),
+            "--set",
+            "minio.enabled=false,mlflow.enabled=false,drift.enabled=false",
+            "--set",
+            "inferenceService.canary.enabled=false,inferenceService.logger.enabled=false",
+            "--set",
+            "monitoring.podMonitor.enabled=false,monitoring.prometheusRule.enabled=false",
+            "--set",
+            "inferenceService.feedback.enabled=false,evalSample.existingSecret=",
+            "--set",
+            "modelSigning.existingSecret=",
+        ]
+    )
     # the defaults alone: helm lint reports the chart's `fail` (:feedback needs a token Secret)
     # without failing, by its design for required values; `helm template`/`install` fail
     bare = run([tool("helm"), "lint", "--strict", str(CHART)], check=False)
@@ -113,28 +123,52 @@ def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> Non
     assert denv["SENTIOPS_PREDICTOR_URL"] == "http://localhost:8080"
     # the poisoning guard: the share limit off by default, the excess limit on
     assert (denv["SENTIOPS_RETRAIN_MAX_TOKEN_SHARE"], denv["SENTIOPS_RETRAIN_MAX_EXCESS"]) == (
-        "1", "0.3")  # fmt: skip
+        "1",
+        "0.3",
+    )
     assert "ports" not in drift  # Knative: only the serving container declares ports
     assert "readinessProbe" not in drift  # drift never takes serving down
     assert drift["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 9081}
     assert {m["mountPath"] for m in drift["volumeMounts"]} == {
-        "/tmp", "/var/run/sentiops/eval-sample", "/var/run/sentiops/model-verify"}  # fmt: skip
-    assert not [d for d in helm_docs if d["metadata"]["name"] == "sentiops-drift"
-                and d["kind"] in ("Deployment", "Service")]  # fmt: skip
+        "/tmp",
+        "/var/run/sentiops/eval-sample",
+        "/var/run/sentiops/model-verify",
+    }
+    assert not [
+        d
+        for d in helm_docs
+        if d["metadata"]["name"] == "sentiops-drift" and d["kind"] in ("Deployment", "Service")
+    ]
     # Prometheus scrapes the sidecar through the predictor pods' target, readdressed
     pm = one(helm_docs, "PodMonitor", "sentiops-drift")
     selector = pm["spec"]["selector"]["matchLabels"]
     assert selector == {"serving.kserve.io/inferenceservice": "sentiment"}
     (ep,) = pm["spec"]["podMetricsEndpoints"]
-    assert {"sourceLabels": ["__meta_kubernetes_pod_ip"], "targetLabel": "__address__",
-            "replacement": "$1:9081"} in ep["relabelings"]  # fmt: skip
+    assert {
+        "sourceLabels": ["__meta_kubernetes_pod_ip"],
+        "targetLabel": "__address__",
+        "replacement": "$1:9081",
+    } in ep["relabelings"]
     rollout = one(helm_docs, "ConfigMap", "sentiops-rollout")
     assert rollout["data"]["canarySteps"] == "10,50,100"
 
 
 def test_helm_drift_service_mode() -> None:
-    docs = load_docs(run([tool("helm"), "template", "x", str(CHART), "-n", "prod", *REQUIRED_SET,
-                          "--set", "drift.mode=service"]).stdout)  # fmt: skip
+    docs = load_docs(
+        run(
+            [
+                tool("helm"),
+                "template",
+                "x",
+                str(CHART),
+                "-n",
+                "prod",
+                *REQUIRED_SET,
+                "--set",
+                "drift.mode=service",
+            ]
+        ).stdout
+    )
     pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
     assert pred["logger"]["url"] == "http://sentiops-drift.prod.svc.cluster.local:9081/"
     assert [c["name"] for c in pred["containers"]] == ["kserve-container"]
@@ -150,8 +184,9 @@ def test_helm_drift_service_mode() -> None:
     pm = one(docs, "PodMonitor", "sentiops-drift")
     assert pm["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "sentiops-drift"}
     for port in (8080, 8081):  # the predictor's HTTP and gRPC ports are refused
-        bad = run([tool("helm"), "template", "x", str(CHART), "--set", f"drift.port={port}"],
-                  check=False)  # fmt: skip
+        bad = run(
+            [tool("helm"), "template", "x", str(CHART), "--set", f"drift.port={port}"], check=False
+        )
         assert bad.returncode != 0 and "drift/port" in bad.stderr
 
 
@@ -190,16 +225,31 @@ def test_rollout_configmap_parses_to_the_judge_defaults(helm_docs) -> None:
 
 
 def test_helm_values_drive_the_render() -> None:
-    out = run([
-        tool("helm"), "template", "x", str(CHART), "-n", "prod", *REQUIRED_SET,
-        "--set", "inferenceService.modelVersion=7",
-        "--set", "inferenceService.canary.steps={5,25,100}",
-        "--set", "images.serving.repository=reg.io/s,images.serving.tag=v7",
-        "--set", "podSecurityContext.runAsUser=2000",
-        "--set", "alerts.latencyP95Seconds=0.25",
-        "--set", "s3.bucket=models",
-        "--set", "drift.retrain.guard.maxTokenShare=0.9,drift.retrain.guard.maxExcess=0.25",
-    ]).stdout  # fmt: skip
+    out = run(
+        [
+            tool("helm"),
+            "template",
+            "x",
+            str(CHART),
+            "-n",
+            "prod",
+            *REQUIRED_SET,
+            "--set",
+            "inferenceService.modelVersion=7",
+            "--set",
+            "inferenceService.canary.steps={5,25,100}",
+            "--set",
+            "images.serving.repository=reg.io/s,images.serving.tag=v7",
+            "--set",
+            "podSecurityContext.runAsUser=2000",
+            "--set",
+            "alerts.latencyP95Seconds=0.25",
+            "--set",
+            "s3.bucket=models",
+            "--set",
+            "drift.retrain.guard.maxTokenShare=0.9,drift.retrain.guard.maxExcess=0.25",
+        ]
+    ).stdout
     docs = load_docs(out)
     pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
     denv = {e["name"]: e.get("value") for e in pred["containers"][1]["env"]}
@@ -215,10 +265,19 @@ def test_helm_values_drive_the_render() -> None:
     exprs = [r.get("expr", "") for g in rule["spec"]["groups"] for r in g["rules"]]
     assert "sentiops:request_predict_seconds:p95_5m > 0.25" in exprs
 
-    off = load_docs(run([
-        tool("helm"), "template", "x", str(CHART), *REQUIRED_SET,
-        "--set", "inferenceService.canary.enabled=false,inferenceService.logger.enabled=false",
-    ]).stdout)  # fmt: skip
+    off = load_docs(
+        run(
+            [
+                tool("helm"),
+                "template",
+                "x",
+                str(CHART),
+                *REQUIRED_SET,
+                "--set",
+                "inferenceService.canary.enabled=false,inferenceService.logger.enabled=false",
+            ]
+        ).stdout
+    )
     pred = one(off, "InferenceService", "sentiment")["spec"]["predictor"]
     assert "canaryTrafficPercent" not in pred and "logger" not in pred
 
@@ -303,8 +362,9 @@ def lockdown_problems(render: str, docs: list[dict]) -> list[str]:
             # none of these pods talks to the Kubernetes API: no token in the pod (the pod
             # field, else its ServiceAccount's; KServe/Knative pods: the SA's)
             sa = accounts[spec["serviceAccountName"]]
-            automount = spec.get("automountServiceAccountToken",
-                                 sa.get("automountServiceAccountToken", True))  # fmt: skip
+            automount = spec.get(
+                "automountServiceAccountToken", sa.get("automountServiceAccountToken", True)
+            )
             if automount is not False:
                 problems.append(f"{where}: mounts a ServiceAccount token")
             psc = spec.get("securityContext", {})
@@ -336,16 +396,19 @@ def test_only_the_pipeline_account_mounts_a_token(helm_docs, overlay_docs) -> No
     renders = {
         **all_renders(helm_docs, overlay_docs),
         "service+postgresql+shadow": helm_template(
-            "drift.mode=service", "mlflow.backend=postgresql", *SHADOW),
-    }  # fmt: skip
+            "drift.mode=service", "mlflow.backend=postgresql", *SHADOW
+        ),
+    }
     for render, docs in renders.items():
         automount = {
             d["metadata"]["name"]: d.get("automountServiceAccountToken", True)
             for d in by_kind(docs, "ServiceAccount")
         }
         assert automount == {
-            "sentiops-pipeline": True, "sentiops-predictor": False, "sentiops-workload": False,
-        }, render  # fmt: skip
+            "sentiops-pipeline": True,
+            "sentiops-predictor": False,
+            "sentiops-workload": False,
+        }, render
         workloads = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
         assert len(workloads) >= 4, render
         for doc in workloads:
@@ -401,8 +464,9 @@ def test_dashboard_configmap_carries_the_dashboard(helm_docs) -> None:
 def helm_template(*sets: str, required: bool = True) -> list[dict]:
     """The chart rendered as release `x` in namespace `prod`, with the required values (unless
     `required=False`) and then `sets`."""
-    args = [a for value in (*(REQUIRED_VALUES if required else ()), *sets)
-            for a in ("--set", value)]  # fmt: skip
+    args = [
+        a for value in (*(REQUIRED_VALUES if required else ()), *sets) for a in ("--set", value)
+    ]
     return load_docs(run([tool("helm"), "template", "x", str(CHART), "-n", "prod", *args]).stdout)
 
 
@@ -463,10 +527,11 @@ def test_predictor_network_policy(helm_docs, overlay_docs) -> None:
 
 def test_network_policies_follow_the_values() -> None:
     docs = helm_template(
-        "drift.mode=service", "inferenceService.deploymentMode=Standard",
+        "drift.mode=service",
+        "inferenceService.deploymentMode=Standard",
         "networkPolicy.clients[0].matchLabels.app\\.kubernetes\\.io/name=sentiops-rollout",
         "networkPolicy.prometheus[0].namespaceSelector.matchLabels.name=observability",
-    )  # fmt: skip
+    )
     prom = [{"namespaceSelector": {"matchLabels": {"name": "observability"}}}]
     requests, metrics = one(docs, "NetworkPolicy", "sentiops-predictor")["spec"]["ingress"]
     client = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "sentiops-rollout"}}}
@@ -484,8 +549,9 @@ def test_network_policies_follow_the_values() -> None:
     predictor = {"podSelector": isvc_pods}
     assert _peers(rule) == [predictor, *prom] and _ports(rule) == [9081]
 
-    raw = helm_template("inferenceService.deploymentMode=RawDeployment",
-                        "inferenceService.logger.enabled=false")  # fmt: skip
+    raw = helm_template(
+        "inferenceService.deploymentMode=RawDeployment", "inferenceService.logger.enabled=false"
+    )
     requests, _ = one(raw, "NetworkPolicy", "sentiops-predictor")["spec"]["ingress"]
     assert _ports(requests) == [8080]  # no agent in front: the model server itself
     pinned = helm_template("networkPolicy.predictorPorts={8012}")
@@ -497,9 +563,13 @@ def test_network_policies_follow_the_values() -> None:
     assert one(closed, "NetworkPolicy", "sentiops-predictor")["spec"]["ingress"] == []
 
 
-AUTH_SET = ("auth.existingSecret=sentiops-annotator-tokens", "auth.readsNeedToken=true",
-            "inferenceService.rateLimit=20", "inferenceService.rateBurst=40",
-            "s3.bucket=prod-bucket")  # fmt: skip
+AUTH_SET = (
+    "auth.existingSecret=sentiops-annotator-tokens",
+    "auth.readsNeedToken=true",
+    "inferenceService.rateLimit=20",
+    "inferenceService.rateBurst=40",
+    "s3.bucket=prod-bucket",
+)
 
 
 def test_feedback_goes_to_the_charts_store(helm_docs, overlay_docs) -> None:
@@ -509,7 +579,8 @@ def test_feedback_goes_to_the_charts_store(helm_docs, overlay_docs) -> None:
     it has neither the flag nor the credentials."""
     for render, docs in all_renders(helm_docs, overlay_docs).items():
         container, drift = one(docs, "InferenceService", "sentiment")["spec"]["predictor"][
-            "containers"]  # fmt: skip
+            "containers"
+        ]
         denv = {e["name"]: e for e in drift["env"]}
         store = denv["SENTIOPS_STORE"]["value"]
         assert f"--feedback_store={store}" in container["args"], render
@@ -540,8 +611,11 @@ def test_token_secret_is_mounted_as_a_directory() -> None:
         "--rate_limit=20",
         "--rate_burst=40",
     ]
-    assert {"name": "auth-tokens", "mountPath": "/var/run/sentiops/tokens",
-            "readOnly": True} in container["volumeMounts"]  # fmt: skip
+    assert {
+        "name": "auth-tokens",
+        "mountPath": "/var/run/sentiops/tokens",
+        "readOnly": True,
+    } in container["volumeMounts"]
     (volume,) = [v for v in pred["volumes"] if v["name"] == "auth-tokens"]
     assert volume["secret"] == {"secretName": "sentiops-annotator-tokens", "defaultMode": 0o440}
     # only the model server reads the tokens; the Secret is the user's, never rendered
@@ -596,8 +670,9 @@ def test_no_token_literal_anywhere(helm_default, overlay_yaml) -> None:
 
     assert TOKENISH.search(f"team-a: {secrets.token_hex(24)}")  # what the docs tell users
     assert TOKENISH.search("Authorization: Bearer x")
-    with_auth = run([tool("helm"), "template", "x", str(CHART),
-                     *[a for v in AUTH_SET for a in ("--set", v)]]).stdout  # fmt: skip
+    with_auth = run(
+        [tool("helm"), "template", "x", str(CHART), *[a for v in AUTH_SET for a in ("--set", v)]]
+    ).stdout
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["auth"] == {"existingSecret": "", "readsNeedToken": False}
     texts = {"helm": helm_default, "helm+auth": with_auth, **overlay_yaml}
@@ -622,8 +697,9 @@ def test_authorization_policy_only_when_enabled(helm_docs) -> None:
     assert write["to"] == [
         {"operation": {"methods": ["POST"], "paths": ["/v1/models/sentiment:feedback"]}}
     ]
-    assert write["when"] == [{"key": "request.headers[authorization]",
-                              "values": ["Bearer *", "bearer *"]}]  # fmt: skip
+    assert write["when"] == [
+        {"key": "request.headers[authorization]", "values": ["Bearer *", "bearer *"]}
+    ]
     (op,) = [t["operation"] for t in reads["to"]]
     assert "when" not in reads and "from" not in reads
     assert "/v1/models/*" in op["paths"] and "/v2/health/*" in op["paths"]
@@ -641,31 +717,62 @@ def test_authorization_policy_only_when_enabled(helm_docs) -> None:
     for rule in spec["rules"]:
         assert set(rule) <= {"from", "to", "when"}
         for cond in rule.get("when", []):
-            assert re.fullmatch(r"request\.headers\[[a-z0-9-]+\]|request\.auth\.\w+",
-                                cond["key"]) and cond["values"]  # fmt: skip
-    bad = run([tool("helm"), "template", "x", str(CHART), *REQUIRED_SET, "--set",
-               "istio.authorizationPolicy.enabled=true,istio.authorizationPolicy.readPaths=null"],
-              check=False)  # fmt: skip
+            assert (
+                re.fullmatch(r"request\.headers\[[a-z0-9-]+\]|request\.auth\.\w+", cond["key"])
+                and cond["values"]
+            )
+    bad = run(
+        [
+            tool("helm"),
+            "template",
+            "x",
+            str(CHART),
+            *REQUIRED_SET,
+            "--set",
+            "istio.authorizationPolicy.enabled=true,istio.authorizationPolicy.readPaths=null",
+        ],
+        check=False,
+    )
     assert bad.returncode != 0 and "readPaths" in bad.stderr
 
 
 def test_everything_switched_on_still_validates() -> None:
     """NetworkPolicies, token volume and flags: strictly valid built-in kinds and an
     InferenceService the real CRD schema accepts, with the policy features all on."""
-    docs = helm_template(*AUTH_SET, "drift.mode=service", "istio.authorizationPolicy.enabled=true",
-                         "networkPolicy.clients[0].matchLabels.app=x")  # fmt: skip
+    docs = helm_template(
+        *AUTH_SET,
+        "drift.mode=service",
+        "istio.authorizationPolicy.enabled=true",
+        "networkPolicy.clients[0].matchLabels.app=x",
+    )
     crd = yaml.safe_load((crds_dir() / "serving.kserve.io_inferenceservices.yaml").read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    assert validate_isvc(one(docs, "InferenceService", "sentiment"),
-                         version["schema"]["openAPIV3Schema"]) == []  # fmt: skip
+    assert (
+        validate_isvc(
+            one(docs, "InferenceService", "sentiment"), version["schema"]["openAPIV3Schema"]
+        )
+        == []
+    )
     for doc in docs:
         if doc["apiVersion"].split("/")[0] not in CRD_GROUPS:
             kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
     assert {d["metadata"]["name"] for d in by_kind(docs, "NetworkPolicy")} == {
-        "sentiops-predictor", "sentiops-drift", "mlflow", "minio"}  # fmt: skip
-    run([tool("helm"), "lint", "--strict", str(CHART),
-         *[a for v in AUTH_SET for a in ("--set", v)],
-         "--set", "drift.mode=service,istio.authorizationPolicy.enabled=true"])  # fmt: skip
+        "sentiops-predictor",
+        "sentiops-drift",
+        "mlflow",
+        "minio",
+    }
+    run(
+        [
+            tool("helm"),
+            "lint",
+            "--strict",
+            str(CHART),
+            *[a for v in AUTH_SET for a in ("--set", v)],
+            "--set",
+            "drift.mode=service,istio.authorizationPolicy.enabled=true",
+        ]
+    )
 
 
 @pytest.mark.parametrize(
@@ -755,8 +862,9 @@ def test_mlflow_on_the_charts_postgresql() -> None:
     assert "--artifacts-destination=s3://mlflow/artifacts" in container["args"]  # still S3
     assert not by_kind(docs, "PersistentVolumeClaim", "mlflow-data")
     assert "strategy" not in one(docs, "Deployment", "mlflow")["spec"]  # rolling: no file lock
-    assert {v["name"] for v in one(docs, "Deployment", "mlflow")["spec"]["template"]["spec"][
-        "volumes"]} == {"tmp"}  # fmt: skip
+    assert {
+        v["name"] for v in one(docs, "Deployment", "mlflow")["spec"]["template"]["spec"]["volumes"]
+    } == {"tmp"}
     # the database: the official image, non-root, its data on a PVC per pod
     sts = one(docs, "StatefulSet", "mlflow-postgresql")
     assert sts["spec"]["serviceName"] == "mlflow-postgresql" and sts["spec"]["replicas"] == 1
@@ -768,8 +876,11 @@ def test_mlflow_on_the_charts_postgresql() -> None:
     assert denv["POSTGRES_USER"]["value"] == "mlflow" and denv["POSTGRES_DB"]["value"] == "mlflow"
     assert denv["PGDATA"]["value"].startswith("/var/lib/postgresql/data/")
     mounts = {m["mountPath"]: m["name"] for m in db["volumeMounts"]}
-    assert mounts == {"/var/lib/postgresql/data": "data", "/var/run/postgresql": "run",
-                      "/tmp": "tmp"}  # fmt: skip
+    assert mounts == {
+        "/var/lib/postgresql/data": "data",
+        "/var/run/postgresql": "run",
+        "/tmp": "tmp",
+    }
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["metadata"]["name"] == "data"
     assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
@@ -779,8 +890,16 @@ def test_mlflow_on_the_charts_postgresql() -> None:
     svc = one(docs, "Service", "mlflow-postgresql")
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["ports"][0]["port"] == 5432
     (rule,) = one(docs, "NetworkPolicy", "mlflow-postgresql")["spec"]["ingress"]
-    assert rule["from"] == [{"podSelector": {"matchLabels": {
-        "app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": "x"}}}]  # fmt: skip
+    assert rule["from"] == [
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "mlflow",
+                    "app.kubernetes.io/instance": "x",
+                }
+            }
+        }
+    ]
     assert [p["port"] for p in rule["ports"]] == [5432]
     for version in K8S_VERSIONS:
         for doc in docs:
@@ -789,9 +908,13 @@ def test_mlflow_on_the_charts_postgresql() -> None:
 
 
 def test_mlflow_postgresql_password_from_your_secret() -> None:
-    docs = helm_template(PG, "mlflow.postgresql.passwordSecret=mlflow-db-password",
-                         "mlflow.postgresql.database=registry", "mlflow.postgresql.port=5433",
-                         "networkPolicy.enabled=false")  # fmt: skip
+    docs = helm_template(
+        PG,
+        "mlflow.postgresql.passwordSecret=mlflow-db-password",
+        "mlflow.postgresql.database=registry",
+        "mlflow.postgresql.port=5433",
+        "networkPolicy.enabled=false",
+    )
     assert not by_kind(docs, "Secret") and not by_kind(docs, "NetworkPolicy")
     _, env = _mlflow_container(docs)
     assert _secret_ref(env["MLFLOW_DB_PASSWORD"])["name"] == "mlflow-db-password"
@@ -805,8 +928,9 @@ def test_mlflow_postgresql_password_from_your_secret() -> None:
 
 
 def test_mlflow_on_an_existing_postgresql() -> None:
-    docs = helm_template(PG, "mlflow.postgresql.existingSecret=mlflow-db",
-                         "mlflow.postgresql.existingSecretKey=uri")  # fmt: skip
+    docs = helm_template(
+        PG, "mlflow.postgresql.existingSecret=mlflow-db", "mlflow.postgresql.existingSecretKey=uri"
+    )
     assert not by_kind(docs, "StatefulSet") and not by_kind(docs, "Secret")
     assert not by_kind(docs, "Service", "mlflow-postgresql")
     assert not by_kind(docs, "NetworkPolicy", "mlflow-postgresql")
@@ -849,11 +973,19 @@ def test_shadow_mode_renders_the_rollouts_rbac_and_reaches_the_shadows_pods() ->
     assert named and all(r["resourceNames"] == ["sentiment-shadow"] for r in named)
     # the judge reads the shadow's series through the predictor's PodMonitor
     pm = one(docs, "PodMonitor", "sentiops-predictor")
-    assert pm["spec"]["selector"] == {"matchExpressions": [{
-        "key": "serving.kserve.io/inferenceservice", "operator": "In",
-        "values": ["sentiment", "sentiment-shadow"]}]}  # fmt: skip
-    assert pm["spec"]["podMetricsEndpoints"] == one(canary, "PodMonitor", "sentiops-predictor")[
-        "spec"]["podMetricsEndpoints"]  # fmt: skip
+    assert pm["spec"]["selector"] == {
+        "matchExpressions": [
+            {
+                "key": "serving.kserve.io/inferenceservice",
+                "operator": "In",
+                "values": ["sentiment", "sentiment-shadow"],
+            }
+        ]
+    }
+    assert (
+        pm["spec"]["podMetricsEndpoints"]
+        == one(canary, "PodMonitor", "sentiops-predictor")["spec"]["podMetricsEndpoints"]
+    )
     drift = one(docs, "PodMonitor", "sentiops-drift")["spec"]["selector"]
     assert drift == {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment"}}
     # the predictor's policies as in canary mode, and the same ones on the shadow's pods
@@ -862,9 +994,12 @@ def test_shadow_mode_renders_the_rollouts_rbac_and_reaches_the_shadows_pods() ->
     shadow = one(docs, "NetworkPolicy", "sentiops-predictor-shadow")
     assert shadow["metadata"]["labels"]["app.kubernetes.io/component"] == "shadow"
     assert shadow["spec"]["podSelector"] == {
-        "matchLabels": {"serving.kserve.io/inferenceservice": "sentiment-shadow"}}  # fmt: skip
+        "matchLabels": {"serving.kserve.io/inferenceservice": "sentiment-shadow"}
+    }
     (p_requests, p_metrics), (s_requests, s_metrics) = (
-        predictor["spec"]["ingress"], shadow["spec"]["ingress"])  # fmt: skip
+        predictor["spec"]["ingress"],
+        shadow["spec"]["ingress"],
+    )
     assert s_requests["from"] == p_requests["from"] and s_metrics["from"] == p_metrics["from"]
     # Standard mode: the predictor's requests pass the KServe agent (its logger, 9081); the
     # shadow has no logger, so they reach its model server; /metrics: no drift sidecar
@@ -876,22 +1011,29 @@ def test_shadow_mode_renders_the_rollouts_rbac_and_reaches_the_shadows_pods() ->
     assert ap == one(canary, "AuthorizationPolicy", "sentiops-predictor")
     sap = one(docs, "AuthorizationPolicy", "sentiops-predictor-shadow")
     assert sap["spec"]["selector"] == {
-        "matchLabels": {"serving.kserve.io/inferenceservice": "sentiment-shadow"}}  # fmt: skip
+        "matchLabels": {"serving.kserve.io/inferenceservice": "sentiment-shadow"}
+    }
     assert {**sap["spec"], "selector": None} == {**ap["spec"], "selector": None}
     # nothing else differs from canary mode
     # the shadow's pods read the candidate model from MinIO (KServe's storage-initializer)
     (minio,) = one(docs, "NetworkPolicy", "minio")["spec"]["ingress"]
-    shadow_pods = {"podSelector": {"matchLabels": {
-        "serving.kserve.io/inferenceservice": "sentiment-shadow"}}}  # fmt: skip
+    shadow_pods = {
+        "podSelector": {"matchLabels": {"serving.kserve.io/inferenceservice": "sentiment-shadow"}}
+    }
     assert shadow_pods in minio["from"]
     (canary_minio,) = one(canary, "NetworkPolicy", "minio")["spec"]["ingress"]
     assert [p for p in minio["from"] if p != shadow_pods] == canary_minio["from"]
     ids = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    changed = {("ConfigMap", "sentiops-rollout"), ("Role", "sentiops-pipeline"),
-               ("PodMonitor", "sentiops-predictor"), ("NetworkPolicy", "minio")}  # fmt: skip
+    changed = {
+        ("ConfigMap", "sentiops-rollout"),
+        ("Role", "sentiops-pipeline"),
+        ("PodMonitor", "sentiops-predictor"),
+        ("NetworkPolicy", "minio"),
+    }
     assert ids - {(d["kind"], d["metadata"]["name"]) for d in canary} == {
         ("NetworkPolicy", "sentiops-predictor-shadow"),
-        ("AuthorizationPolicy", "sentiops-predictor-shadow")}  # fmt: skip
+        ("AuthorizationPolicy", "sentiops-predictor-shadow"),
+    }
     for doc in canary:
         if (doc["kind"], doc["metadata"]["name"]) not in changed:
             assert doc in docs, (doc["kind"], doc["metadata"]["name"])
@@ -899,8 +1041,17 @@ def test_shadow_mode_renders_the_rollouts_rbac_and_reaches_the_shadows_pods() ->
         for doc in docs:
             if doc["apiVersion"].split("/")[0] not in CRD_GROUPS:
                 kubernetes_validate.validate(doc, version, strict=True)
-    run([tool("helm"), "lint", "--strict", str(CHART), *REQUIRED_SET,
-         "--set", ",".join((*SHADOW, istio))])  # fmt: skip
+    run(
+        [
+            tool("helm"),
+            "lint",
+            "--strict",
+            str(CHART),
+            *REQUIRED_SET,
+            "--set",
+            ",".join((*SHADOW, istio)),
+        ]
+    )
 
 
 def test_shadow_mode_in_the_default_render_is_off(helm_default, helm_docs) -> None:
@@ -913,10 +1064,13 @@ def test_shadow_mode_in_the_default_render_is_off(helm_default, helm_docs) -> No
 
 
 def test_shadow_ports_follow_the_predictor_ports_override() -> None:
-    docs = helm_template(*SHADOW, "networkPolicy.predictorPorts={9081,8443}",
-                         "inferenceService.logger.enabled=false")  # fmt: skip
-    for name, ports in (("sentiops-predictor", [9081, 8443]),
-                        ("sentiops-predictor-shadow", [9081, 8443, 8080])):  # fmt: skip
+    docs = helm_template(
+        *SHADOW, "networkPolicy.predictorPorts={9081,8443}", "inferenceService.logger.enabled=false"
+    )
+    for name, ports in (
+        ("sentiops-predictor", [9081, 8443]),
+        ("sentiops-predictor-shadow", [9081, 8443, 8080]),
+    ):
         requests = one(docs, "NetworkPolicy", name)["spec"]["ingress"][0]
         assert [p["port"] for p in requests["ports"]] == ports, name
     docs = helm_template(*SHADOW, "inferenceService.logger.enabled=false")
@@ -931,24 +1085,40 @@ def test_shadow_ports_follow_the_predictor_ports_override() -> None:
 def test_shadow_mode_needs_kserves_standard_mode(mode: str) -> None:
     """A shadow is mirrored by KServe's Gateway API ingress: with Knative the render fails
     saying what to set; RawDeployment (Standard's older name) renders."""
-    proc = run([tool("helm"), "template", "x", str(CHART), *REQUIRED_SET, "--set",
-                f"inferenceService.canary.mode=shadow,inferenceService.deploymentMode={mode}"],
-               check=False)  # fmt: skip
+    proc = run(
+        [
+            tool("helm"),
+            "template",
+            "x",
+            str(CHART),
+            *REQUIRED_SET,
+            "--set",
+            f"inferenceService.canary.mode=shadow,inferenceService.deploymentMode={mode}",
+        ],
+        check=False,
+    )
     assert proc.returncode != 0
-    assert "inferenceService.canary.mode=shadow needs inferenceService.deploymentMode=Standard" \
-        in proc.stderr  # fmt: skip
+    assert (
+        "inferenceService.canary.mode=shadow needs inferenceService.deploymentMode=Standard"
+        in proc.stderr
+    )
     assert "ingress.enableGatewayApi" in proc.stderr and f"in {mode} mode" in proc.stderr
-    docs = helm_template("inferenceService.canary.mode=shadow",
-                         "inferenceService.deploymentMode=RawDeployment")  # fmt: skip
+    docs = helm_template(
+        "inferenceService.canary.mode=shadow", "inferenceService.deploymentMode=RawDeployment"
+    )
     assert one(docs, "ConfigMap", "sentiops-rollout")["data"]["rolloutMode"] == "shadow"
 
 
 # ---------------------------------------------------------------- S3 identities and policies
 
 IDENTITIES = ("predictor", "drift", "mlflow", "pipeline")
-S3_SECRETS = {"root": "sentiops-s3-root", "predictor": "sentiops-s3-predictor",
-              "drift": "sentiops-s3-drift", "mlflow": "sentiops-s3-mlflow",
-              "pipeline": "sentiops-s3"}  # fmt: skip
+S3_SECRETS = {
+    "root": "sentiops-s3-root",
+    "predictor": "sentiops-s3-predictor",
+    "drift": "sentiops-s3-drift",
+    "mlflow": "sentiops-s3-mlflow",
+    "pipeline": "sentiops-s3",
+}
 
 
 def s3_secrets_by_container(docs: list[dict], secrets: dict[str, str]) -> dict[str, set[str]]:
@@ -991,8 +1161,9 @@ def test_each_component_has_its_own_s3_identity(helm_docs, overlay_docs) -> None
         "Deployment/sentiops-drift/drift": {"drift"},
         "Deployment/mlflow/mlflow": {"mlflow"},
         "Deployment/minio/minio": {"root"},
-        "StatefulSet/mlflow-postgresql/postgresql": set(), **job,
-    }  # fmt: skip
+        "StatefulSet/mlflow-postgresql/postgresql": set(),
+        **job,
+    }
     # the names are values; an external S3 (no MinIO): no root user anywhere
     names = {"root": "r", "predictor": "p", "drift": "d", "mlflow": "m", "pipeline": "k"}
     sets = [f"s3.identities.{i}.secretName={names[i]}" for i in IDENTITIES]
@@ -1001,7 +1172,8 @@ def test_each_component_has_its_own_s3_identity(helm_docs, overlay_docs) -> None
     assert one(docs, "ServiceAccount", "sentiops-predictor")["secrets"] == [{"name": "p"}]
     docs = helm_template("minio.enabled=false", "s3.endpoint=s3.example.com", *sets)
     assert s3_secrets_by_container(docs, names) == {
-        k: v for k, v in expected.items() if "minio" not in k}  # fmt: skip
+        k: v for k, v in expected.items() if "minio" not in k
+    }
     assert "r" not in secret_names(docs) and "sentiops-s3-root" not in secret_names(docs)
     # feedback off: the model server has no S3 credentials at all (the storage-initializer
     # still reads the predictor's through the ServiceAccount)
@@ -1082,17 +1254,26 @@ def test_s3_policies_follow_the_store_layout(bucket: str, mlflow: str) -> None:
         "pipeline": set(keys),
     }
     deletes = {"predictor": set(), "drift": set(), "mlflow": {"artifact"}, "pipeline": set(keys)}
-    lists = {"predictor": {bucket}, "drift": {bucket}, "mlflow": {mlflow},
-             "pipeline": {bucket, mlflow}}  # fmt: skip
+    lists = {
+        "predictor": {bucket},
+        "drift": {bucket},
+        "mlflow": {mlflow},
+        "pipeline": {bucket, mlflow},
+    }
     policies = s3_policies(helm_template(f"s3.bucket={bucket}", f"s3.mlflowBucket={mlflow}"))
     wrong = []
     for ident, policy in policies.items():
         for what, uri in keys.items():
-            for action, may in (("s3:GetObject", reads), ("s3:PutObject", writes),
-                                ("s3:DeleteObject", deletes)):  # fmt: skip
+            for action, may in (
+                ("s3:GetObject", reads),
+                ("s3:PutObject", writes),
+                ("s3:DeleteObject", deletes),
+            ):
                 if iam_allows(policy, action, _arn(uri)) != (what in may[ident]):
-                    wrong.append(f"{ident}: {action} {what} ({uri}) should be "
-                                 f"{'allowed' if what in may[ident] else 'denied'}")  # fmt: skip
+                    wrong.append(
+                        f"{ident}: {action} {what} ({uri}) should be "
+                        f"{'allowed' if what in may[ident] else 'denied'}"
+                    )
             if what in writes[ident]:  # multipart uploads of big files
                 assert iam_allows(policy, "s3:AbortMultipartUpload", _arn(uri)), (ident, what)
         for b in (bucket, mlflow, "other-bucket"):
@@ -1113,8 +1294,9 @@ def test_s3_policies_follow_the_store_layout(bucket: str, mlflow: str) -> None:
 def documented_policies() -> dict[str, dict]:
     """The IAM policies docs/security-cluster.md gives for an external S3 (default buckets)."""
     text = (REPO / "docs" / "security-cluster.md").read_text()
-    found = re.findall(r"^\*\*(\w+)\*\* \(Secret `[^`]+`[^\n]*\n+```json\n(.*?)```", text,
-                       re.M | re.S)  # fmt: skip
+    found = re.findall(
+        r"^\*\*(\w+)\*\* \(Secret `[^`]+`[^\n]*\n+```json\n(.*?)```", text, re.M | re.S
+    )
     return {name: json.loads(body) for name, body in found}
 
 
@@ -1136,8 +1318,10 @@ def test_the_bucket_job_creates_each_identity_with_its_policy(helm_docs, overlay
         for ident in IDENTITIES:
             up = ident.upper()
             assert f'identity {ident} "${up}_ACCESS_KEY" "${up}_SECRET_KEY"' in script, render
-            for var, key in ((f"{up}_ACCESS_KEY", "AWS_ACCESS_KEY_ID"),
-                             (f"{up}_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")):  # fmt: skip
+            for var, key in (
+                (f"{up}_ACCESS_KEY", "AWS_ACCESS_KEY_ID"),
+                (f"{up}_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
+            ):
                 ref = env[var]["valueFrom"]["secretKeyRef"]
                 assert ref == {"name": S3_SECRETS[ident], "key": key}, render
         assert 'mc admin policy create s3 "sentiops-$1" "/policies/$1.json"' in script
@@ -1145,14 +1329,16 @@ def test_the_bucket_job_creates_each_identity_with_its_policy(helm_docs, overlay
         assert 'mc admin policy attach s3 "sentiops-$1" --user "$2"' in script
         assert '*"already in effect"*) ;;' in script  # attach twice: MinIO refuses, no harm
         assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == (
-            "sentiops-s3-root")  # fmt: skip
+            "sentiops-s3-root"
+        )
         mount = {m["name"]: m for m in c["volumeMounts"]}["policies"]
         assert mount == {"name": "policies", "mountPath": "/policies", "readOnly": True}
         (vol,) = [v for v in job["volumes"] if v["name"] == "policies"]
         assert vol["configMap"]["name"] == "sentiops-s3-policies"
         assert s3_policies(docs) == s3_policies(helm_docs)
-    assert not by_kind(helm_template("minio.createBuckets=false"), "ConfigMap",
-                       "sentiops-s3-policies")  # fmt: skip
+    assert not by_kind(
+        helm_template("minio.createBuckets=false"), "ConfigMap", "sentiops-s3-policies"
+    )
 
 
 def test_kustomize_base_is_rendered_with_the_required_values() -> None:
@@ -1185,8 +1371,11 @@ def key_files(container: dict, volumes: list[dict]) -> dict[str, tuple[str, str,
         if not env["name"].endswith("_FILE"):
             continue
         path = env["value"]
-        (mount,) = [m for m in container["volumeMounts"]
-                    if path.startswith(m["mountPath"].rstrip("/") + "/")]  # fmt: skip
+        (mount,) = [
+            m
+            for m in container["volumeMounts"]
+            if path.startswith(m["mountPath"].rstrip("/") + "/")
+        ]
         assert mount.get("readOnly") is True, mount
         secret = by_name[mount["name"]]["secret"]
         keys = [i["key"] for i in secret.get("items", [])]
@@ -1209,10 +1398,15 @@ def test_key_secrets_reach_the_predictor_and_the_drift_detector(helm_docs, overl
             assert key_files(c, pred["volumes"]) == want, (render, c["name"])
         for doc in docs:
             assert "signing.key" not in json.dumps(doc), (render, doc["metadata"]["name"])
-    docs = helm_template("drift.mode=service", "evalSample.existingSecret=sample",
-                         "modelSigning.existingSecret=signing")  # fmt: skip
-    named = {SAMPLE_ENV[0]: (SAMPLE_ENV[1], "sample", ["key"]),
-             VERIFY_ENV[0]: (VERIFY_ENV[1], "signing", ["verify.pub"])}  # fmt: skip
+    docs = helm_template(
+        "drift.mode=service",
+        "evalSample.existingSecret=sample",
+        "modelSigning.existingSecret=signing",
+    )
+    named = {
+        SAMPLE_ENV[0]: (SAMPLE_ENV[1], "sample", ["key"]),
+        VERIFY_ENV[0]: (VERIFY_ENV[1], "signing", ["verify.pub"]),
+    }
     pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
     (c,) = pred["containers"]
     assert key_files(c, pred["volumes"]) == named
@@ -1231,25 +1425,33 @@ def test_key_secrets_reach_the_predictor_and_the_drift_detector(helm_docs, overl
 
 
 def test_the_eval_sample_secret_is_required_while_feedback_or_drift_is_on() -> None:
-    message = ("evalSample.existingSecret is empty, but the predictor "
-               "(inferenceService.feedback.enabled) and the drift detector (drift.enabled) "
-               "need the evaluation-sample key.")  # fmt: skip
+    message = (
+        "evalSample.existingSecret is empty, but the predictor "
+        "(inferenceService.feedback.enabled) and the drift detector (drift.enabled) "
+        "need the evaluation-sample key."
+    )
     for sets in ((), ("inferenceService.feedback.enabled=false",), ("drift.enabled=false",)):
         err = helm_fails(*REQUIRED_VALUES, "evalSample.existingSecret=", *sets)
         assert message in err and "set evalSample.existingSecret=sentiops-eval-sample" in err
         assert "openssl rand -hex 32" in err
-    docs = helm_template("evalSample.existingSecret=", "inferenceService.feedback.enabled=false",
-                         "drift.enabled=false", required=False)  # fmt: skip
+    docs = helm_template(
+        "evalSample.existingSecret=",
+        "inferenceService.feedback.enabled=false",
+        "drift.enabled=false",
+        required=False,
+    )
     (c,) = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]["containers"]
     assert SAMPLE_ENV[0] not in {e["name"] for e in c["env"]}
 
 
 # ---------------------------------------------------------------- MLflow and MinIO policies
 
-PIPELINE_PODS = [{
-    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}},
-    "podSelector": {"matchLabels": {"pipelines.kubeflow.org/v2_component": "true"}},
-}]  # fmt: skip
+PIPELINE_PODS = [
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}},
+        "podSelector": {"matchLabels": {"pipelines.kubeflow.org/v2_component": "true"}},
+    }
+]
 
 
 def pods_selected(docs: list[dict], selector: dict) -> set[str]:
@@ -1258,8 +1460,10 @@ def pods_selected(docs: list[dict], selector: dict) -> set[str]:
     out = set()
     for doc in (d for d in docs if d["kind"] in WORKLOAD_KINDS):
         if doc["kind"] == "InferenceService":
-            labels = {"serving.kserve.io/inferenceservice": doc["metadata"]["name"],
-                      **doc["spec"]["predictor"].get("labels", {})}  # fmt: skip
+            labels = {
+                "serving.kserve.io/inferenceservice": doc["metadata"]["name"],
+                **doc["spec"]["predictor"].get("labels", {}),
+            }
         else:
             labels = doc["spec"]["template"]["metadata"]["labels"]
         if selector["matchLabels"].items() <= labels.items():
@@ -1294,26 +1498,40 @@ def test_mlflow_and_minio_network_policies(helm_docs, overlay_docs) -> None:
         assert _reached(docs, mlflow) == (set(), PIPELINE_PODS, [5000]), render
         minio = one(docs, "NetworkPolicy", "minio")
         assert pods_selected(docs, minio["spec"]["podSelector"]) == {"Deployment/minio"}
-        assert _reached(docs, minio) == ({"InferenceService/sentiment", "Deployment/mlflow",
-                                          "Job/minio-create-buckets"}, PIPELINE_PODS,
-                                         [9000]), render  # fmt: skip
+        assert _reached(docs, minio) == (
+            {"InferenceService/sentiment", "Deployment/mlflow", "Job/minio-create-buckets"},
+            PIPELINE_PODS,
+            [9000],
+        ), render
     # service mode: the drift Deployment writes the store too; more peers from the values
     extra = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}}}
-    docs = helm_template("drift.mode=service", "mlflow.backend=postgresql",
-                         "networkPolicy.mlflowClients[0].namespaceSelector.matchLabels"
-                         ".kubernetes\\.io/metadata\\.name=ops",
-                         "networkPolicy.s3Clients[0].namespaceSelector.matchLabels"
-                         ".kubernetes\\.io/metadata\\.name=ops")  # fmt: skip
+    docs = helm_template(
+        "drift.mode=service",
+        "mlflow.backend=postgresql",
+        "networkPolicy.mlflowClients[0].namespaceSelector.matchLabels"
+        ".kubernetes\\.io/metadata\\.name=ops",
+        "networkPolicy.s3Clients[0].namespaceSelector.matchLabels"
+        ".kubernetes\\.io/metadata\\.name=ops",
+    )
     assert _reached(docs, one(docs, "NetworkPolicy", "minio")) == (
-        {"InferenceService/sentiment", "Deployment/sentiops-drift", "Deployment/mlflow",
-         "Job/minio-create-buckets"}, [*PIPELINE_PODS, extra], [9000])  # fmt: skip
+        {
+            "InferenceService/sentiment",
+            "Deployment/sentiops-drift",
+            "Deployment/mlflow",
+            "Job/minio-create-buckets",
+        },
+        [*PIPELINE_PODS, extra],
+        [9000],
+    )
     assert _reached(docs, one(docs, "NetworkPolicy", "mlflow")) == (
-        set(), [*PIPELINE_PODS, extra], [5000])  # fmt: skip
+        set(),
+        [*PIPELINE_PODS, extra],
+        [5000],
+    )
     # no peer: closed; components switched off: no policy of theirs, no peer on MinIO's
     closed = helm_template("networkPolicy.pipeline=null")
     assert one(closed, "NetworkPolicy", "mlflow")["spec"]["ingress"] == []
     docs = helm_template("mlflow.enabled=false", "minio.createBuckets=false")
     assert not by_kind(docs, "NetworkPolicy", "mlflow")
-    assert _reached(docs, one(docs, "NetworkPolicy", "minio"))[0] == {
-        "InferenceService/sentiment"}  # fmt: skip
+    assert _reached(docs, one(docs, "NetworkPolicy", "minio"))[0] == {"InferenceService/sentiment"}
     assert not by_kind(helm_template("minio.enabled=false"), "NetworkPolicy", "minio")

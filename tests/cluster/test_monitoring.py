@@ -93,10 +93,17 @@ def test_chart_and_kustomize_ship_the_canonical_rules(helm_docs, overlay_docs, t
         (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
         assert normalise(rule["spec"]["groups"]) == normalise(canonical_groups()), render
     # and the chart's rules with other thresholds are still valid rules
-    out = run([
-        tool("helm"), "template", "x", str(REPO / "helm" / "sentiops"), *REQUIRED_SET,
-        "--set", "alerts.latencyP95Seconds=1.5,alerts.errorRatio=0.1,alerts.latencyFor=2m",
-    ]).stdout  # fmt: skip
+    out = run(
+        [
+            tool("helm"),
+            "template",
+            "x",
+            str(REPO / "helm" / "sentiops"),
+            *REQUIRED_SET,
+            "--set",
+            "alerts.latencyP95Seconds=1.5,alerts.errorRatio=0.1,alerts.latencyFor=2m",
+        ]
+    ).stdout
     (rule,) = [d for d in load_docs(out) if d["kind"] == "PrometheusRule"]
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
@@ -298,18 +305,25 @@ def test_real_prometheus_scrapes_the_code_and_evaluates_the_rules(tmp_path: Path
                     }
                 ],
             }
-        )  # fmt: skip
+        )
     )
-    exporter = start("exporter", [sys.executable, str(tmp_path / "exporter.py"),
-                                  str(exporter_port)], tmp_path)  # fmt: skip
+    exporter = start(
+        "exporter", [sys.executable, str(tmp_path / "exporter.py"), str(exporter_port)], tmp_path
+    )
     prom = None
     try:
         wait_until(lambda: port_open(exporter_port), exporter, 30, "exporter listening")
-        prom = start("prometheus", [
-            prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn",
-        ], tmp_path)  # fmt: skip
+        prom = start(
+            "prometheus",
+            [
+                prometheus,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--log.level=warn",
+            ],
+            tmp_path,
+        )
         wait_until(lambda: port_open(prom_port), prom, 30, "prometheus listening")
 
         def has(query: str) -> bool:
@@ -325,8 +339,12 @@ def test_real_prometheus_scrapes_the_code_and_evaluates_the_rules(tmp_path: Path
         # recording rules produce data from the scraped series (rates need a few scrapes)
         wait_until(lambda: has("sentiops:traffic_share:ratio5m < 0.5"), prom, 40, "traffic share")
         groups = prom_query(prom_port, "/api/v1/rules")["groups"]
-        bad = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"]
-               if r["health"] == "err"]  # fmt: skip
+        bad = [
+            (r["name"], r.get("lastError"))
+            for g in groups
+            for r in g["rules"]
+            if r["health"] == "err"
+        ]
         assert not bad
 
         # drift and canary alerts are pending (their `for:` has not elapsed)
@@ -335,10 +353,18 @@ def test_real_prometheus_scrapes_the_code_and_evaluates_the_rules(tmp_path: Path
             return {a["labels"]["alertname"] for a in alerts if a["state"] == "pending"}
 
         wait_until(
-            lambda: {"SentimentDriftDetected", "SentimentCanaryWorseThanStable",
-                     "SentimentEstimatedAccuracyDrop"} <= pending(),
-            prom, 30, "drift + canary + estimated-accuracy alerts pending",
-        )  # fmt: skip
+            lambda: (
+                {
+                    "SentimentDriftDetected",
+                    "SentimentCanaryWorseThanStable",
+                    "SentimentEstimatedAccuracyDrop",
+                }
+                <= pending()
+            ),
+            prom,
+            30,
+            "drift + canary + estimated-accuracy alerts pending",
+        )
         assert "SentimentModelNotReady" not in pending()
     finally:
         if prom is not None:

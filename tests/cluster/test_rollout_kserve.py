@@ -56,14 +56,24 @@ class Controller(threading.Thread):
                 self.seen.append(copy.deepcopy(isvc["spec"]["predictor"]))
                 revision = f"{NAME}-predictor-{gen:05d}"
                 self.api.patch_namespaced_custom_object_status(
-                    GROUP, "v1beta1", NS, PLURAL, NAME,
-                    {"status": {
-                        "observedGeneration": gen,
-                        "conditions": [{"type": "Ready", "status": "True"}],
-                        "components": {"predictor": {"latestCreatedRevision": revision,
-                                                     "latestReadyRevision": revision}},
-                    }},
-                )  # fmt: skip
+                    GROUP,
+                    "v1beta1",
+                    NS,
+                    PLURAL,
+                    NAME,
+                    {
+                        "status": {
+                            "observedGeneration": gen,
+                            "conditions": [{"type": "Ready", "status": "True"}],
+                            "components": {
+                                "predictor": {
+                                    "latestCreatedRevision": revision,
+                                    "latestReadyRevision": revision,
+                                }
+                            },
+                        }
+                    },
+                )
             time.sleep(0.05)
 
 
@@ -86,9 +96,14 @@ def _executor(kube: ApiServer, version: str) -> KServeExecutor:
     sa = api_client(str(kube.kubeconfig_for("pipeline")))
     settings = load_settings(sa, NS)
     return KServeExecutor(
-        sa, NS, settings.inference_service, settings.model_uri(version), version,
-        ready_timeout=30, poll_seconds=0.1,
-    )  # fmt: skip
+        sa,
+        NS,
+        settings.inference_service,
+        settings.model_uri(version),
+        version,
+        ready_timeout=30,
+        poll_seconds=0.1,
+    )
 
 
 def _plan(version: str, stable: str) -> Plan:
@@ -103,8 +118,7 @@ def test_promotion_patch_sequence_as_the_pipeline_service_account(
     assert before is not None and before["spec"]["predictor"]["labels"] == {
         "sentiops.io/model-version": "1"
     }
-    record = run(_plan("2", "1"), ex, Simulated({}), sleep=lambda s: None,
-                         progress=lambda m: None)  # fmt: skip
+    record = run(_plan("2", "1"), ex, Simulated({}), sleep=lambda s: None, progress=lambda m: None)
     assert record.decision == PROMOTED
     time.sleep(0.3)
     seen = controller.seen[-4:]
@@ -128,8 +142,7 @@ def test_rollback_restores_the_previous_spec(release: ApiServer, controller: Con
     assert before is not None
     stable = before["spec"]["predictor"]["labels"]["sentiops.io/model-version"]
     skewed = Simulated({"mix": (0.05, 0.05, 0.9)}, canary_version="3")
-    record = run(_plan("3", stable), ex, skewed, sleep=lambda s: None,
-                         progress=lambda m: None)  # fmt: skip
+    record = run(_plan("3", stable), ex, skewed, sleep=lambda s: None, progress=lambda m: None)
     assert record.decision == ROLLED_BACK and record.reasons[0].startswith("label_mix")
     time.sleep(0.3)
     start, zero, restored = controller.seen[-3:]
@@ -146,9 +159,15 @@ def test_pipeline_service_account_has_nothing_more(release: ApiServer) -> None:
     assert release.can_i(sa, "patch", "inferenceservices.serving.kserve.io", NS)
     assert not release.can_i(sa, "delete", "inferenceservices.serving.kserve.io", NS)
     status = release.kubectl(
-        "auth", "can-i", "patch", "inferenceservices.serving.kserve.io", "--subresource=status",
-        f"--as={sa}", f"--namespace={NS}", check=False,
-    )  # fmt: skip
+        "auth",
+        "can-i",
+        "patch",
+        "inferenceservices.serving.kserve.io",
+        "--subresource=status",
+        f"--as={sa}",
+        f"--namespace={NS}",
+        check=False,
+    )
     assert status.stdout.strip() == "no"  # only the controller writes status
     assert not release.can_i(sa, "patch", "inferenceservices.serving.kserve.io", "default")
     assert not release.can_i(sa, "list", "secrets", NS)
@@ -205,24 +224,38 @@ def prometheus(tmp_path) -> Iterator[tuple[str, list]]:
                 "skewed" if v == "2" else "healthy",
             ],
             tmp_path,
-        )  # fmt: skip
+        )
         for v, p in ports.items()
     ]
     prom_port = free_port()
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s"},
-        "scrape_configs": [{"job_name": "predictors", "static_configs": [
-            {"targets": [f"127.0.0.1:{p}" for p in ports.values()]}]}],
-    }))  # fmt: skip
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "predictors",
+                        "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports.values()]}],
+                    }
+                ],
+            }
+        )
+    )
     servers = list(exporters)
     try:
         for e, p in zip(exporters, ports.values(), strict=True):
             wait_until(lambda p=p: port_open(p), e, 30, "exporter listening")
-        prom = start("prometheus", [
-            tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn",
-        ], tmp_path)  # fmt: skip
+        prom = start(
+            "prometheus",
+            [
+                tool("prometheus"),
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--log.level=warn",
+            ],
+            tmp_path,
+        )
         servers.append(prom)
         wait_until(lambda: port_open(prom_port), prom, 30, "prometheus listening")
         yield f"http://127.0.0.1:{prom_port}", servers
@@ -246,15 +279,23 @@ def test_rollout_step_reads_the_configmap_judges_from_prometheus_and_settles_the
 
     url, _ = prometheus
     # a short, fast plan: one 4 s step at 10 %
-    release.kubectl("-n", NS, "patch", "configmap", "sentiops-rollout", "--type=merge", "-p",
-                    '{"data": {"canarySteps": "10", "stepIntervalSeconds": "4", '
-                    '"min_requests": "100"}}')  # fmt: skip
+    release.kubectl(
+        "-n",
+        NS,
+        "patch",
+        "configmap",
+        "sentiops-rollout",
+        "--type=merge",
+        "-p",
+        '{"data": {"canarySteps": "10", "stepIntervalSeconds": "4", "min_requests": "100"}}',
+    )
     # the registry: v1 champion, v2 the gate-approved candidate (a real sqlite MLflow)
     tracking.configure()
     df = make_frame(20)
     model = TfidfModel.fit(df.text, df.label, char_ngrams=False)
-    out = modeldir.write(tmp_path / "m", model.save, {"model_type": "tfidf-logreg",
-                                                      "labels": model.labels})  # fmt: skip
+    out = modeldir.write(
+        tmp_path / "m", model.save, {"model_type": "tfidf-logreg", "labels": model.labels}
+    )
     for _ in range(2):
         registry.log_training(out, "t", {}, {}, {})
     registry.mark_candidate("1", "s3://sentiops/models/sentiment/1/", {"approved": True})
@@ -266,16 +307,34 @@ def test_rollout_step_reads_the_configmap_judges_from_prometheus_and_settles_the
     ex.promote()
     before = ex.get()
     assert before is not None
-    release.kubectl("-n", NS, "patch", "configmap", "sentiops-rollout", "--type=merge", "-p",
-                    '{"data": {"prometheusUrl": ""}}')  # fmt: skip
+    release.kubectl(
+        "-n",
+        NS,
+        "patch",
+        "configmap",
+        "sentiops-rollout",
+        "--type=merge",
+        "-p",
+        '{"data": {"prometheusUrl": ""}}',
+    )
     with pytest.raises(ConfigError, match="no Prometheus URL"):
         stages.rollout("s3://x/2/", "2", NS, "", kubeconfig=str(release.kubeconfig_for("pipeline")))
-    release.kubectl("-n", NS, "patch", "configmap", "sentiops-rollout", "--type=merge", "-p",
-                    f'{{"data": {{"prometheusUrl": "{url}"}}}}')  # fmt: skip
+    release.kubectl(
+        "-n",
+        NS,
+        "patch",
+        "configmap",
+        "sentiops-rollout",
+        "--type=merge",
+        "-p",
+        f'{{"data": {{"prometheusUrl": "{url}"}}}}',
+    )
     record = stages.rollout(
-        "s3://sentiops/models/sentiment/2/", "2", NS,
+        "s3://sentiops/models/sentiment/2/",
+        "2",
+        NS,
         kubeconfig=str(release.kubeconfig_for("pipeline")),
-    )  # fmt: skip
+    )
     assert record.decision == "rolled_back", record.to_markdown()
     (step,) = record.steps
     assert step.traffic == 10 and step.canary["requests"] >= 100
@@ -302,8 +361,9 @@ def test_people_see_and_stop_a_canary(release: ApiServer, controller: Controller
     tracking.configure()
     df = make_frame(20)
     model = TfidfModel.fit(df.text, df.label, char_ngrams=False)
-    out = modeldir.write(tmp_path / "m", model.save, {"model_type": "tfidf-logreg",
-                                                      "labels": model.labels})  # fmt: skip
+    out = modeldir.write(
+        tmp_path / "m", model.save, {"model_type": "tfidf-logreg", "labels": model.labels}
+    )
     for v in ("1", "2", "3"):
         registry.log_training(out, "t", {}, {}, {})
         registry.mark_candidate(v, f"s3://sentiops/models/sentiment/{v}/", {"approved": True})
@@ -321,8 +381,19 @@ def test_people_see_and_stop_a_canary(release: ApiServer, controller: Controller
     assert res.exit_code == 0, res.output
     assert "model version 3, canary in progress at 10%" in res.output
     assert "candidate" in res.output and "champion" in res.output
-    res = runner.invoke(app, ["rollout", "rollback", "--namespace", NS, "--kubeconfig", kubeconfig,
-                              "--reason", "customers complain"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "rollout",
+            "rollback",
+            "--namespace",
+            NS,
+            "--kubeconfig",
+            kubeconfig,
+            "--reason",
+            "customers complain",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "canary v3 rolled back; serving v2" in res.output
     after = ex.get()
@@ -331,8 +402,20 @@ def test_people_see_and_stop_a_canary(release: ApiServer, controller: Controller
     assert "customers complain" in registry.tags_of("3")["lifecycle.rejected_reason"]
     res = runner.invoke(app, ["rollout", "rollback", "--namespace", NS, "--kubeconfig", kubeconfig])
     assert res.exit_code == 10 and "--to-previous" in res.output
-    res = runner.invoke(app, ["rollout", "rollback", "--namespace", NS, "--kubeconfig", kubeconfig,
-                              "--to-previous", "--reason", "v2 drops neutral"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "rollout",
+            "rollback",
+            "--namespace",
+            NS,
+            "--kubeconfig",
+            kubeconfig,
+            "--to-previous",
+            "--reason",
+            "v2 drops neutral",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "v2 reverted; serving v1" in res.output
     assert registry.version_of(registry.CHAMPION) == "1"
@@ -352,22 +435,40 @@ def _annotations(kube: ApiServer) -> dict[str, str]:
     return json.loads(out)["metadata"].get("annotations") or {}
 
 
-def _approval_rollout(kube: ApiServer, version: str, **approval: object) -> tuple[
-        threading.Thread, dict]:  # fmt: skip
+def _approval_rollout(
+    kube: ApiServer, version: str, **approval: object
+) -> tuple[threading.Thread, dict]:
     """Run a rollout that waits before 100 % (steps of 0.3 s) in a thread, as the pipeline's
     ServiceAccount; the result lands in the dict it returns."""
     ex = _executor(kube, version)
     before = ex.get()
     assert before is not None
     stable = before["spec"]["predictor"]["labels"]["sentiops.io/model-version"]
-    plan = Plan(version, stable, steps=[10, 50, 100], step_seconds=0.3,
-                approval=Approval(**{"before": "100", "timeout_seconds": 60,  # type: ignore[arg-type]
-                                     "poll_seconds": 0.05, **approval}))  # fmt: skip
+    plan = Plan(
+        version,
+        stable,
+        steps=[10, 50, 100],
+        step_seconds=0.3,
+        approval=Approval(
+            **{
+                "before": "100",
+                "timeout_seconds": 60,  # type: ignore[arg-type]
+                "poll_seconds": 0.05,
+                **approval,
+            }
+        ),
+    )
     out: dict = {"before": before}
 
     def go() -> None:
-        out["record"] = run(plan, ex, Simulated({}, canary_version=version), time.sleep,
-                            progress=lambda m: None, gate=AnnotationGate(ex))  # fmt: skip
+        out["record"] = run(
+            plan,
+            ex,
+            Simulated({}, canary_version=version),
+            time.sleep,
+            progress=lambda m: None,
+            gate=AnnotationGate(ex),
+        )
 
     thread = threading.Thread(target=go, daemon=True)
     thread.start()
@@ -433,8 +534,9 @@ def test_nobody_approves_and_the_timeout_policy_rolls_back(
 ) -> None:
     thread, out = _approval_rollout(release, "7", timeout_seconds=1.0)
     _wait_pending(release, thread)
-    release.kubectl("-n", NS, "annotate", "isvc", NAME, f"{APPROVAL_ANNOTATION}=maybe",
-                    "--overwrite")  # not an answer: ignored  # fmt: skip
+    release.kubectl(
+        "-n", NS, "annotate", "isvc", NAME, f"{APPROVAL_ANNOTATION}=maybe", "--overwrite"
+    )  # not an answer: ignored
     thread.join(60)
     record = out["record"]
     assert record.decision == ROLLED_BACK and record.approvals[0]["by"] == "timeout"
@@ -447,8 +549,9 @@ def test_an_answer_left_from_an_earlier_rollout_is_not_taken(
 ) -> None:
     """`approve` set before the rollout asks is reset to pending: only an answer given to this
     request counts (here nobody gives one, and the policy 'approve' goes on)."""
-    release.kubectl("-n", NS, "annotate", "isvc", NAME, f"{APPROVAL_ANNOTATION}=reject",
-                    "--overwrite")  # fmt: skip
+    release.kubectl(
+        "-n", NS, "annotate", "isvc", NAME, f"{APPROVAL_ANNOTATION}=reject", "--overwrite"
+    )
     thread, out = _approval_rollout(release, "8", timeout_seconds=1.0, on_timeout="approve")
     _wait_pending(release, thread)
     thread.join(60)

@@ -58,11 +58,19 @@ def shadow_rules(name: str) -> list[dict[str, Any]]:
     on the two objects the rollout creates, by name only."""
     return [
         {"apiGroups": [GATEWAY_GROUP], "resources": [ROUTES], "verbs": ["get", "create", "patch"]},
-        {"apiGroups": [GATEWAY_GROUP], "resources": [ROUTES], "resourceNames": [f"{name}-shadow"],
-         "verbs": ["delete"]},
-        {"apiGroups": [GROUP], "resources": [PLURAL], "resourceNames": [f"{name}-shadow"],
-         "verbs": ["delete"]},
-    ]  # fmt: skip
+        {
+            "apiGroups": [GATEWAY_GROUP],
+            "resources": [ROUTES],
+            "resourceNames": [f"{name}-shadow"],
+            "verbs": ["delete"],
+        },
+        {
+            "apiGroups": [GROUP],
+            "resources": [PLURAL],
+            "resourceNames": [f"{name}-shadow"],
+            "verbs": ["delete"],
+        },
+    ]
 
 
 def kserve_route() -> dict[str, Any]:
@@ -75,19 +83,41 @@ def kserve_route() -> dict[str, Any]:
         "metadata": {"name": NAME, "namespace": NS},
         "spec": {
             "hostnames": [f"{NAME}-{NS}.example.com"],
-            "parentRefs": [{"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": "kserve",
-                            "name": "kserve-ingress-gateway"}],
-            "rules": [{
-                "matches": [{"path": {"type": "RegularExpression", "value": "^/.*$"}}],
-                "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [
-                    {"name": "KServe-Isvc-Name", "value": NAME},
-                    {"name": "KServe-Isvc-Namespace", "value": NS}]}}],
-                "backendRefs": [{"kind": "Service", "name": f"{NAME}-predictor", "namespace": NS,
-                                 "port": 80}],
-                "timeouts": {"request": "60s"},
-            }],
+            "parentRefs": [
+                {
+                    "group": GATEWAY_GROUP,
+                    "kind": "Gateway",
+                    "namespace": "kserve",
+                    "name": "kserve-ingress-gateway",
+                }
+            ],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "RegularExpression", "value": "^/.*$"}}],
+                    "filters": [
+                        {
+                            "type": "RequestHeaderModifier",
+                            "requestHeaderModifier": {
+                                "set": [
+                                    {"name": "KServe-Isvc-Name", "value": NAME},
+                                    {"name": "KServe-Isvc-Namespace", "value": NS},
+                                ]
+                            },
+                        }
+                    ],
+                    "backendRefs": [
+                        {
+                            "kind": "Service",
+                            "name": f"{NAME}-predictor",
+                            "namespace": NS,
+                            "port": 80,
+                        }
+                    ],
+                    "timeouts": {"request": "60s"},
+                }
+            ],
         },
-    }  # fmt: skip
+    }
 
 
 def cel_rules(route: dict[str, Any]) -> list[str]:
@@ -97,8 +127,9 @@ def cel_rules(route: dict[str, Any]) -> list[str]:
     problems = []
     for rule in route["spec"]["rules"]:
         kinds = [f["type"] for f in rule.get("filters", [])]
-        problems += [f"two {k} filters" for k in set(kinds)
-                     if k != "RequestMirror" and kinds.count(k) > 1]  # fmt: skip
+        problems += [
+            f"two {k} filters" for k in set(kinds) if k != "RequestMirror" and kinds.count(k) > 1
+        ]
         for f in rule.get("filters", []):
             if f["type"] == "RequestMirror":
                 m = f["requestMirror"]
@@ -119,9 +150,18 @@ def cel_rules(route: dict[str, Any]) -> list[str]:
 
 def chart(*values: str) -> list[dict[str, Any]]:
     """The chart rendered into this module's namespace for the InferenceService `reviews`."""
-    rendered = sh([tool("helm"), "template", "sentiops", str(REPO / "helm" / "sentiops"),
-                    f"--namespace={NS}", f"--set=inferenceService.name={NAME}", *REQUIRED_SET,
-                    *[f"--set={v}" for v in values]]).stdout  # fmt: skip
+    rendered = sh(
+        [
+            tool("helm"),
+            "template",
+            "sentiops",
+            str(REPO / "helm" / "sentiops"),
+            f"--namespace={NS}",
+            f"--set=inferenceService.name={NAME}",
+            *REQUIRED_SET,
+            *[f"--set={v}" for v in values],
+        ]
+    ).stdout
     return [d for d in yaml.safe_load_all(rendered) if d]
 
 
@@ -130,8 +170,9 @@ SHADOW_VALUES = ("inferenceService.deploymentMode=Standard", "inferenceService.c
 
 def test_the_charts_role_adds_exactly_the_shadow_rules() -> None:
     """Shadow mode adds `shadow_rules` (docs/pipeline.md) to the canary's Role, no more."""
-    (canary,) = [d for d in chart("inferenceService.deploymentMode=Standard")
-                 if d["kind"] == "Role"]  # fmt: skip
+    (canary,) = [
+        d for d in chart("inferenceService.deploymentMode=Standard") if d["kind"] == "Role"
+    ]
     (shadow,) = [d for d in chart(*SHADOW_VALUES) if d["kind"] == "Role"]
     assert shadow["metadata"]["name"] == canary["metadata"]["name"] == "sentiops-pipeline"
     assert shadow["rules"] == canary["rules"] + shadow_rules(NAME)
@@ -149,10 +190,12 @@ def cluster(release: ApiServer) -> Iterator[ApiServer]:
     (isvc,) = [d for d in docs if d["kind"] == "InferenceService"]
     (role,) = [d for d in docs if d["kind"] == "Role"]
     (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
-    released = json.loads(kube.kubectl("-n", NS, "get", "role", "sentiops-pipeline",
-                                       "-o", "json").stdout)  # fmt: skip
-    stored = json.loads(kube.kubectl("-n", NS, "get", "rolebinding", "sentiops-pipeline",
-                                     "-o", "json").stdout)  # fmt: skip
+    released = json.loads(
+        kube.kubectl("-n", NS, "get", "role", "sentiops-pipeline", "-o", "json").stdout
+    )
+    stored = json.loads(
+        kube.kubectl("-n", NS, "get", "rolebinding", "sentiops-pipeline", "-o", "json").stdout
+    )
     assert stored["subjects"] == binding["subjects"] and stored["roleRef"] == binding["roleRef"]
     set_rules = ["-n", NS, "patch", "role", "sentiops-pipeline", "--type=merge", "-p"]
     kube.kubectl(*set_rules, json.dumps({"rules": role["rules"]}))
@@ -173,9 +216,11 @@ class Controller(threading.Thread):
     """Plays KServe for the two InferenceServices and the gateway for the mirror route: each
     new generation gets a ready status; what it saw is recorded in order, deletions too."""
 
-    WATCHED = (("isvc", GROUP, API_VERSION, PLURAL, NAME),
-               ("isvc", GROUP, API_VERSION, PLURAL, SHADOW),
-               ("route", GATEWAY_GROUP, GATEWAY_VERSION, ROUTES, SHADOW))  # fmt: skip
+    WATCHED = (
+        ("isvc", GROUP, API_VERSION, PLURAL, NAME),
+        ("isvc", GROUP, API_VERSION, PLURAL, SHADOW),
+        ("route", GATEWAY_GROUP, GATEWAY_VERSION, ROUTES, SHADOW),
+    )
 
     def __init__(self, kube: ApiServer) -> None:
         super().__init__(daemon=True)
@@ -191,8 +236,7 @@ class Controller(threading.Thread):
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.api.get_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, NS, ROUTES,
-                                                  route)  # fmt: skip
+            self.api.get_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, NS, ROUTES, route)
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -221,27 +265,52 @@ class Controller(threading.Thread):
                         if name == NAME:  # was the mirror still there when serving changed?
                             self.mirror_at[gen] = self._exists(SHADOW)
                         self.api.patch_namespaced_custom_object_status(
-                            group, version, NS, plural, name,
-                            {"status": {"observedGeneration": gen,
-                                        "conditions": [{"type": "Ready", "status": "True"}]}},
-                        )  # fmt: skip
+                            group,
+                            version,
+                            NS,
+                            plural,
+                            name,
+                            {
+                                "status": {
+                                    "observedGeneration": gen,
+                                    "conditions": [{"type": "Ready", "status": "True"}],
+                                }
+                            },
+                        )
                     continue
                 parents = (obj.get("status") or {}).get("parents") or [{}]
                 observed = [c.get("observedGeneration") for c in parents[0].get("conditions", [])]
                 if observed != [gen, gen]:
                     self.seen.append((kind, name, copy.deepcopy(obj)))
                     conditions = [
-                        {"type": t, "status": "True", "reason": t, "message": t,
-                         "observedGeneration": gen, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                        {
+                            "type": t,
+                            "status": "True",
+                            "reason": t,
+                            "message": t,
+                            "observedGeneration": gen,
+                            "lastTransitionTime": "2026-01-01T00:00:00Z",
+                        }
                         for t in ("Accepted", "ResolvedRefs")
-                    ]  # fmt: skip
+                    ]
                     self.api.patch_namespaced_custom_object_status(
-                        group, version, NS, plural, name,
-                        {"status": {"parents": [{
-                            "parentRef": obj["spec"]["parentRefs"][0],
-                            "controllerName": "example.net/gateway-controller",
-                            "conditions": conditions}]}},
-                    )  # fmt: skip
+                        group,
+                        version,
+                        NS,
+                        plural,
+                        name,
+                        {
+                            "status": {
+                                "parents": [
+                                    {
+                                        "parentRef": obj["spec"]["parentRefs"][0],
+                                        "controllerName": "example.net/gateway-controller",
+                                        "conditions": conditions,
+                                    }
+                                ]
+                            }
+                        },
+                    )
             time.sleep(0.05)
 
     def of(self, kind: str, name: str) -> list[Any]:
@@ -261,8 +330,15 @@ def controller(cluster: ApiServer) -> Iterator[Controller]:
 def _executor(kube: ApiServer, version: str, name: str = NAME) -> ShadowExecutor:
     """The executor as the pipeline's ServiceAccount runs it (its token, its RBAC)."""
     sa = api_client(str(kube.kubeconfig_for("pipeline")))
-    return ShadowExecutor(sa, NS, name, f"s3://sentiops/models/{name}/{version}/", version,
-                          ready_timeout=30, poll_seconds=0.1)  # fmt: skip
+    return ShadowExecutor(
+        sa,
+        NS,
+        name,
+        f"s3://sentiops/models/{name}/{version}/",
+        version,
+        ready_timeout=30,
+        poll_seconds=0.1,
+    )
 
 
 def _env(predictor: dict) -> dict[str, str]:
@@ -282,8 +358,7 @@ def test_a_shadow_is_mirrored_step_by_step_then_promoted_as_the_pipeline_service
     assert before is not None and before["spec"]["predictor"]["labels"] == {
         "sentiops.io/model-version": "1"
     }
-    record = run(_plan("2", "1"), ex, Simulated({}), sleep=lambda s: None,
-                 progress=lambda m: None)  # fmt: skip
+    record = run(_plan("2", "1"), ex, Simulated({}), sleep=lambda s: None, progress=lambda m: None)
     assert record.decision == PROMOTED and record.mode == "shadow", record.to_markdown()
     time.sleep(0.3)
     # the shadow InferenceService: the serving predictor with the candidate's model, as a
@@ -306,9 +381,12 @@ def test_a_shadow_is_mirrored_step_by_step_then_promoted_as_the_pipeline_service
     assert routes[-1] == "deleted"
     mirrors = [r["spec"]["rules"][0]["filters"][-1]["requestMirror"] for r in routes[:-1]]
     assert [m["percent"] for m in mirrors] == [10, 50, 100]
-    assert {json.dumps(m["backendRef"], sort_keys=True) for m in mirrors} == {json.dumps(
-        {"kind": "Service", "name": "reviews-shadow-predictor", "namespace": NS, "port": 80},
-        sort_keys=True)}  # fmt: skip
+    assert {json.dumps(m["backendRef"], sort_keys=True) for m in mirrors} == {
+        json.dumps(
+            {"kind": "Service", "name": "reviews-shadow-predictor", "namespace": NS, "port": 80},
+            sort_keys=True,
+        )
+    }
     route = routes[0]
     kserve = cluster_route(cluster)  # as stored: with the CRD's defaults
     rule = route["spec"]["rules"][0]
@@ -341,8 +419,9 @@ def test_a_shadow_is_mirrored_step_by_step_then_promoted_as_the_pipeline_service
 
 
 def cluster_route(kube: ApiServer) -> dict:
-    return json.loads(kube.kubectl("-n", NS, "get", f"{ROUTES}.{GATEWAY_GROUP}", NAME,
-                                   "-o", "json").stdout)  # fmt: skip
+    return json.loads(
+        kube.kubectl("-n", NS, "get", f"{ROUTES}.{GATEWAY_GROUP}", NAME, "-o", "json").stdout
+    )
 
 
 def test_a_rejected_shadow_is_removed_and_the_serving_model_never_changed(
@@ -380,8 +459,10 @@ def test_a_left_over_shadow_is_replaced_and_a_route_percent_is_patched_alone(
     ex.set_traffic(70)
     second = ex.route()
     assert first is not None and second is not None
-    (m1,), (m2,) = ([f for f in r["spec"]["rules"][0]["filters"] if f["type"] == "RequestMirror"]
-                    for r in (first, second))  # fmt: skip
+    (m1,), (m2,) = (
+        [f for f in r["spec"]["rules"][0]["filters"] if f["type"] == "RequestMirror"]
+        for r in (first, second)
+    )
     assert (m1["requestMirror"]["percent"], m2["requestMirror"]["percent"]) == (20, 70)
     first["spec"]["rules"][0]["filters"][-1]["requestMirror"]["percent"] = 70
     assert second["spec"] == first["spec"]
@@ -429,11 +510,25 @@ def test_the_mirror_route_of_a_dual_protocol_kserve_route() -> None:
     mirror copies the REST rule's backend, for the REST prediction paths only."""
     kserve = kserve_route()
     rest = kserve["spec"]["rules"][0]
-    grpc = {**copy.deepcopy(rest), "matches": [{
-        "path": {"type": "RegularExpression", "value": "^/inference\\.GRPCInferenceService/.*$"},
-        "headers": [{"type": "RegularExpression", "name": "content-type",
-                     "value": "^application/grpc.*"}]}],
-        "backendRefs": [{**rest["backendRefs"][0], "port": 8081}]}  # fmt: skip
+    grpc = {
+        **copy.deepcopy(rest),
+        "matches": [
+            {
+                "path": {
+                    "type": "RegularExpression",
+                    "value": "^/inference\\.GRPCInferenceService/.*$",
+                },
+                "headers": [
+                    {
+                        "type": "RegularExpression",
+                        "name": "content-type",
+                        "value": "^application/grpc.*",
+                    }
+                ],
+            }
+        ],
+        "backendRefs": [{**rest["backendRefs"][0], "port": 8081}],
+    }
     kserve["spec"]["rules"] = [grpc, rest]
     out = mirror_route(kserve, SHADOW, NAME, "reviews-shadow-predictor", 30)
     (rule,) = out["spec"]["rules"]
@@ -459,8 +554,9 @@ def test_people_see_and_stop_a_shadow(
     tracking.configure()
     df = make_frame(20)
     model = TfidfModel.fit(df.text, df.label, char_ngrams=False)
-    out = modeldir.write(tmp_path / "m", model.save, {"model_type": "tfidf-logreg",
-                                                      "labels": model.labels})  # fmt: skip
+    out = modeldir.write(
+        tmp_path / "m", model.save, {"model_type": "tfidf-logreg", "labels": model.labels}
+    )
     for v in ("1", "2"):
         registry.log_training(out, "t", {}, {}, {})
         registry.mark_candidate(v, f"s3://sentiops/models/{NAME}/{v}/", {"approved": True})
@@ -474,8 +570,9 @@ def test_people_see_and_stop_a_shadow(
     args = ["--namespace", NS, "--kubeconfig", kubeconfig]
     # the CLI acts on the ConfigMap's InferenceService: point it at this module's for a while
     patch = '{"data": {"inferenceService": "%s"}}'
-    cluster.kubectl("-n", NS, "patch", "configmap", "sentiops-rollout", "--type=merge", "-p",
-                    patch % NAME)  # fmt: skip
+    cluster.kubectl(
+        "-n", NS, "patch", "configmap", "sentiops-rollout", "--type=merge", "-p", patch % NAME
+    )
     try:
         runner = CliRunner()
         res = runner.invoke(app, ["rollout", "status", *args])
@@ -485,8 +582,16 @@ def test_people_see_and_stop_a_shadow(
         assert res.exit_code == 0, res.output
         assert "shadow v2 removed; serving v" in res.output
     finally:
-        cluster.kubectl("-n", NS, "patch", "configmap", "sentiops-rollout", "--type=merge", "-p",
-                        patch % "sentiment")  # fmt: skip
+        cluster.kubectl(
+            "-n",
+            NS,
+            "patch",
+            "configmap",
+            "sentiops-rollout",
+            "--type=merge",
+            "-p",
+            patch % "sentiment",
+        )
     assert ex.route() is None and ex.shadow.get() is None
     after = ex.main.get()
     assert after is not None and after["spec"] == serving["spec"]

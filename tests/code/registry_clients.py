@@ -38,20 +38,28 @@ def client_process(
 
         def config(name: str, seed: int, **fields: Any) -> TrainConfig:
             return TrainConfig.model_validate(
-                {"data": [data], "output": Path(folder) / name, "seed": seed,
-                 "drift_detector": False, "tags": {"client": str(index)}, **fields}
-            )  # fmt: skip
+                {
+                    "data": [data],
+                    "output": Path(folder) / name,
+                    "seed": seed,
+                    "drift_detector": False,
+                    "tags": {"client": str(index)},
+                    **fields,
+                }
+            )
 
         out: dict[str, Any] = {"trained": [], "own": []}
         barrier.wait(timeout=600)  # every client imported and ready: start together
         for r in range(SHARED_ROUNDS):
             result = train(config(f"shared-{r}", 100 * index + r), progress=False)
             out["trained"].append(
-                {"run_id": result.tracking["run_id"],
-                 "version": result.tracking["registered_version"],
-                 "val_macro_f1": result.metrics["validation"]["macro_f1"],
-                 "test_macro_f1": result.metrics["test"]["macro_f1"]}
-            )  # fmt: skip
+                {
+                    "run_id": result.tracking["run_id"],
+                    "version": result.tracking["registered_version"],
+                    "val_macro_f1": result.metrics["validation"]["macro_f1"],
+                    "test_macro_f1": result.metrics["test"]["macro_f1"],
+                }
+            )
         out["tuned"] = tune(config("tune", index), TRIALS, progress=False)
         name = own_model(index)
         for r in range(2):

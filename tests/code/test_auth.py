@@ -41,17 +41,26 @@ def test_a_line_file_with_names_comments_and_a_bare_token(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("content", "says", "hint"),
     [
-        (f"team-a:{A}\nteam-b:short\n", f"['team-b'] in {{f}} are shorter than {MIN_LENGTH}",
-         "openssl rand"),
-        (f"team-a:{A}\nteam-a:{B}\n", "{f}:2: expected `name:token` with a new name",
-         "one `name:token` per line"),
-        (f"team-a:{A}\nteam-b:{A}\n", "the same token under several names in {f}: "
-         "team-a = team-b", "a token of its own"),
+        (
+            f"team-a:{A}\nteam-b:short\n",
+            f"['team-b'] in {{f}} are shorter than {MIN_LENGTH}",
+            "openssl rand",
+        ),
+        (
+            f"team-a:{A}\nteam-a:{B}\n",
+            "{f}:2: expected `name:token` with a new name",
+            "one `name:token` per line",
+        ),
+        (
+            f"team-a:{A}\nteam-b:{A}\n",
+            "the same token under several names in {f}: team-a = team-b",
+            "a token of its own",
+        ),
         (f":{A}\n", "{f}:1: expected `name:token`", "per line"),
         ("# nothing yet\n\n", "no token in {f}", "one `name:token` per line"),
     ],
     ids=["too short", "name twice", "token twice", "no name", "empty"],
-)  # fmt: skip
+)
 def test_unusable_line_files_are_refused_saying_why(
     tmp_path: Path, content: str, says: str, hint: str
 ) -> None:
@@ -75,9 +84,7 @@ def test_unusable_secret_directories_are_refused_saying_why(tmp_path: Path) -> N
     assert "SENTIOPS_AUTH_TOKEN_FILE" in missing.value.hint
 
 
-@pytest.mark.parametrize(
-    "header", [None, "", "Bearer", "Bearer   ", f"Basic {A}", A, f"Token {A}"]
-)
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer   ", f"Basic {A}", A, f"Token {A}"])
 def test_no_token_is_a_401(tmp_path: Path, header: str | None) -> None:
     tokens = Tokens.from_mapping({"team-a": A})
     with pytest.raises(AuthError) as refused:

@@ -205,8 +205,19 @@ def test_train_extra_goes_to_training_only_without_leaks(tmp_path: Path) -> None
 def test_an_unknown_serving_form_is_refused_before_training(runner, tmp_path: Path) -> None:
     csv = tmp_path / "a.csv"
     make_frame(15).to_csv(csv, index=False)
-    res = invoke(runner, "train", "--data", csv, "--model-type", "transformer", "--output",
-                 tmp_path / "m", "--serving-form", "student-fp16", "--no-track")  # fmt: skip
+    res = invoke(
+        runner,
+        "train",
+        "--data",
+        csv,
+        "--model-type",
+        "transformer",
+        "--output",
+        tmp_path / "m",
+        "--serving-form",
+        "student-fp16",
+        "--no-track",
+    )
     assert res.exit_code != 0
     assert "unknown serving form 'student-fp16'" in res.output and "student-int8" in res.output
     assert not (tmp_path / "m").exists()

@@ -22,8 +22,9 @@ from tests.conftest import make_frame
 LABELS = ["negative", "neutral", "positive"]
 
 
-def truth_and_overconfident(n: int, seed: int, sharpen: float = 3.0
-                            ) -> tuple[np.ndarray, list[str], np.ndarray]:  # fmt: skip
+def truth_and_overconfident(
+    n: int, seed: int, sharpen: float = 3.0
+) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Rows whose true label distribution is known (softmax of z), labels drawn from it, and a
     deliberately over-confident model's probabilities (softmax of `sharpen` * z)."""
     rng = np.random.default_rng(seed)
@@ -73,11 +74,14 @@ def test_calibrator_round_trip_and_what_it_refuses(tmp_path: Path) -> None:
     assert (out.argmax(axis=1) == p.argmax(axis=1)).all()
     assert (out.max(axis=1) < p.max(axis=1)).all()
     assert calibration.Calibrator.from_dict(cal.to_dict()) == calibration.Calibrator(
-        tuple(LABELS), "temperature", 1.7)  # fmt: skip
-    for bad, says in (({"method": "isotonic", "labels": LABELS}, "unknown calibration method"),
-                      ({"method": "temperature", "labels": LABELS, "temperature": -1}, "positive"),
-                      ({"method": "vector", "labels": LABELS, "scale": [1]}, "one finite"),
-                      ([1, 2], "no JSON object")):  # fmt: skip
+        tuple(LABELS), "temperature", 1.7
+    )
+    for bad, says in (
+        ({"method": "isotonic", "labels": LABELS}, "unknown calibration method"),
+        ({"method": "temperature", "labels": LABELS, "temperature": -1}, "positive"),
+        ({"method": "vector", "labels": LABELS, "scale": [1]}, "one finite"),
+        ([1, 2], "no JSON object"),
+    ):
         with pytest.raises(ModelError, match=says):
             calibration.Calibrator.from_dict(bad)
     with pytest.raises(ValueError, match="shape"):
@@ -103,8 +107,14 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     df.loc[flip, "label"] = rng.choice(LABELS, int(flip.sum()))
     train, val, test = df.iloc[:250], df.iloc[250:350], df.iloc[350:]
     out = tmp_path_factory.mktemp("calibrated") / "model"
-    cfg = TrainConfig(data=["synthetic"], output=out, track=False, drift_detector=False,
-                      c=1000.0, char_ngrams=False)  # fmt: skip
+    cfg = TrainConfig(
+        data=["synthetic"],
+        output=out,
+        track=False,
+        drift_detector=False,
+        c=1000.0,
+        char_ngrams=False,
+    )
     train_on_splits(cfg, train, val, test, {"source": ["synthetic"]}, progress=False)
     return out
 
@@ -141,8 +151,14 @@ def test_calibration_none_keeps_raw_probabilities(tmp_path: Path) -> None:
     from sentiops.training.train import train_on_splits
 
     df = make_frame(40, seed=5)
-    cfg = TrainConfig(data=["synthetic"], output=tmp_path / "m", track=False,
-                      drift_detector=False, calibration="none", char_ngrams=False)  # fmt: skip
+    cfg = TrainConfig(
+        data=["synthetic"],
+        output=tmp_path / "m",
+        track=False,
+        drift_detector=False,
+        calibration="none",
+        char_ngrams=False,
+    )
     train_on_splits(cfg, df.iloc[:80], df.iloc[80:], None, {}, progress=False)
     loaded = load_model(tmp_path / "m")
     assert loaded.calibrator is None and "calibration" not in loaded.manifest
@@ -154,8 +170,7 @@ def test_expected_confusion_and_metrics_by_hand() -> None:
     p = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.5, 0.1, 0.4]])
     est = performance.estimate(p, LABELS)
     # C[j, k]: sum of p_j over rows predicted k (rows 0 and 3 predict negative)
-    assert np.allclose(est.expected_confusion, [[1.2, 0.1, 0.2], [0.3, 0.6, 0.2],
-                                                [0.5, 0.3, 0.6]])  # fmt: skip
+    assert np.allclose(est.expected_confusion, [[1.2, 0.1, 0.2], [0.3, 0.6, 0.2], [0.5, 0.3, 0.6]])
     assert est.accuracy.value == pytest.approx((0.7 + 0.6 + 0.6 + 0.5) / 4)
     assert est.recall["negative"].value == pytest.approx(1.2 / 1.5)
     assert est.precision["negative"] == pytest.approx(1.2 / 2)
@@ -229,8 +244,15 @@ def _acc(value: float, n: int) -> Interval:
 def test_compare_fails_only_beyond_its_uncertainty_and_never_against_labels(
     canary, stable, labels, result
 ) -> None:
-    c = performance.compare(_acc(*canary), _acc(*stable), canary_n=canary[1], stable_n=stable[1],
-                            margin=0.05, alpha=0.05, labels=labels)  # fmt: skip
+    c = performance.compare(
+        _acc(*canary),
+        _acc(*stable),
+        canary_n=canary[1],
+        stable_n=stable[1],
+        margin=0.05,
+        alpha=0.05,
+        labels=labels,
+    )
     assert c.result == result, c.message
     if result == FAIL:
         assert c.drop_low is not None and c.drop_low > 0.05 and c.p_value < 0.05

@@ -16,9 +16,18 @@ from sentiops.feedback.predictions import PredictionIndex
 
 def _index(store: str, n: int) -> PredictionIndex:
     index = PredictionIndex(store)
-    index.remember({"id": f"r{i}", "text": f"text {i}", "label": "positive", "confidence": 0.9,
-                    "model_name": "sentiment", "model_version": "1" if i < 30 else "2",
-                    "time": "2026-12-02T00:00:00+00:00"} for i in range(n))  # fmt: skip
+    index.remember(
+        {
+            "id": f"r{i}",
+            "text": f"text {i}",
+            "label": "positive",
+            "confidence": 0.9,
+            "model_name": "sentiment",
+            "model_version": "1" if i < 30 else "2",
+            "time": "2026-12-02T00:00:00+00:00",
+        }
+        for i in range(n)
+    )
     return index
 
 
@@ -37,7 +46,10 @@ def test_each_label_part_is_read_once_and_every_label_counts(
     live = here.live_metrics()
     assert live["1"]["labels"] == 20 and live["1"]["accuracy"] == pytest.approx(0.5)
     assert {k: live["2"][k] for k in ("labels", "accuracy", "macro_f1")} == {
-        "labels": 2.0, "accuracy": 0.5, "macro_f1": pytest.approx(1 / 3)}  # fmt: skip
+        "labels": 2.0,
+        "accuracy": 0.5,
+        "macro_f1": pytest.approx(1 / 3),
+    }
     assert len(reads) == 1  # only the other replica's part; its own 20 were never re-read
     here.record([Item("r21", "positive")])
     assert here.live_metrics()["1"]["labels"] == 21 and len(reads) == 1
@@ -65,11 +77,11 @@ def test_only_the_random_evaluation_sample_estimates_live_accuracy(
     sampled = [f"r{i}" for i in range(30) if key.in_sample(f"r{i}")]
     assert 5 < len(sampled) < 25  # a keyed hash of the id: about half
     # targeted labels all wrong (the model said positive), the sample's all right
-    fb.record([Item(f"r{i}", "positive" if f"r{i}" in sampled else "negative")
-               for i in range(30)])  # fmt: skip
+    fb.record([Item(f"r{i}", "positive" if f"r{i}" in sampled else "negative") for i in range(30)])
     stored = read_labels(store)
     assert dict(zip(stored.id, stored["sample"], strict=True)) == {
-        f"r{i}": "random" if f"r{i}" in sampled else "targeted" for i in range(30)}  # fmt: skip
+        f"r{i}": "random" if f"r{i}" in sampled else "targeted" for i in range(30)
+    }
     live = fb.live_metrics()["1"]
     assert live["labels"] == len(sampled) and live["accuracy"] == 1.0
     assert 0.6 < live["accuracy_low"] < 1.0 and live["accuracy_high"] == pytest.approx(1.0)

@@ -238,9 +238,13 @@ def test_decide_on_model_directories(models) -> None:
 
 def test_calibration_budget_judges_a_calibrated_challenger_only(y) -> None:
     chall, champ = _noisy(y, 0.9, 2), _noisy(y, 0.6, 1)
-    record = {"method": "temperature", "temperature": 1.4, "rows": 400,
-              "before": {"ece": 0.2, "brier": 0.5},
-              "after": {"ece": 0.03, "brier": 0.4}}  # fmt: skip
+    record = {
+        "method": "temperature",
+        "temperature": 1.4,
+        "rows": 400,
+        "before": {"ece": 0.2, "brier": 0.5},
+        "after": {"ece": 0.03, "brier": 0.4},
+    }
     far_off = ModelSummary(ece=0.25, brier=0.6, calibration=record)
     d = compare(list(y), list(chall), list(champ), FAST, challenger=far_off)
     check = next(c for c in d.checks if c.name == "calibration")
@@ -266,8 +270,13 @@ def test_decide_records_ece_and_brier_of_served_probabilities(tmp_path: Path) ->
     from sentiops.training.train import train_on_splits
 
     df = make_frame(60, seed=11)
-    cfg = TrainConfig(data=["synthetic"], output=tmp_path / "m", track=False,
-                      drift_detector=False, char_ngrams=False)  # fmt: skip
+    cfg = TrainConfig(
+        data=["synthetic"],
+        output=tmp_path / "m",
+        track=False,
+        drift_detector=False,
+        char_ngrams=False,
+    )
     train_on_splits(cfg, df.iloc[:120], df.iloc[120:], None, {}, progress=False)
     test = make_frame(30, seed=12)
     d = gate.decide(load_model(tmp_path / "m"), test.text, test.label, None, FAST)
@@ -319,10 +328,24 @@ def test_gate_cli_with_added_data_weighs_both_halves(cli, models, tmp_path: Path
     added = tmp_path / "labels.csv"
     make_frame(8, seed=11).to_csv(added, index=False)
     out = tmp_path / "g.json"
-    res = CliRunner().invoke(cli, ["gate", "--champion", str(models["weak"]), "--challenger",
-                                   str(models["strong"]), "--data", str(models["test"]),
-                                   "--data", str(added), "--output-json", str(out),
-                                   "--n-resamples", "1000"])  # fmt: skip
+    res = CliRunner().invoke(
+        cli,
+        [
+            "gate",
+            "--champion",
+            str(models["weak"]),
+            "--challenger",
+            str(models["strong"]),
+            "--data",
+            str(models["test"]),
+            "--data",
+            str(added),
+            "--output-json",
+            str(out),
+            "--n-resamples",
+            "1000",
+        ],
+    )
     assert res.exit_code == 0, res.output
     record = json.loads(out.read_text())
     assert record["dataset"]["balanced"] is True
@@ -387,8 +410,9 @@ def test_groups_weigh_the_labels_from_live_traffic_as_much_as_the_original_rows(
     assert abs(g["original"]["challenger_macro_f1"] - g["original"]["champion_macro_f1"]) < 0.03
     assert "| added | 60 | 0.5 |" in decision_markdown(balanced)
     # switched off: rows count equally again, and the record says so
-    off = compare(y, challenger, champion, GateConfig(n_resamples=1000, balance_sources=False),
-                  groups=groups)  # fmt: skip
+    off = compare(
+        y, challenger, champion, GateConfig(n_resamples=1000, balance_sources=False), groups=groups
+    )
     assert off.delta_macro_f1 == pytest.approx(counted.delta_macro_f1)
     assert off.dataset["balanced"] is False and off.dataset["groups"]["added"]["weight"] == 0.0625
 

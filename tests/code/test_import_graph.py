@@ -61,10 +61,11 @@ def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
     for module, path in modules.items():
         tree = ast.parse(path.read_text())
         typing_only = {
-            id(n) for node in ast.walk(tree)
+            id(n)
+            for node in ast.walk(tree)
             if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
             for n in ast.walk(node)
-        }  # fmt: skip
+        }
         for node in ast.walk(tree):
             if id(node) in typing_only:
                 continue
@@ -128,9 +129,10 @@ def unit_of(module: str, layers: tuple[tuple[str, ...], ...]) -> str | None:
     units = [u for layer in layers for u in layer]
     parents = {u.rpartition(".")[0] for u in units}
     found = [
-        u for u in units
+        u
+        for u in units
         if module == u or (module.startswith(u + ".") and (u not in parents or "." in u))
-    ]  # fmt: skip
+    ]
     return max(found, key=len, default=None)
 
 
@@ -166,8 +168,9 @@ def test_the_check_finds_a_circle(tmp_path: Path) -> None:
     (pkg / "a.py").write_text("from pkg.b import thing\n")
     (pkg / "b.py").write_text("def thing():\n    from pkg import c\n")  # a lazy import counts
     (pkg / "c.py").write_text("import pkg.a\n")
-    (pkg / "d.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                              "    import pkg.a\n")  # fmt: skip
+    (pkg / "d.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n"
+    )
     graph = import_graph(tmp_path, ("pkg",))
     assert cycles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
     assert graph["pkg.d"] == set()

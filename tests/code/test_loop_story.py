@@ -10,8 +10,13 @@ def _row(version: str, correct: int, labels: int) -> dict[str, object]:
     from sentiops.scoring import wilson_interval
 
     low, high = wilson_interval(correct, labels)
-    return {"model_version": version, "labels": labels, "correct": correct,
-            "accuracy": correct / labels, "accuracy_95": [low, high]}  # fmt: skip
+    return {
+        "model_version": version,
+        "labels": labels,
+        "correct": correct,
+        "accuracy": correct / labels,
+        "accuracy_95": [low, high],
+    }
 
 
 def test_a_clear_rise_is_called_better_with_its_p_value() -> None:
@@ -44,12 +49,25 @@ def test_the_first_window_of_the_new_traffic_and_its_estimate_in_words() -> None
     from sentiops.local.loop.story import estimate_line, first_window_after
 
     shift = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
-    estimate = {"n": 100, "accuracy": {"value": 0.71, "low": 0.63, "high": 0.79},
-                "macro_f1": {"value": 0.52}, "validation_accuracy": 0.8}  # fmt: skip
-    status = {"versions": {"2": {"recent": [
-        {"first": "2026-12-05T09:59:58+00:00", "estimate": estimate},  # straddles the shift
-        {"first": "2026-12-05T10:00:03+00:00", "estimate": estimate, "window_id": "b"},
-    ]}}}  # fmt: skip
+    estimate = {
+        "n": 100,
+        "accuracy": {"value": 0.71, "low": 0.63, "high": 0.79},
+        "macro_f1": {"value": 0.52},
+        "validation_accuracy": 0.8,
+    }
+    status = {
+        "versions": {
+            "2": {
+                "recent": [
+                    {
+                        "first": "2026-12-05T09:59:58+00:00",
+                        "estimate": estimate,
+                    },  # straddles the shift
+                    {"first": "2026-12-05T10:00:03+00:00", "estimate": estimate, "window_id": "b"},
+                ]
+            }
+        }
+    }
     window = first_window_after(status, "2", shift)
     assert window is not None and window["window_id"] == "b"
     assert first_window_after(status, "3", shift) is None
@@ -57,8 +75,13 @@ def test_the_first_window_of_the_new_traffic_and_its_estimate_in_words() -> None
     line = estimate_line("2", "vader-movies", window)
     assert "before any label" in line and "0.710 (95 % 0.630-0.790, window of 100)" in line
     assert "vs 0.800 on its validation rows" in line
-    far = {"labels": 400.0, "estimated": 0.72, "realized": 0.55, "error": 0.17,
-           "expected_within": 0.04}  # fmt: skip
+    far = {
+        "labels": 400.0,
+        "estimated": 0.72,
+        "realized": 0.55,
+        "error": 0.17,
+        "expected_within": 0.04,
+    }
     line = estimate_line("2", "vader-movies", window, far)
     assert "estimated accuracy 0.720" in line and "realized 0.550 on 400 labels" in line
     assert "+0.170" in line and "p(label | text)" in line
@@ -73,10 +96,19 @@ def test_the_labelled_estimate_reads_the_random_sample_of_one_version_and_domain
 
     from sentiops.local.loop.story import labelled_estimate
 
-    rows = [{"id": f"i{i}", "text": f"t{i}", "label": "positive",
-             "predicted_label": "positive" if i % 4 else "negative", "confidence": 0.9,
-             "model_name": "sentiment", "model_version": "2" if i < 40 else "3",
-             "sample": "random" if i % 10 else "targeted"} for i in range(60)]  # fmt: skip
+    rows = [
+        {
+            "id": f"i{i}",
+            "text": f"t{i}",
+            "label": "positive",
+            "predicted_label": "positive" if i % 4 else "negative",
+            "confidence": 0.9,
+            "model_name": "sentiment",
+            "model_version": "2" if i < 40 else "3",
+            "sample": "random" if i % 10 else "targeted",
+        }
+        for i in range(60)
+    ]
     folder = tmp_path / "labels" / "feedback" / f"date={datetime.now(UTC):%Y-%m-%d}"
     folder.mkdir(parents=True)
     from sentiops.feedback.labels import COLUMNS

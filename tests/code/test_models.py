@@ -158,11 +158,13 @@ def test_warm_start_from_the_champion(tmp_path) -> None:  # noqa: ANN001
 
     tracking.configure()
     assert base_model("champion") == str(offline_model_path())  # no champion yet
-    model_dir = train_transformer(tmp_path / "t", "tiny-distilbert", epochs=1,
-                                  serving_form="pytorch", drift_detector=False)  # fmt: skip
+    model_dir = train_transformer(
+        tmp_path / "t", "tiny-distilbert", epochs=1, serving_form="pytorch", drift_detector=False
+    )
     version = registry.log_training(model_dir, "t", {}, {}, {})["registered_version"]
     tracking.client().set_model_version_tag(
-        tracking.REGISTERED_MODEL, version, registry.STORAGE_URI_TAG, str(model_dir))
+        tracking.REGISTERED_MODEL, version, registry.STORAGE_URI_TAG, str(model_dir)
+    )
     tracking.set_alias(tracking.REGISTERED_MODEL, registry.CHAMPION, version)
     assert base_model("champion") == str(model_dir)
 
@@ -175,8 +177,13 @@ def test_added_rows_weigh_their_share_of_the_training_data() -> None:
     from sentiops.data.datasets import SOURCE
     from sentiops.training.train import row_weights
 
-    df = pd.DataFrame({"text": list("abcdefgh"), "label": ["positive"] * 8,
-                       SOURCE: ["vader-tweets"] * 6 + ["s3://b/labels/1.parquet"] * 2})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "text": list("abcdefgh"),
+            "label": ["positive"] * 8,
+            SOURCE: ["vader-tweets"] * 6 + ["s3://b/labels/1.parquet"] * 2,
+        }
+    )
     w = row_weights(df, 0.5)
     assert w == [1.0] * 6 + [3.0, 3.0]  # 2 rows x 3 == 6 original rows x 1
     assert row_weights(df, 0.0) is None  # off
@@ -187,8 +194,7 @@ def test_added_rows_weigh_their_share_of_the_training_data() -> None:
 
 def test_sample_weights_steer_the_fit() -> None:
     """Weighted rows count more: the same conflicting texts learn the weighted rows' label."""
-    texts = ["the service was ok"] * 4 + ["the service was ok"] * 4 + \
-        ["great", "awful", "fine"] * 4  # fmt: skip
+    texts = ["the service was ok"] * 4 + ["the service was ok"] * 4 + ["great", "awful", "fine"] * 4
     labels = ["positive"] * 4 + ["negative"] * 4 + ["positive", "negative", "neutral"] * 4
     ones = [1.0] * len(texts)
     to_negative = [1.0] * 4 + [5.0] * 4 + [1.0] * 12
@@ -198,6 +204,14 @@ def test_sample_weights_steer_the_fit() -> None:
         assert model.labels[int(model.predict_proba(["the service was ok"])[0].argmax())] == want
     plain = TfidfModel.fit(texts, labels, sample_weight=ones).predict_proba(["great"])
     assert np.allclose(plain, TfidfModel.fit(texts, labels).predict_proba(["great"]))
-    tiny = TransformerModel.fit(texts, labels, base_model=TINY, epochs=1, batch_size=8,
-                                max_length=16, progress=False, sample_weight=to_negative)
+    tiny = TransformerModel.fit(
+        texts,
+        labels,
+        base_model=TINY,
+        epochs=1,
+        batch_size=8,
+        max_length=16,
+        progress=False,
+        sample_weight=to_negative,
+    )
     assert tiny.predict_proba(["fine"]).shape == (1, 3)  # the weighted loss trains

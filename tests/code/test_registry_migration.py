@@ -68,7 +68,7 @@ def _snapshot() -> dict[str, Any]:
                     ]
                     for key in r.data.metrics
                 },
-            }  # fmt: skip
+            }
             for r in runs
         },
         "models": models,

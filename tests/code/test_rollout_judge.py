@@ -94,8 +94,13 @@ def test_too_little_traffic_holds_then_rolls_back() -> None:
             return serve(self.rng, 10 if version == "2" else 500)
 
     ex = FakeExecutor()
-    record = steps.run(steps.Plan("2", "1", step_seconds=1), ex, Trickle({}),
-                       sleep=lambda s: None, progress=lambda m: None)  # fmt: skip
+    record = steps.run(
+        steps.Plan("2", "1", step_seconds=1),
+        ex,
+        Trickle({}),
+        sleep=lambda s: None,
+        progress=lambda m: None,
+    )
     assert record.decision == ROLLED_BACK and ex.calls == ["start 10", "rollback"]
     assert [s.verdict for s in record.steps] == ["hold", "hold", "inconclusive"]
     assert "after 2 hold(s)" in record.reasons[0] and "policy rollback" in record.reasons[0]
@@ -161,8 +166,13 @@ def test_loop_rolls_back_when_it_breaks_midway() -> None:
 
     ex = FakeExecutor()
     with pytest.raises(RolloutError, match="prometheus is down") as info:
-        steps.run(steps.Plan("2", "1", step_seconds=1), ex, Broken({}), sleep=lambda s: None,
-                    progress=lambda m: None)  # fmt: skip
+        steps.run(
+            steps.Plan("2", "1", step_seconds=1),
+            ex,
+            Broken({}),
+            sleep=lambda s: None,
+            progress=lambda m: None,
+        )
     assert ex.calls == ["start 10", "rollback"]
     assert info.value.record.decision == ROLLED_BACK
 
@@ -190,12 +200,21 @@ def test_a_different_label_mix_passes_when_live_accuracy_shows_the_canary_is_rig
     checks = {v.name: v for v in judge.judge_metrics(canary, stable, judge.JudgeConfig())}
     assert checks["live_accuracy"].result == "pass"
     assert checks["label_mix"].result == "pass" and "as accurate" in checks["label_mix"].message
-    unlabelled = {v.name: v for v in judge.judge_metrics(
-        serve(rng, 600, **shifted), serve(rng, 600), judge.JudgeConfig())}  # fmt: skip
+    unlabelled = {
+        v.name: v
+        for v in judge.judge_metrics(
+            serve(rng, 600, **shifted), serve(rng, 600), judge.JudgeConfig()
+        )
+    }
     assert unlabelled["label_mix"].result == "fail"
-    worse = {v.name: v for v in judge.judge_metrics(
-        serve(rng, 600, accuracy=0.6, **shifted), serve(rng, 600, accuracy=0.7),
-        judge.JudgeConfig())}  # fmt: skip
+    worse = {
+        v.name: v
+        for v in judge.judge_metrics(
+            serve(rng, 600, accuracy=0.6, **shifted),
+            serve(rng, 600, accuracy=0.7),
+            judge.JudgeConfig(),
+        )
+    }
     assert worse["label_mix"].result == "fail"
 
 
@@ -214,10 +233,18 @@ def test_a_label_mix_failure_waits_for_arriving_labels_then_stands() -> None:
 def test_a_label_mix_failure_with_the_canary_below_stable_on_few_labels_holds() -> None:
     """Labels that do not show the canary worse, but put it below stable, do not explain a
     different mix: the step waits for more of them, then the mix failure stands."""
-    canary = judge.Observed(requests=300, labels={"negative": 180, "neutral": 12, "positive": 108},
-                            feedback_total=40, feedback_correct=26)  # fmt: skip
-    stable = judge.Observed(requests=700, labels={"negative": 290, "neutral": 80, "positive": 330},
-                            feedback_total=120, feedback_correct=84)  # fmt: skip
+    canary = judge.Observed(
+        requests=300,
+        labels={"negative": 180, "neutral": 12, "positive": 108},
+        feedback_total=40,
+        feedback_correct=26,
+    )
+    stable = judge.Observed(
+        requests=700,
+        labels={"negative": 290, "neutral": 80, "positive": 330},
+        feedback_total=120,
+        feedback_correct=84,
+    )
     checks = {c.name: c for c in judge.judge_metrics(canary, stable, judge.JudgeConfig())}
     assert checks["label_mix"].result == judge.FAIL
     assert checks["live_accuracy"].result == judge.PASS  # 0.65 vs 0.70, 40 labels: not worse
@@ -269,23 +296,36 @@ def test_a_slower_canary_within_the_latency_objective_passes() -> None:
 
 # ------------------------------------------------------------------ whole rollouts
 #: Margins of 0: nothing but the statistics stands between noise and a rollback.
-NO_MARGINS = dict.fromkeys(("max_error_rate_increase", "max_latency_increase",
-                            "max_estimated_accuracy_drop", "max_label_js", "max_accuracy_drop"),
-                           0.0)  # fmt: skip
+NO_MARGINS = dict.fromkeys(
+    (
+        "max_error_rate_increase",
+        "max_latency_increase",
+        "max_estimated_accuracy_drop",
+        "max_label_js",
+        "max_accuracy_drop",
+    ),
+    0.0,
+)
 #: Margins below what each injected fault measures (benchmarks/judge.py uses the same).
-FAULT_MARGINS = {"max_error_rate_increase": 0.005, "max_latency_increase": 0.1,
-                 "max_label_js": 0.07, "max_accuracy_drop": 0.025}  # fmt: skip
+FAULT_MARGINS = {
+    "max_error_rate_increase": 0.005,
+    "max_latency_increase": 0.1,
+    "max_label_js": 0.07,
+    "max_accuracy_drop": 0.025,
+}
 
 
-def _rollouts(rpm: int, canary: simulate.Behaviour, n: int, margins: dict, label_rate: float,
-              seed: int = 0) -> list[Record]:  # fmt: skip
+def _rollouts(
+    rpm: int, canary: simulate.Behaviour, n: int, margins: dict, label_rate: float, seed: int = 0
+) -> list[Record]:
     """`n` whole rollouts (steps 10/50/100 % of 10 minutes, up to 6 holds a step: many looks)."""
     cfg = judge.JudgeConfig(min_requests=20, **margins)
     out = []
     for k in range(n):
         plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=600, max_holds=6, judge=cfg)
-        sim = simulate.SimulatedRollout(rpm, canary, simulate.Behaviour(), label_rate=label_rate,
-                                        seed=seed + k)  # fmt: skip
+        sim = simulate.SimulatedRollout(
+            rpm, canary, simulate.Behaviour(), label_rate=label_rate, seed=seed + k
+        )
         out.append(simulate.simulate(plan, sim))
     return out
 
@@ -332,13 +372,21 @@ def test_a_faulty_canary_is_rolled_back_for_its_fault(
 EVIDENCE = {"require_accuracy_evidence": True, "min_requests": 20}
 
 
-def _one(canary: simulate.Behaviour, rpm: int, label_rate: float, gate: object = None,
-         **cfg: object) -> tuple[Record, simulate.SimulatedRollout]:  # fmt: skip
-    plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=600, max_holds=2,
-                      judge=judge.JudgeConfig(**{**EVIDENCE, **cfg}),  # type: ignore[arg-type]
-                      approval=Approval(timeout_seconds=1800, poll_seconds=60))  # fmt: skip
-    sim = simulate.SimulatedRollout(rpm, canary, simulate.Behaviour(), label_rate=label_rate,
-                                    seed=7)  # fmt: skip
+def _one(
+    canary: simulate.Behaviour, rpm: int, label_rate: float, gate: object = None, **cfg: object
+) -> tuple[Record, simulate.SimulatedRollout]:
+    plan = steps.Plan(
+        "2",
+        "1",
+        steps=[10, 50, 100],
+        step_seconds=600,
+        max_holds=2,
+        judge=judge.JudgeConfig(**{**EVIDENCE, **cfg}),  # type: ignore[arg-type]
+        approval=Approval(timeout_seconds=1800, poll_seconds=60),
+    )
+    sim = simulate.SimulatedRollout(
+        rpm, canary, simulate.Behaviour(), label_rate=label_rate, seed=7
+    )
     return simulate.simulate(plan, sim, gate=gate), sim  # type: ignore[arg-type]
 
 
@@ -351,8 +399,9 @@ def test_with_evidence_required_a_healthy_canary_is_promoted_once_shown_non_infe
     assert accuracy.bound <= 0.05 and not record.flags
 
 
-def test_a_canary_5_points_less_accurate_with_few_labels_is_not_promoted_when_evidence_counts(
-) -> None:  # fmt: skip
+def test_a_canary_5_points_less_accurate_with_few_labels_is_not_promoted_when_evidence_counts() -> (
+    None
+):
     """The issue's case: few labels, so no metric shows harm, and the plain judge promotes a
     canary 5 points less accurate; asking for evidence, the rollout ends inconclusive with the
     labels it would take, and the policy decides."""
@@ -380,8 +429,12 @@ def test_the_numbers_needed_to_decide_are_in_the_record() -> None:
     k = accuracy.needed["canary_labels"] / 100
     assert accuracy.needed["stable_labels"] == pytest.approx(400 * k, rel=0.02)
     more = judge.Observed(feedback_total=100 * k, feedback_correct=85 * k)
-    assert judge.accuracy_drop_bound(more, judge.Observed(
-        feedback_total=400 * k, feedback_correct=340 * k), cfg.alpha) <= 0.05  # fmt: skip
+    assert (
+        judge.accuracy_drop_bound(
+            more, judge.Observed(feedback_total=400 * k, feedback_correct=340 * k), cfg.alpha
+        )
+        <= 0.05
+    )
     why = judge.evidence_missing(accuracy, cfg)
     assert f"about {accuracy.needed['canary_labels']} canary" in why
 
@@ -405,22 +458,39 @@ class ScriptedGate:
         self.closed += 1
 
 
-def _approval_run(gate: ScriptedGate, canary: simulate.Behaviour | None = None,
-                  **approval: object) -> tuple[Record, simulate.SimulatedRollout]:  # fmt: skip
-    plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=600,
-                      judge=judge.JudgeConfig(min_requests=20),
-                      approval=Approval(**{"before": "100", "timeout_seconds": 3600,  # type: ignore[arg-type]
-                                           "poll_seconds": 60, **approval}))  # fmt: skip
-    sim = simulate.SimulatedRollout(1000, canary or simulate.Behaviour(), simulate.Behaviour(),
-                                    seed=5)  # fmt: skip
+def _approval_run(
+    gate: ScriptedGate, canary: simulate.Behaviour | None = None, **approval: object
+) -> tuple[Record, simulate.SimulatedRollout]:
+    plan = steps.Plan(
+        "2",
+        "1",
+        steps=[10, 50, 100],
+        step_seconds=600,
+        judge=judge.JudgeConfig(min_requests=20),
+        approval=Approval(
+            **{
+                "before": "100",
+                "timeout_seconds": 3600,  # type: ignore[arg-type]
+                "poll_seconds": 60,
+                **approval,
+            }
+        ),
+    )
+    sim = simulate.SimulatedRollout(
+        1000, canary or simulate.Behaviour(), simulate.Behaviour(), seed=5
+    )
     return simulate.simulate(plan, sim, gate=gate), sim  # type: ignore[arg-type]
 
 
 def test_an_approval_step_waits_for_a_person_then_goes_on() -> None:
     gate = ScriptedGate([None] * 25 + ["approve"])  # 25 minutes of polls, then approved
     record, sim = _approval_run(gate)
-    assert record.decision == PROMOTED and sim.calls == ["start 10", "traffic 50", "traffic 100",
-                                                         "promote"]  # fmt: skip
+    assert record.decision == PROMOTED and sim.calls == [
+        "start 10",
+        "traffic 50",
+        "traffic 100",
+        "promote",
+    ]
     (asked,) = gate.asked
     assert asked["waiting"] == "before 100%" and asked["how"] == "tell the test"
     assert record.approvals[0]["answer"] == "approve" and record.approvals[0]["by"] == "a person"
@@ -436,8 +506,7 @@ def test_a_rejection_rolls_back() -> None:
     assert record.reasons == ["not approved before 100%: reject by a person"]
 
 
-@pytest.mark.parametrize(("policy", "decision"), [("reject", ROLLED_BACK),
-                                                  ("approve", PROMOTED)])  # fmt: skip
+@pytest.mark.parametrize(("policy", "decision"), [("reject", ROLLED_BACK), ("approve", PROMOTED)])
 def test_nobody_answers_and_the_timeout_policy_decides(policy: str, decision: str) -> None:
     record, sim = _approval_run(ScriptedGate([]), on_timeout=policy, timeout_seconds=1200)
     assert record.decision == decision
@@ -463,13 +532,20 @@ class Collected:
 def test_a_hold_on_timeout_asks_again_and_keeps_waiting() -> None:
     collected = Collected()
     gate = ScriptedGate([None] * 50 + ["approve"])  # 50 minutes, the timeout is 20
-    plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=600,
-                      judge=judge.JudgeConfig(min_requests=20),
-                      approval=Approval(before="promote", timeout_seconds=1200, on_timeout="hold",
-                                        poll_seconds=60))  # fmt: skip
+    plan = steps.Plan(
+        "2",
+        "1",
+        steps=[10, 50, 100],
+        step_seconds=600,
+        judge=judge.JudgeConfig(min_requests=20),
+        approval=Approval(
+            before="promote", timeout_seconds=1200, on_timeout="hold", poll_seconds=60
+        ),
+    )
     sim = simulate.SimulatedRollout(1000, simulate.Behaviour(), simulate.Behaviour(), seed=5)
-    record = simulate.simulate(plan, sim, gate=gate, notifier=collected, record_url="file:///r",
-                               model="sentiment")  # type: ignore[arg-type]  # fmt: skip
+    record = simulate.simulate(
+        plan, sim, gate=gate, notifier=collected, record_url="file:///r", model="sentiment"
+    )  # type: ignore[arg-type]
     assert record.decision == PROMOTED and record.approvals[0]["by"] == "a person"
     asks = [e for e in collected.events if e.event == notify.APPROVAL_EVENT]
     assert len(asks) == 3 and "still waiting" in asks[1].summary  # asked at 0, 20 and 40 min
@@ -488,9 +564,14 @@ def test_a_canary_that_turns_worse_while_it_waits_is_rolled_back_by_the_judge() 
                 self.canary = simulate.faulty("errors +1 pt")
             return super().observe(version, seconds)
 
-    plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=600,
-                      judge=judge.JudgeConfig(min_requests=20, **FAULT_MARGINS),
-                      approval=Approval(before="100", poll_seconds=60))  # fmt: skip
+    plan = steps.Plan(
+        "2",
+        "1",
+        steps=[10, 50, 100],
+        step_seconds=600,
+        judge=judge.JudgeConfig(min_requests=20, **FAULT_MARGINS),
+        approval=Approval(before="100", poll_seconds=60),
+    )
     sim = Worsening(1000, simulate.Behaviour(), simulate.Behaviour(), seed=3)
     record = simulate.simulate(plan, sim, gate=ScriptedGate([]))
     assert record.decision == ROLLED_BACK and sim.calls[-1] == "rollback"
@@ -538,15 +619,25 @@ def test_a_table_without_evidence_counts_as_no_evidence() -> None:
 
 
 def test_the_configmap_strings_become_the_judges_types() -> None:
-    cfg = judge.JudgeConfig.from_strings({
-        "alpha": "0.01", "min_requests": "20", "latency_objective_s": "0.25",
-        "require_accuracy_evidence": "true", "inconclusive_policy": "hold", "unrelated": "x",
-    })  # fmt: skip
+    cfg = judge.JudgeConfig.from_strings(
+        {
+            "alpha": "0.01",
+            "min_requests": "20",
+            "latency_objective_s": "0.25",
+            "require_accuracy_evidence": "true",
+            "inconclusive_policy": "hold",
+            "unrelated": "x",
+        }
+    )
     assert (cfg.alpha, cfg.min_requests, cfg.latency_objective_s) == (0.01, 20, 0.25)
     assert cfg.require_accuracy_evidence is True and cfg.inconclusive_policy == "hold"
     assert judge.JudgeConfig.from_strings({"latency_objective_s": ""}).latency_objective_s is None
-    assert judge.JudgeConfig.from_strings({"require_accuracy_evidence": "False"}) \
-        .require_accuracy_evidence is False  # fmt: skip
+    assert (
+        judge.JudgeConfig.from_strings(
+            {"require_accuracy_evidence": "False"}
+        ).require_accuracy_evidence
+        is False
+    )
     with pytest.raises(ValueError, match="true or false"):
         judge.JudgeConfig.from_strings({"require_accuracy_evidence": "yes"})
     with pytest.raises(ValueError, match="inconclusive_policy"):
@@ -588,6 +679,8 @@ def test_an_estimated_accuracy_drop_never_fails_against_labels_that_say_otherwis
     est = checks["estimated_accuracy"]
     assert est.result == judge.PASS and "the labels say otherwise" in est.message
     assert "estimated accuracy (calibrated): canary 0.6" in est.message
-    unlabelled = {c.name: c for c in judge.judge_metrics(serve(rng, 600, confidence=0.6),
-                                                         serve(rng, 1500), CFG)}  # fmt: skip
+    unlabelled = {
+        c.name: c
+        for c in judge.judge_metrics(serve(rng, 600, confidence=0.6), serve(rng, 1500), CFG)
+    }
     assert unlabelled["estimated_accuracy"].result == judge.FAIL

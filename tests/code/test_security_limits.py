@@ -43,14 +43,14 @@ def test_a_value_with_a_newline_cannot_forge_a_log_line(caplog: pytest.LogCaptur
     safe_log()
     with caplog.at_level(logging.INFO):
         logging.getLogger("sentiops.test").warning(
-            "bad event: %s", "x\n2026-12-05 INFO sentiops.drift.retrain: retraining triggered")
+            "bad event: %s", "x\n2026-12-05 INFO sentiops.drift.retrain: retraining triggered"
+        )
     (record,) = [r for r in caplog.records if r.name == "sentiops.test"]
     assert "\n" not in record.getMessage() and "\\x0a2026" in record.getMessage()
 
 
 # ------------------------------------------------------------------------------ the sample
-def test_the_sample_key_is_secret_uniform_and_shared_by_a_file(tmp_path: Path,
-                                                               monkeypatch) -> None:  # noqa: ANN001
+def test_the_sample_key_is_secret_uniform_and_shared_by_a_file(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     ids = [f"{n:032x}" for n in range(4000)]
     a = SampleKey(b"a" * 32, rate=0.1)
     b = SampleKey(b"b" * 32, rate=0.1)
@@ -92,8 +92,9 @@ def test_the_inference_log_is_bounded_in_bytes_and_logs_only_answered_requests()
         await send({"type": "http.response.body", "body": b"{}"})
 
     async def call(status: int) -> None:
-        logged = LoggerMiddleware(lambda s, r, w: app(status, s, r, w), Model(), sender, "all",
-                                  "default")  # fmt: skip
+        logged = LoggerMiddleware(
+            lambda s, r, w: app(status, s, r, w), Model(), sender, "all", "default"
+        )
         sent: list = []
 
         async def receive() -> dict:
@@ -102,8 +103,11 @@ def test_the_inference_log_is_bounded_in_bytes_and_logs_only_answered_requests()
         async def send(message: dict) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "path": "/v1/models/sentiment:predict",
-                 "headers": [(b"x-request-id", b"abc")]}  # fmt: skip
+        scope = {
+            "type": "http",
+            "path": "/v1/models/sentiment:predict",
+            "headers": [(b"x-request-id", b"abc")],
+        }
         await logged(scope, receive, send)
 
     sender = Sender("http://127.0.0.1:9/")
@@ -123,18 +127,45 @@ def test_a_prediction_is_logged_under_the_id_the_predictor_issued() -> None:
     v2 `parameters.prediction_id`): that is the id labels use."""
     joiner = Joiner()
     joiner.add(_event(REQUEST, "agent-1", {"instances": ["a", "b"]}))
-    (p0, p1) = joiner.add(_event(RESPONSE, "agent-1", {
-        "id": "f" * 32, "client_request_id": "order-42",
-        "predictions": [{"label": "positive", "probabilities": PROBS}] * 2}))  # fmt: skip
+    (p0, p1) = joiner.add(
+        _event(
+            RESPONSE,
+            "agent-1",
+            {
+                "id": "f" * 32,
+                "client_request_id": "order-42",
+                "predictions": [{"label": "positive", "probabilities": PROBS}] * 2,
+            },
+        )
+    )
     assert (p0.id, p1.id, p0.client_id) == ("f" * 32 + ":0", "f" * 32 + ":1", "order-42")
-    joiner.add(_event(REQUEST, "agent-2", {"inputs": [
-        {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["c"]}]}))  # fmt: skip
-    (v2,) = joiner.add(_event(RESPONSE, "agent-2", {
-        "id": "order-43", "model_version": "1",
-        "parameters": {"prediction_id": "e" * 32, "client_request_id": "order-43"},
-        "outputs": [{"name": "label", "datatype": "BYTES", "shape": [1], "data": ["neutral"]},
-                    {"name": "probabilities", "datatype": "FP32", "shape": [1, 3],
-                     "data": [0.2, 0.6, 0.2]}]}))  # fmt: skip
+    joiner.add(
+        _event(
+            REQUEST,
+            "agent-2",
+            {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["c"]}]},
+        )
+    )
+    (v2,) = joiner.add(
+        _event(
+            RESPONSE,
+            "agent-2",
+            {
+                "id": "order-43",
+                "model_version": "1",
+                "parameters": {"prediction_id": "e" * 32, "client_request_id": "order-43"},
+                "outputs": [
+                    {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["neutral"]},
+                    {
+                        "name": "probabilities",
+                        "datatype": "FP32",
+                        "shape": [1, 3],
+                        "data": [0.2, 0.6, 0.2],
+                    },
+                ],
+            },
+        )
+    )
     assert (v2.id, v2.client_id) == ("e" * 32, "order-43")  # not the echoed client id
 
 

@@ -20,8 +20,15 @@ from sentiops.security.auth import generate
 from tests.conftest import invoke, run_cli
 from tests.serving.conftest import tfidf_dir
 
-FLAGS = ("--auth-token-file", "--auth-reads", "--rate-limit", "--rate-burst",
-         "--logger-token-file", "--feedback-store", "--sample-secret-file")  # fmt: skip
+FLAGS = (
+    "--auth-token-file",
+    "--auth-reads",
+    "--rate-limit",
+    "--rate-burst",
+    "--logger-token-file",
+    "--feedback-store",
+    "--sample-secret-file",
+)
 
 
 def test_help_lists_the_protections_in_whole_sentences() -> None:
@@ -29,16 +36,23 @@ def test_help_lists_the_protections_in_whole_sentences() -> None:
     assert out.returncode == 0, out.stderr
     for flag in FLAGS:
         assert flag in out.stdout, flag
-    for env in ("SENTIOPS_AUTH_TOKEN_FILE", "SENTIOPS_FEEDBACK_STORE",
-                "SENTIOPS_SAMPLE_SECRET_FILE"):  # fmt: skip
+    for env in (
+        "SENTIOPS_AUTH_TOKEN_FILE",
+        "SENTIOPS_FEEDBACK_STORE",
+        "SENTIOPS_SAMPLE_SECRET_FILE",
+    ):
         assert env in out.stdout, env
     # each paragraph is one line on a wide terminal: no sentence broken where the source is
     lines = [re.sub(r"\s+", " ", line).strip() for line in out.stdout.splitlines()]
-    assert ("The model is checked (and an s3:// model downloaded, checksums verified) before "
-            "the server starts, so a broken model is an error here, not a server that never "
-            "gets ready.") in lines  # fmt: skip
-    assert any(line.startswith("Labels posted to :feedback") and line.endswith("security.md.")
-               for line in lines), out.stdout  # fmt: skip
+    assert (
+        "The model is checked (and an s3:// model downloaded, checksums verified) before "
+        "the server starts, so a broken model is an error here, not a server that never "
+        "gets ready."
+    ) in lines
+    assert any(
+        line.startswith("Labels posted to :feedback") and line.endswith("security.md.")
+        for line in lines
+    ), out.stdout
 
 
 @pytest.fixture
@@ -76,11 +90,28 @@ def test_every_flag_reaches_python_m_serving_under_its_name(
     secret.write_text("ab" * 32 + "\n")
     monkeypatch.chdir(tmp_path)  # relative paths are made absolute for the child
     res, seen = _captured(
-        runner, monkeypatch, "--model", model, "--http-port", 18080, "--feedback-store",
-        tmp_path / "store", "--auth-token-file", "tokens", "--auth-reads", "--rate-limit", 2.5,
-        "--rate-burst", 4, "--logger-url", "http://127.0.0.1:9/", "--logger-token-file",
-        "logger-token", "--sample-secret-file", "sample.key",
-    )  # fmt: skip
+        runner,
+        monkeypatch,
+        "--model",
+        model,
+        "--http-port",
+        18080,
+        "--feedback-store",
+        tmp_path / "store",
+        "--auth-token-file",
+        "tokens",
+        "--auth-reads",
+        "--rate-limit",
+        2.5,
+        "--rate-burst",
+        4,
+        "--logger-url",
+        "http://127.0.0.1:9/",
+        "--logger-token-file",
+        "logger-token",
+        "--sample-secret-file",
+        "sample.key",
+    )
     assert res.exit_code == 0, res.output
     assert seen["argv"][:3] == [sys.executable, "-m", "serving"]
     args = parser().parse_args(seen["argv"][3:])
@@ -97,8 +128,18 @@ def test_every_flag_reaches_python_m_serving_under_its_name(
     # labels without tokens: served, with a warning; an explicit --rate-limit 0 wins over the
     # environment (the child would read SENTIOPS_RATE_LIMIT otherwise)
     monkeypatch.setenv("SENTIOPS_RATE_LIMIT", "7")
-    res, seen = _captured(runner, monkeypatch, "--model", model, "--http-port", 18081,
-                          "--feedback-store", tmp_path / "store", "--rate-limit", 0)  # fmt: skip
+    res, seen = _captured(
+        runner,
+        monkeypatch,
+        "--model",
+        model,
+        "--http-port",
+        18081,
+        "--feedback-store",
+        tmp_path / "store",
+        "--rate-limit",
+        0,
+    )
     assert res.exit_code == 0, res.output
     args = parser().parse_args(seen["argv"][3:])
     assert args.rate_limit == 0 and args.auth_token_file in ("", None) and not args.auth_reads
@@ -146,7 +187,8 @@ def test_a_token_file_problem_in_a_real_process_has_no_traceback(tmp_path: Path)
     out = run_cli("serve", "--model", tmp_path, "--auth-token-file", tmp_path / "missing")
     assert out.returncode == 14, out.stderr
     assert f"error: --auth-token-file: token file {tmp_path / 'missing'} does not exist" in (
-        " ".join(out.stderr.split()))
+        " ".join(out.stderr.split())
+    )
     assert "hint:" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -158,30 +200,59 @@ def test_served_with_a_token_file_labels_need_the_token(model: Path, tmp_path: P
     tokens = generate(tmp_path / "tokens", ("team-a",))
     port = free_port()
     exe = str(Path(sys.executable).with_name("sentiops"))
-    proc = start_process("serve", [exe, "serve", "--model", str(model), "--http-port", str(port),
-                                   "--grpc-port", str(free_port()), "--auth-token-file",
-                                   str(tmp_path / "tokens"), "--feedback-store",
-                                   str(tmp_path / "store"), "--rate-limit", "0.5",
-                                   "--rate-burst", "8"], tmp_path)  # fmt: skip
+    proc = start_process(
+        "serve",
+        [
+            exe,
+            "serve",
+            "--model",
+            str(model),
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            str(free_port()),
+            "--auth-token-file",
+            str(tmp_path / "tokens"),
+            "--feedback-store",
+            str(tmp_path / "store"),
+            "--rate-limit",
+            "0.5",
+            "--rate-burst",
+            "8",
+        ],
+        tmp_path,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/v2/models/sentiment/ready", proc, 120, "sentiops serve ready")
-        pred = httpx.post(f"{url}/v1/models/sentiment:predict", timeout=30,
-                          json={"instances": ["the service was great and wonderful"]})  # fmt: skip
+        pred = httpx.post(
+            f"{url}/v1/models/sentiment:predict",
+            timeout=30,
+            json={"instances": ["the service was great and wonderful"]},
+        )
         assert pred.status_code == 200, pred.text
         label = {"id": pred.headers["x-request-id"], "label": "positive"}
         feedback = f"{url}/v1/models/sentiment:feedback"
         none = httpx.post(feedback, json=label, timeout=30)
         assert none.status_code == 401, none.text
         assert none.headers["www-authenticate"].startswith("Bearer")
-        wrong = httpx.post(feedback, json=label, timeout=30,
-                           headers={"Authorization": "Bearer " + "w" * 32})  # fmt: skip
+        wrong = httpx.post(
+            feedback, json=label, timeout=30, headers={"Authorization": "Bearer " + "w" * 32}
+        )
         assert wrong.status_code == 403, wrong.text
-        ok = httpx.post(feedback, json=label, timeout=30,
-                        headers={"Authorization": f"Bearer {tokens['team-a']}"})  # fmt: skip
+        ok = httpx.post(
+            feedback,
+            json=label,
+            timeout=30,
+            headers={"Authorization": f"Bearer {tokens['team-a']}"},
+        )
         assert ok.status_code == 200 and ok.json()["accepted"] == 1, ok.text
-        flood = [httpx.post(f"{url}/v1/models/sentiment:predict", timeout=30,
-                            json={"instances": ["fine"]}) for _ in range(8)]  # fmt: skip
+        flood = [
+            httpx.post(
+                f"{url}/v1/models/sentiment:predict", timeout=30, json={"instances": ["fine"]}
+            )
+            for _ in range(8)
+        ]
         codes = [r.status_code for r in flood]
         assert 429 in codes and set(codes) <= {200, 429}, codes
         assert int(next(r for r in flood if r.status_code == 429).headers["retry-after"]) >= 1

@@ -46,8 +46,11 @@ def openssl_pair(folder: Path, name: str = "k") -> tuple[Path, Path]:
 
 def openssl_key_id(pub: Path) -> str:
     """sha256 of the raw public key: the last 32 bytes of the DER SubjectPublicKeyInfo."""
-    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", str(pub), "-outform", "DER"],
-                         check=True, capture_output=True).stdout  # fmt: skip
+    der = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-in", str(pub), "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
     return hashlib.sha256(der[-32:]).hexdigest()
 
 
@@ -94,8 +97,13 @@ def guard_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
     import joblib
     import torch
 
-    for owner, name in ((pickle, "load"), (pickle, "loads"), (pickle._Unpickler, "load"),
-                        (joblib, "load"), (torch, "load")):  # fmt: skip
+    for owner, name in (
+        (pickle, "load"),
+        (pickle, "loads"),
+        (pickle._Unpickler, "load"),
+        (joblib, "load"),
+        (torch, "load"),
+    ):
         monkeypatch.setattr(owner, name, _unpickled)
 
 
@@ -116,9 +124,23 @@ def test_a_trained_model_is_signed_and_openssl_agrees(tmp_path: Path) -> None:
     assert "signature.json" not in json.loads((folder / "model.json").read_text())["files"]
     sig = tmp_path / "sig.bin"
     sig.write_bytes(base64.b64decode(record["signature"]))
-    out = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(pub),
-                          "-rawin", "-in", str(folder / "model.json"), "-sigfile", str(sig)],
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [
+            "openssl",
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            str(pub),
+            "-rawin",
+            "-in",
+            str(folder / "model.json"),
+            "-sigfile",
+            str(sig),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0 and "Signature Verified Successfully" in out.stdout
     assert load_model(folder).predict_labels(["the app was love and great"]) == ["positive"]
 
@@ -162,7 +184,9 @@ def test_a_model_signed_by_another_key_is_refused(tmp_path: Path, runner, monkey
     assert len(signing.verify_key().keys) == 2  # type: ignore[union-attr]
 
 
-def test_unsigned_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_machine: Path) -> None:  # noqa: E501
+def test_unsigned_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_machine: Path
+) -> None:  # noqa: E501
     folder, _ = trained(tmp_path / "m")  # signed by this machine's own key, made now
     (folder / "signature.json").unlink()
     with pytest.raises(ModelError, match="is not signed, and only models signed by key") as exc:
@@ -211,8 +235,9 @@ def test_this_machines_own_key_pair(tmp_path: Path, own_machine: Path) -> None:
     key, pub = own_machine / signing.SIGNING_KEY_NAME, own_machine / signing.VERIFY_KEY_NAME
     assert key.stat().st_mode & 0o777 == 0o600 and own_machine.stat().st_mode & 0o777 == 0o700
     # OpenSSL reads our PEM and derives the same public key
-    derived = subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout"], check=True,
-                             capture_output=True).stdout  # fmt: skip
+    derived = subprocess.run(
+        ["openssl", "pkey", "-in", str(key), "-pubout"], check=True, capture_output=True
+    ).stdout
     assert derived == pub.read_bytes()
     assert json.loads((folder / "signature.json").read_text())["key_id"] == openssl_key_id(pub)
     assert load_model(folder).version
@@ -220,16 +245,22 @@ def test_this_machines_own_key_pair(tmp_path: Path, own_machine: Path) -> None:
 
 def test_concurrent_processes_make_one_key_pair(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != signing.SIGNING_KEY_ENV}
-    code = ("from pathlib import Path; from sentiops.security.signing import signing_key; "
-            f"print(signing_key(Path({str(tmp_path / 'home')!r})).key_id)")  # fmt: skip
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              env=env) for _ in range(4)]  # fmt: skip
+    code = (
+        "from pathlib import Path; from sentiops.security.signing import signing_key; "
+        f"print(signing_key(Path({str(tmp_path / 'home')!r})).key_id)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(4)
+    ]
     ids = {p.communicate(timeout=120)[0].strip() for p in procs}
     assert all(p.returncode == 0 for p in procs)
     assert len(ids) == 1 and len(next(iter(ids))) == 64
     secrets_dir = tmp_path / "home" / "secrets"
-    assert sorted(p.name for p in secrets_dir.iterdir()) == ["model-signing.key",
-                                                               "model-signing.pub"]  # fmt: skip
+    assert sorted(p.name for p in secrets_dir.iterdir()) == [
+        "model-signing.key",
+        "model-signing.pub",
+    ]
 
 
 def test_keys_are_cached_per_path_and_mtime(tmp_path: Path) -> None:
@@ -324,17 +355,23 @@ def test_the_train_step_signs_with_the_mounted_secret(tmp_path, own_machine, mon
 # ------------------------------------------------------------------------------ no pickle
 @pytest.mark.parametrize(
     ("labels", "params"),
-    [(("negative", "neutral", "positive"), {}), (("negative", "positive"), {}),
-     (("negative", "neutral", "positive"), {"char_ngrams": False, "ngram_max": 3})],
-)  # fmt: skip
-def test_tfidf_loads_without_pickle_and_predicts_as_before(tmp_path, labels, params, monkeypatch) -> None:  # noqa: E501
+    [
+        (("negative", "neutral", "positive"), {}),
+        (("negative", "positive"), {}),
+        (("negative", "neutral", "positive"), {"char_ngrams": False, "ngram_max": 3}),
+    ],
+)
+def test_tfidf_loads_without_pickle_and_predicts_as_before(
+    tmp_path, labels, params, monkeypatch
+) -> None:  # noqa: E501
     import joblib
 
     folder, model = trained(tmp_path / "m", labels, **params)
     joblib.dump(model.pipeline, tmp_path / "pipeline.joblib")  # the format it replaces
     before = joblib.load(tmp_path / "pipeline.joblib").predict_proba(TEXTS)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["model.json", "signature.json", "label_map.json", "metrics.json", STRUCTURE, ARRAYS])
+        ["model.json", "signature.json", "label_map.json", "metrics.json", STRUCTURE, ARRAYS]
+    )
     guard_pickle(monkeypatch)
     loaded = load_model(folder)
     after = loaded.predict_proba(TEXTS)
@@ -395,8 +432,11 @@ def test_a_pickled_drift_reference_is_never_unpickled(tmp_path: Path, no_pickle)
     from sentiops.drift import detector
 
     folder, _ = trained(tmp_path / "m")
-    config = {"format_version": detector.FORMAT_VERSION, "labels": ["negative", "positive"],
-              "alpha": 0.05}  # fmt: skip
+    config = {
+        "format_version": detector.FORMAT_VERSION,
+        "labels": ["negative", "positive"],
+        "alpha": 0.05,
+    }
 
     def add(tmp: Path) -> None:
         (tmp / "drift").mkdir()
@@ -415,10 +455,14 @@ def test_a_transformer_loads_safetensors_only(tmp_path: Path, monkeypatch) -> No
     from sentiops.models.transformer import TINY, TransformerModel
 
     df = make_frame(8)
-    model = TransformerModel.fit(df.text, df.label, base_model=TINY, epochs=1, batch_size=8,
-                                 max_length=16, progress=False)  # fmt: skip
-    folder = modeldir.write(tmp_path / "t", model.save, {"model_type": "transformer",
-                            "labels": model.labels, "params": {"max_length": 16}})  # fmt: skip
+    model = TransformerModel.fit(
+        df.text, df.label, base_model=TINY, epochs=1, batch_size=8, max_length=16, progress=False
+    )
+    folder = modeldir.write(
+        tmp_path / "t",
+        model.save,
+        {"model_type": "transformer", "labels": model.labels, "params": {"max_length": 16}},
+    )
     assert not [p for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pkl", ".joblib")]
     with monkeypatch.context() as guarded:
         guard_pickle(guarded)

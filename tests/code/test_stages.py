@@ -50,8 +50,9 @@ def test_train_config_names_what_is_allowed(tmp_path: Path) -> None:
         stages.train_config("transformer", "offline", {"epochs": 0}, 1, tmp_path)
     # the serving form is chosen per run (the distilled student: `hyperparameters` of the
     # pipeline), and checked like every other field
-    cfg = stages.train_config("transformer", "offline", {"serving_form": "student-int8"}, 1,
-                              tmp_path)  # fmt: skip
+    cfg = stages.train_config(
+        "transformer", "offline", {"serving_form": "student-int8"}, 1, tmp_path
+    )
     assert cfg.serving_form == "student-int8"
     with pytest.raises(ConfigError, match="unknown serving form"):
         stages.train_config("transformer", "offline", {"serving_form": "fp16"}, 1, tmp_path)
@@ -120,8 +121,10 @@ def test_a_child_of_the_local_stack_gets_the_absolute_home(tmp_path, monkeypatch
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SENTIOPS_HOME", ".sentiops")
-    child = start_process("env", [sys.executable, "-c",
-                                  "import os; print(os.environ['SENTIOPS_HOME'])"],
-                          tmp_path / "child")  # fmt: skip
+    child = start_process(
+        "env",
+        [sys.executable, "-c", "import os; print(os.environ['SENTIOPS_HOME'])"],
+        tmp_path / "child",
+    )
     child.proc.wait(30)
     assert child.log.read_text().strip() == str(tmp_path / ".sentiops")

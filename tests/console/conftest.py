@@ -42,11 +42,15 @@ CHROMEDRIVER = Path(os.environ.get("SENTIOPS_CHROMEDRIVER", "/usr/bin/chromedriv
 PREDICTOR_MAX_CHARS = 1000
 #: Replayed live traffic and what an annotator says about each text (the feedback API gets it).
 TRUTH = {
-    "the service was great and amazing": "positive", "awful app, terrible update": "negative",
-    "the flight was okay": "neutral", "i love this phone": "positive",
-    "worst coffee ever, so bad": "negative", "a normal average store": "neutral",
-    "not bad at all, i guess": "positive", "the update is fine but slow": "negative",
-}  # fmt: skip
+    "the service was great and amazing": "positive",
+    "awful app, terrible update": "negative",
+    "the flight was okay": "neutral",
+    "i love this phone": "positive",
+    "worst coffee ever, so bad": "negative",
+    "a normal average store": "neutral",
+    "not bad at all, i guess": "positive",
+    "the update is fine but slow": "negative",
+}
 TEXTS = list(TRUTH)
 
 
@@ -74,16 +78,16 @@ def _trained(folder: Path, seed: int, n: int = 30, classes: int = 3) -> tuple[Pa
     df = df[df.label.isin(["positive", "negative", "neutral"][:classes])]
     model = TfidfModel.fit(df.text, df.label, char_ngrams=False)
     out = modeldir.write(folder, model.save, {"model_type": "tfidf-logreg", "labels": model.labels})
-    fitted = registry.log_training(out, f"train-{seed}", {"seed": seed}, {},
-                                   {"validation": {"macro_f1": 0.9}})  # fmt: skip
+    fitted = registry.log_training(
+        out, f"train-{seed}", {"seed": seed}, {}, {"validation": {"macro_f1": 0.9}}
+    )
     return out, fitted["registered_version"]
 
 
 def _gate(model_dir: Path, champion: Path | None) -> Any:
     test = make_frame(20, seed=9)
     champ = load_model(champion) if champion else None
-    return decide(load_model(model_dir), test.text, test.label, champ,
-                  GateConfig(n_resamples=1000))  # fmt: skip
+    return decide(load_model(model_dir), test.text, test.label, champ, GateConfig(n_resamples=1000))
 
 
 def seed_registry(work: Path) -> tuple[Path, dict[str, str]]:
@@ -119,10 +123,20 @@ def write_rollout(folder: Path, canary: str, stable: str) -> None:
         checks = [
             Verdict("error_rate", "pass", 0.0, 0.01, 1.0, 0.0, 0.0, "error rate 0% vs 0%"),
             Verdict("latency_p95", "pass", 0.001, 0.05, 0.4, 0.011, 0.010, "p95 11 ms vs 10 ms"),
-        ]  # fmt: skip
-        steps.append(Step(traffic, verdict, checks, 100.0, {"requests": 10 * traffic},
-                          {"requests": 1000 - 10 * traffic}, now, now,
-                          "live" if traffic < 100 else "step 2"))  # fmt: skip
+        ]
+        steps.append(
+            Step(
+                traffic,
+                verdict,
+                checks,
+                100.0,
+                {"requests": 10 * traffic},
+                {"requests": 1000 - 10 * traffic},
+                now,
+                now,
+                "live" if traffic < 100 else "step 2",
+            )
+        )
     record = Record("promoted", canary, stable, steps, [], {"alpha": 0.05}, now, now)
     write_json(record.to_dict(), folder / "decision.json")
 
@@ -131,8 +145,12 @@ def spawn_console(home: Path, work: Path, *args: str) -> tuple[Process, str]:
     """`sentiops console ...` as a child process (not waited for)."""
     port = free_port()
     exe = Path(sys.executable).with_name("sentiops")
-    proc = start_process(f"console-{port}", [str(exe), "console", "--port", str(port), *args],
-                         work, {"SENTIOPS_HOME": str(home)})  # fmt: skip
+    proc = start_process(
+        f"console-{port}",
+        [str(exe), "console", "--port", str(port), *args],
+        work,
+        {"SENTIOPS_HOME": str(home)},
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -182,26 +200,49 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         mlflow_port = free_port()
         mlflow = start_process(
             "mlflow-ui",
-            [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
-             "--port", str(mlflow_port), "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-             "--workers", "1"],
+            [
+                str(Path(sys.executable).with_name("mlflow")),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--backend-store-uri",
+                f"sqlite:///{home / 'mlflow.db'}",
+                "--workers",
+                "1",
+            ],
             work,
-        )  # fmt: skip
+        )
         stop.callback(mlflow.stop)
         # a lower text limit than the console's (5000): the predictor's own 400 passes through
-        predictor = Predictor(champion_dir, v["champion"], work / "predictor",
-                              extra_args=[f"--max_chars={PREDICTOR_MAX_CHARS}",
-                                          f"--feedback_store={work / 'store'}"])  # fmt: skip
+        predictor = Predictor(
+            champion_dir,
+            v["champion"],
+            work / "predictor",
+            extra_args=[f"--max_chars={PREDICTOR_MAX_CHARS}", f"--feedback_store={work / 'store'}"],
+        )
         stop.callback(predictor.stop)
         predictor.start(timeout=120)
         exporter_port = free_port()
         exporter = start_process(
             "exporter",
-            [sys.executable, "-m", "tests.console.exporter", "--port", str(exporter_port),
-             "--version", v["champion"], "--version", v["previous"],
-             "--accuracy", v["previous"]],
-            work, {"PYTHONPATH": str(REPO)},
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tests.console.exporter",
+                "--port",
+                str(exporter_port),
+                "--version",
+                v["champion"],
+                "--version",
+                v["previous"],
+                "--accuracy",
+                v["previous"],
+            ],
+            work,
+            {"PYTHONPATH": str(REPO)},
+        )
         stop.callback(exporter.stop)
         prometheus = Prometheus(
             work / "prometheus", [f"127.0.0.1:{predictor.http_port}", f"127.0.0.1:{exporter_port}"]
@@ -211,9 +252,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         mlflow_url = f"http://127.0.0.1:{mlflow_port}"
         wait_http(mlflow_url + "/health", mlflow, 120, "mlflow ui ready")
         console, url = start_console(
-            home, work, "--predictor-url", predictor.url, "--prometheus-url", prometheus.url,
-            "--mlflow-url", mlflow_url,
-        )  # fmt: skip
+            home,
+            work,
+            "--predictor-url",
+            predictor.url,
+            "--prometheus-url",
+            prometheus.url,
+            "--mlflow-url",
+            mlflow_url,
+        )
         stop.callback(console.stop)
         # live traffic, labelled by an "annotator" through the predictor's feedback API
         feedback_url = f"{predictor.url}/v1/models/sentiment:feedback"
@@ -231,8 +278,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         wait_for_series(prometheus.url, "sentiops_live_accuracy", 3)
         wait_for_series(prometheus.url, "rate(sentiops_predictions_total[1m])", 3)
         warm_up = wait_warm(url)
-        yield Stack(home, url, predictor, prometheus, mlflow_url, v["champion"], v["previous"],
-                    v["rejected"], console, warm_up, work / "store")  # fmt: skip
+        yield Stack(
+            home,
+            url,
+            predictor,
+            prometheus,
+            mlflow_url,
+            v["champion"],
+            v["previous"],
+            v["rejected"],
+            console,
+            warm_up,
+            work / "store",
+        )
         log = console.tail()
         assert "Traceback" not in log, f"the console logged a traceback:\n{log}"
         # MLflow's own default (./mlflow.db in the working directory) is never touched
@@ -260,13 +318,23 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     profile = tmp_path_factory.mktemp("chromium-profile")
     options = webdriver.ChromeOptions()
     options.binary_location = str(chromium)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}", "--window-size=1400,1700"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1700",
+    ):
         options.add_argument(flag)
-    service = Service(executable_path=str(driver_path),
-                      log_output=str(profile.parent / "chromedriver.log"))  # fmt: skip
+    service = Service(
+        executable_path=str(driver_path), log_output=str(profile.parent / "chromedriver.log")
+    )
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(60)
     try:

@@ -33,8 +33,12 @@ def main() -> None:
         for i, version in enumerate(args.version):
             labels = {"model_name": MODEL_NAME, "model_version": version}
             combined = max(0.001, 0.6 * math.exp(-t / 20) + 0.05 * math.sin(t + i))
-            for test, scale in (("combined", 1.0), ("embedding", 0.8), ("label_mix", 1.3),
-                                ("confidence", 1.1)):  # fmt: skip
+            for test, scale in (
+                ("combined", 1.0),
+                ("embedding", 0.8),
+                ("label_mix", 1.3),
+                ("confidence", 1.1),
+            ):
                 metrics.DRIFT_P_VALUE.labels(**labels, test=test).set(min(1.0, combined * scale))
             drifting = combined < 0.05
             metrics.DRIFT_DETECTED.labels(**labels).set(1 if drifting else 0)

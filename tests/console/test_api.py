@@ -51,8 +51,11 @@ def test_feedback_goes_to_the_predictors_feedback_api(stack: Stack) -> None:
     rid2 = _post(stack.console_url, json={"text": "awful"}).json()["request_id"]
     r = httpx.post(url, json={"id": rid2, "label": "great"}, timeout=30)
     assert r.status_code == 400 and "great" in r.json()["error"], r.text
-    for body, says in (({"label": "positive"}, '"id"'), ({"id": rid2}, '"label"'),
-                       ({"id": "x" * 201, "label": "positive"}, '"id"')):  # fmt: skip
+    for body, says in (
+        ({"label": "positive"}, '"id"'),
+        ({"id": rid2}, '"label"'),
+        ({"id": "x" * 201, "label": "positive"}, '"id"'),
+    ):
         r = httpx.post(url, json=body, timeout=30)
         assert r.status_code == 400 and says in r.json()["error"], (body, r.text)
 
@@ -65,18 +68,26 @@ def test_feedback_goes_to_the_predictors_feedback_api(stack: Stack) -> None:
         ({"json": {}}, 400, 'no "text"'),
         ({"json": {"text": 42}}, 400, "must be a string"),
         ({"json": ["a list"]}, 400, "JSON object"),
-        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400,
-         "not JSON"),
-        ({"content": b"\xff\xfe\x00", "headers": {"content-type": "application/json"}}, 400,
-         "not JSON"),
+        (
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            400,
+            "not JSON",
+        ),
+        (
+            {"content": b"\xff\xfe\x00", "headers": {"content-type": "application/json"}},
+            400,
+            "not JSON",
+        ),
         ({"json": {"text": "a" * 5001}}, 413, "5001 characters"),
-        ({"content": b"x" * 70_000, "headers": {"content-type": "application/json"}}, 413,
-         "over"),
+        ({"content": b"x" * 70_000, "headers": {"content-type": "application/json"}}, 413, "over"),
         ({"content": b'{"text": "hi"}'}, 415, "Content-Type: application/json"),
-        ({"content": b'{"text": "hi"}', "headers": {"content-type": "text/plain"}}, 415,
-         "not 'text/plain'"),
+        (
+            {"content": b'{"text": "hi"}', "headers": {"content-type": "text/plain"}},
+            415,
+            "not 'text/plain'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_a_clear_4xx(stack: Stack, kwargs: dict, status: int, says: str) -> None:
     r = _post(stack.console_url, **kwargs)
     assert r.status_code == status, r.text
@@ -134,8 +145,9 @@ def test_sources_down_are_named_not_crashed(stack: Stack, tmp_path: Path) -> Non
     unreachable predictor, 503 for no predictor or no Prometheus; /api/status still answers
     with each section's "unavailable: why"."""
     dead = f"http://127.0.0.1:{free_port()}"
-    down, down_url = spawn_console(stack.home, tmp_path, "--predictor-url", dead,
-                                   "--prometheus-url", dead)  # fmt: skip
+    down, down_url = spawn_console(
+        stack.home, tmp_path, "--predictor-url", dead, "--prometheus-url", dead
+    )
     bare, bare_url = spawn_console(stack.home, tmp_path)
     try:
         wait_http(down_url + "/healthz", down, 60, "console ready")
@@ -180,11 +192,16 @@ def test_the_token_is_passed_on_and_the_predictors_refusals_come_back_as_they_ar
     from tests.serving.conftest import tfidf_dir
 
     tokens = generate(tmp_path / "tokens", ("team-a",))
-    args = [f"--auth_token_file={tmp_path / 'tokens'}", "--auth_reads=true",
-            f"--feedback_store={tmp_path / 'store'}", "--rate_limit=0.5",
-            "--rate_burst=10"]  # fmt: skip
-    predictor = Predictor(tfidf_dir(tmp_path / "model"), "3", tmp_path / "predictor",
-                          extra_args=args)  # fmt: skip
+    args = [
+        f"--auth_token_file={tmp_path / 'tokens'}",
+        "--auth_reads=true",
+        f"--feedback_store={tmp_path / 'store'}",
+        "--rate_limit=0.5",
+        "--rate_burst=10",
+    ]
+    predictor = Predictor(
+        tfidf_dir(tmp_path / "model"), "3", tmp_path / "predictor", extra_args=args
+    )
     predictor.start(timeout=120)
     console, url = spawn_console(tmp_path / "home", tmp_path, "--predictor-url", predictor.url)
     try:

@@ -44,21 +44,31 @@ def test_console_in_a_browser(stack: Stack, browser: Any) -> None:
     timing = {"console_warm_up_s": stack.warm_up_seconds}
     for visit in ("first", "again"):  # a new browser profile, then a reload
         driver.get(stack.console_url + "/")
-        t = _wait(driver, """
+        t = _wait(
+            driver,
+            """
             const n = performance.getEntriesByType('navigation')[0];
             return n && n.loadEventEnd > 0 ? {load_ms: n.loadEventEnd,
                 dom_content_loaded_ms: n.domContentLoadedEventEnd, response_end_ms: n.responseEnd,
-                transfer_bytes: n.transferSize} : null;""", what="the load event")
-        t["panels_filled_ms"] = _wait(driver, "return window.sentiops && window.sentiops.readyAt",
-                                      60, "all panels and charts filled")  # fmt: skip
+                transfer_bytes: n.transferSize} : null;""",
+            what="the load event",
+        )
+        t["panels_filled_ms"] = _wait(
+            driver,
+            "return window.sentiops && window.sentiops.readyAt",
+            60,
+            "all panels and charts filled",
+        )
         timing[visit] = t
     SHOTS.mkdir(parents=True, exist_ok=True)
     (SHOTS / "console-timing.json").write_text(json.dumps(timing, indent=2))
     for visit in ("first", "again"):
         t = timing[visit]
-        print(f"\nconsole page ({visit} visit): load event {t['load_ms']:.0f} ms, "
-              f"DOMContentLoaded {t['dom_content_loaded_ms']:.0f} ms, every panel and chart "
-              f"filled at {t['panels_filled_ms']:.0f} ms")  # fmt: skip
+        print(
+            f"\nconsole page ({visit} visit): load event {t['load_ms']:.0f} ms, "
+            f"DOMContentLoaded {t['dom_content_loaded_ms']:.0f} ms, every panel and chart "
+            f"filled at {t['panels_filled_ms']:.0f} ms"
+        )
     assert timing["first"]["load_ms"] < LOAD_BOUND_MS, timing
 
     # registry: the champion, the previous one, the gate's decisions, links to MLflow's UI
@@ -69,8 +79,9 @@ def test_console_in_a_browser(stack: Stack, browser: Any) -> None:
     link = driver.find_element(By.ID, "mlflow-link").get_attribute("href")
     assert link.startswith(stack.mlflow_url)
     assert httpx.get(link, timeout=30).status_code == 200  # MLflow's UI answers the link
-    version_links = [a.get_attribute("href") for a in
-                     driver.find_elements(By.CSS_SELECTOR, "#registry a")]  # fmt: skip
+    version_links = [
+        a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#registry a")
+    ]
     assert f"{stack.mlflow_url}/#/models/sentiops-sentiment/versions/{stack.champion}" in (
         version_links
     )
@@ -80,7 +91,8 @@ def test_console_in_a_browser(stack: Stack, browser: Any) -> None:
         rollout
     )
     assert "rejected" in registry or "rejected" in driver.find_element(
-        By.CSS_SELECTOR, "#registry details").get_attribute("textContent")
+        By.CSS_SELECTOR, "#registry details"
+    ).get_attribute("textContent")
     # drift and live accuracy tables, traffic
     drift = driver.find_element(By.ID, "drift").text
     assert f"v{stack.champion}" in drift
@@ -93,42 +105,61 @@ def test_console_in_a_browser(stack: Stack, browser: Any) -> None:
     box.clear()
     box.send_keys("the service was great and amazing, i love it")
     driver.find_element(By.ID, "classify").click()
-    label = _wait(driver, "const r = document.getElementById('result');"
-                  "return !r.hidden && document.getElementById('label').textContent;",
-                  what="a label")  # fmt: skip
+    label = _wait(
+        driver,
+        "const r = document.getElementById('result');"
+        "return !r.hidden && document.getElementById('label').textContent;",
+        what="a label",
+    )
     assert label == "positive"
     bars = driver.find_elements(By.CSS_SELECTOR, "#probabilities .bar")
     assert sorted(b.get_attribute("data-label") for b in bars) == [
-        "negative", "neutral", "positive"]  # fmt: skip
+        "negative",
+        "neutral",
+        "positive",
+    ]
     tokens = driver.find_elements(By.CSS_SELECTOR, "#attributions .token")
     assert tokens and any(t.text in ("great", "amazing", "love") for t in tokens)
     assert f"model v{stack.champion}" in driver.find_element(By.ID, "version").text
     # a person's label for it goes to the predictor's feedback API
     driver.find_element(By.CSS_SELECTOR, '#feedback-buttons button[data-label="positive"]').click()
-    stored = _wait(driver, "const e = document.getElementById('feedback-ok');"
-                   "return e && e.textContent;", what="the label stored")  # fmt: skip
+    stored = _wait(
+        driver,
+        "const e = document.getElementById('feedback-ok');return e && e.textContent;",
+        what="the label stored",
+    )
     assert 'label "positive" stored' in stored
 
     # the charts: a canvas per chart with points from Prometheus
     for kind in ("drift", "accuracy", "estimate", "traffic"):
         chart = driver.find_element(By.ID, f"chart-{kind}")
         # charts refresh every 10 s; a young stack may have two points at first
-        points = _wait(driver, "const n = +document.getElementById(arguments[0]).dataset.points;"
-                       "return n >= 3 ? n : 0;", 45, f"3 points on the {kind} chart",
-                       f"chart-{kind}")  # fmt: skip
+        points = _wait(
+            driver,
+            "const n = +document.getElementById(arguments[0]).dataset.points;"
+            "return n >= 3 ? n : 0;",
+            45,
+            f"3 points on the {kind} chart",
+            f"chart-{kind}",
+        )
         assert points >= 3, (kind, points, chart.text)
         assert chart.find_elements(By.CSS_SELECTOR, ".plot canvas"), kind
         drawn = driver.execute_script(
             "const u = window.sentiops.charts[arguments[0]];"
-            "return u ? u.data.slice(1).map(s => s.filter(v => v !== null).length) : null;", kind)
+            "return u ? u.data.slice(1).map(s => s.filter(v => v !== null).length) : null;",
+            kind,
+        )
         assert drawn and all(n > 0 for n in drawn), (kind, drawn)
 
     # an empty text: the page shows the API's 4xx reason, no result
     box.clear()
     box.send_keys("   ")
     driver.find_element(By.ID, "classify").click()
-    error = _wait(driver, "const e = document.getElementById('try-error');"
-                  "return !e.hidden && e.textContent;", what="an error")  # fmt: skip
+    error = _wait(
+        driver,
+        "const e = document.getElementById('try-error');return !e.hidden && e.textContent;",
+        what="an error",
+    )
     assert "empty" in error
 
     # back to the classified text for the picture
@@ -140,10 +171,16 @@ def test_console_in_a_browser(stack: Stack, browser: Any) -> None:
     time.sleep(0.3)
     width, height = driver.execute_script(
         "return [document.documentElement.scrollWidth,"
-        " Math.ceil(document.querySelector('footer').getBoundingClientRect().bottom)]")
-    png = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})  # fmt: skip
+        " Math.ceil(document.querySelector('footer').getBoundingClientRect().bottom)]"
+    )
+    png = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        },
+    )
     shot = SHOTS / "console.png"
     shot.write_bytes(base64.b64decode(png["data"]))
     assert shot.stat().st_size > 10_000

@@ -31,8 +31,11 @@ from tests.conftest import run_cli
 from tests.console.conftest import Stack, spawn_console
 
 FOREIGN = "http://evil.example"
-PREDICTION = {"label": "positive", "score": 0.9,
-              "probabilities": {"positive": 0.9, "negative": 0.1}}  # fmt: skip
+PREDICTION = {
+    "label": "positive",
+    "score": 0.9,
+    "probabilities": {"positive": 0.9, "negative": 0.1},
+}
 
 
 @dataclass
@@ -115,9 +118,12 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 def _same_origin_label(console: Console, rid: str = "rid-1") -> httpx.Response:
     """The page's own request, as Chromium sends it."""
-    return httpx.post(console.url + "/api/feedback", json={"id": rid, "label": "positive"},
-                      headers={"origin": console.url, "sec-fetch-site": "same-origin",
-                               "sec-fetch-mode": "cors"}, timeout=30)  # fmt: skip
+    return httpx.post(
+        console.url + "/api/feedback",
+        json={"id": rid, "label": "positive"},
+        headers={"origin": console.url, "sec-fetch-site": "same-origin", "sec-fetch-mode": "cors"},
+        timeout=30,
+    )
 
 
 def _rss_kb(pid: int) -> int:
@@ -141,8 +147,14 @@ def _read_response(conn: socket.socket, first: bytes = b"") -> tuple[int, bytes]
             break
         data += more
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
     while len(body) < length:
         more = conn.recv(65536)
         if not more:
@@ -161,8 +173,9 @@ def test_a_cross_site_post_is_refused_and_reaches_nothing(console: Console) -> N
     form = {"content-type": "text/plain"}
     console.predictor.requests.clear()
     # a form post from another site, as a current browser sends it
-    r = httpx.post(url, content=body, headers={**form, "origin": FOREIGN,
-                                               "sec-fetch-site": "cross-site"})  # fmt: skip
+    r = httpx.post(
+        url, content=body, headers={**form, "origin": FOREIGN, "sec-fetch-site": "cross-site"}
+    )
     assert r.status_code == 403, r.text
     assert "from another site refused" in r.json()["error"] and FOREIGN in r.json()["error"]
     # a browser without Sec-Fetch-*: the Origin alone refuses it
@@ -170,18 +183,28 @@ def test_a_cross_site_post_is_refused_and_reaches_nothing(console: Console) -> N
     assert r.status_code == 403 and f"origin '{FOREIGN}' refused" in r.json()["error"], r.text
     # JSON from a foreign origin (a page that got a preflight through somehow), and the
     # origins a browser sends for sandboxed frames, another port, another scheme
-    for origin in (FOREIGN, "null", "http://127.0.0.1:1", console.url.replace("http:", "https:"),
-                   f"{console.url}/path"):  # fmt: skip
+    for origin in (
+        FOREIGN,
+        "null",
+        "http://127.0.0.1:1",
+        console.url.replace("http:", "https:"),
+        f"{console.url}/path",
+    ):
         r = httpx.post(url, json={"id": "rid-1", "label": "negative"}, headers={"origin": origin})
         assert r.status_code == 403, (origin, r.text)
         assert f"origin '{origin}' refused" in r.json()["error"], r.text
         assert console.url in r.json()["error"]  # says which origin is the console's
-    r = httpx.post(url, json={"id": "rid-1", "label": "negative"},
-                   headers={"sec-fetch-site": "same-site"})  # another port of this host
+    r = httpx.post(
+        url, json={"id": "rid-1", "label": "negative"}, headers={"sec-fetch-site": "same-site"}
+    )  # another port of this host
     assert r.status_code == 403, r.text
     # no Origin (curl, scripts): the content type still has to be JSON
-    for content_type in ("text/plain", "application/x-www-form-urlencoded",
-                         "multipart/form-data; boundary=x", ""):  # fmt: skip
+    for content_type in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "",
+    ):
         headers = {"content-type": content_type} if content_type else {}
         r = httpx.post(url, content=body, headers=headers)
         assert r.status_code == 415, (content_type, r.text)
@@ -193,7 +216,8 @@ def test_a_cross_site_post_is_refused_and_reaches_nothing(console: Console) -> N
     ok = _same_origin_label(console)
     assert ok.status_code == 200 and ok.json()["accepted"] == 1, ok.text
     assert [(m, p.rsplit(":", 1)[-1], json.loads(b)) for m, p, b in console.predictor.requests] == [
-        ("POST", "feedback", {"id": "rid-1", "label": "positive"})]  # fmt: skip
+        ("POST", "feedback", {"id": "rid-1", "label": "positive"})
+    ]
 
 
 @pytest.mark.integration
@@ -203,21 +227,35 @@ def test_a_foreign_host_is_refused_on_every_route(console: Console) -> None:
     handler, also the page and the health check; the console's own names are answered."""
     port, evil = console.port, f"evil.example:{console.port}"
     console.predictor.requests.clear()
-    for method, path in (("GET", "/"), ("GET", "/api/config"), ("GET", "/api/status"),
-                         ("GET", "/healthz"), ("GET", "/static/console.js")):  # fmt: skip
+    for method, path in (
+        ("GET", "/"),
+        ("GET", "/api/config"),
+        ("GET", "/api/status"),
+        ("GET", "/healthz"),
+        ("GET", "/static/console.js"),
+    ):
         r = httpx.request(method, console.url + path, headers={"host": evil}, timeout=30)
         assert r.status_code == 400, (path, r.text)
         assert r.json()["error"] == f"host not allowed: '{evil}'"
         assert "--allowed-hosts" in r.json()["hint"]
         assert f"127.0.0.1:{port}" in r.json()["hint"]
-    for path, payload in (("/api/feedback", {"id": "rid-2", "label": "neutral"}),
-                          ("/api/predict", {"text": "hello"})):  # fmt: skip
-        r = httpx.post(console.url + path, json=payload,
-                       headers={"host": evil, "origin": f"http://{evil}",
-                                "sec-fetch-site": "same-origin"})  # fmt: skip
+    for path, payload in (
+        ("/api/feedback", {"id": "rid-2", "label": "neutral"}),
+        ("/api/predict", {"text": "hello"}),
+    ):
+        r = httpx.post(
+            console.url + path,
+            json=payload,
+            headers={"host": evil, "origin": f"http://{evil}", "sec-fetch-site": "same-origin"},
+        )
         assert r.status_code == 400 and "host not allowed" in r.json()["error"], r.text
-    for host in (f"127.0.0.1:{port + 1 if port < 65535 else 1}", "127.0.0.1", "evil.example",
-                 f"localhost:{port}, evil.example", "bad host"):  # fmt: skip
+    for host in (
+        f"127.0.0.1:{port + 1 if port < 65535 else 1}",
+        "127.0.0.1",
+        "evil.example",
+        f"localhost:{port}, evil.example",
+        "bad host",
+    ):
         r = httpx.get(console.url + "/healthz", headers={"host": host})
         assert r.status_code == 400, (host, r.text)
     conn = _raw(console, "GET /healthz HTTP/1.0\n\n")  # HTTP/1.0 without a Host
@@ -273,8 +311,10 @@ def test_a_chunked_body_is_cut_off_at_the_limit_with_memory_bounded(console: Con
                 first = conn.recv(65536)
         status, body = _read_response(conn, first)
     grown_kb = _rss_kb(pid) - before
-    print(f"\n413 after {sent / 2**20:.1f} of {total / 2**20:.0f} MB sent; console RSS grew "
-          f"{grown_kb} kB")  # fmt: skip
+    print(
+        f"\n413 after {sent / 2**20:.1f} of {total / 2**20:.0f} MB sent; console RSS grew "
+        f"{grown_kb} kB"
+    )
     assert status == 413 and b"over 65536 bytes" in body, body
     assert sent < total / 2, f"the 413 came only after {sent} of {total} bytes"
     assert grown_kb < 5 * 1024, f"the console's RSS grew {grown_kb} kB for a refused body"
@@ -311,8 +351,11 @@ def test_allowed_hosts_names_other_hosts(tmp_path: Path, monkeypatch: pytest.Mon
         r = httpx.get(url + "/healthz", headers={"host": f"localhost:{port}"})  # not listed
         assert r.status_code == 400 and "console.example.com, 127.0.0.1" in r.json()["hint"]
         # the page's POST under that name passes the guard (no predictor: the handler's 503)
-        r = httpx.post(url + "/api/feedback", json={"id": "abc", "label": "positive"},
-                       headers={**named, "origin": f"http://console.example.com:{port}"})
+        r = httpx.post(
+            url + "/api/feedback",
+            json={"id": "abc", "label": "positive"},
+            headers={**named, "origin": f"http://console.example.com:{port}"},
+        )
         assert r.status_code == 503 and "no predictor configured" in r.json()["error"], r.text
     finally:
         proc.stop()
@@ -332,7 +375,8 @@ def test_allowed_hosts_parsing() -> None:
     assert not default.allows("localhost") and not default.allows("localhost:8502")
     assert not default.allows(None) and not default.allows("")
     assert AllowedHosts.default("::", 80).allows("[::1]") and AllowedHosts.default(
-        "0.0.0.0", 1).entries == (("localhost", 1), ("127.0.0.1", 1), ("[::1]", 1))
+        "0.0.0.0", 1
+    ).entries == (("localhost", 1), ("127.0.0.1", 1), ("[::1]", 1))
     assert AllowedHosts.default("10.0.0.5", 8501).allows("10.0.0.5:8501")
     assert AllowedHosts.default("fd00::5", 8501).allows("[fd00::5]:8501")
     named = AllowedHosts.parse("console.example.com, ::1, example.org:443")

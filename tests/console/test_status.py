@@ -18,13 +18,17 @@ COLUMNS = {"COLUMNS": "200"}
 
 @pytest.mark.integration
 def test_status_json_against_the_stack(stack: Stack) -> None:
-    r = run_cli("status", "--prometheus-url", stack.prometheus.url, "--json", "--strict",
-                env=stack.env)  # fmt: skip
+    r = run_cli(
+        "status", "--prometheus-url", stack.prometheus.url, "--json", "--strict", env=stack.env
+    )
     assert r.returncode == 0, r.stderr + r.stdout
     s = json.loads(r.stdout)
     aliases = {a["alias"]: a["version"] for a in s["registry"]["data"]["aliases"]}
-    assert aliases == {"champion": stack.champion, "previous": stack.previous,
-                       "challenger": stack.champion}  # the last trained, now promoted
+    assert aliases == {
+        "champion": stack.champion,
+        "previous": stack.previous,
+        "challenger": stack.champion,
+    }  # the last trained, now promoted
     last = s["rollout"]["data"]["last"]
     assert last["decision"] == "promoted" and [s["traffic"] for s in last["steps"]] == [10, 50, 100]
     assert last["canary_version"] == stack.champion and last["steps"][2]["failed"] == []
@@ -54,11 +58,19 @@ def test_status_tables_against_the_stack(stack: Stack) -> None:
     r = run_cli("status", "--prometheus-url", stack.prometheus.url, env=stack.env | COLUMNS)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    for text in ("serving: registry sentiops-sentiment", "champion", "previous", "approved",
-                 "PROMOTED", "last rollout's steps", "drift, last tested window",
-                 "live accuracy (labelled feedback)", f"v{stack.champion}",
-                 "estimated accuracy, last tested window",
-                 "scrape targets up 2/2"):  # fmt: skip
+    for text in (
+        "serving: registry sentiops-sentiment",
+        "champion",
+        "previous",
+        "approved",
+        "PROMOTED",
+        "last rollout's steps",
+        "drift, last tested window",
+        "live accuracy (labelled feedback)",
+        f"v{stack.champion}",
+        "estimated accuracy, last tested window",
+        "scrape targets up 2/2",
+    ):
         assert text in out, (text, out)
 
 
@@ -84,14 +96,42 @@ def test_every_source_fails_soft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_rollout_in_progress_and_last(tmp_path: Path) -> None:
     folder = tmp_path / "rollout"
     folder.mkdir()
-    step = {"traffic": 10, "verdict": "hold", "score": 50.0, "checks": [
-        {"name": "error_rate", "result": "fail", "value": 0.1, "threshold": 0.01,
-         "p_value": 0.001, "canary": 0.1, "stable": 0.0, "message": "10% vs 0%"},
-        {"name": "latency_p95", "result": "pass", "value": 0.0, "threshold": 0.05,
-         "p_value": 0.5, "canary": 0.01, "stable": 0.01, "message": "ok"}],
-        "canary": {}, "stable": {}, "started_at": "a", "ended_at": "b"}  # fmt: skip
-    (folder / "progress.json").write_text(json.dumps(
-        {"canary_version": "4", "stable_version": "3", "plan": [10, 50, 100], "steps": [step]}))
+    step = {
+        "traffic": 10,
+        "verdict": "hold",
+        "score": 50.0,
+        "checks": [
+            {
+                "name": "error_rate",
+                "result": "fail",
+                "value": 0.1,
+                "threshold": 0.01,
+                "p_value": 0.001,
+                "canary": 0.1,
+                "stable": 0.0,
+                "message": "10% vs 0%",
+            },
+            {
+                "name": "latency_p95",
+                "result": "pass",
+                "value": 0.0,
+                "threshold": 0.05,
+                "p_value": 0.5,
+                "canary": 0.01,
+                "stable": 0.01,
+                "message": "ok",
+            },
+        ],
+        "canary": {},
+        "stable": {},
+        "started_at": "a",
+        "ended_at": "b",
+    }
+    (folder / "progress.json").write_text(
+        json.dumps(
+            {"canary_version": "4", "stable_version": "3", "plan": [10, 50, 100], "steps": [step]}
+        )
+    )
     section = status.rollout_section(folder, now=time.time() + 5)
     assert section.ok and section.data["last"] is None
     p = section.data["in_progress"]
@@ -103,8 +143,12 @@ def test_rollout_in_progress_and_last(tmp_path: Path) -> None:
 
 def test_prometheus_errors_are_unavailable() -> None:
     prom = prometheus.PrometheusClient(f"http://127.0.0.1:{free_port()}", timeout=1)
-    for fn in (status.drift_section, status.accuracy_section, status.traffic_section,
-               status.estimate_section):  # fmt: skip
+    for fn in (
+        status.drift_section,
+        status.accuracy_section,
+        status.traffic_section,
+        status.estimate_section,
+    ):
         section = fn(prom)
         assert not section.ok and "unreachable" in (section.error or "")
     with pytest.raises(prometheus.Unavailable, match="unreachable"):
@@ -120,8 +164,9 @@ def test_the_newest_rollout_records_are_read(tmp_path: Path) -> None:
     for i, sub in enumerate(("rollout", "loop/rollout")):
         folder = tmp_path / sub
         folder.mkdir(parents=True)
-        (folder / "decision.json").write_text(json.dumps({"decision": "promoted", "steps": [],
-                                                          "canary_version": str(i)}))
+        (folder / "decision.json").write_text(
+            json.dumps({"decision": "promoted", "steps": [], "canary_version": str(i)})
+        )
         os.utime(folder / "decision.json", (1000 + i, 1000 + i))
     assert status.find_rollout_dir(tmp_path) == tmp_path / "loop" / "rollout"
     os.utime(tmp_path / "rollout" / "decision.json", (5000, 5000))

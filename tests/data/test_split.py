@@ -91,7 +91,8 @@ def test_several_built_in_datasets_are_each_split_as_alone() -> None:
     g = groups(with_live["test"])
     assert g is not None and set(g) == {"original", "added"}
     assert g.count("original") == len(alone["vader-tweets"]["test"]) + len(
-        alone["vader-amazon"]["test"])  # fmt: skip
+        alone["vader-amazon"]["test"]
+    )
 
 
 def test_max_train_examples_thins_out_only_the_original_data() -> None:

@@ -87,10 +87,15 @@ def cloudevent(kind: str, event_id: str, body: bytes, version: str | None) -> tu
     from cloudevents.http import CloudEvent
 
     attrs = {
-        "type": kind, "source": "http://localhost/sentiment", "id": event_id,
-        "datacontenttype": "application/json", "inferenceservicename": "sentiment",
-        "namespace": "default", "component": "predictor", "endpoint": "default",
-    }  # fmt: skip
+        "type": kind,
+        "source": "http://localhost/sentiment",
+        "id": event_id,
+        "datacontenttype": "application/json",
+        "inferenceservicename": "sentiment",
+        "namespace": "default",
+        "component": "predictor",
+        "endpoint": "default",
+    }
     if version:
         attrs["modelversion"] = version
     headers, data = to_binary(CloudEvent(attrs, body))
@@ -112,14 +117,24 @@ def v2_pair(texts: list[str], probs: list[dict[str, float]], version: str) -> tu
     labels = list(probs[0])
     req = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]}
     resp = {
-        "model_name": "sentiment", "model_version": version, "id": "x",
+        "model_name": "sentiment",
+        "model_version": version,
+        "id": "x",
         "outputs": [
-            {"name": "label", "datatype": "BYTES", "shape": [len(texts)],
-             "data": [max(p, key=p.__getitem__) for p in probs]},
-            {"name": "probabilities", "datatype": "FP32", "shape": [len(texts), len(labels)],
-             "data": [p[k] for p in probs for k in labels]},
+            {
+                "name": "label",
+                "datatype": "BYTES",
+                "shape": [len(texts)],
+                "data": [max(p, key=p.__getitem__) for p in probs],
+            },
+            {
+                "name": "probabilities",
+                "datatype": "FP32",
+                "shape": [len(texts), len(labels)],
+                "data": [p[k] for p in probs for k in labels],
+            },
         ],
-    }  # fmt: skip
+    }
     return req, resp
 
 
@@ -197,9 +212,19 @@ def start_sidecar(
 ) -> Sidecar:
     port = free_port()
     argv = [
-        str(drift_python()), "-m", "drift", "--host", "127.0.0.1", "--port", str(port),
-        "--store", str(store), "--workdir", str(workdir), *args,
-    ]  # fmt: skip
+        str(drift_python()),
+        "-m",
+        "drift",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--store",
+        str(store),
+        "--workdir",
+        str(workdir),
+        *args,
+    ]
     if detector is not None:
         argv += ["--detector", str(detector)]
     proc = start_process(f"drift-{port}", argv, workdir, {"MALLOC_ARENA_MAX": "2", **(env or {})})
@@ -220,9 +245,12 @@ def sidecar_factory(tmp_path: Path) -> Iterator[Callable[..., Sidecar]]:
         detector: Path | None, *args: str, store: Path | str | None = None, **kw: Any
     ) -> Sidecar:
         s = start_sidecar(
-            tmp_path / f"sidecar-{len(started)}", detector, store or tmp_path / "store", *args,
+            tmp_path / f"sidecar-{len(started)}",
+            detector,
+            store or tmp_path / "store",
+            *args,
             **kw,
-        )  # fmt: skip
+        )
         started.append(s)
         return s
 

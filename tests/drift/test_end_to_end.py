@@ -27,9 +27,15 @@ def test_predictor_logger_to_sidecar(
 ) -> None:
     store = tmp_path / "store"
     s = sidecar_factory(
-        detector_model, "--window-size", "40", "--min-window", "20", "--flush-seconds", "1",
+        detector_model,
+        "--window-size",
+        "40",
+        "--min-window",
+        "20",
+        "--flush-seconds",
+        "1",
         store=store,
-    )  # fmt: skip
+    )
     p = Predictor(detector_model, "7", tmp_path / "predictor", extra_args=[f"--logger_url={s.url}"])
     p.start(timeout=180)
     try:
@@ -46,8 +52,16 @@ def test_predictor_logger_to_sidecar(
             s.wait_for(lambda: s.windows("7", "no_drift") == 1, what="an in-domain window")
             shifted = shifted_texts(40, seed=9)
             for i in range(0, 40, 8):  # v2 (BYTES), another domain
-                body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [8],
-                                    "data": shifted[i : i + 8]}]}  # fmt: skip
+                body = {
+                    "inputs": [
+                        {
+                            "name": "text",
+                            "datatype": "BYTES",
+                            "shape": [8],
+                            "data": shifted[i : i + 8],
+                        }
+                    ]
+                }
                 r = client.post("/v2/models/sentiment/infer", json=body)
                 assert r.status_code == 200, r.text
             bad = client.post("/v1/models/sentiment:predict", json={"instances": [""]})
@@ -56,8 +70,9 @@ def test_predictor_logger_to_sidecar(
         assert s.sample("sentiops_drift_detected", model_version="7") == 1
         s.wait_for(
             lambda: s.sample("sentiops_prediction_log_rows_total", outcome="written") == 80,
-            30, "80 rows in the prediction log",
-        )  # fmt: skip
+            30,
+            "80 rows in the prediction log",
+        )
         df = pd.concat(pd.read_parquet(f) for f in store.glob("predictions/**/*.parquet"))
         assert set(df.model_version) == {"7"}
         # the prediction ids the predictor issued; the client's ids kept beside them
@@ -74,10 +89,20 @@ def rclone(root: Path, port: int, key: str, secret: str):
     root.mkdir(parents=True, exist_ok=True)
     proc = start_process(
         f"rclone-{port}",
-        [str(exe), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{key},{secret}",
-         "--config", "/dev/null", str(root)],
+        [
+            str(exe),
+            "serve",
+            "s3",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--auth-key",
+            f"{key},{secret}",
+            "--config",
+            "/dev/null",
+            str(root),
+        ],
         root.parent,
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -94,13 +119,24 @@ def test_prediction_log_on_s3_survives_a_store_that_is_down(
 ) -> None:
     port, key, secret = free_port(), "driftkey", "driftsecret123"
     env = {
-        "SENTIOPS_S3_ENDPOINT": f"127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": key,
-        "AWS_SECRET_ACCESS_KEY": secret, "SENTIOPS_S3_RETRIES": "0",
-    }  # fmt: skip
+        "SENTIOPS_S3_ENDPOINT": f"127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "SENTIOPS_S3_RETRIES": "0",
+    }
     s = sidecar_factory(
-        detector_model, "--window-size", "40", "--min-window", "20", "--flush-seconds", "1",
-        "--flush-rows", "1000", store="s3://drift-log", env=env,
-    )  # fmt: skip
+        detector_model,
+        "--window-size",
+        "40",
+        "--min-window",
+        "20",
+        "--flush-seconds",
+        "1",
+        "--flush-rows",
+        "1000",
+        store="s3://drift-log",
+        env=env,
+    )
     texts = corpus.traffic[:10]
     probs = predictions(detector_model, texts)
     started = time.monotonic()
@@ -115,11 +151,13 @@ def test_prediction_log_on_s3_survives_a_store_that_is_down(
     try:
         s.wait_for(
             lambda: s.sample("sentiops_prediction_log_rows_total", outcome="written") == 10,
-            90, "the buffered rows written after the store came back",
-        )  # fmt: skip
+            90,
+            "the buffered rows written after the store came back",
+        )
         assert s.sample("sentiops_prediction_log_buffered_rows") == 0
-        store = S3Store(Settings(s3_endpoint=f"127.0.0.1:{port}", s3_access_key=key,
-                                 s3_secret_key=secret))  # fmt: skip
+        store = S3Store(
+            Settings(s3_endpoint=f"127.0.0.1:{port}", s3_access_key=key, s3_secret_key=secret)
+        )
         keys = list(store.list_keys("s3://drift-log/predictions/"))
         assert keys and all("/model_version=7/part-" in k for k in keys)
         local = tmp_path / "part.parquet"

@@ -50,24 +50,35 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     df = noisy(900, seed=21)
     out = tmp_path_factory.mktemp("estimate-model") / "model"
     cfg = TrainConfig(data=["synthetic"], output=out, track=False, char_ngrams=False, c=1.0)
-    train_on_splits(cfg, df.iloc[:600], df.iloc[600:], None, {"source": ["synthetic"]},
-                    progress=False)  # fmt: skip
+    train_on_splits(
+        cfg, df.iloc[:600], df.iloc[600:], None, {"source": ["synthetic"]}, progress=False
+    )
     return out
 
 
 def _label_part(store: Path, texts: list[str], gold: list[str], probs: list[dict]) -> None:
     """The feedback API's label part for these predictions (all in the random sample)."""
-    rows = [{"id": f"x{i}", "text": t, "label": g, "predicted_label": max(p, key=p.__getitem__),
-             "confidence": max(p.values()), "model_name": "sentiment", "model_version": "7",
-             "sample": "random"}
-            for i, (t, g, p) in enumerate(zip(texts, gold, probs, strict=True))]  # fmt: skip
+    rows = [
+        {
+            "id": f"x{i}",
+            "text": t,
+            "label": g,
+            "predicted_label": max(p, key=p.__getitem__),
+            "confidence": max(p.values()),
+            "model_name": "sentiment",
+            "model_version": "7",
+            "sample": "random",
+        }
+        for i, (t, g, p) in enumerate(zip(texts, gold, probs, strict=True))
+    ]
     folder = store / "labels" / "feedback" / f"date={datetime.now(UTC):%Y-%m-%d}"
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(folder / "part-000000-test.parquet")
 
 
-def test_window_estimate_holds_the_realized_accuracy(sidecar_factory, packaged: Path,
-                                                     tmp_path: Path) -> None:  # fmt: skip
+def test_window_estimate_holds_the_realized_accuracy(
+    sidecar_factory, packaged: Path, tmp_path: Path
+) -> None:
     loaded = load_model(packaged)
     assert loaded.calibrator is not None  # the probabilities below are the served ones
     reference = loaded.manifest["calibration"]["reference"]["accuracy"]
@@ -75,8 +86,16 @@ def test_window_estimate_holds_the_realized_accuracy(sidecar_factory, packaged: 
     texts, gold = traffic.text.tolist(), traffic.label.tolist()
     probs = predictions(packaged, texts)
     store = tmp_path / "store"
-    s = sidecar_factory(packaged, "--window-size", str(WINDOW), "--min-window", "20",
-                        "--estimate-labels-seconds", "0.5", store=store)  # fmt: skip
+    s = sidecar_factory(
+        packaged,
+        "--window-size",
+        str(WINDOW),
+        "--min-window",
+        "20",
+        "--estimate-labels-seconds",
+        "0.5",
+        store=store,
+    )
     s.post_texts(packaged, texts[:WINDOW], per_request=4)
     s.wait_for(lambda: s.windows("7", "no_drift") + s.windows("7", "drift") >= 1, what="window")
 
@@ -86,16 +105,20 @@ def test_window_estimate_holds_the_realized_accuracy(sidecar_factory, packaged: 
     acc = first["accuracy"]
     assert first["n"] == WINDOW
     assert acc["low"] <= realized <= acc["high"], (acc, realized)
-    assert acc["value"] == pytest.approx(np.mean([max(p.values()) for p in probs[:WINDOW]]),
-                                         abs=1e-4)  # fmt: skip
+    assert acc["value"] == pytest.approx(
+        np.mean([max(p.values()) for p in probs[:WINDOW]]), abs=1e-4
+    )
     assert first["validation_accuracy"] == pytest.approx(reference, abs=1e-4)
     # the gauges say the same
     assert s.sample("sentiops_estimated_accuracy", model_version="7") == pytest.approx(
-        acc["value"], abs=1e-4)  # fmt: skip
+        acc["value"], abs=1e-4
+    )
     assert s.sample("sentiops_estimated_accuracy_low", model_version="7") == pytest.approx(
-        acc["low"], abs=1e-4)  # fmt: skip
+        acc["low"], abs=1e-4
+    )
     assert s.sample("sentiops_validation_accuracy", model_version="7") == pytest.approx(
-        reference, abs=1e-4)  # fmt: skip
+        reference, abs=1e-4
+    )
     f1 = first["macro_f1"]
     assert 0 < f1["low"] <= f1["value"] <= f1["high"] <= 1
     for label in LABELS:
@@ -105,8 +128,10 @@ def test_window_estimate_holds_the_realized_accuracy(sidecar_factory, packaged: 
     # estimate's own error is measured on them (estimated minus realized)
     _label_part(store, texts[:WINDOW], gold[:WINDOW], probs[:WINDOW])
     s.post_texts(packaged, texts[WINDOW:], per_request=4)
-    s.wait_for(lambda: s.sample("sentiops_estimate_error_labels", model_version="7") == WINDOW,
-               what="the estimate's error on the labels")  # fmt: skip
+    s.wait_for(
+        lambda: s.sample("sentiops_estimate_error_labels", model_version="7") == WINDOW,
+        what="the estimate's error on the labels",
+    )
     error = s.sample("sentiops_estimate_error", model_version="7")
     assert error == pytest.approx(acc["value"] - realized, abs=1e-3)
     status = httpx.get(s.url + "/status").json()["versions"]["7"]

@@ -49,15 +49,28 @@ def traffic(vader_cache: Path) -> dict[str, pd.DataFrame]:
         proba = model.predict_proba(df.text.tolist())
         top = np.sort(proba, axis=1)
         ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(len(df))]
-        rows = pd.DataFrame({
-            "id": ids, "text": df.text.to_numpy(), "label": df.label.to_numpy(),
-            "predicted_label": np.array(model.labels)[proba.argmax(axis=1)],
-            "confidence": proba.max(axis=1).astype("float32"), "model_name": "sentiment",
-            "model_version": "1", "predicted_at": "", "labelled_at": "", "source": "api",
-            "sample": [RANDOM if KEY.in_sample(i) else TARGETED for i in ids],
-            "labelled_by": "annotators", "client_id": "", "annotator": "", "origin": "",
-            "revision": "", "withdrawn": False, "margin": top[:, -1] - top[:, -2],
-        })  # fmt: skip
+        rows = pd.DataFrame(
+            {
+                "id": ids,
+                "text": df.text.to_numpy(),
+                "label": df.label.to_numpy(),
+                "predicted_label": np.array(model.labels)[proba.argmax(axis=1)],
+                "confidence": proba.max(axis=1).astype("float32"),
+                "model_name": "sentiment",
+                "model_version": "1",
+                "predicted_at": "",
+                "labelled_at": "",
+                "source": "api",
+                "sample": [RANDOM if KEY.in_sample(i) else TARGETED for i in ids],
+                "labelled_by": "annotators",
+                "client_id": "",
+                "annotator": "",
+                "origin": "",
+                "revision": "",
+                "withdrawn": False,
+                "margin": top[:, -1] - top[:, -2],
+            }
+        )
         keep = rows["sample"] == RANDOM
         for start in range(0, len(rows), WINDOW):  # the sidecar's labelling queue
             window = rows.iloc[start : start + WINDOW]
@@ -96,8 +109,14 @@ def _turned(df: pd.DataFrame, share: float, token: str | None = None) -> pd.Data
 
 def _retrainer(store: Path, command: str, work: Path) -> Retrainer:
     """The sidecar's retrainer with the command adapter, at least 100 labels, 1 h cooldown."""
-    return Retrainer(str(store), "sentiment", CommandTrigger(command, str(store), work),
-                     ["vader-tweets"], 3600, 100)  # fmt: skip
+    return Retrainer(
+        str(store),
+        "sentiment",
+        CommandTrigger(command, str(store), work),
+        ["vader-tweets"],
+        3600,
+        100,
+    )
 
 
 def test_an_honest_burst_after_the_shift_triggers_and_a_poisoned_one_is_held(
@@ -176,8 +195,9 @@ def test_a_person_releases_a_held_burst_by_moving_its_record(
     # the run learns the burst's labels as they stand, from one snapshot of them
     (snapshot,) = result["record"]["datasets"][1:]
     assert snapshot.startswith(str(store / "retrain" / "snapshots"))
-    movies = pd.concat(pd.read_parquet(f) for f in
-                       store.glob("labels/feedback/*/part-movies-*.parquet"))  # fmt: skip
+    movies = pd.concat(
+        pd.read_parquet(f) for f in store.glob("labels/feedback/*/part-movies-*.parquet")
+    )
     assert set(pd.read_parquet(snapshot).id) == set(movies.id)
     assert guard.consider("1", since, 6)["outcome"] == "cooldown"  # the cooldown still holds
     assert len(list(store.glob("retrain/triggers/*.json"))) == 1

@@ -37,19 +37,36 @@ def test_drift_queues_texts_then_triggers_once_under_cooldown(
     store = tmp_path / "store"
     command, runs = recorder(tmp_path)
     s = sidecar_factory(
-        detector_model, "--window-size", "40", "--min-window", "20", "--consecutive", "2",
-        "--retrain-enabled", "true", "--retrain-mode", "command", "--retrain-command", command,
-        "--retrain-cooldown", "3600", "--retrain-min-labels", "10",
-        "--retrain-datasets", "vader-tweets", store=store,
+        detector_model,
+        "--window-size",
+        "40",
+        "--min-window",
+        "20",
+        "--consecutive",
+        "2",
+        "--retrain-enabled",
+        "true",
+        "--retrain-mode",
+        "command",
+        "--retrain-command",
+        command,
+        "--retrain-cooldown",
+        "3600",
+        "--retrain-min-labels",
+        "10",
+        "--retrain-datasets",
+        "vader-tweets",
+        store=store,
         env={"SENTIOPS_EVAL_SAMPLE_RATE": "0.25"},
-    )  # fmt: skip
+    )
     texts = shifted_texts(160, seed=3)
     s.post_texts(detector_model, texts[:80], per_request=4)
     s.wait_for(lambda: s.windows("7", "drift") >= 2, what="2 drifting windows")
     s.wait_for(
         lambda: s.sample("sentiops_retrain_triggers_total", outcome="no_labels") >= 1,
-        30, "no-labels decision",
-    )  # fmt: skip
+        30,
+        "no-labels decision",
+    )
     queued = sorted(store.glob("labelling/date=*/model_version=7/window-*.parquet"))
     assert len(queued) == 2  # each drifting window once
     q = pd.read_parquet(queued[0])
@@ -71,8 +88,9 @@ def test_drift_queues_texts_then_triggers_once_under_cooldown(
     s.wait_for(lambda: runs.exists(), 60, "the retraining command ran")
     s.wait_for(
         lambda: s.sample("sentiops_retrain_triggers_total", outcome="triggered") == 1,
-        30, "trigger metric",
-    )  # fmt: skip
+        30,
+        "trigger metric",
+    )
     records = list(store.glob("retrain/triggers/*.json"))
     assert len(records) == 1
     run = runs.read_text().splitlines()
@@ -83,8 +101,9 @@ def test_drift_queues_texts_then_triggers_once_under_cooldown(
     s.post_texts(detector_model, texts[120:160], per_request=4)
     s.wait_for(
         lambda: s.sample("sentiops_retrain_triggers_total", outcome="cooldown") >= 1,
-        60, "cooldown decision",
-    )  # fmt: skip
+        60,
+        "cooldown decision",
+    )
     assert s.sample("sentiops_retrain_triggers_total", outcome="triggered") == 1
     assert len(list(store.glob("retrain/triggers/*.json"))) == 1
     assert len(runs.read_text().splitlines()) == 1
@@ -136,9 +155,11 @@ def test_labels_before_the_drift_do_not_count(tmp_path: Path) -> None:
 
 
 def test_uncertainty_order_is_by_margin() -> None:
-    rows = [{"id": "a", "probabilities": [0.9, 0.05, 0.05]},
-            {"id": "b", "probabilities": [0.4, 0.35, 0.25]},
-            {"id": "c", "probabilities": [0.6, 0.3, 0.1]}]  # fmt: skip
+    rows = [
+        {"id": "a", "probabilities": [0.9, 0.05, 0.05]},
+        {"id": "b", "probabilities": [0.4, 0.35, 0.25]},
+        {"id": "c", "probabilities": [0.6, 0.3, 0.1]},
+    ]
     assert [r["id"] for r in uncertainty_order(rows)] == ["b", "c", "a"]
 
 
@@ -163,8 +184,9 @@ def test_kfp_trigger_submits_the_compiled_pipeline_and_sees_active_runs(tmp_path
             assert experiment_id == "exp-sentiops"
             return NS(runs=self.runs)
 
-        def create_run_from_pipeline_package(self, path, arguments, run_name, experiment_name,
-                                             namespace):  # fmt: skip
+        def create_run_from_pipeline_package(
+            self, path, arguments, run_name, experiment_name, namespace
+        ):
             self.submitted.append((path, arguments, experiment_name))
             return NS(run_id="r1")
 
@@ -184,11 +206,16 @@ def _feedback_part(store: Path, name: str, token: str, n: int, wrong: int) -> No
     """A feedback part as the predictor writes it: `wrong` of `n` labels disagree."""
     part = store / "labels" / "feedback" / "date=2026-12-02" / f"part-{name}.parquet"
     part.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({
-        "id": [f"{name}{i}" for i in range(n)], "text": [f"{name} text {i}" for i in range(n)],
-        "label": ["negative" if i < wrong else "positive" for i in range(n)],
-        "predicted_label": ["positive"] * n, "labelled_by": [token] * n, "sample": "random",
-    }).to_parquet(part)  # fmt: skip
+    pd.DataFrame(
+        {
+            "id": [f"{name}{i}" for i in range(n)],
+            "text": [f"{name} text {i}" for i in range(n)],
+            "label": ["negative" if i < wrong else "positive" for i in range(n)],
+            "predicted_label": ["positive"] * n,
+            "labelled_by": [token] * n,
+            "sample": "random",
+        }
+    ).to_parquet(part)
 
 
 def test_a_burst_that_disagrees_far_more_or_comes_from_one_token_is_held(tmp_path: Path) -> None:
@@ -201,8 +228,14 @@ def test_a_burst_that_disagrees_far_more_or_comes_from_one_token_is_held(tmp_pat
     since = datetime.now(UTC) - timedelta(hours=1)
     _feedback_part(store, "a", "team-a", 60, 12)  # 20 % disagree
     _feedback_part(store, "b", "team-b", 60, 54)  # 90 % disagree: poisoned
-    guard = Retrainer(str(store), "sentiment", CommandTrigger(command, str(store), tmp_path),
-                      ["vader-tweets"], 0, 10)  # fmt: skip
+    guard = Retrainer(
+        str(store),
+        "sentiment",
+        CommandTrigger(command, str(store), tmp_path),
+        ["vader-tweets"],
+        0,
+        10,
+    )
     held = guard.consider("7", since, 3)
     assert held["outcome"] == "held_for_review", held
     assert "team-b" in held["message"] and not runs.exists()
@@ -212,8 +245,14 @@ def test_a_burst_that_disagrees_far_more_or_comes_from_one_token_is_held(tmp_pat
     clean = tmp_path / "clean"
     _feedback_part(clean, "a", "team-a", 60, 12)
     _feedback_part(clean, "b", "team-b", 60, 15)
-    ok = Retrainer(str(clean), "sentiment", CommandTrigger(command, str(clean), tmp_path / "w"),
-                   ["vader-tweets"], 0, 10)  # fmt: skip
+    ok = Retrainer(
+        str(clean),
+        "sentiment",
+        CommandTrigger(command, str(clean), tmp_path / "w"),
+        ["vader-tweets"],
+        0,
+        10,
+    )
     result = ok.consider("7", since, 3)
     assert result["outcome"] == "triggered", result
     assert set(result["record"]["labels_by_token"]) == {"team-a", "team-b"}
@@ -222,7 +261,14 @@ def test_a_burst_that_disagrees_far_more_or_comes_from_one_token_is_held(tmp_pat
     one = tmp_path / "one"
     _feedback_part(one, "a", "team-a", 95, 20)
     _feedback_part(one, "b", "team-b", 5, 1)
-    share = Retrainer(str(one), "sentiment", CommandTrigger(command, str(one), tmp_path / "x"),
-                      ["vader-tweets"], 0, 10, max_token_share=0.9)  # fmt: skip
+    share = Retrainer(
+        str(one),
+        "sentiment",
+        CommandTrigger(command, str(one), tmp_path / "x"),
+        ["vader-tweets"],
+        0,
+        10,
+        max_token_share=0.9,
+    )
     outcome = share.consider("7", since, 3)
     assert outcome["outcome"] == "held_for_review" and "one token" in outcome["message"]

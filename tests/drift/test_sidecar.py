@@ -75,8 +75,11 @@ def test_bad_events_are_4xx_and_counted(sidecar_factory, detector_model: Path) -
     resp = {"predictions": [{"label": "positive", "probabilities": {"positive": 1.0}}]}
     h, b = cloudevent(RESPONSE, "m1", json.dumps(resp).encode(), "7")
     assert post(h, b).status_code == 202
-    s.wait_for(lambda: s.sample("sentiops_drift_bad_events_total", reason="mismatch") == 1,
-               30, "mismatch counted")  # fmt: skip
+    s.wait_for(
+        lambda: s.sample("sentiops_drift_bad_events_total", reason="mismatch") == 1,
+        30,
+        "mismatch counted",
+    )
     assert s.process.alive()
     assert httpx.get(s.url + "/healthz").status_code == 200
 
@@ -91,15 +94,29 @@ def test_prediction_log_is_parquet_by_date_and_version(
     s.post_pair(texts[:1], probs[:1], version="7")  # one text: id = the request id
     s.post_pair(texts[1:3], probs[1:3], version="7")  # two: <request id>:<index>
     s.post_pair(texts[3:6], probs[3:6], version="8", protocol="v2")  # version from the body
-    s.wait_for(lambda: s.sample("sentiops_prediction_log_rows_total", outcome="written") == 6,
-               30, "6 rows written")  # fmt: skip
+    s.wait_for(
+        lambda: s.sample("sentiops_prediction_log_rows_total", outcome="written") == 6,
+        30,
+        "6 rows written",
+    )
     parts = sorted(store.glob("predictions/date=*/model_version=*/part-*.parquet"))
     assert {p.parent.name for p in parts} == {"model_version=7", "model_version=8"}
     df = pd.concat([pd.read_parquet(p) for p in parts]).sort_values("id")
     assert list(df.columns) == [
-        "id", "request_id", "index", "time", "model_name", "model_version", "text", "label",
-        "confidence", "probabilities", "classes", "client_id", "sample",
-    ]  # fmt: skip
+        "id",
+        "request_id",
+        "index",
+        "time",
+        "model_name",
+        "model_version",
+        "text",
+        "label",
+        "confidence",
+        "probabilities",
+        "classes",
+        "client_id",
+        "sample",
+    ]
     assert set(df["sample"]) == {"random"}  # decided by the sidecar (the suite's rate is 1)
     assert set(df.id) == {"req-1", "req-2:0", "req-2:1", "req-3:0", "req-3:1", "req-3:2"}
     assert sorted(df.text) == sorted(texts)
@@ -152,32 +169,33 @@ def test_with_a_token_file_unauthenticated_events_are_refused(
     from sentiops.security.auth import generate
 
     tokens = generate(tmp_path / "tokens", ("predictor",))
-    s = sidecar_factory(detector_model, *WINDOW, env={
-        "SENTIOPS_AUTH_TOKEN_FILE": str(tmp_path / "tokens")})  # fmt: skip
+    s = sidecar_factory(
+        detector_model, *WINDOW, env={"SENTIOPS_AUTH_TOKEN_FILE": str(tmp_path / "tokens")}
+    )
     h, b = cloudevent(REQUEST, "t1", json.dumps({"instances": ["a text"]}).encode(), "7")
     none = httpx.post(s.url + "/", headers=h, content=b)
     assert none.status_code == 401 and none.json()["reason"] == "unauthorized"
     assert none.headers["www-authenticate"].startswith("Bearer")
-    wrong = httpx.post(s.url + "/", headers={**h, "Authorization": "Bearer " + "w" * 30},
-                       content=b)  # fmt: skip
+    wrong = httpx.post(s.url + "/", headers={**h, "Authorization": "Bearer " + "w" * 30}, content=b)
     assert wrong.status_code == 403
     assert s.sample("sentiops_drift_bad_events_total", reason="unauthorized") == 2
     assert s.sample("sentiops_drift_events_total", outcome="accepted") == 0
-    ok = httpx.post(s.url + "/", headers={**h, "Authorization": f"Bearer {tokens['predictor']}"},
-                    content=b)  # fmt: skip
+    ok = httpx.post(
+        s.url + "/", headers={**h, "Authorization": f"Bearer {tokens['predictor']}"}, content=b
+    )
     assert ok.status_code == 202, ok.text
 
 
-def test_a_flood_of_events_from_one_client_gets_429s(
-    sidecar_factory, detector_model: Path
-) -> None:
+def test_a_flood_of_events_from_one_client_gets_429s(sidecar_factory, detector_model: Path) -> None:
     """--rate-limit per client address: a flood gets 429 with Retry-After (counted, never a
     5xx) while another address is still served."""
     s = sidecar_factory(detector_model, *WINDOW, "--rate-limit", "1")
     h, b = cloudevent(REQUEST, "f", json.dumps({"instances": ["a text"]}).encode(), "7")
     started = time.monotonic()
-    codes = [httpx.post(s.url + "/", headers={**h, "ce-id": f"f{i}"}, content=b).status_code
-             for i in range(30)]  # fmt: skip
+    codes = [
+        httpx.post(s.url + "/", headers={**h, "ce-id": f"f{i}"}, content=b).status_code
+        for i in range(30)
+    ]
     elapsed = time.monotonic() - started
     # one second's burst plus 1/s over the flood's duration (a busy machine stretches it)
     assert set(codes) <= {202, 429} and 1 <= codes.count(202) <= 2 + elapsed, (codes, elapsed)
@@ -200,13 +218,21 @@ def test_a_full_queue_is_a_429_with_retry_after(
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         port = silent.getsockname()[1]
-        s = sidecar_factory(detector_model, *WINDOW, "--queue-size", "1", "--predictor-url",
-                            f"http://127.0.0.1:{port}")  # fmt: skip
-        s.post_pair(corpus.traffic[:1], predictions(detector_model, corpus.traffic[:1]),
-                    version=None)  # fmt: skip
+        s = sidecar_factory(
+            detector_model,
+            *WINDOW,
+            "--queue-size",
+            "1",
+            "--predictor-url",
+            f"http://127.0.0.1:{port}",
+        )
+        s.post_pair(
+            corpus.traffic[:1], predictions(detector_model, corpus.traffic[:1]), version=None
+        )
         h, b = cloudevent(REQUEST, "q", json.dumps({"instances": ["a text"]}).encode(), None)
-        answers = [httpx.post(s.url + "/", headers={**h, "ce-id": f"q{i}"}, content=b)
-                   for i in range(5)]  # fmt: skip
+        answers = [
+            httpx.post(s.url + "/", headers={**h, "ce-id": f"q{i}"}, content=b) for i in range(5)
+        ]
     codes = [r.status_code for r in answers]
     assert codes.count(429) >= 3 and set(codes) <= {202, 429}, codes
     full = next(r for r in answers if r.status_code == 429)
@@ -214,8 +240,10 @@ def test_a_full_queue_is_a_429_with_retry_after(
     assert "faster than it takes them in" in full.json()["error"]
     assert s.sample("sentiops_drift_events_total", outcome="dropped") == codes.count(429)
     later = {**h, "ce-id": "later"}
-    s.wait_for(lambda: httpx.post(s.url + "/", headers=later, content=b).status_code == 202,
-               what="the queue drained")  # fmt: skip
+    s.wait_for(
+        lambda: httpx.post(s.url + "/", headers=later, content=b).status_code == 202,
+        what="the queue drained",
+    )
 
 
 def test_a_body_over_the_limit_is_a_413_before_it_is_read_whole(
@@ -247,12 +275,15 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_read_whole(
                 reply += data
         return reply.decode()
 
-    declared = answer(f"POST / HTTP/1.1\r\nhost: x\r\n{head}content-length: {10 * MAX_BODY}"
-                      "\r\n\r\n".encode())  # fmt: skip
+    declared = answer(
+        f"POST / HTTP/1.1\r\nhost: x\r\n{head}content-length: {10 * MAX_BODY}\r\n\r\n".encode()
+    )
     assert declared.startswith("HTTP/1.1 413"), declared
     assert f"{10 * MAX_BODY} bytes (Content-Length), over the limit of {MAX_BODY}" in declared
-    streamed = answer(f"POST / HTTP/1.1\r\nhost: x\r\n{head}transfer-encoding: chunked\r\n\r\n"
-                      .encode(), chunks=MAX_BODY // 65536 + 2)  # fmt: skip
+    streamed = answer(
+        f"POST / HTTP/1.1\r\nhost: x\r\n{head}transfer-encoding: chunked\r\n\r\n".encode(),
+        chunks=MAX_BODY // 65536 + 2,
+    )
     assert streamed.startswith("HTTP/1.1 413"), streamed
     assert f"past the limit of {MAX_BODY} bytes" in streamed and "too_large" in streamed
     assert s.sample("sentiops_drift_bad_events_total", reason="too_large") == 2

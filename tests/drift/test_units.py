@@ -90,14 +90,28 @@ def test_cli_fit_writes_the_detector_into_the_model_dir(
     data.write_text("text\n" + "\n".join(json.dumps(t) for t in corpus.train))
     hold.write_text("text\n" + "\n".join(json.dumps(t) for t in corpus.holdout))
     out = tmp_path / "with-detector"
-    result = invoke(runner, "drift", "fit", "--model", detector_model, "--data", data,
-                    "--holdout", hold, "--output", out, "--reference-size", "50")  # fmt: skip
+    result = invoke(
+        runner,
+        "drift",
+        "fit",
+        "--model",
+        detector_model,
+        "--data",
+        data,
+        "--holdout",
+        hold,
+        "--output",
+        out,
+        "--reference-size",
+        "50",
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "model.json").read_text())
     assert {"drift/detector.json", "drift/reference.npy"} <= set(manifest["files"])
     assert manifest["drift"]["reference_size"] == 50
-    bad = invoke(runner, "drift", "fit", "--model", tmp_path / "nope", "--data", data,
-                 "--output", out)  # fmt: skip
+    bad = invoke(
+        runner, "drift", "fit", "--model", tmp_path / "nope", "--data", data, "--output", out
+    )
     assert bad.exit_code == 4  # ModelError: no such model directory
     missing = invoke(runner, "drift", "check", "--detector", tmp_path, "--data", data)
     assert missing.exit_code == 12  # DriftError (run in the drift environment)
@@ -112,25 +126,35 @@ def test_events_parsing() -> None:
     with pytest.raises(BadEvent) as e:
         request_texts({"inputs": [{"name": "x", "datatype": "BYTES", "data": ["a"]}]})
     assert e.value.reason == "no_text"
-    labels, probs, version = response_predictions({
-        "model_version": "9",
-        "outputs": [{"name": "label", "data": ["positive", "negative"]},
-                    {"name": "probabilities", "shape": [2, 2], "data": [0.1, 0.9, 0.8, 0.2]}],
-    })  # fmt: skip
+    labels, probs, version = response_predictions(
+        {
+            "model_version": "9",
+            "outputs": [
+                {"name": "label", "data": ["positive", "negative"]},
+                {"name": "probabilities", "shape": [2, 2], "data": [0.1, 0.9, 0.8, 0.2]},
+            ],
+        }
+    )
     assert labels == ["positive", "negative"] and probs == [[0.1, 0.9], [0.8, 0.2]]
     assert version == "9"
     with pytest.raises(BadEvent) as e:
-        response_predictions({"outputs": [{"name": "label", "data": ["a"]},
-                                          {"name": "probabilities", "shape": [1, 3],
-                                           "data": [0.5, 0.5]}]})  # fmt: skip
+        response_predictions(
+            {
+                "outputs": [
+                    {"name": "label", "data": ["a"]},
+                    {"name": "probabilities", "shape": [1, 3], "data": [0.5, 0.5]},
+                ]
+            }
+        )
     assert e.value.reason == "mismatch"
 
 
 def test_joiner_pairs_by_id_in_any_order_and_expires() -> None:
     now = datetime.now(UTC)
     j = Joiner(timeout=10)
-    resp = Event("response", "x", now, "3", None, labels=["positive"],
-                 probabilities=[{"positive": 1.0}])  # fmt: skip
+    resp = Event(
+        "response", "x", now, "3", None, labels=["positive"], probabilities=[{"positive": 1.0}]
+    )
     assert j.add(resp) == []
     (pred,) = j.add(Event("request", "x", now, None, None, texts=["hi"]))
     assert (pred.id, pred.text, pred.label, pred.model_version) == ("x", "hi", "positive", "3")
@@ -139,8 +163,14 @@ def test_joiner_pairs_by_id_in_any_order_and_expires() -> None:
 
 
 def test_settings_from_env_and_flags() -> None:
-    s = from_env({"SENTIOPS_DRIFT_WINDOW_SIZE": "50", "SENTIOPS_RETRAIN_ENABLED": "true",
-                  "SENTIOPS_RETRAIN_DATASETS": "a, b", "SENTIOPS_STORE": "/x"})  # fmt: skip
+    s = from_env(
+        {
+            "SENTIOPS_DRIFT_WINDOW_SIZE": "50",
+            "SENTIOPS_RETRAIN_ENABLED": "true",
+            "SENTIOPS_RETRAIN_DATASETS": "a, b",
+            "SENTIOPS_STORE": "/x",
+        }
+    )
     assert (s.window_size, s.retrain_enabled, s.retrain_datasets) == (50, True, ["a", "b"])
     assert s.port == DEFAULT_PORT == 9081  # not KServe's 8080 (HTTP) / 8081 (gRPC)
     assert (
@@ -151,9 +181,14 @@ def test_settings_from_env_and_flags() -> None:
 
 
 def test_drift_metrics_are_exported_names() -> None:
-    for name in ("sentiops_drift_p_value", "sentiops_drift_windows_total",
-                 "sentiops_drift_events_total", "sentiops_prediction_log_rows_total",
-                 "sentiops_labelling_queued_total", "sentiops_retrain_triggers_total"):  # fmt: skip
+    for name in (
+        "sentiops_drift_p_value",
+        "sentiops_drift_windows_total",
+        "sentiops_drift_events_total",
+        "sentiops_prediction_log_rows_total",
+        "sentiops_labelling_queued_total",
+        "sentiops_retrain_triggers_total",
+    ):
         assert name in EXPORTED_METRICS
 
 
@@ -173,10 +208,13 @@ def test_cli_fit_without_holdout_holds_out_what_training_held_out(runner, tmp_pa
     data = tmp_path / "train.csv"
     seen[["text", "label"]].to_csv(data, index=False)
     model = tmp_path / "m"
-    train(TrainConfig(data=[str(data)], output=model, track=False, drift_detector=False),
-          progress=False)  # fmt: skip
-    result = invoke(runner, "drift", "fit", "--model", model, "--data", data,
-                    "--reference-size", "50")  # fmt: skip
+    train(
+        TrainConfig(data=[str(data)], output=model, track=False, drift_detector=False),
+        progress=False,
+    )
+    result = invoke(
+        runner, "drift", "fit", "--model", model, "--data", data, "--reference-size", "50"
+    )
     assert result.exit_code == 0, result.output
     det = detector.load(model)
     assert det.config["holdout"] == "validation + test split of --data"

@@ -76,9 +76,11 @@ class Container:
         timeout: float = 600,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.run_args(cmd, mounts or {}, env or {}), capture_output=True, text=True,
+            self.run_args(cmd, mounts or {}, env or {}),
+            capture_output=True,
+            text=True,
             timeout=timeout,
-        )  # fmt: skip
+        )
 
     @contextlib.contextmanager
     def serve(
@@ -87,9 +89,11 @@ class Container:
         """Run a server in the container in the background (stopped at the end)."""
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
-                self.run_args(cmd, mounts, env or {}), stdout=fh, stderr=subprocess.STDOUT,
+                self.run_args(cmd, mounts, env or {}),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         try:
             yield proc
         finally:

@@ -35,8 +35,9 @@ def test_config_runs_as_non_root_with_home_in_tmp(built: str) -> None:
 
 def _executor_input(data: Path) -> dict:
     art = lambda name, kind, uri: {  # noqa: E731
-        "artifacts": [{"name": name, "type": {"schemaTitle": f"system.{kind}"}, "uri": uri,
-                       "metadata": {}}]  # fmt: skip
+        "artifacts": [
+            {"name": name, "type": {"schemaTitle": f"system.{kind}"}, "uri": uri, "metadata": {}}
+        ]
     }
     return {
         "inputs": {

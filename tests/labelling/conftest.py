@@ -22,8 +22,11 @@ from sentiops.local.stack import LabelStudio
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
     if label_studio_executable() is None:
-        pytest.fail("Label Studio is not installed: run `make labelling-install` (it builds "
-                    ".venv-labelstudio, as `make test` does)", pytrace=False)  # fmt: skip
+        pytest.fail(
+            "Label Studio is not installed: run `make labelling-install` (it builds "
+            ".venv-labelstudio, as `make test` does)",
+            pytrace=False,
+        )
     server = LabelStudio(tmp_path_factory.mktemp("labelstudio"))
     started = time.monotonic()
     server.start()
@@ -59,8 +62,9 @@ def start_receiver(sync: Any, secret_file: Path, interval: float = 3600.0) -> Re
     port = free_port()
     sync.webhook = (f"http://127.0.0.1:{port}/webhook", secret)
     worker = Worker(sync, interval)
-    config = uvicorn.Config(create_app(worker, TokenFile(secret_file)), host="127.0.0.1",
-                            port=port, log_level="warning")  # fmt: skip
+    config = uvicorn.Config(
+        create_app(worker, TokenFile(secret_file)), host="127.0.0.1", port=port, log_level="warning"
+    )
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.monotonic() + 30

@@ -12,33 +12,58 @@ import pyarrow as pa
 
 from sentiops.store import layout
 
-TEXTS = ["the support team fixed it in minutes", "the update broke my phone again",
-         "the store opens at nine", "not sure how I feel about the new logo",
-         "great camera, awful battery", "it arrived on time", "worst purchase this year",
-         "I love the new colours"]  # fmt: skip
+TEXTS = [
+    "the support team fixed it in minutes",
+    "the update broke my phone again",
+    "the store opens at nine",
+    "not sure how I feel about the new logo",
+    "great camera, awful battery",
+    "it arrived on time",
+    "worst purchase this year",
+    "I love the new colours",
+]
 
 
-def prediction(i: int, sample: str, version: str = "1", model_name: str = "sentiment",
-               tag: str = "") -> dict[str, Any]:  # fmt: skip
-    return {"id": f"pred-{tag}{sample[0]}{i}", "text": f"{TEXTS[i % len(TEXTS)]} ({sample} {i})",
-            "label": ("positive", "negative", "neutral")[i % 3],
-            "confidence": 0.4 + (i % 5) / 10, "model_name": model_name,
-            "model_version": version, "time": datetime.now(UTC).isoformat(),
-            "client_id": "", "sample": sample}  # fmt: skip
+def prediction(
+    i: int, sample: str, version: str = "1", model_name: str = "sentiment", tag: str = ""
+) -> dict[str, Any]:
+    return {
+        "id": f"pred-{tag}{sample[0]}{i}",
+        "text": f"{TEXTS[i % len(TEXTS)]} ({sample} {i})",
+        "label": ("positive", "negative", "neutral")[i % 3],
+        "confidence": 0.4 + (i % 5) / 10,
+        "model_name": model_name,
+        "model_version": version,
+        "time": datetime.now(UTC).isoformat(),
+        "client_id": "",
+        "sample": sample,
+    }
 
 
-def write_traffic(store: Path, random: int = 4, queued: int = 4, model_name: str = "sentiment",
-                  tag: str = "") -> dict[str, list[dict]]:  # fmt: skip
+def write_traffic(
+    store: Path, random: int = 4, queued: int = 4, model_name: str = "sentiment", tag: str = ""
+) -> dict[str, list[dict]]:
     """`random` predictions in the evaluation sample and `queued` others in the labelling
     queue (most uncertain first: rank 0 has the smallest margin); `tag` makes the ids new."""
     sample = [prediction(i, "random", model_name=model_name, tag=tag) for i in range(random)]
     queue = [prediction(i, "targeted", model_name=model_name, tag=tag) for i in range(queued)]
-    layout.put_bytes(layout.parquet_bytes(pa.Table.from_pylist(sample + queue)),
-                     layout.prediction_part(store, "1"))  # fmt: skip
+    layout.put_bytes(
+        layout.parquet_bytes(pa.Table.from_pylist(sample + queue)),
+        layout.prediction_part(store, "1"),
+    )
     ranked = sorted(queue, key=lambda r: r["confidence"])
-    rows = [r | {"margin": r["confidence"] - 0.3, "rank": n, "window_id": "w-1",
-                 "window_p_value": 0.001, "queued_at": datetime.now(UTC).isoformat()}
-            for n, r in enumerate(ranked)]  # fmt: skip
-    layout.put_bytes(layout.parquet_bytes(pa.Table.from_pylist(rows)),
-                     layout.labelling_part(store, "1"))  # fmt: skip
+    rows = [
+        r
+        | {
+            "margin": r["confidence"] - 0.3,
+            "rank": n,
+            "window_id": "w-1",
+            "window_p_value": 0.001,
+            "queued_at": datetime.now(UTC).isoformat(),
+        }
+        for n, r in enumerate(ranked)
+    ]
+    layout.put_bytes(
+        layout.parquet_bytes(pa.Table.from_pylist(rows)), layout.labelling_part(store, "1")
+    )
     return {"random": sample, "queue": rows}

@@ -66,8 +66,7 @@ def test_tasks_webhooks_and_labels_with_provenance(
         assert sync.push() == {"queue": 0, "evaluation": 0}  # nothing doubled
         projects = sync.projects()
         queue = {t["data"]["prediction_id"]: t for t in studio.tasks(projects["queue"])}
-        evaluation = {t["data"]["prediction_id"]: t
-                      for t in studio.tasks(projects["evaluation"])}  # fmt: skip
+        evaluation = {t["data"]["prediction_id"]: t for t in studio.tasks(projects["evaluation"])}
         assert set(queue) == {r["id"] for r in traffic["queue"]}
         assert set(evaluation) == {r["id"] for r in traffic["random"]}
         for row in traffic["queue"]:  # pre-annotated with the model's label and confidence
@@ -77,7 +76,11 @@ def test_tasks_webhooks_and_labels_with_provenance(
             assert queue[row["id"]]["data"]["window_id"] == "w-1"
         for task in evaluation.values():  # nothing of the model's answer, nor the sample
             assert task["predictions"] == [] and set(task["data"]) == {
-                "text", "prediction_id", "model_version", "predicted_at"}  # fmt: skip
+                "text",
+                "prediction_id",
+                "model_version",
+                "predicted_at",
+            }
         # the queue offers the most uncertain text first (Label Studio's uncertainty sampling)
         first = studio.call("GET", f"/api/projects/{projects['queue']}/next")
         assert first["data"]["prediction_id"] == traffic["queue"][0]["id"]
@@ -86,10 +89,18 @@ def test_tasks_webhooks_and_labels_with_provenance(
         event = {"action": "ANNOTATION_CREATED", "task": {"id": first["id"]}}
         hook = f"{receiver.url}/webhook"
         assert httpx.post(hook, json=event).status_code == 401
-        assert httpx.post(hook, json=event, headers={
-            "Authorization": "Bearer not-the-secret-at-all"}).status_code == 403  # fmt: skip
-        assert httpx.post(hook, content=b"[" * 100, headers={
-            "Authorization": f"Bearer {receiver.secret}"}).status_code == 400  # fmt: skip
+        assert (
+            httpx.post(
+                hook, json=event, headers={"Authorization": "Bearer not-the-secret-at-all"}
+            ).status_code
+            == 403
+        )
+        assert (
+            httpx.post(
+                hook, content=b"[" * 100, headers={"Authorization": f"Bearer {receiver.secret}"}
+            ).status_code
+            == 400
+        )
 
         # an annotation made through the API, by an annotator of its own
         annotator = studio.ensure_user("ann1@sentiops.local")
@@ -97,24 +108,27 @@ def test_tasks_webhooks_and_labels_with_provenance(
         made = studio.annotate(evaluation[target["id"]]["id"], "neutral", annotator)
         row = wait_for(lambda: _row(store, target["id"]), 30, "the API's annotation stored")
         assert row["label"] == "neutral" and row["annotator"] == "ann1@sentiops.local"
-        assert row["origin"] == (f"labelstudio:project={projects['evaluation']}:"
-                                 f"task={evaluation[target['id']]['id']}")  # fmt: skip
+        assert row["origin"] == (
+            f"labelstudio:project={projects['evaluation']}:task={evaluation[target['id']]['id']}"
+        )
         assert f"annotations={made['id']}" in row["revision"]
         assert row["labelled_by"] == "labelstudio" and row["sample"] == "random"
         assert row["text"] == target["text"] and row["source"] == "labelstudio"
 
         # one made by clicking in Label Studio's page
         clicked = traffic["queue"][0]
-        _click(label_studio, projects["queue"], queue[clicked["id"]]["id"], "negative",
-               tmp_path)  # fmt: skip
+        _click(label_studio, projects["queue"], queue[clicked["id"]]["id"], "negative", tmp_path)
         row = wait_for(lambda: _row(store, clicked["id"]), 30, "the clicked annotation stored")
         assert row["label"] == "negative" and row["annotator"] == label_studio.admin.email
         assert row["sample"] == "targeted" and row["predicted_label"] == clicked["label"]
 
         # an edit revises the label, a deletion withdraws it
         studio.edit(made["id"], "positive")
-        wait_for(lambda: _stored(store).loc[target["id"], "label"] == "positive", 30,
-                 "the edited annotation's label")  # fmt: skip
+        wait_for(
+            lambda: _stored(store).loc[target["id"], "label"] == "positive",
+            30,
+            "the edited annotation's label",
+        )
         studio.delete(made["id"])
         wait_for(lambda: target["id"] not in _stored(store).index, 30, "the label withdrawn")
         assert Feedback(str(store), model_name=name).live_metrics() == {}
@@ -137,12 +151,19 @@ def _click(server: LabelStudio, project: int, task: int, label: str, tmp: Path) 
     chromium, driver_path = chromium_paths()
     options = webdriver.ChromeOptions()
     options.binary_location = str(chromium)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking", "--disable-sync",
-                 f"--user-data-dir={tmp / 'chromium'}", "--window-size=1200,800"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-sync",
+        f"--user-data-dir={tmp / 'chromium'}",
+        "--window-size=1200,800",
+    ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(driver_path)),
-                              options=options)  # fmt: skip
+    driver = webdriver.Chrome(service=Service(executable_path=str(driver_path)), options=options)
     driver.set_page_load_timeout(60)
     try:
         driver.get(f"{server.url}/user/login")
@@ -167,8 +188,11 @@ def _click(server: LabelStudio, project: int, task: int, label: str, tmp: Path) 
         wait_for(lambda: click("//button[normalize-space(.)='Submit']"), 30, "Submit")
         wait_for(lambda: studio.task(task)["annotations"], 30, "the annotation submitted")
         driver.get(f"{server.url}/projects")
-        wait_for(lambda: "evaluation sample" in driver.find_element(By.TAG_NAME, "body").text,
-                 60, "the projects page")  # fmt: skip
+        wait_for(
+            lambda: "evaluation sample" in driver.find_element(By.TAG_NAME, "body").text,
+            60,
+            "the projects page",
+        )
         driver.set_window_size(800, 480)
         time.sleep(1.0)
         shots = REPO / "build" / "screenshots"
@@ -187,11 +211,15 @@ def test_agreement_and_ties_held_for_review(label_studio: LabelStudio, tmp_path:
     studio = label_studio.studio()
     sync = _sync(studio, store, name)
     sync.push()
-    tasks = {t["data"]["prediction_id"]: t["id"]
-             for t in studio.tasks(sync.projects()["evaluation"])}  # fmt: skip
+    tasks = {
+        t["data"]["prediction_id"]: t["id"] for t in studio.tasks(sync.projects()["evaluation"])
+    }
     users = [studio.ensure_user(f"rater{i}@sentiops.local") for i in range(3)]
-    given = [("positive", "positive", "positive"), ("negative", "negative", "neutral"),
-             ("positive", "negative")]  # fmt: skip
+    given = [
+        ("positive", "positive", "positive"),
+        ("negative", "negative", "neutral"),
+        ("positive", "negative"),
+    ]
     for row, labels in zip(traffic["random"], given, strict=True):
         for user, label in zip(users, labels, strict=False):
             studio.annotate(tasks[row["id"]], label, user)
@@ -200,7 +228,8 @@ def test_agreement_and_ties_held_for_review(label_studio: LabelStudio, tmp_path:
     stored = _stored(store)
     assert stored.loc[traffic["random"][1]["id"], "label"] == "negative"
     assert stored.loc[traffic["random"][1]["id"], "annotator"] == (
-        "rater0@sentiops.local,rater1@sentiops.local")
+        "rater0@sentiops.local,rater1@sentiops.local"
+    )
     assert traffic["random"][2]["id"] not in stored.index  # the tie waits for a reviewer
     found = sync.agreement["evaluation"]
     assert found["alpha"] == pytest.approx(krippendorff_alpha(given)) and found["units"] == 3
@@ -234,19 +263,33 @@ def test_label_studio_stopped_and_restarted_mid_sync(
         second = write_traffic(store, random=2, queued=2, model_name=name, tag="late-")
         label_studio.start()
         wait_for(lambda: receiver.worker.failures == 0, 120, "the receiver back at work")
-        ids = {r["id"] for r in first["random"] + first["queue"] + second["random"]
-               + second["queue"]}  # fmt: skip
-        wait_for(lambda: {str(t["data"]["prediction_id"]) for k in ("queue", "evaluation")
-                          for t in studio.tasks(sync.projects()[k])} >= ids
-                 or None, 60, "every text a task")  # fmt: skip
+        ids = {
+            r["id"] for r in first["random"] + first["queue"] + second["random"] + second["queue"]
+        }
+        wait_for(
+            lambda: (
+                {
+                    str(t["data"]["prediction_id"])
+                    for k in ("queue", "evaluation")
+                    for t in studio.tasks(sync.projects()[k])
+                }
+                >= ids
+                or None
+            ),
+            60,
+            "every text a task",
+        )
         for task in studio.tasks(project):
             if not task["annotations"]:
                 studio.annotate(task["id"], "negative")
         wait_for(lambda: len(_stored(store)) == 5, 60, "every annotation a label")
     finally:
         receiver.stop()
-    tasks = [str(t["data"]["prediction_id"]) for k in ("queue", "evaluation")
-             for t in studio.tasks(sync.projects()[k])]  # fmt: skip
+    tasks = [
+        str(t["data"]["prediction_id"])
+        for k in ("queue", "evaluation")
+        for t in studio.tasks(sync.projects()[k])
+    ]
     assert sorted(tasks) == sorted(ids)  # nothing lost, nothing doubled
     raw = _raw_rows(store)
     assert len(raw) == 5 and raw["id"].is_unique

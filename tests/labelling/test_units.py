@@ -20,10 +20,12 @@ from tests.labelling.store import prediction, write_traffic
 def test_krippendorff_alpha_of_the_worked_example() -> None:
     """Krippendorff (2011), "Computing Krippendorff's alpha-reliability", nominal data: four
     coders, twelve units with missing values: alpha = 0.743."""
-    coders = [[1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
-              [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
-              [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
-              [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None]]  # fmt: skip
+    coders = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+        [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+    ]
     units = [[str(v) for v in unit if v is not None] for unit in zip(*coders, strict=True)]
     assert krippendorff_alpha(units) == pytest.approx(0.743, abs=5e-4)
     assert krippendorff_alpha([["a", "a"], ["b", "b"]]) == 1.0
@@ -32,8 +34,9 @@ def test_krippendorff_alpha_of_the_worked_example() -> None:
 
 
 def _task(task: int, *labels: str | None) -> TaskLabels:
-    annotations = [Annotation(task * 10 + n, f"a{n}@x", f"t{n}", lab)
-                   for n, lab in enumerate(labels)]  # fmt: skip
+    annotations = [
+        Annotation(task * 10 + n, f"a{n}@x", f"t{n}", lab) for n, lab in enumerate(labels)
+    ]
     return TaskLabels(3, task, f"p{task}", annotations)
 
 
@@ -48,10 +51,18 @@ def test_majority_tie_and_provenance() -> None:
     assert tie.held and tie.item(None) is None  # held for review, nothing stored
     gone = tie.item((tie.origin, "old", False))  # a stored label loses its majority
     assert gone is not None and gone.withdrawn
-    found = agreement([_task(1, "positive", "positive"), _task(2, "negative", "positive"),
-                       _task(3, "neutral", "neutral")])  # fmt: skip
-    assert found["units"] == 3 and found["alpha"] == pytest.approx(krippendorff_alpha(
-        [["positive", "positive"], ["negative", "positive"], ["neutral", "neutral"]]))  # fmt: skip
+    found = agreement(
+        [
+            _task(1, "positive", "positive"),
+            _task(2, "negative", "positive"),
+            _task(3, "neutral", "neutral"),
+        ]
+    )
+    assert found["units"] == 3 and found["alpha"] == pytest.approx(
+        krippendorff_alpha(
+            [["positive", "positive"], ["negative", "positive"], ["neutral", "neutral"]]
+        )
+    )
     assert found["annotators"]["a0@x"]["agreement"] == pytest.approx(2 / 3)
 
 
@@ -66,21 +77,32 @@ def test_tasks_carry_the_prediction_never_the_sample_or_the_model_for_evaluation
     assert queued["data"]["prediction_id"] == traffic["queue"][0]["id"]
     assert queued["data"]["window_id"] == "w-1" and queued["predictions"][0]["score"] > 0
     assert queued["predictions"][0]["result"][0]["value"]["choices"] == [
-        traffic["queue"][0]["label"]]  # fmt: skip
+        traffic["queue"][0]["label"]
+    ]
     evaluation = evaluation_task(prediction(1, "random"))
     assert set(evaluation) == {"data"}  # no pre-annotation
     assert set(evaluation["data"]) == {"text", "prediction_id", "model_version", "predicted_at"}
-    assert "Choice value=\"neutral\"" in label_config()
+    assert 'Choice value="neutral"' in label_config()
 
 
 def test_webhook_events_name_their_tasks() -> None:
-    assert task_ids({"action": "ANNOTATION_CREATED", "task": {"id": 7},
-                     "annotation": {"id": 1, "task": 7}}) == [7]  # fmt: skip
-    assert task_ids({"action": "ANNOTATIONS_CREATED", "annotation": [{"task": 2}],
-                     "annotations": [{"task": 3}, {"task": {"id": 4}}]}) == [3, 4]  # fmt: skip
+    assert task_ids(
+        {"action": "ANNOTATION_CREATED", "task": {"id": 7}, "annotation": {"id": 1, "task": 7}}
+    ) == [7]
+    assert task_ids(
+        {
+            "action": "ANNOTATIONS_CREATED",
+            "annotation": [{"task": 2}],
+            "annotations": [{"task": 3}, {"task": {"id": 4}}],
+        }
+    ) == [3, 4]
     assert task_ids({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 9}]}) == [EVERYTHING]
-    for bad in ({"action": "PROJECT_CREATED"}, [], {"action": "ANNOTATION_CREATED"},
-                {"action": "ANNOTATION_UPDATED", "task": {"id": True}}):  # fmt: skip
+    for bad in (
+        {"action": "PROJECT_CREATED"},
+        [],
+        {"action": "ANNOTATION_CREATED"},
+        {"action": "ANNOTATION_UPDATED", "task": {"id": True}},
+    ):
         with pytest.raises(ValueError):
             task_ids(bad)
 
@@ -116,29 +138,42 @@ def test_revisions_and_withdrawals_of_a_labelling_tool(tmp_path: Path) -> None:
     assert stored.loc["pred-r0", "annotator"] == "ann@x"
     assert stored.loc["pred-r0", "origin"] == ls["origin"]
     assert fb.live_metrics()["1"]["labels"] == 2
-    gone = fb.record([Item("pred-r0", "", revision="r3", withdrawn=True, **ls)],
-                     labelled_by="ls")  # fmt: skip
+    gone = fb.record([Item("pred-r0", "", revision="r3", withdrawn=True, **ls)], labelled_by="ls")
     assert gone["withdrawn"] == 1
     assert list(read_labels(store)["id"]) == ["pred-r1"]
     assert fb.live_metrics()["1"]["labels"] == 1
-    assert fb.record([Item("pred-r0", "", withdrawn=True, **ls)], labelled_by="ls")[
-        "unchanged"] == 1  # fmt: skip
+    assert (
+        fb.record([Item("pred-r0", "", withdrawn=True, **ls)], labelled_by="ls")["unchanged"] == 1
+    )
     assert Feedback(store, index=fb.index).live_metrics() == fb.live_metrics()  # a restart
     back = fb.record([Item("pred-r0", "neutral", revision="r4", **ls)], labelled_by="ls")
-    assert back["revised"] == 1 and read_labels(store).set_index("id").loc[
-        "pred-r0", "label"] == "neutral"  # fmt: skip
+    assert (
+        back["revised"] == 1
+        and read_labels(store).set_index("id").loc["pred-r0", "label"] == "neutral"
+    )
 
 
 def test_provenance_through_the_feedback_api_body() -> None:
-    items = parse_items([{"id": "a", "label": "positive", "annotator": "x@y",
-                          "origin": "labelstudio:project=1:task=2", "revision": "r"},
-                         {"id": "b", "withdrawn": True, "origin": "o"}])  # fmt: skip
+    items = parse_items(
+        [
+            {
+                "id": "a",
+                "label": "positive",
+                "annotator": "x@y",
+                "origin": "labelstudio:project=1:task=2",
+                "revision": "r",
+            },
+            {"id": "b", "withdrawn": True, "origin": "o"},
+        ]
+    )
     assert items[0].annotator == "x@y" and items[1].withdrawn and items[1].label == ""
-    for bad in ({"id": "a", "withdrawn": True}, {"id": "a", "label": "positive",
-                                                  "revision": "r"},
-                {"id": "a", "label": "positive", "origin": "x" * 501},
-                {"id": "a", "label": "positive", "annotator": "a\nb"},
-                {"id": "a", "label": "positive", "withdrawn": "yes", "origin": "o"}):  # fmt: skip
+    for bad in (
+        {"id": "a", "withdrawn": True},
+        {"id": "a", "label": "positive", "revision": "r"},
+        {"id": "a", "label": "positive", "origin": "x" * 501},
+        {"id": "a", "label": "positive", "annotator": "a\nb"},
+        {"id": "a", "label": "positive", "withdrawn": "yes", "origin": "o"},
+    ):
         with pytest.raises(FeedbackError) as exc:
             parse_items([bad])
         assert exc.value.status == 400

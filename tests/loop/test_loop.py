@@ -21,8 +21,16 @@ def test_the_loop_trains_serves_notices_drift_collects_labels_and_retrains(
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     story = json.loads((sentiops_home / "loop" / "story.json").read_text())
     chapters = {c["title"]: c["facts"] for c in story["chapters"]}
-    assert list(chapters) == ["train", "serve", "canary", "shift", "drift", "retrain",
-                              "canary-2", "report"]  # fmt: skip
+    assert list(chapters) == [
+        "train",
+        "serve",
+        "canary",
+        "shift",
+        "drift",
+        "retrain",
+        "canary-2",
+        "report",
+    ]
     assert chapters["train"]["approved"] is True
     assert chapters["canary"]["decision"] in ("promoted", "rolled_back")
     assert chapters["drift"]["queued"] > 0 and chapters["drift"]["p_values"]["combined"] < 0.05
@@ -31,11 +39,16 @@ def test_the_loop_trains_serves_notices_drift_collects_labels_and_retrains(
     assert estimate["n"] > 0 and 0 < estimate["accuracy"]["value"] < 1
     assert "right after the shift, before any label of it: estimated accuracy" in result.stdout
     assert "(calibrated, no labels) vs realized" in result.stdout
-    assert chapters["report"]["estimated_vs_realized"][chapters["report"]["shifted_before"][
-        "model_version"]]["labels"] > 0  # fmt: skip
+    assert (
+        chapters["report"]["estimated_vs_realized"][
+            chapters["report"]["shifted_before"]["model_version"]
+        ]["labels"]
+        > 0
+    )
     retrain = chapters["retrain"]
     assert retrain["labelled_rows"] >= 600
-    assert any("labels/feedback" in d for d in retrain["datasets"])  # trained on the labels
+    # trained on the labels: the sidecar's snapshot of the burst's labels as they stand
+    assert any("retrain/snapshots/" in d for d in retrain["datasets"]), retrain["datasets"]
     gate = retrain["gate"]
     report = chapters["report"]
     before, after = report["shifted_before"], report["shifted_after"]

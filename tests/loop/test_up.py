@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from sentiops.local.processes import free_port
+from sentiops.security.auth import token_from_file
 from tests.servers import refused
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -29,21 +30,35 @@ def test_up_trains_a_first_champion_serves_it_and_stops_everything(
         seen["health"] = httpx.get(base + "/healthz", timeout=30).json()
         seen["status"] = httpx.get(base + "/api/status", timeout=60).json()
         predictor = next(line.split()[-1] for line in lines if "predictor" in line)
-        r = httpx.post(f"{predictor}/v1/models/sentiment:predict",
-                       json={"instances": ["the flight was great"]}, timeout=30)  # fmt: skip
+        r = httpx.post(
+            f"{predictor}/v1/models/sentiment:predict",
+            json={"instances": ["the flight was great"]},
+            timeout=30,
+        )
         seen["predict"] = (r.status_code, r.json())
         # labels need the run's annotators' token (through the console, as a person sends it)
-        rid = httpx.post(base + "/api/predict", json={"text": "the flight was great"},
-                         timeout=60).json()["request_id"]  # fmt: skip
+        rid = httpx.post(
+            base + "/api/predict", json={"text": "the flight was great"}, timeout=60
+        ).json()["request_id"]
         label = {"id": rid, "label": "positive"}
         seen["no_token"] = httpx.post(base + "/api/feedback", json=label, timeout=30).status_code
-        token = (tmp_path / "up" / "tokens").read_text().split("annotators:", 1)[1].strip()
-        seen["token"] = httpx.post(base + "/api/feedback", json=label, timeout=30,
-                                   headers={"Authorization": f"Bearer {token}"}).status_code
+        token = token_text(tmp_path)
+        seen["token"] = httpx.post(
+            base + "/api/feedback",
+            json=label,
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        ).status_code
         seen["mlflow"] = httpx.get(f"http://127.0.0.1:{mlflow_port}/health", timeout=60).status_code
 
-    urls = up(tmp_path / "up", rate=2.0, console_port=console_port, mlflow_port=mlflow_port,
-              progress=lines.append, wait=while_up)  # fmt: skip
+    urls = up(
+        tmp_path / "up",
+        rate=2.0,
+        console_port=console_port,
+        mlflow_port=mlflow_port,
+        progress=lines.append,
+        wait=while_up,
+    )
     champion = registry.version_of(registry.CHAMPION)
     assert champion == "1" and any("no champion yet" in line for line in lines)
     code, body = seen["predict"]  # type: ignore[misc]
@@ -60,4 +75,5 @@ def test_up_trains_a_first_champion_serves_it_and_stops_everything(
 
 
 def token_text(tmp_path: Path) -> str:
-    return (tmp_path / "up" / "tokens").read_text().split("annotators:", 1)[1].strip()
+    """The annotators' token: the first line of the run's token file."""
+    return token_from_file(tmp_path / "up" / "tokens")

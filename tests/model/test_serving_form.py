@@ -22,8 +22,9 @@ from tests.conftest import make_frame, train_transformer
 @pytest.fixture(scope="module")
 def minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """all-MiniLM-L6-v2 fine-tuned for two short epochs on learnable synthetic data."""
-    return train_transformer(tmp_path_factory.mktemp("form"), "offline", epochs=2,
-                             max_length=24, batch_size=16, seed=1)  # fmt: skip
+    return train_transformer(
+        tmp_path_factory.mktemp("form"), "offline", epochs=2, max_length=24, batch_size=16, seed=1
+    )
 
 
 def test_training_packages_the_fastest_form_within_tolerance(minilm: Path) -> None:
@@ -102,8 +103,10 @@ def _long_texts(n: int = 12, per_text: int = 6, seed: int = 14) -> list[str]:
     frame = make_frame(n * per_text // 3 + per_text, seed=seed)
     by_label = {lab: g.text.tolist() for lab, g in frame.groupby("label")}
     labels = sorted(by_label)
-    return [" ".join(by_label[labels[i % 3]][(i // 3) * per_text:(i // 3 + 1) * per_text])
-            for i in range(n)]  # fmt: skip
+    return [
+        " ".join(by_label[labels[i % 3]][(i // 3) * per_text : (i // 3 + 1) * per_text])
+        for i in range(n)
+    ]
 
 
 def test_every_form_reads_long_texts_whole_and_agrees_with_pytorch_fp32(minilm: Path) -> None:
@@ -119,8 +122,10 @@ def test_every_form_reads_long_texts_whole_and_agrees_with_pytorch_fp32(minilm: 
     fp32 = tm.predict_proba(long, pytorch=True)
     assert float((served.argmax(1) == fp32.argmax(1)).mean()) >= 0.9
     assert np.abs(served - fp32).max() < 0.2
-    first = tm.window_logits([win.input_ids[int(np.argmax(win.owner == i))]
-                              for i in range(len(long))], session=tm.session)  # fmt: skip
+    first = tm.window_logits(
+        [win.input_ids[int(np.argmax(win.owner == i))] for i in range(len(long))],
+        session=tm.session,
+    )
     first_only = np.exp(first - first.max(1, keepdims=True))
     first_only /= first_only.sum(1, keepdims=True)
     assert np.abs(first_only - served).max() > 0.01  # the other windows count
@@ -129,7 +134,8 @@ def test_every_form_reads_long_texts_whole_and_agrees_with_pytorch_fp32(minilm: 
 
     out = explain(loaded, long[0])
     words = tm.tokenizer.convert_ids_to_tokens(
-        tm.tokenizer(long[0], add_special_tokens=False)["input_ids"])
+        tm.tokenizer(long[0], add_special_tokens=False)["input_ids"]
+    )
     assert [a["token"] for a in out["attributions"]] == words and len(words) > 3 * 22
 
 
@@ -141,10 +147,16 @@ def test_a_distilled_student_is_packaged_gated_and_served(minilm: Path, tmp_path
     shutil.copytree(minilm, copy)
     train = make_frame(40, seed=11)
     val = make_frame(10, seed=12)
-    serving = package(copy, val.text.tolist(), val.label.tolist(), tolerance=0.05,
-                      forms=("student-int8", "onnx-int8", "pytorch"),
-                      train_texts=train.text.tolist(), train_labels=train.label.tolist(),
-                      distill_params={"epochs": 4, "batch_size": 16})  # fmt: skip
+    serving = package(
+        copy,
+        val.text.tolist(),
+        val.label.tolist(),
+        tolerance=0.05,
+        forms=("student-int8", "onnx-int8", "pytorch"),
+        train_texts=train.text.tolist(),
+        train_labels=train.label.tolist(),
+        distill_params={"epochs": 4, "batch_size": 16},
+    )
     assert serving["form"] == "student-int8", serving
     assert serving["student"]["layers"] == 3 and serving["student"]["teacher_layers"] == 6
     assert serving["student"]["transfer_texts"] == len(train)
@@ -208,17 +220,24 @@ def test_drop_layers_keeps_every_other_layer_of_bert_and_distilbert() -> None:
 
     from sentiops.models.distill import drop_layers, encoder_layers
 
-    bert = BertForSequenceClassification(BertConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=6, num_attention_heads=2,
-        intermediate_size=32, num_labels=3))  # fmt: skip
+    bert = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=6,
+            num_attention_heads=2,
+            intermediate_size=32,
+            num_labels=3,
+        )
+    )
     student = drop_layers(bert)
     assert student.config.num_hidden_layers == 3 and len(encoder_layers(student)[2]) == 3
     assert bert.config.num_hidden_layers == 6  # the teacher is untouched
     first = encoder_layers(bert)[2][2].attention.self.query.weight
     assert (encoder_layers(student)[2][1].attention.self.query.weight == first).all()
-    distil = DistilBertForSequenceClassification(DistilBertConfig(
-        vocab_size=50, dim=16, hidden_dim=32, n_layers=4, n_heads=2, num_labels=3))  # fmt: skip
+    distil = DistilBertForSequenceClassification(
+        DistilBertConfig(vocab_size=50, dim=16, hidden_dim=32, n_layers=4, n_heads=2, num_labels=3)
+    )
     assert drop_layers(distil, keep=[3]).config.n_layers == 1
     with pytest.raises(ValueError, match="within 0..3"):
         drop_layers(distil, keep=[4])
-

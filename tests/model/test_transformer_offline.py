@@ -21,8 +21,9 @@ def test_offline_alias_resolves_to_shipped_checkpoint() -> None:
 
 
 def test_fine_tune_minilm_briefly(tmp_path: Path) -> None:
-    model_dir = train_transformer(tmp_path, "offline", n_per_class=16, epochs=1, max_length=24,
-                                  batch_size=16)  # fmt: skip
+    model_dir = train_transformer(
+        tmp_path, "offline", n_per_class=16, epochs=1, max_length=24, batch_size=16
+    )
     loaded = load_model(model_dir)
     assert loaded.model.model.config.model_type == "bert"
     assert loaded.model.model.config.num_hidden_layers == 6

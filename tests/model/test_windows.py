@@ -46,8 +46,10 @@ def test_a_long_text_is_read_whole_up_to_the_cap(tokenizer) -> None:  # noqa: AN
     win = windows.split(tokenizer, ["short one", long], max_length=24, max_tokens=10_000)
     mine = [ids for ids, o in zip(win.input_ids, win.owner, strict=True) if o == 1]
     assert len(mine) == len(windows.spans(n, 22, windows.stride_for(24)))
-    assert all(ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
-               and len(ids) <= 24 for ids in mine)  # fmt: skip
+    assert all(
+        ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id and len(ids) <= 24
+        for ids in mine
+    )
     assert win.read[1] == win.tokens[1] == n and win.fresh[win.owner == 1].sum() == n
     # past the cap: the start and the end are read, and the answer can say how much
     capped = windows.split(tokenizer, [long], max_length=24, max_tokens=100)
@@ -57,8 +59,13 @@ def test_a_long_text_is_read_whole_up_to_the_cap(tokenizer) -> None:  # noqa: AN
 
 
 def test_pooling_the_windows_of_each_text() -> None:
-    win = windows.Windows([[0]] * 4, owner=np.array([0, 1, 1, 1]), fresh=np.array([5, 22, 8, 4.]),
-                          tokens=np.array([5, 34]), read=np.array([5, 34]))  # fmt: skip
+    win = windows.Windows(
+        [[0]] * 4,
+        owner=np.array([0, 1, 1, 1]),
+        fresh=np.array([5, 22, 8, 4.0]),
+        tokens=np.array([5, 34]),
+        read=np.array([5, 34]),
+    )
     logits = np.array([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 1.0], [0, 0, 4.0]])
     assert np.allclose(windows.pool(logits, win, "mean"), [[1, 0, 0], [0, 2 / 3, 5 / 3]])
     assert np.allclose(windows.pool(logits, win, "weighted")[1], [0, 44 / 34, 24 / 34])
@@ -73,8 +80,11 @@ def _said(words: list[str], n: int, start: int = 0) -> list[str]:
     """Plain sentences with one class's cue words (no label in the text)."""
     from tests.conftest import THINGS
 
-    return [f"the {THINGS[(start + i) % len(THINGS)]} was {words[(start + i) % len(words)]} "
-            f"and {words[(start + i + 3) % len(words)]}" for i in range(n)]  # fmt: skip
+    return [
+        f"the {THINGS[(start + i) % len(THINGS)]} was {words[(start + i) % len(words)]} "
+        f"and {words[(start + i + 3) % len(words)]}"
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +98,17 @@ def cue_model():  # noqa: ANN201
     for label, words in (("negative", NEG), ("neutral", NEU), ("positive", POS)):
         texts += _said(words, 40)
         labels += [label] * 40
-    return TransformerModel.fit(texts, labels, base_model="offline", epochs=3, max_length=24,
-                                batch_size=16, lr=1e-4, progress=False, seed=3)  # fmt: skip
+    return TransformerModel.fit(
+        texts,
+        labels,
+        base_model="offline",
+        epochs=3,
+        max_length=24,
+        batch_size=16,
+        lr=1e-4,
+        progress=False,
+        seed=3,
+    )
 
 
 def test_a_review_is_classified_by_its_verdict_at_the_end(cue_model) -> None:  # noqa: ANN001

@@ -138,11 +138,33 @@ def test_the_readme_command_with_a_relative_home_in_a_fresh_directory(
     env = {k: v for k, v in os.environ.items() if k != "SENTIOPS_HOME"}
     exe = Path(sys.executable).with_name("sentiops")
     proc = subprocess.run(
-        [str(exe), "rollout", "--local", "--stable", "stable", "--canary", "canary",
-         "--traffic", "traffic.csv", "--steps", "50", "--step-seconds", "4", "--rate", "40",
-         "--min-requests", "40", "--output-json", "decision.json"],
-        cwd=user, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            str(exe),
+            "rollout",
+            "--local",
+            "--stable",
+            "stable",
+            "--canary",
+            "canary",
+            "--traffic",
+            "traffic.csv",
+            "--steps",
+            "50",
+            "--step-seconds",
+            "4",
+            "--rate",
+            "40",
+            "--min-requests",
+            "40",
+            "--output-json",
+            "decision.json",
+        ],
+        cwd=user,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert json.loads((user / "decision.json").read_text())["decision"] == "promoted"
     assert (user / ".sentiops" / "rollout" / "prometheus" / "prometheus.yml").exists()
@@ -160,8 +182,12 @@ def _answer_when_asked(workdir: Path, answer: str, seen: list) -> threading.Thre
             time.sleep(0.1)
         seen.append(json.loads((workdir / "progress.json").read_text())["waiting"])
         exe = Path(sys.executable).with_name("sentiops")
-        done = subprocess.run([str(exe), "rollout", answer, "--workdir", str(workdir)],
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [str(exe), "rollout", answer, "--workdir", str(workdir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         seen.append(done.stdout + done.stderr)
 
     thread = threading.Thread(target=person, daemon=True)
@@ -178,9 +204,15 @@ def test_the_approval_step_on_the_local_stack(models: dict[str, Path], tmp_path:
             stack.replay_texts(TRAFFIC, RATE)
 
             def rollout(canary: Path, version: str | None, **approval: object):  # noqa: ANN202
-                return stack.rollout(canary, STEPS, STEP_SECONDS, JUDGE, canary_version=version,
-                                     approval=Approval(**{**wait, **approval}),  # type: ignore[arg-type]
-                                     notify=[f"generic={hook.url}/hook"])  # fmt: skip
+                return stack.rollout(
+                    canary,
+                    STEPS,
+                    STEP_SECONDS,
+                    JUDGE,
+                    canary_version=version,
+                    approval=Approval(**{**wait, **approval}),  # type: ignore[arg-type]
+                    notify=[f"generic={hook.url}/hook"],
+                )
 
             seen: list = []
             person = _answer_when_asked(stack.workdir, "approve", seen)
@@ -207,6 +239,11 @@ def test_the_approval_step_on_the_local_stack(models: dict[str, Path], tmp_path:
         events = [(b["event"], b["canary_version"]) for _, b in hook.wait_for(6)]
     v = approved.canary_version
     assert [e for e in events if e[0] != "hold"] == [
-        ("approval", v), ("promote", v), ("approval", "rejected"), ("rollback", "rejected"),
-        ("approval", "unanswered"), ("rollback", "unanswered")]  # fmt: skip
+        ("approval", v),
+        ("promote", v),
+        ("approval", "rejected"),
+        ("rollback", "rejected"),
+        ("approval", "unanswered"),
+        ("rollback", "unanswered"),
+    ]
     assert all(b["record_url"].endswith("/decision.json") for _, b in hook.received)

@@ -77,8 +77,10 @@ class Clients:
         self.pending: list[tuple[float, str, str]] = []
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
-        self.threads = [threading.Thread(target=self._predict, daemon=True),
-                        threading.Thread(target=self._label, daemon=True)]  # fmt: skip
+        self.threads = [
+            threading.Thread(target=self._predict, daemon=True),
+            threading.Thread(target=self._label, daemon=True),
+        ]
 
     def __enter__(self) -> Clients:
         for t in self.threads:
@@ -99,17 +101,20 @@ class Clients:
                 k += 1
                 rid = uuid.uuid4().hex
                 try:
-                    r = client.post(f"{self.url}/v1/models/sentiment:predict",
-                                    json={"instances": [text]},
-                                    headers={"x-request-id": rid})  # fmt: skip
+                    r = client.post(
+                        f"{self.url}/v1/models/sentiment:predict",
+                        json={"instances": [text]},
+                        headers={"x-request-id": rid},
+                    )
                 except httpx.HTTPError:
                     with self.lock:
                         self.answers.append((0, "", rid))
                     continue
                 answered = r.headers.get("x-request-id", rid)
                 with self.lock:
-                    self.answers.append((r.status_code, r.headers.get("x-model-version", ""),
-                                         answered))  # fmt: skip
+                    self.answers.append(
+                        (r.status_code, r.headers.get("x-model-version", ""), answered)
+                    )
                     if r.status_code == 200 and SampleKey.from_env().in_sample(answered):
                         self.pending.append((time.monotonic() + 0.5, answered, TRUTH[text]))
 
@@ -140,8 +145,9 @@ class Clients:
 
 def _stack(tmp_path: Path, stable_dir: Path) -> LocalStack:
     store = tmp_path / "store"
-    stack = LocalStack(tmp_path / "work", predictor_args=[f"--feedback_store={store}"],
-                       progress=lambda _: None)  # fmt: skip
+    stack = LocalStack(
+        tmp_path / "work", predictor_args=[f"--feedback_store={store}"], progress=lambda _: None
+    )
     return stack.start(stable_dir, "1")
 
 
@@ -156,8 +162,15 @@ def test_a_silently_wrong_shadow_is_rejected_and_no_client_saw_its_answers(
     stack = _stack(tmp_path, models["stable"])
     try:
         with Clients(stack.split.url) as clients:
-            record = stack.rollout(models["rotated"], STEPS, STEP_SECONDS, JUDGE, max_holds=2,
-                                   canary_version="2", mode="shadow")  # fmt: skip
+            record = stack.rollout(
+                models["rotated"],
+                STEPS,
+                STEP_SECONDS,
+                JUDGE,
+                max_holds=2,
+                canary_version="2",
+                mode="shadow",
+            )
             time.sleep(1.0)  # answers after the rollback: stable's
         served_after = stack.serving.version if stack.serving else None
     finally:
@@ -166,8 +179,12 @@ def test_a_silently_wrong_shadow_is_rejected_and_no_client_saw_its_answers(
     assert record.mode == "shadow" and all(s.mode == "shadow" for s in record.steps)
     # only the labels could tell: same speed, no errors, same confidence and label mix
     assert _failed(record) == {"live_accuracy"}, record.to_markdown()
-    judged = [c for s in record.steps for c in s.checks
-              if c.name == "live_accuracy" and c.result == "fail"]  # fmt: skip
+    judged = [
+        c
+        for s in record.steps
+        for c in s.checks
+        if c.name == "live_accuracy" and c.result == "fail"
+    ]
     assert judged[0].canary is not None and judged[0].canary < 0.2 < 0.9 < judged[0].stable
     assert any("live_accuracy" in r for r in record.reasons)
     # the shadow was measured on live traffic, its sampled answers labelled ...
@@ -192,13 +209,16 @@ def test_a_healthy_shadow_is_promoted_and_then_serves(
     stack = _stack(tmp_path, models["stable"])
     try:
         with Clients(stack.split.url) as clients:
-            record = stack.rollout(models["retrained"], STEPS, STEP_SECONDS, JUDGE,
-                                   canary_version="2", mode="shadow")  # fmt: skip
+            record = stack.rollout(
+                models["retrained"], STEPS, STEP_SECONDS, JUDGE, canary_version="2", mode="shadow"
+            )
             time.sleep(2.0)
         assert stack.serving is not None and stack.serving.version == "2"
         with httpx.Client() as client:
-            r = client.post(f"{stack.split.url}/v1/models/sentiment:predict",
-                            json={"instances": ["the food was great"]})  # fmt: skip
+            r = client.post(
+                f"{stack.split.url}/v1/models/sentiment:predict",
+                json={"instances": ["the food was great"]},
+            )
     finally:
         stack.stop()
     assert record.decision == "promoted", record.to_markdown()
@@ -230,8 +250,12 @@ def test_a_dead_or_hung_shadow_never_slows_or_breaks_the_clients(
         return value or 0.0
 
     stable = Predictor(models["stable"], "1", tmp_path / "stable").start()
-    shadow = Predictor(models["rotated"], "2", tmp_path / "shadow", extra_args=[
-        "--shadow=true", f"--feedback_store={tmp_path / 'store'}"]).start()  # fmt: skip
+    shadow = Predictor(
+        models["rotated"],
+        "2",
+        tmp_path / "shadow",
+        extra_args=["--shadow=true", f"--feedback_store={tmp_path / 'store'}"],
+    ).start()
     split = TrafficSplit(stable.url, mirror_queue=16, mirror_senders=2, mirror_timeout=5.0)
     split.start()
     split.mirror(shadow.url, 100)
@@ -242,10 +266,13 @@ def test_a_dead_or_hung_shadow_never_slows_or_breaks_the_clients(
         with httpx.Client(timeout=30.0) as client:
             for i in range(n):
                 t = time.perf_counter()
-                r = client.post(f"{split.url}/v1/models/sentiment:predict",
-                                json={"instances": [texts[i % len(texts)]]})  # fmt: skip
-                out.append((r.status_code, r.headers.get("x-model-version", ""),
-                            time.perf_counter() - t))  # fmt: skip
+                r = client.post(
+                    f"{split.url}/v1/models/sentiment:predict",
+                    json={"instances": [texts[i % len(texts)]]},
+                )
+                out.append(
+                    (r.status_code, r.headers.get("x-model-version", ""), time.perf_counter() - t)
+                )
         return out
 
     def p95(answers: list[tuple[int, str, float]]) -> float:
@@ -256,8 +283,9 @@ def test_a_dead_or_hung_shadow_never_slows_or_breaks_the_clients(
         time.sleep(0.5)
         assert split.mirrored["sent"] >= 55 and split.mirrored["failed"] == 0
         # labels go to the serving predictor: the split never copies them, a shadow refuses them
-        r = httpx.post(f"{shadow.url}/v1/models/sentiment:feedback",
-                       json={"id": "x", "label": "positive"})  # fmt: skip
+        r = httpx.post(
+            f"{shadow.url}/v1/models/sentiment:feedback", json={"id": "x", "label": "positive"}
+        )
         assert r.status_code == 404 and "is a shadow" in r.json()["error"]
         before = dropped()
         # hung: the shadow accepts connections and never answers (each copy waits 5 s)
@@ -292,16 +320,44 @@ def test_the_cli_runs_a_shadow_rollout(models: dict[str, Path], tmp_path: Path) 
 
     (tmp_path / "traffic.csv").write_text("text\n" + "\n".join(json.dumps(t) for t in TRUTH))
     exe = Path(sys.executable).with_name("sentiops")
-    base = [str(exe), "rollout", "--local", "--stable", str(models["stable"]), "--canary",
-            str(models["retrained"]), "--traffic", "traffic.csv"]  # fmt: skip
-    bad = subprocess.run([*base, "--mode", "blue-green"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
+    base = [
+        str(exe),
+        "rollout",
+        "--local",
+        "--stable",
+        str(models["stable"]),
+        "--canary",
+        str(models["retrained"]),
+        "--traffic",
+        "traffic.csv",
+    ]
+    bad = subprocess.run(
+        [*base, "--mode", "blue-green"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode != 0 and "use one of canary, shadow" in bad.stdout + bad.stderr
     proc = subprocess.run(
-        [*base, "--mode", "shadow", "--steps", "100", "--step-seconds", "4", "--rate", "40",
-         "--min-requests", "40", "--output-json", "decision.json", "--workdir", "work"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            *base,
+            "--mode",
+            "shadow",
+            "--steps",
+            "100",
+            "--step-seconds",
+            "4",
+            "--rate",
+            "40",
+            "--min-requests",
+            "40",
+            "--output-json",
+            "decision.json",
+            "--workdir",
+            "work",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((tmp_path / "decision.json").read_text())
     assert record["decision"] == "promoted" and record["mode"] == "shadow"

@@ -90,8 +90,10 @@ def test_schemathesis_finds_no_server_error(server: Predictor) -> None:
         def check(case) -> None:  # noqa: ANN001
             response = case.call(base_url=server.url, timeout=30)
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path}: {response.status_code} "
-                                f"{response.text[:200]}")  # fmt: skip
+                failures.append(
+                    f"{case.method} {case.formatted_path}: {response.status_code} "
+                    f"{response.text[:200]}"
+                )
 
         check()
     assert not failures, "\n".join(failures[:10])
@@ -176,8 +178,9 @@ def test_deeply_nested_json_is_a_400_not_a_recursion_error(
 ) -> None:
     """The review's 200 KB nested body gave 500 (RecursionError) on v2 /infer, v1 text/plain
     and :feedback: it is a 400 naming the nesting limit, before anything parses it."""
-    r = httpx.post(server.url + path, content=body, headers={"content-type": content_type},
-                   timeout=30)  # fmt: skip
+    r = httpx.post(
+        server.url + path, content=body, headers={"content-type": content_type}, timeout=30
+    )
     assert r.status_code == 400, (r.status_code, r.text[:300])
     assert "levels deep; the limit is 32" in r.json()["error"]
 
@@ -190,10 +193,11 @@ def test_a_client_mistake_is_one_log_line_without_a_traceback(server: Predictor)
     before = log.read_text()
     r = httpx.post(server.url + V1, json={"instances": ["ok", 3]})  # 19 bytes of mistake
     assert r.status_code == 400
-    r = httpx.post(server.url + V1, json={"instances": ["a\nINFO forged: retraining triggered"]
-                                          * 5})  # over --max_batch_size=4, echoed in the error
+    r = httpx.post(
+        server.url + V1, json={"instances": ["a\nINFO forged: retraining triggered"] * 5}
+    )  # over --max_batch_size=4, echoed in the error
     assert r.status_code == 400
-    new = log.read_text()[len(before):]
+    new = log.read_text()[len(before) :]
     assert "Traceback" not in new and "\nINFO forged" not in new
     assert len([line for line in new.splitlines() if "400 POST" in line]) == 2
 
@@ -210,13 +214,16 @@ def test_explanations_never_hold_up_predictions_or_probes(model_dir, tmp_path) -
         long = " ".join(["the service was great and the coffee was awful"] * 100)
         url = f"{p.url}/v1/models/sentiment:explain"
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
-            burst = [pool.submit(httpx.post, url, json={"instances": [long] * 8}, timeout=60)
-                     for _ in range(12)]  # fmt: skip
+            burst = [
+                pool.submit(httpx.post, url, json={"instances": [long] * 8}, timeout=60)
+                for _ in range(12)
+            ]
             probes = []
             for _ in range(10):  # while the burst is being explained
                 ready = httpx.get(f"{p.url}/v2/health/ready", timeout=30).status_code
-                predicted = httpx.post(f"{p.url}/v1/models/sentiment:predict",
-                                       json={"instances": ["fine"]}, timeout=30)  # fmt: skip
+                predicted = httpx.post(
+                    f"{p.url}/v1/models/sentiment:predict", json={"instances": ["fine"]}, timeout=30
+                )
                 probes.append(ready == predicted.status_code == 200)
             codes = [f.result().status_code for f in burst]
         assert set(codes) <= {200, 429}, codes

@@ -33,8 +33,7 @@ class Work:
 def _run(workers: int, plan: list[tuple[float, list[str]]]) -> tuple[Work, list[float]]:
     """Submit each request at its time; the seconds each took from its submission."""
     work = Work()
-    batcher = Batcher(work, max_batch_size=8, max_latency_ms=5, workers=workers,
-                      cost=work.cost)  # fmt: skip
+    batcher = Batcher(work, max_batch_size=8, max_latency_ms=5, workers=workers, cost=work.cost)
 
     async def one(at: float, texts: list[str]) -> float:
         await asyncio.sleep(at)

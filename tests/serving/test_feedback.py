@@ -31,8 +31,12 @@ def _predict(p: Predictor, texts: list[str], client_id: str = "") -> tuple[str, 
     """(the prediction id the predictor issued, the labels); the client's own id, if sent,
     comes back only as its correlation id."""
     client_id = client_id or uuid.uuid4().hex
-    r = httpx.post(f"{p.url}/v1/models/sentiment:predict", json={"instances": texts},
-                   headers={"x-request-id": client_id}, timeout=30)  # fmt: skip
+    r = httpx.post(
+        f"{p.url}/v1/models/sentiment:predict",
+        json={"instances": texts},
+        headers={"x-request-id": client_id},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     rid = r.headers["x-request-id"]
     assert rid != client_id and r.headers["x-client-request-id"] == client_id
@@ -80,8 +84,9 @@ def stack(model_dir: Path, tmp_path: Path):  # noqa: ANN201
     # the pipeline pushed both versions (the sidecar takes events of pushed models only)
     for version, folder in (("1", model_dir), ("2", other)):
         shutil.copytree(folder, Path(model_uri(str(store), version)))
-    sidecar = start_sidecar(tmp_path / "sidecar", None, store, "--flush-seconds", "0.5",
-                            "--model-name", "sentiment")  # fmt: skip
+    sidecar = start_sidecar(
+        tmp_path / "sidecar", None, store, "--flush-seconds", "0.5", "--model-name", "sentiment"
+    )
     args = [f"--logger_url={sidecar.url}/", f"--feedback_store={store}"]
     replicas = {
         "a": Predictor(model_dir, "1", tmp_path / "a", extra_args=args),
@@ -108,12 +113,17 @@ def test_labels_join_across_replicas_revisions_and_restarts(stack) -> None:  # n
     r = _feedback(a, {"id": rid_pos, "label": "positive"})
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
     # replica b finds a's batch and v2's prediction in the prediction log (the sidecar's)
-    body = [{"id": f"{rid_batch}:0", "label": "positive"}, {"id": f"{rid_batch}:1",
-            "label": "positive"}, {"id": rid_v2, "label": "negative"}]  # fmt: skip
+    body = [
+        {"id": f"{rid_batch}:0", "label": "positive"},
+        {"id": f"{rid_batch}:1", "label": "positive"},
+        {"id": rid_v2, "label": "negative"},
+    ]
     r = _until_stored(b, body)
     assert r.status_code == 200, r.text
-    assert r.json()["by_version"] == {"1": {"labels": 2, "correct": 1, "random": 2},
-                                      "2": {"labels": 1, "correct": 1, "random": 1}}  # fmt: skip
+    assert r.json()["by_version"] == {
+        "1": {"labels": 2, "correct": 1, "random": 2},
+        "2": {"labels": 1, "correct": 1, "random": 1},
+    }
 
     # refused requests name the items and store nothing
     stored = len(read_labels(str(store)))
@@ -174,8 +184,9 @@ def test_a_client_id_reused_across_replicas_and_restarts_never_joins_a_label(sta
     assert len({honest, attack_b, attack_restart}) == 3
     r = _feedback(a, {"id": "order-42", "label": "positive"})
     assert r.status_code == 404 and r.json()["problems"][0]["id"] == "order-42"
-    r = _until_stored(b, [{"id": honest, "label": "positive"},
-                          {"id": attack_b, "label": "negative"}])  # fmt: skip
+    r = _until_stored(
+        b, [{"id": honest, "label": "positive"}, {"id": attack_b, "label": "negative"}]
+    )
     assert r.status_code == 200, r.text
     df = read_labels(str(store)).set_index("id")
     assert df.loc[honest].text == POS and df.loc[attack_b].text == "terrible awful scam"
@@ -191,8 +202,12 @@ def test_a_client_id_reused_across_replicas_and_restarts_never_joins_a_label(sta
 def test_requests_that_bring_their_own_event_id_are_refused(server: Predictor) -> None:
     """A `ce-id` names the inference log's event: KServe's agent pairs a request with its
     answer by it, so one chosen by a client could pair its text with another's answer."""
-    r = httpx.post(f"{server.url}/v1/models/sentiment:predict", json={"instances": [POS]},
-                   headers={"ce-id": "order-42"}, timeout=30)  # fmt: skip
+    r = httpx.post(
+        f"{server.url}/v1/models/sentiment:predict",
+        json={"instances": [POS]},
+        headers={"ce-id": "order-42"},
+        timeout=30,
+    )
     assert r.status_code == 400 and "assigned by the server" in r.json()["error"]
 
 
@@ -212,17 +227,28 @@ def test_writes_need_a_token_and_request_ids_cannot_be_hijacked(
 
     tokens = generate(tmp_path / "tokens", ("team-a", "team-b"))
     store = tmp_path / "store"
-    p = Predictor(model_dir, "1", tmp_path / "p", extra_args=[
-        f"--feedback_store={store}", f"--auth_token_file={tmp_path / 'tokens'}",
-        "--auth_reads=true"])  # fmt: skip
+    p = Predictor(
+        model_dir,
+        "1",
+        tmp_path / "p",
+        extra_args=[
+            f"--feedback_store={store}",
+            f"--auth_token_file={tmp_path / 'tokens'}",
+            "--auth_reads=true",
+        ],
+    )
     p.start()
     try:
         url = f"{p.url}/v1/models/sentiment"
         team_a = {"Authorization": f"Bearer {tokens['team-a']}"}
 
         def predict(text: str, rid: str, headers: dict | None = None) -> httpx.Response:
-            return httpx.post(f"{url}:predict", json={"instances": [text]}, timeout=30,
-                              headers={"x-request-id": rid, **(headers or {})})  # fmt: skip
+            return httpx.post(
+                f"{url}:predict",
+                json={"instances": [text]},
+                timeout=30,
+                headers={"x-request-id": rid, **(headers or {})},
+            )
 
         assert predict(POS, "mine-1").status_code == 401  # reads closed: a token is needed
         assert httpx.get(f"{p.url}/metrics").status_code == 200  # Prometheus still scrapes
@@ -236,21 +262,36 @@ def test_writes_need_a_token_and_request_ids_cannot_be_hijacked(
         assert bad.headers["x-request-id"] != "x" * 200
         assert "x-client-request-id" not in bad.headers
         text = {"name": "text", "datatype": "BYTES", "shape": [1], "data": [NEG]}
-        v2 = httpx.post(f"{p.url}/v2/models/sentiment/infer", headers=team_a, timeout=30,
-                        json={"id": "mine-1", "inputs": [text]})  # fmt: skip
+        v2 = httpx.post(
+            f"{p.url}/v2/models/sentiment/infer",
+            headers=team_a,
+            timeout=30,
+            json={"id": "mine-1", "inputs": [text]},
+        )
         # the Open Inference Protocol echoes the client's id; the prediction's is a parameter
         assert v2.status_code == 200 and v2.json()["id"] == "mine-1"
         assert v2.json()["parameters"]["prediction_id"] == v2.headers["x-request-id"]
         assert v2.headers["x-request-id"] not in (first.headers["x-request-id"], "mine-1")
-        assert httpx.post(f"{url}:feedback", json={"id": "mine-1", "label": "positive"},
-                          headers=team_a, timeout=30).status_code == 404  # fmt: skip
+        assert (
+            httpx.post(
+                f"{url}:feedback",
+                json={"id": "mine-1", "label": "positive"},
+                headers=team_a,
+                timeout=30,
+            ).status_code
+            == 404
+        )
 
         body = {"id": first.headers["x-request-id"], "label": "positive"}
         none = httpx.post(f"{url}:feedback", json=body, timeout=30)
         assert none.status_code == 401 and none.headers["www-authenticate"].startswith("Bearer")
         assert "Authorization: Bearer" in none.json()["error"]
-        wrong = httpx.post(f"{url}:feedback", json=body, timeout=30,
-                           headers={"Authorization": "Bearer " + "z" * 32})  # fmt: skip
+        wrong = httpx.post(
+            f"{url}:feedback",
+            json=body,
+            timeout=30,
+            headers={"Authorization": "Bearer " + "z" * 32},
+        )
         assert wrong.status_code == 403
         assert len(read_labels(str(store))) == 0  # nothing stored
         ok = httpx.post(f"{url}:feedback", json=body, headers=team_a, timeout=30)
@@ -263,8 +304,9 @@ def test_writes_need_a_token_and_request_ids_cannot_be_hijacked(
         labels.write_text(f"id,label\n{again.headers['x-request-id']},negative\n")
         refused_cli = run_cli("feedback", "--file", labels, "--url", p.url)
         assert refused_cli.returncode == 13 and "needs a token" in refused_cli.stderr
-        stored_cli = run_cli("feedback", "--file", labels, "--url", p.url,
-                             "--token-file", tmp_path / "tokens")  # fmt: skip
+        stored_cli = run_cli(
+            "feedback", "--file", labels, "--url", p.url, "--token-file", tmp_path / "tokens"
+        )
         assert stored_cli.returncode == 0, stored_cli.stderr
         assert len(read_labels(str(store))) == 2
         log = (tmp_path / "p").glob("*.log")
@@ -292,8 +334,12 @@ def test_a_rotated_token_secret_is_taken_up_without_a_restart(
         url = f"{p.url}/v1/models/sentiment:feedback"
 
         def label(rid: str, token: str) -> httpx.Response:
-            return httpx.post(url, json={"id": rid, "label": "positive"}, timeout=30,
-                              headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            return httpx.post(
+                url,
+                json={"id": rid, "label": "positive"},
+                timeout=30,
+                headers={"Authorization": f"Bearer {token}"},
+            )
 
         assert label(first, old).status_code == 200
         write_secret(secret, {"team-a": new, "team-b": other})
@@ -332,8 +378,9 @@ def test_a_flood_from_one_client_gets_429s_while_another_is_served(
         assert "limit is 1/s" in limited.json()["error"]
         other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
         with other:
-            served = [other.post(url, json={"instances": [NEG]}, timeout=30).status_code
-                      for _ in range(3)]  # fmt: skip
+            served = [
+                other.post(url, json={"instances": [NEG]}, timeout=30).status_code for _ in range(3)
+            ]
         assert served == [200, 200, 200]
         assert httpx.get(f"{p.url}/v2/health/ready").status_code == 200
         assert httpx.get(f"{p.url}/metrics").status_code == 200

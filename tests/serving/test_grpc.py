@@ -47,9 +47,11 @@ def stub(server: Predictor) -> Iterator[Any]:
 def _infer_request(texts: list[str], rid: str = "") -> Any:
     pb = _pb()
     tensor = pb.ModelInferRequest.InferInputTensor(
-        name="text", datatype="BYTES", shape=[len(texts)],
+        name="text",
+        datatype="BYTES",
+        shape=[len(texts)],
         contents=pb.InferTensorContents(bytes_contents=[t.encode() for t in texts]),
-    )  # fmt: skip
+    )
     return pb.ModelInferRequest(model_name="sentiment", id=rid, inputs=[tensor])
 
 
@@ -114,9 +116,16 @@ def test_grpc_reads_need_a_token_and_ids_cannot_join_another_protocols_text(
 
     tokens = generate(tmp_path / "tokens", ("team-a",))
     store = tmp_path / "store"
-    p = Predictor(model_dir, "1", tmp_path / "p", extra_args=[
-        f"--feedback_store={store}", f"--auth_token_file={tmp_path / 'tokens'}",
-        "--auth_reads=true"])  # fmt: skip
+    p = Predictor(
+        model_dir,
+        "1",
+        tmp_path / "p",
+        extra_args=[
+            f"--feedback_store={store}",
+            f"--auth_token_file={tmp_path / 'tokens'}",
+            "--auth_reads=true",
+        ],
+    )
     p.start()
     channel, stub = _stub(p.grpc_port)
     try:
@@ -127,26 +136,38 @@ def test_grpc_reads_need_a_token_and_ids_cannot_join_another_protocols_text(
         err = _refusal(stub.ModelInfer, _infer_request([POS], "no-token"))
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "authorization: Bearer" in err.details()
-        err = _refusal(stub.ModelInfer, _infer_request([POS], "wrong"),
-                       metadata=(("authorization", "Bearer " + "z" * 32),))  # fmt: skip
+        err = _refusal(
+            stub.ModelInfer,
+            _infer_request([POS], "wrong"),
+            metadata=(("authorization", "Bearer " + "z" * 32),),
+        )
         assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "not valid" in err.details()
         err = _refusal(stub.ModelMetadata, pb.ModelMetadataRequest(name="sentiment"))
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=30).live
         assert stub.ModelReady(pb.ModelReadyRequest(name="sentiment"), timeout=30).ready
-        meta = stub.ModelMetadata(pb.ModelMetadataRequest(name="sentiment"), metadata=token,
-                                  timeout=30)  # fmt: skip
+        meta = stub.ModelMetadata(
+            pb.ModelMetadataRequest(name="sentiment"), metadata=token, timeout=30
+        )
         assert meta.name == "sentiment"
 
         # the client's id is echoed and kept, never the prediction's id, on either protocol
         response, grpc_1, client = _infer(stub, POS, "grpc-1", token)
         assert grpc_1 != "grpc-1" and client == "grpc-1" and _labels(response) == ["positive"]
         url = f"{p.url}/v1/models/sentiment"
-        rest = httpx.post(f"{url}:predict", json={"instances": [NEG]}, timeout=30,
-                          headers={"x-request-id": "grpc-1", **bearer})  # fmt: skip
+        rest = httpx.post(
+            f"{url}:predict",
+            json={"instances": [NEG]},
+            timeout=30,
+            headers={"x-request-id": "grpc-1", **bearer},
+        )
         assert rest.status_code == 200 and rest.headers["x-request-id"] not in ("grpc-1", grpc_1)
-        rest = httpx.post(f"{url}:predict", json={"instances": [POS]}, timeout=30,
-                          headers={"x-request-id": "rest-1", **bearer})  # fmt: skip
+        rest = httpx.post(
+            f"{url}:predict",
+            json={"instances": [POS]},
+            timeout=30,
+            headers={"x-request-id": "rest-1", **bearer},
+        )
         rest_1 = rest.headers["x-request-id"]
         _, again, _ = _infer(stub, NEG, "rest-1", token)
         assert again not in ("rest-1", rest_1)
@@ -166,11 +187,19 @@ def test_grpc_reads_need_a_token_and_ids_cannot_join_another_protocols_text(
         # labels join the text sent under the issued id, whichever protocol sent it; a
         # client's id names nothing
         for rid, label in ((grpc_1, "positive"), (rest_1, "positive"), (meta_1, "negative")):
-            ok = httpx.post(f"{url}:feedback", json={"id": rid, "label": label}, headers=bearer,
-                            timeout=30)  # fmt: skip
+            ok = httpx.post(
+                f"{url}:feedback", json={"id": rid, "label": label}, headers=bearer, timeout=30
+            )
             assert ok.status_code == 200, ok.text
-        assert httpx.post(f"{url}:feedback", json={"id": "grpc-1", "label": "positive"},
-                          headers=bearer, timeout=30).status_code == 404  # fmt: skip
+        assert (
+            httpx.post(
+                f"{url}:feedback",
+                json={"id": "grpc-1", "label": "positive"},
+                headers=bearer,
+                timeout=30,
+            ).status_code
+            == 404
+        )
         stored = read_labels(str(store)).set_index("id")
         assert stored.loc[grpc_1, "text"] == POS and stored.loc[grpc_1, "client_id"] == "grpc-1"
         assert stored.loc[rest_1, "text"] == POS
@@ -192,8 +221,12 @@ def test_a_grpc_flood_gets_resource_exhausted_while_other_clients_are_served(
     are still served; the probes are never limited."""
     # the image's default address (REST on 0.0.0.0, gRPC on [::]): the other client comes
     # from IPv6's loopback, [::1]
-    p = Predictor(model_dir, "1", tmp_path / "p",
-                  extra_args=["--rate_limit=1", "--rate_burst=5", "--host=0.0.0.0"])  # fmt: skip
+    p = Predictor(
+        model_dir,
+        "1",
+        tmp_path / "p",
+        extra_args=["--rate_limit=1", "--rate_burst=5", "--host=0.0.0.0"],
+    )
     p.start()
     channel, stub = _stub(p.grpc_port)
     other_channel, other = _stub(p.grpc_port, "[::1]")
@@ -215,8 +248,7 @@ def test_a_grpc_flood_gets_resource_exhausted_while_other_clients_are_served(
         rest = httpx.post(f"{p.url}/v1/models/sentiment:predict", json={"instances": [POS]})
         assert rest.status_code == 429
         # other clients are served: IPv6 loopback over gRPC, 127.0.0.2 over REST
-        served = [_labels(other.ModelInfer(_infer_request([NEG]), timeout=30))
-                  for _ in range(3)]  # fmt: skip
+        served = [_labels(other.ModelInfer(_infer_request([NEG]), timeout=30)) for _ in range(3)]
         assert served == [["negative"]] * 3
         with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as c:
             r = c.post(f"{p.url}/v1/models/sentiment:predict", json={"instances": [NEG]})

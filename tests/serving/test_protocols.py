@@ -27,6 +27,7 @@ def test_v1_predict(server: Predictor) -> None:
         assert sum(p["probabilities"].values()) == pytest.approx(1.0)
         assert p["read"] == 1.0  # the whole text was read
 
+
 def test_v1_and_v2_health_and_metadata(server: Predictor) -> None:
     assert httpx.get(f"{server.url}/v1/models/sentiment").json()["ready"] is True
     assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
@@ -42,8 +43,10 @@ def test_v1_and_v2_health_and_metadata(server: Predictor) -> None:
 
 
 def test_v2_rest_echoes_the_id(server: Predictor) -> None:
-    body = {"id": "req-42", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [2],
-                                         "data": TEXTS}]}  # fmt: skip
+    body = {
+        "id": "req-42",
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": TEXTS}],
+    }
     r = httpx.post(f"{server.url}/v2/models/sentiment/infer", json=body)
     assert r.status_code == 200, r.text
     out = {o["name"]: o for o in r.json()["outputs"]}
@@ -57,20 +60,30 @@ def test_v2_rest_prediction_ids_are_issued_by_the_server(server: Predictor) -> N
     the answer's `parameters.prediction_id` — never the client's: the client's id (a header
     id wins over the body's) is echoed as the answer's `id` (Open Inference Protocol) and as
     `x-client-request-id`; a malformed one is neither used nor echoed."""
-    body = {"id": "not ok!", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
-                                          "data": TEXTS[:1]}]}  # fmt: skip
+    body = {
+        "id": "not ok!",
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": TEXTS[:1]}],
+    }
     r = httpx.post(f"{server.url}/v2/models/sentiment/infer", json=body)
     assert r.status_code == 200, r.text
     pid = r.headers["x-request-id"]
     assert len(pid) == 32 and r.json()["parameters"]["prediction_id"] == pid
     assert r.json()["id"] == pid and "x-client-request-id" not in r.headers
-    r = httpx.post(f"{server.url}/v2/models/sentiment/infer", json={**body, "id": "body-1"},
-                   headers={"x-request-id": "header-1"})  # fmt: skip
+    r = httpx.post(
+        f"{server.url}/v2/models/sentiment/infer",
+        json={**body, "id": "body-1"},
+        headers={"x-request-id": "header-1"},
+    )
     assert r.json()["id"] == r.headers["x-client-request-id"] == "header-1"
-    assert r.json()["parameters"] == {"prediction_id": r.headers["x-request-id"],
-                                      "client_request_id": "header-1"}  # fmt: skip
-    again = httpx.post(f"{server.url}/v2/models/sentiment/infer", json={**body, "id": "body-1"},
-                       headers={"x-request-id": "header-1"})  # fmt: skip
+    assert r.json()["parameters"] == {
+        "prediction_id": r.headers["x-request-id"],
+        "client_request_id": "header-1",
+    }
+    again = httpx.post(
+        f"{server.url}/v2/models/sentiment/infer",
+        json={**body, "id": "body-1"},
+        headers={"x-request-id": "header-1"},
+    )
     assert again.headers["x-request-id"] != r.headers["x-request-id"]
 
 
@@ -80,11 +93,14 @@ def test_tritonclient_http(server: Predictor) -> None:
     client = th.InferenceServerClient(url=f"127.0.0.1:{server.http_port}")
     assert client.is_server_live() and client.is_model_ready("sentiment")
     inp = th.InferInput("text", [2], "BYTES")
-    inp.set_data_from_numpy(np.array([t.encode() for t in TEXTS], dtype=np.object_),
-                            binary_data=False)  # fmt: skip
+    inp.set_data_from_numpy(
+        np.array([t.encode() for t in TEXTS], dtype=np.object_), binary_data=False
+    )
     result = client.infer("sentiment", [inp], request_id="t-1")
     assert [x.decode() if isinstance(x, bytes) else x for x in result.as_numpy("label")] == [
-        "positive", "negative"]  # fmt: skip
+        "positive",
+        "negative",
+    ]
     assert result.as_numpy("probabilities").shape == (2, 3)
     assert result.get_response()["id"] == "t-1"
 
@@ -112,8 +128,9 @@ def _own_process(script: str, *args: str) -> str:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout.strip().splitlines()[-1]
 
@@ -122,8 +139,13 @@ def test_tritonclient_grpc(server: Predictor) -> None:
     import json
 
     out = json.loads(_own_process(TRITON_GRPC_CLIENT, str(server.grpc_port), json.dumps(TEXTS)))
-    assert out == {"live": True, "ready": True, "id": "g-1",
-                   "labels": ["positive", "negative"], "shape": [2, 3]}  # fmt: skip
+    assert out == {
+        "live": True,
+        "ready": True,
+        "id": "g-1",
+        "labels": ["positive", "negative"],
+        "shape": [2, 3],
+    }
 
 
 KSERVE_CLIENTS = """
@@ -167,8 +189,9 @@ def test_kserve_rest_and_grpc_clients(server: Predictor) -> None:
 
 
 def test_explain_returns_token_attributions(server: Predictor) -> None:
-    r = httpx.post(f"{server.url}/v1/models/sentiment:explain",
-                   json={"instances": ["the coffee was awful"]})  # fmt: skip
+    r = httpx.post(
+        f"{server.url}/v1/models/sentiment:explain", json={"instances": ["the coffee was awful"]}
+    )
     assert r.status_code == 200, r.text
     (e,) = r.json()["explanations"]
     assert e["label"] == "negative" and e["method"].startswith("linear")

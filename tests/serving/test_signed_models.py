@@ -46,8 +46,10 @@ def test_a_forged_model_never_becomes_ready(tmp_path: Path, monkeypatch) -> None
 
     bad = Predictor(forged, "2", tmp_path / "bad")
     bad.launch()  # the process stays up and answers its probes
-    why = (f"is signed by key {openssl_key_id(forger_pub)[:16]}, not by key "
-           f"{key.key_id[:16]} ({signing.VERIFY_KEY_ENV}={public})")  # fmt: skip
+    why = (
+        f"is signed by key {openssl_key_id(forger_pub)[:16]}, not by key "
+        f"{key.key_id[:16]} ({signing.VERIFY_KEY_ENV}={public})"
+    )
     try:
         wait_http(f"{bad.url}/v2/health/live", bad.process, 60, "predictor v2 live")
         deadline = time.monotonic() + 10

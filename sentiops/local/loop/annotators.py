@@ -16,9 +16,14 @@ class Annotators:
     after drift, the labelling queue. Labels go through the feedback API (the traffic split
     forwards them to any predictor), which records which sample each label belongs to."""
 
-    def __init__(self, url: str, truth: dict[str, str], name: str = MODEL_NAME,
-                 headers: dict[str, str] | None = None,
-                 sample_key: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        truth: dict[str, str],
+        name: str = MODEL_NAME,
+        headers: dict[str, str] | None = None,
+        sample_key: Any = None,
+    ) -> None:
         from sentiops.security.secrets import SampleKey
 
         self.url = f"{url}/v1/models/{name}:feedback"

@@ -41,9 +41,15 @@ class LoopConfig:
     # and on this data the student was refused anyway (benchmarks/results/student.md: 2.7
     # points below its teacher on validation), so the loop serves the model's own ONNX form
     hyperparameters: dict[str, Any] = field(
-        default_factory=lambda: {"epochs": 1, "max_length": 64, "batch_size": 32, "lr": 1e-4,
-                                 "max_train_examples": 4500, "distill_epochs": 0}
-    )  # fmt: skip
+        default_factory=lambda: {
+            "epochs": 1,
+            "max_length": 64,
+            "batch_size": 32,
+            "lr": 1e-4,
+            "max_train_examples": 4500,
+            "distill_epochs": 0,
+        }
+    )
     baseline_hyperparameters: dict[str, Any] = field(default_factory=dict)
     rate: float = 40.0  # replayed requests per second
     # the last step below 100: canary and stable are judged at the same time under the same

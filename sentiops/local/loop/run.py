@@ -210,8 +210,11 @@ def _run_loop(
     stack = LocalStack(
         work / "rollout",
         MODEL_NAME,
-        predictor_args=[f"--logger_url={sidecar.url}/", f"--feedback_store={store}",
-                        *tokens.predictor_args()],  # fmt: skip
+        predictor_args=[
+            f"--logger_url={sidecar.url}/",
+            f"--feedback_store={store}",
+            *tokens.predictor_args(),
+        ],
         extra_targets=[sidecar.target],
         progress=progress,
     )
@@ -251,8 +254,9 @@ def _run_loop(
         # p95 within 250 ms (the transformer replacing the TF-IDF baseline is several times
         # slower: on a busy machine 70 vs 24 ms rolled a better model back); the cluster's
         # default margin is 0.5 (the rollout ConfigMap sets it)
-        judge = JudgeConfig(min_requests=30, min_feedback=30, max_latency_increase=1.0,
-                            latency_objective_s=0.25)  # fmt: skip
+        judge = JudgeConfig(
+            min_requests=30, min_feedback=30, max_latency_increase=1.0, latency_objective_s=0.25
+        )
 
         def canary(chapter: str, started: float, uri: str, version: str) -> None:
             """Roll `version` out step by step, settle the registry, tell the story."""
@@ -286,11 +290,20 @@ def _run_loop(
         shifted, unseen = pool[: cfg.shifted_texts], pool[cfg.shifted_texts :]
         shift_at = _utc_now()
         stack.replay_texts(shifted, cfg.rate)
-        window = _wait(lambda: first_window_after(_status(sidecar.url), before, shift_at),
-                       cfg.timeout, "the first window of the new traffic")  # fmt: skip
+        window = _wait(
+            lambda: first_window_after(_status(sidecar.url), before, shift_at),
+            cfg.timeout,
+            "the first window of the new traffic",
+        )
         progress("  " + estimate_line(before, cfg.shifted, window))
-        story.add("shift", t, replayed=cfg.shifted, texts=len(shifted), unseen_later=len(unseen),
-                  estimated_right_after=window["estimate"])  # fmt: skip
+        story.add(
+            "shift",
+            t,
+            replayed=cfg.shifted,
+            texts=len(shifted),
+            unseen_later=len(unseen),
+            estimated_right_after=window["estimate"],
+        )
 
         # 5 --------------------------------------------------------------------- drift
         t = time.monotonic()
@@ -312,8 +325,12 @@ def _run_loop(
         progress(f"  labelling queue: {len(queued)} texts; annotators label {n}")
         story.add("drift", t, model_version=before, p_values=p_values, queued=len(queued))
         show("accuracy", (live_accuracy_by_domain(store, domain), "live accuracy so far"))
-        progress("  " + estimate_line(before, cfg.shifted, window,
-                                      labelled_estimate(store, domain, before, cfg.shifted)))
+        progress(
+            "  "
+            + estimate_line(
+                before, cfg.shifted, window, labelled_estimate(store, domain, before, cfg.shifted)
+            )
+        )
 
         # 6 --------------------------------------------------------------------- retrain
         t = time.monotonic()
@@ -371,8 +388,11 @@ def _run_loop(
         if after != before:  # enough labels of the new champion's answers to compare
             progress(f"  collecting {cfg.after_labels} labels of v{after} on {cfg.shifted}")
             with contextlib.suppress(StackError):
-                _wait(lambda: _labels_of(store, domain, after, cfg.shifted) >= cfg.after_labels,
-                      cfg.timeout / 3, "labels of the new champion")  # fmt: skip
+                _wait(
+                    lambda: _labels_of(store, domain, after, cfg.shifted) >= cfg.after_labels,
+                    cfg.timeout / 3,
+                    "labels of the new champion",
+                )
         time.sleep(max(6.0, 100 / cfg.rate))  # the last labels flushed
 
         # 8 --------------------------------------------------------------------- report
@@ -386,8 +406,10 @@ def _run_loop(
             ),
         )
         on_shifted = {r["model_version"]: r for r in table if r["domain"] == cfg.shifted}
-        show("verdict", verdict(on_shifted.get(before), on_shifted.get(after), cfg.shifted,
-                                judge.alpha))  # fmt: skip
+        show(
+            "verdict",
+            verdict(on_shifted.get(before), on_shifted.get(after), cfg.shifted, judge.alpha),
+        )
         estimates = {v: labelled_estimate(store, domain, v, cfg.shifted) for v in {before, after}}
         for v, labelled in sorted(estimates.items()):
             if labelled is not None:
@@ -398,9 +420,11 @@ def _run_loop(
             live_accuracy=table,
             shifted_before=on_shifted.get(before),
             shifted_after=on_shifted.get(after),
-            improvement_p=(improvement_p(on_shifted[before], on_shifted[after])
-                           if before in on_shifted and after in on_shifted and after != before
-                           else None),  # fmt: skip
+            improvement_p=(
+                improvement_p(on_shifted[before], on_shifted[after])
+                if before in on_shifted and after in on_shifted and after != before
+                else None
+            ),
             labels_sent=annotators.sent,
             estimated_vs_realized=estimates,
         )
@@ -434,8 +458,9 @@ def _status(url: str) -> dict[str, Any]:
 def _labels_of(store: str, domain: dict[str, str], version: str, dataset: str) -> int:
     """Random-sample labels stored for `version`'s answers on `dataset`."""
     rows = live_accuracy_by_domain(store, domain)
-    return next((r["labels"] for r in rows
-                 if r["model_version"] == version and r["domain"] == dataset), 0)  # fmt: skip
+    return next(
+        (r["labels"] for r in rows if r["model_version"] == version and r["domain"] == dataset), 0
+    )
 
 
 def _labelling_rows(store: str) -> list[dict[str, Any]]:

@@ -63,16 +63,19 @@ def live_accuracy_by_domain(store: str, domain: dict[str, str]) -> list[dict[str
     return sorted(rows, key=lambda r: (r["model_version"], r["domain"]))
 
 
-def verdict(before: dict[str, Any] | None, after: dict[str, Any] | None, domain: str,
-            alpha: float = 0.05) -> str:  # fmt: skip
+def verdict(
+    before: dict[str, Any] | None, after: dict[str, Any] | None, domain: str, alpha: float = 0.05
+) -> str:
     """What a person needs to believe the loop: live accuracy on the new domain before and
     after, from the random evaluation sample, with 95 % intervals, sample sizes and the
     one-sided test that it rose (at the canary judge's `alpha`)."""
 
     def one(r: dict[str, Any]) -> str:
         low, high = r["accuracy_95"]
-        return (f"v{r['model_version']} {r['accuracy']:.3f} (95 % {low:.3f}-{high:.3f}, "
-                f"n={r['labels']})")  # fmt: skip
+        return (
+            f"v{r['model_version']} {r['accuracy']:.3f} (95 % {low:.3f}-{high:.3f}, "
+            f"n={r['labels']})"
+        )
 
     if not before or not after:
         return f"live accuracy on {domain}: too few labels of the random sample to compare"
@@ -80,8 +83,10 @@ def verdict(before: dict[str, Any] | None, after: dict[str, Any] | None, domain:
         return f"live accuracy on {domain}: {one(before)}; the model did not change"
     p = improvement_p(before, after)
     word = "better" if p < alpha else "not shown better"
-    return (f"live accuracy on {domain} (random sample): {one(before)} -> {one(after)}: {word} "
-            f"(one-sided Fisher p = {p:.2g}, alpha {alpha})")  # fmt: skip
+    return (
+        f"live accuracy on {domain} (random sample): {one(before)} -> {one(after)}: {word} "
+        f"(one-sided Fisher p = {p:.2g}, alpha {alpha})"
+    )
 
 
 def improvement_p(before: dict[str, Any], after: dict[str, Any]) -> float:
@@ -89,13 +94,16 @@ def improvement_p(before: dict[str, Any], after: dict[str, Any]) -> float:
     (rows of `live_accuracy_by_domain`: correct answers out of labels)."""
     from scipy.stats import fisher_exact
 
-    table = [[after["correct"], after["labels"] - after["correct"]],
-             [before["correct"], before["labels"] - before["correct"]]]  # fmt: skip
+    table = [
+        [after["correct"], after["labels"] - after["correct"]],
+        [before["correct"], before["labels"] - before["correct"]],
+    ]
     return float(fisher_exact(table, alternative="greater")[1])
 
 
-def first_window_after(status: dict[str, Any], version: str, since: datetime
-                       ) -> dict[str, Any] | None:  # fmt: skip
+def first_window_after(
+    status: dict[str, Any], version: str, since: datetime
+) -> dict[str, Any] | None:
     """Of the windows of `version` the drift sidecar tested (its `/status`), the first whose
     predictions were all made at or after `since` (the new traffic alone), with its estimate."""
     versions = status.get("versions") or {}
@@ -106,8 +114,9 @@ def first_window_after(status: dict[str, Any], version: str, since: datetime
     return None
 
 
-def labelled_estimate(store: str, domain: dict[str, str], version: str, dataset: str
-                      ) -> dict[str, float] | None:  # fmt: skip
+def labelled_estimate(
+    store: str, domain: dict[str, str], version: str, dataset: str
+) -> dict[str, float] | None:
     """On the labelled random sample of `version`'s answers on `dataset`: the accuracy the
     served probabilities estimated (their mean top probability) beside the realized one, and
     the band their difference stays in if the calibration held (`labelled_error`)."""
@@ -121,25 +130,36 @@ def labelled_estimate(store: str, domain: dict[str, str], version: str, dataset:
     return labelled_error(df["confidence"].astype(float), df["label"] == df["predicted_label"])
 
 
-def estimate_line(version: str, dataset: str, window: dict[str, Any] | None,
-                  labelled: dict[str, float] | None = None) -> str:  # fmt: skip
+def estimate_line(
+    version: str,
+    dataset: str,
+    window: dict[str, Any] | None,
+    labelled: dict[str, float] | None = None,
+) -> str:
     """The estimate in words: right after the shift (`window`, before its labels), and beside
     the realized accuracy of the labelled random sample once labels came (`labelled`)."""
     if labelled is not None:
         off = labelled["error"]
-        why = ("within what the calibration explains" if abs(off) <= labelled["expected_within"]
-               else "beyond it: the shift changed p(label | text), which no estimate without "
-               "labels sees (docs/estimation.md)")  # fmt: skip
-        return (f"v{version} on {dataset}: estimated accuracy {labelled['estimated']:.3f} "
-                f"(calibrated, no labels) vs realized {labelled['realized']:.3f} on "
-                f"{labelled['labels']:.0f} labels of the random sample: {off:+.3f}, "
-                f"{why}")  # fmt: skip
+        why = (
+            "within what the calibration explains"
+            if abs(off) <= labelled["expected_within"]
+            else "beyond it: the shift changed p(label | text), which no estimate without "
+            "labels sees (docs/estimation.md)"
+        )
+        return (
+            f"v{version} on {dataset}: estimated accuracy {labelled['estimated']:.3f} "
+            f"(calibrated, no labels) vs realized {labelled['realized']:.3f} on "
+            f"{labelled['labels']:.0f} labels of the random sample: {off:+.3f}, "
+            f"{why}"
+        )
     if window is None:
         return f"v{version} on {dataset}: no window of the new traffic tested yet"
     est = window["estimate"]
     acc, f1 = est["accuracy"], est["macro_f1"]
     ref = est.get("validation_accuracy")
     versus = f" vs {ref:.3f} on its validation rows" if ref is not None else ""
-    return (f"v{version} on {dataset}, right after the shift, before any label of it: estimated "
-            f"accuracy {acc['value']:.3f} (95 % {acc['low']:.3f}-{acc['high']:.3f}, window of "
-            f"{est['n']}){versus}; macro-F1 {f1['value']:.3f}")  # fmt: skip
+    return (
+        f"v{version} on {dataset}, right after the shift, before any label of it: estimated "
+        f"accuracy {acc['value']:.3f} (95 % {acc['low']:.3f}-{acc['high']:.3f}, window of "
+        f"{est['n']}){versus}; macro-F1 {f1['value']:.3f}"
+    )

@@ -21,8 +21,20 @@ def batch_plan(
     from sentiops.pipeline import stages
 
     settings = stages.endpoints(s3_endpoint)
-    plan = plan_job(model_uri, input_uri, output_uri, text_column, list(keep), input_format,
-                    shard_rows, max_chars, restart, settings)  # fmt: skip
-    print(f"{plan.rows} rows of {len(plan.files)} file(s) in {len(plan.shards)} shard(s); "
-          f"model {plan.version}; manifest at {output_uri}")  # fmt: skip
+    plan = plan_job(
+        model_uri,
+        input_uri,
+        output_uri,
+        text_column,
+        list(keep),
+        input_format,
+        shard_rows,
+        max_chars,
+        restart,
+        settings,
+    )
+    print(
+        f"{plan.rows} rows of {len(plan.files)} file(s) in {len(plan.shards)} shard(s); "
+        f"model {plan.version}; manifest at {output_uri}"
+    )
     return [s.id for s in plan.shards]

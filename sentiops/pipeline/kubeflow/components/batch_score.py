@@ -17,7 +17,13 @@ def batch_score(
     settings = stages.endpoints(s3_endpoint)
     result = score_shards(model_uri, output_uri, [int(shard)], batch_size, settings)
     record = (result.scored or result.skipped)[0]
-    print(f"{record['name']}: {record['rows']} rows, {record['status']} "
-          f"({'finished before' if result.skipped else f'{result.texts_per_sec:.0f} texts/s'})")
-    return {"shard": record["shard"], "rows": record["rows"], "skipped": bool(result.skipped),
-            "texts_per_sec": record["texts_per_sec"]}  # fmt: skip
+    print(
+        f"{record['name']}: {record['rows']} rows, {record['status']} "
+        f"({'finished before' if result.skipped else f'{result.texts_per_sec:.0f} texts/s'})"
+    )
+    return {
+        "shard": record["shard"],
+        "rows": record["rows"],
+        "skipped": bool(result.skipped),
+        "texts_per_sec": record["texts_per_sec"],
+    }

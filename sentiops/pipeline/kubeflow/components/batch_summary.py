@@ -23,6 +23,8 @@ def batch_summary(
     for label, n in summary["labels"].items():
         metrics.log_metric(f"label_{label}", float(n))
     metrics.log_metric("texts_per_sec_per_pod", float(summary["texts_per_sec_per_scorer"]))
-    print(f"{summary['rows']} rows in {summary['shards']} shards: {summary['status']}; "
-          f"data at {summary['data']}")
+    print(
+        f"{summary['rows']} rows in {summary['shards']} shards: {summary['status']}; "
+        f"data at {summary['data']}"
+    )
     return {k: summary[k] for k in ("rows", "shards", "status", "labels", "data")}

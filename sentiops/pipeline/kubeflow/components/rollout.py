@@ -49,6 +49,7 @@ def rollout(
     rollout_metrics.log_metric("inconclusive", float(result.inconclusive is not None))
     if result.steps:
         rollout_metrics.log_metric("last_step_score", result.steps[-1].score)
-    record.metadata.update({"decision": result.decision, "reasons": result.reasons,
-                            "flags": result.flags})  # fmt: skip
+    record.metadata.update(
+        {"decision": result.decision, "reasons": result.reasons, "flags": result.flags}
+    )
     return str(result.decision)

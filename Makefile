@@ -14,12 +14,25 @@ export SENTIOPS_HOME ?= $(CURDIR)/$(WORKDIR)
 help:
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
+# Set-up says what it does: scripts/phase.sh prints each phase, a line every 10 s with pip's
+# latest step, and the time each took (pip's own output goes to a log, shown when it fails).
+ifndef PHASE_T0
+export PHASE_T0 := $(shell date +%s)
+endif
+PHASE := bash scripts/phase.sh
+PIP_FLAGS := --disable-pip-version-check --progress-bar off
+TORCH_PIN := $(shell grep -m1 '^torch==' requirements.lock)
+
+# torch first (the largest download), then everything else; both under the lock's pins
 $(STAMP): pyproject.toml requirements.lock
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[all,dev]' 2>&1 \
-		| grep -v "^WARNING: Location" || true
-	@$(BIN)/python -c "import sentiops, torch, transformers, kfp, mlflow, kserve" \
-		|| { echo "install failed: see pip output above" >&2; exit 1; }
+	@if test -x $(BIN)/python; then echo "[install 1/4] virtualenv $(VENV): present"; \
+	 else $(PHASE) "install 1/4" "virtualenv $(VENV)" -- $(PYTHON) -m venv $(VENV); fi
+	@$(PHASE) "install 2/4" "$(TORCH_PIN) (CPU)" -- \
+		$(BIN)/pip install $(PIP_FLAGS) -c requirements.lock torch
+	@$(PHASE) "install 3/4" "sentiops[all,dev]: transformers, kfp, kserve, mlflow, ... (requirements.lock)" -- \
+		$(BIN)/pip install $(PIP_FLAGS) -c requirements.lock -e '.[all,dev]'
+	@$(PHASE) "install 4/4" "check: import sentiops, torch, transformers, kfp, mlflow, kserve" -- \
+		$(BIN)/python -c "import sentiops, torch, transformers, kfp, mlflow, kserve"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create the virtualenv with pinned dependencies (idempotent)
@@ -61,11 +74,12 @@ bench-serving: install ## our predictor vs a transformers pipeline behind FastAP
 
 NANNYML_VENV ?= .venv-bench-nannyml
 $(NANNYML_VENV)/.installed: benchmarks/requirements-nannyml.txt
-	@test -x $(NANNYML_VENV)/bin/python || $(PYTHON) -m venv $(NANNYML_VENV)
-	$(NANNYML_VENV)/bin/pip install --quiet --disable-pip-version-check \
-		-r benchmarks/requirements-nannyml.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@NML_DISABLE_USAGE_LOGGING=1 $(NANNYML_VENV)/bin/python -c "import nannyml" \
-		|| { echo "nannyml install failed: see pip output above" >&2; exit 1; }
+	@if test -x $(NANNYML_VENV)/bin/python; then echo "[nannyml 1/3] virtualenv $(NANNYML_VENV): present"; \
+	 else $(PHASE) "nannyml 1/3" "virtualenv $(NANNYML_VENV)" -- $(PYTHON) -m venv $(NANNYML_VENV); fi
+	@$(PHASE) "nannyml 2/3" "NannyML (benchmarks/requirements-nannyml.txt)" -- \
+		$(NANNYML_VENV)/bin/pip install $(PIP_FLAGS) -r benchmarks/requirements-nannyml.txt
+	@$(PHASE) "nannyml 3/3" "check: import nannyml" -- \
+		env NML_DISABLE_USAGE_LOGGING=1 $(NANNYML_VENV)/bin/python -c "import nannyml"
 	@touch $@
 
 bench-estimate: install $(NANNYML_VENV)/.installed ## estimated vs realized accuracy and macro-F1 in domain and under the loop's shifts (calibration, NannyML's CBPE in its own venv), table

@@ -15,17 +15,18 @@ export SENTIOPS_DRIFT_PYTHON ?= $(CURDIR)/$(DRIFT_BIN)/python
 # requirements.lock minus every package drift/requirements.txt pins itself (numpy, scipy,
 # pydantic, Pillow, ...): the rest of the sidecar's environment matches the main one.
 $(DRIFT_STAMP): pyproject.toml requirements.lock drift/requirements.txt mk/drift.mk
-	@test -x $(DRIFT_BIN)/python || $(PYTHON) -m venv $(DRIFT_VENV)
+	@if test -x $(DRIFT_BIN)/python; then echo "[drift-install 1/4] virtualenv $(DRIFT_VENV): present"; \
+	 else $(PHASE) "drift-install 1/4" "virtualenv $(DRIFT_VENV)" -- $(PYTHON) -m venv $(DRIFT_VENV); fi
 	@awk -F'[=<>!~;[ ]' \
 		'NR==FNR { if ($$0 ~ /^[A-Za-z0-9]/ && $$0 ~ /[=<>!~]/) { n=tolower($$1); gsub(/_/,"-",n); p[n]=1 }; next } \
 		 /^[A-Za-z0-9]/ { n=tolower($$1); gsub(/_/,"-",n); if (n in p) next } { print }' \
 		drift/requirements.txt requirements.lock > $(DRIFT_CONSTRAINTS)
-	$(DRIFT_BIN)/pip install --quiet --disable-pip-version-check -c $(DRIFT_CONSTRAINTS) \
-		-r drift/requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-	$(DRIFT_BIN)/pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 \
-		| grep -v "^WARNING: Location" || true
-	@$(DRIFT_BIN)/python -c "import sentiops.drift.windows, drift, alibi_detect, pydantic, starlette, uvicorn, cloudevents; assert pydantic.VERSION.startswith('1.')" \
-		|| { echo "drift install failed: see pip output above" >&2; exit 1; }
+	@$(PHASE) "drift-install 2/4" "alibi-detect 0.11.4, torch, pydantic 1 (drift/requirements.txt under the lock)" -- \
+		$(DRIFT_BIN)/pip install $(PIP_FLAGS) -c $(DRIFT_CONSTRAINTS) -r drift/requirements.txt
+	@$(PHASE) "drift-install 3/4" "sentiops itself (editable, --no-deps)" -- \
+		$(DRIFT_BIN)/pip install $(PIP_FLAGS) --no-deps -e .
+	@$(PHASE) "drift-install 4/4" "check: the sidecar's imports, pydantic 1" -- \
+		$(DRIFT_BIN)/python -c "import sentiops.drift.windows, drift, alibi_detect, pydantic, starlette, uvicorn, cloudevents; assert pydantic.VERSION.startswith('1.')"
 	@touch $(DRIFT_STAMP)
 
 drift-install: $(DRIFT_STAMP) ## the drift sidecar's own venv (.venv-drift; alibi-detect 0.11.4, pydantic<2)

@@ -17,11 +17,12 @@ export SENTIOPS_LABEL_STUDIO ?= $(CURDIR)/$(LABELSTUDIO_BIN)/label-studio
 .PHONY: labelling-install labelstudio test-labelling
 
 $(LABELSTUDIO_STAMP): labelling/requirements.txt mk/labelling.mk
-	@test -x $(LABELSTUDIO_BIN)/python || $(PYTHON) -m venv $(LABELSTUDIO_VENV)
-	$(LABELSTUDIO_BIN)/pip install --quiet --disable-pip-version-check \
-		-r labelling/requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@$(LABELSTUDIO_BIN)/python -c "import label_studio; assert label_studio.__version__ == '1.23.2'" \
-		|| { echo "Label Studio install failed: see pip output above" >&2; exit 1; }
+	@if test -x $(LABELSTUDIO_BIN)/python; then echo "[labelling-install 1/3] virtualenv $(LABELSTUDIO_VENV): present"; \
+	 else $(PHASE) "labelling-install 1/3" "virtualenv $(LABELSTUDIO_VENV)" -- $(PYTHON) -m venv $(LABELSTUDIO_VENV); fi
+	@$(PHASE) "labelling-install 2/3" "Label Studio 1.23.2 (labelling/requirements.txt, every package pinned)" -- \
+		$(LABELSTUDIO_BIN)/pip install $(PIP_FLAGS) -r labelling/requirements.txt
+	@$(PHASE) "labelling-install 3/3" "check: import label_studio 1.23.2" -- \
+		$(LABELSTUDIO_BIN)/python -c "import label_studio; assert label_studio.__version__ == '1.23.2'"
 	@touch $(LABELSTUDIO_STAMP)
 
 labelling-install: $(LABELSTUDIO_STAMP) ## Label Studio's own venv (.venv-labelstudio; Label Studio 1.23.2, pinned)

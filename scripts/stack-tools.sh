@@ -19,9 +19,10 @@ if [ "$(id -u)" != 0 ]; then
   command -v sudo >/dev/null || { echo "[stack-tools] need root or sudo for apt-get" >&2; exit 1; }
   SUDO="sudo -n"
 fi
-echo "[stack-tools] apt-get install ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+phase() { bash "$(dirname "$0")/phase.sh" "$@"; }
+phase "stack-tools 1/2" "apt-get update" -- $SUDO apt-get update -qq
+phase "stack-tools 2/2" "apt-get install ${missing[*]}" -- \
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 command -v prometheus >/dev/null && have_postgres \
   || { echo "[stack-tools] prometheus or postgresql still missing after apt-get" >&2; exit 1; }

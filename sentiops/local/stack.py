@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,12 @@ class DriftSidecar:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 240.0) -> DriftSidecar:
+    def start(
+        self, timeout: float = 240.0, *, progress: Callable[[str], Any] | None = None
+    ) -> DriftSidecar:
+        """Start it and wait until it is ready (`progress` hears every ~10 s that it waits).
+        Its output is unbuffered, and so is a retraining run's it starts (`--retrain-mode
+        command`): their logs can be followed as they grow."""
         from sentiops.drift.environment import drift_python
 
         python = drift_python()
@@ -187,8 +193,12 @@ class DriftSidecar:
             str(self.workdir),
             *self.args,
         ]
-        self.process = start_process(f"drift-{self.port}", argv, self.workdir)
-        wait_http(f"{self.url}/readyz", self.process, timeout, "drift sidecar ready")
+        self.process = start_process(
+            f"drift-{self.port}", argv, self.workdir, {"PYTHONUNBUFFERED": "1"}
+        )
+        wait_http(
+            f"{self.url}/readyz", self.process, timeout, "drift sidecar ready", progress=progress
+        )
         return self
 
     def stop(self) -> None:
@@ -335,8 +345,11 @@ class LabelStudio(_Loopback):
 
         return Admin(self.folder)
 
-    def start(self, timeout: float = 300.0) -> LabelStudio:
-        """Start it and wait until it answers (its first start migrates its database)."""
+    def start(
+        self, timeout: float = 300.0, *, progress: Callable[[str], Any] | None = None
+    ) -> LabelStudio:
+        """Start it and wait until it answers (its first start migrates its database);
+        `progress` hears every ~10 s that it waits."""
         from sentiops.labelling.studio import label_studio_executable, server_args, server_env
 
         exe = label_studio_executable()
@@ -351,7 +364,9 @@ class LabelStudio(_Loopback):
         args = server_args(exe, self.port, data)
         self.process = start_process(f"label-studio-{self.port}", args, self.folder, env)
         try:
-            wait_http(f"{self.url}/health", self.process, timeout, "Label Studio ready")
+            wait_http(
+                f"{self.url}/health", self.process, timeout, "Label Studio ready", progress=progress
+            )
         except BaseException:
             self.process.stop()
             raise
@@ -380,7 +395,9 @@ class LabellingReceiver(_Loopback):
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).resolve()
 
-    def start(self, timeout: float = 120.0) -> LabellingReceiver:
+    def start(
+        self, timeout: float = 120.0, *, progress: Callable[[str], Any] | None = None
+    ) -> LabellingReceiver:
         from sentiops.security.auth import generate
 
         secret = self.workdir / "webhook-secret"
@@ -409,7 +426,13 @@ class LabellingReceiver(_Loopback):
         ]
         self.process = start_process(f"labelling-{self.port}", args, self.workdir)
         try:
-            wait_http(f"{self.url}/healthz", self.process, timeout, "labelling receiver ready")
+            wait_http(
+                f"{self.url}/healthz",
+                self.process,
+                timeout,
+                "labelling receiver ready",
+                progress=progress,
+            )
         except BaseException:
             self.process.stop()
             raise

@@ -1,5 +1,7 @@
 """The annotators of the loop: people labelling predictions, played from the datasets' ground
-truth, through the feedback API."""
+truth — in Label Studio when it is installed (`StudioAnnotators`: annotations on the tasks the
+sync made, stored by the labelling receiver with their provenance), else through the feedback
+API (`Annotators`)."""
 
 from __future__ import annotations
 
@@ -107,6 +109,130 @@ class Annotators:
             with self.lock:
                 self.done.difference_update(i for _, i, _ in retry)
                 self.pending += retry
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(10)
+
+
+#: The demo annotator's Label Studio account (made by the admin; it never signs in).
+ANNOTATOR = "annotator@sentiops.local"
+
+
+class StudioAnnotators:
+    """The same people labelling in Label Studio: they annotate the tasks the sync made from
+    the store (the random evaluation sample and, after drift, the training queue) for the
+    predictions of this run, with the ground truth, as `ANNOTATOR`. The annotations come back
+    through the labelling receiver (webhook and periodic pull), which stores them with their
+    provenance (annotator, project, task); the sample is the server's decision, so every
+    sample task is labelled. New tasks are taken newest first: labels of the version serving
+    now are not held up by a backlog."""
+
+    PAGE = 100
+
+    def __init__(
+        self,
+        studio: Any,
+        truth: dict[str, str],
+        name: str = MODEL_NAME,
+        email: str = ANNOTATOR,
+        poll: float = 2.0,
+    ) -> None:
+        self.studio, self.truth, self.name, self.email, self.poll = studio, truth, name, email, poll
+        self.url = studio.url
+        self.labelling = False
+        self.mine: set[str] = set()  # this run's prediction ids (while labelling)
+        self.done: set[str] = set()
+        self.todo: list[tuple[int, str, str]] = []  # (task id, prediction id, label)
+        self.consumed: dict[int, int] = {}  # project -> tasks read (Label Studio lists by id)
+        self.sent = 0
+        self.refused: dict[str, int] = {}
+        self.user: int | None = None
+        self.projects: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="annotators")
+
+    def start(self) -> StudioAnnotators:
+        self.thread.start()
+        return self
+
+    def on_response(self, text: str, body: dict[str, Any], request_id: str) -> None:
+        """Replay callback: a prediction of this run (its task, if the sync makes one, is
+        labelled)."""
+        if self.labelling and text in self.truth:
+            with self.lock:
+                self.mine.add(request_id)
+
+    def label_queue(self, rows: list[dict[str, Any]]) -> int:
+        """Queued texts (id, text) of this run whose ground truth is known: they are labelled
+        as their tasks appear in the training-queue project."""
+        with self.lock:
+            return sum(
+                1
+                for r in rows
+                if str(r.get("id")) in self.mine
+                and str(r.get("id")) not in self.done
+                and str(r.get("text")) in self.truth
+            )
+
+    @property
+    def pending(self) -> int:
+        return len(self.todo)
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(self.poll):
+            try:
+                self.round()
+            except Exception as exc:  # noqa: BLE001 - Label Studio busy or restarting: later
+                key = type(exc).__name__
+                self.refused[key] = self.refused.get(key, 0) + 1
+
+    def round(self) -> int:
+        """Read the new tasks, then annotate (newest first) until the next poll is due."""
+        if not self.projects:
+            self.projects = self.studio.projects(self.name)
+            self.user = self.studio.ensure_user(self.email)
+        for project in self.projects.values():
+            self._read(project)
+        until, n = time.monotonic() + self.poll * 5, 0
+        while self.todo and time.monotonic() < until and not self.stop_event.is_set():
+            task, pid, label = self.todo.pop()
+            if pid in self.done:
+                continue
+            self.studio.annotate(task, label, self.user)
+            self.done.add(pid)
+            self.sent += 1
+            n += 1
+        return n
+
+    def _read(self, project: int) -> None:
+        """The project's tasks made since the last read (`/api/tasks` lists them by id)."""
+        total = self.studio.task_count(project)
+        seen = self.consumed.get(project, 0)
+        while seen < total:
+            page = seen // self.PAGE + 1
+            body = self.studio.call(
+                "GET",
+                "/api/tasks",
+                params={"project": project, "page": page, "page_size": self.PAGE},
+            )
+            tasks = (body.get("tasks") if isinstance(body, dict) else body) or []
+            fresh = tasks[seen % self.PAGE :]
+            if not fresh:
+                break
+            seen += len(fresh)
+            with self.lock:
+                for t in fresh:
+                    data = t.get("data") or {}
+                    pid, label = (
+                        str(data.get("prediction_id")),
+                        self.truth.get(str(data.get("text"))),
+                    )
+                    if pid in self.mine and pid not in self.done and label is not None:
+                        self.todo.append((int(t["id"]), pid, label))
+        self.consumed[project] = seen
+        self.todo.sort()
 
     def stop(self) -> None:
         self.stop_event.set()

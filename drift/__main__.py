@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+
+import uvicorn
+
+from drift.monitor import Monitor
+from drift.predlog import PredictionLog
+from drift.retrain import Retrainer, make_trigger
+from drift.server import create_app
+from drift.settings import Settings, from_args
+from sentiops.security.auth import TokenFile
+from sentiops.security.limits import safe_log
+from sentiops.security.ratelimit import RateLimiter
 
 logger = logging.getLogger("sentiops.drift")
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
-    from drift.monitor import Monitor
-    from drift.predlog import PredictionLog
-    from drift.retrain import Retrainer, make_trigger
-    from drift.server import create_app
-    from drift.settings import from_args
-    from sentiops.security.limits import safe_log
-
     safe_log()  # a client's value with a newline cannot forge a log line
     logging.basicConfig(
         level=logging.INFO,
@@ -63,21 +64,17 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-def _tokens(settings: Any) -> Any:
+def _tokens(settings: Settings) -> TokenFile | None:
     if not settings.auth_token_file:
         return None
-    from sentiops.security.auth import TokenFile
-
     tokens = TokenFile(settings.auth_token_file)  # read again when the Secret changes
     logger.info("POST / needs a token (%s)", ", ".join(tokens.names))
     return tokens
 
 
-def _limiter(settings: Any) -> Any:
+def _limiter(settings: Settings) -> RateLimiter | None:
     if settings.rate_limit <= 0:
         return None
-    from sentiops.security.ratelimit import RateLimiter
-
     return RateLimiter(settings.rate_limit)
 
 

@@ -55,7 +55,7 @@ def test_the_loop_trains_serves_notices_drift_collects_labels_and_retrains(
     assert before["sample"] == after["sample"] == "random"
     # The quick loop's TF-IDF model gains ~+0.01 balanced macro-F1 from ~600 labels (measured:
     # 8 of 20 resampled test sets convince the gate at 95 %), so either outcome is correct here;
-    # that the full loop improves the model is measured by five seeded runs (README).
+    # that the full loop improves the model is measured by five seeded runs (docs/results.md).
     if retrain["candidate"]:
         assert gate["gate.approved"] == "true", gate
         assert chapters["canary-2"]["decision"] in ("promoted", "rolled_back")

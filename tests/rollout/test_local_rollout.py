@@ -121,10 +121,10 @@ def test_a_fast_error_free_canary_with_a_skewed_label_mix_is_rolled_back(models,
 def test_the_readme_command_with_a_relative_home_in_a_fresh_directory(
     models: dict[str, Path], tmp_path: Path
 ) -> None:
-    """`sentiops rollout --local ...` typed as the README shows it, in a fresh directory with
-    the default relative SENTIOPS_HOME (./.sentiops) and relative paths: every server starts
-    in its own folder, so paths must be resolved at the edge (Prometheus once failed with
-    "open .sentiops/rollout/prometheus/prometheus.yml: no such file")."""
+    """`sentiops rollout --local ...` typed as docs/reference.md (CLI) shows it, in a fresh
+    directory with the default relative SENTIOPS_HOME (./.sentiops) and relative paths: every
+    server starts in its own folder, so paths must be resolved at the edge (Prometheus once
+    failed with "open .sentiops/rollout/prometheus/prometheus.yml: no such file")."""
     import os
     import shutil
     import subprocess

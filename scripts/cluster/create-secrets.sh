@@ -12,6 +12,13 @@
 #   sentiops-eval-sample     the evaluation-sample key (key "key")                   eval-sample.env
 #   sentiops-model-signing   Ed25519 signing.key + verify.pub                        model-signing/
 #
+# With LABELLING=1 (labelling.enabled, labelStudio.enabled; docs/labelling.md) also:
+#   sentiops-s3-labelling    S3 identity of the labelling receiver                   s3-labelling.env
+#   sentiops-annotator-tokens  key "labelstudio": the receiver's feedback token     labelstudio-token.env
+#   sentiops-labelling-webhook  the webhooks' shared secret (key "secret")           labelling-webhook.env
+#   sentiops-labelstudio     Label Studio's admin: keys password, token (40 chars)   labelstudio.env
+#   sentiops-labelstudio-postgresql  its database's password (key "password")      labelstudio-postgresql.env
+#
 # The S3 Secrets are refreshed from their files on every run (the bucket Job makes MinIO's
 # users match them). The other three are created only when missing, never replaced: tokens
 # are rotated in place (docs/security-cluster.md), a new sample key would change which
@@ -28,6 +35,7 @@ S3_ENDPOINT="${S3_ENDPOINT:-minio.${NAMESPACE}.svc.cluster.local:9000}"
 S3_USE_HTTPS="${S3_USE_HTTPS:-0}"
 S3_REGION="${S3_REGION:-us-east-1}"
 ANNOTATOR_TEAM="${ANNOTATOR_TEAM:-team-a}"
+LABELLING="${LABELLING:-0}"
 KUBECTL="${KUBECTL:-kubectl}"
 OPENSSL="${OPENSSL:-openssl}"
 
@@ -82,6 +90,11 @@ done
 echo "Secret sentiops-s3-predictor in $NAMESPACE: applied"
 apply_secret "$NAMESPACE" sentiops-s3-drift --from-env-file="$SENTIOPS_CONFIG_DIR/s3-drift.env"
 apply_secret "$NAMESPACE" sentiops-s3-mlflow --from-env-file="$SENTIOPS_CONFIG_DIR/s3-mlflow.env"
+if [ "$LABELLING" = 1 ]; then
+  s3_env "$SENTIOPS_CONFIG_DIR/s3-labelling.env" labelling
+  apply_secret "$NAMESPACE" sentiops-s3-labelling \
+    --from-env-file="$SENTIOPS_CONFIG_DIR/s3-labelling.env"
+fi
 for ns in "$NAMESPACE" $kfp_ns; do
   apply_secret "$ns" sentiops-s3 --from-env-file="$SENTIOPS_CONFIG_DIR/s3-pipeline.env"
 done
@@ -139,3 +152,49 @@ for ns in "$NAMESPACE" $kfp_ns; do
     --from-file=verify.pub="$signing/verify.pub" >/dev/null
   echo "Secret sentiops-model-signing in $ns: created from $signing"
 done
+
+# ---- labelling (LABELLING=1): created only when missing, never replaced (a new admin token
+# would lock the receiver out until restarted, a new database password would not match the
+# database initialised with the old one)
+# <secret> <file> <key>=<length in bytes, hex> ...: create the Secret from its file (made once)
+new_secret() {
+  local name="$1" file="$2"
+  shift 2
+  if has_secret "$NAMESPACE" "$name"; then
+    echo "Secret $name in $NAMESPACE exists: left as it is"
+    return
+  fi
+  if [ ! -f "$file" ]; then
+    local kv
+    for kv in "$@"; do echo "${kv%%=*}=$(hex "${kv#*=}")"; done > "$file"
+    echo "generated $name in $file"
+  fi
+  "$KUBECTL" -n "$NAMESPACE" create secret generic "$name" --from-env-file="$file" >/dev/null
+  echo "Secret $name in $NAMESPACE: created from $file"
+}
+if [ "$LABELLING" = 1 ]; then
+  new_secret sentiops-labelling-webhook "$SENTIOPS_CONFIG_DIR/labelling-webhook.env" secret=32
+  # the admin's API token: 40 characters (Label Studio's token length)
+  new_secret sentiops-labelstudio "$SENTIOPS_CONFIG_DIR/labelstudio.env" password=24 token=20
+  new_secret sentiops-labelstudio-postgresql "$SENTIOPS_CONFIG_DIR/labelstudio-postgresql.env" \
+    password=24
+  # the receiver's own feedback token: key "labelstudio" of the annotator token Secret (the
+  # predictor reads every key; the receiver mounts only this one), added when missing
+  if "$KUBECTL" -n "$NAMESPACE" get secret sentiops-annotator-tokens \
+      -o jsonpath='{.data.labelstudio}' | grep -q .; then
+    echo "key labelstudio of Secret sentiops-annotator-tokens in $NAMESPACE exists: left as it is"
+  else
+    receiver="$SENTIOPS_CONFIG_DIR/labelstudio-token.env"
+    if [ ! -f "$receiver" ]; then
+      echo "labelstudio=$(hex 24)" > "$receiver"
+      echo "generated the labelling receiver's feedback token in $receiver"
+    fi
+    # the token through a file (mode 600), never on a command line
+    patch="$SENTIOPS_CONFIG_DIR/.labelstudio-token.patch.json"
+    printf '{"stringData":{"labelstudio":"%s"}}\n' "$(cut -d= -f2- "$receiver")" > "$patch"
+    "$KUBECTL" -n "$NAMESPACE" patch secret sentiops-annotator-tokens --type merge \
+      --patch-file="$patch" >/dev/null
+    rm -f "$patch"
+    echo "Secret sentiops-annotator-tokens in $NAMESPACE: key labelstudio added from $receiver"
+  fi
+fi

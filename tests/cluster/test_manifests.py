@@ -1112,6 +1112,9 @@ def test_shadow_mode_needs_kserves_standard_mode(mode: str) -> None:
 # ---------------------------------------------------------------- S3 identities and policies
 
 IDENTITIES = ("predictor", "drift", "mlflow", "pipeline")
+#: The policies the chart renders: the labelling receiver's too (its MinIO user is created only
+#: while labelling.enabled: tests/cluster/test_labelling_chart.py).
+POLICIES = (*IDENTITIES, "labelling")
 S3_SECRETS = {
     "root": "sentiops-s3-root",
     "predictor": "sentiops-s3-predictor",
@@ -1185,7 +1188,7 @@ def test_each_component_has_its_own_s3_identity(helm_docs, overlay_docs) -> None
 def s3_policies(docs: list[dict]) -> dict[str, dict]:
     """The IAM policy documents the bucket Job gives MinIO (ConfigMap sentiops-s3-policies)."""
     data = one(docs, "ConfigMap", "sentiops-s3-policies")["data"]
-    assert set(data) == {f"{i}.json" for i in IDENTITIES}
+    assert set(data) == {f"{i}.json" for i in POLICIES}
     return {name.removesuffix(".json"): json.loads(text) for name, text in data.items()}
 
 
@@ -1219,7 +1222,9 @@ def test_s3_policies_follow_the_store_layout(bucket: str, mlflow: str) -> None:
     reads models, predictions and labels and writes only labels/feedback/; the drift detector
     reads models, labels and released records and writes the prediction log, the labelling
     queue and its retrain records but never retrain/released/ (that would skip the poisoning
-    guard); MLflow only its bucket; the pipeline both buckets."""
+    guard); MLflow only its bucket; the pipeline both buckets; the labelling receiver reads the
+    queue, the prediction log (the random sample) and the feedback labels and writes only
+    labels/feedback/."""
     from datetime import UTC, datetime
 
     from sentiops.config import model_uri
@@ -1246,19 +1251,29 @@ def test_s3_policies_follow_the_store_layout(bucket: str, mlflow: str) -> None:
         "drift": {"model", "detector", "feedback", "label", "released"},
         "mlflow": {"artifact"},
         "pipeline": set(keys),
+        # the labelling receiver: the queue, the random sample, what is labelled already
+        "labelling": {"prediction", "labelling", "feedback"},
     }
     writes = {
         "predictor": {"feedback"},
         "drift": {"prediction", "labelling", "trigger", "held"},
         "mlflow": {"artifact"},
         "pipeline": set(keys),
+        "labelling": {"feedback"},
     }
-    deletes = {"predictor": set(), "drift": set(), "mlflow": {"artifact"}, "pipeline": set(keys)}
+    deletes = {
+        "predictor": set(),
+        "drift": set(),
+        "mlflow": {"artifact"},
+        "pipeline": set(keys),
+        "labelling": set(),
+    }
     lists = {
         "predictor": {bucket},
         "drift": {bucket},
         "mlflow": {mlflow},
         "pipeline": {bucket, mlflow},
+        "labelling": {bucket},
     }
     policies = s3_policies(helm_template(f"s3.bucket={bucket}", f"s3.mlflowBucket={mlflow}"))
     wrong = []

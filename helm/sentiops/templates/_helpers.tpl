@@ -133,7 +133,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/* The S3 identities and what each may do, as IAM policy documents (JSON after
      `fromYaml`): the bucket Job creates them as MinIO policies (mc admin policy create) and
      docs/security-cluster.md lists the same documents for an external S3 (a test compares
-     them). Keys: s3.bucket's layout (sentiops/store/layout.py, sentiops.config.model_uri):
+     them). The labelling receiver's is rendered always, created by the Job only while
+     labelling.enabled. Keys: s3.bucket's layout (sentiops/store/layout.py, sentiops.config.model_uri):
      models/<name>/<version>/, predictions/, labelling/, labels/ (labels/feedback/: the
      feedback API), retrain/ (triggers/, held/: the drift detector's; released/: people's).
      ListBucket is on the whole bucket for every identity that uses it: S3 and MinIO
@@ -200,6 +201,24 @@ mlflow:
       Effect: Allow
       Action: {{ toJson $rw }}
       Resource: [{{ printf "%s/*" $mlflow | quote }}]
+labelling:
+  Version: "2012-10-17"
+  Statement:
+    - Sid: ListTheDataBucket
+      Effect: Allow
+      Action: {{ toJson $bucket }}
+      Resource: [{{ $data | quote }}]
+    - Sid: ReadQueueSampleFeedback
+      Effect: Allow
+      Action: ["s3:GetObject"]
+      Resource:
+        - {{ printf "%s/labelling/*" $data | quote }}
+        - {{ printf "%s/predictions/*" $data | quote }}
+        - {{ printf "%s/labels/feedback/*" $data | quote }}
+    - Sid: WriteFeedbackLabels
+      Effect: Allow
+      Action: {{ toJson $put }}
+      Resource: [{{ printf "%s/labels/feedback/*" $data | quote }}]
 pipeline:
   Version: "2012-10-17"
   Statement:
@@ -345,4 +364,86 @@ true
 {{- $ports = append $ports (int $isvc.httpPort) -}}
 {{- end -}}
 {{- toYaml $ports -}}
+{{- end -}}
+
+
+{{/* The S3 identities the bucket Job creates: labelling's only while the receiver is on. */}}
+{{- define "sentiops.s3Identities" -}}
+{{- $ids := list "predictor" "drift" "mlflow" "pipeline" -}}
+{{- if .Values.labelling.enabled -}}
+{{- $ids = append $ids "labelling" -}}
+{{- end -}}
+{{- toYaml $ids -}}
+{{- end -}}
+
+{{/* Label Studio's default blocked networks for outgoing requests (label_studio/core/utils/
+     io.py validate_ip, 1.23.2), in its order. */}}
+{{- define "sentiops.labelStudioBannedSubnets" -}}
+{{- toYaml (list "0.0.0.0/8" "10.0.0.0/8" "100.64.0.0/10" "127.0.0.0/8" "169.254.0.0/16"
+    "172.16.0.0/12" "192.0.0.0/24" "192.0.2.0/24" "192.88.99.0/24" "192.168.0.0/16"
+    "198.18.0.0/15" "198.51.100.0/24" "203.0.113.0/24" "224.0.0.0/4" "233.252.0.0/24"
+    "240.0.0.0/4" "255.255.255.255/32" "::/128" "::1/128" "::ffff:0:0/96" "::ffff:0:0:0/96"
+    "64:ff9b::/96" "64:ff9b:1::/48" "100::/64" "2001:0000::/32" "2001:20::/28" "2001:db8::/32"
+    "2002::/16" "fc00::/7" "fe80::/10" "ff00::/8") -}}
+{{- end -}}
+
+{{/* USER_ADDITIONAL_BANNED_SUBNETS: the default list minus labelStudio.webhookAllowedSubnets
+     (each must be an entry of it: a render-time check). */}}
+{{- define "sentiops.labelStudioBanned" -}}
+{{- $default := include "sentiops.labelStudioBannedSubnets" . | fromYamlArray -}}
+{{- $allowed := .Values.labelStudio.webhookAllowedSubnets | default list -}}
+{{- range $allowed -}}
+{{- if not (has . $default) -}}
+{{- fail (printf "labelStudio.webhookAllowedSubnets: %q is not one of Label Studio's blocked networks; name entries of its list as they are written there: %s" . (join ", " $default)) -}}
+{{- end -}}
+{{- end -}}
+{{- $banned := list -}}
+{{- range $default -}}
+{{- if not (has . $allowed) -}}
+{{- $banned = append $banned . -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $banned -}}
+{{- end -}}
+
+{{/* The Label Studio the receiver talks to: the chart's Service or labelStudio.url. */}}
+{{- define "sentiops.labelStudioUrl" -}}
+{{- if .Values.labelStudio.enabled -}}
+{{- printf "http://label-studio.%s.svc.cluster.local:%v" .Release.Namespace .Values.labelStudio.port -}}
+{{- else -}}
+{{- .Values.labelStudio.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The receiver's URL as Label Studio calls it (its webhooks). */}}
+{{- define "sentiops.labellingUrl" -}}
+{{- default (printf "http://sentiops-labelling.%s.svc.cluster.local:%v" .Release.Namespace .Values.labelling.port) .Values.labelling.publicUrl -}}
+{{- end -}}
+
+{{/* Label Studio's own PostgreSQL (labelStudio.enabled, no existing database). */}}
+{{- define "sentiops.labelStudioPostgresBundled" -}}
+{{- if and .Values.labelStudio.enabled (not .Values.labelStudio.postgresql.existingSecret) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Render-time checks of the labelling receiver and Label Studio (labelling.yaml). */}}
+{{- define "sentiops.validateLabelling" -}}
+{{- $ls := .Values.labelStudio -}}
+{{- $l := .Values.labelling -}}
+{{- if and $ls.enabled (or $ls.url $ls.existingTokenSecret) -}}
+{{- fail "labelStudio.enabled=true runs Label Studio in the chart, and labelStudio.url/labelStudio.existingTokenSecret name an existing one: choose one. Either set labelStudio.url= and labelStudio.existingTokenSecret= (the chart's instance; its admin token comes from labelStudio.admin.secret), or set labelStudio.enabled=false" -}}
+{{- end -}}
+{{- if and $l.enabled (not $ls.enabled) (not (and $ls.url $ls.existingTokenSecret)) -}}
+{{- fail (printf "labelling.enabled=true needs a Label Studio: set labelStudio.enabled=true (the chart runs one: make secrets LABELLING=1 creates its Secrets), or point at an existing instance with labelStudio.url=https://... and labelStudio.existingTokenSecret=<a Secret with its API token under key %q> (kubectl -n %s create secret generic labelstudio-token --from-literal=%s=<token>)" $ls.existingTokenSecretKey .Release.Namespace $ls.existingTokenSecretKey) -}}
+{{- end -}}
+{{- if and $l.enabled (eq $l.sink "api") (not .Values.inferenceService.feedback.enabled) -}}
+{{- fail "labelling.sink=api sends labels to the predictor's feedback API, but inferenceService.feedback.enabled=false. Turn the feedback API on, or set labelling.sink=store (the receiver writes s3://<s3.bucket>/labels/feedback/ through the same intake with its own S3 identity)" -}}
+{{- end -}}
+{{- if and $l.enabled (eq $l.sink "store") (not .Values.evalSample.existingSecret) -}}
+{{- fail "labelling.sink=store stores labels with their evaluation-sample decision and needs the evaluation-sample key: set evalSample.existingSecret=sentiops-eval-sample (scripts/cluster/create-secrets.sh makes it), or set labelling.sink=api" -}}
+{{- end -}}
+{{- if and $l.enabled (not $l.webhookSecret) -}}
+{{- fail (printf "labelling.webhookSecret is empty: the receiver refuses webhooks without the shared secret. Create it (make secrets LABELLING=1; or kubectl -n %s create secret generic sentiops-labelling-webhook --from-literal=secret=$(openssl rand -hex 32)) and set labelling.webhookSecret=sentiops-labelling-webhook" .Release.Namespace) -}}
+{{- end -}}
 {{- end -}}

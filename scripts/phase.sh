@@ -63,7 +63,8 @@ if [ -n "${PHASE_T0:-}" ]; then
   total=" ($(clock $(($(date +%s) - PHASE_T0))) since make started)"
 fi
 if [ "$rc" -ne 0 ]; then
-  tail -n 40 "$log"
+  tail -n 40 "$log" >&2
+  echo >&2
   printf '[%s] %s FAILED after %s (exit %d); the whole output: %s\n' \
     "$tag" "$label" "$took" "$rc" "$log" >&2
   exit "$rc"

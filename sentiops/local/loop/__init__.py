@@ -8,8 +8,10 @@ labels -> retrain -> gate -> canary, on the embedded default with real servers o
     3 canary    the candidate rolled out step by step, judged from Prometheus, promoted (or
                 rolled back) by the judge; the registry follows
     4 shift     the traffic turns to another domain (movie-review snippets); annotators (the
-                demo plays them from the dataset's ground truth) label a share of live
-                predictions through the feedback API: live accuracy shows the drop
+                demo plays them from the dataset's ground truth) label the random evaluation
+                sample of live predictions — in Label Studio when it is installed (the
+                labelling receiver stores their annotations with provenance), else through
+                the feedback API: live accuracy shows the drop
     5 drift     the sidecar flags drift window after window and queues texts for labelling;
                 the annotators label the queue
     6 retrain   with drift and new labels, the sidecar triggers a retraining run (the same
@@ -25,9 +27,13 @@ smaller windows and steps).
 
     config      every knob of the loop (`LoopConfig`; `quick()` for tests), what it trains on
     annotators  people labelling predictions, played from the datasets' ground truth
+                (in Label Studio, or through the feedback API)
+    progress    what the loop says while it waits: training runs followed from their log
+                (stage, step, rate, ETA), every wait with a heartbeat
     story       what the loop tells: its chapters, live accuracy by domain, the verdict
-    run         the sequence of steps (`run_loop`)
+    run         one function per chapter over a `LoopState`, and `run_loop` calling them
 
-`make up` (`sentiops.local.up`) keeps the same stack up without the story. The package imports
+`make up` (`sentiops.local.up`) keeps the same stack up without the story; both wire it with
+`sentiops.local.wiring`. The package imports
 nothing itself: import the module you need (docs/architecture.md).
 """

@@ -219,6 +219,7 @@ class Retrainer:
         datasets: list[str],
         cooldown: float,
         min_labels: int,
+        *,
         storage_settings: Any = None,
         max_token_share: float = 1.0,
         max_excess: float = 0.3,

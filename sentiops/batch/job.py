@@ -158,6 +158,7 @@ def plan_job(
     model: str,
     input: str,
     output: str,
+    *,
     text_column: str = "text",
     keep: list[str] | None = None,
     fmt: str = "auto",
@@ -383,6 +384,7 @@ def run(
     model: str,
     input: str,
     output: str,
+    *,
     text_column: str = "text",
     keep: list[str] | None = None,
     fmt: str = "auto",
@@ -395,7 +397,16 @@ def run(
 ) -> Result:
     """Plan (or resume), score every unfinished shard, summarise."""
     plan = plan_job(
-        model, input, output, text_column, keep, fmt, shard_rows, max_chars, restart, settings
+        model,
+        input,
+        output,
+        text_column=text_column,
+        keep=keep,
+        fmt=fmt,
+        shard_rows=shard_rows,
+        max_chars=max_chars,
+        restart=restart,
+        settings=settings,
     )
     result = score_shards(model, output, None, batch_size, settings, on_event, plan)
     result.summary = summarize(output, settings, plan)

@@ -97,8 +97,8 @@ def gate(
             str(champion) if champion else NO_CHAMPION,
             Path(work),
             manifest.version,
-            registered_model,
-            challenger_version,
+            registered_model=registered_model,
+            challenger_registry_version=challenger_version,
         )
     decision.write_json(output_json)
     if report_md:

@@ -270,7 +270,17 @@ def pipeline_submit(
     from sentiops.pipeline.run import submit
 
     args = _pipeline_arguments(ctx.params)
-    result = submit(host, args, experiment, run_name, schedule, package, image, namespace, token)
+    result = submit(
+        host,
+        args,
+        experiment=experiment,
+        run_name=run_name,
+        schedule=schedule,
+        package=package,
+        image=image,
+        namespace=namespace,
+        token=token,
+    )
     for key, value in result.items():
         console.print(f"{key}: {value}", highlight=False)
 

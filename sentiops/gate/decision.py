@@ -121,6 +121,7 @@ def compare(
     challenger_pred: Sequence[str],
     champion_pred: Sequence[str] | None = None,
     config: GateConfig | None = None,
+    *,
     challenger: ModelSummary | None = None,
     champion: ModelSummary | None = None,
     dataset_version: str | None = None,
@@ -132,11 +133,7 @@ def compare(
     labels = scored_labels(
         LABELS, y_true, challenger_pred, champion_pred if champion_pred is not None else []
     )
-    if groups is not None and len(groups) != len(y_true):
-        raise ValueError(f"{len(y_true)} test rows but {len(groups)} group names")
-    balanced = list(groups) if groups is not None and len(set(groups)) > 1 else None
-    if not cfg.balance_sources:
-        balanced = None
+    balanced = _balanced_groups(y_true, groups, cfg)
     weights = group_weights(balanced) if balanced else None
     ch = _summary(y_true, challenger_pred, labels, challenger, weights)
     checks: list[Check] = []
@@ -167,71 +164,11 @@ def compare(
             balanced,
         )
         delta = boot.delta
-        checks.append(
-            Check(
-                "improvement",
-                delta > 0 and delta >= cfg.min_delta,
-                delta,
-                cfg.min_delta,
-                f"macro-F1 {cp.macro_f1:.4f} -> {ch.macro_f1:.4f} (delta {delta:+.4f}); "
-                f"must be > 0 and >= min_delta {cfg.min_delta}",
-            )
-        )
-        checks.append(
-            Check(
-                "confidence",
-                boot.confidence >= cfg.confidence,
-                boot.confidence,
-                cfg.confidence,
-                f"{boot.confidence:.1%} of {boot.n_resamples} paired resamples gain more than "
-                f"{cfg.min_delta}; need {cfg.confidence:.0%}",
-            )
-        )
-        drops = {lab: cp.recall[lab] - ch.recall.get(lab, 0.0) for lab in cp.recall}
-        worst = max(drops, key=lambda k: drops[k]) if drops else None
-        worst_drop = drops[worst] if worst else 0.0
-        checks.append(
-            Check(
-                "class_recall",
-                worst_drop <= cfg.max_class_recall_drop + 1e-12,
-                worst_drop,
-                cfg.max_class_recall_drop,
-                f"largest recall drop {worst_drop:+.4f} ({worst}); allowed "
-                f"{cfg.max_class_recall_drop}",
-            )
-        )
+        checks += _champion_checks(ch, cp, boot, cfg)
     by_group = _by_group(groups, y_true, challenger_pred, champion_pred, labels, bool(balanced))
     if balanced and champion_pred is not None:
-        drops = {
-            name: g["champion_macro_f1"] - g["challenger_macro_f1"]
-            for name, g in by_group["groups"].items()
-        }
-        worst = max(drops, key=lambda k: drops[k])
-        checks.append(
-            Check(
-                "group_drop",
-                drops[worst] <= cfg.max_group_drop + 1e-12,
-                drops[worst],
-                cfg.max_group_drop,
-                f"largest macro-F1 drop on one group {drops[worst]:+.4f} ({worst}); allowed "
-                f"{cfg.max_group_drop}",
-            )
-        )
-    budgets = (
-        ("latency_p95", "p95 latency", ch.p95_latency_ms, cfg.max_p95_latency_ms, "ms"),
-        ("model_size", "model size", ch.size_mb, cfg.max_model_size_mb, "MB"),
-    )
-    for name, what, value, budget, unit in budgets:
-        if value is not None:
-            checks.append(
-                Check(
-                    name,
-                    value <= budget,
-                    value,
-                    budget,
-                    f"{what} {value:.1f} {unit}; budget {budget} {unit}",
-                )
-            )
+        checks.append(_group_drop_check(by_group, cfg))
+    checks += _budget_checks(ch, cfg)
     if ch.ece is not None:
         checks.append(_calibration_check(ch, cfg))
     approved = all(c.passed for c in checks)
@@ -251,6 +188,93 @@ def compare(
             **by_group,
         },
     )
+
+
+def _balanced_groups(
+    y_true: Sequence[str], groups: Sequence[str] | None, cfg: GateConfig
+) -> list[str] | None:
+    """The group names to balance the test rows by (None: every row weighs the same)."""
+    if groups is not None and len(groups) != len(y_true):
+        raise ValueError(f"{len(y_true)} test rows but {len(groups)} group names")
+    balanced = list(groups) if groups is not None and len(set(groups)) > 1 else None
+    if not cfg.balance_sources:
+        balanced = None
+    return balanced
+
+
+def _champion_checks(
+    ch: ModelSummary, cp: ModelSummary, boot: Bootstrap, cfg: GateConfig
+) -> list[Check]:
+    """Improvement, its confidence and the largest per-class recall drop against the
+    champion."""
+    delta = boot.delta
+    checks = [
+        Check(
+            "improvement",
+            delta > 0 and delta >= cfg.min_delta,
+            delta,
+            cfg.min_delta,
+            f"macro-F1 {cp.macro_f1:.4f} -> {ch.macro_f1:.4f} (delta {delta:+.4f}); "
+            f"must be > 0 and >= min_delta {cfg.min_delta}",
+        ),
+        Check(
+            "confidence",
+            boot.confidence >= cfg.confidence,
+            boot.confidence,
+            cfg.confidence,
+            f"{boot.confidence:.1%} of {boot.n_resamples} paired resamples gain more than "
+            f"{cfg.min_delta}; need {cfg.confidence:.0%}",
+        ),
+    ]
+    drops = {lab: cp.recall[lab] - ch.recall.get(lab, 0.0) for lab in cp.recall}
+    worst = max(drops, key=lambda k: drops[k]) if drops else None
+    worst_drop = drops[worst] if worst else 0.0
+    checks.append(
+        Check(
+            "class_recall",
+            worst_drop <= cfg.max_class_recall_drop + 1e-12,
+            worst_drop,
+            cfg.max_class_recall_drop,
+            f"largest recall drop {worst_drop:+.4f} ({worst}); allowed {cfg.max_class_recall_drop}",
+        )
+    )
+    return checks
+
+
+def _group_drop_check(by_group: dict[str, Any], cfg: GateConfig) -> Check:
+    """The largest macro-F1 drop on one group (balanced groups against a champion)."""
+    drops = {
+        name: g["champion_macro_f1"] - g["challenger_macro_f1"]
+        for name, g in by_group["groups"].items()
+    }
+    worst = max(drops, key=lambda k: drops[k])
+    return Check(
+        "group_drop",
+        drops[worst] <= cfg.max_group_drop + 1e-12,
+        drops[worst],
+        cfg.max_group_drop,
+        f"largest macro-F1 drop on one group {drops[worst]:+.4f} ({worst}); allowed "
+        f"{cfg.max_group_drop}",
+    )
+
+
+def _budget_checks(ch: ModelSummary, cfg: GateConfig) -> list[Check]:
+    """p95 latency and model size against their budgets (when measured)."""
+    budgets = (
+        ("latency_p95", "p95 latency", ch.p95_latency_ms, cfg.max_p95_latency_ms, "ms"),
+        ("model_size", "model size", ch.size_mb, cfg.max_model_size_mb, "MB"),
+    )
+    return [
+        Check(
+            name,
+            value <= budget,
+            value,
+            budget,
+            f"{what} {value:.1f} {unit}; budget {budget} {unit}",
+        )
+        for name, what, value, budget, unit in budgets
+        if value is not None
+    ]
 
 
 def _calibration_check(ch: ModelSummary, cfg: GateConfig) -> Check:
@@ -353,6 +377,7 @@ def decide(
     champion: LoadedModel | None = None,
     config: GateConfig | None = None,
     dataset_version: str | None = None,
+    *,
     challenger_registry_version: str | None = None,
     champion_registry_version: str | None = None,
     groups: Sequence[str] | None = None,
@@ -375,8 +400,8 @@ def decide(
         if champion is not None and cp_proba is not None
         else None,
         cfg,
-        ch,
-        cp,
-        dataset_version,
-        groups,
+        challenger=ch,
+        champion=cp,
+        dataset_version=dataset_version,
+        groups=groups,
     )

@@ -63,6 +63,7 @@ def gate_challenger(
     champion_source: str,
     work: Path,
     dataset_version: str | None = None,
+    *,
     registered_model: str = REGISTERED_MODEL,
     challenger_registry_version: str | None = None,
     settings: Settings | None = None,
@@ -89,9 +90,9 @@ def gate_challenger(
         champion,
         cfg,
         dataset_version,
-        challenger_registry_version or None,
-        champion_version,
-        groups(test),
+        challenger_registry_version=challenger_registry_version or None,
+        champion_registry_version=champion_version,
+        groups=groups(test),
     )
     if test_sources:
         decision.dataset["test_sources"] = dict(test_sources)

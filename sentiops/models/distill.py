@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -119,6 +119,39 @@ def distill(
         disable=not progress,
         mininterval=1.0 if sys.stderr.isatty() else 15.0,
     )
+    loss_fn = _distill_loss(soft, gold, temperature, hard_weight)
+    for epoch in range(epochs):
+        run_epoch(
+            student,
+            tokenizer,
+            enc,
+            rng.permutation(len(win.owner)),
+            batch_size=batch_size,
+            loss_fn=loss_fn,
+            optim=optim,
+            sched=sched,
+            bar=bar,
+            epoch=epoch,
+        )
+        if len(val_texts):
+            val = _windows(tokenizer, val_texts, max_length, max_tokens)
+            pooled = windows.pool(_logits(student, tokenizer, val), val, window_pooling)
+            f1 = _macro_f1(pooled, val_labels)
+            bar.write(f"distillation epoch {epoch + 1}: val_macro_f1={f1:.4f}")
+            if f1 > best_f1:
+                best_f1, best_state = f1, copy.deepcopy(student.state_dict())
+    bar.close()
+    if best_state is not None:
+        student.load_state_dict(best_state)
+    return student.eval()
+
+
+def _distill_loss(
+    soft: torch.Tensor, gold: torch.Tensor, temperature: float, hard_weight: float
+) -> Callable[[torch.Tensor, np.ndarray], torch.Tensor]:
+    """The loss of a batch of windows `idx`: KL divergence from the teacher's softened
+    probabilities (`soft`: its logits / temperature), plus `hard_weight` x the gold
+    cross-entropy where a label is known (`gold` >= 0)."""
 
     def loss_fn(logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
         target = torch.softmax(soft[idx], dim=-1)
@@ -132,30 +165,7 @@ def distill(
             )
         return loss
 
-    for epoch in range(epochs):
-        run_epoch(
-            student,
-            tokenizer,
-            enc,
-            rng.permutation(len(win.owner)),
-            batch_size,
-            loss_fn,
-            optim,
-            sched,
-            bar,
-            epoch,
-        )
-        if len(val_texts):
-            val = _windows(tokenizer, val_texts, max_length, max_tokens)
-            pooled = windows.pool(_logits(student, tokenizer, val), val, window_pooling)
-            f1 = _macro_f1(pooled, val_labels)
-            bar.write(f"distillation epoch {epoch + 1}: val_macro_f1={f1:.4f}")
-            if f1 > best_f1:
-                best_f1, best_state = f1, copy.deepcopy(student.state_dict())
-    bar.close()
-    if best_state is not None:
-        student.load_state_dict(best_state)
-    return student.eval()
+    return loss_fn
 
 
 def _macro_f1(logits: np.ndarray, gold: Sequence[int]) -> float:

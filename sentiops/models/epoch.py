@@ -15,6 +15,7 @@ def run_epoch(
     tokenizer: Any,
     enc: Any,
     order: np.ndarray,
+    *,
     batch_size: int,
     loss_fn: Any,
     optim: Any,

@@ -176,6 +176,58 @@ def soft_targets(
     return out
 
 
+def _window_targets(
+    y: np.ndarray,
+    owner: np.ndarray,
+    classes: list[str],
+    *,
+    class_weights: bool,
+    scores: Sequence[float] | None,
+    soft_width: float,
+    sample_weight: Sequence[float] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each training window's target and weight (windows of text `owner[i]`). Soft targets
+    from the raters' mean scores (one-hot where there are none), each row weighted by its
+    hard label's class weight (with `class_weights`) and its `sample_weight`; the windows of
+    one text share its weight."""
+    share = 1.0 / np.bincount(owner, minlength=len(y))[owner]
+    weight = None
+    if class_weights:
+        counts = np.bincount(y, minlength=len(classes)).astype(np.float64)
+        w = np.where(counts > 0, len(y) / (len(classes) * np.maximum(counts, 1)), 0.0)
+        weight = torch.tensor(w, dtype=torch.float32)
+    target = torch.tensor(
+        soft_targets(scores if scores is not None else [], y, classes, soft_width)
+        if scores is not None
+        else np.eye(len(classes))[y],
+        dtype=torch.float32,
+    )
+    row_weight = weight[torch.as_tensor(y)] if weight is not None else torch.ones(len(y))
+    if sample_weight is not None:  # per row: e.g. new labels weigh as much as the original data
+        row_weight = row_weight * torch.tensor(np.asarray(sample_weight), dtype=torch.float32)
+    by_window = torch.as_tensor(owner)
+    return (
+        target[by_window],
+        row_weight[by_window] * torch.as_tensor(share, dtype=torch.float32),
+    )
+
+
+def _optimizer(model: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with weight decay on every parameter but biases and layer norms."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": weight_decay,
+        },
+        {
+            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
 class TransformerModel:
     """A fine-tuned classifier. Prediction runs the serving form recorded in the manifest
     (`sentiops.models.serving_form`): an ONNX Runtime session, or the PyTorch weights."""
@@ -188,6 +240,7 @@ class TransformerModel:
         tokenizer: Any,
         labels: list[str],
         max_length: int,
+        *,
         session: Any = None,
         folder: Path | None = None,
         window_pooling: str = _windows.DEFAULT_POOLING,
@@ -248,8 +301,6 @@ class TransformerModel:
         sample_weight: Sequence[float] | None = None,
         progress: bool = True,
     ) -> TransformerModel:
-        from transformers import get_linear_schedule_with_warmup
-
         set_threads(threads)
         seed_everything(seed)
         classes = list(label_set) if label_set else sorted(set(labels))
@@ -267,48 +318,64 @@ class TransformerModel:
         # windows of one text weigh as much as a short text (one window)
         win = self.windows(texts)
         enc = _windows.encoded(win)
-        share = 1.0 / np.bincount(win.owner, minlength=len(y))[win.owner]
         # we pad pre-tokenized batches on purpose; silence transformers' advice about it
         tokenizer.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
-        weight = None
-        if class_weights:
-            counts = np.bincount(y, minlength=len(classes)).astype(np.float64)
-            w = np.where(counts > 0, len(y) / (len(classes) * np.maximum(counts, 1)), 0.0)
-            weight = torch.tensor(w, dtype=torch.float32)
-        # soft targets from the raters' mean scores (one-hot where there are none), each row
-        # weighted by its hard label's class weight
-        target = torch.tensor(
-            soft_targets(scores if scores is not None else [], y, classes, soft_width)
-            if scores is not None
-            else np.eye(len(classes))[y],
-            dtype=torch.float32,
+        target, row_weight = _window_targets(
+            y,
+            win.owner,
+            classes,
+            class_weights=class_weights,
+            scores=scores,
+            soft_width=soft_width,
+            sample_weight=sample_weight,
         )
-        row_weight = weight[torch.as_tensor(y)] if weight is not None else torch.ones(len(y))
-        if sample_weight is not None:  # per row: e.g. new labels weigh as much as the original data
-            row_weight = row_weight * torch.tensor(np.asarray(sample_weight), dtype=torch.float32)
-        owner = torch.as_tensor(win.owner)
-        target, row_weight = (
-            target[owner],
-            row_weight[owner] * torch.as_tensor(share, dtype=torch.float32),
-        )  # per window
 
         def loss_fn(logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
             t, w = target[idx], row_weight[idx]
             return (-(t * torch.log_softmax(logits, dim=-1)).sum(dim=1) * w).sum() / w.sum()
 
-        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-        groups = [
-            {
-                "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-                "weight_decay": weight_decay,
-            },
-            {
-                "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-                "weight_decay": 0.0,
-            },
-        ]
-        optim = torch.optim.AdamW(groups, lr=lr)
-        steps_per_epoch = math.ceil(len(win.owner) / batch_size)
+        self._fine_tune(
+            enc,
+            len(win.owner),
+            loss_fn,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup_ratio=warmup_ratio,
+            patience=patience,
+            seed=seed,
+            val_texts=val_texts,
+            val_labels=val_labels,
+            progress=progress,
+        )
+        return self
+
+    def _fine_tune(
+        self,
+        enc: Any,
+        n_rows: int,
+        loss_fn: Any,
+        *,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        weight_decay: float,
+        warmup_ratio: float,
+        patience: int,
+        seed: int,
+        val_texts: Sequence[str],
+        val_labels: Sequence[str],
+        progress: bool,
+    ) -> None:
+        """The epochs of `fit` over the `n_rows` encoded windows `enc`: AdamW with a linear
+        warmup schedule, early stopping on the validation macro-F1 (the best epoch's weights
+        are kept), one history record per epoch."""
+        from transformers import get_linear_schedule_with_warmup
+
+        model, tokenizer, classes = self._net, self.tokenizer, self.labels
+        optim = _optimizer(model, lr, weight_decay)
+        steps_per_epoch = math.ceil(n_rows / batch_size)
         total = steps_per_epoch * epochs
         sched = get_linear_schedule_with_warmup(optim, int(warmup_ratio * total), total)
         rng = np.random.default_rng(seed)
@@ -325,13 +392,13 @@ class TransformerModel:
                 model,
                 tokenizer,
                 enc,
-                rng.permutation(len(win.owner)),
-                batch_size,
-                loss_fn,
-                optim,
-                sched,
-                bar,
-                epoch,
+                rng.permutation(n_rows),
+                batch_size=batch_size,
+                loss_fn=loss_fn,
+                optim=optim,
+                sched=sched,
+                bar=bar,
+                epoch=epoch,
             )
             record = {"epoch": epoch + 1, "train_loss": loss}
             if len(val_texts):
@@ -355,7 +422,6 @@ class TransformerModel:
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
-        return self
 
     # -- inference --------------------------------------------------------------------------
     @torch.inference_mode()

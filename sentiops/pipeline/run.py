@@ -157,6 +157,7 @@ def run_local(
 def submit(
     host: str,
     arguments: dict[str, Any],
+    *,
     experiment: str = EXPERIMENT,
     run_name: str | None = None,
     schedule: str | None = None,

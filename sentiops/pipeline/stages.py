@@ -217,6 +217,7 @@ def gate(
     champion_source: str,
     work: Path,
     dataset_version: str | None = None,
+    *,
     registered_model: str = REGISTERED_MODEL,
     challenger_registry_version: str | None = None,
     settings: Settings | None = None,
@@ -231,9 +232,9 @@ def gate(
         champion_source,
         work,
         dataset_version,
-        registered_model,
-        challenger_registry_version,
-        settings,
+        registered_model=registered_model,
+        challenger_registry_version=challenger_registry_version,
+        settings=settings,
     )
 
 
@@ -262,6 +263,7 @@ def rollout(
     version: str,
     namespace: str = "",
     prometheus_url: str = "",
+    *,
     registered_model: str = REGISTERED_MODEL,
     settings: Settings | None = None,
     kubeconfig: str | None = None,
@@ -277,25 +279,53 @@ def rollout(
     `{"approveBefore": "100", "notify": "slack=https://..."}`). A person approves through the
     InferenceService's annotation (`rollout.kserve.AnnotationGate`); notifications link to the
     ConfigMap's `recordUrl` with `{run_id}` and `{version}` filled in. Returns the record."""
-    from sentiops.rollout.kserve import (
-        AnnotationGate,
-        KServeExecutor,
-        RolloutSettings,
-        api_client,
-        load_settings,
-        served_version,
-    )
+    from sentiops.rollout.kserve import AnnotationGate, KServeExecutor, api_client
     from sentiops.rollout.notify import Notifier, parse_targets
     from sentiops.rollout.prometheus import PrometheusSource
     from sentiops.rollout.settle import roll_out
     from sentiops.rollout.shadow import ShadowExecutor
-    from sentiops.rollout.steps import CANARY, MODES, SHADOW, Plan
+    from sentiops.rollout.steps import CANARY, SHADOW
 
     if not namespace and SA_NAMESPACE.exists():
         namespace = SA_NAMESPACE.read_text().strip()
     if not namespace:
         raise ConfigError("no namespace for the rollout", "pass namespace (e.g. sentiops)")
     api = api_client(kubeconfig)
+    cfg, url, mode = _rollout_settings(api, namespace, overrides, prometheus_url, mode)
+    kserve = KServeExecutor(api, namespace, cfg.inference_service, storage_uri, version)
+    current = kserve.get()
+    executor: KServeExecutor | ShadowExecutor = kserve
+    if mode == SHADOW and current is not None:  # the first deployment has nothing to shadow
+        executor = ShadowExecutor(api, namespace, cfg.inference_service, storage_uri, version)
+    # a first deployment is no shadow
+    plan = _rollout_plan(cfg, version, current, mode if executor is not kserve else CANARY)
+    record_url = cfg.record_url.replace("{run_id}", run_id).replace("{version}", version)
+    return roll_out(
+        plan,
+        executor,
+        PrometheusSource(url, cfg.inference_service),
+        version,
+        registered_model,
+        settings,
+        gate=AnnotationGate(kserve),
+        notifier=Notifier(parse_targets(cfg.notify)) if cfg.notify else None,
+        record_url=record_url,
+        model=cfg.inference_service,
+    )
+
+
+def _rollout_settings(
+    api: Any,
+    namespace: str,
+    overrides: dict[str, Any] | None,
+    prometheus_url: str,
+    mode: str,
+) -> tuple[Any, str, str]:
+    """The `sentiops-rollout` ConfigMap's settings with this run's `overrides`, the Prometheus
+    URL of the judge and the rollout mode (each: the argument, else the ConfigMap's)."""
+    from sentiops.rollout.kserve import RolloutSettings, load_settings
+    from sentiops.rollout.steps import MODES
+
     cfg = load_settings(api, namespace)
     if overrides:
         cfg = RolloutSettings.from_configmap(cfg.source | {k: str(v) for k, v in overrides.items()})
@@ -311,20 +341,24 @@ def rollout(
             f"rollout mode {mode!r} is not one of {MODES}",
             "set rolloutMode in the sentiops-rollout ConfigMap or pass mode",
         )
-    kserve = KServeExecutor(api, namespace, cfg.inference_service, storage_uri, version)
-    current = kserve.get()
-    executor: KServeExecutor | ShadowExecutor = kserve
-    if mode == SHADOW and current is not None:  # the first deployment has nothing to shadow
-        executor = ShadowExecutor(api, namespace, cfg.inference_service, storage_uri, version)
+    return cfg, url, mode
+
+
+def _rollout_plan(cfg: Any, version: str, current: dict[str, Any] | None, mode: str) -> Any:
+    """The rollout's plan from the settings; settings that do not fit together are a
+    ConfigError."""
+    from sentiops.rollout.kserve import served_version
+    from sentiops.rollout.steps import Plan
+
     try:
-        plan = Plan(
+        return Plan(
             canary_version=version,
             stable_version=served_version(current) if current else None,
             steps=cfg.steps,
             step_seconds=cfg.step_seconds,
             max_holds=cfg.max_holds,
             judge=cfg.judge,
-            mode=mode if executor is not kserve else CANARY,  # a first deployment is no shadow
+            mode=mode,
             approval=cfg.approval,
         )
     except ValueError as exc:
@@ -332,16 +366,3 @@ def rollout(
             f"the rollout settings do not fit together: {exc}",
             "fix the sentiops-rollout ConfigMap (chart values) or the run's overrides",
         ) from exc
-    record_url = cfg.record_url.replace("{run_id}", run_id).replace("{version}", version)
-    return roll_out(
-        plan,
-        executor,
-        PrometheusSource(url, cfg.inference_service),
-        version,
-        registered_model,
-        settings,
-        gate=AnnotationGate(kserve),
-        notifier=Notifier(parse_targets(cfg.notify)) if cfg.notify else None,
-        record_url=record_url,
-        model=cfg.inference_service,
-    )

@@ -181,6 +181,7 @@ class KServeExecutor:
         name: str,
         storage_uri: str,
         model_version: str,
+        *,
         template: dict[str, Any] | None = None,
         ready_timeout: float = 600.0,
         poll_seconds: float = 2.0,

@@ -204,6 +204,7 @@ class ShadowExecutor:
         name: str,
         storage_uri: str,
         model_version: str,
+        *,
         model_name: str | None = None,
         ready_timeout: float = 600.0,
         poll_seconds: float = 2.0,

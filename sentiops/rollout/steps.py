@@ -166,17 +166,17 @@ def run(
         )
     walk = _Walk(
         plan,
-        executor,
-        source,
-        sleep,
-        clock,
-        progress,
-        gate,
-        notifier,
-        record_url,
-        model,
-        on_step,
-        on_update,
+        executor=executor,
+        source=source,
+        sleep=sleep,
+        clock=clock,
+        progress=progress,
+        gate=gate,
+        notifier=notifier,
+        record_url=record_url,
+        model=model,
+        on_step=on_step,
+        on_update=on_update,
     )
     try:
         return walk.run()
@@ -191,6 +191,7 @@ class _Walk:
     def __init__(
         self,
         plan: Plan,
+        *,
         executor: Executor,
         source: MetricSource,
         sleep: Callable[[float], None],

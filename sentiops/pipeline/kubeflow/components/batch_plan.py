@@ -3,6 +3,7 @@
 
 
 def batch_plan(
+    *,
     model_uri: str,
     input_uri: str,
     output_uri: str,
@@ -25,13 +26,13 @@ def batch_plan(
         model_uri,
         input_uri,
         output_uri,
-        text_column,
-        list(keep),
-        input_format,
-        shard_rows,
-        max_chars,
-        restart,
-        settings,
+        text_column=text_column,
+        keep=list(keep),
+        fmt=input_format,
+        shard_rows=shard_rows,
+        max_chars=max_chars,
+        restart=restart,
+        settings=settings,
     )
     print(
         f"{plan.rows} rows of {len(plan.files)} file(s) in {len(plan.shards)} shard(s); "

@@ -4,6 +4,7 @@ from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def gate(
+    *,
     challenger: Input[Model],
     test_data: Input[Dataset],
     decision: Output[Artifact],
@@ -36,9 +37,9 @@ def gate(
             champion,
             Path(work),
             test_data.metadata.get("dataset_version"),
-            registered_model,
-            challenger.metadata.get("registered_version"),
-            settings,
+            registered_model=registered_model,
+            challenger_registry_version=challenger.metadata.get("registered_version"),
+            settings=settings,
         )
     result.write_json(Path(decision.path))
     markdown = decision_markdown(result)

@@ -5,6 +5,7 @@ from kfp.dsl import Artifact, Input, Markdown, Metrics, Model, Output
 
 
 def rollout(
+    *,
     model: Input[Model],
     storage_uri: str,
     record: Output[Artifact],
@@ -34,8 +35,8 @@ def rollout(
         model.metadata.get("registered_version") or model.metadata.get("version"),
         namespace,
         prometheus_url,
-        registered_model,
-        settings,
+        registered_model=registered_model,
+        settings=settings,
         mode=mode,
         overrides=overrides,
         run_id=run_id,

@@ -4,6 +4,7 @@ from kfp.dsl import Dataset, Input, Model, Output
 
 
 def train(
+    *,
     train_data: Input[Dataset],
     validation_data: Input[Dataset],
     model: Output[Model],

@@ -9,7 +9,7 @@ Contract (options may be added, these stay):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,6 +17,7 @@ from sentiops.cli import options
 from sentiops.cli.common import console, handled
 from sentiops.cli.tables import print_decision
 from sentiops.config import REGISTERED_MODEL, SEED
+from sentiops.params import DataConfig
 
 
 def register_commands(app: typer.Typer) -> None:
@@ -25,8 +26,13 @@ def register_commands(app: typer.Typer) -> None:
 
 
 @handled
+@options.with_options(
+    options.field_option(DataConfig, "text_column"),
+    options.field_option(DataConfig, "label_column"),
+    *options.gate_options(),
+)
 def gate(
-    ctx: typer.Context,
+    *,
     challenger: Annotated[Path, typer.Option(help="challenger model directory")],
     data: Annotated[
         list[str],
@@ -42,16 +48,7 @@ def gate(
         str, typer.Option(help="all | test (the test split `train` used, rebuilt from --seed)")
     ] = "all",
     report_md: Annotated[Path | None, typer.Option(help="also write the Markdown record")] = None,
-    min_delta: options.MinDelta = None,
-    confidence: options.Confidence = None,
-    n_resamples: options.Resamples = None,
-    max_class_recall_drop: options.RecallDrop = None,
-    max_p95_latency_ms: options.Latency = None,
-    max_model_size_mb: options.Size = None,
-    min_macro_f1: options.MinF1 = None,
     seed: Annotated[int, typer.Option(help="seed of the split and the bootstrap")] = SEED,
-    text_column: str = "text",
-    label_column: str = "label",
     registered_model: Annotated[
         str, typer.Option(help="MLflow registered model")
     ] = REGISTERED_MODEL,
@@ -69,25 +66,20 @@ def gate(
             "store under $SENTIOPS_HOME)"
         ),
     ] = None,
+    **fields: Any,
 ) -> None:
-    """Gate a challenger against the champion on the same labelled data (exit 0 either way)."""
+    """Gate a challenger against the champion on the same labelled data (exit 0 either way).
+
+    The thresholds are the fields of sentiops.params.GateConfig (the pipeline's `gate`)."""
     import tempfile
 
-    from sentiops.config import get_settings
     from sentiops.data.prepare import labelled_split
-    from sentiops.gate.promotion import NO_CHAMPION, gate_challenger, register
-    from sentiops.params import DataConfig
+    from sentiops.gate.promotion import NO_CHAMPION, gate_challenger
 
-    cfg = options.gate_config(ctx.params, seed=seed)
+    cfg = options.gate_config(fields, seed=seed)
+    columns = {k: fields[k] for k in ("text_column", "label_column")}
     df, manifest = labelled_split(
-        DataConfig(
-            data=data,
-            text_column=text_column,
-            label_column=label_column,
-            seed=seed,
-            min_per_class=1,
-        ),
-        split,
+        DataConfig(data=data, seed=seed, min_per_class=1, **columns), split
     )
     with tempfile.TemporaryDirectory() as work:
         decision = gate_challenger(
@@ -108,11 +100,21 @@ def gate(
     print_decision(decision.to_dict())
     console.print(f"decision record: {output_json}")
     if challenger_version and decision.approved:
-        pushed = register(
-            challenger,
-            decision,
-            store or str(get_settings().local_store),
-            registered_model=registered_model,
-            registry_version=challenger_version,
-        )
-        console.print(f"candidate: v{challenger_version} at {pushed['uri']}", highlight=False)
+        _make_candidate(challenger, decision, store, registered_model, challenger_version)
+
+
+def _make_candidate(
+    challenger: Path, decision: Any, store: str | None, registered_model: str, version: str
+) -> None:
+    """Push an approved challenger to the store and make it the registry's candidate."""
+    from sentiops.config import get_settings
+    from sentiops.gate.promotion import register
+
+    pushed = register(
+        challenger,
+        decision,
+        store or str(get_settings().local_store),
+        registered_model=registered_model,
+        registry_version=version,
+    )
+    console.print(f"candidate: v{version} at {pushed['uri']}", highlight=False)

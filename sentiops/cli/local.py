@@ -54,9 +54,10 @@ def loop(
         Path | None, typer.Option(help="logs of every server (default $SENTIOPS_HOME/loop)")
     ] = None,
 ) -> None:
-    """Train -> gate -> serve -> canary -> drift -> labels -> retrain -> gate -> canary, with
-    real servers on loopback (kfp.local, KServe's ModelServer, the drift sidecar, Prometheus,
-    MLflow on sqlite), printed as a story; every server is stopped at the end."""
+    """The main job (`make run`): train -> gate -> serve -> canary -> drift -> labels -> retrain
+    -> gate -> canary, with real servers on loopback (kfp.local, KServe's ModelServer, the drift
+    sidecar, Prometheus, MLflow on sqlite), printed as a story; every server is stopped at the
+    end."""
     import time
 
     from rich.table import Table

@@ -7,10 +7,14 @@ Contract other tools rely on (options may be added, these stay):
 Errors print what was wrong and how to fix it, and exit non-zero (see sentiops.errors).
 
 Each command group is one module of `sentiops.cli` with `register_commands(app)`; they are
-registered here in the order `sentiops --help` lists them.
+registered here in the order `sentiops --help` lists them. Help texts are docstrings wrapped for
+the source; `unwrap_help` makes each paragraph one line for every command, so that the terminal
+wraps it (Typer's rich help keeps a docstring's single line breaks where they are).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import typer
 
@@ -32,7 +36,9 @@ from sentiops.cli import (
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="SentiOps: train, evaluate, gate and serve sentiment models.",
+    help="SentiOps: train, evaluate, gate and serve sentiment models.\n\n"
+    "The main job is `make run`: `sentiops loop`, the whole closed loop on this machine (train, "
+    "gate, serve, canary, drift, labels, retrain) with real servers on loopback.",
 )
 
 for group in (
@@ -50,6 +56,34 @@ for group in (
     status,
 ):
     group.register_commands(app)
+
+
+def unwrap_help(text: str) -> str:
+    """`text` (a docstring or a help string) with each paragraph on one line; a paragraph that
+    starts with \\b (Click's "keep my line breaks") is left as it is."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+        for p in paragraphs
+    )
+
+
+def _unwrap_commands(group: typer.Typer) -> None:
+    """Every help text of `group`, its commands and its sub-groups unwrapped (unwrap_help)."""
+    if isinstance(group.info.help, str):
+        group.info.help = unwrap_help(group.info.help)
+    for command in group.registered_commands:
+        text = command.help or inspect.getdoc(command.callback)
+        if text:
+            command.help = unwrap_help(text)
+    for sub in group.registered_groups:
+        if isinstance(sub.help, str):
+            sub.help = unwrap_help(sub.help)
+        if sub.typer_instance is not None:
+            _unwrap_commands(sub.typer_instance)
+
+
+_unwrap_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

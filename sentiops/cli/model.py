@@ -19,17 +19,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from sentiops.cli import options
 from sentiops.cli.common import console, err, handled
-from sentiops.cli.options import DataOpt, LabelCol, Seed, TextCol
-from sentiops.config import (
-    BASE_MODEL_ONLINE,
-    BASE_MODEL_PIPELINE,
-    BASE_MODEL_TEST,
-    DATASET,
-    EPOCHS,
-    REGISTERED_MODEL,
-    SEED,
-)
+from sentiops.cli.options import DataOpt
+from sentiops.config import BASE_MODEL_PIPELINE, BASE_MODEL_TEST, DATASET
+from sentiops.params import DataConfig, TrainConfig
 
 model_app = typer.Typer(
     no_args_is_help=True,
@@ -45,94 +39,48 @@ def register_commands(app: typer.Typer) -> None:
     app.add_typer(model_app, name="model")
 
 
+TRAIN_REQUIRED = ("data", "model_type", "output")
+
+
 @handled
+@options.with_options(*options.train_options(required=TRAIN_REQUIRED), own_last=True)
 def train(
+    *,
     ctx: typer.Context,
-    data: DataOpt,
-    model_type: Annotated[str, typer.Option(help="tfidf-logreg | transformer")],
-    output: Annotated[Path, typer.Option(help="model directory to write (atomically)")],
-    base_model: Annotated[
-        str,
-        typer.Option(
-            help="hub id, local dir, s3:// prefix, 'offline' (all-MiniLM-L6-v2 from PyPI) or "
-            "'tiny-distilbert' (random, for tests)"
-        ),
-    ] = BASE_MODEL_ONLINE,
-    text_column: TextCol = "text",
-    label_column: LabelCol = "label",
-    seed: Seed = SEED,
-    epochs: int = EPOCHS,
-    batch_size: int = 32,
-    lr: float = 5e-5,
-    max_length: int = 64,
-    patience: Annotated[int, typer.Option(help="early-stopping patience (epochs)")] = 2,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores)")] = None,
-    c: Annotated[float, typer.Option("--c", help="tfidf-logreg inverse regularisation")] = 4.0,
-    max_train_examples: Annotated[int | None, typer.Option(help="stratified subsample")] = None,
-    min_per_class: int = 10,
-    train_extra: Annotated[
-        list[str] | None,
-        typer.Option(help="extra data for the train split only (repeatable; leaks removed)"),
-    ] = None,
-    drop_invalid: bool = False,
-    serving_form: Annotated[
-        str,
-        typer.Option(
-            help="auto (the fastest form validation keeps: a distilled half-depth "
-            "student, else ONNX int8/fp32 of the model) | student-int8 | onnx-int8 | "
-            "onnx-fp32 | pytorch"
-        ),
-    ] = "auto",
-    track: Annotated[bool, typer.Option(help="log to MLflow and register the model")] = True,
-    register_name: str = REGISTERED_MODEL,
     config: Annotated[
         Path | None,
         typer.Option(help="JSON file with TrainConfig fields; flags given explicitly win"),
     ] = None,
+    **fields: Any,
 ) -> None:
-    """Train one model and write its model directory."""
+    """Train one model and write its model directory.
+
+    Every option is a field of sentiops.params.TrainConfig, which says what it does; a model
+    type reads the fields named by its fit's parameters (sentiops.models.hyperparameters)."""
     from sentiops.models import MODEL_TYPES
-    from sentiops.params import TrainConfig, parse
+    from sentiops.params import parse
     from sentiops.training.train import train as run_train
 
-    if model_type not in MODEL_TYPES:
+    if fields["model_type"] not in MODEL_TYPES:
         err.print(
-            f"[bold red]error:[/] unknown --model-type {model_type!r}; "
+            f"[bold red]error:[/] unknown --model-type {fields['model_type']!r}; "
             f"use one of: {', '.join(MODEL_TYPES)}"
         )
         raise typer.Exit(2)
-    fields: dict[str, Any] = _json_file(config) if config else {}
+    from_file: dict[str, Any] = _json_file(config) if config else {}
     given = {
         k: v
-        for k, v in dict(
-            data=data,
-            model_type=model_type,
-            output=output,
-            base_model=base_model,
-            text_column=text_column,
-            label_column=label_column,
-            seed=seed,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            max_length=max_length,
-            patience=patience,
-            threads=threads,
-            c=c,
-            max_train_examples=max_train_examples,
-            min_per_class=min_per_class,
-            drop_invalid=drop_invalid,
-            serving_form=serving_form,
-            train_extra=train_extra or [],
-            track=track,
-            register_name=register_name,
-        ).items()
-        if k not in fields or _explicit(ctx, k)
+        for k, v in options.config_values(TrainConfig, fields).items()
+        if k not in from_file or options.explicit(ctx, k)
     }
-    cfg = parse(TrainConfig, fields | given, f"training config{f' {config}' if config else ''}")
-    result = run_train(cfg)
+    what = f"training config{f' {config}' if config else ''}"
+    result = run_train(parse(TrainConfig, from_file | given, what))
+    _print_trained(result, fields["model_type"])
+
+
+def _print_trained(result: Any, model_type: str) -> None:
     test = result.metrics["test"]
-    table = Table(title=f"{cfg.model_type} -> {result.model_dir}")
+    table = Table(title=f"{model_type} -> {result.model_dir}")
     table.add_column("split")
     table.add_column("macro-F1", justify="right")
     table.add_column("accuracy", justify="right")
@@ -160,12 +108,6 @@ def _json_file(path: Path) -> dict[str, Any]:
     return value
 
 
-def _explicit(ctx: typer.Context, name: str) -> bool:
-    """Was option `name` given on the command line (not left at its default)?"""
-    src = ctx.get_parameter_source(name)
-    return src is not None and src.name != "DEFAULT"
-
-
 def print_metrics(result: dict[str, Any], title: str) -> None:
     table = Table(title=title)
     for col in ("class", "precision", "recall", "F1", "support"):
@@ -185,7 +127,13 @@ def print_metrics(result: dict[str, Any], title: str) -> None:
 
 
 @handled
+@options.with_options(
+    *(options.field_option(DataConfig, name) for name in ("text_column", "label_column", "seed")),
+    options.field_option(DataConfig, "min_per_class", default=1),
+    options.field_option(DataConfig, "drop_invalid"),
+)
 def evaluate(
+    *,
     model: Annotated[Path, typer.Option(help="model directory")],
     data: DataOpt,
     output_json: Annotated[Path, typer.Option(help="metrics JSON to write")],
@@ -196,11 +144,7 @@ def evaluate(
         ),
     ] = "all",
     plot: Annotated[Path | None, typer.Option(help="confusion-matrix PNG")] = None,
-    text_column: TextCol = "text",
-    label_column: LabelCol = "label",
-    seed: Seed = SEED,
-    min_per_class: int = 1,
-    drop_invalid: bool = False,
+    **fields: Any,
 ) -> None:
     """Evaluate a model directory on labelled data; writes JSON and prints a table."""
     from sentiops.data.datasets import LABEL, TEXT
@@ -208,18 +152,9 @@ def evaluate(
     from sentiops.evaluation.evaluate import evaluate as run_eval
     from sentiops.evaluation.evaluate import plot_confusion, write_report
     from sentiops.models import load_model
-    from sentiops.params import DataConfig
 
     loaded = load_model(model)
-    cfg = DataConfig(
-        data=data,
-        text_column=text_column,
-        label_column=label_column,
-        seed=seed,
-        min_per_class=min_per_class,
-        drop_invalid=drop_invalid,
-    )
-    df, manifest = labelled_split(cfg, split)
+    df, manifest = labelled_split(DataConfig(data=data, **fields), split)
     result = run_eval(loaded, df[TEXT], df[LABEL])
     result["dataset_version"] = manifest.version
     result["split"] = split
@@ -231,6 +166,7 @@ def evaluate(
 
 @handled
 def predict(
+    *,
     model: Annotated[Path, typer.Option(help="model directory")],
     texts: Annotated[list[str], typer.Argument(help="texts to classify")],
 ) -> None:
@@ -244,36 +180,29 @@ def predict(
 
 
 @handled
+@options.with_options(
+    options.field_option(TrainConfig, "data", required=True),
+    options.field_option(TrainConfig, "model_type"),
+    options.field_option(
+        TrainConfig, "base_model", default=BASE_MODEL_TEST, help="(here: the tiny test model)"
+    ),
+    options.field_option(TrainConfig, "epochs", default=1),
+    options.field_option(TrainConfig, "track"),
+    options.field_option(TrainConfig, "seed"),
+)
 def tune(
-    data: DataOpt,
+    *,
     trials: Annotated[int, typer.Option(help="number of Optuna trials")] = 10,
-    model_type: str = "tfidf-logreg",
-    base_model: Annotated[
-        str, typer.Option(help="transformer base model (default: the tiny test model, fast)")
-    ] = BASE_MODEL_TEST,
-    epochs: int = 1,
     output_json: Annotated[Path | None, typer.Option(help="best params + trials")] = None,
-    track: bool = True,
-    seed: Seed = SEED,
+    **fields: Any,
 ) -> None:
     """Search hyperparameters (Optuna, seeded); each trial is an MLflow child run."""
-    from sentiops.params import TrainConfig, parse
+    from sentiops.params import parse
     from sentiops.training.tune import tune as run_tune
 
-    cfg = parse(
-        TrainConfig,
-        {
-            "data": data,
-            "model_type": model_type,
-            "base_model": base_model,
-            "epochs": epochs,
-            "output": Path("unused"),
-            "track": track,
-            "seed": seed,
-        },
-    )
+    cfg = parse(TrainConfig, {**fields, "output": Path("unused")})
     result = run_tune(cfg, trials, progress=sys.stderr.isatty())
-    table = Table(title=f"Optuna: {trials} trials of {model_type}")
+    table = Table(title=f"Optuna: {trials} trials of {cfg.model_type}")
     table.add_column("trial", justify="right")
     table.add_column("val macro-F1", justify="right")
     table.add_column("params")
@@ -286,34 +215,28 @@ def tune(
 
 
 @handled
+@options.with_options(
+    options.field_option(TrainConfig, "base_model", default=BASE_MODEL_PIPELINE),
+    *(
+        options.field_option(TrainConfig, name)
+        for name in ("epochs", "max_length", "max_train_examples", "train_extra", "track")
+    ),
+)
 def quickstart(
+    *,
     workdir: Annotated[Path, typer.Option(help="where data, models and reports go")] = Path(
         ".sentiops"
     ),
-    dataset: str = DATASET,
-    base_model: str = BASE_MODEL_PIPELINE,
-    epochs: int = EPOCHS,
-    max_length: int = 64,
-    max_train_examples: int | None = None,
-    train_extra: Annotated[
-        list[str] | None, typer.Option(help="training-only extra data, e.g. vader-movies")
-    ] = None,
-    track: bool = True,
+    dataset: Annotated[str, typer.Option(help="the data both models learn from")] = DATASET,
+    **fields: Any,
 ) -> None:
-    """The main job: data -> validate -> train baseline + transformer -> evaluate -> compare."""
+    """No pipeline, no servers (`make quickstart`): data -> validate -> train the TF-IDF
+    baseline and the transformer in this process -> evaluate both -> compare. The main job is
+    `make run` (`sentiops loop`)."""
     from sentiops.local.quickstart import run
 
-    run(
-        workdir,
-        dataset=dataset,
-        base_model=base_model,
-        epochs=epochs,
-        max_length=max_length,
-        max_train_examples=max_train_examples,
-        train_extra=train_extra or [],
-        track=track,
-        console=console,
-    )
+    values = options.config_values(TrainConfig, fields)
+    run(workdir, dataset=dataset, console=console, **values)
 
 
 # ------------------------------------------------------------------------------ signatures

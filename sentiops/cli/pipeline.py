@@ -19,6 +19,7 @@ from sentiops.cli import options
 from sentiops.cli.common import console, err, handled
 from sentiops.cli.tables import print_decision, print_round_trip
 from sentiops.config import BASE_MODEL_PIPELINE, DATASET
+from sentiops.params import TrainConfig
 
 pipeline_app = typer.Typer(
     no_args_is_help=True, help="The KFP training pipeline: run locally, submit, compile."
@@ -30,47 +31,6 @@ def register_commands(app: typer.Typer) -> None:
     app.add_typer(pipeline_app, name="pipeline")
 
 
-Data = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--data",
-        help="CSV/JSONL/Parquet path, s3:// URI or built-in name (vader-tweets, "
-        "vader-movies); repeat to concatenate",
-    ),
-]
-ModelType = Annotated[str | None, typer.Option(help="tfidf-logreg | transformer")]
-BaseModel = Annotated[
-    str | None,
-    typer.Option(
-        help="hub id, local dir, s3:// prefix, 'offline' (all-MiniLM-L6-v2 from PyPI) or "
-        "'tiny-distilbert' (random, for tests)"
-    ),
-]
-Hyper = Annotated[
-    str | None,
-    typer.Option(help='JSON object of TrainConfig fields, e.g. \'{"epochs": 1, "lr": 3e-3}\''),
-]
-Champion = Annotated[
-    str | None,
-    typer.Option(
-        help="'' = the registry alias 'champion' (none on the first run), 'none', or a model "
-        "directory / s3:// prefix"
-    ),
-]
-Store = Annotated[
-    str | None,
-    typer.Option(
-        help="s3://bucket or a local directory; models go to <store>/models/<name>/<version>/"
-    ),
-]
-Sets = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        help="any other pipeline parameter as KEY=VALUE (VALUE parsed as JSON if it can "
-        "be); repeatable",
-    ),
-]
 Image = Annotated[
     str | None,
     typer.Option(
@@ -78,9 +38,41 @@ Image = Annotated[
     ),
 ]
 
+#: What `pipeline run` and `pipeline submit` set of the pipeline's parameters: empty ones keep
+#: the pipeline's defaults (sentiops.pipeline.kubeflow.training), the gate options too.
+PIPELINE_OPTIONS = (
+    options.field_option(TrainConfig, "data", default=None),
+    options.field_option(TrainConfig, "model_type", default=None, help="(default: the pipeline's)"),
+    options.field_option(TrainConfig, "base_model", default=None, help="(default: the pipeline's)"),
+    options.parameter(
+        "hyperparameters",
+        str | None,
+        help='JSON object of TrainConfig fields, e.g. \'{"epochs": 1, "lr": 3e-3}\'',
+    ),
+    options.parameter(
+        "champion",
+        str | None,
+        help="'' = the registry alias 'champion' (none on the first run), 'none', or a model "
+        "directory / s3:// prefix",
+    ),
+    options.parameter(
+        "model_store",
+        str | None,
+        help="s3://bucket or a local directory; models go to <store>/models/<name>/<version>/",
+    ),
+    *options.gate_options(),
+    options.parameter(
+        "sets",
+        list[str] | None,
+        "--set",
+        help="any other pipeline parameter as KEY=VALUE (VALUE parsed as JSON if it can be); "
+        "repeatable",
+    ),
+)
 
-def _pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
-    """Pipeline arguments from the options given (`ctx.params`); the rest keep the defaults."""
+
+def _pipeline_arguments(ctx: typer.Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Pipeline arguments from the PIPELINE_OPTIONS given; the rest keep the defaults."""
     args: dict[str, Any] = {
         "datasets": params.get("data") or None,
         "model_type": params.get("model_type"),
@@ -93,8 +85,9 @@ def _pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
             args["hyperparameters"] = json.loads(params["hyperparameters"])
         except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"--hyperparameters is not JSON: {exc}") from exc
-    if any(params.get(k) is not None for k in options.GATE_OPTIONS):
-        args["gate"] = options.gate_config(params).model_dump()
+    thresholds = {k: params[k] for k in options.GATE_FIELDS if options.explicit(ctx, k)}
+    if thresholds:
+        args["gate"] = options.gate_config(thresholds).model_dump()
     for item in params.get("sets") or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -108,25 +101,13 @@ def _pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
 
 @pipeline_app.command("run")
 @handled
+@options.with_options(*PIPELINE_OPTIONS, own_last=True)
 def pipeline_run(
+    *,
     ctx: typer.Context,
     local: Annotated[
         bool, typer.Option("--local", help="run with kfp.local's SubprocessRunner (required)")
     ] = False,
-    data: Data = None,
-    model_type: ModelType = None,
-    base_model: BaseModel = None,
-    hyperparameters: Hyper = None,
-    champion: Champion = None,
-    model_store: Store = None,
-    min_delta: options.MinDelta = None,
-    confidence: options.Confidence = None,
-    n_resamples: options.Resamples = None,
-    max_class_recall_drop: options.RecallDrop = None,
-    max_p95_latency_ms: options.Latency = None,
-    max_model_size_mb: options.Size = None,
-    min_macro_f1: options.MinF1 = None,
-    sets: Sets = None,
     pipeline_root: Annotated[
         Path | None,
         typer.Option(help="where task artifacts go (default $SENTIOPS_HOME/pipeline-runs)"),
@@ -140,6 +121,7 @@ def pipeline_run(
             "canary); --no-promote leaves it the candidate for a rollout"
         ),
     ] = True,
+    **given: Any,
 ) -> None:
     """Run the whole pipeline here: ingest -> validate -> split -> train -> evaluate -> gate
     -> register (if approved). MLflow and S3 settings come from the environment."""
@@ -151,7 +133,7 @@ def pipeline_run(
             "URL` to run on a Kubeflow Pipelines cluster"
         )
         raise typer.Exit(2)
-    args = local_arguments(**_pipeline_arguments(ctx.params))
+    args = local_arguments(**_pipeline_arguments(ctx, given))
     run = run_local(args, pipeline_root, verbose=verbose, promote=promote)
     _report_run(run, output_json)
 
@@ -176,7 +158,10 @@ def _report_run(run: Any, output_json: Path | None, title: str = "promotion gate
 @pipeline_app.command("demo")
 @handled
 def pipeline_demo(
-    data: Data = None,
+    *,
+    data: Annotated[
+        list[str] | None, typer.Option(help=TrainConfig.model_fields["data"].description)
+    ] = None,
     base_model: Annotated[
         str, typer.Option(help="the transformer's base model")
     ] = BASE_MODEL_PIPELINE,
@@ -231,7 +216,9 @@ def serve_round_trip(model_uri: str, texts: list[str] | None = None) -> None:
 
 @pipeline_app.command("submit")
 @handled
+@options.with_options(*PIPELINE_OPTIONS)
 def pipeline_submit(
+    *,
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="KFP API/UI URL, e.g. http://localhost:8080")],
     experiment: Annotated[str, typer.Option(help="KFP experiment")] = "sentiops",
@@ -251,25 +238,12 @@ def pipeline_submit(
     token: Annotated[
         str | None, typer.Option(envvar="KFP_TOKEN", help="bearer token (env KFP_TOKEN)")
     ] = None,
-    data: Data = None,
-    model_type: ModelType = None,
-    base_model: BaseModel = None,
-    hyperparameters: Hyper = None,
-    champion: Champion = None,
-    model_store: Store = None,
-    min_delta: options.MinDelta = None,
-    confidence: options.Confidence = None,
-    n_resamples: options.Resamples = None,
-    max_class_recall_drop: options.RecallDrop = None,
-    max_p95_latency_ms: options.Latency = None,
-    max_model_size_mb: options.Size = None,
-    min_macro_f1: options.MinF1 = None,
-    sets: Sets = None,
+    **given: Any,
 ) -> None:
     """Submit the pipeline to Kubeflow Pipelines (credentials: Secret sentiops-s3)."""
     from sentiops.pipeline.run import submit
 
-    args = _pipeline_arguments(ctx.params)
+    args = _pipeline_arguments(ctx, given)
     result = submit(
         host,
         args,

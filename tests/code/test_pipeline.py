@@ -264,7 +264,7 @@ def test_champion_challenger_is_two_local_runs(monkeypatch, cli) -> None:
     assert "run 2: transformer vs champion" in res.output
 
 
-def test_gate_thresholds_travel_as_one_validated_dict() -> None:
+def test_gate_thresholds_travel_as_one_validated_dict(cli, monkeypatch) -> None:
     """GateConfig is the one place the thresholds are defined: the pipeline's `gate` default is
     its dump, the component takes the dict and validates it, the CLI options build it."""
     import inspect
@@ -277,16 +277,23 @@ def test_gate_thresholds_travel_as_one_validated_dict() -> None:
     params = inspect.signature(gate_component).parameters
     assert params["gate"].default is inspect.Parameter.empty
     assert not {"min_delta", "confidence", "seed"} & set(params)
-    args = pipeline_arguments_from_cli(["--min-delta", "0.02"])
+    args = pipeline_arguments_from_cli(cli, monkeypatch, ["--min-delta", "0.02"])
     assert args["gate"] == GateConfig(min_delta=0.02).model_dump()
+    assert "gate" not in pipeline_arguments_from_cli(cli, monkeypatch, [])  # the pipeline's
 
 
-def pipeline_arguments_from_cli(argv: list[str]) -> dict:
-    from sentiops.cli.pipeline import _pipeline_arguments
+def pipeline_arguments_from_cli(cli, monkeypatch, argv: list[str]) -> dict:
+    """The arguments `sentiops pipeline run --local ARGV` runs the pipeline with."""
+    seen: dict = {}
 
-    keys = ("min_delta", "confidence", "n_resamples", "max_class_recall_drop")
-    params = {k: None for k in keys} | {"min_delta": float(argv[1])}
-    return _pipeline_arguments(params)
+    def run_local(args, *_, **__):
+        seen.update(args)
+        raise SentiOpsError("stop here")
+
+    monkeypatch.setattr(pipeline, "run_local", run_local)
+    res = CliRunner().invoke(cli, ["pipeline", "run", "--local", *argv])
+    assert "stop here" in res.output, res.output
+    return seen
 
 
 def test_wheel_ships_the_pipeline_and_compiles_outside_the_checkout(tmp_path: Path) -> None:

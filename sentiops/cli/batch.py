@@ -27,6 +27,7 @@ def register_commands(app: typer.Typer) -> None:
 
 @handled
 def batch(
+    *,
     model: Annotated[
         str, typer.Option(help="model directory or the s3:// prefix it was pushed to")
     ],

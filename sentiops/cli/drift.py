@@ -47,6 +47,7 @@ def _texts(specs: list[str], text_column: str) -> list[str]:
 @drift_app.command("fit")
 @handled
 def fit(
+    *,
     model: Annotated[Path, typer.Option(help="model directory (sentiops train --output)")],
     data: DataOpt,
     output: Annotated[

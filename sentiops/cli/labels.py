@@ -158,6 +158,7 @@ def status(
 
 
 def serve(
+    *,
     webhook_secret_file: Annotated[
         Path,
         typer.Option(

@@ -39,6 +39,7 @@ def up(
 
 
 def loop(
+    *,
     quick: Annotated[
         bool, typer.Option(help="the short variant (TF-IDF models, small steps)")
     ] = False,
@@ -58,12 +59,11 @@ def loop(
     -> gate -> canary, with real servers on loopback (kfp.local, KServe's ModelServer, the drift
     sidecar, Prometheus, MLflow on sqlite), printed as a story; every server is stopped at the
     end."""
+    import signal
+    import sys
     import time
 
-    from rich.table import Table
-
     from sentiops.cli.common import console
-    from sentiops.cli.tables import print_decision, print_round_trip
     from sentiops.local.loop.config import LoopConfig
     from sentiops.local.loop.run import run_loop
 
@@ -72,61 +72,72 @@ def loop(
         cfg.hyperparameters = {**cfg.hyperparameters, "epochs": epochs}
     if seed is not None:
         cfg.seed = seed
-
-    def show(kind: str, data: Any) -> None:
-        if kind == "decision":
-            decision, title = data
-            print_decision(decision, title)
-        elif kind == "round_trip":
-            from sentiops.local.loop.config import ROUND_TRIP_TEXTS
-
-            answers, version = data
-            print_round_trip(answers, ROUND_TRIP_TEXTS, version)
-        elif kind == "rollout":
-            console.print(data.to_markdown(), highlight=False)
-        elif kind == "accuracy":
-            rows, title = data
-            table = Table(title=title)
-            for col in (
-                "model version",
-                "domain",
-                "labels (random sample)",
-                "accuracy",
-                "95 % interval",
-                "macro-F1",
-            ):
-                table.add_column(
-                    col, justify="left" if col in ("model version", "domain") else "right"
-                )
-            for r in rows:
-                table.add_row(
-                    r["model_version"],
-                    r["domain"],
-                    str(r["labels"]),
-                    f"{r['accuracy']:.3f}",
-                    "{:.3f}-{:.3f}".format(*r["accuracy_95"]),
-                    f"{r['macro_f1']:.3f}",
-                )
-            console.print(table)
-        elif kind == "verdict":
-            console.print(data, highlight=False)
-
-    import signal
-    import sys
-
     # a TERM (CI's timeout, `kill`) unwinds like Ctrl-C: every server is stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     start = time.monotonic()
-    story = run_loop(cfg, workdir, progress=lambda m: console.print(m, highlight=False), show=show)
-    table = Table(title=f"the loop in {time.monotonic() - start:.0f}s")
+    story = run_loop(cfg, workdir, progress=lambda m: console.print(m, highlight=False), show=_show)
+    console.print(_story_table(story, time.monotonic() - start))
+
+
+def _show(kind: str, data: Any) -> None:
+    """What the loop shows as it goes: gate decisions, round trips, rollouts, accuracy."""
+    from sentiops.cli.common import console
+    from sentiops.cli.tables import print_decision, print_round_trip
+
+    if kind == "decision":
+        decision, title = data
+        print_decision(decision, title)
+    elif kind == "round_trip":
+        from sentiops.local.loop.config import ROUND_TRIP_TEXTS
+
+        answers, version = data
+        print_round_trip(answers, ROUND_TRIP_TEXTS, version)
+    elif kind == "rollout":
+        console.print(data.to_markdown(), highlight=False)
+    elif kind == "accuracy":
+        console.print(_accuracy_table(*data))
+    elif kind == "verdict":
+        console.print(data, highlight=False)
+
+
+def _accuracy_table(rows: list[dict[str, Any]], title: str) -> Any:
+    """Live accuracy per model version and domain (the labelled random sample)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in (
+        "model version",
+        "domain",
+        "labels (random sample)",
+        "accuracy",
+        "95 % interval",
+        "macro-F1",
+    ):
+        table.add_column(col, justify="left" if col in ("model version", "domain") else "right")
+    for r in rows:
+        table.add_row(
+            r["model_version"],
+            r["domain"],
+            str(r["labels"]),
+            f"{r['accuracy']:.3f}",
+            "{:.3f}-{:.3f}".format(*r["accuracy_95"]),
+            f"{r['macro_f1']:.3f}",
+        )
+    return table
+
+
+def _story_table(story: dict[str, Any], seconds: float) -> Any:
+    """The loop's chapters, one line each: how long it took and what happened."""
+    from rich.table import Table
+
+    table = Table(title=f"the loop in {seconds:.0f}s")
     table.add_column("chapter")
     table.add_column("s", justify="right")
     table.add_column("what happened")
     for ch in story["chapters"]:
-        facts = ch["facts"]
         summary = {
             k: v
-            for k, v in facts.items()
+            for k, v in ch["facts"].items()
             if k not in ("live_accuracy", "gate", "baseline", "challenger", "datasets")
         }
         table.add_row(
@@ -134,4 +145,4 @@ def loop(
             f"{ch['seconds']:.0f}",
             ", ".join(f"{k}={v}" for k, v in summary.items())[:300],
         )
-    console.print(table)
+    return table

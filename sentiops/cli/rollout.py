@@ -42,70 +42,92 @@ def register_commands(app: typer.Typer) -> None:
     app.add_typer(rollout_app, name="rollout")
 
 
+# the options of `sentiops rollout --local`
+LocalFlag = Annotated[
+    bool, typer.Option("--local", help="two predictors on loopback + Prometheus (no cluster)")
+]
+Stable = Annotated[Path | None, typer.Option(help="the serving model directory")]
+Canary = Annotated[Path | None, typer.Option(help="the candidate model directory")]
+Traffic = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="texts replayed as live traffic (file with a text column, s3:// or built-in name; "
+        "repeatable)"
+    ),
+]
+Mode = Annotated[
+    str,
+    typer.Option(
+        help="canary: the candidate answers a share of the requests; shadow: it gets a copy of "
+        "them and every client gets the stable model's answer"
+    ),
+]
+Steps = Annotated[str, typer.Option(help="traffic percentages, e.g. 10,50,100")]
+StepSeconds = Annotated[float, typer.Option(help="seconds per step")]
+Rate = Annotated[float, typer.Option(help="replayed requests per second")]
+MinRequests = Annotated[int, typer.Option(help="per version per step, else hold")]
+MaxHolds = Annotated[int, typer.Option(help="holds a step may take, then the policy")]
+AccuracyEvidence = Annotated[
+    bool,
+    typer.Option(
+        help="promote only once live accuracy is shown no worse than stable by more than the "
+        "margin (labels of the random evaluation sample)"
+    ),
+]
+InconclusivePolicy = Annotated[
+    str,
+    typer.Option(
+        help="undecided by a step's deadline: rollback, promote (flagged) or hold (a person "
+        "decides with sentiops rollout approve|reject)"
+    ),
+]
+ApproveBefore = Annotated[
+    str,
+    typer.Option(
+        help="wait for a person before traffic moves to this step (e.g. 100), or before "
+        "'promote'; answer with sentiops rollout approve|reject"
+    ),
+]
+ApprovalTimeout = Annotated[float, typer.Option(help="seconds to wait for a person")]
+TimeoutPolicy = Annotated[
+    str, typer.Option(help="nobody answered in time: reject, approve or hold (ask again)")
+]
+Notify = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="webhook for holds, promotions, rollbacks and approval requests: FORMAT=URL with "
+        "FORMAT generic, slack or alertmanager (repeatable)"
+    ),
+]
+RecordJson = Annotated[Path | None, typer.Option(help="the decision record")]
+LocalWorkdir = Annotated[
+    Path | None, typer.Option(help="logs and Prometheus data (default $SENTIOPS_HOME/rollout)")
+]
+
+
 @rollout_app.callback()
 @handled
 def local(
+    *,
     ctx: typer.Context,
-    local: Annotated[
-        bool, typer.Option("--local", help="two predictors on loopback + Prometheus (no cluster)")
-    ] = False,
-    stable: Annotated[Path | None, typer.Option(help="the serving model directory")] = None,
-    canary: Annotated[Path | None, typer.Option(help="the candidate model directory")] = None,
-    traffic: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="texts replayed as live traffic (file with a text column, s3:// or "
-            "built-in name; repeatable)"
-        ),
-    ] = None,
-    mode: Annotated[
-        str,
-        typer.Option(
-            help="canary: the candidate answers a share of the requests; shadow: it gets a copy "
-            "of them and every client gets the stable model's answer"
-        ),
-    ] = "canary",
-    steps: Annotated[str, typer.Option(help="traffic percentages, e.g. 10,50,100")] = "10,50,100",
-    step_seconds: Annotated[float, typer.Option(help="seconds per step")] = 30.0,
-    rate: Annotated[float, typer.Option(help="replayed requests per second")] = 50.0,
-    min_requests: Annotated[int, typer.Option(help="per version per step, else hold")] = 50,
-    max_holds: Annotated[int, typer.Option(help="holds a step may take, then the policy")] = 2,
-    require_accuracy_evidence: Annotated[
-        bool,
-        typer.Option(
-            help="promote only once live accuracy is shown no worse than stable by "
-            "more than the margin (labels of the random evaluation sample)"
-        ),
-    ] = False,
-    inconclusive_policy: Annotated[
-        str,
-        typer.Option(
-            help="undecided by a step's deadline: rollback, promote (flagged) or hold "
-            "(a person decides with sentiops rollout approve|reject)"
-        ),
-    ] = "rollback",
-    approve_before: Annotated[
-        str,
-        typer.Option(
-            help="wait for a person before traffic moves to this step (e.g. 100), or "
-            "before 'promote'; answer with sentiops rollout approve|reject"
-        ),
-    ] = "",
-    approval_timeout: Annotated[float, typer.Option(help="seconds to wait for a person")] = 3600,
-    approval_timeout_policy: Annotated[
-        str, typer.Option(help="nobody answered in time: reject, approve or hold (ask again)")
-    ] = "reject",
-    notify: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="webhook for holds, promotions, rollbacks and approval requests: "
-            "FORMAT=URL with FORMAT generic, slack or alertmanager (repeatable)"
-        ),
-    ] = None,
-    output_json: Annotated[Path | None, typer.Option(help="the decision record")] = None,
-    workdir: Annotated[
-        Path | None, typer.Option(help="logs and Prometheus data (default $SENTIOPS_HOME/rollout)")
-    ] = None,
+    local: LocalFlag = False,
+    stable: Stable = None,
+    canary: Canary = None,
+    traffic: Traffic = None,
+    mode: Mode = "canary",
+    steps: Steps = "10,50,100",
+    step_seconds: StepSeconds = 30.0,
+    rate: Rate = 50.0,
+    min_requests: MinRequests = 50,
+    max_holds: MaxHolds = 2,
+    require_accuracy_evidence: AccuracyEvidence = False,
+    inconclusive_policy: InconclusivePolicy = "rollback",
+    approve_before: ApproveBefore = "",
+    approval_timeout: ApprovalTimeout = 3600,
+    approval_timeout_policy: TimeoutPolicy = "reject",
+    notify: Notify = None,
+    output_json: RecordJson = None,
+    workdir: LocalWorkdir = None,
 ) -> None:
     """`sentiops rollout --local --stable DIR --canary DIR --traffic PATH [--mode shadow]`:
     replay the texts through a traffic split while the canary is rolled out (or shadowed) and
@@ -121,20 +143,14 @@ def local(
     if missing:
         raise typer.BadParameter(f"--local needs {', '.join(missing)}")
     assert stable is not None and canary is not None and traffic
-    try:
-        plan_steps = [int(s) for s in steps.split(",") if s.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"--steps {steps!r}: use percentages like 10,50,100") from None
     from sentiops.config import get_settings
     from sentiops.data.datasets import TEXT, load
     from sentiops.local.rollout import local_rollout
     from sentiops.rollout.approval import Approval
     from sentiops.rollout.judge import JudgeConfig
     from sentiops.rollout.notify import parse_targets
-    from sentiops.rollout.steps import MODES
 
-    if mode not in MODES:
-        raise typer.BadParameter(f"--mode {mode!r}: use one of {', '.join(MODES)}")
+    plan_steps = _percentages(steps, mode)
     try:
         judge = JudgeConfig(
             min_requests=min_requests,
@@ -146,7 +162,6 @@ def local(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     parse_targets(notify or [])  # refuse a bad target before anything starts
-
     texts = [t for t in load(list(traffic), TEXT, None)[TEXT].tolist() if t.strip()]
     record = local_rollout(
         stable,
@@ -157,7 +172,7 @@ def local(
         step_seconds,
         rate,
         judge,
-        max_holds,
+        max_holds=max_holds,
         progress=console.print,
         mode=mode,
         approval=approval,
@@ -167,6 +182,19 @@ def local(
     if output_json:
         record.write_json(output_json)
         console.print(f"decision record: {output_json}", highlight=False)
+
+
+def _percentages(steps: str, mode: str) -> list[int]:
+    """The plan's steps of --steps; a bad --steps or --mode is a usage error."""
+    from sentiops.rollout.steps import MODES
+
+    try:
+        plan_steps = [int(s) for s in steps.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--steps {steps!r}: use percentages like 10,50,100") from None
+    if mode not in MODES:
+        raise typer.BadParameter(f"--mode {mode!r}: use one of {', '.join(MODES)}")
+    return plan_steps
 
 
 def _executor(namespace: str, kubeconfig: str | None):  # noqa: ANN202

@@ -22,99 +22,111 @@ if TYPE_CHECKING:
 
 MAKE_TOKENS = "printf 'annotators:%s\\n' \"$(openssl rand -hex 24)\" > tokens; chmod 600 tokens"
 
-# typer prints a docstring's single line breaks as they are: the help is written unwrapped
-HELP = (
-    "Serve a model with KServe's ModelServer: v1 + v2 REST, v2 gRPC, /metrics.\n\n"
-    "The model is checked (and an s3:// model downloaded, checksums verified) before the "
-    "server starts, so a broken model is an error here, not a server that never gets ready.\n\n"
-    "Labels posted to :feedback (with --feedback-store) become training data: give the "
-    "annotators tokens with --auth-token-file, or anyone who can reach the port can write "
-    "them. The flags are the image's (python -m serving), see docs/security.md."
-)
+ModelUri = Annotated[str, typer.Option(help="model directory or s3:// prefix")]
+HttpPort = Annotated[int, typer.Option(help="REST (v1 + v2) and /metrics")]
+GrpcPort = Annotated[int, typer.Option(help="v2 gRPC")]
+Host = Annotated[str, typer.Option(help="address to listen on (0.0.0.0 for other machines too)")]
+Name = Annotated[str, typer.Option(help="model name in the URLs")]
+LoggerUrl = Annotated[
+    str, typer.Option(help="post requests/responses as CloudEvents here (drift sidecar)")
+]
+LoggerMode = Annotated[str, typer.Option(help="all | request | response")]
+MaxBatch = Annotated[int, typer.Option(help="most texts in one request")]
+BatchWindow = Annotated[
+    float, typer.Option(help="how long a forward pass waits for concurrent requests")
+]
+FeedbackStore = Annotated[
+    str | None,
+    typer.Option(
+        envvar="SENTIOPS_FEEDBACK_STORE",
+        show_default=False,
+        help="store (directory or s3://bucket) of the prediction log and labels: enables "
+        "POST /v1/models/<name>:feedback and live accuracy",
+    ),
+]
+AuthTokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="SENTIOPS_AUTH_TOKEN_FILE",
+        show_default=False,
+        help="tokens (`name:token` lines, or a directory with a file per token): :feedback "
+        "then needs `Authorization: Bearer <token>`",
+    ),
+]
+AuthReads = Annotated[
+    bool,
+    typer.Option(
+        "--auth-reads",
+        help="predict, explain, infer and metadata need a token too (health and /metrics stay "
+        "open); needs --auth-token-file",
+    ),
+]
+RateLimit = Annotated[
+    float,
+    typer.Option(
+        envvar="SENTIOPS_RATE_LIMIT",
+        help="requests a second per client on the model's endpoints and feedback (0: no "
+        "limit); over it 429 with Retry-After",
+    ),
+]
+RateBurst = Annotated[
+    float, typer.Option(help="requests a client may make at once (0: one second's worth)")
+]
+LoggerTokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="SENTIOPS_LOGGER_TOKEN_FILE",
+        show_default=False,
+        help="the token (`name:token`) the inference log presents to the drift sidecar "
+        "(--logger-url)",
+    ),
+]
+SampleSecretFile = Annotated[
+    Path | None,
+    typer.Option(
+        envvar=SAMPLE_SECRET_ENV,
+        show_default=False,
+        help="the evaluation-sample secret (at least 16 bytes, e.g. `openssl rand -hex 32`), "
+        "passed to the predictor as $SENTIOPS_SAMPLE_SECRET_FILE (without it: "
+        "$SENTIOPS_HOME/secrets/eval-sample.key)",
+    ),
+]
 
 
 def register_commands(app: typer.Typer) -> None:
     from sentiops.cli.common import handle_errors
 
-    app.command("serve", help=HELP)(handle_errors(serve))
+    app.command("serve")(handle_errors(serve))
 
 
 def serve(
-    model: Annotated[str, typer.Option(help="model directory or s3:// prefix")],
-    http_port: Annotated[int, typer.Option(help="REST (v1 + v2) and /metrics")] = 8080,
-    grpc_port: Annotated[int, typer.Option(help="v2 gRPC")] = 8081,
-    host: Annotated[
-        str, typer.Option(help="address to listen on (0.0.0.0 for other machines too)")
-    ] = "127.0.0.1",
-    name: Annotated[str, typer.Option(help="model name in the URLs")] = MODEL_NAME,
-    logger_url: Annotated[
-        str, typer.Option(help="post requests/responses as CloudEvents here (drift sidecar)")
-    ] = "",
-    logger_mode: Annotated[str, typer.Option(help="all | request | response")] = "all",
-    max_batch_size: Annotated[int, typer.Option(help="most texts in one request")] = 256,
-    batch_window_ms: Annotated[
-        float, typer.Option(help="how long a forward pass waits for concurrent requests")
-    ] = 5.0,
-    feedback_store: Annotated[
-        str | None,
-        typer.Option(
-            envvar="SENTIOPS_FEEDBACK_STORE",
-            show_default=False,
-            help="store (directory or s3://bucket) of the prediction log and labels: "
-            "enables POST /v1/models/<name>:feedback and live accuracy",
-        ),
-    ] = None,
-    auth_token_file: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="SENTIOPS_AUTH_TOKEN_FILE",
-            show_default=False,
-            help="tokens (`name:token` lines, or a directory with a file per token): "
-            ":feedback then needs `Authorization: Bearer <token>`",
-        ),
-    ] = None,
-    auth_reads: Annotated[
-        bool,
-        typer.Option(
-            "--auth-reads",
-            help="predict, explain, infer and metadata need a token "
-            "too (health and /metrics stay open); needs --auth-token-file",
-        ),
-    ] = False,
-    rate_limit: Annotated[
-        float,
-        typer.Option(
-            envvar="SENTIOPS_RATE_LIMIT",
-            help="requests a second per client on the model's endpoints and feedback "
-            "(0: no limit); over it 429 with Retry-After",
-        ),
-    ] = 0.0,
-    rate_burst: Annotated[
-        float,
-        typer.Option(help="requests a client may make at once (0: one second's worth)"),
-    ] = 0.0,
-    logger_token_file: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="SENTIOPS_LOGGER_TOKEN_FILE",
-            show_default=False,
-            help="the token (`name:token`) the inference log presents to the drift "
-            "sidecar (--logger-url)",
-        ),
-    ] = None,
-    sample_secret_file: Annotated[
-        Path | None,
-        typer.Option(
-            envvar=SAMPLE_SECRET_ENV,
-            show_default=False,
-            help="the evaluation-sample secret (at least 16 bytes, e.g. `openssl rand "
-            "-hex 32`), passed to the predictor as $SENTIOPS_SAMPLE_SECRET_FILE "
-            "(without it: $SENTIOPS_HOME/secrets/eval-sample.key)",
-        ),
-    ] = None,
+    *,
+    model: ModelUri,
+    http_port: HttpPort = 8080,
+    grpc_port: GrpcPort = 8081,
+    host: Host = "127.0.0.1",
+    name: Name = MODEL_NAME,
+    logger_url: LoggerUrl = "",
+    logger_mode: LoggerMode = "all",
+    max_batch_size: MaxBatch = 256,
+    batch_window_ms: BatchWindow = 5.0,
+    feedback_store: FeedbackStore = None,
+    auth_token_file: AuthTokenFile = None,
+    auth_reads: AuthReads = False,
+    rate_limit: RateLimit = 0.0,
+    rate_burst: RateBurst = 0.0,
+    logger_token_file: LoggerTokenFile = None,
+    sample_secret_file: SampleSecretFile = None,
 ) -> None:
-    """`sentiops serve` (its help is HELP): checks every flag, then the model, then replaces
-    this process with `python -m serving`."""
+    """Serve a model with KServe's ModelServer: v1 + v2 REST, v2 gRPC, /metrics.
+
+    The model is checked (and an s3:// model downloaded, checksums verified) before the
+    server starts, so a broken model is an error here, not a server that never gets ready.
+
+    Labels posted to :feedback (with --feedback-store) become training data: give the
+    annotators tokens with --auth-token-file, or anyone who can reach the port can write them.
+    The flags are the image's (python -m serving), see docs/security.md."""
+    # every flag is checked, then the model; then this process becomes `python -m serving`
     from sentiops.errors import ConfigError
 
     if logger_mode not in ("all", "request", "response"):
@@ -141,35 +153,28 @@ def serve(
         f"{name}, gRPC :{grpc_port} (listening on {host})",
         flush=True,
     )
-    args = [
-        sys.executable,
-        "-m",
-        "serving",
-        f"--model_name={name}",
-        f"--model_dir={model}",
-        f"--http_port={http_port}",
-        f"--host={host}",
-        f"--grpc_port={grpc_port}",
-        f"--max_batch_size={max_batch_size}",
-        f"--batch_window_ms={batch_window_ms}",
-    ]
-    if logger_url:
-        args += [f"--logger_url={logger_url}", f"--logger_mode={logger_mode}"]
-    if logger_token:
-        args.append(f"--logger_token_file={logger_token}")
-    if feedback_store:
-        args.append(f"--feedback_store={feedback_store}")
-    if auth_token_file:
-        args.append(f"--auth_token_file={auth_token_file.expanduser().resolve()}")
-    if auth_reads:
-        args.append("--auth_reads=true")
-    # always given: the child would otherwise take $SENTIOPS_RATE_LIMIT over an explicit 0
-    args += [f"--rate_limit={rate_limit}", f"--rate_burst={rate_burst}"]
-    env = dict(os.environ)
-    if secret:
-        env[SAMPLE_SECRET_ENV] = str(secret)
+    flags: dict[str, object] = {
+        "model_name": name,
+        "model_dir": model,
+        "http_port": http_port,
+        "host": host,
+        "grpc_port": grpc_port,
+        "max_batch_size": max_batch_size,
+        "batch_window_ms": batch_window_ms,
+        "logger_url": logger_url or None,
+        "logger_mode": logger_mode if logger_url else None,
+        "logger_token_file": logger_token,
+        "feedback_store": feedback_store or None,
+        "auth_token_file": auth_token_file.expanduser().resolve() if auth_token_file else None,
+        "auth_reads": "true" if auth_reads else None,
+        # always given: the child would otherwise take $SENTIOPS_RATE_LIMIT over an explicit 0
+        "rate_limit": rate_limit,
+        "rate_burst": rate_burst,
+    }
+    args = [f"--{flag}={value}" for flag, value in flags.items() if value is not None]
+    env = dict(os.environ) | ({SAMPLE_SECRET_ENV: str(secret)} if secret else {})
     # the same process as the image runs; Ctrl-C stops it
-    os.execve(sys.executable, args, env)
+    os.execve(sys.executable, [sys.executable, "-m", "serving", *args], env)
 
 
 def _check_rates(rate_limit: float, rate_burst: float) -> None:

@@ -285,6 +285,7 @@ def _accuracy(section: Any) -> None:
 
 @handled
 def console_cmd(
+    *,
     port: Annotated[int, typer.Option(help="port of the page")] = 8501,
     host: Annotated[str, typer.Option(help="address to bind (0.0.0.0 for others)")] = "127.0.0.1",
     predictor_url: Annotated[

@@ -180,6 +180,7 @@ class LocalStack:
         steps: list[int],
         step_seconds: float,
         judge: JudgeConfig | None = None,
+        *,
         max_holds: int = 2,
         canary_version: str | None = None,
         canary_args: list[str] | None = None,
@@ -201,35 +202,58 @@ class LocalStack:
                 "roll out a different model (or give the canary its own version)",
             )
         plan = Plan(
-            cv,
-            sv,
-            steps,
-            step_seconds,
-            max_holds,
-            judge or JudgeConfig(),
-            mode,
-            approval or Approval(),
+            canary_version=cv,
+            stable_version=sv,
+            steps=steps,
+            step_seconds=step_seconds,
+            max_holds=max_holds,
+            judge=judge or JudgeConfig(),
+            mode=mode,
+            approval=approval or Approval(),
         )
-        notifier = Notifier(parse_targets(notify)) if notify else None
-        executor: LocalExecutor | LocalShadowExecutor
+        executor = self._executor(canary_dir, cv, mode, canary_args or [])
+        time.sleep(2.0)  # two scrapes of the serving predictor before the first step
+        record = self._walk(plan, executor, Notifier(parse_targets(notify)) if notify else None)
+        status = self.replay.status if self.replay else {}
+        mirrored = f"; copies to the shadow {dict(self.split.mirrored)}" if mode == SHADOW else ""
+        self.progress(
+            f"requests through the split: {dict(self.split.counts)}; answers by status "
+            f"{status}{mirrored}"
+        )
+        return record
+
+    def _executor(
+        self, canary_dir: Path, version: str, mode: str, canary_args: list[str]
+    ) -> LocalExecutor | LocalShadowExecutor:
+        """The predictors a rollout in `mode` starts, and what moves traffic between them."""
+        assert self.serving is not None
         if mode == SHADOW:
             # the shadow counts the labels of its answers from the store every 2 s
             shadow = self.predictor(
                 canary_dir,
-                cv,
+                version,
                 "shadow",
-                [*(canary_args or []), "--shadow=true", "--feedback_refresh_seconds=2"],
+                [*canary_args, "--shadow=true", "--feedback_refresh_seconds=2"],
             )
-            successor = self.predictor(canary_dir, cv, "serving", canary_args or [])
-            executor = LocalShadowExecutor(self.serving, shadow, successor, self)
-        else:
-            canary = self.predictor(canary_dir, cv, "canary", canary_args or [])
-            executor = LocalExecutor(self.serving, canary, self)
-        time.sleep(2.0)  # two scrapes of the serving predictor before the first step
+            successor = self.predictor(canary_dir, version, "serving", canary_args)
+            return LocalShadowExecutor(self.serving, shadow, successor, self)
+        canary = self.predictor(canary_dir, version, "canary", canary_args)
+        return LocalExecutor(self.serving, canary, self)
+
+    def _walk(
+        self,
+        plan: Plan,
+        executor: LocalExecutor | LocalShadowExecutor,
+        notifier: Notifier | None,
+    ) -> Record:
+        """The plan's steps walked (progress.json while they run, decision.json after); the
+        predictor that serves afterwards becomes the stack's."""
 
         def on_update(record: Record) -> None:  # what the console and `sentiops status` show
             now = record.to_dict()
-            write_json({"plan": steps} | {k: now[k] for k in IN_PROGRESS}, self.workdir / PROGRESS)
+            write_json(
+                {"plan": plan.steps} | {k: now[k] for k in IN_PROGRESS}, self.workdir / PROGRESS
+            )
 
         (self.workdir / PROGRESS).unlink(missing_ok=True)
         try:
@@ -252,12 +276,6 @@ class LocalStack:
             (self.workdir / PROGRESS).unlink(missing_ok=True)
             self.serving = executor.serving
         record.write_json(self.workdir / DECISION)
-        status = self.replay.status if self.replay else {}
-        mirrored = f"; copies to the shadow {dict(self.split.mirrored)}" if mode == SHADOW else ""
-        self.progress(
-            f"requests through the split: {dict(self.split.counts)}; answers by status "
-            f"{status}{mirrored}"
-        )
         return record
 
     def stop(self) -> None:
@@ -278,6 +296,7 @@ def local_rollout(
     step_seconds: float,
     rate: float = 50.0,
     judge: JudgeConfig | None = None,
+    *,
     max_holds: int = 2,
     name: str = MODEL_NAME,
     stable_version: str | None = None,
@@ -310,12 +329,12 @@ def local_rollout(
             steps,
             step_seconds,
             judge,
-            max_holds,
-            cv,
-            canary_args,
-            mode,
-            approval,
-            notify,
+            max_holds=max_holds,
+            canary_version=cv,
+            canary_args=canary_args,
+            mode=mode,
+            approval=approval,
+            notify=notify,
         )
     finally:
         stack.stop()

@@ -4,6 +4,7 @@ traffic."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -94,8 +95,8 @@ class TrafficSplit:
         metrics.MIRROR_REQUESTS.labels(outcome).inc()
 
     def app(self) -> Any:
-        import asyncio
-
+        """The split as an ASGI app: every request forwarded to the version `_pick` chooses, and
+        a copy of `MIRRORED` ones to the shadow (`_Mirror`)."""
         import httpx
         from starlette.applications import Starlette
         from starlette.requests import Request
@@ -103,37 +104,7 @@ class TrafficSplit:
         from starlette.routing import Route
 
         client = httpx.AsyncClient(timeout=30.0)
-        # the mirror's own queue, senders and connections (made in the server's event loop)
-        mirror: dict[str, Any] = {}
-
-        async def send_copies(queue: asyncio.Queue, shadow_client: httpx.AsyncClient) -> None:
-            while True:
-                url, method, params, body, headers = await queue.get()
-                try:
-                    await shadow_client.request(
-                        method, url, params=params, content=body, headers=headers
-                    )
-                    self._count_mirror("sent")
-                except httpx.HTTPError:
-                    self._count_mirror("failed")
-                finally:
-                    queue.task_done()
-
-        def copy(item: tuple[Any, ...]) -> None:
-            if not mirror:
-                limits = httpx.Limits(max_connections=self.mirror_senders)
-                mirror["client"] = httpx.AsyncClient(timeout=self.mirror_timeout, limits=limits)
-                mirror["queue"] = asyncio.Queue(maxsize=self.mirror_queue)
-                mirror["senders"] = [
-                    asyncio.get_running_loop().create_task(
-                        send_copies(mirror["queue"], mirror["client"])
-                    )
-                    for _ in range(self.mirror_senders)
-                ]
-            try:
-                mirror["queue"].put_nowait(item)
-            except asyncio.QueueFull:
-                self._count_mirror("dropped")
+        mirror = _Mirror(self)
 
         async def forward(request: Request) -> Response:
             _, upstream = self._pick()
@@ -161,15 +132,8 @@ class TrafficSplit:
                 copy_headers = {k: v for k, v in headers.items() if k.lower() != "x-request-id"}
                 if rid:
                     copy_headers["x-request-id"] = rid
-                copy(
-                    (
-                        shadow + request.url.path,
-                        request.method,
-                        request.query_params,
-                        body,
-                        copy_headers,
-                    )
-                )
+                url = shadow + request.url.path
+                mirror.copy((url, request.method, request.query_params, body, copy_headers))
             drop = {"content-length", "transfer-encoding", "connection", "content-encoding"}
             headers = {k: v for k, v in resp.headers.items() if k.lower() not in drop}
             return Response(resp.content, status_code=resp.status_code, headers=headers)
@@ -198,6 +162,49 @@ class TrafficSplit:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
+
+
+class _Mirror:
+    """The shadow's copies of one split: a bounded queue and a few senders with their own
+    connections and timeout, made in the server's event loop on the first copy; a full queue
+    drops the copy. Each copy is counted sent, dropped or failed."""
+
+    def __init__(self, split: TrafficSplit) -> None:
+        self.split = split
+        self.queue: asyncio.Queue[tuple[Any, ...]] | None = None
+        self.client: Any = None
+        self.senders: list[asyncio.Task[None]] = []
+
+    def copy(self, item: tuple[Any, ...]) -> None:
+        """Queue (url, method, params, body, headers) for the shadow; never waits."""
+        if self.queue is None:
+            import httpx
+
+            limits = httpx.Limits(max_connections=self.split.mirror_senders)
+            self.client = httpx.AsyncClient(timeout=self.split.mirror_timeout, limits=limits)
+            self.queue = asyncio.Queue(maxsize=self.split.mirror_queue)
+            loop = asyncio.get_running_loop()
+            self.senders = [
+                loop.create_task(self._send()) for _ in range(self.split.mirror_senders)
+            ]
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.split._count_mirror("dropped")
+
+    async def _send(self) -> None:
+        import httpx
+
+        assert self.queue is not None
+        while True:
+            url, method, params, body, headers = await self.queue.get()
+            try:
+                await self.client.request(method, url, params=params, content=body, headers=headers)
+                self.split._count_mirror("sent")
+            except httpx.HTTPError:
+                self.split._count_mirror("failed")
+            finally:
+                self.queue.task_done()
 
 
 # ------------------------------------------------------------------------------ replay

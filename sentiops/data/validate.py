@@ -104,7 +104,19 @@ def validate(
     if missing:
         findings.append(Finding("columns", "error", f"missing column(s) {missing}", len(missing)))
         return df, Report(False, rows_in, 0, {}, findings)
+    clean = df[_check_rows(df, labels, drop_invalid, findings)]
+    clean = _drop_duplicates(clean, findings)
+    label_counts = _check_classes(clean, labels, min_per_class, findings)
+    ok = not any(f.severity == "error" for f in findings)
+    report = Report(ok, rows_in, len(clean), label_counts, findings)
+    return clean.reset_index(drop=True), report
 
+
+def _check_rows(
+    df: pd.DataFrame, labels: tuple[str, ...], drop_invalid: bool, findings: list[Finding]
+) -> pd.Series:
+    """The rows that pass the row checks (empty text, invalid UTF-8, unknown label); a finding
+    per failed check (an error, or with `drop_invalid` a warning: the rows are dropped)."""
     row_checks = [
         (
             "empty_text",
@@ -143,8 +155,12 @@ def validate(
                 )
             )
             keep &= ~mask
-    clean = df[keep]
+    return keep
 
+
+def _drop_duplicates(clean: pd.DataFrame, findings: list[Finding]) -> pd.DataFrame:
+    """Without exact duplicate (text, label) rows (the first stays) and without texts that
+    carry different labels (every copy goes); a warning for each."""
     dup = clean.duplicated(subset=[TEXT, LABEL], keep="first")
     if int(dup.sum()):
         findings.append(
@@ -169,7 +185,13 @@ def validate(
             )
         )
         clean = clean[~conflict]
+    return clean
 
+
+def _check_classes(
+    clean: pd.DataFrame, labels: tuple[str, ...], min_per_class: int, findings: list[Finding]
+) -> dict[str, int]:
+    """The rows per label; errors for no rows, a class under `min_per_class`, one class."""
     counts = clean[LABEL].value_counts()
     label_counts = {lab: int(counts.get(lab, 0)) for lab in labels if counts.get(lab, 0)}
     if len(clean) == 0:
@@ -195,9 +217,7 @@ def validate(
                     1,
                 )
             )
-    ok = not any(f.severity == "error" for f in findings)
-    report = Report(ok, rows_in, len(clean), label_counts, findings)
-    return clean.reset_index(drop=True), report
+    return label_counts
 
 
 def normalize_text(text: str) -> str:

@@ -165,101 +165,110 @@ class Feedback:
         origin are stored as rows of their own; what is stored already is left as it is."""
         import pyarrow as pa
 
-        from sentiops import metrics
-
         with self.lock:
             ids = [i.id for i in items]
             found = self.index.find(ids)
-            ambiguous = [i for i in ids if i in self.index.ambiguous]
-            if ambiguous:
-                raise FeedbackError(
-                    f"{len(ambiguous)} of {len(ids)} ids match more than one logged prediction: "
-                    f"{ambiguous[:10]}",
-                    "a label must name exactly one prediction; these ids cannot be labelled "
-                    "(ask the operator: the prediction log holds two predictions under one id)",
-                    409,
-                    [{"id": i, "error": "matches more than one prediction"} for i in ambiguous],
-                )
-            unknown = [i for i in ids if i not in found]
-            if unknown:
-                raise FeedbackError(
-                    f"{len(unknown)} of {len(ids)} ids match no logged prediction: {unknown[:10]}",
-                    "an id is the x-request-id (or v2 request id) of a prediction, with "
-                    "':<index>' for the index-th text of a batch; a prediction from the last "
-                    "few seconds may not be in the prediction log yet: retry shortly",
-                    404,
-                    [{"id": i, "error": "unknown prediction id"} for i in unknown],
-                )
+            self._check_known(ids, found)
             self._refresh_labelled()
-            seen: set[str] = set()
-            dups = []
-            changes = {}
-            for item in items:
-                changes[item.id] = self._change(item, labelled_by)
-                if changes[item.id] == "taken" or item.id in seen:
-                    dups.append(item.id)
-                seen.add(item.id)
-            if dups:
-                raise FeedbackError(
-                    f"{len(dups)} of {len(ids)} ids already have a label: {dups[:10]}",
-                    "each prediction takes one label; send only new ids (a label made in a "
-                    "labelling tool is revised only by that tool's task, under its token)",
-                    409,
-                    [{"id": i, "error": "already labelled"} for i in dups],
-                )
+            changes = self._changes(items, labelled_by)
             now = datetime.now(UTC)
-            rows: list[dict[str, Any]] = []
-            for item in items:
-                if changes[item.id] == "unchanged":
-                    continue
-                p = found[item.id]
-                label = self.latest[item.id][2] if item.withdrawn else item.label
-                rows.append(
-                    {
-                        "id": item.id,
-                        "text": str(p.get("text", "")),
-                        "label": label,
-                        "predicted_label": str(p.get("label", "")),
-                        "confidence": float(p.get("confidence") or 0.0),
-                        "model_name": str(p.get("model_name") or self.model_name),
-                        "model_version": str(p.get("model_version", "")),
-                        "predicted_at": str(p.get("time", "")),
-                        "labelled_at": now.isoformat(),
-                        "source": source,
-                        "sample": sample_of(p | {"id": item.id}, self.sample_key),
-                        "labelled_by": labelled_by,
-                        "client_id": str(p.get("client_id") or ""),
-                        "annotator": item.annotator,
-                        "origin": item.origin,
-                        "revision": item.revision,
-                        "withdrawn": item.withdrawn,
-                    }
-                )
+            rows = self._rows(items, changes, found, now, source=source, labelled_by=labelled_by)
             uri = _part(self.store, now) if rows else ""
             if rows:
                 table = pa.Table.from_pylist(rows, schema=_schema())
                 layout.put_bytes(layout.parquet_bytes(table), uri, self.settings)
                 self._add_part(uri, table.to_pandas())
-        by_version: dict[str, dict[str, int]] = {}
-        for r in rows:
-            if changes[r["id"]] != "new":  # the counter counts labels, not their revisions
-                continue
-            correct = r["label"] == r["predicted_label"]
-            metrics.FEEDBACK.labels(
-                r["model_name"], r["model_version"], str(correct).lower(), r["sample"]
-            ).inc()
-            v = by_version.setdefault(
-                str(r["model_version"]), {"labels": 0, "correct": 0, RANDOM: 0}
-            )
-            v["labels"] += 1
-            v["correct"] += int(correct)
-            v[RANDOM] += int(r["sample"] == RANDOM)
+        by_version = _count_new_labels(rows, changes)
         if rows:
             self.export_live_metrics(refresh=False)
         counts = {
             k: sum(v == k for v in changes.values()) for k in ("revised", "withdrawn", "unchanged")
         }
         return {"accepted": len(rows), "stored": uri, "by_version": by_version, **counts}
+
+    def _check_known(self, ids: list[str], found: dict[str, Any]) -> None:
+        """FeedbackError unless every id names exactly one logged prediction."""
+        ambiguous = [i for i in ids if i in self.index.ambiguous]
+        if ambiguous:
+            raise FeedbackError(
+                f"{len(ambiguous)} of {len(ids)} ids match more than one logged prediction: "
+                f"{ambiguous[:10]}",
+                "a label must name exactly one prediction; these ids cannot be labelled "
+                "(ask the operator: the prediction log holds two predictions under one id)",
+                409,
+                [{"id": i, "error": "matches more than one prediction"} for i in ambiguous],
+            )
+        unknown = [i for i in ids if i not in found]
+        if unknown:
+            raise FeedbackError(
+                f"{len(unknown)} of {len(ids)} ids match no logged prediction: {unknown[:10]}",
+                "an id is the x-request-id (or v2 request id) of a prediction, with "
+                "':<index>' for the index-th text of a batch; a prediction from the last "
+                "few seconds may not be in the prediction log yet: retry shortly",
+                404,
+                [{"id": i, "error": "unknown prediction id"} for i in unknown],
+            )
+
+    def _changes(self, items: Sequence[Item], labelled_by: str) -> dict[str, str]:
+        """What each item changes (`_change`); FeedbackError when an id is labelled already
+        (by another tool or task) or twice in `items` (call under the lock)."""
+        seen: set[str] = set()
+        dups = []
+        changes = {}
+        for item in items:
+            changes[item.id] = self._change(item, labelled_by)
+            if changes[item.id] == "taken" or item.id in seen:
+                dups.append(item.id)
+            seen.add(item.id)
+        if dups:
+            raise FeedbackError(
+                f"{len(dups)} of {len(items)} ids already have a label: {dups[:10]}",
+                "each prediction takes one label; send only new ids (a label made in a "
+                "labelling tool is revised only by that tool's task, under its token)",
+                409,
+                [{"id": i, "error": "already labelled"} for i in dups],
+            )
+        return changes
+
+    def _rows(
+        self,
+        items: Sequence[Item],
+        changes: dict[str, str],
+        found: dict[str, Any],
+        now: datetime,
+        *,
+        source: str,
+        labelled_by: str,
+    ) -> list[dict[str, Any]]:
+        """The label rows to store: one per item that changes something, with its prediction."""
+        rows: list[dict[str, Any]] = []
+        for item in items:
+            if changes[item.id] == "unchanged":
+                continue
+            p = found[item.id]
+            label = self.latest[item.id][2] if item.withdrawn else item.label
+            rows.append(
+                {
+                    "id": item.id,
+                    "text": str(p.get("text", "")),
+                    "label": label,
+                    "predicted_label": str(p.get("label", "")),
+                    "confidence": float(p.get("confidence") or 0.0),
+                    "model_name": str(p.get("model_name") or self.model_name),
+                    "model_version": str(p.get("model_version", "")),
+                    "predicted_at": str(p.get("time", "")),
+                    "labelled_at": now.isoformat(),
+                    "source": source,
+                    "sample": sample_of(p | {"id": item.id}, self.sample_key),
+                    "labelled_by": labelled_by,
+                    "client_id": str(p.get("client_id") or ""),
+                    "annotator": item.annotator,
+                    "origin": item.origin,
+                    "revision": item.revision,
+                    "withdrawn": item.withdrawn,
+                }
+            )
+        return rows
 
     def live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
         """Accuracy (with its 95 % Wilson interval) and macro-F1 of each model version on the
@@ -284,3 +293,25 @@ def export_live(model_name: str, live: dict[str, dict[str, float]]) -> dict[str,
         metrics.LIVE_MACRO_F1.labels(model_name, version).set(m["macro_f1"])
         metrics.LIVE_LABELS.labels(model_name, version).set(m["labels"])
     return live
+
+
+def _count_new_labels(
+    rows: list[dict[str, Any]], changes: dict[str, str]
+) -> dict[str, dict[str, int]]:
+    """Count the new labels (not revisions) in the feedback counter; per model version: labels,
+    correct ones and those of the random evaluation sample."""
+    from sentiops import metrics
+
+    by_version: dict[str, dict[str, int]] = {}
+    for r in rows:
+        if changes[r["id"]] != "new":  # the counter counts labels, not their revisions
+            continue
+        correct = r["label"] == r["predicted_label"]
+        metrics.FEEDBACK.labels(
+            r["model_name"], r["model_version"], str(correct).lower(), r["sample"]
+        ).inc()
+        v = by_version.setdefault(str(r["model_version"]), {"labels": 0, "correct": 0, RANDOM: 0})
+        v["labels"] += 1
+        v["correct"] += int(correct)
+        v[RANDOM] += int(r["sample"] == RANDOM)
+    return by_version

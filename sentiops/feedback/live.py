@@ -44,35 +44,7 @@ def review_burst(
     before the burst (only their random-sample part is used). Returns per token how many
     labels it gave and how often they disagree with the model (`tokens`), every test made
     (`checks`) and the reasons to hold the burst for review instead of retraining (`hold`).
-
-    What a label is compared with. The random evaluation sample is chosen by a hash of the
-    request id, not by an annotator, so its labels estimate the model's error on the traffic
-    they were given for; an annotator decides only what it answers. Each token's labels of each
-    kind are compared with random-sample labels of the same traffic given by someone else, or,
-    failing that, with random-sample labels it could not have chosen:
-
-    - a token's `random` labels: the other tokens' random-sample labels of this burst (same
-      traffic, same sampling, another annotator); when these are fewer than `min_labels` (one
-      annotator team, as `make run` and most clusters have), the random-sample labels from
-      before the burst (`earlier`);
-    - a token's `targeted` labels (e.g. the labelling queue): the random-sample labels of this
-      burst, the token's own included (the hash chose those texts, not the token); with fewer
-      than `min_labels` of them, the random-sample labels from before the burst.
-
-    A shift of the traffic legitimately raises the disagreement (the model meets a new domain,
-    as after `make run`'s turn to movie reviews), and texts queued for their small margin are
-    legitimately harder than the sample. So the reference rate is raised to the model's own
-    expected error on the token's texts, `1 - mean confidence` (top probability), when that is
-    higher: a token is held for what neither the sample nor the model's own uncertainty
-    explains. The excess is measured on the labels that should agree: with reference rate `r`
-    and the token's rate `d`, `(d - r) / (1 - r)` estimates the share of the token's labels
-    that contradict the model where an honest label would not (a poisoner flipping a share `f`
-    of the labels that agree with the model raises `d` to `r + f (1 - r)`). A token's labels of
-    one kind are held when, with at least `min_labels` labels on each side:
-
-    - that excess is above `max_excess`, and
-    - one-sided tests say so at `alpha`: Fisher's exact test against the reference labels and,
-      when the confidence is known, a binomial test against the model's expected error.
+    What each token's labels are compared with and when they are held: `_burst_checks`.
 
     What the guard cannot see: a token that labelled the earlier sample as it labels the burst
     (no honest reference: the share limit and a second team help), a drop of the model's
@@ -102,6 +74,48 @@ def review_burst(
                 f"{share:.0%} of the {total} new labels come from one token ({name}); "
                 f"the limit is {max_token_share:.0%}"
             )
+    checks = _burst_checks(
+        tagged, before, max_excess=max_excess, alpha=alpha, min_labels=min_labels
+    )
+    hold += [check["message"] for check in checks if check.get("held")]
+    return {"tokens": tokens, "checks": checks, "hold": hold}
+
+
+def _burst_checks(
+    tagged: Any, before: Any, *, max_excess: float, alpha: float, min_labels: int
+) -> list[dict[str, Any]]:
+    """The tests of `review_burst` over the guard rows of the burst (`tagged`) and of the
+    labels stored before it (`before`), one per token and kind of label.
+
+    What a label is compared with. The random evaluation sample is chosen by a hash of the
+    request id, not by an annotator, so its labels estimate the model's error on the traffic
+    they were given for; an annotator decides only what it answers. Each token's labels of each
+    kind are compared with random-sample labels of the same traffic given by someone else, or,
+    failing that, with random-sample labels it could not have chosen:
+
+    - a token's `random` labels: the other tokens' random-sample labels of this burst (same
+      traffic, same sampling, another annotator); when these are fewer than `min_labels` (one
+      annotator team, as `make run` and most clusters have), the random-sample labels from
+      before the burst (`earlier`);
+    - a token's `targeted` labels (e.g. the labelling queue): the random-sample labels of this
+      burst, the token's own included (the hash chose those texts, not the token); with fewer
+      than `min_labels` of them, the random-sample labels from before the burst.
+
+    A shift of the traffic legitimately raises the disagreement (the model meets a new domain,
+    as after `make run`'s turn to movie reviews), and texts queued for their small margin are
+    legitimately harder than the sample. So the reference rate is raised to the model's own
+    expected error on the token's texts, `1 - mean confidence` (top probability), when that is
+    higher: a token is held for what neither the sample nor the model's own uncertainty
+    explains. The excess is measured on the labels that should agree: with reference rate `r`
+    and the token's rate `d`, `(d - r) / (1 - r)` estimates the share of the token's labels
+    that contradict the model where an honest label would not (a poisoner flipping a share `f`
+    of the labels that agree with the model raises `d` to `r + f (1 - r)`). A token's labels of
+    one kind are held when, with at least `min_labels` labels on each side:
+
+    - that excess is above `max_excess`, and
+    - one-sided tests say so at `alpha`: Fisher's exact test against the reference labels and,
+      when the confidence is known, a binomial test against the model's expected error.
+    """
     tested = tagged[tagged["disagree"].notna()]
     sample = tested[tested["sample"] == RANDOM]
     old = before[(before["sample"] == RANDOM) & before["disagree"].notna()]
@@ -118,11 +132,10 @@ def review_burst(
             if len(others) >= min_labels
             else (old, "random-sample labels from before this burst")
         )
-        check = _compare(str(name), str(kind), mine, ref, what, max_excess, alpha, min_labels)
-        checks.append(check)
-        if check.get("held"):
-            hold.append(check["message"])
-    return {"tokens": tokens, "checks": checks, "hold": hold}
+        checks.append(
+            _compare(str(name), str(kind), mine, ref, what, max_excess, alpha, min_labels)
+        )
+    return checks
 
 
 def _guard_rows(labels: Any) -> Any:
@@ -162,7 +175,7 @@ def _compare(
     alpha: float,
     min_labels: int,
 ) -> dict[str, Any]:
-    """One token's labels of one kind against the reference labels (see `review_burst`)."""
+    """One token's labels of one kind against the reference labels (see `_burst_checks`)."""
     from scipy.stats import binomtest, fisher_exact
 
     n, k = len(mine), int(mine["disagree"].sum())

@@ -193,6 +193,90 @@ def _score_pred(pred: Sequence[str], gold: Sequence[str], labels: list[str]) -> 
     return macro_f1(list(gold), list(pred), scored_labels(labels, gold, pred))
 
 
+def _export_forms(
+    reference: Any,
+    labels: list[str],
+    staging: Path,
+    forms: Sequence[str],
+    *,
+    val_texts: list[str],
+    val_labels: Sequence[str],
+    train_texts: Sequence[str],
+    train_labels: Sequence[str],
+    distill_params: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The ONNX files of `forms` in `staging`: the exported network fused (fp32), quantized
+    (int8) and a distilled student (`student-int8`, validated on the `val_labels` that are
+    among `labels`). Returns the student's record ({} without one)."""
+    raw = export_onnx(reference.model, reference.tokenizer, staging / "exported.onnx")
+    fp32 = fuse(raw, staging / FILES["onnx-fp32"], reference.model.config)
+    if "onnx-int8" in forms:
+        quantize_int8(fp32, staging / FILES["onnx-int8"])
+    if "student-int8" not in forms:
+        return {}
+    index = {lab: i for i, lab in enumerate(labels)}
+    known = [(t, index[g]) for t, g in zip(val_texts, val_labels, strict=True) if g in index]
+    params = {"val_texts": [t for t, _ in known], "val_labels": [y for _, y in known]}
+    params |= distill_params or {}
+    return _student(reference, labels, staging, train_texts, train_labels, params)
+
+
+def _record(
+    folder: Path,
+    staging: Path,
+    chosen: str,
+    *,
+    tolerance: float,
+    n_texts: int,
+    measured: dict[str, dict[str, Any]],
+    student: dict[str, Any],
+) -> dict[str, Any]:
+    """Move the chosen form's file from `staging` into the model directory and record the
+    manifest's `serving` entry (returned): the form, its runtime and file, what was measured
+    on the `n_texts` validation texts per form, the student's record."""
+    serving: dict[str, Any] = {
+        "form": chosen,
+        "runtime": "pytorch" if chosen == "pytorch" else "onnxruntime",
+        "file": FILES.get(chosen),
+        "tolerance": tolerance,
+        "measured_on": f"validation split ({n_texts} texts)",
+        "forms": measured,
+    }
+    if student:
+        serving["student"] = student
+
+    def add(tmp: Path) -> None:
+        if chosen != "pytorch":
+            target = tmp / FILES[chosen]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (staging / FILES[chosen]).rename(target)
+
+    modeldir.extend(folder, add, {"serving": serving})
+    return serving
+
+
+def _checked_forms(forms: Sequence[str], train_texts: Sequence[str]) -> Sequence[str]:
+    """`forms` when all are known (else a ValueError); AUTO without texts to distil on: the
+    teacher's forms only."""
+    unknown = sorted(set(forms) - set(FORMS))
+    if unknown:
+        raise ValueError(f"unknown serving forms {unknown}; known: {FORMS}")
+    if tuple(forms) == AUTO and not len(train_texts):  # nothing to distil on: the teacher's forms
+        return AUTO[1:]
+    return forms
+
+
+def _measure(
+    measured: dict[str, dict[str, Any]], name: str, predict: Any, texts: list[str]
+) -> np.ndarray:
+    """`predict(texts)`, its speed recorded in `measured[name]` (texts/s)."""
+    start = time.perf_counter()
+    proba = predict(texts)
+    secs = time.perf_counter() - start
+    measured[name] = {"texts_per_sec": round(len(texts) / secs, 1) if secs > 0 else 0.0}
+    return np.asarray(proba)
+
+
 def package(
     folder: Path,
     val_texts: Sequence[str],
@@ -211,24 +295,13 @@ def package(
     passed to `sentiops.models.distill.distill`)."""
     from sentiops.models import load_model
 
-    unknown = sorted(set(forms) - set(FORMS))
-    if unknown:
-        raise ValueError(f"unknown serving forms {unknown}; known: {FORMS}")
-    if tuple(forms) == AUTO and not len(train_texts):  # nothing to distil on: the teacher's forms
-        forms = AUTO[1:]
+    forms = _checked_forms(forms, train_texts)
     loaded = load_model(folder)
     reference: Any = loaded.model  # a TransformerModel (only transformers are packaged)
     texts = list(val_texts)
     measured: dict[str, dict[str, Any]] = {}
-
-    def measure(name: str, predict: Any) -> np.ndarray:
-        start = time.perf_counter()
-        proba = predict(texts)
-        secs = time.perf_counter() - start
-        measured[name] = {"texts_per_sec": round(len(texts) / secs, 1) if secs > 0 else 0.0}
-        return np.asarray(proba)
-
-    base_pred = labels_from_proba(measure("pytorch", reference.predict_proba), loaded.labels)
+    proba = _measure(measured, "pytorch", reference.predict_proba, texts)
+    base_pred = labels_from_proba(proba, loaded.labels)
     base = _score_pred(base_pred, val_labels, loaded.labels)
     measured["pytorch"]["val_macro_f1"] = round(base, 4)
     chosen = "pytorch"
@@ -236,25 +309,24 @@ def package(
     staging = folder.parent / f".{folder.name}.onnx-{time.time_ns()}"
     try:
         if any(f != "pytorch" for f in forms):
-            raw = export_onnx(reference.model, reference.tokenizer, staging / "exported.onnx")
-            fp32 = fuse(raw, staging / FILES["onnx-fp32"], reference.model.config)
-            if "onnx-int8" in forms:
-                quantize_int8(fp32, staging / FILES["onnx-int8"])
-            if "student-int8" in forms:
-                index = {lab: i for i, lab in enumerate(loaded.labels)}
-                known = [
-                    (t, index[g]) for t, g in zip(texts, val_labels, strict=True) if g in index
-                ]
-                params = {"val_texts": [t for t, _ in known], "val_labels": [y for _, y in known]}
-                params |= distill_params or {}
-                student_record = _student(
-                    reference, loaded.labels, staging, train_texts, train_labels, params
-                )
+            student_record = _export_forms(
+                reference,
+                loaded.labels,
+                staging,
+                forms,
+                val_texts=texts,
+                val_labels=val_labels,
+                train_texts=train_texts,
+                train_labels=train_labels,
+                distill_params=distill_params,
+            )
         for form in forms:
             if form == "pytorch":
                 break
             sess = session(staging / FILES[form])
-            proba = measure(form, lambda t, s=sess: reference.predict_proba(t, session=s))
+            proba = _measure(
+                measured, form, lambda t, s=sess: reference.predict_proba(t, session=s), texts
+            )
             pred = labels_from_proba(proba, loaded.labels)
             f1 = _score_pred(pred, val_labels, loaded.labels)
             boot = paired_bootstrap(list(val_labels), base_pred, pred)
@@ -265,25 +337,15 @@ def package(
             if f1 >= base - tolerance or boot.ci_high >= -tolerance:
                 chosen = form
                 break
-        serving: dict[str, Any] = {
-            "form": chosen,
-            "runtime": "pytorch" if chosen == "pytorch" else "onnxruntime",
-            "file": FILES.get(chosen),
-            "tolerance": tolerance,
-            "measured_on": f"validation split ({len(texts)} texts)",
-            "forms": measured,
-        }
-        if student_record:
-            serving["student"] = student_record
-
-        def add(tmp: Path) -> None:
-            if chosen != "pytorch":
-                target = tmp / FILES[chosen]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                (staging / FILES[chosen]).rename(target)
-
-        modeldir.extend(folder, add, {"serving": serving})
-        return serving
+        return _record(
+            folder,
+            staging,
+            chosen,
+            tolerance=tolerance,
+            n_texts=len(texts),
+            measured=measured,
+            student=student_record,
+        )
     finally:
         import shutil
 

@@ -237,83 +237,104 @@ class TfidfModel:
         """The model from tfidf.json + tfidf.npz; a pickled model of an older SentiOps is
         refused without being opened."""
         folder = Path(folder)
-        if LEGACY_PICKLE in manifest.get("files", {}) or (folder / LEGACY_PICKLE).exists():
-            raise ModelError(
-                f"{folder} holds a TF-IDF model an older SentiOps saved as a pickle "
-                f"({LEGACY_PICKLE}); loading a pickle can run any code, so SentiOps no longer "
-                "loads one",
-                "retrain the model with this SentiOps (`sentiops train --model-type "
-                "tfidf-logreg ...` or the pipeline): it is saved as JSON + npz and signed",
-            )
-        for name in (STRUCTURE, ARRAYS):
-            if not (folder / name).is_file():
-                raise ModelError(
-                    f"{folder}: the TF-IDF model has no {name}",
-                    "the directory is incomplete; re-download or retrain it",
-                )
-        try:
-            structure = json.loads((folder / STRUCTURE).read_text())
-        except ValueError as exc:
-            raise ModelError(
-                f"{folder / STRUCTURE} is not valid JSON: {exc}", "re-download or retrain the model"
-            ) from exc
-        _check(
-            isinstance(structure, dict) and structure.get("format") == FORMAT,
-            f"{STRUCTURE} is not a {FORMAT} file",
-        )
-        if structure.get("format_version") != FORMAT_VERSION:
-            raise ModelError(
-                f"{folder}: TF-IDF format {structure.get('format_version')!r} is not supported",
-                f"this SentiOps reads format {FORMAT_VERSION}; retrain the model",
-            )
+        structure = _read_structure(folder, manifest)
         arrays = _read_arrays(folder / ARRAYS)
-        specs = structure.get("features")
-        _check(isinstance(specs, list) and len(specs) > 0, "no features")
-        features = []
-        for i, spec in enumerate(specs):
-            _check(
-                isinstance(spec, dict)
-                and isinstance(spec.get("name"), str)
-                and f"idf_{i}" in arrays,
-                f"feature {i}",
-            )
-            idf = arrays[f"idf_{i}"].astype(np.float64, copy=False)
-            features.append((spec["name"], _build_vectorizer(spec, idf)))
+        features = _load_features(structure, arrays)
         weights = structure.get("transformer_weights")
         _check(
             weights is None or (isinstance(weights, dict) and _plain(weights)),
             "transformer_weights",
         )
         union = FeatureUnion(features, transformer_weights=weights)
-        spec = structure.get("classifier")
-        _check(isinstance(spec, dict), "no classifier")
-        params, classes = spec.get("params") or {}, spec.get("classes")
-        allowed = set(LogisticRegression().get_params())
-        _check(
-            isinstance(params, dict) and set(params) <= allowed and _plain(params),
-            "classifier settings",
-        )
-        _check(
-            isinstance(classes, list)
-            and len(classes) >= 2
-            and all(isinstance(c, str) for c in classes),
-            "classes",
-        )
-        assert isinstance(classes, list)
         width = sum(len(vec.vocabulary_) for _, vec in features)
-        coef, intercept = arrays.get("coef"), arrays.get("intercept")
-        rows = 1 if len(classes) == 2 else len(classes)
-        shape = None if coef is None else coef.shape
-        _check(shape == (rows, width), f"coef of shape {shape}, not {(rows, width)}")
-        _check(intercept is not None and intercept.shape == (rows,), "intercept")
-        assert coef is not None and intercept is not None
-        clf = LogisticRegression(**params)
-        clf.classes_ = np.asarray(classes)
-        clf.coef_ = coef.astype(np.float64, copy=False)
-        clf.intercept_ = intercept.astype(np.float64, copy=False)
-        clf.n_iter_ = arrays.get("n_iter", np.zeros(1, dtype=np.int32))
-        clf.n_features_in_ = width
+        clf, classes = _load_classifier(structure, arrays, width)
         pipe = Pipeline([("features", union), ("clf", clf)])
         labels = list(manifest.get("labels") or classes)
         _check(labels == classes, f"labels {labels} differ from the classes {classes}")
         return cls(pipe, labels)
+
+
+def _read_structure(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """tfidf.json of a model directory in this SentiOps's format (a legacy pickle, a missing
+    file or another format is a ModelError)."""
+    if LEGACY_PICKLE in manifest.get("files", {}) or (folder / LEGACY_PICKLE).exists():
+        raise ModelError(
+            f"{folder} holds a TF-IDF model an older SentiOps saved as a pickle "
+            f"({LEGACY_PICKLE}); loading a pickle can run any code, so SentiOps no longer "
+            "loads one",
+            "retrain the model with this SentiOps (`sentiops train --model-type "
+            "tfidf-logreg ...` or the pipeline): it is saved as JSON + npz and signed",
+        )
+    for name in (STRUCTURE, ARRAYS):
+        if not (folder / name).is_file():
+            raise ModelError(
+                f"{folder}: the TF-IDF model has no {name}",
+                "the directory is incomplete; re-download or retrain it",
+            )
+    try:
+        structure = json.loads((folder / STRUCTURE).read_text())
+    except ValueError as exc:
+        raise ModelError(
+            f"{folder / STRUCTURE} is not valid JSON: {exc}", "re-download or retrain the model"
+        ) from exc
+    _check(
+        isinstance(structure, dict) and structure.get("format") == FORMAT,
+        f"{STRUCTURE} is not a {FORMAT} file",
+    )
+    if structure.get("format_version") != FORMAT_VERSION:
+        raise ModelError(
+            f"{folder}: TF-IDF format {structure.get('format_version')!r} is not supported",
+            f"this SentiOps reads format {FORMAT_VERSION}; retrain the model",
+        )
+    return structure
+
+
+def _load_features(structure: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[Any]:
+    """The (name, vectorizer) pairs of the FeatureUnion, each with its idf weights."""
+    specs = structure.get("features")
+    _check(isinstance(specs, list) and len(specs) > 0, "no features")
+    assert isinstance(specs, list)
+    features = []
+    for i, spec in enumerate(specs):
+        _check(
+            isinstance(spec, dict) and isinstance(spec.get("name"), str) and f"idf_{i}" in arrays,
+            f"feature {i}",
+        )
+        idf = arrays[f"idf_{i}"].astype(np.float64, copy=False)
+        features.append((spec["name"], _build_vectorizer(spec, idf)))
+    return features
+
+
+def _load_classifier(
+    structure: dict[str, Any], arrays: dict[str, np.ndarray], width: int
+) -> tuple[LogisticRegression, list[str]]:
+    """The fitted LogisticRegression over `width` features, and its classes."""
+    spec = structure.get("classifier")
+    _check(isinstance(spec, dict), "no classifier")
+    assert isinstance(spec, dict)
+    params, classes = spec.get("params") or {}, spec.get("classes")
+    allowed = set(LogisticRegression().get_params())
+    _check(
+        isinstance(params, dict) and set(params) <= allowed and _plain(params),
+        "classifier settings",
+    )
+    _check(
+        isinstance(classes, list)
+        and len(classes) >= 2
+        and all(isinstance(c, str) for c in classes),
+        "classes",
+    )
+    assert isinstance(classes, list)
+    coef, intercept = arrays.get("coef"), arrays.get("intercept")
+    rows = 1 if len(classes) == 2 else len(classes)
+    shape = None if coef is None else coef.shape
+    _check(shape == (rows, width), f"coef of shape {shape}, not {(rows, width)}")
+    _check(intercept is not None and intercept.shape == (rows,), "intercept")
+    assert coef is not None and intercept is not None
+    clf = LogisticRegression(**params)
+    clf.classes_ = np.asarray(classes)
+    clf.coef_ = coef.astype(np.float64, copy=False)
+    clf.intercept_ = intercept.astype(np.float64, copy=False)
+    clf.n_iter_ = arrays.get("n_iter", np.zeros(1, dtype=np.int32))
+    clf.n_features_in_ = width
+    return clf, classes

@@ -149,6 +149,43 @@ def train_on_splits(
         "train_seconds": round(seconds, 2),
     }
     modeldir.write(cfg.output, model.save, info)
+    _package_serving_form(model, cfg, train_df, val_df)
+    if cfg.calibration != "none":  # before the detector: it records served probabilities
+        calibrate(cfg.output, val_df, cfg.calibration, traffic_like(val_df, first), cfg.seed)
+    if cfg.drift_detector:
+        fit_drift_detector(
+            cfg.output,
+            traffic_like(train_df, first)[TEXT].tolist(),
+            traffic_like(val_df, first)[TEXT].tolist(),
+        )
+    loaded = load_model(cfg.output)
+    metrics: dict[str, Any] = {
+        "validation": _strip(evaluate(loaded, val_df[TEXT], val_df[LABEL], behavioural=False))
+    }
+    if test_df is not None:
+        metrics["test"] = _strip(evaluate(loaded, test_df[TEXT], test_df[LABEL]))
+    metrics["history"] = getattr(model, "history", [])
+    manifest = modeldir.extend(cfg.output, lambda _: None, {"metrics": metrics})
+    version = str(manifest["version"])
+    fitted = Fitted(cfg.output, version, metrics, seconds)
+    if cfg.track:
+        fitted.tracking = _log_training(
+            cfg,
+            dataset,
+            params,
+            version=version,
+            train_rows=len(train_df),
+            metrics=metrics,
+            seconds=seconds,
+        )
+    return fitted
+
+
+def _package_serving_form(
+    model: SentimentModel, cfg: TrainConfig, train_df: pd.DataFrame, val_df: pd.DataFrame
+) -> None:
+    """The serving form of a model type that has one (`package`: ONNX, int8, a distilled
+    student), chosen on the validation split within `cfg.serving_tolerance`."""
     package = getattr(type(model), "package", None)
     if package is not None and cfg.serving_form != "pytorch":
         # the serving form is made before any scoring: what is evaluated (here, and by the
@@ -170,47 +207,42 @@ def train_on_splits(
             train_df[LABEL].tolist(),
             {"epochs": cfg.distill_epochs},
         )
-    if cfg.calibration != "none":  # before the detector: it records served probabilities
-        calibrate(cfg.output, val_df, cfg.calibration, traffic_like(val_df, first), cfg.seed)
-    if cfg.drift_detector:
-        fit_drift_detector(
-            cfg.output,
-            traffic_like(train_df, first)[TEXT].tolist(),
-            traffic_like(val_df, first)[TEXT].tolist(),
-        )
-    loaded = load_model(cfg.output)
-    metrics: dict[str, Any] = {
-        "validation": _strip(evaluate(loaded, val_df[TEXT], val_df[LABEL], behavioural=False))
-    }
-    if test_df is not None:
-        metrics["test"] = _strip(evaluate(loaded, test_df[TEXT], test_df[LABEL]))
-    metrics["history"] = getattr(model, "history", [])
-    manifest = modeldir.extend(cfg.output, lambda _: None, {"metrics": metrics})
-    version = str(manifest["version"])
-    fitted = Fitted(cfg.output, version, metrics, seconds)
-    if cfg.track:
-        from sentiops.registry import lifecycle as registry
 
-        fitted.tracking = registry.log_training(
-            cfg.output,
-            run_name=f"train-{cfg.model_type}",
-            params=params
-            | {
-                "data": ",".join(map(str, dataset.get("source") or [])),
-                "dataset_version": dataset.get("version"),
-                "train_rows": len(train_df),
-            },
-            tags={
-                "model_type": cfg.model_type,
-                "dataset_version": str(dataset.get("version")),
-                "model_version": version,
-            }
-            | cfg.tags,
-            metrics={k: metrics[k] for k in ("validation", "test") if k in metrics}
-            | {"train": {"seconds": seconds}},
-            register_as=cfg.register_name,
-        )
-    return fitted
+
+def _log_training(
+    cfg: TrainConfig,
+    dataset: dict[str, Any],
+    params: dict[str, Any],
+    *,
+    version: str,
+    train_rows: int,
+    metrics: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
+    """Log the training run of `cfg.output` (model `version`) to MLflow and register the model
+    as `cfg.register_name` (alias `challenger`)."""
+    from sentiops.registry import lifecycle as registry
+
+    tracked: dict[str, Any] = registry.log_training(
+        cfg.output,
+        run_name=f"train-{cfg.model_type}",
+        params=params
+        | {
+            "data": ",".join(map(str, dataset.get("source") or [])),
+            "dataset_version": dataset.get("version"),
+            "train_rows": train_rows,
+        },
+        tags={
+            "model_type": cfg.model_type,
+            "dataset_version": str(dataset.get("version")),
+            "model_version": version,
+        }
+        | cfg.tags,
+        metrics={k: metrics[k] for k in ("validation", "test") if k in metrics}
+        | {"train": {"seconds": seconds}},
+        register_as=cfg.register_name,
+    )
+    return tracked
 
 
 def traffic_like(df: pd.DataFrame, first: str | None = None) -> pd.DataFrame:

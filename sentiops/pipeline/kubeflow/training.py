@@ -98,71 +98,163 @@ def build(image: str | None = None) -> Any:
         mlflow_tracking_uri: str = CLUSTER_MLFLOW,
     ) -> dsl.Artifact:
         endpoints = {"s3_endpoint": s3_endpoint, "mlflow_tracking_uri": mlflow_tracking_uri}
-        ingest = c.ingest(
+        ingest, split = _data_steps(
+            c,
             datasets=datasets,
             text_column=text_column,
             label_column=label_column,
+            min_per_class=min_per_class,
+            drop_invalid=drop_invalid,
+            seed=seed,
+            val_frac=val_frac,
+            test_frac=test_frac,
             s3_endpoint=s3_endpoint,
-        ).set_display_name("ingest")
-        ingest.set_caching_options(False)  # the sources may change under the same names
-        validate = c.validate(
-            raw=ingest.outputs["raw"], min_per_class=min_per_class, drop_invalid=drop_invalid
         )
-        split = c.split(
-            clean=validate.outputs["clean"], seed=seed, val_frac=val_frac, test_frac=test_frac
-        )
-        train = c.train(
-            train_data=split.outputs["train_data"],
-            validation_data=split.outputs["validation_data"],
+        train, decide = _train_and_gate(
+            c,
+            split,
             model_type=model_type,
             base_model=base_model,
             hyperparameters=hyperparameters,
             seed=seed,
-            registered_model=registered_model,
-            **endpoints,
-        )
-        train.set_caching_options(False)
-        _with_signing_key(train)
-        train.set_cpu_request("1").set_memory_request("2Gi").set_memory_limit("6Gi")
-        evaluate = c.evaluate(model=train.outputs["model"], test_data=split.outputs["test_data"])
-        evaluate.set_caching_options(False)
-        decide = c.gate(
-            challenger=train.outputs["model"],
-            test_data=split.outputs["test_data"],
             champion=champion,
             gate=gate,
             registered_model=registered_model,
-            **endpoints,
+            endpoints=endpoints,
         )
-        decide.set_display_name("gate")
-        decide.set_caching_options(False)  # the champion lives outside the run
-        decide.after(evaluate)
         with dsl.If(decide.outputs["Output"] == True, name="approved"):  # noqa: E712
-            register = c.register(
-                model=train.outputs["model"],
-                decision=decide.outputs["decision"],
-                store=model_store,
+            _register_and_roll_out(
+                c,
+                train,
+                decide,
+                model_store=model_store,
                 model_name=model_name,
                 registered_model=registered_model,
-                **endpoints,
+                endpoints=endpoints,
+                rollout=rollout,
+                rollout_mode=rollout_mode,
+                rollout_settings=rollout_settings,
+                namespace=namespace,
+                prometheus_url=prometheus_url,
             )
-            register.set_caching_options(False)
-            _with_s3_secret(register)
-            with dsl.If(rollout == "kserve", name="canary"):
-                canary = c.rollout(
-                    model=train.outputs["model"],
-                    storage_uri=register.output,
-                    namespace=namespace,
-                    registered_model=registered_model,
-                    prometheus_url=prometheus_url,
-                    mlflow_tracking_uri=mlflow_tracking_uri,
-                    mode=rollout_mode,
-                    overrides=rollout_settings,
-                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                )
-                canary.set_caching_options(False)
         for task in (ingest, train, decide):
             _with_s3_secret(task)
         return decide.outputs["decision"]
 
     return training
+
+
+def _data_steps(
+    c: Any,
+    *,
+    datasets: Any,
+    text_column: Any,
+    label_column: Any,
+    min_per_class: Any,
+    drop_invalid: Any,
+    seed: Any,
+    val_frac: Any,
+    test_frac: Any,
+    s3_endpoint: Any,
+) -> tuple[Any, Any]:
+    """ingest -> validate -> split (pipeline parameters in); returns the ingest and split
+    tasks."""
+    ingest = c.ingest(
+        datasets=datasets,
+        text_column=text_column,
+        label_column=label_column,
+        s3_endpoint=s3_endpoint,
+    ).set_display_name("ingest")
+    ingest.set_caching_options(False)  # the sources may change under the same names
+    validate = c.validate(
+        raw=ingest.outputs["raw"], min_per_class=min_per_class, drop_invalid=drop_invalid
+    )
+    split = c.split(
+        clean=validate.outputs["clean"], seed=seed, val_frac=val_frac, test_frac=test_frac
+    )
+    return ingest, split
+
+
+def _train_and_gate(
+    c: Any,
+    split: Any,
+    *,
+    model_type: Any,
+    base_model: Any,
+    hyperparameters: Any,
+    seed: Any,
+    champion: Any,
+    gate: Any,
+    registered_model: Any,
+    endpoints: dict[str, Any],
+) -> tuple[Any, Any]:
+    """train -> evaluate, and the gate (after evaluate) on the split's test data; returns the
+    train and gate tasks."""
+    train = c.train(
+        train_data=split.outputs["train_data"],
+        validation_data=split.outputs["validation_data"],
+        model_type=model_type,
+        base_model=base_model,
+        hyperparameters=hyperparameters,
+        seed=seed,
+        registered_model=registered_model,
+        **endpoints,
+    )
+    train.set_caching_options(False)
+    _with_signing_key(train)
+    train.set_cpu_request("1").set_memory_request("2Gi").set_memory_limit("6Gi")
+    evaluate = c.evaluate(model=train.outputs["model"], test_data=split.outputs["test_data"])
+    evaluate.set_caching_options(False)
+    decide = c.gate(
+        challenger=train.outputs["model"],
+        test_data=split.outputs["test_data"],
+        champion=champion,
+        gate=gate,
+        registered_model=registered_model,
+        **endpoints,
+    )
+    decide.set_display_name("gate")
+    decide.set_caching_options(False)  # the champion lives outside the run
+    decide.after(evaluate)
+    return train, decide
+
+
+def _register_and_roll_out(
+    c: Any,
+    train: Any,
+    decide: Any,
+    *,
+    model_store: Any,
+    model_name: Any,
+    registered_model: Any,
+    endpoints: dict[str, Any],
+    rollout: Any,
+    rollout_mode: Any,
+    rollout_settings: Any,
+    namespace: Any,
+    prometheus_url: Any,
+) -> None:
+    """register, then (with rollout "kserve") the canary rollout: inside dsl.If(approved)."""
+    register = c.register(
+        model=train.outputs["model"],
+        decision=decide.outputs["decision"],
+        store=model_store,
+        model_name=model_name,
+        registered_model=registered_model,
+        **endpoints,
+    )
+    register.set_caching_options(False)
+    _with_s3_secret(register)
+    with dsl.If(rollout == "kserve", name="canary"):
+        canary = c.rollout(
+            model=train.outputs["model"],
+            storage_uri=register.output,
+            namespace=namespace,
+            registered_model=registered_model,
+            prometheus_url=prometheus_url,
+            mlflow_tracking_uri=endpoints["mlflow_tracking_uri"],
+            mode=rollout_mode,
+            overrides=rollout_settings,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        )
+        canary.set_caching_options(False)

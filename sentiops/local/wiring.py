@@ -47,10 +47,13 @@ class Wiring:
         *,
         sidecar_args: list[str],
         label_studio: Path | None = None,
+        labelling_interval: float = 5.0,
         progress: Callable[[str], Any] = print,
     ) -> Wiring:
         """Nothing started yet. `label_studio`: Label Studio's folder (its data and admin),
-        used when its environment is installed; None: no Label Studio."""
+        used when its environment is installed; None: no Label Studio. The labelling
+        receiver pushes new texts and pulls every task each `labelling_interval` seconds
+        (webhooks bring annotations in between)."""
         from sentiops.labelling.studio import label_studio_executable
 
         tokens = StackTokens(work)  # writes need a token: labels and the inference log
@@ -59,7 +62,12 @@ class Wiring:
         if label_studio is not None and label_studio_executable() is not None:
             studio = LabelStudio(label_studio)
             receiver = LabellingReceiver(
-                work / "labelling", studio, store, "", tokens.labelstudio_token_file
+                work / "labelling",
+                studio,
+                store,
+                "",
+                tokens.labelstudio_token_file,
+                interval=labelling_interval,
             )
         stack = LocalStack(
             work / "rollout",

@@ -188,12 +188,12 @@ class FakeStudio:
         return {}
 
 
-def test_studio_annotators_label_this_runs_tasks_newest_first_each_once() -> None:
+def test_studio_annotators_label_this_runs_tasks_queue_first_then_newest_each_once() -> None:
     from sentiops.local.loop.annotators import StudioAnnotators
 
     studio = FakeStudio()
     truth = {f"text {i}": "positive" if i % 2 else "negative" for i in range(300)}
-    annotators = StudioAnnotators(studio, truth)
+    annotators = StudioAnnotators(studio, truth, workers=1)
     annotators.PAGE = 7  # several pages, a partial one at the end
     annotators.labelling = True
     for i in range(20):
@@ -202,19 +202,34 @@ def test_studio_annotators_label_this_runs_tasks_newest_first_each_once() -> Non
     for i in range(12):
         studio.add(2, f"p{i}", f"text {i}")
     assert annotators.round() == 12
-    assert [t for t, _, _ in studio.annotated] == list(range(13, 1, -1))
+    assert [t for t, _, _ in studio.annotated] == list(range(13, 1, -1))  # newest first
     assert {user for _, _, user in studio.annotated} == {7}
     assert studio.annotated[0][1] == "positive"  # p11: text 11
-    # more tasks: only the new ones are read and labelled; a prediction queued after it was
-    # labelled in the evaluation sample is not labelled twice
-    for i in range(12, 20):
+    # new tasks: only they are read; the training queue's first, in its order; a prediction
+    # labelled in the evaluation sample is not labelled again when it is queued
+    for i in range(12, 18):
         studio.add(2, f"p{i}", f"text {i}")
-    studio.add(1, "p3", "text 3")
-    studio.add(1, "p19", "text 19")
-    assert annotators.label_queue([{"id": "p3", "text": "text 3"}, {"id": "x", "text": "?"}]) == 0
+    for i in (3, 19, 18):
+        studio.add(1, f"p{i}", f"text {i}")
+    queued = [{"id": "p3", "text": "text 3"}, {"id": "p19", "text": "text 19"}, {"id": "x"}]
+    assert annotators.label_queue(queued) == 1
     assert annotators.round() == 8
-    assert annotators.sent == 20 and len(studio.annotated) == 20
-    assert annotators.round() == 0
+    assert [t for t, _, _ in studio.annotated[12:]] == [21, 22, 19, 18, 17, 16, 15, 14]
+    assert annotators.sent == 20 and annotators.round() == 0
+
+
+def test_several_studio_annotators_at_once_label_each_task_once() -> None:
+    from sentiops.local.loop.annotators import StudioAnnotators
+
+    studio = FakeStudio()
+    truth = {f"text {i}": "neutral" for i in range(200)}
+    annotators = StudioAnnotators(studio, truth, workers=4)
+    annotators.labelling = True
+    for i in range(200):
+        annotators.on_response(f"text {i}", {}, f"p{i}")
+        studio.add(2 if i % 5 else 1, f"p{i}", f"text {i}")
+    assert annotators.round() == 200
+    assert sorted(t for t, _, _ in studio.annotated) == list(range(1, 201))
 
 
 def test_a_pipeline_run_here_writes_its_log_while_other_threads_print_as_before(

@@ -121,12 +121,13 @@ ANNOTATOR = "annotator@sentiops.local"
 
 class StudioAnnotators:
     """The same people labelling in Label Studio: they annotate the tasks the sync made from
-    the store (the random evaluation sample and, after drift, the training queue) for the
-    predictions of this run, with the ground truth, as `ANNOTATOR`. The annotations come back
-    through the labelling receiver (webhook and periodic pull), which stores them with their
-    provenance (annotator, project, task); the sample is the server's decision, so every
-    sample task is labelled. New tasks are taken newest first: labels of the version serving
-    now are not held up by a backlog."""
+    the store for the predictions of this run, with the ground truth, as `ANNOTATOR`; the
+    annotations come back through the labelling receiver (webhook and periodic pull), which
+    stores them with their provenance (annotator, project, task). The training queue's tasks
+    come first (the most uncertain texts: what retraining needs), then the random evaluation
+    sample's, newest first (the sample is the server's decision; when it grows faster than
+    the annotators label, labels of the version serving now are not held up by a backlog).
+    `workers` people annotate at the same time."""
 
     PAGE = 100
 
@@ -135,15 +136,20 @@ class StudioAnnotators:
         studio: Any,
         truth: dict[str, str],
         name: str = MODEL_NAME,
+        *,
         email: str = ANNOTATOR,
         poll: float = 2.0,
+        workers: int = 3,
     ) -> None:
-        self.studio, self.truth, self.name, self.email, self.poll = studio, truth, name, email, poll
+        self.studio, self.truth, self.name, self.email = studio, truth, name, email
+        self.poll, self.workers = poll, workers
         self.url = studio.url
         self.labelling = False
         self.mine: set[str] = set()  # this run's prediction ids (while labelling)
-        self.done: set[str] = set()
-        self.todo: list[tuple[int, str, str]] = []  # (task id, prediction id, label)
+        self.done: set[str] = set()  # prediction ids labelled (or being labelled)
+        # (task id, prediction id, label): the queue's oldest first, the sample's newest first
+        self.queue: list[tuple[int, str, str]] = []
+        self.sample: list[tuple[int, str, str]] = []
         self.consumed: dict[int, int] = {}  # project -> tasks read (Label Studio lists by id)
         self.sent = 0
         self.refused: dict[str, int] = {}
@@ -165,8 +171,8 @@ class StudioAnnotators:
                 self.mine.add(request_id)
 
     def label_queue(self, rows: list[dict[str, Any]]) -> int:
-        """Queued texts (id, text) of this run whose ground truth is known: they are labelled
-        as their tasks appear in the training-queue project."""
+        """Queued texts (id, text) of this run whose ground truth is known and which are not
+        labelled yet: they are labelled as their tasks appear in the training-queue project."""
         with self.lock:
             return sum(
                 1
@@ -178,7 +184,7 @@ class StudioAnnotators:
 
     @property
     def pending(self) -> int:
-        return len(self.todo)
+        return len(self.queue) + len(self.sample)
 
     def _run(self) -> None:
         while not self.stop_event.wait(self.poll):
@@ -189,33 +195,60 @@ class StudioAnnotators:
                 self.refused[key] = self.refused.get(key, 0) + 1
 
     def round(self) -> int:
-        """Read the new tasks, then annotate (newest first) until the next poll is due."""
+        """Read the new tasks, then annotate until the next read is due; the annotations
+        made."""
+        from concurrent.futures import ThreadPoolExecutor
+
         if not self.projects:
             self.projects = self.studio.projects(self.name)
             self.user = self.studio.ensure_user(self.email)
-        for project in self.projects.values():
-            self._read(project)
-        until, n = time.monotonic() + self.poll * 5, 0
-        while self.todo and time.monotonic() < until and not self.stop_event.is_set():
-            task, pid, label = self.todo.pop()
-            if pid in self.done:
-                continue
-            self.studio.annotate(task, label, self.user)
-            self.done.add(pid)
-            self.sent += 1
+        for kind, project in self.projects.items():
+            self._read(kind, project)
+        until = time.monotonic() + self.poll * 5
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="annotator") as pool:
+            made = list(pool.map(lambda _: self._work(until), range(self.workers)))
+        return sum(made)
+
+    def _work(self, until: float) -> int:
+        n = 0
+        while time.monotonic() < until and not self.stop_event.is_set():
+            item = self._take()
+            if item is None:
+                break
+            task, pid, label = item
+            try:
+                self.studio.annotate(task, label, self.user)
+            except BaseException:
+                with self.lock:  # not labelled: it waits for the next round
+                    self.done.discard(pid)
+                    self.sample.append(item)
+                raise
+            with self.lock:
+                self.sent += 1
             n += 1
         return n
 
-    def _read(self, project: int) -> None:
+    def _take(self) -> tuple[int, str, str] | None:
+        """The next task to annotate (claimed), None when there is none."""
+        with self.lock:
+            while self.queue or self.sample:
+                item = self.queue.pop(0) if self.queue else self.sample.pop()
+                if item[1] not in self.done:
+                    self.done.add(item[1])
+                    return item
+        return None
+
+    def _read(self, kind: str, project: int) -> None:
         """The project's tasks made since the last read (`/api/tasks` lists them by id)."""
+        from sentiops.labelling.tasks import QUEUE
+
         total = self.studio.task_count(project)
         seen = self.consumed.get(project, 0)
         while seen < total:
-            page = seen // self.PAGE + 1
             body = self.studio.call(
                 "GET",
                 "/api/tasks",
-                params={"project": project, "page": page, "page_size": self.PAGE},
+                params={"project": project, "page": seen // self.PAGE + 1, "page_size": self.PAGE},
             )
             tasks = (body.get("tasks") if isinstance(body, dict) else body) or []
             fresh = tasks[seen % self.PAGE :]
@@ -230,9 +263,10 @@ class StudioAnnotators:
                         self.truth.get(str(data.get("text"))),
                     )
                     if pid in self.mine and pid not in self.done and label is not None:
-                        self.todo.append((int(t["id"]), pid, label))
+                        (self.queue if kind == QUEUE else self.sample).append(
+                            (int(t["id"]), pid, label)
+                        )
         self.consumed[project] = seen
-        self.todo.sort()
 
     def stop(self) -> None:
         self.stop_event.set()

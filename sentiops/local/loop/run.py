@@ -296,6 +296,9 @@ def serve(s: LoopState) -> None:
         s.store,
         sidecar_args=_sidecar_args(cfg),
         label_studio=get_settings().home / "labelstudio",
+        # its every round reads every task back (~10 s of Label Studio's time at 4,000
+        # tasks): less often than `make up`, so the annotators' own requests get through
+        labelling_interval=15.0,
         progress=s.progress,
     )
     s.earlier_triggers = set(_triggers(s.store))  # a trigger may come any time after this

@@ -188,7 +188,7 @@ class FakeStudio:
         return {}
 
 
-def test_studio_annotators_label_this_runs_tasks_queue_first_then_newest_each_once() -> None:
+def test_studio_annotators_label_this_runs_tasks_queue_and_sample_in_turn_each_once() -> None:
     from sentiops.local.loop.annotators import StudioAnnotators
 
     studio = FakeStudio()
@@ -205,8 +205,9 @@ def test_studio_annotators_label_this_runs_tasks_queue_first_then_newest_each_on
     assert [t for t, _, _ in studio.annotated] == list(range(13, 1, -1))  # newest first
     assert {user for _, _, user in studio.annotated} == {7}
     assert studio.annotated[0][1] == "positive"  # p11: text 11
-    # new tasks: only they are read; the training queue's first, in its order; a prediction
-    # labelled in the evaluation sample is not labelled again when it is queued
+    # new tasks: only they are read; the training queue's (in its order) and the sample's
+    # (newest first) in turn; a prediction labelled in the sample is not labelled again when
+    # it is queued
     for i in range(12, 18):
         studio.add(2, f"p{i}", f"text {i}")
     for i in (3, 19, 18):
@@ -214,7 +215,7 @@ def test_studio_annotators_label_this_runs_tasks_queue_first_then_newest_each_on
     queued = [{"id": "p3", "text": "text 3"}, {"id": "p19", "text": "text 19"}, {"id": "x"}]
     assert annotators.label_queue(queued) == 1
     assert annotators.round() == 8
-    assert [t for t, _, _ in studio.annotated[12:]] == [21, 22, 19, 18, 17, 16, 15, 14]
+    assert [t for t, _, _ in studio.annotated[12:]] == [21, 19, 22, 18, 17, 16, 15, 14]
     assert annotators.sent == 20 and annotators.round() == 0
 
 
@@ -230,6 +231,36 @@ def test_several_studio_annotators_at_once_label_each_task_once() -> None:
         studio.add(2 if i % 5 else 1, f"p{i}", f"text {i}")
     assert annotators.round() == 200
     assert sorted(t for t, _, _ in studio.annotated) == list(range(1, 201))
+
+
+def test_studio_annotators_pause_while_the_receivers_round_is_overdue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    import httpx
+
+    from sentiops.local.loop.annotators import StudioAnnotators
+
+    last = {"at": time.time()}
+
+    class Answer:
+        def json(self) -> dict[str, Any]:
+            return {"last": {"round": {"at": last["at"]}}}
+
+    monkeypatch.setattr(httpx, "get", lambda url, timeout: Answer())
+    studio = FakeStudio()
+    annotators = StudioAnnotators(studio, {"a": "neutral"}, receiver="http://r", round_every=15)
+    annotators.labelling = True
+    annotators.on_response("a", {}, "p1")
+    studio.add(2, "p1", "a")
+    last["at"] = time.time() - 31  # two periods without a round: its push is held up
+    assert annotators.round() == 0 and annotators.pending == 1
+    annotators.max_pause = 0.0  # ... but not for ever
+    assert annotators.round() == 1
+    last["at"] = time.time()
+    annotators.paused_since = None
+    assert not annotators._receiver_overdue()
 
 
 def test_a_pipeline_run_here_writes_its_log_while_other_threads_print_as_before(

@@ -123,11 +123,15 @@ class StudioAnnotators:
     """The same people labelling in Label Studio: they annotate the tasks the sync made from
     the store for the predictions of this run, with the ground truth, as `ANNOTATOR`; the
     annotations come back through the labelling receiver (webhook and periodic pull), which
-    stores them with their provenance (annotator, project, task). The training queue's tasks
-    come first (the most uncertain texts: what retraining needs), then the random evaluation
-    sample's, newest first (the sample is the server's decision; when it grows faster than
-    the annotators label, labels of the version serving now are not held up by a backlog).
-    `workers` people annotate at the same time."""
+    stores them with their provenance (annotator, project, task). They take the training
+    queue's tasks (the most uncertain texts, in the queue's order: what retraining needs) and
+    the random evaluation sample's (newest first: when the sample grows faster than they
+    label, labels of the version serving now are not held up by a backlog) in turn.
+    `workers` people annotate at the same time.
+
+    With `receiver` (the labelling receiver's URL) they pause while its periodic round is
+    overdue: its worker pulls the tasks webhooks name before anything else, so a steady
+    stream of annotations would hold up its push of new tasks (at most `max_pause` s)."""
 
     PAGE = 100
 
@@ -140,9 +144,16 @@ class StudioAnnotators:
         email: str = ANNOTATOR,
         poll: float = 2.0,
         workers: int = 3,
+        receiver: str = "",
+        round_every: float = 15.0,
+        max_pause: float = 60.0,
     ) -> None:
         self.studio, self.truth, self.name, self.email = studio, truth, name, email
         self.poll, self.workers = poll, workers
+        self.receiver, self.round_every, self.max_pause = receiver, round_every, max_pause
+        self.paused_since: float | None = None
+        self.paused = 0.0  # seconds paused for the receiver's rounds
+        self.turn = 0
         self.url = studio.url
         self.labelling = False
         self.mine: set[str] = set()  # this run's prediction ids (while labelling)
@@ -204,6 +215,8 @@ class StudioAnnotators:
             self.user = self.studio.ensure_user(self.email)
         for kind, project in self.projects.items():
             self._read(kind, project)
+        if self._receiver_overdue():
+            return 0
         until = time.monotonic() + self.poll * 5
         with ThreadPoolExecutor(self.workers, thread_name_prefix="annotator") as pool:
             made = list(pool.map(lambda _: self._work(until), range(self.workers)))
@@ -232,11 +245,36 @@ class StudioAnnotators:
         """The next task to annotate (claimed), None when there is none."""
         with self.lock:
             while self.queue or self.sample:
-                item = self.queue.pop(0) if self.queue else self.sample.pop()
+                self.turn += 1
+                from_queue = bool(self.queue) and (self.turn % 2 == 1 or not self.sample)
+                item = self.queue.pop(0) if from_queue else self.sample.pop()
                 if item[1] not in self.done:
                     self.done.add(item[1])
                     return item
         return None
+
+    def _receiver_overdue(self) -> bool:
+        """Whether the receiver's last round is more than two periods old (then the
+        annotators pause, for at most `max_pause` seconds in a row)."""
+        import httpx
+
+        if not self.receiver:
+            return False
+        try:
+            last = httpx.get(f"{self.receiver}/status", timeout=5).json()["last"]
+            at = float(last["round"]["at"])
+        except Exception:  # noqa: BLE001 - no round yet, or the receiver busy: carry on
+            return False
+        now = time.monotonic()
+        if time.time() - at <= 2 * self.round_every:
+            self.paused_since = None
+            return False
+        if self.paused_since is None:
+            self.paused_since = now
+        if now - self.paused_since > self.max_pause:
+            return False
+        self.paused += self.poll
+        return True
 
     def _read(self, kind: str, project: int) -> None:
         """The project's tasks made since the last read (`/api/tasks` lists them by id)."""

@@ -309,7 +309,12 @@ def serve(s: LoopState) -> None:
     s.wiring.start(local_model(s.first.storage_uri), champion)
     if s.wiring.start_labelling():
         studio = s.wiring.studio
-        s.annotators = StudioAnnotators(studio.studio(), s.truth).start()
+        s.annotators = StudioAnnotators(
+            studio.studio(),
+            s.truth,
+            receiver=s.wiring.receiver.url,
+            round_every=s.wiring.receiver.interval,
+        ).start()
         s.say(f"  annotators label through Label Studio at {studio.url}")
     else:
         s.annotators = Annotators(s.stack.split.url, s.truth, headers=s.wiring.tokens.header)
@@ -630,7 +635,8 @@ def _labels_seen(s: LoopState) -> str:
     a = s.annotators
     text = f"annotators sent {a.sent} labels" if a is not None else ""
     if isinstance(a, StudioAnnotators):
-        text += f" through Label Studio ({a.pending} tasks waiting)"
+        text += f" through Label Studio ({a.pending} tasks waiting"
+        text += f"; paused {a.paused:.0f}s for the receiver's rounds)" if a.paused else ")"
     history = _status(s.wiring.sidecar.url).get("retrain") or []
     message = str(history[-1].get("message", "")) if history else ""
     if m := re.search(r"only (\d+) labelled rows .*\(need (\d+)\)", message):

@@ -637,3 +637,23 @@ def test_docs_describe_the_cluster_mode() -> None:
         "webhookAllowedSubnets",
     ):
         assert needle in text, needle
+
+
+def test_prometheus_scrapes_the_receiver() -> None:
+    """The console's labelling section (agreement, held tasks) reads Prometheus: a PodMonitor
+    selects the receiver's pods on its named port, which its NetworkPolicy opens to
+    Prometheus."""
+    docs = helm_template(*EXISTING)
+    pm = one(docs, "PodMonitor", "sentiops-labelling")["spec"]
+    assert pods_selected(docs, pm["selector"]) == {"Deployment/sentiops-labelling"}
+    (endpoint,) = pm["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert endpoint["relabelings"] == [{"targetLabel": "job", "replacement": "sentiops-labelling"}]
+    c = container(docs, "Deployment", "sentiops-labelling")
+    assert [p["name"] for p in c["ports"]] == ["http"]
+    assert not by_kind(helm_template(), "PodMonitor", "sentiops-labelling")
+    assert not by_kind(
+        helm_template(*EXISTING, "monitoring.podMonitor.enabled=false"),
+        "PodMonitor",
+        "sentiops-labelling",
+    )

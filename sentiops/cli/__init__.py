@@ -3,7 +3,8 @@ command group.
 
     main        the Typer `app` (the `sentiops` entry point): every group registered, in order
     common      the consoles and the one error handler; imports nothing of the CLI back
-    options     options more than one group takes (data, the gate's thresholds)
+    options     options made of TrainConfig / GateConfig fields (declared there once), and
+                options more than one group takes
     tables      what more than one group prints (the gate's decision, a served round trip)
     data        data fetch, validate            model       train, evaluate, predict, tune,
     gate        gate                                        quickstart

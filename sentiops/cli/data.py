@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from sentiops.cli import options
 from sentiops.cli.common import console, handled
-from sentiops.cli.options import DataOpt, LabelCol, Seed, TextCol
-from sentiops.config import SEED
+from sentiops.params import DataConfig
 
 data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets.")
 
@@ -54,30 +54,22 @@ def data_fetch(
 
 
 @handled
+@options.with_options(
+    *(
+        options.field_option(DataConfig, name, required=name == "data")
+        for name in DataConfig.model_fields
+    ),
+    own_last=True,
+)
 def validate(
-    data: DataOpt,
+    *,
     report_dir: Annotated[Path, typer.Option(help="where validation.json/.md go")] = Path("."),
-    text_column: TextCol = "text",
-    label_column: LabelCol = "label",
-    min_per_class: Annotated[int, typer.Option(help="fewest examples a class may have")] = 10,
-    drop_invalid: Annotated[
-        bool, typer.Option(help="drop empty/non-UTF-8/unknown-label rows instead of failing")
-    ] = False,
-    seed: Seed = SEED,
+    **fields: Any,
 ) -> None:
     """Validate and split data; exit 3 with a report naming the rows when it is unusable."""
     from sentiops.data.prepare import prepare
-    from sentiops.params import DataConfig
 
-    cfg = DataConfig(
-        data=data,
-        text_column=text_column,
-        label_column=label_column,
-        min_per_class=min_per_class,
-        drop_invalid=drop_invalid,
-        seed=seed,
-    )
-    prep = prepare(cfg, report_dir)
+    prep = prepare(DataConfig(**options.config_values(DataConfig, fields)), report_dir)
     console.print(prep.report.to_markdown())
     console.print(
         f"dataset version {prep.manifest.version}; splits "

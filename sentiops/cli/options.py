@@ -22,9 +22,6 @@ from sentiops.params import GateConfig, TrainConfig
 F = TypeVar("F", bound=Callable[..., Any])
 
 DataOpt = Annotated[list[str], typer.Option(help=TrainConfig.model_fields["data"].description)]
-TextCol = Annotated[str, typer.Option(help="column holding the text")]
-LabelCol = Annotated[str, typer.Option(help="column holding the label")]
-Seed = Annotated[int, typer.Option(help="seed for splitting and training")]
 
 #: What a field that is not on the command line is set to: its default in the config.
 FIELD_DEFAULT: Any = object()

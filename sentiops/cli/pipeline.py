@@ -101,7 +101,7 @@ def _pipeline_arguments(ctx: typer.Context, params: dict[str, Any]) -> dict[str,
 
 @pipeline_app.command("run")
 @handled
-@options.with_options(*PIPELINE_OPTIONS, own_last=True)
+@options.with_options(*PIPELINE_OPTIONS)
 def pipeline_run(
     *,
     ctx: typer.Context,

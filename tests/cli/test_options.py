@@ -108,3 +108,16 @@ def test_options_left_out_keep_the_config_file_s_values(tmp_path: Path, monkeypa
     got = seen["cfg"]
     assert (got.c, got.epochs, got.model_type) == (0.5, 2, "tfidf-logreg")
     assert got.train_extra == [] and got.batch_size == default_of(TrainConfig, "batch_size")
+
+
+def test_validate_has_an_option_for_every_data_config_field() -> None:
+    from sentiops.params import DataConfig
+
+    params = params_of("validate")
+    for name, field in DataConfig.model_fields.items():
+        assert field.description in params[name].help, name
+        assert (
+            params[name].required
+            if name == "data"
+            else params[name].default == default_of(DataConfig, name)
+        )

@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from sentiops.errors import StackError
-from sentiops.local.loop.progress import LogTail, TrainingLog, clock, following, wait_for
+from sentiops.local.loop.progress import (
+    LogTail,
+    TrainingLog,
+    clock,
+    following,
+    never_silent,
+    wait_for,
+)
 
 #: Lines as a kfp.local run of the transformer writes them (colours included).
 LOG = [
@@ -114,6 +121,19 @@ def test_following_a_run_says_where_it_is_at_most_once_per_period(tmp_path: Path
     assert run.stage == "split"
     assert 2 <= len(lines) <= 5, lines
     assert lines[-1].startswith("  training run") and "split (splitting" in lines[-1]
+
+
+def test_a_step_that_says_nothing_for_a_period_gets_a_line_of_its_own() -> None:
+    lines: list[str] = []
+    with never_silent(lines.append, "rolling out v3", every=0.3) as say:
+        say("step 1/2")
+        threading.Event().wait(0.2)
+        say("step 2/2")  # said: no line of its own yet
+        threading.Event().wait(0.2)
+        assert lines == ["step 1/2", "step 2/2"]
+        threading.Event().wait(0.5)
+    assert lines[:2] == ["step 1/2", "step 2/2"] and len(lines) in (3, 4), lines
+    assert lines[2].startswith("  rolling out v3: ")
 
 
 def test_a_wait_says_what_it_waits_for_and_what_it_has_seen() -> None:

@@ -67,6 +67,10 @@ class LoopConfig:
     # the random evaluation sample (SENTIOPS_EVAL_SAMPLE_RATE for every server of the loop):
     # the annotators label all of it; only these labels estimate live accuracy (gate, canary)
     sample_share: float = 0.5
+    # ... when the annotators label in Label Studio (measured on 2 shared cores: ~5
+    # annotations a second through its API, webhooks and receiver included): a share they
+    # and the receiver's push keep up with, so the canary's answers get labels in time
+    studio_sample_share: float = 0.2
     # texts of the new domain replayed until retraining, and other texts of it afterwards (new
     # traffic is new text: the retrained model is judged on texts it never trained on)
     shifted_texts: int = 4000

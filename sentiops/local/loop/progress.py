@@ -7,6 +7,8 @@
 - `LogTail`: a thread feeding a growing file's new lines to a callback (`tail -f`).
 - `following`: a training run in this process followed while it runs: its log tailed, one
   summary line every ~10 s.
+- `never_silent`: a step that tells its own progress (a rollout), with a line of its own
+  whenever the step has said nothing for ~10 s.
 - `wait_for`: a wait that says what it waits for, and every ~10 s how long it has waited and
   what it has seen so far.
 """
@@ -243,6 +245,37 @@ def following(
     finally:
         ticker.stop()
         tail.stop()
+
+
+@contextlib.contextmanager
+def never_silent(
+    progress: Callable[[str], Any], what: str, every: float = EVERY
+) -> Iterator[Callable[[str], Any]]:
+    """A `progress` for the block that, whenever nothing was said for `every` seconds, says
+    that `what` goes on (and for how long)."""
+    started = time.monotonic()
+    last = [started]
+    lock = threading.Lock()
+
+    def say(line: str) -> None:
+        with lock:
+            last[0] = time.monotonic()
+        progress(line)
+
+    def tick() -> None:
+        now = time.monotonic()
+        with lock:
+            if now - last[0] < every:
+                return
+            last[0] = now
+        progress(f"  {what}: {clock(now - started)}")
+
+    ticker = Ticker(tick, min(1.0, every / 4))
+    ticker.start()
+    try:
+        yield say
+    finally:
+        ticker.stop()
 
 
 def wait_for(

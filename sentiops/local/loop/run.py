@@ -29,7 +29,13 @@ from sentiops.config import EVAL_SAMPLE_ENV, REGISTERED_MODEL, SEED, get_setting
 from sentiops.errors import PipelineError, StackError
 from sentiops.local.loop.annotators import Annotators, StudioAnnotators
 from sentiops.local.loop.config import ROUND_TRIP_TEXTS, LoopConfig
-from sentiops.local.loop.progress import LogTail, TrainingLog, following, wait_for
+from sentiops.local.loop.progress import (
+    LogTail,
+    TrainingLog,
+    following,
+    never_silent,
+    wait_for,
+)
 from sentiops.local.loop.story import (
     Story,
     estimate_line,
@@ -145,10 +151,11 @@ def run_loop(
     """The whole story; returns what happened (also written to <workdir>/story.json).
     `progress` gets one line per event, `show(kind, data)` the tables (`decision`,
     `rollout`, `accuracy`). Every server of the loop (and this process) samples predictions
-    for evaluation at `cfg.sample_share`."""
+    for evaluation at `cfg.sample_share` (`cfg.studio_sample_share` when the annotators label
+    in Label Studio)."""
     cfg = cfg or LoopConfig()
     before = os.environ.get(EVAL_SAMPLE_ENV)
-    os.environ[EVAL_SAMPLE_ENV] = str(cfg.sample_share)
+    os.environ[EVAL_SAMPLE_ENV] = str(sample_share(cfg))
     try:
         return _run_loop(cfg, workdir, progress, show)
     finally:
@@ -156,6 +163,15 @@ def run_loop(
             os.environ.pop(EVAL_SAMPLE_ENV, None)
         else:
             os.environ[EVAL_SAMPLE_ENV] = before
+
+
+def sample_share(cfg: LoopConfig) -> float:
+    """The share of live predictions in the random evaluation sample."""
+    from sentiops.labelling.studio import label_studio_executable
+
+    if label_studio_executable() is None:
+        return cfg.sample_share
+    return min(cfg.sample_share, cfg.studio_sample_share)
 
 
 def _run_loop(
@@ -387,9 +403,15 @@ def _roll_out(s: LoopState, chapter: str, started: float, uri: str, version: str
     from sentiops.store.storage import local_model
 
     cfg = s.cfg
-    record = s.stack.rollout(
-        local_model(uri), cfg.steps, cfg.step_seconds, s.judge, canary_version=version
-    )
+    what = f"rolling out v{version} (its predictor starting, Prometheus scraping it, the steps)"
+    with never_silent(s.progress, what) as say:
+        s.stack.progress = say  # the rollout's own lines, and ours when it says nothing
+        try:
+            record = s.stack.rollout(
+                local_model(uri), cfg.steps, cfg.step_seconds, s.judge, canary_version=version
+            )
+        finally:
+            s.stack.progress = s.progress
     s.show("rollout", record)
     settled = settle(record, version, REGISTERED_MODEL)
     s.story.add(
@@ -418,7 +440,7 @@ def shift(s: LoopState) -> None:
     cfg, t = s.cfg, time.monotonic()
     s.say(
         f"[4/8] shift: annotators keep labelling the random evaluation sample "
-        f"({cfg.sample_share:.0%} of live predictions); "
+        f"({sample_share(cfg):.0%} of live predictions); "
         f"tweets for a while, then {cfg.shifted}"
     )
     time.sleep(max(8.0, 200 / cfg.rate))

@@ -1,11 +1,12 @@
-"""Options more than one command module takes, and the options made of config fields.
+"""The options made of config fields, and options more than one command module takes.
 
-An option that sets a field of `TrainConfig` or `GateConfig` (sentiops.params) is declared
-there and only there: `field_option` makes a command's keyword-only parameter of the field (its
-type, its default, its description as the help) and `with_options` appends such parameters to a
-command's signature, which Typer reads. `sentiops train`, `sentiops gate` and `sentiops pipeline
-run / submit` take theirs that way; tests/cli checks every field has its option. Imports
-nothing of the CLI.
+An option that sets a field of `DataConfig`, `TrainConfig` or `GateConfig` (sentiops.params) is
+declared there and only there: `field_option` makes a command's keyword-only parameter of the
+field (its type, its default, its description as the help) and `with_options` adds such
+parameters to a command's signature, which Typer reads. `sentiops train` (every TrainConfig
+field), `validate` (every DataConfig field), `gate` and `pipeline run / submit` (every gate
+threshold), `evaluate`, `tune` and `quickstart` take theirs that way; tests/cli checks it.
+Imports nothing of the CLI.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DataOpt = Annotated[list[str], typer.Option(help=TrainConfig.model_fields["data"].description)]
 
-#: What a field that is not on the command line is set to: its default in the config.
+#: `field_option`'s default when none is given: the field's own.
 FIELD_DEFAULT: Any = object()
 
 #: TrainConfig fields without an option: a JSON object has no flag (use --config).
@@ -83,7 +84,7 @@ def _optional(annotation: Any) -> bool:
 def with_options(*extra: inspect.Parameter, own_last: bool = False) -> Callable[[F], F]:
     """A command whose signature (what Typer reads, in this order) is its own parameters and
     then `extra` (`own_last`: the other way round); the command receives the extra ones in its
-    `**options`."""
+    `**` parameter, by name."""
 
     def decorate(fn: F) -> F:
         own_sig = inspect.signature(fn, eval_str=True)
@@ -95,13 +96,11 @@ def with_options(*extra: inspect.Parameter, own_last: bool = False) -> Callable[
     return decorate
 
 
-def train_options(
-    *, required: Iterable[str] = (), skip: Iterable[str] = ()
-) -> tuple[inspect.Parameter, ...]:
-    """One option per TrainConfig field but NOT_OPTIONS and `skip`: the `required` ones first
-    (without a default), then the rest in the order of the fields."""
-    must, leave = tuple(required), set(skip) | set(NOT_OPTIONS)
-    rest = [name for name in TrainConfig.model_fields if name not in leave and name not in must]
+def train_options(*, required: Iterable[str] = ()) -> tuple[inspect.Parameter, ...]:
+    """One option per TrainConfig field but NOT_OPTIONS: the `required` ones first (without a
+    default), then the rest in the order of the fields."""
+    must = tuple(required)
+    rest = [n for n in TrainConfig.model_fields if n not in NOT_OPTIONS and n not in must]
     return tuple(field_option(TrainConfig, name, required=name in must) for name in (*must, *rest))
 
 

@@ -102,10 +102,12 @@ class Worker(threading.Thread):
         due = 0.0
         while not self.stopped.is_set():
             wait = self.interval * 2 ** min(self.failures, 8)
-            try:
-                first = self.hints.get(timeout=max(0.0, min(due - time.monotonic(), 1.0)))
-            except queue.Empty:
-                first = None
+            first = None  # a due round comes first: a steady stream of hints must not starve it
+            if time.monotonic() < due:
+                try:
+                    first = self.hints.get(timeout=max(0.0, min(due - time.monotonic(), 1.0)))
+                except queue.Empty:
+                    first = None
             try:
                 if first is not None:
                     self.pull_tasks(first)

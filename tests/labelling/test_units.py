@@ -177,3 +177,57 @@ def test_provenance_through_the_feedback_api_body() -> None:
         with pytest.raises(FeedbackError) as exc:
             parse_items([bad])
         assert exc.value.status == 400
+
+
+class _RecordingSync:
+    """What the worker calls on a sync, recorded (the real Sync needs a Label Studio)."""
+
+    model_name = "sentiment"
+    agreement: dict = {}
+    held: dict = {}
+
+    def __init__(self) -> None:
+        self.rounds = 0
+        self.pulls = 0
+
+    def push(self) -> dict:
+        self.rounds += 1
+        return {}
+
+    def pull(self, ids: list[int] | None = None) -> dict:
+        import time
+
+        self.pulls += 1
+        time.sleep(0.02)  # reading tasks back takes a while: new webhooks arrive meanwhile
+        return {}
+
+
+def test_a_steady_stream_of_webhooks_never_starves_the_round() -> None:
+    """Webhooks keep arriving faster than they are pulled; the round (which pushes new tasks)
+    still runs every interval."""
+    import threading
+    import time
+
+    from sentiops.labelling.receiver import Worker
+
+    sync = _RecordingSync()
+    worker = Worker(sync, interval=0.2)  # type: ignore[arg-type]
+    flooding = threading.Event()
+
+    def flood() -> None:
+        n = 0
+        while not flooding.is_set():
+            n += 1
+            worker.hints.put_nowait(n)
+            time.sleep(0.001)
+
+    feeder = threading.Thread(target=flood, daemon=True)
+    feeder.start()
+    worker.start()
+    time.sleep(1.5)
+    worker.stop()
+    flooding.set()
+    worker.join(5)
+    feeder.join(5)
+    assert sync.pulls > sync.rounds  # the hints were served too
+    assert sync.rounds >= 4, sync.rounds  # ~7 intervals: the round was not starved

@@ -91,7 +91,7 @@ def _task_logs(log: Path | None) -> Iterator[None]:
         if log is None:
             yield
             return
-        with open(log, "a") as fh, contextlib.redirect_stdout(fh):
+        with open(log, "a", buffering=1) as fh, contextlib.redirect_stdout(fh):
             yield
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from .harness import REPO, secret_names
+from .conftest import CHART
+from .harness import REPO, REQUIRED_SET, run, secret_names, tool
 from .test_manifests import (
     CRD_GROUPS,
     K8S_VERSIONS,
@@ -657,3 +658,19 @@ def test_prometheus_scrapes_the_receiver() -> None:
         "PodMonitor",
         "sentiops-labelling",
     )
+
+
+@pytest.mark.parametrize("sets", [IN_CHART, EXISTING, ("labelStudio.enabled=true",)])
+def test_helm_lint_strict_and_the_notes_name_the_secrets(sets: tuple[str, ...]) -> None:
+    args = [a for s in sets for a in ("--set", s)]
+    out = run([tool("helm"), "lint", "--strict", str(CHART), *REQUIRED_SET, *args]).stdout
+    assert "0 chart(s) failed" in out
+    notes = run(
+        [tool("helm"), "install", "--dry-run", "x", str(CHART), "-n", "prod", *REQUIRED_SET, *args]
+    ).stdout
+    notes = notes[notes.index("NOTES:") :]
+    assert "LABELLING=1 bash scripts/cluster/create-secrets.sh" in notes
+    if "labelStudio.enabled=true" in sets:
+        assert "sentiops-labelstudio-postgresql" in notes
+    if "labelling.enabled=true" in sets:
+        assert "sentiops-labelling-webhook" in notes and "sentiops-s3-labelling" in notes

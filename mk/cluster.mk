@@ -35,7 +35,7 @@ KFP_NAMESPACE ?= kubeflow
 cluster-tools: ## install promtool/etcd/helm/kube-apiserver for the cluster checks (cached, idempotent)
 	@bash scripts/cluster/install-tools.sh
 
-verify-cluster: install cluster-tools ## kustomize, helm, schemas, promtool, real kube-apiserver + RBAC
+verify-cluster: install cluster-tools labelling-install ## kustomize, helm, schemas, promtool, real kube-apiserver + RBAC
 	$(BIN)/pytest tests/cluster -q
 
 manifests: install cluster-tools ## regenerate manifests/base/generated from the Helm chart

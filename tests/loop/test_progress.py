@@ -289,12 +289,14 @@ def test_a_pipeline_run_here_writes_its_log_while_other_threads_print_as_before(
     from sentiops.local.loop.run import _stdout_of_this_thread
 
     log = tmp_path / "run.log"
+    # sys.stdout.write, not print: kfp.local swaps builtins.print for an indenting one while a
+    # pipeline runs (kfp.local.logging_utils.indented_print), which another test may be doing
     with open(log, "a", buffering=1) as fh, _stdout_of_this_thread(fh):
-        print("task output")
-        other = threading.Thread(target=lambda: print("  training run 10s: train"))
+        sys.stdout.write("task output\n")
+        other = threading.Thread(target=lambda: sys.stdout.write("  training run 10s: train\n"))
         other.start()
         other.join()
         assert sys.stdout.encoding
-    print("after")
+    sys.stdout.write("after\n")
     assert log.read_text() == "task output\n"
     assert capsys.readouterr().out == "  training run 10s: train\nafter\n"

@@ -27,7 +27,8 @@ clock() { printf '%d:%02d' $(($1 / 60)) $(($1 % 60)); }
 # the command's latest step, one short line
 latest() {
   local line
-  line=$(tail -c 4096 "$log" 2>/dev/null | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 1)
+  line=$(tail -c 4096 "$log" 2>/dev/null | tr '\r' '\n' | grep -v '^[[:space:]]*$' \
+    | grep -v '^WARNING: Location' | tail -n 1)
   case "$line" in
     "Installing collected packages:"*)
       local n

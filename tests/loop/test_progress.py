@@ -60,8 +60,8 @@ def test_a_transformer_run_told_by_stage_step_rate_eta_epoch_and_loss() -> None:
     now.t += 10  # ten seconds after the bar was read: the ETA counts down
     line = run.summary()
     assert line == (
-        "training run 13s: train (training), 10s in it; fine-tuning step 62/142 (44 %), "
-        "1.03step/s, ETA 1m07s, epoch 1, loss 0.954"
+        "training run 13s: fine-tuning step 62/142 (44 %), 1.03 step/s, ETA 1m07s, epoch 1, "
+        "loss 0.954"
     )
     run.feed("    epoch 1: train_loss=0.8112, val_macro_f1=0.7235")
     assert run.summary().endswith("last epoch 1: train_loss=0.8112, val_macro_f1=0.7235")

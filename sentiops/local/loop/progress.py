@@ -147,10 +147,11 @@ class TrainingLog:
             return f"{head}: starting the next task{after}" if self.done else f"{head}: starting"
         what = STAGES.get(self.stage, "")
         line = f"{head}: {self.stage}" + (f" ({what})" if what else "")
-        line += f", {clock(now - self.stage_started)} in it"
-        if self.bar is not None:
-            line += "; " + self._bar(now)
-        elif self.stage == "train":
+        if self.bar is not None:  # the bar says how far (one line of at most ~110 characters)
+            line = f"{head}: {self._bar(now)}"
+        else:
+            line += f", {clock(now - self.stage_started)} in it"
+        if self.bar is None and self.stage == "train":
             line += (
                 "; fitting TF-IDF + logistic regression (no steps to count)"
                 if self.model.startswith("tfidf")
@@ -166,7 +167,7 @@ class TrainingLog:
         b = self.bar
         assert b is not None
         pct = 100 * b.n / b.total if b.total else 0
-        text = f"{b.desc} step {b.n}/{b.total} ({pct:.0f} %), {b.rate}"
+        text = f"{b.desc} step {b.n}/{b.total} ({pct:.0f} %), {b.rate.replace('step/s', ' step/s')}"
         if b.eta is not None:
             text += f", ETA {clock(max(0.0, b.eta - (now - b.seen)))}"
         text += "".join(f", {k} {v}" for k, v in b.post.items())

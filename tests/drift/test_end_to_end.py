@@ -4,8 +4,6 @@ at first (retried, counted, never blocking)."""
 
 from __future__ import annotations
 
-import socket
-import sys
 import time
 from pathlib import Path
 
@@ -14,10 +12,11 @@ import pandas as pd
 import pytest
 
 from sentiops.config import Settings
-from sentiops.local.processes import free_port, start_process
+from sentiops.local.processes import free_port
 from sentiops.local.stack import Predictor
 from sentiops.store.storage import S3Store
 from tests.drift.conftest import Corpus, predictions, shifted_texts
+from tests.servers import start_s3
 
 pytestmark = pytest.mark.integration
 
@@ -84,36 +83,6 @@ def test_predictor_logger_to_sidecar(
         p.stop()
 
 
-def rclone(root: Path, port: int, key: str, secret: str):
-    exe = Path(sys.executable).with_name("rclone")
-    root.mkdir(parents=True, exist_ok=True)
-    proc = start_process(
-        f"rclone-{port}",
-        [
-            str(exe),
-            "serve",
-            "s3",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--auth-key",
-            f"{key},{secret}",
-            "--config",
-            "/dev/null",
-            str(root),
-        ],
-        root.parent,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.stop()
-    raise RuntimeError(f"rclone did not start:\n{proc.tail()}")
-
-
 def test_prediction_log_on_s3_survives_a_store_that_is_down(
     sidecar_factory, detector_model: Path, corpus: Corpus, tmp_path: Path
 ) -> None:
@@ -147,7 +116,7 @@ def test_prediction_log_on_s3_survives_a_store_that_is_down(
     assert s.sample("sentiops_prediction_log_buffered_rows") == 10
     assert s.sample("sentiops_prediction_log_rows_total", outcome="written") == 0
 
-    server = rclone(tmp_path / "s3", port, key, secret)  # the store comes back
+    server = start_s3(tmp_path / "s3", port, key, secret)  # the store comes back
     try:
         s.wait_for(
             lambda: s.sample("sentiops_prediction_log_rows_total", outcome="written") == 10,

@@ -145,18 +145,18 @@ class TrainingLog:
         if self.stage is None:
             after = f" (done: {', '.join(self.done)})" if self.done else ""
             return f"{head}: starting the next task{after}" if self.done else f"{head}: starting"
-        what = STAGES.get(self.stage, "")
-        line = f"{head}: {self.stage}" + (f" ({what})" if what else "")
         if self.bar is not None:  # the bar says how far (one line of at most ~110 characters)
             line = f"{head}: {self._bar(now)}"
         else:
+            what = STAGES.get(self.stage, "")
+            line = f"{head}: {self.stage}" + (f" ({what})" if what else "")
             line += f", {clock(now - self.stage_started)} in it"
-        if self.bar is None and self.stage == "train":
-            line += (
-                "; fitting TF-IDF + logistic regression (no steps to count)"
-                if self.model.startswith("tfidf")
-                else "; loading the model and the data (no step done yet)"
-            )
+            if self.stage == "train":
+                line += (
+                    "; fitting TF-IDF + logistic regression (no steps to count)"
+                    if self.model.startswith("tfidf")
+                    else "; loading the model and the data (no step done yet)"
+                )
         if self.epoch and self.stage == "train":
             line += f"; last {self.epoch}"
         if self.gate and self.stage in ("gate", "register"):

@@ -15,7 +15,7 @@ from sentiops.local.processes import wait_http
 from sentiops.local.stack import Predictor
 from sentiops.models import modeldir
 from sentiops.security import signing
-from tests.code.test_signing import forge, openssl_key_id, openssl_pair
+from tests.security.test_signing import forge, openssl_key_id, openssl_pair
 from tests.serving.conftest import tfidf_dir
 
 pytestmark = pytest.mark.integration

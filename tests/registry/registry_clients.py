@@ -1,4 +1,4 @@
-"""One client process of tests/code/test_registry_concurrency.py: what a training pod and a
+"""One client process of tests/registry/test_registry_concurrency.py: what a training pod and a
 tuning pod do against the cluster's MLflow tracking server, through the product's own code.
 
 Run by `multiprocessing` (spawn): the function below is imported by name in a fresh

@@ -23,8 +23,8 @@ import pytest
 from sentiops.config import EXPERIMENT, REGISTERED_MODEL
 from sentiops.models import load_model, modeldir
 from sentiops.registry import lifecycle, tracking
-from tests.code.registry_clients import SHARED_ROUNDS, TRIALS, client_process, own_model
 from tests.conftest import make_frame
+from tests.registry.registry_clients import SHARED_ROUNDS, TRIALS, client_process, own_model
 from tests.servers import Postgres, mlflow_server
 
 CLIENTS = 6

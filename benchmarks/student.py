@@ -5,8 +5,10 @@ texts, the time distillation takes, and the serving form packaging chooses.
 
 The teacher is a model `make bench-quality` kept (`<workdir>/bench-models/<run>`). Its training
 domains' train splits are the transfer set (the texts the student learns the teacher's answers
-on; `--epochs` passes over them); the validation splits decide, as packaging does
-(`sentiops.models.serving_form`), whether the student is kept. Results: a table and
+on; `--epochs` passes over them; `--transfer builtin` adds unlabelled texts of every built-in
+domain, none of a validation or test split: `sentiops.training.transfer`); the validation
+splits decide, as packaging does (`sentiops.models.serving_form`), whether the student is kept.
+Results: a table and
 benchmarks/results/student.json + .md.
 """
 
@@ -55,12 +57,21 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--pooling", default="mean")
+    ap.add_argument(
+        "--transfer",
+        action="append",
+        default=[],
+        help="unlabelled transfer texts beside the training texts, as `sentiops train "
+        "--transfer` (builtin | live | a dataset); repeat for more",
+    )
+    ap.add_argument("--transfer-max", type=int, default=6000)
     ap.add_argument("--workdir", type=Path, default=Path(".sentiops"))
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args()
     os.environ.setdefault("SENTIOPS_HOME", str(args.workdir))
     from sentiops.models import load_model
     from sentiops.models.serving_form import package
+    from sentiops.training.transfer import transfer_set
 
     data = quality.load_domains()
     manifest = json.loads((args.teacher / "model.json").read_text())
@@ -70,6 +81,12 @@ def main() -> None:
     val = [data[d]["validation"] for d in domains]
     val_texts = [t for v in val for t in v[TEXT].tolist()]
     val_labels = [y for v in val for y in v[LABEL].tolist()]
+    held_out = [
+        t for d in quality.DOMAINS for s in ("validation", "test") for t in data[d][s][TEXT]
+    ]
+    transfer = transfer_set(
+        train, gold, sources=args.transfer, exclude=held_out, limit=args.transfer_max
+    )
     rows: dict[str, dict[str, Any]] = {}
     teacher = load_model(args.teacher)
     rows["teacher (fp32)"] = score(teacher, data, args.pooling)
@@ -82,9 +99,9 @@ def main() -> None:
         val_texts,
         val_labels,
         forms=("student-int8", "onnx-int8", "onnx-fp32", "pytorch"),
-        train_texts=train,
-        train_labels=gold,
-        distill_params={"epochs": args.epochs},
+        train_texts=transfer.texts,
+        train_labels=transfer.labels,
+        distill_params={"epochs": args.epochs, "transfer": transfer.record},
     )
     seconds = time.perf_counter() - start
     student = load_model(work)
@@ -92,7 +109,7 @@ def main() -> None:
     record = {
         "teacher": str(args.teacher),
         "domains": domains,
-        "transfer_texts": len(train),
+        "transfer": transfer.record,
         "epochs": args.epochs,
         "pooling": args.pooling,
         "package_seconds": round(seconds),
@@ -107,7 +124,7 @@ def main() -> None:
     (args.results / "student.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     print(
-        f"packaging (distil {args.epochs} epochs on {len(train)} texts, export, quantize, "
+        f"packaging (distil {args.epochs} epochs on {len(transfer.texts)} texts, export, quantize, "
         f"check): {seconds:.0f} s; chosen {serving['form']}"
     )
 

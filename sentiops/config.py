@@ -109,6 +109,7 @@ _ENV: dict[str, tuple[str, ...]] = {
     "s3_secure": ("SENTIOPS_S3_SECURE",),
     "s3_region": ("SENTIOPS_S3_REGION", "AWS_REGION"),
     "s3_retries": ("SENTIOPS_S3_RETRIES",),
+    "store_uri": ("SENTIOPS_STORE",),
 }
 
 
@@ -124,6 +125,9 @@ class Settings:
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     s3_retries: int = 3
+    #: the artifact store (s3://bucket/prefix or a directory) where the sidecar logs live
+    #: predictions and labels; default: the embedded default's `local_store`
+    store_uri: str | None = None
 
     def __post_init__(self) -> None:
         # resolved once, here: servers started in their own folders get absolute paths
@@ -174,6 +178,11 @@ class Settings:
     def local_store(self) -> Path:
         """The artifact store of the embedded default (a directory instead of s3://bucket)."""
         return (self.home / "store").resolve()
+
+    @property
+    def store(self) -> str:
+        """The artifact store: SENTIOPS_STORE, else the embedded default's `local_store`."""
+        return self.store_uri or str(self.local_store)
 
 
 def get_settings() -> Settings:

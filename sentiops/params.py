@@ -130,8 +130,18 @@ class TrainConfig(DataConfig):
     distill_epochs: int = Field(
         2,
         ge=0,
-        description="passes of the distilled student over the training texts (0: no student; "
+        description="passes of the distilled student over its transfer set (0: no student; "
         "auto tries the model's own ONNX forms only)",
+    )
+    # sentiops.training.transfer
+    transfer: list[str] = Field(
+        ["builtin", "live"],
+        description="unlabelled texts the student also learns its teacher's answers on, "
+        "beside the training texts: builtin (every built-in domain) | live (the store's "
+        "logged live texts) | a dataset file or s3:// URI",
+    )
+    transfer_max: int = Field(
+        6000, ge=0, description="at most this many unlabelled transfer texts (live first)"
     )
     # sentiops.drift
     drift_detector: bool = Field(

@@ -154,6 +154,8 @@ def _student(
     if not len(texts):
         raise ValueError("the student-int8 form needs the training texts to distill on")
     index = {lab: i for i, lab in enumerate(labels)}
+    params = dict(params)
+    transfer = params.pop("transfer", None)  # where the texts came from, for the record
     start = time.perf_counter()
     student = distill(
         reference.model,
@@ -173,6 +175,7 @@ def _student(
         "layers": len(encoder_layers(student)[2]),
         "teacher_layers": len(encoder_layers(reference.model)[2]),
         "transfer_texts": len(texts),
+        **({"transfer": transfer} if transfer else {}),
         "distill_seconds": round(seconds, 1),
         **{k: v for k, v in params.items() if isinstance(v, int | float | str)},
     }

@@ -139,6 +139,8 @@ def train_config(
         "serving_form",
         "serving_tolerance",
         "distill_epochs",
+        "transfer",
+        "transfer_max",
     }
     allowed = (set(known(model_type)) | knobs) - set(PIPELINE_OWNED)
     unknown = sorted(set(hyperparameters) - allowed)

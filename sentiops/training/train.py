@@ -21,6 +21,7 @@ from sentiops.evaluation.evaluate import evaluate
 from sentiops.models import SentimentModel, fit_model, load_model, modeldir
 from sentiops.params import DataConfig, TrainConfig
 from sentiops.training import warm_start
+from sentiops.training.transfer import transfer_set
 
 __all__ = ["DataConfig", "Fitted", "TrainConfig", "TrainResult", "fit", "train", "train_on_splits"]
 
@@ -149,7 +150,8 @@ def train_on_splits(
         "train_seconds": round(seconds, 2),
     }
     modeldir.write(cfg.output, model.save, info)
-    _package_serving_form(model, cfg, train_df, val_df)
+    exclude = val_df[TEXT].tolist() + (test_df[TEXT].tolist() if test_df is not None else [])
+    _package_serving_form(model, cfg, train_df, val_df, exclude)
     if cfg.calibration != "none":  # before the detector: it records served probabilities
         calibrate(cfg.output, val_df, cfg.calibration, traffic_like(val_df, first), cfg.seed)
     if cfg.drift_detector:
@@ -182,10 +184,15 @@ def train_on_splits(
 
 
 def _package_serving_form(
-    model: SentimentModel, cfg: TrainConfig, train_df: pd.DataFrame, val_df: pd.DataFrame
+    model: SentimentModel,
+    cfg: TrainConfig,
+    train_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    exclude: list[str],
 ) -> None:
     """The serving form of a model type that has one (`package`: ONNX, int8, a distilled
-    student), chosen on the validation split within `cfg.serving_tolerance`."""
+    student on its transfer set: `sentiops.training.transfer`, none of the `exclude` texts),
+    chosen on the validation split within `cfg.serving_tolerance`."""
     package = getattr(type(model), "package", None)
     if package is not None and cfg.serving_form != "pytorch":
         # the serving form is made before any scoring: what is evaluated (here, and by the
@@ -197,15 +204,27 @@ def _package_serving_form(
             forms = ("student-int8", "onnx-int8", "onnx-fp32", "pytorch")
         if cfg.serving_form == "auto" and cfg.distill_epochs == 0:  # no student asked for
             forms = ("onnx-int8", "onnx-fp32", "pytorch")
+        texts, labels = train_df[TEXT].tolist(), train_df[LABEL].tolist()
+        record: dict[str, Any] = {}
+        if cfg.distill_epochs and (forms is None or "student-int8" in forms):
+            student = transfer_set(
+                texts,
+                labels,
+                sources=cfg.transfer,
+                exclude=exclude,
+                limit=cfg.transfer_max,
+                seed=cfg.seed,
+            )
+            texts, labels, record = student.texts, student.labels, student.record
         package(
             cfg.output,
             val_df[TEXT].tolist(),
             val_df[LABEL].tolist(),
             cfg.serving_tolerance,
             forms,
-            train_df[TEXT].tolist(),
-            train_df[LABEL].tolist(),
-            {"epochs": cfg.distill_epochs},
+            texts,
+            labels,
+            {"epochs": cfg.distill_epochs, "transfer": record},
         )
 
 

@@ -155,9 +155,10 @@ def test_a_distilled_student_is_packaged_gated_and_served(minilm: Path, tmp_path
         forms=("student-int8", "onnx-int8", "pytorch"),
         train_texts=train.text.tolist(),
         train_labels=train.label.tolist(),
-        distill_params={"epochs": 4, "batch_size": 16},
+        distill_params={"epochs": 4, "batch_size": 16, "transfer": {"train": len(train)}},
     )
     assert serving["form"] == "student-int8", serving
+    assert serving["student"]["transfer"] == {"train": len(train)}  # where the texts came from
     assert serving["student"]["layers"] == 3 and serving["student"]["teacher_layers"] == 6
     assert serving["student"]["transfer_texts"] == len(train)
     manifest = json.loads((copy / "model.json").read_text())

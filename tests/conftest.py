@@ -99,6 +99,20 @@ def postgres() -> Iterator[Postgres]:
         yield server
 
 
+@pytest.fixture
+def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
+    """A real S3 server (`rclone serve s3`, tests/servers.py) over `tmp_path / "s3root"`, with
+    SENTIOPS_S3_ENDPOINT and the AWS keys set for this test (and the processes it starts);
+    yields its endpoint, key, secret and root."""
+    from tests.servers import s3_server
+
+    with s3_server(tmp_path / "s3root") as srv:
+        monkeypatch.setenv("SENTIOPS_S3_ENDPOINT", srv["endpoint"])
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", srv["key"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", srv["secret"])
+        yield srv
+
+
 @pytest.fixture(scope="session")
 def vader_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One download of the vaderSentiment sdist per test session (shared cache dir)."""

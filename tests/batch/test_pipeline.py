@@ -17,7 +17,6 @@ from sentiops.pipeline.kubeflow.batch import build, compile_pipeline
 from sentiops.store import storage
 from tests.batch.conftest import table, write
 from tests.conftest import gate_and_pipeline_app
-from tests.servers import s3_server
 
 
 def _docs(path: Path) -> list[dict]:
@@ -99,43 +98,34 @@ def test_compile_batch_with_another_image(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.filterwarnings("ignore:.*no effect in the current local runner:UserWarning")
-def test_kfp_local_run_over_s3_resumes(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+def test_kfp_local_run_over_s3_resumes(model_dir: Path, tmp_path: Path, s3: dict) -> None:
     """The pipeline under kfp.local (each step a subprocess of this interpreter, as a pod runs
     it): model, input and output on a real S3 server; the second run finds every shard
     finished and rewrites none."""
     from kfp import local
 
-    with s3_server(tmp_path / "s3") as srv:
-        for var, value in (
-            ("SENTIOPS_S3_ENDPOINT", srv["endpoint"]),
-            ("AWS_ACCESS_KEY_ID", srv["key"]),
-            ("AWS_SECRET_ACCESS_KEY", srv["secret"]),
-        ):
-            monkeypatch.setenv(var, value)
-        model = storage.put_dir(model_dir, "s3://models/sentiment/1")
-        store = storage.S3Store()
-        store.ensure_bucket("data")
-        df = table(30)  # 90 rows: shards of 40, 40, 10
-        store.upload_file(write(df, tmp_path / "in.jsonl"), "s3://data/in/part-0.jsonl")
-        local.init(
-            runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "runs")
-        )
-        args = {
-            "model_uri": model,
-            "input_uri": "s3://data/in/",
-            "output_uri": "s3://out/job",
-            "shard_rows": 40,
-            "s3_endpoint": srv["endpoint"],
-        }
-        first = build(parallelism=2)(**args)
-        assert first.output["rows"] == 90 and first.output["shards"] == 3
-        shard_files = sorted((srv["root"] / "out" / "job" / "shards").glob("*.parquet"))
-        assert [p.name for p in shard_files] == [f"part-0000{i}.parquet" for i in range(3)]
-        stamps = [p.stat().st_mtime_ns for p in shard_files]
-        second = build(parallelism=2)(**args)
-        assert second.output == first.output
-        assert [p.stat().st_mtime_ns for p in shard_files] == stamps  # nothing scored again
-        out = pd.concat([pd.read_parquet(p) for p in shard_files], ignore_index=True)
-        assert out.text.tolist() == df.text.tolist() and set(out.status) == {"ok"}
-        summary = json.loads((srv["root"] / "out" / "job" / "summary.json").read_text())
-        assert summary["status"]["ok"] == 90 and summary["data"] == "s3://out/job/shards/"
+    model = storage.put_dir(model_dir, "s3://models/sentiment/1")
+    store = storage.S3Store()
+    store.ensure_bucket("data")
+    df = table(30)  # 90 rows: shards of 40, 40, 10
+    store.upload_file(write(df, tmp_path / "in.jsonl"), "s3://data/in/part-0.jsonl")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "runs"))
+    args = {
+        "model_uri": model,
+        "input_uri": "s3://data/in/",
+        "output_uri": "s3://out/job",
+        "shard_rows": 40,
+        "s3_endpoint": s3["endpoint"],
+    }
+    first = build(parallelism=2)(**args)
+    assert first.output["rows"] == 90 and first.output["shards"] == 3
+    shard_files = sorted((s3["root"] / "out" / "job" / "shards").glob("*.parquet"))
+    assert [p.name for p in shard_files] == [f"part-0000{i}.parquet" for i in range(3)]
+    stamps = [p.stat().st_mtime_ns for p in shard_files]
+    second = build(parallelism=2)(**args)
+    assert second.output == first.output
+    assert [p.stat().st_mtime_ns for p in shard_files] == stamps  # nothing scored again
+    out = pd.concat([pd.read_parquet(p) for p in shard_files], ignore_index=True)
+    assert out.text.tolist() == df.text.tolist() and set(out.status) == {"ok"}
+    summary = json.loads((s3["root"] / "out" / "job" / "summary.json").read_text())
+    assert summary["status"]["ok"] == 90 and summary["data"] == "s3://out/job/shards/"

@@ -13,18 +13,8 @@ from sentiops.batch import job
 from sentiops.store import storage
 from tests.batch.conftest import table, write
 from tests.conftest import run_cli
-from tests.servers import s3_server
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    with s3_server(tmp_path / "s3root") as srv:
-        monkeypatch.setenv("SENTIOPS_S3_ENDPOINT", srv["endpoint"])
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", srv["key"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", srv["secret"])
-        yield srv
 
 
 def read_shards(prefix: str, folder: Path) -> pd.DataFrame:

@@ -21,7 +21,6 @@ from sentiops.registry import lifecycle as registry
 from sentiops.registry import tracking
 from sentiops.store import storage
 from tests.conftest import gate_and_pipeline_app, make_frame
-from tests.servers import s3_server
 
 CONDITION = "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
 
@@ -172,60 +171,53 @@ def _run(cli, *args: str) -> dict:
 
 
 @pytest.mark.integration
-def test_pipeline_run_local_twice_with_real_s3(tmp_path: Path, csv: Path, cli, monkeypatch) -> None:
+def test_pipeline_run_local_twice_with_real_s3(tmp_path: Path, csv: Path, cli, s3) -> None:
     """`sentiops pipeline run --local` end to end, twice: a TF-IDF first champion pushed to a
     real S3 server, then a tiny DistilBERT challenger gated against it from the registry."""
-    with s3_server(tmp_path / "s3") as srv:
-        for var, value in (
-            ("SENTIOPS_S3_ENDPOINT", srv["endpoint"]),
-            ("AWS_ACCESS_KEY_ID", srv["key"]),
-            ("AWS_SECRET_ACCESS_KEY", srv["secret"]),
-        ):
-            monkeypatch.setenv(var, value)
-        first = _run(
-            cli,
-            "--data",
-            str(csv),
-            "--model-type",
-            "tfidf-logreg",
-            "--champion",
-            "none",
-            "--output-json",
-            str(tmp_path / "first.json"),
-        )
-        decision = first["decision"]
-        assert decision["approved"] is True and decision["champion"] is None
-        assert "as the candidate: s3://sentiops/models/sentiment/1/" in first["output"]
-        assert "v1 promoted candidate -> champion" in first["output"]
-        keys = set(storage.S3Store().list_keys("s3://sentiops/models/sentiment/1/"))
-        back = load_model(
-            storage.get_dir("s3://sentiops/models/sentiment/1/", tmp_path / "back")
-        )  # checksums verified
-        pushed = [*back.manifest["files"], "model.json", "signature.json"]
-        assert keys == {f"models/sentiment/1/{f}" for f in pushed}
-        assert back.version == decision["challenger"]["version"]
+    first = _run(
+        cli,
+        "--data",
+        str(csv),
+        "--model-type",
+        "tfidf-logreg",
+        "--champion",
+        "none",
+        "--output-json",
+        str(tmp_path / "first.json"),
+    )
+    decision = first["decision"]
+    assert decision["approved"] is True and decision["champion"] is None
+    assert "as the candidate: s3://sentiops/models/sentiment/1/" in first["output"]
+    assert "v1 promoted candidate -> champion" in first["output"]
+    keys = set(storage.S3Store().list_keys("s3://sentiops/models/sentiment/1/"))
+    back = load_model(
+        storage.get_dir("s3://sentiops/models/sentiment/1/", tmp_path / "back")
+    )  # checksums verified
+    pushed = [*back.manifest["files"], "model.json", "signature.json"]
+    assert keys == {f"models/sentiment/1/{f}" for f in pushed}
+    assert back.version == decision["challenger"]["version"]
 
-        second = _run(
-            cli,
-            "--data",
-            str(csv),
-            "--model-type",
-            "transformer",
-            "--base-model",
-            "tiny-distilbert",
-            "--hyperparameters",
-            '{"epochs": 2, "lr": 3e-3, "batch_size": 16, "max_length": 32}',
-            "--output-json",
-            str(tmp_path / "second.json"),
-        )
-        decision = second["decision"]
-        assert decision["challenger"]["model_type"] == "transformer"
-        assert decision["challenger"]["registry_version"] == "2"
-        assert decision["champion"]["registry_version"] == "1"  # from the registry alias
-        assert decision["champion"]["version"] == back.version
-        assert decision["dataset"]["version"] and decision["bootstrap"]["n_resamples"] == 1000
-        pushed = list(storage.S3Store().list_keys("s3://sentiops/models/sentiment/2/"))
-        assert bool(pushed) == decision["approved"]
+    second = _run(
+        cli,
+        "--data",
+        str(csv),
+        "--model-type",
+        "transformer",
+        "--base-model",
+        "tiny-distilbert",
+        "--hyperparameters",
+        '{"epochs": 2, "lr": 3e-3, "batch_size": 16, "max_length": 32}',
+        "--output-json",
+        str(tmp_path / "second.json"),
+    )
+    decision = second["decision"]
+    assert decision["challenger"]["model_type"] == "transformer"
+    assert decision["challenger"]["registry_version"] == "2"
+    assert decision["champion"]["registry_version"] == "1"  # from the registry alias
+    assert decision["champion"]["version"] == back.version
+    assert decision["dataset"]["version"] and decision["bootstrap"]["n_resamples"] == 1000
+    pushed = list(storage.S3Store().list_keys("s3://sentiops/models/sentiment/2/"))
+    assert bool(pushed) == decision["approved"]
     tracking.configure()
     champion = registry.version_of(registry.CHAMPION)
     assert champion == ("2" if decision["approved"] else "1")

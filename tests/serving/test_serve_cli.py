@@ -13,50 +13,42 @@ import pytest
 from sentiops.local.processes import free_port, start_process, wait_http
 from sentiops.store.storage import put_dir
 from tests.conftest import run_cli
-from tests.servers import s3_server
 
 pytestmark = pytest.mark.integration
 
 
-def test_serve_an_s3_model(model_dir: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    with s3_server(tmp_path / "s3root") as srv:
-        (tmp_path / "s3root" / "models").mkdir()
-        env = {
-            "SENTIOPS_S3_ENDPOINT": srv["endpoint"],
-            "AWS_ACCESS_KEY_ID": srv["key"],
-            "AWS_SECRET_ACCESS_KEY": srv["secret"],
-            "TMPDIR": str(tmp_path),
-        }
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        uri = put_dir(model_dir, "s3://models/sentiment/1")
-        port = free_port()
-        exe = str(Path(sys.executable).with_name("sentiops"))
-        proc = start_process(
+def test_serve_an_s3_model(
+    model_dir: Path, tmp_path: Path, s3: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (s3["root"] / "models").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    uri = put_dir(model_dir, "s3://models/sentiment/1")
+    port = free_port()
+    exe = str(Path(sys.executable).with_name("sentiops"))
+    proc = start_process(
+        "serve",
+        [
+            exe,
             "serve",
-            [
-                exe,
-                "serve",
-                "--model",
-                uri,
-                "--http-port",
-                str(port),
-                "--grpc-port",
-                str(free_port()),
-            ],
-            tmp_path,
-            env,
+            "--model",
+            uri,
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            str(free_port()),
+        ],
+        tmp_path,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v2/models/sentiment/ready", proc, 120, "serve")
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/models/sentiment:predict",
+            json={"instances": ["the service was great and wonderful"]},
         )
-        try:
-            wait_http(f"http://127.0.0.1:{port}/v2/models/sentiment/ready", proc, 120, "serve")
-            r = httpx.post(
-                f"http://127.0.0.1:{port}/v1/models/sentiment:predict",
-                json={"instances": ["the service was great and wonderful"]},
-            )
-            assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "positive"
-            assert "serving tfidf-logreg" in proc.log.read_text()
-        finally:
-            proc.stop()
+        assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "positive"
+        assert "serving tfidf-logreg" in proc.log.read_text()
+    finally:
+        proc.stop()
 
 
 def test_serve_refuses_a_tampered_model(model_dir: Path, tmp_path: Path) -> None:

@@ -13,18 +13,9 @@ from sentiops.errors import StorageError
 from sentiops.models import load_model
 from sentiops.store import storage
 from tests.conftest import make_frame, run_cli
-from tests.servers import free_port, s3_server
+from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    with s3_server(tmp_path / "s3root") as srv:
-        monkeypatch.setenv("SENTIOPS_S3_ENDPOINT", srv["endpoint"])
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", srv["key"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", srv["secret"])
-        yield srv
 
 
 def test_dir_round_trip_with_checksums(s3, tmp_path: Path) -> None:

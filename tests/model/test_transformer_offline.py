@@ -33,6 +33,9 @@ def test_fine_tune_minilm_briefly(tmp_path: Path) -> None:
 
 def test_hub_id_without_network_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: without this the test waits ~45 s
+    # for the hub's retries to fail (no network here); the error must be the same either way
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     csv = tmp_path / "d.csv"
     make_frame(12).to_csv(csv, index=False)
     cfg = TrainConfig(

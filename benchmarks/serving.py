@@ -10,8 +10,9 @@
   behind FastAPI answering one request at a time, fp32 PyTorch, the same weights
 
 Both are driven by locust (headless, a separate process) with real texts (the vader-tweets
-test split) at concurrency 1 and 16 with one text per request, and at concurrency 1 with 32
-texts per request. Reported: req/s, texts/s, p50/p95/p99, our/baseline ratios, cold start to
+test split) at concurrency 1 and 16 with one text per request, at concurrency 1 with 32
+texts per request, and at concurrency 4 with one long text (~300 words: test tweets joined) per
+request. Reported: req/s, texts/s, p50/p95/p99, our/baseline ratios, cold start to
 ready, resident memory, macro-F1 of each server's answers on the test split, the machine.
 Without --model, a transformer is trained like `make run` does (cached under the workdir).
 Results: benchmarks/results/serving.{json,md}.
@@ -41,7 +42,10 @@ from sentiops.params import DataConfig, TrainConfig
 from sentiops.scoring import macro_f1
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = [(1, 1), (16, 1), (1, 32)]  # (concurrent users, texts per request)
+#: (concurrent users, texts per request, texts): "long" texts are ~300 words (test tweets
+#: joined in order), read whole by both servers (ours in windows, the baseline up to 512 tokens)
+SCENARIOS = [(1, 1, "short"), (16, 1, "short"), (1, 32, "short"), (4, 1, "long")]
+LONG_WORDS = 300
 TARGET_RATIO_C16 = 5.0
 
 
@@ -95,6 +99,18 @@ def ensure_model(workdir: Path, model: Path | None, con: Console, form: str = "a
     return model
 
 
+def long_texts(texts: list[str], words: int = LONG_WORDS) -> list[str]:
+    """Texts of about `words` words: `texts` joined in order (a long post is many sentences)."""
+    out: list[str] = []
+    current: list[str] = []
+    for text in texts:
+        current.append(text)
+        if sum(len(t.split()) for t in current) >= words:
+            out.append(" ".join(current))
+            current = []
+    return out
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children, MB."""
     total = 0
@@ -134,6 +150,7 @@ def start_server(kind: str, model: Path, port: int, work: Path) -> tuple[Process
 
 
 def locust(url: str, users: int, batch: int, seconds: int, texts: Path, work: Path) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
     prefix = work / f"locust-{users}x{batch}"
     env = {**os.environ, "BENCH_TEXTS": str(texts), "BENCH_BATCH": str(batch)}
     locust_bin = Path(sys.executable).with_name("locust")
@@ -216,8 +233,9 @@ def main() -> None:
     manifest = read_manifest(model)
     test, _ = labelled_split(DataConfig(data=["vader-tweets"]), "test")
     texts, gold = test.text.tolist(), test.label.tolist()
-    texts_file = work / "texts.json"
-    texts_file.write_text(json.dumps(texts))
+    files = {"short": work / "texts.json", "long": work / "long-texts.json"}
+    files["short"].write_text(json.dumps(texts))
+    files["long"].write_text(json.dumps(long_texts(texts)))
     results: dict[str, Any] = {}
     for kind in ("baseline", "ours"):
         con.print(f"[bold]{kind}[/]: starting")
@@ -225,9 +243,13 @@ def main() -> None:
         try:
             warm_up(url, texts)
             runs = []
-            for users, batch in SCENARIOS:
-                con.print(f"  {kind}: {users} user(s) x {batch} text(s)/request, {args.seconds}s")
-                runs.append(locust(url, users, batch, args.seconds, texts_file, work / kind))
+            for users, batch, size in SCENARIOS:
+                con.print(
+                    f"  {kind}: {users} user(s) x {batch} {size} text(s)/request, {args.seconds}s"
+                )
+                runs.append(
+                    locust(url, users, batch, args.seconds, files[size], work / kind / size)
+                )
             results[kind] = {
                 "cold_start_s": round(cold, 2),
                 "rss_mb": round(rss_mb(proc.proc.pid)),
@@ -288,13 +310,12 @@ ROWS = [
 
 def _rows(record: dict) -> list[list[str]]:
     out = []
-    for i, (users, batch) in enumerate(SCENARIOS):
+    for i, (users, batch, size) in enumerate(SCENARIOS):
+        name = f"c={users}, {batch}/req" + (f", {LONG_WORDS} words" if size == "long" else "")
         for label, key, fmt in ROWS:
             ours, base = record["ours"]["runs"][i][key], record["baseline"]["runs"][i][key]
             ratio = f"{ours / base:.2f}x" if key != "failures" and base else ""
-            out.append(
-                [f"c={users}, {batch}/req", label, fmt.format(base), fmt.format(ours), ratio]
-            )
+            out.append([name, label, fmt.format(base), fmt.format(ours), ratio])
     for label, key in (
         ("cold start s", "cold_start_s"),
         ("resident MB", "rss_mb"),

@@ -100,6 +100,13 @@ RUNS: list[Run] = [
         )
         for d in DOMAINS
     ],
+    # long texts: joined same-label snippets too (`windows.joined`): windows of several sentences
+    Run(
+        "transformer joined · all but movies",
+        "transformer",
+        _others("movies"),
+        TRANSFORMER | {"soft_width": 0.0, "joined_share": 0.3},
+    ),
     # in domain: longer training at a lower rate on all the tweets
     Run(
         "transformer 4 epochs · tweets",

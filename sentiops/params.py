@@ -115,6 +115,14 @@ class TrainConfig(DataConfig):
         ge=0.0,
         description="transformer: soft targets from the raters' mean scores (0: hard labels only)",
     )
+    # sentiops.models.windows.joined
+    joined_share: float = Field(
+        0.0,
+        ge=0.0,
+        le=2.0,
+        description="transformer: extra training texts of 3-8 same-label snippets joined "
+        "(a share of the training rows), so the model learns from windows of several sentences",
+    )
     threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
     # sentiops.models.serving_form
     serving_form: str = Field(

@@ -292,6 +292,7 @@ class TransformerModel:
         patience: int = 2,
         class_weights: bool = True,
         soft_width: float = SOFT_WIDTH,
+        joined_share: float = 0.0,
         threads: int | None = None,
         seed: int = SEED,
         val_texts: Sequence[str] = (),
@@ -313,6 +314,15 @@ class TransformerModel:
             window_pooling=window_pooling,
             max_tokens=max_tokens,
         )
+        if joined_share > 0:  # multi-sentence windows to learn from (`windows.joined`)
+            extra = _windows.joined(
+                texts, labels, share=joined_share, scores=scores, weights=sample_weight, seed=seed
+            )
+            texts, labels = [*texts, *extra.texts], [*labels, *extra.labels]
+            if scores is not None and extra.scores is not None:
+                scores = [*scores, *extra.scores]
+            if sample_weight is not None and extra.weights is not None:
+                sample_weight = [*sample_weight, *extra.weights]
         y = np.array([classes.index(lab) for lab in labels])
         # every window of a text is a training row with the text's target; together the
         # windows of one text weigh as much as a short text (one window)

@@ -127,3 +127,24 @@ def test_a_review_is_classified_by_its_verdict_at_the_end(cue_model) -> None:  #
         assert cue_model.labels[int(first.argmax())] == "neutral"
         proba = cue_model.predict_proba([text])[0]
         assert cue_model.labels[int(proba.argmax())] == verdict, proba
+
+
+def test_joined_snippets_are_several_sentences_of_one_label() -> None:
+    """`windows.joined`: training texts of 3-8 same-label snippets, their mean score and
+    weight; a label with too few snippets gets none; the seed decides."""
+    texts = [f"pos {i}." for i in range(20)] + [f"neg {i}." for i in range(10)] + ["neu 0."]
+    labels = ["positive"] * 20 + ["negative"] * 10 + ["neutral"]
+    scores = [2.0] * 20 + [-1.0] * 10 + [0.0]
+    weights = [1.0] * 20 + [3.0] * 10 + [1.0]
+    out = windows.joined(texts, labels, share=2.0, scores=scores, weights=weights, seed=3)
+    assert len(out.texts) == 62 and set(out.labels) == {"positive", "negative"}
+    for text, lab, score, weight in zip(out.texts, out.labels, out.scores, out.weights):
+        parts = text.split(". ")
+        assert 3 <= len(parts) <= 8 and len(set(parts)) == len(parts)  # distinct snippets
+        assert all(p.startswith(lab[:3]) for p in parts)  # one label throughout
+        assert (score, weight) == ((2.0, 1.0) if lab == "positive" else (-1.0, 3.0))
+    assert out.labels.count("positive") > out.labels.count("negative")  # as the data
+    again = windows.joined(texts, labels, share=2.0, scores=scores, weights=weights, seed=3)
+    assert again.texts == out.texts
+    plain = windows.joined(texts, labels, share=0.5)
+    assert len(plain.texts) == 16 and plain.scores is None and plain.weights is None

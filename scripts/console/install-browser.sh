@@ -28,10 +28,14 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# Each step said out loud (scripts/phase.sh: a line when it starts, one every 10 s, its time).
+phase() { bash "$(dirname "$0")/../phase.sh" "$@"; }
 # An update only when the package lists do not know chromium yet (cheap on a warm machine).
 if ! apt-cache show chromium >/dev/null 2>&1 || ! apt-cache show chromium-driver >/dev/null 2>&1; then
-  "${SUDO[@]}" apt-get update -qq
+  phase "browser-tools 1/2" "apt-get update" -- "${SUDO[@]}" apt-get update -qq
 fi
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null
-"$CHROMIUM" --version
-"$DRIVER" --version | cut -d' ' -f1-2
+phase "browser-tools 2/2" "apt-get install chromium chromium-driver (~100 MB)" -- \
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core
+[[ -x "$CHROMIUM" && -x "$DRIVER" ]] \
+  || { echo "browser-tools: $CHROMIUM or $DRIVER still missing after apt-get" >&2; exit 1; }
+echo "browser-tools: $("$CHROMIUM" --version) and $("$DRIVER" --version | cut -d' ' -f1-2)"

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sentiops.models import LoadedModel
+from sentiops.models import LoadedModel, windows
 
 STEPS = 16
 #: Most tokens of a text explained (the windows over them are attributed one by one).
@@ -81,8 +81,6 @@ def _linear(model: LoadedModel, text: str, k: int) -> list[tuple[str, float]]:
 def _windows(model: LoadedModel, text: str) -> tuple[Any, list[int], list[tuple[int, int]]]:
     """(tokenizer, the text's tokens up to MAX_TOKENS, the windows over them) as the model
     reads the text."""
-    from sentiops.models import windows
-
     tm: Any = model.model
     tokenizer = tm.tokenizer
     content = tokenizer(text, add_special_tokens=False)["input_ids"][:MAX_TOKENS]

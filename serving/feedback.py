@@ -29,10 +29,17 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request  # at module level: FastAPI resolves the route's annotations here
 from fastapi.responses import JSONResponse
+
+from sentiops.errors import FeedbackError, InvalidInput, SentiOpsError
+from sentiops.feedback.labels import RANDOM, TARGETED, parse_items
+from sentiops.security.auth import AuthError
+from sentiops.security.limits import json_body
+from sentiops.security.ratelimit import retry_after
 
 logger = logging.getLogger("sentiops.serving.feedback")
 PATHS = (":predict", ":explain", "/infer")
@@ -136,10 +143,6 @@ def prediction_rows(
     (`<request id>` for one text, `<request id>:<i>` for the i-th of several), the client's
     own id, and whether each prediction is in the random evaluation sample (decided here, by
     `sample_key`: `sentiops.security.secrets.SampleKey`)."""
-    from datetime import UTC, datetime
-
-    from sentiops.feedback.labels import RANDOM, TARGETED
-
     now = datetime.now(UTC).isoformat()
     one = len(texts) == 1
     rows = []
@@ -189,8 +192,7 @@ def refused(exc: Any) -> JSONResponse:
 def over_limit(limiter: Any, model: Any, client: str) -> tuple[str, str] | None:
     """(the error, Retry-After in seconds) when `client` is over its rate (counted as
     `sentiops_request_errors_total{reason="rate_limited"}`), else None; REST and gRPC alike."""
-    from sentiops import metrics
-    from sentiops.security.ratelimit import retry_after
+    from sentiops import metrics  # lazy: pulls prometheus_client
 
     wait = limiter.allow(client)
     if wait <= 0:
@@ -248,8 +250,6 @@ class BearerReads:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if path and self._closed(scope.get("method", "GET"), path):
-            from sentiops.security.auth import AuthError
-
             auth = (
                 dict(scope.get("headers") or []).get(b"authorization", b"").decode(errors="replace")
             )
@@ -262,11 +262,6 @@ class BearerReads:
 
 
 def add_feedback_route(app: Any, model: Any, feedback: Any | None, tokens: Any = None) -> None:
-    from sentiops.errors import FeedbackError, InvalidInput, SentiOpsError
-    from sentiops.feedback.labels import parse_items
-    from sentiops.security.auth import AuthError
-    from sentiops.security.limits import json_body
-
     @app.post(f"/v1/models/{model.name}:feedback", response_model=None)
     async def post_feedback(request: Request) -> JSONResponse:
         labelled_by = ""

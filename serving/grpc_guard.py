@@ -28,11 +28,13 @@ from collections import namedtuple
 from collections.abc import Awaitable, Callable
 from concurrent import futures
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from grpc import aio
 from kserve import ModelServer
 
+from sentiops.security.auth import AuthError
 from serving.feedback import CLIENT_ID_HEADER, RequestIds, over_limit
 
 logger = logging.getLogger("sentiops.serving.grpc")
@@ -45,8 +47,6 @@ Metadatum = namedtuple("Metadatum", ("key", "value"))
 def peer_host(peer: str) -> str:
     """The client's address in a gRPC peer string (`ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`,
     URL-encoded or not), the key REST uses for the same client; other peers as they are."""
-    from urllib.parse import unquote
-
     kind, _, rest = unquote(peer or "").partition(":")
     if kind in ("ipv4", "ipv6") and ":" in rest:
         return rest.rpartition(":")[0].strip("[]")
@@ -130,8 +130,6 @@ class GrpcGuard(aio.ServerInterceptor):
                     grpc.StatusCode.RESOURCE_EXHAUSTED, error, (("retry-after", after),)
                 )
         if self.tokens is not None:
-            from sentiops.security.auth import AuthError
-
             metadata = dict(context.invocation_metadata() or ())
             try:
                 self.tokens.check(metadata.get("authorization"))

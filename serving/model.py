@@ -22,6 +22,7 @@ one place the limits live.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -42,7 +43,10 @@ from sentiops.errors import InvalidInput as CoreInvalidInput
 from sentiops.errors import SentiOpsError
 from sentiops.models import MAX_BATCH, MAX_CHARS, LoadedModel, check_texts, load_model
 from sentiops.scoring import labels_from_proba
+from sentiops.security.limits import json_body
 from serving.batcher import Batcher
+from serving.explain import explain
+from serving.feedback import CLIENT_ID_HEADER, prediction_rows
 
 logger = logging.getLogger("sentiops.serving")
 VERSION_ENV = "SENTIOPS_MODEL_VERSION"
@@ -99,7 +103,7 @@ class SentimentModel(Model):
 
     # -------------------------------------------------------------------------- lifecycle
     def load(self) -> bool:
-        from sentiops.store.storage import local_model
+        from sentiops.store.storage import local_model  # lazy: pulls minio
 
         try:  # an s3:// model is downloaded first, like KServe's storage-initializer
             self.model = load_model(local_model(self.model_dir))
@@ -186,8 +190,6 @@ class SentimentModel(Model):
     def texts_of(self, payload: Any) -> list[str]:
         """The texts of a v1 dict or a v2 request, checked against the limits."""
         if isinstance(payload, bytes | bytearray):  # a JSON body sent without its content type
-            from sentiops.security.limits import json_body
-
             try:
                 payload = json_body(payload)
             except CoreInvalidInput as exc:
@@ -280,8 +282,6 @@ class SentimentModel(Model):
             self._remember(payload, headers, texts, labels, proba)
         # the prediction id this server issued (serving.feedback.RequestIds), never the client's;
         # the client's own id rides along for correlation (the drift sidecar logs both)
-        from serving.feedback import CLIENT_ID_HEADER
-
         rid = (headers or {}).get("x-request-id") or None
         client = (headers or {}).get(CLIENT_ID_HEADER) or ""
         if isinstance(payload, InferRequest):
@@ -317,8 +317,6 @@ class SentimentModel(Model):
         labels: list[str],
         proba: np.ndarray,
     ) -> None:
-        from serving.feedback import CLIENT_ID_HEADER, prediction_rows
-
         rid = (headers or {}).get("x-request-id")
         if rid:  # an id issued here (a request that bypassed RequestId has none: not labelled)
             conf = [float(row.max()) for row in proba]
@@ -369,8 +367,6 @@ class SentimentModel(Model):
         )
 
     async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        import asyncio
-
         texts = self.texts_of(payload)
         if len(texts) > 8:
             raise _invalid(f"{len(texts)} texts to explain", "explain at most 8 texts a request")
@@ -393,8 +389,6 @@ class SentimentModel(Model):
             ) from None
 
     def _explain(self, texts: list[str]) -> dict[str, Any]:
-        from serving.explain import explain
-
         try:
             assert self.model is not None
             return {"explanations": [explain(self.model, t) for t in texts]}

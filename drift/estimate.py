@@ -26,6 +26,8 @@ import numpy as np
 
 from sentiops import metrics
 from sentiops.estimation import performance
+from sentiops.feedback.labels import RANDOM
+from sentiops.store import layout
 
 logger = logging.getLogger("sentiops.drift.estimate")
 #: What a feedback label part holds that the estimate's error needs.
@@ -111,8 +113,6 @@ class Labelled:
         return self.errors
 
     def _read_new(self) -> None:
-        from sentiops.store import layout
-
         for f in layout.label_files(self.store):
             if f.uri in self.parts or not f.uri.endswith(".parquet"):
                 continue
@@ -142,8 +142,7 @@ def _sample_rows(uri: str) -> Any:
     label files have none: None)."""
     import pyarrow.parquet as pq
 
-    from sentiops.feedback.labels import RANDOM
-    from sentiops.store.storage import get_file
+    from sentiops.store.storage import get_file  # lazy: pulls minio
 
     try:
         local = get_file(uri)

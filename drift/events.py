@@ -22,12 +22,15 @@ both dropped (`duplicate_id`): a pair is never guessed.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
+
+from sentiops.security.limits import MAX_DEPTH, json_depth
 
 #: What an event id may be: printable, no white space, bounded.
 EVENT_ID = re.compile(r"[\x21-\x7e]{1,200}")
@@ -76,8 +79,6 @@ def parse(headers: dict[str, str], body: bytes) -> Event:
     """One binary (or structured) CloudEvent; raises BadEvent with a reason."""
     from cloudevents.http import from_http
 
-    from sentiops.security.limits import MAX_DEPTH, json_depth
-
     depth = json_depth(body)
     if depth > MAX_DEPTH:
         raise BadEvent(
@@ -99,8 +100,6 @@ def parse(headers: dict[str, str], body: bytes) -> Event:
         )
     data = ce.data
     if isinstance(data, bytes | bytearray | str):
-        import json
-
         try:
             data = json.loads(data)
         except ValueError:

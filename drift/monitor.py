@@ -14,10 +14,12 @@ without saying so.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 import time
+import urllib.request
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -34,6 +36,13 @@ from drift.retrain import Retrainer, write_labelling
 from drift.settings import Settings
 from drift.versions import VersionGate
 from sentiops import metrics
+from sentiops.config import model_uri
+from sentiops.drift import detector, windows
+from sentiops.drift.detector import DETECTOR_DIR
+from sentiops.drift.encoder import Embedder
+from sentiops.feedback.labels import RANDOM, TARGETED
+from sentiops.security.secrets import SampleKey
+from sentiops.store import layout
 
 logger = logging.getLogger("sentiops.drift")
 #: Tested windows' records kept per model version for /status (drift and estimate).
@@ -77,14 +86,10 @@ class DetectorSource:
 
     def embedder(self) -> Any:
         if self._embedder is None:
-            from sentiops.drift.encoder import Embedder
-
             self._embedder = Embedder()
         return self._embedder
 
     def _tester(self, path: Path) -> Any:
-        from sentiops.drift import detector, windows
-
         det = detector.load(path)
         if self.settings.alpha is not None:
             det.config["alpha"] = float(self.settings.alpha)
@@ -136,21 +141,18 @@ class DetectorSource:
             return tester
 
     def _fetch(self, version: str) -> Path:
-        from sentiops.config import model_uri
-        from sentiops.store import layout
-        from sentiops.store.storage import is_s3
+        from sentiops.store.storage import is_s3  # lazy: pulls minio
 
         uri = model_uri(self.settings.store, version, self.settings.model_name)
         if not is_s3(uri):
             return Path(uri)
-        from sentiops.drift.detector import DETECTOR_DIR
 
         local = self.settings.workdir / "models" / version
         (local / DETECTOR_DIR).mkdir(parents=True, exist_ok=True)
         for f in layout.list_files(f"{uri}/{DETECTOR_DIR}"):
             rel = f.uri[len(uri) + 1 :]
             (local / rel).write_bytes(layout.get_bytes(f.uri))
-        from sentiops.models.modeldir import MANIFEST, SIGNATURE
+        from sentiops.models.modeldir import MANIFEST, SIGNATURE  # lazy: pulls cryptography
 
         (local / MANIFEST).write_bytes(layout.get_bytes(f"{uri}/{MANIFEST}"))
         # its signature, if it has one (detector.load refuses an unsigned model when a verify
@@ -168,8 +170,6 @@ class Monitor:
         log: PredictionLog | None = None,
         retrainer: Retrainer | None = None,
     ) -> None:
-        from sentiops.security.secrets import SampleKey
-
         self.settings = settings
         # which predictions are in the random evaluation sample (the predictors decide the same
         # with the same secret: SENTIOPS_SAMPLE_SECRET_FILE)
@@ -208,9 +208,7 @@ class Monitor:
             self.detectors.load_fixed()
             if not self.settings.detector:
                 self.detectors.embedder()._load()
-                from sentiops.drift.windows import _need_alibi
-
-                _need_alibi()
+                windows._need_alibi()
             self.ready, self.ready_reason = True, "ready"
         except Exception as exc:  # noqa: BLE001 - the reason is served on /readyz
             self.ready_reason = f"detector failed to load: {exc}"
@@ -222,9 +220,6 @@ class Monitor:
             self.log.close()
 
     def _in_store(self, version: str) -> bool:
-        from sentiops.config import model_uri
-        from sentiops.store import layout
-
         uri = model_uri(self.settings.store, version, self.settings.model_name)
         try:
             return any(f.uri.endswith("/model.json") for f in layout.list_files(uri))
@@ -257,9 +252,6 @@ class Monitor:
         return fixed.detector.version if fixed is not None else "unknown"
 
     def _ask_predictor(self) -> str:
-        import json
-        import urllib.request
-
         url = f"{self.settings.predictor_url.rstrip('/')}/v2/models/{self.settings.model_name}"  # type: ignore[union-attr]
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - localhost
@@ -301,7 +293,6 @@ class Monitor:
         else:
             probs = [float(p) for p in pred.probabilities]
             classes = labels if labels and len(labels) == len(probs) else []
-        from sentiops.feedback.labels import RANDOM, TARGETED
 
         return {
             "id": pred.id,

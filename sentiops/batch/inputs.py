@@ -80,7 +80,7 @@ def find(
     every object under an s3:// prefix; hidden names (`.x`, `_SUCCESS`) and whatever lies under
     `exclude` (the job's output, when it sits inside the input) are skipped. With `fmt` auto the
     format comes from each name; files of other names are left out."""
-    from sentiops.store.storage import is_s3
+    from sentiops.store.storage import is_s3  # lazy: pulls minio
 
     if fmt != "auto" and fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}", f"use auto or one of: {', '.join(FORMATS)}")
@@ -112,7 +112,7 @@ def find(
 
 
 def _under(uri: str, folder: str) -> bool:
-    from sentiops.store.storage import is_s3
+    from sentiops.store.storage import is_s3  # lazy: pulls minio
 
     if is_s3(uri) or is_s3(folder):
         return uri.startswith(folder.rstrip("/") + "/")
@@ -136,7 +136,7 @@ def _find_local(path: Path) -> list[tuple[str, str, int, str]]:
 
 
 def _find_s3(spec: str, settings: Settings | None) -> list[tuple[str, str, int, str]]:
-    from sentiops.store.storage import S3Store, parse_s3
+    from sentiops.store.storage import S3Store, parse_s3  # lazy: pulls minio
 
     store = S3Store(settings)
     bucket, key = parse_s3(spec)
@@ -175,7 +175,7 @@ class Fetcher:
         self._held: tuple[str, Path] | None = None
 
     def local(self, f: InputFile) -> Path:
-        from sentiops.store.storage import S3Store, is_s3
+        from sentiops.store.storage import S3Store, is_s3  # lazy: pulls minio
 
         if not is_s3(f.uri):
             return Path(f.uri)

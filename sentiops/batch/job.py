@@ -25,9 +25,10 @@ from typing import Any
 from sentiops.batch import inputs
 from sentiops.batch.output import MANIFEST, SUMMARY, Output
 from sentiops.batch.plan import BATCH_SIZE, KEEP_ALL, SHARD_ROWS, InputFile, Plan, cut, loads
-from sentiops.batch.score import STATUSES, is_done, score_shard, window_rows
+from sentiops.batch.score import OK, STATUSES, is_done, prob_column, score_shard, window_rows
 from sentiops.config import Settings
 from sentiops.errors import ConfigError, DataError, ModelError
+from sentiops.estimation.performance import Tally, from_tally
 
 
 @dataclass
@@ -73,9 +74,9 @@ def _noop(event: Event) -> None:
 def model_info(model: str, settings: Settings | None = None) -> dict[str, Any]:
     """What the plan records of the model, from its manifest (`model.json`) alone: a KFP plan
     step needs no weights; every scorer verifies the whole directory when it loads it."""
-    from sentiops.models.modeldir import MANIFEST as MODEL_MANIFEST
-    from sentiops.models.modeldir import read_manifest
-    from sentiops.store.storage import S3Store, is_s3
+    from sentiops.models.modeldir import MANIFEST as MODEL_MANIFEST  # lazy: pulls cryptography
+    from sentiops.models.modeldir import read_manifest  # lazy: pulls cryptography
+    from sentiops.store.storage import S3Store, is_s3  # lazy: pulls minio
 
     if is_s3(model):
         with tempfile.TemporaryDirectory(prefix="sentiops-batch-model-") as tmp:
@@ -101,7 +102,7 @@ def model_info(model: str, settings: Settings | None = None) -> dict[str, Any]:
 def _options(
     text_column: str, keep: list[str] | None, shard_rows: int, max_chars: int | None
 ) -> dict[str, Any]:
-    from sentiops.models import MAX_CHARS
+    from sentiops.models import MAX_CHARS  # lazy: pulls cryptography
 
     max_chars = MAX_CHARS if max_chars is None else max_chars
     if max_chars < 1:
@@ -215,8 +216,8 @@ def read_plan(output: str, settings: Settings | None = None) -> Plan:
 # ------------------------------------------------------------------------------ score
 def load(model: str, plan: Plan, settings: Settings | None = None) -> Any:
     """The model (checksums verified, the serving form), refused unless it is the plan's."""
-    from sentiops.models import load_model
-    from sentiops.store.storage import local_model
+    from sentiops.models import load_model  # lazy: pulls cryptography
+    from sentiops.store.storage import local_model  # lazy: pulls minio
 
     loaded = load_model(local_model(model, settings))
     if loaded.version != plan.version:
@@ -352,9 +353,6 @@ def estimate_job(out: Output, plan: Plan) -> dict[str, Any]:
     macro-F1 with 95 % intervals. It assumes p(label | text) is the model's validation data's;
     on another domain it is too high (docs/estimation.md)."""
     import pyarrow.parquet as pq
-
-    from sentiops.batch.score import OK, prob_column
-    from sentiops.estimation.performance import Tally, from_tally
 
     columns = [prob_column(lab) for lab in plan.labels]
     tally = Tally(tuple(plan.labels))

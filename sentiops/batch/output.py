@@ -33,7 +33,7 @@ MANIFEST, SUMMARY, SHARDS, DONE = "manifest.json", "summary.json", "shards", "do
 
 class Output:
     def __init__(self, uri: str, settings: Settings | None = None) -> None:
-        from sentiops.store.storage import is_s3
+        from sentiops.store.storage import is_s3  # lazy: pulls minio
 
         self.uri = str(uri).rstrip("/") if is_s3(uri) else str(Path(uri))
         self.s3 = is_s3(uri)
@@ -53,7 +53,7 @@ class Output:
     @property
     def store(self) -> Any:
         if self._store is None:
-            from sentiops.store.storage import S3Store
+            from sentiops.store.storage import S3Store  # lazy: pulls minio
 
             self._store = S3Store(self.settings)
         return self._store
@@ -131,7 +131,7 @@ class Output:
     def entries(self) -> list[str]:
         """Every file of the output (relative names)."""
         if self.s3:
-            from sentiops.store.storage import parse_s3
+            from sentiops.store.storage import parse_s3  # lazy: pulls minio
 
             bucket, key = parse_s3(self.uri + "/")
             if not self.store.client.bucket_exists(bucket):

@@ -18,11 +18,15 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, Settings, get_settings
 from sentiops.console.prometheus import PrometheusClient, Unavailable, quote, selector
+from sentiops.errors import SentiOpsError
+from sentiops.registry import lifecycle as registry
+from sentiops.registry import tracking
 
 #: Environment defaults of `--prometheus-url` / `--predictor-url` / `--mlflow-url`.
 PROMETHEUS_URL_ENV = "SENTIOPS_PROMETHEUS_URL"
@@ -91,9 +95,6 @@ def registry_section(
         return _unavailable(
             "registry", uri, f"MLflow is not installed ({exc}); install sentiops[train]"
         )
-    from sentiops.errors import SentiOpsError
-    from sentiops.registry import lifecycle as registry
-    from sentiops.registry import tracking
 
     try:
         tracking.check_reachable(uri, timeout=3.0)
@@ -141,8 +142,6 @@ def _float(value: str | None) -> float | None:
 
 
 def _versions(name: str) -> list[dict[str, Any]]:
-    from sentiops.registry import tracking
-
     found = tracking.client().search_model_versions(f"name='{name}'")
     found = sorted(found, key=lambda v: int(v.version), reverse=True)[:VERSIONS_SHOWN]
     return [
@@ -157,8 +156,6 @@ def _versions(name: str) -> list[dict[str, Any]]:
 
 
 def _ms_iso(ms: int | None) -> str | None:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else None
 
 

@@ -14,10 +14,13 @@ live test share estimates live accuracy.
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from sentiops.data.datasets import LABEL, SAMPLE, SOURCE, TEXT
+from sentiops.data.datasets import BUILTIN, LABEL, SAMPLE, SOURCE, TEXT
+from sentiops.data.validate import normalize_text
 from sentiops.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -50,8 +53,6 @@ ORIGINAL, ADDED = "original", "added"
 def original_rows(df: pd.DataFrame) -> pd.Series:
     """Rows of an original source: the first source, or a built-in dataset (several built-in
     datasets are each split as they would be alone, so each one's test rows stay the same)."""
-    from sentiops.data.datasets import BUILTIN
-
     return (df[SOURCE] == df[SOURCE].iloc[0]) | df[SOURCE].isin(list(BUILTIN))
 
 
@@ -68,10 +69,6 @@ def groups(df: pd.DataFrame) -> list[str] | None:
 
 
 def _by_hash(df: pd.DataFrame, val_frac: float, test_frac: float) -> dict[str, pd.DataFrame]:
-    import hashlib
-
-    from sentiops.data.validate import normalize_text
-
     def bucket(text: str) -> float:
         digest = hashlib.sha256(normalize_text(str(text)).encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64

@@ -27,7 +27,8 @@ import numpy as np
 
 from sentiops.config import SEED
 from sentiops.drift.encoder import MAX_LENGTH, Embedder
-from sentiops.errors import DriftError
+from sentiops.errors import DataError, DriftError, ValidationFailed
+from sentiops.store.checksum import sha256_file
 
 #: Folder of the detector inside a model directory.
 DETECTOR_DIR = "drift"
@@ -163,10 +164,9 @@ def texts_for_fit(
     the validation + test parts, which the model never saw, are the label-mix / confidence
     reference. Anything else is refused: on its own training texts a model is over-confident,
     and a detector built on them flags every window of new in-domain traffic."""
-    from sentiops.data.prepare import prepare
-    from sentiops.errors import DataError, ValidationFailed
-    from sentiops.models import modeldir
-    from sentiops.params import DataConfig
+    from sentiops.data.prepare import prepare  # lazy: drift env: pydantic 2
+    from sentiops.models import modeldir  # lazy: pulls cryptography
+    from sentiops.params import DataConfig  # lazy: drift env: pydantic 2
 
     manifest = modeldir.read_manifest(Path(model_dir), verify=False)
     ds = manifest.get("dataset") or {}
@@ -220,7 +220,7 @@ def fit_model_dir(
     `output` = `model_dir`, in place; otherwise a copy of the model directory), re-checksummed
     with the model by `modeldir.extend` (the model gets a new version). Returns the new
     manifest. This is the pipeline's `drift` step (after train, before the gate)."""
-    from sentiops.models import load_model, modeldir
+    from sentiops.models import load_model, modeldir  # lazy: pulls cryptography
 
     model_dir = Path(model_dir)
     model = load_model(model_dir)
@@ -248,8 +248,7 @@ def load(path: Path) -> Detector:
     path = Path(path)
     folder, model_version = path, ""
     if (path / "model.json").exists():
-        from sentiops.models import modeldir
-        from sentiops.store.checksum import sha256_file
+        from sentiops.models import modeldir  # lazy: pulls cryptography
 
         # the signature (when a verify key is configured) before anything is read: a partial
         # copy (the sidecar fetches only drift/ and the manifest) checks its own files below

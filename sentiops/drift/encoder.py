@@ -72,7 +72,7 @@ class Embedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
-        from sentiops.models import windows
+        from sentiops.models import windows  # lazy: pulls cryptography
 
         self._load()
         if not len(texts):

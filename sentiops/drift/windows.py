@@ -202,7 +202,7 @@ def check(
     tester = WindowTester(detector)
     n = (len(texts) // window) * window
     if probabilities is None:
-        from sentiops.models import load_model
+        from sentiops.models import load_model  # lazy: pulls cryptography
 
         model_dir = Path(detector_path)
         if not (model_dir / "model.json").exists():

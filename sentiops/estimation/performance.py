@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from sentiops.scoring import classification_metrics, labels_from_proba, scored_labels
 
 #: Two-sided 95 % normal quantile.
 Z95 = 1.959964
@@ -228,8 +230,6 @@ def from_tally(t: Tally, z: float = Z95) -> Estimate:
 def realized(proba: Any, gold: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
     """What the labels say of the same rows: accuracy, per-class recall and macro-F1 over
     `labels` (the estimate's classes; a class with neither gold nor prediction left out)."""
-    from sentiops.scoring import classification_metrics, labels_from_proba, scored_labels
-
     pred = labels_from_proba(np.asarray(proba), list(labels))
     gold = [str(g) for g in gold]
     m = classification_metrics(gold, pred, scored_labels(labels, gold, pred))
@@ -278,8 +278,6 @@ class Comparison:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return asdict(self)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 def evaluation_html(result: dict[str, Any], title: str) -> str:
     """A self-contained HTML report: headline metrics, per-class table, confusion matrix."""
-    from sentiops.evaluation.evaluate import plot_confusion
+    from sentiops.evaluation.evaluate import plot_confusion  # lazy: pulls cryptography
 
     with tempfile.TemporaryDirectory() as tmp:
         png = plot_confusion(result, Path(tmp) / "cm.png", title)

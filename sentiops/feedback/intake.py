@@ -35,6 +35,7 @@ from sentiops.feedback.labels import (
 )
 from sentiops.feedback.live import live_metrics
 from sentiops.feedback.predictions import PredictionIndex
+from sentiops.security.secrets import SampleKey
 from sentiops.store import layout
 
 
@@ -83,8 +84,6 @@ class Feedback:
         """The evaluation sample's key (`SampleKey`), for predictions logged without their
         sample decision."""
         if self._sample_key is None:
-            from sentiops.security.secrets import SampleKey
-
             self._sample_key = SampleKey.from_env()
         return self._sample_key
 
@@ -106,7 +105,7 @@ class Feedback:
         are written once), so a label costs the same with ten or ten thousand parts."""
         import pyarrow.parquet as pq
 
-        from sentiops.store.storage import get_file
+        from sentiops.store.storage import get_file  # lazy: pulls minio
 
         for f in layout.list_files(feedback_prefix(self.store), self.settings):
             if f.uri in self._label_parts or not f.uri.endswith(".parquet"):
@@ -286,7 +285,7 @@ class Feedback:
 
 def export_live(model_name: str, live: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """Set the live-accuracy gauges of `model_name` from `live` (version -> metrics)."""
-    from sentiops import metrics
+    from sentiops import metrics  # lazy: pulls prometheus_client
 
     for version, m in live.items():
         metrics.LIVE_ACCURACY.labels(model_name, version).set(m["accuracy"])
@@ -300,7 +299,7 @@ def _count_new_labels(
 ) -> dict[str, dict[str, int]]:
     """Count the new labels (not revisions) in the feedback counter; per model version: labels,
     correct ones and those of the random evaluation sample."""
-    from sentiops import metrics
+    from sentiops import metrics  # lazy: pulls prometheus_client
 
     by_version: dict[str, dict[str, int]] = {}
     for r in rows:

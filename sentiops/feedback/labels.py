@@ -198,7 +198,7 @@ def read_labels(store: str, settings: Settings | None = None) -> Any:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from sentiops.store.storage import get_file
+    from sentiops.store.storage import get_file  # lazy: pulls minio
 
     files = [
         f for f in layout.list_files(feedback_prefix(store), settings) if f.uri.endswith(".parquet")

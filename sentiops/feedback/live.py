@@ -7,13 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from sentiops.feedback.labels import RANDOM, TARGETED, random_sample
+from sentiops.scoring import macro_f1, wilson_interval
 
 
 def live_metrics(labels: Any) -> dict[str, dict[str, float]]:
     """Per model version, from the random evaluation sample of `labels` (COLUMNS): labels
     (the sample size), accuracy and its 95 % Wilson interval, macro-F1."""
-    from sentiops.scoring import macro_f1, wilson_interval
-
     out: dict[str, dict[str, float]] = {}
     for version, g in random_sample(labels).groupby("model_version"):
         gold, pred = g["label"].tolist(), g["predicted_label"].tolist()

@@ -70,7 +70,7 @@ class PredictionIndex:
     def remember(self, rows: Iterable[dict[str, Any]]) -> None:
         """Keep predictions for feedback to join: at most `capacity` rows and `max_bytes`
         (oldest out first; they are still found in the prediction log in the store)."""
-        from sentiops import metrics
+        from sentiops import metrics  # lazy: pulls prometheus_client
 
         with self.lock:
             for row in rows:
@@ -93,7 +93,7 @@ class PredictionIndex:
         """Read prediction-log parts not read yet (of the last `lookback_days` days)."""
         import pyarrow.parquet as pq
 
-        from sentiops.store.storage import get_file
+        from sentiops.store.storage import get_file  # lazy: pulls minio
 
         self._refreshed = time.monotonic()
         today = datetime.now(UTC).date()

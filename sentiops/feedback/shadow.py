@@ -37,7 +37,9 @@ from typing import Any
 
 from sentiops.config import MODEL_NAME, Settings
 from sentiops.errors import FeedbackError
+from sentiops.feedback.intake import export_live
 from sentiops.feedback.labels import RANDOM, TARGETED, Item, feedback_prefix
+from sentiops.scoring import macro_f1, wilson_interval
 from sentiops.store import layout
 
 
@@ -86,7 +88,7 @@ class ShadowLabels:
         predictions made before this shadow started). Returns the labels counted."""
         import pyarrow.parquet as pq
 
-        from sentiops.store.storage import get_file
+        from sentiops.store.storage import get_file  # lazy: pulls minio
 
         files = [
             f.uri
@@ -111,7 +113,7 @@ class ShadowLabels:
     def count(self, labels: Sequence[dict[str, Any]]) -> int:
         """Count `labels` (id, client_id, text, label, sample) that name one of this
         shadow's predictions."""
-        from sentiops import metrics
+        from sentiops import metrics  # lazy: pulls prometheus_client
 
         n = 0
         with self.lock:
@@ -142,8 +144,6 @@ class ShadowLabels:
     def live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
         """Accuracy (95 % Wilson interval) and macro-F1 of this shadow on the labels of the
         random evaluation sample counted since it started."""
-        from sentiops.scoring import macro_f1, wilson_interval
-
         if refresh:
             self.refresh()
         out: dict[str, dict[str, float]] = {}
@@ -166,8 +166,6 @@ class ShadowLabels:
 
     def export_live_metrics(self, refresh: bool = True) -> dict[str, dict[str, float]]:
         """What `serving.feedback.Refresher` calls every few seconds."""
-        from sentiops.feedback.intake import export_live
-
         return export_live(self.model_name, self.live_metrics(refresh))
 
     def record(

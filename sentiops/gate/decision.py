@@ -43,6 +43,7 @@ from sentiops.estimation import calibration
 from sentiops.evaluation.evaluate import p95_latency_ms, size_mb
 from sentiops.models import LoadedModel
 from sentiops.params import GateConfig
+from sentiops.records import write_json
 from sentiops.scoring import classification_metrics, labels_from_proba, macro_f1, scored_labels
 from sentiops.statistics import Bootstrap, group_weights, paired_bootstrap
 
@@ -95,8 +96,6 @@ class Decision:
         return asdict(self)
 
     def write_json(self, path: Path) -> Path:
-        from sentiops.records import write_json
-
         return write_json(self.to_dict(), path)
 
 

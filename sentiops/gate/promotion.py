@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL, Settings, model_uri
+from sentiops.data.datasets import LABEL, SAMPLE, SOURCE, TEXT
 from sentiops.errors import GateRejected
 from sentiops.gate.decision import Decision, decide
 from sentiops.models import LoadedModel, load_model, modeldir
@@ -72,8 +73,7 @@ def gate_challenger(
     source of each row when there is one); with a registry version, record the decision on it
     (`gate.*` tags). The record lists the test rows per source (`dataset.test_sources`); with
     more than one source, the original and the added rows weigh the same (`split.groups`)."""
-    from sentiops.data.datasets import LABEL, SAMPLE, SOURCE, TEXT
-    from sentiops.data.split import groups
+    from sentiops.data.split import groups  # lazy: pulls sklearn
 
     test_sources = (
         {str(k): int(v) for k, v in test[SOURCE].value_counts().items()}

@@ -26,9 +26,12 @@ import threading
 import time
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
+from sentiops.errors import InvalidInput
 from sentiops.labelling.sync import Sync
+from sentiops.security.auth import AuthError
+from sentiops.security.limits import json_body
 
 logger = logging.getLogger("sentiops.labelling.receiver")
 MAX_BODY = 1024 * 1024
@@ -174,15 +177,10 @@ class Worker(threading.Thread):
 def create_app(worker: Worker, secret: Any) -> Any:
     """The receiver's Starlette app: `secret` is a `sentiops.security.auth.TokenFile` (or
     `Tokens`) holding the webhook's shared secret."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
-
-    from sentiops.errors import InvalidInput
-    from sentiops.security.auth import AuthError
-    from sentiops.security.limits import json_body
 
     def refuse(status: int, error: str, outcome: str) -> JSONResponse:
         WEBHOOKS.labels(outcome).inc()

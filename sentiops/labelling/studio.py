@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sentiops.errors import SentiOpsError
+from sentiops.errors import ConfigError, SentiOpsError
 from sentiops.labelling.tasks import KINDS, choice, project_settings, project_title
 
 #: The Label Studio executable of its own environment (set by mk/labelling.mk).
@@ -168,8 +168,6 @@ class Studio:
     @classmethod
     def from_env(cls, url: str = "", token_file: str | Path | None = None, **kw: Any) -> Studio:
         """From `url`/`token_file` or $SENTIOPS_LABEL_STUDIO_URL/_TOKEN_FILE."""
-        from sentiops.errors import ConfigError
-
         url = url or os.environ.get(URL_ENV, "")
         token_file = token_file or os.environ.get(TOKEN_FILE_ENV, "")
         if not url or not token_file:

@@ -19,6 +19,7 @@ with the prediction, the sample decision stored with it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Iterable
@@ -26,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sentiops.config import MODEL_NAME, Settings
-from sentiops.errors import FeedbackError
+from sentiops.errors import FeedbackError, StorageError
+from sentiops.feedback.intake import Feedback
 from sentiops.feedback.labels import Item
 from sentiops.labelling.annotations import ORIGIN, TaskLabels, agreement, task_labels
 from sentiops.labelling.studio import Studio
@@ -67,8 +69,6 @@ class HttpSink:
     def record(self, items: list[Item]) -> dict[str, Any]:
         import httpx
 
-        from sentiops.errors import StorageError
-
         body = [
             {k: v for k, v in vars(i).items() if v not in ("", False)} | {"id": i.id} for i in items
         ]
@@ -97,7 +97,6 @@ class HttpSink:
 
 def _locked(method: Any) -> Any:
     """`method` under the Sync's lock (one push or pull at a time)."""
-    import functools
 
     @functools.wraps(method)
     def locked(self: Sync, *args: Any, **kw: Any) -> Any:
@@ -128,8 +127,6 @@ class Sync:
     lock: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from sentiops.feedback.intake import Feedback
-
         self.lock = threading.RLock()  # the receiver's worker and its callers share one Sync
         self.sources = Sources(self.store, self.model_name, self.settings)
         self.reader = self.reader or Feedback(self.store, self.settings, model_name=self.model_name)

@@ -142,7 +142,7 @@ class Sources:
     def _read(self, prefix: str, recent: bool = False) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
 
-        from sentiops.store.storage import get_file
+        from sentiops.store.storage import get_file  # lazy: pulls minio
 
         today = datetime.now(UTC).date()
         dates = {f"date={today - timedelta(days=d):%Y-%m-%d}" for d in range(self.lookback_days)}

@@ -247,7 +247,7 @@ def status(name: str = REGISTERED_MODEL) -> list[Entry]:
 
 def download(version: str, dest: Path, name: str = REGISTERED_MODEL) -> Path:
     """The SentiOps model directory of a registered version, downloaded under `dest`."""
-    from sentiops.models import modeldir
+    from sentiops.models import modeldir  # lazy: pulls cryptography
 
     local = tracking.download_artifacts(f"models:/{name}/{version}", dest)
     for manifest in sorted(local.rglob(modeldir.MANIFEST)):

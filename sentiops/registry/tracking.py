@@ -118,7 +118,7 @@ class SentimentPyfunc:
     """MLflow pyfunc flavour over a SentiOps model directory (list of texts -> labels)."""
 
     def load_context(self, context: Any) -> None:
-        from sentiops.models import load_model
+        from sentiops.models import load_model  # lazy: pulls cryptography
 
         self.model = load_model(context.artifacts["model_dir"])
 
@@ -127,7 +127,7 @@ class SentimentPyfunc:
     def predict(self, context, model_input, params=None):
         import pandas as pd
 
-        from sentiops.models import predict
+        from sentiops.models import predict  # lazy: pulls cryptography
 
         texts = (
             model_input.iloc[:, 0].tolist()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sentiops.errors import RolloutError
+from sentiops.records import write_json
 
 APPROVE, REJECT, PENDING = "approve", "reject", "pending"
 ANSWERS = (APPROVE, REJECT)
@@ -85,8 +86,6 @@ class FileGate:
         self.how = f"sentiops rollout approve|reject --workdir {self.path.parent}"
 
     def ask(self, request: dict[str, Any]) -> None:
-        from sentiops.records import write_json
-
         write_json({**request, "state": PENDING, "how": self.how}, self.path)
 
     def answer(self) -> str | None:
@@ -121,7 +120,6 @@ def answer_file(workdir: Path, answer: str, by: str = "") -> dict[str, Any]:
             "pass the rollout's --workdir (default $SENTIOPS_HOME/rollout), or --namespace for "
             "a rollout on a cluster",
         )
-    from sentiops.records import write_json
 
     write_json({**request, "state": answer, "by": by}, path)
     return request

@@ -65,6 +65,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 
+from sentiops.estimation.performance import FAIL as EST_FAIL
+from sentiops.estimation.performance import compare_histograms
 from sentiops.rollout import sequential as seq
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -269,9 +271,6 @@ def _estimate_effect(c: Observed, s: Observed, cfg: JudgeConfig) -> Effect:
     beyond its uncertainty), else the drop capped at the margin (never a failure: a drop whose
     bound does not clear the margin is not shown, and labels of the random sample that say the
     canary is not worse always win); none with too little traffic to estimate."""
-    from sentiops.estimation.performance import FAIL as EST_FAIL
-    from sentiops.estimation.performance import compare_histograms
-
     if not c.confidence_count or not s.confidence_count:
         return Effect(None, missing="no confidence histogram for one side")
     margin = cfg.max_estimated_accuracy_drop

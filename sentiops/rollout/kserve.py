@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,8 +108,6 @@ class RolloutSettings:
 
 def api_client(kubeconfig: str | None = None) -> Any:
     """In the cluster: the pod's ServiceAccount; elsewhere: the kubeconfig (or $KUBECONFIG)."""
-    import os
-
     from kubernetes import client, config
 
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):

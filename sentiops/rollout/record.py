@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sentiops.records import write_json
 from sentiops.rollout.judge import FAIL, Verdict, _fmt
 
 PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
@@ -62,8 +63,6 @@ class Record:
         return asdict(self)
 
     def write_json(self, path: Path) -> Path:
-        from sentiops.records import write_json
-
         return write_json(self.to_dict(), path)
 
     def to_markdown(self) -> str:

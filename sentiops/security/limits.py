@@ -16,6 +16,8 @@ import logging
 import re
 from typing import Any
 
+import numpy as np
+
 from sentiops.errors import InvalidInput
 
 #: Deepest nesting of arrays and objects a JSON body may have. The platform's bodies nest at
@@ -28,8 +30,6 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 def json_depth(raw: bytes) -> int:
     """How deeply arrays and objects nest in `raw` (brackets inside strings do not count)."""
-    import numpy as np
-
     brackets = _STRING.sub(b"", raw).translate(None, delete=_NOT_BRACKETS)
     if not brackets:
         return 0

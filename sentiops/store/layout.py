@@ -108,14 +108,14 @@ class StoredFile:
 
 
 def _s3(settings: Settings | None) -> Any:
-    from sentiops.store.storage import S3Store
+    from sentiops.store.storage import S3Store  # lazy: pulls minio
 
     return S3Store(settings)
 
 
 def put_bytes(data: bytes, uri: str, settings: Settings | None = None) -> str:
     """Write one object atomically (local: temp file + rename; S3: one PUT)."""
-    from sentiops.store.storage import is_s3, parse_s3
+    from sentiops.store.storage import is_s3, parse_s3  # lazy: pulls minio
 
     if is_s3(uri):
         store = _s3(settings)
@@ -139,7 +139,7 @@ def put_bytes(data: bytes, uri: str, settings: Settings | None = None) -> str:
 
 
 def get_bytes(uri: str, settings: Settings | None = None) -> bytes:
-    from sentiops.store.storage import get_file, is_s3
+    from sentiops.store.storage import get_file, is_s3  # lazy: pulls minio
 
     if is_s3(uri):
         return get_file(uri, settings).read_bytes()
@@ -151,7 +151,7 @@ def get_bytes(uri: str, settings: Settings | None = None) -> bytes:
 
 def list_files(prefix: str, settings: Settings | None = None) -> list[StoredFile]:
     """Every file under a local directory or an s3:// prefix (none if it does not exist)."""
-    from sentiops.store.storage import is_s3, parse_s3
+    from sentiops.store.storage import is_s3, parse_s3  # lazy: pulls minio
 
     if is_s3(prefix):
         store = _s3(settings)

@@ -8,6 +8,9 @@ altered object is caught. Network failures are retried with back-off and end in 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -237,9 +240,6 @@ def local_model(uri: str | Path, settings: Settings | None = None) -> Path:
     digests is kept (a process may be loading from it), a stale one is moved aside first."""
     if not is_s3(uri):
         return Path(uri)
-    import hashlib
-    import json
-    import os
 
     digest = hashlib.sha256(str(uri).encode()).hexdigest()[:16]
     dest = Path(os.environ.get("TMPDIR", "/tmp")) / "models" / digest

@@ -20,6 +20,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from sentiops.errors import ConfigError
+
 # ------------------------------------------------------------------------------ defaults
 #: MLflow registered model every run registers into (aliases: see sentiops.registry.lifecycle).
 REGISTERED_MODEL = "sentiops-sentiment"
@@ -68,8 +70,6 @@ def eval_sample_rate() -> float:
     except ValueError:
         rate = -1.0
     if not 0.0 <= rate <= 1.0:
-        from sentiops.errors import ConfigError
-
         raise ConfigError(
             f"{EVAL_SAMPLE_ENV}={raw!r} is not a share between 0 and 1",
             f"set it to e.g. {EVAL_SAMPLE_RATE} (a tenth of all predictions)",
@@ -148,8 +148,6 @@ class Settings:
             try:
                 values["s3_retries"] = int(values["s3_retries"])
             except ValueError as exc:
-                from sentiops.errors import ConfigError
-
                 raise ConfigError(
                     f"SENTIOPS_S3_RETRIES={values['s3_retries']!r} is not a whole number",
                     "set it to e.g. 3",

@@ -3,14 +3,13 @@ so that readers (the console, `sentiops status`) never see half a file."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 
 def write_json(record: dict[str, Any], path: Path) -> Path:
     """A decision record as JSON (parents created)."""
-    import json
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))

@@ -16,6 +16,8 @@ A new model type: its module here, and one line in MODEL_TYPES (docs/architectur
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +56,6 @@ FIT_CONTEXT = ("val_texts", "val_labels", "progress", "label_set", "scores", "sa
 
 def model_class(model_type: str) -> Any:
     """The class of a registered model type (imported on first use: torch only if needed)."""
-    import importlib
-
     target = MODEL_TYPES.get(str(model_type))
     if target is None:
         raise ConfigError(
@@ -67,8 +67,6 @@ def model_class(model_type: str) -> Any:
 
 def hyperparameters(model_type: str) -> dict[str, Any]:
     """A model type's hyperparameters and their defaults (from its `fit` signature)."""
-    import inspect
-
     sig = inspect.signature(model_class(model_type).fit)
     return {
         name: p.default

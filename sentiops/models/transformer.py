@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sentiops.config import BASE_MODEL_ONLINE, EPOCHS, SEED, SOFT_WIDTH
+from sentiops.config import BASE_MODEL_ONLINE, EPOCHS, SEED, SOFT_WIDTH, get_settings
 from sentiops.errors import ModelError
+from sentiops.models import serving_form
 from sentiops.models import windows as _windows
 from sentiops.models.epoch import run_epoch
 from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
@@ -67,8 +68,7 @@ def resolve_base_model(spec: str, cache_dir: Path | None = None) -> str:
     if spec == TINY:
         return TINY
     if spec.startswith("s3://"):
-        from sentiops.config import get_settings
-        from sentiops.store.storage import get_dir
+        from sentiops.store.storage import get_dir  # lazy: pulls minio
 
         s = get_settings()
         target = (cache_dir or s.cache_dir) / "base-models" / spec[5:].strip("/").replace("/", "_")
@@ -162,7 +162,7 @@ def soft_targets(
     where they exist (NaN = none, or classes other than negative/neutral/positive: one-hot)."""
     from scipy.stats import norm
 
-    from sentiops.data.datasets import NEGATIVE_AT, POSITIVE_AT
+    from sentiops.data.datasets import NEGATIVE_AT, POSITIVE_AT  # lazy: pulls pandas
 
     out = np.eye(len(classes))[hard]
     score = np.asarray(scores, dtype=np.float64)
@@ -502,8 +502,6 @@ class TransformerModel:
         distill_params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Make the serving form in the written model directory (see serving_form)."""
-        from sentiops.models import serving_form
-
         return serving_form.package(
             folder,
             val_texts,
@@ -534,20 +532,19 @@ class TransformerModel:
         labels = list(manifest["labels"])
         serving = manifest.get("serving") or {}
         if serving.get("runtime") == "onnxruntime":
-            try:
-                from sentiops.models.serving_form import session
-            except ImportError as exc:  # pragma: no cover - onnxruntime is in the models extra
-                raise ModelError(
-                    f"{folder} is served with ONNX Runtime ({serving.get('form')})",
-                    "pip install 'sentiops[models]' (it brings onnxruntime)",
-                ) from exc
             if str(serving.get("file")) not in manifest.get("files", {}):
                 raise ModelError(
                     f"{folder}: the serving form's file {serving.get('file')!r} is not one of "
                     "the model directory's checksummed files",
                     "the manifest is corrupt; re-download or retrain the model",
                 )
-            sess = session(Path(folder) / str(serving["file"]))
+            try:  # serving_form imports onnxruntime when it opens a session
+                sess = serving_form.session(Path(folder) / str(serving["file"]))
+            except ImportError as exc:  # pragma: no cover - onnxruntime is in the models extra
+                raise ModelError(
+                    f"{folder} is served with ONNX Runtime ({serving.get('form')})",
+                    "pip install 'sentiops[models]' (it brings onnxruntime)",
+                ) from exc
             return cls(
                 None, tokenizer, labels, max_length, session=sess, folder=Path(folder), **reading
             )

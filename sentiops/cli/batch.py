@@ -8,6 +8,7 @@ and how to fix it, and exit non-zero (see sentiops.errors).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -75,7 +76,7 @@ def batch(
     """Score a file (or a directory / prefix of files) of any size in bounded memory, shard by
     shard; rerun the same command to resume (finished shards are skipped). Every output row
     carries its label, one probability per class, the model version and its status."""
-    from sentiops.batch.job import run
+    from sentiops.batch.job import run  # lazy: CLI startup
 
     with _Bar() as bar:
         result = run(
@@ -99,7 +100,7 @@ class _Bar:
     kubectl) one line per finished shard."""
 
     def __init__(self) -> None:
-        from rich.progress import (
+        from rich.progress import (  # lazy: CLI startup
             BarColumn,
             MofNCompleteColumn,
             Progress,
@@ -133,8 +134,6 @@ class _Bar:
         self.progress.__exit__(*exc)  # type: ignore[arg-type]
 
     def event(self, ev: Event) -> None:
-        import time
-
         if ev.kind == "planned" and ev.plan is not None:
             self.total = len(ev.plan.shards)
             self.started = time.perf_counter()

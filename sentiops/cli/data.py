@@ -10,6 +10,7 @@ from rich.table import Table
 
 from sentiops.cli import options
 from sentiops.cli.common import console, handled
+from sentiops.config import get_settings
 from sentiops.params import DataConfig
 
 data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets.")
@@ -28,8 +29,7 @@ def data_fetch(
     output_dir: Annotated[Path | None, typer.Option(help="also write <name>.csv here")] = None,
 ) -> None:
     """Download the VADER ground truth (Hutto & Gilbert, ICWSM 2014) and snapshot it."""
-    from sentiops.config import get_settings
-    from sentiops.data.datasets import BUILTIN, fetch_builtin, snapshot
+    from sentiops.data.datasets import BUILTIN, fetch_builtin, snapshot  # lazy: pulls pandas
 
     s = get_settings()
     table = Table(title="built-in datasets")
@@ -67,7 +67,7 @@ def validate(
     **fields: Any,
 ) -> None:
     """Validate and split data; exit 3 with a report naming the rows when it is unusable."""
-    from sentiops.data.prepare import prepare
+    from sentiops.data.prepare import prepare  # lazy: pulls sklearn
 
     prep = prepare(DataConfig(**options.config_values(DataConfig, fields)), report_dir)
     console.print(prep.report.to_markdown())

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from sentiops.cli.common import handle_errors
 from sentiops.config import MODEL_NAME
+from sentiops.errors import ConfigError, FeedbackError, StorageError
+from sentiops.security.auth import token_from_file
 
 
 def register_commands(app: typer.Typer) -> None:
-    from sentiops.cli.common import handle_errors
-
     app.command("feedback")(handle_errors(feedback))
 
 
@@ -39,9 +41,8 @@ def feedback(
     refused id (the batches before it are stored)."""
     import pandas as pd
 
-    from sentiops.errors import ConfigError, FeedbackError
-    from sentiops.feedback.intake import Feedback
-    from sentiops.feedback.labels import MAX_ITEMS, parse_items
+    from sentiops.feedback.intake import Feedback  # lazy: CLI startup
+    from sentiops.feedback.labels import MAX_ITEMS, parse_items  # lazy: CLI startup
 
     if bool(url) == bool(store):
         raise ConfigError(
@@ -64,9 +65,6 @@ def feedback(
             f"{file} has no column(s) {missing}", f"columns found: {list(df.columns)}"
         )
     rows = [{"id": str(r["id"]), "label": str(r["label"])} for r in df.to_dict("records")]
-    import os
-
-    from sentiops.security.auth import token_from_file
 
     token_path = token_file or os.environ.get("SENTIOPS_TOKEN_FILE") or None
     headers = {"Authorization": f"Bearer {token_from_file(token_path)}"} if token_path else {}
@@ -93,8 +91,6 @@ def feedback(
 
 def _post(url: str, name: str, items: list[dict[str, str]], headers: dict[str, str]) -> None:
     import httpx
-
-    from sentiops.errors import FeedbackError, StorageError
 
     try:
         r = httpx.post(

@@ -8,6 +8,7 @@ Contract (options may be added, these stay):
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +17,8 @@ import typer
 from sentiops.cli import options
 from sentiops.cli.common import console, handled
 from sentiops.cli.tables import print_decision
-from sentiops.config import REGISTERED_MODEL, SEED
+from sentiops.config import REGISTERED_MODEL, SEED, get_settings
+from sentiops.gate.report import decision_markdown
 from sentiops.params import DataConfig
 
 
@@ -71,10 +73,8 @@ def gate(
     """Gate a challenger against the champion on the same labelled data (exit 0 either way).
 
     The thresholds are the fields of sentiops.params.GateConfig (the pipeline's `gate`)."""
-    import tempfile
-
-    from sentiops.data.prepare import labelled_split
-    from sentiops.gate.promotion import NO_CHAMPION, gate_challenger
+    from sentiops.data.prepare import labelled_split  # lazy: pulls sklearn
+    from sentiops.gate.promotion import NO_CHAMPION, gate_challenger  # lazy: pulls pandas
 
     cfg = options.gate_config(fields, seed=seed)
     columns = {k: fields[k] for k in ("text_column", "label_column")}
@@ -94,8 +94,6 @@ def gate(
         )
     decision.write_json(output_json)
     if report_md:
-        from sentiops.gate.report import decision_markdown
-
         report_md.write_text(decision_markdown(decision))
     print_decision(decision.to_dict())
     console.print(f"decision record: {output_json}")
@@ -107,8 +105,7 @@ def _make_candidate(
     challenger: Path, decision: Any, store: str | None, registered_model: str, version: str
 ) -> None:
     """Push an approved challenger to the store and make it the registry's candidate."""
-    from sentiops.config import get_settings
-    from sentiops.gate.promotion import register
+    from sentiops.gate.promotion import register  # lazy: pulls pandas
 
     pushed = register(
         challenger,

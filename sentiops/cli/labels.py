@@ -7,12 +7,18 @@ loopback with this installation's admin."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from sentiops.config import MODEL_NAME
+from sentiops.cli.common import handle_errors
+from sentiops.config import MODEL_NAME, get_settings
+from sentiops.errors import ConfigError
+from sentiops.security.auth import TokenFile as Secret
+from sentiops.security.auth import token_from_file
 
 labels_app = typer.Typer(no_args_is_help=True, help="Label Studio: tasks out, labels back.")
 
@@ -49,8 +55,6 @@ Overlap = Annotated[
 
 
 def register_commands(app: typer.Typer) -> None:
-    from sentiops.cli.common import handle_errors
-
     for name, fn in (
         ("push", push),
         ("sync", sync),
@@ -73,18 +77,12 @@ def _sync(
     webhook: tuple[str, str] | None = None,
 ) -> Any:
     """The Sync for these options (labels to the feedback API with a token, or the store)."""
-    import os
-
-    from sentiops.config import get_settings
-    from sentiops.labelling.studio import Studio
-    from sentiops.labelling.sync import HttpSink, StoreSink, Sync
-    from sentiops.security.auth import token_from_file
+    from sentiops.labelling.studio import Studio  # lazy: CLI startup
+    from sentiops.labelling.sync import HttpSink, StoreSink, Sync  # lazy: CLI startup
 
     store = store or str(get_settings().local_store)
     studio = Studio.from_env(studio_url, studio_token_file)
     if feedback_url:
-        from sentiops.errors import ConfigError
-
         path = token_file or os.environ.get("SENTIOPS_TOKEN_FILE") or None
         if path is None:
             raise ConfigError(
@@ -93,7 +91,7 @@ def _sync(
             )
         sink: Any = HttpSink(feedback_url, token_from_file(path), model_name)
     else:
-        from sentiops.feedback.intake import Feedback
+        from sentiops.feedback.intake import Feedback  # lazy: CLI startup
 
         sink = StoreSink(Feedback(store, model_name=model_name))
     return Sync(studio, store, sink, model_name, overlap=overlap, webhook=webhook)
@@ -187,9 +185,7 @@ def serve(
     every task (nothing waits for a webhook that never came)."""
     import uvicorn
 
-    from sentiops.labelling.receiver import Worker, create_app
-    from sentiops.security.auth import TokenFile as Secret
-    from sentiops.security.auth import token_from_file
+    from sentiops.labelling.receiver import Worker, create_app  # lazy: pulls prometheus_client
 
     secret = Secret(webhook_secret_file)
     hook = (
@@ -216,10 +212,7 @@ def studio(
 ) -> None:
     """Label Studio on loopback with this installation's admin (made once; the password and
     the API token are files of mode 0600, never printed), until Ctrl-C."""
-    import time
-
-    from sentiops.config import get_settings
-    from sentiops.local.stack import LabelStudio
+    from sentiops.local.stack import LabelStudio  # lazy: CLI startup
 
     server = LabelStudio(folder or get_settings().home / "labelstudio", port=port).start()
     try:

@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
+
+from sentiops.cli.common import console, handle_errors
+from sentiops.cli.tables import print_decision, print_round_trip
 
 
 def register_commands(app: typer.Typer) -> None:
-    from sentiops.cli.common import handle_errors
-
     app.command("loop")(handle_errors(loop))
     app.command("up")(handle_errors(up))
 
@@ -23,11 +28,7 @@ def up(
 ) -> None:
     """The local stack until Ctrl-C (`make up`): the champion served with its drift sidecar,
     Prometheus, MLflow's UI and the web console."""
-    import signal
-    import sys
-
-    from sentiops.cli.common import console
-    from sentiops.local.up import up as run_up
+    from sentiops.local.up import up as run_up  # lazy: CLI startup
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run_up(
@@ -59,13 +60,8 @@ def loop(
     -> gate -> canary, with real servers on loopback (kfp.local, KServe's ModelServer, the drift
     sidecar, Prometheus, MLflow on sqlite), printed as a story; every server is stopped at the
     end."""
-    import signal
-    import sys
-    import time
-
-    from sentiops.cli.common import console
-    from sentiops.local.loop.config import LoopConfig
-    from sentiops.local.loop.run import run_loop
+    from sentiops.local.loop.config import LoopConfig  # lazy: CLI startup
+    from sentiops.local.loop.run import run_loop  # lazy: CLI startup
 
     cfg = LoopConfig.quick() if quick else LoopConfig()
     if epochs is not None:
@@ -81,14 +77,11 @@ def loop(
 
 def _show(kind: str, data: Any) -> None:
     """What the loop shows as it goes: gate decisions, round trips, rollouts, accuracy."""
-    from sentiops.cli.common import console
-    from sentiops.cli.tables import print_decision, print_round_trip
-
     if kind == "decision":
         decision, title = data
         print_decision(decision, title)
     elif kind == "round_trip":
-        from sentiops.local.loop.config import ROUND_TRIP_TEXTS
+        from sentiops.local.loop.config import ROUND_TRIP_TEXTS  # lazy: CLI startup
 
         answers, version = data
         print_round_trip(answers, ROUND_TRIP_TEXTS, version)
@@ -102,8 +95,6 @@ def _show(kind: str, data: Any) -> None:
 
 def _accuracy_table(rows: list[dict[str, Any]], title: str) -> Any:
     """Live accuracy per model version and domain (the labelled random sample)."""
-    from rich.table import Table
-
     table = Table(title=title)
     for col in (
         "model version",
@@ -128,8 +119,6 @@ def _accuracy_table(rows: list[dict[str, Any]], title: str) -> Any:
 
 def _story_table(story: dict[str, Any], seconds: float) -> Any:
     """The loop's chapters, one line each: how long it took and what happened."""
-    from rich.table import Table
-
     table = Table(title=f"the loop in {seconds:.0f}s")
     table.add_column("chapter")
     table.add_column("s", justify="right")

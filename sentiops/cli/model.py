@@ -23,7 +23,13 @@ from sentiops.cli import options
 from sentiops.cli.common import console, err, handled
 from sentiops.cli.options import DataOpt
 from sentiops.config import BASE_MODEL_PIPELINE, BASE_MODEL_TEST, DATASET
-from sentiops.params import DataConfig, TrainConfig
+from sentiops.errors import ConfigError
+from sentiops.evaluation.evaluate import evaluate as run_eval
+from sentiops.evaluation.evaluate import plot_confusion, write_report
+from sentiops.models import MODEL_TYPES, load_model, modeldir
+from sentiops.models import predict as run_predict
+from sentiops.params import DataConfig, TrainConfig, parse
+from sentiops.security import signing
 
 model_app = typer.Typer(
     no_args_is_help=True,
@@ -57,9 +63,7 @@ def train(
 
     Every option is a field of sentiops.params.TrainConfig, which says what it does; a model
     type reads the fields named by its fit's parameters (sentiops.models.hyperparameters)."""
-    from sentiops.models import MODEL_TYPES
-    from sentiops.params import parse
-    from sentiops.training.train import train as run_train
+    from sentiops.training.train import train as run_train  # lazy: pulls sklearn
 
     if fields["model_type"] not in MODEL_TYPES:
         err.print(
@@ -97,8 +101,6 @@ def _print_trained(result: Any, model_type: str) -> None:
 
 
 def _json_file(path: Path) -> dict[str, Any]:
-    from sentiops.errors import ConfigError
-
     try:
         value = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -147,11 +149,8 @@ def evaluate(
     **fields: Any,
 ) -> None:
     """Evaluate a model directory on labelled data; writes JSON and prints a table."""
-    from sentiops.data.datasets import LABEL, TEXT
-    from sentiops.data.prepare import labelled_split
-    from sentiops.evaluation.evaluate import evaluate as run_eval
-    from sentiops.evaluation.evaluate import plot_confusion, write_report
-    from sentiops.models import load_model
+    from sentiops.data.datasets import LABEL, TEXT  # lazy: pulls pandas
+    from sentiops.data.prepare import labelled_split  # lazy: pulls sklearn
 
     loaded = load_model(model)
     df, manifest = labelled_split(DataConfig(data=data, **fields), split)
@@ -171,9 +170,6 @@ def predict(
     texts: Annotated[list[str], typer.Argument(help="texts to classify")],
 ) -> None:
     """Classify texts with a model directory."""
-    from sentiops.models import load_model
-    from sentiops.models import predict as run_predict
-
     loaded = load_model(model)
     for text, p in zip(texts, run_predict(loaded, texts), strict=True):
         console.print(f"{p.label:9s} {p.confidence:.3f}  {text}", highlight=False)
@@ -197,8 +193,7 @@ def tune(
     **fields: Any,
 ) -> None:
     """Search hyperparameters (Optuna, seeded); each trial is an MLflow child run."""
-    from sentiops.params import parse
-    from sentiops.training.tune import tune as run_tune
+    from sentiops.training.tune import tune as run_tune  # lazy: pulls sklearn
 
     cfg = parse(TrainConfig, {**fields, "output": Path("unused")})
     result = run_tune(cfg, trials, progress=sys.stderr.isatty())
@@ -233,7 +228,7 @@ def quickstart(
     """No pipeline, no servers (`make quickstart`): data -> validate -> train the TF-IDF
     baseline and the transformer in this process -> evaluate both -> compare. The main job is
     `make run` (`sentiops loop`)."""
-    from sentiops.local.quickstart import run
+    from sentiops.local.quickstart import run  # lazy: pulls sklearn
 
     values = options.config_values(TrainConfig, fields)
     run(workdir, dataset=dataset, console=console, **values)
@@ -255,9 +250,6 @@ def model_sign(
     """Sign a model directory: every file is checked against model.json first, then model.json
     is signed with the private key (--key, else SENTIOPS_MODEL_SIGNING_KEY_FILE, else this
     machine's own). Sign only models you trust: the signature is what lets them load."""
-    from sentiops.models import modeldir
-    from sentiops.security import signing
-
     signer = signing.load_signing_key(key) if key else signing.signing_key()
     before = modeldir.read_signature(model)
     record = modeldir.sign(model, signer)
@@ -283,10 +275,7 @@ def model_verify(
     """Check a model directory as a loader does: its signature against the public key (--key,
     else the configured verify key), then every file against model.json. Exit 4 with the
     reason when it would be refused."""
-    from sentiops.errors import ConfigError
-    from sentiops.models import modeldir
-    from sentiops.security import signing
-    from sentiops.store.storage import local_model
+    from sentiops.store.storage import local_model  # lazy: pulls minio
 
     verifier = signing.load_verify_key(key) if key else signing.verify_key()
     if verifier is None:
@@ -314,8 +303,6 @@ def model_key(
 ) -> None:
     """The key models are signed with here (made on first use when none is configured) and
     the one they are verified with; --public prints the public key to give to verifiers."""
-    from sentiops.security import signing
-
     signer = signing.signing_key()
     if public:
         console.print(signing.public_pem(signer.public).decode().strip(), highlight=False)

@@ -10,6 +10,7 @@ Contract (options may be added, these stay):
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from sentiops.cli import options
 from sentiops.cli.common import console, err, handled
 from sentiops.cli.tables import print_decision, print_round_trip
 from sentiops.config import BASE_MODEL_PIPELINE, DATASET
+from sentiops.models.modeldir import read_manifest
 from sentiops.params import TrainConfig
 
 pipeline_app = typer.Typer(
@@ -125,7 +127,7 @@ def pipeline_run(
 ) -> None:
     """Run the whole pipeline here: ingest -> validate -> split -> train -> evaluate -> gate
     -> register (if approved). MLflow and S3 settings come from the environment."""
-    from sentiops.pipeline.run import local_arguments, run_local
+    from sentiops.pipeline.run import local_arguments, run_local  # lazy: CLI startup
 
     if not local:
         err.print(
@@ -173,7 +175,7 @@ def pipeline_demo(
 ) -> None:
     """Run the local pipeline twice: the TF-IDF baseline becomes champion, then a transformer
     challenges it and the gate decides."""
-    from sentiops.pipeline.run import champion_challenger
+    from sentiops.pipeline.run import champion_challenger  # lazy: CLI startup
 
     try:
         hyper = json.loads(hyperparameters)
@@ -192,12 +194,9 @@ def pipeline_demo(
 def serve_round_trip(model_uri: str, texts: list[str] | None = None) -> None:
     """Serve the champion on loopback (`python -m serving`, the image's command), print one
     v1 and one v2 round trip, stop the server."""
-    import tempfile
-
-    from sentiops.local.loop.config import ROUND_TRIP_TEXTS
-    from sentiops.local.stack import Predictor, round_trip
-    from sentiops.models.modeldir import read_manifest
-    from sentiops.store.storage import local_model
+    from sentiops.local.loop.config import ROUND_TRIP_TEXTS  # lazy: CLI startup
+    from sentiops.local.stack import Predictor, round_trip  # lazy: CLI startup
+    from sentiops.store.storage import local_model  # lazy: pulls minio
 
     texts = texts or ROUND_TRIP_TEXTS
     model_dir = local_model(model_uri)
@@ -241,7 +240,7 @@ def pipeline_submit(
     **given: Any,
 ) -> None:
     """Submit the pipeline to Kubeflow Pipelines (credentials: Secret sentiops-s3)."""
-    from sentiops.pipeline.run import submit
+    from sentiops.pipeline.run import submit  # lazy: CLI startup
 
     args = _pipeline_arguments(ctx, given)
     result = submit(
@@ -272,11 +271,13 @@ def pipeline_compile(
 ) -> None:
     """Compile the pipeline to YAML (what `make pipeline` does)."""
     if pipeline == "batch":
-        from sentiops.pipeline.kubeflow.batch import compile_pipeline as compile_batch
+        from sentiops.pipeline.kubeflow.batch import (
+            compile_pipeline as compile_batch,  # lazy: pulls kfp
+        )
 
         path = compile_batch(output, image)
     elif pipeline == "training":
-        from sentiops.pipeline.run import compile_pipeline
+        from sentiops.pipeline.run import compile_pipeline  # lazy: CLI startup
 
         path = compile_pipeline(output, image)
     else:

@@ -19,6 +19,9 @@ import typer
 from rich.table import Table
 
 from sentiops.cli.common import console, handled
+from sentiops.config import get_settings
+from sentiops.errors import RolloutError
+from sentiops.rollout.approval import APPROVAL_FILE, PENDING, Approval, answer_file, read_request
 
 rollout_app = typer.Typer(
     invoke_without_command=True,
@@ -143,12 +146,10 @@ def local(
     if missing:
         raise typer.BadParameter(f"--local needs {', '.join(missing)}")
     assert stable is not None and canary is not None and traffic
-    from sentiops.config import get_settings
-    from sentiops.data.datasets import TEXT, load
-    from sentiops.local.rollout import local_rollout
-    from sentiops.rollout.approval import Approval
-    from sentiops.rollout.judge import JudgeConfig
-    from sentiops.rollout.notify import parse_targets
+    from sentiops.data.datasets import TEXT, load  # lazy: pulls pandas
+    from sentiops.local.rollout import local_rollout  # lazy: pulls scipy
+    from sentiops.rollout.judge import JudgeConfig  # lazy: pulls scipy
+    from sentiops.rollout.notify import parse_targets  # lazy: pulls prometheus_client
 
     plan_steps = _percentages(steps, mode)
     try:
@@ -186,7 +187,7 @@ def local(
 
 def _percentages(steps: str, mode: str) -> list[int]:
     """The plan's steps of --steps; a bad --steps or --mode is a usage error."""
-    from sentiops.rollout.steps import MODES
+    from sentiops.rollout.steps import MODES  # lazy: pulls scipy
 
     try:
         plan_steps = [int(s) for s in steps.split(",") if s.strip()]
@@ -198,7 +199,11 @@ def _percentages(steps: str, mode: str) -> list[int]:
 
 
 def _executor(namespace: str, kubeconfig: str | None):  # noqa: ANN202
-    from sentiops.rollout.kserve import KServeExecutor, api_client, load_settings
+    from sentiops.rollout.kserve import (  # lazy: pulls scipy
+        KServeExecutor,
+        api_client,
+        load_settings,
+    )
 
     api = api_client(kubeconfig)
     cfg = load_settings(api, namespace)
@@ -207,7 +212,7 @@ def _executor(namespace: str, kubeconfig: str | None):  # noqa: ANN202
 
 def _shadow(ex):  # noqa: ANN001, ANN202
     """The shadow rollout next to `ex`'s InferenceService (sentiops.rollout.shadow)."""
-    from sentiops.rollout.shadow import ShadowExecutor
+    from sentiops.rollout.shadow import ShadowExecutor  # lazy: pulls scipy
 
     return ShadowExecutor(ex.custom.api_client, ex.namespace, ex.name, "", "")
 
@@ -220,10 +225,8 @@ def status(
     """What the registry says serves (champion, candidate, previous) and, with --namespace,
     what the InferenceService serves and whether a canary or a shadow is in progress (or
     waits for approval); without, whether the local rollout in --workdir waits for approval."""
-    from sentiops.config import get_settings
-    from sentiops.registry import lifecycle as registry
-    from sentiops.registry import tracking
-    from sentiops.rollout.approval import APPROVAL_FILE, PENDING, read_request
+    from sentiops.registry import lifecycle as registry  # lazy: CLI startup
+    from sentiops.registry import tracking  # lazy: CLI startup
 
     local = (workdir or get_settings().home / "rollout") / APPROVAL_FILE
     waiting = read_request(local) if not namespace and local.exists() else {}
@@ -244,7 +247,7 @@ def status(
         table.add_row(e.alias, e.version, e.stage or "-", e.storage_uri or "-", reason[:60])
     console.print(table)
     if namespace:
-        from sentiops.rollout.kserve import PREVIOUS_ANNOTATION, served_version
+        from sentiops.rollout.kserve import PREVIOUS_ANNOTATION, served_version  # lazy: pulls scipy
 
         ex = _executor(namespace, kubeconfig)
         isvc = ex.get()
@@ -263,7 +266,7 @@ def status(
             ),
             highlight=False,
         )
-        from sentiops.rollout.kserve import waiting_request
+        from sentiops.rollout.kserve import waiting_request  # lazy: pulls scipy
 
         request = waiting_request(isvc)
         if request is not None:
@@ -300,10 +303,9 @@ def rollback(
     """Stop a canary in progress (traffic back, previous spec restored, candidate rejected) or a
     shadow (mirror and shadow removed, candidate rejected), or with --to-previous go back to
     the champion before the current one."""
-    from sentiops.errors import RolloutError
-    from sentiops.registry import lifecycle as registry
-    from sentiops.registry import tracking
-    from sentiops.rollout.kserve import PREVIOUS_ANNOTATION, served_version
+    from sentiops.registry import lifecycle as registry  # lazy: CLI startup
+    from sentiops.registry import tracking  # lazy: CLI startup
+    from sentiops.rollout.kserve import PREVIOUS_ANNOTATION, served_version  # lazy: pulls scipy
 
     tracking.configure()
     ex = _executor(namespace, kubeconfig)
@@ -351,16 +353,12 @@ def _answer(
     answer: str, namespace: str | None, kubeconfig: str | None, workdir: Path | None
 ) -> None:
     """Answer the rollout waiting on the cluster (`namespace`) or in the local `workdir`."""
-    from sentiops.config import get_settings
-
     if namespace:
-        from sentiops.rollout.kserve import answer_annotation
+        from sentiops.rollout.kserve import answer_annotation  # lazy: pulls scipy
 
         request = answer_annotation(_executor(namespace, kubeconfig), answer)
         where = f"InferenceService in {namespace}"
     else:
-        from sentiops.rollout.approval import answer_file
-
         folder = workdir or get_settings().home / "rollout"
         request = answer_file(folder, answer, by="sentiops rollout " + answer)
         where = str(folder)

@@ -10,15 +10,16 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
+from rich.markup import escape
 
+from sentiops.cli.common import err, handle_errors
 from sentiops.config import MODEL_NAME
-from sentiops.security.secrets import SAMPLE_SECRET_ENV
-
-if TYPE_CHECKING:
-    from sentiops.security.auth import Tokens
+from sentiops.errors import ConfigError
+from sentiops.security.auth import AuthError, Tokens, token_from_file
+from sentiops.security.secrets import SAMPLE_SECRET_ENV, read_secret_file
 
 MAKE_TOKENS = "printf 'annotators:%s\\n' \"$(openssl rand -hex 24)\" > tokens; chmod 600 tokens"
 
@@ -94,8 +95,6 @@ SampleSecretFile = Annotated[
 
 
 def register_commands(app: typer.Typer) -> None:
-    from sentiops.cli.common import handle_errors
-
     app.command("serve")(handle_errors(serve))
 
 
@@ -127,8 +126,6 @@ def serve(
     annotators tokens with --auth-token-file, or anyone who can reach the port can write them.
     The flags are the image's (python -m serving), see docs/security.md."""
     # every flag is checked, then the model; then this process becomes `python -m serving`
-    from sentiops.errors import ConfigError
-
     if logger_mode not in ("all", "request", "response"):
         raise ConfigError(f"--logger-mode {logger_mode!r}", "use all, request or response")
     _check_rates(rate_limit, rate_burst)
@@ -141,8 +138,8 @@ def serve(
     logger_token = _logger_token_file(logger_token_file) if logger_token_file else None
     secret = _sample_secret(sample_secret_file) if sample_secret_file else None
 
-    from sentiops.models.modeldir import read_manifest
-    from sentiops.store.storage import local_model
+    from sentiops.models.modeldir import read_manifest  # lazy: pulls cryptography
+    from sentiops.store.storage import local_model  # lazy: pulls minio
 
     model = str(local_model(model))
     manifest = read_manifest(Path(model))
@@ -178,8 +175,6 @@ def serve(
 
 
 def _check_rates(rate_limit: float, rate_burst: float) -> None:
-    from sentiops.errors import ConfigError
-
     if not math.isfinite(rate_limit) or rate_limit < 0:
         raise ConfigError(
             f"--rate-limit {rate_limit} is not a rate (requests a second, 0 or more)",
@@ -201,9 +196,6 @@ def _check_rates(rate_limit: float, rate_burst: float) -> None:
 def _token_file(path: Path) -> Tokens:
     """The tokens at `path` (sentiops.security.auth.Tokens), or an error saying what is wrong
     with the file: the predictor would refuse to start with it."""
-    from sentiops.errors import ConfigError
-    from sentiops.security.auth import AuthError, Tokens
-
     try:
         return Tokens.load(path.expanduser())
     except AuthError as exc:
@@ -218,9 +210,6 @@ def _token_file(path: Path) -> Tokens:
 
 
 def _logger_token_file(path: Path) -> Path:
-    from sentiops.errors import ConfigError
-    from sentiops.security.auth import AuthError, token_from_file
-
     path = path.expanduser().resolve()
     try:
         token_from_file(path)
@@ -238,8 +227,6 @@ def _logger_token_file(path: Path) -> Path:
 
 def _sample_secret(path: Path) -> Path:
     """The evaluation-sample secret's file, checked as the predictor checks it."""
-    from sentiops.security.secrets import read_secret_file
-
     path = path.expanduser().resolve()
     read_secret_file(path, f"--sample-secret-file {path}")
     return path
@@ -253,10 +240,6 @@ def _say_what_is_open(
     port: int,
 ) -> None:
     """One line on who may write labels (stderr): a warning when anyone may."""
-    from rich.markup import escape
-
-    from sentiops.cli.common import err
-
     if not feedback_store:
         return
     if tokens is None:

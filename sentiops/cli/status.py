@@ -14,6 +14,7 @@ Contract (options may be added, these stay):
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from rich.table import Table
 
 from sentiops.cli.common import console, handled
 from sentiops.config import MODEL_NAME, REGISTERED_MODEL
+from sentiops.errors import StackError
 
 PrometheusUrl = Annotated[
     str | None,
@@ -59,7 +61,7 @@ def status(
 ) -> None:
     """What serves (registry aliases + gate decisions), what is in canary, drift state,
     accuracy estimated without labels and live accuracy per model version."""
-    from sentiops.console import status as st
+    from sentiops.console import status as st  # lazy: CLI startup
 
     sections = st.gather(
         st.env_url(prometheus_url, st.PROMETHEUS_URL_ENV),
@@ -312,20 +314,17 @@ def console_cmd(
 ) -> None:
     """The web console: try a text (label, probabilities, token attributions), the registry
     with gate decisions, the rollout, drift and live accuracy over time. Runs until Ctrl-C."""
-    from sentiops.errors import StackError
-
     try:
         import uvicorn
 
-        from sentiops.console.app import ConsoleConfig, create_app
+        from sentiops.console.app import ConsoleConfig, create_app  # lazy: pulls fastapi
     except ImportError as exc:
         raise StackError(
             f"the console needs FastAPI and uvicorn ({exc})", "pip install 'sentiops[console]'"
         ) from exc
-    import socket
 
-    from sentiops.console import status as st
-    from sentiops.console.guard import AllowedHosts
+    from sentiops.console import status as st  # lazy: CLI startup
+    from sentiops.console.guard import AllowedHosts  # lazy: CLI startup
 
     hosts = (
         AllowedHosts.parse(allowed_hosts)

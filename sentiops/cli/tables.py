@@ -53,8 +53,6 @@ def comparison_table(ch: dict[str, Any], cp: dict[str, Any] | None, dataset: dic
 
 def print_round_trip(answers: dict[str, Any], texts: list[str], version: str) -> None:
     """One v1 and one v2 answer for the same texts, side by side."""
-    from rich.table import Table
-
     v2 = {o["name"]: o for o in answers["v2"]["outputs"]}
     table = Table(title=f"champion v{version} served: v1 :predict and v2 /infer (OIP)")
     for col in ("text", "v1 label", "v1 score", "v2 label", "v2 probabilities"):

@@ -20,6 +20,7 @@ from typing import Any
 
 from sentiops.config import get_settings
 from sentiops.errors import StackError
+from sentiops.local.loop.progress import EVERY, wait_for
 
 
 def free_port() -> int:
@@ -96,15 +97,14 @@ def wait_http(
     what: str,
     *,
     progress: Callable[[str], Any] | None = None,
-    every: float = 10.0,
+    every: float = EVERY,
 ) -> None:
     """Until `url` answers 200; fails early (with the log's tail) if the process exits.
-    With `progress`, says every `every` seconds that it still waits (and for what)."""
-    started = time.monotonic()
-    deadline = started + timeout
-    said = started
-    last = ""
-    while time.monotonic() < deadline:
+    With `progress`, says every `every` seconds that it still waits, for what and where its
+    log is (the loop's heartbeat: `sentiops.local.loop.progress.wait_for`)."""
+    last = [""]
+
+    def answered() -> bool:
         if process is not None and not process.alive():
             raise StackError(
                 f"{process.name} exited ({process.proc.returncode}) before {what}",
@@ -112,18 +112,24 @@ def wait_http(
             )
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback)
-                if resp.status == 200:
-                    return
+                return bool(resp.status == 200)
         except (urllib.error.URLError, OSError) as exc:
-            last = str(exc)
-        now = time.monotonic()
-        if progress is not None and now - said >= every:
-            said = now
-            log = f"; log {process.log}" if process is not None else ""
-            progress(f"  waiting for {what}: {now - started:.0f} s{log}")
-        time.sleep(0.2)
-    log = f"; log {process.log}:\n{process.tail()}" if process else ""
-    raise StackError(f"{what}: no answer from {url} after {timeout:.0f}s ({last})", log)
+            last[0] = str(exc)
+            return False
+
+    where = f"log {process.log}" if process is not None else ""
+    started = time.monotonic()
+    try:
+        wait_for(
+            answered, timeout, what, progress=progress, seen=lambda: where, every=every, poll=0.2
+        )
+    except StackError:
+        if time.monotonic() - started < timeout:  # the process exited
+            raise
+        log = f"; log {process.log}:\n{process.tail()}" if process else ""
+        raise StackError(
+            f"{what}: no answer from {url} after {timeout:.0f}s ({last[0]})", log
+        ) from None
 
 
 @contextlib.contextmanager

@@ -51,7 +51,7 @@ class LocalExecutor:
         self.serving = stable
 
     def start(self, traffic: int) -> None:
-        self.canary.start()
+        self.canary.start(progress=self.stack.progress)
         self.stack.scrape([self.stable, self.canary])
         self.stack.split.route(self.canary.url, traffic)
 
@@ -82,7 +82,7 @@ class LocalShadowExecutor:
         self.serving = stable
 
     def start(self, traffic: int) -> None:
-        self.shadow.start()
+        self.shadow.start(progress=self.stack.progress)
         self.stack.scrape([self.stable, self.shadow])
         self.stack.split.mirror(self.shadow.url, traffic)
 
@@ -91,7 +91,8 @@ class LocalShadowExecutor:
 
     def promote(self) -> None:
         self.stack.split.mirror("", 0)
-        self.successor.start()  # stable serves until the candidate is ready
+        # stable serves until the candidate is ready
+        self.successor.start(progress=self.stack.progress)
         self.stack.scrape([self.stable, self.shadow, self.successor])
         self.stack.split.stable = self.successor.url
         self.serving = self.successor
@@ -159,7 +160,7 @@ class LocalStack:
         self.serving = self.predictor(model_dir, v, "serving", args or [])
         self.progress(f"serving v{v} on {self.serving.url}")
         self._started.append(self.prometheus.start())
-        self.serving.start()
+        self.serving.start(progress=self.progress)
         self.scrape([self.serving])
         self.split.stable = self.serving.url
         self._started.append(self.split.start())

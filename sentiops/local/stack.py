@@ -18,9 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from sentiops.config import MODEL_NAME
+from sentiops.drift.environment import drift_python
 from sentiops.errors import StackError
+from sentiops.labelling.studio import (
+    Admin,
+    Studio,
+    label_studio_executable,
+    server_args,
+    server_env,
+)
 from sentiops.local.processes import Process, find_tool, free_port, start_process, wait_http
+from sentiops.security.auth import generate
 
 
 # ------------------------------------------------------------------------------ tokens
@@ -35,8 +46,6 @@ class StackTokens:
     annotators: str = ""
 
     def __post_init__(self) -> None:
-        from sentiops.security.auth import generate
-
         self.folder = Path(self.folder).resolve()
         self.annotators = generate(self.token_file, ("annotators",))["annotators"]
         receiver = generate(self.labelstudio_token_file, ("labelstudio",))["labelstudio"]
@@ -116,8 +125,11 @@ class Predictor:
         )
         return self.process
 
-    def start(self, timeout: float = 180.0) -> Predictor:
-        """Launch and wait until ready; a predictor that never gets ready is stopped."""
+    def start(
+        self, timeout: float = 180.0, *, progress: Callable[[str], Any] | None = None
+    ) -> Predictor:
+        """Launch and wait until ready (`progress` hears every ~10 s that it waits); a
+        predictor that never gets ready is stopped."""
         self.process = self.launch()
         try:
             wait_http(
@@ -125,6 +137,7 @@ class Predictor:
                 self.process,
                 timeout,
                 f"predictor v{self.version} ready",
+                progress=progress,
             )
         except BaseException:  # never leave a predictor behind that did not get ready
             self.process.stop()
@@ -150,7 +163,7 @@ class DriftSidecar:
     port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:  # it runs in its own folder: paths resolved here
-        from sentiops.store.storage import is_s3
+        from sentiops.store.storage import is_s3  # lazy: pulls minio
 
         self.workdir = Path(self.workdir).resolve()
         self.store = self.store if is_s3(self.store) else str(Path(self.store).resolve())
@@ -171,8 +184,6 @@ class DriftSidecar:
         """Start it and wait until it is ready (`progress` hears every ~10 s that it waits).
         Its output is unbuffered, and so is a retraining run's it starts (`--retrain-mode
         command`): their logs can be followed as they grow."""
-        from sentiops.drift.environment import drift_python
-
         python = drift_python()
         if python is None:
             raise StackError(
@@ -225,8 +236,6 @@ class Prometheus:
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> str:
-        import yaml
-
         return yaml.safe_dump(
             {
                 "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},
@@ -341,8 +350,6 @@ class LabelStudio(_Loopback):
 
     @property
     def admin(self) -> Any:
-        from sentiops.labelling.studio import Admin
-
         return Admin(self.folder)
 
     def start(
@@ -350,8 +357,6 @@ class LabelStudio(_Loopback):
     ) -> LabelStudio:
         """Start it and wait until it answers (its first start migrates its database);
         `progress` hears every ~10 s that it waits."""
-        from sentiops.labelling.studio import label_studio_executable, server_args, server_env
-
         exe = label_studio_executable()
         if exe is None:
             raise StackError(
@@ -374,8 +379,6 @@ class LabelStudio(_Loopback):
 
     def studio(self) -> Any:
         """Its REST API as the admin (`sentiops.labelling.studio.Studio`)."""
-        from sentiops.labelling.studio import Studio
-
         return Studio(self.url, self.admin.token)
 
 
@@ -398,8 +401,6 @@ class LabellingReceiver(_Loopback):
     def start(
         self, timeout: float = 120.0, *, progress: Callable[[str], Any] | None = None
     ) -> LabellingReceiver:
-        from sentiops.security.auth import generate
-
         secret = self.workdir / "webhook-secret"
         if not secret.exists():
             generate(secret, ("labelstudio",))

@@ -8,6 +8,7 @@ import asyncio
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -89,7 +90,7 @@ class TrafficSplit:
             return ""
 
     def _count_mirror(self, outcome: str) -> None:
-        from sentiops import metrics
+        from sentiops import metrics  # lazy: pulls prometheus_client
 
         self.mirrored[outcome] += 1
         metrics.MIRROR_REQUESTS.labels(outcome).inc()
@@ -266,8 +267,6 @@ class Replay:
             return self._t0 + (k - self._base) / self.rate, self.texts[k % len(self.texts)]
 
     def _client(self) -> None:
-        import uuid
-
         import httpx
 
         with httpx.Client(timeout=30.0) as client:

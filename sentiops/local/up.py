@@ -14,6 +14,10 @@ from sentiops.config import get_settings
 from sentiops.errors import StackError
 from sentiops.local.loop.config import TWEETS
 from sentiops.local.loop.run import test_texts
+from sentiops.local.processes import start_process, wait_http
+from sentiops.pipeline.run import local_arguments, run_local
+from sentiops.registry import lifecycle as registry
+from sentiops.registry import tracking
 
 
 def up(
@@ -28,8 +32,8 @@ def up(
     champion served behind the traffic split with the drift sidecar and feedback, Prometheus,
     MLflow's UI, the web console, and tweets replayed at `rate`/s so there is something to see.
     With no champion yet, the pipeline trains the baseline first. Returns the URLs."""
-    from sentiops.local.wiring import Wiring
-    from sentiops.store.storage import local_model
+    from sentiops.local.wiring import Wiring  # lazy: pulls scipy
+    from sentiops.store.storage import local_model  # lazy: pulls minio
 
     settings = get_settings()
     work = (workdir or settings.home / "up").resolve()
@@ -63,10 +67,6 @@ def up(
 def _champion(progress: Callable[[str], Any]) -> tuple[str, str]:
     """The registry's champion (version, storage URI); with none yet, the pipeline trains
     the baseline first."""
-    from sentiops.pipeline.run import local_arguments, run_local
-    from sentiops.registry import lifecycle as registry
-    from sentiops.registry import tracking
-
     settings = get_settings()
     tracking.configure(settings)
     version = registry.version_of(registry.CHAMPION)
@@ -90,8 +90,6 @@ def _start_uis(
 ) -> dict[str, str]:
     """MLflow's UI and the web console (added to `children` as they start); the URLs of
     everything."""
-    from sentiops.local.processes import start_process, wait_http
-
     settings = get_settings()
     exe = Path(sys.executable).with_name
     mlflow_url = f"http://127.0.0.1:{mlflow_port}"

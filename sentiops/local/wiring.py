@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sentiops.config import MODEL_NAME
+from sentiops.labelling.studio import label_studio_executable
 from sentiops.local.rollout import LocalStack
 from sentiops.local.stack import DriftSidecar, LabellingReceiver, LabelStudio, StackTokens
 
@@ -54,8 +55,6 @@ class Wiring:
         used when its environment is installed; None: no Label Studio. The labelling
         receiver pushes new texts and pulls every task each `labelling_interval` seconds
         (webhooks bring annotations in between)."""
-        from sentiops.labelling.studio import label_studio_executable
-
         tokens = StackTokens(work)  # writes need a token: labels and the inference log
         sidecar = DriftSidecar(work / "drift", store, [*tokens.sidecar_args(), *sidecar_args])
         studio = receiver = None

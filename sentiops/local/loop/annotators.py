@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sentiops.config import MODEL_NAME
+from sentiops.labelling.tasks import QUEUE
+from sentiops.security.secrets import SampleKey
 
 
 class Annotators:
@@ -26,8 +29,6 @@ class Annotators:
         headers: dict[str, str] | None = None,
         sample_key: Any = None,
     ) -> None:
-        from sentiops.security.secrets import SampleKey
-
         self.url = f"{url}/v1/models/{name}:feedback"
         # the platform hands people the evaluation sample; the demo reads it with the
         # installation's sample secret (SampleKey), which no client of the predictor has
@@ -208,8 +209,6 @@ class StudioAnnotators:
     def round(self) -> int:
         """Read the new tasks, then annotate until the next read is due; the annotations
         made."""
-        from concurrent.futures import ThreadPoolExecutor
-
         if not self.projects:
             self.projects = self.studio.projects(self.name)
             self.user = self.studio.ensure_user(self.email)
@@ -278,8 +277,6 @@ class StudioAnnotators:
 
     def _read(self, kind: str, project: int) -> None:
         """The project's tasks made since the last read (`/api/tasks` lists them by id)."""
-        from sentiops.labelling.tasks import QUEUE
-
         total = self.studio.task_count(project)
         seen = self.consumed.get(project, 0)
         while seen < total:

@@ -22,11 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sentiops.config import EVAL_SAMPLE_ENV, REGISTERED_MODEL, SEED, get_settings
 from sentiops.errors import PipelineError, StackError
+from sentiops.labelling.studio import label_studio_executable
 from sentiops.local.loop.annotators import Annotators, StudioAnnotators
 from sentiops.local.loop.config import ROUND_TRIP_TEXTS, LoopConfig
 from sentiops.local.loop.progress import (
@@ -45,13 +47,17 @@ from sentiops.local.loop.story import (
     live_accuracy_by_domain,
     verdict,
 )
+from sentiops.local.stack import round_trip
+from sentiops.pipeline.run import local_arguments, run_local
+from sentiops.registry import lifecycle as registry
+from sentiops.store import layout
 
 Show = Callable[[str, Any], Any]
 
 
 def _truth(datasets: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """text -> ground-truth label, text -> dataset, for the built-in datasets."""
-    from sentiops.data.datasets import LABEL, TEXT, load
+    from sentiops.data.datasets import LABEL, TEXT, load  # lazy: pulls pandas
 
     truth: dict[str, str] = {}
     domain: dict[str, str] = {}
@@ -64,9 +70,9 @@ def _truth(datasets: list[str]) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def test_texts(dataset: str, seed: int = SEED) -> list[str]:
-    from sentiops.data.datasets import TEXT
-    from sentiops.data.prepare import labelled_split
-    from sentiops.params import DataConfig
+    from sentiops.data.datasets import TEXT  # lazy: pulls pandas
+    from sentiops.data.prepare import labelled_split  # lazy: drift env: pydantic 2
+    from sentiops.params import DataConfig  # lazy: drift env: pydantic 2
 
     test, _ = labelled_split(DataConfig(data=[dataset], seed=seed), "test")
     return [str(t) for t in test[TEXT]]
@@ -167,8 +173,6 @@ def run_loop(
 
 def sample_share(cfg: LoopConfig) -> float:
     """The share of live predictions in the random evaluation sample."""
-    from sentiops.labelling.studio import label_studio_executable
-
     if label_studio_executable() is None:
         return cfg.sample_share
     return min(cfg.sample_share, cfg.studio_sample_share)
@@ -242,8 +246,6 @@ def train(s: LoopState) -> None:
 def _pipeline(s: LoopState, *, promote: bool = True, **arguments: Any) -> Any:
     """One run of the pipeline in this process (kfp.local), its task output in a log that is
     followed while it runs: one line of progress every ~10 s."""
-    from sentiops.pipeline.run import local_arguments, run_local
-
     settings = get_settings()
     root = settings.home / "pipeline-runs"
     root.mkdir(parents=True, exist_ok=True)
@@ -301,9 +303,8 @@ def _stdout_of_this_thread(log: Any) -> Iterator[None]:
 def serve(s: LoopState) -> None:
     """The champion behind the traffic split with the drift sidecar and Prometheus (and Label
     Studio with the labelling receiver when installed); the annotators; tweets replayed."""
-    from sentiops.local.stack import round_trip
-    from sentiops.local.wiring import Wiring
-    from sentiops.store.storage import local_model
+    from sentiops.local.wiring import Wiring  # lazy: pulls scipy
+    from sentiops.store.storage import local_model  # lazy: pulls minio
 
     cfg, t = s.cfg, time.monotonic()
     s.truth, s.domain = _truth([*cfg.datasets, cfg.dataset, cfg.shifted])
@@ -390,7 +391,7 @@ def _judge() -> Any:
     within 250 ms (the transformer replacing the TF-IDF baseline is several times slower: on
     a busy machine 70 vs 24 ms rolled a better model back); the cluster's default margin is
     0.5 (the rollout ConfigMap sets it)."""
-    from sentiops.rollout.judge import JudgeConfig
+    from sentiops.rollout.judge import JudgeConfig  # lazy: pulls scipy
 
     return JudgeConfig(
         min_requests=30, min_feedback=30, max_latency_increase=1.0, latency_objective_s=0.25
@@ -399,8 +400,8 @@ def _judge() -> Any:
 
 def _roll_out(s: LoopState, chapter: str, started: float, uri: str, version: str) -> None:
     """Roll `version` out step by step, settle the registry, tell the story."""
-    from sentiops.rollout.settle import settle
-    from sentiops.store.storage import local_model
+    from sentiops.rollout.settle import settle  # lazy: pulls scipy
+    from sentiops.store.storage import local_model  # lazy: pulls minio
 
     cfg = s.cfg
     what = f"rolling out v{version} (its predictor starting, Prometheus scraping it, the steps)"
@@ -503,8 +504,6 @@ def drift(s: LoopState) -> None:
 def retrain(s: LoopState) -> None:
     """With drift and enough new labels the sidecar starts a retraining run (the pipeline on
     the original data and the labels); its gate decides whether it becomes the candidate."""
-    from sentiops.registry import lifecycle as registry
-
     t, store = time.monotonic(), s.store
     s.say("[6/8] retrain: the sidecar triggers a run once enough new labels exist")
     annotators = s.annotators
@@ -569,8 +568,6 @@ def _follow_retraining(s: LoopState, trigger: dict[str, Any]) -> None:
 def canary_2(s: LoopState) -> None:
     """The retrained candidate rolled out under the new traffic, judged with live accuracy
     from the labels; then labels of the new champion's answers for the report."""
-    from sentiops.registry import lifecycle as registry
-
     cfg, t = s.cfg, time.monotonic()
     s.after = s.before
     if s.approved and s.candidate:
@@ -669,8 +666,6 @@ def _labels_seen(s: LoopState) -> str:
 
 
 def _utc_now() -> Any:
-    from datetime import UTC, datetime
-
     return datetime.now(UTC)
 
 
@@ -695,8 +690,7 @@ def _labels_of(store: str, domain: dict[str, str], version: str, dataset: str) -
 def _labelling_rows(store: str) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
-    from sentiops.store import layout
-    from sentiops.store.storage import get_file
+    from sentiops.store.storage import get_file  # lazy: pulls minio
 
     rows: list[dict[str, Any]] = []
     for f in layout.list_files(layout.join(store, layout.LABELLING)):
@@ -706,18 +700,12 @@ def _labelling_rows(store: str) -> list[dict[str, Any]]:
 
 
 def _triggers(store: str) -> list[str]:
-    from sentiops.store import layout
-
     return [f.uri for f in layout.list_files(layout.join(store, layout.RETRAIN, "triggers"))]
 
 
 def _read_json(uri: str) -> dict[str, Any]:
-    from sentiops.store import layout
-
     return dict(json.loads(layout.get_bytes(uri)))
 
 
 def _run_finished(store: str) -> bool:
-    from sentiops.store import layout
-
     return not Path(layout.join(store, layout.RETRAIN, "active.json")).exists()

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sentiops.estimation.performance import labelled_error
+from sentiops.feedback.labels import random_sample, read_labels
+from sentiops.feedback.live import live_metrics
+
 
 @dataclass
 class Chapter:
@@ -38,9 +42,6 @@ class Story:
 def live_accuracy_by_domain(store: str, domain: dict[str, str]) -> list[dict[str, Any]]:
     """Accuracy (95 % Wilson interval) and macro-F1 of each model version on each domain,
     from the stored labels of the random evaluation sample only (`sentiops.feedback`)."""
-    from sentiops.feedback.labels import read_labels
-    from sentiops.feedback.live import live_metrics
-
     df = read_labels(store)  # live_metrics keeps the random sample only
     if df.empty:
         return []
@@ -120,9 +121,6 @@ def labelled_estimate(
     """On the labelled random sample of `version`'s answers on `dataset`: the accuracy the
     served probabilities estimated (their mean top probability) beside the realized one, and
     the band their difference stays in if the calibration held (`labelled_error`)."""
-    from sentiops.estimation.performance import labelled_error
-    from sentiops.feedback.labels import random_sample, read_labels
-
     df = random_sample(read_labels(store))
     if df.empty or "confidence" not in df.columns:
         return None

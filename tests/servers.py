@@ -13,13 +13,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sentiops.local.processes import Process, free_port, start_process, wait_http
+from tests.helpers import wait_until
 
 __all__ = ["Postgres", "free_port", "mlflow_server", "postgres_server", "refused", "s3_server"]
 
@@ -61,12 +61,17 @@ def start_s3(root: Path, port: int, key: str, secret: str) -> Process:
         ],
         root.parent,
     )
-    deadline = time.monotonic() + 20
-    while not _port_open(port):
-        if not proc.alive() or time.monotonic() > deadline:
-            proc.stop()
-            raise RuntimeError(f"rclone serve s3 did not start:\n{proc.tail()}")
-        time.sleep(0.1)
+
+    def listening() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"rclone serve s3 exited:\n{proc.tail()}")
+        return _port_open(port)
+
+    try:
+        wait_until(listening, timeout=20, interval=0.1, what=f"rclone serve s3 on port {port}")
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 
@@ -273,16 +278,17 @@ def postgres_server(user: str = "sentiops") -> Iterator[Postgres]:
 def _wait_postgres(server: Postgres, proc: Process, timeout: float) -> None:
     import psycopg
 
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if not proc.alive():
             raise RuntimeError(f"postgres exited ({proc.proc.returncode}):\n{proc.tail()}")
-        try:
-            with server.connect() as conn:
-                conn.execute("SELECT 1")
-            return
-        except psycopg.OperationalError as exc:
-            last = str(exc)
-        time.sleep(0.2)
-    raise RuntimeError(f"postgres not ready after {timeout:.0f}s ({last}):\n{proc.tail()}")
+        with server.connect() as conn:
+            conn.execute("SELECT 1")
+        return True
+
+    wait_until(
+        ready,
+        timeout=timeout,
+        what="postgres ready",
+        ignore=(psycopg.OperationalError,),
+        detail=proc.tail,
+    )

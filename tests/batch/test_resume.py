@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +16,7 @@ import pandas as pd
 from sentiops.batch import job
 from tests.batch.conftest import table, write
 from tests.conftest import run_cli
+from tests.helpers import wait_until
 
 
 def finished(out: Path) -> dict[str, int]:
@@ -52,11 +52,12 @@ def test_killed_run_resumes_without_redoing_finished_shards(
         [str(exe), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 300
-        while not (out / "done" / "part-00000.json").exists():
+
+        def first_shard() -> bool:
             assert proc.poll() is None, f"the run ended before its first shard: {proc.stderr}"
-            assert time.monotonic() < deadline, "no shard finished in 300 s"
-            time.sleep(0.01)
+            return (out / "done" / "part-00000.json").exists()
+
+        wait_until(first_shard, timeout=300, interval=0.01, what="the first finished shard")
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(30)

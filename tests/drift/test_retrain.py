@@ -16,6 +16,7 @@ from drift.retrain import CommandTrigger, Retrainer, uncertainty_order
 from sentiops.security.secrets import SampleKey
 from sentiops.store import layout as traffic_store
 from tests.drift.conftest import shifted_texts
+from tests.helpers import wait_until
 
 RECORDER = """
 import json, pathlib, sys, time
@@ -129,10 +130,9 @@ def test_no_second_run_while_one_is_active(tmp_path: Path) -> None:
     assert second["outcome"] == "active_run", second
     assert len(list(store.glob("retrain/triggers/*.json"))) == 1
     trigger.process.stop()
-    deadline = time.monotonic() + 10
-    while trigger.active() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert trigger.active() is None  # the marker goes with the process
+    wait_until(  # the marker goes with the process
+        lambda: trigger.active() is None, timeout=10, interval=0.1, what="the marker gone"
+    )
     assert retrainer.consider("7", since, 5)["outcome"] == "triggered"
     trigger.process.stop()
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.helpers import wait_until
 
 
 class Receiver:
@@ -47,9 +48,14 @@ class Receiver:
         self.server.server_close()
 
     def wait_for(self, n: int, timeout: float = 10.0) -> list[tuple[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < n and time.monotonic() < deadline:
-            time.sleep(0.02)
+        """What arrived once `n` requests have."""
+        wait_until(
+            lambda: len(self.received) >= n,
+            timeout=timeout,
+            interval=0.02,
+            what=f"{n} requests",
+            detail=lambda: f"received: {self.received}",
+        )
         return list(self.received)
 
 

@@ -27,8 +27,10 @@ def main() -> None:
         model=args.model,
         tokenizer=args.model,
         top_k=None,
+        # the whole text up to the encoder's 512 positions, as ours reads it (in windows):
+        # a tweet is read as before, a 300-word post is not cut to its first 64 tokens
         truncation=True,
-        max_length=64,
+        max_length=512,
         device="cpu",
     )
     app = FastAPI()

@@ -11,6 +11,7 @@ import yaml
 from .harness import (
     REPO,
     REQUIRED_SET,
+    REQUIRED_VALUES,
     ROLLOUT_NAMESPACE,
     ApiServer,
     apiserver,
@@ -26,6 +27,38 @@ CHART = REPO / "helm" / "sentiops"
 
 def load_docs(text: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(text) if d]
+
+
+def helm_template(
+    *sets: str, required: bool = True, release: str = "x", namespace: str | None = "prod"
+) -> list[dict]:
+    """The chart rendered (`helm template`) as `release` in `namespace` (None: helm's default),
+    with the required values (unless `required=False`) and then `sets`."""
+    args = [
+        a for value in (*(REQUIRED_VALUES if required else ()), *sets) for a in ("--set", value)
+    ]
+    where = ["-n", namespace] if namespace else []
+    return load_docs(run([tool("helm"), "template", release, str(CHART), *where, *args]).stdout)
+
+
+def helm_fails(*sets: str) -> str:
+    """`helm template` with only `sets`, which must fail: its error output."""
+    args = [a for value in sets for a in ("--set", value)]
+    proc = run([tool("helm"), "template", "x", str(CHART), "-n", "prod", *args], check=False)
+    assert proc.returncode != 0, f"rendered with {sets}"
+    return proc.stderr
+
+
+def by_kind(docs: list[dict], kind: str, name: str | None = None) -> list[dict]:
+    return [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+
+
+def one(docs: list[dict], kind: str, name: str) -> dict:
+    found = by_kind(docs, kind, name)
+    assert len(found) == 1, f"expected one {kind}/{name}, got {len(found)}"
+    return found[0]
 
 
 @pytest.fixture(scope="session")

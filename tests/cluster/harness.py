@@ -13,15 +13,18 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import pytest
 import yaml
 
 from sentiops.local.processes import Process, free_port, start_process
+from tests.helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_BIN = (
@@ -155,18 +158,18 @@ def start(name: str, args: Sequence[str], workdir: Path) -> Server:
     return start_process(name, list(args), workdir)
 
 
-def wait_until(check, server: Server, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_for_server(check, server: Server, timeout: float, what: str) -> None:
+    """`check()` true while `server` runs (tests.helpers.wait_until; its log tail on a failure)."""
+
+    def ready() -> bool:
         if server.proc.poll() is not None:
             pytest.fail(
                 f"{server.name} exited ({server.proc.returncode}) before {what}:\n{server.tail()}",
                 pytrace=False,
             )
-        if check():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"{server.name}: {what} not reached in {timeout}s:\n{server.tail()}", pytrace=False)
+        return bool(check())
+
+    wait_until(ready, timeout=timeout, what=f"{server.name}: {what}", detail=server.tail)
 
 
 def port_open(port: int) -> bool:
@@ -261,6 +264,40 @@ class ApiServer:
         return answer[0] == "yes"
 
 
+class PlaysController(threading.Thread):
+    """A controller the test cluster does not run (KServe, a gateway), played by a thread:
+    `step()` every 0.05 s with an admin CustomObjectsApi (`self.api`) until stopped. The
+    rollout tests' fixtures: `with Controller(kube).running() as c: yield c`."""
+
+    def __init__(self, kube: ApiServer) -> None:
+        super().__init__(daemon=True)
+        from kubernetes import client
+
+        from sentiops.rollout.kserve import api_client
+
+        self.api = client.CustomObjectsApi(api_client(str(kube.kubeconfig)))
+        self.stop = threading.Event()
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.step()
+            time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def running(self, settle: float = 0.0) -> Iterator[Self]:
+        """Started (and `settle` seconds given to its first steps), stopped at the end."""
+        self.start()
+        time.sleep(settle)
+        try:
+            yield self
+        finally:
+            self.stop.set()
+            self.join(5)
+
+
 @contextlib.contextmanager
 def apiserver(workdir: Path) -> Iterator[ApiServer]:
     """Start etcd and kube-apiserver (RBAC, token auth) on free loopback ports."""
@@ -300,7 +337,7 @@ def apiserver(workdir: Path) -> Iterator[ApiServer]:
             workdir,
         )
         servers.append(etcd)
-        wait_until(lambda: port_open(client), etcd, 30, "client port open")
+        wait_for_server(lambda: port_open(client), etcd, 30, "client port open")
 
         port = free_port()
         kas = start(
@@ -344,7 +381,7 @@ def apiserver(workdir: Path) -> Iterator[ApiServer]:
             proc = api.kubectl("get", "--raw=/readyz", check=False, timeout=10)
             return proc.returncode == 0 and proc.stdout.strip() == "ok"
 
-        wait_until(ready, kas, 90, "/readyz ok")
+        wait_for_server(ready, kas, 90, "/readyz ok")
         yield api
     finally:
         for server in reversed(servers):

@@ -19,8 +19,8 @@ import pytest
 
 from sentiops.local.processes import Process, free_port, start_process, wait_http
 
+from .conftest import helm_template
 from .test_labelling_chart import IN_CHART, container
-from .test_manifests import helm_template
 
 pytestmark = pytest.mark.integration
 

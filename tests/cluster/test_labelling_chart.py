@@ -13,7 +13,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from .conftest import CHART
+from .conftest import CHART, by_kind, helm_fails, helm_template, one
 from .harness import REPO, REQUIRED_SET, run, secret_names, tool
 from .test_manifests import (
     CRD_GROUPS,
@@ -22,12 +22,8 @@ from .test_manifests import (
     S3_SECRETS,
     SECRET_ENV,
     _walk_env,
-    by_kind,
-    helm_fails,
-    helm_template,
     key_files,
     lockdown_problems,
-    one,
     pods_selected,
     s3_policies,
     s3_secrets_by_container,

@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from .conftest import CHART, load_docs
+from .conftest import CHART, by_kind, helm_fails, helm_template, one
 from .harness import REPO, REQUIRED_SET, REQUIRED_VALUES, crds_dir, run, secret_names, tool
 
 CRD_GROUPS = ("serving.kserve.io", "monitoring.coreos.com", "security.istio.io")
@@ -27,18 +27,6 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "InferenceService")
 
 def all_renders(helm_docs, overlay_docs) -> dict[str, list[dict]]:
     return {"helm": helm_docs, **{f"kustomize:{k}": v for k, v in overlay_docs.items()}}
-
-
-def by_kind(docs: list[dict], kind: str, name: str | None = None) -> list[dict]:
-    return [
-        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
-    ]
-
-
-def one(docs: list[dict], kind: str, name: str) -> dict:
-    found = by_kind(docs, kind, name)
-    assert len(found) == 1, f"expected one {kind}/{name}, got {len(found)}"
-    return found[0]
 
 
 def pod_specs(doc: dict) -> list[dict]:
@@ -154,21 +142,7 @@ def test_helm_default_isvc_has_canary_logger_and_drift_sidecar(helm_docs) -> Non
 
 
 def test_helm_drift_service_mode() -> None:
-    docs = load_docs(
-        run(
-            [
-                tool("helm"),
-                "template",
-                "x",
-                str(CHART),
-                "-n",
-                "prod",
-                *REQUIRED_SET,
-                "--set",
-                "drift.mode=service",
-            ]
-        ).stdout
-    )
+    docs = helm_template("drift.mode=service")
     pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
     assert pred["logger"]["url"] == "http://sentiops-drift.prod.svc.cluster.local:9081/"
     assert [c["name"] for c in pred["containers"]] == ["kserve-container"]
@@ -184,10 +158,7 @@ def test_helm_drift_service_mode() -> None:
     pm = one(docs, "PodMonitor", "sentiops-drift")
     assert pm["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "sentiops-drift"}
     for port in (8080, 8081):  # the predictor's HTTP and gRPC ports are refused
-        bad = run(
-            [tool("helm"), "template", "x", str(CHART), "--set", f"drift.port={port}"], check=False
-        )
-        assert bad.returncode != 0 and "drift/port" in bad.stderr
+        assert "drift/port" in helm_fails(f"drift.port={port}")
 
 
 def test_chart_model_uris_follow_the_core_layout(helm_docs) -> None:
@@ -225,32 +196,15 @@ def test_rollout_configmap_parses_to_the_judge_defaults(helm_docs) -> None:
 
 
 def test_helm_values_drive_the_render() -> None:
-    out = run(
-        [
-            tool("helm"),
-            "template",
-            "x",
-            str(CHART),
-            "-n",
-            "prod",
-            *REQUIRED_SET,
-            "--set",
-            "inferenceService.modelVersion=7",
-            "--set",
-            "inferenceService.canary.steps={5,25,100}",
-            "--set",
-            "images.serving.repository=reg.io/s,images.serving.tag=v7",
-            "--set",
-            "podSecurityContext.runAsUser=2000",
-            "--set",
-            "alerts.latencyP95Seconds=0.25",
-            "--set",
-            "s3.bucket=models",
-            "--set",
-            "drift.retrain.guard.maxTokenShare=0.9,drift.retrain.guard.maxExcess=0.25",
-        ]
-    ).stdout
-    docs = load_docs(out)
+    docs = helm_template(
+        "inferenceService.modelVersion=7",
+        "inferenceService.canary.steps={5,25,100}",
+        "images.serving.repository=reg.io/s,images.serving.tag=v7",
+        "podSecurityContext.runAsUser=2000",
+        "alerts.latencyP95Seconds=0.25",
+        "s3.bucket=models",
+        "drift.retrain.guard.maxTokenShare=0.9,drift.retrain.guard.maxExcess=0.25",
+    )
     pred = one(docs, "InferenceService", "sentiment")["spec"]["predictor"]
     denv = {e["name"]: e.get("value") for e in pred["containers"][1]["env"]}
     assert denv["SENTIOPS_RETRAIN_MAX_TOKEN_SHARE"] == "0.9"
@@ -265,18 +219,9 @@ def test_helm_values_drive_the_render() -> None:
     exprs = [r.get("expr", "") for g in rule["spec"]["groups"] for r in g["rules"]]
     assert "sentiops:request_predict_seconds:p95_5m > 0.25" in exprs
 
-    off = load_docs(
-        run(
-            [
-                tool("helm"),
-                "template",
-                "x",
-                str(CHART),
-                *REQUIRED_SET,
-                "--set",
-                "inferenceService.canary.enabled=false,inferenceService.logger.enabled=false",
-            ]
-        ).stdout
+    off = helm_template(
+        "inferenceService.canary.enabled=false,inferenceService.logger.enabled=false",
+        namespace=None,
     )
     pred = one(off, "InferenceService", "sentiment")["spec"]["predictor"]
     assert "canaryTrafficPercent" not in pred and "logger" not in pred
@@ -459,23 +404,6 @@ def test_dashboard_configmap_carries_the_dashboard(helm_docs) -> None:
 
 
 # ---------------------------------------------------------------- network + write access
-
-
-def helm_template(*sets: str, required: bool = True) -> list[dict]:
-    """The chart rendered as release `x` in namespace `prod`, with the required values (unless
-    `required=False`) and then `sets`."""
-    args = [
-        a for value in (*(REQUIRED_VALUES if required else ()), *sets) for a in ("--set", value)
-    ]
-    return load_docs(run([tool("helm"), "template", "x", str(CHART), "-n", "prod", *args]).stdout)
-
-
-def helm_fails(*sets: str) -> str:
-    """`helm template` with only `sets`, which must fail: its error output."""
-    args = [a for value in sets for a in ("--set", value)]
-    proc = run([tool("helm"), "template", "x", str(CHART), "-n", "prod", *args], check=False)
-    assert proc.returncode != 0, f"rendered with {sets}"
-    return proc.stderr
 
 
 def _peers(rule: dict) -> list[dict]:
@@ -721,19 +649,10 @@ def test_authorization_policy_only_when_enabled(helm_docs) -> None:
                 re.fullmatch(r"request\.headers\[[a-z0-9-]+\]|request\.auth\.\w+", cond["key"])
                 and cond["values"]
             )
-    bad = run(
-        [
-            tool("helm"),
-            "template",
-            "x",
-            str(CHART),
-            *REQUIRED_SET,
-            "--set",
-            "istio.authorizationPolicy.enabled=true,istio.authorizationPolicy.readPaths=null",
-        ],
-        check=False,
+    assert "readPaths" in helm_fails(
+        *REQUIRED_VALUES,
+        "istio.authorizationPolicy.enabled=true,istio.authorizationPolicy.readPaths=null",
     )
-    assert bad.returncode != 0 and "readPaths" in bad.stderr
 
 
 def test_everything_switched_on_still_validates() -> None:
@@ -1085,24 +1004,15 @@ def test_shadow_ports_follow_the_predictor_ports_override() -> None:
 def test_shadow_mode_needs_kserves_standard_mode(mode: str) -> None:
     """A shadow is mirrored by KServe's Gateway API ingress: with Knative the render fails
     saying what to set; RawDeployment (Standard's older name) renders."""
-    proc = run(
-        [
-            tool("helm"),
-            "template",
-            "x",
-            str(CHART),
-            *REQUIRED_SET,
-            "--set",
-            f"inferenceService.canary.mode=shadow,inferenceService.deploymentMode={mode}",
-        ],
-        check=False,
+    stderr = helm_fails(
+        *REQUIRED_VALUES,
+        f"inferenceService.canary.mode=shadow,inferenceService.deploymentMode={mode}",
     )
-    assert proc.returncode != 0
     assert (
         "inferenceService.canary.mode=shadow needs inferenceService.deploymentMode=Standard"
-        in proc.stderr
+        in stderr
     )
-    assert "ingress.enableGatewayApi" in proc.stderr and f"in {mode} mode" in proc.stderr
+    assert "ingress.enableGatewayApi" in stderr and f"in {mode} mode" in stderr
     docs = helm_template(
         "inferenceService.canary.mode=shadow", "inferenceService.deploymentMode=RawDeployment"
     )

@@ -19,8 +19,8 @@ import yaml
 
 from sentiops import metrics
 
-from .conftest import load_docs
-from .harness import REPO, REQUIRED_SET, free_port, port_open, run, start, tool, wait_until
+from .conftest import helm_template
+from .harness import REPO, free_port, port_open, run, start, tool, wait_for_server
 from .promql import metric_names
 
 RULES = REPO / "monitoring" / "rules" / "sentiops.rules.yaml"
@@ -93,18 +93,10 @@ def test_chart_and_kustomize_ship_the_canonical_rules(helm_docs, overlay_docs, t
         (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
         assert normalise(rule["spec"]["groups"]) == normalise(canonical_groups()), render
     # and the chart's rules with other thresholds are still valid rules
-    out = run(
-        [
-            tool("helm"),
-            "template",
-            "x",
-            str(REPO / "helm" / "sentiops"),
-            *REQUIRED_SET,
-            "--set",
-            "alerts.latencyP95Seconds=1.5,alerts.errorRatio=0.1,alerts.latencyFor=2m",
-        ]
-    ).stdout
-    (rule,) = [d for d in load_docs(out) if d["kind"] == "PrometheusRule"]
+    docs = helm_template(
+        "alerts.latencyP95Seconds=1.5,alerts.errorRatio=0.1,alerts.latencyFor=2m", namespace=None
+    )
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     assert "SUCCESS" in run([tool("promtool"), "check", "rules", str(path)]).stdout
@@ -312,7 +304,7 @@ def test_real_prometheus_scrapes_the_code_and_evaluates_the_rules(tmp_path: Path
     )
     prom = None
     try:
-        wait_until(lambda: port_open(exporter_port), exporter, 30, "exporter listening")
+        wait_for_server(lambda: port_open(exporter_port), exporter, 30, "exporter listening")
         prom = start(
             "prometheus",
             [
@@ -324,7 +316,7 @@ def test_real_prometheus_scrapes_the_code_and_evaluates_the_rules(tmp_path: Path
             ],
             tmp_path,
         )
-        wait_until(lambda: port_open(prom_port), prom, 30, "prometheus listening")
+        wait_for_server(lambda: port_open(prom_port), prom, 30, "prometheus listening")
 
         def has(query: str) -> bool:
             try:
@@ -333,11 +325,13 @@ def test_real_prometheus_scrapes_the_code_and_evaluates_the_rules(tmp_path: Path
                 return False
 
         # every name the code declares is really scraped
-        wait_until(lambda: has('up{job="sentiops-predictor"} == 1'), prom, 30, "target up")
+        wait_for_server(lambda: has('up{job="sentiops-predictor"} == 1'), prom, 30, "target up")
         for name in metrics.EXPORTED_METRICS + ("request_predict_seconds_bucket",):
-            wait_until(lambda n=name: has(n), prom, 15, f"series {name}")
+            wait_for_server(lambda n=name: has(n), prom, 15, f"series {name}")
         # recording rules produce data from the scraped series (rates need a few scrapes)
-        wait_until(lambda: has("sentiops:traffic_share:ratio5m < 0.5"), prom, 40, "traffic share")
+        wait_for_server(
+            lambda: has("sentiops:traffic_share:ratio5m < 0.5"), prom, 40, "traffic share"
+        )
         groups = prom_query(prom_port, "/api/v1/rules")["groups"]
         bad = [
             (r["name"], r.get("lastError"))
@@ -352,7 +346,7 @@ def test_real_prometheus_scrapes_the_code_and_evaluates_the_rules(tmp_path: Path
             alerts = prom_query(prom_port, "/api/v1/alerts")["alerts"]
             return {a["labels"]["alertname"] for a in alerts if a["state"] == "pending"}
 
-        wait_until(
+        wait_for_server(
             lambda: (
                 {
                     "SentimentDriftDetected",

@@ -29,61 +29,53 @@ from sentiops.rollout.kserve import (
 )
 from sentiops.rollout.record import PROMOTED, ROLLED_BACK
 from sentiops.rollout.steps import Plan, run
+from tests.helpers import wait_until
 from tests.traffic import Simulated
 
-from .harness import ROLLOUT_NAMESPACE, ApiServer
+from .harness import ROLLOUT_NAMESPACE, ApiServer, PlaysController
 
 pytestmark = pytest.mark.integration
 NS, NAME = ROLLOUT_NAMESPACE, "sentiment"
 
 
-class Controller(threading.Thread):
+class Controller(PlaysController):
     """Plays KServe: every new generation gets a ready status; each spec seen is recorded."""
 
     def __init__(self, kube: ApiServer) -> None:
-        super().__init__(daemon=True)
-        from kubernetes import client
-
-        self.api = client.CustomObjectsApi(api_client(str(kube.kubeconfig)))
+        super().__init__(kube)
         self.seen: list[dict] = []
-        self.stop = threading.Event()
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            isvc = self.api.get_namespaced_custom_object(GROUP, "v1beta1", NS, PLURAL, NAME)
-            gen = isvc["metadata"]["generation"]
-            if (isvc.get("status") or {}).get("observedGeneration") != gen:
-                self.seen.append(copy.deepcopy(isvc["spec"]["predictor"]))
-                revision = f"{NAME}-predictor-{gen:05d}"
-                self.api.patch_namespaced_custom_object_status(
-                    GROUP,
-                    "v1beta1",
-                    NS,
-                    PLURAL,
-                    NAME,
-                    {
-                        "status": {
-                            "observedGeneration": gen,
-                            "conditions": [{"type": "Ready", "status": "True"}],
-                            "components": {
-                                "predictor": {
-                                    "latestCreatedRevision": revision,
-                                    "latestReadyRevision": revision,
-                                }
-                            },
-                        }
-                    },
-                )
-            time.sleep(0.05)
+    def step(self) -> None:
+        isvc = self.api.get_namespaced_custom_object(GROUP, "v1beta1", NS, PLURAL, NAME)
+        gen = isvc["metadata"]["generation"]
+        if (isvc.get("status") or {}).get("observedGeneration") != gen:
+            self.seen.append(copy.deepcopy(isvc["spec"]["predictor"]))
+            revision = f"{NAME}-predictor-{gen:05d}"
+            self.api.patch_namespaced_custom_object_status(
+                GROUP,
+                "v1beta1",
+                NS,
+                PLURAL,
+                NAME,
+                {
+                    "status": {
+                        "observedGeneration": gen,
+                        "conditions": [{"type": "Ready", "status": "True"}],
+                        "components": {
+                            "predictor": {
+                                "latestCreatedRevision": revision,
+                                "latestReadyRevision": revision,
+                            }
+                        },
+                    }
+                },
+            )
 
 
 @pytest.fixture
 def controller(release: ApiServer) -> Iterator[Controller]:
-    c = Controller(release)
-    c.start()
-    yield c
-    c.stop.set()
-    c.join(5)
+    with Controller(release).running() as c:
+        yield c
 
 
 def _env(predictor: dict) -> dict[str, str]:
@@ -209,7 +201,7 @@ def prometheus(tmp_path) -> Iterator[tuple[str, list]]:
 
     import yaml
 
-    from .harness import free_port, port_open, start, tool, wait_until
+    from .harness import free_port, port_open, start, tool, wait_for_server
 
     (tmp_path / "exporter.py").write_text(EXPORTER)
     ports = {"1": free_port(), "2": free_port()}
@@ -244,7 +236,7 @@ def prometheus(tmp_path) -> Iterator[tuple[str, list]]:
     servers = list(exporters)
     try:
         for e, p in zip(exporters, ports.values(), strict=True):
-            wait_until(lambda p=p: port_open(p), e, 30, "exporter listening")
+            wait_for_server(lambda p=p: port_open(p), e, 30, "exporter listening")
         prom = start(
             "prometheus",
             [
@@ -257,7 +249,7 @@ def prometheus(tmp_path) -> Iterator[tuple[str, list]]:
             tmp_path,
         )
         servers.append(prom)
-        wait_until(lambda: port_open(prom_port), prom, 30, "prometheus listening")
+        wait_for_server(lambda: port_open(prom_port), prom, 30, "prometheus listening")
         yield f"http://127.0.0.1:{prom_port}", servers
     finally:
         for s in servers:
@@ -476,13 +468,14 @@ def _approval_rollout(
 
 
 def _wait_pending(kube: ApiServer, thread: threading.Thread) -> dict[str, str]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and thread.is_alive():
+    def pending() -> dict[str, str] | None:
         notes = _annotations(kube)
         if notes.get(APPROVAL_ANNOTATION) == "pending":
             return notes
-        time.sleep(0.1)
-    raise AssertionError("the rollout never asked for approval")
+        assert thread.is_alive(), "the rollout ended without asking for approval"
+        return None
+
+    return wait_until(pending, timeout=30, interval=0.1, what="the rollout asking for approval")
 
 
 @pytest.mark.parametrize("answer", ["approve", "reject"])

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from sentiops.errors import RolloutError
 from sentiops.rollout.kserve import API_VERSION, GROUP, PLURAL, PREVIOUS_ANNOTATION, api_client
@@ -35,17 +33,16 @@ from sentiops.rollout.shadow import (
     mirror_route,
 )
 from sentiops.rollout.steps import Plan, run
+from tests.helpers import wait_until
 from tests.traffic import Simulated
 
+from .conftest import helm_template
 from .harness import (
-    REPO,
-    REQUIRED_SET,
     ROLLOUT_NAMESPACE,
     ApiServer,
+    PlaysController,
     httproute_crd_for_apiserver_1_20,
-    tool,
 )
-from .harness import run as sh
 
 pytestmark = pytest.mark.integration
 NS, NAME, SHADOW = ROLLOUT_NAMESPACE, "reviews", "reviews-shadow"
@@ -150,19 +147,7 @@ def cel_rules(route: dict[str, Any]) -> list[str]:
 
 def chart(*values: str) -> list[dict[str, Any]]:
     """The chart rendered into this module's namespace for the InferenceService `reviews`."""
-    rendered = sh(
-        [
-            tool("helm"),
-            "template",
-            "sentiops",
-            str(REPO / "helm" / "sentiops"),
-            f"--namespace={NS}",
-            f"--set=inferenceService.name={NAME}",
-            *REQUIRED_SET,
-            *[f"--set={v}" for v in values],
-        ]
-    ).stdout
-    return [d for d in yaml.safe_load_all(rendered) if d]
+    return helm_template(f"inferenceService.name={NAME}", *values, release="sentiops", namespace=NS)
 
 
 SHADOW_VALUES = ("inferenceService.deploymentMode=Standard", "inferenceService.canary.mode=shadow")
@@ -201,10 +186,11 @@ def cluster(release: ApiServer) -> Iterator[ApiServer]:
     kube.kubectl(*set_rules, json.dumps({"rules": role["rules"]}))
     try:
         sa = f"system:serviceaccount:{NS}:sentiops-pipeline"
-        deadline = time.monotonic() + 20  # the RBAC authorizer's cache catches up
-        while not kube.can_i(sa, "create", f"{ROUTES}.{GATEWAY_GROUP}", NS):
-            assert time.monotonic() < deadline, "the chart's shadow Role never took effect"
-            time.sleep(0.2)
+        wait_until(  # the RBAC authorizer's cache catches up
+            lambda: kube.can_i(sa, "create", f"{ROUTES}.{GATEWAY_GROUP}", NS),
+            timeout=20,
+            what="the chart's shadow Role in effect",
+        )
         kube.kubectl("create", "-f", "-", input=json.dumps(isvc))
         kube.kubectl("create", "-f", "-", input=json.dumps(kserve_route()))
         yield kube
@@ -212,7 +198,7 @@ def cluster(release: ApiServer) -> Iterator[ApiServer]:
         kube.kubectl(*set_rules, json.dumps({"rules": released["rules"]}))
 
 
-class Controller(threading.Thread):
+class Controller(PlaysController):
     """Plays KServe for the two InferenceServices and the gateway for the mirror route: each
     new generation gets a ready status; what it saw is recorded in order, deletions too."""
 
@@ -223,14 +209,10 @@ class Controller(threading.Thread):
     )
 
     def __init__(self, kube: ApiServer) -> None:
-        super().__init__(daemon=True)
-        from kubernetes import client
-
-        self.api = client.CustomObjectsApi(api_client(str(kube.kubeconfig)))
+        super().__init__(kube)
         self.seen: list[tuple[str, str, Any]] = []  # (kind, name, spec or "deleted")
         self.present: dict[str, bool] = {}
         self.mirror_at: dict[int, bool] = {}
-        self.stop = threading.Event()
 
     def _exists(self, route: str) -> bool:
         from kubernetes.client.exceptions import ApiException
@@ -243,56 +225,26 @@ class Controller(threading.Thread):
             raise
         return True
 
-    def run(self) -> None:
+    def step(self) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        while not self.stop.is_set():
-            for kind, group, version, plural, name in self.WATCHED:
-                try:
-                    obj = self.api.get_namespaced_custom_object(group, version, NS, plural, name)
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
-                    if self.present.get(f"{kind}/{name}"):
-                        self.seen.append((kind, name, "deleted"))
-                    self.present[f"{kind}/{name}"] = False
-                    continue
-                self.present[f"{kind}/{name}"] = True
-                gen = obj["metadata"]["generation"]
-                if kind == "isvc":
-                    if (obj.get("status") or {}).get("observedGeneration") != gen:
-                        self.seen.append((kind, name, copy.deepcopy(obj)))
-                        if name == NAME:  # was the mirror still there when serving changed?
-                            self.mirror_at[gen] = self._exists(SHADOW)
-                        self.api.patch_namespaced_custom_object_status(
-                            group,
-                            version,
-                            NS,
-                            plural,
-                            name,
-                            {
-                                "status": {
-                                    "observedGeneration": gen,
-                                    "conditions": [{"type": "Ready", "status": "True"}],
-                                }
-                            },
-                        )
-                    continue
-                parents = (obj.get("status") or {}).get("parents") or [{}]
-                observed = [c.get("observedGeneration") for c in parents[0].get("conditions", [])]
-                if observed != [gen, gen]:
+        for kind, group, version, plural, name in self.WATCHED:
+            try:
+                obj = self.api.get_namespaced_custom_object(group, version, NS, plural, name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                if self.present.get(f"{kind}/{name}"):
+                    self.seen.append((kind, name, "deleted"))
+                self.present[f"{kind}/{name}"] = False
+                continue
+            self.present[f"{kind}/{name}"] = True
+            gen = obj["metadata"]["generation"]
+            if kind == "isvc":
+                if (obj.get("status") or {}).get("observedGeneration") != gen:
                     self.seen.append((kind, name, copy.deepcopy(obj)))
-                    conditions = [
-                        {
-                            "type": t,
-                            "status": "True",
-                            "reason": t,
-                            "message": t,
-                            "observedGeneration": gen,
-                            "lastTransitionTime": "2026-01-01T00:00:00Z",
-                        }
-                        for t in ("Accepted", "ResolvedRefs")
-                    ]
+                    if name == NAME:  # was the mirror still there when serving changed?
+                        self.mirror_at[gen] = self._exists(SHADOW)
                     self.api.patch_namespaced_custom_object_status(
                         group,
                         version,
@@ -301,17 +253,45 @@ class Controller(threading.Thread):
                         name,
                         {
                             "status": {
-                                "parents": [
-                                    {
-                                        "parentRef": obj["spec"]["parentRefs"][0],
-                                        "controllerName": "example.net/gateway-controller",
-                                        "conditions": conditions,
-                                    }
-                                ]
+                                "observedGeneration": gen,
+                                "conditions": [{"type": "Ready", "status": "True"}],
                             }
                         },
                     )
-            time.sleep(0.05)
+                continue
+            parents = (obj.get("status") or {}).get("parents") or [{}]
+            observed = [c.get("observedGeneration") for c in parents[0].get("conditions", [])]
+            if observed != [gen, gen]:
+                self.seen.append((kind, name, copy.deepcopy(obj)))
+                conditions = [
+                    {
+                        "type": t,
+                        "status": "True",
+                        "reason": t,
+                        "message": t,
+                        "observedGeneration": gen,
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }
+                    for t in ("Accepted", "ResolvedRefs")
+                ]
+                self.api.patch_namespaced_custom_object_status(
+                    group,
+                    version,
+                    NS,
+                    plural,
+                    name,
+                    {
+                        "status": {
+                            "parents": [
+                                {
+                                    "parentRef": obj["spec"]["parentRefs"][0],
+                                    "controllerName": "example.net/gateway-controller",
+                                    "conditions": conditions,
+                                }
+                            ]
+                        }
+                    },
+                )
 
     def of(self, kind: str, name: str) -> list[Any]:
         return [spec for k, n, spec in self.seen if (k, n) == (kind, name)]
@@ -319,12 +299,9 @@ class Controller(threading.Thread):
 
 @pytest.fixture
 def controller(cluster: ApiServer) -> Iterator[Controller]:
-    c = Controller(cluster)
-    c.start()
-    time.sleep(0.3)  # the serving InferenceService observed before the rollout
-    yield c
-    c.stop.set()
-    c.join(5)
+    # the serving InferenceService observed before the rollout
+    with Controller(cluster).running(settle=0.3) as c:
+        yield c
 
 
 def _executor(kube: ApiServer, version: str, name: str = NAME) -> ShadowExecutor:

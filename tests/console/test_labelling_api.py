@@ -10,7 +10,6 @@ unavailable instead of failing."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from fastapi.testclient import TestClient
 from sentiops.console.app import ConsoleConfig, create_app
 from sentiops.local.processes import free_port
 from sentiops.local.stack import Prometheus
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -72,10 +72,7 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the receiver did not start"
-        time.sleep(0.05)
+    wait_until(lambda: server.started, timeout=20, interval=0.05, what="the receiver started")
     try:
         yield f"127.0.0.1:{port}"
     finally:
@@ -89,13 +86,12 @@ def prometheus(receiver: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     prom.start()
     try:
         query = f'sentiops_labelling_held_tasks{{model_name="{MODEL}"}}'
-        deadline = time.monotonic() + 60
-        while True:
+
+        def scraped() -> bool:
             r = httpx.get(f"{prom.url}/api/v1/query", params={"query": query}, timeout=5)
-            if len(r.json()["data"]["result"]) == 2:
-                break
-            assert time.monotonic() < deadline, "Prometheus never scraped the receiver"
-            time.sleep(0.5)
+            return len(r.json()["data"]["result"]) == 2
+
+        wait_until(scraped, timeout=60, interval=0.5, what="Prometheus' scrape of the receiver")
         yield prom
     finally:
         prom.stop()

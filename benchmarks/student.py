@@ -85,7 +85,12 @@ def main() -> None:
         t for d in quality.DOMAINS for s in ("validation", "test") for t in data[d][s][TEXT]
     ]
     transfer = transfer_set(
-        train, gold, sources=args.transfer, exclude=held_out, limit=args.transfer_max
+        train,
+        gold,
+        sources=args.transfer,
+        exclude=held_out,
+        trained_on=manifest["dataset"]["source"],
+        limit=args.transfer_max,
     )
     rows: dict[str, dict[str, Any]] = {}
     teacher = load_model(args.teacher)

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from sentiops.config import Settings, get_settings
-from sentiops.data.datasets import LABEL, SCORE, TEXT, Manifest
+from sentiops.data.datasets import BUILTIN, LABEL, SCORE, SOURCE, TEXT, Manifest
 from sentiops.data.prepare import prepare
 from sentiops.data.validate import Report
 from sentiops.evaluation.evaluate import evaluate
@@ -31,7 +31,6 @@ def _subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     `sentiops.data.split`) are always kept, only the original data is thinned out."""
     if not n or len(df) <= n:
         return df
-    from sentiops.data.datasets import SOURCE
     from sentiops.data.split import original_rows
 
     original = original_rows(df) if SOURCE in df.columns else pd.Series(True, index=df.index)
@@ -72,7 +71,6 @@ def row_weights(df: pd.DataFrame, added_share: float) -> list[float] | None:
     original row 1. A few hundred labels of new traffic beside thousands of original rows
     would otherwise hardly move the model (the gate weighs both groups of its test set the
     same). None when there is nothing to weigh up (no added rows, or they weigh enough)."""
-    from sentiops.data.datasets import SOURCE
     from sentiops.data.split import original_rows
 
     if added_share <= 0 or SOURCE not in df.columns or not len(df):
@@ -128,7 +126,6 @@ def train_on_splits(
         from sentiops.registry import tracking
 
         tracking.configure(settings)  # fail fast on an unreachable MLflow, before any training
-    from sentiops.data.datasets import SOURCE
     from sentiops.security import signing
 
     signing.signing_key()  # and on a missing or broken model signing key (modeldir.write signs)
@@ -212,6 +209,7 @@ def _package_serving_form(
                 labels,
                 sources=cfg.transfer,
                 exclude=exclude,
+                trained_on=train_df[SOURCE].unique() if SOURCE in train_df.columns else (),
                 limit=cfg.transfer_max,
                 seed=cfg.seed,
             )
@@ -271,8 +269,6 @@ def traffic_like(df: pd.DataFrame, first: str | None = None) -> pd.DataFrame:
     mix of every training domain flags pure tweet traffic as drift. All rows when there are
     no sources, or fewer than 20 such rows. `first`: the first source (default: the first
     row's, which is the first source's in every split)."""
-    from sentiops.data.datasets import BUILTIN, SOURCE
-
     if SOURCE not in df.columns or not len(df):
         return df
     first = first or str(df[SOURCE].iloc[0])

@@ -4,18 +4,23 @@ Distillation needs no labels, so the transfer set can be larger than the trainin
 training texts (with their labels), then unlabelled texts from the sources a run names
 (`TrainConfig.transfer`):
 
-    builtin   the texts of every built-in dataset (all four domains: tweets, movie reviews,
-              product reviews, editorials) — the teacher's answers on domains it was not
-              trained on are what the student must copy there;
+    builtin   the texts of the built-in datasets (the four domains: tweets, movie reviews,
+              product reviews, editorials) the run does not train on — the teacher's answers
+              on domains it was not trained on are what the student must copy there;
     live      the live texts the drift sidecar logged to the store's prediction log
               (`<store>/predictions/`, newest first; the store: SENTIOPS_STORE, else the
               embedded default's) — what the student will serve;
     <dataset> any other dataset (a file or s3:// URI; its labels, if any, are not used).
 
-Texts of the validation and test splits never enter it (the gate scores the student there) and
-each text enters once. At most `limit` unlabelled texts are added, live texts first (up to
-half), the rest sampled with the run's seed. The record (how many texts from where) goes into
-the student's manifest entry.
+Texts of the validation and test splits never enter it: the gate scores the student there,
+and a student that copied its teacher on those very texts would look better than it is. The
+texts given as `exclude` are left out; where a split is not known here (a pipeline's train step
+sees no test split), the sources keep it out by construction: `builtin` skips the datasets the
+run trains on (their test rows are among them), `live` takes only the texts outside the random
+evaluation sample ("targeted": the split never tests them, `sentiops.data.split`). Each text
+enters once. At most `limit` unlabelled texts are added, live texts first (up to half), the
+rest sampled with the run's seed. The record (how many texts from where) goes into the
+student's manifest entry.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sentiops.config import Settings, get_settings
-from sentiops.data.datasets import BUILTIN, TEXT, fetch_builtin, load
+from sentiops.data.datasets import BUILTIN, SAMPLE, TEXT, fetch_builtin, load
 from sentiops.errors import DataError, StorageError
 from sentiops.store import layout
 from sentiops.store.storage import get_file
@@ -44,7 +49,8 @@ class TransferSet:
 
 
 def live_texts(settings: Settings, limit: int) -> list[str]:
-    """Up to `limit` distinct logged live texts, newest files first (none without a log)."""
+    """Up to `limit` distinct logged live texts, newest files first, only targeted ones (none of
+    the random evaluation sample; none without a log)."""
     import pandas as pd
 
     try:
@@ -55,7 +61,9 @@ def live_texts(settings: Settings, limit: int) -> list[str]:
     for f in sorted(files, key=lambda f: f.modified, reverse=True):
         if not f.uri.endswith(".parquet"):
             continue
-        table = pd.read_parquet(get_file(f.uri, settings), columns=[TEXT])
+        table = pd.read_parquet(get_file(f.uri, settings))
+        if SAMPLE in table.columns:  # only targeted texts never test (`sentiops.data.split`)
+            table = table[table[SAMPLE].astype(str) == "targeted"]
         for text in table[TEXT].dropna().astype(str):
             out.setdefault(text, None)
         if len(out) >= limit:
@@ -63,10 +71,14 @@ def live_texts(settings: Settings, limit: int) -> list[str]:
     return list(out)[:limit]
 
 
-def source_texts(source: str, settings: Settings, limit: int) -> list[str]:
-    """The texts of one transfer source (`builtin`, `live` or a dataset)."""
+def source_texts(
+    source: str, settings: Settings, limit: int, trained_on: Iterable[str] = ()
+) -> list[str]:
+    """The texts of one transfer source (`builtin`: of the built-in datasets not among
+    `trained_on`, `live` or a dataset)."""
     if source == "builtin":
-        return [t for name in BUILTIN for t in fetch_builtin(name, settings)[TEXT].astype(str)]
+        names = [n for n in BUILTIN if n not in set(trained_on)]
+        return [t for name in names for t in fetch_builtin(name, settings)[TEXT].astype(str)]
     if source == "live":
         return live_texts(settings, limit)
     try:
@@ -84,17 +96,20 @@ def transfer_set(
     *,
     sources: Iterable[str],
     exclude: Iterable[str] = (),
+    trained_on: Iterable[str] = (),
     limit: int = 6000,
     seed: int = 0,
     settings: Settings | None = None,
 ) -> TransferSet:
     """The training texts and labels, then at most `limit` unlabelled texts of `sources` that
-    are neither training texts nor in `exclude` (the validation and test texts)."""
+    are neither training texts nor in `exclude` (the validation and test texts).
+    `trained_on`: the run's data sources (built-in dataset names among them are skipped)."""
     s = settings or get_settings()
     taken = {*map(str, train_texts), *map(str, exclude)}
     extra: dict[str, list[str]] = {}
     for source in dict.fromkeys(sources):  # each source once, in order
-        texts = [t for t in dict.fromkeys(source_texts(source, s, limit)) if t.strip()]
+        found = source_texts(source, s, limit, trained_on)
+        texts = [t for t in dict.fromkeys(found) if t.strip()]
         extra[source] = [t for t in texts if t not in taken]
         taken.update(extra[source])
     rng = random.Random(seed)

@@ -18,42 +18,46 @@ from sentiops.training.transfer import transfer_set
 from tests.conftest import make_frame
 
 
-def _log(store: Path, texts: list[str], when: datetime) -> None:
+def _log(store: Path, texts: list[str], when: datetime, sample: str = "targeted") -> None:
     """A prediction-log part as the sidecar writes it (only the columns read here)."""
     path = Path(layout.prediction_part(store, "v1", when))
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"id": range(len(texts)), "text": texts, "label": "neutral"}).to_parquet(path)
+    frame = {"id": range(len(texts)), "text": texts, "label": "neutral", "sample": sample}
+    pd.DataFrame(frame).to_parquet(path)
 
 
-def test_builtin_texts_of_every_domain_but_never_a_validation_or_test_text(
+def test_builtin_texts_of_the_other_domains_never_a_validation_or_test_text(
     vader_cache: Path,
 ) -> None:
     s = Settings(home=vader_cache)
     tweets = fetch_builtin("vader-tweets", s).text.tolist()
     movies = fetch_builtin("vader-movies", s).text.tolist()
-    train, held_out = tweets[:100], tweets[100:4200] + movies[:3000]
-    got = transfer_set(
-        train, ["positive"] * 100, sources=["builtin"], exclude=held_out, limit=4000, settings=s
-    )
+    train, held_out = tweets[:100], movies[:3000]
+    kwargs = {"sources": ["builtin"], "exclude": held_out, "limit": 4000, "settings": s}
+    got = transfer_set(train, ["positive"] * 100, trained_on=["vader-tweets"], **kwargs)
     assert got.texts[:100] == train and got.labels[:100] == ["positive"] * 100
     extra = got.texts[100:]
     assert len(extra) == 4000 == got.record["builtin"] and got.labels[100:] == [""] * 4000
     assert not set(extra) & set(held_out) and not set(extra) & set(train)
     assert len(set(extra)) == len(extra)  # each text once
     domains = {n: set(fetch_builtin(n, s).text) for n in BUILTIN}
-    # a sample of all four domains (tweets' own texts are all taken: none of them is left)
+    # the domains the run does not train on; none of the tweets, whose test split the
+    # pipeline's train step does not see
     assert all(set(extra) & domains[n] for n in ("vader-movies", "vader-amazon", "vader-nyt"))
-    same = transfer_set(
-        train, ["positive"] * 100, sources=["builtin"], exclude=held_out, limit=4000, settings=s
-    )
+    assert not set(extra) & (domains["vader-tweets"] - domains["vader-movies"])
+    same = transfer_set(train, ["positive"] * 100, trained_on=["vader-tweets"], **kwargs)
     assert same.texts == got.texts  # the run's seed decides the sample
 
 
-def test_live_texts_newest_first_and_at_most_half_the_limit(tmp_path: Path) -> None:
+def test_live_texts_newest_first_never_the_random_sample_at_most_half_the_limit(
+    tmp_path: Path,
+) -> None:
     store = tmp_path / "store"
     now = datetime.now(UTC)
     _log(store, [f"old post {i}" for i in range(50)], now - timedelta(days=2))
     _log(store, [f"new post {i}" for i in range(50)] + ["a validation text"], now)
+    # the random evaluation sample may be labelled into a test split: never a transfer text
+    _log(store, [f"sampled post {i}" for i in range(50)], now + timedelta(seconds=1), "random")
     s = Settings(home=tmp_path / "home", store_uri=str(store))
     got = transfer_set(
         ["a training text"],

@@ -59,9 +59,14 @@ def use_mounted_signing_key(folder: Path = SIGNING_KEY_DIR) -> Path | None:
     return mounted
 
 
-def endpoints(s3_endpoint: str = "", mlflow_tracking_uri: str = "") -> Settings:
-    """Settings from the environment with a run's endpoints (empty = keep the environment's)."""
-    overrides = {"s3_endpoint": s3_endpoint, "mlflow_tracking_uri": mlflow_tracking_uri}
+def endpoints(s3_endpoint: str = "", mlflow_tracking_uri: str = "", store: str = "") -> Settings:
+    """Settings from the environment with a run's endpoints and artifact store (where the live
+    texts are logged; empty = keep the environment's)."""
+    overrides = {
+        "s3_endpoint": s3_endpoint,
+        "mlflow_tracking_uri": mlflow_tracking_uri,
+        "store_uri": store,
+    }
     return Settings.from_env(**{k: v for k, v in overrides.items() if v})
 
 

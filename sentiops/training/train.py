@@ -148,7 +148,7 @@ def train_on_splits(
     }
     modeldir.write(cfg.output, model.save, info)
     exclude = val_df[TEXT].tolist() + (test_df[TEXT].tolist() if test_df is not None else [])
-    _package_serving_form(model, cfg, train_df, val_df, exclude)
+    _package_serving_form(model, cfg, train_df, val_df, exclude, settings)
     if cfg.calibration != "none":  # before the detector: it records served probabilities
         calibrate(cfg.output, val_df, cfg.calibration, traffic_like(val_df, first), cfg.seed)
     if cfg.drift_detector:
@@ -186,6 +186,7 @@ def _package_serving_form(
     train_df: pd.DataFrame,
     val_df: pd.DataFrame,
     exclude: list[str],
+    settings: Settings | None = None,
 ) -> None:
     """The serving form of a model type that has one (`package`: ONNX, int8, a distilled
     student on its transfer set: `sentiops.training.transfer`, none of the `exclude` texts),
@@ -212,6 +213,7 @@ def _package_serving_form(
                 trained_on=train_df[SOURCE].unique() if SOURCE in train_df.columns else (),
                 limit=cfg.transfer_max,
                 seed=cfg.seed,
+                settings=settings,
             )
             texts, labels, record = student.texts, student.labels, student.record
         package(

@@ -121,6 +121,7 @@ def build(image: str | None = None) -> Any:
             gate=gate,
             registered_model=registered_model,
             endpoints=endpoints,
+            store=model_store,
         )
         with dsl.If(decide.outputs["Output"] == True, name="approved"):  # noqa: E712
             _register_and_roll_out(
@@ -187,6 +188,7 @@ def _train_and_gate(
     gate: Any,
     registered_model: Any,
     endpoints: dict[str, Any],
+    store: Any,
 ) -> tuple[Any, Any]:
     """train -> evaluate, and the gate (after evaluate) on the split's test data; returns the
     train and gate tasks."""
@@ -198,10 +200,12 @@ def _train_and_gate(
         hyperparameters=hyperparameters,
         seed=seed,
         registered_model=registered_model,
+        store=store,
         **endpoints,
     )
     train.set_caching_options(False)
     _with_signing_key(train)
+    _with_s3_secret(train)  # the store's logged live texts (a student's transfer set)
     train.set_cpu_request("1").set_memory_request("2Gi").set_memory_limit("6Gi")
     evaluate = c.evaluate(model=train.outputs["model"], test_data=split.outputs["test_data"])
     evaluate.set_caching_options(False)

@@ -212,6 +212,28 @@ def _window_targets(
     )
 
 
+def _with_joined(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    scores: Sequence[float] | None,
+    sample_weight: Sequence[float] | None,
+    *,
+    share: float,
+    seed: int,
+) -> tuple[list[str], list[str], list[float] | None, list[float] | None]:
+    """The training rows followed by `share` x as many joined-snippet rows
+    (`windows.joined`), with their scores and weights where the rows have them."""
+    extra = _windows.joined(
+        texts, labels, share=share, scores=scores, weights=sample_weight, seed=seed
+    )
+    return (
+        [*texts, *extra.texts],
+        [*labels, *extra.labels],
+        None if scores is None else [*scores, *(extra.scores or [])],
+        None if sample_weight is None else [*sample_weight, *(extra.weights or [])],
+    )
+
+
 def _optimizer(model: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW with weight decay on every parameter but biases and layer norms."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -315,14 +337,9 @@ class TransformerModel:
             max_tokens=max_tokens,
         )
         if joined_share > 0:  # multi-sentence windows to learn from (`windows.joined`)
-            extra = _windows.joined(
-                texts, labels, share=joined_share, scores=scores, weights=sample_weight, seed=seed
+            texts, labels, scores, sample_weight = _with_joined(
+                texts, labels, scores, sample_weight, share=joined_share, seed=seed
             )
-            texts, labels = [*texts, *extra.texts], [*labels, *extra.labels]
-            if scores is not None and extra.scores is not None:
-                scores = [*scores, *extra.scores]
-            if sample_weight is not None and extra.weights is not None:
-                sample_weight = [*sample_weight, *extra.weights]
         y = np.array([classes.index(lab) for lab in labels])
         # every window of a text is a training row with the text's target; together the
         # windows of one text weigh as much as a short text (one window)

@@ -138,7 +138,10 @@ def test_joined_snippets_are_several_sentences_of_one_label() -> None:
     weights = [1.0] * 20 + [3.0] * 10 + [1.0]
     out = windows.joined(texts, labels, share=2.0, scores=scores, weights=weights, seed=3)
     assert len(out.texts) == 62 and set(out.labels) == {"positive", "negative"}
-    for text, lab, score, weight in zip(out.texts, out.labels, out.scores, out.weights):
+    assert out.scores is not None and out.weights is not None
+    for text, lab, score, weight in zip(
+        out.texts, out.labels, out.scores, out.weights, strict=True
+    ):
         parts = text.split(". ")
         assert 3 <= len(parts) <= 8 and len(set(parts)) == len(parts)  # distinct snippets
         assert all(p.startswith(lab[:3]) for p in parts)  # one label throughout

@@ -8,7 +8,7 @@ with its `Behaviour` (error rate, a lognormal latency, a normal confidence clipp
 a label mix, an accuracy on the labelled share). Every count is drawn directly (binomial and
 multinomial over the Prometheus buckets of `sentiops.metrics`), so a simulated hour at 1,000
 requests a minute takes milliseconds. `simulate()` runs `steps.run` on it with a simulated
-clock. The property tests of the judge (tests/code/test_rollout_judge.py) and `make
+clock. The property tests of the judge (tests/rollout/test_rollout_judge.py) and `make
 bench-judge` (benchmarks/judge.py) use it; so can anyone sizing a plan for their traffic.
 """
 

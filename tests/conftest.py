@@ -155,7 +155,9 @@ def train_transformer(
 ) -> Path:
     """A small transformer trained through the real training path (`sentiops.training.train.train`:
     fit, serving form, drift detector, scoring) on learnable synthetic data; `fields` are
-    TrainConfig fields (epochs, max_length, ...)."""
+    TrainConfig fields (epochs, max_length, ...). A distilled student learns from the training
+    texts alone unless `transfer` is given (the built-in texts would add 6,000 texts of another
+    domain and minutes: tests/training/test_transfer.py covers the transfer sources)."""
     from sentiops.training.train import TrainConfig, train
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,6 +171,7 @@ def train_transformer(
             "base_model": base_model,
             "min_per_class": 5,
             "track": False,
+            "transfer": [],
             **fields,
         }
     )

@@ -35,6 +35,8 @@ def test_training_packages_the_fastest_form_within_tolerance(minilm: Path) -> No
     assert serving["runtime"] == "onnxruntime" and "student-int8" in serving["forms"]
     assert serving["file"] in manifest["files"]  # under the model's checksums
     assert "model.safetensors" in manifest["files"]  # PyTorch weights kept (explanations)
+    # the student's transfer set is recorded: here the training texts alone (`transfer`: [])
+    assert serving["student"]["transfer"] == {"train": manifest["train_rows"]}
     measured = serving["forms"]
     base = measured["pytorch"]["val_macro_f1"]
     assert measured[serving["form"]]["val_macro_f1"] >= base - serving["tolerance"]

@@ -138,7 +138,7 @@ def build(image: str | None = None) -> Any:
                 namespace=namespace,
                 prometheus_url=prometheus_url,
             )
-        for task in (ingest, train, decide):
+        for task in (ingest, train, decide):  # train: the store's live texts (transfer) too
             _with_s3_secret(task)
         return decide.outputs["decision"]
 
@@ -205,7 +205,6 @@ def _train_and_gate(
     )
     train.set_caching_options(False)
     _with_signing_key(train)
-    _with_s3_secret(train)  # the store's logged live texts (a student's transfer set)
     train.set_cpu_request("1").set_memory_request("2Gi").set_memory_limit("6Gi")
     evaluate = c.evaluate(model=train.outputs["model"], test_data=split.outputs["test_data"])
     evaluate.set_caching_options(False)

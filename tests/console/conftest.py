@@ -35,6 +35,7 @@ from sentiops.registry import tracking
 from sentiops.rollout.judge import Verdict
 from sentiops.rollout.record import Record, Step
 from tests.conftest import make_frame
+from tests.helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("SENTIOPS_CHROMIUM", "/usr/bin/chromium"))
@@ -162,26 +163,25 @@ def start_console(home: Path, work: Path, *args: str) -> tuple[Process, str]:
 
 def wait_warm(url: str, timeout: float = 90) -> float:
     """Until the console has imported MLflow and read the registry once; its warm-up time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def warm() -> dict | None:
         health = httpx.get(url + "/healthz", timeout=10).json()
-        if health["warm"]:
-            return float(health["warm_up_seconds"])
-        time.sleep(0.2)
-    raise AssertionError(f"the console at {url} did not warm up in {timeout}s")
+        return health if health["warm"] else None
+
+    health = wait_until(warm, timeout=timeout, what=f"the console at {url} warm")
+    return float(health["warm_up_seconds"])
 
 
 def wait_for_series(prom_url: str, promql: str, points: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def enough() -> bool:
         now = time.time()
         params = {"query": promql, "start": now - 120, "end": now, "step": 1}
         r = httpx.get(f"{prom_url}/api/v1/query_range", params=params)
         result = r.json()["data"]["result"] if r.status_code == 200 else []
-        if result and all(len(s["values"]) >= points for s in result):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"Prometheus has no {points} points of {promql} after {timeout}s")
+        return bool(result) and all(len(s["values"]) >= points for s in result)
+
+    what = f"{points} points of {promql} in Prometheus"
+    wait_until(enough, timeout=timeout, interval=0.5, what=what)
 
 
 @pytest.fixture(scope="package")

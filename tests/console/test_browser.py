@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.console.conftest import REPO, Stack
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +29,12 @@ LOAD_BOUND_MS = 5000
 
 
 def _wait(driver: Any, script: str, timeout: float = 30.0, what: str = "", *args: Any) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = driver.execute_script(script, *args)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or script}")
+    return wait_until(
+        lambda: driver.execute_script(script, *args),
+        timeout=timeout,
+        interval=0.1,
+        what=what or script,
+    )
 
 
 def test_console_in_a_browser(stack: Stack, browser: Any) -> None:

@@ -5,8 +5,6 @@ and real binary CloudEvents posted over HTTP."""
 from __future__ import annotations
 
 import random
-import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from sentiops.local.processes import Process, free_port, start_process, wait_htt
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from tests.conftest import make_frame
+from tests.helpers import metric_value, wait_until
 
 REQUEST = "org.kubeflow.serving.inference.request"
 RESPONSE = "org.kubeflow.serving.inference.response"
@@ -184,24 +183,21 @@ class Sidecar:
 
     def sample(self, name: str, **labels: str) -> float:
         """The value of one series on /metrics (0 if absent)."""
-        text = self.metrics()
-        for line in text.splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-            if all(found.get(k) == v for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        return metric_value(self.metrics(), name, **labels)
 
     def wait_for(self, check: Callable[[], bool], timeout: float = 120, what: str = "") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Until `check()` holds, while the sidecar runs (its log tail on a failure)."""
+
+        def holds() -> bool:
             if check():
-                return
+                return True
             if not self.process.alive():
                 raise AssertionError(f"the sidecar exited:\n{self.process.tail()}")
-            time.sleep(0.3)
-        raise AssertionError(f"timed out waiting for {what}\n{self.process.tail(4000)}")
+            return False
+
+        wait_until(
+            holds, timeout=timeout, interval=0.3, what=what, detail=lambda: self.process.tail(4000)
+        )
 
     def windows(self, version: str, result: str) -> float:
         return self.sample("sentiops_drift_windows_total", model_version=version, result=result)

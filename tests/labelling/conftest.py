@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import pytest
 from sentiops.labelling.studio import label_studio_executable
 from sentiops.local.processes import free_port
 from sentiops.local.stack import LabelStudio
+from tests.helpers import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -67,18 +68,6 @@ def start_receiver(sync: Any, secret_file: Path, interval: float = 3600.0) -> Re
     )
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: server.started, timeout=30, interval=0.05, what="the receiver started")
     worker.start()
     return Receiver(f"http://127.0.0.1:{port}", worker, server, secret)
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -24,7 +24,8 @@ from sentiops.labelling.sync import StoreSink, Sync
 from sentiops.local.stack import LabelStudio
 from sentiops.store import layout
 from tests.console.conftest import chromium_paths
-from tests.labelling.conftest import start_receiver, wait_for
+from tests.helpers import wait_until
+from tests.labelling.conftest import start_receiver
 from tests.labelling.store import write_traffic
 
 pytestmark = pytest.mark.integration
@@ -61,7 +62,9 @@ def test_tasks_webhooks_and_labels_with_provenance(
     sync = _sync(studio, store, name)
     receiver = start_receiver(sync, tmp_path / "webhook-secret")
     try:
-        wait_for(lambda: receiver.worker.last.get("round"), 60, "the receiver's first round")
+        wait_until(
+            lambda: receiver.worker.last.get("round"), timeout=60, what="the receiver's first round"
+        )
         assert receiver.worker.last["round"]["pushed"] == {"queue": 4, "evaluation": 4}
         assert sync.push() == {"queue": 0, "evaluation": 0}  # nothing doubled
         projects = sync.projects()
@@ -106,7 +109,9 @@ def test_tasks_webhooks_and_labels_with_provenance(
         annotator = studio.ensure_user("ann1@sentiops.local")
         target = traffic["random"][0]
         made = studio.annotate(evaluation[target["id"]]["id"], "neutral", annotator)
-        row = wait_for(lambda: _row(store, target["id"]), 30, "the API's annotation stored")
+        row = wait_until(
+            lambda: _row(store, target["id"]), timeout=30, what="the API's annotation stored"
+        )
         assert row["label"] == "neutral" and row["annotator"] == "ann1@sentiops.local"
         assert row["origin"] == (
             f"labelstudio:project={projects['evaluation']}:task={evaluation[target['id']]['id']}"
@@ -118,19 +123,23 @@ def test_tasks_webhooks_and_labels_with_provenance(
         # one made by clicking in Label Studio's page
         clicked = traffic["queue"][0]
         _click(label_studio, projects["queue"], queue[clicked["id"]]["id"], "negative", tmp_path)
-        row = wait_for(lambda: _row(store, clicked["id"]), 30, "the clicked annotation stored")
+        row = wait_until(
+            lambda: _row(store, clicked["id"]), timeout=30, what="the clicked annotation stored"
+        )
         assert row["label"] == "negative" and row["annotator"] == label_studio.admin.email
         assert row["sample"] == "targeted" and row["predicted_label"] == clicked["label"]
 
         # an edit revises the label, a deletion withdraws it
         studio.edit(made["id"], "positive")
-        wait_for(
+        wait_until(
             lambda: _stored(store).loc[target["id"], "label"] == "positive",
-            30,
-            "the edited annotation's label",
+            timeout=30,
+            what="the edited annotation's label",
         )
         studio.delete(made["id"])
-        wait_for(lambda: target["id"] not in _stored(store).index, 30, "the label withdrawn")
+        wait_until(
+            lambda: target["id"] not in _stored(store).index, timeout=30, what="the label withdrawn"
+        )
         assert Feedback(str(store), model_name=name).live_metrics() == {}
         assert receiver.worker.failures == 0
         raw = _raw_rows(store)
@@ -170,7 +179,7 @@ def _click(server: LabelStudio, project: int, task: int, label: str, tmp: Path) 
         driver.find_element(By.NAME, "email").send_keys(server.admin.email)
         driver.find_element(By.NAME, "password").send_keys(server.admin.password)
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait_for(lambda: "/user/login" not in driver.current_url, 30, "signed in")
+        wait_until(lambda: "/user/login" not in driver.current_url, timeout=30, what="signed in")
         driver.get(f"{server.url}/projects/{project}/data?task={task}")
         studio = server.studio()
 
@@ -184,14 +193,20 @@ def _click(server: LabelStudio, project: int, task: int, label: str, tmp: Path) 
             except StaleElementReferenceException:
                 return False
 
-        wait_for(lambda: click(f"//span[normalize-space(text())='{label}']"), 60, "a choice")
-        wait_for(lambda: click("//button[normalize-space(.)='Submit']"), 30, "Submit")
-        wait_for(lambda: studio.task(task)["annotations"], 30, "the annotation submitted")
+        wait_until(
+            lambda: click(f"//span[normalize-space(text())='{label}']"), timeout=60, what="a choice"
+        )
+        wait_until(
+            lambda: click("//button[normalize-space(.)='Submit']"), timeout=30, what="Submit"
+        )
+        wait_until(
+            lambda: studio.task(task)["annotations"], timeout=30, what="the annotation submitted"
+        )
         driver.get(f"{server.url}/projects")
-        wait_for(
+        wait_until(
             lambda: "evaluation sample" in driver.find_element(By.TAG_NAME, "body").text,
-            60,
-            "the projects page",
+            timeout=60,
+            what="the projects page",
         )
         driver.set_window_size(800, 480)
         time.sleep(1.0)
@@ -252,21 +267,23 @@ def test_label_studio_stopped_and_restarted_mid_sync(
     sync = _sync(studio, store, name)
     receiver = start_receiver(sync, tmp_path / "webhook-secret", interval=1.0)
     try:
-        wait_for(lambda: receiver.worker.last.get("round"), 60, "the first round")
+        wait_until(lambda: receiver.worker.last.get("round"), timeout=60, what="the first round")
         project = sync.projects()["evaluation"]
         for task in list(studio.tasks(project))[:2]:
             studio.annotate(task["id"], "positive")
         label_studio.stop()
         with pytest.raises(LabelStudioUnavailable):
             studio.task_count(project)
-        wait_for(lambda: receiver.worker.failures >= 2, 60, "the receiver's retries")
+        wait_until(lambda: receiver.worker.failures >= 2, timeout=60, what="the receiver's retries")
         second = write_traffic(store, random=2, queued=2, model_name=name, tag="late-")
         label_studio.start()
-        wait_for(lambda: receiver.worker.failures == 0, 120, "the receiver back at work")
+        wait_until(
+            lambda: receiver.worker.failures == 0, timeout=120, what="the receiver back at work"
+        )
         ids = {
             r["id"] for r in first["random"] + first["queue"] + second["random"] + second["queue"]
         }
-        wait_for(
+        wait_until(
             lambda: (
                 {
                     str(t["data"]["prediction_id"])
@@ -276,13 +293,13 @@ def test_label_studio_stopped_and_restarted_mid_sync(
                 >= ids
                 or None
             ),
-            60,
-            "every text a task",
+            timeout=60,
+            what="every text a task",
         )
         for task in studio.tasks(project):
             if not task["annotations"]:
                 studio.annotate(task["id"], "negative")
-        wait_for(lambda: len(_stored(store)) == 5, 60, "every annotation a label")
+        wait_until(lambda: len(_stored(store)) == 5, timeout=60, what="every annotation a label")
     finally:
         receiver.stop()
     tasks = [

@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from sentiops.models.tfidf import TfidfModel
 from sentiops.rollout.approval import APPROVAL_FILE, Approval
 from sentiops.rollout.judge import JudgeConfig
 from tests.conftest import make_frame
+from tests.helpers import wait_until
 
 from .webhooks import Receiver
 
@@ -175,11 +175,13 @@ def _answer_when_asked(workdir: Path, answer: str, seen: list) -> threading.Thre
     then answers with the real command."""
 
     def person() -> None:
-        path, deadline = workdir / APPROVAL_FILE, time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if path.exists() and json.loads(path.read_text()).get("state") == "pending":
-                break
-            time.sleep(0.1)
+        path = workdir / APPROVAL_FILE
+        wait_until(
+            lambda: path.exists() and json.loads(path.read_text()).get("state") == "pending",
+            timeout=120,
+            interval=0.1,
+            what="the rollout asking for approval",
+        )
         seen.append(json.loads((workdir / "progress.json").read_text())["waiting"])
         exe = Path(sys.executable).with_name("sentiops")
         done = subprocess.run(

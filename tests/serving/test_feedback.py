@@ -20,6 +20,7 @@ from sentiops.feedback.labels import read_labels
 from sentiops.local.stack import Predictor
 from tests.conftest import run_cli
 from tests.drift.conftest import start_sidecar
+from tests.helpers import metric_value, wait_until
 from tests.serving.conftest import tfidf_dir
 
 pytestmark = pytest.mark.integration
@@ -50,31 +51,31 @@ def _feedback(p: Predictor, body: object) -> httpx.Response:
 
 def _until_stored(p: Predictor, body: object, timeout: float = 30) -> httpx.Response:
     """Labels for another replica's predictions are accepted once the sidecar has flushed."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def found() -> httpx.Response:
         r = _feedback(p, body)
-        if r.status_code != 404 or time.monotonic() > deadline:
-            return r
-        time.sleep(0.5)
+        assert r.status_code != 404, r.text
+        return r
+
+    what = "the predictions found (the sidecar's flush)"
+    return wait_until(found, timeout=timeout, interval=0.5, what=what, ignore=(AssertionError,))
+
+
+def _prediction_log(store: Path) -> pd.DataFrame:
+    parts = [pd.read_parquet(f) for f in sorted(store.glob("predictions/**/*.parquet"))]
+    return pd.concat(parts) if parts else pd.DataFrame(columns=["id"])
 
 
 def _logged(store: Path, rid: str, timeout: float = 30) -> pd.DataFrame:
     """The prediction log once it holds `rid` (the sidecar flushes every half second)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        parts = [pd.read_parquet(f) for f in sorted(store.glob("predictions/**/*.parquet"))]
-        log = pd.concat(parts) if parts else pd.DataFrame(columns=["id"])
-        if rid in set(log.id) or time.monotonic() > deadline:
-            assert rid in set(log.id), f"{rid} not in the prediction log after {timeout} s"
-            return log
-        time.sleep(0.5)
+    what = f"{rid} in the prediction log"
+    wait_until(lambda: rid in set(_prediction_log(store).id), timeout=timeout, what=what)
+    return _prediction_log(store)
 
 
 def _sample(p: Predictor, name: str, version: str) -> float:
-    for line in httpx.get(f"{p.url}/metrics").text.splitlines():
-        if line.startswith(name + "{") and f'model_version="{version}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return float("nan")
+    text = httpx.get(f"{p.url}/metrics").text
+    return metric_value(text, name, float("nan"), model_version=version)
 
 
 @pytest.fixture
@@ -142,9 +143,12 @@ def test_labels_join_across_replicas_revisions_and_restarts(stack) -> None:  # n
     b.stop()
     b.start()
     assert _feedback(b, {"id": rid_v2, "label": "neutral"}).status_code == 409
-    deadline = time.monotonic() + 40  # live accuracy is exported from every stored label
-    while _sample(b, "sentiops_live_labels", "1") != 3 and time.monotonic() < deadline:
-        time.sleep(1)
+    wait_until(  # live accuracy is exported from every stored label
+        lambda: _sample(b, "sentiops_live_labels", "1") == 3,
+        timeout=40,
+        interval=1,
+        what="3 live labels of version 1 exported",
+    )
     assert _sample(b, "sentiops_live_accuracy", "1") == pytest.approx(2 / 3)
     assert _sample(b, "sentiops_live_accuracy", "2") == 1.0
 
@@ -152,13 +156,13 @@ def test_labels_join_across_replicas_revisions_and_restarts(stack) -> None:  # n
     rid_late, _ = _predict(v2, [POS])
     labels_csv = work / "labels.csv"
     pd.DataFrame({"id": [rid_late], "label": ["positive"]}).to_csv(labels_csv, index=False)
-    deadline = time.monotonic() + 30
-    while True:
+
+    def accepted() -> object:
         result = run_cli("feedback", "--file", labels_csv, "--url", a.url)
-        if result.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert result.returncode == 0, result.stderr
+        assert result.returncode == 0, result.stderr
+        return result
+
+    wait_until(accepted, timeout=30, interval=0.5, what="the late labels", ignore=(AssertionError,))
     again = run_cli("feedback", "--file", labels_csv, "--url", a.url)
     assert again.returncode == 13 and "already have a label" in again.stderr
     df = read_labels(str(store))
@@ -343,9 +347,14 @@ def test_a_rotated_token_secret_is_taken_up_without_a_restart(
 
         assert label(first, old).status_code == 200
         write_secret(secret, {"team-a": new, "team-b": other})
-        deadline = time.monotonic() + 15  # the token is checked first: 404 while it is valid
-        while (r := label("no-such-id", old)).status_code == 404 and time.monotonic() < deadline:
-            time.sleep(0.2)
+
+        def old_token_refused() -> httpx.Response:
+            r = label("no-such-id", old)  # the token is checked first: 404 while it is valid
+            assert r.status_code != 404, r.text
+            return r
+
+        what = "the old token refused"
+        r = wait_until(old_token_refused, timeout=15, what=what, ignore=(AssertionError,))
         assert r.status_code == 403, r.text
         assert label(second, new).status_code == 200
         assert label(third, other).status_code == 200

@@ -36,7 +36,7 @@ __all__ = ["COMPILED", "PipelineError", "compile_pipeline", "run_local", "submit
 
 def load_pipeline(image: str | None = None) -> Any:
     """The training pipeline with every component running from `image`."""
-    from sentiops.pipeline.kubeflow.training import build
+    from sentiops.pipeline.kubeflow.training import build  # lazy: pulls kfp
 
     return build(image)
 
@@ -147,7 +147,7 @@ def run_local(
     run = LocalRun(run_dir, decision, _task_output(run_dir, "register"), log)
     version = (decision.get("challenger") or {}).get("registry_version")
     if promote and run.approved and version:
-        from sentiops.gate.promotion import promote_local
+        from sentiops.gate.promotion import promote_local  # lazy: pulls minio
 
         promote_local(version, arguments.get("registered_model") or REGISTERED_MODEL)
         run.promoted = version

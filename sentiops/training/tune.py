@@ -11,6 +11,7 @@ from sentiops.data.prepare import prepare
 from sentiops.evaluation.evaluate import evaluate
 from sentiops.models import LoadedModel
 from sentiops.params import TrainConfig
+from sentiops.registry import tracking
 from sentiops.training.train import fit
 
 
@@ -33,8 +34,6 @@ def tune(
 ) -> dict[str, Any]:
     """Maximise validation macro-F1 over `trials`; returns best params and all trials."""
     import optuna
-
-    from sentiops.registry import tracking
 
     s = settings or get_settings()
     prep = prepare(base, None, s)

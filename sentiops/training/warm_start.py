@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sentiops.registry import lifecycle as registry
+
 #: Warm start: fine-tune the serving champion's weights (when it is a transformer) instead of
 #: the base model; otherwise `offline`.
 CHAMPION = "champion"
@@ -19,7 +21,7 @@ def base_model(spec: str) -> str:
     model's path); any other spec is the model type's to resolve."""
     if spec != CHAMPION:
         return spec
-    from sentiops.models.transformer import offline_model_path
+    from sentiops.models.transformer import offline_model_path  # lazy: pulls torch
 
     found = champion_checkpoint()
     return str(found) if found is not None else str(offline_model_path())
@@ -31,12 +33,11 @@ def champion_checkpoint() -> Path | None:
     champion or it is not a transformer. The champion is verified like any model that is
     loaded (signature, checksums: `modeldir.read_manifest`) before its weights are trained on:
     a forged champion fails the run with a ModelError instead of seeding the next model."""
-    from sentiops.models import modeldir
-    from sentiops.models.transformer import MODEL_TYPE
+    from sentiops.models import modeldir  # lazy: pulls cryptography
+    from sentiops.models.transformer import MODEL_TYPE  # lazy: pulls torch
 
     try:
-        from sentiops.registry import lifecycle as registry
-        from sentiops.store.storage import local_model
+        from sentiops.store.storage import local_model  # lazy: pulls minio
 
         version = registry.version_of(registry.CHAMPION)
         uri = registry.tags_of(version).get(registry.STORAGE_URI_TAG) if version else None

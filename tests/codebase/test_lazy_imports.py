@@ -68,11 +68,8 @@ COMPONENTS = "sentiops/pipeline/kubeflow/components/"
 NOT_YET = (
     "sentiops/models/serving_form.py",
     "sentiops/params.py",
-    "sentiops/pipeline/run.py",
     "sentiops/pipeline/stages.py",
     "sentiops/training/train.py",
-    "sentiops/training/tune.py",
-    "sentiops/training/warm_start.py",
     "drift/retrain.py",
 )
 

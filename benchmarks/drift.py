@@ -34,8 +34,8 @@ import numpy as np
 from sentiops.data.datasets import LABEL, LABELS, TEXT, load
 from sentiops.data.split import split
 from sentiops.data.validate import validate
-from sentiops.drift import detector as drift_detector
-from sentiops.drift import windows
+from sentiops.detection import detector as drift_detector
+from sentiops.detection import windows
 from sentiops.models import modeldir
 
 TARGET_POWER, TARGET_FAR = 0.95, 0.05

@@ -37,9 +37,9 @@ from drift.settings import Settings
 from drift.versions import VersionGate
 from sentiops import metrics
 from sentiops.config import model_uri
-from sentiops.drift import detector, windows
-from sentiops.drift.detector import DETECTOR_DIR
-from sentiops.drift.encoder import Embedder
+from sentiops.detection import detector, windows
+from sentiops.detection.detector import DETECTOR_DIR
+from sentiops.detection.encoder import Embedder
 from sentiops.feedback.labels import RANDOM, TARGETED
 from sentiops.security.secrets import SampleKey
 from sentiops.store import layout

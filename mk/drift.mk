@@ -26,7 +26,7 @@ $(DRIFT_STAMP): pyproject.toml requirements.lock drift/requirements.txt mk/drift
 	@$(PHASE) "drift-install 3/4" "sentiops itself (editable, --no-deps)" -- \
 		$(DRIFT_BIN)/pip install $(PIP_FLAGS) --no-deps -e .
 	@$(PHASE) "drift-install 4/4" "check: the sidecar's imports, pydantic 1" -- \
-		$(DRIFT_BIN)/python -c "import sentiops.drift.windows, drift, alibi_detect, pydantic, starlette, uvicorn, cloudevents; assert pydantic.VERSION.startswith('1.')"
+		$(DRIFT_BIN)/python -c "import sentiops.detection.windows, drift, alibi_detect, pydantic, starlette, uvicorn, cloudevents; assert pydantic.VERSION.startswith('1.')"
 	@touch $(DRIFT_STAMP)
 
 drift-install: $(DRIFT_STAMP) ## the drift sidecar's own venv (.venv-drift; alibi-detect 0.11.4, pydantic<2)

@@ -151,7 +151,7 @@ class TrainConfig(DataConfig):
     transfer_max: int = Field(
         6000, ge=0, description="at most this many unlabelled transfer texts (live first)"
     )
-    # sentiops.drift
+    # sentiops.detection
     drift_detector: bool = Field(
         True,
         description="fit the drift detector on the train split and store it in the model "

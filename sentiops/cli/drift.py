@@ -72,7 +72,7 @@ def fit(
 ) -> None:
     """Fit the drift detector on the model's training data and store it in the model
     directory (`<output>/drift/`, under the model's checksums)."""
-    from sentiops.drift import detector  # lazy: CLI startup
+    from sentiops.detection import detector  # lazy: CLI startup
 
     if holdout:
         texts, hold, name = _texts(data, text_column), _texts(holdout, text_column), "given"
@@ -118,8 +118,8 @@ def check(
 ) -> None:
     """Test consecutive windows of --data against the detector; writes
     {"windows": [{"p_value", "is_drift", "tests": ...}], "drift_rate"}."""
-    from sentiops.drift import environment, windows  # lazy: CLI startup
-    from sentiops.drift.detector import TESTS  # lazy: CLI startup
+    from sentiops.detection import environment, windows  # lazy: CLI startup
+    from sentiops.detection.detector import TESTS  # lazy: CLI startup
 
     if not windows.alibi_available():
         python = environment.drift_python()

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from sentiops.config import MODEL_NAME
-from sentiops.drift.environment import drift_python
+from sentiops.detection.environment import drift_python
 from sentiops.errors import StackError
 from sentiops.labelling.studio import (
     Admin,

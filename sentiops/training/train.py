@@ -331,7 +331,7 @@ def fit_drift_detector(model_dir: Path, train_texts: list[str], val_texts: list[
     texts (label-mix and confidence references from the validation texts) and stored in the
     model directory under its checksums before the model is evaluated, registered and gated —
     the model that is gated ships the detector that will watch it."""
-    from sentiops.drift import detector
+    from sentiops.detection import detector
     from sentiops.errors import DriftError
 
     try:

@@ -59,8 +59,8 @@ def test_drift_modules_import_nothing_heavy() -> None:
     pydantic, kfp, kserve or mlflow until they run: the CLI can say "run this in the drift
     environment", and the pipeline's fit step needs no alibi."""
     loaded = _loaded(
-        "import sentiops.drift.detector, sentiops.drift.windows, sentiops.drift.environment, "
-        "sentiops.store.layout, sentiops.cli.drift, drift.events, "
+        "import sentiops.detection.detector, sentiops.detection.windows, "
+        "sentiops.detection.environment, sentiops.store.layout, sentiops.cli.drift, drift.events, "
         "drift.settings, drift.predlog, drift.retrain, drift.monitor, drift.server, "
         "drift.estimate, sentiops.estimation.calibration, sentiops.estimation.performance"
     )

@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sentiops.registry",),  # MLflow tracking and the model lifecycle
     ("sentiops.params",),  # typed run parameters (they know the model types)
     ("sentiops.data.prepare",),  # one run's data from its DataConfig
-    ("sentiops.drift",),  # the drift detector (fitted when a model is packaged)
+    ("sentiops.detection",),  # the drift detector (fitted when a model is packaged)
     ("sentiops.evaluation",),
     ("sentiops.training",),
     ("sentiops.gate",),  # the gate, and promotion: gate + register

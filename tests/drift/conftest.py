@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sentiops.drift import environment
-from sentiops.drift.detector import fit_model_dir
+from sentiops.detection import environment
+from sentiops.detection.detector import fit_model_dir
 from sentiops.local.processes import Process, free_port, start_process, wait_http
 from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel

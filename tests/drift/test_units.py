@@ -13,7 +13,7 @@ import pytest
 
 from drift.events import BadEvent, Event, Joiner, request_texts, response_predictions
 from drift.settings import DEFAULT_PORT, from_args, from_env
-from sentiops.drift import detector, windows
+from sentiops.detection import detector, windows
 from sentiops.errors import DriftError
 from sentiops.metrics import EXPORTED_METRICS
 from sentiops.models import load_model

@@ -429,7 +429,7 @@ def test_tfidf_settings_that_reach_outside_the_text_are_refused(tmp_path: Path) 
 
 
 def test_a_pickled_drift_reference_is_never_unpickled(tmp_path: Path, no_pickle) -> None:
-    from sentiops.drift import detector
+    from sentiops.detection import detector
 
     folder, _ = trained(tmp_path / "m")
     config = {

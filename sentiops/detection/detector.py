@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from sentiops.config import SEED
-from sentiops.drift.encoder import MAX_LENGTH, Embedder
+from sentiops.detection.encoder import MAX_LENGTH, Embedder
 from sentiops.errors import DataError, DriftError, ValidationFailed
 from sentiops.store.checksum import sha256_file
 

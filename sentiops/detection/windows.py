@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from sentiops.config import SEED
-from sentiops.drift.detector import CORRECTION, TESTS, Detector, load
-from sentiops.drift.encoder import ENCODER_PACKAGE, MAX_LENGTH, Embedder
+from sentiops.detection.detector import CORRECTION, TESTS, Detector, load
+from sentiops.detection.encoder import ENCODER_PACKAGE, MAX_LENGTH, Embedder
 from sentiops.errors import DriftError
 
 

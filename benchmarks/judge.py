@@ -50,7 +50,7 @@ from scipy import stats
 
 from sentiops.rollout import judge as J
 from sentiops.rollout import simulate as sim
-from sentiops.rollout.steps import Plan
+from sentiops.rollout.steps import RolloutPlan
 
 STEPS, STEP_MINUTES = [10, 50, 100], 10
 MARGINS = {
@@ -269,7 +269,7 @@ def always_valid_rollout(
     max_holds: int,
     seed: int,
 ) -> Outcome:
-    plan = Plan(
+    plan = RolloutPlan(
         "2", "1", steps=STEPS, step_seconds=60.0 * STEP_MINUTES, max_holds=max_holds, judge=cfg
     )
     s = sim.SimulatedRollout(rpm, canary, sim.Behaviour(), label_rate=label_rate, seed=seed)

@@ -11,7 +11,7 @@ from drift.monitor import Monitor
 from drift.predlog import PredictionLog
 from drift.retrain import Retrainer, make_trigger
 from drift.server import create_app
-from drift.settings import Settings, from_args
+from drift.settings import SidecarSettings, from_args
 from sentiops.security.auth import TokenFile
 from sentiops.security.limits import safe_log
 from sentiops.security.ratelimit import RateLimiter
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-def _tokens(settings: Settings) -> TokenFile | None:
+def _tokens(settings: SidecarSettings) -> TokenFile | None:
     if not settings.auth_token_file:
         return None
     tokens = TokenFile(settings.auth_token_file)  # read again when the Secret changes
@@ -72,7 +72,7 @@ def _tokens(settings: Settings) -> TokenFile | None:
     return tokens
 
 
-def _limiter(settings: Settings) -> RateLimiter | None:
+def _limiter(settings: SidecarSettings) -> RateLimiter | None:
     if settings.rate_limit <= 0:
         return None
     return RateLimiter(settings.rate_limit)

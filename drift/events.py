@@ -48,7 +48,7 @@ class BadEvent(Exception):
 
 
 @dataclass
-class Event:
+class InferenceEvent:
     kind: str  # "request" | "response"
     id: str
     time: datetime
@@ -63,7 +63,7 @@ class Event:
 
 
 @dataclass
-class Prediction:
+class LoggedPrediction:
     id: str
     request_id: str
     index: int
@@ -75,7 +75,7 @@ class Prediction:
     client_id: str = ""
 
 
-def parse(headers: dict[str, str], body: bytes) -> Event:
+def parse(headers: dict[str, str], body: bytes) -> InferenceEvent:
     """One binary (or structured) CloudEvent; raises BadEvent with a reason."""
     from cloudevents.http import from_http
 
@@ -113,7 +113,7 @@ def parse(headers: dict[str, str], body: bytes) -> Event:
         )
     stamp = _time(ce.get("time"))
     version = ce.get("modelversion") or None
-    event = Event(kind, str(ce["id"]), stamp, version, ce.get("inferenceservicename"))
+    event = InferenceEvent(kind, str(ce["id"]), stamp, version, ce.get("inferenceservicename"))
     if kind == "request":
         event.texts = request_texts(data, event.id)
     else:
@@ -238,10 +238,10 @@ class Joiner:
 
     def __init__(self, timeout: float = 60.0, capacity: int = 20_000) -> None:
         self.timeout, self.capacity = timeout, capacity
-        self.pending: OrderedDict[tuple[str, str], Event] = OrderedDict()
+        self.pending: OrderedDict[tuple[str, str], InferenceEvent] = OrderedDict()
         self.expired = 0
 
-    def add(self, event: Event) -> list[Prediction]:
+    def add(self, event: InferenceEvent) -> list[LoggedPrediction]:
         other = "response" if event.kind == "request" else "request"
         if (event.id, event.kind) in self.pending:  # two requests (or answers) under one id
             del self.pending[(event.id, event.kind)]
@@ -269,7 +269,7 @@ class Joiner:
         many = len(request.texts) > 1
         pid = response.prediction_id or event.id
         return [
-            Prediction(
+            LoggedPrediction(
                 f"{pid}:{i}" if many else pid,
                 pid,
                 i,

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from drift import estimate
-from drift.events import BadEvent, Event, Joiner, Prediction
+from drift.events import BadEvent, InferenceEvent, Joiner, LoggedPrediction
 from drift.predlog import PredictionLog
 from drift.retrain import Retrainer, write_labelling
-from drift.settings import Settings
+from drift.settings import SidecarSettings
 from drift.versions import VersionGate
 from sentiops import metrics
 from sentiops.config import model_uri
@@ -75,7 +75,7 @@ class DetectorSource:
     model's directory in the store, `config.model_uri(store, version)`, fetched on first use.
     All testers share one sentence encoder."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SidecarSettings) -> None:
         self.settings = settings
         self.testers: dict[str, Any] = {}
         self.missing: dict[str, str] = {}
@@ -165,7 +165,7 @@ class DetectorSource:
 class Monitor:
     def __init__(
         self,
-        settings: Settings,
+        settings: SidecarSettings,
         detectors: DetectorSource | None = None,
         log: PredictionLog | None = None,
         retrainer: Retrainer | None = None,
@@ -181,7 +181,7 @@ class Monitor:
         self.labelled = estimate.Labelled(
             settings.store, settings.model_name, settings.estimate_labels_seconds
         )
-        self.events: queue.Queue[Event] = queue.Queue(settings.queue_size)
+        self.events: queue.Queue[InferenceEvent] = queue.Queue(settings.queue_size)
         self.closed: queue.Queue[Window] = queue.Queue(2)
         self.joiner = Joiner(settings.join_timeout)
         self.states: dict[str, VersionState] = {}
@@ -227,7 +227,7 @@ class Monitor:
             logger.warning("cannot look up model version %s in the store: %s", version, exc)
             return False
 
-    def offer(self, event: Event) -> bool:
+    def offer(self, event: InferenceEvent) -> bool:
         try:
             self.events.put_nowait(event)
         except queue.Full:
@@ -237,7 +237,7 @@ class Monitor:
         return True
 
     # ------------------------------------------------------------------------- joiner
-    def version_of(self, pred: Prediction) -> str:
+    def version_of(self, pred: LoggedPrediction) -> str:
         if pred.model_version:
             return pred.model_version
         if self.settings.predictor_url:
@@ -281,7 +281,7 @@ class Monitor:
                 metrics.DRIFT_EVENTS.labels("unmatched").inc(expired)
             self._close_old_windows()
 
-    def _row(self, pred: Prediction, version: str) -> dict[str, Any]:
+    def _row(self, pred: LoggedPrediction, version: str) -> dict[str, Any]:
         classes: list[str]
         tester = self.detectors.testers.get(version) or self.detectors.fixed
         if tester is None and not isinstance(pred.probabilities, dict):
@@ -310,7 +310,7 @@ class Monitor:
             "sample": RANDOM if self.sample_key.in_sample(pred.id) else TARGETED,
         }
 
-    def _add(self, preds: list[Prediction]) -> None:
+    def _add(self, preds: list[LoggedPrediction]) -> None:
         rows = []
         for pred in preds:
             version = self.version_of(pred)

@@ -1,5 +1,6 @@
-"""The sidecar's settings: one field of `Settings` per knob, each with an environment variable
-(`ENV`, what the Helm chart sets) and a flag (`--window-size` for `window_size`); flags win.
+"""The sidecar's settings: one field of `SidecarSettings` per knob, each with an environment
+variable (`ENV`, what the Helm chart sets) and a flag (`--window-size` for `window_size`); flags
+win.
 
 Defaults: port 9081 (KServe's predictor has 8080 HTTP and 8081 gRPC), windows of 200
 predictions closed after at most 600 s (tested from 30), K = 3 drifting windows before the
@@ -22,7 +23,7 @@ DEFAULT_PORT = 9081
 
 
 @dataclass
-class Settings:
+class SidecarSettings:
     port: int = DEFAULT_PORT
     host: str = "0.0.0.0"  # noqa: S104 - a container's port; loopback in tests
     detector: str | None = None
@@ -118,7 +119,7 @@ ENV: dict[str, str] = {
 
 
 def _convert(name: str, raw: str) -> Any:
-    kind = {f.name: f.type for f in fields(Settings)}[name]
+    kind = {f.name: f.type for f in fields(SidecarSettings)}[name]
     kind = str(kind)
     if kind.startswith("int"):
         return int(raw)
@@ -133,7 +134,7 @@ def _convert(name: str, raw: str) -> Any:
     return raw
 
 
-def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> SidecarSettings:
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for name, var in ENV.items():
@@ -144,7 +145,7 @@ def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Setting
             except ValueError as exc:
                 raise SystemExit(f"error: {var}={raw!r}: {exc}") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)
+    return SidecarSettings(**values)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -159,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def from_args(argv: list[str] | None = None) -> Settings:
+def from_args(argv: list[str] | None = None) -> SidecarSettings:
     args = vars(parser().parse_args(argv))
     overrides = {k: _convert(k, v) for k, v in args.items() if v is not None}
     return from_env(**overrides)

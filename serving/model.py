@@ -70,7 +70,7 @@ def _invalid(message: str, hint: str = "") -> InvalidInput:
     return InvalidInput(f"{message}{f'; {hint}' if hint else ''}")
 
 
-class SentimentModel(Model):
+class SentimentPredictor(Model):
     def __init__(
         self,
         name: str,

@@ -34,7 +34,7 @@ from serving.feedback import (
 )
 from serving.grpc_guard import GrpcGuard, GuardedModelServer
 from serving.logger import install
-from serving.model import Busy, SentimentModel
+from serving.model import Busy, SentimentPredictor
 
 logger = logging.getLogger("sentiops.serving")
 MAX_BODY_BYTES = 2_000_000
@@ -75,7 +75,7 @@ class Guard:
     says on every predict/infer/explain answer which model version gave it (`x-model-version`:
     a v1 body has no version)."""
 
-    def __init__(self, app: Any, model: SentimentModel, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: Any, model: SentimentPredictor, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.model, self.limit = app, model, limit
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -269,7 +269,7 @@ async def _read_all(receive: Any) -> bytes:
     return b"".join(chunks)
 
 
-def add_metadata_route(app: Any, model: SentimentModel) -> None:
+def add_metadata_route(app: Any, model: SentimentPredictor) -> None:
     """GET /v2/models/{name} with the label order and version (KServe's own route drops
     fields its schema does not know); registered before KServe's, so it answers first."""
 
@@ -312,7 +312,7 @@ def add_error_handlers(app: Any) -> None:
 
 
 def feedback_for(
-    model: SentimentModel, store: str, *, shadow: bool = False, refresh_seconds: float = 30.0
+    model: SentimentPredictor, store: str, *, shadow: bool = False, refresh_seconds: float = 30.0
 ) -> Any:
     """Label feedback over `store` (the prediction log the drift sidecar writes, and where
     labels go), or None when no store is configured. A shadow takes no labels: it counts the
@@ -373,11 +373,11 @@ def run(args: argparse.Namespace) -> None:
     server.start([])
 
 
-def load(args: argparse.Namespace) -> SentimentModel:
+def load(args: argparse.Namespace) -> SentimentPredictor:
     """The model, its forward passes sized to the CPU limit, loaded (not ready: it says why)."""
     workers = args.forward_workers or cpu_limit()
     threads = set_threads(workers)
-    model = SentimentModel(
+    model = SentimentPredictor(
         args.model_name,
         args.model_dir,
         max_batch_size=args.max_batch_size,
@@ -408,7 +408,7 @@ def tokens_for(args: argparse.Namespace) -> TokenFile | None:
     return tokens
 
 
-def add_inference_log(app: Any, model: SentimentModel, args: argparse.Namespace) -> None:
+def add_inference_log(app: Any, model: SentimentPredictor, args: argparse.Namespace) -> None:
     """Requests and responses posted as CloudEvents to --logger_url (the drift sidecar)."""
     if args.shadow and args.logger_url:
         # the shadow's answers carry the ids of stable's: in the prediction log a label could
@@ -421,7 +421,7 @@ def add_inference_log(app: Any, model: SentimentModel, args: argparse.Namespace)
 
 def add_middleware(
     app: Any,
-    model: SentimentModel,
+    model: SentimentPredictor,
     args: argparse.Namespace,
     *,
     ids: RequestIds,

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from drift.deps import Sidecar, read_body, sidecar
-from drift.events import BadEvent, Event, parse
+from drift.events import BadEvent, InferenceEvent, parse
 from sentiops.security.auth import AuthError
 from sentiops.security.ratelimit import retry_after
 
@@ -70,7 +70,7 @@ def unauthorized(side: Sidecar, request: Request) -> Response | None:
     return None
 
 
-async def unknown_version(side: Sidecar, event: Event) -> Response | None:
+async def unknown_version(side: Sidecar, event: InferenceEvent) -> Response | None:
     """A 400 for an event of a model version the store does not know: a new version costs a
     window, series and files, so only known ones are taken."""
     if not event.model_version:

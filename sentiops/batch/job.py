@@ -8,7 +8,7 @@
     summarize()     every shard's done record added up into summary.json
     run()           the three in a row (`sentiops batch`)
 
-Progress goes to an optional listener as `Event`s; nothing here prints.
+Progress goes to an optional listener as `JobEvent`s; nothing here prints.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 from sentiops.batch import inputs
 from sentiops.batch.output import MANIFEST, SUMMARY, Output
-from sentiops.batch.plan import BATCH_SIZE, KEEP_ALL, SHARD_ROWS, InputFile, Plan, cut, loads
+from sentiops.batch.plan import BATCH_SIZE, KEEP_ALL, SHARD_ROWS, BatchPlan, InputFile, cut, loads
 from sentiops.batch.score import OK, STATUSES, is_done, prob_column, score_shard, window_rows
 from sentiops.config import Settings
 from sentiops.errors import ConfigError, DataError, ModelError
@@ -32,24 +32,24 @@ from sentiops.estimation.performance import Tally, from_tally
 
 
 @dataclass
-class Event:
+class JobEvent:
     """`planned` (the plan, `rows` already done), `loaded` (the model is loaded: scoring
     starts), `rows` (rows just scored), `shard` (a shard finished: `record`; `skipped` when it
     was finished before)."""
 
     kind: str
     rows: int = 0
-    plan: Plan | None = None
+    plan: BatchPlan | None = None
     record: dict[str, Any] | None = None
     skipped: bool = False
 
 
-Listener = Callable[[Event], None]
+Listener = Callable[[JobEvent], None]
 
 
 @dataclass
 class Result:
-    plan: Plan
+    plan: BatchPlan
     summary: dict[str, Any]
     scored: list[dict[str, Any]] = field(default_factory=list)  # done records of this run
     skipped: list[dict[str, Any]] = field(default_factory=list)  # finished before
@@ -66,7 +66,7 @@ class Result:
         return ok / self.seconds if self.seconds > 0 else 0.0
 
 
-def _noop(event: Event) -> None:
+def _noop(event: JobEvent) -> None:
     return None
 
 
@@ -123,7 +123,7 @@ def make_plan(
     files: list[InputFile],
     options: dict[str, Any],
     settings: Settings | None = None,
-) -> Plan:
+) -> BatchPlan:
     """The plan: every input file checked (text column, kept columns) and counted."""
     text_column, shard_rows = options["text_column"], options["shard_rows"]
     fetcher = inputs.Fetcher(settings)
@@ -152,7 +152,9 @@ def make_plan(
             counted.append(f)
     finally:
         fetcher.close()
-    return Plan(model, str(input), counted, cut(counted, shard_rows, offsets), keep=kept, **options)
+    return BatchPlan(
+        model, str(input), counted, cut(counted, shard_rows, offsets), keep=kept, **options
+    )
 
 
 def plan_job(
@@ -167,7 +169,7 @@ def plan_job(
     max_chars: int | None = None,
     restart: bool = False,
     settings: Settings | None = None,
-) -> Plan:
+) -> BatchPlan:
     """The plan in effect for `output` (the KFP plan step): the output's own plan when this
     job agrees with it (the model version, the input files' sizes and stamps, the options:
     nothing is counted again), else a new plan written to an empty output. Anything else in
@@ -188,7 +190,7 @@ def plan_job(
         )
     if raw is not None:
         old = loads(json.dumps(raw), out.where(MANIFEST))
-        changed = Plan(info, str(input), files, [], **options).differences(old)
+        changed = BatchPlan(info, str(input), files, [], **options).differences(old)
         if changed:
             raise DataError(
                 f"--output {out.uri} holds a batch job that differs from this one: "
@@ -203,7 +205,7 @@ def plan_job(
     return plan
 
 
-def read_plan(output: str, settings: Settings | None = None) -> Plan:
+def read_plan(output: str, settings: Settings | None = None) -> BatchPlan:
     out = Output(output, settings)
     raw = out.read_json(MANIFEST)
     if raw is None:
@@ -214,7 +216,7 @@ def read_plan(output: str, settings: Settings | None = None) -> Plan:
 
 
 # ------------------------------------------------------------------------------ score
-def load(model: str, plan: Plan, settings: Settings | None = None) -> Any:
+def load(model: str, plan: BatchPlan, settings: Settings | None = None) -> Any:
     """The model (checksums verified, the serving form), refused unless it is the plan's."""
     from sentiops.models import load_model  # lazy: pulls cryptography
     from sentiops.store.storage import local_model  # lazy: pulls minio
@@ -235,7 +237,7 @@ def score_shards(
     batch_size: int = BATCH_SIZE,
     settings: Settings | None = None,
     on_event: Listener = _noop,
-    plan: Plan | None = None,
+    plan: BatchPlan | None = None,
 ) -> Result:
     """Score the job's shards (all, or `shard_ids`) that are not finished yet."""
     if batch_size < 1:
@@ -251,15 +253,15 @@ def score_shards(
             todo.append(shard)
         else:
             result.skipped.append(record)
-    on_event(Event("planned", rows=sum(int(r["rows"]) for r in result.skipped), plan=plan))
+    on_event(JobEvent("planned", rows=sum(int(r["rows"]) for r in result.skipped), plan=plan))
     for record in result.skipped:
-        on_event(Event("shard", record=record, skipped=True))
+        on_event(JobEvent("shard", record=record, skipped=True))
     if not todo:
         return result
     started = time.perf_counter()
     loaded = load(model, plan, settings)
     result.load_seconds = time.perf_counter() - started
-    on_event(Event("loaded"))
+    on_event(JobEvent("loaded"))
     fetcher = inputs.Fetcher(settings)
     reader: inputs.Reader | None = None
     started = time.perf_counter()
@@ -277,10 +279,10 @@ def score_shards(
                 out,
                 reader,
                 batch_size,
-                lambda n: on_event(Event("rows", rows=n)),
+                lambda n: on_event(JobEvent("rows", rows=n)),
             )
             result.scored.append(record)
-            on_event(Event("shard", record=record))
+            on_event(JobEvent("shard", record=record))
     finally:
         fetcher.close()
         result.seconds = time.perf_counter() - started
@@ -289,7 +291,7 @@ def score_shards(
 
 # ------------------------------------------------------------------------------ summary
 def summarize(
-    output: str, settings: Settings | None = None, plan: Plan | None = None
+    output: str, settings: Settings | None = None, plan: BatchPlan | None = None
 ) -> dict[str, Any]:
     """Every shard's done record added up (and checked: a missing or incomplete shard fails
     with its name), written to summary.json."""
@@ -346,7 +348,7 @@ def summarize(
     return summary
 
 
-def estimate_job(out: Output, plan: Plan) -> dict[str, Any]:
+def estimate_job(out: Output, plan: BatchPlan) -> dict[str, Any]:
     """The job's performance estimated without labels (`sentiops.estimation.performance`)
     from the served, calibrated probabilities of its `ok` rows, shard by shard (each shard's
     sums added up, only the probability columns read): accuracy, per-class recall and

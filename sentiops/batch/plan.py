@@ -79,7 +79,7 @@ class Shard:
 
 
 @dataclass
-class Plan:
+class BatchPlan:
     model: dict[str, Any]  # uri, version, model_type, labels
     input: str
     files: list[InputFile]
@@ -131,7 +131,7 @@ class Plan:
         }
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any], where: str = "manifest.json") -> Plan:
+    def from_json(cls, raw: dict[str, Any], where: str = "manifest.json") -> BatchPlan:
         if raw.get("kind") != KIND or raw.get("format_version") != FORMAT_VERSION:
             raise DataError(
                 f"{where} is not a SentiOps batch manifest (format {FORMAT_VERSION})",
@@ -154,7 +154,7 @@ class Plan:
             created_at=raw.get("created_at", ""),
         )
 
-    def differences(self, other: Plan) -> list[str]:
+    def differences(self, other: BatchPlan) -> list[str]:
         """What differs between two plans in a way that changes the output (the model
         version, the input files, the options); empty when a rerun may resume `other`. Rows
         are not compared: `self` may be a plan whose files are found but not yet counted."""
@@ -175,9 +175,9 @@ class Plan:
         return found
 
 
-def loads(text: str, where: str) -> Plan:
+def loads(text: str, where: str) -> BatchPlan:
     try:
-        return Plan.from_json(json.loads(text), where)
+        return BatchPlan.from_json(json.loads(text), where)
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(
             f"{where} cannot be read: {type(exc).__name__}: {exc}",

@@ -34,7 +34,7 @@ import numpy as np
 
 from sentiops.batch import inputs
 from sentiops.batch.output import Output
-from sentiops.batch.plan import SORT_WINDOW, Plan, Shard
+from sentiops.batch.plan import SORT_WINDOW, BatchPlan, Shard
 from sentiops.errors import DataError
 from sentiops.store.checksum import sha256_file
 
@@ -104,7 +104,7 @@ def window_rows(batch_size: int) -> int:
 def score_chunk(
     model: Any,
     chunk: inputs.Chunk,
-    plan: Plan,
+    plan: BatchPlan,
     file_name: str,
     batch_size: int,
     kept_names: dict[str, str],
@@ -149,7 +149,7 @@ def score_chunk(
 
 def score_shard(
     model: Any,
-    plan: Plan,
+    plan: BatchPlan,
     shard: Shard,
     out: Output,
     reader: inputs.Reader,
@@ -232,7 +232,7 @@ def _write(writer: Any, path: Path, table: Any) -> Any:
     return writer
 
 
-def is_done(out: Output, plan: Plan, shard: Shard) -> dict[str, Any] | None:
+def is_done(out: Output, plan: BatchPlan, shard: Shard) -> dict[str, Any] | None:
     """The shard's done record when the shard is finished (its file has the recorded size and
     sha256, for this model version), else None."""
     record = out.read_json(out.done_path(shard.name))

@@ -18,7 +18,7 @@ from sentiops.batch.plan import BATCH_SIZE, FORMATS, KEEP_ALL, SHARD_ROWS
 from sentiops.cli.common import console, err, handled
 
 if TYPE_CHECKING:
-    from sentiops.batch.job import Event, Result
+    from sentiops.batch.job import JobEvent, Result
 
 
 def register_commands(app: typer.Typer) -> None:
@@ -133,7 +133,7 @@ class _Bar:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)  # type: ignore[arg-type]
 
-    def event(self, ev: Event) -> None:
+    def event(self, ev: JobEvent) -> None:
         if ev.kind == "planned" and ev.plan is not None:
             self.total = len(ev.plan.shards)
             self.started = time.perf_counter()

@@ -35,7 +35,7 @@ from sentiops.rollout.judge import JudgeConfig
 from sentiops.rollout.notify import Notifier, parse_targets
 from sentiops.rollout.prometheus import PrometheusSource
 from sentiops.rollout.record import PROMOTED, Record
-from sentiops.rollout.steps import CANARY, SHADOW, Plan, run
+from sentiops.rollout.steps import CANARY, SHADOW, RolloutPlan, run
 
 #: Files in the rollout's workdir: the steps of a rollout in progress, the last decision.
 PROGRESS, DECISION = "progress.json", "decision.json"
@@ -202,7 +202,7 @@ class LocalStack:
                 f"stable and canary are the same version {sv}",
                 "roll out a different model (or give the canary its own version)",
             )
-        plan = Plan(
+        plan = RolloutPlan(
             canary_version=cv,
             stable_version=sv,
             steps=steps,
@@ -243,7 +243,7 @@ class LocalStack:
 
     def _walk(
         self,
-        plan: Plan,
+        plan: RolloutPlan,
         executor: LocalExecutor | LocalShadowExecutor,
         notifier: Notifier | None,
     ) -> Record:

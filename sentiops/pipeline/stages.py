@@ -355,10 +355,10 @@ def _rollout_plan(cfg: Any, version: str, current: dict[str, Any] | None, mode: 
     """The rollout's plan from the settings; settings that do not fit together are a
     ConfigError."""
     from sentiops.rollout.kserve import served_version
-    from sentiops.rollout.steps import Plan
+    from sentiops.rollout.steps import RolloutPlan
 
     try:
-        return Plan(
+        return RolloutPlan(
             canary_version=version,
             stable_version=served_version(current) if current else None,
             steps=cfg.steps,

@@ -79,7 +79,7 @@ def parse_targets(specs: Iterable[str]) -> list[Target]:
 
 
 @dataclass
-class Event:
+class Notification:
     """What happened, for people: a one-line summary, the reasons, where the record is."""
 
     event: str  # hold | promote | rollback | approval
@@ -95,7 +95,7 @@ class Event:
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def body(fmt: str, e: Event) -> Any:
+def body(fmt: str, e: Notification) -> Any:
     """The JSON body of `e` in a target's format."""
     if fmt == "slack":
         lines = "\n".join(f"• {r}" for r in e.reasons[:10])
@@ -156,9 +156,9 @@ class Notifier:
         self.timeout, self.max_queued = timeout, max_queued
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._workers: dict[Target, tuple[queue.Queue[Event | None], threading.Thread]] = {}
+        self._workers: dict[Target, tuple[queue.Queue[Notification | None], threading.Thread]] = {}
 
-    def send(self, event: Event) -> None:
+    def send(self, event: Notification) -> None:
         for target in self.targets:
             inbox = self._worker(target)
             try:
@@ -180,9 +180,9 @@ class Notifier:
         with self._lock:
             return dict(self.counts)
 
-    def _worker(self, target: Target) -> queue.Queue[Event | None]:
+    def _worker(self, target: Target) -> queue.Queue[Notification | None]:
         if target not in self._workers:
-            inbox: queue.Queue[Event | None] = queue.Queue(self.max_queued)
+            inbox: queue.Queue[Notification | None] = queue.Queue(self.max_queued)
             thread = threading.Thread(
                 target=self._post_all,
                 args=(target, inbox),
@@ -198,7 +198,7 @@ class Notifier:
             self.counts[outcome] += 1
         ROLLOUT_NOTIFICATIONS.labels(target.format, outcome).inc()
 
-    def _post_all(self, target: Target, inbox: queue.Queue[Event | None]) -> None:
+    def _post_all(self, target: Target, inbox: queue.Queue[Notification | None]) -> None:
         import httpx
 
         with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:

@@ -24,7 +24,7 @@ from scipy import stats
 from sentiops.metrics import CONFIDENCE_BUCKETS, LATENCY_BUCKETS
 from sentiops.rollout.judge import Observed
 from sentiops.rollout.record import Record
-from sentiops.rollout.steps import SHADOW, Plan, run
+from sentiops.rollout.steps import SHADOW, RolloutPlan, run
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -172,7 +172,7 @@ class SimulatedRollout:
         return self.seconds
 
 
-def simulate(plan: Plan, sim: SimulatedRollout, **kw: Any) -> Record:
+def simulate(plan: RolloutPlan, sim: SimulatedRollout, **kw: Any) -> Record:
     """`steps.run(plan)` over `sim` on its simulated clock (quietly); `sim.seconds` is then the
     time the rollout took."""
     return run(plan, sim, sim, sleep=sim.sleep, progress=lambda _: None, clock=sim.clock, **kw)

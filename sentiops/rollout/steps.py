@@ -1,6 +1,6 @@
-"""The rollout's step loop: walk the traffic steps of a `Plan`, moving traffic with an `Executor`
-(a KServe InferenceService, or two local predictors behind a split) and reading what each
-version served from a `MetricSource` (Prometheus); the judge (`sentiops.rollout.judge`)
+"""The rollout's step loop: walk the traffic steps of a `RolloutPlan`, moving traffic with an
+`Executor` (a KServe InferenceService, or two local predictors behind a split) and reading what
+each version served from a `MetricSource` (Prometheus); the judge (`sentiops.rollout.judge`)
 decides each look, and the loop promotes or rolls back by itself, keeping the record
 (`sentiops.rollout.record`).
 
@@ -12,7 +12,7 @@ waits for labels, and (with `require_accuracy_evidence`) while the last step wai
 of non-inferiority; at most `max_holds` times, then the judge's `inconclusive_policy` applies:
 roll back, promote with a flag, or ask a person.
 
-Two modes, one loop (`Plan.mode`):
+Two modes, one loop (`RolloutPlan.mode`):
 
     canary  a step's percentage of requests is *answered* by the candidate (the rest by stable)
     shadow  a step's percentage of requests is *copied* to the candidate (a mirror): every client
@@ -24,7 +24,7 @@ Two modes, one loop (`Plan.mode`):
 At a 100 % canary step the stable version serves nothing, so the canary is compared with all of
 stable's traffic of the earlier steps (the record says so).
 
-**A person in the loop** (`Plan.approval`, `sentiops.rollout.approval`): before traffic moves
+**A person in the loop** (`RolloutPlan.approval`, `sentiops.rollout.approval`): before traffic moves
 to a given step, or before promotion, the loop asks its `Gate` and waits; the record says
 "waiting for approval" and how to answer. Meanwhile the canary keeps its share and the judge
 keeps looking (a canary that turns out worse is rolled back without waiting); at the timeout
@@ -66,7 +66,7 @@ WAITING = "waiting"  # a look's verdict while a person is asked
 
 
 @dataclass
-class Plan:
+class RolloutPlan:
     """What to roll out and how: traffic steps (percent of requests answered by the canary, or
     with `mode` shadow copied to it), and where a person approves (`approval`)."""
 
@@ -137,7 +137,7 @@ def _observed_summary(o: Observed) -> dict[str, Any]:
 
 
 def run(
-    plan: Plan,
+    plan: RolloutPlan,
     executor: Executor,
     source: MetricSource,
     sleep: Callable[[float], None] = time.sleep,
@@ -190,7 +190,7 @@ class _Walk:
 
     def __init__(
         self,
-        plan: Plan,
+        plan: RolloutPlan,
         *,
         executor: Executor,
         source: MetricSource,
@@ -505,7 +505,7 @@ class _Walk:
             return
         plan = self.plan
         self.notifier.send(
-            notify.Event(
+            notify.Notification(
                 event,
                 summary,
                 list(reasons),

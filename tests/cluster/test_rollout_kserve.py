@@ -28,7 +28,7 @@ from sentiops.rollout.kserve import (
     load_settings,
 )
 from sentiops.rollout.record import PROMOTED, ROLLED_BACK
-from sentiops.rollout.steps import Plan, run
+from sentiops.rollout.steps import RolloutPlan, run
 from tests.helpers import wait_until
 from tests.traffic import Simulated
 
@@ -98,8 +98,8 @@ def _executor(kube: ApiServer, version: str) -> KServeExecutor:
     )
 
 
-def _plan(version: str, stable: str) -> Plan:
-    return Plan(version, stable, steps=[10, 50, 100], step_seconds=1)
+def _plan(version: str, stable: str) -> RolloutPlan:
+    return RolloutPlan(version, stable, steps=[10, 50, 100], step_seconds=1)
 
 
 def test_promotion_patch_sequence_as_the_pipeline_service_account(
@@ -436,7 +436,7 @@ def _approval_rollout(
     before = ex.get()
     assert before is not None
     stable = before["spec"]["predictor"]["labels"]["sentiops.io/model-version"]
-    plan = Plan(
+    plan = RolloutPlan(
         version,
         stable,
         steps=[10, 50, 100],

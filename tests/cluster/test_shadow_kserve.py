@@ -32,7 +32,7 @@ from sentiops.rollout.shadow import (
     ShadowExecutor,
     mirror_route,
 )
-from sentiops.rollout.steps import Plan, run
+from sentiops.rollout.steps import RolloutPlan, run
 from tests.helpers import wait_until
 from tests.traffic import Simulated
 
@@ -323,8 +323,8 @@ def _env(predictor: dict) -> dict[str, str]:
     return {e["name"]: e.get("value") for e in container["env"]}
 
 
-def _plan(version: str, stable: str) -> Plan:
-    return Plan(version, stable, steps=[10, 50, 100], step_seconds=1, mode="shadow")
+def _plan(version: str, stable: str) -> RolloutPlan:
+    return RolloutPlan(version, stable, steps=[10, 50, 100], step_seconds=1, mode="shadow")
 
 
 def test_a_shadow_is_mirrored_step_by_step_then_promoted_as_the_pipeline_service_account(

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drift.events import BadEvent, Event, Joiner, request_texts, response_predictions
+from drift.events import BadEvent, InferenceEvent, Joiner, request_texts, response_predictions
 from drift.settings import DEFAULT_PORT, from_args, from_env
 from sentiops.detection import detector, windows
 from sentiops.errors import DriftError
@@ -152,13 +152,13 @@ def test_events_parsing() -> None:
 def test_joiner_pairs_by_id_in_any_order_and_expires() -> None:
     now = datetime.now(UTC)
     j = Joiner(timeout=10)
-    resp = Event(
+    resp = InferenceEvent(
         "response", "x", now, "3", None, labels=["positive"], probabilities=[{"positive": 1.0}]
     )
     assert j.add(resp) == []
-    (pred,) = j.add(Event("request", "x", now, None, None, texts=["hi"]))
+    (pred,) = j.add(InferenceEvent("request", "x", now, None, None, texts=["hi"]))
     assert (pred.id, pred.text, pred.label, pred.model_version) == ("x", "hi", "positive", "3")
-    j.add(Event("request", "lonely", now, None, None, texts=["a"], received=0.0))
+    j.add(InferenceEvent("request", "lonely", now, None, None, texts=["a"], received=0.0))
     assert j.expire(now=100.0) == 1 and not j.pending
 
 

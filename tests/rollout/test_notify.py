@@ -21,7 +21,7 @@ from .webhooks import Receiver, dead_url
 def _rollout(targets: list[str], canary: simulate.Behaviour | None = None, timeout: float = 5.0):  # noqa: ANN202
     """A simulated rollout (steps 10/50/100 %, 1,000 requests a minute) notifying `targets`."""
     cfg = JudgeConfig(min_requests=20, max_error_rate_increase=0.005)
-    plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=600, judge=cfg)
+    plan = steps.RolloutPlan("2", "1", steps=[10, 50, 100], step_seconds=600, judge=cfg)
     sim = simulate.SimulatedRollout(
         1000, canary or simulate.Behaviour(), simulate.Behaviour(), seed=4
     )
@@ -87,7 +87,7 @@ def test_each_format_reaches_a_real_receiver() -> None:
 
 def test_holds_and_promotions_are_sent_too() -> None:
     with Receiver() as generic:
-        plan = steps.Plan(
+        plan = steps.RolloutPlan(
             "2", "1", steps=[10, 100], step_seconds=600, judge=JudgeConfig(min_requests=150)
         )
         sim = simulate.SimulatedRollout(1000, simulate.Behaviour(), simulate.Behaviour(), seed=4)
@@ -123,7 +123,7 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting() -> None:
         notifier = notify.Notifier(notify.parse_targets([hung.url]), timeout=2.0, max_queued=2)
         started = time.monotonic()
         for i in range(6):
-            notifier.send(notify.Event("hold", f"held {i}"))
+            notifier.send(notify.Notification("hold", f"held {i}"))
         assert time.monotonic() - started < 0.5
         counts = notifier.close(wait=0.2)
     assert counts.get("dropped", 0) >= 3

@@ -95,7 +95,7 @@ def test_too_little_traffic_holds_then_rolls_back() -> None:
 
     ex = FakeExecutor()
     record = steps.run(
-        steps.Plan("2", "1", step_seconds=1),
+        steps.RolloutPlan("2", "1", step_seconds=1),
         ex,
         Trickle({}),
         sleep=lambda s: None,
@@ -136,7 +136,7 @@ class FakeExecutor:
 
 def test_loop_promotes_a_healthy_canary_step_by_step() -> None:
     ex = FakeExecutor()
-    plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
+    plan = steps.RolloutPlan("2", "1", steps=[10, 50, 100], step_seconds=1)
     record = steps.run(plan, ex, Simulated({}), sleep=lambda s: None, progress=lambda m: None)
     assert record.decision == PROMOTED
     assert ex.calls == ["start 10", "traffic 50", "traffic 100", "promote"]
@@ -146,7 +146,7 @@ def test_loop_promotes_a_healthy_canary_step_by_step() -> None:
 
 def test_loop_rolls_back_a_skewed_canary_at_the_first_step() -> None:
     ex = FakeExecutor()
-    plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=1)
+    plan = steps.RolloutPlan("2", "1", steps=[10, 50, 100], step_seconds=1)
     record = steps.run(
         plan,
         ex,
@@ -167,7 +167,7 @@ def test_loop_rolls_back_when_it_breaks_midway() -> None:
     ex = FakeExecutor()
     with pytest.raises(RolloutError, match="prometheus is down") as info:
         steps.run(
-            steps.Plan("2", "1", step_seconds=1),
+            steps.RolloutPlan("2", "1", step_seconds=1),
             ex,
             Broken({}),
             sleep=lambda s: None,
@@ -179,15 +179,15 @@ def test_loop_rolls_back_when_it_breaks_midway() -> None:
 
 def test_first_deployment_goes_straight_to_100() -> None:
     ex = FakeExecutor()
-    record = steps.run(steps.Plan("1", None), ex, Simulated({}), sleep=lambda s: None)
+    record = steps.run(steps.RolloutPlan("1", None), ex, Simulated({}), sleep=lambda s: None)
     assert record.decision == PROMOTED and ex.calls == ["start 100", "promote"]
 
 
 def test_plan_rejects_bad_steps() -> None:
     with pytest.raises(ValueError, match="must not decrease"):
-        steps.Plan("2", "1", steps=[50, 10])
+        steps.RolloutPlan("2", "1", steps=[50, 10])
     with pytest.raises(ValueError, match="percentages"):
-        steps.Plan("2", "1", steps=[0, 100])
+        steps.RolloutPlan("2", "1", steps=[0, 100])
 
 
 def test_a_different_label_mix_passes_when_live_accuracy_shows_the_canary_is_right() -> None:
@@ -269,7 +269,7 @@ def test_a_held_step_adds_its_new_traffic_to_the_evidence() -> None:
             return serve(self.rng, n if version == "2" else 4 * n)
 
     source = Recording()
-    plan = steps.Plan("2", "1", steps=[50], step_seconds=30)
+    plan = steps.RolloutPlan("2", "1", steps=[50], step_seconds=30)
     record = steps.run(plan, FakeExecutor(), source, sleep=lambda s: None, progress=lambda m: None)
     assert [s.verdict for s in record.steps] == ["hold", "promote"]
     assert source.windows == [30, 30, 30, 30]
@@ -322,7 +322,9 @@ def _rollouts(
     cfg = judge.JudgeConfig(min_requests=20, **margins)
     out = []
     for k in range(n):
-        plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=600, max_holds=6, judge=cfg)
+        plan = steps.RolloutPlan(
+            "2", "1", steps=[10, 50, 100], step_seconds=600, max_holds=6, judge=cfg
+        )
         sim = simulate.SimulatedRollout(
             rpm, canary, simulate.Behaviour(), label_rate=label_rate, seed=seed + k
         )
@@ -375,7 +377,7 @@ EVIDENCE = {"require_accuracy_evidence": True, "min_requests": 20}
 def _one(
     canary: simulate.Behaviour, rpm: int, label_rate: float, gate: object = None, **cfg: object
 ) -> tuple[Record, simulate.SimulatedRollout]:
-    plan = steps.Plan(
+    plan = steps.RolloutPlan(
         "2",
         "1",
         steps=[10, 50, 100],
@@ -461,7 +463,7 @@ class ScriptedGate:
 def _approval_run(
     gate: ScriptedGate, canary: simulate.Behaviour | None = None, **approval: object
 ) -> tuple[Record, simulate.SimulatedRollout]:
-    plan = steps.Plan(
+    plan = steps.RolloutPlan(
         "2",
         "1",
         steps=[10, 50, 100],
@@ -520,9 +522,9 @@ class Collected:
     tests/rollout/test_notify.py)."""
 
     def __init__(self) -> None:
-        self.events: list[notify.Event] = []
+        self.events: list[notify.Notification] = []
 
-    def send(self, event: notify.Event) -> None:
+    def send(self, event: notify.Notification) -> None:
         self.events.append(event)
 
     def close(self, wait: float = 0.0) -> dict[str, int]:
@@ -532,7 +534,7 @@ class Collected:
 def test_a_hold_on_timeout_asks_again_and_keeps_waiting() -> None:
     collected = Collected()
     gate = ScriptedGate([None] * 50 + ["approve"])  # 50 minutes, the timeout is 20
-    plan = steps.Plan(
+    plan = steps.RolloutPlan(
         "2",
         "1",
         steps=[10, 50, 100],
@@ -564,7 +566,7 @@ def test_a_canary_that_turns_worse_while_it_waits_is_rolled_back_by_the_judge() 
                 self.canary = simulate.faulty("errors +1 pt")
             return super().observe(version, seconds)
 
-    plan = steps.Plan(
+    plan = steps.RolloutPlan(
         "2",
         "1",
         steps=[10, 50, 100],
@@ -580,13 +582,13 @@ def test_a_canary_that_turns_worse_while_it_waits_is_rolled_back_by_the_judge() 
 
 
 def test_a_plan_that_asks_a_person_needs_a_gate() -> None:
-    plan = steps.Plan("2", "1", approval=Approval(before="promote"))
+    plan = steps.RolloutPlan("2", "1", approval=Approval(before="promote"))
     with pytest.raises(RolloutError, match="no way to ask"):
         steps.run(plan, FakeExecutor(), Simulated({}), sleep=lambda s: None)
     with pytest.raises(ValueError, match="use a step's traffic percentage"):
-        steps.Plan("2", "1", approval=Approval(before="30"))
+        steps.RolloutPlan("2", "1", approval=Approval(before="30"))
     with pytest.raises(ValueError, match="timeout policy"):
-        steps.Plan("2", "1", approval=Approval(before="100", on_timeout="maybe"))
+        steps.RolloutPlan("2", "1", approval=Approval(before="100", on_timeout="maybe"))
 
 
 # ------------------------------------------------------------------ the statistics' parts

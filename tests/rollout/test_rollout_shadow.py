@@ -32,7 +32,7 @@ def test_a_shadow_walks_the_same_loop_and_gets_the_same_decisions_as_a_canary(ca
     records = {}
     for mode in ("canary", "shadow"):
         ex, said = FakeExecutor(), []
-        plan = steps.Plan("2", "1", steps=[10, 50, 100], step_seconds=1, mode=mode)
+        plan = steps.RolloutPlan("2", "1", steps=[10, 50, 100], step_seconds=1, mode=mode)
         source = Simulated(canary)
         records[mode] = (
             steps.run(plan, ex, source, sleep=lambda s: None, progress=said.append),
@@ -55,7 +55,7 @@ def test_a_shadow_walks_the_same_loop_and_gets_the_same_decisions_as_a_canary(ca
 
 def test_a_plan_refuses_an_unknown_mode_and_the_configmap_may_choose_shadow() -> None:
     with pytest.raises(ValueError, match="mode must be one of"):
-        steps.Plan("2", "1", mode="blue-green")
+        steps.RolloutPlan("2", "1", mode="blue-green")
     assert RolloutSettings.from_configmap({}).mode == "canary"
     assert RolloutSettings.from_configmap({"rolloutMode": "shadow"}).mode == "shadow"
 

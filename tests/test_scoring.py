@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 from sentiops import scoring
 from sentiops.gate.decision import compare
 from sentiops.params import GateConfig
-from sentiops.statistics import paired_bootstrap
+from sentiops.significance import paired_bootstrap
 
 LABELS = ["negative", "neutral", "positive"]
 pairs = st.integers(1, 60).flatmap(

@@ -1,7 +1,7 @@
 """Promotion gate: may the challenger replace the champion?
 
 Both models predict the same held-out test set; the macro-F1 difference (challenger minus
-champion) is tested with a paired bootstrap (`sentiops.statistics`).
+champion) is tested with a paired bootstrap (`sentiops.significance`).
 
 Approve only if every check passes:
   improvement     delta macro-F1 > 0 and >= `min_delta`
@@ -22,7 +22,7 @@ calibrator (what it did on validation: `sentiops.estimation.calibration`).
 
 Groups (`balance_sources`): each group of a retraining run's test set (the original rows, the
 held-out live labels) weighs the same in every metric and in the bootstrap (see
-`sentiops.statistics`); the record keeps each group's own macro-F1 for both models.
+`sentiops.significance`); the record keeps each group's own macro-F1 for both models.
 
 `compare()` works on predictions only (the property tests drive it); `decide()` loads nothing
 itself, it takes `LoadedModel`s of any type, measures them and calls `compare()`.
@@ -45,7 +45,7 @@ from sentiops.models import LoadedModel
 from sentiops.params import GateConfig
 from sentiops.records import write_json
 from sentiops.scoring import classification_metrics, labels_from_proba, macro_f1, scored_labels
-from sentiops.statistics import Bootstrap, group_weights, paired_bootstrap
+from sentiops.significance import Bootstrap, group_weights, paired_bootstrap
 
 __all__ = ["Check", "Decision", "ModelSummary", "compare", "decide"]
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from sentiops.models import modeldir
 from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
-from sentiops.statistics import paired_bootstrap
+from sentiops.significance import paired_bootstrap
 
 ONNX_DIR = "onnx"
 FORMS = ("student-int8", "onnx-int8", "onnx-fp32", "pytorch")

@@ -17,7 +17,7 @@ PACKAGES = ("sentiops", "serving", "drift")
 LAYERS: tuple[tuple[str, ...], ...] = (
     # foundation: imports nothing of sentiops
     ("sentiops", "sentiops.errors", "sentiops.metrics", "sentiops.scoring", "sentiops.records"),
-    ("sentiops.statistics",),  # the paired bootstrap (the gate, the serving form's check)
+    ("sentiops.significance",),  # the paired bootstrap (the gate, the serving form's check)
     ("sentiops.estimation",),  # calibration, performance estimated without labels (numpy)
     ("sentiops.config",),  # settings and defaults
     ("sentiops.security",),  # tokens, rate limits (predictor, sidecar, local stack)

@@ -25,7 +25,7 @@ from sentiops.models import load_model, modeldir
 from sentiops.models.tfidf import TfidfModel
 from sentiops.params import GateConfig, parse
 from sentiops.registry.lifecycle import gate_tags
-from sentiops.statistics import group_weights, paired_bootstrap
+from sentiops.significance import group_weights, paired_bootstrap
 from tests.conftest import gate_and_pipeline_app, make_frame
 
 LABELS = ["negative", "neutral", "positive"]

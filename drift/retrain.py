@@ -24,6 +24,7 @@ process recorded in `<store>/retrain/active.json` is alive).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -34,7 +35,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from drift.predlog import COLUMNS
 from sentiops import metrics
+from sentiops.feedback.labels import RANDOM, feedback_prefix
+from sentiops.feedback.labels import read_labels as standing_labels
+from sentiops.local.processes import start_process
+from sentiops.pipeline.kubeflow import COMPILED
 from sentiops.store import layout
 
 logger = logging.getLogger("sentiops.drift.retrain")
@@ -57,7 +63,7 @@ class CommandTrigger:
 
     def __init__(self, command: str, store: str, workdir: Path) -> None:
         self.command, self.store, self.workdir = command, store, Path(workdir)
-        from sentiops.store.storage import is_s3
+        from sentiops.store.storage import is_s3  # lazy: pulls minio
 
         shared = not is_s3(store)  # a local store: every local sidecar sees the same marker
         self.marker = (
@@ -81,7 +87,6 @@ class CommandTrigger:
         return None
 
     def submit(self, datasets: list[str], reason: str) -> dict[str, Any]:
-        from sentiops.local.processes import start_process
 
         data_args = " ".join(f"--data {shlex.quote(d)}" for d in datasets)
         line = self.command.format(data_args=data_args, datasets=",".join(datasets))
@@ -157,7 +162,6 @@ class KfpTrigger:
         return None
 
     def submit(self, datasets: list[str], reason: str) -> dict[str, Any]:
-        from sentiops.pipeline.kubeflow import COMPILED
 
         name = f"retrain-{reason}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         result = self.client.create_run_from_pipeline_package(
@@ -179,7 +183,7 @@ def read_label_file(uri: str) -> Any:
     """One label file's rows (None if unreadable: reported, not counted); feedback parts keep
     who labelled (`labelled_by`), what the model had said (`predicted_label`) and how sure it
     was (`confidence`) for the poisoning guard."""
-    from sentiops.data.datasets import read_table
+    from sentiops.data.datasets import read_table  # lazy: pulls pandas, pyarrow
 
     try:
         return read_table(uri, label_column="label", keep=GUARD_COLUMNS)
@@ -189,8 +193,6 @@ def read_label_file(uri: str) -> Any:
 
 
 def _parquet(uri: str, settings: Any, columns: list[str] | None = None) -> Any:
-    import io
-
     import pyarrow.parquet as pq
 
     return pq.read_table(io.BytesIO(layout.get_bytes(uri, settings)), columns=columns).to_pandas()
@@ -278,8 +280,6 @@ class Retrainer:
         released): the guard's reference when the burst has too few of its own."""
         import pandas as pd
 
-        from sentiops.feedback.labels import RANDOM
-
         frames = []
         for f in layout.label_files(self.store, settings=self.settings):
             if f.uri in burst:
@@ -306,7 +306,7 @@ class Retrainer:
             return {"outcome": "disabled"}
         import pandas as pd
 
-        from sentiops.feedback.live import review_burst
+        from sentiops.feedback.live import review_burst  # lazy: pulls numpy
 
         files = layout.label_files(self.store, since=drift_since, settings=self.settings)
         frames = {f.uri: read_label_file(f.uri) for f in files}
@@ -373,8 +373,6 @@ class Retrainer:
         released record names). Returned in `read_label_file`'s columns per part, with the
         standing labels themselves (every column); None without feedback parts. Other label
         files (a CSV a team dropped in) stay as they were read."""
-        from sentiops.feedback.labels import feedback_prefix
-        from sentiops.feedback.labels import read_labels as standing_labels
 
         feedback = feedback_prefix(self.store)
         mine = [u for u, x in frames.items() if x is not None and u.startswith(feedback)]
@@ -396,7 +394,6 @@ class Retrainer:
         """What the run trains on besides the original datasets: one snapshot of the burst's
         feedback labels as they stand (written to <store>/retrain/snapshots/), and every other
         label file as it is."""
-        from sentiops.feedback.labels import feedback_prefix
 
         feedback = feedback_prefix(self.store)
         out = [f.uri for f in files if not f.uri.startswith(feedback)]
@@ -477,9 +474,6 @@ def write_labelling(
     sample), with the window's p-value and its estimated accuracy (`estimated`, from the
     calibrated probabilities: a labelling tool takes the most harmful drift first by it)."""
     import pyarrow as pa
-
-    from drift.predlog import COLUMNS
-    from sentiops.feedback.labels import RANDOM
 
     rows = [r for r in rows if r.get("sample") != RANDOM]  # the sample is labelled as drawn
     ordered = uncertainty_order(rows)[:limit]

@@ -199,7 +199,7 @@ class TrainConfig(DataConfig):
 
     def model_params(self) -> dict[str, Any]:
         """The model type's hyperparameters, with this config's values."""
-        from sentiops.models import hyperparameters
+        from sentiops.models import hyperparameters  # lazy: pulls numpy, cryptography (CLI startup)
 
         names = hyperparameters(self.model_type)
         missing = sorted(set(names) - set(type(self).model_fields))

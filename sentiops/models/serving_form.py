@@ -30,14 +30,18 @@ split against the champion. What was measured for each form is recorded.
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sentiops.models import modeldir
+from sentiops.models import load_model, modeldir
 from sentiops.scoring import labels_from_proba, macro_f1, scored_labels
 from sentiops.significance import paired_bootstrap
 
@@ -56,8 +60,6 @@ OPSET = 17
 
 def export_onnx(net: Any, tokenizer: Any, path: Path) -> Path:
     """The PyTorch classifier as an ONNX graph with dynamic batch and sequence axes."""
-    import warnings
-
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,8 +92,6 @@ def export_onnx(net: Any, tokenizer: Any, path: Path) -> Path:
 def fuse(src: Path, dst: Path, config: Any) -> Path:
     """ONNX Runtime's transformer optimizer: attention, layer-norm and GELU subgraphs fused
     into single kernels (BERT-family encoders; DistilBERT fuses partly)."""
-    import logging
-
     from onnxruntime.transformers.optimizer import optimize_model
 
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", 0)
@@ -107,8 +107,6 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     """Dynamic int8 quantization of the weights, per output channel (ONNX Runtime's
     quantizer; per-tensor scales lose ~2 macro-F1 points on a fine-tuned MiniLM, per-channel
     scales keep it within 0.5)."""
-    import logging
-
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -149,7 +147,7 @@ def _student(
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """Distill, export, fuse and quantize the student into staging/FILES["student-int8"]."""
-    from sentiops.models.distill import distill, encoder_layers
+    from sentiops.models.distill import distill, encoder_layers  # lazy: pulls torch
 
     if not len(texts):
         raise ValueError("the student-int8 form needs the training texts to distill on")
@@ -187,8 +185,6 @@ def _threads() -> int:
 
         return int(torch.get_num_threads())
     except ImportError:  # pragma: no cover - the transformer extra brings torch
-        import os
-
         return len(os.sched_getaffinity(0)) or 1
 
 
@@ -296,8 +292,6 @@ def package(
     validation macro-F1, its difference from PyTorch fp32 and texts/s measured here.
     `student-int8` distills on `train_texts` (with their `train_labels`, `distill_params`
     passed to `sentiops.models.distill.distill`)."""
-    from sentiops.models import load_model
-
     forms = _checked_forms(forms, train_texts)
     loaded = load_model(folder)
     reference: Any = loaded.model  # a TransformerModel (only transformers are packaged)
@@ -350,6 +344,4 @@ def package(
             student=student_record,
         )
     finally:
-        import shutil
-
         shutil.rmtree(staging, ignore_errors=True)

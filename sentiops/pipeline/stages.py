@@ -23,13 +23,21 @@ import pandas as pd
 from sentiops.config import REGISTERED_MODEL, Settings
 from sentiops.data import datasets as data_mod
 from sentiops.data.datasets import LABEL, LABELS, TEXT
+from sentiops.data.validate import check_overlap
+from sentiops.data.validate import validate as run_validate
 from sentiops.errors import ConfigError, ValidationFailed
+from sentiops.evaluation.evaluate import evaluate as run_evaluate
+from sentiops.gate.promotion import gate_challenger
+from sentiops.gate.promotion import register as push
+from sentiops.models import hyperparameters as known
 from sentiops.models import load_model
+from sentiops.params import PIPELINE_OWNED, TrainConfig, parse
+from sentiops.security.signing import SIGNING_KEY_ENV, VERIFY_KEY_ENV
 
 if TYPE_CHECKING:  # heavy modules (torch, MLflow) load only in the stages that use them
     from sentiops.data.validate import Report
     from sentiops.gate.decision import Decision
-    from sentiops.params import GateConfig, TrainConfig
+    from sentiops.params import GateConfig
 
 
 #: Where the training pipeline mounts the Secret `sentiops-model-signing` into the train step
@@ -48,7 +56,6 @@ def use_mounted_signing_key(folder: Path = SIGNING_KEY_DIR) -> Path | None:
     not serving. Under kfp.local and in tests nothing is mounted and the environment decides
     (the platform config that mounts it is the cluster's only: a path set in the component's
     environment would name a missing file there). Returns the signing key's path when set."""
-    from sentiops.security.signing import SIGNING_KEY_ENV, VERIFY_KEY_ENV
 
     mounted, public = folder / SIGNING_KEY_FILE, folder / VERIFY_KEY_FILE
     if os.environ.get(SIGNING_KEY_ENV, "").strip() or not mounted.is_file():
@@ -95,7 +102,6 @@ def validate(
 
     Returns the report and the dataset version (content hash, as `data.snapshot` names it).
     """
-    from sentiops.data.validate import validate as run_validate
 
     clean, report = run_validate(pd.read_parquet(inp), LABELS, min_per_class, drop_invalid)
     report.write(report_dir)
@@ -115,8 +121,7 @@ def split(
     inp: Path, outs: dict[str, Path], seed: int = 42, val_frac: float = 0.1, test_frac: float = 0.2
 ) -> dict[str, Any]:
     """Stratified train/validation/test tables; reports texts shared across splits."""
-    from sentiops.data.split import split as run_split
-    from sentiops.data.validate import check_overlap
+    from sentiops.data.split import split as run_split  # lazy: pulls scikit-learn
 
     parts = run_split(pd.read_parquet(inp), seed, val_frac, test_frac)
     for name, part in parts.items():
@@ -134,8 +139,6 @@ def train_config(
     """A TrainConfig from pipeline parameters. `hyperparameters` may set the model type's
     hyperparameters and the training knobs (`max_train_examples`, `max_length`,
     `class_weights`, ...); anything else is an error naming what is allowed."""
-    from sentiops.models import hyperparameters as known
-    from sentiops.params import PIPELINE_OWNED, TrainConfig, parse
 
     knobs = {
         "max_train_examples",
@@ -182,7 +185,7 @@ def train(
     """Fit on the train table, score the validation table, write the model directory and
     (with `track`) log the run and register the model with the alias `challenger`. The model
     is signed with the mounted Secret's key on a cluster (`use_mounted_signing_key`)."""
-    from sentiops.training.train import train_on_splits
+    from sentiops.training.train import train_on_splits  # lazy: pulls scikit-learn, scipy
 
     use_mounted_signing_key()
 
@@ -211,7 +214,6 @@ def train(
 
 def evaluate(model_dir: Path, test_path: Path) -> dict[str, Any]:
     """All evaluation metrics of a model directory on the test table (with predictions)."""
-    from sentiops.evaluation.evaluate import evaluate as run_evaluate
 
     test = pd.read_parquet(test_path)
     return run_evaluate(load_model(model_dir), test[TEXT], test[LABEL])
@@ -230,7 +232,6 @@ def gate(
     settings: Settings | None = None,
 ) -> Decision:
     """`promotion.gate_challenger` on the test table."""
-    from sentiops.gate.promotion import gate_challenger
 
     return gate_challenger(
         challenger_dir,
@@ -255,7 +256,6 @@ def register(
     settings: Settings | None = None,
 ) -> dict[str, str]:
     """`promotion.register`: push an approved model to the store; it becomes the candidate."""
-    from sentiops.gate.promotion import register as push
 
     return push(
         model_dir, decision, store, model_name, registered_model, registry_version, settings
@@ -286,12 +286,19 @@ def rollout(
     `{"approveBefore": "100", "notify": "slack=https://..."}`). A person approves through the
     InferenceService's annotation (`rollout.kserve.AnnotationGate`); notifications link to the
     ConfigMap's `recordUrl` with `{run_id}` and `{version}` filled in. Returns the record."""
-    from sentiops.rollout.kserve import AnnotationGate, KServeExecutor, api_client
-    from sentiops.rollout.notify import Notifier, parse_targets
-    from sentiops.rollout.prometheus import PrometheusSource
-    from sentiops.rollout.settle import roll_out
-    from sentiops.rollout.shadow import ShadowExecutor
-    from sentiops.rollout.steps import CANARY, SHADOW
+    from sentiops.rollout.kserve import (
+        AnnotationGate,
+        KServeExecutor,
+        api_client,
+    )  # lazy: pulls scipy, prometheus_client
+    from sentiops.rollout.notify import (
+        Notifier,
+        parse_targets,
+    )  # lazy: pulls scipy, prometheus_client
+    from sentiops.rollout.prometheus import PrometheusSource  # lazy: pulls scipy, prometheus_client
+    from sentiops.rollout.settle import roll_out  # lazy: pulls scipy, prometheus_client
+    from sentiops.rollout.shadow import ShadowExecutor  # lazy: pulls scipy, prometheus_client
+    from sentiops.rollout.steps import CANARY, SHADOW  # lazy: pulls scipy, prometheus_client
 
     if not namespace and SA_NAMESPACE.exists():
         namespace = SA_NAMESPACE.read_text().strip()
@@ -330,8 +337,11 @@ def _rollout_settings(
 ) -> tuple[Any, str, str]:
     """The `sentiops-rollout` ConfigMap's settings with this run's `overrides`, the Prometheus
     URL of the judge and the rollout mode (each: the argument, else the ConfigMap's)."""
-    from sentiops.rollout.kserve import RolloutSettings, load_settings
-    from sentiops.rollout.steps import MODES
+    from sentiops.rollout.kserve import (
+        RolloutSettings,
+        load_settings,
+    )  # lazy: pulls scipy, prometheus_client
+    from sentiops.rollout.steps import MODES  # lazy: pulls scipy, prometheus_client
 
     cfg = load_settings(api, namespace)
     if overrides:
@@ -354,8 +364,8 @@ def _rollout_settings(
 def _rollout_plan(cfg: Any, version: str, current: dict[str, Any] | None, mode: str) -> Any:
     """The rollout's plan from the settings; settings that do not fit together are a
     ConfigError."""
-    from sentiops.rollout.kserve import served_version
-    from sentiops.rollout.steps import RolloutPlan
+    from sentiops.rollout.kserve import served_version  # lazy: pulls scipy, prometheus_client
+    from sentiops.rollout.steps import RolloutPlan  # lazy: pulls scipy, prometheus_client
 
     try:
         return RolloutPlan(

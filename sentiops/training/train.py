@@ -11,15 +11,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sentiops.config import Settings, get_settings
 from sentiops.data.datasets import BUILTIN, LABEL, SCORE, SOURCE, TEXT, Manifest
 from sentiops.data.prepare import prepare
+from sentiops.data.split import original_rows
 from sentiops.data.validate import Report
+from sentiops.detection import detector
+from sentiops.errors import DriftError
+from sentiops.estimation import calibration
 from sentiops.evaluation.evaluate import evaluate
 from sentiops.models import SentimentModel, fit_model, load_model, modeldir
 from sentiops.params import DataConfig, TrainConfig
+from sentiops.registry import lifecycle as registry
+from sentiops.registry import tracking
+from sentiops.security import signing
 from sentiops.training import warm_start
 from sentiops.training.transfer import transfer_set
 
@@ -31,7 +39,6 @@ def _subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     `sentiops.data.split`) are always kept, only the original data is thinned out."""
     if not n or len(df) <= n:
         return df
-    from sentiops.data.split import original_rows
 
     original = original_rows(df) if SOURCE in df.columns else pd.Series(True, index=df.index)
     keep, pool = df[~original], df[original]
@@ -71,7 +78,6 @@ def row_weights(df: pd.DataFrame, added_share: float) -> list[float] | None:
     original row 1. A few hundred labels of new traffic beside thousands of original rows
     would otherwise hardly move the model (the gate weighs both groups of its test set the
     same). None when there is nothing to weigh up (no added rows, or they weigh enough)."""
-    from sentiops.data.split import original_rows
 
     if added_share <= 0 or SOURCE not in df.columns or not len(df):
         return None
@@ -123,10 +129,7 @@ def train_on_splits(
     write `cfg.output` atomically and, with `cfg.track`, log the run and register the model
     (alias `challenger`). Shared by `train()` and the pipeline's train stage."""
     if cfg.track:
-        from sentiops.registry import tracking
-
         tracking.configure(settings)  # fail fast on an unreachable MLflow, before any training
-    from sentiops.security import signing
 
     signing.signing_key()  # and on a missing or broken model signing key (modeldir.write signs)
 
@@ -240,7 +243,6 @@ def _log_training(
 ) -> dict[str, Any]:
     """Log the training run of `cfg.output` (model `version`) to MLflow and register the model
     as `cfg.register_name` (alias `challenger`)."""
-    from sentiops.registry import lifecycle as registry
 
     tracked: dict[str, Any] = registry.log_training(
         cfg.output,
@@ -294,9 +296,6 @@ def calibrate(
     traffic (`traffic_like`): their accuracy is the version's reference for the estimated
     accuracy (`calibration.reference`, the sidecar's `sentiops_validation_accuracy`). Too few
     labelled rows: no calibrator, the record says why."""
-    import numpy as np
-
-    from sentiops.estimation import calibration
 
     loaded = load_model(model_dir)
     texts, gold = val_df[TEXT].astype(str).tolist(), val_df[LABEL].astype(str).tolist()
@@ -331,8 +330,6 @@ def fit_drift_detector(model_dir: Path, train_texts: list[str], val_texts: list[
     texts (label-mix and confidence references from the validation texts) and stored in the
     model directory under its checksums before the model is evaluated, registered and gated —
     the model that is gated ships the detector that will watch it."""
-    from sentiops.detection import detector
-    from sentiops.errors import DriftError
 
     try:
         detector.fit_model_dir(model_dir, train_texts, holdout_texts=val_texts)
@@ -344,8 +341,6 @@ def train(cfg: TrainConfig, settings: Settings | None = None, progress: bool = T
     """Train one model end to end: prepare the data, then `train_on_splits`."""
     s = settings or get_settings()
     if cfg.track:
-        from sentiops.registry import tracking
-
         tracking.configure(s)  # fail fast on an unreachable MLflow, before reading any data
     report_dir = cfg.report_dir or cfg.output.parent / f"{cfg.output.name}-reports"
     prep = prepare(cfg, report_dir, s)

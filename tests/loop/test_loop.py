@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sentiops.local.loop.config import LoopConfig
 from tests.conftest import run_cli
 from tests.servers import refused
 
@@ -46,14 +47,14 @@ def test_the_loop_trains_serves_notices_drift_collects_labels_and_retrains(
         > 0
     )
     retrain = chapters["retrain"]
-    assert retrain["labelled_rows"] >= 600
+    assert retrain["labelled_rows"] >= LoopConfig.quick().min_labels
     # trained on the labels: the sidecar's snapshot of the burst's labels as they stand
     assert any("retrain/snapshots/" in d for d in retrain["datasets"]), retrain["datasets"]
     gate = retrain["gate"]
     report = chapters["report"]
     before, after = report["shifted_before"], report["shifted_after"]
     assert before["sample"] == after["sample"] == "random"
-    # The quick loop's TF-IDF model gains ~+0.01 balanced macro-F1 from ~600 labels (measured:
+    # The quick loop's TF-IDF model gains ~+0.01 balanced macro-F1 from ~400-600 labels (measured:
     # 8 of 20 resampled test sets convince the gate at 95 %), so either outcome is correct here;
     # that the full loop improves the model is measured by five seeded runs (docs/results.md).
     if retrain["candidate"]:

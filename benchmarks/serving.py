@@ -103,11 +103,13 @@ def long_texts(texts: list[str], words: int = LONG_WORDS) -> list[str]:
     """Texts of about `words` words: `texts` joined in order (a long post is many sentences)."""
     out: list[str] = []
     current: list[str] = []
+    count = 0
     for text in texts:
         current.append(text)
-        if sum(len(t.split()) for t in current) >= words:
+        count += len(text.split())
+        if count >= words:
             out.append(" ".join(current))
-            current = []
+            current, count = [], 0
     return out
 
 

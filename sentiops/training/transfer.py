@@ -77,7 +77,8 @@ def source_texts(
     """The texts of one transfer source (`builtin`: of the built-in datasets not among
     `trained_on`, `live` or a dataset)."""
     if source == "builtin":
-        names = [n for n in BUILTIN if n not in set(trained_on)]
+        skip = set(trained_on)
+        names = [n for n in BUILTIN if n not in skip]
         return [t for name in names for t in fetch_builtin(name, settings)[TEXT].astype(str)]
     if source == "live":
         return live_texts(settings, limit)
@@ -106,6 +107,7 @@ def transfer_set(
     `trained_on`: the run's data sources (built-in dataset names among them are skipped)."""
     s = settings or get_settings()
     taken = {*map(str, train_texts), *map(str, exclude)}
+    trained_on = tuple(trained_on)  # read once per source
     extra: dict[str, list[str]] = {}
     for source in dict.fromkeys(sources):  # each source once, in order
         found = source_texts(source, s, limit, trained_on)
